@@ -1,0 +1,151 @@
+/**
+ * JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as MCP uses it: reading a POST
+ * body into messages, costing them, and building error responses.
+ */
+import { methodCost, type Policy } from "./policy.ts";
+
+/** A JSON-RPC id: string, number, or null when it cannot be read. */
+export type JsonRpcId = string | number | null;
+
+/** One message of a POST body, reduced to what the gateway needs. */
+export interface JsonRpcMessage {
+  /** Present on requests and notifications; absent on responses (client answering the server). */
+  method?: string;
+  /** Present on requests and responses; absent on notifications. */
+  id?: JsonRpcId;
+  /** `params.name` for `tools/call` / `prompts/get`, `params.uri` for `resources/read`. */
+  name?: string;
+}
+
+/** A parsed body: one message or a batch. */
+export interface ParsedBody {
+  batch: boolean;
+  messages: JsonRpcMessage[];
+}
+
+/**
+ * Error codes tollbooth answers with, in `error.code`. Codes equal to an HTTP status
+ * sit in the JSON-RPC application range (outside −32768…−32000, and so outside the MCP
+ * reserved range −32020…−32099); the others are JSON-RPC's own.
+ */
+export const ErrorCode = {
+  /** Over budget: solve the challenge in `error.data` or wait `retryAfter` seconds (HTTP 402). */
+  PaymentRequired: 402,
+  /** Over the hard safety ceiling: wait `retryAfter` seconds (HTTP 429). */
+  TooManyRequests: 429,
+  /** `Origin` not allowed (HTTP 403). */
+  ForbiddenOrigin: 403,
+  /** Body larger than `maxBodyBytes` (HTTP 413). */
+  PayloadTooLarge: 413,
+  /** POST body not `application/json` (HTTP 415). */
+  UnsupportedMediaType: 415,
+  /** Origin unreachable or failed (HTTP 502). */
+  BadGateway: 502,
+  /** Gateway misconfigured or its state unavailable (HTTP 500 / 503). */
+  Unavailable: 503,
+  /** Origin did not answer in time (HTTP 504). */
+  GatewayTimeout: 504,
+  /** Body is not JSON (HTTP 400). */
+  ParseError: -32700,
+  /** Body is JSON but not JSON-RPC 2.0 (HTTP 400). */
+  InvalidRequest: -32600,
+  /** `Mcp-Method` / `Mcp-Name` header does not match the body (MCP 2026-07-28; HTTP 400). */
+  HeaderMismatch: -32020,
+} as const;
+
+/** Why a body could not be read. */
+export type BodyError = { code: typeof ErrorCode.ParseError | typeof ErrorCode.InvalidRequest; message: string };
+
+function readMessage(value: unknown): JsonRpcMessage | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+  const v = value as Record<string, unknown>;
+  if (v.jsonrpc !== "2.0") return null;
+  const id = v.id;
+  if (id !== undefined && id !== null && typeof id !== "string" && typeof id !== "number") return null;
+  const msg: JsonRpcMessage = {};
+  if ("id" in v) msg.id = id as JsonRpcId;
+  if ("method" in v) {
+    if (typeof v.method !== "string") return null;
+    msg.method = v.method;
+    const params = v.params;
+    if (params !== undefined && (typeof params !== "object" || params === null)) return null;
+    const p = (params ?? {}) as Record<string, unknown>;
+    const name = v.method === "resources/read" ? p.uri : p.name;
+    if (typeof name === "string") msg.name = name;
+  } else if (!("result" in v) && !("error" in v)) {
+    return null;
+  }
+  return msg;
+}
+
+/**
+ * Parse a POST body (UTF-8 JSON) into JSON-RPC messages.
+ * @returns the messages, or the JSON-RPC error to answer with: −32700 for invalid UTF-8
+ *   or JSON, −32600 for an empty batch or a value that is not a JSON-RPC 2.0 message
+ */
+export function parseBody(bytes: ArrayBuffer | Uint8Array): ParsedBody | BodyError {
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    return { code: ErrorCode.ParseError, message: "Parse error: the body is not valid UTF-8 JSON" };
+  }
+  const batch = Array.isArray(value);
+  const items = batch ? (value as unknown[]) : [value];
+  if (items.length === 0) return { code: ErrorCode.InvalidRequest, message: "Invalid Request: empty batch" };
+  const messages: JsonRpcMessage[] = [];
+  for (const item of items) {
+    const msg = readMessage(item);
+    if (!msg) return { code: ErrorCode.InvalidRequest, message: "Invalid Request: not a JSON-RPC 2.0 message" };
+    messages.push(msg);
+  }
+  return { batch, messages };
+}
+
+/** Whether `parseBody` failed. */
+export function isBodyError(parsed: ParsedBody | BodyError): parsed is BodyError {
+  return "code" in parsed;
+}
+
+/**
+ * Total cost of a body: the sum over its requests and notifications (responses cost 0).
+ * @returns units, an integer ≥ 0
+ */
+export function bodyCost(policy: Policy, body: ParsedBody): number {
+  let total = 0;
+  for (const m of body.messages) if (m.method !== undefined) total += methodCost(policy, m.method, m.name);
+  return total;
+}
+
+/** Ids of the requests in a body (what error responses must answer). */
+export function requestIds(body: ParsedBody | null): JsonRpcId[] {
+  if (!body) return [];
+  return body.messages.filter((m) => m.method !== undefined && m.id !== undefined).map((m) => m.id as JsonRpcId);
+}
+
+/** A JSON-RPC 2.0 error response object. */
+export interface JsonRpcErrorResponse {
+  jsonrpc: "2.0";
+  id: JsonRpcId;
+  error: { code: number; message: string; data?: unknown };
+}
+
+/**
+ * Error responses for a body: one per request id (an array when the body was a batch),
+ * or a single response with `id: null` when no id can be read.
+ */
+export function errorPayload(
+  body: ParsedBody | null,
+  code: number,
+  message: string,
+  data?: unknown,
+): JsonRpcErrorResponse | JsonRpcErrorResponse[] {
+  const make = (id: JsonRpcId): JsonRpcErrorResponse => ({
+    jsonrpc: "2.0",
+    id,
+    error: data === undefined ? { code, message } : { code, message, data },
+  });
+  const ids = requestIds(body);
+  if (body?.batch && ids.length > 0) return ids.map(make);
+  return make(ids[0] ?? null);
+}

@@ -1,0 +1,141 @@
+/**
+ * The policy: one object that says what each request costs, how large each caller's
+ * token bucket is, what a proof-of-work challenge asks and buys, and how the proxy
+ * behaves. Given as JSON in the `TOLLBOOTH_POLICY` var; validated once, at start.
+ */
+import { z } from "zod";
+
+const cost = z.number().int().min(0);
+const bucket = z.strictObject({
+  /** Most units the bucket holds (the burst). */
+  capacity: z.number().int().min(1),
+  /** Units added per second. */
+  refillPerSecond: z.number().positive(),
+});
+
+/** Method costs every policy starts from: a handshake never trips the limit. */
+export const DEFAULT_METHOD_COSTS: Readonly<Record<string, number>> = {
+  initialize: 0,
+  ping: 0,
+  "tools/list": 0,
+  "notifications/*": 0,
+};
+
+/** Identity strategies, tried in order (see `shared/identity.ts`). */
+export const IDENTITY_STRATEGIES = ["authorization", "api-key", "ip"] as const;
+
+const schema = z.strictObject({
+  /** `realm` of the `PowChallenge` challenge. */
+  realm: z.string().regex(/^[\x20-\x7e]{1,64}$/).default("tollbooth"),
+  /** Path of the gated MCP endpoint. */
+  endpoint: z.string().regex(/^\/[^?#]*$/).default("/mcp"),
+  /** The free token bucket of each caller. */
+  bucket: bucket.default({ capacity: 10, refillPerSecond: 0.5 }),
+  /** Hard per-caller ceiling (requests, any cost) that even token holders cannot pass: 429. */
+  ceiling: bucket.default({ capacity: 60, refillPerSecond: 10 }),
+  costs: z
+    .strictObject({
+      /** Cost of a JSON-RPC request whose method has no entry below. */
+      default: cost.default(1),
+      /** Cost per JSON-RPC method; `prefix/*` matches a whole family. Merged over DEFAULT_METHOD_COSTS. */
+      methods: z.record(z.string(), cost).default({}),
+      /** Cost of `tools/call` per tool (`params.name`); wins over `methods["tools/call"]`. */
+      tools: z.record(z.string(), cost).default({}),
+      /** Cost of a request to any path other than the endpoint (OAuth metadata paths cost 0). */
+      otherPaths: cost.default(1),
+    })
+    .default({ default: 1, methods: {}, tools: {}, otherPaths: 1 }),
+  challenge: z
+    .strictObject({
+      /** Leading zero bits required of SHA-256(salt ‖ nonce). */
+      difficulty: z.number().int().min(1).max(32).default(16),
+      /** Credits an access token minted from one solve carries. */
+      credits: z.number().int().min(1).default(20),
+      /** Seconds a challenge stays redeemable. */
+      ttlSeconds: z.number().int().min(5).max(3600).default(120),
+    })
+    .default({ difficulty: 16, credits: 20, ttlSeconds: 120 }),
+  token: z
+    .strictObject({
+      /** Lifetime of an access token, in seconds. */
+      ttlSeconds: z.number().int().min(1).max(86400).default(300),
+    })
+    .default({ ttlSeconds: 300 }),
+  identity: z
+    .strictObject({
+      strategies: z.array(z.enum(IDENTITY_STRATEGIES)).min(1).default(["authorization", "api-key", "ip"]),
+      /** Header read by the `api-key` strategy. */
+      apiKeyHeader: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/).default("x-api-key"),
+    })
+    .default({ strategies: ["authorization", "api-key", "ip"], apiKeyHeader: "x-api-key" }),
+  /** Browser origins allowed to call (MCP transport, DNS rebinding); the gateway's own origin always is; "*" allows any. */
+  allowedOrigins: z.array(z.string()).default([]),
+  /** Largest request body accepted, in bytes (413 above). */
+  maxBodyBytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
+  /** Milliseconds to wait for the origin's response headers (504 after). */
+  originTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+});
+
+/** A validated policy with every default filled in. */
+export type Policy = z.output<typeof schema>;
+/** What a user may write: every field optional. */
+export type PolicyInput = z.input<typeof schema>;
+
+/**
+ * Validate a policy and fill in defaults.
+ * @param input a parsed JSON value, a JSON string, or undefined (all defaults)
+ * @throws TypeError naming the first bad field, e.g. `TOLLBOOTH_POLICY.bucket.capacity: ...`
+ */
+export function parsePolicy(input: unknown): Policy {
+  let value = input;
+  if (typeof input === "string") {
+    try {
+      value = input.trim() === "" ? {} : JSON.parse(input);
+    } catch (err) {
+      throw new TypeError(`TOLLBOOTH_POLICY is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const result = schema.safeParse(value ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
+    const path = [...issue.path.map(String), ...keys.slice(0, 1)].join(".");
+    throw new TypeError(`TOLLBOOTH_POLICY${path ? "." + path : ""}: ${issue.message}`);
+  }
+  const policy = result.data;
+  policy.costs.methods = { ...DEFAULT_METHOD_COSTS, ...policy.costs.methods };
+  const costs: Array<[string, number]> = [
+    ...Object.entries(policy.costs.methods).map(([k, v]) => [`costs.methods.${k}`, v] as [string, number]),
+    ...Object.entries(policy.costs.tools).map(([k, v]) => [`costs.tools.${k}`, v] as [string, number]),
+    ["costs.default", policy.costs.default],
+    ["costs.otherPaths", policy.costs.otherPaths],
+  ];
+  for (const [field, value] of costs) {
+    // A cost above the capacity could never be admitted by the free bucket.
+    if (value > policy.bucket.capacity) {
+      throw new TypeError(`TOLLBOOTH_POLICY.${field}: ${value} exceeds bucket.capacity (${policy.bucket.capacity})`);
+    }
+  }
+  return policy;
+}
+
+/**
+ * Cost of one JSON-RPC message under a policy.
+ * @param method the JSON-RPC `method`
+ * @param toolName `params.name` when the method is `tools/call`
+ * @returns units to take from the caller's bucket (an integer ≥ 0)
+ */
+export function methodCost(policy: Policy, method: string, toolName: string | undefined): number {
+  if (method === "tools/call" && toolName !== undefined) {
+    const tool = policy.costs.tools[toolName];
+    if (tool !== undefined) return tool;
+  }
+  const exact = policy.costs.methods[method];
+  if (exact !== undefined) return exact;
+  const slash = method.indexOf("/");
+  if (slash > 0) {
+    const family = policy.costs.methods[method.slice(0, slash) + "/*"];
+    if (family !== undefined) return family;
+  }
+  return policy.costs.default;
+}

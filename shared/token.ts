@@ -1,0 +1,89 @@
+/**
+ * The access token: what a solved challenge buys, sent back in the `Tollbooth-Token`
+ * request header.
+ *
+ * Format: `tb1.<kid>.<payload>.<signature>`
+ * - `kid`: id of the signing key (`shared/keys.ts`), so secrets can rotate;
+ * - `payload`: base64url (RFC 4648 §5, no padding) of JSON `{ sub, jti, exp, cr }`:
+ *   `sub` the caller identity it is bound to, `jti` its id (22 base64url characters),
+ *   `exp` unix seconds, `cr` the credits bought;
+ * - `signature`: base64url HMAC-SHA256 over canonical([label, kid, payload]).
+ *
+ * The token proves who may spend and until when; how many credits are left is accounted
+ * by the caller's Durable Object under `jti` (the `cr` field is the starting balance).
+ */
+import { canonical, fromBase64Url, randomBytes, toBase64Url, utf8 } from "./encoding.ts";
+import { hmac, hmacVerify, type Keyring } from "./keys.ts";
+
+const PREFIX = "tb1";
+/** Domain-separation label of the token signature. */
+const LABEL = "tollbooth/access-token/v1";
+
+/** The claims of an access token. */
+export interface TokenClaims {
+  /** Caller identity the token is bound to. */
+  sub: string;
+  /** Token id: the key of its credit balance in the Durable Object. */
+  jti: string;
+  /** Expiry, unix seconds. */
+  exp: number;
+  /** Credits bought (starting balance). */
+  cr: number;
+}
+
+/** Why a token was refused. */
+export type TokenError = "malformed" | "unknown_key" | "bad_signature" | "expired" | "wrong_caller";
+
+/** A fresh random token id (16 bytes, base64url). */
+export function newTokenId(): string {
+  return toBase64Url(randomBytes(16));
+}
+
+/** Sign claims with the keyring's current signing key. @returns the token string */
+export async function signToken(keyring: Keyring, claims: TokenClaims): Promise<string> {
+  const kid = keyring.signer.kid;
+  const payload = toBase64Url(utf8(JSON.stringify({ sub: claims.sub, jti: claims.jti, exp: claims.exp, cr: claims.cr })));
+  const tag = await hmac(keyring.signer, canonical([LABEL, kid, payload]));
+  return `${PREFIX}.${kid}.${payload}.${toBase64Url(tag)}`;
+}
+
+/**
+ * Verify a token for `caller` at `nowMs` (unix milliseconds).
+ * Checks, in order: shape, key id, signature (constant time), claims, expiry, caller.
+ * @returns the claims, or the reason the token was refused
+ */
+export async function verifyToken(
+  keyring: Keyring,
+  token: string,
+  caller: string,
+  nowMs: number,
+): Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
+  if (token.length > 2048) return { ok: false, reason: "malformed" };
+  const parts = token.split(".");
+  if (parts.length !== 4 || parts[0] !== PREFIX) return { ok: false, reason: "malformed" };
+  const [, kid, payload, signature] = parts as [string, string, string, string];
+  const key = keyring.byKid.get(kid);
+  if (!key) return { ok: false, reason: "unknown_key" };
+  // Invariant: strict base64url, so a token has exactly one valid spelling.
+  const tag = fromBase64Url(signature);
+  if (!tag || tag.byteLength !== 32) return { ok: false, reason: "bad_signature" };
+  if (!(await hmacVerify(key, tag, canonical([LABEL, kid, payload])))) return { ok: false, reason: "bad_signature" };
+  const bytes = fromBase64Url(payload);
+  let claims: TokenClaims;
+  try {
+    claims = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes ?? new Uint8Array()));
+  } catch {
+    return { ok: false, reason: "malformed" };
+  }
+  if (
+    typeof claims?.sub !== "string" ||
+    typeof claims.jti !== "string" ||
+    !Number.isSafeInteger(claims.exp) ||
+    !Number.isSafeInteger(claims.cr)
+  ) {
+    return { ok: false, reason: "malformed" };
+  }
+  if (nowMs >= claims.exp * 1000) return { ok: false, reason: "expired" };
+  if (claims.sub !== caller) return { ok: false, reason: "wrong_caller" };
+  return { ok: true, claims };
+}

@@ -1,0 +1,60 @@
+/**
+ * The gateway Worker: `tollbooth()` in front of `mcpProxy()`, configured from the
+ * environment (see workers/env.ts and wrangler.toml). The app is built once per isolate
+ * and configuration; a bad configuration answers every request with a 500 naming it.
+ */
+import { Hono } from "hono";
+import { importKeyring, type HmacKey } from "../shared/keys.ts";
+import { parsePolicy } from "../shared/policy.ts";
+import type { Env } from "./env.ts";
+import { mcpProxy } from "./proxy.ts";
+import { json } from "./responses.ts";
+import { tollbooth, type TollboothVariables } from "./tollbooth.ts";
+
+export { CallerBucket } from "./caller-bucket.ts";
+
+/**
+ * Build the gateway app for an environment.
+ * @throws TypeError naming the bad setting (policy field, secret, ORIGIN_URL)
+ */
+export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: TollboothVariables }> {
+  const policy = parsePolicy(env.TOLLBOOTH_POLICY);
+  let proofKey: Promise<HmacKey> | undefined;
+  const app = new Hono<{ Bindings: Env; Variables: TollboothVariables }>();
+  app.use(tollbooth({ policy, secret: env.TOLLBOOTH_SECRET, buckets: env.CALLER_BUCKET }));
+  app.all(
+    "*",
+    mcpProxy({
+      originUrl: env.ORIGIN_URL,
+      proofKey: () => (proofKey ??= importKeyring(env.TOLLBOOTH_ORIGIN_SECRET ?? env.TOLLBOOTH_SECRET).then((k) => k.signer)),
+      timeoutMs: policy.originTimeoutMs,
+    }),
+  );
+  return app;
+}
+
+let cached: { key: string; app: ReturnType<typeof createGateway> | Error } | undefined;
+
+function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
+  const key = [env.TOLLBOOTH_POLICY, env.TOLLBOOTH_SECRET, env.TOLLBOOTH_ORIGIN_SECRET, env.ORIGIN_URL].join("\u0000");
+  if (cached?.key !== key) {
+    let app: ReturnType<typeof createGateway> | Error;
+    try {
+      app = createGateway(env);
+    } catch (err) {
+      app = err instanceof Error ? err : new Error(String(err));
+    }
+    cached = { key, app };
+  }
+  return cached.app;
+}
+
+export default {
+  fetch(request, env, ctx) {
+    const app = gatewayFor(env);
+    if (app instanceof Error) {
+      return json(500, { error: "misconfigured", message: `tollbooth is misconfigured: ${app.message}` });
+    }
+    return app.fetch(request, env, ctx);
+  },
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,199 @@
+/**
+ * `tollbooth(options)`: the Hono middleware that gates every request before the proxy.
+ *
+ * Per request: Origin check (MCP transport, DNS rebinding) → tollbooth's own endpoints →
+ * body size limit → cost (JSON-RPC method / tool) → caller identity → credentials
+ * (`Tollbooth-Solution`, `Tollbooth-Token`, verified statelessly) → one call to the
+ * caller's Durable Object, which applies the ceiling, spends solutions and credits, and
+ * takes from the free bucket. Admitted requests go on to the next handler (the proxy)
+ * with `c.var.tollbooth` set; others get 402 (challenge) or 429 (ceiling), never the origin.
+ */
+import type { MiddlewareHandler } from "hono";
+import { parseAuthParams } from "../shared/auth-params.ts";
+import { readSolution, verifySolution } from "../shared/challenge.ts";
+import { resolveIdentity } from "../shared/identity.ts";
+import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
+import { importKeyring, type Keyring } from "../shared/keys.ts";
+import { parsePolicy, type Policy, type PolicyInput } from "../shared/policy.ts";
+import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
+import { newTokenId, signToken, verifyToken } from "../shared/token.ts";
+import { readBody, TOO_LARGE } from "./body.ts";
+import type { AdmitRequest, AdmitResult, CallerBucket } from "./caller-bucket.ts";
+import { CREDITS_HEADER, paymentRequired, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
+import { jsonRpcError } from "./responses.ts";
+import { wellKnown } from "./well-known.ts";
+
+/** Options of `tollbooth()`. */
+export interface TollboothOptions {
+  /** The policy (validated here; defaults fill what is left out). */
+  policy?: PolicyInput | undefined;
+  /** `TOLLBOOTH_SECRET`: one or more comma-separated secrets, ≥ 16 bytes each. */
+  secret: string;
+  /** The `CallerBucket` Durable Object namespace. */
+  buckets: DurableObjectNamespace<CallerBucket>;
+}
+
+/** What the middleware hands to the proxy for an admitted request. */
+export interface TollboothState {
+  /** Caller identity (see shared/identity.ts). */
+  caller: string;
+  /** Parsed JSON-RPC body on the MCP endpoint, else null. */
+  body: ParsedBody | null;
+  /** Raw request body, already read (null when there was none). */
+  rawBody: Uint8Array<ArrayBuffer> | null;
+  /** Units charged. */
+  cost: number;
+  decision: AdmitResult;
+}
+
+/** Hono variables set by `tollbooth()`. */
+export interface TollboothVariables {
+  tollbooth: TollboothState;
+}
+
+/** Everything the middleware and the well-known endpoints share. */
+export interface Gate {
+  policy: Policy;
+  keyring: () => Promise<Keyring>;
+  buckets: DurableObjectNamespace<CallerBucket>;
+  /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
+  limitHeaders: (decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
+}
+
+/** Paths of OAuth metadata (RFC 9728, RFC 8414, OpenID Discovery): always cost 0. */
+const OAUTH_METADATA = /^\/\.well-known\/(oauth-protected-resource|oauth-authorization-server|openid-configuration)(\/|$)/;
+
+/**
+ * Build the middleware.
+ * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `buckets`)
+ */
+export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variables: TollboothVariables }> {
+  const policy = parsePolicy(options.policy);
+  if (typeof options.secret !== "string" || options.secret.trim() === "") {
+    throw new TypeError("tollbooth(): option `secret` (TOLLBOOTH_SECRET) is required");
+  }
+  if (!options.buckets || typeof options.buckets.idFromName !== "function") {
+    throw new TypeError("tollbooth(): option `buckets` must be the CallerBucket Durable Object namespace");
+  }
+  let keyringPromise: Promise<Keyring> | undefined;
+  const gate: Gate = {
+    policy,
+    keyring: () => (keyringPromise ??= importKeyring(options.secret)),
+    buckets: options.buckets,
+    limitHeaders: (d, nowMs) => {
+      const limits: NamedLimit[] = [
+        { name: "free", config: policy.bucket, result: d.bucket },
+        { name: "ceiling", config: policy.ceiling, result: d.ceiling },
+      ];
+      return { "ratelimit-policy": rateLimitPolicy(limits), ratelimit: rateLimit(limits, nowMs) };
+    },
+  };
+  const allowAnyOrigin = policy.allowedOrigins.includes("*");
+  const allowedOrigins = new Set(policy.allowedOrigins);
+
+  return async function tollbooth(c, next) {
+    const req = c.req.raw;
+    const url = new URL(req.url);
+    const nowMs = Date.now();
+
+    // MCP transport (2025-11-25): a present, invalid Origin gets 403 (DNS rebinding).
+    const origin = req.headers.get("origin");
+    if (origin !== null && !allowAnyOrigin && origin !== url.origin && !allowedOrigins.has(origin)) {
+      return jsonRpcError(403, null, ErrorCode.ForbiddenOrigin, `Forbidden: Origin ${origin} is not allowed`, { origin });
+    }
+    if (url.pathname === WELL_KNOWN || url.pathname.startsWith(WELL_KNOWN + "/")) return wellKnown(gate, req, url, nowMs);
+
+    const rawBody = await readBody(req, policy.maxBodyBytes);
+    if (rawBody === TOO_LARGE) {
+      return jsonRpcError(413, null, ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, { maxBodyBytes: policy.maxBodyBytes });
+    }
+
+    let body: ParsedBody | null = null;
+    let cost: number;
+    if (url.pathname === policy.endpoint && req.method === "POST") {
+      const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+      if (type !== "application/json") {
+        return jsonRpcError(415, null, ErrorCode.UnsupportedMediaType, `Unsupported Media Type: POST ${policy.endpoint} takes application/json, got ${type || "none"}`);
+      }
+      const parsed = parseBody(rawBody ?? new Uint8Array());
+      if (isBodyError(parsed)) return jsonRpcError(400, null, parsed.code, parsed.message);
+      body = parsed;
+      const mismatch = headerMismatch(req.headers, body);
+      if (mismatch) return jsonRpcError(400, body, ErrorCode.HeaderMismatch, mismatch);
+      cost = bodyCost(policy, body);
+    } else if (url.pathname === policy.endpoint) {
+      cost = 0; // GET (SSE stream) and DELETE (end session) carry no JSON-RPC call
+    } else {
+      cost = OAUTH_METADATA.test(url.pathname) ? 0 : policy.costs.otherPaths;
+    }
+
+    const caller = await resolveIdentity(req.headers, policy.identity);
+    const keyring = await gate.keyring();
+    const admit: AdmitRequest = { cost, nowMs, bucket: policy.bucket, ceiling: policy.ceiling };
+    let tokenClaims: { jti: string; exp: number; cr: number } | undefined;
+    const solutionHeader = req.headers.get(SOLUTION_HEADER);
+    const tokenHeader = req.headers.get(TOKEN_HEADER);
+    if (solutionHeader !== null) {
+      const params = parseAuthParams(solutionHeader);
+      const read = params ? readSolution(params.params) : "malformed";
+      if (typeof read === "string") admit.refused = `solution_${read}`;
+      else {
+        const check = await verifySolution(keyring, read.challenge, read.nonce, caller, nowMs);
+        if (!check.ok) admit.refused = `solution_${check.reason}`;
+        else {
+          const exp = Math.floor(nowMs / 1000) + policy.token.ttlSeconds;
+          tokenClaims = { jti: newTokenId(), exp, cr: read.challenge.credits };
+          admit.redeem = {
+            challengeId: read.challenge.id,
+            challengeExpiresMs: read.challenge.expires * 1000,
+            jti: tokenClaims.jti,
+            credits: tokenClaims.cr,
+            tokenExpiresMs: exp * 1000,
+          };
+        }
+      }
+    } else if (tokenHeader !== null) {
+      const check = await verifyToken(keyring, tokenHeader.trim(), caller, nowMs);
+      if (!check.ok) admit.refused = `token_${check.reason}`;
+      else admit.tokenId = check.claims.jti;
+    }
+
+    let decision: AdmitResult;
+    try {
+      decision = await gate.buckets.get(gate.buckets.idFromName(caller)).admit(admit);
+    } catch (err) {
+      // Fail closed: without the caller's state nothing is admitted.
+      return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", { detail: String(err) }, { "retry-after": "1" });
+    }
+
+    const headers = gate.limitHeaders(decision, nowMs);
+    if (decision.minted && tokenClaims) headers[TOKEN_HEADER] = await signToken(keyring, { sub: caller, ...tokenClaims });
+    if (decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits);
+
+    if (!decision.admitted) {
+      if (decision.reason === "ceiling") {
+        const retryAfter = String(Math.max(1, decision.ceiling.retryAfterSeconds));
+        return jsonRpcError(429, body, ErrorCode.TooManyRequests, `Too many requests: over the safety ceiling of ${policy.ceiling.capacity} requests; retry after ${retryAfter} s`, { reason: "ceiling", retryAfter: Number(retryAfter) }, { ...headers, "retry-after": retryAfter });
+      }
+      return paymentRequired({ keyring, policy, caller, nowMs, url, body, reason: decision.reason ?? "over_budget", cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, headers });
+    }
+
+    c.set("tollbooth", { caller, body, rawBody, cost, decision });
+    await next();
+    for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
+  };
+}
+
+/**
+ * MCP 2026-07-28: `Mcp-Method` / `Mcp-Name` headers must match the body they describe.
+ * @returns a message when they do not, else null
+ */
+function headerMismatch(headers: Headers, body: ParsedBody): string | null {
+  const method = headers.get("mcp-method");
+  const name = headers.get("mcp-name");
+  if (method === null && name === null) return null;
+  const only = body.batch ? undefined : body.messages[0];
+  if (method !== null && only?.method !== method) return `Header mismatch: Mcp-Method ${method} does not match the body`;
+  if (name !== null && only?.name !== name) return `Header mismatch: Mcp-Name ${name} does not match the body`;
+  return null;
+}

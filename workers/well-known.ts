@@ -1,0 +1,111 @@
+/**
+ * tollbooth's own endpoints, siblings of the three tools of @powforge/captcha-mcp:
+ * - `GET  /.well-known/tollbooth`           the policy (prices, bucket, ceiling, challenge)
+ * - `GET  /.well-known/tollbooth/challenge` a fresh challenge for this caller
+ * - `POST /.well-known/tollbooth/verify`    redeem a solution → `{ token, expires_in, credits }`
+ * - `GET  /.well-known/tollbooth/status`    this caller's bucket, ceiling and token balance
+ */
+import { formatChallenge, issueChallenge, readSolution, verifySolution } from "../shared/challenge.ts";
+import { resolveIdentity } from "../shared/identity.ts";
+import { newTokenId, signToken, verifyToken } from "../shared/token.ts";
+import { challengeJson, gatewayUrls, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
+import { json } from "./responses.ts";
+import type { Gate } from "./tollbooth.ts";
+
+function problem(status: number, error: string, message: string, extra?: Record<string, unknown>, headers?: Record<string, string>): Response {
+  return json(status, { error, message, ...extra }, headers);
+}
+
+/** Answer a request under `/.well-known/tollbooth`. Never reaches the origin. */
+export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: number): Promise<Response> {
+  const { policy } = gate;
+  const route = url.pathname.slice(WELL_KNOWN.length).replace(/\/$/, "") || "/";
+  const expect = (method: string) =>
+    req.method === method || (method === "GET" && req.method === "HEAD")
+      ? null
+      : problem(405, "method_not_allowed", `${req.method} ${url.pathname} is not allowed; use ${method}`, undefined, { allow: method });
+
+  if (route === "/") {
+    return expect("GET") ?? json(200, {
+      realm: policy.realm,
+      endpoint: policy.endpoint,
+      bucket: policy.bucket,
+      ceiling: policy.ceiling,
+      costs: policy.costs,
+      challenge: { types: ["pow"], algorithm: "sha256", ...policy.challenge },
+      token: { ttlSeconds: policy.token.ttlSeconds, header: "Tollbooth-Token" },
+      solutionHeader: "Tollbooth-Solution",
+      ...gatewayUrls(url),
+    });
+  }
+
+  if (route !== "/challenge" && route !== "/verify" && route !== "/status") {
+    return problem(404, "not_found", `No tollbooth endpoint at ${url.pathname}`);
+  }
+  const wrongMethod = expect(route === "/verify" ? "POST" : "GET");
+  if (wrongMethod) return wrongMethod;
+  const caller = await resolveIdentity(req.headers, policy.identity);
+  const keyring = await gate.keyring();
+  const stub = gate.buckets.get(gate.buckets.idFromName(caller));
+
+  if (route === "/challenge") {
+    const ch = await issueChallenge(keyring, { realm: policy.realm, ...policy.challenge, caller, nowMs });
+    return json(200, challengeJson(ch), { "www-authenticate": formatChallenge(ch) });
+  }
+
+  if (route === "/status") {
+    const tokenHeader = req.headers.get(TOKEN_HEADER);
+    const token = tokenHeader ? await verifyToken(keyring, tokenHeader.trim(), caller, nowMs) : null;
+    if (token && !token.ok) return problem(401, "invalid_token", `Tollbooth-Token refused: ${token.reason}`, { reason: token.reason });
+    const status = await stub.status({ nowMs, bucket: policy.bucket, ceiling: policy.ceiling, ...(token?.ok ? { tokenId: token.claims.jti } : {}) });
+    return json(200, {
+      caller,
+      bucket: status.bucket,
+      ceiling: status.ceiling,
+      token: status.token ? { credits: status.token.credits, expires: Math.floor(status.token.expiresMs / 1000), expires_in: Math.max(0, Math.ceil((status.token.expiresMs - nowMs) / 1000)) } : null,
+    }, gate.limitHeaders(status, nowMs));
+  }
+
+  // POST /verify
+  const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") return problem(415, "unsupported_media_type", "POST /verify takes application/json");
+  let params: unknown;
+  try {
+    const text = await req.text();
+    if (text.length > 16_384) return problem(413, "payload_too_large", "The verify body is limited to 16 KiB");
+    params = JSON.parse(text);
+  } catch {
+    return problem(400, "invalid_request", "The body is not valid JSON");
+  }
+  if (typeof params !== "object" || params === null || Array.isArray(params)) {
+    return problem(400, "invalid_request", "The body must be a JSON object with the challenge fields and nonce");
+  }
+  const read = readSolution(params as Record<string, unknown>);
+  if (read === "malformed") {
+    return problem(400, "invalid_request", `The body must hold the challenge fields (realm, id, salt, difficulty, algorithm, expires, credits, kid, signature) and nonce (decimal digits), as in ${SOLUTION_HEADER}`);
+  }
+  if (read === "unsupported_algorithm") return problem(422, "invalid_solution", "Only algorithm sha256 is supported", { reason: read });
+  const check = await verifySolution(keyring, read.challenge, read.nonce, caller, nowMs);
+  if (!check.ok) return problem(422, "invalid_solution", `Solution refused: ${check.reason}`, { reason: check.reason });
+  const exp = Math.floor(nowMs / 1000) + policy.token.ttlSeconds;
+  const jti = newTokenId();
+  let result;
+  try {
+    result = await stub.redeem({
+      nowMs,
+      bucket: policy.bucket,
+      ceiling: policy.ceiling,
+      redemption: { challengeId: read.challenge.id, challengeExpiresMs: read.challenge.expires * 1000, jti, credits: read.challenge.credits, tokenExpiresMs: exp * 1000 },
+    });
+  } catch {
+    return problem(503, "unavailable", "The rate-limit state could not be reached", undefined, { "retry-after": "1" });
+  }
+  const headers = gate.limitHeaders(result, nowMs);
+  if (result.reason === "ceiling") {
+    const retryAfter = String(Math.max(1, result.ceiling.retryAfterSeconds));
+    return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter: Number(retryAfter) }, { ...headers, "retry-after": retryAfter });
+  }
+  if (!result.minted) return problem(422, "invalid_solution", "Solution refused: solution_spent (each challenge redeems once)", { reason: "spent" }, headers);
+  const token = await signToken(keyring, { sub: caller, jti, exp, cr: read.challenge.credits });
+  return json(200, { token, expires_in: policy.token.ttlSeconds, credits: read.challenge.credits }, headers);
+}

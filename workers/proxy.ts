@@ -37,6 +37,7 @@ export interface ProxyOptions {
  * The bytes the origin proof signs: canonical([label, t, caller, method, path+query]).
  * An origin recomputes them to check `Tollbooth-Signature` (see README, "Origin check").
  * @param t unix seconds
+ * @param pathAndQuery the path and query the origin receives
  */
 export function proofBytes(t: number, caller: string, method: string, pathAndQuery: string): Uint8Array<ArrayBuffer> {
   return canonical([PROOF_LABEL, t, caller, method, pathAndQuery]);
@@ -62,7 +63,8 @@ export function mcpProxy(options: ProxyOptions) {
     const { caller, body, rawBody } = c.var.tollbooth;
     const req = c.req.raw;
     const url = new URL(req.url);
-    const target = `${base.origin}${prefix}${url.pathname}${url.search}`;
+    const pathAndQuery = `${prefix}${url.pathname}${url.search}`;
+    const target = base.origin + pathAndQuery;
 
     const headers = new Headers(req.headers);
     for (const name of STRIPPED) headers.delete(name);
@@ -70,7 +72,7 @@ export function mcpProxy(options: ProxyOptions) {
     headers.set("x-forwarded-proto", url.protocol.replace(":", ""));
     const key = await options.proofKey();
     const t = Math.floor(Date.now() / 1000);
-    const sig = await hmac(key, proofBytes(t, caller, req.method, url.pathname + url.search));
+    const sig = await hmac(key, proofBytes(t, caller, req.method, pathAndQuery));
     headers.set(CALLER_HEADER, caller);
     headers.set(PROOF_HEADER, `t=${t}, kid=${key.kid}, sig=${toBase64Url(sig)}`);
 

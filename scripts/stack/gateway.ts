@@ -1,0 +1,164 @@
+/**
+ * Runs the gateway Worker for end-to-end tests with a real `wrangler dev`
+ * (local mode, workerd), bound to 127.0.0.1 on free ports, with isolated
+ * persistence.
+ *
+ *   const gw = await startGateway({ originUrl: origin.url, policy: {...} });
+ *   await fetch(`${gw.url}/mcp`, ...);
+ *   await gw.close();
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort, OutputTail } from "./ports.ts";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+/** The repository's `wrangler.toml` (default `config`). */
+export const DEFAULT_WRANGLER_CONFIG = join(ROOT, "wrangler.toml");
+const READY_TIMEOUT_MS = 30_000;
+const READY_PATH = "/.well-known/tollbooth";
+
+/** Options for {@link startGateway}. */
+export interface GatewayOptions {
+  /** Upstream MCP server base URL, passed as `--var ORIGIN_URL:<originUrl>`. */
+  originUrl: string;
+  /** Passed as `--var TOLLBOOTH_POLICY:<JSON>` (omitted when undefined). */
+  policy?: object;
+  /** `TOLLBOOTH_SECRET`; a random 32-byte hex string when omitted. */
+  secret?: string;
+  /** Port for the gateway; a free one when omitted. */
+  port?: number;
+  /** Wrangler config path; defaults to the repo's `wrangler.toml`. */
+  config?: string;
+  /** Extra `--var NAME:value` pairs. */
+  vars?: Record<string, string>;
+}
+
+/** Handle returned by {@link startGateway}. */
+export interface Gateway {
+  /** Base URL, e.g. `http://127.0.0.1:41235`. */
+  url: string;
+  /** The `TOLLBOOTH_SECRET` the worker was started with. */
+  secret: string;
+  /** Captured wrangler/workerd stdout+stderr so far (last 64 KiB). */
+  output(): string;
+  /** Kills wrangler's whole process group and deletes the persist dir. */
+  close(): Promise<void>;
+}
+
+/** Process groups still alive, killed if the test process exits without close(). */
+const liveGroups = new Set<number>();
+process.once("exit", () => liveGroups.forEach((pid) => killGroup(pid, "SIGKILL")));
+
+/**
+ * Spawns `wrangler dev` (via process.execPath) for `opts.config` and resolves
+ * once `GET <url>/.well-known/tollbooth` answers 2xx (30 s timeout; the error
+ * quotes wrangler's output).
+ */
+export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  const port = opts.port ?? (await freePort());
+  const inspectorPort = await freePort();
+  const secret = opts.secret ?? randomBytes(32).toString("hex");
+  const persistDir = await mkdtemp(join(tmpdir(), "tollbooth-wrangler-"));
+  const vars: Record<string, string> = {
+    ...opts.vars,
+    ORIGIN_URL: opts.originUrl,
+    TOLLBOOTH_SECRET: secret,
+    ...(opts.policy !== undefined ? { TOLLBOOTH_POLICY: JSON.stringify(opts.policy) } : {}),
+  };
+  const args = [
+    WRANGLER_BIN, "dev",
+    "--config", opts.config ?? DEFAULT_WRANGLER_CONFIG,
+    "--ip", "127.0.0.1",
+    "--port", String(port),
+    "--inspector-port", String(inspectorPort),
+    "--persist-to", persistDir,
+    "--show-interactive-dev-session=false",
+    ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+  ];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CI: "1",
+    WRANGLER_SEND_METRICS: "false",
+    WRANGLER_HIDE_BANNER: "true", // also skips the npm update check
+    CLOUDFLARE_CF_FETCH_ENABLED: "false", // don't fetch workers.cloudflare.com/cf.json
+    WRANGLER_LOG_PATH: join(persistDir, "logs"),
+    NO_COLOR: "1",
+  };
+  // Vitest's NODE_ENV=test would be inlined into the worker bundle by wrangler.
+  for (const key of Object.keys(env)) {
+    if (key === "NODE_ENV" || key === "FORCE_COLOR" || key.startsWith("VITEST")) delete env[key];
+  }
+
+  const output = new OutputTail();
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env,
+    detached: true, // own process group, so workerd dies with it
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  liveGroups.add(child.pid!);
+  child.stdout!.on("data", (c) => output.push(c));
+  child.stderr!.on("data", (c) => output.push(c));
+
+  const url = `http://127.0.0.1:${port}`;
+  const close = async () => {
+    await stopGroup(child);
+    await rm(persistDir, { recursive: true, force: true });
+  };
+  try {
+    await waitUntilReady(url, child, output);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { url, secret, output: () => output.toString(), close };
+}
+
+/** Polls `url + READY_PATH` until it returns 2xx; rejects on child exit or timeout. */
+async function waitUntilReady(url: string, child: ChildProcess, output: OutputTail): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let last = "no response yet";
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`wrangler dev exited early (${child.exitCode ?? child.signalCode}):\n${output}`);
+    }
+    try {
+      const res = await fetch(url + READY_PATH, { signal: AbortSignal.timeout(2_000) });
+      if (res.ok) return;
+      last = `HTTP ${res.status}: ${(await res.text()).slice(0, 500)}`;
+    } catch (err) {
+      last = String((err as Error).cause ?? err);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(
+    `wrangler dev not ready at ${url}${READY_PATH} after ${READY_TIMEOUT_MS} ms (last: ${last}):\n${output}`,
+  );
+}
+
+/** SIGTERM the group, SIGKILL after 5 s, then SIGKILL any stragglers (workerd). */
+async function stopGroup(child: ChildProcess): Promise<void> {
+  const pid = child.pid!;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    killGroup(pid, "SIGTERM");
+    const timer = setTimeout(() => killGroup(pid, "SIGKILL"), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  killGroup(pid, "SIGKILL");
+  liveGroups.delete(pid);
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: group already gone.
+  }
+}

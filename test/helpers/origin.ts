@@ -1,0 +1,117 @@
+/**
+ * Test origin: the real `@modelcontextprotocol/server-everything` MCP server
+ * (streamable HTTP transport) behind a tiny counting reverse proxy, so tests can
+ * assert what reached the origin.
+ *
+ *   const origin = await startOrigin();
+ *   // MCP endpoint: `${origin.url}/mcp`
+ *   origin.counts(); // { initialize: 1, "tools/call": 2, "tools/call:echo": 2, ... }
+ *   await origin.close();
+ */
+import http, { type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
+import { startEverything } from "../../scripts/stack/everything.ts";
+
+/** One HTTP request seen by the counting proxy. */
+export interface SeenRequest {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** Parsed JSON-RPC messages of a POST body (a batch is flattened). */
+  messages: unknown[];
+}
+
+/** Handle returned by {@link startOrigin}. */
+export interface Origin {
+  /** Base URL of the counting proxy, e.g. `http://127.0.0.1:41234`. MCP lives at `${url}/mcp`. */
+  url: string;
+  /** JSON-RPC messages seen (POST bodies) by `method`, plus `"tools/call:<name>"` per tool. A copy. */
+  counts(): Record<string, number>;
+  /** Every HTTP request seen since start / last reset (extra, for header assertions). */
+  requests(): SeenRequest[];
+  /** Clears counts and the request log. */
+  reset(): void;
+  /** Kills the MCP server and closes the proxy. */
+  close(): Promise<void>;
+}
+
+/**
+ * Spawns server-everything (see scripts/stack/everything.ts) and puts a counting,
+ * streaming (unbuffered) reverse proxy on 127.0.0.1 in front of it.
+ */
+export async function startOrigin(): Promise<Origin> {
+  const server = await startEverything();
+  const originPort = server.port;
+
+  let counts: Record<string, number> = {};
+  let seen: SeenRequest[] = [];
+  const bump = (key: string) => (counts[key] = (counts[key] ?? 0) + 1);
+  const agent = new http.Agent({ keepAlive: true });
+
+  const proxy = http.createServer(async (req, res) => {
+    let body: Buffer | undefined;
+    const entry: SeenRequest = { method: req.method ?? "", path: req.url ?? "/", headers: req.headers, messages: [] };
+    seen.push(entry);
+    if (req.method === "POST") {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      const raw = Buffer.concat(chunks);
+      body = raw;
+      entry.messages = parseMessages(raw);
+      for (const msg of entry.messages) {
+        const m = msg as { method?: unknown; params?: { name?: unknown } };
+        if (typeof m?.method !== "string") continue;
+        bump(m.method);
+        if (m.method === "tools/call") bump(`tools/call:${String(m.params?.name)}`);
+      }
+    }
+    const upstream = http.request(
+      { host: "127.0.0.1", port: originPort, method: req.method, path: req.url, headers: req.headers, agent },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
+        res.flushHeaders();
+        up.pipe(res); // streams SSE event by event
+      },
+    );
+    upstream.on("error", (err) => {
+      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" }).end(String(err));
+      else res.destroy(err);
+    });
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    if (body) upstream.end(body);
+    else req.pipe(upstream);
+  });
+  await new Promise<void>((resolve, reject) => {
+    proxy.once("error", reject);
+    proxy.listen({ port: 0, host: "127.0.0.1" }, resolve);
+  });
+  const { port } = proxy.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    counts: () => ({ ...counts }),
+    requests: () => [...seen],
+    reset: () => {
+      counts = {};
+      seen = [];
+    },
+    close: async () => {
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+      agent.destroy();
+      await server.close();
+    },
+  };
+}
+
+/** Parses a POST body as a JSON-RPC message or batch; non-JSON yields []. */
+function parseMessages(body: Buffer): unknown[] {
+  try {
+    const parsed: unknown = JSON.parse(body.toString("utf8"));
+    return Array.isArray(parsed) ? parsed : [parsed];
+  } catch {
+    return [];
+  }
+}

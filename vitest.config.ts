@@ -1,0 +1,46 @@
+/**
+ * Two Vitest projects:
+ *  - "unit":    plain Node tests (test/unit) and end-to-end tests (test/e2e) that
+ *               spawn server-everything + `wrangler dev` (see test/helpers).
+ *  - "workers": tests that run *inside* workerd via @cloudflare/vitest-plugin,
+ *               against the Worker described by ./wrangler.toml.
+ *
+ * Run one: `npx vitest run --project unit` / `--project workers`.
+ */
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        extends: false,
+        test: {
+          name: "unit",
+          environment: "node",
+          include: ["test/unit/**/*.test.ts", "test/e2e/**/*.test.ts"],
+          // e2e files spawn processes (wrangler dev takes ~2-5 s to boot).
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          // Run files one after another: e2e tests start real servers.
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: false,
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: { TOLLBOOTH_SECRET: "test-secret-1-0123456789abcdef", ORIGIN_URL: "http://127.0.0.1:9" },
+            },
+          }),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/workers/**/*.test.ts"],
+        },
+      },
+    ],
+  },
+});

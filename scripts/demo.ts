@@ -13,11 +13,11 @@ const gatewayUrl = new URL(process.env.GATEWAY_URL ?? "http://127.0.0.1:8787/mcp
 const calls = Number(process.env.CALLS ?? 30);
 const tool = process.env.TOOL ?? "echo";
 
-// Record the HTTP statuses of each round trip, below the resolver.
+// Record the HTTP statuses of each POST round trip, below the resolver.
 let statuses: number[] = [];
 const recordingFetch = async (url: string | URL, init?: RequestInit) => {
   const res = await fetch(url, init);
-  statuses.push(res.status);
+  if (init?.method === "POST") statuses.push(res.status);
   return res;
 };
 let solves: SolveEvent[] = [];

@@ -65,14 +65,16 @@ export function take(
   const success = current.tokens >= cost;
   const next = success ? { tokens: current.tokens - cost, updatedMs: current.updatedMs } : current;
   const missing = success ? 0 : cost - current.tokens;
+  // Times are counted from the state's own clock, which may be ahead of `nowMs`.
+  const aheadMs = current.updatedMs - nowMs;
   return {
     state: next,
     result: {
       success,
       limit: config.capacity,
       remaining: Math.floor(next.tokens),
-      reset: nowMs + Math.ceil(((config.capacity - next.tokens) / config.refillPerSecond) * 1000),
-      retryAfterSeconds: Math.ceil(missing / config.refillPerSecond),
+      reset: current.updatedMs + Math.ceil(((config.capacity - next.tokens) / config.refillPerSecond) * 1000),
+      retryAfterSeconds: Math.ceil(aheadMs / 1000 + missing / config.refillPerSecond),
     },
   };
 }

@@ -112,7 +112,8 @@ export function readSolution(
   const int = (k: string) => {
     const v = params[k];
     const text = typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? String(v) : typeof v === "string" ? v : "";
-    return DIGITS.test(text) ? Number(text) : undefined;
+    const n = DIGITS.test(text) ? Number(text) : NaN;
+    return Number.isSafeInteger(n) ? n : undefined;
   };
   const [realm, id, salt, algorithm, kid, signature, nonce] = ["realm", "id", "salt", "algorithm", "kid", "signature", "nonce"].map(str);
   const [difficulty, expires, credits] = ["difficulty", "expires", "credits"].map(int);

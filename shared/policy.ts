@@ -9,8 +9,8 @@ const cost = z.number().int().min(0);
 const bucket = z.strictObject({
   /** Most units the bucket holds (the burst). */
   capacity: z.number().int().min(1),
-  /** Units added per second. */
-  refillPerSecond: z.number().positive(),
+  /** Units added per second (at least 0.0001: one unit per 10 000 s). */
+  refillPerSecond: z.number().min(0.0001),
 });
 
 /** Method costs every policy starts from: a handshake never trips the limit. */
@@ -126,16 +126,12 @@ export function parsePolicy(input: unknown): Policy {
  * @returns units to take from the caller's bucket (an integer ≥ 0)
  */
 export function methodCost(policy: Policy, method: string, toolName: string | undefined): number {
-  if (method === "tools/call" && toolName !== undefined) {
-    const tool = policy.costs.tools[toolName];
-    if (tool !== undefined) return tool;
-  }
-  const exact = policy.costs.methods[method];
-  if (exact !== undefined) return exact;
+  // Own properties only: a client-chosen name such as "constructor" must not find Object.prototype.
+  const { tools, methods } = policy.costs;
+  if (method === "tools/call" && toolName !== undefined && Object.hasOwn(tools, toolName)) return tools[toolName]!;
+  if (Object.hasOwn(methods, method)) return methods[method]!;
   const slash = method.indexOf("/");
-  if (slash > 0) {
-    const family = policy.costs.methods[method.slice(0, slash) + "/*"];
-    if (family !== undefined) return family;
-  }
+  const family = slash > 0 ? method.slice(0, slash) + "/*" : undefined;
+  if (family !== undefined && Object.hasOwn(methods, family)) return methods[family]!;
   return policy.costs.default;
 }

@@ -105,9 +105,11 @@ export class CallerBucket extends DurableObject {
    * Decide one request: ceiling first (every request counts, token or not), then redeem a
    * solution if one came with it, then charge the cost to the token (when one was sent)
    * or to the free bucket. Nothing is charged when the request is denied.
+   * @throws TypeError when `cost` is not an integer ≥ 0
    */
   admit(req: AdmitRequest): AdmitResult {
     const { nowMs } = req;
+    if (!Number.isSafeInteger(req.cost) || req.cost < 0) throw new TypeError(`admit(): cost ${req.cost} is not an integer ≥ 0`);
     const ceilingTake = take(this.load("ceiling", req.ceiling, nowMs), req.ceiling, 1, nowMs);
     const freeState = this.load("free", req.bucket, nowMs);
     const deny = (reason: DenyReason, extra: Partial<AdmitResult> = {}): AdmitResult => ({

@@ -35,6 +35,8 @@ export const ErrorCode = {
   TooManyRequests: 429,
   /** `Origin` not allowed (HTTP 403). */
   ForbiddenOrigin: 403,
+  /** Method other than POST, GET, DELETE, OPTIONS on the MCP endpoint (HTTP 405). */
+  MethodNotAllowed: 405,
   /** Body larger than `maxBodyBytes` (HTTP 413). */
   PayloadTooLarge: 413,
   /** POST body not `application/json` (HTTP 415). */

@@ -23,19 +23,33 @@ export interface Keyring {
 export const MIN_SECRET_BYTES = 16;
 
 /**
- * Build a keyring from the `TOLLBOOTH_SECRET` value.
+ * Split and check a secrets value (synchronous, so configuration errors surface at start).
  * @param secrets comma-separated secrets, each at least 16 bytes; surrounding spaces ignored
- * @throws TypeError when the value is missing, empty, or a secret is too short
+ * @param name the setting's name, for the error message
+ * @returns the secrets, in order
+ * @throws TypeError naming the setting when the value is missing, empty, or a secret is too short
  */
-export async function importKeyring(secrets: string | undefined): Promise<Keyring> {
+export function parseSecrets(secrets: string | undefined, name = "TOLLBOOTH_SECRET"): string[] {
   const list = (secrets ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
-  if (list.length === 0) throw new TypeError("TOLLBOOTH_SECRET is not set: give one or more comma-separated secrets");
-  const keys: HmacKey[] = [];
+  if (list.length === 0) throw new TypeError(`${name} is not set: give one or more comma-separated secrets`);
   for (const [i, secret] of list.entries()) {
-    const raw = utf8(secret);
-    if (raw.byteLength < MIN_SECRET_BYTES) {
-      throw new TypeError(`TOLLBOOTH_SECRET key #${i + 1} is shorter than ${MIN_SECRET_BYTES} bytes`);
+    if (utf8(secret).byteLength < MIN_SECRET_BYTES) {
+      throw new TypeError(`${name} key #${i + 1} is shorter than ${MIN_SECRET_BYTES} bytes`);
     }
+  }
+  return list;
+}
+
+/**
+ * Build a keyring from a secrets value (`TOLLBOOTH_SECRET`).
+ * @param secrets comma-separated secrets, each at least 16 bytes; surrounding spaces ignored
+ * @param name the setting's name, for error messages
+ * @throws TypeError as `parseSecrets`
+ */
+export async function importKeyring(secrets: string | undefined, name = "TOLLBOOTH_SECRET"): Promise<Keyring> {
+  const keys: HmacKey[] = [];
+  for (const secret of parseSecrets(secrets, name)) {
+    const raw = utf8(secret);
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", canonical(["tollbooth/kid/v1", secret])));
     // Invariant: keys are imported non-extractable; the raw secret never leaves this function.
     const key = await crypto.subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);

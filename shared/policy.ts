@@ -115,6 +115,10 @@ export function parsePolicy(input: unknown): Policy {
     if (value > policy.bucket.capacity) {
       throw new TypeError(`TOLLBOOTH_POLICY.${field}: ${value} exceeds bucket.capacity (${policy.bucket.capacity})`);
     }
+    // A cost above the credits of a solve could never be paid by solving.
+    if (value > policy.challenge.credits) {
+      throw new TypeError(`TOLLBOOTH_POLICY.${field}: ${value} exceeds challenge.credits (${policy.challenge.credits})`);
+    }
   }
   return policy;
 }

@@ -40,6 +40,7 @@ export async function solvePow(salt: string, difficulty: number, options: SolveO
   if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > 256) throw new RangeError(`difficulty ${difficulty} is not 0–256`);
   const started = performance.now();
   const deadline = options.maxMs === undefined ? Infinity : started + options.maxMs;
+  if (options.signal?.aborted) throw new TollboothError("aborted", "proof-of-work solve aborted");
   const prefix = sha256.create().update(utf8(salt));
   for (let nonce = 0; ; ) {
     for (const end = nonce + BATCH; nonce < end; nonce++) {

@@ -84,6 +84,10 @@ export class CallerBucket extends DurableObject {
       CREATE TABLE IF NOT EXISTS spent (id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS tokens (jti TEXT PRIMARY KEY, credits INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
     `);
+    // Know the stored alarm before the first call, so a restart never pushes cleanup later.
+    void ctx.blockConcurrencyWhile(async () => {
+      this.alarmAtMs = await ctx.storage.getAlarm();
+    });
   }
 
   private load(name: string, config: BucketConfig, nowMs: number): BucketState {

@@ -4,7 +4,7 @@
  * and configuration; a bad configuration answers every request with a 500 naming it.
  */
 import { Hono } from "hono";
-import { importKeyring, type HmacKey } from "../shared/keys.ts";
+import { importKeyring, parseSecrets, type HmacKey } from "../shared/keys.ts";
 import { parsePolicy } from "../shared/policy.ts";
 import type { Env } from "./env.ts";
 import { mcpProxy } from "./proxy.ts";
@@ -19,6 +19,7 @@ export { CallerBucket } from "./caller-bucket.ts";
  */
 export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: TollboothVariables }> {
   const policy = parsePolicy(env.TOLLBOOTH_POLICY);
+  if (env.TOLLBOOTH_ORIGIN_SECRET !== undefined) parseSecrets(env.TOLLBOOTH_ORIGIN_SECRET, "TOLLBOOTH_ORIGIN_SECRET");
   let proofKey: Promise<HmacKey> | undefined;
   const app = new Hono<{ Bindings: Env; Variables: TollboothVariables }>();
   app.use(tollbooth({ policy, secret: env.TOLLBOOTH_SECRET, buckets: env.CALLER_BUCKET }));
@@ -26,7 +27,7 @@ export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: Tollbo
     "*",
     mcpProxy({
       originUrl: env.ORIGIN_URL,
-      proofKey: () => (proofKey ??= importKeyring(env.TOLLBOOTH_ORIGIN_SECRET ?? env.TOLLBOOTH_SECRET).then((k) => k.signer)),
+      proofKey: () => (proofKey ??= importKeyring(env.TOLLBOOTH_ORIGIN_SECRET ?? env.TOLLBOOTH_SECRET, env.TOLLBOOTH_ORIGIN_SECRET === undefined ? "TOLLBOOTH_SECRET" : "TOLLBOOTH_ORIGIN_SECRET").then((k) => k.signer)),
       timeoutMs: policy.originTimeoutMs,
     }),
   );

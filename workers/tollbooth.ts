@@ -13,7 +13,7 @@ import { parseAuthParams } from "../shared/auth-params.ts";
 import { readSolution, verifySolution } from "../shared/challenge.ts";
 import { resolveIdentity } from "../shared/identity.ts";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
-import { importKeyring, type Keyring } from "../shared/keys.ts";
+import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { parsePolicy, type Policy, type PolicyInput } from "../shared/policy.ts";
 import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
 import { newTokenId, signToken, verifyToken } from "../shared/token.ts";
@@ -60,6 +60,9 @@ export interface Gate {
   limitHeaders: (decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
 }
 
+/** Methods of the MCP endpoint (Streamable HTTP, MCP 2025-11-25); others get 405 at the gateway. */
+const ENDPOINT_METHODS = ["POST", "GET", "DELETE", "OPTIONS"];
+
 /** Paths of OAuth metadata (RFC 9728, RFC 8414, OpenID Discovery): always cost 0. */
 const OAUTH_METADATA = /^\/\.well-known\/(oauth-protected-resource|oauth-authorization-server|openid-configuration)(\/|$)/;
 
@@ -69,8 +72,10 @@ const OAUTH_METADATA = /^\/\.well-known\/(oauth-protected-resource|oauth-authori
  */
 export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variables: TollboothVariables }> {
   const policy = parsePolicy(options.policy);
-  if (typeof options.secret !== "string" || options.secret.trim() === "") {
-    throw new TypeError("tollbooth(): option `secret` (TOLLBOOTH_SECRET) is required");
+  try {
+    parseSecrets(options.secret);
+  } catch (err) {
+    throw new TypeError(`tollbooth(): option \`secret\`: ${(err as Error).message}`);
   }
   if (!options.buckets || typeof options.buckets.idFromName !== "function") {
     throw new TypeError("tollbooth(): option `buckets` must be the CallerBucket Durable Object namespace");
@@ -88,6 +93,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       return { "ratelimit-policy": rateLimitPolicy(limits), ratelimit: rateLimit(limits, nowMs) };
     },
   };
+  const endpoint = normalizePath(policy.endpoint);
   const allowAnyOrigin = policy.allowedOrigins.includes("*");
   const allowedOrigins = new Set(policy.allowedOrigins);
 
@@ -110,7 +116,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
 
     let body: ParsedBody | null = null;
     let cost: number;
-    if (url.pathname === policy.endpoint && req.method === "POST") {
+    const isEndpoint = normalizePath(url.pathname) === endpoint;
+    if (isEndpoint && req.method === "POST") {
       const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
       if (type !== "application/json") {
         return jsonRpcError(415, null, ErrorCode.UnsupportedMediaType, `Unsupported Media Type: POST ${policy.endpoint} takes application/json, got ${type || "none"}`);
@@ -121,8 +128,12 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       const mismatch = headerMismatch(req.headers, body);
       if (mismatch) return jsonRpcError(400, body, ErrorCode.HeaderMismatch, mismatch);
       cost = bodyCost(policy, body);
-    } else if (url.pathname === policy.endpoint) {
-      cost = 0; // GET (SSE stream) and DELETE (end session) carry no JSON-RPC call
+    } else if (isEndpoint) {
+      // GET (SSE stream), DELETE (end session) and OPTIONS (CORS preflight) carry no JSON-RPC call.
+      if (!ENDPOINT_METHODS.includes(req.method)) {
+        return jsonRpcError(405, null, ErrorCode.MethodNotAllowed, `Method not allowed: ${req.method} ${policy.endpoint}; use ${ENDPOINT_METHODS.join(", ")}`, undefined, { allow: ENDPOINT_METHODS.join(", ") });
+      }
+      cost = 0;
     } else {
       cost = OAUTH_METADATA.test(url.pathname) ? 0 : policy.costs.otherPaths;
     }
@@ -182,6 +193,21 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     await next();
     for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
   };
+}
+
+/**
+ * A path as an origin router may match it: percent-decoded, lowercase, without repeated
+ * or trailing slashes. Every spelling the origin could route to the MCP endpoint (`/MCP`,
+ * `/mcp/`, `/%6Dcp`) must be priced as the endpoint.
+ */
+function normalizePath(path: string): string {
+  let decoded = path;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    // keep the raw path: it cannot be the endpoint's spelling anyway
+  }
+  return decoded.toLowerCase().replace(/\/{2,}/g, "/").replace(/\/+$/, "") || "/";
 }
 
 /**

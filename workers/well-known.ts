@@ -9,8 +9,12 @@ import { formatChallenge, issueChallenge, readSolution, verifySolution } from ".
 import { resolveIdentity } from "../shared/identity.ts";
 import { newTokenId, signToken, verifyToken } from "../shared/token.ts";
 import { challengeJson, gatewayUrls, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
+import { readBody, TOO_LARGE } from "./body.ts";
 import { json } from "./responses.ts";
 import type { Gate } from "./tollbooth.ts";
+
+/** Largest `POST /verify` body, in bytes. */
+const VERIFY_MAX_BYTES = 16_384;
 
 function problem(status: number, error: string, message: string, extra?: Record<string, unknown>, headers?: Record<string, string>): Response {
   return json(status, { error, message, ...extra }, headers);
@@ -69,11 +73,11 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: numbe
   // POST /verify
   const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   if (type !== "application/json") return problem(415, "unsupported_media_type", "POST /verify takes application/json");
+  const bytes = await readBody(req, VERIFY_MAX_BYTES);
+  if (bytes === TOO_LARGE) return problem(413, "payload_too_large", `The verify body is limited to ${VERIFY_MAX_BYTES} bytes`);
   let params: unknown;
   try {
-    const text = await req.text();
-    if (text.length > 16_384) return problem(413, "payload_too_large", "The verify body is limited to 16 KiB");
-    params = JSON.parse(text);
+    params = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes ?? new Uint8Array()));
   } catch {
     return problem(400, "invalid_request", "The body is not valid JSON");
   }
@@ -105,7 +109,7 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: numbe
     const retryAfter = String(Math.max(1, result.ceiling.retryAfterSeconds));
     return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter: Number(retryAfter) }, { ...headers, "retry-after": retryAfter });
   }
-  if (!result.minted) return problem(422, "invalid_solution", "Solution refused: solution_spent (each challenge redeems once)", { reason: "spent" }, headers);
+  if (!result.minted) return problem(422, "invalid_solution", "Solution refused: spent (each challenge redeems once)", { reason: "spent" }, headers);
   const token = await signToken(keyring, { sub: caller, jti, exp, cr: read.challenge.credits });
   return json(200, { token, expires_in: policy.token.ttlSeconds, credits: read.challenge.credits }, headers);
 }

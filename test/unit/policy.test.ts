@@ -139,8 +139,14 @@ describe("parsePolicy errors name the bad field", () => {
     });
 
     it("checks against the configured capacity, and equal to it is fine", () => {
-      expect(parsePolicy({ bucket: { capacity: 30, refillPerSecond: 1 }, costs: { default: 30 } }).costs.default).toBe(30);
+      expect(parsePolicy({ bucket: { capacity: 30, refillPerSecond: 1 }, challenge: { credits: 30 }, costs: { default: 30 } }).costs.default).toBe(30);
       expect(errorOf({ bucket: { capacity: 3, refillPerSecond: 1 }, costs: { tools: { t: 4 } } })).toMatch(/^TOLLBOOTH_POLICY\.costs\.tools\.t: /);
+    });
+    it("a cost above the credits of one solve (it could never be paid by solving) is named too", () => {
+      const message = errorOf({ bucket: { capacity: 30, refillPerSecond: 1 }, challenge: { credits: 5 }, costs: { tools: { heavy: 6 } } });
+      expect(message).toMatch(/^TOLLBOOTH_POLICY\.costs\.tools\.heavy: /);
+      expect(message).toContain("challenge.credits");
+      expect(parsePolicy({ bucket: { capacity: 30, refillPerSecond: 1 }, challenge: { credits: 5 }, costs: { tools: { heavy: 5 } } }).costs.tools.heavy).toBe(5);
     });
   });
 });

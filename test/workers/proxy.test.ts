@@ -1,0 +1,238 @@
+/**
+ * What the gateway sends to the origin for an admitted request, and what it gives back
+ * (README "What goes through", "Origin check"): path and query unchanged, tollbooth's
+ * credentials stripped, `Tollbooth-Caller` and a verifiable `Tollbooth-Signature` added;
+ * the origin's answer passed through (SSE streamed), 502 / 504 when the origin fails.
+ * The origin is observed through a `fetch` spy (the real MCP origin runs in test/e2e).
+ */
+import { reset } from "cloudflare:test";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  GW,
+  ORIGIN_URL,
+  SECRET,
+  authIdentity,
+  b64url,
+  canonical,
+  challengeOf,
+  errorBody,
+  freezeTime,
+  freshIp,
+  gateway,
+  hmacSha256,
+  ipIdentity,
+  kidOf,
+  observeOrigin,
+  post,
+  request,
+  solve,
+  toolCall,
+  type Forwarded,
+} from "./support.ts";
+
+let now: number;
+let ip: string;
+
+beforeEach(() => {
+  now = freezeTime();
+  ip = freshIp();
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  vi.useRealTimers();
+  await reset();
+});
+
+/**
+ * The origin-side check of README "Origin check", written with WebCrypto: parse the header,
+ * recompute HMAC-SHA256 over canonical(["tollbooth/origin-proof/v1", t, caller, method, path+query]).
+ */
+async function cameThroughTollbooth(f: Forwarded, secret: string, nowMs: number): Promise<boolean> {
+  const m = /^t=(\d+), kid=([\w-]+), sig=([\w-]+)$/.exec(f.headers["tollbooth-signature"] ?? "");
+  if (!m || Math.abs(nowMs / 1000 - Number(m[1])) > 60) return false;
+  const u = new URL(f.url);
+  const data = canonical(["tollbooth/origin-proof/v1", m[1]!, f.headers["tollbooth-caller"] ?? "", f.method, u.pathname + u.search]);
+  return b64url(await hmacSha256(secret, data)) === m[3];
+}
+
+describe("forwarding to the origin", () => {
+  it("forwards method, path, query, body and MCP headers unchanged", async () => {
+    const origin = observeOrigin();
+    const body = JSON.stringify(toolCall(1));
+    const req = new Request(`${GW}/mcp?tenant=a&x=%20y`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "cf-connecting-ip": ip,
+        "mcp-session-id": "sess-1",
+        "mcp-protocol-version": "2025-11-25",
+        "x-custom": "kept",
+      },
+      body,
+    });
+    const res = await gateway()(req);
+    expect(res.status).toBe(200);
+    expect(origin.requests).toHaveLength(1);
+    const f = origin.requests[0]!;
+    expect(f.url).toBe(`${ORIGIN_URL}/mcp?tenant=a&x=%20y`);
+    expect(f.method).toBe("POST");
+    expect(f.body).toBe(body);
+    expect(f.headers).toMatchObject({
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      "mcp-session-id": "sess-1",
+      "mcp-protocol-version": "2025-11-25",
+      "x-custom": "kept",
+      "x-forwarded-host": "gw.test",
+      "x-forwarded-proto": "http",
+    });
+  });
+
+  it("adds Tollbooth-Caller and a Tollbooth-Signature the origin can verify with the shared secret", async () => {
+    const origin = observeOrigin();
+    expect((await gateway()(post(toolCall(1), { ip, path: "/mcp?q=1" }))).status).toBe(200);
+    const f = origin.requests[0]!;
+    expect(f.headers["tollbooth-caller"]).toBe(ipIdentity(ip));
+    const m = /^t=(\d+), kid=([\w-]+), sig=([\w-]+)$/.exec(f.headers["tollbooth-signature"]!);
+    expect(m).not.toBeNull();
+    expect(Number(m![1])).toBe(Math.floor(now / 1000));
+    expect(m![2]).toBe(await kidOf(SECRET));
+    expect(await cameThroughTollbooth(f, SECRET, now)).toBe(true);
+    // And not with another secret, or once the request is altered.
+    expect(await cameThroughTollbooth(f, "another-secret-0123456789abcdef", now)).toBe(false);
+    expect(await cameThroughTollbooth({ ...f, method: "DELETE" }, SECRET, now)).toBe(false);
+    expect(await cameThroughTollbooth({ ...f, url: `${ORIGIN_URL}/mcp?q=2` }, SECRET, now)).toBe(false);
+    expect(await cameThroughTollbooth({ ...f, headers: { ...f.headers, "tollbooth-caller": "ip:10.9.9.9" } }, SECRET, now)).toBe(false);
+  });
+
+  it("the caller named to the origin is the Authorization identity when there is one", async () => {
+    const origin = observeOrigin();
+    expect((await gateway()(post(toolCall(1), { ip, headers: { authorization: "Bearer abc" } }))).status).toBe(200);
+    const f = origin.requests[0]!;
+    expect(f.headers["tollbooth-caller"]).toBe(await authIdentity("Bearer abc"));
+    expect(f.headers.authorization).toBe("Bearer abc");
+    expect(await cameThroughTollbooth(f, SECRET, now)).toBe(true);
+  });
+
+  it("signs with TOLLBOOTH_ORIGIN_SECRET when it is set", async () => {
+    const origin = observeOrigin();
+    const ORIGIN_SECRET = "origin-secret-0123456789abcdef";
+    const send = gateway(undefined, { TOLLBOOTH_ORIGIN_SECRET: ORIGIN_SECRET });
+    expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
+    const f = origin.requests[0]!;
+    expect(f.headers["tollbooth-signature"]).toContain(`kid=${await kidOf(ORIGIN_SECRET)},`);
+    expect(await cameThroughTollbooth(f, ORIGIN_SECRET, now)).toBe(true);
+    expect(await cameThroughTollbooth(f, SECRET, now)).toBe(false);
+  });
+
+  it("appends the path to an ORIGIN_URL that has a path, and signs the path the origin receives", async () => {
+    const origin = observeOrigin();
+    const send = gateway(undefined, { ORIGIN_URL: `${ORIGIN_URL}/base/` });
+    expect((await send(post(toolCall(1), { ip, path: "/mcp?z=9" }))).status).toBe(200);
+    const f = origin.requests[0]!;
+    expect(f.url).toBe(`${ORIGIN_URL}/base/mcp?z=9`);
+    expect(await cameThroughTollbooth(f, SECRET, now)).toBe(true);
+  });
+
+  it("strips Tollbooth-Token and Tollbooth-Solution, and replaces spoofed Tollbooth-Caller / Tollbooth-Signature", async () => {
+    const origin = observeOrigin();
+    const send = gateway({ bucket: { capacity: 1, refillPerSecond: 0.001 }, challenge: { difficulty: 6 } });
+    expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
+    const refused = await send(post(toolCall(2), { ip }));
+    const { header } = await solve(challengeOf(refused));
+    const spoof = { "tollbooth-caller": "ip:1.2.3.4", "tollbooth-signature": "t=1, kid=x, sig=y" };
+    const paid = await send(post(toolCall(3), { ip, headers: { "tollbooth-solution": header, ...spoof } }));
+    expect(paid.status).toBe(200);
+    const token = paid.headers.get("tollbooth-token")!;
+    expect((await send(post(toolCall(4), { ip, headers: { "tollbooth-token": token, ...spoof } }))).status).toBe(200);
+    expect(origin.requests).toHaveLength(3);
+    for (const f of origin.requests.slice(1)) {
+      expect(f.headers["tollbooth-solution"]).toBeUndefined();
+      expect(f.headers["tollbooth-token"]).toBeUndefined();
+      expect(f.headers["tollbooth-caller"]).toBe(ipIdentity(ip));
+      expect(await cameThroughTollbooth(f, SECRET, now)).toBe(true);
+    }
+  });
+
+  it("forwards GET (SSE) and DELETE on the endpoint without a body", async () => {
+    const origin = observeOrigin();
+    const send = gateway();
+    expect((await send(request("GET", "/mcp", { ip, headers: { accept: "text/event-stream", "last-event-id": "42" } }))).status).toBe(200);
+    expect((await send(request("DELETE", "/mcp", { ip, headers: { "mcp-session-id": "s" } }))).status).toBe(200);
+    expect(origin.requests.map((f) => [f.method, f.url, f.body])).toEqual([
+      ["GET", `${ORIGIN_URL}/mcp`, ""],
+      ["DELETE", `${ORIGIN_URL}/mcp`, ""],
+    ]);
+    expect(origin.requests[0]!.headers["last-event-id"]).toBe("42");
+    for (const f of origin.requests) expect(await cameThroughTollbooth(f, SECRET, now)).toBe(true);
+  });
+});
+
+describe("the origin's answer", () => {
+  it("is passed through: status, headers, body; plus the rate-limit fields", async () => {
+    observeOrigin(() => new Response('{"jsonrpc":"2.0","id":1,"result":{"x":1}}', { status: 202, headers: { "content-type": "application/json", "mcp-session-id": "from-origin", "x-origin": "yes" } }));
+    const res = await gateway()(post(toolCall(1), { ip }));
+    expect(res.status).toBe(202);
+    expect(res.headers.get("mcp-session-id")).toBe("from-origin");
+    expect(res.headers.get("x-origin")).toBe("yes");
+    expect(res.headers.get("ratelimit")).toMatch(/^"free";r=9;t=2, "ceiling";r=59;t=1$/);
+    expect(await res.text()).toBe('{"jsonrpc":"2.0","id":1,"result":{"x":1}}');
+  });
+
+  it("passes the origin's own 401 with WWW-Authenticate through untouched (OAuth keeps working)", async () => {
+    const challenge = 'Bearer resource_metadata="https://origin.example/.well-known/oauth-protected-resource"';
+    observeOrigin(() => new Response("unauthorized", { status: 401, headers: { "www-authenticate": challenge } }));
+    const res = await gateway()(post(toolCall(1), { ip }));
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe(challenge);
+    expect(await res.text()).toBe("unauthorized");
+  });
+
+  it("streams SSE event by event, with X-Accel-Buffering: no", async () => {
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+    observeOrigin(() => new Response(stream, { status: 200, headers: { "content-type": "text/event-stream" } }));
+    controller.enqueue(new TextEncoder().encode("event: message\ndata: 1\n\n"));
+    // A gateway that buffered the stream would not answer before the origin closes it.
+    const res = await gateway({})(request("GET", "/mcp", { ip, headers: { accept: "text/event-stream" } }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    expect(res.headers.get("x-accel-buffering")).toBe("no");
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    expect(decoder.decode((await reader.read()).value)).toBe("event: message\ndata: 1\n\n");
+    controller.enqueue(new TextEncoder().encode("event: message\ndata: 2\n\n"));
+    expect(decoder.decode((await reader.read()).value)).toBe("event: message\ndata: 2\n\n");
+    controller.close();
+    expect((await reader.read()).done).toBe(true);
+  });
+
+  it("502 with a JSON-RPC error carrying the request id when the origin cannot be reached", async () => {
+    observeOrigin(() => {
+      throw new TypeError("connect ECONNREFUSED");
+    });
+    const res = await gateway()(post(toolCall(77), { ip }));
+    expect(res.status).toBe(502);
+    const body = await errorBody(res);
+    expect(body.id).toBe(77);
+    expect(body.error.code).toBe(502);
+  });
+
+  it("504 when the origin does not answer within originTimeoutMs", async () => {
+    vi.useRealTimers(); // the timeout runs on real time
+    observeOrigin(
+      (_f, signal) =>
+        new Promise<Response>((_resolve, reject) => {
+          signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+        }),
+    );
+    const started = Date.now();
+    const res = await gateway({ originTimeoutMs: 150 })(post(toolCall("slow"), { ip }));
+    expect(res.status).toBe(504);
+    const body = await errorBody(res);
+    expect(body.id).toBe("slow");
+    expect(body.error.code).toBe(504);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+  });
+});

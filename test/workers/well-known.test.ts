@@ -1,0 +1,156 @@
+/**
+ * tollbooth's own endpoints (docs/wire-contract.md §6): discovery, challenge, status,
+ * verify's request errors. They never reach the origin and charge nothing (verify counts
+ * against the ceiling only, see ceiling.test.ts).
+ */
+import { reset } from "cloudflare:test";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  WELL_KNOWN,
+  challengeOf,
+  forgeToken,
+  freezeTime,
+  freshIp,
+  gateway,
+  ipIdentity,
+  observeOrigin,
+  post,
+  request,
+  rows,
+  toolCall,
+} from "./support.ts";
+
+let now: number;
+let ip: string;
+let origin: ReturnType<typeof observeOrigin>;
+
+beforeEach(() => {
+  now = freezeTime();
+  ip = freshIp();
+  origin = observeOrigin();
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  vi.useRealTimers();
+  await reset();
+});
+
+describe("GET /.well-known/tollbooth", () => {
+  it("publishes the default policy, the challenge types and the URLs", async () => {
+    const res = await gateway()(request("GET", WELL_KNOWN, { ip }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json\b/);
+    expect(await res.json()).toEqual({
+      realm: "tollbooth",
+      endpoint: "/mcp",
+      bucket: { capacity: 10, refillPerSecond: 0.5 },
+      ceiling: { capacity: 60, refillPerSecond: 10 },
+      costs: { default: 1, methods: { initialize: 0, ping: 0, "tools/list": 0, "notifications/*": 0 }, tools: {}, otherPaths: 1 },
+      challenge: { types: ["pow"], algorithm: "sha256", difficulty: 16, credits: 20, ttlSeconds: 120 },
+      token: { ttlSeconds: 300, header: "Tollbooth-Token" },
+      solutionHeader: "Tollbooth-Solution",
+      policyUrl: WELL_KNOWN,
+      challengeUrl: `${WELL_KNOWN}/challenge`,
+      verifyUrl: `${WELL_KNOWN}/verify`,
+      statusUrl: `${WELL_KNOWN}/status`,
+    });
+    expect(origin.requests).toHaveLength(0);
+    expect(await rows(ipIdentity(ip), "buckets")).toEqual([]);
+  });
+
+  it("publishes a configured policy, user method costs merged over the defaults", async () => {
+    const send = gateway({ endpoint: "/rpc", bucket: { capacity: 30, refillPerSecond: 2 }, costs: { methods: { "tools/call": 3, ping: 1 }, tools: { big: 9 } }, challenge: { difficulty: 12 }, token: { ttlSeconds: 60 } });
+    const body = (await (await send(request("GET", WELL_KNOWN, { ip }))).json()) as Record<string, any>;
+    expect(body.endpoint).toBe("/rpc");
+    expect(body.bucket).toEqual({ capacity: 30, refillPerSecond: 2 });
+    expect(body.costs.methods).toEqual({ initialize: 0, ping: 1, "tools/list": 0, "notifications/*": 0, "tools/call": 3 });
+    expect(body.costs.tools).toEqual({ big: 9 });
+    expect(body.challenge).toEqual({ types: ["pow"], algorithm: "sha256", difficulty: 12, credits: 20, ttlSeconds: 120 });
+    expect(body.token.ttlSeconds).toBe(60);
+  });
+
+  it("the published endpoint and costs are what the gateway charges", async () => {
+    const send = gateway({ endpoint: "/rpc", bucket: { capacity: 10, refillPerSecond: 0.01 }, costs: { methods: { "tools/call": 3 }, tools: { big: 9 } } });
+    const remaining = async (tool: string) => {
+      const res = await send(post(toolCall(1, tool), { ip, path: "/rpc" }));
+      expect(res.status).toBe(200);
+      return /"free";r=(\d+)/.exec(res.headers.get("ratelimit")!)![1];
+    };
+    expect(await remaining("small")).toBe("7");
+    expect(await remaining("small")).toBe("4");
+    // Not on the endpoint any more: /mcp is just another path now (otherPaths = 1).
+    const other = await send(request("GET", "/mcp", { ip }));
+    expect(/"free";r=(\d+)/.exec(other.headers.get("ratelimit")!)![1]).toBe("3");
+  });
+
+  it("answers 405 with Allow for another method, and 404 under an unknown path", async () => {
+    const send = gateway();
+    const post405 = await send(new Request(WELL_KNOWN, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }));
+    expect(post405.status).toBe(405);
+    expect(post405.headers.get("allow")).toBe("GET");
+    const get405 = await send(request("GET", `${WELL_KNOWN}/verify`, { ip }));
+    expect(get405.status).toBe(405);
+    expect(get405.headers.get("allow")).toBe("POST");
+    expect((await send(request("GET", `${WELL_KNOWN}/nope`, { ip }))).status).toBe(404);
+    expect((await send(request("HEAD", `${WELL_KNOWN}/challenge`, { ip }))).status).toBe(200);
+    expect(origin.requests).toHaveLength(0);
+  });
+});
+
+describe("GET /.well-known/tollbooth/challenge", () => {
+  it("issues a fresh challenge for this caller each time and stores nothing", async () => {
+    const send = gateway();
+    const a = challengeOf(await send(request("GET", `${WELL_KNOWN}/challenge`, { ip })));
+    const b = challengeOf(await send(request("GET", `${WELL_KNOWN}/challenge`, { ip })));
+    expect(a.params.id).not.toBe(b.params.id);
+    expect(a.params.expires).toBe(String(now / 1000 + 120));
+    expect(await rows(ipIdentity(ip), "spent")).toEqual([]);
+    expect(await rows(ipIdentity(ip), "buckets")).toEqual([]);
+  });
+});
+
+describe("GET /.well-known/tollbooth/status", () => {
+  it("shows this caller's free bucket and ceiling, and charges nothing", async () => {
+    const send = gateway();
+    for (let i = 0; i < 3; i++) expect((await send(post(toolCall(i), { ip }))).status).toBe(200);
+    for (let i = 0; i < 2; i++) {
+      const res = await send(request("GET", `${WELL_KNOWN}/status`, { ip }));
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { caller: string; bucket: { limit: number; remaining: number }; ceiling: { limit: number; remaining: number }; token: unknown };
+      expect(body.caller).toBe(ipIdentity(ip));
+      expect(body.bucket).toMatchObject({ limit: 10, remaining: 7 });
+      expect(body.ceiling).toMatchObject({ limit: 60, remaining: 57 });
+      expect(body.token).toBeNull();
+      expect(res.headers.get("ratelimit")).toBe('"free";r=7;t=6, "ceiling";r=57;t=1');
+    }
+    const other = (await (await send(request("GET", `${WELL_KNOWN}/status`, { ip: freshIp() }))).json()) as { bucket: { remaining: number } };
+    expect(other.bucket.remaining).toBe(10);
+  });
+
+  it("refuses a bad token with 401 and the reason", async () => {
+    const send = gateway();
+    const res = await send(request("GET", `${WELL_KNOWN}/status`, { ip, headers: { "tollbooth-token": "garbage" } }));
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: "invalid_token", reason: "malformed" });
+    const foreign = await forgeToken("test-secret-1-0123456789abcdef", { sub: "ip:192.0.2.1", jti: "CCCCCCCCCCCCCCCCCCCCCC", exp: now / 1000 + 60, cr: 5 });
+    const wrong = await send(request("GET", `${WELL_KNOWN}/status`, { ip, headers: { "tollbooth-token": foreign } }));
+    expect(wrong.status).toBe(401);
+    expect(await wrong.json()).toMatchObject({ reason: "wrong_caller" });
+  });
+});
+
+describe("POST /.well-known/tollbooth/verify", () => {
+  it("takes application/json only", async () => {
+    const res = await gateway()(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "text/plain", "cf-connecting-ip": ip }, body: "{}" }));
+    expect(res.status).toBe(415);
+  });
+
+  it("answers 400 invalid_request for a body that is not an object with the challenge fields", async () => {
+    for (const body of ["[]", "null", '"x"', "{}", '{"nonce":"1"}']) {
+      const res = await gateway()(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body }));
+      expect(res.status, body).toBe(400);
+      expect(await res.json()).toMatchObject({ error: "invalid_request" });
+    }
+    expect(origin.requests).toHaveLength(0);
+  });
+});

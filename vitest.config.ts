@@ -39,6 +39,7 @@ export default defineConfig({
         test: {
           name: "workers",
           include: ["test/workers/**/*.test.ts"],
+          setupFiles: ["test/workers/setup.ts"],
         },
       },
     ],

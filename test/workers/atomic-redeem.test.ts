@@ -4,8 +4,7 @@
  * redemptions of one solution yield exactly one token / one admitted request. The same
  * holds for spending a token's credits.
  */
-import { reset } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   WELL_KNOWN,
   challengeOf,
@@ -39,11 +38,6 @@ beforeEach(() => {
   freezeTime();
   ip = freshIp();
   origin = observeOrigin();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 const verify = (body: Record<string, unknown>, who = ip) =>

@@ -3,9 +3,8 @@
  * 400 (−32700 / −32600 / −32020), 403 for a foreign Origin, and 500 for a misconfigured
  * gateway naming the bad setting. None reaches the origin; none is charged.
  */
-import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   GW,
   errorBody,
@@ -29,11 +28,6 @@ beforeEach(() => {
   freezeTime();
   ip = freshIp();
   origin = observeOrigin();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 /** Nothing reached the origin and the caller's Durable Object holds no state. */

@@ -3,8 +3,7 @@
  * capacity then 402, refill over time, costs, per-caller isolation, and what the
  * `buckets` table holds (docs/durable-object.md).
  */
-import { reset } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   advance,
   authIdentity,
@@ -31,11 +30,6 @@ beforeEach(() => {
   now = freezeTime();
   ip = freshIp();
   origin = observeOrigin();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 /** A small bucket: 3 units, 1 unit per second; a ceiling high enough to stay out of the way. */

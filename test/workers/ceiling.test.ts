@@ -3,8 +3,7 @@
  * against a per-caller ceiling; over it, 429 with an integer Retry-After and the JSON-RPC
  * error body (code 429, reason "ceiling"), no challenge, nothing reaches the origin.
  */
-import { reset } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   WELL_KNOWN,
   advance,
@@ -38,11 +37,6 @@ beforeEach(() => {
   freezeTime();
   ip = freshIp();
   origin = observeOrigin();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 async function fill(n: number, headers: Record<string, string> = { "cf-connecting-ip": ip }, send = gw): Promise<void> {

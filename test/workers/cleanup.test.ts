@@ -3,8 +3,8 @@
  * `spent` rows until the challenge expires, `tokens` rows until the token expires; an
  * alarm deletes them after their expiry. Nothing is stored when a challenge is issued.
  */
-import { evictDurableObject, reset, runDurableObjectAlarm } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   WELL_KNOWN,
   advance,
@@ -44,11 +44,6 @@ beforeEach(() => {
   ip = freshIp();
   who = ipIdentity(ip);
   observeOrigin();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 /** Redeem a fresh challenge with a request. @returns the challenge id, its solution header, and the token's jti */

@@ -5,8 +5,7 @@
  * Default policy (vitest.config.ts + wrangler.toml): bucket 10 @ 0.5/s, ceiling 60 @ 10/s,
  * difficulty 16, 20 credits, challenges live 120 s.
  */
-import { reset } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   CHALLENGE_FIELDS,
   GW,
@@ -36,11 +35,6 @@ beforeEach(() => {
   now = freezeTime();
   ip = freshIp();
   origin = observeOrigin();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 /** Spend the caller's 10 free units (10 tool calls, all admitted). */

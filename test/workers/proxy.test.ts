@@ -5,8 +5,7 @@
  * the origin's answer passed through (SSE streamed), 502 / 504 when the origin fails.
  * The origin is observed through a `fetch` spy (the real MCP origin runs in test/e2e).
  */
-import { reset } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import {
   GW,
   ORIGIN_URL,
@@ -36,11 +35,6 @@ let ip: string;
 beforeEach(() => {
   now = freezeTime();
   ip = freshIp();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 /**

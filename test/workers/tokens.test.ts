@@ -4,8 +4,7 @@
  * another caller are refused with a reason (402 + fresh challenge); refused solutions too.
  * The proof of work is brute-forced here with crypto.subtle at a low difficulty.
  */
-import { reset } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   GW,
   SECRET,
@@ -51,11 +50,6 @@ beforeEach(() => {
   now = freezeTime();
   ip = freshIp();
   origin = observeOrigin();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 type Send = (r: Request) => Promise<Response>;

@@ -3,8 +3,7 @@
  * verify's request errors. They never reach the origin and charge nothing (verify counts
  * against the ceiling only, see ceiling.test.ts).
  */
-import { reset } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   WELL_KNOWN,
   challengeOf,
@@ -28,11 +27,6 @@ beforeEach(() => {
   now = freezeTime();
   ip = freshIp();
   origin = observeOrigin();
-});
-afterEach(async () => {
-  vi.restoreAllMocks();
-  vi.useRealTimers();
-  await reset();
 });
 
 describe("GET /.well-known/tollbooth", () => {

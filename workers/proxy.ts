@@ -90,12 +90,13 @@ export function mcpProxy(options: ProxyOptions) {
       });
     } catch (err) {
       const timedOut = controller.signal.aborted;
+      // The cause (which may name internal addresses) is logged, not sent to the caller.
+      console.error(`tollbooth: origin fetch failed (${timedOut ? "timeout" : "error"})`, err);
       return jsonRpcError(
         timedOut ? 504 : 502,
         body,
         timedOut ? ErrorCode.GatewayTimeout : ErrorCode.BadGateway,
         timedOut ? `Gateway timeout: the origin did not answer within ${options.timeoutMs} ms` : "Bad gateway: the origin could not be reached",
-        { detail: String(err) },
       );
     } finally {
       clearTimeout(timer);

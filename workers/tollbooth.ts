@@ -173,8 +173,9 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     try {
       decision = await gate.buckets.get(gate.buckets.idFromName(caller)).admit(admit);
     } catch (err) {
-      // Fail closed: without the caller's state nothing is admitted.
-      return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", { detail: String(err) }, { "retry-after": "1" });
+      // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
+      console.error("tollbooth: CallerBucket.admit failed", err);
+      return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" });
     }
 
     const headers = gate.limitHeaders(decision, nowMs);

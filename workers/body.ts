@@ -1,5 +1,10 @@
 /** Reading a request body with a size limit. */
 
+/** The media type of a request's `Content-Type`, lowercased, without parameters ("" when absent). */
+export function mediaType(request: Request): string {
+  return (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+}
+
 /** Returned by `readBody` when the body is larger than the limit. */
 export const TOO_LARGE = Symbol("too large");
 

@@ -6,6 +6,8 @@ import { formatChallenge, issueChallenge, type PowChallenge } from "../shared/ch
 import { ErrorCode, type ParsedBody } from "../shared/jsonrpc.ts";
 import type { Keyring } from "../shared/keys.ts";
 import type { Policy } from "../shared/policy.ts";
+import { newTokenId, type TokenClaims } from "../shared/token.ts";
+import type { Redemption } from "./caller-bucket.ts";
 import { jsonRpcError } from "./responses.ts";
 
 /** Path prefix of tollbooth's own endpoints. */
@@ -16,6 +18,19 @@ export const SOLUTION_HEADER = "tollbooth-solution";
 export const TOKEN_HEADER = "tollbooth-token";
 /** Response header: credits left on the access token used or minted. */
 export const CREDITS_HEADER = "tollbooth-credits";
+
+/**
+ * What a verified solution buys: the claims of the access token (signed once the caller's
+ * Durable Object has minted it) and the record the object keeps for it.
+ * @param tokenTtlSeconds token lifetime in seconds; `nowMs` unix milliseconds
+ */
+export function redemptionFor(challenge: PowChallenge, caller: string, tokenTtlSeconds: number, nowMs: number): { claims: TokenClaims; redemption: Redemption } {
+  const claims: TokenClaims = { sub: caller, jti: newTokenId(), exp: Math.floor(nowMs / 1000) + tokenTtlSeconds, cr: challenge.credits };
+  return {
+    claims,
+    redemption: { challengeId: challenge.id, challengeExpiresMs: challenge.expires * 1000, jti: claims.jti, credits: claims.cr, tokenExpiresMs: claims.exp * 1000 },
+  };
+}
 
 /** A challenge as it appears in `error.data.challenges` and the challenge endpoint. */
 export function challengeJson(ch: PowChallenge): Record<string, unknown> {

@@ -16,10 +16,10 @@ import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "..
 import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { parsePolicy, type Policy, type PolicyInput } from "../shared/policy.ts";
 import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
-import { newTokenId, signToken, verifyToken } from "../shared/token.ts";
-import { readBody, TOO_LARGE } from "./body.ts";
+import { signToken, verifyToken, type TokenClaims } from "../shared/token.ts";
+import { mediaType, readBody, TOO_LARGE } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket } from "./caller-bucket.ts";
-import { CREDITS_HEADER, paymentRequired, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
+import { CREDITS_HEADER, paymentRequired, redemptionFor, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
 import { jsonRpcError } from "./responses.ts";
 import { wellKnown } from "./well-known.ts";
 
@@ -118,7 +118,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     let cost: number;
     const isEndpoint = normalizePath(url.pathname) === endpoint;
     if (isEndpoint && req.method === "POST") {
-      const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+      const type = mediaType(req);
       if (type !== "application/json") {
         return jsonRpcError(415, null, ErrorCode.UnsupportedMediaType, `Unsupported Media Type: POST ${policy.endpoint} takes application/json, got ${type || "none"}`);
       }
@@ -141,7 +141,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     const caller = await resolveIdentity(req.headers, policy.identity);
     const keyring = await gate.keyring();
     const admit: AdmitRequest = { cost, nowMs, bucket: policy.bucket, ceiling: policy.ceiling };
-    let tokenClaims: { jti: string; exp: number; cr: number } | undefined;
+    let tokenClaims: TokenClaims | undefined;
     const solutionHeader = req.headers.get(SOLUTION_HEADER);
     const tokenHeader = req.headers.get(TOKEN_HEADER);
     if (solutionHeader !== null) {
@@ -152,15 +152,9 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         const check = await verifySolution(keyring, read.challenge, read.nonce, caller, nowMs);
         if (!check.ok) admit.refused = `solution_${check.reason}`;
         else {
-          const exp = Math.floor(nowMs / 1000) + policy.token.ttlSeconds;
-          tokenClaims = { jti: newTokenId(), exp, cr: read.challenge.credits };
-          admit.redeem = {
-            challengeId: read.challenge.id,
-            challengeExpiresMs: read.challenge.expires * 1000,
-            jti: tokenClaims.jti,
-            credits: tokenClaims.cr,
-            tokenExpiresMs: exp * 1000,
-          };
+          const bought = redemptionFor(read.challenge, caller, policy.token.ttlSeconds, nowMs);
+          tokenClaims = bought.claims;
+          admit.redeem = bought.redemption;
         }
       }
     } else if (tokenHeader !== null) {
@@ -179,7 +173,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     }
 
     const headers = gate.limitHeaders(decision, nowMs);
-    if (decision.minted && tokenClaims) headers[TOKEN_HEADER] = await signToken(keyring, { sub: caller, ...tokenClaims });
+    if (decision.minted && tokenClaims) headers[TOKEN_HEADER] = await signToken(keyring, tokenClaims);
     if (decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits);
 
     if (!decision.admitted) {

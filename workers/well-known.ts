@@ -7,9 +7,9 @@
  */
 import { formatChallenge, issueChallenge, readSolution, verifySolution } from "../shared/challenge.ts";
 import { resolveIdentity } from "../shared/identity.ts";
-import { newTokenId, signToken, verifyToken } from "../shared/token.ts";
-import { challengeJson, gatewayUrls, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
-import { readBody, TOO_LARGE } from "./body.ts";
+import { signToken, verifyToken } from "../shared/token.ts";
+import { challengeJson, gatewayUrls, redemptionFor, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
+import { mediaType, readBody, TOO_LARGE } from "./body.ts";
 import { json } from "./responses.ts";
 import type { Gate } from "./tollbooth.ts";
 
@@ -71,8 +71,7 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: numbe
   }
 
   // POST /verify
-  const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type !== "application/json") return problem(415, "unsupported_media_type", "POST /verify takes application/json");
+  if (mediaType(req) !== "application/json") return problem(415, "unsupported_media_type", "POST /verify takes application/json");
   const bytes = await readBody(req, VERIFY_MAX_BYTES);
   if (bytes === TOO_LARGE) return problem(413, "payload_too_large", `The verify body is limited to ${VERIFY_MAX_BYTES} bytes`);
   let params: unknown;
@@ -91,16 +90,10 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: numbe
   if (read === "unsupported_algorithm") return problem(422, "invalid_solution", "Only algorithm sha256 is supported", { reason: read });
   const check = await verifySolution(keyring, read.challenge, read.nonce, caller, nowMs);
   if (!check.ok) return problem(422, "invalid_solution", `Solution refused: ${check.reason}`, { reason: check.reason });
-  const exp = Math.floor(nowMs / 1000) + policy.token.ttlSeconds;
-  const jti = newTokenId();
+  const { claims, redemption } = redemptionFor(read.challenge, caller, policy.token.ttlSeconds, nowMs);
   let result;
   try {
-    result = await stub.redeem({
-      nowMs,
-      bucket: policy.bucket,
-      ceiling: policy.ceiling,
-      redemption: { challengeId: read.challenge.id, challengeExpiresMs: read.challenge.expires * 1000, jti, credits: read.challenge.credits, tokenExpiresMs: exp * 1000 },
-    });
+    result = await stub.redeem({ nowMs, bucket: policy.bucket, ceiling: policy.ceiling, redemption });
   } catch {
     return problem(503, "unavailable", "The rate-limit state could not be reached", undefined, { "retry-after": "1" });
   }
@@ -110,6 +103,6 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: numbe
     return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter: Number(retryAfter) }, { ...headers, "retry-after": retryAfter });
   }
   if (!result.minted) return problem(422, "invalid_solution", "Solution refused: spent (each challenge redeems once)", { reason: "spent" }, headers);
-  const token = await signToken(keyring, { sub: caller, jti, exp, cr: read.challenge.credits });
-  return json(200, { token, expires_in: policy.token.ttlSeconds, credits: read.challenge.credits }, headers);
+  const token = await signToken(keyring, claims);
+  return json(200, { token, expires_in: policy.token.ttlSeconds, credits: claims.cr }, headers);
 }

@@ -108,26 +108,69 @@ async function startOAuthOrigin(publicMcpUrl: URL): Promise<OAuthOrigin> {
   };
 }
 
+interface EarlyAnswer {
+  status: number;
+  body: any;
+}
+
 /**
- * Send a request whose body the gateway refuses before reading it. Under `wrangler dev`
- * the local ProxyWorker in front of the Worker now and then (≈10 %) loses such a request
- * ("Network connection lost", a 500 text/plain from wrangler, or a reset socket while the
- * client is still sending). That is the dev server, not tollbooth: retry those, and only
- * those, a few times; every other answer is returned as is.
+ * POST `body` the way an HTTP/1.1 client that honours early responses does (RFC 9112 §9.3,
+ * RFC 9110 §15.5.14): send the headers, then the body 256 bytes at a time, and stop sending
+ * as soon as the server has answered. A client that keeps writing after a 413 gets EPIPE or a
+ * reset from the closed connection, whatever the gateway said (that is what made a plain
+ * `fetch` of this test flaky). `declared` sends Content-Length; otherwise the body is chunked.
+ *
+ * Under `wrangler dev` the local ProxyWorker in front of the Worker now and then loses a
+ * request the Worker answered early ("Network connection lost", a 500 text/plain from
+ * wrangler): that is the dev server, not tollbooth, so that one answer, and only it, is
+ * retried a few times.
  */
-async function sendThroughDevProxy(send: () => Promise<Response>, attempts = 5): Promise<Response> {
+async function postWithEarlyAnswer(url: string, body: Uint8Array, declared: boolean, attempts = 5): Promise<EarlyAnswer> {
   for (let i = 1; ; i++) {
-    try {
-      const res = await send();
-      if (res.status !== 500 || i === attempts) return res;
-      const text = await res.clone().text();
-      if (!text.includes("Network connection lost")) return res;
-      await res.body?.cancel();
-    } catch (err) {
-      const code = String((err as { cause?: { code?: string } }).cause?.code ?? "");
-      if (i === attempts || !/EPIPE|ECONNRESET|UND_ERR_SOCKET/.test(code)) throw err;
-    }
+    const answer = await postOnce(url, body, declared);
+    const lost = answer.status === 500 && typeof answer.body === "string" && answer.body.includes("Network connection lost");
+    if (!lost || i === attempts) return answer;
   }
+}
+
+function postOnce(url: string, body: Uint8Array, declared: boolean): Promise<EarlyAnswer> {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    let wake: () => void = () => {};
+    const req = http.request(url, {
+      method: "POST",
+      headers: { ...MCP_HEADERS, ...(declared ? { "content-length": String(body.length) } : {}) },
+    });
+    req.on("error", (err) => {
+      if (!answered) reject(err); // after the answer, a write error on the closed connection is expected
+    });
+    req.on("response", (res) => {
+      answered = true;
+      wake();
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let parsed: unknown = text;
+        try {
+          parsed = JSON.parse(text);
+        } catch {}
+        req.destroy();
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+    });
+    req.flushHeaders();
+    void (async () => {
+      const pause = () => new Promise<void>((r) => ((wake = r), setTimeout(r, 100)));
+      await pause(); // a gateway that refuses on Content-Length answers here, before any body byte
+      for (let i = 0; i < body.length && !answered; i += 256) {
+        req.write(body.subarray(i, i + 256));
+        await pause();
+      }
+      if (!answered) req.end();
+    })();
+  });
 }
 
 let origin: Origin;
@@ -196,27 +239,18 @@ describe("origin faults", () => {
 describe("guards that answer before the origin", () => {
   it("413 for a body over maxBodyBytes (declared or streamed); the origin saw nothing", async () => {
     origin.reset();
-    const big = toolCall(1, "echo", { message: "x".repeat(2_000) });
-    const declared = await sendThroughDevProxy(() => fetch(`${guarded.url}/mcp`, { method: "POST", headers: MCP_HEADERS, body: big }));
+    const big = new TextEncoder().encode(toolCall(1, "echo", { message: "x".repeat(2_000) }));
+    const declared = await postWithEarlyAnswer(`${guarded.url}/mcp`, big, true);
     expect(declared.status).toBe(413);
-    expect(await declared.json()).toMatchObject({ jsonrpc: "2.0", id: null, error: { code: 413 } });
+    expect(declared.body).toMatchObject({ jsonrpc: "2.0", id: null, error: { code: 413 } });
 
-    const bytes = new TextEncoder().encode(big);
-    const streamed = await sendThroughDevProxy(() => {
-      const stream = new ReadableStream<Uint8Array>({
-        start(controller) {
-          for (let i = 0; i < bytes.length; i += 256) controller.enqueue(bytes.slice(i, i + 256));
-          controller.close();
-        },
-      });
-      return fetch(`${guarded.url}/mcp`, { method: "POST", headers: MCP_HEADERS, body: stream, duplex: "half" } as RequestInit);
-    });
+    const streamed = await postWithEarlyAnswer(`${guarded.url}/mcp`, big, false);
     expect(streamed.status).toBe(413);
-    expect(((await streamed.json()) as any).error.code).toBe(413);
+    expect(streamed.body.error.code).toBe(413);
     expect(origin.requests()).toHaveLength(0);
 
     // Just under the limit goes through: the origin itself answers (no session yet: its own 400).
-    const small = await sendThroughDevProxy(() => fetch(`${guarded.url}/mcp`, { method: "POST", headers: MCP_HEADERS, body: toolCall(2, "echo", { message: "x".repeat(800) }) }));
+    const small = await fetch(`${guarded.url}/mcp`, { method: "POST", headers: MCP_HEADERS, body: toolCall(2, "echo", { message: "x".repeat(800) }) });
     expect(small.status).toBe(400);
     expect(((await small.json()) as any).error.code).toBe(-32000); // the MCP SDK server's own code
     expect(origin.requests().length).toBeGreaterThanOrEqual(1);

@@ -83,14 +83,23 @@ function readMessage(value: unknown): JsonRpcMessage | null {
 /**
  * Parse a POST body (UTF-8 JSON) into JSON-RPC messages.
  * @returns the messages, or the JSON-RPC error to answer with: −32700 for invalid UTF-8
- *   or JSON, −32600 for an empty batch or a value that is not a JSON-RPC 2.0 message
+ *   or JSON, −32600 for an empty batch, a member name given twice in one object (anywhere
+ *   in the body), or a value that is not a JSON-RPC 2.0 message
  */
 export function parseBody(bytes: ArrayBuffer | Uint8Array): ParsedBody | BodyError {
+  let text: string;
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    value = JSON.parse(text);
   } catch {
     return { code: ErrorCode.ParseError, message: "Parse error: the body is not valid UTF-8 JSON" };
+  }
+  // The origin receives the raw bytes: with a name given twice, its parser might act on
+  // another value (first wins in some) than the one the cost was computed from (last wins).
+  const duplicate = duplicateName(text);
+  if (duplicate !== null) {
+    return { code: ErrorCode.InvalidRequest, message: `Invalid Request: member name ${JSON.stringify(duplicate.slice(0, 64))} appears twice in one object` };
   }
   const batch = Array.isArray(value);
   const items = batch ? (value as unknown[]) : [value];
@@ -102,6 +111,53 @@ export function parseBody(bytes: ArrayBuffer | Uint8Array): ParsedBody | BodyErr
     messages.push(msg);
   }
   return { batch, messages };
+}
+
+/**
+ * The first member name that appears twice in one object of `text` (compared after
+ * unescaping, so `"method"` and `"\u006dethod"` are the same name), else null.
+ * One pass, iterative: any nesting depth. I-JSON (RFC 7493 §2.3) requires unique names.
+ * @param text JSON text that `JSON.parse` accepted (so strings are well formed, and
+ *   numbers and literals hold no quote or structural character)
+ */
+function duplicateName(text: string): string | null {
+  // One frame per open object (its names so far) or array (null).
+  const stack: Array<{ names: Set<string>; expectName: boolean } | null> = [];
+  let top: { names: Set<string>; expectName: boolean } | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22 /* " */) {
+      let end = text.indexOf('"', i + 1);
+      for (;;) {
+        // A quote preceded by an odd number of backslashes is escaped.
+        let slashes = 0;
+        while (text.charCodeAt(end - 1 - slashes) === 0x5c) slashes++;
+        if (slashes % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
+      }
+      if (top?.expectName) {
+        const raw = text.slice(i, end + 1);
+        const name = raw.includes("\\") ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        if (top.names.has(name)) return name;
+        top.names.add(name);
+      }
+      i = end;
+    } else if (ch === 0x7b /* { */) {
+      top = { names: new Set(), expectName: true };
+      stack.push(top);
+    } else if (ch === 0x5b /* [ */) {
+      top = null;
+      stack.push(null);
+    } else if (ch === 0x7d /* } */ || ch === 0x5d /* ] */) {
+      stack.pop();
+      top = stack.length > 0 ? stack[stack.length - 1]! : null;
+    } else if (top && ch === 0x2c /* , */) {
+      top.expectName = true;
+    } else if (top && ch === 0x3a /* : */) {
+      top.expectName = false;
+    }
+  }
+  return null;
 }
 
 /** Whether `parseBody` failed. */

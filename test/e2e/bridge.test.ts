@@ -1,0 +1,202 @@
+/**
+ * `tollbooth-bridge` (shared/bridge/cli.ts) as an off-the-shelf stdio MCP client sees it: the
+ * SDK `Client` over `StdioClientTransport` spawns the bridge, which relays to a real gateway
+ * (`wrangler dev`) in front of a real server-everything. The budget forces several 402s; the
+ * client never sees one. Also: session re-establishment after the origin dropped the session,
+ * exit code 0 when stdin closes, exit code 2 on bad arguments.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { CreateMessageRequestSchema, ElicitRequestSchema, type JSONRPCMessage, type Progress } from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { firstText } from "../helpers/mcp.ts";
+import { startOrigin, type Origin } from "../helpers/origin.ts";
+
+const CLI = fileURLToPath(new URL("../../shared/bridge/cli.ts", import.meta.url));
+/** 2 free units, then tokens of 3 credits from 10-bit challenges. */
+const POLICY = { bucket: { capacity: 2, refillPerSecond: 0.0001 }, challenge: { difficulty: 10, credits: 3 } };
+const CHALLENGE_TEXT = /PowChallenge|Payment required|Tollbooth-|"code":\s*402/i;
+
+let origin: Origin;
+let gateway: Gateway;
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  gateway = await startGateway({ originUrl: origin.url, policy: POLICY });
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  await origin?.close();
+});
+
+/** An SDK client connected through a spawned bridge, with everything it received recorded. */
+interface Bridged {
+  client: Client;
+  /** Every JSON-RPC message the client read from the bridge's stdout. */
+  received: JSONRPCMessage[];
+  /** Errors the client transport reported (a non-JSON stdout line would land here). */
+  errors: Error[];
+  stderr(): string;
+  close(): Promise<void>;
+}
+
+async function connectThroughBridge(apiKey: string): Promise<Bridged> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, `${gateway.url}/mcp`, "--header", `x-api-key: ${apiKey}`, "--max-difficulty", "16"],
+    stderr: "pipe",
+  });
+  let stderr = "";
+  transport.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  const received: JSONRPCMessage[] = [];
+  const errors: Error[] = [];
+  const client = new Client({ name: "bridge-e2e", version: "1.0.0" }, { capabilities: { sampling: {}, elicitation: {} } });
+  client.onerror = (err) => errors.push(err);
+  client.setRequestHandler(CreateMessageRequestSchema, async (request) => ({
+    model: "bridge-e2e-model",
+    role: "assistant",
+    content: { type: "text", text: `sampled by the client: ${request.params.messages.length} message(s)` },
+  }));
+  client.setRequestHandler(ElicitRequestSchema, async () => ({ action: "accept", content: { name: "Ada Lovelace" } }));
+  await client.connect(transport);
+  // Record what arrives from here on (the client chains its handler in connect()).
+  const onmessage = transport.onmessage;
+  transport.onmessage = (m) => {
+    received.push(m);
+    onmessage?.(m);
+  };
+  return { client, received, errors, stderr: () => stderr, close: () => client.close() };
+}
+
+describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
+  it("a whole session through forced 402s: tools, progress, sampling and elicitation, no challenge visible", async () => {
+    origin.reset();
+    const b = await connectThroughBridge("bridge-session");
+    try {
+      const tools = await b.client.listTools();
+      const names = tools.tools.map((t) => t.name);
+      expect(names).toEqual(expect.arrayContaining(["echo", "get-sum", "trigger-long-running-operation", "trigger-sampling-request", "trigger-elicitation-request"]));
+
+      for (let i = 1; i <= 4; i++) {
+        expect(firstText(await b.client.callTool({ name: "echo", arguments: { message: `hello-${i}` } }))).toBe(`Echo: hello-${i}`);
+      }
+      expect(firstText(await b.client.callTool({ name: "get-sum", arguments: { a: 2, b: 3 } }))).toBe("The sum of 2 and 3 is 5.");
+      expect(firstText(await b.client.callTool({ name: "get-sum", arguments: { a: 40, b: 2 } }))).toBe("The sum of 40 and 2 is 42.");
+
+      const progress: Progress[] = [];
+      const long = await b.client.callTool(
+        { name: "trigger-long-running-operation", arguments: { duration: 1, steps: 3 } },
+        undefined,
+        { onprogress: (p) => progress.push(p) },
+      );
+      expect(firstText(long)).toContain("Long running operation completed");
+      // The bridge relayed the three progress notifications, in order, before the result.
+      const relayed = b.received.filter((m) => "method" in m && m.method === "notifications/progress").map((m) => ("params" in m ? m.params : undefined));
+      expect(relayed.map((p) => [p?.progress, p?.total])).toEqual([[1, 3], [2, 3], [3, 3]]);
+      // The SDK Client handles a notification one microtask after a response that arrived in
+      // the same stdout chunk, so the last progress may come after the result (and is dropped).
+      expect(progress.length).toBeGreaterThanOrEqual(2);
+      expect(progress.map((p) => [p.progress, p.total])).toEqual([[1, 3], [2, 3], [3, 3]].slice(0, progress.length));
+
+      const sampled = await b.client.callTool({ name: "trigger-sampling-request", arguments: { prompt: "hi", maxTokens: 5 } });
+      expect(firstText(sampled)).toContain("sampled by the client: 1 message(s)");
+      expect(firstText(sampled)).toContain("bridge-e2e-model");
+
+      const elicited = await b.client.callTool({ name: "trigger-elicitation-request", arguments: {} });
+      expect(JSON.stringify(elicited)).toContain("Ada Lovelace");
+    } finally {
+      await b.close();
+    }
+
+    // The gateway challenged (2 free units, 3 credits per solve, 9 calls): the bridge solved.
+    const solves = b.stderr().match(/solved challenge: 10 bits in \d+ ms/g) ?? [];
+    expect(solves.length).toBeGreaterThanOrEqual(2);
+    // Nothing of the challenges reached the client; stdout carried only JSON-RPC.
+    expect(b.errors.filter((e) => !e.message.includes("progress notification for an unknown token"))).toEqual([]);
+    expect(b.received.length).toBeGreaterThan(10);
+    for (const m of b.received) {
+      expect(m.jsonrpc).toBe("2.0");
+      expect(JSON.stringify(m)).not.toMatch(CHALLENGE_TEXT);
+      expect("error" in m).toBe(false);
+    }
+    // Every stderr line is a bridge log line.
+    for (const line of b.stderr().trim().split("\n")) expect(line).toMatch(/^\[tollbooth-bridge\] /);
+
+    const counts = origin.counts();
+    expect(counts["initialize"]).toBe(1);
+    expect(counts["tools/call:echo"]).toBe(4);
+    expect(counts["tools/call:get-sum"]).toBe(2);
+    expect(counts["tools/call:trigger-long-running-operation"]).toBe(1);
+    expect(counts["tools/call:trigger-sampling-request"]).toBe(1);
+    expect(counts["tools/call:trigger-elicitation-request"]).toBe(1);
+    expect(counts["tools/call"]).toBe(9);
+  });
+
+  it("when the origin drops the session, the bridge starts a new one and the next call still succeeds", async () => {
+    origin.reset();
+    const b = await connectThroughBridge("bridge-reinit");
+    let sessionId: unknown;
+    try {
+      expect(firstText(await b.client.callTool({ name: "echo", arguments: { message: "before" } }))).toBe("Echo: before");
+      sessionId = origin.requests().find((r) => r.headers["mcp-session-id"])?.headers["mcp-session-id"];
+      expect(typeof sessionId).toBe("string");
+
+      // The origin forgets the session (as after a restart): it ends it, bypassing the bridge.
+      const ended = await fetch(`${origin.url}/mcp`, { method: "DELETE", headers: { "mcp-session-id": String(sessionId) } });
+      expect(ended.status).toBe(200);
+
+      expect(firstText(await b.client.callTool({ name: "echo", arguments: { message: "after" } }))).toBe("Echo: after");
+      expect(firstText(await b.client.callTool({ name: "get-sum", arguments: { a: 1, b: 1 } }))).toBe("The sum of 1 and 1 is 2.");
+    } finally {
+      await b.close();
+    }
+    expect(b.stderr()).toMatch(new RegExp(`session re-established: ${sessionId} → [0-9a-f-]{36}`));
+    expect(b.errors).toEqual([]);
+    for (const m of b.received) expect("error" in m).toBe(false);
+
+    // The origin saw a second initialize (the client sent one); the refused call with the old
+    // session id, then the same call once in the new session.
+    const posts = origin.requests().filter((r) => r.method === "POST");
+    const calls = (message: string) =>
+      posts.filter((r) => r.messages.some((m) => JSON.stringify(m).includes(`"message":"${message}"`)));
+    expect(origin.counts()["initialize"]).toBe(2);
+    expect(calls("after").map((r) => r.headers["mcp-session-id"] === sessionId)).toEqual([true, false]);
+    expect(calls("before")).toHaveLength(1);
+    expect(origin.counts()["tools/call:get-sum"]).toBe(1);
+  });
+
+  it("exits with code 0 when stdin closes, ending its session with DELETE", async () => {
+    origin.reset();
+    const child = spawn(process.execPath, [CLI, `${gateway.url}/mcp`, "--header", "x-api-key: bridge-exit"], { stdio: ["pipe", "pipe", "pipe"] });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    const initialize = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } };
+    child.stdin!.write(`${JSON.stringify(initialize)}\n`);
+    const first = await lines.next();
+    const answer = JSON.parse(String(first.value)) as { id: number; result: { protocolVersion: string } };
+    expect(answer.id).toBe(1);
+    expect(answer.result.protocolVersion).toBe("2025-06-18");
+
+    child.stdin!.end();
+    expect(await exited).toBe(0);
+    const sessionId = origin.requests().find((r) => r.headers["mcp-session-id"])?.headers["mcp-session-id"];
+    const deletes = origin.requests().filter((r) => r.method === "DELETE" && r.headers["mcp-session-id"] === sessionId);
+    expect(deletes).toHaveLength(1);
+  });
+
+  it("bad arguments: exit code 2 and the usage on stderr", () => {
+    for (const args of [[], ["--max-difficulty", "lots", "http://127.0.0.1:1/mcp"], ["http://127.0.0.1:1/mcp", "--header", "no-colon"], ["ftp://example.com/mcp"]]) {
+      const run = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 20_000 });
+      expect(run.status).toBe(2);
+      expect(run.stdout).toBe("");
+      expect(run.stderr).toContain("Usage: tollbooth-bridge <url>");
+    }
+    const bad = spawnSync(process.execPath, [CLI, "--max-difficulty", "lots", "http://127.0.0.1:1/mcp"], { encoding: "utf8" });
+    expect(bad.stderr).toContain('--max-difficulty must be an integer from 1 to 256, got "lots"');
+  });
+});

@@ -3,14 +3,22 @@
  * token bucket is, what a proof-of-work challenge asks and buys, and how the proxy
  * behaves. Given as JSON in the `TOLLBOOTH_POLICY` var; validated once, at start.
  */
-import { z } from "zod";
+import * as z from "zod/mini";
+import { en } from "zod/locales";
 
-const cost = z.number().int().min(0);
+// zod/mini ships no messages; English ones name what was expected ("Too small: expected number to be >=1").
+z.config(en());
+
+/** An integer number in [min, max]. */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.int().check(z.minimum(min), z.maximum(max));
+/** A string matching `re`. */
+const matching = (re: RegExp) => z.string().check(z.regex(re));
+const cost = int(0);
 const bucket = z.strictObject({
   /** Most units the bucket holds (the burst). */
-  capacity: z.number().int().min(1),
+  capacity: int(1),
   /** Units added per second (at least 0.0001: one unit per 10 000 s). */
-  refillPerSecond: z.number().min(0.0001),
+  refillPerSecond: z.number().check(z.minimum(0.0001)),
 });
 
 /** Method costs every policy starts from: a handshake never trips the limit. */
@@ -24,56 +32,72 @@ export const DEFAULT_METHOD_COSTS: Readonly<Record<string, number>> = {
 /** Identity strategies, tried in order (see `shared/identity.ts`). */
 export const IDENTITY_STRATEGIES = ["authorization", "api-key", "ip"] as const;
 
+/** What the gateway does when the caller's Durable Object fails or times out (see `onStoreError`). */
+export const STORE_ERROR_MODES = ["closed", "open"] as const;
+
 const schema = z.strictObject({
   /** `realm` of the `PowChallenge` challenge. */
-  realm: z.string().regex(/^[\x20-\x7e]{1,64}$/).default("tollbooth"),
+  realm: z._default(matching(/^[\x20-\x7e]{1,64}$/), "tollbooth"),
   /** Path of the gated MCP endpoint. */
-  endpoint: z.string().regex(/^\/[^?#]*$/).default("/mcp"),
+  endpoint: z._default(matching(/^\/[^?#]*$/), "/mcp"),
   /** The free token bucket of each caller. */
-  bucket: bucket.default({ capacity: 10, refillPerSecond: 0.5 }),
+  bucket: z._default(bucket, { capacity: 10, refillPerSecond: 0.5 }),
   /** Hard per-caller ceiling (requests, any cost) that even token holders cannot pass: 429. */
-  ceiling: bucket.default({ capacity: 60, refillPerSecond: 10 }),
-  costs: z
-    .strictObject({
+  ceiling: z._default(bucket, { capacity: 60, refillPerSecond: 10 }),
+  costs: z._default(
+    z.strictObject({
       /** Cost of a JSON-RPC request whose method has no entry below. */
-      default: cost.default(1),
+      default: z._default(cost, 1),
       /** Cost per JSON-RPC method; `prefix/*` matches a whole family. Merged over DEFAULT_METHOD_COSTS. */
-      methods: z.record(z.string(), cost).default({}),
+      methods: z._default(z.record(z.string(), cost), {}),
       /** Cost of `tools/call` per tool (`params.name`); wins over `methods["tools/call"]`. */
-      tools: z.record(z.string(), cost).default({}),
+      tools: z._default(z.record(z.string(), cost), {}),
       /** Cost of a request to any path other than the endpoint (OAuth metadata paths cost 0). */
-      otherPaths: cost.default(1),
-    })
-    .default({ default: 1, methods: {}, tools: {}, otherPaths: 1 }),
-  challenge: z
-    .strictObject({
+      otherPaths: z._default(cost, 1),
+    }),
+    { default: 1, methods: {}, tools: {}, otherPaths: 1 },
+  ),
+  challenge: z._default(
+    z.strictObject({
       /** Leading zero bits required of SHA-256(salt ‖ nonce). */
-      difficulty: z.number().int().min(1).max(32).default(16),
+      difficulty: z._default(int(1, 32), 16),
       /** Credits an access token minted from one solve carries. */
-      credits: z.number().int().min(1).default(20),
+      credits: z._default(int(1), 20),
       /** Seconds a challenge stays redeemable. */
-      ttlSeconds: z.number().int().min(5).max(3600).default(120),
-    })
-    .default({ difficulty: 16, credits: 20, ttlSeconds: 120 }),
-  token: z
-    .strictObject({
+      ttlSeconds: z._default(int(5, 3600), 120),
+    }),
+    { difficulty: 16, credits: 20, ttlSeconds: 120 },
+  ),
+  token: z._default(
+    z.strictObject({
       /** Lifetime of an access token, in seconds. */
-      ttlSeconds: z.number().int().min(1).max(86400).default(300),
-    })
-    .default({ ttlSeconds: 300 }),
-  identity: z
-    .strictObject({
-      strategies: z.array(z.enum(IDENTITY_STRATEGIES)).min(1).default(["authorization", "api-key", "ip"]),
+      ttlSeconds: z._default(int(1, 86400), 300),
+    }),
+    { ttlSeconds: 300 },
+  ),
+  identity: z._default(
+    z.strictObject({
+      strategies: z._default(z.array(z.enum(IDENTITY_STRATEGIES)).check(z.minLength(1)), ["authorization", "api-key", "ip"]),
       /** Header read by the `api-key` strategy. */
-      apiKeyHeader: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/).default("x-api-key"),
-    })
-    .default({ strategies: ["authorization", "api-key", "ip"], apiKeyHeader: "x-api-key" }),
+      apiKeyHeader: z._default(matching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/), "x-api-key"),
+    }),
+    { strategies: ["authorization", "api-key", "ip"], apiKeyHeader: "x-api-key" },
+  ),
   /** Browser origins allowed to call (MCP transport, DNS rebinding); the gateway's own origin always is; "*" allows any. */
-  allowedOrigins: z.array(z.string()).default([]),
+  allowedOrigins: z._default(z.array(z.string()), []),
   /** Largest request body accepted, in bytes (413 above). */
-  maxBodyBytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
+  maxBodyBytes: z._default(int(1024, 100 * 1024 * 1024), 1024 * 1024),
   /** Milliseconds to wait for the origin's response headers (504 after). */
-  originTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+  originTimeoutMs: z._default(int(100, 600_000), 30_000),
+  /**
+   * When the caller's Durable Object throws or does not answer within `storeTimeoutMs`:
+   * `"closed"` answers 503 (nothing is admitted unmetered); `"open"` forwards the request
+   * to the origin unmetered (`Tollbooth-Degraded: store-unavailable`). Requests with a
+   * credential and tollbooth's `/verify` and `/challenge` endpoints always fail closed.
+   */
+  onStoreError: z._default(z.enum(STORE_ERROR_MODES), "closed"),
+  /** Milliseconds to wait for the caller's Durable Object before treating it as failed. */
+  storeTimeoutMs: z._default(int(50, 10_000), 500),
 });
 
 /** A validated policy with every default filled in. */

@@ -34,10 +34,16 @@ export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: Tollbo
   return app;
 }
 
-let cached: { key: string; app: ReturnType<typeof createGateway> | Error } | undefined;
+/**
+ * Built apps, by `CALLER_BUCKET` binding (one per isolate in production) and then by the
+ * string settings: a different binding or configuration gets its own app.
+ */
+const built = new WeakMap<object, { key: string; app: ReturnType<typeof createGateway> | Error }>();
 
 function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
   const key = [env.TOLLBOOTH_POLICY, env.TOLLBOOTH_SECRET, env.TOLLBOOTH_ORIGIN_SECRET, env.ORIGIN_URL].join("\u0000");
+  const binding: object = env.CALLER_BUCKET ?? built;
+  let cached = built.get(binding);
   if (cached?.key !== key) {
     let app: ReturnType<typeof createGateway> | Error;
     try {
@@ -46,6 +52,7 @@ function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
       app = err instanceof Error ? err : new Error(String(err));
     }
     cached = { key, app };
+    built.set(binding, cached);
   }
   return cached.app;
 }

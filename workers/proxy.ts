@@ -4,10 +4,15 @@
  * tollbooth's own credentials (stripped) and its caller proof (added); the response —
  * SSE included — streamed back as it arrives, status and headers untouched (401/403 with
  * `WWW-Authenticate` included, so the origin's OAuth keeps working).
+ *
+ * Origin failures get a JSON-RPC error with the request's ids: 502 (unreachable), 504 (no
+ * response headers within `originTimeoutMs`), and — when the origin resets an SSE answer
+ * to a POST before answering every request in it — a final SSE event per unanswered
+ * request id (`error.code` 502), after which the stream ends normally.
  */
 import type { Context } from "hono";
 import { canonical, toBase64Url } from "../shared/encoding.ts";
-import { ErrorCode } from "../shared/jsonrpc.ts";
+import { ErrorCode, requestIds, type JsonRpcId } from "../shared/jsonrpc.ts";
 import { hmac, type HmacKey } from "../shared/keys.ts";
 import { SOLUTION_HEADER, TOKEN_HEADER } from "./payment.ts";
 import { jsonRpcError } from "./responses.ts";
@@ -102,7 +107,107 @@ export function mcpProxy(options: ProxyOptions) {
       clearTimeout(timer);
     }
     const out = new Headers(upstream.headers);
-    if ((out.get("content-type") ?? "").startsWith("text/event-stream")) out.set("x-accel-buffering", "no");
-    return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers: out });
+    let stream: ReadableStream<Uint8Array> | null = upstream.body;
+    if ((out.get("content-type") ?? "").startsWith("text/event-stream")) {
+      out.set("x-accel-buffering", "no");
+      const ids = req.method === "POST" ? requestIds(body) : [];
+      if (stream && ids.length > 0) {
+        stream = answerOnReset(stream, ids);
+        out.delete("content-length");
+      }
+    }
+    return new Response(stream, { status: upstream.status, statusText: upstream.statusText, headers: out });
   };
+}
+
+/** `error.message` of the event that answers a request whose SSE stream the origin reset. */
+export const RESET_MESSAGE = "origin reset the stream before answering";
+
+/** The end of the last complete SSE event in `text` (after its blank line), or 0 (WHATWG HTML §9.2.6). */
+function lastEventEnd(text: string): number {
+  let end = 0;
+  for (const m of text.matchAll(/(?:\r\n|\r|\n)(?:\r\n|\r|\n)/g)) end = m.index + m[0].length;
+  return end;
+}
+
+/** `JSON.stringify` of an id: the key that tells `1` from `"1"`. */
+const idKey = (id: unknown) => JSON.stringify(id);
+
+/**
+ * Mark as answered the ids of the JSON-RPC responses (`result` or `error`, no `method`)
+ * carried by the `data` of complete SSE events in `events`.
+ */
+function markAnswered(events: string, pending: Map<string, JsonRpcId>): void {
+  for (const event of events.split(/(?:\r\n|\r|\n){2}/)) {
+    const data = event
+      .split(/\r\n|\r|\n/)
+      .filter((line) => line.startsWith("data:"))
+      .map((line) => line.slice(line.startsWith("data: ") ? 6 : 5))
+      .join("\n");
+    if (!data.includes('"id"')) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(data);
+    } catch {
+      continue;
+    }
+    for (const m of Array.isArray(value) ? value : [value]) {
+      if (typeof m === "object" && m !== null && "id" in m && !("method" in m) && ("result" in m || "error" in m)) pending.delete(idKey(m.id));
+    }
+  }
+}
+
+/**
+ * Guard an origin's SSE answer to a POST: pass the stream through event by event (bytes
+ * unchanged; a partly received event is held until its blank line), watch the ids of the
+ * JSON-RPC responses in it, and if the origin's stream errors before it ended, drop the
+ * partial event and append, for each request id not yet answered, one event
+ * `event: message` / `data: {"jsonrpc":"2.0","id":<id>,"error":{"code":502,"message":RESET_MESSAGE}}`,
+ * then end the stream normally. A stream the origin ends normally is passed through as is.
+ * @param upstream the origin's `text/event-stream` body
+ * @param ids the request ids of the POST body (see `requestIds`)
+ */
+export function answerOnReset(upstream: ReadableStream<Uint8Array>, ids: JsonRpcId[]): ReadableStream<Uint8Array> {
+  const pending = new Map(ids.map((id) => [idKey(id), id] as const));
+  const reader = upstream.getReader();
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  let held = "";
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      // Loop until something is enqueued or the stream is closed: a pull that enqueues
+      // nothing is not called again by the stream machinery.
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (err) {
+          console.error(`tollbooth: origin reset the SSE stream with ${pending.size} request(s) unanswered`, err);
+          for (const id of pending.values()) {
+            const answer = { jsonrpc: "2.0", id, error: { code: ErrorCode.BadGateway, message: RESET_MESSAGE } };
+            controller.enqueue(encoder.encode(`event: message\ndata: ${JSON.stringify(answer)}\n\n`));
+          }
+          controller.close();
+          return;
+        }
+        if (chunk.done) {
+          const rest = held + decoder.decode();
+          if (rest) controller.enqueue(encoder.encode(rest));
+          controller.close();
+          return;
+        }
+        held += decoder.decode(chunk.value, { stream: true });
+        const end = lastEventEnd(held);
+        if (end === 0) continue;
+        const complete = held.slice(0, end);
+        held = held.slice(end);
+        markAnswered(complete, pending);
+        controller.enqueue(encoder.encode(complete));
+        return;
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
 }

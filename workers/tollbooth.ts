@@ -7,6 +7,11 @@
  * caller's Durable Object, which applies the ceiling, spends solutions and credits, and
  * takes from the free bucket. Admitted requests go on to the next handler (the proxy)
  * with `c.var.tollbooth` set; others get 402 (challenge) or 429 (ceiling), never the origin.
+ *
+ * When the Durable Object throws or does not answer within `policy.storeTimeoutMs`, the
+ * request fails closed (503, `Retry-After: 1`) or, with `onStoreError: "open"`, goes to
+ * the origin unmetered (`Tollbooth-Degraded: store-unavailable`) — except a request that
+ * carries a credential and tollbooth's own endpoints, which always fail closed.
  */
 import type { MiddlewareHandler } from "hono";
 import { parseAuthParams } from "../shared/auth-params.ts";
@@ -18,9 +23,9 @@ import { parsePolicy, type Policy, type PolicyInput } from "../shared/policy.ts"
 import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
 import { signToken, verifyToken, type TokenClaims } from "../shared/token.ts";
 import { mediaType, readBody, TOO_LARGE } from "./body.ts";
-import type { AdmitRequest, AdmitResult, CallerBucket } from "./caller-bucket.ts";
+import type { AdmitRequest, AdmitResult, CallerBucket, StatusResult } from "./caller-bucket.ts";
 import { CREDITS_HEADER, paymentRequired, redemptionFor, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
-import { jsonRpcError } from "./responses.ts";
+import { json, jsonRpcError } from "./responses.ts";
 import { wellKnown } from "./well-known.ts";
 
 /** Options of `tollbooth()`. */
@@ -43,7 +48,8 @@ export interface TollboothState {
   rawBody: Uint8Array<ArrayBuffer> | null;
   /** Units charged. */
   cost: number;
-  decision: AdmitResult;
+  /** The Durable Object's decision; null when it was unavailable and the request went on unmetered (`onStoreError: "open"`). */
+  decision: AdmitResult | null;
 }
 
 /** Hono variables set by `tollbooth()`. */
@@ -51,13 +57,72 @@ export interface TollboothVariables {
   tollbooth: TollboothState;
 }
 
+/** The calls the gateway makes on a caller's `CallerBucket` (see workers/caller-bucket.ts). */
+export interface CallerStore {
+  admit(req: AdmitRequest): Promise<AdmitResult>;
+  redeem(req: RedeemRequest): Promise<AdmitResult>;
+  status(req: StatusRequest): Promise<StatusResult>;
+}
+
+/**
+ * The caller state as the gateway reaches it: `CallerBucket` stubs whose every call is
+ * bounded by `policy.storeTimeoutMs` (it rejects with `StoreTimeoutError` after that).
+ */
+export interface StoreNamespace {
+  idFromName(name: string): DurableObjectId;
+  get(id: DurableObjectId): CallerStore;
+}
+
+/** A `CallerBucket` call that did not settle within `storeTimeoutMs`. */
+export class StoreTimeoutError extends Error {
+  /** @param ms the bound that passed, milliseconds */
+  constructor(ms: number) {
+    super(`CallerBucket did not answer within ${ms} ms`);
+    this.name = "StoreTimeoutError";
+  }
+}
+
+/** Header on responses that went to the origin unmetered because the caller state was unavailable. */
+export const DEGRADED_HEADER = "tollbooth-degraded";
+
 /** Everything the middleware and the well-known endpoints share. */
 export interface Gate {
   policy: Policy;
   keyring: () => Promise<Keyring>;
-  buckets: DurableObjectNamespace<CallerBucket>;
+  /** The caller state; every call bounded by `policy.storeTimeoutMs`. */
+  buckets: StoreNamespace;
   /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
   limitHeaders: (decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
+}
+
+type RedeemRequest = Parameters<CallerBucket["redeem"]>[0];
+type StatusRequest = Parameters<CallerBucket["status"]>[0];
+
+/**
+ * Settle like `call`, or reject with `StoreTimeoutError` after `ms` milliseconds
+ * (the call itself is not cancelled: a Durable Object call cannot be).
+ */
+function bounded<T>(call: () => Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreTimeoutError(ms)), ms);
+  });
+  return Promise.race([Promise.resolve().then(call), timeout]).finally(() => clearTimeout(timer));
+}
+
+/** `CallerBucket` stubs whose calls are bounded by `timeoutMs` milliseconds. */
+function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs: number): StoreNamespace {
+  return {
+    idFromName: (name) => ns.idFromName(name),
+    get(id) {
+      const stub = ns.get(id);
+      return {
+        admit: (req) => bounded(() => stub.admit(req) as Promise<AdmitResult>, timeoutMs),
+        redeem: (req) => bounded(() => stub.redeem(req) as Promise<AdmitResult>, timeoutMs),
+        status: (req) => bounded(() => stub.status(req) as Promise<StatusResult>, timeoutMs),
+      };
+    },
+  };
 }
 
 /** Methods of the MCP endpoint (Streamable HTTP, MCP 2025-11-25); others get 405 at the gateway. */
@@ -84,7 +149,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
   const gate: Gate = {
     policy,
     keyring: () => (keyringPromise ??= importKeyring(options.secret)),
-    buckets: options.buckets,
+    buckets: boundedStore(options.buckets, policy.storeTimeoutMs),
     limitHeaders: (d, nowMs) => {
       const limits: NamedLimit[] = [
         { name: "free", config: policy.bucket, result: d.bucket },
@@ -107,7 +172,15 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (origin !== null && !allowAnyOrigin && origin !== url.origin && !allowedOrigins.has(origin)) {
       return jsonRpcError(403, null, ErrorCode.ForbiddenOrigin, `Forbidden: Origin ${origin} is not allowed`, { origin });
     }
-    if (url.pathname === WELL_KNOWN || url.pathname.startsWith(WELL_KNOWN + "/")) return wellKnown(gate, req, url, nowMs);
+    if (url.pathname === WELL_KNOWN || url.pathname.startsWith(WELL_KNOWN + "/")) {
+      try {
+        return await wellKnown(gate, req, url, nowMs);
+      } catch (err) {
+        // tollbooth's own endpoints always fail closed; the cause is logged, not sent.
+        console.error("tollbooth: well-known endpoint failed", err);
+        return json(503, { error: "unavailable", message: "The rate-limit state could not be reached" }, { "retry-after": "1" });
+      }
+    }
 
     const rawBody = await readBody(req, policy.maxBodyBytes);
     if (rawBody === TOO_LARGE) {
@@ -167,6 +240,15 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     try {
       decision = await gate.buckets.get(gate.buckets.idFromName(caller)).admit(admit);
     } catch (err) {
+      // A credential is never honoured unverified: its spend (credits, a challenge's single
+      // use) lives in the store. Without a credential, "open" trades metering for availability.
+      if (policy.onStoreError === "open" && solutionHeader === null && tokenHeader === null) {
+        console.warn(`tollbooth: CallerBucket.admit failed; forwarding unmetered (onStoreError "open") for ${caller}`, err);
+        c.set("tollbooth", { caller, body, rawBody, cost, decision: null });
+        await next();
+        c.res.headers.set(DEGRADED_HEADER, "store-unavailable");
+        return;
+      }
       // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
       console.error("tollbooth: CallerBucket.admit failed", err);
       return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" });

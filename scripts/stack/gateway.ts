@@ -1,7 +1,7 @@
 /**
  * Runs the gateway Worker for end-to-end tests with a real `wrangler dev`
  * (local mode, workerd), bound to 127.0.0.1 on free ports, with isolated
- * persistence.
+ * persistence (or a given persist dir, to restart a gateway over the same state).
  *
  *   const gw = await startGateway({ originUrl: origin.url, policy: {...} });
  *   await fetch(`${gw.url}/mcp`, ...);
@@ -36,6 +36,12 @@ export interface GatewayOptions {
   config?: string;
   /** Extra `--var NAME:value` pairs. */
   vars?: Record<string, string>;
+  /**
+   * `--persist-to` directory (Durable Object storage). Given: it is kept on close(), so a
+   * gateway started again with it (and the same `secret`) finds its callers' state.
+   * Omitted: a fresh temporary directory, deleted on close().
+   */
+  persistDir?: string;
 }
 
 /** Handle returned by {@link startGateway}. */
@@ -46,7 +52,9 @@ export interface Gateway {
   secret: string;
   /** Captured wrangler/workerd stdout+stderr so far (last 64 KiB). */
   output(): string;
-  /** Kills wrangler's whole process group and deletes the persist dir. */
+  /** The `--persist-to` directory in use. */
+  persistDir: string;
+  /** Kills wrangler's whole process group and deletes the persist dir (unless it was given). */
   close(): Promise<void>;
 }
 
@@ -63,7 +71,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const port = opts.port ?? (await freePort());
   const inspectorPort = await freePort();
   const secret = opts.secret ?? randomBytes(32).toString("hex");
-  const persistDir = await mkdtemp(join(tmpdir(), "tollbooth-wrangler-"));
+  const ownDir = opts.persistDir === undefined;
+  const persistDir = opts.persistDir ?? (await mkdtemp(join(tmpdir(), "tollbooth-wrangler-")));
   const vars: Record<string, string> = {
     ...opts.vars,
     ORIGIN_URL: opts.originUrl,
@@ -108,7 +117,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const url = `http://127.0.0.1:${port}`;
   const close = async () => {
     await stopGroup(child);
-    await rm(persistDir, { recursive: true, force: true });
+    if (ownDir) await rm(persistDir, { recursive: true, force: true });
   };
   try {
     await waitUntilReady(url, child, output);
@@ -116,7 +125,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     await close();
     throw err;
   }
-  return { url, secret, output: () => output.toString(), close };
+  return { url, secret, persistDir, output: () => output.toString(), close };
 }
 
 /** Polls `url + READY_PATH` until it returns 2xx; rejects on child exit or timeout. */

@@ -1,19 +1,28 @@
 /**
  * Faults and guards, as a caller sees them: origin down (502), origin too slow (504),
+ * origin resetting an SSE answer (a JSON-RPC error event for each unanswered request id),
+ * other callers unaffected by one caller's hanging or failing request, a gateway restart
+ * over the same Durable Object storage (buckets, credits, spent challenges survive),
  * oversized body (413), foreign Origin (403), MCP 2026-07-28 header checks (-32020),
  * and an OAuth-protected origin whose 401 / WWW-Authenticate and metadata pass through.
  * The guards answer before the origin: it must see nothing.
  */
+import { createHash } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { discoverOAuthProtectedResourceMetadata, extractWWWAuthenticateParams } from "@modelcontextprotocol/sdk/client/auth.js";
 import { InvalidTokenError } from "@modelcontextprotocol/sdk/server/auth/errors.js";
 import { requireBearerAuth } from "@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js";
 import { getOAuthProtectedResourceMetadataUrl, mcpAuthMetadataRouter } from "@modelcontextprotocol/sdk/server/auth/router.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { freePort } from "../../scripts/stack/ports.ts";
+import { connect, firstText, readSse } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
 // express is what the SDK's server auth pieces are built for (installed with the SDK).
@@ -31,6 +40,56 @@ async function startSilentOrigin(): Promise<{ url: string; seen: () => number; c
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     seen: () => seen,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * An MCP origin with faulty tools, a node http server on 127.0.0.1 (MCP Streamable HTTP,
+ * JSON answers, no session): `initialize` and other requests are answered at once
+ * (`tools/call` returns the tool name), notifications get 202, `GET /healthz` 200, and
+ *  - `tools/call` of `hang`: never answered;
+ *  - a POST with a `tools/call` of `reset`: a 200 `text/event-stream` answer with one
+ *    `notifications/message` event and an answer to every other request of the POST,
+ *    then the connection is destroyed (a reset, mid-stream).
+ */
+async function startFaultyOrigin(): Promise<{ url: string; seen: () => string[]; close: () => Promise<void> }> {
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      if (req.method === "GET" && req.url === "/healthz") return void res.end("ok");
+      if (req.method !== "POST") return void res.writeHead(405, { allow: "POST" }).end();
+      const parsed = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      const messages: any[] = Array.isArray(parsed) ? parsed : [parsed];
+      const tool = (m: any) => (m.method === "tools/call" ? String(m.params?.name) : undefined);
+      for (const m of messages) seen.push(tool(m) ?? m.method);
+      const answer = (m: any) =>
+        m.method === "initialize"
+          ? { jsonrpc: "2.0", id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: "faulty-origin", version: "1.0.0" } } }
+          : { jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: `answered ${tool(m) ?? m.method}` }] } };
+      const requests = messages.filter((m) => m.id !== undefined && m.method !== undefined);
+      if (requests.some((m) => tool(m) === "hang")) return; // never answered
+      if (requests.some((m) => tool(m) === "reset")) {
+        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+        res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "working" } })}\n\n`);
+        for (const m of requests.filter((m) => tool(m) !== "reset")) res.write(`event: message\ndata: ${JSON.stringify(answer(m))}\n\n`);
+        setTimeout(() => req.socket.destroy(), 50);
+        return;
+      }
+      if (requests.length === 0) return void res.writeHead(202).end();
+      const out = Array.isArray(parsed) ? requests.map(answer) : answer(requests[0]);
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(out));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen({ port: 0, host: "127.0.0.1" }, resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen: () => [...seen],
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -176,6 +235,9 @@ function postOnce(url: string, body: Uint8Array, declared: boolean): Promise<Ear
 let origin: Origin;
 let silent: Awaited<ReturnType<typeof startSilentOrigin>>;
 let oauth: OAuthOrigin;
+let faulty: Awaited<ReturnType<typeof startFaultyOrigin>>;
+/** In front of the faulty origin, originTimeoutMs 4000. */
+let mixed: Gateway;
 /** ORIGIN_URL points at a closed port. */
 let down: Gateway;
 /** In front of the silent origin, originTimeoutMs 1000. */
@@ -187,12 +249,13 @@ let authGw: Gateway;
 
 beforeAll(async () => {
   const [closedPort, authGwPort] = await Promise.all([freePort(), freePort()]);
-  [origin, silent, oauth] = await Promise.all([
+  [origin, silent, oauth, faulty] = await Promise.all([
     startOrigin(),
     startSilentOrigin(),
     startOAuthOrigin(new URL(`http://127.0.0.1:${authGwPort}/mcp`)),
+    startFaultyOrigin(),
   ]);
-  [down, slow, guarded, authGw] = await Promise.all([
+  [down, slow, guarded, authGw, mixed] = await Promise.all([
     startGateway({ originUrl: `http://127.0.0.1:${closedPort}` }),
     startGateway({ originUrl: silent.url, policy: { originTimeoutMs: 1000 } }),
     startGateway({
@@ -205,12 +268,13 @@ beforeAll(async () => {
       },
     }),
     startGateway({ originUrl: oauth.url, port: authGwPort, policy: { bucket: { capacity: 1, refillPerSecond: 0.0001 } } }),
+    startGateway({ originUrl: faulty.url, policy: { originTimeoutMs: 4000, bucket: { capacity: 50, refillPerSecond: 1 } } }),
   ]);
 }, 90_000);
 
 afterAll(async () => {
-  await Promise.all([down?.close(), slow?.close(), guarded?.close(), authGw?.close()]);
-  await Promise.all([origin?.close(), silent?.close(), oauth?.close()]);
+  await Promise.all([down?.close(), slow?.close(), guarded?.close(), authGw?.close(), mixed?.close()]);
+  await Promise.all([origin?.close(), silent?.close(), oauth?.close(), faulty?.close()]);
 });
 
 describe("origin faults", () => {
@@ -233,6 +297,148 @@ describe("origin faults", () => {
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(5_000);
     expect(silent.seen()).toBe(1); // it was forwarded, and then given up on
+  });
+});
+
+describe("one caller's origin fault leaves the others alone", () => {
+  const post = (apiKey: string, body: string, path = "/mcp") =>
+    fetch(`${mixed.url}${path}`, { method: "POST", headers: { ...MCP_HEADERS, "x-api-key": apiKey }, body, signal: AbortSignal.timeout(20_000) });
+
+  it("while one request hangs on the origin, other callers and the same caller's other requests are answered; the hung one gets 504", async () => {
+    let settled = false;
+    const hung = post("caller-a", toolCall("hung", "hang", {})).then((res) => ((settled = true), res));
+    await new Promise((r) => setTimeout(r, 200)); // let it reach the origin
+    const others = await Promise.all([
+      ...["caller-b", "caller-c", "caller-b"].map((key, i) => post(key, toolCall(`other-${i}`, "echo", {}))),
+      post("caller-a", toolCall("same-caller", "echo", {})),
+    ]);
+    for (const res of others) expect(res.status).toBe(200);
+    expect(((await others[3]!.json()) as any).id).toBe("same-caller");
+    const healthy = await fetch(`${mixed.url}/healthz`, { headers: { "x-api-key": "caller-a" } });
+    expect(healthy.status).toBe(200);
+    expect(await healthy.text()).toBe("ok");
+    expect(settled).toBe(false); // all of that while the hung request was still waiting
+
+    const res = await hung;
+    expect(res.status).toBe(504);
+    expect(await res.json()).toMatchObject({ jsonrpc: "2.0", id: "hung", error: { code: 504 } });
+  });
+
+  it("while the origin resets one caller's stream, another caller's concurrent requests succeed", async () => {
+    const [reset, ...others] = await Promise.all([
+      post("caller-r", toolCall("r1", "reset", {})),
+      ...[1, 2, 3].map((i) => post("caller-s", toolCall(i, "echo", {}))),
+    ]);
+    expect(reset!.status).toBe(200);
+    const events = await readSse(reset!, () => false);
+    expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ id: "r1", error: { code: 502 } });
+    for (const res of others) {
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as any).result.content[0].text).toBe("answered echo");
+    }
+  });
+});
+
+describe("an origin that resets an SSE answer mid-stream", () => {
+  it("an SDK Client's call gets the JSON-RPC error 502 for its id instead of hanging, and the client keeps working", async () => {
+    const { client, close } = await connect(`${mixed.url}/mcp`, { apiKey: "sdk-reset" });
+    try {
+      const logged: unknown[] = [];
+      client.fallbackNotificationHandler = async (n) => void logged.push(n);
+      const failure = await client.callTool({ name: "reset", arguments: {} }, undefined, { timeout: 15_000 }).catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(McpError);
+      expect((failure as McpError).code).toBe(502);
+      expect((failure as McpError).message).toContain("origin reset the stream before answering");
+      expect(logged).toContainEqual(expect.objectContaining({ method: "notifications/message" })); // what came before the reset got through
+
+      const after = await client.callTool({ name: "echo", arguments: {} });
+      expect(firstText(after)).toBe("answered echo");
+    } finally {
+      await close();
+    }
+  });
+
+  it("a batch: the requests the origin answered keep their answers, the others get the error event, then the stream ends", async () => {
+    const body = JSON.stringify([
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: {} } },
+      { jsonrpc: "2.0", id: "two", method: "tools/call", params: { name: "reset", arguments: {} } },
+      { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 0 } },
+      { jsonrpc: "2.0", id: 3, method: "ping" },
+    ]);
+    const res = await fetch(`${mixed.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, "x-api-key": "batch-reset" }, body, signal: AbortSignal.timeout(15_000) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const events = await readSse(res, () => false); // returns when the stream ends: no hang, no error
+    const messages = events.map((e) => JSON.parse(e.data));
+    expect(messages.map((m) => m.method ?? m.id)).toEqual(["notifications/message", 1, 3, "two"]);
+    expect(messages[1].result.content[0].text).toBe("answered echo");
+    expect(messages[2].result.content[0].text).toBe("answered ping");
+    expect(messages[3]).toEqual({ jsonrpc: "2.0", id: "two", error: { code: 502, message: "origin reset the stream before answering" } });
+    expect(events.every((e) => e.event === "message")).toBe(true);
+  });
+});
+
+/** A nonce (decimal digits) with ≥ `difficulty` leading zero bits of SHA-256(salt ‖ nonce). */
+function solveSalt(salt: string, difficulty: number): string {
+  for (let n = 0; ; n++) {
+    const digest = createHash("sha256").update(salt + n).digest();
+    let bits = 0;
+    for (const byte of digest) {
+      if (byte === 0) {
+        bits += 8;
+        continue;
+      }
+      bits += Math.clz32(byte) - 24;
+      break;
+    }
+    if (bits >= difficulty) return String(n);
+  }
+}
+
+describe("a gateway restarted over the same storage", () => {
+  it("a caller's empty bucket, token credits and spent challenge survive a wrangler dev restart", async () => {
+    const persistDir = await mkdtemp(join(tmpdir(), "tollbooth-restart-"));
+    const opts = {
+      originUrl: faulty.url,
+      persistDir,
+      secret: "restart-secret-0123456789abcdef",
+      policy: { bucket: { capacity: 2, refillPerSecond: 0.0001 }, challenge: { difficulty: 8, credits: 5 } },
+    };
+    const caller = { ...MCP_HEADERS, "x-api-key": "restart-caller" };
+    const call = (url: string, id: number, extra: Record<string, string> = {}) =>
+      fetch(`${url}/mcp`, { method: "POST", headers: { ...caller, ...extra }, body: toolCall(id, "echo", {}) });
+    let first: Gateway | undefined = await startGateway(opts);
+    let second: Gateway | undefined;
+    try {
+      for (const id of [1, 2]) expect((await call(first.url, id)).status).toBe(200);
+      const refused = await call(first.url, 3);
+      expect(refused.status).toBe(402);
+      await refused.body?.cancel();
+      const challenge = refused.headers.get("www-authenticate")!.replace(/^PowChallenge /, "");
+      const salt = /salt="([0-9a-f]+)"/.exec(challenge)![1]!;
+      const solution = `${challenge}, nonce="${solveSalt(salt, 8)}"`;
+      const paid = await call(first.url, 4, { "tollbooth-solution": solution });
+      expect(paid.status).toBe(200);
+      expect(paid.headers.get("tollbooth-credits")).toBe("4");
+      const token = paid.headers.get("tollbooth-token")!;
+      await first.close();
+      first = undefined;
+
+      second = await startGateway(opts);
+      const empty = await call(second.url, 5);
+      expect(empty.status).toBe(402); // the bucket is still empty
+      expect(((await empty.json()) as any).error.data.reason).toBe("over_budget");
+      const replay = await call(second.url, 6, { "tollbooth-solution": solution });
+      expect(replay.status).toBe(402);
+      expect(((await replay.json()) as any).error.data.reason).toBe("solution_spent");
+      const withToken = await call(second.url, 7, { "tollbooth-token": token });
+      expect(withToken.status).toBe(200);
+      expect(withToken.headers.get("tollbooth-credits")).toBe("3");
+      expect(((await withToken.json()) as any).id).toBe(7);
+    } finally {
+      await Promise.all([first?.close(), second?.close()]);
+      await rm(persistDir, { recursive: true, force: true });
+    }
   });
 });
 

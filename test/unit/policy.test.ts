@@ -30,6 +30,8 @@ describe("parsePolicy defaults", () => {
       expect(p.allowedOrigins).toEqual([]);
       expect(p.maxBodyBytes).toBe(1024 * 1024);
       expect(p.originTimeoutMs).toBe(30_000);
+      expect(p.onStoreError).toBe("closed");
+      expect(p.storeTimeoutMs).toBe(500);
     }
   });
 
@@ -108,8 +110,24 @@ describe("parsePolicy errors name the bad field", () => {
     [{ allowedOrigins: "*" }, "TOLLBOOTH_POLICY.allowedOrigins: "],
     [{ maxBodyBytes: 1023 }, "TOLLBOOTH_POLICY.maxBodyBytes: "],
     [{ originTimeoutMs: 99 }, "TOLLBOOTH_POLICY.originTimeoutMs: "],
+    [{ onStoreError: "ignore" }, "TOLLBOOTH_POLICY.onStoreError: "],
+    [{ onStoreError: true }, "TOLLBOOTH_POLICY.onStoreError: "],
+    [{ storeTimeoutMs: 49 }, "TOLLBOOTH_POLICY.storeTimeoutMs: "],
+    [{ storeTimeoutMs: 10_001 }, "TOLLBOOTH_POLICY.storeTimeoutMs: "],
+    [{ storeTimeoutMs: 250.5 }, "TOLLBOOTH_POLICY.storeTimeoutMs: "],
   ])("%j → %s", (input, prefix) => {
     expect(errorOf(input).startsWith(prefix), errorOf(input)).toBe(true);
+  });
+
+  it("says what was expected, not just where", () => {
+    expect(errorOf({ bucket: { capacity: 0, refillPerSecond: 1 } })).toMatch(/>=\s*1/);
+    expect(errorOf({ onStoreError: "ignore" })).toMatch(/"closed".*"open"/);
+    expect(errorOf({ costs: { tools: { search: "3" } } })).toMatch(/expected number/);
+  });
+
+  it("takes either store-error mode", () => {
+    expect(parsePolicy({ onStoreError: "open", storeTimeoutMs: 50 })).toMatchObject({ onStoreError: "open", storeTimeoutMs: 50 });
+    expect(parsePolicy({ onStoreError: "closed", storeTimeoutMs: 10_000 })).toMatchObject({ onStoreError: "closed", storeTimeoutMs: 10_000 });
   });
 
   it("an unknown top-level key", () => {

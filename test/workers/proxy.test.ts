@@ -230,3 +230,85 @@ describe("the origin's answer", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(100);
   });
 });
+
+/** An origin SSE body: sends `chunks` one per read, then errors as a reset connection does. */
+function resettingStream(chunks: string[]): ReadableStream<Uint8Array> {
+  const queue = [...chunks];
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const next = queue.shift();
+      if (next === undefined) controller.error(new TypeError("Network connection lost."));
+      else controller.enqueue(new TextEncoder().encode(next));
+    },
+  });
+}
+
+/** The JSON-RPC messages of the `message` events of an SSE text. */
+function sseMessages(text: string): unknown[] {
+  return text
+    .split("\n\n")
+    .filter((e) => e.trim() !== "")
+    .map((e) => {
+      const lines = e.split("\n");
+      expect(lines).toContain("event: message");
+      return JSON.parse(lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n"));
+    });
+}
+
+const SSE = { status: 200, headers: { "content-type": "text/event-stream" } };
+const resetError = (id: unknown) => ({ jsonrpc: "2.0", id, error: { code: 502, message: "origin reset the stream before answering" } });
+
+describe("an origin that resets an SSE answer before answering", () => {
+  it("the caller gets a JSON-RPC error event for its request id, after what the origin sent, and the stream ends", async () => {
+    const progress = { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: 1, progress: 1 } };
+    observeOrigin(() => new Response(resettingStream([`event: message\ndata: ${JSON.stringify(progress)}\n\n`]), SSE));
+    const res = await gateway()(post(toolCall(41), { ip, headers: { accept: "application/json, text/event-stream" } }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    const text = await res.text(); // resolves: the stream ends normally
+    expect(text.startsWith(`event: message\ndata: ${JSON.stringify(progress)}\n\n`)).toBe(true);
+    expect(sseMessages(text)).toEqual([progress, resetError(41)]);
+  });
+
+  it("in a batch, only the requests the origin had not answered get the error; a half-sent event is dropped", async () => {
+    const answered = { jsonrpc: "2.0", id: 1, result: { content: [] } };
+    observeOrigin(() =>
+      new Response(
+        resettingStream([
+          `id: e1\r\nevent: message\r\ndata: ${JSON.stringify(answered)}\r\n\r\n`,
+          `event: message\ndata: {"jsonrpc":"2.0","id":"2","res`, // cut mid-event
+        ]),
+        SSE,
+      ),
+    );
+    const batch = [toolCall(1), toolCall("2"), { jsonrpc: "2.0", method: "notifications/initialized" }, toolCall(3)];
+    const res = await gateway()(post(batch, { ip }));
+    const text = await res.text();
+    expect(text).not.toContain('"id":"2","res');
+    expect(text.startsWith(`id: e1\r\nevent: message\r\ndata: ${JSON.stringify(answered)}\r\n\r\n`)).toBe(true);
+    const appended = sseMessages(text.slice(text.indexOf("\r\n\r\n") + 4));
+    expect(appended).toEqual([resetError("2"), resetError(3)]);
+  });
+
+  it("a request answered before the reset gets nothing more (the id 1 and the id \"1\" are told apart)", async () => {
+    const answered = [{ jsonrpc: "2.0", id: 1, result: {} }];
+    const first = `event: message\ndata: ${JSON.stringify(answered)}\n\n`;
+    observeOrigin(() => new Response(resettingStream([first]), SSE));
+    const one = await (await gateway()(post(toolCall(1), { ip }))).text();
+    expect(one).toBe(first);
+    const other = await (await gateway()(post(toolCall("1"), { ip }))).text();
+    expect(sseMessages(other)).toEqual([answered, resetError("1")]);
+  });
+
+  it("a stream the origin ends normally, even unanswered, is passed through unchanged", async () => {
+    const events = `event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{}}\n\n`;
+    observeOrigin(() => new Response(events, SSE));
+    expect(await (await gateway()(post(toolCall(8), { ip }))).text()).toBe(events);
+  });
+
+  it("a GET stream (no request to answer) that resets is passed through as reset: the client reconnects", async () => {
+    observeOrigin(() => new Response(resettingStream(["event: message\ndata: {}\n\n"]), SSE));
+    const res = await gateway()(request("GET", "/mcp", { ip, headers: { accept: "text/event-stream" } }));
+    await expect(res.text()).rejects.toThrow();
+  });
+});

@@ -83,6 +83,15 @@ describe("solvePow on the calling thread", () => {
     }
   });
 
+  it("moves on to the next nonce width when the best one runs out of nonces", async () => {
+    // After 47 bytes the cheapest layout is a 5-digit nonce: only 100 000 tries.
+    const s = "p".repeat(47);
+    expect(planSalt(s).layouts[0]!.width).toBe(5);
+    const { nonce, hashes } = await solvePow(s, 20, { threads: 1 });
+    expectValid(s, 20, nonce);
+    expect(hashes > 100_000).toBe(nonce.length !== 5);
+  });
+
   it("stops with `aborted` when the signal fires, and at once for a signal already aborted", async () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 30);

@@ -47,7 +47,6 @@ interface Handle {
 }
 
 const isNode = typeof process === "object" && typeof process.versions?.node === "string";
-const WORKER_URL = new URL("./worker.ts", import.meta.url);
 const idle: Handle[] = [];
 let busy = 0;
 let nextId = 1;
@@ -70,7 +69,7 @@ export function poolStats(): { idle: number; busy: number } {
 async function spawn(): Promise<Handle> {
   if (isNode) {
     const { Worker } = await import("node:worker_threads");
-    const worker = new Worker(WORKER_URL);
+    const worker = new Worker(new URL("./worker.ts", import.meta.url));
     const handle: Handle = {
       post: (job) => worker.postMessage(job),
       listener: undefined,
@@ -88,8 +87,8 @@ async function spawn(): Promise<Handle> {
     worker.unref();
     return handle;
   }
-  const WorkerCtor = (globalThis as unknown as { Worker: new (url: URL, options: { type: "module" }) => Worker }).Worker;
-  const worker = new WorkerCtor(WORKER_URL, { type: "module" });
+  // Written inline so that bundlers (Vite, webpack) see and emit the worker module.
+  const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
   const handle: Handle = {
     post: (job) => worker.postMessage(job),
     listener: undefined,

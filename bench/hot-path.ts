@@ -1,0 +1,198 @@
+/**
+ * tollbooth's per-request work without any I/O, measured in-process in Node: what the
+ * gateway computes for one in-budget `tools/call` besides reading the body, calling the
+ * caller's Durable Object and fetching the origin.
+ *
+ * Stages (each timed on its own, then the whole middleware):
+ * - `identity`: shared/identity.ts `resolveIdentity` (SHA-256 of the API key, WebCrypto);
+ * - `parse + cost`: shared/jsonrpc.ts `parseBody` + `bodyCost`;
+ * - `token verify`: shared/token.ts `verifyToken` (HMAC-SHA256 verify; only requests that
+ *   carry a `Tollbooth-Token` pay it);
+ * - `admit decision`: shared/bucket.ts `take` on the ceiling and the free bucket, as
+ *   `CallerBucket.admit` does (without its SQLite reads and writes);
+ * - `rate-limit headers`: shared/ratelimit-headers.ts `rateLimitPolicy` + `rateLimit`;
+ * - `origin proof`: workers/proxy.ts `proofBytes` + HMAC-SHA256 sign + base64url, and the
+ *   forwarded header copy;
+ * - `middleware`: the real `tollbooth()` Hono middleware end to end (URL, Origin check,
+ *   body read, path normalisation, parse, cost, identity, the admit call, headers) in a
+ *   Hono app whose Durable Object namespace is an in-memory map running the same bucket
+ *   math, and whose next handler answers 200 at once.
+ * - `ref: one WebCrypto call`: a SHA-256 of one byte, the fixed cost of any WebCrypto call
+ *   here (not part of the path; shows how much of the crypto stages is the call itself);
+ * - `ref: read the body`: workers/body.ts `readBody` on a Node `Request` (I/O in workerd,
+ *   where the body arrives from the network; included in the whole-middleware figure).
+ * The hot path is the sum of the non-reference stages; the whole middleware (timed
+ * without building its `Request`) adds Hono, the URL, the body read and the awaits.
+ * Each: mean and p99 in µs over `iterations` runs after `warmup` runs.
+ *
+ * Node's WebCrypto runs `digest`/`sign`/`verify` on the libuv thread pool, so the
+ * crypto stages include a thread hop that workerd (which answers them on the calling
+ * thread) does not pay: the figures are an upper bound for workerd.
+ */
+import { Hono } from "hono";
+import { take, type BucketState } from "../shared/bucket.ts";
+import { toBase64Url } from "../shared/encoding.ts";
+import { resolveIdentity } from "../shared/identity.ts";
+import { bodyCost, isBodyError, parseBody } from "../shared/jsonrpc.ts";
+import { hmac, importKeyring } from "../shared/keys.ts";
+import { parsePolicy, type PolicyInput } from "../shared/policy.ts";
+import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
+import { newTokenId, signToken, verifyToken } from "../shared/token.ts";
+import type { AdmitRequest, AdmitResult, CallerBucket } from "../workers/caller-bucket.ts";
+import { readBody } from "../workers/body.ts";
+import { proofBytes } from "../workers/proxy.ts";
+import { tollbooth, type TollboothVariables } from "../workers/tollbooth.ts";
+
+/** Timing of one stage, in microseconds per request. */
+export interface StageTiming {
+  name: string;
+  meanUs: number;
+  p99Us: number;
+}
+
+/** The result of {@link measureHotPath}. */
+export interface HotPath {
+  iterations: number;
+  stages: StageTiming[];
+  /** The whole `tollbooth()` middleware for one in-budget request (no Durable Object, no origin). */
+  middleware: StageTiming;
+  /**
+   * The hot path: the sum of the mean µs of the stages that are not references (identity,
+   * parse + cost, token verify, admit decision, rate-limit headers, origin proof).
+   */
+  hotPathUs: number;
+}
+
+const SECRET = "bench-secret-0123456789abcdef0123";
+const POLICY: PolicyInput = { bucket: { capacity: 1_000_000, refillPerSecond: 100_000 }, ceiling: { capacity: 1_000_000, refillPerSecond: 100_000 } };
+const BODY = new TextEncoder().encode(JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "echo", arguments: { message: "hello" } } }));
+const HEADERS: Record<string, string> = {
+  "content-type": "application/json",
+  accept: "application/json, text/event-stream",
+  "x-api-key": "bench-caller-key-0001",
+  "mcp-session-id": "0f9c7d6e-5b4a-4c3d-8e2f-1a0b9c8d7e6f",
+  "mcp-protocol-version": "2025-11-25",
+  host: "127.0.0.1:8787",
+};
+
+/**
+ * Time `fn` `iterations` times after `warmup` runs; `prepare` (untimed) makes its argument.
+ * @returns mean and p99 in µs
+ */
+async function time<T>(name: string, fn: (arg: T) => unknown | Promise<unknown>, iterations: number, warmup: number, prepare: () => T = () => undefined as T): Promise<StageTiming> {
+  for (let i = 0; i < warmup; i++) await fn(prepare());
+  const samples = new Float64Array(iterations);
+  for (let i = 0; i < iterations; i++) {
+    const arg = prepare();
+    const t0 = performance.now();
+    await fn(arg);
+    samples[i] = performance.now() - t0;
+  }
+  samples.sort();
+  const mean = samples.reduce((a, b) => a + b, 0) / iterations;
+  return { name, meanUs: mean * 1000, p99Us: samples[Math.floor(iterations * 0.99)]! * 1000 };
+}
+
+/**
+ * A stand-in for the `CallerBucket` namespace that decides in memory with the same bucket
+ * math as `CallerBucket.admit` for requests without credentials (ceiling, then free bucket).
+ */
+function memoryBuckets(): DurableObjectNamespace<CallerBucket> {
+  const state = new Map<string, { ceiling?: BucketState; free?: BucketState }>();
+  const admit = (caller: string, r: AdmitRequest): AdmitResult => {
+    const s = state.get(caller) ?? {};
+    state.set(caller, s);
+    const ceiling = take(s.ceiling ?? { tokens: r.ceiling.capacity, updatedMs: r.nowMs }, r.ceiling, 1, r.nowMs);
+    const free = take(s.free ?? { tokens: r.bucket.capacity, updatedMs: r.nowMs }, r.bucket, r.cost, r.nowMs);
+    s.ceiling = ceiling.state;
+    s.free = free.state;
+    return { admitted: free.result.success, paidBy: "bucket", bucket: free.result, ceiling: ceiling.result };
+  };
+  return {
+    idFromName: (name: string) => name,
+    get: (id: string) => ({ admit: async (r: AdmitRequest) => admit(id, r) }),
+  } as unknown as DurableObjectNamespace<CallerBucket>;
+}
+
+/**
+ * Measure the hot path.
+ * @param iterations timed runs per stage (≥ 10 000 for a stable p99)
+ * @param warmup untimed runs before them
+ */
+export async function measureHotPath(iterations = 20_000, warmup = 2_000): Promise<HotPath> {
+  const policy = parsePolicy(POLICY);
+  const keyring = await importKeyring(SECRET);
+  const headers = new Headers(HEADERS);
+  const nowMs = Date.now();
+  const caller = await resolveIdentity(headers, policy.identity);
+  const token = await signToken(keyring, { sub: caller, jti: newTokenId(), exp: Math.floor(nowMs / 1000) + 3600, cr: 20 });
+  let ceilingState: BucketState = { tokens: policy.ceiling.capacity, updatedMs: nowMs };
+  let freeState: BucketState = { tokens: policy.bucket.capacity, updatedMs: nowMs };
+  const decision = take(freeState, policy.bucket, 1, nowMs).result;
+
+  const stages: StageTiming[] = [];
+  const oneByte = new Uint8Array(1);
+  stages.push(await time("ref: one WebCrypto call (1 B SHA-256)", () => crypto.subtle.digest("SHA-256", oneByte), iterations, warmup));
+  stages.push(await time("identity (SHA-256 of the key)", () => resolveIdentity(headers, policy.identity), iterations, warmup));
+  stages.push(
+    await time("parse + cost", () => {
+      const parsed = parseBody(BODY);
+      if (isBodyError(parsed)) throw new Error(parsed.message);
+      return bodyCost(policy, parsed);
+    }, iterations, warmup),
+  );
+  stages.push(
+    await time("token verify (HMAC)", async () => {
+      const check = await verifyToken(keyring, token, caller, nowMs);
+      if (!check.ok) throw new Error(check.reason);
+    }, iterations, warmup),
+  );
+  stages.push(
+    await time("admit decision (2 × take)", () => {
+      const now = Date.now();
+      const c = take(ceilingState, policy.ceiling, 1, now);
+      const f = take(freeState, policy.bucket, 1, now);
+      ceilingState = c.state;
+      freeState = f.state;
+      return f.result.success;
+    }, iterations, warmup),
+  );
+  stages.push(
+    await time("rate-limit headers", () => {
+      const limits: NamedLimit[] = [
+        { name: "free", config: policy.bucket, result: decision },
+        { name: "ceiling", config: policy.ceiling, result: decision },
+      ];
+      return rateLimitPolicy(limits) + rateLimit(limits, nowMs);
+    }, iterations, warmup),
+  );
+  stages.push(
+    await time("origin proof (headers + HMAC)", async () => {
+      const forwarded = new Headers(headers);
+      forwarded.delete("host");
+      const t = Math.floor(Date.now() / 1000);
+      const sig = await hmac(keyring.signer, proofBytes(t, caller, "POST", "/mcp"));
+      forwarded.set("tollbooth-signature", `t=${t}, kid=${keyring.signer.kid}, sig=${toBase64Url(sig)}`);
+      return forwarded;
+    }, iterations, warmup),
+  );
+
+  const app = new Hono<{ Variables: TollboothVariables }>();
+  app.use(tollbooth({ policy: POLICY, secret: SECRET, buckets: memoryBuckets() }));
+  app.all("*", (c) => c.text("ok"));
+  const request = () => new Request("http://127.0.0.1:8787/mcp", { method: "POST", headers: HEADERS, body: BODY });
+  const middleware = await time("whole middleware (Node)", async (req: Request) => {
+    const res = await app.fetch(req);
+    if (res.status !== 200) throw new Error(`middleware answered ${res.status}: ${await res.text()}`);
+  }, iterations, warmup, request);
+  const bodyRead = await time("ref: read the body (Node stream)", (req: Request) => readBody(req, 1 << 20), iterations, warmup, request);
+  const hotPathUs = stages.filter((s) => !s.name.startsWith("ref:")).reduce((a, s) => a + s.meanUs, 0);
+  return { iterations, stages: [...stages, bodyRead], middleware, hotPathUs };
+}
+
+if (import.meta.main) {
+  const r = await measureHotPath();
+  console.log(`hot path, in-process (Node ${process.version}), ${r.iterations} iterations per stage, µs per request`);
+  for (const s of [...r.stages, r.middleware]) console.log(`${s.name.padEnd(38)} mean ${s.meanUs.toFixed(1).padStart(7)}  p99 ${s.p99Us.toFixed(1).padStart(7)}`);
+  console.log(`hot path (sum of the non-reference stages)  ${r.hotPathUs.toFixed(1)} µs`);
+}

@@ -13,9 +13,24 @@ import type { Policy } from "./policy.ts";
 /** Identity of callers no strategy could name. */
 export const ANONYMOUS = "anonymous";
 
+/** Most credential hashes remembered per isolate (oldest dropped first). */
+const HASH_MEMO_MAX = 1024;
+/**
+ * `prefix + "\n" + credential` → identity. An agent sends the same credential on every
+ * call, so each is hashed once per isolate. The credentials are held only in this
+ * isolate's memory, which sees them on every request anyway.
+ */
+const hashMemo = new Map<string, string>();
+
 async function hashed(prefix: string, value: string): Promise<string> {
+  const memo = `${prefix}\n${value}`;
+  const known = hashMemo.get(memo);
+  if (known !== undefined) return known;
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(value)));
-  return `${prefix}:${toHex(digest.subarray(0, 16))}`;
+  const identity = `${prefix}:${toHex(digest.subarray(0, 16))}`;
+  if (hashMemo.size >= HASH_MEMO_MAX) hashMemo.delete(hashMemo.keys().next().value!);
+  hashMemo.set(memo, identity);
+  return identity;
 }
 
 /**

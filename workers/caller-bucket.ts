@@ -1,7 +1,8 @@
 /**
  * `CallerBucket`: the Durable Object that holds one caller's state (one object per caller
  * identity, `idFromName(identity)`), in its SQLite storage:
- * - `buckets`: the free token bucket and the safety-ceiling bucket (units, updated_ms);
+ * - `limits`: one row holding the free token bucket and the safety-ceiling bucket (units
+ *   and the unix ms they were computed at), written once per request;
  * - `spent`: ids of redeemed challenges, until they expire (single use);
  * - `tokens`: access-token credit balances by token id, until they expire.
  * See docs/durable-object.md. Every method runs to completion synchronously: a Durable
@@ -73,6 +74,8 @@ const CLEANUP_SLACK_MS = 1_000;
 
 export class CallerBucket extends DurableObject {
   private readonly sql: SqlStorage;
+  /** The `limits` row as last read or written by this instance (the only writer). */
+  private limits: { free: BucketState | null; ceiling: BucketState | null } | undefined;
   /** Unix ms of the scheduled cleanup alarm, as far as this instance knows. */
   private alarmAtMs: number | null = null;
 
@@ -80,7 +83,7 @@ export class CallerBucket extends DurableObject {
     super(ctx, env as never);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS limits (id INTEGER PRIMARY KEY CHECK (id = 0), free_tokens REAL NOT NULL, free_ms INTEGER NOT NULL, ceiling_tokens REAL NOT NULL, ceiling_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS spent (id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS tokens (jti TEXT PRIMARY KEY, credits INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
     `);
@@ -90,13 +93,32 @@ export class CallerBucket extends DurableObject {
     });
   }
 
-  private load(name: string, config: BucketConfig, nowMs: number): BucketState {
-    const row = this.sql.exec<{ tokens: number; updated_ms: number }>("SELECT tokens, updated_ms FROM buckets WHERE name = ?", name).toArray()[0];
-    return row ? { tokens: row.tokens, updatedMs: row.updated_ms } : fullBucket(config, nowMs);
+  /** Both buckets' stored states (null: never charged, i.e. full), read from SQLite once per instance. */
+  private stored(): { free: BucketState | null; ceiling: BucketState | null } {
+    if (this.limits) return this.limits;
+    const row = this.sql
+      .exec<{ free_tokens: number; free_ms: number; ceiling_tokens: number; ceiling_ms: number }>("SELECT free_tokens, free_ms, ceiling_tokens, ceiling_ms FROM limits WHERE id = 0")
+      .toArray()[0];
+    this.limits = row
+      ? { free: { tokens: row.free_tokens, updatedMs: row.free_ms }, ceiling: { tokens: row.ceiling_tokens, updatedMs: row.ceiling_ms } }
+      : { free: null, ceiling: null };
+    return this.limits;
   }
 
-  private store(name: string, state: BucketState): void {
-    this.sql.exec("INSERT OR REPLACE INTO buckets (name, tokens, updated_ms) VALUES (?, ?, ?)", name, state.tokens, state.updatedMs);
+  private load(name: "free" | "ceiling", config: BucketConfig, nowMs: number): BucketState {
+    return this.stored()[name] ?? fullBucket(config, nowMs);
+  }
+
+  /** Write both buckets in one statement: a request costs at most one row write. */
+  private save(free: BucketState, ceiling: BucketState): void {
+    this.sql.exec(
+      "INSERT OR REPLACE INTO limits (id, free_tokens, free_ms, ceiling_tokens, ceiling_ms) VALUES (0, ?, ?, ?, ?)",
+      free.tokens,
+      free.updatedMs,
+      ceiling.tokens,
+      ceiling.updatedMs,
+    );
+    this.limits = { free, ceiling };
   }
 
   private scheduleCleanup(atMs: number): void {
@@ -124,7 +146,10 @@ export class CallerBucket extends DurableObject {
       ...extra,
     });
     if (!ceilingTake.result.success) return deny("ceiling");
-    this.store("ceiling", ceilingTake.state);
+    // Every request past the ceiling check counts against it, admitted or not; the free
+    // bucket is written with it when the request is charged to it (one write either way).
+    const freeTake = req.tokenId === undefined && !req.redeem && req.refused === undefined && req.cost > 0 ? take(freeState, req.bucket, req.cost, nowMs) : null;
+    this.save(freeTake?.result.success ? freeTake.state : freeState, ceilingTake.state);
     if (req.refused !== undefined) return deny(req.refused);
 
     let tokenId = req.tokenId;
@@ -151,10 +176,8 @@ export class CallerBucket extends DurableObject {
       return { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted };
     }
 
-    if (req.cost === 0) return { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
-    const freeTake = take(freeState, req.bucket, req.cost, nowMs);
+    if (!freeTake) return { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
     if (!freeTake.result.success) return deny("over_budget");
-    this.store("free", freeTake.state);
     return { admitted: true, paidBy: "bucket", bucket: freeTake.result, ceiling: ceilingTake.result };
   }
 

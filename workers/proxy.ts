@@ -28,6 +28,9 @@ export const PROOF_LABEL = "tollbooth/origin-proof/v1";
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and tollbooth's own, never forwarded. */
 const STRIPPED = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host", SOLUTION_HEADER, TOKEN_HEADER, CALLER_HEADER, PROOF_HEADER];
 
+/** Most origin proofs remembered within one second. */
+const PROOF_MEMO_MAX = 1024;
+
 /** Options of `mcpProxy()`. */
 export interface ProxyOptions {
   /** Base URL of the origin; the request path is appended to its path. */
@@ -64,6 +67,26 @@ export function mcpProxy(options: ProxyOptions) {
   }
   const prefix = base.pathname.replace(/\/+$/, "");
 
+  // The proof of one second is the same bytes for the same caller, method and path: sign
+  // it once per second (an agent's calls to one endpoint repeat all three).
+  let proofSecond = -1;
+  const proofs = new Map<string, string>();
+  const proof = async (caller: string, method: string, pathAndQuery: string): Promise<string> => {
+    const t = Math.floor(Date.now() / 1000);
+    if (t !== proofSecond) {
+      proofSecond = t;
+      proofs.clear();
+    }
+    const memo = JSON.stringify([caller, method, pathAndQuery]);
+    let value = proofs.get(memo);
+    if (value === undefined) {
+      const key = await options.proofKey();
+      value = `t=${t}, kid=${key.kid}, sig=${toBase64Url(await hmac(key, proofBytes(t, caller, method, pathAndQuery)))}`;
+      if (proofs.size < PROOF_MEMO_MAX) proofs.set(memo, value);
+    }
+    return value;
+  };
+
   return async function mcpProxy(c: Context<{ Variables: TollboothVariables }>): Promise<Response> {
     const { caller, body, rawBody } = c.var.tollbooth;
     const req = c.req.raw;
@@ -75,11 +98,8 @@ export function mcpProxy(options: ProxyOptions) {
     for (const name of STRIPPED) headers.delete(name);
     headers.set("x-forwarded-host", url.host);
     headers.set("x-forwarded-proto", url.protocol.replace(":", ""));
-    const key = await options.proofKey();
-    const t = Math.floor(Date.now() / 1000);
-    const sig = await hmac(key, proofBytes(t, caller, req.method, pathAndQuery));
     headers.set(CALLER_HEADER, caller);
-    headers.set(PROOF_HEADER, `t=${t}, kid=${key.kid}, sig=${toBase64Url(sig)}`);
+    headers.set(PROOF_HEADER, await proof(caller, req.method, pathAndQuery));
 
     // The timeout covers the wait for response headers only; a stream may then run long.
     const controller = new AbortController();
@@ -123,10 +143,27 @@ export function mcpProxy(options: ProxyOptions) {
 /** `error.message` of the event that answers a request whose SSE stream the origin reset. */
 export const RESET_MESSAGE = "origin reset the stream before answering";
 
-/** The end of the last complete SSE event in `text` (after its blank line), or 0 (WHATWG HTML §9.2.6). */
-function lastEventEnd(text: string): number {
+/**
+ * The end of the last complete SSE event in `bytes`: the index just after its blank line
+ * (two line ends in a row; a line ends with CRLF, LF or CR — WHATWG HTML §9.2.6), or 0.
+ * A CR as the very last byte may be the first half of a CRLF, so it ends nothing yet.
+ */
+export function lastEventEnd(bytes: Uint8Array): number {
   let end = 0;
-  for (const m of text.matchAll(/(?:\r\n|\r|\n)(?:\r\n|\r|\n)/g)) end = m.index + m[0].length;
+  let lineEnds = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (c === 10) lineEnds++;
+    else if (c === 13) {
+      if (i === bytes.length - 1) break;
+      if (bytes[i + 1] === 10) i++;
+      lineEnds++;
+    } else {
+      lineEnds = 0;
+      continue;
+    }
+    if (lineEnds >= 2) end = i + 1;
+  }
   return end;
 }
 
@@ -158,12 +195,14 @@ function markAnswered(events: string, pending: Map<string, JsonRpcId>): void {
 }
 
 /**
- * Guard an origin's SSE answer to a POST: pass the stream through event by event (bytes
- * unchanged; a partly received event is held until its blank line), watch the ids of the
- * JSON-RPC responses in it, and if the origin's stream errors before it ended, drop the
- * partial event and append, for each request id not yet answered, one event
- * `event: message` / `data: {"jsonrpc":"2.0","id":<id>,"error":{"code":502,"message":RESET_MESSAGE}}`,
- * then end the stream normally. A stream the origin ends normally is passed through as is.
+ * Guard an origin's SSE answer to a POST. While some request id is unanswered, complete
+ * events pass through (bytes unchanged; a partly received event is held until its blank
+ * line) and the ids of the JSON-RPC responses in them are noted; once every id is
+ * answered, chunks pass through untouched as they come. If the origin's stream errors
+ * before every id was answered, the partial event is dropped and, for each request id not
+ * yet answered, one event `event: message` /
+ * `data: {"jsonrpc":"2.0","id":<id>,"error":{"code":502,"message":RESET_MESSAGE}}` is
+ * appended; then the stream ends normally. A stream the origin ends is passed through as is.
  * @param upstream the origin's `text/event-stream` body
  * @param ids the request ids of the POST body (see `requestIds`)
  */
@@ -172,7 +211,8 @@ export function answerOnReset(upstream: ReadableStream<Uint8Array>, ids: JsonRpc
   const reader = upstream.getReader();
   const decoder = new TextDecoder();
   const encoder = new TextEncoder();
-  let held = "";
+  /** Bytes of an event whose blank line has not arrived yet. */
+  let held: Uint8Array | null = null;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       // Loop until something is enqueued or the stream is closed: a pull that enqueues
@@ -182,7 +222,7 @@ export function answerOnReset(upstream: ReadableStream<Uint8Array>, ids: JsonRpc
         try {
           chunk = await reader.read();
         } catch (err) {
-          console.error(`tollbooth: origin reset the SSE stream with ${pending.size} request(s) unanswered`, err);
+          if (pending.size > 0) console.error(`tollbooth: origin reset the SSE stream with ${pending.size} request(s) unanswered`, err);
           for (const id of pending.values()) {
             const answer = { jsonrpc: "2.0", id, error: { code: ErrorCode.BadGateway, message: RESET_MESSAGE } };
             controller.enqueue(encoder.encode(`event: message\ndata: ${JSON.stringify(answer)}\n\n`));
@@ -191,18 +231,29 @@ export function answerOnReset(upstream: ReadableStream<Uint8Array>, ids: JsonRpc
           return;
         }
         if (chunk.done) {
-          const rest = held + decoder.decode();
-          if (rest) controller.enqueue(encoder.encode(rest));
+          if (held) controller.enqueue(held);
           controller.close();
           return;
         }
-        held += decoder.decode(chunk.value, { stream: true });
-        const end = lastEventEnd(held);
+        let bytes = chunk.value;
+        if (held) {
+          const joined = new Uint8Array(held.length + bytes.length);
+          joined.set(held);
+          joined.set(bytes, held.length);
+          bytes = joined;
+          held = null;
+        }
+        if (pending.size === 0) {
+          controller.enqueue(bytes);
+          return;
+        }
+        const end = lastEventEnd(bytes);
+        if (end < bytes.length) held = bytes.slice(end);
         if (end === 0) continue;
-        const complete = held.slice(0, end);
-        held = held.slice(end);
-        markAnswered(complete, pending);
-        controller.enqueue(encoder.encode(complete));
+        const complete = end === bytes.length ? bytes : bytes.subarray(0, end);
+        // Complete events end on a line end, so they are whole UTF-8 sequences.
+        markAnswered(decoder.decode(complete), pending);
+        controller.enqueue(complete);
         return;
       }
     },

@@ -363,6 +363,14 @@ export const stubFor = (identity: string) => env.CALLER_BUCKET.getByName(identit
 
 /** All rows of a table of the caller's Durable Object. */
 export async function rows<T = Record<string, unknown>>(identity: string, table: "buckets" | "spent" | "tokens"): Promise<T[]> {
+  if (table === "buckets") {
+    // The `limits` row holds both buckets; shown as one row per bucket, as docs/durable-object.md describes them.
+    const limits = await runInDurableObject(stubFor(identity), (_instance, state) => state.storage.sql.exec("SELECT * FROM limits").toArray());
+    return limits.flatMap((r) => [
+      { name: "ceiling", tokens: r.ceiling_tokens, updated_ms: r.ceiling_ms },
+      { name: "free", tokens: r.free_tokens, updated_ms: r.free_ms },
+    ]) as T[];
+  }
   return runInDurableObject(stubFor(identity), (_instance, state) => state.storage.sql.exec(`SELECT * FROM ${table}`).toArray() as T[]);
 }
 

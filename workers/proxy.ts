@@ -132,7 +132,9 @@ export function mcpProxy(options: ProxyOptions) {
       out.set("x-accel-buffering", "no");
       const ids = req.method === "POST" ? requestIds(body) : [];
       if (stream && ids.length > 0) {
-        stream = answerOnReset(stream, ids);
+        // One request (every MCP revision since 2025-06-18: no batches): the body is piped
+        // natively and only a reset costs work. A batch: answered ids are tracked in JS.
+        stream = body?.batch ? answerOnReset(stream, ids) : appendOnReset(stream, ids);
         out.delete("content-length");
       }
     }
@@ -194,6 +196,47 @@ function markAnswered(events: string, pending: Map<string, JsonRpcId>): void {
   }
 }
 
+/** The SSE events that answer `ids` with the reset error (`error.code` 502). */
+function resetEvents(ids: Iterable<JsonRpcId>): string {
+  let events = "";
+  for (const id of ids) {
+    const answer = { jsonrpc: "2.0", id, error: { code: ErrorCode.BadGateway, message: RESET_MESSAGE } };
+    events += `event: message\ndata: ${JSON.stringify(answer)}\n\n`;
+  }
+  return events;
+}
+
+/**
+ * Guard an origin's SSE answer to a single-request POST without touching its bytes: the
+ * stream is piped natively (no JavaScript per chunk), and if the origin's stream errors
+ * before it ended, a blank line (which ends any event the origin left half sent; a client
+ * drops it as unparseable) and one event answering each id with `RESET_MESSAGE`
+ * (`error.code` 502) are appended; then the stream ends normally. Unlike `answerOnReset`
+ * it does not know whether the request was already answered: an origin that resets after
+ * answering but before ending its stream yields a second answer for the id, which MCP
+ * clients ignore as a response to no pending request.
+ * @param upstream the origin's `text/event-stream` body
+ * @param ids the request id(s) of the POST body (see `requestIds`)
+ */
+export function appendOnReset(upstream: ReadableStream<Uint8Array>, ids: JsonRpcId[]): ReadableStream<Uint8Array> {
+  const { readable, writable } = new IdentityTransformStream();
+  upstream
+    .pipeTo(writable, { preventClose: true, preventAbort: true })
+    .then(
+      () => writable.close(),
+      async (err: unknown) => {
+        // Also reached when the caller went away (the write side errored): then the
+        // writes below fail too, and there is nobody left to answer.
+        const writer = writable.getWriter();
+        await writer.write(new TextEncoder().encode(`\n\n${resetEvents(ids)}`));
+        await writer.close();
+        console.error(`tollbooth: origin reset the SSE stream before it ended (${ids.length} request id(s) answered with 502)`, err);
+      },
+    )
+    .catch(() => {});
+  return readable;
+}
+
 /**
  * Guard an origin's SSE answer to a POST. While some request id is unanswered, complete
  * events pass through (bytes unchanged; a partly received event is held until its blank
@@ -223,10 +266,7 @@ export function answerOnReset(upstream: ReadableStream<Uint8Array>, ids: JsonRpc
           chunk = await reader.read();
         } catch (err) {
           if (pending.size > 0) console.error(`tollbooth: origin reset the SSE stream with ${pending.size} request(s) unanswered`, err);
-          for (const id of pending.values()) {
-            const answer = { jsonrpc: "2.0", id, error: { code: ErrorCode.BadGateway, message: RESET_MESSAGE } };
-            controller.enqueue(encoder.encode(`event: message\ndata: ${JSON.stringify(answer)}\n\n`));
-          }
+          if (pending.size > 0) controller.enqueue(encoder.encode(resetEvents(pending.values())));
           controller.close();
           return;
         }

@@ -290,14 +290,31 @@ describe("an origin that resets an SSE answer before answering", () => {
     expect(appended).toEqual([resetError("2"), resetError(3)]);
   });
 
-  it("a request answered before the reset gets nothing more (the id 1 and the id \"1\" are told apart)", async () => {
+  it("in a batch, a request answered before the reset gets nothing more (the id 1 and the id \"1\" are told apart)", async () => {
     const answered = [{ jsonrpc: "2.0", id: 1, result: {} }];
     const first = `event: message\ndata: ${JSON.stringify(answered)}\n\n`;
     observeOrigin(() => new Response(resettingStream([first]), SSE));
-    const one = await (await gateway()(post(toolCall(1), { ip }))).text();
+    const one = await (await gateway()(post([toolCall(1)], { ip }))).text();
     expect(one).toBe(first);
-    const other = await (await gateway()(post(toolCall("1"), { ip }))).text();
+    const other = await (await gateway()(post([toolCall("1")], { ip }))).text();
     expect(sseMessages(other)).toEqual([answered, resetError("1")]);
+  });
+
+  it("a single request is piped untouched: its answer comes through as sent, and a reset after it adds an error answer for the same id", async () => {
+    const answered = { jsonrpc: "2.0", id: 7, result: { content: [] } };
+    const first = `event: message\ndata: ${JSON.stringify(answered)}\n\n`;
+    observeOrigin(() => new Response(resettingStream([first]), SSE));
+    const text = await (await gateway()(post(toolCall(7), { ip }))).text();
+    expect(text.startsWith(first)).toBe(true);
+    expect(sseMessages(text)).toEqual([answered, resetError(7)]);
+  });
+
+  it("a single request cut mid-event: the half event is closed by a blank line, then the error answer follows", async () => {
+    observeOrigin(() => new Response(resettingStream([`event: message\ndata: {"jsonrpc":"2.0","id":9,"res`]), SSE));
+    const text = await (await gateway()(post(toolCall(9), { ip }))).text();
+    const events = text.split("\n\n").filter((e) => e.trim() !== "");
+    expect(events[0]).toBe(`event: message\ndata: {"jsonrpc":"2.0","id":9,"res`); // unparseable: a client drops it
+    expect(JSON.parse(events[1]!.split("data: ")[1]!)).toEqual(resetError(9));
   });
 
   it("a stream the origin ends normally, even unanswered, is passed through unchanged", async () => {

@@ -4,7 +4,7 @@
  * Without the resolver the stock SDK surfaces the 402 JSON-RPC error and its challenge.
  *
  * Two gateways: "easy" (capacity 3, difficulty 10, 4 credits per solve) and "hard"
- * (capacity 1, difficulty 30: far too much work for a test, for the give-up paths).
+ * (capacity 1, difficulty 32: far too much work for a test, for the give-up paths).
  */
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,7 +15,7 @@ import { connect, firstText, recordingFetch } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
 const EASY = { bucket: { capacity: 3, refillPerSecond: 0.0001 }, challenge: { difficulty: 10, credits: 4 } };
-const HARD = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 30, credits: 4 } };
+const HARD = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 32, credits: 4 } };
 
 let origin: Origin;
 let easy: Gateway;
@@ -127,7 +127,7 @@ describe("withTollbooth through the SDK client", () => {
       expect(err).toBeInstanceOf(TollboothError);
       expect((err as TollboothError).code).toBe("challenge_too_hard");
       expect((err as TollboothError).status).toBe(402);
-      expect((err as Error).message).toMatch(/30 bits.*maxDifficulty 24/);
+      expect((err as Error).message).toMatch(/32 bits.*maxDifficulty 24/);
       expect(performance.now() - started).toBeLessThan(2_000); // it did not try
     } finally {
       await c.close(true);

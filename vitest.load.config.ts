@@ -11,6 +11,8 @@ export default defineConfig({
     name: "load",
     environment: "node",
     include: ["test/load/**/*.test.ts"],
+    // One load run at a time: two on 2 cores would spoil each other's figures.
+    fileParallelism: false,
     testTimeout: 110_000,
     hookTimeout: 60_000,
   },

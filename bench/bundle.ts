@@ -40,7 +40,7 @@ export interface BundleSize {
  * @param minify true: wrangler.toml's setting (minified); false: `--no-minify`
  * @throws Error with wrangler's output when the build fails
  */
-async function build(minify: boolean): Promise<BuildSize> {
+export async function build(minify: boolean): Promise<BuildSize> {
   const outdir = await mkdtemp(join(tmpdir(), "tollbooth-bundle-"));
   try {
     const args = [WRANGLER_BIN, "deploy", "--dry-run", "--outdir", outdir, ...(minify ? [] : ["--no-minify"])];

@@ -18,6 +18,8 @@ export interface McpReply {
   text: string;
   /** Response headers. */
   headers: Headers;
+  /** The JSON-RPC id {@link McpSession.request} gave the request. */
+  id?: number;
 }
 
 /** An open MCP session. */
@@ -75,7 +77,9 @@ export async function openSession(url: string, headers: Record<string, string> =
   return {
     url,
     sessionId,
-    request: (method, params, timeoutMs) =>
-      postMessage(url, sessionHeaders, { jsonrpc: "2.0", id: nextId++, method, ...(params ? { params } : {}) }, timeoutMs),
+    request: async (method, params, timeoutMs) => {
+      const id = nextId++;
+      return { ...(await postMessage(url, sessionHeaders, { jsonrpc: "2.0", id, method, ...(params ? { params } : {}) }, timeoutMs)), id };
+    },
   };
 }

@@ -44,6 +44,10 @@ console.log(
     `token ${policy.token.ttlSeconds} s`,
 );
 console.log(`         costs: default ${policy.costs.default}, ${JSON.stringify(policy.costs.methods)}, tools ${JSON.stringify(policy.costs.tools)}`);
+console.log(
+  `         callers: ${policy.identity.strategies.join(" → ")}${policy.identity.jwt ? "" : " (jwt: not configured)"}; plans: ${Object.keys(policy.plans).join(", ")}; ` +
+    `over budget: ${policy.overBudget}; origin ceiling: ${policy.originCeiling ? `${policy.originCeiling.capacity} + ${policy.originCeiling.refillPerSecond}/s` : "off"}; network ceiling: wrangler.toml [[ratelimits]]`,
+);
 console.log("try:     npm run demo        (Ctrl-C here stops the gateway and the origin)");
 
 const stop = async () => {

@@ -2,7 +2,7 @@
  * JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as MCP uses it: reading a POST
  * body into messages, costing them, and building error responses.
  */
-import { methodCost, type Policy } from "./policy.ts";
+import { methodCost, type Plan } from "./policy.ts";
 
 /** A JSON-RPC id: string, number, or null when it cannot be read. */
 export type JsonRpcId = string | number | null;
@@ -39,8 +39,10 @@ export const ErrorCode = {
   MethodNotAllowed: 405,
   /** Body larger than `maxBodyBytes` (HTTP 413). */
   PayloadTooLarge: 413,
-  /** POST body not `application/json` (HTTP 415). */
+  /** POST body not `application/json` read as UTF-8: another type, charset or a `Content-Encoding` (HTTP 415). */
   UnsupportedMediaType: 415,
+  /** The request body did not arrive within `bodyTimeoutMs` (HTTP 408). */
+  RequestTimeout: 408,
   /** Origin unreachable or failed (HTTP 502). */
   BadGateway: 502,
   /** Gateway misconfigured or its state unavailable (HTTP 500 / 503). */
@@ -82,11 +84,16 @@ function readMessage(value: unknown): JsonRpcMessage | null {
 
 /**
  * Parse a POST body (UTF-8 JSON) into JSON-RPC messages.
+ * @param maxDepth deepest nesting of arrays and objects accepted (policy `maxJsonDepth`);
+ *   checked by one linear scan of the bytes before anything is decoded or parsed
  * @returns the messages, or the JSON-RPC error to answer with: −32700 for invalid UTF-8
- *   or JSON, −32600 for an empty batch, a member name given twice in one object (anywhere
- *   in the body), or a value that is not a JSON-RPC 2.0 message
+ *   or JSON, −32600 for nesting deeper than `maxDepth`, an empty batch, a member name given
+ *   twice in one object (anywhere in the body), or a value that is not a JSON-RPC 2.0 message
  */
-export function parseBody(bytes: ArrayBuffer | Uint8Array): ParsedBody | BodyError {
+export function parseBody(bytes: ArrayBuffer | Uint8Array, maxDepth = DEFAULT_MAX_DEPTH): ParsedBody | BodyError {
+  if (nestingExceeds(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes), maxDepth)) {
+    return { code: ErrorCode.InvalidRequest, message: `Invalid Request: nesting deeper than ${maxDepth}` };
+  }
   let text: string;
   let value: unknown;
   try {
@@ -111,6 +118,36 @@ export function parseBody(bytes: ArrayBuffer | Uint8Array): ParsedBody | BodyErr
     messages.push(msg);
   }
   return { batch, messages };
+}
+
+/** Default of `parseBody`'s `maxDepth` (and of the policy's `maxJsonDepth`). */
+export const DEFAULT_MAX_DEPTH = 64;
+
+/**
+ * Whether arrays and objects in `bytes` nest deeper than `maxDepth` (a top-level object
+ * is depth 1). One pass over the bytes, no allocation: brackets inside strings do not
+ * count (a string ends at a `"` not escaped by a backslash; `"` and `\` never occur inside
+ * a multi-byte UTF-8 sequence). Meant for text not yet validated: on malformed JSON it
+ * may answer either way, and `JSON.parse` refuses it afterwards.
+ */
+export function nestingExceeds(bytes: Uint8Array, maxDepth: number): boolean {
+  let depth = 0;
+  const n = bytes.length;
+  for (let i = 0; i < n; i++) {
+    const b = bytes[i]!;
+    if (b === 0x22 /* " */) {
+      for (i++; i < n; i++) {
+        const c = bytes[i]!;
+        if (c === 0x5c /* \ */) i++;
+        else if (c === 0x22) break;
+      }
+    } else if (b === 0x7b /* { */ || b === 0x5b /* [ */) {
+      if (++depth > maxDepth) return true;
+    } else if (b === 0x7d /* } */ || b === 0x5d /* ] */) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 /**
@@ -169,7 +206,7 @@ export function isBodyError(parsed: ParsedBody | BodyError): parsed is BodyError
  * Total cost of a body: the sum over its requests and notifications (responses cost 0).
  * @returns units, an integer ≥ 0
  */
-export function bodyCost(policy: Policy, body: ParsedBody): number {
+export function bodyCost(policy: Pick<Plan, "costs">, body: ParsedBody): number {
   let total = 0;
   for (const m of body.messages) if (m.method !== undefined) total += methodCost(policy, m.method, m.name);
   return total;

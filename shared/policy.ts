@@ -21,53 +21,170 @@ const bucket = z.strictObject({
   refillPerSecond: z.number().check(z.minimum(0.0001)),
 });
 
-/** Method costs every policy starts from: a handshake never trips the limit. */
+/**
+ * Method costs every policy starts from: what MCP clients send on connect and while idle
+ * never trips the limit (handshake, listing, logging level, completion).
+ */
 export const DEFAULT_METHOD_COSTS: Readonly<Record<string, number>> = {
   initialize: 0,
   ping: 0,
   "tools/list": 0,
+  "resources/list": 0,
+  "resources/templates/list": 0,
+  "prompts/list": 0,
+  "logging/setLevel": 0,
+  "completion/complete": 0,
   "notifications/*": 0,
 };
 
-/** Identity strategies, tried in order (see `shared/identity.ts`). */
-export const IDENTITY_STRATEGIES = ["authorization", "api-key", "ip"] as const;
+/**
+ * Identity strategies, tried in the policy's order (see `shared/identity.ts`):
+ * - `jwt`: `Authorization: Bearer` verified as a JWT (iss + sub) — verified;
+ * - `api-key`: a key the operator issued (KV `TOLLBOOTH_KEYS` or `identity.apiKeys`) — verified;
+ * - `ip`: the caller's network from `CF-Connecting-IP` (prefix) — shared by everyone there;
+ * - `authorization-unverified`, `api-key-unverified`: the hash of whatever header value
+ *   arrives — opt-in only, splittable (a caller mints new values for free).
+ */
+export const IDENTITY_STRATEGIES = ["jwt", "api-key", "ip", "authorization-unverified", "api-key-unverified"] as const;
+/** An identity strategy name. */
+export type IdentityStrategy = (typeof IDENTITY_STRATEGIES)[number];
 
 /** What the gateway does when the caller's Durable Object fails or times out (see `onStoreError`). */
 export const STORE_ERROR_MODES = ["closed", "open"] as const;
+
+/** How an over-budget request is answered: 402 with challenges, or 429 with an exact `Retry-After` (challenges still in `error.data`). */
+export const OVER_BUDGET_MODES = ["402", "429"] as const;
+
+const costsShape = {
+  /** Cost of a JSON-RPC request whose method has no entry below. */
+  default: cost,
+  /** Cost per JSON-RPC method; `prefix/*` matches a whole family. Merged over DEFAULT_METHOD_COSTS. */
+  methods: z.record(z.string(), cost),
+  /** Cost of `tools/call` per tool (`params.name`); wins over `methods["tools/call"]`. */
+  tools: z.record(z.string(), cost),
+  /** Cost of a request to any path other than the endpoint (OAuth metadata paths cost 0). */
+  otherPaths: cost,
+};
+const adaptiveShape = {
+  /** Decayed solves that raise the difficulty by one bit. */
+  solvesPerStep: int(1, 1_000_000),
+  /** Half-life of the solve count, in seconds: a quiet caller's difficulty falls back. */
+  halfLifeSeconds: int(1, 86_400),
+  /** Most bits added to `difficulty` (0 turns adaptation off); the sum is capped at 32. */
+  maxExtraBits: int(0, 31),
+};
+const challengeShape = {
+  /** Leading zero bits required of SHA-256(salt ‖ nonce) of a caller with no recent solves. */
+  difficulty: int(1, 32),
+  /** Credits an access token minted from one solve carries. */
+  credits: int(1),
+  /** Seconds a challenge stays redeemable. */
+  ttlSeconds: int(5, 3600),
+  /** Per-caller adaptive difficulty (see docs/adaptive-difficulty.md). */
+  adaptive: z.strictObject(adaptiveShape),
+};
+const limitsShape = {
+  /** Most MCP sessions (initialize answered with `Mcp-Session-Id`) a caller holds open at once. */
+  sessions: int(1, 10_000),
+  /** A session no longer counts this many seconds after it was opened (or at its DELETE). */
+  sessionTtlSeconds: int(10, 86_400),
+  /** Most GET SSE streams a caller holds open at once. */
+  streams: int(1, 10_000),
+  /** A GET SSE stream is ended by the gateway after this many seconds (the client resumes with `Last-Event-ID`). */
+  streamMaxSeconds: int(5, 86_400),
+};
+const DEFAULT_ADAPTIVE = { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 };
+const DEFAULT_CHALLENGE = { difficulty: 16, credits: 20, ttlSeconds: 120, adaptive: DEFAULT_ADAPTIVE };
+const DEFAULT_LIMITS = { sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 };
+const DEFAULT_COSTS = { default: 1, methods: {}, tools: {}, otherPaths: 1 };
+
+/** What a plan may override: every field optional, each section merged over the policy's own. */
+const planSchema = z.strictObject({
+  bucket: z.optional(bucket),
+  ceiling: z.optional(bucket),
+  costs: z.optional(z.strictObject({ default: z.optional(cost), methods: z.optional(costsShape.methods), tools: z.optional(costsShape.tools), otherPaths: z.optional(cost) })),
+  challenge: z.optional(
+    z.strictObject({
+      difficulty: z.optional(challengeShape.difficulty),
+      credits: z.optional(challengeShape.credits),
+      ttlSeconds: z.optional(challengeShape.ttlSeconds),
+      adaptive: z.optional(z.strictObject({ solvesPerStep: z.optional(adaptiveShape.solvesPerStep), halfLifeSeconds: z.optional(adaptiveShape.halfLifeSeconds), maxExtraBits: z.optional(adaptiveShape.maxExtraBits) })),
+    }),
+  ),
+  overBudget: z.optional(z.enum(OVER_BUDGET_MODES)),
+  limits: z.optional(z.strictObject({ sessions: z.optional(limitsShape.sessions), sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds), streams: z.optional(limitsShape.streams), streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds) })),
+});
+
+const PLAN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+const jwtSchema = z.strictObject({
+  /** JWKS URL (https, or http on loopback for tests): fetched, cached, refetched on an unknown `kid` (rotation). */
+  jwksUrl: z.optional(matching(/^https?:\/\/\S+$/)),
+  /** Static public keys (JWK objects), instead of or beside `jwksUrl`. */
+  keys: z.optional(z.array(z.record(z.string(), z.unknown())).check(z.minLength(1))),
+  /** Accepted `iss` value(s). */
+  issuer: z.union([z.string().check(z.minLength(1)), z.array(z.string()).check(z.minLength(1))]),
+  /** Accepted `aud` value(s): the gateway's own resource (MCP authorization: tokens meant for this server only). */
+  audience: z.union([z.string().check(z.minLength(1)), z.array(z.string()).check(z.minLength(1))]),
+  /** Accepted `alg` values (asymmetric only). */
+  algorithms: z._default(z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])).check(z.minLength(1)), ["RS256", "ES256", "EdDSA"]),
+  /** Seconds of clock skew allowed on `exp` / `nbf`. */
+  clockToleranceSeconds: z._default(int(0, 300), 5),
+  /** Claim naming the caller's plan (a string); absent or unknown → `defaultPlan`. */
+  planClaim: z.optional(z.string().check(z.minLength(1))),
+});
 
 const schema = z.strictObject({
   /** `realm` of the `PowChallenge` challenge. */
   realm: z._default(matching(/^[\x20-\x7e]{1,64}$/), "tollbooth"),
   /** Path of the gated MCP endpoint. */
   endpoint: z._default(matching(/^\/[^?#]*$/), "/mcp"),
-  /** The free token bucket of each caller. */
+  /** The free token bucket of each caller (of the default plan). */
   bucket: z._default(bucket, { capacity: 10, refillPerSecond: 0.5 }),
   /** Hard per-caller ceiling (requests, any cost) that even token holders cannot pass: 429. */
   ceiling: z._default(bucket, { capacity: 60, refillPerSecond: 10 }),
   costs: z._default(
     z.strictObject({
-      /** Cost of a JSON-RPC request whose method has no entry below. */
-      default: z._default(cost, 1),
-      /** Cost per JSON-RPC method; `prefix/*` matches a whole family. Merged over DEFAULT_METHOD_COSTS. */
-      methods: z._default(z.record(z.string(), cost), {}),
-      /** Cost of `tools/call` per tool (`params.name`); wins over `methods["tools/call"]`. */
-      tools: z._default(z.record(z.string(), cost), {}),
-      /** Cost of a request to any path other than the endpoint (OAuth metadata paths cost 0). */
-      otherPaths: z._default(cost, 1),
+      default: z._default(costsShape.default, 1),
+      methods: z._default(costsShape.methods, {}),
+      tools: z._default(costsShape.tools, {}),
+      otherPaths: z._default(costsShape.otherPaths, 1),
     }),
-    { default: 1, methods: {}, tools: {}, otherPaths: 1 },
+    DEFAULT_COSTS,
   ),
   challenge: z._default(
     z.strictObject({
-      /** Leading zero bits required of SHA-256(salt ‖ nonce). */
-      difficulty: z._default(int(1, 32), 16),
-      /** Credits an access token minted from one solve carries. */
-      credits: z._default(int(1), 20),
-      /** Seconds a challenge stays redeemable. */
-      ttlSeconds: z._default(int(5, 3600), 120),
+      difficulty: z._default(challengeShape.difficulty, 16),
+      credits: z._default(challengeShape.credits, 20),
+      ttlSeconds: z._default(challengeShape.ttlSeconds, 120),
+      adaptive: z._default(
+        z.strictObject({
+          solvesPerStep: z._default(adaptiveShape.solvesPerStep, DEFAULT_ADAPTIVE.solvesPerStep),
+          halfLifeSeconds: z._default(adaptiveShape.halfLifeSeconds, DEFAULT_ADAPTIVE.halfLifeSeconds),
+          maxExtraBits: z._default(adaptiveShape.maxExtraBits, DEFAULT_ADAPTIVE.maxExtraBits),
+        }),
+        DEFAULT_ADAPTIVE,
+      ),
     }),
-    { difficulty: 16, credits: 20, ttlSeconds: 120 },
+    DEFAULT_CHALLENGE,
   ),
+  /** Over budget: `"402"` (challenges) or `"429"` (exact integer `Retry-After`, challenges in `error.data`). */
+  overBudget: z._default(z.enum(OVER_BUDGET_MODES), "402"),
+  /** Per-caller caps on open MCP sessions and GET SSE streams. */
+  limits: z._default(
+    z.strictObject({
+      sessions: z._default(limitsShape.sessions, DEFAULT_LIMITS.sessions),
+      sessionTtlSeconds: z._default(limitsShape.sessionTtlSeconds, DEFAULT_LIMITS.sessionTtlSeconds),
+      streams: z._default(limitsShape.streams, DEFAULT_LIMITS.streams),
+      streamMaxSeconds: z._default(limitsShape.streamMaxSeconds, DEFAULT_LIMITS.streamMaxSeconds),
+    }),
+    DEFAULT_LIMITS,
+  ),
+  /** Named plans: each overrides sections of the fields above (merged field by field). */
+  plans: z._default(z.record(matching(PLAN_NAME), planSchema), {}),
+  /** Plan of an identity whose key or token names none (or an unknown one). */
+  defaultPlan: z._default(matching(PLAN_NAME), "free"),
   token: z._default(
     z.strictObject({
       /** Lifetime of an access token, in seconds. */
@@ -77,16 +194,35 @@ const schema = z.strictObject({
   ),
   identity: z._default(
     z.strictObject({
-      strategies: z._default(z.array(z.enum(IDENTITY_STRATEGIES)).check(z.minLength(1)), ["authorization", "api-key", "ip"]),
-      /** Header read by the `api-key` strategy. */
+      strategies: z._default(z.array(z.enum(IDENTITY_STRATEGIES)).check(z.minLength(1)), ["jwt", "api-key", "ip"]),
+      /** Header read by the `api-key` and `api-key-unverified` strategies. */
       apiKeyHeader: z._default(matching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/), "x-api-key"),
+      /** The `jwt` strategy's verification settings; without them `jwt` never applies. */
+      jwt: z.optional(jwtSchema),
+      /** API keys listed in the policy, beside the `TOLLBOOTH_KEYS` KV namespace: SHA-256 (hex) of the key, never the key. */
+      apiKeys: z._default(z.array(z.strictObject({ sha256: matching(HEX64), name: matching(/^[\x20-\x7e]{1,64}$/), plan: z.optional(matching(PLAN_NAME)) })), []),
+      /** IPv4 prefix length that names one network (32: each address). */
+      ipv4Prefix: z._default(int(8, 32), 32),
+      /** IPv6 prefix length that names one network (64: a subscriber's LAN; 48: a site). */
+      ipv6Prefix: z._default(int(16, 128), 64),
     }),
-    { strategies: ["authorization", "api-key", "ip"], apiKeyHeader: "x-api-key" },
+    { strategies: ["jwt", "api-key", "ip"], apiKeyHeader: "x-api-key", apiKeys: [], ipv4Prefix: 32, ipv6Prefix: 64 },
   ),
+  /**
+   * Network ceiling: `Retry-After` (seconds) of its 429; set it to the `period` of the
+   * `TOLLBOOTH_NETWORK_LIMIT` binding in wrangler.toml (10 or 60).
+   */
+  networkRetryAfterSeconds: z._default(int(1, 60), 10),
+  /** Origin ceiling: every request forwarded, all callers together (null: none). */
+  originCeiling: z._default(z.nullable(bucket), null),
   /** Browser origins allowed to call (MCP transport, DNS rebinding); the gateway's own origin always is; "*" allows any. */
   allowedOrigins: z._default(z.array(z.string()), []),
   /** Largest request body accepted, in bytes (413 above). */
   maxBodyBytes: z._default(int(1024, 100 * 1024 * 1024), 1024 * 1024),
+  /** Most milliseconds a request body may take to arrive (408 after). */
+  bodyTimeoutMs: z._default(int(100, 600_000), 10_000),
+  /** Deepest JSON nesting (arrays and objects) accepted in a body (400 deeper). */
+  maxJsonDepth: z._default(int(2, 1000), 64),
   /** Milliseconds to wait for the origin's response headers (504 after). */
   originTimeoutMs: z._default(int(100, 600_000), 30_000),
   /**
@@ -100,8 +236,27 @@ const schema = z.strictObject({
   storeTimeoutMs: z._default(int(50, 10_000), 500),
 });
 
-/** A validated policy with every default filled in. */
-export type Policy = z.output<typeof schema>;
+type Parsed = z.output<typeof schema>;
+
+/**
+ * One plan, resolved: the policy's own sections with the plan's overrides merged in.
+ * An identity gets its plan from its API-key entry, a JWT claim (`identity.jwt.planClaim`)
+ * or `defaultPlan`.
+ */
+export interface Plan {
+  name: string;
+  /** The free token bucket (units; units per second). */
+  bucket: Parsed["bucket"];
+  /** The per-caller safety ceiling (requests; requests per second). */
+  ceiling: Parsed["ceiling"];
+  costs: Parsed["costs"];
+  challenge: Parsed["challenge"];
+  overBudget: Parsed["overBudget"];
+  limits: Parsed["limits"];
+}
+
+/** A validated policy with every default filled in; `plans` holds every plan resolved, `defaultPlan` included. */
+export type Policy = Omit<Parsed, "plans"> & { plans: Record<string, Plan> };
 /** What a user may write: every field optional. */
 export type PolicyInput = z.input<typeof schema>;
 
@@ -109,8 +264,10 @@ export type PolicyInput = z.input<typeof schema>;
  * Validate a policy and fill in defaults.
  * @param input a parsed JSON value, a JSON string, or undefined (all defaults)
  * @throws TypeError naming the first bad field, e.g. `TOLLBOOTH_POLICY.bucket.capacity: ...`
+ *   or `TOLLBOOTH_POLICY.plans.pro.costs.tools.search: 30 exceeds challenge.credits (20)`
  */
 export function parsePolicy(input: unknown): Policy {
+  if (typeof input === "object" && input !== null && validated.has(input)) return input as Policy;
   let value = input;
   if (typeof input === "string") {
     try {
@@ -126,25 +283,79 @@ export function parsePolicy(input: unknown): Policy {
     const path = [...issue.path.map(String), ...keys.slice(0, 1)].join(".");
     throw new TypeError(`TOLLBOOTH_POLICY${path ? "." + path : ""}: ${issue.message}`);
   }
-  const policy = result.data;
-  policy.costs.methods = { ...DEFAULT_METHOD_COSTS, ...policy.costs.methods };
+  const parsed = result.data;
+  parsed.costs.methods = { ...DEFAULT_METHOD_COSTS, ...parsed.costs.methods };
+  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits };
+  const plans: Record<string, Plan> = Object.create(null);
+  for (const [name, o] of Object.entries(parsed.plans)) {
+    plans[name] = {
+      name,
+      bucket: o.bucket ?? base.bucket,
+      ceiling: o.ceiling ?? base.ceiling,
+      costs: {
+        default: o.costs?.default ?? base.costs.default,
+        methods: { ...base.costs.methods, ...o.costs?.methods },
+        tools: { ...base.costs.tools, ...o.costs?.tools },
+        otherPaths: o.costs?.otherPaths ?? base.costs.otherPaths,
+      },
+      challenge: { ...base.challenge, ...stripUndefined(o.challenge ?? {}), adaptive: { ...base.challenge.adaptive, ...stripUndefined(o.challenge?.adaptive ?? {}) } },
+      overBudget: o.overBudget ?? base.overBudget,
+      limits: { ...base.limits, ...stripUndefined(o.limits ?? {}) },
+    };
+  }
+  // The default plan named in `plans` replaces the policy's own sections (and is what they read).
+  const defaultPlan = plans[parsed.defaultPlan] ?? base;
+  plans[parsed.defaultPlan] = defaultPlan;
+  const { name: _name, ...sections } = defaultPlan;
+  const policy: Policy = { ...parsed, ...sections, plans };
+  for (const plan of Object.values(plans)) checkPlan(plan, plan === base ? "" : `plans.${plan.name}.`);
+  validated.add(policy);
+  return policy;
+}
+
+/** Policies `parsePolicy` returned: given again, they are returned as they are. */
+const validated = new WeakSet<object>();
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * A plan in which some single message could never be admitted is refused: a cost above
+ * the bucket's capacity (the free bucket never holds it) or above a solve's credits
+ * (solving never pays for it, so the caller would loop on 402).
+ * @throws TypeError naming the field
+ */
+function checkPlan(plan: Plan, at: string): void {
   const costs: Array<[string, number]> = [
-    ...Object.entries(policy.costs.methods).map(([k, v]) => [`costs.methods.${k}`, v] as [string, number]),
-    ...Object.entries(policy.costs.tools).map(([k, v]) => [`costs.tools.${k}`, v] as [string, number]),
-    ["costs.default", policy.costs.default],
-    ["costs.otherPaths", policy.costs.otherPaths],
+    ...Object.entries(plan.costs.methods).map(([k, v]) => [`costs.methods.${k}`, v] as [string, number]),
+    ...Object.entries(plan.costs.tools).map(([k, v]) => [`costs.tools.${k}`, v] as [string, number]),
+    ["costs.default", plan.costs.default],
+    ["costs.otherPaths", plan.costs.otherPaths],
   ];
   for (const [field, value] of costs) {
-    // A cost above the capacity could never be admitted by the free bucket.
-    if (value > policy.bucket.capacity) {
-      throw new TypeError(`TOLLBOOTH_POLICY.${field}: ${value} exceeds bucket.capacity (${policy.bucket.capacity})`);
+    if (value > plan.bucket.capacity) {
+      throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds bucket.capacity (${plan.bucket.capacity})`);
     }
-    // A cost above the credits of a solve could never be paid by solving.
-    if (value > policy.challenge.credits) {
-      throw new TypeError(`TOLLBOOTH_POLICY.${field}: ${value} exceeds challenge.credits (${policy.challenge.credits})`);
+    if (value > plan.challenge.credits) {
+      throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds challenge.credits (${plan.challenge.credits})`);
     }
   }
-  return policy;
+}
+
+/**
+ * The plan named `name`, or the default plan when `name` is undefined or names no plan.
+ */
+export function planFor(policy: Policy, name: string | undefined): Plan {
+  return (name !== undefined && Object.hasOwn(policy.plans, name) ? policy.plans[name] : undefined) ?? policy.plans[policy.defaultPlan]!;
+}
+
+/**
+ * Most units one request may cost under a plan and still be payable: a batch above this
+ * could never be admitted (neither the free bucket nor one solve's credits hold it).
+ */
+export function maxPayableCost(plan: Plan): number {
+  return Math.max(plan.bucket.capacity, plan.challenge.credits);
 }
 
 /**
@@ -153,7 +364,7 @@ export function parsePolicy(input: unknown): Policy {
  * @param toolName `params.name` when the method is `tools/call`
  * @returns units to take from the caller's bucket (an integer ≥ 0)
  */
-export function methodCost(policy: Policy, method: string, toolName: string | undefined): number {
+export function methodCost(policy: Pick<Plan, "costs">, method: string, toolName: string | undefined): number {
   // Own properties only: a client-chosen name such as "constructor" must not find Object.prototype.
   const { tools, methods } = policy.costs;
   if (method === "tools/call" && toolName !== undefined && Object.hasOwn(tools, toolName)) return tools[toolName]!;

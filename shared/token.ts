@@ -58,6 +58,12 @@ export async function verifyToken(
   caller: string,
   nowMs: number,
 ): Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
+  const signed = await verifySignature(keyring, token);
+  return signed.ok ? checkClaims(signed.claims, caller, nowMs) : signed;
+}
+
+/** Shape, key id, signature (constant time) and claim types of a token; not its expiry or caller. */
+async function verifySignature(keyring: Keyring, token: string): Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
   if (token.length > 2048) return { ok: false, reason: "malformed" };
   const parts = token.split(".");
   if (parts.length !== 4 || parts[0] !== PREFIX) return { ok: false, reason: "malformed" };
@@ -83,7 +89,39 @@ export async function verifyToken(
   ) {
     return { ok: false, reason: "malformed" };
   }
+  return { ok: true, claims };
+}
+
+function checkClaims(claims: TokenClaims, caller: string, nowMs: number): { ok: true; claims: TokenClaims } | { ok: false; reason: TokenError } {
   if (nowMs >= claims.exp * 1000) return { ok: false, reason: "expired" };
   if (claims.sub !== caller) return { ok: false, reason: "wrong_caller" };
   return { ok: true, claims };
+}
+
+/** Most verified tokens a `tokenVerifier` remembers (oldest dropped first). */
+export const TOKEN_MEMO_MAX = 4096;
+
+/**
+ * `verifyToken` for one keyring, remembering tokens whose signature verified (until their
+ * `exp`, at most `TOKEN_MEMO_MAX`): an agent sends the same token on every call, so its
+ * HMAC is checked once per isolate. Expiry and caller are checked on every call; a token
+ * that failed is not remembered.
+ * @returns `(token, caller, nowMs) → claims or the reason`, as `verifyToken`
+ */
+export function tokenVerifier(keyring: Keyring): (token: string, caller: string, nowMs: number) => Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
+  const memo = new Map<string, TokenClaims>();
+  return async (token, caller, nowMs) => {
+    const known = memo.get(token);
+    if (known !== undefined) {
+      if (nowMs < known.exp * 1000) return checkClaims(known, caller, nowMs);
+      memo.delete(token);
+    }
+    const signed = await verifySignature(keyring, token);
+    if (!signed.ok) return signed;
+    if (nowMs < signed.claims.exp * 1000) {
+      if (memo.size >= TOKEN_MEMO_MAX) memo.delete(memo.keys().next().value!);
+      memo.set(token, signed.claims);
+    }
+    return checkClaims(signed.claims, caller, nowMs);
+  };
 }

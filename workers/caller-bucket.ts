@@ -1,21 +1,27 @@
 /**
  * `CallerBucket`: the Durable Object that holds one caller's state (one object per caller
- * identity, `idFromName(identity)`), in its SQLite storage:
+ * identity, `idFromName(identity)`; unverified callers share their network's object), in
+ * its SQLite storage:
  * - `limits`: one row holding the free token bucket and the safety-ceiling bucket (units
  *   and the unix ms they were computed at), written once per request;
- * - `spent`: ids of redeemed challenges, until they expire (single use);
- * - `tokens`: access-token credit balances by token id, until they expire.
+ * - `spent`: ids of redeemed challenges, until they expire plus a clock margin (single use);
+ * - `tokens`: access-token credit balances by token id, until they expire;
+ * - `solves`: the decayed count of recent solves (adaptive difficulty);
+ * - `slots`: open MCP sessions and GET SSE streams (per-caller caps), until released or expired.
  * See docs/durable-object.md. Every method runs to completion synchronously: a Durable
  * Object processes one call at a time, so each read-modify-write below is atomic.
+ * A caller's state that holds nothing but full buckets is deleted by the alarm: no object
+ * keeps rows forever for a caller seen once.
  */
 import { DurableObject } from "cloudflare:workers";
-import { fullBucket, peek, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/bucket.ts";
+import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/bucket.ts";
+import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../shared/difficulty.ts";
 
 /** A solution to redeem: the challenge id and what the minted token carries. */
 export interface Redemption {
   /** Challenge id (spent once). */
   challengeId: string;
-  /** Challenge expiry, unix milliseconds: the spent mark is kept until then. */
+  /** Challenge expiry, unix milliseconds: refused at or after it (by the object's clock too); the spent mark outlives it by `SPENT_MARGIN_MS`. */
   challengeExpiresMs: number;
   /** Id of the token to mint. */
   jti: string;
@@ -25,26 +31,48 @@ export interface Redemption {
   tokenExpiresMs: number;
 }
 
+/** The challenge settings of the caller's plan: base difficulty (bits) and adaptation. */
+export interface ChallengeConfig {
+  difficulty: number;
+  adaptive: AdaptiveConfig;
+}
+
+/** A session or stream slot to open with the request (per-caller caps). */
+export interface SlotRequest {
+  kind: "session" | "stream";
+  /** Random slot id chosen by the Worker. */
+  id: string;
+  /** Most slots of this kind open at once. */
+  max: number;
+  /** Unix ms after which the slot no longer counts (released or not). */
+  expiresMs: number;
+}
+
 /** One gated request, as the Worker asks the caller's object to decide it. */
 export interface AdmitRequest {
   /** Units the request costs (integer ≥ 0). */
   cost: number;
-  /** Unix milliseconds. */
+  /** Unix milliseconds, read by the Worker after the body arrived (bucket refills use it). */
   nowMs: number;
   bucket: BucketConfig;
   ceiling: BucketConfig;
+  /** The plan's challenge settings: the object answers with the caller's current difficulty. */
+  challenge?: ChallengeConfig;
   /** A verified solution sent with the request (`Tollbooth-Solution`), to redeem first. */
   redeem?: Redemption;
   /** Id of a verified access token sent with the request (`Tollbooth-Token`). */
   tokenId?: string;
   /** A credential the Worker already refused (e.g. `token_bad_signature`): deny with this reason after counting the ceiling. */
   refused?: string;
+  /** A session (`initialize`) or GET stream slot to open; refused (`sessions` / `streams`) at the cap. */
+  slot?: SlotRequest;
 }
 
 /**
- * Why a request was not admitted: `over_budget`, `ceiling`, `solution_spent`,
- * `token_unknown`, `token_expired`, `token_exhausted`, or a reason the Worker passed in
- * `refused` (`token_<TokenError>`, `solution_<SolutionError>`).
+ * Why a request was not admitted: `over_budget`, `ceiling`, `sessions`, `streams`,
+ * `solution_spent`, `solution_expired`, `token_unknown`, `token_expired`,
+ * `token_exhausted`, or a reason the Worker passed in `refused` (`token_<TokenError>`,
+ * `solution_<SolutionError>`).
  */
 export type DenyReason = string;
 
@@ -60,6 +88,12 @@ export interface AdmitResult {
   credits?: number;
   /** Whether `redeem` minted its token (the Worker then signs and returns it). */
   minted?: boolean;
+  /** Leading zero bits the caller's next challenge asks (when `challenge` was given). */
+  difficulty?: number;
+  /** The caller's decayed count of recent solves (why `difficulty` rose). */
+  solves?: number;
+  /** For `sessions` / `streams`: whole seconds until the oldest slot expires. */
+  retryAfterSeconds?: number;
 }
 
 /** A caller's current state, for `GET /.well-known/tollbooth/status`. */
@@ -67,30 +101,66 @@ export interface StatusResult {
   bucket: LimitResult;
   ceiling: LimitResult;
   token: { credits: number; expiresMs: number } | null;
+  difficulty?: number;
+  solves?: number;
+  sessions: number;
+  streams: number;
+  /** Whether the status request itself was within the ceiling (it counts against it). */
+  admitted: boolean;
+}
+
+/** What to give back for a request the origin never answered (502, 504) or the origin ceiling refused. */
+export interface RefundRequest {
+  nowMs: number;
+  bucket: BucketConfig;
+  cost: number;
+  paidBy: "free" | "bucket" | "token";
+  tokenId?: string;
+  /** A slot opened with the request, to release. */
+  slotId?: string;
 }
 
 /** How long after the last expiry the cleanup alarm runs, in milliseconds. */
 const CLEANUP_SLACK_MS = 1_000;
+/**
+ * A spent mark is kept this long after its challenge's expiry: longer than any skew
+ * between a Worker's clock and the object's, so nothing can redeem the challenge once
+ * its mark is gone (the object also refuses an expired challenge by its own clock).
+ */
+export const SPENT_MARGIN_MS = 60_000;
+/** Scores below this count as no recent solves (the state may be dropped). */
+const QUIET_SCORE = 0.01;
 
 export class CallerBucket extends DurableObject {
   private readonly sql: SqlStorage;
   /** The `limits` row as last read or written by this instance (the only writer). */
   private limits: { free: BucketState | null; ceiling: BucketState | null } | undefined;
-  /** Unix ms of the scheduled cleanup alarm, as far as this instance knows. */
+  /** The `solves` row as last read or written by this instance. */
+  private solveScore: SolveScore | undefined;
+  /** Unix ms of the scheduled alarm, as far as this instance knows. */
   private alarmAtMs: number | null = null;
+  /** The configs last used, for the idle check of the alarm (full buckets drop the row). */
+  private configs: { bucket: BucketConfig; ceiling: BucketConfig; halfLifeSeconds: number } | undefined;
 
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
     this.sql = ctx.storage.sql;
-    this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS limits (id INTEGER PRIMARY KEY CHECK (id = 0), free_tokens REAL NOT NULL, free_ms INTEGER NOT NULL, ceiling_tokens REAL NOT NULL, ceiling_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS spent (id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS tokens (jti TEXT PRIMARY KEY, credits INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
-    `);
+    this.createTables();
     // Know the stored alarm before the first call, so a restart never pushes cleanup later.
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAtMs = await ctx.storage.getAlarm();
     });
+  }
+
+  private createTables(): void {
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS limits (id INTEGER PRIMARY KEY CHECK (id = 0), free_tokens REAL NOT NULL, free_ms INTEGER NOT NULL, ceiling_tokens REAL NOT NULL, ceiling_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS spent (id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS tokens (jti TEXT PRIMARY KEY, credits INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS solves (id INTEGER PRIMARY KEY CHECK (id = 0), score REAL NOT NULL, at_ms INTEGER NOT NULL, half_life_s INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, kind TEXT NOT NULL, session_id TEXT, expires_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS config (id INTEGER PRIMARY KEY CHECK (id = 0), json TEXT NOT NULL);
+    `);
   }
 
   /** Both buckets' stored states (null: never charged, i.e. full), read from SQLite once per instance. */
@@ -121,31 +191,81 @@ export class CallerBucket extends DurableObject {
     this.limits = { free, ceiling };
   }
 
-  private scheduleCleanup(atMs: number): void {
+  private solves(): SolveScore {
+    if (this.solveScore) return this.solveScore;
+    const row = this.sql.exec<{ score: number; at_ms: number }>("SELECT score, at_ms FROM solves WHERE id = 0").toArray()[0];
+    this.solveScore = row ? { score: row.score, atMs: row.at_ms } : NO_SOLVES;
+    return this.solveScore;
+  }
+
+  /** Remember the configs for the alarm's idle check (written only when they change). */
+  private remember(bucket: BucketConfig, ceiling: BucketConfig, halfLifeSeconds: number): void {
+    const c = this.configs;
+    if (c && c.bucket.capacity === bucket.capacity && c.bucket.refillPerSecond === bucket.refillPerSecond && c.ceiling.capacity === ceiling.capacity && c.ceiling.refillPerSecond === ceiling.refillPerSecond && c.halfLifeSeconds === halfLifeSeconds) return;
+    this.configs = { bucket, ceiling, halfLifeSeconds };
+    this.sql.exec("INSERT OR REPLACE INTO config (id, json) VALUES (0, ?)", JSON.stringify(this.configs));
+  }
+
+  /** Ask for an alarm at or before `atMs` (never pushes an earlier one later). */
+  private scheduleAlarm(atMs: number): void {
     if (this.alarmAtMs !== null && this.alarmAtMs <= atMs) return;
     this.alarmAtMs = atMs;
     void this.ctx.storage.setAlarm(atMs);
   }
 
+  /** The later of the Worker's clock and the object's own: expiry is judged by both. */
+  private clock(nowMs: number): number {
+    return Math.max(nowMs, Date.now());
+  }
+
+  private difficulty(challenge: ChallengeConfig | undefined, nowMs: number): { difficulty?: number; solves?: number } {
+    if (!challenge) return {};
+    const score = decayed(this.solves(), challenge.adaptive.halfLifeSeconds, nowMs);
+    return { difficulty: difficultyFor(challenge.difficulty, challenge.adaptive, score), solves: Math.round(score * 100) / 100 };
+  }
+
+  private openSlots(kind: "session" | "stream", nowMs: number): { count: number; oldestExpiresMs: number | null } {
+    const row = this.sql.exec<{ n: number; oldest: number | null }>("SELECT COUNT(*) AS n, MIN(expires_ms) AS oldest FROM slots WHERE kind = ? AND expires_ms > ?", kind, nowMs).toArray()[0]!;
+    return { count: row.n, oldestExpiresMs: row.oldest };
+  }
+
   /**
-   * Decide one request: ceiling first (every request counts, token or not), then redeem a
-   * solution if one came with it, then charge the cost to the token (when one was sent)
-   * or to the free bucket. Nothing is charged when the request is denied.
+   * Decide one request: ceiling first (every request counts, token or not), then the
+   * session / stream cap, then redeem a solution if one came with it, then charge the cost
+   * to the token (when one was sent) or to the free bucket. Nothing is charged when the
+   * request is denied.
    * @throws TypeError when `cost` is not an integer ≥ 0
    */
   admit(req: AdmitRequest): AdmitResult {
     const { nowMs } = req;
     if (!Number.isSafeInteger(req.cost) || req.cost < 0) throw new TypeError(`admit(): cost ${req.cost} is not an integer ≥ 0`);
+    const clockMs = this.clock(nowMs);
+    this.remember(req.bucket, req.ceiling, req.challenge?.adaptive.halfLifeSeconds ?? 600);
     const ceilingTake = take(this.load("ceiling", req.ceiling, nowMs), req.ceiling, 1, nowMs);
     const freeState = this.load("free", req.bucket, nowMs);
+    const hardness = (): { difficulty?: number; solves?: number } => this.difficulty(req.challenge, nowMs);
     const deny = (reason: DenyReason, extra: Partial<AdmitResult> = {}): AdmitResult => ({
       admitted: false,
       reason,
       bucket: take(freeState, req.bucket, req.cost, nowMs).result,
       ceiling: ceilingTake.result,
+      ...hardness(),
       ...extra,
     });
+    // Idle state is dropped by the alarm once both buckets are full again.
+    this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     if (!ceilingTake.result.success) return deny("ceiling");
+
+    if (req.slot && req.refused === undefined) {
+      // Invariant: at most `max` unexpired slots of a kind; counted and taken in this one step.
+      const open = this.openSlots(req.slot.kind, clockMs);
+      if (open.count >= req.slot.max) {
+        this.save(freeState, ceilingTake.state);
+        const retryAfterSeconds = Math.max(1, Math.ceil(((open.oldestExpiresMs ?? clockMs) - clockMs) / 1000));
+        return deny(req.slot.kind === "session" ? "sessions" : "streams", { retryAfterSeconds });
+      }
+    }
+
     // Every request past the ceiling check counts against it, admitted or not; the free
     // bucket is written with it when the request is charged to it (one write either way).
     const freeTake = req.tokenId === undefined && !req.redeem && req.refused === undefined && req.cost > 0 ? take(freeState, req.bucket, req.cost, nowMs) : null;
@@ -156,60 +276,169 @@ export class CallerBucket extends DurableObject {
     let minted = false;
     if (req.redeem) {
       const r = req.redeem;
+      // Invariant: a challenge is judged expired by the object's clock as well as the Worker's
+      // (a Worker whose clock was read before a slow body cannot redeem it late).
+      if (clockMs >= r.challengeExpiresMs) return deny("solution_expired");
       // Invariant: a challenge id is spent at most once; the check and the insert happen
       // in this one synchronous step, so concurrent redemptions yield exactly one token.
+      // The mark outlives the challenge by SPENT_MARGIN_MS, so it is never gone while the
+      // challenge could still pass either clock.
       if (this.sql.exec("SELECT 1 FROM spent WHERE id = ?", r.challengeId).toArray().length > 0) return deny("solution_spent");
-      this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.challengeId, r.challengeExpiresMs);
+      this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.challengeId, r.challengeExpiresMs + SPENT_MARGIN_MS);
       this.sql.exec("INSERT INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, r.credits, r.tokenExpiresMs);
-      this.scheduleCleanup(Math.max(r.challengeExpiresMs, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
+      if (req.challenge) {
+        this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
+        this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
+      }
+      this.scheduleAlarm(Math.min(r.challengeExpiresMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
       tokenId = r.jti;
       minted = true;
     }
 
+    let result: AdmitResult;
     if (tokenId !== undefined) {
       const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", tokenId).toArray()[0];
       if (!row) return deny("token_unknown");
-      if (nowMs >= row.expires_ms) return deny("token_expired", { minted });
+      if (clockMs >= row.expires_ms) return deny("token_expired", { minted });
       if (row.credits < req.cost) return deny("token_exhausted", { credits: row.credits, minted });
       const credits = row.credits - req.cost;
       if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, tokenId);
-      return { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted };
+      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted };
+    } else if (!freeTake) {
+      result = { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
+    } else if (!freeTake.result.success) {
+      return deny("over_budget");
+    } else {
+      result = { admitted: true, paidBy: "bucket", bucket: freeTake.result, ceiling: ceilingTake.result };
     }
-
-    if (!freeTake) return { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
-    if (!freeTake.result.success) return deny("over_budget");
-    return { admitted: true, paidBy: "bucket", bucket: freeTake.result, ceiling: ceilingTake.result };
+    if (req.slot) {
+      this.sql.exec("INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms) VALUES (?, ?, NULL, ?)", req.slot.id, req.slot.kind, req.slot.expiresMs);
+      this.scheduleAlarm(req.slot.expiresMs + CLEANUP_SLACK_MS);
+    }
+    return result;
   }
 
   /**
    * Redeem a verified solution for a token without making a request
    * (`POST /.well-known/tollbooth/verify`). Counts against the ceiling.
    */
-  redeem(req: { nowMs: number; ceiling: BucketConfig; bucket: BucketConfig; redemption: Redemption }): AdmitResult {
-    return this.admit({ cost: 0, nowMs: req.nowMs, bucket: req.bucket, ceiling: req.ceiling, redeem: req.redemption });
+  redeem(req: { nowMs: number; ceiling: BucketConfig; bucket: BucketConfig; challenge?: ChallengeConfig; redemption: Redemption }): AdmitResult {
+    return this.admit({ cost: 0, nowMs: req.nowMs, bucket: req.bucket, ceiling: req.ceiling, ...(req.challenge ? { challenge: req.challenge } : {}), redeem: req.redemption });
   }
 
-  /** The caller's buckets and, when `tokenId` is given, that token's balance. Charges nothing. */
-  status(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; tokenId?: string }): StatusResult {
+  /**
+   * Give back what a request paid when the origin never answered it (or the origin
+   * ceiling refused it): its cost to the free bucket (capped at capacity) or to its token,
+   * and its slot. The ceiling unit stays spent.
+   */
+  refund(req: RefundRequest): void {
+    if (req.cost > 0 && req.paidBy === "bucket") {
+      const state = refill(this.load("free", req.bucket, req.nowMs), req.bucket, req.nowMs);
+      const limits = this.stored();
+      this.save({ tokens: Math.min(req.bucket.capacity, state.tokens + req.cost), updatedMs: state.updatedMs }, limits.ceiling ?? { tokens: 0, updatedMs: req.nowMs });
+    } else if (req.cost > 0 && req.paidBy === "token" && req.tokenId !== undefined) {
+      this.sql.exec("UPDATE tokens SET credits = credits + ? WHERE jti = ?", req.cost, req.tokenId);
+    }
+    if (req.slotId !== undefined) this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
+  }
+
+  /** Attach the origin's `Mcp-Session-Id` to the session slot opened by its `initialize`. */
+  bindSession(req: { slotId: string; sessionId: string }): void {
+    this.sql.exec("UPDATE slots SET session_id = ? WHERE id = ? AND kind = 'session'", req.sessionId, req.slotId);
+  }
+
+  /** Release a slot (a GET stream that ended; an `initialize` answered without a session). */
+  release(req: { slotId: string }): void {
+    this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
+  }
+
+  /** Release the session slot of `sessionId` (the session was ended with DELETE, or the origin no longer knows it). */
+  endSession(req: { sessionId: string }): void {
+    this.sql.exec("DELETE FROM slots WHERE kind = 'session' AND session_id = ?", req.sessionId);
+  }
+
+  /**
+   * The caller's buckets, difficulty, open slots and, when `tokenId` is given, that
+   * token's balance. Takes one unit of the ceiling (status is metered like any request);
+   * charges nothing else.
+   */
+  status(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; challenge?: ChallengeConfig; tokenId?: string }): StatusResult {
+    const clockMs = this.clock(req.nowMs);
+    const ceilingTake = take(this.load("ceiling", req.ceiling, req.nowMs), req.ceiling, 1, req.nowMs);
+    const freeState = this.load("free", req.bucket, req.nowMs);
+    if (ceilingTake.result.success) {
+      this.save(freeState, ceilingTake.state);
+      this.scheduleAlarm(this.idleAtMs(req.nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
+    }
     const row = req.tokenId
       ? this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", req.tokenId).toArray()[0]
       : undefined;
     return {
-      bucket: peek(this.load("free", req.bucket, req.nowMs), req.bucket, req.nowMs),
-      ceiling: peek(this.load("ceiling", req.ceiling, req.nowMs), req.ceiling, req.nowMs),
-      token: row && row.expires_ms > req.nowMs ? { credits: row.credits, expiresMs: row.expires_ms } : null,
+      admitted: ceilingTake.result.success,
+      bucket: peek(freeState, req.bucket, req.nowMs),
+      ceiling: ceilingTake.result,
+      token: row && row.expires_ms > clockMs ? { credits: row.credits, expiresMs: row.expires_ms } : null,
+      ...this.difficulty(req.challenge, req.nowMs),
+      sessions: this.openSlots("session", clockMs).count,
+      streams: this.openSlots("stream", clockMs).count,
     };
   }
 
-  /** Cleanup: drop expired spent marks and token balances; reschedule for what remains. */
+  /** Unix ms at which both buckets will be full again (the caller's limits state is then the same as none). */
+  private idleAtMs(nowMs: number, bucket: BucketConfig, ceiling: BucketConfig): number {
+    const full = (s: BucketState | null, c: BucketConfig) => (s ? s.updatedMs + Math.ceil((Math.max(0, c.capacity - s.tokens) / c.refillPerSecond) * 1000) : nowMs);
+    const limits = this.stored();
+    return Math.max(nowMs, full(limits.free, bucket), full(limits.ceiling, ceiling));
+  }
+
+  /**
+   * Cleanup: drop expired spent marks, token balances and slots; then, when the caller
+   * holds nothing else, its buckets are full again and it has no recent solves, delete
+   * the whole state (a caller seen once leaves nothing). Otherwise reschedule.
+   */
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.alarmAtMs = null;
     this.sql.exec("DELETE FROM spent WHERE expires_ms <= ?", now);
     this.sql.exec("DELETE FROM tokens WHERE expires_ms <= ?", now);
+    this.sql.exec("DELETE FROM slots WHERE expires_ms <= ?", now);
     const next = this.sql
-      .exec<{ at: number | null }>("SELECT MIN(at) AS at FROM (SELECT MIN(expires_ms) AS at FROM spent UNION ALL SELECT MIN(expires_ms) FROM tokens)")
+      .exec<{ at: number | null }>("SELECT MIN(at) AS at FROM (SELECT MIN(expires_ms) AS at FROM spent UNION ALL SELECT MIN(expires_ms) FROM tokens UNION ALL SELECT MIN(expires_ms) FROM slots)")
       .toArray()[0]?.at;
-    if (next != null) this.scheduleCleanup(next + CLEANUP_SLACK_MS);
+    if (next != null) {
+      this.scheduleAlarm(next + CLEANUP_SLACK_MS);
+      return;
+    }
+    const configs = this.configs ?? this.storedConfigs();
+    if (!configs) {
+      if (this.stored().free === null) await this.forget();
+      return;
+    }
+    const idleAt = this.idleAtMs(now, configs.bucket, configs.ceiling);
+    const quietAt = this.solves().score > 0 ? this.solves().atMs + Math.ceil(Math.log2(Math.max(1, this.solves().score / QUIET_SCORE)) * configs.halfLifeSeconds * 1000) : now;
+    const at = Math.max(idleAt, quietAt);
+    if (at > now) {
+      this.scheduleAlarm(at + CLEANUP_SLACK_MS);
+      return;
+    }
+    // Invariant: only state equal to "never seen" is dropped (full buckets, no tokens,
+    // no spent marks, no open slots, no recent solves).
+    await this.forget();
+  }
+
+  /** Delete the whole state; the object is then exactly as for a caller never seen. */
+  private async forget(): Promise<void> {
+    await this.ctx.storage.deleteAll();
+    this.createTables();
+    this.limits = { free: null, ceiling: null };
+    this.solveScore = NO_SOLVES;
+    this.configs = undefined;
+  }
+
+  private storedConfigs(): { bucket: BucketConfig; ceiling: BucketConfig; halfLifeSeconds: number } | undefined {
+    const row = this.sql.exec<{ json: string }>("SELECT json FROM config WHERE id = 0").toArray()[0];
+    if (!row) return undefined;
+    this.configs = JSON.parse(row.json) as { bucket: BucketConfig; ceiling: BucketConfig; halfLifeSeconds: number };
+    return this.configs;
   }
 }

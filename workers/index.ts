@@ -12,17 +12,27 @@ import { json } from "./responses.ts";
 import { tollbooth, type TollboothVariables } from "./tollbooth.ts";
 
 export { CallerBucket } from "./caller-bucket.ts";
+export { OriginGate } from "./origin-gate.ts";
 
 /**
  * Build the gateway app for an environment.
- * @throws TypeError naming the bad setting (policy field, secret, ORIGIN_URL)
+ * @throws TypeError naming the bad setting (policy field, secret, ORIGIN_URL, a binding the policy needs)
  */
 export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: TollboothVariables }> {
   const policy = parsePolicy(env.TOLLBOOTH_POLICY);
   if (env.TOLLBOOTH_ORIGIN_SECRET !== undefined) parseSecrets(env.TOLLBOOTH_ORIGIN_SECRET, "TOLLBOOTH_ORIGIN_SECRET");
   let proofKey: Promise<HmacKey> | undefined;
   const app = new Hono<{ Bindings: Env; Variables: TollboothVariables }>();
-  app.use(tollbooth({ policy, secret: env.TOLLBOOTH_SECRET, buckets: env.CALLER_BUCKET }));
+  app.use(
+    tollbooth({
+      policy,
+      secret: env.TOLLBOOTH_SECRET,
+      buckets: env.CALLER_BUCKET,
+      originGate: env.ORIGIN_GATE,
+      network: env.TOLLBOOTH_NETWORK_LIMIT,
+      keys: env.TOLLBOOTH_KEYS,
+    }),
+  );
   app.all(
     "*",
     mcpProxy({

@@ -1,8 +1,11 @@
 /**
  * The transparent proxy to the origin MCP server (Streamable HTTP, MCP 2025-11-25 and
  * 2026-07-28): method, path, query, headers and body forwarded unchanged except for
- * tollbooth's own credentials (stripped) and its caller proof (added); the response —
- * SSE included — streamed back as it arrives, status and headers untouched (401/403 with
+ * tollbooth's own credentials (stripped), client-sent forwarding and method-override
+ * headers (stripped; the gateway sets its own `X-Forwarded-*`), the `Content-Type` of a
+ * JSON-RPC body (exactly `application/json`: the bytes the gateway read as UTF-8), and its
+ * caller proof (added, over a `Content-Digest` of the body); the response — SSE included —
+ * streamed back as it arrives, status and headers untouched (401/403 with
  * `WWW-Authenticate` included, so the origin's OAuth keeps working).
  *
  * Origin failures get a JSON-RPC error with the request's ids: 502 (unreachable), 504 (no
@@ -22,11 +25,25 @@ import type { TollboothVariables } from "./tollbooth.ts";
 export const CALLER_HEADER = "tollbooth-caller";
 /** Header proving the request came through the gateway: `t=<unix s>, kid=<kid>, sig=<base64url>`. */
 export const PROOF_HEADER = "tollbooth-signature";
+/** Header carrying the SHA-256 of the forwarded body (RFC 9530), covered by the proof. */
+export const DIGEST_HEADER = "content-digest";
 /** Domain-separation label of the origin proof. */
-export const PROOF_LABEL = "tollbooth/origin-proof/v1";
+export const PROOF_LABEL = "tollbooth/origin-proof/v2";
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) and tollbooth's own, never forwarded. */
-const STRIPPED = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host", SOLUTION_HEADER, TOKEN_HEADER, CALLER_HEADER, PROOF_HEADER];
+/**
+ * Never forwarded as the client sent them: hop-by-hop headers (RFC 9110 §7.6.1),
+ * tollbooth's own, a client's claims about where it connects from (the gateway sets its
+ * own `X-Forwarded-For`/`-Host`/`-Proto`), method overrides (an origin framework would
+ * run another method than the one priced), and body framing the gateway recomputes.
+ */
+const STRIPPED = [
+  "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
+  SOLUTION_HEADER, TOKEN_HEADER, CALLER_HEADER, PROOF_HEADER, DIGEST_HEADER, "content-length",
+  "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip",
+  "x-http-method-override", "x-http-method", "x-method-override",
+];
+/** Every `X-Forwarded-*` header a client sends is dropped too. */
+const FORWARDED_PREFIX = "x-forwarded-";
 
 /** Most origin proofs remembered within one second. */
 const PROOF_MEMO_MAX = 1024;
@@ -42,13 +59,34 @@ export interface ProxyOptions {
 }
 
 /**
- * The bytes the origin proof signs: canonical([label, t, caller, method, path+query]).
- * An origin recomputes them to check `Tollbooth-Signature` (see README, "Origin check").
+ * The bytes the origin proof signs: canonical([label, t, caller, method, path+query,
+ * content-digest]). An origin recomputes them to check `Tollbooth-Signature`, and checks
+ * that `Content-Digest` is the SHA-256 of the body it received (see README, "Origin check").
  * @param t unix seconds
  * @param pathAndQuery the path and query the origin receives
+ * @param contentDigest the `Content-Digest` value sent (see `contentDigest`)
  */
-export function proofBytes(t: number, caller: string, method: string, pathAndQuery: string): Uint8Array<ArrayBuffer> {
-  return canonical([PROOF_LABEL, t, caller, method, pathAndQuery]);
+export function proofBytes(t: number, caller: string, method: string, pathAndQuery: string, contentDigest: string): Uint8Array<ArrayBuffer> {
+  return canonical([PROOF_LABEL, t, caller, method, pathAndQuery, contentDigest]);
+}
+
+/** Standard base64 with padding (RFC 4648 §4), as Structured Field byte sequences use it. */
+function toBase64(bytes: Uint8Array): string {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]!);
+  return btoa(bin);
+}
+
+/** `Content-Digest` of the empty body: every request without one carries this. */
+const EMPTY_DIGEST = "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:";
+
+/**
+ * `Content-Digest` (RFC 9530) of a forwarded body: `sha-256=:<base64 of SHA-256>:`.
+ * @param body the exact bytes forwarded (null or empty: the digest of the empty body)
+ */
+export async function contentDigest(body: Uint8Array<ArrayBuffer> | null): Promise<string> {
+  if (!body || body.byteLength === 0) return EMPTY_DIGEST;
+  return `sha-256=:${toBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", body)))}:`;
 }
 
 /**
@@ -67,39 +105,50 @@ export function mcpProxy(options: ProxyOptions) {
   }
   const prefix = base.pathname.replace(/\/+$/, "");
 
-  // The proof of one second is the same bytes for the same caller, method and path: sign
-  // it once per second (an agent's calls to one endpoint repeat all three).
+  // The proof of one second is the same bytes for the same caller, method, path and body
+  // digest: sign it once per second (an agent's calls to one endpoint repeat the first three;
+  // GET, DELETE and repeated bodies repeat the digest).
   let proofSecond = -1;
   const proofs = new Map<string, string>();
-  const proof = async (caller: string, method: string, pathAndQuery: string): Promise<string> => {
+  const proof = async (caller: string, method: string, pathAndQuery: string, digest: string): Promise<string> => {
     const t = Math.floor(Date.now() / 1000);
     if (t !== proofSecond) {
       proofSecond = t;
       proofs.clear();
     }
-    const memo = JSON.stringify([caller, method, pathAndQuery]);
+    const memo = JSON.stringify([caller, method, pathAndQuery, digest]);
     let value = proofs.get(memo);
     if (value === undefined) {
       const key = await options.proofKey();
-      value = `t=${t}, kid=${key.kid}, sig=${toBase64Url(await hmac(key, proofBytes(t, caller, method, pathAndQuery)))}`;
+      value = `t=${t}, kid=${key.kid}, sig=${toBase64Url(await hmac(key, proofBytes(t, caller, method, pathAndQuery, digest)))}`;
       if (proofs.size < PROOF_MEMO_MAX) proofs.set(memo, value);
     }
     return value;
   };
 
   return async function mcpProxy(c: Context<{ Variables: TollboothVariables }>): Promise<Response> {
-    const { caller, body, rawBody } = c.var.tollbooth;
+    const state = c.var.tollbooth;
+    const { caller, body, rawBody } = state;
     const req = c.req.raw;
     const url = new URL(req.url);
     const pathAndQuery = `${prefix}${url.pathname}${url.search}`;
     const target = base.origin + pathAndQuery;
+    const isGet = req.method === "GET";
+    const release = once(state.release);
+    const refund = once(state.refund);
 
-    const headers = new Headers(req.headers);
-    for (const name of STRIPPED) headers.delete(name);
-    headers.set("x-forwarded-host", url.host);
-    headers.set("x-forwarded-proto", url.protocol.replace(":", ""));
+    const headers = forwardHeaders(req.headers, url);
+    const forwardedBody = rawBody && !isGet && req.method !== "HEAD" ? rawBody : null;
+    // A JSON-RPC body goes on as the bytes the gateway read, declared as what it read them
+    // as: UTF-8 JSON (jsonRequestProblem refused any other charset or an encoding).
+    if (body) {
+      headers.set("content-type", "application/json");
+      headers.delete("content-encoding");
+    }
+    const digest = await contentDigest(forwardedBody);
+    headers.set(DIGEST_HEADER, digest);
     headers.set(CALLER_HEADER, caller);
-    headers.set(PROOF_HEADER, await proof(caller, req.method, pathAndQuery));
+    headers.set(PROOF_HEADER, await proof(caller, req.method, pathAndQuery, digest));
 
     // The timeout covers the wait for response headers only; a stream may then run long.
     const controller = new AbortController();
@@ -109,7 +158,7 @@ export function mcpProxy(options: ProxyOptions) {
       upstream = await fetch(target, {
         method: req.method,
         headers,
-        body: rawBody && req.method !== "GET" && req.method !== "HEAD" ? rawBody : null,
+        body: forwardedBody,
         redirect: "manual",
         signal: controller.signal,
       });
@@ -117,6 +166,9 @@ export function mcpProxy(options: ProxyOptions) {
       const timedOut = controller.signal.aborted;
       // The cause (which may name internal addresses) is logged, not sent to the caller.
       console.error(`tollbooth: origin fetch failed (${timedOut ? "timeout" : "error"})`, err);
+      // The origin never answered: the request is not charged, and holds no stream.
+      refund();
+      release();
       return jsonRpcError(
         timedOut ? 504 : 502,
         body,
@@ -128,7 +180,8 @@ export function mcpProxy(options: ProxyOptions) {
     }
     const out = new Headers(upstream.headers);
     let stream: ReadableStream<Uint8Array> | null = upstream.body;
-    if ((out.get("content-type") ?? "").startsWith("text/event-stream")) {
+    const isStream = (out.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream");
+    if (isStream) {
       out.set("x-accel-buffering", "no");
       const ids = req.method === "POST" ? requestIds(body) : [];
       if (stream && ids.length > 0) {
@@ -138,8 +191,102 @@ export function mcpProxy(options: ProxyOptions) {
         out.delete("content-length");
       }
     }
+    if (isGet && isStream && stream) {
+      // A GET stream holds one of the caller's stream slots until it ends, however it ends.
+      stream = releaseOnEnd(stream, release, state.streamMaxMs);
+    } else {
+      release();
+    }
     return new Response(stream, { status: upstream.status, statusText: upstream.statusText, headers: out });
   };
+}
+
+/** A callback that runs at most once (a no-op when absent). */
+function once(fn: (() => void) | undefined): () => void {
+  let done = false;
+  return () => {
+    if (done || !fn) return;
+    done = true;
+    try {
+      fn();
+    } catch (err) {
+      console.error("tollbooth: proxy hook failed", err);
+    }
+  };
+}
+
+/**
+ * The headers the origin receives: the client's, without hop-by-hop headers, tollbooth's
+ * own, any client-sent forwarding header (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`,
+ * `True-Client-IP`, `X-Client-IP`, `X-Cluster-Client-IP`) or method override
+ * (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`); then the gateway's own
+ * `X-Forwarded-For` (`CF-Connecting-IP`, when present), `X-Forwarded-Host` and
+ * `X-Forwarded-Proto` (of the URL the client called).
+ */
+export function forwardHeaders(incoming: Headers, url: URL): Headers {
+  const headers = new Headers(incoming);
+  const drop: string[] = [...STRIPPED];
+  for (const name of headers.keys()) if (name.startsWith(FORWARDED_PREFIX)) drop.push(name);
+  for (const name of drop) headers.delete(name);
+  const ip = incoming.get("cf-connecting-ip");
+  if (ip !== null && ip.trim() !== "") headers.set("x-forwarded-for", ip.trim());
+  headers.set("x-forwarded-host", url.host);
+  headers.set("x-forwarded-proto", url.protocol.replace(":", ""));
+  return headers;
+}
+
+/**
+ * Pass a GET SSE stream through (bytes untouched) and call `release` exactly once when it
+ * ends: the origin ends it, it errors, the client cancels it (the origin's stream is then
+ * cancelled too, so the origin sees it closed), or `maxMs` passes (the origin's stream is
+ * cancelled and the client's ends normally; it resumes with `Last-Event-ID`).
+ * @param maxMs longest life of the stream, milliseconds (none when undefined)
+ */
+export function releaseOnEnd(upstream: ReadableStream<Uint8Array>, release: () => void, maxMs?: number): ReadableStream<Uint8Array> {
+  const reader = upstream.getReader();
+  let finished = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const finish = () => {
+    if (finished) return false;
+    finished = true;
+    clearTimeout(timer);
+    release();
+    return true;
+  };
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (maxMs === undefined) return;
+      timer = setTimeout(() => {
+        if (!finish()) return;
+        reader.cancel("tollbooth: stream lifetime reached").catch(() => {});
+        try {
+          controller.close();
+        } catch {
+          // already closed or errored
+        }
+      }, maxMs);
+    },
+    async pull(controller) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        if (finish()) controller.error(err);
+        return;
+      }
+      if (finished) return;
+      if (chunk.done) {
+        finish();
+        controller.close();
+        return;
+      }
+      controller.enqueue(chunk.value);
+    },
+    cancel(reason) {
+      finish();
+      return reader.cancel(reason);
+    },
+  });
 }
 
 /** `error.message` of the event that answers a request whose SSE stream the origin reset. */

@@ -1,32 +1,47 @@
 /**
  * `tollbooth(options)`: the Hono middleware that gates every request before the proxy.
  *
- * Per request: Origin check (MCP transport, DNS rebinding) → tollbooth's own endpoints →
- * body size limit → cost (JSON-RPC method / tool) → caller identity → credentials
- * (`Tollbooth-Solution`, `Tollbooth-Token`, verified statelessly) → one call to the
- * caller's Durable Object, which applies the ceiling, spends solutions and credits, and
- * takes from the free bucket. Admitted requests go on to the next handler (the proxy)
- * with `c.var.tollbooth` set; others get 402 (challenge) or 429 (ceiling), never the origin.
+ * Layers, outermost first (each refusal answers before the origin is asked):
+ * 1. `Origin` check (MCP transport, DNS rebinding): 403.
+ * 2. Network ceiling: every request of one network (`CF-Connecting-IP` reduced to the
+ *    policy's prefix), tollbooth's own endpoints included, on the Workers Rate Limiting
+ *    binding — no Durable Object call: 429.
+ * 3. One reading of the body: bounded in size (413) and time (408), JSON as UTF-8 only
+ *    (415), nesting bounded (400); the clock is read after the body has arrived.
+ * 4. Identity (shared/identity.ts) and its plan; unverified callers share their network's
+ *    object and free budget.
+ * 5. One call to the caller's Durable Object: the caller's ceiling (429), the session and
+ *    stream caps (429), credentials (`Tollbooth-Solution`, `Tollbooth-Token`, verified
+ *    statelessly first), then the free bucket: over budget → 402 with a challenge whose
+ *    difficulty adapts to the caller's recent solves (or 429 in the plan's 429 mode).
+ * 6. Origin ceiling (all callers together, one `OriginGate` object), when the policy sets
+ *    one: 429, and the caller's charge is given back.
+ * Admitted requests go on to the next handler (the proxy) with `c.var.tollbooth` set; a
+ * request the origin never answers (502, 504) is refunded by the proxy through it.
  *
- * When the Durable Object throws or does not answer within `policy.storeTimeoutMs`, the
+ * When a Durable Object throws or does not answer within `policy.storeTimeoutMs`, the
  * request fails closed (503, `Retry-After: 1`) or, with `onStoreError: "open"`, goes to
  * the origin unmetered (`Tollbooth-Degraded: store-unavailable`) — except a request that
  * carries a credential and tollbooth's own endpoints, which always fail closed.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { parseAuthParams } from "../shared/auth-params.ts";
 import { readSolution, verifySolution } from "../shared/challenge.ts";
-import { resolveIdentity } from "../shared/identity.ts";
+import { identityResolver, networkOf } from "../shared/identity.ts";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
 import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
-import { parsePolicy, type Policy, type PolicyInput } from "../shared/policy.ts";
-import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
-import { signToken, verifyToken, type TokenClaims } from "../shared/token.ts";
-import { mediaType, readBody, TOO_LARGE } from "./body.ts";
-import type { AdmitRequest, AdmitResult, CallerBucket, StatusResult } from "./caller-bucket.ts";
-import { CREDITS_HEADER, paymentRequired, redemptionFor, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
+import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
+import { signToken, tokenVerifier, type TokenClaims } from "../shared/token.ts";
+import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
+import type { AdmitRequest, AdmitResult, CallerBucket, SlotRequest } from "./caller-bucket.ts";
+import type { NetworkLimiter } from "./env.ts";
+import { boundedStore, limitHeaders, originCeiling, type Gate } from "./gate.ts";
+import type { OriginGate } from "./origin-gate.ts";
+import { CREDITS_HEADER, describeRequest, paymentRequired, redemptionFor, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
 import { wellKnown } from "./well-known.ts";
+
+export { StoreTimeoutError, type CallerStore, type Gate, type StoreNamespace } from "./gate.ts";
 
 /** Options of `tollbooth()`. */
 export interface TollboothOptions {
@@ -36,11 +51,19 @@ export interface TollboothOptions {
   secret: string;
   /** The `CallerBucket` Durable Object namespace. */
   buckets: DurableObjectNamespace<CallerBucket>;
+  /** The `OriginGate` Durable Object namespace; required when the policy sets `originCeiling`. */
+  originGate?: DurableObjectNamespace<OriginGate> | undefined;
+  /** The network ceiling (Workers Rate Limiting binding); without it the layer is off. */
+  network?: NetworkLimiter | undefined;
+  /** The `TOLLBOOTH_KEYS` KV namespace of issued API keys (optional). */
+  keys?: KVNamespace | undefined;
+  /** `fetch` used for JWKS (injectable, as the MCP SDK's `FetchLike`). */
+  fetch?: typeof fetch | undefined;
 }
 
 /** What the middleware hands to the proxy for an admitted request. */
 export interface TollboothState {
-  /** Caller identity (see shared/identity.ts). */
+  /** Caller identity (see shared/identity.ts): the `Identity.id`. */
   caller: string;
   /** Parsed JSON-RPC body on the MCP endpoint, else null. */
   body: ParsedBody | null;
@@ -50,6 +73,19 @@ export interface TollboothState {
   cost: number;
   /** The Durable Object's decision; null when it was unavailable and the request went on unmetered (`onStoreError: "open"`). */
   decision: AdmitResult | null;
+  /**
+   * Called by the proxy, at most once, when the origin never answered (502 unreachable,
+   * 504 no response headers in time): the request's charge is given back.
+   */
+  refund?: () => void;
+  /**
+   * For a GET SSE stream counted against the caller's stream cap: called by the proxy, at
+   * most once, when the response stream ends, errors, is cancelled by the client, or is
+   * cut at `streamMaxMs`; also when the origin never answered or answered without a stream.
+   */
+  release?: () => void;
+  /** Milliseconds after which the proxy ends a GET SSE stream (the client resumes with `Last-Event-ID`). */
+  streamMaxMs?: number;
 }
 
 /** Hono variables set by `tollbooth()`. */
@@ -57,73 +93,8 @@ export interface TollboothVariables {
   tollbooth: TollboothState;
 }
 
-/** The calls the gateway makes on a caller's `CallerBucket` (see workers/caller-bucket.ts). */
-export interface CallerStore {
-  admit(req: AdmitRequest): Promise<AdmitResult>;
-  redeem(req: RedeemRequest): Promise<AdmitResult>;
-  status(req: StatusRequest): Promise<StatusResult>;
-}
-
-/**
- * The caller state as the gateway reaches it: `CallerBucket` stubs whose every call is
- * bounded by `policy.storeTimeoutMs` (it rejects with `StoreTimeoutError` after that).
- */
-export interface StoreNamespace {
-  idFromName(name: string): DurableObjectId;
-  get(id: DurableObjectId): CallerStore;
-}
-
-/** A `CallerBucket` call that did not settle within `storeTimeoutMs`. */
-export class StoreTimeoutError extends Error {
-  /** @param ms the bound that passed, milliseconds */
-  constructor(ms: number) {
-    super(`CallerBucket did not answer within ${ms} ms`);
-    this.name = "StoreTimeoutError";
-  }
-}
-
 /** Header on responses that went to the origin unmetered because the caller state was unavailable. */
 export const DEGRADED_HEADER = "tollbooth-degraded";
-
-/** Everything the middleware and the well-known endpoints share. */
-export interface Gate {
-  policy: Policy;
-  keyring: () => Promise<Keyring>;
-  /** The caller state; every call bounded by `policy.storeTimeoutMs`. */
-  buckets: StoreNamespace;
-  /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
-  limitHeaders: (decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
-}
-
-type RedeemRequest = Parameters<CallerBucket["redeem"]>[0];
-type StatusRequest = Parameters<CallerBucket["status"]>[0];
-
-/**
- * Settle like `call`, or reject with `StoreTimeoutError` after `ms` milliseconds
- * (the call itself is not cancelled: a Durable Object call cannot be).
- */
-function bounded<T>(call: () => Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StoreTimeoutError(ms)), ms);
-  });
-  return Promise.race([Promise.resolve().then(call), timeout]).finally(() => clearTimeout(timer));
-}
-
-/** `CallerBucket` stubs whose calls are bounded by `timeoutMs` milliseconds. */
-function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs: number): StoreNamespace {
-  return {
-    idFromName: (name) => ns.idFromName(name),
-    get(id) {
-      const stub = ns.get(id);
-      return {
-        admit: (req) => bounded(() => stub.admit(req) as Promise<AdmitResult>, timeoutMs),
-        redeem: (req) => bounded(() => stub.redeem(req) as Promise<AdmitResult>, timeoutMs),
-        status: (req) => bounded(() => stub.status(req) as Promise<StatusResult>, timeoutMs),
-      };
-    },
-  };
-}
 
 /** Methods of the MCP endpoint (Streamable HTTP, MCP 2025-11-25); others get 405 at the gateway. */
 const ENDPOINT_METHODS = ["POST", "GET", "DELETE", "OPTIONS"];
@@ -132,8 +103,43 @@ const ENDPOINT_METHODS = ["POST", "GET", "DELETE", "OPTIONS"];
 const OAUTH_METADATA = /^\/\.well-known\/(oauth-protected-resource|oauth-authorization-server|openid-configuration)(\/|$)/;
 
 /**
+ * The caller's network: `ip:<prefix>` of `CF-Connecting-IP`, or `anonymous`.
+ * Only Cloudflare's edge makes that header trustworthy (it overwrites what a client sends).
+ */
+export function networkFor(headers: Headers, identity: Policy["identity"]): string {
+  const ip = headers.get("cf-connecting-ip");
+  const net = ip ? networkOf(ip.trim(), identity.ipv4Prefix, identity.ipv6Prefix) : null;
+  if (!net) return "anonymous";
+  return net.startsWith("ip:") ? net : `ip:${net}`;
+}
+
+/** Run `p` after the response (`waitUntil`) when there is an execution context; log its failure. */
+function later(c: Context, what: string, p: Promise<unknown>): void {
+  const guarded = p.catch((err) => console.error(`tollbooth: ${what} failed`, err));
+  try {
+    c.executionCtx.waitUntil(guarded);
+  } catch {
+    // No execution context (a test calling the app directly): the promise runs on its own.
+  }
+}
+
+/** A random slot id (16 bytes, hex). */
+function slotId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  let s = "";
+  for (const x of b) s += x.toString(16).padStart(2, "0");
+  return s;
+}
+
+/** 429 of a layer: an integer `Retry-After` (≥ 1) and a JSON-RPC error naming the layer. */
+function tooMany(body: ParsedBody | null, layer: string, message: string, retryAfterSeconds: number, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}): Response {
+  const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
+  return jsonRpcError(429, body, ErrorCode.TooManyRequests, `Too many requests: ${message}; retry after ${retryAfter} s`, { reason: layer, layer, retryAfter, ...extra }, { ...headers, "retry-after": String(retryAfter) });
+}
+
+/**
  * Build the middleware.
- * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `buckets`)
+ * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `buckets`, `originGate`)
  */
 export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variables: TollboothVariables }> {
   const policy = parsePolicy(options.policy);
@@ -150,14 +156,13 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     policy,
     keyring: () => (keyringPromise ??= importKeyring(options.secret)),
     buckets: boundedStore(options.buckets, policy.storeTimeoutMs),
-    limitHeaders: (d, nowMs) => {
-      const limits: NamedLimit[] = [
-        { name: "free", config: policy.bucket, result: d.bucket },
-        { name: "ceiling", config: policy.ceiling, result: d.ceiling },
-      ];
-      return { "ratelimit-policy": rateLimitPolicy(limits), ratelimit: rateLimit(limits, nowMs) };
-    },
+    identify: identityResolver(policy.identity, { keys: options.keys, ...(options.fetch ? { fetch: options.fetch } : {}) }),
+    network: options.network,
+    originTake: originCeiling(options.originGate, policy.originCeiling, policy.storeTimeoutMs),
+    limitHeaders,
   };
+  /** Verifies `Tollbooth-Token`s, remembering good signatures per isolate (built with the keyring). */
+  let verifyToken: ReturnType<typeof tokenVerifier> | undefined;
   const endpoint = normalizePath(policy.endpoint);
   const allowAnyOrigin = policy.allowedOrigins.includes("*");
   const allowedOrigins = new Set(policy.allowedOrigins);
@@ -165,16 +170,31 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
   return async function tollbooth(c, next) {
     const req = c.req.raw;
     const url = new URL(req.url);
-    const nowMs = Date.now();
 
     // MCP transport (2025-11-25): a present, invalid Origin gets 403 (DNS rebinding).
     const origin = req.headers.get("origin");
     if (origin !== null && !allowAnyOrigin && origin !== url.origin && !allowedOrigins.has(origin)) {
       return jsonRpcError(403, null, ErrorCode.ForbiddenOrigin, `Forbidden: Origin ${origin} is not allowed`, { origin });
     }
+
+    // Network ceiling: before any body, identity work or Durable Object call, and for
+    // every path (tollbooth's own endpoints too), whatever credential the request carries.
+    if (gate.network) {
+      const network = networkFor(req.headers, policy.identity);
+      let ok = true;
+      try {
+        ok = (await gate.network.limit({ key: network })).success;
+      } catch (err) {
+        // The binding is approximate by design; its failure does not stop traffic (the
+        // caller and origin ceilings still hold).
+        console.error("tollbooth: network rate limiter failed", err);
+      }
+      if (!ok) return tooMany(null, "network", `over the ceiling of your network (${network})`, policy.networkRetryAfterSeconds);
+    }
+
     if (url.pathname === WELL_KNOWN || url.pathname.startsWith(WELL_KNOWN + "/")) {
       try {
-        return await wellKnown(gate, req, url, nowMs);
+        return await wellKnown(gate, req, url);
       } catch (err) {
         // tollbooth's own endpoints always fail closed; the cause is logged, not sent.
         console.error("tollbooth: well-known endpoint failed", err);
@@ -182,38 +202,48 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
     }
 
-    const rawBody = await readBody(req, policy.maxBodyBytes);
+    const isEndpoint = normalizePath(url.pathname) === endpoint;
+    // A body the gateway will not read as UTF-8 JSON is refused before it is read.
+    const mediaProblem = isEndpoint && req.method === "POST" ? jsonRequestProblem(req.headers) : null;
+    if (mediaProblem !== null) return jsonRpcError(415, null, ErrorCode.UnsupportedMediaType, mediaProblem);
+    const rawBody = await readBody(req, policy.maxBodyBytes, policy.bodyTimeoutMs);
     if (rawBody === TOO_LARGE) {
       return jsonRpcError(413, null, ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, { maxBodyBytes: policy.maxBodyBytes });
     }
+    if (rawBody === TOO_SLOW) {
+      return jsonRpcError(408, null, ErrorCode.RequestTimeout, `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`, { bodyTimeoutMs: policy.bodyTimeoutMs });
+    }
+    // Invariant: the clock is read after the whole body has arrived, so a body trickled in
+    // slowly cannot make an expired challenge or token look fresh.
+    const nowMs = Date.now();
 
     let body: ParsedBody | null = null;
-    let cost: number;
-    const isEndpoint = normalizePath(url.pathname) === endpoint;
     if (isEndpoint && req.method === "POST") {
-      const type = mediaType(req);
-      if (type !== "application/json") {
-        return jsonRpcError(415, null, ErrorCode.UnsupportedMediaType, `Unsupported Media Type: POST ${policy.endpoint} takes application/json, got ${type || "none"}`);
-      }
-      const parsed = parseBody(rawBody ?? new Uint8Array());
+      const parsed = parseBody(rawBody ?? new Uint8Array(), policy.maxJsonDepth);
       if (isBodyError(parsed)) return jsonRpcError(400, null, parsed.code, parsed.message);
       body = parsed;
       const mismatch = headerMismatch(req.headers, body);
       if (mismatch) return jsonRpcError(400, body, ErrorCode.HeaderMismatch, mismatch);
-      cost = bodyCost(policy, body);
-    } else if (isEndpoint) {
+    } else if (isEndpoint && !ENDPOINT_METHODS.includes(req.method)) {
       // GET (SSE stream), DELETE (end session) and OPTIONS (CORS preflight) carry no JSON-RPC call.
-      if (!ENDPOINT_METHODS.includes(req.method)) {
-        return jsonRpcError(405, null, ErrorCode.MethodNotAllowed, `Method not allowed: ${req.method} ${policy.endpoint}; use ${ENDPOINT_METHODS.join(", ")}`, undefined, { allow: ENDPOINT_METHODS.join(", ") });
-      }
-      cost = 0;
-    } else {
-      cost = OAUTH_METADATA.test(url.pathname) ? 0 : policy.costs.otherPaths;
+      return jsonRpcError(405, null, ErrorCode.MethodNotAllowed, `Method not allowed: ${req.method} ${policy.endpoint}; use ${ENDPOINT_METHODS.join(", ")}`, undefined, { allow: ENDPOINT_METHODS.join(", ") });
     }
 
-    const caller = await resolveIdentity(req.headers, policy.identity);
+    const identity = await gate.identify(req.headers);
+    const plan = planFor(policy, identity.verified ? identity.plan : undefined);
+    const cost = body ? bodyCost(plan, body) : isEndpoint ? 0 : OAUTH_METADATA.test(url.pathname) ? 0 : plan.costs.otherPaths;
+    const what = describeRequest(req.method, url.pathname, body);
+    const maxCost = maxPayableCost(plan);
+    if (cost > maxCost) {
+      // Neither the free bucket nor a solve could ever pay for it: an error, not an endless 402.
+      return jsonRpcError(400, body, ErrorCode.InvalidRequest, `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`, { cost, maxCost, plan: plan.name });
+    }
+
+    const caller = identity.id;
     const keyring = await gate.keyring();
-    const admit: AdmitRequest = { cost, nowMs, bucket: policy.bucket, ceiling: policy.ceiling };
+    const admit: AdmitRequest = { cost, nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge };
+    const slot = slotFor(req, body, isEndpoint, plan, nowMs);
+    if (slot) admit.slot = slot;
     let tokenClaims: TokenClaims | undefined;
     const solutionHeader = req.headers.get(SOLUTION_HEADER);
     const tokenHeader = req.headers.get(TOKEN_HEADER);
@@ -231,14 +261,16 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         }
       }
     } else if (tokenHeader !== null) {
-      const check = await verifyToken(keyring, tokenHeader.trim(), caller, nowMs);
+      verifyToken ??= tokenVerifier(keyring);
+      const check = await verifyToken(tokenHeader.trim(), caller, nowMs);
       if (!check.ok) admit.refused = `token_${check.reason}`;
       else admit.tokenId = check.claims.jti;
     }
 
+    const store = gate.buckets.of(caller);
     let decision: AdmitResult;
     try {
-      decision = await gate.buckets.get(gate.buckets.idFromName(caller)).admit(admit);
+      decision = await store.admit(admit);
     } catch (err) {
       // A credential is never honoured unverified: its spend (credits, a challenge's single
       // use) lives in the store. Without a credential, "open" trades metering for availability.
@@ -254,22 +286,93 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" });
     }
 
-    const headers = gate.limitHeaders(decision, nowMs);
+    const headers = gate.limitHeaders(plan, decision, nowMs);
     if (decision.minted && tokenClaims) headers[TOKEN_HEADER] = await signToken(keyring, tokenClaims);
     if (decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits);
 
     if (!decision.admitted) {
       if (decision.reason === "ceiling") {
-        const retryAfter = String(Math.max(1, decision.ceiling.retryAfterSeconds));
-        return jsonRpcError(429, body, ErrorCode.TooManyRequests, `Too many requests: over the safety ceiling of ${policy.ceiling.capacity} requests; retry after ${retryAfter} s`, { reason: "ceiling", retryAfter: Number(retryAfter) }, { ...headers, "retry-after": retryAfter });
+        return tooMany(body, "ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
       }
-      return paymentRequired({ keyring, policy, caller, nowMs, url, body, reason: decision.reason ?? "over_budget", cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, headers });
+      if (decision.reason === "sessions" || decision.reason === "streams") {
+        const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
+        return tooMany(body, decision.reason, `over the cap of ${max} open ${decision.reason === "sessions" ? "sessions" : "GET streams"} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max });
+      }
+      return paymentRequired({ keyring, policy, plan, caller, nowMs, url, body, what, reason: decision.reason ?? "over_budget", cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, difficulty: decision.difficulty, solves: decision.solves, headers });
     }
 
-    c.set("tollbooth", { caller, body, rawBody, cost, decision });
+    const refundReq = () => ({ nowMs: Date.now(), bucket: plan.bucket, cost, paidBy: decision.paidBy ?? "free", ...(admit.tokenId ?? admit.redeem?.jti ? { tokenId: (admit.tokenId ?? admit.redeem?.jti)! } : {}), ...(slot ? { slotId: slot.id } : {}) });
+
+    // Origin ceiling: all callers together; taken only for a request the caller's own
+    // layers admitted, so a caller over its budget cannot use up everyone's capacity.
+    if (gate.originTake) {
+      let room;
+      try {
+        room = await gate.originTake(nowMs);
+      } catch (err) {
+        later(c, "CallerBucket.refund", store.refund(refundReq()));
+        console.error("tollbooth: OriginGate.take failed", err);
+        return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" });
+      }
+      if (!room.success) {
+        later(c, "CallerBucket.refund", store.refund(refundReq()));
+        return tooMany(body, "origin", `the origin is at its ceiling of ${policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers);
+      }
+    }
+
+    let refunded = false;
+    const state: TollboothState = {
+      caller,
+      body,
+      rawBody,
+      cost,
+      decision,
+      refund: () => {
+        if (refunded) return;
+        refunded = true;
+        later(c, "CallerBucket.refund", store.refund(refundReq()));
+      },
+    };
+    if (slot?.kind === "stream") {
+      let released = false;
+      state.release = () => {
+        if (released || refunded) return;
+        released = true;
+        later(c, "CallerBucket.release", store.release({ slotId: slot.id }));
+      };
+      state.streamMaxMs = plan.limits.streamMaxSeconds * 1000;
+    }
+    c.set("tollbooth", state);
     await next();
+
+    const sessionId = req.headers.get("mcp-session-id");
+    if (slot?.kind === "session" && !refunded) {
+      const opened = c.res.headers.get("mcp-session-id");
+      if (opened && c.res.status < 400) later(c, "CallerBucket.bindSession", store.bindSession({ slotId: slot.id, sessionId: opened }));
+      else later(c, "CallerBucket.release", store.release({ slotId: slot.id }));
+    }
+    // The session ends with DELETE, or when the origin says it no longer knows it (404).
+    if (sessionId && ((req.method === "DELETE" && c.res.status < 500) || c.res.status === 404)) {
+      later(c, "CallerBucket.endSession", store.endSession({ sessionId }));
+    }
     for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
   };
+}
+
+/**
+ * The slot a request opens: a session for an `initialize` (single message), a stream for
+ * a GET on the endpoint; none otherwise.
+ */
+function slotFor(req: Request, body: ParsedBody | null, isEndpoint: boolean, plan: Plan, nowMs: number): SlotRequest | undefined {
+  if (!isEndpoint) return undefined;
+  if (req.method === "GET") {
+    // The gateway cuts the stream at streamMaxSeconds; the slot outlives that by a margin.
+    return { kind: "stream", id: slotId(), max: plan.limits.streams, expiresMs: nowMs + plan.limits.streamMaxSeconds * 1000 + 5_000 };
+  }
+  if (req.method === "POST" && body && body.messages.some((m) => m.method === "initialize")) {
+    return { kind: "session", id: slotId(), max: plan.limits.sessions, expiresMs: nowMs + plan.limits.sessionTtlSeconds * 1000 };
+  }
+  return undefined;
 }
 
 /**
@@ -277,7 +380,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
  * or trailing slashes. Every spelling the origin could route to the MCP endpoint (`/MCP`,
  * `/mcp/`, `/%6Dcp`) must be priced as the endpoint.
  */
-function normalizePath(path: string): string {
+export function normalizePath(path: string): string {
   let decoded = path;
   try {
     decoded = decodeURIComponent(path);
@@ -300,3 +403,4 @@ function headerMismatch(headers: Headers, body: ParsedBody): string | null {
   if (name !== null && only?.name !== name) return `Header mismatch: Mcp-Name ${name} does not match the body`;
   return null;
 }
+

@@ -1,17 +1,17 @@
 /**
  * tollbooth's own endpoints, siblings of the three tools of @powforge/captcha-mcp:
- * - `GET  /.well-known/tollbooth`           the policy (prices, bucket, ceiling, challenge)
+ * - `GET  /.well-known/tollbooth`           the policy (plans, prices, buckets, ceilings, challenge, limits)
  * - `GET  /.well-known/tollbooth/challenge` a fresh challenge for this caller
  * - `POST /.well-known/tollbooth/verify`    redeem a solution → `{ token, expires_in, credits }`
- * - `GET  /.well-known/tollbooth/status`    this caller's bucket, ceiling and token balance
+ * - `GET  /.well-known/tollbooth/status`    this caller's plan, buckets, difficulty, open slots and token balance
  */
 import { formatChallenge, issueChallenge, readSolution, verifySolution } from "../shared/challenge.ts";
-import { resolveIdentity } from "../shared/identity.ts";
+import { planFor, type Plan, type Policy } from "../shared/policy.ts";
 import { signToken, verifyToken } from "../shared/token.ts";
 import { challengeJson, gatewayUrls, redemptionFor, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
-import { mediaType, readBody, TOO_LARGE } from "./body.ts";
+import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
+import type { Gate } from "./gate.ts";
 import { json } from "./responses.ts";
-import type { Gate } from "./tollbooth.ts";
 
 /** Largest `POST /verify` body, in bytes. */
 const VERIFY_MAX_BYTES = 16_384;
@@ -20,8 +20,45 @@ function problem(status: number, error: string, message: string, extra?: Record<
   return json(status, { error, message, ...extra }, headers);
 }
 
-/** Answer a request under `/.well-known/tollbooth`. Never reaches the origin. */
-export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: number): Promise<Response> {
+/** A plan as published: what a caller of it pays and gets (no secrets). */
+function publicPlan(plan: Plan): Record<string, unknown> {
+  return {
+    bucket: plan.bucket,
+    ceiling: plan.ceiling,
+    costs: plan.costs,
+    challenge: { types: ["pow"], algorithm: "sha256", ...plan.challenge },
+    overBudget: plan.overBudget,
+    limits: plan.limits,
+  };
+}
+
+/** The policy as `GET /.well-known/tollbooth` publishes it. */
+function publicPolicy(policy: Policy, url: URL): Record<string, unknown> {
+  const plans = Object.fromEntries(Object.values(policy.plans).map((p) => [p.name, publicPlan(p)]));
+  return {
+    realm: policy.realm,
+    endpoint: policy.endpoint,
+    // The default plan's settings at the top level, as before plans existed.
+    ...publicPlan(planFor(policy, undefined)),
+    defaultPlan: policy.defaultPlan,
+    plans,
+    identity: { strategies: policy.identity.strategies, apiKeyHeader: policy.identity.apiKeyHeader, ipv4Prefix: policy.identity.ipv4Prefix, ipv6Prefix: policy.identity.ipv6Prefix },
+    originCeiling: policy.originCeiling,
+    maxBodyBytes: policy.maxBodyBytes,
+    bodyTimeoutMs: policy.bodyTimeoutMs,
+    maxJsonDepth: policy.maxJsonDepth,
+    token: { ttlSeconds: policy.token.ttlSeconds, header: "Tollbooth-Token" },
+    solutionHeader: "Tollbooth-Solution",
+    ...gatewayUrls(url),
+  };
+}
+
+/**
+ * Answer a request under `/.well-known/tollbooth`. Never reaches the origin. `/challenge`,
+ * `/status` and `/verify` ask the caller's Durable Object and count against the caller's
+ * ceiling (429 over it); the network ceiling was applied before.
+ */
+export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Response> {
   const { policy } = gate;
   const route = url.pathname.slice(WELL_KNOWN.length).replace(/\/$/, "") || "/";
   const expect = (method: string) =>
@@ -29,51 +66,62 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: numbe
       ? null
       : problem(405, "method_not_allowed", `${req.method} ${url.pathname} is not allowed; use ${method}`, undefined, { allow: method });
 
-  if (route === "/") {
-    return expect("GET") ?? json(200, {
-      realm: policy.realm,
-      endpoint: policy.endpoint,
-      bucket: policy.bucket,
-      ceiling: policy.ceiling,
-      costs: policy.costs,
-      challenge: { types: ["pow"], algorithm: "sha256", ...policy.challenge },
-      token: { ttlSeconds: policy.token.ttlSeconds, header: "Tollbooth-Token" },
-      solutionHeader: "Tollbooth-Solution",
-      ...gatewayUrls(url),
-    });
-  }
+  if (route === "/") return expect("GET") ?? json(200, publicPolicy(policy, url));
 
   if (route !== "/challenge" && route !== "/verify" && route !== "/status") {
     return problem(404, "not_found", `No tollbooth endpoint at ${url.pathname}`);
   }
   const wrongMethod = expect(route === "/verify" ? "POST" : "GET");
   if (wrongMethod) return wrongMethod;
-  const caller = await resolveIdentity(req.headers, policy.identity);
-  const keyring = await gate.keyring();
-  const stub = gate.buckets.get(gate.buckets.idFromName(caller));
 
-  if (route === "/challenge") {
-    const ch = await issueChallenge(keyring, { realm: policy.realm, ...policy.challenge, caller, nowMs });
-    return json(200, challengeJson(ch), { "www-authenticate": formatChallenge(ch) });
+  let bytes: Uint8Array | null = null;
+  if (route === "/verify") {
+    if (mediaType(req) !== "application/json") return problem(415, "unsupported_media_type", "POST /verify takes application/json");
+    const read = await readBody(req, VERIFY_MAX_BYTES, policy.bodyTimeoutMs);
+    if (read === TOO_LARGE) return problem(413, "payload_too_large", `The verify body is limited to ${VERIFY_MAX_BYTES} bytes`);
+    if (read === TOO_SLOW) return problem(408, "request_timeout", `The body did not arrive within ${policy.bodyTimeoutMs} ms`);
+    bytes = read;
   }
+  // Invariant: the clock is read after the body has arrived.
+  const nowMs = Date.now();
+  const identity = await gate.identify(req.headers);
+  const caller = identity.id;
+  const plan = planFor(policy, identity.verified ? identity.plan : undefined);
+  const keyring = await gate.keyring();
+  const stub = gate.buckets.of(caller);
+  const overCeiling = (retryAfterSeconds: number, headers: Record<string, string>) => {
+    const retryAfter = String(Math.max(1, retryAfterSeconds));
+    return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter: Number(retryAfter), layer: "ceiling" }, { ...headers, "retry-after": retryAfter });
+  };
 
-  if (route === "/status") {
-    const tokenHeader = req.headers.get(TOKEN_HEADER);
+  if (route === "/challenge" || route === "/status") {
+    const tokenHeader = route === "/status" ? req.headers.get(TOKEN_HEADER) : null;
     const token = tokenHeader ? await verifyToken(keyring, tokenHeader.trim(), caller, nowMs) : null;
     if (token && !token.ok) return problem(401, "invalid_token", `Tollbooth-Token refused: ${token.reason}`, { reason: token.reason });
-    const status = await stub.status({ nowMs, bucket: policy.bucket, ceiling: policy.ceiling, ...(token?.ok ? { tokenId: token.claims.jti } : {}) });
+    const status = await stub.status({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, ...(token?.ok ? { tokenId: token.claims.jti } : {}) });
+    const headers = gate.limitHeaders(plan, status, nowMs);
+    if (!status.admitted) return overCeiling(status.ceiling.retryAfterSeconds, headers);
+    const difficulty = status.difficulty ?? plan.challenge.difficulty;
+    if (route === "/challenge") {
+      const ch = await issueChallenge(keyring, { realm: policy.realm, difficulty, credits: plan.challenge.credits, ttlSeconds: plan.challenge.ttlSeconds, caller, nowMs });
+      return json(200, challengeJson(ch), { ...headers, "www-authenticate": formatChallenge(ch) });
+    }
     return json(200, {
       caller,
+      plan: plan.name,
+      verified: identity.verified,
+      network: identity.network,
       bucket: status.bucket,
       ceiling: status.ceiling,
+      difficulty,
+      recentSolves: status.solves ?? 0,
+      sessions: { open: status.sessions, max: plan.limits.sessions },
+      streams: { open: status.streams, max: plan.limits.streams },
       token: status.token ? { credits: status.token.credits, expires: Math.floor(status.token.expiresMs / 1000), expires_in: Math.max(0, Math.ceil((status.token.expiresMs - nowMs) / 1000)) } : null,
-    }, gate.limitHeaders(status, nowMs));
+    }, headers);
   }
 
   // POST /verify
-  if (mediaType(req) !== "application/json") return problem(415, "unsupported_media_type", "POST /verify takes application/json");
-  const bytes = await readBody(req, VERIFY_MAX_BYTES);
-  if (bytes === TOO_LARGE) return problem(413, "payload_too_large", `The verify body is limited to ${VERIFY_MAX_BYTES} bytes`);
   let params: unknown;
   try {
     params = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes ?? new Uint8Array()));
@@ -93,15 +141,13 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, nowMs: numbe
   const { claims, redemption } = redemptionFor(read.challenge, caller, policy.token.ttlSeconds, nowMs);
   let result;
   try {
-    result = await stub.redeem({ nowMs, bucket: policy.bucket, ceiling: policy.ceiling, redemption });
+    result = await stub.redeem({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, redemption });
   } catch {
     return problem(503, "unavailable", "The rate-limit state could not be reached", undefined, { "retry-after": "1" });
   }
-  const headers = gate.limitHeaders(result, nowMs);
-  if (result.reason === "ceiling") {
-    const retryAfter = String(Math.max(1, result.ceiling.retryAfterSeconds));
-    return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter: Number(retryAfter) }, { ...headers, "retry-after": retryAfter });
-  }
+  const headers = gate.limitHeaders(plan, result, nowMs);
+  if (result.reason === "ceiling") return overCeiling(result.ceiling.retryAfterSeconds, headers);
+  if (result.reason === "solution_expired") return problem(422, "invalid_solution", "Solution refused: expired", { reason: "expired" }, headers);
   if (!result.minted) return problem(422, "invalid_solution", "Solution refused: spent (each challenge redeems once)", { reason: "spent" }, headers);
   const token = await signToken(keyring, claims);
   return json(200, { token, expires_in: policy.token.ttlSeconds, credits: claims.cr }, headers);

@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,7 +42,23 @@ export interface GatewayOptions {
    * Omitted: a fresh temporary directory, deleted on close().
    */
   persistDir?: string;
+  /**
+   * The network ceiling (`[[ratelimits]]` binding `TOLLBOOTH_NETWORK_LIMIT`) to run with:
+   * `{ limit, period }` replaces wrangler.toml's, `null` removes the binding. Under Vitest
+   * the default is `{ limit: 1_000_000, period: 60 }` (every test caller comes from
+   * 127.0.0.1); elsewhere wrangler.toml's own. Only for the repository's wrangler.toml.
+   */
+  networkLimit?: { limit: number; period: 10 | 60 } | null;
+  /**
+   * Under Vitest, a policy that sets no `identity` gets
+   * `identity: { strategies: ["api-key-unverified", "ip"] }`, so tests that tell callers
+   * apart by invented `x-api-key` values keep one bucket per value (the opt-in, splittable
+   * strategy). `false` leaves the policy as given. Only for the repository's wrangler.toml.
+   */
+  unverifiedKeys?: boolean;
 }
+
+const UNDER_VITEST = process.env.VITEST !== undefined;
 
 /** Handle returned by {@link startGateway}. */
 export interface Gateway {
@@ -73,15 +89,23 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const secret = opts.secret ?? randomBytes(32).toString("hex");
   const ownDir = opts.persistDir === undefined;
   const persistDir = opts.persistDir ?? (await mkdtemp(join(tmpdir(), "tollbooth-wrangler-")));
+  const ownConfig = opts.config === undefined || opts.config === DEFAULT_WRANGLER_CONFIG;
+  let policy = opts.policy;
+  if (ownConfig && (opts.unverifiedKeys ?? UNDER_VITEST) && !(policy && "identity" in policy)) {
+    policy = { ...policy, identity: { strategies: ["api-key-unverified", "ip"] } };
+  }
+  let config = opts.config ?? DEFAULT_WRANGLER_CONFIG;
+  const networkLimit = opts.networkLimit !== undefined ? opts.networkLimit : UNDER_VITEST ? { limit: 1_000_000, period: 60 as const } : undefined;
+  if (ownConfig && networkLimit !== undefined) config = await writeConfig(persistDir, networkLimit);
   const vars: Record<string, string> = {
     ...opts.vars,
     ORIGIN_URL: opts.originUrl,
     TOLLBOOTH_SECRET: secret,
-    ...(opts.policy !== undefined ? { TOLLBOOTH_POLICY: JSON.stringify(opts.policy) } : {}),
+    ...(policy !== undefined ? { TOLLBOOTH_POLICY: JSON.stringify(policy) } : {}),
   };
   const args = [
     WRANGLER_BIN, "dev",
-    "--config", opts.config ?? DEFAULT_WRANGLER_CONFIG,
+    "--config", config,
     "--ip", "127.0.0.1",
     "--port", String(port),
     "--inspector-port", String(inspectorPort),
@@ -126,6 +150,25 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     throw err;
   }
   return { url, secret, persistDir, output: () => output.toString(), close };
+}
+
+/**
+ * A copy of the repository's wrangler.toml, in `dir`, with the network ceiling replaced
+ * (or removed, for `null`) and `main` pointing back at the repository's Worker.
+ * @returns the copy's path
+ */
+export async function writeConfig(dir: string, networkLimit: { limit: number; period: 10 | 60 } | null, extra = ""): Promise<string> {
+  let toml = await readFile(DEFAULT_WRANGLER_CONFIG, "utf8");
+  toml = toml.replace(/^main = .*$/m, `main = ${JSON.stringify(join(ROOT, "workers/index.ts"))}`);
+  const block = /\[\[ratelimits\]\]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "[^"]*"\nsimple = \{[^}]*\}\n/;
+  if (!block.test(toml)) throw new Error("wrangler.toml has no TOLLBOOTH_NETWORK_LIMIT block to replace");
+  toml = toml.replace(block, networkLimit === null ? "" : `[[ratelimits]]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "1001"\nsimple = { limit = ${networkLimit.limit}, period = ${networkLimit.period} }\n`);
+  // Sections appended at the end (e.g. a KV namespace) must come before [vars] to stay top-level tables.
+  if (extra) toml = toml.replace(/^\[vars\]$/m, `${extra}\n\n[vars]`);
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, "wrangler.toml");
+  await writeFile(path, toml);
+  return path;
 }
 
 /** Polls `url + READY_PATH` until it returns 2xx; rejects on child exit or timeout. */

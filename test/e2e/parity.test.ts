@@ -12,10 +12,12 @@ import { connect, type Connected } from "../helpers/mcp.ts";
 import { startOrigin, type Origin, type SeenRequest } from "../helpers/origin.ts";
 
 // README.md, "Origin check", verbatim.
-function cameThroughTollbooth(req: { method: string; url: string; headers: Record<string, string> }, secret: string): boolean {
+function cameThroughTollbooth(req: { method: string; url: string; headers: Record<string, string> }, body: Uint8Array, secret: string): boolean {
   const m = /^t=(\d+), kid=([\w-]+), sig=([\w-]+)$/.exec(req.headers["tollbooth-signature"] ?? "");
   if (!m || Math.abs(Date.now() / 1000 - Number(m[1])) > 60) return false;
-  const fields = ["tollbooth/origin-proof/v1", m[1], req.headers["tollbooth-caller"] ?? "", req.method, req.url];
+  const digest = req.headers["content-digest"] ?? "";
+  if (digest !== `sha-256=:${createHash("sha256").update(body).digest("base64")}:`) return false;
+  const fields = ["tollbooth/origin-proof/v2", m[1]!, req.headers["tollbooth-caller"] ?? "", req.method, req.url, digest];
   const data = fields.map((f) => `${Buffer.byteLength(f)}:${f}`).join("");
   const expected = createHmac("sha256", secret).update(data).digest();
   const given = Buffer.from(m[3]!, "base64url");
@@ -28,6 +30,9 @@ function asOriginSees(r: SeenRequest): { method: string; url: string; headers: R
   for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(", ") : v;
   return { method: r.method, url: r.path, headers };
 }
+
+/** The snippet applied to a request as the origin received it (its own raw body). */
+const verified = (r: SeenRequest, secret: string, req = asOriginSees(r), body = r.body) => cameThroughTollbooth(req, body, secret);
 
 const API_KEY = "parity-agent";
 const POLICY = { bucket: { capacity: 1000, refillPerSecond: 100 }, challenge: { difficulty: 8, credits: 5 } };
@@ -116,15 +121,16 @@ describe("parity: direct vs through the gateway", () => {
       const req = asOriginSees(r);
       expect(req.headers["tollbooth-caller"]).toBe(expectedCaller);
       expect(req.headers["tollbooth-signature"]).toMatch(/^t=\d+, kid=[\w-]+, sig=[\w-]+$/);
-      expect(cameThroughTollbooth(req, gateway.secret), `${r.method} ${r.path}`).toBe(true);
-      // The proof is bound to the secret, the method, the path and the caller.
-      expect(cameThroughTollbooth(req, "some-other-secret-0123456789abcdef")).toBe(false);
-      expect(cameThroughTollbooth({ ...req, method: req.method === "POST" ? "DELETE" : "POST" }, gateway.secret)).toBe(false);
-      expect(cameThroughTollbooth({ ...req, url: req.url + "x" }, gateway.secret)).toBe(false);
-      expect(cameThroughTollbooth({ ...req, headers: { ...req.headers, "tollbooth-caller": "ip:10.0.0.1" } }, gateway.secret)).toBe(false);
+      expect(verified(r, gateway.secret), `${r.method} ${r.path}`).toBe(true);
+      // The proof is bound to the secret, the method, the path, the caller and the body.
+      expect(verified(r, "some-other-secret-0123456789abcdef")).toBe(false);
+      expect(verified(r, gateway.secret, { ...req, method: req.method === "POST" ? "DELETE" : "POST" })).toBe(false);
+      expect(verified(r, gateway.secret, { ...req, url: req.url + "x" })).toBe(false);
+      expect(verified(r, gateway.secret, { ...req, headers: { ...req.headers, "tollbooth-caller": "ip:10.0.0.1" } })).toBe(false);
+      expect(verified(r, gateway.secret, req, new TextEncoder().encode(`${new TextDecoder().decode(r.body)} `))).toBe(false);
     }
     // A request that did not come through the gateway fails the check.
-    expect(cameThroughTollbooth({ method: "POST", url: "/mcp", headers: {} }, gateway.secret)).toBe(false);
+    expect(cameThroughTollbooth({ method: "POST", url: "/mcp", headers: {} }, new Uint8Array(), gateway.secret)).toBe(false);
   });
 
   it("with a base path in ORIGIN_URL the origin gets <base><path>?<query> and the proof signs exactly that", async () => {
@@ -138,7 +144,7 @@ describe("parity: direct vs through the gateway", () => {
     expect(res.status).toBe(404); // server-everything serves /mcp only: its answer is passed back
     const seen = origin.requests();
     expect(seen.map((r) => `${r.method} ${r.path}`)).toEqual(["POST /base/mcp?q=1"]);
-    expect(cameThroughTollbooth(asOriginSees(seen[0]!), prefixed.secret)).toBe(true);
+    expect(verified(seen[0]!, prefixed.secret)).toBe(true);
   });
 
   it("Tollbooth-Solution and Tollbooth-Token are used by the gateway and never reach the origin", async () => {
@@ -174,7 +180,7 @@ describe("parity: direct vs through the gateway", () => {
       expect(Object.keys(r.headers).filter((h) => h === "tollbooth-solution" || h === "tollbooth-token")).toEqual([]);
       expect(JSON.stringify(r.headers)).not.toContain(token!);
       expect(JSON.stringify(r.headers)).not.toContain("nonce=");
-      expect(cameThroughTollbooth(asOriginSees(r), gateway.secret)).toBe(true);
+      expect(verified(r, gateway.secret)).toBe(true);
     }
   });
 });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { TollboothError } from "../../shared/errors.ts";
 import { withTollbooth, type SolveEvent } from "../../shared/resolver.ts";
+import { solvePow } from "../../shared/solver.ts";
 import { connect, firstText, recordingFetch } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
@@ -54,8 +55,10 @@ describe("withTollbooth through the SDK client", () => {
       await c.close(true);
     }
 
-    // 3 free units, then tokens of 4 credits: at least two solves for ten calls.
-    expect(solves.length).toBeGreaterThanOrEqual(2);
+    // 3 free units, then tokens of 4 credits, the redeeming call paying 1 of them: calls 1–3
+    // free, 4–7 on the first token, 8–10 on the second. Exactly two solves: a resolver that
+    // did not reuse its token would solve for each of calls 4–10 (seven times).
+    expect(solves.length).toBe(2);
     for (const s of solves) {
       expect(s.difficulty).toBe(10);
       expect(s.url).toBe(`${easy.url}/mcp`);
@@ -113,13 +116,21 @@ describe("withTollbooth through the SDK client", () => {
   it("a challenge harder than maxDifficulty: TollboothError challenge_too_hard, status 402, nothing forwarded", async () => {
     origin.reset();
     let solved = 0;
+    let solveCalls = 0;
     const c = await connect(`${hard.url}/mcp`, {
       apiKey: "too-hard-agent",
-      fetch: withTollbooth(fetch, { maxDifficulty: 24, onSolve: () => solved++ }),
+      fetch: withTollbooth(fetch, {
+        maxDifficulty: 24,
+        onSolve: () => solved++,
+        // Counts attempts: the resolver must refuse before it starts any work.
+        solve: (salt, difficulty, o) => {
+          solveCalls++;
+          return solvePow(salt, difficulty, o);
+        },
+      }),
     });
     try {
       expect(firstText(await c.client.callTool(echo(1)))).toBe("Echo: call-1");
-      const started = performance.now();
       const err = await c.client.callTool(echo(2)).then(
         () => null,
         (e: unknown) => e,
@@ -128,10 +139,10 @@ describe("withTollbooth through the SDK client", () => {
       expect((err as TollboothError).code).toBe("challenge_too_hard");
       expect((err as TollboothError).status).toBe(402);
       expect((err as Error).message).toMatch(/32 bits.*maxDifficulty 24/);
-      expect(performance.now() - started).toBeLessThan(2_000); // it did not try
     } finally {
       await c.close(true);
     }
+    expect(solveCalls).toBe(0); // it did not try
     expect(solved).toBe(0);
     expect(origin.counts()["tools/call:echo"]).toBe(1);
   });
@@ -145,7 +156,6 @@ describe("withTollbooth through the SDK client", () => {
     });
     try {
       expect(firstText(await c.client.callTool(echo(1)))).toBe("Echo: call-1");
-      const started = performance.now();
       const timer = setTimeout(() => controller.abort(), 300);
       const err = await c.client.callTool(echo(2)).then(
         () => null,
@@ -153,8 +163,8 @@ describe("withTollbooth through the SDK client", () => {
       );
       clearTimeout(timer);
       expect(err).toBeInstanceOf(TollboothError);
+      // Not solve_timeout after maxSolveMs (60 s, past the test's timeout): the abort stopped it.
       expect((err as TollboothError).code).toBe("aborted");
-      expect(performance.now() - started).toBeLessThan(5_000);
     } finally {
       await c.close(true);
     }

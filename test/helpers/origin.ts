@@ -19,6 +19,8 @@ export interface SeenRequest {
   headers: IncomingHttpHeaders;
   /** Parsed JSON-RPC messages of a POST body (a batch is flattened). */
   messages: unknown[];
+  /** The raw body bytes of a POST (empty for other methods). */
+  body: Uint8Array;
 }
 
 /** Handle returned by {@link startOrigin}. */
@@ -50,13 +52,14 @@ export async function startOrigin(): Promise<Origin> {
 
   const proxy = http.createServer(async (req, res) => {
     let body: Buffer | undefined;
-    const entry: SeenRequest = { method: req.method ?? "", path: req.url ?? "/", headers: req.headers, messages: [] };
+    const entry: SeenRequest = { method: req.method ?? "", path: req.url ?? "/", headers: req.headers, messages: [], body: new Uint8Array() };
     seen.push(entry);
     if (req.method === "POST") {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
       const raw = Buffer.concat(chunks);
       body = raw;
+      entry.body = new Uint8Array(raw);
       entry.messages = parseMessages(raw);
       for (const msg of entry.messages) {
         const m = msg as { method?: unknown; params?: { name?: unknown } };

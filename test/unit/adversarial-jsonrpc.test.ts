@@ -103,13 +103,17 @@ describe("parseBody never throws", () => {
     );
   });
 
-  it("on 10⁵ levels of nesting: −32700 when unterminated, −32600 when closed, a correct cost when inside params", () => {
+  it("on 10⁵ levels of nesting: −32600 under the depth limit; with the limit lifted, −32700 when unterminated, −32600 when closed, a correct cost inside params", () => {
     const depth = 100_000;
-    expect(parseBody(enc("[".repeat(depth)))).toMatchObject({ code: ErrorCode.ParseError });
-    expect(parseBody(enc("[".repeat(depth) + "]".repeat(depth)))).toMatchObject({ code: ErrorCode.InvalidRequest });
-    expect(parseBody(enc("{\"a\":".repeat(depth) + "1" + "}".repeat(depth)))).toMatchObject({ code: ErrorCode.InvalidRequest });
+    for (const text of ["[".repeat(depth), "[".repeat(depth) + "]".repeat(depth)]) {
+      expect(parseBody(enc(text))).toEqual({ code: ErrorCode.InvalidRequest, message: "Invalid Request: nesting deeper than 64" });
+    }
+    const lifted = depth + 10;
+    expect(parseBody(enc("[".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.ParseError });
+    expect(parseBody(enc("[".repeat(depth) + "]".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.InvalidRequest });
+    expect(parseBody(enc("{\"a\":".repeat(depth) + "1" + "}".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.InvalidRequest });
     const deep = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"x":${"[".repeat(depth)}${"]".repeat(depth)}}}}`;
-    expect(bodyCost(policy, ok(parseBody(enc(deep))))).toBe(7);
+    expect(bodyCost(policy, ok(parseBody(enc(deep), lifted)))).toBe(7);
   });
 
   it("on huge strings: a 1 MiB method name costs the default, a 1 MiB argument does not change the tool price", () => {
@@ -153,6 +157,8 @@ describe("duplicate member names cannot split cost from forwarding", () => {
       params: nodeArb,
       shadow: fc.boolean(),
     });
+    let compared = 0;
+    let duplicates = 0;
     fc.assert(
       fc.property(fc.array(messageArb, { minLength: 1, maxLength: 3 }), fc.boolean(), fc.integer(), fc.constantFrom("", " ", "\n\t"), (msgs, batch, mask, space) => {
         const trees: Node[] = msgs.map((m, i) => {
@@ -176,18 +182,22 @@ describe("duplicate member names cannot split cost from forwarding", () => {
         const text = serialize(tree, mask, space);
         const result = parseBody(enc(text));
         if (hasDuplicate(tree)) {
+          duplicates++;
           expect(result).toMatchObject({ code: ErrorCode.InvalidRequest });
           return;
         }
-        if (isBodyError(result)) {
-          // Only the extra members can make a message invalid (e.g. a second "jsonrpc" value is a duplicate, handled above).
-          expect(result.code).toBe(ErrorCode.InvalidRequest);
-          return;
-        }
-        expect(bodyCost(policy, result)).toBe(originCost(text));
+        // Without a repeated name every message is valid JSON-RPC (jsonrpc "2.0", a numeric id,
+        // a string method, object params; the extra members take other names): it must be read
+        // and priced, never refused.
+        expect(isBodyError(result), JSON.stringify(result)).toBe(false);
+        expect(bodyCost(policy, ok(result))).toBe(originCost(text));
+        compared++;
       }),
       { numRuns: 500 },
     );
+    // Both branches were exercised: a parser refusing every body cannot pass on the duplicates alone.
+    expect(compared).toBeGreaterThan(100);
+    expect(duplicates).toBeGreaterThan(10);
   });
 });
 
@@ -234,6 +244,8 @@ describe("a priced call is never free", () => {
   });
 
   it("wrong types for method, params or params.name: −32600, or the price without a tool name — never 0", () => {
+    let priced = 0;
+    let refused = 0;
     const wrong = fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.jsonValue(), { maxLength: 2 }), fc.dictionary(fc.string({ maxLength: 3 }), fc.jsonValue(), { maxKeys: 2 }));
     fc.assert(
       fc.property(wrong, fc.constantFrom("method", "params", "name"), (value, where) => {
@@ -241,15 +253,22 @@ describe("a priced call is never free", () => {
         if (where === "name") msg.params = { name: value };
         else msg[where] = value;
         const result = parseBody(enc(JSON.stringify(msg)));
-        if (isBodyError(result)) {
-          expect(result.code).toBe(ErrorCode.InvalidRequest);
+        // JSON-RPC: method must be a string, params (when present) an object or an array.
+        const invalid = where === "method" || (where === "params" && (value === null || typeof value !== "object"));
+        if (invalid) {
+          refused++;
+          expect(result).toMatchObject({ code: ErrorCode.InvalidRequest });
           return;
         }
-        // Only params of another object/array shape, or a name that is not a string, get here.
-        expect(where).not.toBe("method");
-        expect(bodyCost(policy, result)).toBe(3);
+        // params an array or another object (no string "name"), or a name that is not a
+        // string: a valid message priced as tools/call without a tool name.
+        expect(isBodyError(result), JSON.stringify(result)).toBe(false);
+        expect(bodyCost(policy, ok(result))).toBe(3);
+        priced++;
       }),
       RUNS,
     );
+    expect(priced).toBeGreaterThan(50);
+    expect(refused).toBeGreaterThan(20);
   });
 });

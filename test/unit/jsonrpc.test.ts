@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { bodyCost, ErrorCode, errorPayload, isBodyError, type ParsedBody, parseBody, requestIds } from "../../shared/jsonrpc.ts";
+import { describe, expect, it, vi } from "vitest";
+import { bodyCost, DEFAULT_MAX_DEPTH, ErrorCode, errorPayload, isBodyError, nestingExceeds, type ParsedBody, parseBody, requestIds } from "../../shared/jsonrpc.ts";
 import { parsePolicy } from "../../shared/policy.ts";
 
 const enc = (value: unknown) => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
@@ -115,7 +115,7 @@ describe("parseBody", () => {
 describe("bodyCost", () => {
   it("prices a single request by its method", () => {
     expect(bodyCost(policy, parsed(req(1, "resources/read", { uri: "u" })))).toBe(4);
-    expect(bodyCost(policy, parsed(req(1, "completion/complete")))).toBe(2);
+    expect(bodyCost(policy, parsed(req(1, "sampling/createMessage")))).toBe(2);
   });
 
   it("prices tools/call per tool, falling back to the tools/call cost", () => {
@@ -209,5 +209,61 @@ describe("errorPayload", () => {
       if (code === ErrorCode.ParseError || code === ErrorCode.InvalidRequest || code === ErrorCode.HeaderMismatch) continue;
       expect(code >= -32768 && code <= -32000, name).toBe(false);
     }
+  });
+});
+
+describe("nesting depth is bounded before parsing", () => {
+  /** A valid request whose `params.arguments.x` holds `arrays` nested arrays: depth 3 + arrays. */
+  const nested = (arrays: number) => `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"x":${"[".repeat(arrays)}${"]".repeat(arrays)}}}}`;
+
+  it("accepts exactly maxDepth levels (64 by default) and refuses one more with −32600 naming the limit", () => {
+    expect(DEFAULT_MAX_DEPTH).toBe(64);
+    expect(bodyCost(policy, parsed(nested(61)))).toBe(7);
+    expect(parseBody(enc(nested(62)))).toEqual({ code: ErrorCode.InvalidRequest, message: "Invalid Request: nesting deeper than 64" });
+    expect(isBodyError(parseBody(enc(nested(2)), 5))).toBe(false);
+    expect(parseBody(enc(nested(3)), 5)).toEqual({ code: -32600, message: "Invalid Request: nesting deeper than 5" });
+    // A batch is one level more.
+    expect(isBodyError(parseBody(enc(`[${nested(1)}]`), 5))).toBe(false);
+    expect(parseBody(enc(`[${nested(2)}]`), 5)).toMatchObject({ code: -32600 });
+  });
+
+  it("counts depth, not the number of containers", () => {
+    const wide = `{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":[${Array.from({ length: 5000 }, () => "[[{}]]").join(",")}]}}`;
+    expect(isBodyError(parseBody(enc(wide), 6))).toBe(false);
+    expect(parseBody(enc(wide), 5)).toMatchObject({ code: -32600 });
+  });
+
+  it("brackets inside strings do not count, escaped quotes included", () => {
+    const tricky = ['"[[[[[[[[[["', '"\\"[[[[[[[[[["', '"\\\\"', '"{{{{{{\\\\\\"[[[[[["', '"\\u005b[[[[[[[[["'];
+    for (const s of tricky) {
+      const text = `{"jsonrpc":"2.0","id":1,"method":"m","params":{"s":${s},"t":[1]}}`;
+      expect(JSON.parse(text).params.t, s).toEqual([1]);
+      expect(isBodyError(parseBody(enc(text), 3)), s).toBe(false);
+      expect(nestingExceeds(enc(text), 3), s).toBe(false);
+      expect(nestingExceeds(enc(text), 2), s).toBe(true);
+    }
+    // A backslash-escaped backslash ends before the quote: the quote closes the string.
+    expect(nestingExceeds(enc('["\\\\",[[]]]'), 2)).toBe(true);
+    expect(nestingExceeds(enc('["\\\\",[[]]]'), 3)).toBe(false);
+    // Multi-byte UTF-8 inside strings and outside does not confuse the scan.
+    expect(nestingExceeds(enc('{"é✓😀[":["😀{"]}'), 2)).toBe(false);
+  });
+
+  it("45,000 levels: refused by one linear scan, JSON.parse never called", () => {
+    const spy = vi.spyOn(JSON, "parse");
+    try {
+      const started = performance.now();
+      expect(parseBody(enc(nested(45_000)))).toMatchObject({ code: -32600, message: "Invalid Request: nesting deeper than 64" });
+      expect(parseBody(enc("[".repeat(45_000)))).toMatchObject({ code: -32600 });
+      expect(parseBody(enc('{"a":'.repeat(45_000) + "1" + "}".repeat(45_000)))).toMatchObject({ code: -32600 });
+      expect(performance.now() - started).toBeLessThan(200);
+      expect(spy).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("invalid UTF-8 within the limit is still −32700", () => {
+    expect(parseBody(new Uint8Array([0x5b, 0xff, 0x5d]))).toMatchObject({ code: -32700 });
   });
 });

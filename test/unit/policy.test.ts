@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_METHOD_COSTS, methodCost, parsePolicy } from "../../shared/policy.ts";
+import { DEFAULT_METHOD_COSTS, maxPayableCost, methodCost, parsePolicy, planFor } from "../../shared/policy.ts";
 
 /** The TypeError message parsePolicy throws for `input`. */
 function errorOf(input: unknown): string {
@@ -24,9 +24,19 @@ describe("parsePolicy defaults", () => {
       expect(p.costs.otherPaths).toBe(1);
       expect(p.costs.tools).toEqual({});
       expect(p.costs.methods).toEqual({ ...DEFAULT_METHOD_COSTS });
-      expect(p.challenge).toEqual({ difficulty: 16, credits: 20, ttlSeconds: 120 });
+      expect(p.challenge).toEqual({ difficulty: 16, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } });
       expect(p.token).toEqual({ ttlSeconds: 300 });
-      expect(p.identity).toEqual({ strategies: ["authorization", "api-key", "ip"], apiKeyHeader: "x-api-key" });
+      // Unverified header values are not identities by default: jwt and issued keys, then the network.
+      expect(p.identity).toEqual({ strategies: ["jwt", "api-key", "ip"], apiKeyHeader: "x-api-key", apiKeys: [], ipv4Prefix: 32, ipv6Prefix: 64 });
+      expect(p.overBudget).toBe("402");
+      expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 });
+      expect(p.defaultPlan).toBe("free");
+      expect(Object.keys(p.plans)).toEqual(["free"]);
+      expect(p.plans.free).toMatchObject({ name: "free", bucket: p.bucket, ceiling: p.ceiling, costs: p.costs, challenge: p.challenge, overBudget: "402", limits: p.limits });
+      expect(p.originCeiling).toBeNull();
+      expect(p.networkRetryAfterSeconds).toBe(10);
+      expect(p.maxJsonDepth).toBe(64);
+      expect(p.bodyTimeoutMs).toBe(10_000);
       expect(p.allowedOrigins).toEqual([]);
       expect(p.maxBodyBytes).toBe(1024 * 1024);
       expect(p.originTimeoutMs).toBe(30_000);
@@ -35,9 +45,12 @@ describe("parsePolicy defaults", () => {
     }
   });
 
-  it("makes the MCP handshake free by default", () => {
+  it("makes the MCP handshake and what clients send on connect free by default", () => {
     const p = parsePolicy({});
-    for (const m of ["initialize", "ping", "tools/list", "notifications/initialized"]) expect(methodCost(p, m, undefined)).toBe(0);
+    for (const m of ["initialize", "ping", "tools/list", "notifications/initialized", "resources/list", "resources/templates/list", "prompts/list", "logging/setLevel", "completion/complete"]) {
+      expect(methodCost(p, m, undefined), m).toBe(0);
+    }
+    for (const m of ["tools/call", "resources/read", "prompts/get"]) expect(methodCost(p, m, undefined), m).toBe(1);
   });
 
   it("accepts a JSON string and an object alike", () => {
@@ -48,7 +61,7 @@ describe("parsePolicy defaults", () => {
 
   it("fills defaults inside a partly given section", () => {
     const p = parsePolicy({ challenge: { difficulty: 12 }, costs: { default: 2 } });
-    expect(p.challenge).toEqual({ difficulty: 12, credits: 20, ttlSeconds: 120 });
+    expect(p.challenge).toEqual({ difficulty: 12, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } });
     expect(p.costs.otherPaths).toBe(1);
     expect(p.costs.default).toBe(2);
   });
@@ -66,7 +79,17 @@ describe("parsePolicy defaults", () => {
     const b = parsePolicy({});
     expect(a.costs.methods["x/y"]).toBe(4);
     expect(b.costs.methods["x/y"]).toBeUndefined();
-    expect({ ...DEFAULT_METHOD_COSTS }).toEqual({ initialize: 0, ping: 0, "tools/list": 0, "notifications/*": 0 });
+    expect({ ...DEFAULT_METHOD_COSTS }).toEqual({
+      initialize: 0,
+      ping: 0,
+      "tools/list": 0,
+      "resources/list": 0,
+      "resources/templates/list": 0,
+      "prompts/list": 0,
+      "logging/setLevel": 0,
+      "completion/complete": 0,
+      "notifications/*": 0,
+    });
   });
 });
 
@@ -185,7 +208,9 @@ describe("methodCost", () => {
   });
 
   it("falls back to the method's family prefix/*", () => {
-    expect(methodCost(p, "resources/list", undefined)).toBe(3);
+    expect(methodCost(p, "resources/subscribe", undefined)).toBe(3);
+    // A default exact entry (housekeeping, cost 0) wins over the policy's family price.
+    expect(methodCost(p, "resources/list", undefined)).toBe(0);
     expect(methodCost(p, "notifications/initialized", undefined)).toBe(1);
   });
 
@@ -211,5 +236,56 @@ describe("methodCost", () => {
       expect(methodCost(p, name, undefined), `method ${name}`).toBe(2);
       expect(methodCost(p, "tools/call", name), `tool ${name}`).toBe(5);
     }
+  });
+});
+
+describe("plans", () => {
+  it("resolves each plan over the policy's own sections, field by field", () => {
+    const p = parsePolicy({
+      bucket: { capacity: 10, refillPerSecond: 0.5 },
+      costs: { tools: { search: 2 } },
+      plans: { pro: { bucket: { capacity: 100, refillPerSecond: 5 }, costs: { tools: { heavy: 30 } }, challenge: { credits: 50, adaptive: { maxExtraBits: 2 } }, overBudget: "429", limits: { sessions: 64 } } },
+    });
+    expect(Object.keys(p.plans).sort()).toEqual(["free", "pro"]);
+    const pro = planFor(p, "pro");
+    expect(pro.name).toBe("pro");
+    expect(pro.bucket).toEqual({ capacity: 100, refillPerSecond: 5 });
+    expect(pro.ceiling).toEqual(p.ceiling);
+    expect(pro.costs.tools).toEqual({ search: 2, heavy: 30 });
+    expect(pro.costs.methods).toEqual(p.costs.methods);
+    expect(pro.challenge).toEqual({ difficulty: 16, credits: 50, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 2 } });
+    expect(pro.overBudget).toBe("429");
+    expect(pro.limits).toEqual({ sessions: 64, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 });
+    // An unknown or absent plan name is the default plan.
+    expect(planFor(p, "enterprise").name).toBe("free");
+    expect(planFor(p, undefined)).toBe(p.plans.free);
+    expect(maxPayableCost(pro)).toBe(100);
+    expect(maxPayableCost(planFor(p, undefined))).toBe(20);
+  });
+
+  it("a plan named as defaultPlan replaces the policy's own sections", () => {
+    const p = parsePolicy({ defaultPlan: "basic", plans: { basic: { bucket: { capacity: 4, refillPerSecond: 1 } } } });
+    expect(p.bucket).toEqual({ capacity: 4, refillPerSecond: 1 });
+    expect(planFor(p, "nope").name).toBe("basic");
+  });
+
+  it("refuses a plan in which a cost exceeds what one solve buys (it would loop on 402), naming the plan and field", () => {
+    const message = errorOf({ plans: { pro: { bucket: { capacity: 100, refillPerSecond: 1 }, costs: { tools: { heavy: 30 } } } } });
+    expect(message).toMatch(/^TOLLBOOTH_POLICY\.plans\.pro\.costs\.tools\.heavy: /);
+    expect(message).toContain("30 exceeds challenge.credits (20)");
+    // Its own credits raised to the cost: accepted.
+    expect(planFor(parsePolicy({ plans: { pro: { bucket: { capacity: 100, refillPerSecond: 1 }, costs: { tools: { heavy: 30 } }, challenge: { credits: 30 } } } }), "pro").costs.tools.heavy).toBe(30);
+  });
+
+  it("refuses a plan whose bucket is smaller than one of its costs, and a cost inherited from the policy", () => {
+    expect(errorOf({ costs: { tools: { t: 5 } }, plans: { tiny: { bucket: { capacity: 4, refillPerSecond: 1 } } } })).toMatch(/^TOLLBOOTH_POLICY\.plans\.tiny\.costs\.tools\.t: 5 exceeds bucket\.capacity \(4\)/);
+    expect(errorOf({ plans: { tiny: { challenge: { credits: 1 }, costs: { default: 2 } } } })).toMatch(/^TOLLBOOTH_POLICY\.plans\.tiny\.costs\.default: 2 exceeds challenge\.credits \(1\)/);
+  });
+
+  it("refuses bad plan names, bad overBudget modes and unknown plan fields", () => {
+    expect(errorOf({ plans: { "a b": {} } })).toMatch(/^TOLLBOOTH_POLICY\.plans/);
+    expect(errorOf({ overBudget: "403" })).toMatch(/^TOLLBOOTH_POLICY\.overBudget: /);
+    expect(errorOf({ plans: { pro: { realm: "x" } } })).toMatch(/^TOLLBOOTH_POLICY\.plans\.pro\.realm: /);
+    expect(errorOf({ challenge: { adaptive: { maxExtraBits: 32 } } })).toMatch(/^TOLLBOOTH_POLICY\.challenge\.adaptive\.maxExtraBits: /);
   });
 });

@@ -129,7 +129,9 @@ describe("free bucket", () => {
     expect(await remaining(toolCall(2, "free"))).toBe(6);
     expect(await remaining(rpc("resources/read", { uri: "file:///x" }, 3))).toBe(4);
     expect(await remaining(rpc("prompts/get", { name: "p" }, 4))).toBe(4);
-    expect(await remaining(rpc("completion/complete", {}, 5))).toBe(3);
+    // Housekeeping a client sends on connect costs 0 by default (DEFAULT_METHOD_COSTS).
+    expect(await remaining(rpc("completion/complete", {}, 5))).toBe(4);
+    expect(await remaining(rpc("custom/thing", {}, 55))).toBe(3);
     expect(await remaining([toolCall(6), toolCall(7), rpc("notifications/progress", { progressToken: 1, progress: 1 })])).toBe(1);
     // A response sent by the client (to a server request) costs nothing.
     expect(await remaining({ jsonrpc: "2.0", id: 99, result: {} })).toBe(1);
@@ -189,8 +191,8 @@ describe("free bucket", () => {
     expect([await status(gw, other), await status(gw, other), await status(gw, other), await status(gw, other)]).toEqual([200, 200, 200, 402]);
   });
 
-  it("is keyed by Authorization before IP: same key from two IPs shares one bucket, two keys from one IP do not", async () => {
-    const gw = gateway(SMALL);
+  it("with authorization-unverified (opt-in), is keyed by Authorization before IP: same key from two IPs shares one bucket, two keys from one IP do not", async () => {
+    const gw = gateway({ ...SMALL, identity: { strategies: ["authorization-unverified", "ip"] } });
     const call = (auth: string, who: string) => gw(post(toolCall(1), { ip: who, headers: { authorization: auth } }));
     const [ipA, ipB] = [freshIp(), freshIp()];
     expect((await call("Bearer alice", ipA)).status).toBe(200);
@@ -204,8 +206,8 @@ describe("free bucket", () => {
     expect(await rows(ipIdentity(ipA), "buckets")).toEqual([]);
   });
 
-  it("is keyed by the API-key header when there is no Authorization", async () => {
-    const gw = gateway(SMALL);
+  it("with api-key-unverified (opt-in), is keyed by the API-key header", async () => {
+    const gw = gateway({ ...SMALL, identity: { strategies: ["api-key-unverified", "ip"] } });
     const call = (key: string) => gw(post(toolCall(1), { ip: freshIp(), headers: { "x-api-key": key } }));
     expect([(await call("k1")).status, (await call("k1")).status, (await call("k1")).status, (await call("k1")).status]).toEqual([200, 200, 200, 402]);
     expect((await call("k2")).status).toBe(200);

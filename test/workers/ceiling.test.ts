@@ -107,25 +107,26 @@ describe("safety ceiling", () => {
     const ch = await fetchChallenge(gw, { "cf-connecting-ip": ip });
     const { verifyBody } = await solve(ch);
     const verified = await gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
-    expect(verified.status).toBe(200); // the redemption itself counted: 1 of 5
+    // The challenge endpoint and the redemption each counted: 2 of 5.
+    expect(verified.status).toBe(200);
     const { token } = (await verified.json()) as { token: string };
     const withToken = (id: number) => post(toolCall(id), { headers: { "cf-connecting-ip": ip, "tollbooth-token": token } });
     const credits: Array<string | null> = [];
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 3; i++) {
       const res = await gw(withToken(i));
       expect(res.status).toBe(200);
       credits.push(res.headers.get("tollbooth-credits"));
     }
-    expect(credits).toEqual(["49", "48", "47", "46"]);
+    expect(credits).toEqual(["49", "48", "47"]);
     const over = await gw(withToken(5));
     expect(over.status).toBe(429);
     expect(over.headers.get("www-authenticate")).toBeNull();
     expect((await errorBody(over)).error.data!.reason).toBe("ceiling");
-    expect(origin.requests).toHaveLength(4);
+    expect(origin.requests).toHaveLength(3);
     advance(4_000);
     const after = await gw(withToken(6));
     expect(after.status).toBe(200);
-    expect(after.headers.get("tollbooth-credits")).toBe("45");
+    expect(after.headers.get("tollbooth-credits")).toBe("46");
   });
 
   it("a solution sent over the ceiling is not spent: it redeems once the ceiling allows", async () => {
@@ -146,8 +147,9 @@ describe("safety ceiling", () => {
   });
 
   it("POST /verify over the ceiling answers 429 with Retry-After and does not spend the solution", async () => {
+    // GET /challenge counts against the ceiling: 1 of 5, then 4 requests fill it.
     const { verifyBody } = await solve(await fetchChallenge(gw, { "cf-connecting-ip": ip }));
-    await fill(5);
+    await fill(4);
     const verify = () => gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
     const res = await verify();
     expect(res.status).toBe(429);

@@ -138,17 +138,26 @@ describe.each(RESTARTS)("a CallerBucket %s", (_how, restart) => {
     await restart(stubFor(who));
     expect(await sameInstance()).toBe(false);
     expect(await runDurableObjectAlarm(stubFor(who))).toBe(true);
+    expect(await rows(who, "tokens")).toEqual([]);
+    // The spent mark outlives its challenge by SPENT_MARGIN_MS (60 s): until t0 + 70 s.
+    expect(await rows(who, "spent")).toHaveLength(1);
+
+    advance(10_000); // t0 + 71 s: past the spent mark's margin too
+    await markInstance();
+    await restart(stubFor(who));
+    expect(await sameInstance()).toBe(false);
+    expect(await runDurableObjectAlarm(stubFor(who))).toBe(true);
     expect(await rows(who, "spent")).toEqual([]);
     expect(await rows(who, "tokens")).toEqual([]);
     expect((await rows<{ name: string }>(who, "buckets")).map((r) => r.name).sort()).toEqual(["ceiling", "free"]);
 
-    // The token is refused as expired; the free bucket is still as it was left (1 unit, +0.061 refill).
+    // The token is refused as expired; the free bucket is still as it was left (1 unit, +0.071 refill).
     const expired = await gw(post(toolCall(9), { ip, headers: { "tollbooth-token": token } }));
     expect(await reasonOf(expired)).toBe("token_expired");
     expect(challengeOf(expired).params.id).toBeTruthy();
     const free = await gw(post(toolCall(10), { ip }));
     expect(free.status).toBe(200);
     expect(parseLimitList(free.headers.get("ratelimit")!).free!.r).toBe(0);
-    expect(Date.now()).toBe(t0 + 61_000);
+    expect(Date.now()).toBe(t0 + 71_000);
   });
 });

@@ -24,6 +24,7 @@ import {
   observeOrigin,
   post,
   request,
+  sha256,
   solve,
   toolCall,
   type Forwarded,
@@ -38,15 +39,24 @@ beforeEach(() => {
 });
 
 /**
- * The origin-side check of README "Origin check", written with WebCrypto: parse the header,
- * recompute HMAC-SHA256 over canonical(["tollbooth/origin-proof/v1", t, caller, method, path+query]).
+ * The origin-side check of README "Origin check" (proof v2), written with WebCrypto: the
+ * body received must match `Content-Digest` (RFC 9530, `sha-256=:<base64>:`), then the
+ * HMAC-SHA256 over canonical(["tollbooth/origin-proof/v2", t, caller, method, path+query,
+ * content-digest]) must match the header's signature.
  */
 async function cameThroughTollbooth(f: Forwarded, secret: string, nowMs: number): Promise<boolean> {
   const m = /^t=(\d+), kid=([\w-]+), sig=([\w-]+)$/.exec(f.headers["tollbooth-signature"] ?? "");
   if (!m || Math.abs(nowMs / 1000 - Number(m[1])) > 60) return false;
+  const digest = f.headers["content-digest"] ?? "";
+  if (digest !== (await digestOf(f.body))) return false;
   const u = new URL(f.url);
-  const data = canonical(["tollbooth/origin-proof/v1", m[1]!, f.headers["tollbooth-caller"] ?? "", f.method, u.pathname + u.search]);
+  const data = canonical(["tollbooth/origin-proof/v2", m[1]!, f.headers["tollbooth-caller"] ?? "", f.method, u.pathname + u.search, digest]);
   return b64url(await hmacSha256(secret, data)) === m[3];
+}
+
+/** `Content-Digest` of a body as an origin computes it: `sha-256=:` standard base64 (padded) of SHA-256 `:`. */
+async function digestOf(body: string): Promise<string> {
+  return `sha-256=:${btoa(String.fromCharCode(...(await sha256(body))))}:`;
 }
 
 describe("forwarding to the origin", () => {
@@ -98,11 +108,26 @@ describe("forwarding to the origin", () => {
     expect(await cameThroughTollbooth({ ...f, method: "DELETE" }, SECRET, now)).toBe(false);
     expect(await cameThroughTollbooth({ ...f, url: `${ORIGIN_URL}/mcp?q=2` }, SECRET, now)).toBe(false);
     expect(await cameThroughTollbooth({ ...f, headers: { ...f.headers, "tollbooth-caller": "ip:10.9.9.9" } }, SECRET, now)).toBe(false);
+    // The proof covers the body through its digest: another body, or another body with its own digest, fails.
+    expect(f.headers["content-digest"]).toBe(await digestOf(f.body));
+    const other = JSON.stringify(toolCall(1, "expensive"));
+    expect(await cameThroughTollbooth({ ...f, body: other }, SECRET, now)).toBe(false);
+    expect(await cameThroughTollbooth({ ...f, body: other, headers: { ...f.headers, "content-digest": await digestOf(other) } }, SECRET, now)).toBe(false);
   });
 
-  it("the caller named to the origin is the Authorization identity when there is one", async () => {
+  it("the caller named to the origin is the network for an unverified Authorization (default strategies), forwarded untouched", async () => {
     const origin = observeOrigin();
     expect((await gateway()(post(toolCall(1), { ip, headers: { authorization: "Bearer abc" } }))).status).toBe(200);
+    const f = origin.requests[0]!;
+    expect(f.headers["tollbooth-caller"]).toBe(ipIdentity(ip));
+    expect(f.headers.authorization).toBe("Bearer abc");
+    expect(await cameThroughTollbooth(f, SECRET, now)).toBe(true);
+  });
+
+  it("with authorization-unverified (opt-in), the caller named to the origin is the Authorization identity", async () => {
+    const origin = observeOrigin();
+    const send = gateway({ identity: { strategies: ["authorization-unverified", "ip"] } });
+    expect((await send(post(toolCall(1), { ip, headers: { authorization: "Bearer abc" } }))).status).toBe(200);
     const f = origin.requests[0]!;
     expect(f.headers["tollbooth-caller"]).toBe(await authIdentity("Bearer abc"));
     expect(f.headers.authorization).toBe("Bearer abc");
@@ -202,15 +227,26 @@ describe("the origin's answer", () => {
     expect((await reader.read()).done).toBe(true);
   });
 
-  it("502 with a JSON-RPC error carrying the request id when the origin cannot be reached", async () => {
-    observeOrigin(() => {
-      throw new TypeError("connect ECONNREFUSED");
+  it("502 with a JSON-RPC error carrying the request id when the origin cannot be reached; the request is not charged", async () => {
+    let down = true;
+    const origin = observeOrigin(() => {
+      if (down) throw new TypeError("connect ECONNREFUSED");
+      return new Response('{"jsonrpc":"2.0","id":78,"result":{}}', { status: 200, headers: { "content-type": "application/json" } });
     });
-    const res = await gateway()(post(toolCall(77), { ip }));
+    const send = gateway({ bucket: { capacity: 2, refillPerSecond: 0.001 } });
+    const res = await send(post(toolCall(77), { ip }));
     expect(res.status).toBe(502);
     const body = await errorBody(res);
     expect(body.id).toBe(77);
     expect(body.error.code).toBe(502);
+    // The refund went back to the free bucket: two more requests fit in a bucket of 2.
+    down = false;
+    const next = await send(post(toolCall(78), { ip }));
+    expect(next.status).toBe(200);
+    expect(next.headers.get("ratelimit")).toMatch(/^"free";r=1;/);
+    expect((await send(post(toolCall(79), { ip }))).status).toBe(200);
+    expect((await send(post(toolCall(80), { ip }))).status).toBe(402);
+    expect(origin.requests).toHaveLength(3);
   });
 
   it("504 when the origin does not answer within originTimeoutMs", async () => {

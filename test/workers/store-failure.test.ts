@@ -38,14 +38,22 @@ function switchableStore(): { binding: DurableObjectNamespace<CallerBucket>; set
     get: (id: DurableObjectId) => {
       const stub = real.get(id);
       const method =
-        (name: "admit" | "redeem" | "status") =>
+        (name: "admit" | "redeem" | "status" | "refund" | "bindSession" | "release" | "endSession") =>
         (arg: never): Promise<unknown> => {
           calls++;
           if (fault === "throw") return Promise.reject(new Error("Durable Object reset because its code was updated."));
           if (fault === "hang") return new Promise(() => {});
           return (stub[name] as (a: never) => Promise<unknown>)(arg);
         };
-      return { admit: method("admit"), redeem: method("redeem"), status: method("status") };
+      return {
+        admit: method("admit"),
+        redeem: method("redeem"),
+        status: method("status"),
+        refund: method("refund"),
+        bindSession: method("bindSession"),
+        release: method("release"),
+        endSession: method("endSession"),
+      };
     },
   };
   return { binding: binding as unknown as DurableObjectNamespace<CallerBucket>, set: (f) => void (fault = f), calls: () => calls };
@@ -186,7 +194,7 @@ describe('onStoreError "open"', () => {
     expect(withToken.headers.get("tollbooth-credits")).toBe("18");
   });
 
-  it("POST /.well-known/tollbooth/verify fails closed (503); GET /challenge needs no store and still answers", async () => {
+  it("POST /.well-known/tollbooth/verify, GET /status and GET /challenge fail closed (503): each counts against the ceiling in the store", async () => {
     const { store, origin, send } = setup(OPEN);
     const ip = freshIp();
     const { verifyBody } = await solve(await fetchChallenge(send, { "cf-connecting-ip": ip }));
@@ -200,10 +208,15 @@ describe('onStoreError "open"', () => {
       const status = await send(request("GET", `${WELL_KNOWN}/status`, { ip }));
       expect(status.status, `status ${fault}`).toBe(503);
       await status.body?.cancel();
+      // Issuing a challenge is metered (one ceiling unit in the caller's object): without the store, none is issued.
+      const challenge = await send(request("GET", `${WELL_KNOWN}/challenge`, { ip }));
+      expect(challenge.status, `challenge ${fault}`).toBe(503);
+      expect(challenge.headers.get("retry-after")).toBe("1");
+      expect(challenge.headers.get("www-authenticate")).toBeNull();
+      await challenge.body?.cancel();
     }
-    // Issuing a challenge is stateless (signed, not stored); redeeming it is what needs the store.
-    expect((await send(request("GET", `${WELL_KNOWN}/challenge`, { ip }))).status).toBe(200);
     store.set("none");
+    expect((await send(request("GET", `${WELL_KNOWN}/challenge`, { ip }))).status).toBe(200);
     const redeemed = await send(verify(ip, verifyBody));
     expect(redeemed.status).toBe(200); // the refused attempts did not spend the challenge
     expect(origin.requests).toHaveLength(0);

@@ -158,9 +158,16 @@ describe("refused tokens (402 with a reason and a fresh challenge; the origin se
 
   it("exhausted: no credits left", async () => {
     const { token } = await buyToken();
-    for (let i = 0; i < 4; i++) expect((await gw(withToken(token))).status).toBe(200);
+    const left: Array<string | null> = [];
+    for (let i = 0; i < 4; i++) {
+      const ok = await gw(withToken(token));
+      expect(ok.status).toBe(200);
+      left.push(ok.headers.get("tollbooth-credits"));
+    }
+    expect(left).toEqual(["3", "2", "1", "0"]);
     const res = await gw(withToken(token, 99));
-    expect(["0", null]).toContain(res.headers.get("tollbooth-credits"));
+    // The refusal says what is left: nothing.
+    expect(res.headers.get("tollbooth-credits")).toBe("0");
     const body = await errorBody(res);
     expect(res.status).toBe(402);
     expect(body.id).toBe(99);
@@ -245,13 +252,19 @@ describe("refused tokens (402 with a reason and a fresh challenge; the origin se
     expect((await gw(withToken(token))).headers.get("tollbooth-credits")).toBe("3");
   });
 
-  it("another caller (other Authorization) cannot use the token, the same Authorization from another IP can", async () => {
-    const alice = { authorization: "Bearer alice", "cf-connecting-ip": ip };
-    const { token } = await buyToken(alice);
-    const asBob = post(toolCall(1), { headers: { authorization: "Bearer bob", "cf-connecting-ip": ip, "tollbooth-token": token } });
-    await expectRefused(asBob, "token_wrong_caller");
-    const asAliceElsewhere = await gw(post(toolCall(1), { headers: { authorization: "Bearer alice", "cf-connecting-ip": freshIp(), "tollbooth-token": token } }));
-    expect(asAliceElsewhere.status).toBe(200);
+  it("the token is bound to the caller, not the address: another IPv6 /64 is refused, another address of the same /64 is the same caller", async () => {
+    // IP callers are IPv6 /64 networks (README, policy identity): two addresses of one /64
+    // are one caller, an address of another /64 is another caller.
+    const group = () => Math.floor(Math.random() * 0xfff0).toString(16);
+    const net = `2001:db8:${group()}:${group()}`;
+    const owner = { "cf-connecting-ip": `${net}::1` };
+    const { token } = await buyToken(owner);
+    expect(decodeToken(token).claims.sub).toBe(`ip:${net}::/64`);
+    const elsewhere = post(toolCall(1), { headers: { "cf-connecting-ip": `2001:db8:ffff:ffff::1`, "tollbooth-token": token } });
+    await expectRefused(elsewhere, "token_wrong_caller");
+    const sameNetwork = await gw(post(toolCall(1), { headers: { "cf-connecting-ip": `${net}::2`, "tollbooth-token": token } }));
+    expect(sameNetwork.status).toBe(200);
+    expect(sameNetwork.headers.get("tollbooth-credits")).toBe("3");
   });
 
   it("a token minted under a rotated-out secret still verifies while that secret is listed second, and not once it is removed", async () => {

@@ -34,13 +34,36 @@ describe("GET /.well-known/tollbooth", () => {
     const res = await gateway()(request("GET", WELL_KNOWN, { ip }));
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^application\/json\b/);
+    const methods = {
+      initialize: 0,
+      ping: 0,
+      "tools/list": 0,
+      "resources/list": 0,
+      "resources/templates/list": 0,
+      "prompts/list": 0,
+      "logging/setLevel": 0,
+      "completion/complete": 0,
+      "notifications/*": 0,
+    };
+    const plan = {
+      bucket: { capacity: 10, refillPerSecond: 0.5 },
+      ceiling: { capacity: 60, refillPerSecond: 10 },
+      costs: { default: 1, methods, tools: {}, otherPaths: 1 },
+      challenge: { types: ["pow"], algorithm: "sha256", difficulty: 16, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } },
+      overBudget: "402",
+      limits: { sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 },
+    };
     expect(await res.json()).toEqual({
       realm: "tollbooth",
       endpoint: "/mcp",
-      bucket: { capacity: 10, refillPerSecond: 0.5 },
-      ceiling: { capacity: 60, refillPerSecond: 10 },
-      costs: { default: 1, methods: { initialize: 0, ping: 0, "tools/list": 0, "notifications/*": 0 }, tools: {}, otherPaths: 1 },
-      challenge: { types: ["pow"], algorithm: "sha256", difficulty: 16, credits: 20, ttlSeconds: 120 },
+      ...plan,
+      defaultPlan: "free",
+      plans: { free: plan },
+      identity: { strategies: ["jwt", "api-key", "ip"], apiKeyHeader: "x-api-key", ipv4Prefix: 32, ipv6Prefix: 64 },
+      originCeiling: null,
+      maxBodyBytes: 1048576,
+      bodyTimeoutMs: 10000,
+      maxJsonDepth: 64,
       token: { ttlSeconds: 300, header: "Tollbooth-Token" },
       solutionHeader: "Tollbooth-Solution",
       policyUrl: WELL_KNOWN,
@@ -57,9 +80,20 @@ describe("GET /.well-known/tollbooth", () => {
     const body = (await (await send(request("GET", WELL_KNOWN, { ip }))).json()) as Record<string, any>;
     expect(body.endpoint).toBe("/rpc");
     expect(body.bucket).toEqual({ capacity: 30, refillPerSecond: 2 });
-    expect(body.costs.methods).toEqual({ initialize: 0, ping: 1, "tools/list": 0, "notifications/*": 0, "tools/call": 3 });
+    expect(body.costs.methods).toEqual({
+      initialize: 0,
+      ping: 1,
+      "tools/list": 0,
+      "resources/list": 0,
+      "resources/templates/list": 0,
+      "prompts/list": 0,
+      "logging/setLevel": 0,
+      "completion/complete": 0,
+      "notifications/*": 0,
+      "tools/call": 3,
+    });
     expect(body.costs.tools).toEqual({ big: 9 });
-    expect(body.challenge).toEqual({ types: ["pow"], algorithm: "sha256", difficulty: 12, credits: 20, ttlSeconds: 120 });
+    expect(body.challenge).toEqual({ types: ["pow"], algorithm: "sha256", difficulty: 12, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } });
     expect(body.token.ttlSeconds).toBe(60);
   });
 
@@ -92,30 +126,45 @@ describe("GET /.well-known/tollbooth", () => {
 });
 
 describe("GET /.well-known/tollbooth/challenge", () => {
-  it("issues a fresh challenge for this caller each time and stores nothing", async () => {
+  it("issues a fresh challenge for this caller each time; spends nothing but one ceiling unit each", async () => {
     const send = gateway();
-    const a = challengeOf(await send(request("GET", `${WELL_KNOWN}/challenge`, { ip })));
+    const first = await send(request("GET", `${WELL_KNOWN}/challenge`, { ip }));
+    const a = challengeOf(first);
     const b = challengeOf(await send(request("GET", `${WELL_KNOWN}/challenge`, { ip })));
     expect(a.params.id).not.toBe(b.params.id);
     expect(a.params.expires).toBe(String(now / 1000 + 120));
+    expect(first.headers.get("ratelimit")).toBe('"free";r=10;t=0, "ceiling";r=59;t=1');
     expect(await rows(ipIdentity(ip), "spent")).toEqual([]);
-    expect(await rows(ipIdentity(ip), "buckets")).toEqual([]);
+    // The challenge endpoint is metered: each call took one unit of the ceiling, none of the free bucket.
+    expect((await rows<{ name: string; tokens: number }>(ipIdentity(ip), "buckets")).sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+      { name: "ceiling", tokens: 58, updated_ms: now },
+      { name: "free", tokens: 10, updated_ms: now },
+    ]);
+    expect(origin.requests).toHaveLength(0);
   });
 });
 
 describe("GET /.well-known/tollbooth/status", () => {
-  it("shows this caller's free bucket and ceiling, and charges nothing", async () => {
+  it("shows this caller's plan, free bucket and ceiling; charges nothing but one ceiling unit", async () => {
     const send = gateway();
     for (let i = 0; i < 3; i++) expect((await send(post(toolCall(i), { ip }))).status).toBe(200);
     for (let i = 0; i < 2; i++) {
       const res = await send(request("GET", `${WELL_KNOWN}/status`, { ip }));
       expect(res.status).toBe(200);
-      const body = (await res.json()) as { caller: string; bucket: { limit: number; remaining: number }; ceiling: { limit: number; remaining: number }; token: unknown };
+      const body = (await res.json()) as Record<string, any>;
       expect(body.caller).toBe(ipIdentity(ip));
+      expect(body.plan).toBe("free");
+      expect(body.verified).toBe(false);
+      expect(body.network).toBe(ipIdentity(ip));
+      expect(body.difficulty).toBe(16);
+      expect(body.recentSolves).toBe(0);
+      expect(body.sessions).toEqual({ open: 0, max: 16 });
+      expect(body.streams).toEqual({ open: 0, max: 4 });
       expect(body.bucket).toMatchObject({ limit: 10, remaining: 7 });
-      expect(body.ceiling).toMatchObject({ limit: 60, remaining: 57 });
+      // The status call itself took one unit of the ceiling.
+      expect(body.ceiling).toMatchObject({ limit: 60, remaining: 56 - i });
       expect(body.token).toBeNull();
-      expect(res.headers.get("ratelimit")).toBe('"free";r=7;t=6, "ceiling";r=57;t=1');
+      expect(res.headers.get("ratelimit")).toBe(`"free";r=7;t=6, "ceiling";r=${56 - i};t=1`);
     }
     const other = (await (await send(request("GET", `${WELL_KNOWN}/status`, { ip: freshIp() }))).json()) as { bucket: { remaining: number } };
     expect(other.bucket.remaining).toBe(10);

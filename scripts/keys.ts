@@ -1,0 +1,183 @@
+/**
+ * Issue, list and revoke API keys of the `api-key` identity strategy (docs/identity.md).
+ *
+ *   npm run keys -- add <name> [--plan <plan>]   # prints a new key once (stdout), stores only its SHA-256
+ *   npm run keys -- list                         # name, plan, created, hash prefix of every key
+ *   npm run keys -- revoke <name>                # deletes every key named <name>
+ *
+ * Options passed through to wrangler: --local / --remote, --persist-to <dir>,
+ * --config <path>, --env <name>. Keys live in the Workers KV namespace bound as
+ * `TOLLBOOTH_KEYS`: key = SHA-256 hex of the API key (64 lowercase hex), value =
+ * `{"name","plan"?,"created"}` (also stored as the entry's metadata, so `list` needs one call).
+ * The plain key is never stored, never passed to wrangler and never logged; it is printed
+ * once, alone on stdout (`KEY=$(npm run -s keys -- add ci-bot --local)`), the rest goes to stderr.
+ * All KV access goes through wrangler's own CLI (`wrangler kv key put|list|get|delete --binding TOLLBOOTH_KEYS`).
+ * Exit codes: 0 done, 1 wrangler failed or nothing to revoke, 2 bad usage.
+ */
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+/** Binding name of the KV namespace (wrangler.toml `[[kv_namespaces]]`). */
+export const BINDING = "TOLLBOOTH_KEYS";
+/** Prefix of generated keys (recognisable in secret scanners and logs). */
+export const KEY_PREFIX = "tb_";
+/** Same rules as `identity.apiKeys[].name` and `plans` names in shared/policy.ts. */
+const NAME = /^[\x20-\x7e]{1,64}$/;
+const PLAN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
+
+const USAGE = `usage: npm run keys -- <command> [options]
+  add <name> [--plan <plan>]   issue a key: printed once, only its SHA-256 is stored
+  list                         list issued keys (name, plan, created, hash prefix)
+  revoke <name>                delete every key named <name>
+options (passed to wrangler): --local | --remote, --persist-to <dir>, --config <path>, --env <name>`;
+
+/** A stored key entry, as `list` shows it. */
+interface Entry {
+  sha256: string;
+  name: string;
+  plan?: string;
+  created?: string;
+}
+
+/** A new API key: `tb_` + 32 random bytes, base64url (46 characters). */
+export function newKey(): string {
+  return KEY_PREFIX + randomBytes(32).toString("base64url");
+}
+
+/** The KV key of an API key: SHA-256 of its UTF-8 bytes, 64 lowercase hex (what the gateway looks up). */
+export function keyHash(key: string): string {
+  return createHash("sha256").update(key, "utf8").digest("hex");
+}
+
+function main(argv: string[]): number {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        plan: { type: "string" },
+        local: { type: "boolean" },
+        remote: { type: "boolean" },
+        "persist-to": { type: "string" },
+        config: { type: "string", short: "c" },
+        env: { type: "string", short: "e" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (values.local && values.remote) return usage("--local and --remote exclude each other");
+  const pass = [
+    "--binding", BINDING,
+    ...(values.local ? ["--local"] : []),
+    ...(values.remote ? ["--remote"] : []),
+    ...(values["persist-to"] !== undefined ? ["--persist-to", values["persist-to"]] : []),
+    ...(values.config !== undefined ? ["--config", values.config] : []),
+    ...(values.env !== undefined ? ["--env", values.env] : []),
+  ];
+  const [command, name, ...extra] = positionals;
+  if (extra.length > 0) return usage(`unexpected argument ${JSON.stringify(extra[0])}`);
+  if (command !== "add" && values.plan !== undefined) return usage("--plan is an option of add");
+
+  if (command === "add") {
+    if (name === undefined || !NAME.test(name)) return usage("add needs a <name> of 1-64 printable ASCII characters");
+    if (values.plan !== undefined && !PLAN.test(values.plan)) return usage("--plan must match [A-Za-z0-9][A-Za-z0-9_.-]{0,31}");
+    const existing = list(pass);
+    if (existing === null) return 1;
+    if (existing.some((e) => e.name === name)) {
+      console.error(`keys: a key named ${JSON.stringify(name)} exists; revoke it first or choose another name`);
+      return 1;
+    }
+    const key = newKey();
+    const hash = keyHash(key);
+    const entry = { name, ...(values.plan !== undefined ? { plan: values.plan } : {}), created: new Date().toISOString() };
+    const json = JSON.stringify(entry);
+    if (!wrangler(["kv", "key", "put", hash, json, "--metadata", json, ...pass])) return 1;
+    console.log(key);
+    console.error(`keys: issued ${JSON.stringify(name)}${values.plan !== undefined ? ` (plan ${values.plan})` : ""}, stored as SHA-256 ${hash.slice(0, 12)}…; the key above is shown only this once.`);
+    return 0;
+  }
+  if (command === "list") {
+    if (name !== undefined) return usage("list takes no argument");
+    const entries = list(pass);
+    if (entries === null) return 1;
+    if (entries.length === 0) console.error("keys: no keys");
+    for (const e of entries) console.log([e.name, e.plan ?? "-", e.created ?? "-", e.sha256.slice(0, 12)].join("\t"));
+    return 0;
+  }
+  if (command === "revoke") {
+    if (name === undefined) return usage("revoke needs a <name>");
+    const entries = list(pass);
+    if (entries === null) return 1;
+    const doomed = entries.filter((e) => e.name === name);
+    if (doomed.length === 0) {
+      console.error(`keys: no key named ${JSON.stringify(name)}`);
+      return 1;
+    }
+    for (const e of doomed) if (!wrangler(["kv", "key", "delete", e.sha256, ...pass])) return 1;
+    console.error(`keys: revoked ${doomed.length} key(s) named ${JSON.stringify(name)}; gateways stop accepting it within their memo time (30 s) plus KV propagation (up to ~60 s).`);
+    return 0;
+  }
+  return usage(command === undefined ? "no command" : `unknown command ${JSON.stringify(command)}`);
+}
+
+/** Every entry of the namespace (64-hex keys only), from metadata or, without it, the value. Null when wrangler failed. */
+function list(pass: string[]): Entry[] | null {
+  const out = wrangler(["kv", "key", "list", ...pass]);
+  if (out === null) return null;
+  let keys: Array<{ name: string; metadata?: unknown }>;
+  try {
+    keys = JSON.parse(out.slice(out.indexOf("[")));
+  } catch {
+    console.error(`keys: could not read wrangler's key list:\n${out}`);
+    return null;
+  }
+  const entries: Entry[] = [];
+  for (const k of keys) {
+    if (!/^[0-9a-f]{64}$/.test(k.name)) continue;
+    let meta = k.metadata as Partial<Entry> | undefined;
+    if (typeof meta?.name !== "string") {
+      const value = wrangler(["kv", "key", "get", k.name, "--text", ...pass]);
+      try {
+        meta = value === null ? undefined : JSON.parse(value);
+      } catch {
+        meta = undefined;
+      }
+    }
+    entries.push({
+      sha256: k.name,
+      name: typeof meta?.name === "string" ? meta.name : "?",
+      ...(typeof meta?.plan === "string" ? { plan: meta.plan } : {}),
+      ...(typeof meta?.created === "string" ? { created: meta.created } : {}),
+    });
+  }
+  return entries;
+}
+
+/** Runs wrangler with `args`; its stdout, or null (its output shown on stderr) when it failed. */
+function wrangler(args: string[]): string | null {
+  const env: NodeJS.ProcessEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", NO_COLOR: "1" };
+  const res = spawnSync(process.execPath, [WRANGLER, ...args], { cwd: process.cwd(), env, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  if (res.status === 0) return res.stdout;
+  console.error(`keys: wrangler ${args.slice(0, 3).join(" ")} failed (${res.error?.message ?? `exit ${res.status ?? res.signal}`}):\n${res.stderr}${res.stdout}`);
+  return null;
+}
+
+function usage(problem: string): number {
+  console.error(`keys: ${problem}\n${USAGE}`);
+  return 2;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exitCode = main(process.argv.slice(2));

@@ -1,0 +1,79 @@
+/**
+ * Identities inside workerd: `jose` verifying JWTs with the runtime's WebCrypto (ES256,
+ * RS256, EdDSA) and a JWKS served through the injectable fetch; the Worker naming callers
+ * by JWT (static keys) and by API keys read from the `TOLLBOOTH_KEYS` KV binding.
+ */
+import { env } from "cloudflare:workers";
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
+import { describe, expect, it } from "vitest";
+import { identityResolver } from "../../shared/identity.ts";
+import { parsePolicy } from "../../shared/policy.ts";
+import { freshIp, gateway, hex, request, sha256 } from "./support.ts";
+
+const ISS = "https://auth.example.test/";
+const AUD = "https://gw.test/mcp";
+const JWKS_URL = "https://auth.example.test/.well-known/jwks.json";
+const jwtId = async (sub: string) => `jwt:${hex(await sha256(`${ISS}\n${sub}`)).slice(0, 32)}`;
+
+async function keyPair(alg: string, kid: string): Promise<{ jwk: JWK; sign: (claims: Record<string, unknown>) => Promise<string> }> {
+  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
+  const sign = (claims: Record<string, unknown>) =>
+    new SignJWT(claims).setProtectedHeader({ alg, kid }).setIssuer(ISS).setAudience(AUD).setIssuedAt().setExpirationTime("5m").sign(privateKey);
+  return { jwk, sign };
+}
+
+describe("jose in workerd", () => {
+  for (const alg of ["ES256", "RS256", "EdDSA"]) {
+    it(`verifies ${alg} tokens against a JWKS fetched through the injected fetch`, async () => {
+      const key = await keyPair(alg, `kid-${alg}`);
+      const fetched: string[] = [];
+      const fetchJwks = (async (input: RequestInfo | URL) => {
+        fetched.push(String(input));
+        return new Response(JSON.stringify({ keys: [key.jwk] }), { headers: { "content-type": "application/json" } });
+      }) as typeof fetch;
+      const resolve = identityResolver(parsePolicy({ identity: { jwt: { jwksUrl: JWKS_URL, issuer: ISS, audience: AUD } } }).identity, { fetch: fetchJwks });
+      const ip = freshIp();
+      const token = await key.sign({ sub: `sub-${alg}` });
+      expect(await resolve(new Headers({ authorization: `Bearer ${token}`, "cf-connecting-ip": ip }))).toEqual({
+        id: await jwtId(`sub-${alg}`),
+        strategy: "jwt",
+        verified: true,
+        network: `ip:${ip}`,
+        label: `sub-${alg}`,
+      });
+      const [h, p, s] = token.split(".") as [string, string, string];
+      const tampered = `${h}.${p}.${s.startsWith("A") ? "B" : "A"}${s.slice(1)}`;
+      expect((await resolve(new Headers({ authorization: `Bearer ${tampered}`, "cf-connecting-ip": ip }))).id).toBe(`ip:${ip}`);
+      expect(fetched).toEqual([JWKS_URL]);
+    });
+  }
+});
+
+describe("the Worker names its callers", () => {
+  it("by a JWT verified against static keys, with the plan its claim names", async () => {
+    const key = await keyPair("ES256", "static-1");
+    const gw = gateway({
+      plans: { pro: { bucket: { capacity: 50, refillPerSecond: 1 } } },
+      identity: { jwt: { keys: [key.jwk], issuer: ISS, audience: AUD, planClaim: "tb_plan" } },
+    });
+    const ip = freshIp();
+    const status = async (headers: Record<string, string>) => (await (await gw(request("GET", "/.well-known/tollbooth/status", { ip, headers }))).json()) as Record<string, unknown>;
+    expect(await status({ authorization: `Bearer ${await key.sign({ sub: "w-alice", tb_plan: "pro" })}` })).toMatchObject({ caller: await jwtId("w-alice"), plan: "pro", verified: true });
+    expect(await status({ authorization: `Bearer ${await key.sign({ sub: "w-bob" })}` })).toMatchObject({ caller: await jwtId("w-bob"), plan: "free", verified: true });
+    expect(await status({ authorization: "Bearer invented" })).toMatchObject({ caller: `ip:${ip}`, verified: false });
+  });
+
+  it("by an API key found in the TOLLBOOTH_KEYS binding (wrangler.toml [[kv_namespaces]])", async () => {
+    const kv = env.TOLLBOOTH_KEYS;
+    expect(kv, "wrangler.toml needs [[kv_namespaces]] binding = \"TOLLBOOTH_KEYS\"").toBeDefined();
+    const key = `tb_${crypto.randomUUID()}`;
+    const hash = hex(await sha256(key));
+    await kv!.put(hash, JSON.stringify({ name: "w-carol", plan: "pro", created: new Date().toISOString() }));
+    const gw = gateway({ plans: { pro: { bucket: { capacity: 50, refillPerSecond: 1 } } } });
+    const ip = freshIp();
+    const status = async (apiKey: string) => (await (await gw(request("GET", "/.well-known/tollbooth/status", { ip, headers: { "x-api-key": apiKey } }))).json()) as Record<string, unknown>;
+    expect(await status(key)).toMatchObject({ caller: `key:${hash.slice(0, 32)}`, plan: "pro", verified: true });
+    expect(await status(`${key}x`)).toMatchObject({ caller: `ip:${ip}`, plan: "free", verified: false });
+  });
+});

@@ -1,0 +1,112 @@
+/**
+ * What the middleware (`workers/tollbooth.ts`) and tollbooth's own endpoints
+ * (`workers/well-known.ts`) share: the policy, the keyring, the identity resolver, and the
+ * stores they reach — every Durable Object call bounded by `policy.storeTimeoutMs`.
+ */
+import type { BucketConfig, LimitResult } from "../shared/bucket.ts";
+import type { Identity } from "../shared/identity.ts";
+import type { Keyring } from "../shared/keys.ts";
+import type { Plan, Policy } from "../shared/policy.ts";
+import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
+import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, StatusResult } from "./caller-bucket.ts";
+import type { NetworkLimiter } from "./env.ts";
+import type { OriginGate } from "./origin-gate.ts";
+
+/** Name of the single origin-ceiling object (`ORIGIN_GATE.idFromName`). */
+export const ORIGIN_GATE_NAME = "origin";
+
+type RedeemRequest = Parameters<CallerBucket["redeem"]>[0];
+type StatusRequest = Parameters<CallerBucket["status"]>[0];
+
+/** The calls the gateway makes on a caller's `CallerBucket` (see workers/caller-bucket.ts). */
+export interface CallerStore {
+  admit(req: AdmitRequest): Promise<AdmitResult>;
+  redeem(req: RedeemRequest): Promise<AdmitResult>;
+  status(req: StatusRequest): Promise<StatusResult>;
+  refund(req: RefundRequest): Promise<void>;
+  bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
+  release(req: { slotId: string }): Promise<void>;
+  endSession(req: { sessionId: string }): Promise<void>;
+}
+
+/**
+ * The caller state as the gateway reaches it: `CallerBucket` stubs whose every call is
+ * bounded by `policy.storeTimeoutMs` (it rejects with `StoreTimeoutError` after that).
+ */
+export interface StoreNamespace {
+  /** The store of the caller named `identity` (an `Identity.id`). */
+  of(identity: string): CallerStore;
+}
+
+/** A `CallerBucket` / `OriginGate` call that did not settle within `storeTimeoutMs`. */
+export class StoreTimeoutError extends Error {
+  /** @param ms the bound that passed, milliseconds */
+  constructor(ms: number) {
+    super(`Durable Object did not answer within ${ms} ms`);
+    this.name = "StoreTimeoutError";
+  }
+}
+
+/** Everything the middleware and the well-known endpoints share. */
+export interface Gate {
+  policy: Policy;
+  keyring: () => Promise<Keyring>;
+  /** The caller state; every call bounded by `policy.storeTimeoutMs`. */
+  buckets: StoreNamespace;
+  /** Who is calling (see shared/identity.ts). */
+  identify: (headers: Headers) => Promise<Identity>;
+  /** The network ceiling, when the binding is set. */
+  network: NetworkLimiter | undefined;
+  /** Take one request from the origin ceiling; null when the policy sets none. */
+  originTake: ((nowMs: number) => Promise<LimitResult>) | null;
+  /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
+  limitHeaders: (plan: Plan, decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
+}
+
+/**
+ * Settle like `call`, or reject with `StoreTimeoutError` after `ms` milliseconds
+ * (the call itself is not cancelled: a Durable Object call cannot be).
+ */
+export function bounded<T>(call: () => Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreTimeoutError(ms)), ms);
+  });
+  return Promise.race([Promise.resolve().then(call), timeout]).finally(() => clearTimeout(timer));
+}
+
+/** `CallerBucket` stubs whose calls are bounded by `timeoutMs` milliseconds. */
+export function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs: number): StoreNamespace {
+  return {
+    of(identity) {
+      const stub = ns.get(ns.idFromName(identity));
+      return {
+        admit: (req) => bounded(() => stub.admit(req) as Promise<AdmitResult>, timeoutMs),
+        redeem: (req) => bounded(() => stub.redeem(req) as Promise<AdmitResult>, timeoutMs),
+        status: (req) => bounded(() => stub.status(req) as Promise<StatusResult>, timeoutMs),
+        refund: (req) => bounded(() => stub.refund(req) as Promise<void>, timeoutMs),
+        bindSession: (req) => bounded(() => stub.bindSession(req) as Promise<void>, timeoutMs),
+        release: (req) => bounded(() => stub.release(req) as Promise<void>, timeoutMs),
+        endSession: (req) => bounded(() => stub.endSession(req) as Promise<void>, timeoutMs),
+      };
+    },
+  };
+}
+
+/** The origin ceiling's `take`, bounded by `timeoutMs`; null without a ceiling. */
+export function originCeiling(ns: DurableObjectNamespace<OriginGate> | undefined, ceiling: BucketConfig | null, timeoutMs: number): Gate["originTake"] {
+  if (!ceiling) return null;
+  if (!ns || typeof ns.idFromName !== "function") throw new TypeError("tollbooth(): option `originGate` (the ORIGIN_GATE Durable Object binding) is required when the policy sets originCeiling");
+  const id = ns.idFromName(ORIGIN_GATE_NAME);
+  // A stub is an I/O object of the request that made it: one per call.
+  return (nowMs) => bounded(() => ns.get(id).take({ nowMs, ceiling }) as Promise<LimitResult>, timeoutMs);
+}
+
+/** `RateLimit-Policy` and `RateLimit` headers of a plan's free bucket and ceiling. */
+export function limitHeaders(plan: Plan, d: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number): Record<string, string> {
+  const limits: NamedLimit[] = [
+    { name: "free", config: plan.bucket, result: d.bucket },
+    { name: "ceiling", config: plan.ceiling, result: d.ceiling },
+  ];
+  return { "ratelimit-policy": rateLimitPolicy(limits), ratelimit: rateLimit(limits, nowMs) };
+}

@@ -12,9 +12,14 @@
  *       own cost);
  *    c. a pass-through Worker with the rate limiter of Cloudflare's "Build a rate limiter"
  *       Durable Objects example (bench/do-limiter-worker: one DO call per request);
- *    d. tollbooth with a generous policy.
+ *    d. tollbooth with a generous policy: every layer of a default deployment (the network
+ *       ceiling binding, one reading of the body, a verified identity — issued API keys
+ *       listed in the policy, so each client is its own caller — the caller's object, the
+ *       origin proof over the body's digest);
+ *    e. the same with an origin ceiling (`originCeiling`: one more Durable Object call per
+ *       request, to the single `OriginGate`), so the table shows what that layer costs.
  *    For each: p50 / p99 latency (ms) and throughput (requests/s), and the ratios
- *    tollbooth / DO limiter and tollbooth / direct.
+ *    tollbooth / DO limiter, tollbooth / direct and origin ceiling / tollbooth.
  * 2. The hot path alone, in-process (bench/hot-path.ts): µs per request, per stage and
  *    summed (the target applies to the sum), and the whole middleware in Node.
  * 3. The Worker bundle gzipped (bench/bundle.ts, `wrangler deploy --dry-run`).
@@ -22,6 +27,7 @@
  * clients), hot path < 0.2 ms per request, bundle < 100 KiB gzipped. Exits 1 when a target
  * fails. ROUNDS (default 6) and SEGMENT_MS (default 1500) set the length (~2 minutes).
  */
+import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { startEverything } from "../scripts/stack/everything.ts";
 import { startGateway, type Gateway } from "../scripts/stack/gateway.ts";
@@ -77,13 +83,23 @@ async function segment(path: Path, clients: number): Promise<{ latencies: number
 
 const started = performance.now();
 const origin = await startEverything();
-const generous = { bucket: { capacity: 1_000_000, refillPerSecond: 100_000 }, ceiling: { capacity: 1_000_000, refillPerSecond: 100_000 } };
+/** The clients' API keys: issued (listed in the policy), so each client is its own verified caller. */
+const keyOf = (k: number, i: number) => `bench-${k}-${i}`;
+const apiKeys = CONCURRENCY.flatMap((k) => Array.from({ length: k }, (_, i) => ({ sha256: createHash("sha256").update(keyOf(k, i)).digest("hex"), name: keyOf(k, i) })));
+const generous = {
+  bucket: { capacity: 1_000_000, refillPerSecond: 100_000 },
+  ceiling: { capacity: 1_000_000, refillPerSecond: 100_000 },
+  identity: { strategies: ["api-key", "ip"], apiKeys },
+};
+// The network ceiling binding stays in place (its call is part of the cost), with room for every request of the run.
+const networkLimit = { limit: 1_000_000, period: 60 } as const;
 const workers: Gateway[] = await Promise.all([
   startGateway({ originUrl: origin.url, config: fileURLToPath(new URL("passthrough-worker/wrangler.toml", import.meta.url)) }),
   startGateway({ originUrl: origin.url, config: fileURLToPath(new URL("do-limiter-worker/wrangler.toml", import.meta.url)) }),
-  startGateway({ originUrl: origin.url, policy: generous }),
+  startGateway({ originUrl: origin.url, policy: generous, networkLimit }),
+  startGateway({ originUrl: origin.url, policy: { ...generous, originCeiling: { capacity: 1_000_000, refillPerSecond: 100_000 } }, networkLimit }),
 ]);
-const [bare, limiter, gated] = workers as [Gateway, Gateway, Gateway];
+const [bare, limiter, gated, ceilinged] = workers as [Gateway, Gateway, Gateway, Gateway];
 let failed = false;
 try {
   const paths: Path[] = [
@@ -91,11 +107,12 @@ try {
     ["bare pass-through", bare.url],
     ["DO rate limiter", limiter.url],
     ["tollbooth", gated.url],
+    ["+ origin ceiling", ceilinged.url],
   ].map(([name, base]) => ({ name: name!, url: `${base}/mcp`, sessions: new Map(), latencies: new Map(), busyMs: new Map() }));
   for (const p of paths) {
     for (const k of CONCURRENCY) {
       const sessions: McpSession[] = [];
-      for (let i = 0; i < k; i++) sessions.push(await openSession(p.url, { "x-api-key": `bench-${k}-${i}` }));
+      for (let i = 0; i < k; i++) sessions.push(await openSession(p.url, { "x-api-key": keyOf(k, i) }));
       p.sessions.set(k, sessions);
       p.latencies.set(k, []);
       p.busyMs.set(k, 0);
@@ -134,7 +151,9 @@ try {
     const d = stats.get(`DO rate limiter/${k}`)!;
     const a = stats.get(`direct to origin/${k}`)!;
     console.log(`tollbooth / DO limiter  p50 ${f(t.p50 / d.p50, 5)}×  p99 ${f(t.p99 / d.p99, 5)}×  throughput ${f(t.rps / d.rps, 5)}×`);
-    console.log(`tollbooth / direct      p50 ${f(t.p50 / a.p50, 5)}×  p99 ${f(t.p99 / a.p99, 5)}×  throughput ${f(t.rps / a.rps, 5)}×\n`);
+    console.log(`tollbooth / direct      p50 ${f(t.p50 / a.p50, 5)}×  p99 ${f(t.p99 / a.p99, 5)}×  throughput ${f(t.rps / a.rps, 5)}×`);
+    const o = stats.get(`+ origin ceiling/${k}`)!;
+    console.log(`origin ceiling layer    p50 +${f(o.p50 - t.p50, 5)} ms  (${f(o.p50 / t.p50, 5)}× tollbooth)\n`);
   }
 
   const hot = await measureHotPath();

@@ -284,7 +284,7 @@ export function parsePolicy(input: unknown): Policy {
     throw new TypeError(`TOLLBOOTH_POLICY${path ? "." + path : ""}: ${issue.message}`);
   }
   const parsed = result.data;
-  parsed.costs.methods = { ...DEFAULT_METHOD_COSTS, ...parsed.costs.methods };
+  parsed.costs.methods = withDefaultCosts(parsed.costs.methods);
   const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits };
   const plans: Record<string, Plan> = Object.create(null);
   for (const [name, o] of Object.entries(parsed.plans)) {
@@ -294,7 +294,7 @@ export function parsePolicy(input: unknown): Policy {
       ceiling: o.ceiling ?? base.ceiling,
       costs: {
         default: o.costs?.default ?? base.costs.default,
-        methods: { ...base.costs.methods, ...o.costs?.methods },
+        methods: overlayCosts(base.costs.methods, o.costs?.methods),
         tools: { ...base.costs.tools, ...o.costs?.tools },
         otherPaths: o.costs?.otherPaths ?? base.costs.otherPaths,
       },
@@ -315,6 +315,29 @@ export function parsePolicy(input: unknown): Policy {
 
 /** Policies `parsePolicy` returned: given again, they are returned as they are. */
 const validated = new WeakSet<object>();
+
+/**
+ * `methods` over DEFAULT_METHOD_COSTS (see `overlayCosts`).
+ */
+function withDefaultCosts(methods: Record<string, number>): Record<string, number> {
+  return overlayCosts(DEFAULT_METHOD_COSTS, methods);
+}
+
+/**
+ * Method costs `over` laid over `base`. A price in `base` for one method gives way to a
+ * family priced in `over` (`"resources/*": 3` prices `resources/list` too), unless `over`
+ * also prices that method itself.
+ */
+function overlayCosts(base: Readonly<Record<string, number>>, over: Readonly<Record<string, number>> | undefined): Record<string, number> {
+  const merged: Record<string, number> = {};
+  for (const [method, cost] of Object.entries(base)) {
+    const slash = method.indexOf("/");
+    const family = slash > 0 ? method.slice(0, slash) + "/*" : undefined;
+    if (over && family !== undefined && family !== method && Object.hasOwn(over, family)) continue;
+    merged[method] = cost;
+  }
+  return { ...merged, ...over };
+}
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;

@@ -252,8 +252,6 @@ export class CallerBucket extends DurableObject {
       ...hardness(),
       ...extra,
     });
-    // Idle state is dropped by the alarm once both buckets are full again.
-    this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     if (!ceilingTake.result.success) return deny("ceiling");
 
     if (req.slot && req.refused === undefined) {
@@ -261,6 +259,7 @@ export class CallerBucket extends DurableObject {
       const open = this.openSlots(req.slot.kind, clockMs);
       if (open.count >= req.slot.max) {
         this.save(freeState, ceilingTake.state);
+        this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
         const retryAfterSeconds = Math.max(1, Math.ceil(((open.oldestExpiresMs ?? clockMs) - clockMs) / 1000));
         return deny(req.slot.kind === "session" ? "sessions" : "streams", { retryAfterSeconds });
       }
@@ -270,6 +269,8 @@ export class CallerBucket extends DurableObject {
     // bucket is written with it when the request is charged to it (one write either way).
     const freeTake = req.tokenId === undefined && !req.redeem && req.refused === undefined && req.cost > 0 ? take(freeState, req.bucket, req.cost, nowMs) : null;
     this.save(freeTake?.result.success ? freeTake.state : freeState, ceilingTake.state);
+    // Idle state is dropped by the alarm once both buckets are full again (computed from what was just saved).
+    this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     if (req.refused !== undefined) return deny(req.refused);
 
     let tokenId = req.tokenId;

@@ -45,23 +45,24 @@ export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: Tollbo
 }
 
 /**
- * Built apps, by `CALLER_BUCKET` binding (one per isolate in production) and then by the
- * string settings: a different binding or configuration gets its own app.
+ * Built apps, by `CALLER_BUCKET` binding (one per isolate in production), then by the
+ * string settings and the other bindings: a different binding or configuration gets its own app.
  */
-const built = new WeakMap<object, { key: string; app: ReturnType<typeof createGateway> | Error }>();
+const built = new WeakMap<object, { key: string; bindings: unknown[]; app: ReturnType<typeof createGateway> | Error }>();
 
 function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
   const key = [env.TOLLBOOTH_POLICY, env.TOLLBOOTH_SECRET, env.TOLLBOOTH_ORIGIN_SECRET, env.ORIGIN_URL].join("\u0000");
+  const bindings = [env.ORIGIN_GATE, env.TOLLBOOTH_NETWORK_LIMIT, env.TOLLBOOTH_KEYS];
   const binding: object = env.CALLER_BUCKET ?? built;
   let cached = built.get(binding);
-  if (cached?.key !== key) {
+  if (cached?.key !== key || cached.bindings.some((b, i) => b !== bindings[i])) {
     let app: ReturnType<typeof createGateway> | Error;
     try {
       app = createGateway(env);
     } catch (err) {
       app = err instanceof Error ? err : new Error(String(err));
     }
-    cached = { key, app };
+    cached = { key, bindings, app };
     built.set(binding, cached);
   }
   return cached.app;

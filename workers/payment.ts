@@ -60,7 +60,9 @@ export function describeRequest(method: string, path: string, body: ParsedBody |
  * the challenge in `WWW-Authenticate` and in the JSON-RPC error body (`error.code` 402,
  * `error.data.challenges`); or, in the plan's 429 mode (`overBudget: "429"`), 429 with an
  * exact integer `Retry-After` and the challenge still in `error.data`. A request that
- * costs more than a solve buys gets 429 with no challenge (solving could never pay for it).
+ * costs more than a solve buys gets 429 with no challenge (solving could never pay for it);
+ * one costing more than the free bucket holds gets no `Retry-After` (waiting never admits
+ * it), and in 429 mode a 400 (a client that only waits would loop).
  * @param retryAfterSeconds whole seconds until the free bucket would admit the request
  * @param difficulty the caller's current difficulty, bits (adaptive: see shared/difficulty.ts)
  * @param solves the caller's decayed count of recent solves (why the difficulty rose)
@@ -84,6 +86,12 @@ export async function paymentRequired(opts: {
 }): Promise<Response> {
   const { policy, plan } = opts;
   const retryAfter = Math.max(opts.plan.overBudget === "429" ? 1 : 0, opts.retryAfterSeconds);
+  // Invariant: a Retry-After is only sent when waiting can help (the bucket can hold the cost).
+  const waitHelps = opts.cost <= plan.bucket.capacity;
+  if (!waitHelps && plan.overBudget === "429") {
+    // 429 mode is for clients that only wait: one that waiting never admits gets an error, not a loop.
+    return jsonRpcError(400, opts.body, ErrorCode.InvalidRequest, `Invalid Request: ${opts.what} costs ${opts.cost}, more than the free bucket ever holds (${plan.bucket.capacity}, plan ${plan.name}): send fewer messages per batch`, { reason: opts.reason, cost: opts.cost, maxCost: plan.bucket.capacity, plan: plan.name });
+  }
   if (opts.cost > plan.challenge.credits) {
     const message = `Too many requests (${opts.reason}): ${opts.what} costs ${opts.cost}, more than a solve buys (${plan.challenge.credits}); retry after ${Math.max(1, retryAfter)} s, when the free bucket holds it.`;
     return jsonRpcError(429, opts.body, ErrorCode.TooManyRequests, message, { reason: opts.reason, layer: "bucket", cost: opts.cost, retryAfter: Math.max(1, retryAfter) }, { ...opts.headers, "retry-after": String(Math.max(1, retryAfter)) });
@@ -100,7 +108,7 @@ export async function paymentRequired(opts: {
   const raised = difficulty > plan.challenge.difficulty
     ? { difficultyRaised: { base: plan.challenge.difficulty, current: difficulty, recentSolves: opts.solves ?? 0, why: `${opts.solves ?? 0} recent solves (decaying with a half-life of ${plan.challenge.adaptive.halfLifeSeconds} s): +1 bit per ${plan.challenge.adaptive.solvesPerStep}` } }
     : {};
-  const data = { reason: opts.reason, plan: plan.name, cost: opts.cost, retryAfter, difficulty, ...raised, challenges: [challengeJson(ch)], ...gatewayUrls(opts.url) };
+  const data = { reason: opts.reason, plan: plan.name, cost: opts.cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, challenges: [challengeJson(ch)], ...gatewayUrls(opts.url) };
   const solveHint =
     `Solve the proof-of-work challenge in error.data.challenges[0] (find decimal nonce with SHA-256(salt+nonce) ` +
     `having ${ch.difficulty} leading zero bits) and retry with header Tollbooth-Solution: <challenge params>, nonce="<nonce>"`;
@@ -108,10 +116,12 @@ export async function paymentRequired(opts: {
     const message = `Too many requests (${opts.reason}): ${opts.what} costs ${opts.cost} and the caller's budget is spent. Retry after ${retryAfter} s; or ${solveHint.charAt(0).toLowerCase()}${solveHint.slice(1)}.`;
     return jsonRpcError(429, opts.body, ErrorCode.TooManyRequests, message, { ...data, layer: "bucket" }, { ...opts.headers, "retry-after": String(retryAfter) });
   }
-  const message = `Payment required (${opts.reason}): ${opts.what} costs ${opts.cost} and the caller's budget is spent. ${solveHint}; or wait ${retryAfter} s.`;
+  const message = waitHelps
+    ? `Payment required (${opts.reason}): ${opts.what} costs ${opts.cost} and the caller's budget is spent. ${solveHint}; or wait ${retryAfter} s.`
+    : `Payment required (${opts.reason}): ${opts.what} costs ${opts.cost}, more than the free bucket ever holds (${plan.bucket.capacity}). ${solveHint}.`;
   return jsonRpcError(402, opts.body, ErrorCode.PaymentRequired, message, data, {
     ...opts.headers,
     "www-authenticate": formatChallenge(ch),
-    "retry-after": String(retryAfter),
+    ...(waitHelps ? { "retry-after": String(retryAfter) } : {}),
   });
 }

@@ -316,6 +316,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
       if (!room.success) {
         later(c, "CallerBucket.refund", store.refund(refundReq()));
+        // The refund gives the token its credits back: say what it will hold.
+        if (decision.paidBy === "token" && decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits + cost);
         return tooMany(body, "origin", `the origin is at its ceiling of ${policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers);
       }
     }

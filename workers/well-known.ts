@@ -44,6 +44,7 @@ function publicPolicy(policy: Policy, url: URL): Record<string, unknown> {
     plans,
     identity: { strategies: policy.identity.strategies, apiKeyHeader: policy.identity.apiKeyHeader, ipv4Prefix: policy.identity.ipv4Prefix, ipv6Prefix: policy.identity.ipv6Prefix },
     originCeiling: policy.originCeiling,
+    networkRetryAfterSeconds: policy.networkRetryAfterSeconds,
     maxBodyBytes: policy.maxBodyBytes,
     bodyTimeoutMs: policy.bodyTimeoutMs,
     maxJsonDepth: policy.maxJsonDepth,

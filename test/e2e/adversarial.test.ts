@@ -255,7 +255,7 @@ describe("a token is its caller's only", () => {
     const token = await buyToken(gwOld, owner);
     const before = received();
     // An unverifiable bearer token is no identity: that request is its network's.
-    const others = [caller("other"), { authorization: "Bearer someone-else" }, { "cf-connecting-ip": "203.0.113.50" }];
+    const others: Array<Record<string, string>> = [caller("other"), { authorization: "Bearer someone-else" }, { "cf-connecting-ip": "203.0.113.50" }];
     for (const who of others) expectPaymentRequired(await call(gwOld, { ...who, "tollbooth-token": token }), "token_wrong_caller");
     expect(received()).toBe(before);
     // The owner can use it: the refusals were about the caller, not the token.
@@ -299,7 +299,7 @@ describe("hostile bodies at the boundary: 400 with the JSON-RPC error, origin no
     const cases: Array<[BodyInit, number]> = [
       ['{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}', -32600],
       ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","n\\u0061me":"x","arguments":{"message":"x"}}}', -32600],
-      ["[".repeat(100_000), -32700],
+      ["[".repeat(100_000), -32600], // deeper than maxJsonDepth: refused before it is parsed
       ["[".repeat(100_000) + "]".repeat(100_000), -32600],
       [new Uint8Array([...Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tools/'), 0xc0, 0x80, ...Buffer.from('call"}')]), -32700],
       ["[]", -32600],

@@ -209,8 +209,14 @@ describe("methodCost", () => {
 
   it("falls back to the method's family prefix/*", () => {
     expect(methodCost(p, "resources/subscribe", undefined)).toBe(3);
-    // A default exact entry (housekeeping, cost 0) wins over the policy's family price.
-    expect(methodCost(p, "resources/list", undefined)).toBe(0);
+    // The policy's family price covers the housekeeping method of that family too (its default 0 gives way)…
+    expect(methodCost(p, "resources/list", undefined)).toBe(3);
+    // …unless the policy names the method itself.
+    const named = parsePolicy({ costs: { methods: { "resources/*": 3, "resources/list": 0 } } });
+    expect(methodCost(named, "resources/list", undefined)).toBe(0);
+    expect(methodCost(named, "resources/templates/list", undefined)).toBe(3);
+    // Families the policy does not price keep their defaults.
+    expect(methodCost(p, "prompts/list", undefined)).toBe(0);
     expect(methodCost(p, "notifications/initialized", undefined)).toBe(1);
   });
 

@@ -159,6 +159,23 @@ describe("safety ceiling", () => {
     expect((await verify()).status).toBe(200);
   });
 
+  it("GET /challenge and /status count against the ceiling and answer 429 over it: no challenge is issued", async () => {
+    const status = await gw(request("GET", `${WELL_KNOWN}/status`, { ip }));
+    expect(status.status).toBe(200);
+    expect(((await status.json()) as { ceiling: { remaining: number } }).ceiling.remaining).toBe(4);
+    await fill(4);
+    for (const path of ["/challenge", "/status"]) {
+      const res = await gw(request("GET", `${WELL_KNOWN}${path}`, { ip }));
+      expect(res.status, path).toBe(429);
+      expect(res.headers.get("retry-after")).toBe("4");
+      expect(res.headers.get("www-authenticate")).toBeNull();
+      expect(await res.json()).toMatchObject({ error: "too_many_requests", layer: "ceiling", retryAfter: 4 });
+    }
+    expect(origin.requests).toHaveLength(4);
+    advance(4_000);
+    expect((await gw(request("GET", `${WELL_KNOWN}/challenge`, { ip }))).status).toBe(200);
+  });
+
   it("is per caller", async () => {
     await fill(5);
     expect((await gw(post(toolCall(6), { ip }))).status).toBe(429);

@@ -11,6 +11,7 @@ import type { NetworkLimiter } from "../../workers/env.ts";
 import {
   WELL_KNOWN,
   advance,
+  challengeOf,
   errorBody,
   freezeTime,
   freshIp,
@@ -22,6 +23,7 @@ import {
   reasonOf,
   request,
   rpc,
+  solve,
   toolCall,
   type PolicyJson,
 } from "./support.ts";
@@ -179,6 +181,21 @@ describe("origin ceiling", () => {
     // Refunded to 2 (capacity), minus this request: 1. Without the refund it would be 0 (1.1 − 1).
     expect(parseLimitList(again.headers.get("ratelimit")!).free!.r).toBe(1);
     expect(origin.requests).toHaveLength(4);
+  });
+
+  it("a solve sent with a request the origin ceiling refuses is not lost: the token comes back with all its credits", async () => {
+    const send = gateway({ ...POLICY, bucket: { capacity: 1, refillPerSecond: 0.001 }, originCeiling: { capacity: 2, refillPerSecond: 0.001 } });
+    expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
+    const { header } = await solve(challengeOf(await send(post(toolCall(2), { ip }))));
+    expect((await send(post(toolCall(3), { ip: freshIp() }))).status).toBe(200); // the origin ceiling is now full
+    const refused = await send(post(toolCall(4), { ip, headers: { "tollbooth-solution": header } }));
+    expect(refused.status).toBe(429);
+    expect((await errorBody(refused.clone())).error.data).toMatchObject({ layer: "origin" });
+    const token = refused.headers.get("tollbooth-token");
+    expect(token).toMatch(/^tb1\./);
+    const status = await send(request("GET", `${WELL_KNOWN}/status`, { ip, headers: { "tollbooth-token": token! } }));
+    expect(((await status.json()) as { token: { credits: number } }).token.credits).toBe(20);
+    expect(origin.requests).toHaveLength(2);
   });
 
   it("is taken only for requests the caller's own layers admitted: a caller over budget does not use it up", async () => {

@@ -114,3 +114,31 @@ describe('overBudget "429"', () => {
     expect(origin.requests).toHaveLength(2);
   });
 });
+
+describe("a request that waiting never admits (a batch above the bucket's capacity)", () => {
+  // Capacity 3, a solve buys 5: a batch of 4 echo calls costs 4.
+  const batch = [toolCall(1), toolCall(2), toolCall(3), toolCall(4)];
+  const policy = { ...POLICY, bucket: { capacity: 3, refillPerSecond: 0.001 } };
+
+  it("in 429 mode: 400 saying so, never a Retry-After to wait for; the origin gets nothing", async () => {
+    const res = await gateway(policy)(post(batch, { ip }));
+    expect(res.status).toBe(400);
+    expect(res.headers.get("retry-after")).toBeNull();
+    const body = (await res.json()) as Array<{ error: { code: number; message: string; data: { cost: number; maxCost: number } } }>;
+    expect(body).toHaveLength(4);
+    expect(body[0]!.error.code).toBe(-32600);
+    expect(body[0]!.error.data).toMatchObject({ cost: 4, maxCost: 3 });
+    expect(body[0]!.error.message).toContain("more than the free bucket ever holds");
+    expect(origin.requests).toHaveLength(0);
+  });
+
+  it("in 402 mode: a challenge (a solve pays for it) and no Retry-After", async () => {
+    const res = await gateway({ ...policy, overBudget: "402" })(post(batch, { ip }));
+    expect(res.status).toBe(402);
+    expect(res.headers.get("retry-after")).toBeNull();
+    const body = (await res.json()) as Array<{ error: { data: { retryAfter: number | null; challenges: unknown[] } } }>;
+    expect(body[0]!.error.data.retryAfter).toBeNull();
+    expect(body[0]!.error.data.challenges).toHaveLength(1);
+    expect(origin.requests).toHaveLength(0);
+  });
+});

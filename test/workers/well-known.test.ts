@@ -61,6 +61,7 @@ describe("GET /.well-known/tollbooth", () => {
       plans: { free: plan },
       identity: { strategies: ["jwt", "api-key", "ip"], apiKeyHeader: "x-api-key", ipv4Prefix: 32, ipv6Prefix: 64 },
       originCeiling: null,
+      networkRetryAfterSeconds: 10,
       maxBodyBytes: 1048576,
       bodyTimeoutMs: 10000,
       maxJsonDepth: 64,

@@ -19,6 +19,8 @@ export default defineConfig({
           name: "unit",
           environment: "node",
           include: ["test/unit/**/*.test.ts", "test/e2e/**/*.test.ts"],
+          // One server-everything shared by the e2e files (each keeps its own counting proxy).
+          globalSetup: ["test/e2e/global-setup.ts"],
           // e2e files spawn processes (wrangler dev takes ~2-5 s to boot).
           testTimeout: 60_000,
           hookTimeout: 60_000,

@@ -17,7 +17,8 @@
  *       listed in the policy, so each client is its own caller — the caller's object, the
  *       origin proof over the body's digest);
  *    e. the same with an origin ceiling (`originCeiling`: one more Durable Object call per
- *       request, to the single `OriginGate`), so the table shows what that layer costs.
+ *       request, to the single `OriginGate`), and f. the same without the network ceiling
+ *       binding, so the table shows what each of those layers costs.
  *    For each: p50 / p99 latency (ms) and throughput (requests/s), and the ratios
  *    tollbooth / DO limiter, tollbooth / direct and origin ceiling / tollbooth.
  * 2. The hot path alone, in-process (bench/hot-path.ts): µs per request, per stage and
@@ -98,8 +99,9 @@ const workers: Gateway[] = await Promise.all([
   startGateway({ originUrl: origin.url, config: fileURLToPath(new URL("do-limiter-worker/wrangler.toml", import.meta.url)) }),
   startGateway({ originUrl: origin.url, policy: generous, networkLimit }),
   startGateway({ originUrl: origin.url, policy: { ...generous, originCeiling: { capacity: 1_000_000, refillPerSecond: 100_000 } }, networkLimit }),
+  startGateway({ originUrl: origin.url, policy: generous, networkLimit: null }),
 ]);
-const [bare, limiter, gated, ceilinged] = workers as [Gateway, Gateway, Gateway, Gateway];
+const [bare, limiter, gated, ceilinged, unlimited] = workers as [Gateway, Gateway, Gateway, Gateway, Gateway];
 let failed = false;
 try {
   const paths: Path[] = [
@@ -108,6 +110,7 @@ try {
     ["DO rate limiter", limiter.url],
     ["tollbooth", gated.url],
     ["+ origin ceiling", ceilinged.url],
+    ["− network ceiling", unlimited.url],
   ].map(([name, base]) => ({ name: name!, url: `${base}/mcp`, sessions: new Map(), latencies: new Map(), busyMs: new Map() }));
   for (const p of paths) {
     for (const k of CONCURRENCY) {
@@ -153,7 +156,9 @@ try {
     console.log(`tollbooth / DO limiter  p50 ${f(t.p50 / d.p50, 5)}×  p99 ${f(t.p99 / d.p99, 5)}×  throughput ${f(t.rps / d.rps, 5)}×`);
     console.log(`tollbooth / direct      p50 ${f(t.p50 / a.p50, 5)}×  p99 ${f(t.p99 / a.p99, 5)}×  throughput ${f(t.rps / a.rps, 5)}×`);
     const o = stats.get(`+ origin ceiling/${k}`)!;
-    console.log(`origin ceiling layer    p50 +${f(o.p50 - t.p50, 5)} ms  (${f(o.p50 / t.p50, 5)}× tollbooth)\n`);
+    console.log(`origin ceiling layer    p50 +${f(o.p50 - t.p50, 5)} ms  (${f(o.p50 / t.p50, 5)}× tollbooth)`);
+    const n = stats.get(`− network ceiling/${k}`)!;
+    console.log(`network ceiling layer   p50 +${f(t.p50 - n.p50, 5)} ms  (${f(t.p50 / n.p50, 5)}× tollbooth without it)\n`);
   }
 
   const hot = await measureHotPath();

@@ -10,7 +10,24 @@
  */
 import http, { type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
-import { startEverything } from "../../scripts/stack/everything.ts";
+import { inject } from "vitest";
+import { startEverything, type Everything } from "../../scripts/stack/everything.ts";
+
+/**
+ * The server-everything shared by the e2e files (test/e2e/global-setup.ts), as an
+ * `Everything` whose close() leaves it running; undefined where none is provided (the load
+ * test), and then `startOrigin` spawns its own.
+ */
+function sharedEverything(): Everything | undefined {
+  let url: string | undefined;
+  try {
+    url = inject("everythingUrl");
+  } catch {
+    return undefined;
+  }
+  if (!url) return undefined;
+  return { url, port: Number(new URL(url).port), output: () => "", close: async () => {} };
+}
 
 /** One HTTP request seen by the counting proxy. */
 export interface SeenRequest {
@@ -38,11 +55,12 @@ export interface Origin {
 }
 
 /**
- * Spawns server-everything (see scripts/stack/everything.ts) and puts a counting,
- * streaming (unbuffered) reverse proxy on 127.0.0.1 in front of it.
+ * Puts a counting, streaming (unbuffered) reverse proxy on 127.0.0.1 in front of
+ * server-everything: the one the e2e files share (test/e2e/global-setup.ts) or, where none
+ * is provided, one spawned for this origin (see scripts/stack/everything.ts).
  */
 export async function startOrigin(): Promise<Origin> {
-  const server = await startEverything();
+  const server = sharedEverything() ?? (await startEverything());
   const originPort = server.port;
 
   let counts: Record<string, number> = {};

@@ -33,7 +33,7 @@ import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
 import { signToken, tokenVerifier, type TokenClaims } from "../shared/token.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
-import type { AdmitRequest, AdmitResult, CallerBucket, SlotRequest } from "./caller-bucket.ts";
+import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
 import type { NetworkLimiter } from "./env.ts";
 import { boundedStore, limitHeaders, originCeiling, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
@@ -232,10 +232,10 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     const identity = await gate.identify(req.headers);
     const plan = planFor(policy, identity.verified ? identity.plan : undefined);
     const cost = body ? bodyCost(plan, body) : isEndpoint ? 0 : OAUTH_METADATA.test(url.pathname) ? 0 : plan.costs.otherPaths;
-    const what = describeRequest(req.method, url.pathname, body);
     const maxCost = maxPayableCost(plan);
     if (cost > maxCost) {
       // Neither the free bucket nor a solve could ever pay for it: an error, not an endless 402.
+      const what = describeRequest(req.method, url.pathname, body);
       return jsonRpcError(400, body, ErrorCode.InvalidRequest, `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`, { cost, maxCost, plan: plan.name });
     }
 
@@ -298,10 +298,20 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
         return tooMany(body, decision.reason, `over the cap of ${max} open ${decision.reason === "sessions" ? "sessions" : "GET streams"} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max });
       }
+      const what = describeRequest(req.method, url.pathname, body);
       return paymentRequired({ keyring, policy, plan, caller, nowMs, url, body, what, reason: decision.reason ?? "over_budget", cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, difficulty: decision.difficulty, solves: decision.solves, headers });
     }
 
-    const refundReq = () => ({ nowMs: Date.now(), bucket: plan.bucket, cost, paidBy: decision.paidBy ?? "free", ...(admit.tokenId ?? admit.redeem?.jti ? { tokenId: (admit.tokenId ?? admit.redeem?.jti)! } : {}), ...(slot ? { slotId: slot.id } : {}) });
+    // What giving this request back means: its cost to what paid it, and its slot.
+    const tokenId = admit.tokenId ?? admit.redeem?.jti;
+    const refundReq = (): RefundRequest => ({
+      nowMs: Date.now(),
+      bucket: plan.bucket,
+      cost,
+      paidBy: decision.paidBy ?? "free",
+      ...(tokenId !== undefined ? { tokenId } : {}),
+      ...(slot ? { slotId: slot.id } : {}),
+    });
 
     // Origin ceiling: all callers together; taken only for a request the caller's own
     // layers admitted, so a caller over its budget cannot use up everyone's capacity.

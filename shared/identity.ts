@@ -21,7 +21,7 @@ import { BoundedMemo, sha256, toHexPrefix } from "./identity/memo.ts";
 import { networkOf } from "./identity/network.ts";
 import { toHex } from "./encoding.ts";
 
-export { networkOf, normalizeIp } from "./identity/network.ts";
+export { networkOf } from "./identity/network.ts";
 export { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, JWT_MEMO_MAX } from "./identity/jwt.ts";
 
 /** Identity of callers no strategy could name, and the network of callers without a usable `CF-Connecting-IP`. */
@@ -134,9 +134,7 @@ export function identityResolver(config: Policy["identity"], deps: IdentityDeps 
   };
 
   return async (headers) => {
-    const ip = headers.get("cf-connecting-ip");
-    const net = ip ? networkOf(ip.trim(), ipv4Prefix, ipv6Prefix) : null;
-    const network = net === null ? ANONYMOUS : `ip:${net}`;
+    const network = networkFor(headers, ipv4Prefix, ipv6Prefix);
     for (const strategy of strategies) {
       switch (strategy) {
         case "jwt": {
@@ -156,7 +154,7 @@ export function identityResolver(config: Policy["identity"], deps: IdentityDeps 
           break;
         }
         case "ip":
-          if (net !== null) return { id: network, strategy, verified: false, network };
+          if (network !== ANONYMOUS) return { id: network, strategy, verified: false, network };
           break;
         case "authorization-unverified": {
           const value = headers.get("authorization");
@@ -193,16 +191,14 @@ function keyEntry(value: unknown): KeyEntry | null {
   return typeof plan === "string" ? { name, plan } : { name };
 }
 
-const compat = new WeakMap<Policy["identity"], (headers: Headers) => Promise<Identity>>();
-
 /**
- * The caller's identity id: `identityResolver(config, deps)` built once per `config`
- * object (memoized), applied to `headers`, `.id` returned.
- * @deprecated Kept for existing callers; use {@link identityResolver} (it also gives the
- *   strategy, plan and network).
+ * The caller's network: `ip:<prefix>` of `CF-Connecting-IP` (IPv4 to `ipv4Prefix` bits,
+ * IPv6 to `ipv6Prefix`), or `anonymous` without a usable header. Only Cloudflare's edge
+ * makes that header trustworthy (it overwrites what a client sends). The key of the network
+ * ceiling and the identity of the `ip` strategy.
  */
-export async function resolveIdentity(headers: Headers, config: Policy["identity"], deps?: IdentityDeps): Promise<string> {
-  let resolve = compat.get(config);
-  if (!resolve) compat.set(config, (resolve = identityResolver(config, deps)));
-  return (await resolve(headers)).id;
+export function networkFor(headers: Headers, ipv4Prefix: number, ipv6Prefix: number): string {
+  const ip = headers.get("cf-connecting-ip");
+  const net = ip ? networkOf(ip.trim(), ipv4Prefix, ipv6Prefix) : null;
+  return net === null ? ANONYMOUS : `ip:${net}`;
 }

@@ -27,7 +27,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { parseAuthParams } from "../shared/auth-params.ts";
 import { readSolution, verifySolution } from "../shared/challenge.ts";
-import { identityResolver, networkOf } from "../shared/identity.ts";
+import { identityResolver, networkFor } from "../shared/identity.ts";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
 import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
@@ -102,16 +102,6 @@ const ENDPOINT_METHODS = ["POST", "GET", "DELETE", "OPTIONS"];
 /** Paths of OAuth metadata (RFC 9728, RFC 8414, OpenID Discovery): always cost 0. */
 const OAUTH_METADATA = /^\/\.well-known\/(oauth-protected-resource|oauth-authorization-server|openid-configuration)(\/|$)/;
 
-/**
- * The caller's network: `ip:<prefix>` of `CF-Connecting-IP`, or `anonymous`.
- * Only Cloudflare's edge makes that header trustworthy (it overwrites what a client sends).
- */
-export function networkFor(headers: Headers, identity: Policy["identity"]): string {
-  const ip = headers.get("cf-connecting-ip");
-  const net = ip ? networkOf(ip.trim(), identity.ipv4Prefix, identity.ipv6Prefix) : null;
-  if (!net) return "anonymous";
-  return net.startsWith("ip:") ? net : `ip:${net}`;
-}
 
 /** Run `p` after the response (`waitUntil`) when there is an execution context; log its failure. */
 function later(c: Context, what: string, p: Promise<unknown>): void {
@@ -180,7 +170,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     // Network ceiling: before any body, identity work or Durable Object call, and for
     // every path (tollbooth's own endpoints too), whatever credential the request carries.
     if (gate.network) {
-      const network = networkFor(req.headers, policy.identity);
+      const network = networkFor(req.headers, policy.identity.ipv4Prefix, policy.identity.ipv6Prefix);
       let ok = true;
       try {
         ok = (await gate.network.limit({ key: network })).success;

@@ -28,15 +28,6 @@ export function networkOf(ip: string, ipv4Prefix: number, ipv6Prefix: number): s
   return formatIpv6(groups, ipv6Prefix);
 }
 
-/**
- * Normalize an IP address with the default prefixes: IPv4 as is, IPv4-mapped IPv6 as
- * IPv4, other IPv6 reduced to its /64 (one subscriber usually holds a whole /64).
- * Same as `networkOf(ip, 32, 64)`.
- * @returns e.g. `203.0.113.7` or `2001:db8:0:1::/64`; `null` when not an IP address
- */
-export function normalizeIp(ip: string): string | null {
-  return networkOf(ip, 32, 64);
-}
 
 function parseIpv4(ip: string): number[] | null {
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(ip)) return null;

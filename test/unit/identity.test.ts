@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { ANONYMOUS, identityResolver, JWKS_COOLDOWN_MS, KEY_MEMO_TTL_MS, networkOf, normalizeIp, resolveIdentity, type Identity, type IdentityDeps } from "../../shared/identity.ts";
+import { ANONYMOUS, identityResolver, JWKS_COOLDOWN_MS, KEY_MEMO_TTL_MS, networkOf, type Identity, type IdentityDeps } from "../../shared/identity.ts";
 import { type Policy, type PolicyInput, parsePolicy } from "../../shared/policy.ts";
 import { keyHash, newKey } from "../../scripts/keys.ts";
 import { signingKey, startJwks, type JwksServer, type SigningKey } from "../helpers/jwks.ts";
@@ -79,7 +79,7 @@ describe("identityResolver: defaults (jwt, api-key, ip)", () => {
     expect(a.id).toBe("ip:2001:db8:1:2::/64");
     expect(b.id).toBe(a.id);
     expect(c.id).not.toBe(a.id);
-    const longest = await resolveIdentity(h({ "cf-connecting-ip": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" }), identityOf({ ipv6Prefix: 127 }));
+    const longest = (await identityResolver(identityOf({ ipv6Prefix: 127 }))(h({ "cf-connecting-ip": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" }))).id;
     expect(longest).toBe("ip:ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127");
     expect(longest.length).toBeLessThanOrEqual(64);
   });
@@ -455,7 +455,8 @@ describe("networkOf", () => {
   });
 });
 
-describe("normalizeIp (networkOf with /32 and /64)", () => {
+describe("networkOf with /32 and /64", () => {
+  const normalizeIp = (ip: string) => networkOf(ip, 32, 64);
   it("keeps IPv4 addresses as they are", () => {
     expect(normalizeIp("203.0.113.7")).toBe("203.0.113.7");
     expect(normalizeIp("0.0.0.0")).toBe("0.0.0.0");

@@ -16,10 +16,10 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
-import { loadKernel, preferredPaths, type KernelPath } from "../shared/pow/kernel.ts";
-import { searchInWorkers } from "../shared/pow/pool.ts";
-import { createSearch } from "../shared/pow/search.ts";
-import { solvePow } from "../shared/solver.ts";
+import { loadKernel, preferredPaths, type KernelPath } from "../shared/agent/pow/kernel.ts";
+import { searchInWorkers } from "../shared/agent/pow/pool.ts";
+import { createSearch } from "../shared/agent/pow/search.ts";
+import { solvePow } from "../shared/agent/solver.ts";
 
 const SECONDS = Number(process.env.SECONDS ?? 2);
 const REPS = Number(process.env.REPS ?? 3);

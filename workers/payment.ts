@@ -10,14 +10,8 @@ import { newTokenId, type TokenClaims } from "../shared/token.ts";
 import type { Redemption } from "./caller-bucket.ts";
 import { jsonRpcError } from "./responses.ts";
 
-/** Path prefix of tollbooth's own endpoints. */
-export const WELL_KNOWN = "/.well-known/tollbooth";
-/** Request header carrying a solved challenge (redeem in the same round trip). */
-export const SOLUTION_HEADER = "tollbooth-solution";
-/** Request header carrying an access token; response header carrying a minted one. */
-export const TOKEN_HEADER = "tollbooth-token";
-/** Response header: credits left on the access token used or minted. */
-export const CREDITS_HEADER = "tollbooth-credits";
+import { WELL_KNOWN } from "../shared/wire.ts";
+export { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire.ts";
 
 /**
  * What a verified solution buys: the claims of the access token (signed once the caller's

@@ -17,16 +17,11 @@ import type { Context } from "hono";
 import { canonical, toBase64Url } from "../shared/encoding.ts";
 import { ErrorCode, requestIds, type JsonRpcId } from "../shared/jsonrpc.ts";
 import { hmac, type HmacKey } from "../shared/keys.ts";
-import { SOLUTION_HEADER, TOKEN_HEADER } from "./payment.ts";
+import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER, SOLUTION_HEADER, TOKEN_HEADER } from "../shared/wire.ts";
 import { jsonRpcError } from "./responses.ts";
 import type { TollboothVariables } from "./tollbooth.ts";
 
-/** Header naming the caller identity, for the origin. */
-export const CALLER_HEADER = "tollbooth-caller";
-/** Header proving the request came through the gateway: `t=<unix s>, kid=<kid>, sig=<base64url>`. */
-export const PROOF_HEADER = "tollbooth-signature";
-/** Header carrying the SHA-256 of the forwarded body (RFC 9530), covered by the proof. */
-export const DIGEST_HEADER = "content-digest";
+export { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER };
 /** Domain-separation label of the origin proof. */
 export const PROOF_LABEL = "tollbooth/origin-proof/v2";
 

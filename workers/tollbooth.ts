@@ -93,8 +93,8 @@ export interface TollboothVariables {
   tollbooth: TollboothState;
 }
 
-/** Header on responses that went to the origin unmetered because the caller state was unavailable. */
-export const DEGRADED_HEADER = "tollbooth-degraded";
+import { DEGRADED_HEADER } from "../shared/wire.ts";
+export { DEGRADED_HEADER };
 
 /** Methods of the MCP endpoint (Streamable HTTP, MCP 2025-11-25); others get 405 at the gateway. */
 const ENDPOINT_METHODS = ["POST", "GET", "DELETE", "OPTIONS"];

@@ -1,5 +1,5 @@
 /**
- * `withTollbooth` (shared/resolver.ts) wrapped around the SDK transport's fetch: an agent
+ * `withTollbooth` (shared/agent/resolver.ts) wrapped around the SDK transport's fetch: an agent
  * over budget solves challenges by itself and every call reaches the origin exactly once.
  * Without the resolver the stock SDK surfaces the 402 JSON-RPC error and its challenge.
  *
@@ -9,9 +9,9 @@
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { TollboothError } from "../../shared/errors.ts";
-import { withTollbooth, type SolveEvent } from "../../shared/resolver.ts";
-import { solvePow } from "../../shared/solver.ts";
+import { TollboothError } from "../../shared/agent/errors.ts";
+import { withTollbooth, type SolveEvent } from "../../shared/agent/resolver.ts";
+import { solvePow } from "../../shared/agent/solver.ts";
 import { connect, firstText, recordingFetch } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 

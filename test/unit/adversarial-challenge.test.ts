@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseAuthParams } from "../../shared/auth-params.ts";
 import { formatChallenge, issueChallenge, type PowChallenge, readSolution, verifySolution } from "../../shared/challenge.ts";
 import { importKeyring, type Keyring } from "../../shared/keys.ts";
-import { solvePow } from "../../shared/solver.ts";
+import { solvePow } from "../../shared/agent/solver.ts";
 
 const NOW = 1_800_000_000_000;
 const CALLER = "api-key:0f0f0f0f";

@@ -10,9 +10,9 @@
  * credits run out. On 429 it waits the integer `Retry-After` (bounded) and retries once.
  * When it gives up it throws `TollboothError` with a code and the HTTP status.
  */
-import { parseAuthParams } from "./auth-params.ts";
-import { POW_SCHEME } from "./challenge.ts";
-import { fromBase64Url } from "./encoding.ts";
+import { parseAuthParams } from "../auth-params.ts";
+import { POW_SCHEME } from "../challenge.ts";
+import { fromBase64Url } from "../encoding.ts";
 import { TollboothError } from "./errors.ts";
 import { solvePow, type PowSolution, type SolveOptions } from "./solver.ts";
 
@@ -42,7 +42,7 @@ export interface WithTollboothOptions {
   signal?: AbortSignal;
   /** Called after each solve (for logs and metrics). */
   onSolve?: (event: SolveEvent) => void;
-  /** The solver (default `solvePow` from shared/solver.ts). */
+  /** The solver (default `solvePow` from shared/agent/solver.ts). */
   solve?: (salt: string, difficulty: number, options: SolveOptions) => Promise<PowSolution>;
 }
 

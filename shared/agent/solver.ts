@@ -6,9 +6,9 @@
  * How (details in docs/solver.md): the salt's full 64-byte blocks are hashed once (midstate);
  * nonces are a fixed-width prefix plus a 4-digit counter laid out so that the counter fills one
  * message word of the final block, so each try is one compression minus the rounds and schedule
- * words that precede that word (shared/pow/midstate.ts). The loop runs in WebAssembly SIMD
- * (4 nonces per pass), else scalar WebAssembly, else JS (shared/pow/kernel.ts); on several
- * cores in a pool of workers (shared/pow/pool.ts) or on the calling thread, yielding to the
+ * words that precede that word (shared/agent/pow/midstate.ts). The loop runs in WebAssembly SIMD
+ * (4 nonces per pass), else scalar WebAssembly, else JS (shared/agent/pow/kernel.ts); on several
+ * cores in a pool of workers (shared/agent/pow/pool.ts) or on the calling thread, yielding to the
  * event loop every ~20 ms so an `AbortSignal` and the time budget are honoured.
  */
 import type { KernelPath } from "./pow/kernel.ts";

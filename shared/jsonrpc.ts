@@ -31,6 +31,8 @@ export interface ParsedBody {
 export const ErrorCode = {
   /** Over budget: solve the challenge in `error.data` or wait `retryAfter` seconds (HTTP 402). */
   PaymentRequired: 402,
+  /** A payment credential that does not verify (L402): fresh challenges in `error.data` (HTTP 401). */
+  Unauthorized: 401,
   /** Over the hard safety ceiling: wait `retryAfter` seconds (HTTP 429). */
   TooManyRequests: 429,
   /** `Origin` not allowed (HTTP 403). */

@@ -98,6 +98,41 @@ const DEFAULT_CHALLENGE = { difficulty: 16, credits: 20, ttlSeconds: 120, adapti
 const DEFAULT_LIMITS = { sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 };
 const DEFAULT_COSTS = { default: 1, methods: {}, tools: {}, otherPaths: 1 };
 
+/**
+ * The L402 price of a plan (docs/wire-contract.md §10): one payment of `sats` buys a
+ * macaroon carrying `credits`, valid `ttlSeconds`.
+ */
+const l402Price = z.strictObject({
+  /** Price of one bundle, satoshis. */
+  sats: int(1, 100_000_000),
+  /** Credits one payment buys (spent like an access token's). */
+  credits: int(1, 1_000_000_000),
+  /** Seconds a paid macaroon stays valid, from when its challenge was issued. */
+  ttlSeconds: z._default(int(60, 30 * 86400), 3600),
+});
+
+/** Lightning backends an operator can issue invoices from (workers/invoices.ts). */
+export const LIGHTNING_BACKENDS = ["lnd", "lnbits"] as const;
+
+/**
+ * The operator's Lightning backend for L402. Its secret (LND invoice macaroon in hex, or
+ * LNbits invoice key) is the `TOLLBOOTH_LIGHTNING_SECRET` secret, never the policy.
+ */
+const lightningSchema = z.strictObject({
+  /** `lnd` (REST, `POST /v1/invoices`) or `lnbits` (`POST /api/v1/payments`). */
+  backend: z.enum(LIGHTNING_BACKENDS),
+  /** Base URL of the backend's REST API (https; http on loopback for tests). */
+  url: matching(/^https?:\/\/\S+$/),
+  /** The L402 service name in macaroon caveats (`services=<service>:0`). */
+  service: z._default(matching(/^[a-z0-9][a-z0-9-]{0,31}$/), "tollbooth"),
+  /** Milliseconds to wait for an invoice; past it the 402 offers L402 as unavailable. */
+  timeoutMs: z._default(int(100, 30_000), 3_000),
+  /** Seconds an invoice can be paid. */
+  invoiceExpirySeconds: z._default(int(60, 86_400), 600),
+  /** Invoices one isolate may create per second (burst 10×); past it L402 is offered as unavailable (`busy`). */
+  invoicesPerSecond: z._default(z.number().check(z.minimum(0.01), z.maximum(1000)), 2),
+});
+
 /** What a plan may override: every field optional, each section merged over the policy's own. */
 const planSchema = z.strictObject({
   bucket: z.optional(bucket),
@@ -113,6 +148,8 @@ const planSchema = z.strictObject({
   ),
   overBudget: z.optional(z.enum(OVER_BUDGET_MODES)),
   limits: z.optional(z.strictObject({ sessions: z.optional(limitsShape.sessions), sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds), streams: z.optional(limitsShape.streams), streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds) })),
+  /** The plan's L402 price; null: L402 not offered to this plan. */
+  l402: z.optional(z.nullable(l402Price)),
 });
 
 const PLAN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
@@ -181,6 +218,10 @@ const schema = z.strictObject({
     }),
     DEFAULT_LIMITS,
   ),
+  /** L402 price of the default plan (plans may override); null: not offered. Needs `lightning`. */
+  l402: z._default(z.nullable(l402Price), null),
+  /** The operator's Lightning backend (null: L402 off everywhere). */
+  lightning: z._default(z.nullable(lightningSchema), null),
   /** Named plans: each overrides sections of the fields above (merged field by field). */
   plans: z._default(z.record(matching(PLAN_NAME), planSchema), {}),
   /** Plan of an identity whose key or token names none (or an unknown one). */
@@ -253,6 +294,8 @@ export interface Plan {
   challenge: Parsed["challenge"];
   overBudget: Parsed["overBudget"];
   limits: Parsed["limits"];
+  /** L402 price (sats per bundle of credits); null when not offered. */
+  l402: Parsed["l402"];
 }
 
 /** A validated policy with every default filled in; `plans` holds every plan resolved, `defaultPlan` included. */
@@ -285,7 +328,7 @@ export function parsePolicy(input: unknown): Policy {
   }
   const parsed = result.data;
   parsed.costs.methods = withDefaultCosts(parsed.costs.methods);
-  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits };
+  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits, l402: parsed.l402 };
   const plans: Record<string, Plan> = Object.create(null);
   for (const [name, o] of Object.entries(parsed.plans)) {
     plans[name] = {
@@ -301,6 +344,7 @@ export function parsePolicy(input: unknown): Policy {
       challenge: { ...base.challenge, ...stripUndefined(o.challenge ?? {}), adaptive: { ...base.challenge.adaptive, ...stripUndefined(o.challenge?.adaptive ?? {}) } },
       overBudget: o.overBudget ?? base.overBudget,
       limits: { ...base.limits, ...stripUndefined(o.limits ?? {}) },
+      l402: o.l402 === undefined ? base.l402 : o.l402,
     };
   }
   // The default plan named in `plans` replaces the policy's own sections (and is what they read).
@@ -308,7 +352,12 @@ export function parsePolicy(input: unknown): Policy {
   plans[parsed.defaultPlan] = defaultPlan;
   const { name: _name, ...sections } = defaultPlan;
   const policy: Policy = { ...parsed, ...sections, plans };
-  for (const plan of Object.values(plans)) checkPlan(plan, plan === base ? "" : `plans.${plan.name}.`);
+  for (const plan of Object.values(plans)) {
+    const at = plan === base ? "" : `plans.${plan.name}.`;
+    checkPlan(plan, at);
+    // A price nobody can pay is a configuration error, not a silent absence.
+    if (plan.l402 && !policy.lightning) throw new TypeError(`TOLLBOOTH_POLICY.${at}l402: an L402 price needs \`lightning\` (the backend that issues invoices)`);
+  }
   validated.add(policy);
   return policy;
 }
@@ -363,6 +412,9 @@ function checkPlan(plan: Plan, at: string): void {
     if (value > plan.challenge.credits) {
       throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds challenge.credits (${plan.challenge.credits})`);
     }
+    if (plan.l402 && value > plan.l402.credits) {
+      throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds l402.credits (${plan.l402.credits})`);
+    }
   }
 }
 
@@ -375,10 +427,11 @@ export function planFor(policy: Policy, name: string | undefined): Plan {
 
 /**
  * Most units one request may cost under a plan and still be payable: a batch above this
- * could never be admitted (neither the free bucket nor one solve's credits hold it).
+ * could never be admitted (neither the free bucket, nor one solve's credits, nor one L402
+ * payment's credits hold it).
  */
 export function maxPayableCost(plan: Plan): number {
-  return Math.max(plan.bucket.capacity, plan.challenge.credits);
+  return Math.max(plan.bucket.capacity, plan.challenge.credits, plan.l402?.credits ?? 0);
 }
 
 /**

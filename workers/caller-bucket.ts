@@ -17,18 +17,31 @@ import { DurableObject } from "cloudflare:workers";
 import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/bucket.ts";
 import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../shared/difficulty.ts";
 
-/** A solution to redeem: the challenge id and what the minted token carries. */
+/**
+ * A verified credential to redeem (a proof-of-work solution, a paid L402 macaroon): what it
+ * buys and the id spent once. Built by the credential's scheme (workers/schemes/).
+ */
 export interface Redemption {
-  /** Challenge id (spent once). */
-  challengeId: string;
-  /** Challenge expiry, unix milliseconds: refused at or after it (by the object's clock too); the spent mark outlives it by `SPENT_MARGIN_MS`. */
-  challengeExpiresMs: number;
-  /** Id of the token to mint. */
+  /** Id spent at most once: a challenge id (proof of work), `l402:<payment hash hex>` (L402). */
+  spendId: string;
+  /** Unix ms at or after which the credential is refused (by the object's clock too); the spent mark outlives it by `SPENT_MARGIN_MS`. */
+  spendUntilMs: number;
+  /** Id of the credit balance it opens (the access token's `jti`). */
   jti: string;
-  /** Credits of the token. */
+  /** Credits it buys. */
   credits: number;
-  /** Token expiry, unix milliseconds. */
+  /** Unix ms when the credits expire. */
   tokenExpiresMs: number;
+  /**
+   * false (proof of work): a second redemption of `spendId` is refused (`<prefix>_spent`).
+   * true (L402): the credential is sent on every request; once redeemed, later uses spend
+   * the same balance (`jti`), so one payment buys one set of credits.
+   */
+  reusable: boolean;
+  /** Prefix of refusal reasons (`solution`, `l402`). */
+  prefix: string;
+  /** Whether redeeming counts as a solve (raises the caller's adaptive difficulty). */
+  solve: boolean;
 }
 
 /** The challenge settings of the caller's plan: base difficulty (bits) and adaptation. */
@@ -58,23 +71,24 @@ export interface AdmitRequest {
   ceiling: BucketConfig;
   /** The plan's challenge settings: the object answers with the caller's current difficulty. */
   challenge?: ChallengeConfig;
-  /** A verified solution sent with the request (`Tollbooth-Solution`), to redeem first. */
+  /** A verified credential sent with the request (`Tollbooth-Solution`, an L402 credential), to redeem first. */
   redeem?: Redemption;
   /** Id of a verified access token sent with the request (`Tollbooth-Token`). */
   tokenId?: string;
   /** A credential the Worker already refused (e.g. `token_bad_signature`): deny with this reason after counting the ceiling. */
-  refused?: string;
+  refused?: DenyReason;
   /** A session (`initialize`) or GET stream slot to open; refused (`sessions` / `streams`) at the cap. */
   slot?: SlotRequest;
 }
 
 /**
- * Why a request was not admitted: `over_budget`, `ceiling`, `sessions`, `streams`,
- * `solution_spent`, `solution_expired`, `token_unknown`, `token_expired`,
- * `token_exhausted`, or a reason the Worker passed in `refused` (`token_<TokenError>`,
- * `solution_<SolutionError>`).
+ * Why a request was not admitted: a layer (`over_budget`, `ceiling`, `sessions`,
+ * `streams`) or a refused credential, `<prefix>_<reason>` — `token_unknown`,
+ * `token_expired`, `token_exhausted`, `<scheme prefix>_spent`, `_expired`, `_exhausted`,
+ * or a reason the Worker passed in `refused`. The full union is `DenyReason` in
+ * workers/schemes/index.ts.
  */
-export type DenyReason = string;
+export type DenyReason = "over_budget" | "ceiling" | "sessions" | "streams" | `${string}_${string}`;
 
 /** The decision for one request. */
 export interface AdmitResult {
@@ -275,33 +289,39 @@ export class CallerBucket extends DurableObject {
 
     let tokenId = req.tokenId;
     let minted = false;
+    let tokenReason = "token";
     if (req.redeem) {
       const r = req.redeem;
-      // Invariant: a challenge is judged expired by the object's clock as well as the Worker's
+      // Invariant: a credential is judged expired by the object's clock as well as the Worker's
       // (a Worker whose clock was read before a slow body cannot redeem it late).
-      if (clockMs >= r.challengeExpiresMs) return deny("solution_expired");
-      // Invariant: a challenge id is spent at most once; the check and the insert happen
-      // in this one synchronous step, so concurrent redemptions yield exactly one token.
-      // The mark outlives the challenge by SPENT_MARGIN_MS, so it is never gone while the
-      // challenge could still pass either clock.
-      if (this.sql.exec("SELECT 1 FROM spent WHERE id = ?", r.challengeId).toArray().length > 0) return deny("solution_spent");
-      this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.challengeId, r.challengeExpiresMs + SPENT_MARGIN_MS);
-      this.sql.exec("INSERT INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, r.credits, r.tokenExpiresMs);
-      if (req.challenge) {
-        this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
-        this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
+      if (clockMs >= r.spendUntilMs) return deny(`${r.prefix}_expired`);
+      // Invariant: an id is spent at most once; the check and the insert happen in this one
+      // synchronous step, so concurrent redemptions open exactly one balance. The mark
+      // outlives the credential by SPENT_MARGIN_MS, so it is never gone while the credential
+      // could still pass either clock.
+      const spent = this.sql.exec("SELECT 1 FROM spent WHERE id = ?", r.spendId).toArray().length > 0;
+      if (spent && !r.reusable) return deny(`${r.prefix}_spent`);
+      if (!spent) {
+        this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.spendId, r.spendUntilMs + SPENT_MARGIN_MS);
+        this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, r.credits, r.tokenExpiresMs);
+        if (req.challenge && r.solve) {
+          this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
+          this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
+        }
+        this.scheduleAlarm(Math.min(r.spendUntilMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
+        minted = true;
       }
-      this.scheduleAlarm(Math.min(r.challengeExpiresMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
+      // A reusable credential redeemed before spends the balance it opened then.
       tokenId = r.jti;
-      minted = true;
+      if (r.reusable) tokenReason = r.prefix;
     }
 
     let result: AdmitResult;
     if (tokenId !== undefined) {
       const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", tokenId).toArray()[0];
-      if (!row) return deny("token_unknown");
-      if (clockMs >= row.expires_ms) return deny("token_expired", { minted });
-      if (row.credits < req.cost) return deny("token_exhausted", { credits: row.credits, minted });
+      if (!row) return deny(`${tokenReason}_unknown`);
+      if (clockMs >= row.expires_ms) return deny(`${tokenReason}_expired`, { minted });
+      if (row.credits < req.cost) return deny(`${tokenReason}_exhausted`, { credits: row.credits, minted });
       const credits = row.credits - req.cost;
       if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, tokenId);
       result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted };
@@ -320,8 +340,9 @@ export class CallerBucket extends DurableObject {
   }
 
   /**
-   * Redeem a verified solution for a token without making a request
-   * (`POST /.well-known/tollbooth/verify`). Counts against the ceiling.
+   * Redeem a verified credential for an access token without making a request
+   * (`POST /.well-known/tollbooth/verify`). Counts against the ceiling. A reusable
+   * credential redeemed before is admitted again with its balance (`credits`).
    */
   redeem(req: { nowMs: number; ceiling: BucketConfig; bucket: BucketConfig; challenge?: ChallengeConfig; redemption: Redemption }): AdmitResult {
     return this.admit({ cost: 0, nowMs: req.nowMs, bucket: req.bucket, ceiling: req.ceiling, ...(req.challenge ? { challenge: req.challenge } : {}), redeem: req.redemption });

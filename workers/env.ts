@@ -22,6 +22,11 @@ export interface Env {
   TOLLBOOTH_SECRET: string;
   /** Optional secret shared with the origin for the `Tollbooth-Signature` header; defaults to the first TOLLBOOTH_SECRET. */
   TOLLBOOTH_ORIGIN_SECRET?: string;
+  /**
+   * The Lightning backend's credential, when the policy sets `lightning` (L402): LND's
+   * invoice macaroon in hex, or an LNbits invoice key. A secret (`wrangler secret put`).
+   */
+  TOLLBOOTH_LIGHTNING_SECRET?: string;
   /** Optional policy JSON (see shared/policy.ts); defaults apply to every field left out. */
   TOLLBOOTH_POLICY?: string;
 }

@@ -11,6 +11,7 @@ import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, StatusResult } from "./caller-bucket.ts";
 import type { NetworkLimiter } from "./env.ts";
 import type { OriginGate } from "./origin-gate.ts";
+import type { PaymentScheme } from "./schemes/index.ts";
 
 /** Name of the single origin-ceiling object (`ORIGIN_GATE.idFromName`). */
 export const ORIGIN_GATE_NAME = "origin";
@@ -59,6 +60,8 @@ export interface Gate {
   network: NetworkLimiter | undefined;
   /** Take one request from the origin ceiling; null when the policy sets none. */
   originTake: ((nowMs: number) => Promise<LimitResult>) | null;
+  /** The payment schemes the policy enables, in offer order (workers/schemes/). */
+  schemes: readonly PaymentScheme[];
   /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
   limitHeaders: (plan: Plan, decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
 }

@@ -14,6 +14,11 @@ import { tollbooth, type TollboothVariables } from "./tollbooth.ts";
 export { CallerBucket } from "./caller-bucket.ts";
 export { OriginGate } from "./origin-gate.ts";
 
+/** The environment's string bindings (vars and secrets), by name. */
+function stringBindings(env: Env): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === "string"));
+}
+
 /**
  * Build the gateway app for an environment.
  * @throws TypeError naming the bad setting (policy field, secret, ORIGIN_URL, a binding the policy needs)
@@ -31,6 +36,8 @@ export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: Tollbo
       originGate: env.ORIGIN_GATE,
       network: env.TOLLBOOTH_NETWORK_LIMIT,
       keys: env.TOLLBOOTH_KEYS,
+      // Every string binding: a payment scheme names the secret it needs (workers/schemes/).
+      secrets: stringBindings(env),
     }),
   );
   app.all(
@@ -51,7 +58,7 @@ export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: Tollbo
 const built = new WeakMap<object, { key: string; bindings: unknown[]; app: ReturnType<typeof createGateway> | Error }>();
 
 function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
-  const key = [env.TOLLBOOTH_POLICY, env.TOLLBOOTH_SECRET, env.TOLLBOOTH_ORIGIN_SECRET, env.ORIGIN_URL].join("\u0000");
+  const key = JSON.stringify(stringBindings(env));
   const bindings = [env.ORIGIN_GATE, env.TOLLBOOTH_NETWORK_LIMIT, env.TOLLBOOTH_KEYS];
   const binding: object = env.CALLER_BUCKET ?? built;
   let cached = built.get(binding);

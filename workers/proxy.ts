@@ -39,6 +39,8 @@ const STRIPPED = [
 ];
 /** Every `X-Forwarded-*` header a client sends is dropped too. */
 const FORWARDED_PREFIX = "x-forwarded-";
+/** …and every `Tollbooth-*` header (tollbooth's own credentials, whichever scheme; the gateway sets its own). */
+const OWN_PREFIX = "tollbooth-";
 
 /** Most origin proofs remembered within one second. */
 const PROOF_MEMO_MAX = 1024;
@@ -133,6 +135,8 @@ export function mcpProxy(options: ProxyOptions) {
     const refund = once(state.refund);
 
     const headers = forwardHeaders(req.headers, url);
+    // Invariant: no payment credential reaches the origin (an L402 `Authorization` included).
+    state.strip?.(headers);
     const forwardedBody = rawBody && !isGet && req.method !== "HEAD" ? rawBody : null;
     // A JSON-RPC body goes on as the bytes the gateway read, declared as what it read them
     // as: UTF-8 JSON (jsonRequestProblem refused any other charset or an encoding).
@@ -221,7 +225,7 @@ function once(fn: (() => void) | undefined): () => void {
 export function forwardHeaders(incoming: Headers, url: URL): Headers {
   const headers = new Headers(incoming);
   const drop: string[] = [...STRIPPED];
-  for (const name of headers.keys()) if (name.startsWith(FORWARDED_PREFIX)) drop.push(name);
+  for (const name of headers.keys()) if (name.startsWith(FORWARDED_PREFIX) || name.startsWith(OWN_PREFIX)) drop.push(name);
   for (const name of drop) headers.delete(name);
   const ip = incoming.get("cf-connecting-ip");
   if (ip !== null && ip.trim() !== "") headers.set("x-forwarded-for", ip.trim());

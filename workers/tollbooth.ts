@@ -25,20 +25,20 @@
  * carries a credential and tollbooth's own endpoints, which always fail closed.
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { parseAuthParams } from "../shared/auth-params.ts";
-import { readSolution, verifySolution } from "../shared/challenge.ts";
 import { identityResolver, networkFor } from "../shared/identity.ts";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
 import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
 import { signToken, tokenVerifier, type TokenClaims } from "../shared/token.ts";
+import { CREDITS_HEADER, DEGRADED_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
 import type { NetworkLimiter } from "./env.ts";
 import { boundedStore, limitHeaders, originCeiling, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
-import { CREDITS_HEADER, describeRequest, paymentRequired, redemptionFor, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
+import { describeRequest, paymentRequired } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
+import { paymentSchemes, schemeOfReason, type PaymentScheme } from "./schemes/index.ts";
 import { wellKnown } from "./well-known.ts";
 
 export { StoreTimeoutError, type CallerStore, type Gate, type StoreNamespace } from "./gate.ts";
@@ -57,8 +57,10 @@ export interface TollboothOptions {
   network?: NetworkLimiter | undefined;
   /** The `TOLLBOOTH_KEYS` KV namespace of issued API keys (optional). */
   keys?: KVNamespace | undefined;
-  /** `fetch` used for JWKS (injectable, as the MCP SDK's `FetchLike`). */
+  /** `fetch` used for JWKS and payment backends (injectable, as the MCP SDK's `FetchLike`). */
   fetch?: typeof fetch | undefined;
+  /** The Worker's string bindings, for the secrets payment schemes need (`TOLLBOOTH_LIGHTNING_SECRET`). */
+  secrets?: Readonly<Record<string, string | undefined>> | undefined;
 }
 
 /** What the middleware hands to the proxy for an admitted request. */
@@ -86,6 +88,8 @@ export interface TollboothState {
   release?: () => void;
   /** Milliseconds after which the proxy ends a GET SSE stream (the client resumes with `Last-Event-ID`). */
   streamMaxMs?: number;
+  /** Remove tollbooth's credentials (every scheme's) from headers about to be forwarded. */
+  strip?: (headers: Headers) => void;
 }
 
 /** Hono variables set by `tollbooth()`. */
@@ -93,7 +97,6 @@ export interface TollboothVariables {
   tollbooth: TollboothState;
 }
 
-import { DEGRADED_HEADER } from "../shared/wire.ts";
 export { DEGRADED_HEADER };
 
 /** Methods of the MCP endpoint (Streamable HTTP, MCP 2025-11-25); others get 405 at the gateway. */
@@ -129,7 +132,8 @@ function tooMany(body: ParsedBody | null, layer: string, message: string, retryA
 
 /**
  * Build the middleware.
- * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `buckets`, `originGate`)
+ * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `buckets`, `originGate`,
+ *   a payment scheme's secret such as `TOLLBOOTH_LIGHTNING_SECRET`)
  */
 export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variables: TollboothVariables }> {
   const policy = parsePolicy(options.policy);
@@ -142,6 +146,11 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     throw new TypeError("tollbooth(): option `buckets` must be the CallerBucket Durable Object namespace");
   }
   let keyringPromise: Promise<Keyring> | undefined;
+  const fetchImpl = options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
+  const schemes: readonly PaymentScheme[] = paymentSchemes(policy, { fetch: fetchImpl, secrets: options.secrets ?? {} });
+  const strip = (headers: Headers) => {
+    for (const s of schemes) s.strip(headers);
+  };
   const gate: Gate = {
     policy,
     keyring: () => (keyringPromise ??= importKeyring(options.secret)),
@@ -149,6 +158,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     identify: identityResolver(policy.identity, { keys: options.keys, ...(options.fetch ? { fetch: options.fetch } : {}) }),
     network: options.network,
     originTake: originCeiling(options.originGate, policy.originCeiling, policy.storeTimeoutMs),
+    schemes,
     limitHeaders,
   };
   /** Verifies `Tollbooth-Token`s, remembering good signatures per isolate (built with the keyring). */
@@ -234,23 +244,31 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     const admit: AdmitRequest = { cost, nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge };
     const slot = slotFor(req, body, isEndpoint, plan, nowMs);
     if (slot) admit.slot = slot;
+    // Credentials: the first scheme whose credential the request carries, else an access
+    // token. Each is verified statelessly here; what it spends is the Durable Object's.
     let tokenClaims: TokenClaims | undefined;
-    const solutionHeader = req.headers.get(SOLUTION_HEADER);
-    const tokenHeader = req.headers.get(TOKEN_HEADER);
-    if (solutionHeader !== null) {
-      const params = parseAuthParams(solutionHeader);
-      const read = params ? readSolution(params.params) : "malformed";
-      if (typeof read === "string") admit.refused = `solution_${read}`;
-      else {
-        const check = await verifySolution(keyring, read.challenge, read.nonce, caller, nowMs);
-        if (!check.ok) admit.refused = `solution_${check.reason}`;
-        else {
-          const bought = redemptionFor(read.challenge, caller, policy.token.ttlSeconds, nowMs);
-          tokenClaims = bought.claims;
-          admit.redeem = bought.redemption;
-        }
+    let refusedBy: PaymentScheme | undefined;
+    let credential = false;
+    for (const scheme of schemes) {
+      const read = scheme.read(req.headers);
+      if (read === null) continue;
+      credential = true;
+      const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs }) : read;
+      if (!check.ok) {
+        admit.refused = `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"];
+        refusedBy = scheme;
+      } else {
+        const r = check.redemption;
+        admit.redeem = r;
+        // A one-time credential (a solution) buys an access token the caller keeps; a
+        // reusable one (L402) is its own token.
+        if (!r.reusable) tokenClaims = { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits };
       }
-    } else if (tokenHeader !== null) {
+      break;
+    }
+    const tokenHeader = req.headers.get(TOKEN_HEADER);
+    if (!credential && tokenHeader !== null) {
+      credential = true;
       verifyToken ??= tokenVerifier(keyring);
       const check = await verifyToken(tokenHeader.trim(), caller, nowMs);
       if (!check.ok) admit.refused = `token_${check.reason}`;
@@ -264,9 +282,9 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     } catch (err) {
       // A credential is never honoured unverified: its spend (credits, a challenge's single
       // use) lives in the store. Without a credential, "open" trades metering for availability.
-      if (policy.onStoreError === "open" && solutionHeader === null && tokenHeader === null) {
+      if (policy.onStoreError === "open" && !credential) {
         console.warn(`tollbooth: CallerBucket.admit failed; forwarding unmetered (onStoreError "open") for ${caller}`, err);
-        c.set("tollbooth", { caller, body, rawBody, cost, decision: null });
+        c.set("tollbooth", { caller, body, rawBody, cost, decision: null, strip });
         await next();
         c.res.headers.set(DEGRADED_HEADER, "store-unavailable");
         return;
@@ -289,7 +307,10 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         return tooMany(body, decision.reason, `over the cap of ${max} open ${decision.reason === "sessions" ? "sessions" : "GET streams"} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max });
       }
       const what = describeRequest(req.method, url.pathname, body);
-      return paymentRequired({ keyring, policy, plan, caller, nowMs, url, body, what, reason: decision.reason ?? "over_budget", cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, difficulty: decision.difficulty, solves: decision.solves, headers });
+      const reason = decision.reason ?? "over_budget";
+      const status = (refusedBy ?? schemeOfReason(schemes, reason))?.refusalStatus(reason) ?? 402;
+      const offer = { policy, plan, keyring, caller, nowMs, difficulty: decision.difficulty ?? plan.challenge.difficulty };
+      return paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status });
     }
 
     // What giving this request back means: its cost to what paid it, and its slot.
@@ -329,6 +350,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       rawBody,
       cost,
       decision,
+      strip,
       refund: () => {
         if (refunded) return;
         refunded = true;

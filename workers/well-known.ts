@@ -1,14 +1,15 @@
 /**
  * tollbooth's own endpoints, siblings of the three tools of @powforge/captcha-mcp:
  * - `GET  /.well-known/tollbooth`           the policy (plans, prices, buckets, ceilings, challenge, limits)
- * - `GET  /.well-known/tollbooth/challenge` a fresh challenge for this caller
- * - `POST /.well-known/tollbooth/verify`    redeem a solution → `{ token, expires_in, credits }`
+ * - `GET  /.well-known/tollbooth/challenge` a fresh challenge for this caller (`?type=pow` default, `?type=l402`)
+ * - `POST /.well-known/tollbooth/verify`    redeem a credential (`{ "type": "pow" (default) | "l402", … }`) → `{ token, expires_in, credits }`
  * - `GET  /.well-known/tollbooth/status`    this caller's plan, buckets, difficulty, open slots and token balance
  */
-import { formatChallenge, issueChallenge, readSolution, verifySolution } from "../shared/challenge.ts";
 import { planFor, type Plan, type Policy } from "../shared/policy.ts";
 import { signToken, verifyToken } from "../shared/token.ts";
-import { challengeJson, gatewayUrls, redemptionFor, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "./payment.ts";
+import { L402_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire.ts";
+import { gatewayUrls } from "./payment.ts";
+import { schemeOfType, type PaymentScheme } from "./schemes/index.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { Gate } from "./gate.ts";
 import { json } from "./responses.ts";
@@ -21,25 +22,27 @@ function problem(status: number, error: string, message: string, extra?: Record<
 }
 
 /** A plan as published: what a caller of it pays and gets (no secrets). */
-function publicPlan(plan: Plan): Record<string, unknown> {
+function publicPlan(plan: Plan, schemes: readonly PaymentScheme[]): Record<string, unknown> {
   return {
     bucket: plan.bucket,
     ceiling: plan.ceiling,
     costs: plan.costs,
-    challenge: { types: ["pow"], algorithm: "sha256", ...plan.challenge },
+    challenge: { types: schemes.filter((s) => s.credits(plan) > 0).map((s) => s.type), algorithm: "sha256", ...plan.challenge },
     overBudget: plan.overBudget,
     limits: plan.limits,
+    // Published only where L402 is offered.
+    ...(schemeOfType(schemes, "l402") && plan.l402 ? { l402: plan.l402 } : {}),
   };
 }
 
 /** The policy as `GET /.well-known/tollbooth` publishes it. */
-function publicPolicy(policy: Policy, url: URL): Record<string, unknown> {
-  const plans = Object.fromEntries(Object.values(policy.plans).map((p) => [p.name, publicPlan(p)]));
+function publicPolicy(policy: Policy, schemes: readonly PaymentScheme[], url: URL): Record<string, unknown> {
+  const plans = Object.fromEntries(Object.values(policy.plans).map((p) => [p.name, publicPlan(p, schemes)]));
   return {
     realm: policy.realm,
     endpoint: policy.endpoint,
     // The default plan's settings at the top level, as before plans existed.
-    ...publicPlan(planFor(policy, undefined)),
+    ...publicPlan(planFor(policy, undefined), schemes),
     defaultPlan: policy.defaultPlan,
     plans,
     identity: { strategies: policy.identity.strategies, apiKeyHeader: policy.identity.apiKeyHeader, ipv4Prefix: policy.identity.ipv4Prefix, ipv6Prefix: policy.identity.ipv6Prefix },
@@ -50,6 +53,8 @@ function publicPolicy(policy: Policy, url: URL): Record<string, unknown> {
     maxJsonDepth: policy.maxJsonDepth,
     token: { ttlSeconds: policy.token.ttlSeconds, header: "Tollbooth-Token" },
     solutionHeader: "Tollbooth-Solution",
+    // What a client needs to pay over Lightning (never the backend's URL or secret).
+    ...(policy.lightning && schemeOfType(schemes, "l402") ? { lightning: { service: policy.lightning.service, invoiceExpirySeconds: policy.lightning.invoiceExpirySeconds, credentialHeader: "Tollbooth-L402" } } : {}),
     ...gatewayUrls(url),
   };
 }
@@ -67,7 +72,7 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
       ? null
       : problem(405, "method_not_allowed", `${req.method} ${url.pathname} is not allowed; use ${method}`, undefined, { allow: method });
 
-  if (route === "/") return expect("GET") ?? json(200, publicPolicy(policy, url));
+  if (route === "/") return expect("GET") ?? json(200, publicPolicy(policy, gate.schemes, url));
 
   if (route !== "/challenge" && route !== "/verify" && route !== "/status") {
     return problem(404, "not_found", `No tollbooth endpoint at ${url.pathname}`);
@@ -104,8 +109,12 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
     if (!status.admitted) return overCeiling(status.ceiling.retryAfterSeconds, headers);
     const difficulty = status.difficulty ?? plan.challenge.difficulty;
     if (route === "/challenge") {
-      const ch = await issueChallenge(keyring, { realm: policy.realm, difficulty, credits: plan.challenge.credits, ttlSeconds: plan.challenge.ttlSeconds, caller, nowMs });
-      return json(200, challengeJson(ch), { ...headers, "www-authenticate": formatChallenge(ch) });
+      const type = url.searchParams.get("type") ?? "pow";
+      const scheme = schemeOfType(gate.schemes, type);
+      if (!scheme || scheme.credits(plan) === 0) return problem(400, "invalid_request", `No challenge of type ${JSON.stringify(type)} for plan ${plan.name}; offered: ${gate.schemes.filter((s) => s.credits(plan) > 0).map((s) => s.type).join(", ")}`);
+      const offer = await scheme.offer({ policy, plan, keyring, caller, nowMs, difficulty });
+      if (!offer.ok) return problem(503, offer.reason, offer.message, { type: offer.type }, { ...headers, "retry-after": "5" });
+      return json(200, offer.json, { ...headers, [WWW_AUTHENTICATE_HEADER]: offer.challenge });
     }
     return json(200, {
       caller,
@@ -132,14 +141,25 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
   if (typeof params !== "object" || params === null || Array.isArray(params)) {
     return problem(400, "invalid_request", "The body must be a JSON object with the challenge fields and nonce");
   }
-  const read = readSolution(params as Record<string, unknown>);
-  if (read === "malformed") {
-    return problem(400, "invalid_request", `The body must hold the challenge fields (realm, id, salt, difficulty, algorithm, expires, credits, kid, signature) and nonce (decimal digits), as in ${SOLUTION_HEADER}`);
+  const fields = params as Record<string, unknown>;
+  // No `type`: a proof-of-work solution (as before schemes had types).
+  const type = fields.type === undefined ? "pow" : fields.type;
+  const scheme = typeof type === "string" ? schemeOfType(gate.schemes, type) : undefined;
+  if (!scheme) return problem(400, "invalid_request", `Unknown credential type ${JSON.stringify(type)}; accepted: ${gate.schemes.map((s) => s.type).join(", ")}`);
+  const read = scheme.readJson(fields);
+  if (!read.ok && read.reason === "malformed") {
+    return problem(400, "invalid_request", scheme.type === "pow"
+      ? `The body must hold the challenge fields (realm, id, salt, difficulty, algorithm, expires, credits, kid, signature) and nonce (decimal digits), as in ${SOLUTION_HEADER}`
+      : `The body must hold the credential's fields (${scheme.type}: macaroon and preimage, as in ${L402_HEADER})`);
   }
-  if (read === "unsupported_algorithm") return problem(422, "invalid_solution", "Only algorithm sha256 is supported", { reason: read });
-  const check = await verifySolution(keyring, read.challenge, read.nonce, caller, nowMs);
-  if (!check.ok) return problem(422, "invalid_solution", `Solution refused: ${check.reason}`, { reason: check.reason });
-  const { claims, redemption } = redemptionFor(read.challenge, caller, policy.token.ttlSeconds, nowMs);
+  if (!read.ok && read.reason === "unsupported_algorithm") return problem(422, "invalid_solution", "Only algorithm sha256 is supported", { reason: read.reason });
+  const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs }) : read;
+  const refused = (reason: string, headers?: Record<string, string>) =>
+    scheme.type === "pow"
+      ? problem(422, "invalid_solution", `Solution refused: ${reason}`, { reason }, headers)
+      : problem(scheme.refusalStatus(`${scheme.prefix}_${reason}`), "invalid_credential", `Credential refused: ${scheme.prefix}_${reason}`, { reason: `${scheme.prefix}_${reason}` }, headers);
+  if (!check.ok) return refused(check.reason);
+  const redemption = check.redemption;
   let result;
   try {
     result = await stub.redeem({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, redemption });
@@ -148,8 +168,12 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
   }
   const headers = gate.limitHeaders(plan, result, nowMs);
   if (result.reason === "ceiling") return overCeiling(result.ceiling.retryAfterSeconds, headers);
-  if (result.reason === "solution_expired") return problem(422, "invalid_solution", "Solution refused: expired", { reason: "expired" }, headers);
-  if (!result.minted) return problem(422, "invalid_solution", "Solution refused: spent (each challenge redeems once)", { reason: "spent" }, headers);
+  if (!result.admitted) {
+    const reason = result.reason!.slice(redemption.prefix.length + 1);
+    // The reason as the pow wire has always said it: "spent" (each challenge redeems once).
+    return refused(reason, headers);
+  }
+  const claims = { sub: caller, jti: redemption.jti, exp: redemption.tokenExpiresMs / 1000, cr: redemption.credits };
   const token = await signToken(keyring, claims);
-  return json(200, { token, expires_in: policy.token.ttlSeconds, credits: claims.cr }, headers);
+  return json(200, { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? redemption.credits }, headers);
 }

@@ -148,7 +148,7 @@ describe("expiry of a caller's state", () => {
       bucket: POLICY.bucket,
       ceiling: POLICY.ceiling,
       challenge: { difficulty: 4, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } },
-      redeem: { challengeId, challengeExpiresMs: expiresMs, jti: "replayed-token-id-0000", credits: 5, tokenExpiresMs: stale + 300_000 },
+      redeem: { spendId: challengeId, spendUntilMs: expiresMs, jti: "replayed-token-id-0000", credits: 5, tokenExpiresMs: stale + 300_000, reusable: false, prefix: "solution", solve: true },
     });
     expect(decision).toMatchObject({ admitted: false, reason: "solution_expired" });
     expect(decision.minted).toBeFalsy();
@@ -165,7 +165,7 @@ describe("expiry of a caller's state", () => {
       nowMs: t0,
       bucket: POLICY.bucket,
       ceiling: POLICY.ceiling,
-      redeem: { challengeId: "never-spent-challenge-id", challengeExpiresMs: expiresMs, jti: "late-token-id-00000000", credits: 5, tokenExpiresMs: t0 + 300_000 },
+      redeem: { spendId: "never-spent-challenge-id", spendUntilMs: expiresMs, jti: "late-token-id-00000000", credits: 5, tokenExpiresMs: t0 + 300_000, reusable: false, prefix: "solution", solve: true },
     });
     expect(decision).toMatchObject({ admitted: false, reason: "solution_expired" });
     expect(await rows(who, "tokens")).toEqual([]);

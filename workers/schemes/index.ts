@@ -1,0 +1,46 @@
+/**
+ * The payment schemes tollbooth offers, in the order a 402 lists them (proof of work first:
+ * it is free and always there). Adding a scheme: one file beside these implementing
+ * `PaymentScheme` (./scheme.ts), one entry below, its policy section in shared/policy.ts,
+ * and its payer on the agent side (shared/agent/payers/).
+ */
+import type { TokenError } from "../../shared/token.ts";
+import { l402Scheme, type L402Refusal } from "./l402.ts";
+import { powScheme, type PowRefusal } from "./pow.ts";
+import type { PaymentScheme, SchemeDeps } from "./scheme.ts";
+
+export type { Offer, OfferContext, PaymentScheme, SchemeContext, SchemeDeps, Unavailable } from "./scheme.ts";
+
+/** Every scheme's factory, in offer order. */
+const FACTORIES = [powScheme, l402Scheme];
+
+/**
+ * Why a request was not admitted, as `error.data.reason`: a layer, or a refused credential
+ * `<prefix>_<reason>` (docs/wire-contract.md §1, §10).
+ */
+export type DenyReason =
+  | "over_budget"
+  | "ceiling"
+  | "sessions"
+  | "streams"
+  | `token_${TokenError | "unknown" | "exhausted"}`
+  | PowRefusal
+  | L402Refusal;
+
+/**
+ * The schemes a validated policy enables.
+ * @throws TypeError naming a missing secret or bad option of a scheme
+ */
+export function paymentSchemes(policy: Parameters<(typeof FACTORIES)[number]>[0], deps: SchemeDeps): PaymentScheme[] {
+  return FACTORIES.map((make) => make(policy, deps)).filter((s): s is PaymentScheme => s !== null);
+}
+
+/** The scheme whose `type` is `type`, if enabled. */
+export function schemeOfType(schemes: readonly PaymentScheme[], type: string): PaymentScheme | undefined {
+  return schemes.find((s) => s.type === type);
+}
+
+/** The scheme that refused with `reason` (by its prefix), if any. */
+export function schemeOfReason(schemes: readonly PaymentScheme[], reason: string): PaymentScheme | undefined {
+  return schemes.find((s) => reason.startsWith(`${s.prefix}_`));
+}

@@ -1,0 +1,88 @@
+/**
+ * Proof of work (`PowChallenge`, docs/wire-contract.md §1–2): the free way through a 402.
+ * Offer: a challenge signed for the caller at its current (adaptive) difficulty.
+ * Credential: `Tollbooth-Solution: <the challenge's parameters>, nonce="<digits>"`, or the
+ * same fields as JSON to `/verify`. A solution buys an access token with the plan's
+ * `challenge.credits`, living `token.ttlSeconds`; its challenge id is spent once.
+ * Refusals: `solution_<SolutionError>`, `solution_spent`, `solution_expired` (all 402).
+ */
+import { parseAuthParams } from "../../shared/auth-params.ts";
+import { formatChallenge, issueChallenge, readSolution, verifySolution, type PowChallenge, type SolutionError } from "../../shared/challenge.ts";
+import { refuse } from "../../shared/result.ts";
+import { newTokenId } from "../../shared/token.ts";
+import { SOLUTION_HEADER } from "../../shared/wire.ts";
+import type { Redemption } from "../caller-bucket.ts";
+import type { PaymentScheme, SchemeFactory } from "./scheme.ts";
+
+/** A proof-of-work refusal as it reaches the wire. */
+export type PowRefusal = `solution_${SolutionError | "spent" | "expired"}`;
+
+/** A solution read from a request: the challenge as received and the nonce. */
+export interface PowCredential {
+  challenge: PowChallenge;
+  nonce: string;
+}
+
+/** A challenge as it appears in `error.data.challenges` and the challenge endpoint. */
+export function challengeJson(ch: PowChallenge): Record<string, unknown> {
+  return { type: "pow", ...ch, header: formatChallenge(ch) };
+}
+
+/**
+ * What a verified solution buys: an access token's balance of `challenge.credits`, living
+ * `tokenTtlSeconds` from `nowMs` (unix ms); the challenge id is spent once.
+ */
+export function powRedemption(challenge: PowChallenge, tokenTtlSeconds: number, nowMs: number): Redemption {
+  const exp = Math.floor(nowMs / 1000) + tokenTtlSeconds;
+  return { spendId: challenge.id, spendUntilMs: challenge.expires * 1000, jti: newTokenId(), credits: challenge.credits, tokenExpiresMs: exp * 1000, reusable: false, prefix: "solution", solve: true };
+}
+
+const read = (params: Record<string, unknown>) => {
+  const r = readSolution(params);
+  return typeof r === "string" ? refuse(r) : { ok: true as const, credential: r };
+};
+
+/** The proof-of-work scheme; always enabled. */
+export const powScheme: SchemeFactory = (policy) => {
+  const scheme: PaymentScheme<PowCredential> = {
+    type: "pow",
+    prefix: "solution",
+    credits: (plan) => plan.challenge.credits,
+    async offer(ctx) {
+      const ch = await issueChallenge(ctx.keyring, {
+        realm: policy.realm,
+        difficulty: ctx.difficulty,
+        credits: ctx.plan.challenge.credits,
+        ttlSeconds: ctx.plan.challenge.ttlSeconds,
+        caller: ctx.caller,
+        nowMs: ctx.nowMs,
+      });
+      return {
+        ok: true,
+        type: "pow",
+        challenge: formatChallenge(ch),
+        json: challengeJson(ch),
+        hint:
+          `Solve the proof-of-work challenge in error.data.challenges[0] (find decimal nonce with SHA-256(salt+nonce) ` +
+          `having ${ch.difficulty} leading zero bits) and retry with header Tollbooth-Solution: <challenge params>, nonce="<nonce>"`,
+      };
+    },
+    read(headers) {
+      const value = headers.get(SOLUTION_HEADER);
+      if (value === null) return null;
+      const params = parseAuthParams(value);
+      return params ? read(params.params) : refuse("malformed");
+    },
+    readJson: read,
+    async verify({ challenge, nonce }, ctx) {
+      const check = await verifySolution(ctx.keyring, challenge, nonce, ctx.caller, ctx.nowMs);
+      if (!check.ok) return check;
+      return { ok: true, redemption: powRedemption(challenge, ctx.policy.token.ttlSeconds, ctx.nowMs) };
+    },
+    refusalStatus: () => 402,
+    strip(headers) {
+      headers.delete(SOLUTION_HEADER);
+    },
+  };
+  return scheme;
+};

@@ -1,0 +1,107 @@
+/**
+ * The payment-scheme seam: a way through a 402 (proof of work, L402, …) is one module
+ * implementing `PaymentScheme`, registered in `workers/schemes/index.ts`. The gateway knows
+ * schemes only through this interface:
+ * - `offer`: what a 402 offers (its `WWW-Authenticate` challenge, its entry in
+ *   `error.data.challenges`), or why it cannot be offered now;
+ * - `read` / `readJson`: the scheme's credential in a request's headers, or in the body
+ *   of `POST /.well-known/tollbooth/verify` (`{ "type": <scheme>, … }`);
+ * - `verify`: a credential, checked statelessly, into a `Redemption` — what it buys
+ *   (credits, lifetime) and the id the caller's Durable Object spends once — or a typed
+ *   refusal;
+ * - `strip`: remove the scheme's credential from headers forwarded to the origin.
+ * Refusals reach the wire as `error.data.reason` = `<prefix>_<reason>` (docs/wire-contract.md §1, §10).
+ */
+import type { Keyring } from "../../shared/keys.ts";
+import type { Plan, Policy } from "../../shared/policy.ts";
+import type { Result } from "../../shared/result.ts";
+import type { Redemption } from "../caller-bucket.ts";
+
+/** What a scheme sees when it offers a challenge or verifies a credential. */
+export interface SchemeContext {
+  policy: Policy;
+  plan: Plan;
+  keyring: Keyring;
+  /** The caller identity (`Identity.id`) the challenge or credential is bound to. */
+  caller: string;
+  /** Unix milliseconds, read after the request body arrived. */
+  nowMs: number;
+}
+
+/** What a 402 offers: the caller's current proof-of-work difficulty (bits) is known to the gate. */
+export interface OfferContext extends SchemeContext {
+  /** The caller's current proof-of-work difficulty, leading zero bits (adaptive). */
+  difficulty: number;
+}
+
+/** A challenge a 402 (or 401) carries for one scheme. */
+export interface Offer {
+  ok: true;
+  /** The scheme's `type` (`error.data.challenges[].type`). */
+  type: string;
+  /** Its `WWW-Authenticate` challenge (RFC 9110 §11.6.1), one field line. */
+  challenge: string;
+  /** Its entry in `error.data.challenges` (`type` and `header` included). */
+  json: Record<string, unknown>;
+  /** How to take it, for `error.message` (one sentence, no trailing period). */
+  hint: string;
+}
+
+/** A scheme that cannot be offered right now (its backend is down or busy): listed, not offered. */
+export interface Unavailable {
+  ok: false;
+  type: string;
+  /** `backend_unavailable` or `busy`. */
+  reason: string;
+  message: string;
+}
+
+/** A credential read, verified, and what it buys. */
+export interface Redeemable {
+  redemption: Redemption;
+}
+
+/**
+ * One payment scheme, as the gate uses it. `C` is the scheme's parsed credential.
+ * Every method may be called concurrently; none throws on bad input (they return refusals).
+ */
+export interface PaymentScheme<C = unknown> {
+  /** `error.data.challenges[].type`, the `/verify` body's `type`, the `/challenge?type=` value. */
+  readonly type: string;
+  /** Prefix of its refusal reasons on the wire (`solution` for proof of work, `l402`). */
+  readonly prefix: string;
+  /**
+   * Credits one payment of this scheme buys under `plan` (0: not offered to that plan).
+   * A request costing more is never offered this scheme.
+   */
+  credits(plan: Plan): number;
+  /** A fresh challenge for the caller, or why it is unavailable. Never hangs (bounded by the scheme). */
+  offer(ctx: OfferContext): Promise<Offer | Unavailable>;
+  /** This scheme's credential in request headers; null when the request carries none. */
+  read(headers: Headers): Result<{ credential: C }, string> | null;
+  /** This scheme's credential in a `/verify` JSON body (its `type` already matched). */
+  readJson(body: Record<string, unknown>): Result<{ credential: C }, string>;
+  /** Check a credential statelessly (signatures, expiry, binding to the caller); single use is the Durable Object's. */
+  verify(credential: C, ctx: SchemeContext): Promise<Result<Redeemable, string>>;
+  /**
+   * HTTP status of a refusal with `reason` (already prefixed): 402 (pay or solve again,
+   * with fresh challenges) or 401 (the credential is invalid: L402's rule).
+   */
+  refusalStatus(reason: string): 401 | 402;
+  /** Remove this scheme's credential from headers about to be forwarded to the origin. */
+  strip(headers: Headers): void;
+}
+
+/** What a scheme's factory may use, besides the policy: injectable `fetch` and the Worker's secrets. */
+export interface SchemeDeps {
+  /** `fetch` for backends (injectable, as the MCP SDK's `FetchLike`). */
+  fetch: typeof fetch;
+  /** The Worker's string bindings (secrets such as `TOLLBOOTH_LIGHTNING_SECRET`). */
+  secrets: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Build a scheme for a validated policy, or null when the policy does not enable it.
+ * @throws TypeError naming a missing secret or bad option
+ */
+export type SchemeFactory = (policy: Policy, deps: SchemeDeps) => PaymentScheme<any> | null;

@@ -4,11 +4,19 @@
  */
 
 /**
- * - `challenge_too_hard`: the challenge asks more bits than `maxDifficulty`
+ * - `challenge_too_hard`: the challenge asks more bits than `maxDifficulty` (and no other
+ *   offered way through was refused for another reason)
  * - `solve_timeout`: no nonce found within `maxSolveMs`
  * - `aborted`: the `AbortSignal` fired
- * - `challenge_unreadable`: a 402 without a `PowChallenge` the resolver can read
- * - `challenge_refused`: the gateway answered 402 again after a solution was sent
+ * - `challenge_unreadable`: a 402 without a challenge the resolver can read in a scheme of
+ *   its `pay` option (e.g. no `PowChallenge` for a proof-of-work-only agent)
+ * - `challenge_refused`: the gateway answered 402 again after a solution was sent (or 402 /
+ *   401 right after a freshly paid L402 credential)
+ * - `payment_refused`: an offered L402 challenge was not paid: its invoice is over
+ *   `maxSatsPerRequest`, or would take the last hour's spending over `maxSatsPerHour`, or
+ *   names no amount (docs/wire-contract.md §11); nothing was paid
+ * - `payment_failed`: the wallet failed to pay, or returned a preimage whose SHA-256 is not
+ *   the invoice's payment hash
  * - `rate_limited`: 429 with a `Retry-After` longer than `maxWaitSeconds` (or a second 429)
  * - `body_not_replayable`: the request body is a stream, so it cannot be sent twice
  */
@@ -19,7 +27,9 @@ export type TollboothErrorCode =
   | "challenge_unreadable"
   | "challenge_refused"
   | "rate_limited"
-  | "body_not_replayable";
+  | "body_not_replayable"
+  | "payment_refused"
+  | "payment_failed";
 
 /** An error of the resolver: `code` says what went wrong, `status` the HTTP status seen (if any). */
 export class TollboothError extends Error {

@@ -4,31 +4,35 @@
  *
  *   const transport = new StreamableHTTPClientTransport(url, { fetch: withTollbooth(fetch) });
  *
- * On 402 with a `PowChallenge` it solves the challenge and retries the request once with
- * `Tollbooth-Solution` (redeeming in the same round trip); it keeps the access token the
- * gateway returns (`Tollbooth-Token`) per origin and sends it until it expires or its
- * credits run out. On 429 it waits the integer `Retry-After` (bounded) and retries once.
- * When it gives up it throws `TollboothError` with a code and the HTTP status.
+ * On 402 it reads every challenge of `WWW-Authenticate` (RFC 9110 §11.6.1) and takes, in the
+ * order of its `pay` option (default `["pow"]`), the first offered scheme whose payer
+ * (shared/agent/payers/) accepts (docs/wire-contract.md §11):
+ *  - `pow`: it solves the `PowChallenge` and retries the request once with
+ *    `Tollbooth-Solution` (redeeming in the same round trip); it keeps the access token the
+ *    gateway returns (`Tollbooth-Token`) per origin;
+ *  - `l402`: it pays the `L402` challenge's invoice within its spending limits and keeps the
+ *    credential `<macaroon>:<preimage>` per origin (sent as `Authorization: L402 …`, or as
+ *    `Tollbooth-L402` when the request has an `Authorization` of its own).
+ * What it keeps is sent until it expires or `Tollbooth-Credits` reaches 0; a 402, or a 401
+ * whose `error.data.reason` starts with `l402_`, to a kept credential drops it and is handled
+ * once as a fresh challenge. On 429 it waits the integer `Retry-After` (bounded) and retries
+ * once. When it gives up it throws `TollboothError` with a code and the HTTP status.
  */
-import { parseAuthParams } from "../auth-params.ts";
-import { POW_SCHEME } from "../challenge.ts";
+import { parseChallengesWithText } from "../auth-params.ts";
 import { fromBase64Url } from "../encoding.ts";
+import { CREDITS_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../wire.ts";
 import { TollboothError } from "./errors.ts";
-import { solvePow, type PowSolution, type SolveOptions } from "./solver.ts";
+import { l402Payer, type LightningOptions, type PayEvent } from "./payers/l402.ts";
+import type { OfferedChallenge, Payer, PayerName, Refusal, ReusableCredential, Way } from "./payers/payer.ts";
+import { powPayer, type SolveEvent } from "./payers/pow.ts";
+import type { PowSolution, SolveOptions } from "./solver.ts";
+
+export type { SolveEvent } from "./payers/pow.ts";
+export type { LightningOptions, PayEvent } from "./payers/l402.ts";
+export type { PayerName } from "./payers/payer.ts";
 
 /** The `fetch` shape the MCP TypeScript SDK transports accept (`FetchLike`). */
 export type FetchLike = (url: string | URL, init?: RequestInit) => Promise<Response>;
-
-/** What the resolver reports after solving a challenge. */
-export interface SolveEvent {
-  /** The request URL that was challenged. */
-  url: string;
-  difficulty: number;
-  /** Hashes computed. */
-  hashes: number;
-  /** Solve time, milliseconds. */
-  ms: number;
-}
 
 /** Options of `withTollbooth`. */
 export interface WithTollboothOptions {
@@ -38,24 +42,47 @@ export interface WithTollboothOptions {
   maxSolveMs?: number;
   /** Longest `Retry-After` it waits on a 429, seconds (default 30) → `rate_limited`. */
   maxWaitSeconds?: number;
-  /** Cancels solving and waiting → `aborted`. */
+  /** Cancels solving, paying (before the payment starts) and waiting → `aborted`. */
   signal?: AbortSignal;
   /** Called after each solve (for logs and metrics). */
   onSolve?: (event: SolveEvent) => void;
   /** The solver (default `solvePow` from shared/agent/solver.ts). */
   solve?: (salt: string, difficulty: number, options: SolveOptions) => Promise<PowSolution>;
+  /**
+   * Ways through a 402 it may take, in order of preference (default `["pow"]`: proof of work
+   * only). `"l402"` needs `lightning`.
+   */
+  pay?: PayerName[];
+  /**
+   * Wallet and spending limits for `"l402"` (satoshis): an invoice over `maxSatsPerRequest`,
+   * or taking what this resolver paid in the last hour (all origins) over `maxSatsPerHour`,
+   * is not paid.
+   */
+  lightning?: LightningOptions;
+  /** Called after each Lightning payment: `{ url, scheme: "l402", sats, ms }`. */
+  onPay?: (event: PayEvent) => void;
 }
 
-interface CachedToken {
-  token: string;
-  /** Unix milliseconds. */
-  expiresMs: number;
-  /** Credits left as last reported by the gateway (`Tollbooth-Credits`). */
-  credits: number;
-}
+/** What is kept per gateway origin: an access token, or a paid reusable credential. */
+type Kept =
+  | {
+      kind: "token";
+      token: string;
+      /** Unix milliseconds. */
+      expiresMs: number;
+      /** Credits left as last reported by the gateway (`Tollbooth-Credits`). */
+      credits: number;
+    }
+  | {
+      kind: "credential";
+      credential: ReusableCredential;
+      expiresMs: number;
+      credits: number;
+    };
 
 /** Seconds of margin before a token's expiry at which it is no longer sent. */
 const EXPIRY_MARGIN_MS = 2_000;
+const PAYER_NAMES: readonly PayerName[] = ["pow", "l402"];
 
 function tokenExpiryMs(token: string): number {
   const payload = token.split(".")[2];
@@ -87,44 +114,116 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+/** `error.data.reason` of a JSON-RPC error body (the first of a batch), read from a clone. */
+async function refusalReason(res: Response): Promise<string | undefined> {
+  try {
+    const body: unknown = JSON.parse(await res.clone().text());
+    const first = Array.isArray(body) ? body[0] : body;
+    const reason = (first as { error?: { data?: { reason?: unknown } } } | null)?.error?.data?.reason;
+    return typeof reason === "string" ? reason : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Validate `pay` and `lightning` (programming errors → TypeError naming the option). */
+function checkOptions(options: WithTollboothOptions): PayerName[] {
+  const pay = options.pay ?? ["pow"];
+  if (!Array.isArray(pay) || pay.length === 0) throw new TypeError(`withTollbooth: option pay must be a non-empty array of "pow" | "l402"`);
+  for (const name of pay) {
+    if (!PAYER_NAMES.includes(name)) throw new TypeError(`withTollbooth: option pay names an unknown way ${JSON.stringify(name)} (known: "pow", "l402")`);
+  }
+  if (new Set(pay).size !== pay.length) throw new TypeError(`withTollbooth: option pay names a way twice: ${JSON.stringify(pay)}`);
+  if (pay.includes("l402")) {
+    const ln = options.lightning;
+    if (!ln) throw new TypeError(`withTollbooth: option pay includes "l402" but option lightning ({ wallet, maxSatsPerRequest, maxSatsPerHour }) is missing`);
+    if (typeof ln.wallet?.payInvoice !== "function") throw new TypeError("withTollbooth: option lightning.wallet must have payInvoice(bolt11)");
+    for (const key of ["maxSatsPerRequest", "maxSatsPerHour"] as const) {
+      if (typeof ln[key] !== "number" || !(ln[key] >= 0)) throw new TypeError(`withTollbooth: option lightning.${key} must be a number ≥ 0 (satoshis)`);
+    }
+  }
+  return pay;
+}
+
+/**
+ * The error when no payer accepted: `challenge_too_hard` when proof-of-work difficulty was
+ * the only reason, `challenge_unreadable` when nothing could be read, else `payment_refused`.
+ */
+function refusalError(refusals: Refusal[], status: number): TollboothError {
+  const readable = refusals.filter((r) => r.reason !== "unreadable");
+  const message = refusals.map((r) => r.message).join("; ");
+  if (readable.length === 0) return new TollboothError("challenge_unreadable", message, status);
+  if (readable.every((r) => r.reason === "too_hard")) return new TollboothError("challenge_too_hard", readable.map((r) => r.message).join("; "), status);
+  return new TollboothError("payment_refused", readable.map((r) => r.message).join("; "), status);
+}
+
 /**
  * Wrap `fetch` with the tollbooth resolver.
  * @param fetchImpl the underlying fetch (default `globalThis.fetch`)
+ * @param options limits, callbacks and the ways through (`pay`, `lightning`); see
+ *   `WithTollboothOptions`
  * @returns a `FetchLike` for `StreamableHTTPClientTransport`'s `fetch` option
- * @throws (from the returned function) TollboothError — see `TollboothErrorCode`
+ * @throws TypeError at once for `pay` naming an unknown way or `"l402"` without a valid
+ *   `lightning` option; (from the returned function) TollboothError — see `TollboothErrorCode`
  */
 export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(u, i), options: WithTollboothOptions = {}): FetchLike {
-  const maxDifficulty = options.maxDifficulty ?? 24;
-  const maxSolveMs = options.maxSolveMs ?? 60_000;
+  const pay = checkOptions(options);
   const maxWaitSeconds = options.maxWaitSeconds ?? 30;
-  const solve = options.solve ?? solvePow;
-  const tokens = new Map<string, CachedToken>();
+  const payers: Record<PayerName, Payer> = {
+    pow: powPayer({ maxDifficulty: options.maxDifficulty, maxSolveMs: options.maxSolveMs, signal: options.signal, onSolve: options.onSolve, solve: options.solve }),
+    l402: l402Payer({ lightning: options.lightning, signal: options.signal, onPay: options.onPay }),
+  };
+  const kept = new Map<string, Kept>();
+  /** Credentials being bought, per origin: a concurrent 402 waits for it instead of paying again. */
+  const buying = new Map<string, Promise<ReusableCredential>>();
 
-  const remember = (origin: string, res: Response) => {
-    const minted = res.headers.get("tollbooth-token");
-    const credits = res.headers.get("tollbooth-credits");
-    const cached = tokens.get(origin);
-    if (minted) tokens.set(origin, { token: minted, expiresMs: tokenExpiryMs(minted), credits: credits === null ? Infinity : Number(credits) });
-    else if (cached && credits !== null) cached.credits = Number(credits);
+  const usable = (origin: string): Kept | undefined => {
+    const k = kept.get(origin);
+    if (!k) return undefined;
+    if (Date.now() < k.expiresMs - EXPIRY_MARGIN_MS && k.credits > 0) return k;
+    kept.delete(origin);
+    return undefined;
+  };
+
+  const remember = (origin: string, res: Response, sent: Kept | undefined) => {
+    const minted = res.headers.get(TOKEN_HEADER);
+    const credits = res.headers.get(CREDITS_HEADER);
+    const current = kept.get(origin);
+    if (minted) {
+      kept.set(origin, { kind: "token", token: minted, expiresMs: tokenExpiryMs(minted), credits: credits === null ? Infinity : Number(credits) });
+    } else if (credits !== null && current && (current === sent || (sent === undefined && current.kind === "token"))) {
+      current.credits = Number(credits);
+      if (!(current.credits > 0)) kept.delete(origin);
+    }
+  };
+
+  /** One reusable credential per origin at a time: a second buyer gets the first's. */
+  const buy = (origin: string, way: Extract<Way, { kind: "credential" }>): Promise<ReusableCredential> => {
+    const inFlight = buying.get(origin);
+    if (inFlight) return inFlight;
+    const promise = way.obtain().finally(() => buying.delete(origin));
+    buying.set(origin, promise);
+    return promise;
   };
 
   return async function tollboothFetch(url: string | URL, init: RequestInit = {}): Promise<Response> {
     const origin = new URL(String(url)).origin;
-    const send = (extra: Record<string, string>, useToken: boolean) => {
+    const requestHeaders = new Headers(init.headers);
+    /** Send the request with `credential` (what is kept, or a fresh one) and `extra` headers. */
+    const send = (extra: Record<string, string>, credential: Kept | undefined) => {
       const headers = new Headers(init.headers);
-      const cached = tokens.get(origin);
-      if (useToken && cached) {
-        if (Date.now() < cached.expiresMs - EXPIRY_MARGIN_MS && cached.credits > 0) headers.set("tollbooth-token", cached.token);
-        else tokens.delete(origin);
-      }
+      if (credential?.kind === "token") headers.set(TOKEN_HEADER, credential.token);
+      if (credential?.kind === "credential") for (const [k, v] of Object.entries(credential.credential.headersFor(requestHeaders))) headers.set(k, v);
       for (const [k, v] of Object.entries(extra)) headers.set(k, v);
       return fetchImpl(url, { ...init, headers });
     };
 
-    let res = await send({}, true);
-    remember(origin, res);
+    let sent = usable(origin);
+    let res = await send({}, sent);
+    remember(origin, res, sent);
     let waited = false;
-    let solved = false;
+    /** A fresh solution or credential was sent (which one): another refusal ends the call. */
+    let redeemed: "solution" | "credential" | undefined;
     for (;;) {
       if (res.status === 429 && !waited) {
         const retryAfter = Number(res.headers.get("retry-after"));
@@ -135,37 +234,65 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
         await res.body?.cancel();
         await sleep(retryAfter * 1000, options.signal);
         waited = true;
-        res = await send({}, true);
-        remember(origin, res);
+        sent = usable(origin);
+        res = await send({}, sent);
+        remember(origin, res, sent);
         continue;
       }
       if (res.status === 429) throw new TollboothError("rate_limited", "rate limited again after waiting Retry-After", 429);
-      if (res.status !== 402) return res;
-      if (solved) throw new TollboothError("challenge_refused", `the gateway refused the solution: ${await res.text()}`, 402);
+      const status = res.status;
+      // A 401 is tollbooth's only when it refuses an L402 credential; any other is the origin's.
+      if (status === 401 && !(await refusalReason(res))?.startsWith("l402_")) return res;
+      if (status !== 402 && status !== 401) return res;
+      if (redeemed) throw new TollboothError("challenge_refused", `the gateway refused the ${redeemed}: ${await res.text()}`, status);
+      // What was sent is refused (or spent): drop it, unless something newer was kept meanwhile.
+      if (sent && kept.get(origin) === sent) kept.delete(origin);
 
-      const header = res.headers.get("www-authenticate") ?? "";
-      const parsed = parseAuthParams(header);
-      if (!parsed || parsed.scheme?.toLowerCase() !== POW_SCHEME.toLowerCase()) {
-        throw new TollboothError("challenge_unreadable", `402 without a ${POW_SCHEME} challenge: ${header || "no WWW-Authenticate"}`, 402);
+      const header = res.headers.get(WWW_AUTHENTICATE_HEADER) ?? "";
+      const challenges = parseChallengesWithText(header);
+      if (!challenges || challenges.length === 0) {
+        throw new TollboothError("challenge_unreadable", `${status} without a challenge the resolver can read: ${header || "no WWW-Authenticate"}`, status);
       }
-      const { salt, difficulty: bits, algorithm } = parsed.params;
-      const difficulty = Number(bits);
-      if (salt === undefined || !Number.isInteger(difficulty) || (algorithm ?? "sha256").toLowerCase() !== "sha256") {
-        throw new TollboothError("challenge_unreadable", `unreadable challenge: ${header}`, 402);
+      const context = { url: String(url), origin, requestHeaders };
+      const refusals: Refusal[] = [];
+      let way: Way | undefined;
+      for (const name of pay) {
+        const payer = payers[name];
+        // L402 before LSAT (Aperture offers both for one invoice).
+        const offered = challenges.filter((c) => payer.handles(c.scheme)).sort((a, b) => Number(a.scheme.toLowerCase() === "lsat") - Number(b.scheme.toLowerCase() === "lsat"));
+        for (const challenge of offered as OfferedChallenge[]) {
+          const choice = payer.choose(challenge, context);
+          if (choice.ok) {
+            way = choice.way;
+            break;
+          }
+          refusals.push(choice);
+        }
+        if (way) break;
       }
-      if (difficulty > maxDifficulty) {
-        throw new TollboothError("challenge_too_hard", `challenge asks ${difficulty} bits, more than maxDifficulty ${maxDifficulty}`, 402);
+      if (!way) {
+        if (refusals.length === 0) {
+          throw new TollboothError("challenge_unreadable", `${status} without a challenge of a scheme the resolver may take (pay: ${pay.join(", ")}): ${header}`, status);
+        }
+        throw refusalError(refusals, status);
       }
-      if (!replayable(init.body)) throw new TollboothError("body_not_replayable", "cannot retry a streamed request body", 402);
+      if (!replayable(init.body)) throw new TollboothError("body_not_replayable", "cannot retry a streamed request body", status);
       await res.body?.cancel();
-      tokens.delete(origin);
-      const solution = await solve(salt, difficulty, { signal: options.signal, maxMs: maxSolveMs });
-      options.onSolve?.({ url: String(url), difficulty, hashes: solution.hashes, ms: solution.ms });
-      // The challenge's parameters exactly as received, plus the nonce.
-      const params = header.trim().slice(parsed.scheme!.length).trim();
-      solved = true;
-      res = await send({ "tollbooth-solution": `${params}, nonce="${solution.nonce}"` }, false);
-      remember(origin, res);
+      redeemed = way.kind === "once" ? "solution" : "credential";
+      if (way.kind === "once") {
+        const extra = await way.obtain();
+        sent = undefined;
+        res = await send(extra, undefined);
+      } else {
+        const credential = await buy(origin, way);
+        sent = { kind: "credential", credential, expiresMs: credential.expiresMs, credits: Infinity };
+        // Kept at once, so concurrent calls to this origin reuse it instead of paying again.
+        const current = kept.get(origin);
+        if (current?.kind === "credential" && current.credential === credential) sent = current;
+        else kept.set(origin, sent);
+        res = await send({}, sent);
+      }
+      remember(origin, res, sent);
     }
   };
 }

@@ -36,7 +36,8 @@ import {
   type JSONRPCRequest,
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
-import { withTollbooth, type FetchLike } from "../resolver.ts";
+import { withTollbooth, type FetchLike, type LightningOptions, type PayerName } from "../resolver.ts";
+import { lndWallet, type LightningWallet } from "../wallets.ts";
 import { classifyFailure, describeFailure, errorResponse } from "./failures.ts";
 import { streamLog, type BridgeLog } from "./log.ts";
 
@@ -50,6 +51,14 @@ export interface BridgeOptions {
   maxDifficulty?: number;
   /** Time budget of one solve, milliseconds (default 60 000). */
   maxSolveMs?: number;
+  /** Ways through a 402, in order of preference (default `["pow"]`, see `withTollbooth`). */
+  pay?: PayerName[];
+  /**
+   * Paying over Lightning (needed when `pay` includes `"l402"`): spending limits in
+   * satoshis, and either the LND node (`lndUrl`, `macaroonHex`; the bridge builds
+   * `lndWallet`) or a ready `wallet`.
+   */
+  lightning?: BridgeLightning;
   /** Attempts after a transient connection failure (default 5). */
   retries?: number;
   /** First backoff delay, milliseconds; doubled each attempt, capped at 8 000 (default 500). */
@@ -64,6 +73,9 @@ export interface BridgeOptions {
   /** The fetch under the resolver (default `globalThis.fetch`). */
   fetch?: FetchLike;
 }
+
+/** The Lightning part of {@link BridgeOptions}. */
+export type BridgeLightning = Omit<LightningOptions, "wallet"> & ({ wallet: LightningWallet } | { lndUrl: URL | string; macaroonHex: string });
 
 /** A running bridge. */
 export interface BridgeHandle {
@@ -98,7 +110,8 @@ const idKey = (id: RequestId) => `${typeof id}:${id}`;
 /**
  * Start relaying between stdio and the Streamable HTTP endpoint `options.url`.
  * Resolves once stdin is being read; nothing is sent upstream before the client's first message.
- * @throws nothing itself; failures are logged and answered to the client as JSON-RPC errors
+ * @throws TypeError (before anything starts) for `pay` with `"l402"` and no usable `lightning`;
+ *   nothing else itself: failures are logged and answered to the client as JSON-RPC errors
  */
 export async function runBridge(options: BridgeOptions): Promise<BridgeHandle> {
   const log = options.log ?? streamLog("info");
@@ -109,10 +122,19 @@ export async function runBridge(options: BridgeOptions): Promise<BridgeHandle> {
   const stdin = options.stdin ?? process.stdin;
   const stdout = options.stdout ?? process.stdout;
 
+  const ln = options.lightning;
+  const lightning: LightningOptions | undefined = ln && {
+    wallet: "wallet" in ln ? ln.wallet : lndWallet({ url: String(ln.lndUrl), macaroonHex: ln.macaroonHex }),
+    maxSatsPerRequest: ln.maxSatsPerRequest,
+    maxSatsPerHour: ln.maxSatsPerHour,
+  };
   const tollboothFetch = withTollbooth(options.fetch, {
     maxDifficulty: options.maxDifficulty,
     maxSolveMs: options.maxSolveMs,
+    pay: options.pay,
+    lightning,
     onSolve: (e) => log.info(`solved challenge: ${e.difficulty} bits in ${Math.round(e.ms)} ms (${e.hashes} hashes)`),
+    onPay: (e) => log.info(`paid ${e.sats} sats (L402) in ${Math.round(e.ms)} ms`),
   });
   const stdio = new StdioServerTransport(stdin, stdout);
 

@@ -5,6 +5,8 @@
  * the HTTP session. Bad arguments: usage on stderr, exit code 2. `--help`: usage on stdout.
  *
  *   tollbooth-bridge https://mcp.example.com/mcp --header "Authorization: Bearer …"
+ *   tollbooth-bridge https://mcp.example.com/mcp --pay l402,pow --lnd-url https://127.0.0.1:8080 \
+ *     --lnd-macaroon-file ~/.lnd/data/chain/bitcoin/mainnet/admin.macaroon --max-sats-per-hour 1000
  */
 import { parseBridgeArgs, UsageError, USAGE } from "./args.ts";
 import { runBridge } from "./bridge.ts";
@@ -29,6 +31,8 @@ const bridge = await runBridge({
   headers: args.headers,
   maxDifficulty: args.maxDifficulty,
   maxSolveMs: args.maxSolveMs,
+  pay: args.pay,
+  lightning: args.lightning,
   log,
 });
 log.info(`relaying stdio to ${args.url.href}`);

@@ -7,10 +7,19 @@
  * the macaroon), node:crypto. docs/wire-contract.md §10 is the contract.
  */
 import bolt11 from "bolt11";
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { withTollbooth, type PayEvent, type SolveEvent } from "../../shared/agent/resolver.ts";
+import { lndWallet } from "../../shared/agent/wallets.ts";
+import { connect, firstText } from "../helpers/mcp.ts";
 import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
@@ -305,6 +314,92 @@ describe("refused credentials get 401 with fresh challenges and never reach the 
   });
 });
 
+/** SHA-256 of hex bytes, hex (independent of tollbooth's code). */
+
+describe("agents: the SDK client through withTollbooth, and the stdio bridge", () => {
+  const echo = (i: number) => ({ name: "echo", arguments: { message: `call-${i}` } });
+
+  it("an agent preferring L402 pays once per bundle of credits, never solves, and every call reaches the origin once", async () => {
+    const paid: PayEvent[] = [];
+    const solved: SolveEvent[] = [];
+    const paidBefore = ln.paidSats();
+    const before = origin.counts()["tools/call:echo"] ?? 0;
+    const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex });
+    const c = await connect(`${gw.url}/mcp`, {
+      apiKey: `sdk-l402-${randomBytes(4).toString("hex")}`,
+      fetch: withTollbooth(undefined, { pay: ["l402", "pow"], lightning: { wallet, maxSatsPerRequest: 10, maxSatsPerHour: 100 }, onPay: (e) => paid.push(e), onSolve: (e) => solved.push(e) }),
+    });
+    try {
+      for (let i = 1; i <= 11; i++) expect(firstText(await c.client.callTool(echo(i)))).toBe(`Echo: call-${i}`);
+    } finally {
+      await c.close(true);
+    }
+    // 1 free call, then 10 on two paid bundles of 5 credits.
+    expect(paid.map((e) => e.sats)).toEqual([PRICE.sats, PRICE.sats]);
+    expect(solved).toEqual([]);
+    expect(ln.paidSats() - paidBefore).toBe(2 * PRICE.sats);
+    expect((origin.counts()["tools/call:echo"] ?? 0) - before).toBe(11);
+  });
+
+  it("an agent that allows only proof of work still gets through by work, and its wallet is never asked", async () => {
+    let asked = 0;
+    const solved: SolveEvent[] = [];
+    // A wallet is at hand, but the agent allows only work.
+    const wallet = { payInvoice: async (_: string): Promise<{ preimage: string }> => { asked++; throw new Error("not allowed"); } };
+    const c = await connect(`${gw.url}/mcp`, {
+      apiKey: `sdk-pow-${randomBytes(4).toString("hex")}`,
+      fetch: withTollbooth(undefined, { pay: ["pow"], lightning: { wallet, maxSatsPerRequest: 100, maxSatsPerHour: 100 }, onSolve: (e) => solved.push(e) }),
+    });
+    try {
+      for (let i = 1; i <= 6; i++) expect(firstText(await c.client.callTool(echo(i)))).toBe(`Echo: call-${i}`);
+    } finally {
+      await c.close(true);
+    }
+    expect(solved.length).toBe(2);
+    expect(asked).toBe(0);
+  });
+
+  it("an agent over its spending limit is refused before paying, and the origin is not reached", async () => {
+    let asked = 0;
+    const wallet = { payInvoice: async (_: string) => { asked++; return { preimage: "00".repeat(32) }; } };
+    const c = await connect(`${gw.url}/mcp`, {
+      apiKey: `sdk-cap-${randomBytes(4).toString("hex")}`,
+      fetch: withTollbooth(undefined, { pay: ["l402"], lightning: { wallet, maxSatsPerRequest: PRICE.sats - 1, maxSatsPerHour: 100 } }),
+    });
+    try {
+      expect(firstText(await c.client.callTool(echo(1)))).toBe("Echo: call-1");
+      const before = received();
+      await expect(c.client.callTool(echo(2))).rejects.toThrow(/invoice asks 10 sats, more than maxSatsPerRequest/);
+      expect(received()).toBe(before);
+    } finally {
+      await c.close(true);
+    }
+    expect(asked).toBe(0);
+  });
+
+  it("the stdio bridge with --pay l402 pays from an LND node and its client never sees a challenge", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tollbooth-l402-"));
+    const macaroonFile = join(dir, "payer.macaroon");
+    writeFileSync(macaroonFile, Buffer.from(ln.macaroonHex, "hex"));
+    const paidBefore = ln.paidSats();
+    const cli = fileURLToPath(new URL("../../shared/agent/bridge/cli.ts", import.meta.url));
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [cli, `${gw.url}/mcp`, "--header", `x-api-key: bridge-l402-${randomBytes(4).toString("hex")}`, "--pay", "l402", "--lnd-url", ln.url, "--lnd-macaroon-file", macaroonFile, "--max-sats-per-hour", "50"],
+      stderr: "pipe",
+    });
+    const client = new Client({ name: "l402-bridge-e2e", version: "1.0.0" });
+    await client.connect(transport);
+    try {
+      for (let i = 1; i <= 4; i++) expect(firstText(await client.callTool(echo(i)))).toBe(`Echo: call-${i}`);
+    } finally {
+      await client.close();
+    }
+    expect(ln.paidSats() - paidBefore).toBe(PRICE.sats);
+  });
+});
+
+// Last: after a backend failure the gateway pauses L402 for a few seconds (BACKEND_PAUSE_MS).
 describe("when the Lightning backend is down", () => {
   it("the 402 comes at once with proof of work only, and lists L402 as unavailable", async () => {
     const session = await openSession(gw, caller("down"));
@@ -320,6 +415,3 @@ describe("when the Lightning backend is down", () => {
     }
   });
 });
-
-/** SHA-256 of hex bytes, hex (independent of tollbooth's code). */
-export const sha256Hex = (hex: string) => createHash("sha256").update(Buffer.from(hex, "hex")).digest("hex");

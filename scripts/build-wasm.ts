@@ -10,7 +10,7 @@ import wabtInit from "wabt";
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 
-const POW_DIR = new URL("../shared/agent/pow", import.meta.url);
+const POW_DIR = new URL("../shared/agent/pow/", import.meta.url);
 
 /** The generated file's URL (shared/agent/pow/sha256-pow.wasm.ts). */
 export const WASM_MODULE_URL = new URL("sha256-pow.wasm.ts", POW_DIR);

@@ -177,6 +177,22 @@ describe("the L402 challenge", () => {
     expect(caveats.some((c) => /^tollbooth_caller=[A-Za-z0-9_-]{22}$/.test(c))).toBe(true);
   });
 
+  it("GET /challenge?type=l402 gives an L402 challenge alone; an unknown type gets 400, at /challenge and at /verify", async () => {
+    const who = caller("endpoint");
+    const res = await fetch(`${gw.url}/.well-known/tollbooth/challenge?type=l402`, { headers: who });
+    expect(res.status).toBe(200);
+    const ch = (await res.json()) as { type: string; header: string; invoice: string };
+    expect(ch.type).toBe("l402");
+    expect(res.headers.get("www-authenticate")).toBe(ch.header);
+    expect(bolt11.decode(ch.invoice, { bech32: "bcrt", pubKeyHash: 111, scriptHash: 196, validWitnessVersions: [0, 1] }).satoshis).toBe(PRICE.sats);
+    const bad = await fetch(`${gw.url}/.well-known/tollbooth/challenge?type=x402`, { headers: who });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { message: string }).message).toMatch(/offered: pow, l402/);
+    const verify = await fetch(`${gw.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...who }, body: JSON.stringify({ type: "bogus" }) });
+    expect(verify.status).toBe(400);
+    expect(((await verify.json()) as { message: string }).message).toMatch(/Unknown credential type "bogus"/);
+  });
+
   it("the policy endpoint publishes the price and the credential header, never the backend", async () => {
     const p = (await (await fetch(`${gw.url}/.well-known/tollbooth`)).json()) as Record<string, any>;
     expect(p.challenge.types).toEqual(["pow", "l402"]);

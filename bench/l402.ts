@@ -37,6 +37,9 @@ const gw = await startGateway({
   originUrl: origin.url,
   policy: { bucket: { capacity: 1, refillPerSecond: 0.0001 }, l402: { sats: 3, credits: 100 }, lightning: { backend: "lnd", url: ln.url, invoicesPerSecond: 1000 } },
   vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex },
+  // Each round a new caller: `x-api-key` names it (all rounds come from 127.0.0.1).
+  unverifiedKeys: true,
+  networkLimit: null,
 });
 const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex });
 try {
@@ -45,10 +48,18 @@ try {
   const paid: number[] = [];
   const whole: number[] = [];
   for (let round = 0; round < ROUNDS + 5; round++) {
-    const who = { ...HEADERS, "x-api-key": `bench-${randomBytes(6).toString("hex")}` };
-    // A stateless 2026-07-28-style call (no session): the free unit, then over budget.
+    const caller = { ...HEADERS, "x-api-key": `bench-${randomBytes(6).toString("hex")}` };
+    // A session (initialize costs 0), then the free unit, then over budget.
+    const init = await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: caller,
+      body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "bench-l402", version: "0" } } }),
+    });
+    await init.arrayBuffer();
+    const who = { ...caller, "mcp-session-id": init.headers.get("mcp-session-id") ?? "", "mcp-protocol-version": "2025-11-25" };
     const free = await fetch(`${gw.url}/mcp`, { method: "POST", headers: who, body: body() });
     await free.arrayBuffer();
+    if (free.status !== 200) throw new Error(`expected the free call to pass, got ${free.status}`);
     const t0 = performance.now();
     const r402 = await fetch(`${gw.url}/mcp`, { method: "POST", headers: who, body: body() });
     const data = (await r402.json()) as { error: { data: { challenges: Array<{ type: string; macaroon: string; invoice: string }> } } };

@@ -83,12 +83,15 @@ export interface AdmitRequest {
 
 /**
  * Why a request was not admitted: a layer (`over_budget`, `ceiling`, `sessions`,
- * `streams`) or a refused credential, `<prefix>_<reason>` — `token_unknown`,
- * `token_expired`, `token_exhausted`, `<scheme prefix>_spent`, `_expired`, `_exhausted`,
- * or a reason the Worker passed in `refused`. The full union is `DenyReason` in
+ * `streams`) or a refused credential `<prefix>_<reason>` (`token_exhausted`,
+ * `solution_spent`, `l402_exhausted`, …): the union of every scheme's refusals, in
  * workers/schemes/index.ts.
  */
-export type DenyReason = "over_budget" | "ceiling" | "sessions" | "streams" | `${string}_${string}`;
+export type { DenyReason } from "./schemes/index.ts";
+import type { DenyReason } from "./schemes/index.ts";
+
+/** The refusal `<prefix>_<what>` of a redemption's scheme (each scheme's union includes these). */
+const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown"): DenyReason => `${prefix}_${what}` as DenyReason;
 
 /** The decision for one request. */
 export interface AdmitResult {
@@ -294,13 +297,13 @@ export class CallerBucket extends DurableObject {
       const r = req.redeem;
       // Invariant: a credential is judged expired by the object's clock as well as the Worker's
       // (a Worker whose clock was read before a slow body cannot redeem it late).
-      if (clockMs >= r.spendUntilMs) return deny(`${r.prefix}_expired`);
+      if (clockMs >= r.spendUntilMs) return deny(refusal(r.prefix, "expired"));
       // Invariant: an id is spent at most once; the check and the insert happen in this one
       // synchronous step, so concurrent redemptions open exactly one balance. The mark
       // outlives the credential by SPENT_MARGIN_MS, so it is never gone while the credential
       // could still pass either clock.
       const spent = this.sql.exec("SELECT 1 FROM spent WHERE id = ?", r.spendId).toArray().length > 0;
-      if (spent && !r.reusable) return deny(`${r.prefix}_spent`);
+      if (spent && !r.reusable) return deny(refusal(r.prefix, "spent"));
       if (!spent) {
         this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.spendId, r.spendUntilMs + SPENT_MARGIN_MS);
         this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, r.credits, r.tokenExpiresMs);
@@ -319,9 +322,9 @@ export class CallerBucket extends DurableObject {
     let result: AdmitResult;
     if (tokenId !== undefined) {
       const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", tokenId).toArray()[0];
-      if (!row) return deny(`${tokenReason}_unknown`);
-      if (clockMs >= row.expires_ms) return deny(`${tokenReason}_expired`, { minted });
-      if (row.credits < req.cost) return deny(`${tokenReason}_exhausted`, { credits: row.credits, minted });
+      if (!row) return deny(refusal(tokenReason, "unknown"));
+      if (clockMs >= row.expires_ms) return deny(refusal(tokenReason, "expired"), { minted });
+      if (row.credits < req.cost) return deny(refusal(tokenReason, "exhausted"), { credits: row.credits, minted });
       const credits = row.credits - req.cost;
       if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, tokenId);
       result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted };

@@ -133,6 +133,51 @@ const lightningSchema = z.strictObject({
   invoicesPerSecond: z._default(z.number().check(z.minimum(0.01), z.maximum(1000)), 2),
 });
 
+/** A positive integer in atomic units of a token (e.g. 10000 = 0.01 USDC at 6 decimals), as a decimal string. */
+const atomic = matching(/^[1-9][0-9]{0,30}$/);
+
+/**
+ * The x402 price of a plan (docs/wire-contract.md §12): `credits` mode, one payment of
+ * `amount` buys an access token of `credits` valid `ttlSeconds`; `per-request` mode, each
+ * request pays `amountPerUnit` × its cost.
+ */
+const x402Price = z.union([
+  z.strictObject({
+    mode: z.literal("credits"),
+    /** Price of one bundle, atomic units of the asset. */
+    amount: atomic,
+    /** Credits one payment buys. */
+    credits: int(1, 1_000_000_000),
+    /** Seconds the access token it buys lives. */
+    ttlSeconds: z._default(int(60, 30 * 86400), 3600),
+  }),
+  z.strictObject({
+    mode: z.literal("per-request"),
+    /** Price of one unit of cost, atomic units of the asset. */
+    amountPerUnit: atomic,
+  }),
+]);
+
+/**
+ * Where x402 payments go and how they settle: the facilitator (x402 v2 `/verify`, `/settle`),
+ * the payee, and the assets accepted. An optional `Authorization` value for the facilitator is
+ * the `TOLLBOOTH_FACILITATOR_AUTH` secret, never the policy.
+ */
+const facilitatorSchema = z.strictObject({
+  /** The facilitator's base URL (https; http on loopback for tests). */
+  url: matching(/^https?:\/\/\S+$/),
+  /** Milliseconds to wait for `/verify` or `/settle`. */
+  timeoutMs: z._default(int(100, 120_000), 10_000),
+  /** The operator's address that receives payments. */
+  payTo: matching(/^0x[0-9a-fA-F]{40}$/),
+  /** Assets accepted, each an EIP-3009 token on an EVM network (CAIP-2), with its EIP-712 domain name and version. */
+  assets: z
+    .array(z.strictObject({ network: matching(/^eip155:[1-9][0-9]{0,19}$/), asset: matching(/^0x[0-9a-fA-F]{40}$/), name: matching(/^[\x20-\x7e]{1,64}$/), version: matching(/^[\x20-\x7e]{1,16}$/) }))
+    .check(z.minLength(1)),
+  /** Seconds a payment authorization may take to settle (`maxTimeoutSeconds` of the requirement). */
+  maxTimeoutSeconds: z._default(int(10, 3600), 120),
+});
+
 /** What a plan may override: every field optional, each section merged over the policy's own. */
 const planSchema = z.strictObject({
   bucket: z.optional(bucket),
@@ -150,6 +195,8 @@ const planSchema = z.strictObject({
   limits: z.optional(z.strictObject({ sessions: z.optional(limitsShape.sessions), sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds), streams: z.optional(limitsShape.streams), streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds) })),
   /** The plan's L402 price; null: L402 not offered to this plan. */
   l402: z.optional(z.nullable(l402Price)),
+  /** The plan's x402 price; null: x402 not offered to this plan. */
+  x402: z.optional(z.nullable(x402Price)),
 });
 
 const PLAN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
@@ -222,6 +269,15 @@ const schema = z.strictObject({
   l402: z._default(z.nullable(l402Price), null),
   /** The operator's Lightning backend (null: L402 off everywhere). */
   lightning: z._default(z.nullable(lightningSchema), null),
+  /** x402 price of the default plan (plans may override); null: not offered. Needs `facilitator`. */
+  x402: z._default(z.nullable(x402Price), null),
+  /** The x402 facilitator, payee and assets (null: x402 off everywhere). */
+  facilitator: z._default(z.nullable(facilitatorSchema), null),
+  /**
+   * Answer an over-budget single `tools/call` the MCP way (x402 `transports-v2/mcp.md`): HTTP
+   * 200 with a tool result `isError: true` carrying the PaymentRequired, instead of a 402.
+   */
+  x402ToolResult: z._default(z.boolean(), false),
   /** Named plans: each overrides sections of the fields above (merged field by field). */
   plans: z._default(z.record(matching(PLAN_NAME), planSchema), {}),
   /** Plan of an identity whose key or token names none (or an unknown one). */
@@ -296,6 +352,8 @@ export interface Plan {
   limits: Parsed["limits"];
   /** L402 price (sats per bundle of credits); null when not offered. */
   l402: Parsed["l402"];
+  /** x402 price (atomic units per bundle of credits, or per unit of cost); null when not offered. */
+  x402: Parsed["x402"];
 }
 
 /** A validated policy with every default filled in; `plans` holds every plan resolved, `defaultPlan` included. */
@@ -328,7 +386,7 @@ export function parsePolicy(input: unknown): Policy {
   }
   const parsed = result.data;
   parsed.costs.methods = withDefaultCosts(parsed.costs.methods);
-  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits, l402: parsed.l402 };
+  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits, l402: parsed.l402, x402: parsed.x402 };
   const plans: Record<string, Plan> = Object.create(null);
   for (const [name, o] of Object.entries(parsed.plans)) {
     plans[name] = {
@@ -345,6 +403,7 @@ export function parsePolicy(input: unknown): Policy {
       overBudget: o.overBudget ?? base.overBudget,
       limits: { ...base.limits, ...stripUndefined(o.limits ?? {}) },
       l402: o.l402 === undefined ? base.l402 : o.l402,
+      x402: o.x402 === undefined ? base.x402 : o.x402,
     };
   }
   // The default plan named in `plans` replaces the policy's own sections (and is what they read).
@@ -357,6 +416,7 @@ export function parsePolicy(input: unknown): Policy {
     checkPlan(plan, at);
     // A price nobody can pay is a configuration error, not a silent absence.
     if (plan.l402 && !policy.lightning) throw new TypeError(`TOLLBOOTH_POLICY.${at}l402: an L402 price needs \`lightning\` (the backend that issues invoices)`);
+    if (plan.x402 && !policy.facilitator) throw new TypeError(`TOLLBOOTH_POLICY.${at}x402: an x402 price needs \`facilitator\` (where payments are verified and settled)`);
   }
   validated.add(policy);
   return policy;
@@ -415,6 +475,9 @@ function checkPlan(plan: Plan, at: string): void {
     if (plan.l402 && value > plan.l402.credits) {
       throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds l402.credits (${plan.l402.credits})`);
     }
+    if (plan.x402?.mode === "credits" && value > plan.x402.credits) {
+      throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds x402.credits (${plan.x402.credits})`);
+    }
   }
 }
 
@@ -428,10 +491,12 @@ export function planFor(policy: Policy, name: string | undefined): Plan {
 /**
  * Most units one request may cost under a plan and still be payable: a batch above this
  * could never be admitted (neither the free bucket, nor one solve's credits, nor one L402
- * payment's credits hold it).
+ * payment's credits hold it); unbounded when the plan pays x402 per request.
  */
 export function maxPayableCost(plan: Plan): number {
-  return Math.max(plan.bucket.capacity, plan.challenge.credits, plan.l402?.credits ?? 0);
+  // Paying per request pays for any cost.
+  if (plan.x402?.mode === "per-request") return Number.MAX_SAFE_INTEGER;
+  return Math.max(plan.bucket.capacity, plan.challenge.credits, plan.l402?.credits ?? 0, plan.x402?.credits ?? 0);
 }
 
 /**

@@ -37,3 +37,16 @@ export const CALLER_HEADER = "tollbooth-caller";
 export const PROOF_HEADER = "tollbooth-signature";
 /** To the origin: SHA-256 of the forwarded body (RFC 9530), covered by the proof. */
 export const DIGEST_HEADER = "content-digest";
+
+/** Response (x402 v2 HTTP transport): base64 JSON `PaymentRequired` of a 402. */
+export const PAYMENT_REQUIRED_HEADER = "payment-required";
+/** Request (x402 v2): base64 JSON `PaymentPayload`. */
+export const PAYMENT_SIGNATURE_HEADER = "payment-signature";
+/** Request (x402 v1 name of the same, still read). */
+export const X_PAYMENT_HEADER = "x-payment";
+/** Response (x402 v2): base64 JSON `SettleResponse` of the settled payment. */
+export const PAYMENT_RESPONSE_HEADER = "payment-response";
+/** MCP `_meta` key of a payment in `tools/call` params (x402 `transports-v2/mcp.md`). */
+export const X402_META_PAYMENT = "x402/payment";
+/** MCP `_meta` key of the receipt in a tool result. */
+export const X402_META_RESPONSE = "x402/payment-response";

@@ -367,6 +367,14 @@ export class CallerBucket extends DurableObject {
     if (req.slotId !== undefined) this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
   }
 
+  /**
+   * Withdraw the balance a redemption opened (its payment did not complete: x402 settlement
+   * failed). The spent mark stays: the same authorization cannot be redeemed again.
+   */
+  revoke(req: { jti: string }): void {
+    this.sql.exec("DELETE FROM tokens WHERE jti = ?", req.jti);
+  }
+
   /** Attach the origin's `Mcp-Session-Id` to the session slot opened by its `initialize`. */
   bindSession(req: { slotId: string; sessionId: string }): void {
     this.sql.exec("UPDATE slots SET session_id = ? WHERE id = ? AND kind = 'session'", req.sessionId, req.slotId);

@@ -25,6 +25,7 @@ export interface CallerStore {
   redeem(req: RedeemRequest): Promise<AdmitResult>;
   status(req: StatusRequest): Promise<StatusResult>;
   refund(req: RefundRequest): Promise<void>;
+  revoke(req: { jti: string }): Promise<void>;
   bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
   release(req: { slotId: string }): Promise<void>;
   endSession(req: { sessionId: string }): Promise<void>;
@@ -88,6 +89,7 @@ export function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs
         redeem: (req) => bounded(() => stub.redeem(req) as Promise<AdmitResult>, timeoutMs),
         status: (req) => bounded(() => stub.status(req) as Promise<StatusResult>, timeoutMs),
         refund: (req) => bounded(() => stub.refund(req) as Promise<void>, timeoutMs),
+        revoke: (req) => bounded(() => stub.revoke(req) as Promise<void>, timeoutMs),
         bindSession: (req) => bounded(() => stub.bindSession(req) as Promise<void>, timeoutMs),
         release: (req) => bounded(() => stub.release(req) as Promise<void>, timeoutMs),
         endSession: (req) => bounded(() => stub.endSession(req) as Promise<void>, timeoutMs),

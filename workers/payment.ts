@@ -69,10 +69,18 @@ export async function paymentRequired(opts: {
   retryAfterSeconds: number;
   solves?: number | undefined;
   headers: Record<string, string>;
-  status?: 401 | 402;
+  status?: 401 | 402 | 503;
+  /** Answer a single `tools/call` with an MCP tool result when an x402 offer is available (policy `x402ToolResult`). */
+  toolResult?: boolean;
+  /** Extra `error.data` fields (e.g. a payment service's `detail`). */
+  detail?: Record<string, unknown>;
 }): Promise<Response> {
   const plan: Plan = opts.offer.plan;
   const status = opts.status ?? 402;
+  if (status === 503) {
+    // A payment service did not answer: nothing was decided about the payment; retry.
+    return jsonRpcError(503, opts.body, ErrorCode.Unavailable, `Service unavailable (${opts.reason}): the payment could not be checked; retry`, { reason: opts.reason, ...opts.detail }, { ...opts.headers, "retry-after": "1" });
+  }
   const mode429 = plan.overBudget === "429" && status !== 401;
   const retryAfter = Math.max(mode429 ? 1 : 0, opts.retryAfterSeconds);
   // Invariant: a Retry-After is only sent when waiting can help (the bucket can hold the cost).
@@ -96,11 +104,17 @@ export async function paymentRequired(opts: {
   const raised = difficulty > base
     ? { difficultyRaised: { base, current: difficulty, recentSolves: opts.solves ?? 0, why: `${opts.solves ?? 0} recent solves (decaying with a half-life of ${plan.challenge.adaptive.halfLifeSeconds} s): +1 bit per ${plan.challenge.adaptive.solvesPerStep}` } }
     : {};
-  const data = { reason: opts.reason, plan: plan.name, cost: opts.cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, challenges: offers.map(listed), ...gatewayUrls(opts.url) };
+  const data = { reason: opts.reason, ...opts.detail, plan: plan.name, cost: opts.cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, challenges: offers.map(listed), ...gatewayUrls(opts.url) };
+  // Headers a scheme signals itself with (x402: PAYMENT-REQUIRED), in every mode.
+  const schemeHeaders: Record<string, string> = Object.assign({}, ...available.map((o) => o.headers ?? {}));
+  if (opts.toolResult && status === 402) {
+    const tool = toolResult(opts.body, available, data);
+    if (tool) return new Response(JSON.stringify(tool), { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store", ...opts.headers, ...schemeHeaders } });
+  }
   const hint = available.map((o, i) => (i === 0 ? o.hint : lower(o.hint))).join("; or ");
   if (mode429) {
     const message = `Too many requests (${opts.reason}): ${opts.what} costs ${opts.cost} and the caller's budget is spent. Retry after ${retryAfter} s; or ${lower(hint)}.`;
-    return jsonRpcError(429, opts.body, ErrorCode.TooManyRequests, message, { ...data, layer: "bucket" }, { ...opts.headers, "retry-after": String(retryAfter) });
+    return jsonRpcError(429, opts.body, ErrorCode.TooManyRequests, message, { ...data, layer: "bucket" }, { ...opts.headers, ...schemeHeaders, "retry-after": String(retryAfter) });
   }
   const lead = status === 401 ? `Unauthorized (${opts.reason}): the payment credential was refused; ${opts.what} costs ${opts.cost}.` : `Payment required (${opts.reason}): ${opts.what} costs ${opts.cost}`;
   const message = status === 401
@@ -110,10 +124,36 @@ export async function paymentRequired(opts: {
       : `${lead}, more than the free bucket ever holds (${plan.bucket.capacity}). ${hint}.`;
   const res = jsonRpcError(status, opts.body, status === 401 ? ErrorCode.Unauthorized : ErrorCode.PaymentRequired, message, data, {
     ...opts.headers,
-    [WWW_AUTHENTICATE_HEADER]: available[0]!.challenge,
+    ...schemeHeaders,
     ...(waitHelps && status === 402 ? { "retry-after": String(retryAfter) } : {}),
   });
   // One field line per challenge (RFC 9110 §11.6.1), as Aperture sends them.
-  for (const o of available.slice(1)) res.headers.append(WWW_AUTHENTICATE_HEADER, o.challenge);
+  for (const o of available) if (o.challenge !== undefined) res.headers.append(WWW_AUTHENTICATE_HEADER, o.challenge);
   return res;
+}
+
+/**
+ * The over-budget answer as an MCP tool result (x402 `specs/transports-v2/mcp.md`): for a
+ * single `tools/call` with an x402 offer, a JSON-RPC result `{ isError: true,
+ * structuredContent: <PaymentRequired>, content: [{ type: "text", text: <its JSON> }],
+ * _meta: { "x402/error": <PaymentRequired>, "tollbooth/challenges": [...] } }`, so stock
+ * x402 MCP clients (which read the spec's shape or Cloudflare `agents/x402`'s) can pay.
+ * @returns the JSON-RPC response, or null when the request is not a single `tools/call` or no x402 is offered
+ */
+function toolResult(body: ParsedBody | null, offers: readonly Offer[], data: Record<string, unknown>): Record<string, unknown> | null {
+  const m = body && !body.batch ? body.messages[0] : undefined;
+  if (!m || m.method !== "tools/call" || m.id === undefined) return null;
+  const x402 = offers.find((o) => o.type === "x402");
+  const required = x402?.json.paymentRequired;
+  if (!required) return null;
+  return {
+    jsonrpc: "2.0",
+    id: m.id,
+    result: {
+      isError: true,
+      structuredContent: required,
+      content: [{ type: "text", text: JSON.stringify(required) }],
+      _meta: { "x402/error": required, "tollbooth/challenges": data.challenges, "tollbooth/reason": data.reason },
+    },
+  };
 }

@@ -26,6 +26,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { identityResolver, networkFor } from "../shared/identity.ts";
+import { fromBase64Url } from "../shared/encoding.ts";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
 import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
@@ -38,7 +39,8 @@ import { boundedStore, limitHeaders, originCeiling, type Gate } from "./gate.ts"
 import type { OriginGate } from "./origin-gate.ts";
 import { describeRequest, paymentRequired } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
-import { paymentSchemes, schemeOfReason, type PaymentScheme } from "./schemes/index.ts";
+import { addResultMeta } from "./mcp-meta.ts";
+import { paymentSchemes, schemeOfReason, type PaymentScheme, type Settled } from "./schemes/index.ts";
 import { wellKnown } from "./well-known.ts";
 
 export { StoreTimeoutError, type CallerStore, type Gate, type StoreNamespace } from "./gate.ts";
@@ -239,7 +241,9 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       return jsonRpcError(400, body, ErrorCode.InvalidRequest, `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`, { cost, maxCost, plan: plan.name });
     }
 
-    const caller = identity.id;
+    // The request's caller; a payment that names its payer (x402), or an access token bought
+    // by one, makes the request that payer's.
+    let caller = identity.id;
     const keyring = await gate.keyring();
     const admit: AdmitRequest = { cost, nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge };
     const slot = slotFor(req, body, isEndpoint, plan, nowMs);
@@ -249,20 +253,27 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     let tokenClaims: TokenClaims | undefined;
     let refusedBy: PaymentScheme | undefined;
     let credential = false;
+    /** A payment to complete once the caller's state holds its redemption (x402 settlement). */
+    let settlement: { scheme: PaymentScheme; credential: unknown } | undefined;
+    let forwardBody = rawBody;
     for (const scheme of schemes) {
-      const read = scheme.read(req.headers);
+      const read = scheme.read({ headers: req.headers, body, raw: rawBody });
       if (read === null) continue;
       credential = true;
-      const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs }) : read;
+      // A credential carried in the body (MCP `_meta`) is removed from what the origin gets.
+      if (read.ok && read.body) forwardBody = read.body;
+      const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost }) : read;
       if (!check.ok) {
         admit.refused = `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"];
         refusedBy = scheme;
       } else {
         const r = check.redemption;
+        if (check.identity !== undefined) caller = check.identity;
         admit.redeem = r;
-        // A one-time credential (a solution) buys an access token the caller keeps; a
-        // reusable one (L402) is its own token.
-        if (!r.reusable) tokenClaims = { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits };
+        // A one-time credential (a solution, an x402 bundle) buys an access token the caller
+        // keeps; a reusable one (L402) is its own token; a per-request payment buys none.
+        if (!r.reusable && check.token !== false) tokenClaims = { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits };
+        if (scheme.settle && read.ok) settlement = { scheme, credential: read.credential };
       }
       break;
     }
@@ -270,9 +281,14 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (!credential && tokenHeader !== null) {
       credential = true;
       verifyToken ??= tokenVerifier(keyring);
-      const check = await verifyToken(tokenHeader.trim(), caller, nowMs);
+      // A token bought by an x402 payer names that payer: it is verified as theirs.
+      const payer = payerNamedBy(tokenHeader);
+      const check = await verifyToken(tokenHeader.trim(), payer ?? caller, nowMs);
       if (!check.ok) admit.refused = `token_${check.reason}`;
-      else admit.tokenId = check.claims.jti;
+      else {
+        admit.tokenId = check.claims.jti;
+        if (payer !== null) caller = payer;
+      }
     }
 
     const store = gate.buckets.of(caller);
@@ -309,8 +325,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       const what = describeRequest(req.method, url.pathname, body);
       const reason = decision.reason ?? "over_budget";
       const status = (refusedBy ?? schemeOfReason(schemes, reason))?.refusalStatus(reason) ?? 402;
-      const offer = { policy, plan, keyring, caller, nowMs, difficulty: decision.difficulty ?? plan.challenge.difficulty };
-      return paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status });
+      const offer = { policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
+      return paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult });
     }
 
     // What giving this request back means: its cost to what paid it, and its slot.
@@ -343,11 +359,28 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
     }
 
+    // Complete a payment (x402: settle) only once everything else admitted the request, and
+    // before the origin is asked: a request whose payment does not complete never reaches it.
+    let receipt: Settled["receipt"];
+    if (settlement && admit.redeem) {
+      const done = await settlement.scheme.settle!(settlement.credential, { policy, plan, keyring, caller, nowMs, cost });
+      if (!done.ok) {
+        later(c, "CallerBucket.revoke", store.revoke({ jti: admit.redeem.jti }));
+        delete headers[TOKEN_HEADER];
+        delete headers[CREDITS_HEADER];
+        const reason = `${settlement.scheme.prefix}_${done.reason}`;
+        const offer = { policy, plan, keyring, caller, nowMs, cost, url, what: describeRequest(req.method, url.pathname, body), reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
+        return paymentRequired({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), toolResult: policy.x402ToolResult });
+      }
+      Object.assign(headers, done.headers);
+      receipt = done.receipt;
+    }
+
     let refunded = false;
     const state: TollboothState = {
       caller,
       body,
-      rawBody,
+      rawBody: forwardBody,
       cost,
       decision,
       strip,
@@ -379,8 +412,28 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (sessionId && ((req.method === "DELETE" && c.res.status < 500) || c.res.status === 404)) {
       later(c, "CallerBucket.endSession", store.endSession({ sessionId }));
     }
+    // The receipt of a payment made inside MCP goes back in the tool result's `_meta`.
+    const only = body && !body.batch ? body.messages[0] : undefined;
+    if (receipt && only?.id !== undefined && only.id !== null) c.res = addResultMeta(c.res, only.id, { [receipt.key]: receipt.value });
     for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
   };
+}
+
+/**
+ * The payer an access token names, when its (unverified) `sub` is an x402 payer
+ * `evm:0x<40 hex>`; null otherwise. The token is then verified for that caller: its
+ * signature, not this peek, decides.
+ */
+function payerNamedBy(token: string): string | null {
+  const payload = token.trim().split(".")[2];
+  const bytes = payload ? fromBase64Url(payload) : null;
+  if (!bytes) return null;
+  try {
+    const sub = (JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown }).sub;
+    return typeof sub === "string" && /^evm:0x[0-9a-f]{40}$/.test(sub) ? sub : null;
+  } catch {
+    return null;
+  }
 }
 
 /**

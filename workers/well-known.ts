@@ -32,6 +32,7 @@ function publicPlan(plan: Plan, schemes: readonly PaymentScheme[]): Record<strin
     limits: plan.limits,
     // Published only where L402 is offered.
     ...(schemeOfType(schemes, "l402") && plan.l402 ? { l402: plan.l402 } : {}),
+    ...(schemeOfType(schemes, "x402") && plan.x402 ? { x402: plan.x402 } : {}),
   };
 }
 
@@ -54,6 +55,8 @@ function publicPolicy(policy: Policy, schemes: readonly PaymentScheme[], url: UR
     token: { ttlSeconds: policy.token.ttlSeconds, header: "Tollbooth-Token" },
     solutionHeader: "Tollbooth-Solution",
     // What a client needs to pay over Lightning (never the backend's URL or secret).
+    // Where x402 payments go (never the facilitator's credential).
+    ...(policy.facilitator && schemeOfType(schemes, "x402") ? { x402: { payTo: policy.facilitator.payTo, assets: policy.facilitator.assets, maxTimeoutSeconds: policy.facilitator.maxTimeoutSeconds, toolResult: policy.x402ToolResult } } : {}),
     ...(policy.lightning && schemeOfType(schemes, "l402") ? { lightning: { service: policy.lightning.service, invoiceExpirySeconds: policy.lightning.invoiceExpirySeconds, credentialHeader: "Tollbooth-L402" } } : {}),
     ...gatewayUrls(url),
   };
@@ -91,10 +94,10 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
   // Invariant: the clock is read after the body has arrived.
   const nowMs = Date.now();
   const identity = await gate.identify(req.headers);
-  const caller = identity.id;
+  let caller = identity.id;
   const plan = planFor(policy, identity.verified ? identity.plan : undefined);
   const keyring = await gate.keyring();
-  const stub = gate.buckets.of(caller);
+  let stub = gate.buckets.of(caller);
   const overCeiling = (retryAfterSeconds: number, headers: Record<string, string>) => {
     const retryAfter = String(Math.max(1, retryAfterSeconds));
     return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter: Number(retryAfter), layer: "ceiling" }, { ...headers, "retry-after": retryAfter });
@@ -112,9 +115,9 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
       const type = url.searchParams.get("type") ?? "pow";
       const scheme = schemeOfType(gate.schemes, type);
       if (!scheme || scheme.credits(plan) === 0) return problem(400, "invalid_request", `No challenge of type ${JSON.stringify(type)} for plan ${plan.name}; offered: ${gate.schemes.filter((s) => s.credits(plan) > 0).map((s) => s.type).join(", ")}`);
-      const offer = await scheme.offer({ policy, plan, keyring, caller, nowMs, difficulty });
+      const offer = await scheme.offer({ policy, plan, keyring, caller, nowMs, cost: 0, difficulty, url, what: `${type} challenge`, reason: "requested" });
       if (!offer.ok) return problem(503, offer.reason, offer.message, { type: offer.type }, { ...headers, "retry-after": "5" });
-      return json(200, offer.json, { ...headers, [WWW_AUTHENTICATE_HEADER]: offer.challenge });
+      return json(200, offer.json, { ...headers, ...offer.headers, ...(offer.challenge !== undefined ? { [WWW_AUTHENTICATE_HEADER]: offer.challenge } : {}) });
     }
     return json(200, {
       caller,
@@ -150,16 +153,23 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
   if (!read.ok && read.reason === "malformed") {
     return problem(400, "invalid_request", scheme.type === "pow"
       ? `The body must hold the challenge fields (realm, id, salt, difficulty, algorithm, expires, credits, kid, signature) and nonce (decimal digits), as in ${SOLUTION_HEADER}`
-      : `The body must hold the credential's fields (${scheme.type}: macaroon and preimage, as in ${L402_HEADER})`);
+      : scheme.type === "l402"
+        ? `The body must hold the credential's fields (l402: macaroon and preimage, as in ${L402_HEADER})`
+        : `The body must hold the credential's fields (${scheme.type}: payment, a PaymentPayload object or its base64 as in PAYMENT-SIGNATURE)`);
   }
   if (!read.ok && read.reason === "unsupported_algorithm") return problem(422, "invalid_solution", "Only algorithm sha256 is supported", { reason: read.reason });
-  const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs }) : read;
+  const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost: 0 }) : read;
   const refused = (reason: string, headers?: Record<string, string>) =>
     scheme.type === "pow"
       ? problem(422, "invalid_solution", `Solution refused: ${reason}`, { reason }, headers)
       : problem(scheme.refusalStatus(`${scheme.prefix}_${reason}`), "invalid_credential", `Credential refused: ${scheme.prefix}_${reason}`, { reason: `${scheme.prefix}_${reason}` }, headers);
   if (!check.ok) return refused(check.reason);
   const redemption = check.redemption;
+  // A payment that names its payer (x402) buys for that payer.
+  if (check.identity !== undefined) {
+    caller = check.identity;
+    stub = gate.buckets.of(caller);
+  }
   let result;
   try {
     result = await stub.redeem({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, redemption });
@@ -173,7 +183,16 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
     // The reason as the pow wire has always said it: "spent" (each challenge redeems once).
     return refused(reason, headers);
   }
+  let settledHeaders: Record<string, string> = {};
+  if (scheme.settle && read.ok) {
+    const done = await scheme.settle(read.credential, { policy, plan, keyring, caller, nowMs, cost: 0 });
+    if (!done.ok) {
+      await stub.revoke({ jti: redemption.jti }).catch((err) => console.error("tollbooth: CallerBucket.revoke failed", err));
+      return refused(done.reason, headers);
+    }
+    settledHeaders = done.headers;
+  }
   const claims = { sub: caller, jti: redemption.jti, exp: redemption.tokenExpiresMs / 1000, cr: redemption.credits };
   const token = await signToken(keyring, claims);
-  return json(200, { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? redemption.credits }, headers);
+  return json(200, { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? redemption.credits }, { ...headers, ...settledHeaders });
 }

@@ -14,9 +14,14 @@
  *   401 right after a freshly paid L402 credential)
  * - `payment_refused`: an offered L402 challenge was not paid: its invoice is over
  *   `maxSatsPerRequest`, or would take the last hour's spending over `maxSatsPerHour`, or
- *   names no amount (docs/wire-contract.md §11); nothing was paid
+ *   names no amount (docs/wire-contract.md §11); or an x402 offer was not signed: no
+ *   requirement on an allowed network and asset, or its amount is over `x402.maxPerRequest`,
+ *   or would take the last hour's signing in that asset over `x402.maxPerHour`; nothing was
+ *   paid
  * - `payment_failed`: the wallet failed to pay, or returned a preimage whose SHA-256 is not
- *   the invoice's payment hash
+ *   the invoice's payment hash; or the x402 signer (or `@x402/evm`'s scheme) failed to sign
+ * - `challenge_refused` also covers a 402 right after a signed x402 payment (the gateway's
+ *   `x402_*` reason is in the message)
  * - `rate_limited`: 429 with a `Retry-After` longer than `maxWaitSeconds` (or a second 429)
  * - `body_not_replayable`: the request body is a stream, so it cannot be sent twice
  */

@@ -12,7 +12,12 @@
  *    gateway returns (`Tollbooth-Token`) per origin;
  *  - `l402`: it pays the `L402` challenge's invoice within its spending limits and keeps the
  *    credential `<macaroon>:<preimage>` per origin (sent as `Authorization: L402 …`, or as
- *    `Tollbooth-L402` when the request has an `Authorization` of its own).
+ *    `Tollbooth-L402` when the request has an `Authorization` of its own);
+ *  - `x402`: not a `WWW-Authenticate` scheme — offered when the 402 has a `PAYMENT-REQUIRED`
+ *    header (or an `error.data.challenges` entry of `type: "x402"`); it signs an x402 v2
+ *    `exact` payment (EIP-3009) within its spending limits and retries once with
+ *    `PAYMENT-SIGNATURE` (§12); in credits mode the gateway's `Tollbooth-Token` is kept as
+ *    after a solve.
  * What it keeps is sent until it expires or `Tollbooth-Credits` reaches 0; a 402, or a 401
  * whose `error.data.reason` starts with `l402_`, to a kept credential drops it and is handled
  * once as a fresh challenge. On 429 it waits the integer `Retry-After` (bounded) and retries
@@ -23,13 +28,15 @@ import { fromBase64Url } from "../encoding.ts";
 import { CREDITS_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../wire.ts";
 import { TollboothError } from "./errors.ts";
 import { l402Payer, type LightningOptions, type PayEvent } from "./payers/l402.ts";
-import type { OfferedChallenge, Payer, PayerName, Refusal, ReusableCredential, Way } from "./payers/payer.ts";
+import type { ChallengeResponse, OfferedChallenge, Payer, PayerName, Refusal, ReusableCredential, Way } from "./payers/payer.ts";
 import { powPayer, type SolveEvent } from "./payers/pow.ts";
+import { checkX402Options, x402Payer, type X402Options } from "./payers/x402.ts";
 import type { PowSolution, SolveOptions } from "./solver.ts";
 
 export type { SolveEvent } from "./payers/pow.ts";
 export type { LightningOptions, PayEvent } from "./payers/l402.ts";
 export type { PayerName } from "./payers/payer.ts";
+export type { X402Options, X402PayEvent } from "./payers/x402.ts";
 
 /** The `fetch` shape the MCP TypeScript SDK transports accept (`FetchLike`). */
 export type FetchLike = (url: string | URL, init?: RequestInit) => Promise<Response>;
@@ -50,7 +57,7 @@ export interface WithTollboothOptions {
   solve?: (salt: string, difficulty: number, options: SolveOptions) => Promise<PowSolution>;
   /**
    * Ways through a 402 it may take, in order of preference (default `["pow"]`: proof of work
-   * only). `"l402"` needs `lightning`.
+   * only). `"l402"` needs `lightning`; `"x402"` needs `x402`.
    */
   pay?: PayerName[];
   /**
@@ -61,6 +68,13 @@ export interface WithTollboothOptions {
   lightning?: LightningOptions;
   /** Called after each Lightning payment: `{ url, scheme: "l402", sats, ms }`. */
   onPay?: (event: PayEvent) => void;
+  /**
+   * Signer, allowed networks and assets, and spending limits (atomic units) for `"x402"`:
+   * `{ signer, networks, assets, maxPerRequest, maxPerHour, onPay? }` (see `X402Options`). An
+   * offer on another network or asset, over `maxPerRequest`, or taking what was signed for in
+   * the last hour in that asset over `maxPerHour`, is not paid.
+   */
+  x402?: X402Options;
 }
 
 /** What is kept per gateway origin: an access token, or a paid reusable credential. */
@@ -82,7 +96,7 @@ type Kept =
 
 /** Seconds of margin before a token's expiry at which it is no longer sent. */
 const EXPIRY_MARGIN_MS = 2_000;
-const PAYER_NAMES: readonly PayerName[] = ["pow", "l402"];
+const PAYER_NAMES: readonly PayerName[] = ["pow", "l402", "x402"];
 
 function tokenExpiryMs(token: string): number {
   const payload = token.split(".")[2];
@@ -114,24 +128,28 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** `error.data.reason` of a JSON-RPC error body (the first of a batch), read from a clone. */
-async function refusalReason(res: Response): Promise<string | undefined> {
+/** A JSON body (the first message of a batch), read from a clone; `undefined` when not JSON. */
+async function jsonBody(res: Response): Promise<unknown> {
   try {
     const body: unknown = JSON.parse(await res.clone().text());
-    const first = Array.isArray(body) ? body[0] : body;
-    const reason = (first as { error?: { data?: { reason?: unknown } } } | null)?.error?.data?.reason;
-    return typeof reason === "string" ? reason : undefined;
+    return Array.isArray(body) ? body[0] : body;
   } catch {
     return undefined;
   }
 }
 
+/** `error.data.reason` of a JSON-RPC error body (the first of a batch), read from a clone. */
+async function refusalReason(res: Response): Promise<string | undefined> {
+  const reason = ((await jsonBody(res)) as { error?: { data?: { reason?: unknown } } } | null | undefined)?.error?.data?.reason;
+  return typeof reason === "string" ? reason : undefined;
+}
+
 /** Validate `pay` and `lightning` (programming errors → TypeError naming the option). */
 function checkOptions(options: WithTollboothOptions): PayerName[] {
   const pay = options.pay ?? ["pow"];
-  if (!Array.isArray(pay) || pay.length === 0) throw new TypeError(`withTollbooth: option pay must be a non-empty array of "pow" | "l402"`);
+  if (!Array.isArray(pay) || pay.length === 0) throw new TypeError(`withTollbooth: option pay must be a non-empty array of "pow" | "l402" | "x402"`);
   for (const name of pay) {
-    if (!PAYER_NAMES.includes(name)) throw new TypeError(`withTollbooth: option pay names an unknown way ${JSON.stringify(name)} (known: "pow", "l402")`);
+    if (!PAYER_NAMES.includes(name)) throw new TypeError(`withTollbooth: option pay names an unknown way ${JSON.stringify(name)} (known: "pow", "l402", "x402")`);
   }
   if (new Set(pay).size !== pay.length) throw new TypeError(`withTollbooth: option pay names a way twice: ${JSON.stringify(pay)}`);
   if (pay.includes("l402")) {
@@ -142,6 +160,7 @@ function checkOptions(options: WithTollboothOptions): PayerName[] {
       if (typeof ln[key] !== "number" || !(ln[key] >= 0)) throw new TypeError(`withTollbooth: option lightning.${key} must be a number ≥ 0 (satoshis)`);
     }
   }
+  if (pay.includes("x402")) checkX402Options(options.x402);
   return pay;
 }
 
@@ -160,11 +179,13 @@ function refusalError(refusals: Refusal[], status: number): TollboothError {
 /**
  * Wrap `fetch` with the tollbooth resolver.
  * @param fetchImpl the underlying fetch (default `globalThis.fetch`)
- * @param options limits, callbacks and the ways through (`pay`, `lightning`); see
+ * @param options limits, callbacks and the ways through (`pay`, `lightning`, `x402`); see
  *   `WithTollboothOptions`
  * @returns a `FetchLike` for `StreamableHTTPClientTransport`'s `fetch` option
- * @throws TypeError at once for `pay` naming an unknown way or `"l402"` without a valid
- *   `lightning` option; (from the returned function) TollboothError — see `TollboothErrorCode`
+ * @throws TypeError at once for `pay` naming an unknown way, `"l402"` without a valid
+ *   `lightning` option, or `"x402"` without a valid `x402` option (no signer, no networks or
+ *   assets, non-positive limits); (from the returned function) TollboothError — see
+ *   `TollboothErrorCode`
  */
 export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(u, i), options: WithTollboothOptions = {}): FetchLike {
   const pay = checkOptions(options);
@@ -172,7 +193,10 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
   const payers: Record<PayerName, Payer> = {
     pow: powPayer({ maxDifficulty: options.maxDifficulty, maxSolveMs: options.maxSolveMs, signal: options.signal, onSolve: options.onSolve, solve: options.solve }),
     l402: l402Payer({ lightning: options.lightning, signal: options.signal, onPay: options.onPay }),
+    x402: x402Payer({ x402: options.x402, signal: options.signal }),
   };
+  /** Whether a payer of `pay` reads the 402 beyond `WWW-Authenticate` (then its body is parsed). */
+  const readsResponse = pay.some((name) => payers[name].offered !== undefined);
   const kept = new Map<string, Kept>();
   /** Credentials being bought, per origin: a concurrent 402 waits for it instead of paying again. */
   const buying = new Map<string, Promise<ReusableCredential>>();
@@ -222,8 +246,8 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
     let res = await send({}, sent);
     remember(origin, res, sent);
     let waited = false;
-    /** A fresh solution or credential was sent (which one): another refusal ends the call. */
-    let redeemed: "solution" | "credential" | undefined;
+    /** A fresh solution, payment or credential was sent (which one): another refusal ends the call. */
+    let redeemed: "solution" | "x402 payment" | "credential" | undefined;
     for (;;) {
       if (res.status === 429 && !waited) {
         const retryAfter = Number(res.headers.get("retry-after"));
@@ -249,21 +273,34 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
       if (sent && kept.get(origin) === sent) kept.delete(origin);
 
       const header = res.headers.get(WWW_AUTHENTICATE_HEADER) ?? "";
-      const challenges = parseChallengesWithText(header);
-      if (!challenges || challenges.length === 0) {
+      const challenges = parseChallengesWithText(header) ?? [];
+      // Ways offered outside WWW-Authenticate (x402's PAYMENT-REQUIRED), per payer of `pay` that reads them.
+      const elsewhere = new Map<PayerName, OfferedChallenge[]>();
+      if (readsResponse) {
+        const response: ChallengeResponse = { url: String(url), status, headers: res.headers, body: await jsonBody(res) };
+        for (const name of pay) {
+          const offered = payers[name].offered?.(response);
+          if (offered && offered.length > 0) elsewhere.set(name, offered);
+        }
+      }
+      if (challenges.length === 0 && elsewhere.size === 0) {
         throw new TollboothError("challenge_unreadable", `${status} without a challenge the resolver can read: ${header || "no WWW-Authenticate"}`, status);
       }
       const context = { url: String(url), origin, requestHeaders };
       const refusals: Refusal[] = [];
       let way: Way | undefined;
+      let wayOf: PayerName | undefined;
       for (const name of pay) {
         const payer = payers[name];
         // L402 before LSAT (Aperture offers both for one invoice).
-        const offered = challenges.filter((c) => payer.handles(c.scheme)).sort((a, b) => Number(a.scheme.toLowerCase() === "lsat") - Number(b.scheme.toLowerCase() === "lsat"));
+        const offered = payer.offered
+          ? (elsewhere.get(name) ?? [])
+          : challenges.filter((c) => payer.handles(c.scheme)).sort((a, b) => Number(a.scheme.toLowerCase() === "lsat") - Number(b.scheme.toLowerCase() === "lsat"));
         for (const challenge of offered as OfferedChallenge[]) {
           const choice = payer.choose(challenge, context);
           if (choice.ok) {
             way = choice.way;
+            wayOf = name;
             break;
           }
           refusals.push(choice);
@@ -278,7 +315,7 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
       }
       if (!replayable(init.body)) throw new TollboothError("body_not_replayable", "cannot retry a streamed request body", status);
       await res.body?.cancel();
-      redeemed = way.kind === "once" ? "solution" : "credential";
+      redeemed = way.kind === "once" ? (wayOf === "x402" ? "x402 payment" : "solution") : "credential";
       if (way.kind === "once") {
         const extra = await way.obtain();
         sent = undefined;

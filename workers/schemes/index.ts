@@ -8,11 +8,12 @@ import type { TokenError } from "../../shared/token.ts";
 import { l402Scheme, type L402Refusal } from "./l402.ts";
 import { powScheme, type PowRefusal } from "./pow.ts";
 import type { PaymentScheme, SchemeDeps } from "./scheme.ts";
+import { x402Scheme, type X402Refusal } from "./x402.ts";
 
-export type { Offer, OfferContext, PaymentScheme, SchemeContext, SchemeDeps, Unavailable } from "./scheme.ts";
+export type { CredentialSource, Offer, OfferContext, PaymentScheme, SchemeContext, SchemeDeps, Settled, Unavailable } from "./scheme.ts";
 
 /** Every scheme's factory, in offer order. */
-const FACTORIES = [powScheme, l402Scheme];
+const FACTORIES = [powScheme, l402Scheme, x402Scheme];
 
 /**
  * Why a request was not admitted, as `error.data.reason`: a layer, or a refused credential
@@ -25,7 +26,8 @@ export type DenyReason =
   | "streams"
   | `token_${TokenError | "unknown" | "exhausted"}`
   | PowRefusal
-  | L402Refusal;
+  | L402Refusal
+  | X402Refusal;
 
 /**
  * The schemes a validated policy enables.

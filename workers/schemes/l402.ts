@@ -104,7 +104,7 @@ export const l402Scheme: SchemeFactory = (policy, deps) => {
       offers.set(key, { offer, paymentHash: invoice.paymentHash, reuseUntilMs: ctx.nowMs + Math.min(OFFER_REUSE_MS, (lightning.invoiceExpirySeconds * 1000) / 2) });
       return offer;
     },
-    read(headers) {
+    read({ headers }) {
       const own = headers.get(L402_HEADER);
       const read = own !== null ? readL402Credential(own.trim()) : parseL402Authorization(headers.get(AUTHORIZATION_HEADER) ?? "");
       if (read === null) return null;

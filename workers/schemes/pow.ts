@@ -67,7 +67,7 @@ export const powScheme: SchemeFactory = (policy) => {
           `having ${ch.difficulty} leading zero bits) and retry with header Tollbooth-Solution: <challenge params>, nonce="<nonce>"`,
       };
     },
-    read(headers) {
+    read({ headers }) {
       const value = headers.get(SOLUTION_HEADER);
       if (value === null) return null;
       const params = parseAuthParams(value);

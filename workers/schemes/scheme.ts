@@ -12,6 +12,7 @@
  * - `strip`: remove the scheme's credential from headers forwarded to the origin.
  * Refusals reach the wire as `error.data.reason` = `<prefix>_<reason>` (docs/wire-contract.md §1, §10).
  */
+import type { ParsedBody } from "../../shared/jsonrpc.ts";
 import type { Keyring } from "../../shared/keys.ts";
 import type { Plan, Policy } from "../../shared/policy.ts";
 import type { Result } from "../../shared/result.ts";
@@ -26,12 +27,29 @@ export interface SchemeContext {
   caller: string;
   /** Unix milliseconds, read after the request body arrived. */
   nowMs: number;
+  /** Units the request costs (0 at `/verify` and `/challenge`). */
+  cost: number;
 }
 
 /** What a 402 offers: the caller's current proof-of-work difficulty (bits) is known to the gate. */
 export interface OfferContext extends SchemeContext {
   /** The caller's current proof-of-work difficulty, leading zero bits (adaptive). */
   difficulty: number;
+  /** The request URL (the resource paid for). */
+  url: URL;
+  /** What the request is, for people (`tools/call search`). */
+  what: string;
+  /** Why it is over budget (`over_budget`, or a refused credential). */
+  reason: string;
+}
+
+/** Where a credential may be: the request's headers, or its JSON-RPC body (MCP `_meta`). */
+export interface CredentialSource {
+  headers: Headers;
+  /** The parsed JSON-RPC body on the MCP endpoint, else null. */
+  body: ParsedBody | null;
+  /** The raw body bytes, else null. */
+  raw: Uint8Array<ArrayBuffer> | null;
 }
 
 /** A challenge a 402 (or 401) carries for one scheme. */
@@ -39,8 +57,10 @@ export interface Offer {
   ok: true;
   /** The scheme's `type` (`error.data.challenges[].type`). */
   type: string;
-  /** Its `WWW-Authenticate` challenge (RFC 9110 §11.6.1), one field line. */
-  challenge: string;
+  /** Its `WWW-Authenticate` challenge (RFC 9110 §11.6.1), one field line; none for a scheme signalled by its own header (x402). */
+  challenge?: string;
+  /** Headers it adds to the answer (x402: `PAYMENT-REQUIRED`). */
+  headers?: Record<string, string>;
   /** Its entry in `error.data.challenges` (`type` and `header` included). */
   json: Record<string, unknown>;
   /** How to take it, for `error.message` (one sentence, no trailing period). */
@@ -59,6 +79,18 @@ export interface Unavailable {
 /** A credential read, verified, and what it buys. */
 export interface Redeemable {
   redemption: Redemption;
+  /** The caller the payment itself names, verified (x402: `evm:<payer address>`); the request becomes that caller's. */
+  identity?: string;
+  /** Whether a one-time redemption returns an access token (default true; false when it pays for this request only). */
+  token?: boolean;
+}
+
+/** What settling a payment adds to the answer. */
+export interface Settled {
+  /** Response headers (x402: `PAYMENT-RESPONSE`). */
+  headers: Record<string, string>;
+  /** A receipt for the MCP result's `_meta` (`x402/payment-response`), when the payment came in `_meta`. */
+  receipt?: { key: string; value: unknown };
 }
 
 /**
@@ -77,17 +109,27 @@ export interface PaymentScheme<C = unknown> {
   credits(plan: Plan): number;
   /** A fresh challenge for the caller, or why it is unavailable. Never hangs (bounded by the scheme). */
   offer(ctx: OfferContext): Promise<Offer | Unavailable>;
-  /** This scheme's credential in request headers; null when the request carries none. */
-  read(headers: Headers): Result<{ credential: C }, string> | null;
+  /**
+   * This scheme's credential in the request; null when the request carries none. `body`:
+   * the request body to forward instead, when the credential was in it (removed).
+   */
+  read(source: CredentialSource): Result<{ credential: C; body?: Uint8Array<ArrayBuffer> }, string> | null;
   /** This scheme's credential in a `/verify` JSON body (its `type` already matched). */
   readJson(body: Record<string, unknown>): Result<{ credential: C }, string>;
   /** Check a credential statelessly (signatures, expiry, binding to the caller); single use is the Durable Object's. */
   verify(credential: C, ctx: SchemeContext): Promise<Result<Redeemable, string>>;
   /**
-   * HTTP status of a refusal with `reason` (already prefixed): 402 (pay or solve again,
-   * with fresh challenges) or 401 (the credential is invalid: L402's rule).
+   * Complete a payment once the caller's Durable Object holds its redemption, before the
+   * request is forwarded (x402: settle with the facilitator). A refusal withdraws the
+   * credits it bought and the request is refused. Schemes verified offline have none.
    */
-  refusalStatus(reason: string): 401 | 402;
+  settle?(credential: C, ctx: SchemeContext): Promise<Result<Settled, string>>;
+  /**
+   * HTTP status of a refusal with `reason` (already prefixed): 402 (pay or solve again,
+   * with fresh challenges), 401 (the credential is invalid: L402's rule), or 503 (a
+   * payment service did not answer).
+   */
+  refusalStatus(reason: string): 401 | 402 | 503;
   /** Remove this scheme's credential from headers about to be forwarded to the origin. */
   strip(headers: Headers): void;
 }

@@ -36,7 +36,8 @@ import {
   type JSONRPCRequest,
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
-import { withTollbooth, type FetchLike, type LightningOptions, type PayerName } from "../resolver.ts";
+import { privateKeyToAccount } from "viem/accounts";
+import { withTollbooth, type FetchLike, type LightningOptions, type PayerName, type X402Options } from "../resolver.ts";
 import { lndWallet, type LightningWallet } from "../wallets.ts";
 import { classifyFailure, describeFailure, errorResponse } from "./failures.ts";
 import { streamLog, type BridgeLog } from "./log.ts";
@@ -59,6 +60,13 @@ export interface BridgeOptions {
    * `lndWallet`) or a ready `wallet`.
    */
   lightning?: BridgeLightning;
+  /**
+   * Paying over x402 (needed when `pay` includes `"x402"`): allowed networks and assets,
+   * spending limits in atomic units, and either a `privateKey` (`0x` + 64 hex; the bridge
+   * builds a viem account with `privateKeyToAccount`) or a ready `signer`. Payments are
+   * logged; an `onPay` given here is called too.
+   */
+  x402?: BridgeX402;
   /** Attempts after a transient connection failure (default 5). */
   retries?: number;
   /** First backoff delay, milliseconds; doubled each attempt, capped at 8 000 (default 500). */
@@ -76,6 +84,9 @@ export interface BridgeOptions {
 
 /** The Lightning part of {@link BridgeOptions}. */
 export type BridgeLightning = Omit<LightningOptions, "wallet"> & ({ wallet: LightningWallet } | { lndUrl: URL | string; macaroonHex: string });
+
+/** The x402 part of {@link BridgeOptions}. */
+export type BridgeX402 = Omit<X402Options, "signer"> & ({ signer: X402Options["signer"] } | { privateKey: `0x${string}` });
 
 /** A running bridge. */
 export interface BridgeHandle {
@@ -110,7 +121,8 @@ const idKey = (id: RequestId) => `${typeof id}:${id}`;
 /**
  * Start relaying between stdio and the Streamable HTTP endpoint `options.url`.
  * Resolves once stdin is being read; nothing is sent upstream before the client's first message.
- * @throws TypeError (before anything starts) for `pay` with `"l402"` and no usable `lightning`;
+ * @throws TypeError (before anything starts) for `pay` with `"l402"` and no usable `lightning`,
+ *   or with `"x402"` and no usable `x402` (a malformed `privateKey` included);
  *   nothing else itself: failures are logged and answered to the client as JSON-RPC errors
  */
 export async function runBridge(options: BridgeOptions): Promise<BridgeHandle> {
@@ -128,11 +140,37 @@ export async function runBridge(options: BridgeOptions): Promise<BridgeHandle> {
     maxSatsPerRequest: ln.maxSatsPerRequest,
     maxSatsPerHour: ln.maxSatsPerHour,
   };
+  const x4 = options.x402;
+  let x402: X402Options | undefined;
+  if (x4) {
+    let signer: X402Options["signer"];
+    if ("signer" in x4) signer = x4.signer;
+    else {
+      try {
+        signer = privateKeyToAccount(x4.privateKey);
+      } catch {
+        throw new TypeError("runBridge: option x402.privateKey is not a valid private key (0x + 64 hex)");
+      }
+    }
+    const { networks, assets, maxPerRequest, maxPerHour, onPay } = x4;
+    x402 = {
+      signer,
+      networks,
+      assets,
+      maxPerRequest,
+      maxPerHour,
+      onPay: (e) => {
+        log.info(`paid ${e.amount} atomic units of ${e.asset} on ${e.network} (x402; signed in ${Math.round(e.ms)} ms)`);
+        onPay?.(e);
+      },
+    };
+  }
   const tollboothFetch = withTollbooth(options.fetch, {
     maxDifficulty: options.maxDifficulty,
     maxSolveMs: options.maxSolveMs,
     pay: options.pay,
     lightning,
+    x402,
     onSolve: (e) => log.info(`solved challenge: ${e.difficulty} bits in ${Math.round(e.ms)} ms (${e.hashes} hashes)`),
     onPay: (e) => log.info(`paid ${e.sats} sats (L402) in ${Math.round(e.ms)} ms`),
   });

@@ -7,6 +7,9 @@
  *   tollbooth-bridge https://mcp.example.com/mcp --header "Authorization: Bearer …"
  *   tollbooth-bridge https://mcp.example.com/mcp --pay l402,pow --lnd-url https://127.0.0.1:8080 \
  *     --lnd-macaroon-file ~/.lnd/data/chain/bitcoin/mainnet/admin.macaroon --max-sats-per-hour 1000
+ *   tollbooth-bridge https://mcp.example.com/mcp --pay x402,pow --evm-key-file ~/.tollbooth/evm.key \
+ *     --x402-network eip155:8453 --x402-asset 0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913 \
+ *     --max-x402-per-hour 1000000
  */
 import { parseBridgeArgs, UsageError, USAGE } from "./args.ts";
 import { runBridge } from "./bridge.ts";
@@ -33,6 +36,7 @@ const bridge = await runBridge({
   maxSolveMs: args.maxSolveMs,
   pay: args.pay,
   lightning: args.lightning,
+  x402: args.x402,
   log,
 });
 log.info(`relaying stdio to ${args.url.href}`);

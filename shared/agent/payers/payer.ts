@@ -2,7 +2,9 @@
  * The agent side's payers: one per way through a tollbooth 402 (docs/wire-contract.md §11).
  * The resolver (`withTollbooth`, shared/agent/resolver.ts) reads every challenge of a
  * `WWW-Authenticate` list and asks, in the order of its `pay` option, the payer of each
- * offered scheme whether it accepts; the first that does obtains a credential.
+ * offered scheme whether it accepts; the first that does obtains a credential. A payer whose
+ * way is not a `WWW-Authenticate` scheme (x402: the `PAYMENT-REQUIRED` header, §12) reads
+ * what it is offered from the 402 itself with `offered(response)`.
  *
  * A payer decides in two steps:
  *  1. `choose(challenge, context)`, synchronous and free: a refusal with a reason (too hard,
@@ -14,10 +16,22 @@
 import type { ChallengeWithText } from "../../auth-params.ts";
 
 /** Names of the payers, as in the resolver's `pay` option. */
-export type PayerName = "pow" | "l402";
+export type PayerName = "pow" | "l402" | "x402";
 
 /** One offered challenge: its scheme as received, parameters (names lowercased) and their text. */
 export type OfferedChallenge = ChallengeWithText;
+
+/**
+ * The 402 (or tollbooth 401) as a payer with `offered` sees it: its headers and its body
+ * parsed as JSON (the first message of a batch; `undefined` when not JSON).
+ */
+export interface ChallengeResponse {
+  /** The challenged request's URL. */
+  url: string;
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
 
 /** What a payer knows about the request being paid for. */
 export interface PayContext {
@@ -35,10 +49,11 @@ export interface PayContext {
  * - `over_limit`: an invoice over `maxSatsPerRequest`, or over `maxSatsPerHour` with what was
  *   paid in the last hour
  * - `amountless`: an invoice naming no amount (the payer would choose what to pay)
- * - `no_wallet`: no wallet to pay with
+ * - `no_wallet`: no wallet (or signer) to pay with
+ * - `not_allowed`: nothing offered in a network or asset the caller allowed (x402)
  * - `unreadable`: a parameter the payer needs is missing or malformed
  */
-export type RefusalReason = "too_hard" | "over_limit" | "amountless" | "no_wallet" | "unreadable";
+export type RefusalReason = "too_hard" | "over_limit" | "amountless" | "no_wallet" | "not_allowed" | "unreadable";
 
 /** A refusal: `reason` for the resolver's error code, `message` for people. */
 export interface Refusal {
@@ -70,7 +85,10 @@ export interface ReusableCredential {
  */
 export type Way =
   | {
-      /** Headers to send once, with the retried request (names lowercase). */
+      /**
+       * Headers to send once, with the retried request (names lowercase): proof of work's
+       * `Tollbooth-Solution`, x402's `PAYMENT-SIGNATURE`.
+       */
       kind: "once";
       obtain(): Promise<Record<string, string>>;
     }
@@ -95,6 +113,13 @@ export interface Payer {
    * case-insensitively: `PowChallenge`; `L402` or `LSAT`).
    */
   handles(scheme: string): boolean;
+  /**
+   * Optional: the challenges of this payer that the 402 offers outside `WWW-Authenticate`
+   * (x402's `PAYMENT-REQUIRED` header, or its `error.data.challenges` entry), as
+   * `OfferedChallenge`s that its own `choose` reads; never throws. When present the resolver
+   * asks it instead of filtering `WWW-Authenticate` with `handles`.
+   */
+  offered?(response: ChallengeResponse): OfferedChallenge[];
   /** Accept (a `Way`) or refuse (a `Refusal`) one offered challenge; never throws. */
   choose(challenge: OfferedChallenge, context: PayContext): Choice;
 }

@@ -252,6 +252,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     // token. Each is verified statelessly here; what it spends is the Durable Object's.
     let tokenClaims: TokenClaims | undefined;
     let refusedBy: PaymentScheme | undefined;
+    /** What a payment service said when it refused the credential (`error.data.detail`). */
+    let refusedDetail: { detail: string } | undefined;
     let credential = false;
     /** A payment to complete once the caller's state holds its redemption (x402 settlement). */
     let settlement: { scheme: PaymentScheme; credential: unknown } | undefined;
@@ -266,6 +268,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       if (!check.ok) {
         admit.refused = `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"];
         refusedBy = scheme;
+        if (check.detail !== undefined) refusedDetail = { detail: check.detail };
       } else {
         const r = check.redemption;
         if (check.identity !== undefined) caller = check.identity;
@@ -326,7 +329,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       const reason = decision.reason ?? "over_budget";
       const status = (refusedBy ?? schemeOfReason(schemes, reason))?.refusalStatus(reason) ?? 402;
       const offer = { policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
-      return paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult });
+      return paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult, ...(refusedDetail ? { detail: refusedDetail } : {}) });
     }
 
     // What giving this request back means: its cost to what paid it, and its slot.
@@ -370,7 +373,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         delete headers[CREDITS_HEADER];
         const reason = `${settlement.scheme.prefix}_${done.reason}`;
         const offer = { policy, plan, keyring, caller, nowMs, cost, url, what: describeRequest(req.method, url.pathname, body), reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
-        return paymentRequired({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), toolResult: policy.x402ToolResult });
+        return paymentRequired({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), toolResult: policy.x402ToolResult, ...(done.detail !== undefined ? { detail: { detail: done.detail } } : {}) });
       }
       Object.assign(headers, done.headers);
       receipt = done.receipt;

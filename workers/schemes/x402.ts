@@ -175,11 +175,11 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
         verdict = await facilitator.verify(payload, matched.requirement);
       } catch (err) {
         const response = (err as { invalidReason?: string; name?: string }) ?? {};
-        if (response.name === "VerifyError") return refuse("invalid");
+        if (response.name === "VerifyError") return refuse("invalid", response.invalidReason);
         console.error("tollbooth: x402 facilitator /verify failed", err);
         return refuse("facilitator_unavailable");
       }
-      if (!verdict.isValid) return refuse(verdict.invalidReason && /expired|valid_before|validbefore/i.test(verdict.invalidReason) ? "expired" : "invalid");
+      if (!verdict.isValid) return refuse(verdict.invalidReason && /expired|valid_before|validbefore/i.test(verdict.invalidReason) ? "expired" : "invalid", verdict.invalidReason);
       const authorization = authorizationOf(payload);
       const payer = (verdict.payer ?? authorization.from).toLowerCase();
       const price = ctx.plan.x402!;
@@ -217,7 +217,7 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
         console.error(`tollbooth: x402 /settle failed (nonce ${authorizationOf(payload).nonce})`, err);
         return refuse("settle_failed");
       }
-      if (!settled.success) return refuse("settle_failed");
+      if (!settled.success) return refuse("settle_failed", settled.errorReason);
       return {
         ok: true,
         headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader(settled) },

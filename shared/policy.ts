@@ -329,6 +329,13 @@ const schema = z.strictObject({
    * credential and tollbooth's `/verify` and `/challenge` endpoints always fail closed.
    */
   onStoreError: z._default(z.enum(STORE_ERROR_MODES), "closed"),
+  /**
+   * Admission leases (shared/lease.ts): an isolate that sees a caller at least twice a second
+   * admits its in-budget requests against units leased from the caller's Durable Object,
+   * renewing in the background — no Durable Object call per request. Off: every request asks
+   * the object.
+   */
+  leases: z._default(z.boolean(), false),
   /** Milliseconds to wait for the caller's Durable Object before treating it as failed. */
   storeTimeoutMs: z._default(int(50, 10_000), 500),
 });

@@ -16,6 +16,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/bucket.ts";
 import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../shared/difficulty.ts";
+import { grantLease, type LeaseGrant, type LeaseWant } from "../shared/lease.ts";
 
 /**
  * A verified credential to redeem (a proof-of-work solution, a paid L402 macaroon): what it
@@ -79,6 +80,12 @@ export interface AdmitRequest {
   refused?: DenyReason;
   /** A session (`initialize`) or GET stream slot to open; refused (`sessions` / `streams`) at the cap. */
   slot?: SlotRequest;
+  /**
+   * A lease the isolate asks for with this request (shared/lease.ts): granted from what the
+   * buckets hold after the request, only to a request admitted without a credential; the
+   * `returned` units of an expired lease are handed back either way.
+   */
+  lease?: LeaseWant;
 }
 
 /**
@@ -111,6 +118,8 @@ export interface AdmitResult {
   solves?: number;
   /** For `sessions` / `streams`: whole seconds until the oldest slot expires. */
   retryAfterSeconds?: number;
+  /** The lease granted with the decision, when one was asked for. */
+  lease?: LeaseGrant;
 }
 
 /** A caller's current state, for `GET /.well-known/tollbooth/status`. */
@@ -261,7 +270,12 @@ export class CallerBucket extends DurableObject {
     const ceilingTake = take(this.load("ceiling", req.ceiling, nowMs), req.ceiling, 1, nowMs);
     const freeState = this.load("free", req.bucket, nowMs);
     const hardness = (): { difficulty?: number; solves?: number } => this.difficulty(req.challenge, nowMs);
-    const deny = (reason: DenyReason, extra: Partial<AdmitResult> = {}): AdmitResult => ({
+    const deny = (reason: DenyReason, extra: Partial<AdmitResult> = {}): AdmitResult => {
+      // Units of an expired lease come back even when this request is refused.
+      if (req.lease && (req.lease.returned.units > 0 || req.lease.returned.ceilingUnits > 0)) this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
+      return denied(reason, extra);
+    };
+    const denied = (reason: DenyReason, extra: Partial<AdmitResult>): AdmitResult => ({
       admitted: false,
       reason,
       bucket: take(freeState, req.bucket, req.cost, nowMs).result,
@@ -339,7 +353,28 @@ export class CallerBucket extends DurableObject {
       this.sql.exec("INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms) VALUES (?, ?, NULL, ?)", req.slot.id, req.slot.kind, req.slot.expiresMs);
       this.scheduleAlarm(req.slot.expiresMs + CLEANUP_SLACK_MS);
     }
+    if (req.lease && tokenId === undefined) result.lease = this.lease(req, req.lease);
     return result;
+  }
+
+  /**
+   * Take a lease out of the buckets (shared/lease.ts `grantLease`): hand back `want.returned`,
+   * then grant whole units the buckets hold. One row write.
+   */
+  private lease(req: Pick<AdmitRequest, "nowMs" | "bucket" | "ceiling">, want: LeaseWant): LeaseGrant {
+    const { free, ceiling, grant } = grantLease(this.load("free", req.bucket, req.nowMs), this.load("ceiling", req.ceiling, req.nowMs), { bucket: req.bucket, ceiling: req.ceiling }, want, req.nowMs);
+    this.save(free, ceiling);
+    this.scheduleAlarm(this.idleAtMs(req.nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
+    return grant;
+  }
+
+  /**
+   * Renew an isolate's lease in the background (no request is decided; the ceiling is not
+   * charged for the renewal itself): hand back `lease.returned`, grant what the buckets hold.
+   */
+  renew(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; lease: LeaseWant }): LeaseGrant {
+    this.remember(req.bucket, req.ceiling, (this.configs ?? this.storedConfigs())?.halfLifeSeconds ?? 600);
+    return this.lease(req, req.lease);
   }
 
   /**

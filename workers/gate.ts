@@ -5,6 +5,7 @@
  */
 import type { BucketConfig, LimitResult } from "../shared/bucket.ts";
 import type { Identity } from "../shared/identity.ts";
+import type { LeaseGrant } from "../shared/lease.ts";
 import type { Keyring } from "../shared/keys.ts";
 import type { Plan, Policy } from "../shared/policy.ts";
 import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
@@ -26,6 +27,7 @@ export interface CallerStore {
   status(req: StatusRequest): Promise<StatusResult>;
   refund(req: RefundRequest): Promise<void>;
   revoke(req: { jti: string }): Promise<void>;
+  renew(req: Parameters<CallerBucket["renew"]>[0]): Promise<LeaseGrant>;
   bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
   release(req: { slotId: string }): Promise<void>;
   endSession(req: { sessionId: string }): Promise<void>;
@@ -90,6 +92,7 @@ export function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs
         status: (req) => bounded(() => stub.status(req) as Promise<StatusResult>, timeoutMs),
         refund: (req) => bounded(() => stub.refund(req) as Promise<void>, timeoutMs),
         revoke: (req) => bounded(() => stub.revoke(req) as Promise<void>, timeoutMs),
+        renew: (req) => bounded(() => stub.renew(req) as Promise<LeaseGrant>, timeoutMs),
         bindSession: (req) => bounded(() => stub.bindSession(req) as Promise<void>, timeoutMs),
         release: (req) => bounded(() => stub.release(req) as Promise<void>, timeoutMs),
         endSession: (req) => bounded(() => stub.endSession(req) as Promise<void>, timeoutMs),

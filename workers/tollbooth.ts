@@ -30,6 +30,7 @@ import { fromBase64Url } from "../shared/encoding.ts";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
 import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
+import { LeaseTable } from "../shared/lease.ts";
 import { signToken, tokenVerifier, type TokenClaims } from "../shared/token.ts";
 import { CREDITS_HEADER, DEGRADED_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
@@ -163,6 +164,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     schemes,
     limitHeaders,
   };
+  /** Leases this isolate holds, per caller (policy `leases`). */
+  const leases = policy.leases ? new LeaseTable() : null;
   /** Verifies `Tollbooth-Token`s, remembering good signatures per isolate (built with the keyring). */
   let verifyToken: ReturnType<typeof tokenVerifier> | undefined;
   const endpoint = normalizePath(policy.endpoint);
@@ -296,8 +299,24 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
 
     const store = gate.buckets.of(caller);
     let decision: AdmitResult;
-    try {
+    // Leases: a request with no credential and no slot may be admitted from this isolate's
+    // lease of the caller's units, with no Durable Object call (shared/lease.ts).
+    const leasable = leases !== null && !credential && !slot;
+    const local = leasable ? leases.admit(caller, cost, nowMs) : null;
+    if (local) {
+      decision = leaseDecision(plan, cost, local, nowMs);
+      if (leases!.startRenewal(caller, nowMs)) {
+        const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
+        const renewal = want ? store.renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want }).then((grant) => leases!.install(caller, grant, Date.now())) : Promise.resolve();
+        later(c, "CallerBucket.renew", renewal.finally(() => leases!.renewed(caller)));
+      }
+    } else try {
+      if (leasable) {
+        const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
+        if (want) admit.lease = want;
+      }
       decision = await store.admit(admit);
+      if (decision.lease) leases!.install(caller, decision.lease, nowMs);
     } catch (err) {
       // A credential is never honoured unverified: its spend (credits, a challenge's single
       // use) lives in the store. Without a credential, "open" trades metering for availability.
@@ -350,12 +369,14 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       try {
         room = await gate.originTake(nowMs);
       } catch (err) {
-        later(c, "CallerBucket.refund", store.refund(refundReq()));
+        if (local) leases!.refund(caller, cost, Date.now());
+        else later(c, "CallerBucket.refund", store.refund(refundReq()));
         console.error("tollbooth: OriginGate.take failed", err);
         return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" });
       }
       if (!room.success) {
-        later(c, "CallerBucket.refund", store.refund(refundReq()));
+        if (local) leases!.refund(caller, cost, Date.now());
+        else later(c, "CallerBucket.refund", store.refund(refundReq()));
         // The refund gives the token its credits back: say what it will hold.
         if (decision.paidBy === "token" && decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits + cost);
         return tooMany(body, "origin", `the origin is at its ceiling of ${policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers);
@@ -390,7 +411,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       refund: () => {
         if (refunded) return;
         refunded = true;
-        later(c, "CallerBucket.refund", store.refund(refundReq()));
+        if (local) leases!.refund(caller, cost, Date.now());
+        else later(c, "CallerBucket.refund", store.refund(refundReq()));
       },
     };
     if (slot?.kind === "stream") {
@@ -419,6 +441,26 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     const only = body && !body.batch ? body.messages[0] : undefined;
     if (receipt && only?.id !== undefined && only.id !== null) c.res = addResultMeta(c.res, only.id, { [receipt.key]: receipt.value });
     for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
+  };
+}
+
+/**
+ * The decision for a request admitted from a lease: what the `RateLimit` fields report is
+ * what this isolate's lease holds plus what the object had left at its last grant.
+ */
+function leaseDecision(plan: Plan, cost: number, local: { bucketRemaining: number; ceilingRemaining: number }, nowMs: number): AdmitResult {
+  const result = (capacity: number, refill: number, remaining: number) => ({
+    success: true,
+    limit: capacity,
+    remaining: Math.max(0, Math.floor(remaining)),
+    reset: nowMs + Math.ceil((Math.max(0, capacity - remaining) / refill) * 1000),
+    retryAfterSeconds: 0,
+  });
+  return {
+    admitted: true,
+    paidBy: cost > 0 ? "bucket" : "free",
+    bucket: result(plan.bucket.capacity, plan.bucket.refillPerSecond, local.bucketRemaining),
+    ceiling: result(plan.ceiling.capacity, plan.ceiling.refillPerSecond, local.ceilingRemaining),
   };
 }
 

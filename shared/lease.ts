@@ -1,0 +1,236 @@
+/**
+ * Admission leases (docs/durable-object.md, "Leases"): a Worker isolate that sees a caller
+ * often holds a few of the caller's units — from its free token bucket and from its safety
+ * ceiling — taken out of the caller's Durable Object in one step, and admits the caller's
+ * in-budget requests against them with no Durable Object call until they run out or expire.
+ *
+ * Invariants (checked by test/unit/lease.test.ts over random interleavings of isolates):
+ * - the object grants a lease only from what its buckets hold (`grantLease` takes the units
+ *   out of them, as admitted requests would), so everything admitted anywhere — by the
+ *   object and by every lease — never exceeds what the buckets gave out: leases only make a
+ *   caller admit less, never more;
+ * - an isolate admits from a lease only before the lease's expiry by its own clock; units of
+ *   an expired lease are handed back at the next call to the object (and capped at the
+ *   bucket's capacity there), so a lease that lapses under-serves, never over-serves;
+ * - an isolate that dies loses its unexpired units (the caller is under-served by at most
+ *   one lease), and the object's state holds no per-lease record, so eviction or restart of
+ *   the object loses nothing.
+ * Lease size follows the caller's rate in the isolate: a caller seen less than
+ * `MIN_RATE_PER_SECOND` gets none and is decided by the object, exactly as without leases.
+ */
+import { refill, take, type BucketConfig, type BucketState } from "./bucket.ts";
+
+/** Milliseconds a lease may be spent after it is granted. */
+export const LEASE_MS = 2_000;
+/** Slowest rate (requests per second, in this isolate) for which a caller gets a lease. */
+export const MIN_RATE_PER_SECOND = 2;
+/** A lease is renewed in the background when it holds less than this share of what it was granted. */
+export const RENEW_AT = 0.5;
+/** Most callers one isolate holds leases for (the least recently used is dropped first). */
+export const MAX_LEASED_CALLERS = 4096;
+
+/** What a lease request asks of the object (units of the free bucket and of the ceiling). */
+export interface LeaseWant {
+  /** Units of the free bucket wanted (≥ 0). */
+  units: number;
+  /** Requests of the ceiling wanted (≥ 0). */
+  ceilingUnits: number;
+  /** Units of an expired lease handed back (never spent). */
+  returned: { units: number; ceilingUnits: number };
+}
+
+/** What the object granted. */
+export interface LeaseGrant {
+  units: number;
+  ceilingUnits: number;
+  /** Unix ms after which the isolate must not spend it. */
+  expiresMs: number;
+  /** Units left in the free bucket after the grant (for `RateLimit` fields). */
+  bucketLeft: number;
+  /** Requests left in the ceiling after the grant. */
+  ceilingLeft: number;
+}
+
+/**
+ * The object's side: hand back `want.returned` (capped at capacity), then take the lease out
+ * of the buckets — whole units only, never more than they hold.
+ * @param nowMs unix ms (the Worker's clock, as every bucket operation of the object uses)
+ * @returns the new bucket states and the grant (0 units when the buckets are empty)
+ */
+export function grantLease(
+  free: BucketState,
+  ceiling: BucketState,
+  config: { bucket: BucketConfig; ceiling: BucketConfig },
+  want: LeaseWant,
+  nowMs: number,
+): { free: BucketState; ceiling: BucketState; grant: LeaseGrant } {
+  const back = (s: BucketState, c: BucketConfig, n: number): BucketState => {
+    const r = refill(s, c, nowMs);
+    return { tokens: Math.min(c.capacity, r.tokens + Math.max(0, n)), updatedMs: r.updatedMs };
+  };
+  let f = back(free, config.bucket, want.returned.units);
+  let c = back(ceiling, config.ceiling, want.returned.ceilingUnits);
+  // Invariant: a grant is whole units the bucket holds now, taken out of it.
+  const units = Math.max(0, Math.min(Math.floor(want.units), Math.floor(f.tokens)));
+  const ceilingUnits = Math.max(0, Math.min(Math.floor(want.ceilingUnits), Math.floor(c.tokens)));
+  if (units > 0) f = take(f, config.bucket, units, nowMs).state;
+  if (ceilingUnits > 0) c = take(c, config.ceiling, ceilingUnits, nowMs).state;
+  return { free: f, ceiling: c, grant: { units, ceilingUnits, expiresMs: nowMs + LEASE_MS, bucketLeft: f.tokens, ceilingLeft: c.tokens } };
+}
+
+/** One caller's lease in one isolate. */
+interface Held {
+  units: number;
+  ceilingUnits: number;
+  expiresMs: number;
+  /** Units granted by the last grant (renewal threshold). */
+  granted: number;
+  /** What the object had left at the last grant. */
+  bucketLeft: number;
+  ceilingLeft: number;
+  /** Units of expired leases, to hand back at the next call to the object. */
+  stale: { units: number; ceilingUnits: number };
+  /** A renewal is in flight. */
+  renewing: boolean;
+  /** Rate estimate: requests counted in the current and previous 1 s windows. */
+  windowStartMs: number;
+  count: number;
+  previous: number;
+}
+
+/** What admitting from a lease reports (for `RateLimit` fields). */
+export interface LeaseAdmission {
+  /** Units this isolate's lease still holds plus what the object had left at the grant. */
+  bucketRemaining: number;
+  ceilingRemaining: number;
+}
+
+/**
+ * The isolate's side: the leases it holds, per caller. Not shared between isolates; every
+ * method is synchronous (a Worker isolate runs one piece of JavaScript at a time).
+ */
+export class LeaseTable {
+  private readonly held = new Map<string, Held>();
+
+  /** The entry of `caller`, created (and made most recent) on use. */
+  private entry(caller: string, nowMs: number): Held {
+    let h = this.held.get(caller);
+    if (h) {
+      this.held.delete(caller);
+    } else {
+      if (this.held.size >= MAX_LEASED_CALLERS) this.held.delete(this.held.keys().next().value!);
+      h = { units: 0, ceilingUnits: 0, expiresMs: 0, granted: 0, bucketLeft: 0, ceilingLeft: 0, stale: { units: 0, ceilingUnits: 0 }, renewing: false, windowStartMs: nowMs, count: 0, previous: 0 };
+    }
+    this.held.set(caller, h);
+    return h;
+  }
+
+  /** Move an expired lease's units to `stale` (they are never spent after expiry). */
+  private expire(h: Held, nowMs: number): void {
+    if (nowMs >= h.expiresMs && (h.units > 0 || h.ceilingUnits > 0)) {
+      h.stale.units += h.units;
+      h.stale.ceilingUnits += h.ceilingUnits;
+      h.units = 0;
+      h.ceilingUnits = 0;
+    }
+  }
+
+  /**
+   * Count a request of `caller` (the rate estimate) and admit it from the lease when the lease
+   * is unexpired and holds `cost` units and one ceiling unit.
+   * @returns what remains, or null when the request must go to the object
+   */
+  admit(caller: string, cost: number, nowMs: number): LeaseAdmission | null {
+    const h = this.entry(caller, nowMs);
+    if (nowMs - h.windowStartMs >= 1000) {
+      h.previous = nowMs - h.windowStartMs >= 2000 ? 0 : h.count;
+      h.count = 0;
+      h.windowStartMs = nowMs;
+    }
+    h.count++;
+    this.expire(h, nowMs);
+    // Invariant: a lease is spent only before its expiry, and only what it holds.
+    if (nowMs >= h.expiresMs || h.units < cost || h.ceilingUnits < 1) return null;
+    h.units -= cost;
+    h.ceilingUnits -= 1;
+    return { bucketRemaining: h.units + h.bucketLeft, ceilingRemaining: h.ceilingUnits + h.ceilingLeft };
+  }
+
+  /** Give back units admitted from the lease whose request the origin never answered. */
+  refund(caller: string, cost: number, nowMs: number): void {
+    const h = this.held.get(caller);
+    if (h && nowMs < h.expiresMs) h.units += cost;
+    else if (h) h.stale.units += cost;
+  }
+
+  /** Requests per second of `caller` in this isolate (the last complete or current 1 s window). */
+  rate(caller: string, nowMs: number): number {
+    const h = this.held.get(caller);
+    if (!h) return 0;
+    const elapsed = Math.max(1, nowMs - h.windowStartMs);
+    return Math.max(h.previous, elapsed >= 250 ? (h.count * 1000) / elapsed : 0);
+  }
+
+  /**
+   * What to ask the object for with `caller`'s next call: a lease sized to `LEASE_MS` of its
+   * rate (none below `MIN_RATE_PER_SECOND`), less what the lease holds, and the stale units
+   * to hand back (taken out here: the caller passes them to the object exactly once).
+   * @param capacity the free bucket's capacity (a lease never asks more than half of it)
+   * @returns the want, or null when no lease is wanted and nothing is to be handed back
+   */
+  want(caller: string, nowMs: number, capacity: number, ceilingCapacity: number): LeaseWant | null {
+    const h = this.held.get(caller);
+    if (!h) return null;
+    this.expire(h, nowMs);
+    const rate = this.rate(caller, nowMs);
+    const target = rate >= MIN_RATE_PER_SECOND ? Math.ceil((rate * LEASE_MS) / 1000) : 0;
+    const units = Math.max(0, Math.min(target, Math.floor(capacity / 2)) - (nowMs < h.expiresMs ? h.units : 0));
+    const ceilingUnits = Math.max(0, Math.min(target, Math.floor(ceilingCapacity / 2)) - (nowMs < h.expiresMs ? h.ceilingUnits : 0));
+    const returned = h.stale;
+    if (units === 0 && ceilingUnits === 0 && returned.units === 0 && returned.ceilingUnits === 0) return null;
+    h.stale = { units: 0, ceilingUnits: 0 };
+    return { units, ceilingUnits, returned };
+  }
+
+  /** Add a grant to `caller`'s lease (the expiry moves to the grant's). */
+  install(caller: string, grant: LeaseGrant, nowMs: number): void {
+    const h = this.entry(caller, nowMs);
+    this.expire(h, nowMs);
+    h.units += grant.units;
+    h.ceilingUnits += grant.ceilingUnits;
+    h.expiresMs = grant.expiresMs;
+    h.granted = Math.max(grant.units, 1);
+    h.bucketLeft = grant.bucketLeft;
+    h.ceilingLeft = grant.ceilingLeft;
+  }
+
+  /**
+   * Whether to renew `caller`'s lease now, in the background: it is being used, no renewal is
+   * in flight, and it holds less than `RENEW_AT` of its last grant or is past half its life.
+   * Marks the renewal in flight (call `renewed` when it settles).
+   */
+  startRenewal(caller: string, nowMs: number): boolean {
+    const h = this.held.get(caller);
+    if (!h || h.renewing || h.granted === 0) return false;
+    const low = h.units < h.granted * RENEW_AT || h.ceilingUnits < h.granted * RENEW_AT;
+    const old = nowMs >= h.expiresMs - LEASE_MS / 2;
+    if (!low && !old) return false;
+    h.renewing = true;
+    return true;
+  }
+
+  /** A background renewal settled (granted or failed). */
+  renewed(caller: string): void {
+    const h = this.held.get(caller);
+    if (h) h.renewing = false;
+  }
+
+  /**
+   * Units of `caller`'s lease a request it cannot be admitted from should not strand: when a
+   * request goes to the object, the unexpired lease stays; nothing to do. Exposed for tests.
+   */
+  holding(caller: string): { units: number; ceilingUnits: number; expiresMs: number; stale: { units: number; ceilingUnits: number } } | undefined {
+    const h = this.held.get(caller);
+    return h ? { units: h.units, ceilingUnits: h.ceilingUnits, expiresMs: h.expiresMs, stale: { ...h.stale } } : undefined;
+  }
+}

@@ -21,9 +21,9 @@
 import { refill, take, type BucketConfig, type BucketState } from "./bucket.ts";
 
 /** Milliseconds a lease may be spent after it is granted. */
-export const LEASE_MS = 2_000;
+export const LEASE_MS = 5_000;
 /** Slowest rate (requests per second, in this isolate) for which a caller gets a lease. */
-export const MIN_RATE_PER_SECOND = 2;
+export const MIN_RATE_PER_SECOND = 1;
 /** A lease is renewed in the background when it holds less than this share of what it was granted. */
 export const RENEW_AT = 0.5;
 /** Most callers one isolate holds leases for (the least recently used is dropped first). */

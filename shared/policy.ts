@@ -330,12 +330,12 @@ const schema = z.strictObject({
    */
   onStoreError: z._default(z.enum(STORE_ERROR_MODES), "closed"),
   /**
-   * Admission leases (shared/lease.ts): an isolate that sees a caller at least twice a second
+   * Admission leases (shared/lease.ts): an isolate that sees a caller at least once a second
    * admits its in-budget requests against units leased from the caller's Durable Object,
    * renewing in the background — no Durable Object call per request. Off: every request asks
    * the object.
    */
-  leases: z._default(z.boolean(), false),
+  leases: z._default(z.boolean(), true),
   /** Milliseconds to wait for the caller's Durable Object before treating it as failed. */
   storeTimeoutMs: z._default(int(50, 10_000), 500),
 });

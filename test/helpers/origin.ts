@@ -86,23 +86,34 @@ export async function startOrigin(): Promise<Origin> {
         if (m.method === "tools/call") bump(`tools/call:${String(m.params?.name)}`);
       }
     }
-    const upstream = http.request(
-      { host: "127.0.0.1", port: originPort, method: req.method, path: req.url, headers: req.headers, agent },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
-        res.flushHeaders();
-        up.pipe(res); // streams SSE event by event
-      },
-    );
-    upstream.on("error", (err) => {
-      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" }).end(String(err));
-      else res.destroy(err);
-    });
-    res.on("close", () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
-    if (body) upstream.end(body);
-    else req.pipe(upstream);
+    const forward = (retried: boolean) => {
+      const upstream = http.request(
+        { host: "127.0.0.1", port: originPort, method: req.method, path: req.url, headers: req.headers, agent },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
+          res.flushHeaders();
+          up.pipe(res); // streams SSE event by event
+        },
+      );
+      upstream.on("error", (err: NodeJS.ErrnoException) => {
+        // Node's keep-alive race (documented with `request.reusedSocket`): the origin closed an
+        // idle socket just as it was reused, before reading the request. Send it once more on
+        // a fresh connection; the request was counted above, once.
+        if (!retried && upstream.reusedSocket && err.code === "ECONNRESET" && !res.headersSent && (body || req.method === "GET" || req.method === "DELETE")) {
+          forward(true);
+          return;
+        }
+        if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" }).end(String(err));
+        else res.destroy(err);
+      });
+      res.on("close", () => {
+        if (!res.writableFinished) upstream.destroy();
+      });
+      if (body) upstream.end(body);
+      else if (retried) upstream.end();
+      else req.pipe(upstream);
+    };
+    forward(false);
   });
   await new Promise<void>((resolve, reject) => {
     proxy.once("error", reject);

@@ -26,6 +26,8 @@ export const LEASE_MS = 5_000;
 export const MIN_RATE_PER_SECOND = 1;
 /** A lease is renewed in the background when it holds less than this share of what it was granted. */
 export const RENEW_AT = 0.5;
+/** Requests within the current 1 s window after which a caller's rate is estimated at once. */
+export const QUICK_COUNT = 3;
 /** Most callers one isolate holds leases for (the least recently used is dropped first). */
 export const MAX_LEASED_CALLERS = 4096;
 
@@ -163,12 +165,17 @@ export class LeaseTable {
     else if (h) h.stale.units += cost;
   }
 
-  /** Requests per second of `caller` in this isolate (the last complete or current 1 s window). */
+  /**
+   * Requests per second of `caller` in this isolate: the last complete 1 s window, or the
+   * current one once it is 250 ms old or has seen `QUICK_COUNT` requests (a caller that
+   * comes back busy gets a lease from its third request, not after a quarter second).
+   */
   rate(caller: string, nowMs: number): number {
     const h = this.held.get(caller);
     if (!h) return 0;
-    const elapsed = Math.max(1, nowMs - h.windowStartMs);
-    return Math.max(h.previous, elapsed >= 250 ? (h.count * 1000) / elapsed : 0);
+    const elapsed = nowMs - h.windowStartMs;
+    const current = elapsed >= 250 || h.count >= QUICK_COUNT ? (h.count * 1000) / Math.max(elapsed, 250) : 0;
+    return Math.max(h.previous, current);
   }
 
   /**

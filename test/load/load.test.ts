@@ -15,7 +15,7 @@
  * - the schedule offers each caller at least 1.5 × the policy's allowance over its run (a
  *   property of the schedule, not of the machine's speed, unless the machine is so slow
  *   that the run falls far behind it: at most 2 requests per caller wait at a time);
- * - each caller's admitted cost is within ±5 % of what the policy allows it over its own
+ * - each caller's admitted cost is within −5 % … 0 % of what the policy allows it over its own
  *   run, capacity + refill × (last − first priced request), timed by the gateway: the
  *   first priced request by the second stamped in the origin proof it forwarded
  *   (`Tollbooth-Signature: t=…`), the last (the drain's refused call) by the second its
@@ -169,7 +169,7 @@ function decidedAt(stampS: number, s: Sample, timeOrigin: number): { ms: number;
   return { ms: (lo + hi) / 2, errMs: (hi - lo) / 2 };
 }
 
-test(`${CALLERS} callers, mixed costs, ${SECONDS} s open loop: every answer 200/402/429, admitted cost within ±5 % of the policy by the gateway's clock, memory per request as the reference Worker's`, async () => {
+test(`${CALLERS} callers, mixed costs, ${SECONDS} s open loop: every answer 200/402/429, admitted cost within −5 % … 0 % of the policy by the gateway's clock, memory per request as the reference Worker's`, async () => {
   const runId = Math.random().toString(36).slice(2, 8);
   const schedule = { durationMs: SECONDS * 1000, staggerMs: STAGGER_SECONDS * 1000, ratePerSecond: RATE, timeoutMs: 30_000, challengeTtlSeconds: LOAD_POLICY.challenge.ttlSeconds };
 
@@ -279,7 +279,8 @@ test(`${CALLERS} callers, mixed costs, ${SECONDS} s open loop: every answer 200/
   // one unit, so up to one unit of the allowance can never be admitted: it is allowed for.
   expect(
     rows
-      .filter((r) => r.admitted > r.allowed * (1 + TOLERANCE) || r.admitted < r.allowed * (1 - TOLERANCE) - UNTAKEABLE_UNITS)
+      // Never above the allowance (leases included), but for the gateway-clock uncertainty.
+      .filter((r) => r.admitted > r.allowed + r.timingErrUnits || r.admitted < r.allowed * (1 - TOLERANCE) - UNTAKEABLE_UNITS)
       .map((r) => `${r.key}: ${r.admitted} admitted, ${r.allowed.toFixed(1)} allowed`),
   ).toEqual([]);
   expect(rows.filter((r) => r.origin !== r.admitted).map((r) => `${r.key}: gateway ${r.admitted}, origin ${r.origin}`)).toEqual([]);

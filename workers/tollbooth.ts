@@ -370,15 +370,22 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         room = await gate.originTake(nowMs);
       } catch (err) {
         if (local) leases!.refund(caller, cost, Date.now());
+        else if (settlement && admit.redeem) later(c, "CallerBucket.revoke", store.revoke({ jti: admit.redeem.jti }));
         else later(c, "CallerBucket.refund", store.refund(refundReq()));
         console.error("tollbooth: OriginGate.take failed", err);
         return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" });
       }
       if (!room.success) {
         if (local) leases!.refund(caller, cost, Date.now());
-        else later(c, "CallerBucket.refund", store.refund(refundReq()));
+        else if (settlement && admit.redeem) {
+          // Invariant: a payment not settled buys nothing. Its balance is withdrawn (its spent
+          // mark stays: the client signs a new authorization) and no token is handed out.
+          later(c, "CallerBucket.revoke", store.revoke({ jti: admit.redeem.jti }));
+          delete headers[TOKEN_HEADER];
+          delete headers[CREDITS_HEADER];
+        } else later(c, "CallerBucket.refund", store.refund(refundReq()));
         // The refund gives the token its credits back: say what it will hold.
-        if (decision.paidBy === "token" && decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits + cost);
+        if (decision.paidBy === "token" && decision.credits !== undefined && headers[CREDITS_HEADER] !== undefined) headers[CREDITS_HEADER] = String(decision.credits + cost);
         return tooMany(body, "origin", `the origin is at its ceiling of ${policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers);
       }
     }

@@ -1,8 +1,8 @@
 /**
  * tollbooth's own endpoints, siblings of the three tools of @powforge/captcha-mcp:
  * - `GET  /.well-known/tollbooth`           the policy (plans, prices, buckets, ceilings, challenge, limits)
- * - `GET  /.well-known/tollbooth/challenge` a fresh challenge for this caller (`?type=pow` default, `?type=l402`)
- * - `POST /.well-known/tollbooth/verify`    redeem a credential (`{ "type": "pow" (default) | "l402", … }`) → `{ token, expires_in, credits }`
+ * - `GET  /.well-known/tollbooth/challenge` a fresh challenge for this caller (`?type=pow` default, `l402`, `x402`)
+ * - `POST /.well-known/tollbooth/verify`    redeem a credential (`{ "type": "pow" (default) | "l402" | "x402", … }`) → `{ token, expires_in, credits }`
  * - `GET  /.well-known/tollbooth/status`    this caller's plan, buckets, difficulty, open slots and token balance
  */
 import { planFor, type Plan, type Policy } from "../shared/policy.ts";
@@ -30,7 +30,7 @@ function publicPlan(plan: Plan, schemes: readonly PaymentScheme[]): Record<strin
     challenge: { types: schemes.filter((s) => s.credits(plan) > 0).map((s) => s.type), algorithm: "sha256", ...plan.challenge },
     overBudget: plan.overBudget,
     limits: plan.limits,
-    // Published only where L402 is offered.
+    // Prices published only where their scheme is offered.
     ...(schemeOfType(schemes, "l402") && plan.l402 ? { l402: plan.l402 } : {}),
     ...(schemeOfType(schemes, "x402") && plan.x402 ? { x402: plan.x402 } : {}),
   };
@@ -54,9 +54,9 @@ function publicPolicy(policy: Policy, schemes: readonly PaymentScheme[], url: UR
     maxJsonDepth: policy.maxJsonDepth,
     token: { ttlSeconds: policy.token.ttlSeconds, header: "Tollbooth-Token" },
     solutionHeader: "Tollbooth-Solution",
-    // What a client needs to pay over Lightning (never the backend's URL or secret).
     // Where x402 payments go (never the facilitator's credential).
     ...(policy.facilitator && schemeOfType(schemes, "x402") ? { x402: { payTo: policy.facilitator.payTo, assets: policy.facilitator.assets, maxTimeoutSeconds: policy.facilitator.maxTimeoutSeconds, toolResult: policy.x402ToolResult } } : {}),
+    // What a client needs to pay over Lightning (never the backend's URL or secret).
     ...(policy.lightning && schemeOfType(schemes, "l402") ? { lightning: { service: policy.lightning.service, invoiceExpirySeconds: policy.lightning.invoiceExpirySeconds, credentialHeader: "Tollbooth-L402" } } : {}),
     ...gatewayUrls(url),
   };

@@ -265,3 +265,55 @@ describe("refused payments reach nothing and move nothing", () => {
     expect(before.payer - (await balances(payer())).payer).toBe(BigInt(PRICE.amount));
   });
 });
+
+describe("a payment the origin ceiling refuses", () => {
+  let tight: Gateway;
+  beforeAll(async () => {
+    tight = await startGateway({
+      originUrl: origin.url,
+      policy: {
+        bucket: { capacity: 1, refillPerSecond: 0.0001 },
+        originCeiling: { capacity: 2, refillPerSecond: 0.0001 },
+        x402: { mode: "credits", ...PRICE },
+        facilitator: { url: facilitator.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }] },
+      },
+      vars: { TOLLBOOTH_FACILITATOR_AUTH: `Bearer ${FACILITATOR_TOKEN}` },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await tight?.close();
+  });
+
+  it("is not settled and buys nothing: 429 from the origin layer, no token, the chain unmoved", async () => {
+    const payer = chain.accounts.payers[6]!;
+    const send = async (headers: Record<string, string>) => {
+      const res = await fetch(`${tight.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...headers }, body: toolCall() });
+      const text = await res.text();
+      return { status: res.status, headers: res.headers, body: (res.headers.get("content-type") ?? "").startsWith("application/json") ? JSON.parse(text) : null };
+    };
+    const who = caller("tight");
+    const init = await fetch(`${tight.url}/mcp`, {
+      method: "POST",
+      headers: { ...MCP_HEADERS, ...who },
+      body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-tight", version: "0" } } }),
+    });
+    await init.text();
+    const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
+    // The initialize took one unit of the origin ceiling; the free call takes the second.
+    expect((await send(session)).status).toBe(200);
+    const over = await send(session);
+    expect(over.status).toBe(402);
+    const payment = await pay(payer, decodePaymentRequiredHeader(over.headers.get("payment-required")!));
+    const before = await balances(payer);
+    const seen = received();
+    const settles = facilitator.calls().settle;
+    const r = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
+    expect(r.status).toBe(429);
+    expect(r.body.error.data.layer).toBe("origin");
+    expect(r.headers.get("tollbooth-token")).toBeNull();
+    expect(r.headers.get("payment-response")).toBeNull();
+    expect(facilitator.calls().settle).toBe(settles);
+    expect(received()).toBe(seen);
+    expect(await balances(payer)).toEqual(before);
+  });
+});

@@ -26,8 +26,10 @@ export const LEASE_MS = 5_000;
 export const MIN_RATE_PER_SECOND = 1;
 /** A lease is renewed in the background when it holds less than this share of what it was granted. */
 export const RENEW_AT = 0.5;
-/** Requests within the current 1 s window after which a caller's rate is estimated at once. */
+/** Requests within the current 1 s window after which a caller's rate is estimated at once… */
 export const QUICK_COUNT = 3;
+/** …when they span at least this many milliseconds. */
+export const QUICK_MIN_MS = 50;
 /** Most callers one isolate holds leases for (the least recently used is dropped first). */
 export const MAX_LEASED_CALLERS = 4096;
 
@@ -158,6 +160,22 @@ export class LeaseTable {
     return { bucketRemaining: h.units + h.bucketLeft, ceilingRemaining: h.ceilingUnits + h.ceilingLeft };
   }
 
+  /**
+   * Admit from the lease without counting a request (the request was counted when it was
+   * first seen): for a request the object refused over budget while a concurrent answer
+   * brought this isolate a lease taken from the same bucket.
+   * @returns what remains, or null when the lease cannot hold it
+   */
+  spend(caller: string, cost: number, nowMs: number): LeaseAdmission | null {
+    const h = this.held.get(caller);
+    if (!h) return null;
+    this.expire(h, nowMs);
+    if (nowMs >= h.expiresMs || h.units < cost || h.ceilingUnits < 1) return null;
+    h.units -= cost;
+    h.ceilingUnits -= 1;
+    return { bucketRemaining: h.units + h.bucketLeft, ceilingRemaining: h.ceilingUnits + h.ceilingLeft };
+  }
+
   /** Give back units admitted from the lease whose request the origin never answered. */
   refund(caller: string, cost: number, nowMs: number): void {
     const h = this.held.get(caller);
@@ -167,14 +185,16 @@ export class LeaseTable {
 
   /**
    * Requests per second of `caller` in this isolate: the last complete 1 s window, or the
-   * current one once it is 250 ms old or has seen `QUICK_COUNT` requests (a caller that
-   * comes back busy gets a lease from its third request, not after a quarter second).
+   * current one once it is 250 ms old or has seen `QUICK_COUNT` requests over at least
+   * `QUICK_MIN_MS` (a caller that comes back busy gets a lease from its third request, not
+   * after a quarter second; a burst of concurrent requests is not a rate).
    */
   rate(caller: string, nowMs: number): number {
     const h = this.held.get(caller);
     if (!h) return 0;
     const elapsed = nowMs - h.windowStartMs;
-    const current = elapsed >= 250 || h.count >= QUICK_COUNT ? (h.count * 1000) / Math.max(elapsed, 250) : 0;
+    // Requests arriving together (a burst within QUICK_MIN_MS) say nothing of a rate yet.
+    const current = elapsed >= 250 || (h.count >= QUICK_COUNT && elapsed >= QUICK_MIN_MS) ? (h.count * 1000) / Math.max(elapsed, 250) : 0;
     return Math.max(h.previous, current);
   }
 

@@ -302,7 +302,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     // Leases: a request with no credential and no slot may be admitted from this isolate's
     // lease of the caller's units, with no Durable Object call (shared/lease.ts).
     const leasable = leases !== null && !credential && !slot;
-    const local = leasable ? leases.admit(caller, cost, nowMs) : null;
+    let local = leasable ? leases.admit(caller, cost, nowMs) : null;
     if (local) {
       decision = leaseDecision(plan, cost, local, nowMs);
       if (leases!.startRenewal(caller, nowMs)) {
@@ -317,6 +317,15 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
       decision = await store.admit(admit);
       if (decision.lease) leases!.install(caller, decision.lease, nowMs);
+      else if (leasable && !decision.admitted && decision.reason === "over_budget") {
+        // A concurrent request of this caller may have brought a lease back meanwhile: the
+        // units it holds were taken from the bucket this request found empty. Use them.
+        const late = leases!.spend(caller, cost, nowMs);
+        if (late) {
+          decision = leaseDecision(plan, cost, late, nowMs);
+          local = late;
+        }
+      }
     } catch (err) {
       // A credential is never honoured unverified: its spend (credits, a challenge's single
       // use) lives in the store. Without a credential, "open" trades metering for availability.

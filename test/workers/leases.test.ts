@@ -78,6 +78,18 @@ describe("admission leases", () => {
     expect(origin.requests).toHaveLength(20);
   });
 
+  it("a burst of concurrent requests from a leased caller admits exactly what the bucket holds, no less", async () => {
+    const gw = gateway({ leases: true, bucket: { capacity: 30, refillPerSecond: 0.0001 }, ceiling: { capacity: 1000, refillPerSecond: 100 } });
+    for (let i = 1; i <= 5; i++) {
+      expect((await send(gw, i)).status).toBe(200);
+      advance(50);
+    }
+    const burst = await Promise.all(Array.from({ length: 40 }, (_, i) => send(gw, 100 + i)));
+    expect(burst.filter((r) => r.status === 200)).toHaveLength(25);
+    expect(burst.filter((r) => r.status === 402)).toHaveLength(15);
+    expect(origin.requests).toHaveLength(30);
+  });
+
   it("the ceiling is leased too: never more requests than the ceiling allows, whatever the free bucket holds", async () => {
     const gw = gateway({ leases: true, bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 30, refillPerSecond: 0.0001 } });
     const statuses: number[] = [];

@@ -79,3 +79,42 @@ export function canonical(fields: ReadonlyArray<string | number>): Uint8Array<Ar
 export function randomBytes(length: number): Uint8Array<ArrayBuffer> {
   return crypto.getRandomValues(new Uint8Array(length));
 }
+
+/**
+ * Standard base64 with padding (RFC 4648 §4): a binary macaroon's text form in L402, a
+ * Structured Field byte sequence (`Content-Digest`).
+ * @returns characters from `[A-Za-z0-9+/]`, padded with `=` to a multiple of 4
+ */
+export function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+const STD = /^[A-Za-z0-9+/]*={0,2}$/;
+const B64URL = /^[A-Za-z0-9_-]*={0,2}$/;
+
+/**
+ * Decode standard base64 (RFC 4648 §4) or base64url (§5), padded or not, strictly: one
+ * alphabet only (no mixing), padding when present must complete the last quantum, no
+ * whitespace or other characters, and non-zero trailing bits are refused (so a given byte
+ * string has one spelling per alphabet and padding choice).
+ * @returns the bytes, or `null` when the text is not base64
+ */
+export function fromBase64(text: string): Uint8Array<ArrayBuffer> | null {
+  if (!STD.test(text) && !B64URL.test(text)) return null;
+  const body = text.replace(/=+$/, "");
+  if (body.length !== text.length && text.length % 4 !== 0) return null;
+  if (body.length % 4 === 1) return null;
+  const std = body.replaceAll("-", "+").replaceAll("_", "/");
+  let binary: string;
+  try {
+    binary = atob(std + "=".repeat((4 - (std.length % 4)) % 4));
+  } catch {
+    return null;
+  }
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  // Re-encoding must give back the input: rejects non-zero trailing bits.
+  return toBase64(bytes).replace(/=+$/, "") === std ? bytes : null;
+}

@@ -55,13 +55,16 @@ export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: Tollbo
  * Built apps, by `CALLER_BUCKET` binding (one per isolate in production), then by the
  * string settings and the other bindings: a different binding or configuration gets its own app.
  */
-const built = new WeakMap<object, { key: string; bindings: unknown[]; app: ReturnType<typeof createGateway> | Error }>();
+const built = new WeakMap<object, { env: Env; key: string; bindings: unknown[]; app: ReturnType<typeof createGateway> | Error }>();
 
 function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
-  const key = JSON.stringify(stringBindings(env));
-  const bindings = [env.ORIGIN_GATE, env.TOLLBOOTH_NETWORK_LIMIT, env.TOLLBOOTH_KEYS];
   const binding: object = env.CALLER_BUCKET ?? built;
   let cached = built.get(binding);
+  // The same environment object as last time (every request of an isolate in production):
+  // nothing to compare, no key to build on the hot path.
+  if (cached?.env === env) return cached.app;
+  const key = JSON.stringify(stringBindings(env));
+  const bindings = [env.ORIGIN_GATE, env.TOLLBOOTH_NETWORK_LIMIT, env.TOLLBOOTH_KEYS];
   if (cached?.key !== key || cached.bindings.some((b, i) => b !== bindings[i])) {
     let app: ReturnType<typeof createGateway> | Error;
     try {
@@ -69,9 +72,9 @@ function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
     } catch (err) {
       app = err instanceof Error ? err : new Error(String(err));
     }
-    cached = { key, bindings, app };
+    cached = { env, key, bindings, app };
     built.set(binding, cached);
-  }
+  } else cached.env = env;
   return cached.app;
 }
 

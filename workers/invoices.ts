@@ -12,7 +12,7 @@
  * and the invoice the caller pays cannot disagree.
  */
 import { decode } from "light-bolt11-decoder";
-import { toHex } from "../shared/encoding.ts";
+import { fromBase64, toHex } from "../shared/encoding.ts";
 
 /** An invoice the backend made. */
 export interface Invoice {
@@ -241,16 +241,3 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** Standard or URL-safe base64 (padding optional, as grpc-gateway accepts); null when not base64. */
-function fromBase64(text: string): Uint8Array | null {
-  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) return null;
-  let binary: string;
-  try {
-    binary = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-  } catch {
-    return null;
-  }
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}

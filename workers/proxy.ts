@@ -14,7 +14,7 @@
  * request id (`error.code` 502), after which the stream ends normally.
  */
 import type { Context } from "hono";
-import { canonical, toBase64Url } from "../shared/encoding.ts";
+import { canonical, toBase64, toBase64Url } from "../shared/encoding.ts";
 import { ErrorCode, requestIds, type JsonRpcId } from "../shared/jsonrpc.ts";
 import { hmac, type HmacKey } from "../shared/keys.ts";
 import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER, SOLUTION_HEADER, TOKEN_HEADER } from "../shared/wire.ts";
@@ -65,13 +65,6 @@ export interface ProxyOptions {
  */
 export function proofBytes(t: number, caller: string, method: string, pathAndQuery: string, contentDigest: string): Uint8Array<ArrayBuffer> {
   return canonical([PROOF_LABEL, t, caller, method, pathAndQuery, contentDigest]);
-}
-
-/** Standard base64 with padding (RFC 4648 §4), as Structured Field byte sequences use it. */
-function toBase64(bytes: Uint8Array): string {
-  let bin = "";
-  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]!);
-  return btoa(bin);
 }
 
 /** `Content-Digest` of the empty body: every request without one carries this. */

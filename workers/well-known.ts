@@ -7,7 +7,7 @@
  */
 import { planFor, type Plan, type Policy } from "../shared/policy.ts";
 import { signToken, verifyToken } from "../shared/token.ts";
-import { L402_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire.ts";
+import { TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire.ts";
 import { gatewayUrls } from "./payment.ts";
 import { schemeOfType, type PaymentScheme } from "./schemes/index.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
@@ -150,13 +150,7 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
   const scheme = typeof type === "string" ? schemeOfType(gate.schemes, type) : undefined;
   if (!scheme) return problem(400, "invalid_request", `Unknown credential type ${JSON.stringify(type)}; accepted: ${gate.schemes.map((s) => s.type).join(", ")}`);
   const read = scheme.readJson(fields);
-  if (!read.ok && read.reason === "malformed") {
-    return problem(400, "invalid_request", scheme.type === "pow"
-      ? `The body must hold the challenge fields (realm, id, salt, difficulty, algorithm, expires, credits, kid, signature) and nonce (decimal digits), as in ${SOLUTION_HEADER}`
-      : scheme.type === "l402"
-        ? `The body must hold the credential's fields (l402: macaroon and preimage, as in ${L402_HEADER})`
-        : `The body must hold the credential's fields (${scheme.type}: payment, a PaymentPayload object or its base64 as in PAYMENT-SIGNATURE)`);
-  }
+  if (!read.ok && read.reason === "malformed") return problem(400, "invalid_request", `The body must hold ${scheme.verifyFields}`);
   if (!read.ok && read.reason === "unsupported_algorithm") return problem(422, "invalid_solution", "Only algorithm sha256 is supported", { reason: read.reason });
   const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost: 0 }) : read;
   const refused = (reason: string, headers?: Record<string, string>) =>

@@ -11,7 +11,7 @@
  * not, which is the paying node's job). Uses `fetch`, WebCrypto and `atob` only.
  */
 import { decode } from "light-bolt11-decoder";
-import { toHex } from "../encoding.ts";
+import { fromBase64, toHex } from "../encoding.ts";
 
 /** A wallet that can pay BOLT11 invoices: the shape the resolver's `lightning.wallet` option takes. */
 export interface LightningWallet {
@@ -172,14 +172,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 /** Standard or URL-safe base64 (as LND writes `bytes`) to lowercase hex; null when not base64. */
 function base64ToHex(text: string): string | null {
-  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) return null;
-  let binary: string;
-  try {
-    binary = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-  } catch {
-    return null;
-  }
-  return toHex(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+  const bytes = fromBase64(text);
+  return bytes ? toHex(bytes) : null;
 }
 
 async function sha256Hex(hex: string): Promise<string> {

@@ -70,6 +70,7 @@ export const l402Scheme: SchemeFactory = (policy, deps) => {
     type: "l402",
     prefix: "l402",
     credits: (plan) => plan.l402?.credits ?? 0,
+    verifyFields: `the credential's fields (l402: macaroon and preimage, as in ${L402_HEADER})`,
     async offer(ctx) {
       const price = ctx.plan.l402;
       if (!price) return unavailable("backend_unavailable", "L402 is not offered to this plan");

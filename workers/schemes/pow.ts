@@ -48,6 +48,7 @@ export const powScheme: SchemeFactory = (policy) => {
     type: "pow",
     prefix: "solution",
     credits: (plan) => plan.challenge.credits,
+    verifyFields: `the challenge fields (realm, id, salt, difficulty, algorithm, expires, credits, kid, signature) and nonce (decimal digits), as in ${SOLUTION_HEADER}`,
     async offer(ctx) {
       const ch = await issueChallenge(ctx.keyring, {
         realm: policy.realm,

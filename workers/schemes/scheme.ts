@@ -114,6 +114,8 @@ export interface PaymentScheme<C = unknown> {
    * the request body to forward instead, when the credential was in it (removed).
    */
   read(source: CredentialSource): Result<{ credential: C; body?: Uint8Array<ArrayBuffer> }, string> | null;
+  /** What a `/verify` body of this scheme must hold, for the 400 that says so (a noun phrase). */
+  readonly verifyFields: string;
   /** This scheme's credential in a `/verify` JSON body (its `type` already matched). */
   readJson(body: Record<string, unknown>): Result<{ credential: C }, string>;
   /** Check a credential statelessly (signatures, expiry, binding to the caller); single use is the Durable Object's. */

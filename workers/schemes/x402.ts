@@ -125,6 +125,7 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
     type: "x402",
     prefix: "x402",
     credits: (plan) => (plan.x402 ? (plan.x402.mode === "credits" ? plan.x402.credits : Number.MAX_SAFE_INTEGER) : 0),
+    verifyFields: "the credential's fields (x402: payment, a PaymentPayload object or its base64 as in PAYMENT-SIGNATURE)",
     async offer(ctx) {
       const accepts = requirements(ctx.plan, ctx.cost);
       const paymentRequired: PaymentRequired = {

@@ -155,7 +155,8 @@ describe("through the wire: one parameter of the Tollbooth-Solution header, or o
         fc.pre(value !== String(ch[field]) && !(field === "algorithm" && value.toLowerCase() === "sha256"));
         let params: Record<string, unknown> | null;
         if (json) params = { ...ch, nonce, [field]: /^\d{1,15}$/.test(value) && typeof ch[field] === "number" ? Number(value) : value };
-        else params = parseAuthParams(header.replace(new RegExp(`(^|, )${field}=("[^"]*"|[^,]*)`), `$1${field}=${JSON.stringify(value)}`))?.params ?? null;
+        // A function replacement: a string one would read `$`` or `$&` inside the value as replacement patterns.
+        else params = parseAuthParams(header.replace(new RegExp(`(^|, )${field}=("[^"]*"|[^,]*)`), (_m, lead: string) => `${lead}${field}=${JSON.stringify(value)}`))?.params ?? null;
         expect(params).not.toBeNull();
         const read = readSolution(params!);
         if (typeof read === "string") {

@@ -12,6 +12,8 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    // The gateway's decision log (one line per request, workers tests) is not echoed; tests that read it spy on console.log.
+    onConsoleLog: (log: string) => !log.startsWith('{"tollbooth":"decision",'),
     projects: [
       {
         extends: false,
@@ -34,7 +36,9 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
-              bindings: { TOLLBOOTH_SECRET: "test-secret-1-0123456789abcdef", ORIGIN_URL: "http://127.0.0.1:9" },
+              // Metrics flushes off (a flush waits its interval inside the request's waitUntil, which
+              // waitOnExecutionContext would wait for): test/workers/observe-*.test.ts turn them on.
+              bindings: { TOLLBOOTH_SECRET: "test-secret-1-0123456789abcdef", ORIGIN_URL: "http://127.0.0.1:9", TOLLBOOTH_METRICS_FLUSH_MS: "0" },
             },
           }),
         ],

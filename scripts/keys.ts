@@ -15,20 +15,20 @@
  * Exit codes: 0 done, 1 wrangler failed or nothing to revoke, 2 bad usage.
  */
 import { spawnSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { KEY_NAME, KEY_PLAN, keyRecord, newApiKey, readKeyRecord } from "../shared/api-keys.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 /** Binding name of the KV namespace (wrangler.toml `[[kv_namespaces]]`). */
 export const BINDING = "TOLLBOOTH_KEYS";
-/** Prefix of generated keys (recognisable in secret scanners and logs). */
-export const KEY_PREFIX = "tb_";
-/** Same rules as `identity.apiKeys[].name` and `plans` names in shared/policy.ts. */
-const NAME = /^[\x20-\x7e]{1,64}$/;
-const PLAN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
+/** Prefix of generated keys; the key format lives in shared/api-keys.ts (shared with the admin API). */
+export { KEY_PREFIX } from "../shared/api-keys.ts";
+const NAME = KEY_NAME;
+const PLAN = KEY_PLAN;
 
 const USAGE = `usage: npm run keys -- <command> [options]
   add <name> [--plan <plan>]   issue a key: printed once, only its SHA-256 is stored
@@ -44,12 +44,12 @@ interface Entry {
   created?: string;
 }
 
-/** A new API key: `tb_` + 32 random bytes, base64url (46 characters). */
+/** A new API key: `tb_` + 32 random bytes, base64url (46 characters); shared/api-keys.ts `newApiKey`. */
 export function newKey(): string {
-  return KEY_PREFIX + randomBytes(32).toString("base64url");
+  return newApiKey();
 }
 
-/** The KV key of an API key: SHA-256 of its UTF-8 bytes, 64 lowercase hex (what the gateway looks up). */
+/** The KV key of an API key: SHA-256 of its UTF-8 bytes, 64 lowercase hex (what the gateway looks up); synchronous twin of shared/api-keys.ts `apiKeyHash`. */
 export function keyHash(key: string): string {
   return createHash("sha256").update(key, "utf8").digest("hex");
 }
@@ -102,7 +102,7 @@ function main(argv: string[]): number {
     }
     const key = newKey();
     const hash = keyHash(key);
-    const entry = { name, ...(values.plan !== undefined ? { plan: values.plan } : {}), created: new Date().toISOString() };
+    const entry = keyRecord(name, values.plan, Date.now());
     const json = JSON.stringify(entry);
     if (!wrangler(["kv", "key", "put", hash, json, "--metadata", json, ...pass])) return 1;
     console.log(key);
@@ -147,21 +147,16 @@ function list(pass: string[]): Entry[] | null {
   const entries: Entry[] = [];
   for (const k of keys) {
     if (!/^[0-9a-f]{64}$/.test(k.name)) continue;
-    let meta = k.metadata as Partial<Entry> | undefined;
-    if (typeof meta?.name !== "string") {
+    let meta = readKeyRecord(k.metadata);
+    if (meta === null) {
       const value = wrangler(["kv", "key", "get", k.name, "--text", ...pass]);
       try {
-        meta = value === null ? undefined : JSON.parse(value);
+        meta = value === null ? null : readKeyRecord(JSON.parse(value));
       } catch {
-        meta = undefined;
+        meta = null;
       }
     }
-    entries.push({
-      sha256: k.name,
-      name: typeof meta?.name === "string" ? meta.name : "?",
-      ...(typeof meta?.plan === "string" ? { plan: meta.plan } : {}),
-      ...(typeof meta?.created === "string" ? { created: meta.created } : {}),
-    });
+    entries.push({ sha256: k.name, name: meta?.name ?? "?", ...(meta?.plan !== undefined ? { plan: meta.plan } : {}), ...(meta?.created !== undefined ? { created: meta.created } : {}) });
   }
   return entries;
 }

@@ -6,11 +6,14 @@
  * - With ORIGIN_URL=http://127.0.0.1:PORT it fronts that origin and starts none.
  * TOLLBOOTH_POLICY (JSON) is validated before anything starts; TOLLBOOTH_SECRET defaults to
  * a random secret for this run; GATEWAY_PORT overrides 8787. Ctrl-C stops everything.
+ * Each request the gateway decides prints one line (scripts/decision-lines.ts); `npm start --
+ * --json` prints the raw JSON log lines instead.
  */
 import { randomBytes } from "node:crypto";
 import { parsePolicy } from "../shared/policy.ts";
 import { startEverything, type Everything } from "./stack/everything.ts";
 import { startGateway } from "./stack/gateway.ts";
+import { decisionPrinter } from "./decision-lines.ts";
 
 let policy;
 try {
@@ -25,11 +28,18 @@ const originUrl = process.env.ORIGIN_URL ?? (origin = await startEverything(Numb
 if (origin) console.log(`origin:  server-everything (Streamable HTTP) at ${origin.url}/mcp`);
 else console.log(`origin:  ${originUrl} (from ORIGIN_URL; not started here)`);
 
+const printDecisions = decisionPrinter({ json: process.argv.includes("--json"), write: (line) => console.log(line) });
+let ready = false;
 const gateway = await startGateway({
   originUrl,
   port: Number(process.env.GATEWAY_PORT ?? 8787),
   secret: process.env.TOLLBOOTH_SECRET ?? randomBytes(32).toString("hex"),
   ...(process.env.TOLLBOOTH_POLICY ? { policy: JSON.parse(process.env.TOLLBOOTH_POLICY) } : {}),
+  // The decision log: one readable line per request (`npm start -- --json`: the raw JSON lines),
+  // from the moment the gateway is ready (its readiness probes are not printed).
+  onOutput: (chunk) => {
+    if (ready) printDecisions(chunk);
+  },
 }).catch(async (err) => {
   await origin?.close();
   console.error(`npm start: the gateway did not start: ${(err as Error).message}`);
@@ -49,6 +59,7 @@ console.log(
     `over budget: ${policy.overBudget}; origin ceiling: ${policy.originCeiling ? `${policy.originCeiling.capacity} + ${policy.originCeiling.refillPerSecond}/s` : "off"}; network ceiling: wrangler.toml [[ratelimits]]`,
 );
 console.log("try:     npm run demo        (Ctrl-C here stops the gateway and the origin)");
+ready = true;
 
 const stop = async () => {
   await gateway.close();

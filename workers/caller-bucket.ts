@@ -7,7 +7,8 @@
  * - `spent`: ids of redeemed challenges, until they expire plus a clock margin (single use);
  * - `tokens`: access-token credit balances by token id, until they expire;
  * - `solves`: the decayed count of recent solves (adaptive difficulty);
- * - `slots`: open MCP sessions and GET SSE streams (per-caller caps), until released or expired.
+ * - `slots`: open MCP sessions and GET SSE streams (per-caller caps), until released or expired;
+ * - `blocks`: an operator's block (admin API, docs/admin.md), until it ends.
  * See docs/durable-object.md. Every method runs to completion synchronously: a Durable
  * Object processes one call at a time, so each read-modify-write below is atomic.
  * A caller's state that holds nothing but full buckets is deleted by the alarm: no object
@@ -146,6 +147,36 @@ export interface RefundRequest {
   slotId?: string;
 }
 
+/** A caller's state as the admin API shows it (`CallerBucket.inspect`). */
+export interface InspectResult {
+  /** Whether the object holds any row for the caller (false: never seen, or its idle state was dropped). */
+  known: boolean;
+  /** The bucket configs (and solve half-life, s) the object last metered with; null when none is stored. */
+  configs: { bucket: BucketConfig; ceiling: BucketConfig; halfLifeSeconds: number } | null;
+  /** The free bucket now (nothing taken: `success` true, `remaining` units, `reset` unix ms when full). */
+  bucket: LimitResult;
+  /** The safety ceiling now (as `bucket`). */
+  ceiling: LimitResult;
+  /** Unexpired access-token balances (at most 50, latest expiry first): `id` is the first 12 characters of the token's `jti`. */
+  tokens: Array<{ id: string; credits: number; expiresMs: number }>;
+  /** Open MCP sessions and GET streams. */
+  sessions: number;
+  streams: number;
+  /** Spent marks held (single-use credentials redeemed and not yet expired). */
+  spent: number;
+  /** Decayed count of recent solves. */
+  solves: number;
+  /** Leading zero bits the caller's next challenge asks (when a challenge config was given). */
+  difficulty?: number;
+  /** Unix ms the operator's block ends, or null when not blocked. */
+  blockedUntilMs: number | null;
+  /** Unix ms of the cleanup alarm as this instance knows it, or null. */
+  cleanupAtMs: number | null;
+}
+
+/** Token balances `inspect` lists at most. */
+const INSPECT_MAX_TOKENS = 50;
+
 /** How long after the last expiry the cleanup alarm runs, in milliseconds. */
 const CLEANUP_SLACK_MS = 1_000;
 /**
@@ -167,6 +198,8 @@ export class CallerBucket extends DurableObject {
   private alarmAtMs: number | null = null;
   /** The configs last used, for the idle check of the alarm (full buckets drop the row). */
   private configs: { bucket: BucketConfig; ceiling: BucketConfig; halfLifeSeconds: number } | undefined;
+  /** Unix ms the operator's block ends (null: none), as last read or written; undefined: not read yet. */
+  private blockUntilMs: number | null | undefined;
 
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
@@ -186,6 +219,7 @@ export class CallerBucket extends DurableObject {
       CREATE TABLE IF NOT EXISTS solves (id INTEGER PRIMARY KEY CHECK (id = 0), score REAL NOT NULL, at_ms INTEGER NOT NULL, half_life_s INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, kind TEXT NOT NULL, session_id TEXT, expires_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS config (id INTEGER PRIMARY KEY CHECK (id = 0), json TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS blocks (id INTEGER PRIMARY KEY CHECK (id = 0), until_ms INTEGER NOT NULL);
     `);
   }
 
@@ -250,6 +284,14 @@ export class CallerBucket extends DurableObject {
     return { difficulty: difficultyFor(challenge.difficulty, challenge.adaptive, score), solves: Math.round(score * 100) / 100 };
   }
 
+  /** Unix ms the caller's block ends when it is blocked at `clockMs`, else null (one SQLite read per instance). */
+  private blockedUntil(clockMs: number): number | null {
+    if (this.blockUntilMs === undefined) {
+      this.blockUntilMs = this.sql.exec<{ until_ms: number }>("SELECT until_ms FROM blocks WHERE id = 0").toArray()[0]?.until_ms ?? null;
+    }
+    return this.blockUntilMs !== null && this.blockUntilMs > clockMs ? this.blockUntilMs : null;
+  }
+
   private openSlots(kind: "session" | "stream", nowMs: number): { count: number; oldestExpiresMs: number | null } {
     const row = this.sql.exec<{ n: number; oldest: number | null }>("SELECT COUNT(*) AS n, MIN(expires_ms) AS oldest FROM slots WHERE kind = ? AND expires_ms > ?", kind, nowMs).toArray()[0]!;
     return { count: row.n, oldestExpiresMs: row.oldest };
@@ -283,6 +325,11 @@ export class CallerBucket extends DurableObject {
       ...hardness(),
       ...extra,
     });
+    // Invariant: a caller an operator blocked is refused before anything else: nothing is
+    // charged, no credential redeemed (its single use is not spent), no slot opened, and the
+    // Worker never asks the origin (docs/admin.md).
+    const blockedUntil = this.blockedUntil(clockMs);
+    if (blockedUntil !== null) return deny("blocked", { retryAfterSeconds: Math.max(1, Math.ceil((blockedUntil - clockMs) / 1000)) });
     if (!ceilingTake.result.success) return deny("ceiling");
 
     if (req.slot && req.refused === undefined) {
@@ -374,6 +421,9 @@ export class CallerBucket extends DurableObject {
    */
   renew(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; lease: LeaseWant }): LeaseGrant {
     this.remember(req.bucket, req.ceiling, (this.configs ?? this.storedConfigs())?.halfLifeSeconds ?? 600);
+    // Invariant: a blocked caller gets no new lease (units handed back are still taken back).
+    // A lease an isolate already holds may admit for what is left of it (≤ LEASE_MS).
+    if (this.blockedUntil(this.clock(req.nowMs)) !== null) return this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
     return this.lease(req, req.lease);
   }
 
@@ -470,8 +520,10 @@ export class CallerBucket extends DurableObject {
     this.sql.exec("DELETE FROM spent WHERE expires_ms <= ?", now);
     this.sql.exec("DELETE FROM tokens WHERE expires_ms <= ?", now);
     this.sql.exec("DELETE FROM slots WHERE expires_ms <= ?", now);
+    this.sql.exec("DELETE FROM blocks WHERE until_ms <= ?", now);
+    this.blockUntilMs = undefined;
     const next = this.sql
-      .exec<{ at: number | null }>("SELECT MIN(at) AS at FROM (SELECT MIN(expires_ms) AS at FROM spent UNION ALL SELECT MIN(expires_ms) FROM tokens UNION ALL SELECT MIN(expires_ms) FROM slots)")
+      .exec<{ at: number | null }>("SELECT MIN(at) AS at FROM (SELECT MIN(expires_ms) AS at FROM spent UNION ALL SELECT MIN(expires_ms) FROM tokens UNION ALL SELECT MIN(expires_ms) FROM slots UNION ALL SELECT MIN(until_ms) FROM blocks)")
       .toArray()[0]?.at;
     if (next != null) {
       this.scheduleAlarm(next + CLEANUP_SLACK_MS);
@@ -501,6 +553,89 @@ export class CallerBucket extends DurableObject {
     this.limits = { free: null, ceiling: null };
     this.solveScore = NO_SOLVES;
     this.configs = undefined;
+    this.blockUntilMs = null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Operator methods (admin API, workers/admin/): never called on the request path.
+
+  /**
+   * The caller's whole state, read only: nothing is written, no alarm is moved, so an
+   * inspection neither creates rows for an unknown caller nor keeps an idle one alive.
+   * Buckets are computed with the configs the object last metered with, else `bucket` /
+   * `ceiling` (the caller's plan as the admin API knows it).
+   * @param req.nowMs unix ms; req.bucket / req.ceiling: fallback configs; req.challenge: for the difficulty
+   */
+  inspect(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; challenge?: ChallengeConfig }): InspectResult {
+    const { nowMs } = req;
+    const count = (table: string) => this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).toArray()[0]!.n;
+    const known = ["limits", "spent", "tokens", "solves", "slots", "blocks", "config"].some((t) => count(t) > 0);
+    const configs = this.configs ?? this.storedConfigs() ?? null;
+    const bucket = configs?.bucket ?? req.bucket;
+    const ceiling = configs?.ceiling ?? req.ceiling;
+    const limits = this.stored();
+    const tokens = this.sql
+      .exec<{ jti: string; credits: number; expires_ms: number }>("SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?", nowMs, INSPECT_MAX_TOKENS)
+      .toArray()
+      .map((r) => ({ id: r.jti.slice(0, 12), credits: r.credits, expiresMs: r.expires_ms }));
+    const challenge = req.challenge && configs ? { ...req.challenge, adaptive: { ...req.challenge.adaptive, halfLifeSeconds: configs.halfLifeSeconds } } : req.challenge;
+    const blockedUntilMs = this.blockedUntil(nowMs);
+    return {
+      known,
+      configs,
+      bucket: peek(limits.free ?? fullBucket(bucket, nowMs), bucket, nowMs),
+      ceiling: peek(limits.ceiling ?? fullBucket(ceiling, nowMs), ceiling, nowMs),
+      tokens,
+      sessions: this.openSlots("session", nowMs).count,
+      streams: this.openSlots("stream", nowMs).count,
+      spent: count("spent"),
+      solves: Math.round(decayed(this.solves(), configs?.halfLifeSeconds ?? challenge?.adaptive.halfLifeSeconds ?? 600, nowMs) * 100) / 100,
+      ...(challenge ? { difficulty: this.difficulty(challenge, nowMs).difficulty! } : {}),
+      blockedUntilMs,
+      cleanupAtMs: this.alarmAtMs,
+    };
+  }
+
+  /**
+   * Operator reset: both buckets full again and the recent solves forgotten (difficulty back
+   * to the plan's base). Kept: token credit balances (paid for), open sessions and streams
+   * (live), spent marks (single use is security) and a block. Writes nothing for an unknown caller.
+   */
+  reset(): { reset: boolean } {
+    const had = this.sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM limits) + (SELECT COUNT(*) FROM solves) AS n").toArray()[0]!.n > 0;
+    if (!had) return { reset: false };
+    this.sql.exec("DELETE FROM limits");
+    this.sql.exec("DELETE FROM solves");
+    this.limits = { free: null, ceiling: null };
+    this.solveScore = NO_SOLVES;
+    // Let the alarm drop the state soon if nothing else is left.
+    this.scheduleAlarm(Date.now() + CLEANUP_SLACK_MS);
+    return { reset: true };
+  }
+
+  /**
+   * Operator block until `untilMs` (unix ms): every request and redemption of this caller is
+   * refused (`blocked`) until then; renewals grant no lease. Replaces an earlier block.
+   * The state is kept at least until the block ends (the alarm then drops it if idle).
+   * @throws TypeError when `untilMs` is not a safe integer
+   */
+  block(req: { untilMs: number }): { blockedUntilMs: number } {
+    if (!Number.isSafeInteger(req.untilMs)) throw new TypeError(`block(): untilMs ${req.untilMs} is not an integer`);
+    this.sql.exec("INSERT OR REPLACE INTO blocks (id, until_ms) VALUES (0, ?)", req.untilMs);
+    this.blockUntilMs = req.untilMs;
+    this.scheduleAlarm(req.untilMs + CLEANUP_SLACK_MS);
+    return { blockedUntilMs: req.untilMs };
+  }
+
+  /** Operator unblock: the caller is admitted again as its buckets allow. @returns whether a block was lifted */
+  unblock(): { unblocked: boolean } {
+    const had = this.blockedUntil(Date.now()) !== null;
+    const rows = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM blocks").toArray()[0]!.n;
+    if (rows === 0) return { unblocked: false };
+    this.sql.exec("DELETE FROM blocks");
+    this.blockUntilMs = null;
+    this.scheduleAlarm(Date.now() + CLEANUP_SLACK_MS);
+    return { unblocked: had };
   }
 
   private storedConfigs(): { bucket: BucketConfig; ceiling: BucketConfig; halfLifeSeconds: number } | undefined {

@@ -1,6 +1,7 @@
 /** Bindings and vars of the gateway Worker (see wrangler.toml). */
 import type { CallerBucket } from "./caller-bucket.ts";
 import type { OriginGate } from "./origin-gate.ts";
+import type { Stats } from "./observe/stats-object.ts";
 
 /** The Workers Rate Limiting binding (`[[ratelimits]]`): `limit({ key })` → `{ success }`. */
 export interface NetworkLimiter {
@@ -29,4 +30,23 @@ export interface Env {
   TOLLBOOTH_LIGHTNING_SECRET?: string;
   /** Optional policy JSON (see shared/policy.ts); defaults apply to every field left out. */
   TOLLBOOTH_POLICY?: string;
+  /**
+   * Durable Object namespace of the metrics (one `Stats` object, docs/observability.md): every
+   * isolate flushes its per-minute aggregates into it at most once per
+   * `TOLLBOOTH_METRICS_FLUSH_MS`. Without it the metrics are off (the decision log still works).
+   */
+  TOLLBOOTH_STATS?: DurableObjectNamespace<Stats>;
+  /** Optional Workers Analytics Engine dataset: one data point per request (schema in docs/observability.md). */
+  TOLLBOOTH_ANALYTICS?: AnalyticsEngineDataset;
+  /** Optional var: milliseconds between an isolate's flushes into `Stats`, 100–20000 (default 5000); `0` turns the flushes off. */
+  TOLLBOOTH_METRICS_FLUSH_MS?: string;
+  /**
+   * The operator's bearer token of the admin API and dashboard (docs/admin.md): ≥ 16 bytes,
+   * e.g. `openssl rand -hex 32`. A secret (`wrangler secret put`). Unset: no admin paths.
+   */
+  TOLLBOOTH_ADMIN_TOKEN?: string;
+  /** Path prefix of the admin API and dashboard; default `/admin`. Never the MCP endpoint. */
+  TOLLBOOTH_ADMIN_PATH?: string;
+  /** Workers Static Assets (`[assets]`, public/): the dashboard's script, style and uPlot. */
+  ASSETS?: Fetcher;
 }

@@ -4,15 +4,19 @@
  * and configuration; a bad configuration answers every request with a 500 naming it.
  */
 import { Hono } from "hono";
+import { admin } from "./admin/index.ts";
 import { importKeyring, parseSecrets, type HmacKey } from "../shared/keys.ts";
 import { parsePolicy } from "../shared/policy.ts";
 import type { Env } from "./env.ts";
+import { parseFlushMs } from "./observe/flusher.ts";
+import { observe } from "./observe/observe.ts";
 import { mcpProxy } from "./proxy.ts";
 import { json } from "./responses.ts";
 import { tollbooth, type TollboothVariables } from "./tollbooth.ts";
 
 export { CallerBucket } from "./caller-bucket.ts";
 export { OriginGate } from "./origin-gate.ts";
+export { Stats } from "./observe/stats-object.ts";
 
 /** The environment's string bindings (vars and secrets), by name. */
 function stringBindings(env: Env): Record<string, string> {
@@ -28,6 +32,13 @@ export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: Tollbo
   if (env.TOLLBOOTH_ORIGIN_SECRET !== undefined) parseSecrets(env.TOLLBOOTH_ORIGIN_SECRET, "TOLLBOOTH_ORIGIN_SECRET");
   let proofKey: Promise<HmacKey> | undefined;
   const app = new Hono<{ Bindings: Env; Variables: TollboothVariables }>();
+  // The admin API and dashboard (docs/admin.md), before tollbooth: only with TOLLBOOTH_ADMIN_TOKEN
+  // set; without it the admin paths are ordinary gateway paths.
+  if (env.TOLLBOOTH_ADMIN_TOKEN !== undefined) {
+    app.use(admin({ token: env.TOLLBOOTH_ADMIN_TOKEN, path: env.TOLLBOOTH_ADMIN_PATH, policy, buckets: env.CALLER_BUCKET, network: env.TOLLBOOTH_NETWORK_LIMIT, keys: env.TOLLBOOTH_KEYS, stats: env.TOLLBOOTH_STATS, assets: env.ASSETS }));
+  }
+  // The decision log and the metrics (docs/observability.md): every request the gateway decides.
+  app.use(observe({ stats: env.TOLLBOOTH_STATS, analytics: env.TOLLBOOTH_ANALYTICS, flushMs: parseFlushMs(env.TOLLBOOTH_METRICS_FLUSH_MS) }));
   app.use(
     tollbooth({
       policy,
@@ -64,7 +75,7 @@ function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
   // nothing to compare, no key to build on the hot path.
   if (cached?.env === env) return cached.app;
   const key = JSON.stringify(stringBindings(env));
-  const bindings = [env.ORIGIN_GATE, env.TOLLBOOTH_NETWORK_LIMIT, env.TOLLBOOTH_KEYS];
+  const bindings = [env.ORIGIN_GATE, env.TOLLBOOTH_NETWORK_LIMIT, env.TOLLBOOTH_KEYS, env.TOLLBOOTH_STATS, env.TOLLBOOTH_ANALYTICS];
   if (cached?.key !== key || cached.bindings.some((b, i) => b !== bindings[i])) {
     let app: ReturnType<typeof createGateway> | Error;
     try {

@@ -161,6 +161,7 @@ export function mcpProxy(options: ProxyOptions) {
       // The origin never answered: the request is not charged, and holds no stream.
       refund();
       release();
+      state.origin?.(timedOut ? "timeout" : "unreachable");
       return jsonRpcError(
         timedOut ? 504 : 502,
         body,
@@ -170,6 +171,7 @@ export function mcpProxy(options: ProxyOptions) {
     } finally {
       clearTimeout(timer);
     }
+    state.origin?.(upstream.status);
     const out = new Headers(upstream.headers);
     let stream: ReadableStream<Uint8Array> | null = upstream.body;
     const isStream = (out.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream");

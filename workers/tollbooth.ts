@@ -35,13 +35,15 @@ import { signToken, tokenVerifier, type TokenClaims } from "../shared/token.ts";
 import { CREDITS_HEADER, DEGRADED_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
+import type { Decision, DecisionRecord } from "./observe/types.ts";
 import type { NetworkLimiter } from "./env.ts";
 import { boundedStore, limitHeaders, originCeiling, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
 import { describeRequest, paymentRequired } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
 import { addResultMeta } from "./mcp-meta.ts";
-import { paymentSchemes, schemeOfReason, type PaymentScheme, type Settled } from "./schemes/index.ts";
+import { decided, note, type DecisionFields } from "./observe/observe.ts";
+import { paymentSchemes, schemeOfReason, type PaymentScheme, type Redeemable, type Settled } from "./schemes/index.ts";
 import { wellKnown } from "./well-known.ts";
 
 export { StoreTimeoutError, type CallerStore, type Gate, type StoreNamespace } from "./gate.ts";
@@ -93,6 +95,8 @@ export interface TollboothState {
   streamMaxMs?: number;
   /** Remove tollbooth's credentials (every scheme's) from headers about to be forwarded. */
   strip?: (headers: Headers) => void;
+  /** Called by the proxy, once: the origin's response status, or why it never answered (its own 502 / 504). For the decision record. */
+  origin?: (outcome: number | "unreachable" | "timeout") => void;
 }
 
 /** Hono variables set by `tollbooth()`. */
@@ -125,6 +129,20 @@ function slotId(): string {
   let s = "";
   for (const x of b) s += x.toString(16).padStart(2, "0");
   return s;
+}
+
+/** What the decision record says about the origin's answer (workers/observe/). */
+const originOutcome = (c: Context) => (o: number | "unreachable" | "timeout") => note(c, typeof o === "number" ? { originStatus: o } : { originError: o });
+
+/** The decision a refusal of the payment path is, by the status it answers with (401/402 and a 200 tool result: payment required). */
+function refusalDecision(status: number): Decision {
+  return status === 429 ? "rate_limited" : status === 503 ? "unavailable" : status === 400 ? "bad_request" : "payment_required";
+}
+
+/** The name of one of tollbooth's own endpoints, for the decision record (`policy`, `challenge`, `verify`, `status`, else `other`). */
+function ownEndpoint(path: string): string {
+  const name = path.slice(WELL_KNOWN.length).replace(/^\/|\/$/g, "");
+  return name === "" ? "policy" : ["challenge", "verify", "status"].includes(name) ? name : "other";
 }
 
 /** 429 of a layer: an integer `Retry-After` (≥ 1) and a JSON-RPC error naming the layer. */
@@ -175,17 +193,19 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
   return async function tollbooth(c, next) {
     const req = c.req.raw;
     const url = new URL(req.url);
+    const network = networkFor(req.headers, policy.identity.ipv4Prefix, policy.identity.ipv6Prefix);
+    // Until the identity is known, the request is its network's (as an `ip` caller).
+    note(c, { caller: network, network: network.replace(/^ip:/, "") });
 
     // MCP transport (2025-11-25): a present, invalid Origin gets 403 (DNS rebinding).
     const origin = req.headers.get("origin");
     if (origin !== null && !allowAnyOrigin && origin !== url.origin && !allowedOrigins.has(origin)) {
-      return jsonRpcError(403, null, ErrorCode.ForbiddenOrigin, `Forbidden: Origin ${origin} is not allowed`, { origin });
+      return decided(c, { decision: "bad_request", reason: "forbidden_origin" }, jsonRpcError(403, null, ErrorCode.ForbiddenOrigin, `Forbidden: Origin ${origin} is not allowed`, { origin }));
     }
 
     // Network ceiling: before any body, identity work or Durable Object call, and for
     // every path (tollbooth's own endpoints too), whatever credential the request carries.
     if (gate.network) {
-      const network = networkFor(req.headers, policy.identity.ipv4Prefix, policy.identity.ipv6Prefix);
       let ok = true;
       try {
         ok = (await gate.network.limit({ key: network })).success;
@@ -194,54 +214,58 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         // caller and origin ceilings still hold).
         console.error("tollbooth: network rate limiter failed", err);
       }
-      if (!ok) return tooMany(null, "network", `over the ceiling of your network (${network})`, policy.networkRetryAfterSeconds);
+      if (!ok) return decided(c, { decision: "rate_limited", reason: "network" }, tooMany(null, "network", `over the ceiling of your network (${network})`, policy.networkRetryAfterSeconds));
     }
 
     if (url.pathname === WELL_KNOWN || url.pathname.startsWith(WELL_KNOWN + "/")) {
       try {
-        return await wellKnown(gate, req, url);
+        const answer = await wellKnown(gate, req, url, (fields) => note(c, fields));
+        return decided(c, { decision: answer.status === 429 ? "rate_limited" : "own_endpoint", reason: answer.status === 429 ? "ceiling" : ownEndpoint(url.pathname) }, answer);
       } catch (err) {
         // tollbooth's own endpoints always fail closed; the cause is logged, not sent.
         console.error("tollbooth: well-known endpoint failed", err);
-        return json(503, { error: "unavailable", message: "The rate-limit state could not be reached" }, { "retry-after": "1" });
+        return decided(c, { decision: "unavailable", reason: "store" }, json(503, { error: "unavailable", message: "The rate-limit state could not be reached" }, { "retry-after": "1" }));
       }
     }
 
     const isEndpoint = normalizePath(url.pathname) === endpoint;
     // A body the gateway will not read as UTF-8 JSON is refused before it is read.
     const mediaProblem = isEndpoint && req.method === "POST" ? jsonRequestProblem(req.headers) : null;
-    if (mediaProblem !== null) return jsonRpcError(415, null, ErrorCode.UnsupportedMediaType, mediaProblem);
+    if (mediaProblem !== null) return decided(c, { decision: "bad_request", reason: "unsupported_media_type" }, jsonRpcError(415, null, ErrorCode.UnsupportedMediaType, mediaProblem));
     const rawBody = await readBody(req, policy.maxBodyBytes, policy.bodyTimeoutMs);
     if (rawBody === TOO_LARGE) {
-      return jsonRpcError(413, null, ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, { maxBodyBytes: policy.maxBodyBytes });
+      return decided(c, { decision: "bad_request", reason: "payload_too_large" }, jsonRpcError(413, null, ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, { maxBodyBytes: policy.maxBodyBytes }));
     }
     if (rawBody === TOO_SLOW) {
-      return jsonRpcError(408, null, ErrorCode.RequestTimeout, `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`, { bodyTimeoutMs: policy.bodyTimeoutMs });
+      return decided(c, { decision: "bad_request", reason: "request_timeout" }, jsonRpcError(408, null, ErrorCode.RequestTimeout, `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`, { bodyTimeoutMs: policy.bodyTimeoutMs }));
     }
     // Invariant: the clock is read after the whole body has arrived, so a body trickled in
     // slowly cannot make an expired challenge or token look fresh.
     const nowMs = Date.now();
+    note(c, { time: nowMs });
 
     let body: ParsedBody | null = null;
     if (isEndpoint && req.method === "POST") {
       const parsed = parseBody(rawBody ?? new Uint8Array(), policy.maxJsonDepth);
-      if (isBodyError(parsed)) return jsonRpcError(400, null, parsed.code, parsed.message);
+      if (isBodyError(parsed)) return decided(c, { decision: "bad_request", reason: parsed.code === ErrorCode.ParseError ? "parse_error" : "invalid_request" }, jsonRpcError(400, null, parsed.code, parsed.message));
       body = parsed;
+      note(c, describeRpc(body));
       const mismatch = headerMismatch(req.headers, body);
-      if (mismatch) return jsonRpcError(400, body, ErrorCode.HeaderMismatch, mismatch);
+      if (mismatch) return decided(c, { decision: "bad_request", reason: "header_mismatch" }, jsonRpcError(400, body, ErrorCode.HeaderMismatch, mismatch));
     } else if (isEndpoint && !ENDPOINT_METHODS.includes(req.method)) {
       // GET (SSE stream), DELETE (end session) and OPTIONS (CORS preflight) carry no JSON-RPC call.
-      return jsonRpcError(405, null, ErrorCode.MethodNotAllowed, `Method not allowed: ${req.method} ${policy.endpoint}; use ${ENDPOINT_METHODS.join(", ")}`, undefined, { allow: ENDPOINT_METHODS.join(", ") });
+      return decided(c, { decision: "bad_request", reason: "method_not_allowed" }, jsonRpcError(405, null, ErrorCode.MethodNotAllowed, `Method not allowed: ${req.method} ${policy.endpoint}; use ${ENDPOINT_METHODS.join(", ")}`, undefined, { allow: ENDPOINT_METHODS.join(", ") }));
     }
 
     const identity = await gate.identify(req.headers);
     const plan = planFor(policy, identity.verified ? identity.plan : undefined);
     const cost = body ? bodyCost(plan, body) : isEndpoint ? 0 : OAUTH_METADATA.test(url.pathname) ? 0 : plan.costs.otherPaths;
     const maxCost = maxPayableCost(plan);
+    note(c, { caller: identity.id, network: identity.network.replace(/^ip:/, ""), plan: plan.name, cost });
     if (cost > maxCost) {
       // Neither the free bucket nor a solve could ever pay for it: an error, not an endless 402.
       const what = describeRequest(req.method, url.pathname, body);
-      return jsonRpcError(400, body, ErrorCode.InvalidRequest, `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`, { cost, maxCost, plan: plan.name });
+      return decided(c, { decision: "bad_request", reason: "cost_too_high" }, jsonRpcError(400, body, ErrorCode.InvalidRequest, `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`, { cost, maxCost, plan: plan.name }));
     }
 
     // The request's caller; a payment that names its payer (x402), or an access token bought
@@ -261,10 +285,15 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     /** A payment to complete once the caller's state holds its redemption (x402 settlement). */
     let settlement: { scheme: PaymentScheme; credential: unknown } | undefined;
     let forwardBody = rawBody;
+    /** The scheme of the credential the request carries (`pow`, `l402`, `x402`, `token`), for the decision record. */
+    let via: string | undefined;
+    /** What the credential's payment was, when it is one (counted once the request is admitted with it redeemed). */
+    let payment: Redeemable["paid"];
     for (const scheme of schemes) {
       const read = scheme.read({ headers: req.headers, body, raw: rawBody });
       if (read === null) continue;
       credential = true;
+      via = scheme.type;
       // A credential carried in the body (MCP `_meta`) is removed from what the origin gets.
       if (read.ok && read.body) forwardBody = read.body;
       const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost }) : read;
@@ -276,6 +305,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         const r = check.redemption;
         if (check.identity !== undefined) caller = check.identity;
         admit.redeem = r;
+        payment = check.paid;
         // A one-time credential (a solution, an x402 bundle) buys an access token the caller
         // keeps; a reusable one (L402) is its own token; a per-request payment buys none.
         if (!r.reusable && check.token !== false) tokenClaims = { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits };
@@ -286,6 +316,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     const tokenHeader = req.headers.get(TOKEN_HEADER);
     if (!credential && tokenHeader !== null) {
       credential = true;
+      via = "token";
       verifyToken ??= tokenVerifier(keyring);
       // A token bought by an x402 payer names that payer: it is verified as theirs.
       const payer = payerNamedBy(tokenHeader);
@@ -297,6 +328,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
     }
 
+    /** Record how the request ended (its caller as it is now: a payer may have named it). */
+    const ended = (fields: DecisionFields & Pick<DecisionRecord, "decision">, response: Response) => decided(c, { caller, scheme: via, ...fields }, response);
     const store = gate.buckets.of(caller);
     let decision: AdmitResult;
     // Leases: a request with no credential and no slot may be admitted from this isolate's
@@ -331,14 +364,15 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       // use) lives in the store. Without a credential, "open" trades metering for availability.
       if (policy.onStoreError === "open" && !credential) {
         console.warn(`tollbooth: CallerBucket.admit failed; forwarding unmetered (onStoreError "open") for ${caller}`, err);
-        c.set("tollbooth", { caller, body, rawBody, cost, decision: null, strip });
+        c.set("tollbooth", { caller, body, rawBody, cost, decision: null, strip, origin: originOutcome(c) });
+        note(c, { caller, decision: "admitted_unmetered", reason: "store_unavailable" });
         await next();
         c.res.headers.set(DEGRADED_HEADER, "store-unavailable");
         return;
       }
       // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
       console.error("tollbooth: CallerBucket.admit failed", err);
-      return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" });
+      return ended({ decision: "unavailable", reason: "store" }, jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" }));
     }
 
     const headers = gate.limitHeaders(plan, decision, nowMs);
@@ -346,18 +380,24 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits);
 
     if (!decision.admitted) {
+      if (decision.reason === "blocked") {
+        // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
+        const retryAfter = Math.max(1, decision.retryAfterSeconds ?? 1);
+        return ended({ decision: "blocked", reason: "blocked" }, jsonRpcError(403, body, ErrorCode.ForbiddenOrigin, `Forbidden: this caller is blocked by the operator; retry after ${retryAfter} s`, { reason: "blocked", retryAfter }, { "retry-after": String(retryAfter) }));
+      }
       if (decision.reason === "ceiling") {
-        return tooMany(body, "ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
+        return ended({ decision: "rate_limited", reason: "ceiling" }, tooMany(body, "ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers));
       }
       if (decision.reason === "sessions" || decision.reason === "streams") {
         const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
-        return tooMany(body, decision.reason, `over the cap of ${max} open ${decision.reason === "sessions" ? "sessions" : "GET streams"} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max });
+        return ended({ decision: "rate_limited", reason: decision.reason }, tooMany(body, decision.reason, `over the cap of ${max} open ${decision.reason === "sessions" ? "sessions" : "GET streams"} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max }));
       }
       const what = describeRequest(req.method, url.pathname, body);
       const reason = decision.reason ?? "over_budget";
       const status = (refusedBy ?? schemeOfReason(schemes, reason))?.refusalStatus(reason) ?? 402;
       const offer = { policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
-      return paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult, ...(refusedDetail ? { detail: refusedDetail } : {}) });
+      const answer = await paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult, ...(refusedDetail ? { detail: refusedDetail } : {}) });
+      return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty, credits: decision.credits }, answer);
     }
 
     // What giving this request back means: its cost to what paid it, and its slot.
@@ -382,7 +422,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         else if (settlement && admit.redeem) later(c, "CallerBucket.revoke", store.revoke({ jti: admit.redeem.jti }));
         else later(c, "CallerBucket.refund", store.refund(refundReq()));
         console.error("tollbooth: OriginGate.take failed", err);
-        return jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" });
+        return ended({ decision: "unavailable", reason: "origin_gate" }, jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" }));
       }
       if (!room.success) {
         if (local) leases!.refund(caller, cost, Date.now());
@@ -395,7 +435,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         } else later(c, "CallerBucket.refund", store.refund(refundReq()));
         // The refund gives the token its credits back: say what it will hold.
         if (decision.paidBy === "token" && decision.credits !== undefined && headers[CREDITS_HEADER] !== undefined) headers[CREDITS_HEADER] = String(decision.credits + cost);
-        return tooMany(body, "origin", `the origin is at its ceiling of ${policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers);
+        return ended({ decision: "rate_limited", reason: "origin" }, tooMany(body, "origin", `the origin is at its ceiling of ${policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers));
       }
     }
 
@@ -410,7 +450,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         delete headers[CREDITS_HEADER];
         const reason = `${settlement.scheme.prefix}_${done.reason}`;
         const offer = { policy, plan, keyring, caller, nowMs, cost, url, what: describeRequest(req.method, url.pathname, body), reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
-        return paymentRequired({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), toolResult: policy.x402ToolResult, ...(done.detail !== undefined ? { detail: { detail: done.detail } } : {}) });
+        const answer = await paymentRequired({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), toolResult: policy.x402ToolResult, ...(done.detail !== undefined ? { detail: { detail: done.detail } } : {}) });
+        return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty }, answer);
       }
       Object.assign(headers, done.headers);
       receipt = done.receipt;
@@ -440,7 +481,20 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       };
       state.streamMaxMs = plan.limits.streamMaxSeconds * 1000;
     }
+    state.origin = originOutcome(c);
     c.set("tollbooth", state);
+    const redeemed = admit.redeem !== undefined && decision.minted === true;
+    note(c, {
+      caller,
+      scheme: via,
+      decision: "admitted",
+      // What paid: the credential's scheme (a solution, an L402 or x402 payment, a token), else the bucket or nothing.
+      reason: via === undefined ? (decision.paidBy ?? "free") : via === "pow" ? "solution" : via,
+      redeemed: redeemed || undefined,
+      paid: redeemed && payment && via !== undefined ? { scheme: via, ...payment } : undefined,
+      credits: decision.credits,
+      leased: local !== null,
+    });
     await next();
 
     const sessionId = req.headers.get("mcp-session-id");
@@ -526,6 +580,14 @@ export function normalizePath(path: string): string {
     // keep the raw path: it cannot be the endpoint's spelling anyway
   }
   return decoded.toLowerCase().replace(/\/{2,}/g, "/").replace(/\/+$/, "") || "/";
+}
+
+/** The JSON-RPC method (`batch` for a batch) and tool of a body, for the decision record (cut to 64 characters: a caller chooses them). */
+function describeRpc(body: ParsedBody): { rpc: string; tool?: string } {
+  const only = body.batch ? undefined : body.messages[0];
+  if (!only) return { rpc: "batch" };
+  const rpc = (only.method ?? "response").slice(0, 64);
+  return only.method === "tools/call" && only.name !== undefined ? { rpc, tool: only.name.slice(0, 64) } : { rpc };
 }
 
 /**

@@ -13,6 +13,7 @@ import { schemeOfType, type PaymentScheme } from "./schemes/index.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { Gate } from "./gate.ts";
 import { json } from "./responses.ts";
+import type { DecisionFields } from "./observe/observe.ts";
 
 /** Largest `POST /verify` body, in bytes. */
 const VERIFY_MAX_BYTES = 16_384;
@@ -66,8 +67,9 @@ function publicPolicy(policy: Policy, schemes: readonly PaymentScheme[], url: UR
  * Answer a request under `/.well-known/tollbooth`. Never reaches the origin. `/challenge`,
  * `/status` and `/verify` ask the caller's Durable Object and count against the caller's
  * ceiling (429 over it); the network ceiling was applied before.
+ * @param observe receives what the decision record needs (the caller, its plan; a redeemed credential and its payment)
  */
-export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Response> {
+export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fields: DecisionFields) => void = () => {}): Promise<Response> {
   const { policy } = gate;
   const route = url.pathname.slice(WELL_KNOWN.length).replace(/\/$/, "") || "/";
   const expect = (method: string) =>
@@ -96,6 +98,7 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
   const identity = await gate.identify(req.headers);
   let caller = identity.id;
   const plan = planFor(policy, identity.verified ? identity.plan : undefined);
+  observe({ caller, network: identity.network.replace(/^ip:/, ""), plan: plan.name, time: nowMs });
   const keyring = await gate.keyring();
   let stub = gate.buckets.of(caller);
   const overCeiling = (retryAfterSeconds: number, headers: Record<string, string>) => {
@@ -172,6 +175,8 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
   }
   const headers = gate.limitHeaders(plan, result, nowMs);
   if (result.reason === "ceiling") return overCeiling(result.ceiling.retryAfterSeconds, headers);
+  // An operator blocked the caller (docs/admin.md): nothing was redeemed.
+  if (result.reason === "blocked") return problem(403, "blocked", "This caller is blocked by the operator", { reason: "blocked", retryAfter: result.retryAfterSeconds ?? 1 }, { ...headers, "retry-after": String(result.retryAfterSeconds ?? 1) });
   if (!result.admitted) {
     const reason = result.reason!.slice(redemption.prefix.length + 1);
     // The reason as the pow wire has always said it: "spent" (each challenge redeems once).
@@ -186,6 +191,7 @@ export async function wellKnown(gate: Gate, req: Request, url: URL): Promise<Res
     }
     settledHeaders = done.headers;
   }
+  observe({ caller, scheme: scheme.type, redeemed: true, ...(check.paid && result.minted ? { paid: { scheme: scheme.type, ...check.paid } } : {}) });
   const claims = { sub: caller, jti: redemption.jti, exp: redemption.tokenExpiresMs / 1000, cr: redemption.credits };
   const token = await signToken(keyring, claims);
   return json(200, { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? redemption.credits }, { ...headers, ...settledHeaders });

@@ -56,6 +56,8 @@ export interface GatewayOptions {
    * strategy). `false` leaves the policy as given. Only for the repository's wrangler.toml.
    */
   unverifiedKeys?: boolean;
+  /** Called with each chunk of wrangler's stdout and stderr as it arrives (e.g. to print the decision log). */
+  onOutput?: (chunk: string) => void;
 }
 
 const UNDER_VITEST = process.env.VITEST !== undefined;
@@ -137,6 +139,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   liveGroups.add(child.pid!);
   child.stdout!.on("data", (c) => output.push(c));
   child.stderr!.on("data", (c) => output.push(c));
+  if (opts.onOutput) {
+    child.stdout!.on("data", (c: Buffer) => opts.onOutput!(c.toString("utf8")));
+    child.stderr!.on("data", (c: Buffer) => opts.onOutput!(c.toString("utf8")));
+  }
 
   const url = `http://127.0.0.1:${port}`;
   const close = async () => {
@@ -154,12 +160,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
 /**
  * A copy of the repository's wrangler.toml, in `dir`, with the network ceiling replaced
- * (or removed, for `null`) and `main` pointing back at the repository's Worker.
+ * (or removed, for `null`) and `main` and the `[assets]` directory pointing back at the repository.
  * @returns the copy's path
  */
 export async function writeConfig(dir: string, networkLimit: { limit: number; period: 10 | 60 } | null, extra = ""): Promise<string> {
   let toml = await readFile(DEFAULT_WRANGLER_CONFIG, "utf8");
   toml = toml.replace(/^main = .*$/m, `main = ${JSON.stringify(join(ROOT, "workers/index.ts"))}`);
+  // The admin dashboard's static files ([assets]) resolve from the repository too.
+  toml = toml.replace(/^directory = "\.\/public"$/m, `directory = ${JSON.stringify(join(ROOT, "public"))}`);
   const block = /\[\[ratelimits\]\]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "[^"]*"\nsimple = \{[^}]*\}\n/;
   if (!block.test(toml)) throw new Error("wrangler.toml has no TOLLBOOTH_NETWORK_LIMIT block to replace");
   toml = toml.replace(block, networkLimit === null ? "" : `[[ratelimits]]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "1001"\nsimple = { limit = ${networkLimit.limit}, period = ${networkLimit.period} }\n`);

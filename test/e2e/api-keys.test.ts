@@ -45,6 +45,7 @@ async function configWithKeys(to: string): Promise<string> {
   const original = await readFile(DEFAULT_WRANGLER_CONFIG, "utf8");
   let toml = original.replace(/^main = "(.*)"$/m, (_m, main: string) => `main = ${JSON.stringify(join(ROOT, main))}`);
   if (toml === original) throw new Error(`no main = "…" line in ${DEFAULT_WRANGLER_CONFIG}`);
+  toml = toml.replace(/^directory = "\.\/public"$/m, `directory = ${JSON.stringify(join(ROOT, "public"))}`);
   if (!/binding\s*=\s*"TOLLBOOTH_KEYS"/.test(toml)) toml += '\n[[kv_namespaces]]\nbinding = "TOLLBOOTH_KEYS"\n';
   const path = join(to, "wrangler.toml");
   await writeFile(path, toml);

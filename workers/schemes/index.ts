@@ -10,7 +10,7 @@ import { powScheme, type PowRefusal } from "./pow.ts";
 import type { PaymentScheme, SchemeDeps } from "./scheme.ts";
 import { x402Scheme, type X402Refusal } from "./x402.ts";
 
-export type { CredentialSource, Offer, OfferContext, PaymentScheme, SchemeContext, SchemeDeps, Settled, Unavailable } from "./scheme.ts";
+export type { CredentialSource, Offer, OfferContext, PaymentScheme, Redeemable, SchemeContext, SchemeDeps, Settled, Unavailable } from "./scheme.ts";
 
 /** Every scheme's factory, in offer order. */
 const FACTORIES = [powScheme, l402Scheme, x402Scheme];
@@ -24,6 +24,8 @@ export type DenyReason =
   | "ceiling"
   | "sessions"
   | "streams"
+  /** An operator blocked the caller (admin API, docs/admin.md): HTTP 403, refused before any credential is redeemed. */
+  | "blocked"
   | `token_${TokenError | "unknown" | "exhausted"}`
   | PowRefusal
   | L402Refusal

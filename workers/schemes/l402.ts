@@ -133,6 +133,7 @@ export const l402Scheme: SchemeFactory = (policy, deps) => {
       const id = `l402:${grant.paymentHash}`;
       return {
         ok: true,
+        ...(ctx.plan.l402 ? { paid: { amount: String(ctx.plan.l402.sats), unit: "sats" as const } } : {}),
         redemption: { spendId: id, spendUntilMs: grant.validUntilMs, jti: id, credits: grant.credits, tokenExpiresMs: grant.validUntilMs, reusable: true, prefix: "l402", solve: false },
       };
     },

@@ -83,6 +83,8 @@ export interface Redeemable {
   identity?: string;
   /** Whether a one-time redemption returns an access token (default true; false when it pays for this request only). */
   token?: boolean;
+  /** What the payment was, for the metrics (workers/observe/): sats (L402, the plan's price) or atomic units of the asset (x402, as signed). */
+  paid?: { amount: string; unit: "sats" | "atomic" };
 }
 
 /** What settling a payment adds to the answer. */

@@ -194,6 +194,7 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
         ok: true,
         identity: `evm:${payer}`,
         token: price.mode === "credits",
+        paid: { amount: matched.requirement.amount, unit: "atomic" },
         redemption: {
           spendId,
           spendUntilMs: Math.max(until, ctx.nowMs + 1000),

@@ -1,0 +1,107 @@
+/**
+ * `observe(options)`: the outermost Hono middleware. For each request it creates the
+ * `DecisionRecord` (c.var.record), lets the gateway decide (`tollbooth()` fills what only it
+ * knows through `note()` / `decided()`, the proxy the origin's status), then fills the status
+ * and latency (to the response headers: a stream's body is not waited for) and emits it:
+ * - one JSON log line, `{"tollbooth":"decision",…record}` (Workers Logs, `wrangler tail`,
+ *   `npm start`);
+ * - one Analytics Engine data point, when `analytics` is bound (workers/observe/analytics.ts);
+ * - into the isolate's aggregate, flushed to the `Stats` object at most once per
+ *   `flushMs`, when `stats` is bound (workers/observe/flusher.ts).
+ * Invariant: no header, token, solution, macaroon, signature or full caller id is ever put
+ * in a record: callers are shortened (`shortCaller`), and only the fields below exist.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { writeRecord } from "./analytics.ts";
+import { shortCaller } from "./counters.ts";
+import { DEFAULT_FLUSH_MS, statsFlusher, type StatsFlusher } from "./flusher.ts";
+import type { Stats } from "./stats-object.ts";
+import type { DecisionRecord } from "./types.ts";
+
+/** The marker every decision log line starts with: `{"tollbooth":"decision",`. */
+export const LOG_MARKER = "decision";
+
+/** Options of `observe()`. */
+export interface ObserveOptions {
+  /** The `Stats` namespace (`TOLLBOOTH_STATS`); without it the metrics are off (the log still works). */
+  stats?: DurableObjectNamespace<Stats> | undefined;
+  /** The Analytics Engine dataset (`TOLLBOOTH_ANALYTICS`), optional. */
+  analytics?: AnalyticsEngineDataset | undefined;
+  /** Milliseconds between an isolate's flushes into `Stats` (100–20000; 0: no flushes). Default 5000. */
+  flushMs?: number | undefined;
+  /** Where log lines go (default `console.log`). */
+  log?: ((line: string) => void) | undefined;
+}
+
+/** Hono variables set by `observe()`. */
+export interface ObserveVariables {
+  record: DecisionRecord;
+}
+
+/** The request's record, when `observe()` runs before (absent when the middleware is used alone). */
+function recordOf(c: Context): DecisionRecord | undefined {
+  return (c.var as Partial<ObserveVariables>).record;
+}
+
+/** What the gateway says about a request (any record field but the ones `observe()` measures). */
+export type DecisionFields = Partial<Omit<DecisionRecord, "status" | "latencyMs">>;
+
+/** Fill record fields known so far (identity, plan, cost, …); `caller` is shortened here. No-op without `observe()`. */
+export function note(c: Context, fields: DecisionFields): void {
+  const record = recordOf(c);
+  if (!record) return;
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) (record as unknown as Record<string, unknown>)[k] = k === "caller" ? shortCaller(String(v)) : v;
+}
+
+/** Record how a request ended (one call per exit of the gateway) and return its response unchanged. */
+export function decided(c: Context, fields: DecisionFields & Pick<DecisionRecord, "decision">, response: Response): Response {
+  note(c, fields);
+  return response;
+}
+
+/**
+ * Build the middleware.
+ * @throws TypeError naming a bad option (`flushMs`, `stats`)
+ */
+export function observe(options: ObserveOptions = {}): MiddlewareHandler {
+  const flushMs = options.flushMs ?? DEFAULT_FLUSH_MS;
+  if (typeof flushMs !== "number" || !Number.isInteger(flushMs)) throw new TypeError(`observe(): option \`flushMs\` must be an integer, got ${String(flushMs)}`);
+  let flusher: StatsFlusher | null = null;
+  if (options.stats && flushMs !== 0) {
+    try {
+      flusher = statsFlusher({ stats: options.stats, intervalMs: flushMs });
+    } catch (err) {
+      throw new TypeError(`observe(): ${(err as Error).message.replace(/^statsFlusher\(\): /, "")}`);
+    }
+  }
+  const log = options.log ?? ((line: string) => console.log(line));
+  const analytics = options.analytics;
+
+  return async function observe(c, next) {
+    const started = Date.now();
+    // What a request is until the gateway says otherwise: a request that fails unexpectedly
+    // (an exception answered 500) keeps this.
+    const record: DecisionRecord = { time: started, caller: "anonymous", network: "", plan: "", method: c.req.method, cost: 0, decision: "unavailable", reason: "internal_error", status: 0, latencyMs: 0 };
+    c.set("record", record);
+    await next();
+    record.status = c.res.status;
+    record.latencyMs = Math.max(0, Date.now() - started);
+    try {
+      log(JSON.stringify({ tollbooth: LOG_MARKER, ...record }));
+      if (analytics) writeRecord(analytics, record);
+      if (flusher) {
+        let waitUntil: ((p: Promise<unknown>) => void) | null = null;
+        try {
+          const ctx = c.executionCtx;
+          waitUntil = (p) => ctx.waitUntil(p);
+        } catch {
+          // No execution context (the app called directly): the flush timer runs on its own.
+        }
+        flusher.add(record, waitUntil);
+      }
+    } catch (err) {
+      // Observability never fails a request.
+      console.error("tollbooth: recording the decision failed", err);
+    }
+  };
+}

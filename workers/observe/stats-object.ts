@@ -1,0 +1,148 @@
+/**
+ * `Stats`: the Durable Object (one per deployment, `statsStub()`, binding `TOLLBOOTH_STATS`)
+ * that holds the gateway's metrics, fed by every isolate's flushes (workers/observe/flusher.ts),
+ * in its SQLite storage:
+ * - `minutes`: per-minute counters and latency histogram (the last `RETAIN_MINUTES` minutes;
+ *   older rows are deleted by each flush);
+ * - `totals`, `latency_totals`: monotonic sums since the object was created (Prometheus counters);
+ * - `callers`: per-minute requests of each shortened caller (at most `MAX_CALLERS_PER_MINUTE`
+ *   rows per minute, the rest under `(other)`): state does not grow per invented caller;
+ * - `recent`: the latest `MAX_RECENT` decision records.
+ * Each method runs synchronously to completion (a Durable Object handles one call at a
+ * time), so every read-modify-write below is atomic.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { bump, counterKey, emptyLatency, MAX_CALLERS_PER_MINUTE, MAX_RECENT, minuteOf, OTHER_CALLERS, percentiles, type StatsBatch } from "./counters.ts";
+import type { CallerCount, Counters, DecisionRecord, MinuteStats, StatsSnapshot } from "./types.ts";
+
+/** Minutes of per-minute rows kept (the dashboard shows the last 60). */
+export const RETAIN_MINUTES = 120;
+/** Callers listed by `snapshot()`. */
+export const TOP_CALLERS = 20;
+
+/** Arguments of `Stats.snapshot()`. */
+export interface SnapshotRequest {
+  /** Unix ms of "now" (the last minute of the window is the one holding it). */
+  nowMs: number;
+  /** Minutes in the window, 1–`RETAIN_MINUTES` (clamped). */
+  minutes: number;
+}
+
+export class Stats extends DurableObject {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: unknown) {
+    super(ctx, env as never);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS minutes (start_ms INTEGER PRIMARY KEY, counters TEXT NOT NULL, latency TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value REAL NOT NULL);
+      CREATE TABLE IF NOT EXISTS latency_totals (bucket INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS callers (start_ms INTEGER NOT NULL, caller TEXT NOT NULL, requests INTEGER NOT NULL, admitted INTEGER NOT NULL, refused INTEGER NOT NULL, PRIMARY KEY (start_ms, caller));
+      CREATE TABLE IF NOT EXISTS recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
+    `);
+  }
+
+  /**
+   * Add an isolate's batch: per-minute counters, latency and callers, the totals, the
+   * recent records; then drop minutes older than `RETAIN_MINUTES` before the newest.
+   * @returns the object's flush count so far
+   */
+  flush(batch: StatsBatch): { flushes: number } {
+    const flushCounter = counterKey("stats_flushes_total");
+    let newest = 0;
+    const totals: Counters = { [flushCounter]: 1 };
+    const latencyTotals = emptyLatency();
+    for (const [key, m] of Object.entries(batch.minutes ?? {})) {
+      const startMs = minuteOf(Number(key));
+      if (!Number.isFinite(startMs)) continue;
+      newest = Math.max(newest, startMs);
+      const row = this.sql.exec<{ counters: string; latency: string }>("SELECT counters, latency FROM minutes WHERE start_ms = ?", startMs).toArray()[0];
+      const counters: Counters = row ? JSON.parse(row.counters) : {};
+      const latency: number[] = row ? JSON.parse(row.latency) : emptyLatency();
+      for (const [k, v] of Object.entries(m.counters)) {
+        bump(counters, k, v);
+        bump(totals, k, v);
+      }
+      m.latency.forEach((n, i) => {
+        if (i >= latency.length) return;
+        latency[i]! += n;
+        latencyTotals[i]! += n;
+      });
+      this.sql.exec("INSERT OR REPLACE INTO minutes (start_ms, counters, latency) VALUES (?, ?, ?)", startMs, JSON.stringify(counters), JSON.stringify(latency));
+      this.addCallers(startMs, m.callers);
+    }
+    if (newest > 0) {
+      // The flush itself is counted in the minute of its newest records.
+      const row = this.sql.exec<{ counters: string }>("SELECT counters FROM minutes WHERE start_ms = ?", newest).one();
+      const counters: Counters = JSON.parse(row.counters);
+      bump(counters, flushCounter);
+      this.sql.exec("UPDATE minutes SET counters = ? WHERE start_ms = ?", JSON.stringify(counters), newest);
+    }
+    for (const [name, value] of Object.entries(totals)) {
+      this.sql.exec("INSERT INTO totals (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", name, value);
+    }
+    latencyTotals.forEach((n, i) => {
+      if (n > 0) this.sql.exec("INSERT INTO latency_totals (bucket, count) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET count = count + excluded.count", i, n);
+    });
+    for (const r of (batch.recent ?? []).slice(-MAX_RECENT)) this.sql.exec("INSERT INTO recent (record) VALUES (?)", JSON.stringify(r));
+    this.sql.exec("DELETE FROM recent WHERE seq <= (SELECT MAX(seq) FROM recent) - ?", MAX_RECENT);
+    // Retention: keep RETAIN_MINUTES minutes before the newest one held.
+    const latest = this.sql.exec<{ m: number | null }>("SELECT MAX(start_ms) AS m FROM minutes").one().m;
+    if (latest !== null) {
+      const cutoff = latest - RETAIN_MINUTES * 60_000;
+      this.sql.exec("DELETE FROM minutes WHERE start_ms <= ?", cutoff);
+      this.sql.exec("DELETE FROM callers WHERE start_ms <= ?", cutoff);
+    }
+    return { flushes: this.sql.exec<{ value: number }>("SELECT value FROM totals WHERE name = ?", flushCounter).one().value };
+  }
+
+  /** Add a minute's callers, new names only while the minute has fewer than `MAX_CALLERS_PER_MINUTE` rows. */
+  private addCallers(startMs: number, callers: StatsBatch["minutes"][string]["callers"]): void {
+    let count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM callers WHERE start_ms = ?", startMs).one().n;
+    for (const [caller, row] of Object.entries(callers ?? {})) {
+      let name = String(caller).slice(0, 64);
+      const known = this.sql.exec("SELECT 1 FROM callers WHERE start_ms = ? AND caller = ?", startMs, name).toArray().length > 0;
+      if (!known && count >= MAX_CALLERS_PER_MINUTE) name = OTHER_CALLERS;
+      else if (!known) count++;
+      this.sql.exec(
+        `INSERT INTO callers (start_ms, caller, requests, admitted, refused) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (start_ms, caller) DO UPDATE SET requests = requests + excluded.requests, admitted = admitted + excluded.admitted, refused = refused + excluded.refused`,
+        startMs, name, row.requests, row.admitted, row.refused,
+      );
+    }
+  }
+
+  /** The metrics for the admin API: the window's minutes (oldest first, empty ones included), totals, percentiles, top callers, recent records. */
+  snapshot(req: SnapshotRequest): StatsSnapshot {
+    const count = Math.min(RETAIN_MINUTES, Math.max(1, Math.floor(Number(req.minutes) || 1)));
+    const last = minuteOf(Number(req.nowMs) || Date.now());
+    const first = last - (count - 1) * 60_000;
+    const rows = new Map(
+      this.sql.exec<{ start_ms: number; counters: string; latency: string }>("SELECT start_ms, counters, latency FROM minutes WHERE start_ms >= ? AND start_ms <= ?", first, last).toArray().map((r) => [r.start_ms, r]),
+    );
+    const minutes: MinuteStats[] = [];
+    const window = emptyLatency();
+    for (let t = first; t <= last; t += 60_000) {
+      const r = rows.get(t);
+      const latency: number[] = r ? JSON.parse(r.latency) : emptyLatency();
+      latency.forEach((n, i) => (window[i]! += n));
+      minutes.push({ startMs: t, counters: r ? JSON.parse(r.counters) : {}, latency });
+    }
+    const totals: Counters = {};
+    for (const r of this.sql.exec<{ name: string; value: number }>("SELECT name, value FROM totals ORDER BY name")) totals[r.name] = r.value;
+    const latencyTotals = emptyLatency();
+    for (const r of this.sql.exec<{ bucket: number; count: number }>("SELECT bucket, count FROM latency_totals")) {
+      if (r.bucket < latencyTotals.length) latencyTotals[r.bucket] = r.count;
+    }
+    const topCallers: CallerCount[] = this.sql
+      .exec<{ caller: string; requests: number; admitted: number; refused: number }>(
+        "SELECT caller, SUM(requests) AS requests, SUM(admitted) AS admitted, SUM(refused) AS refused FROM callers WHERE start_ms >= ? AND start_ms <= ? GROUP BY caller ORDER BY requests DESC, caller LIMIT ?",
+        first, last, TOP_CALLERS,
+      )
+      .toArray()
+      .map((r) => ({ caller: r.caller, requests: r.requests, admitted: r.admitted, refused: r.refused }));
+    const recent = this.sql.exec<{ record: string }>("SELECT record FROM recent ORDER BY seq DESC LIMIT ?", MAX_RECENT).toArray().map((r) => JSON.parse(r.record) as DecisionRecord);
+    return { nowMs: Number(req.nowMs) || Date.now(), minutes, totals, latencyTotals, latencyMs: percentiles(window), topCallers, recent };
+  }
+}

@@ -21,7 +21,8 @@
  * What it keeps is sent until it expires or `Tollbooth-Credits` reaches 0; a 402, or a 401
  * whose `error.data.reason` starts with `l402_`, to a kept credential drops it and is handled
  * once as a fresh challenge. On 429 it waits the integer `Retry-After` (bounded) and retries
- * once. When it gives up it throws `TollboothError` with a code and the HTTP status.
+ * once; a 429 to a fresh solution or x402 payment is waited once more and retried with the
+ * same proof. When it gives up it throws `TollboothError` with a code and the HTTP status.
  */
 import { parseChallengesWithText } from "../auth-params.ts";
 import { fromBase64Url } from "../encoding.ts";
@@ -248,6 +249,8 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
     let waited = false;
     /** A fresh solution, payment or credential was sent (which one): another refusal ends the call. */
     let redeemed: "solution" | "x402 payment" | "credential" | undefined;
+    /** The headers of the fresh solution or x402 payment last sent, until an answer other than 429. */
+    let unanswered: Record<string, string> | undefined;
     for (;;) {
       if (res.status === 429 && !waited) {
         const retryAfter = Number(res.headers.get("retry-after"));
@@ -258,12 +261,18 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
         await res.body?.cancel();
         await sleep(retryAfter * 1000, options.signal);
         waited = true;
+        // A 429 answering a fresh solution or x402 payment comes from a ceiling in front of
+        // redemption (the caller's `ceiling`, the network ceiling): nothing was redeemed, so the
+        // same proof is sent again — without it the retry meets a 402 and the call ends as
+        // `challenge_refused`. A token kept meanwhile (minted with that 429, or by a concurrent
+        // call) is preferred; a proof the gateway did redeem is refused as before.
         sent = usable(origin);
-        res = await send({}, sent);
+        res = await send(sent ? {} : (unanswered ?? {}), sent);
         remember(origin, res, sent);
         continue;
       }
       if (res.status === 429) throw new TollboothError("rate_limited", "rate limited again after waiting Retry-After", 429);
+      unanswered = undefined;
       const status = res.status;
       // A 401 is tollbooth's only when it refuses an L402 credential; any other is the origin's.
       if (status === 401 && !(await refusalReason(res))?.startsWith("l402_")) return res;
@@ -319,6 +328,8 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
       if (way.kind === "once") {
         const extra = await way.obtain();
         sent = undefined;
+        unanswered = extra;
+        waited = false; // the proof's own 429, if any, is waited once too (at most two waits a call)
         res = await send(extra, undefined);
       } else {
         const credential = await buy(origin, way);

@@ -46,6 +46,12 @@ export interface PowSolution {
   hashes: number;
   /** Wall time in milliseconds. */
   ms: number;
+  /**
+   * Threads that searched: 1 on the calling thread, else the pool's worker count (a solve
+   * that asked for workers but could not start them reports 1). Set by `solvePow`; a
+   * custom solver may leave it out.
+   */
+  threads?: number;
 }
 
 /** Calling-thread time between two yields to the event loop, in milliseconds. */
@@ -83,7 +89,7 @@ async function solveHere(salt: string, difficulty: number, options: SolveOptions
     if (options.signal?.aborted) throw aborted();
     const sliceEnd = Math.min(performance.now() + SLICE_MS, deadline);
     const step = search.run(() => performance.now() >= sliceEnd);
-    if (step.kind === "found") return { nonce: step.nonce, hashes: search.hashes, ms: performance.now() - started };
+    if (step.kind === "found") return { nonce: step.nonce, hashes: search.hashes, ms: performance.now() - started, threads: 1 };
     if (step.kind === "exhausted") throw new TollboothError("solve_timeout", "every nonce of up to 32 digits was tried");
     if (performance.now() >= deadline) throw timedOut(options.maxMs);
     await yieldToEventLoop();
@@ -115,7 +121,7 @@ export async function solvePow(salt: string, difficulty: number, options: SolveO
       // Workers could not start here (e.g. a bundle without the worker file): use this thread.
       return solveHere(salt, difficulty, options, started);
     }
-    if (outcome.reason === "found") return { nonce: outcome.nonce!, hashes: outcome.hashes, ms: performance.now() - started };
+    if (outcome.reason === "found") return { nonce: outcome.nonce!, hashes: outcome.hashes, ms: performance.now() - started, threads };
     if (outcome.reason === "aborted") throw aborted();
     if (outcome.reason === "timeout") throw timedOut(options.maxMs);
     throw new TollboothError("solve_timeout", "every nonce of up to 32 digits was tried");

@@ -13,7 +13,9 @@
  * raw transports; the HTTP transport opens the GET SSE stream after
  * `notifications/initialized` and resumes broken SSE streams with `Last-Event-ID` itself.
  * The bridge only reads what it must: the client's `initialize` (kept, to start a new
- * session) and its result's `protocolVersion` (sent as `MCP-Protocol-Version`).
+ * session) and its result's `protocolVersion` (sent as `MCP-Protocol-Version`). It speaks on
+ * its own only to keep message order: a response that follows a progress notification is
+ * written after a `ping` to the client was answered (see `toClient` inside `runBridge`).
  *
  * Session re-establishment (MCP 2025-06-18 / 2025-11-25 "Session Management"): when a
  * request carrying `Mcp-Session-Id` is answered 404 (or 400 naming the session, see
@@ -114,6 +116,9 @@ interface Pending {
 const DELETE_TIMEOUT_MS = 2_000;
 const MAX_RETRY_DELAY_MS = 8_000;
 const REINIT_ID_PREFIX = "tollbooth-bridge/reinit/";
+const PING_ID_PREFIX = "bridge-ping/";
+/** Longest a response waits behind a ping barrier (see `toClient`), milliseconds. */
+const PING_BARRIER_MS = 500;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const idKey = (id: RequestId) => `${typeof id}:${id}`;
@@ -190,14 +195,70 @@ export async function runBridge(options: BridgeOptions): Promise<BridgeHandle> {
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
 
-  const toClient = (message: JSONRPCMessage) =>
-    stdio.send(message).catch((err: unknown) => log.error(`writing to stdout: ${describeFailure(err)}`));
+  const write = (message: JSONRPCMessage) =>
+    void stdio.send(message).catch((err: unknown) => log.error(`writing to stdout: ${describeFailure(err)}`));
+
+  /** Set while a ping barrier holds stdout writes back: the last queued write. */
+  let outbox: Promise<void> | undefined;
+  /** A `notifications/progress` was queued for stdout since the last barrier. */
+  let progressQueued = false;
+  let pingCount = 0;
+  /** The bridge's own pings to the client awaiting their answer, by id. */
+  const pingWaiters = new Map<string, () => void>();
+
+  /**
+   * Relay one message to the client. Stdout writes keep arrival order (a message queued
+   * behind a barrier waits for it, and so does everything after it).
+   *
+   * Ordering invariant: a client must handle a progress notification before it reads the
+   * response to that call. The MCP SDK's `Protocol` handles a notification one microtask
+   * later but a response at once, and the response removes the call's progress handler; so
+   * when the last progress and the response reach the client in the same stdout chunk (they
+   * reach the bridge together, and two back-to-back writes share a pipe read), that progress
+   * is dropped ("unknown token"). Before writing a response that follows a progress
+   * notification, the bridge therefore sends the client a `ping` (MCP "Ping": either side
+   * may send one) and writes the response only after the client answered it (or after
+   * `PING_BARRIER_MS`): a client answers a request only after handling what it read before.
+   */
+  function toClient(message: JSONRPCMessage): void {
+    const isResponse = isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message);
+    const barrier = isResponse && progressQueued;
+    if (barrier) progressQueued = false;
+    else if (isJSONRPCNotification(message) && message.method === "notifications/progress") progressQueued = true;
+    if (!barrier && !outbox) return write(message);
+    const next = (outbox ?? Promise.resolve()).then(async () => {
+      if (barrier && !closing) await pingClient();
+      write(message);
+    });
+    outbox = next;
+    void next.finally(() => {
+      if (outbox === next) outbox = undefined;
+    });
+  }
+
+  /** Ping the client; resolves on its answer (result or error), after `PING_BARRIER_MS`, or on close. */
+  function pingClient(): Promise<void> {
+    const id = `${PING_ID_PREFIX}${++pingCount}`;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        pingWaiters.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        log.debug(`no answer to ping ${id} within ${PING_BARRIER_MS} ms; writing on`);
+        done();
+      }, PING_BARRIER_MS);
+      pingWaiters.set(id, done);
+      write({ jsonrpc: "2.0", id, method: "ping" });
+    });
+  }
 
   const answerWithError = (id: RequestId, err: unknown) => {
     if (!pending.delete(idKey(id))) return;
     const response = errorResponse(id, err, url.href);
     log.error(`request ${JSON.stringify(id)} failed: ${response.error.message}`);
-    void toClient(response);
+    toClient(response);
   };
 
   const newLink = (generation: number): Link => {
@@ -237,7 +298,7 @@ export async function runBridge(options: BridgeOptions): Promise<BridgeHandle> {
     } else {
       log.debug(`← ${"method" in message ? message.method : "message"}`);
     }
-    void toClient(message);
+    toClient(message);
   }
 
   /** A message from the local client: note what must be remembered, then deliver it. */
@@ -266,7 +327,10 @@ export async function runBridge(options: BridgeOptions): Promise<BridgeHandle> {
         if (typeof requestId === "string" || typeof requestId === "number") pending.delete(idKey(requestId));
       }
     } else {
-      log.debug(`→ response ${JSON.stringify("id" in message ? message.id : null)}`);
+      const id = "id" in message ? message.id : undefined;
+      const pong = typeof id === "string" ? pingWaiters.get(id) : undefined;
+      if (pong) return pong(); // the answer to the bridge's own ping: not the server's business
+      log.debug(`→ response ${JSON.stringify(id ?? null)}`);
     }
     void deliver(message);
   }
@@ -390,6 +454,7 @@ export async function runBridge(options: BridgeOptions): Promise<BridgeHandle> {
       stdin.off("end", onEnd);
       stdin.off("close", onEnd);
       stdout.off("error", onStdoutError);
+      for (const done of [...pingWaiters.values()]) done();
       if (renewing) await Promise.race([renewing.catch(() => {}), sleep(DELETE_TIMEOUT_MS)]);
       const transport = current.transport;
       if (transport.sessionId) {

@@ -19,6 +19,8 @@ export interface SolveEvent {
   hashes: number;
   /** Solve time, milliseconds. */
   ms: number;
+  /** Threads that searched (`PowSolution.threads`; absent when a custom solver did not say). */
+  threads?: number | undefined;
 }
 
 /** Options of {@link powPayer}. */
@@ -65,7 +67,7 @@ export function powPayer(options: PowPayerOptions = {}): Payer {
           kind: "once",
           async obtain() {
             const solution = await solve(salt, difficulty, { signal: options.signal, maxMs: maxSolveMs });
-            options.onSolve?.({ url: context.url, difficulty, hashes: solution.hashes, ms: solution.ms });
+            options.onSolve?.({ url: context.url, difficulty, hashes: solution.hashes, ms: solution.ms, threads: solution.threads });
             // The challenge's parameters exactly as received, plus the nonce.
             return { [SOLUTION_HEADER]: `${challenge.text}, nonce="${solution.nonce}"` };
           },

@@ -7,6 +7,12 @@
  * are stopped through a shared flag they read after every batch (~1–2 ms), and the job
  * settles once every worker has answered. Without SharedArrayBuffer (a browser page that is
  * not cross-origin isolated) stopping terminates the workers instead, and they are replaced.
+ *
+ * The worker entry is found relative to this module (`new URL("./worker.ts", import.meta.url)`,
+ * written inline so bundlers such as Vite and webpack see it). Built packages
+ * (packages/build.ts) emit JavaScript, and that build rewrites the two literals to
+ * `"./worker.js"` — a worker started on a `.ts` file would fail outside Node ≥ 23.6 and the
+ * solver would quietly fall back to one thread.
  */
 import type { KernelPath } from "./kernel.ts";
 import type { WorkerJob, WorkerReply } from "./worker.ts";
@@ -56,9 +62,17 @@ export function workersAvailable(): boolean {
   return isNode || typeof (globalThis as { Worker?: unknown }).Worker === "function";
 }
 
-/** Logical processors: `navigator.hardwareConcurrency` (Node ≥ 21 and browsers), else 1. */
+/**
+ * Logical processors: `navigator.hardwareConcurrency` (browsers, Node ≥ 21, Deno, Bun), else
+ * `os.availableParallelism()` through `process.getBuiltinModule` (Node 20, which has no
+ * `navigator`), else 1.
+ */
 export function processorCount(): number {
-  return Math.max(1, (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1);
+  const reported = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  if (typeof reported === "number" && reported >= 1) return Math.floor(reported);
+  const getBuiltin = isNode ? (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule : undefined;
+  const os = getBuiltin?.call(process, "node:os") as { availableParallelism?: () => number; cpus?: () => unknown[] } | undefined;
+  return Math.max(1, os?.availableParallelism?.() ?? os?.cpus?.().length ?? 1);
 }
 
 /** Workers alive in the pool: idle, and running a job. */

@@ -1,0 +1,256 @@
+/**
+ * The publishable packages (packages/, names in packages/names.json) as a user gets them:
+ * `npm pack` (its `prepack` builds from shared/), then `npm install <tarball>` in an empty
+ * folder, outside this repository's node_modules.
+ *  - `tollbooth-client`: a script importing `withTollbooth` from the package name gets tool
+ *    results through a real gateway whose bucket forces 402 challenges, under Node 20
+ *    (/usr/bin/node) and Node 24 (node_modules/node); its `solvePow` runs on the worker pool
+ *    (more than one thread on a multi-core machine: the pool's worker entry is found in the
+ *    package), and in Chromium on module Web Workers.
+ *  - `tollbooth-bridge`: its bin, driven by the SDK `Client` over `StdioClientTransport`:
+ *    200 tool calls through forced challenges, every progress notification of a call 20 runs
+ *    in a row (the message-order fix in shared/agent/bridge/bridge.ts), an elicitation.
+ * README must tell users exactly these package names.
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { availableParallelism, tmpdir } from "node:os";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { ElicitRequestSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
+import { chromium } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { firstText } from "../helpers/mcp.ts";
+import { startOrigin, type Origin } from "../helpers/origin.ts";
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const NAMES = JSON.parse(await readFile(join(ROOT, "packages/names.json"), "utf8")) as { client: string; bridge: string; version: string };
+const SDK_VERSION = (JSON.parse(await readFile(join(ROOT, "node_modules/@modelcontextprotocol/sdk/package.json"), "utf8")) as { version: string }).version;
+const NODE_20 = "/usr/bin/node";
+const NODE_24 = join(ROOT, "node_modules/node/bin/node");
+const CHROMIUM = "/usr/bin/chromium";
+/** npm with the Node that runs the tests first on PATH (prepack runs `node packages/build.ts`). */
+const NPM_ENV = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}` };
+const NPM_INSTALL = ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"];
+/**
+ * 2 free units, then tokens of 3 credits from 10-bit challenges. Adaptive difficulty off and
+ * the per-caller ceiling raised: 66 solves and ~270 requests in a few seconds would meet
+ * both, which is not what this file is about (test/unit/resolver-ceiling.test.ts is).
+ */
+const POLICY = {
+  bucket: { capacity: 2, refillPerSecond: 0.0001 },
+  ceiling: { capacity: 1000, refillPerSecond: 100 },
+  challenge: { difficulty: 10, credits: 3, adaptive: { maxExtraBits: 0 } },
+};
+
+let origin: Origin;
+let gateway: Gateway;
+let work: string;
+let clientDir: string;
+let bridgeDir: string;
+
+/** `npm pack` one package into `dest`; returns the tarball's path. */
+async function pack(name: string, dest: string): Promise<string> {
+  const { stdout } = await run("npm", ["pack", "--pack-destination", dest, "--json", "--loglevel=error"], {
+    cwd: join(ROOT, "packages", name),
+    env: NPM_ENV,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  const [packed] = JSON.parse(stdout.slice(stdout.indexOf("["))) as { filename: string; name: string; version: string }[];
+  expect(packed).toMatchObject({ name, version: NAMES.version });
+  return join(dest, packed!.filename);
+}
+
+/** An empty ESM project in `dir` with `specs` installed from tarballs / the npm cache. */
+async function installInto(dir: string, specs: string[]): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
+  await run("npm", [...NPM_INSTALL, ...specs], { cwd: dir, env: NPM_ENV, maxBuffer: 16 * 1024 * 1024 });
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "tollbooth-packages-"));
+  clientDir = join(work, "client-consumer");
+  bridgeDir = join(work, "bridge-consumer");
+  const stack = (async () => {
+    origin = await startOrigin();
+    gateway = await startGateway({ originUrl: origin.url, policy: POLICY });
+  })();
+  const [clientTgz, bridgeTgz] = await Promise.all([pack(NAMES.client, work), pack(NAMES.bridge, work)]);
+  await Promise.all([installInto(clientDir, [clientTgz, `@modelcontextprotocol/sdk@${SDK_VERSION}`]), installInto(bridgeDir, [bridgeTgz]), stack]);
+}, 180_000);
+
+afterAll(async () => {
+  await gateway?.close();
+  await origin?.close();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+/** What the consumer script prints. */
+interface ScriptOutput {
+  node: string;
+  texts: string[];
+  solves: { difficulty: number }[];
+  pow: { threads?: number; nonce: string };
+}
+
+// A consumer's script: nothing of this repository, only the installed packages.
+const SCRIPT = `
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { solvePow, withTollbooth } from "${NAMES.client}";
+
+const [url, apiKey] = process.argv.slice(2);
+const solves = [];
+const transport = new StreamableHTTPClientTransport(new URL(url), {
+  fetch: withTollbooth(fetch, { maxDifficulty: 16, onSolve: (e) => solves.push(e) }),
+  requestInit: { headers: { "x-api-key": apiKey } },
+});
+const client = new Client({ name: "package-consumer", version: "1.0.0" });
+await client.connect(transport);
+const texts = [];
+for (let i = 1; i <= 8; i++) {
+  const result = await client.callTool({ name: "echo", arguments: { message: "pkg-" + i } });
+  texts.push(result.content[0].text);
+}
+await transport.terminateSession().catch(() => {});
+await client.close();
+// 18 bits: solvePow's default goes to the worker pool (MULTI_THREAD_MIN_DIFFICULTY).
+const pow = await solvePow("package-consumer-salt", 18);
+process.stdout.write(JSON.stringify({ node: process.version, texts, solves, pow }));
+`;
+
+describe(`${NAMES.client}, installed from its tarball`, () => {
+  for (const [label, node] of [
+    ["Node 20", NODE_20],
+    ["Node 24", NODE_24],
+  ] as const) {
+    it(`${label}: withTollbooth gets 8 tool results through forced 402s; solvePow runs on several worker threads`, async () => {
+      await writeFile(join(clientDir, "consumer.mjs"), SCRIPT);
+      origin.reset();
+      const { stdout } = await run(node, ["consumer.mjs", `${gateway.url}/mcp`, `pkg-client-${label}`], { cwd: clientDir, timeout: 60_000 });
+      const out = JSON.parse(stdout) as ScriptOutput;
+      expect(out.node).toMatch(label === "Node 20" ? /^v20\./ : /^v24\./);
+      expect(out.texts).toEqual(Array.from({ length: 8 }, (_, i) => `Echo: pkg-${i + 1}`));
+      // Calls 1–2 free, 3–5, 6–8 each on a token from one 10-bit solve.
+      expect(out.solves.map((s) => s.difficulty)).toEqual([10, 10]);
+      expect(origin.counts()["tools/call:echo"]).toBe(8);
+      // The pool's worker entry was found in the package: every processor searched (a
+      // worker that cannot start makes the solver fall back to 1 thread).
+      const cores = availableParallelism();
+      expect(out.pow.threads).toBe(cores);
+      if (cores > 1) expect(out.pow.threads).toBeGreaterThan(1);
+      expect(out.pow.nonce).toMatch(/^[0-9]+$/);
+    });
+  }
+});
+
+describe(`${NAMES.client} in a browser`, () => {
+  it.skipIf(!existsSync(CHROMIUM))("Chromium: solvePow of the installed package runs on module Web Workers, one per processor", async () => {
+    // The installed package's dist/, served as is (cross-origin isolated: SharedArrayBuffer).
+    // The solver's modules import only relative paths; the full entry needs an import map
+    // or a bundler for its dependencies (@x402/*).
+    const dist = join(clientDir, "node_modules", NAMES.client, "dist");
+    const server = http.createServer((req, res) => {
+      const path = normalize(new URL(req.url ?? "/", "http://localhost").pathname);
+      const isolation = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
+      if (path === "/") return void res.writeHead(200, { ...isolation, "content-type": "text/html" }).end("<!doctype html><title>solver</title>");
+      readFile(join(dist, path)).then(
+        (body) => res.writeHead(200, { ...isolation, "content-type": "text/javascript" }).end(body),
+        () => res.writeHead(404).end(),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+      // A string, not a function: Vitest rewrites import() in test code.
+      const out = (await page.evaluate(`(async () => {
+        const { solvePow } = await import("/agent/solver.js");
+        const solution = await solvePow("browser-salt", 18);
+        return { ...solution, cores: navigator.hardwareConcurrency, isolated: crossOriginIsolated };
+      })()`)) as { nonce: string; threads?: number; cores: number; isolated: boolean };
+      expect(out.isolated).toBe(true);
+      expect(out.threads).toBe(out.cores);
+      if (out.cores > 1) expect(out.threads).toBeGreaterThan(1);
+      expect(out.nonce).toMatch(/^[0-9]+$/);
+    } finally {
+      await browser.close();
+      server.close();
+    }
+  });
+});
+
+describe(`${NAMES.bridge}, installed from its tarball, driven by the SDK stdio client`, () => {
+  it("200 tool calls through forced 402s, all 4 progress notifications 20 runs in a row, an elicitation", async () => {
+    origin.reset();
+    // The bin as npx runs it (its #! line), under Node 20: /usr/bin first on PATH.
+    const transport = new StdioClientTransport({
+      command: join(bridgeDir, "node_modules/.bin", NAMES.bridge),
+      args: [`${gateway.url}/mcp`, "--header", "x-api-key: pkg-bridge", "--max-difficulty", "16"],
+      env: { PATH: `/usr/bin:/bin`, HOME: process.env.HOME ?? "/tmp" },
+      stderr: "pipe",
+    });
+    let stderr = "";
+    transport.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+    const client = new Client({ name: "pkg-bridge-e2e", version: "1.0.0" }, { capabilities: { elicitation: {} } });
+    const errors: Error[] = [];
+    client.onerror = (err) => errors.push(err);
+    client.setRequestHandler(ElicitRequestSchema, async () => ({ action: "accept", content: { name: "Grace Hopper" } }));
+    await client.connect(transport);
+    try {
+      for (let i = 1; i <= 200; i++) {
+        expect(firstText(await client.callTool({ name: "echo", arguments: { message: `b-${i}` } }))).toBe(`Echo: b-${i}`);
+      }
+      // Calls 1–2 free, then one 10-bit solve per 3 calls: 198 / 3.
+      expect(stderr.match(/solved challenge: 10 bits in \d+ ms/g) ?? []).toHaveLength(66);
+      expect(origin.counts()["tools/call:echo"]).toBe(200);
+
+      for (let run = 1; run <= 20; run++) {
+        const progress: Progress[] = [];
+        const result = await client.callTool(
+          { name: "trigger-long-running-operation", arguments: { duration: 0.08, steps: 4 } },
+          undefined,
+          { onprogress: (p) => progress.push(p) },
+        );
+        expect(firstText(result)).toContain("Long running operation completed");
+        expect({ run, progress: progress.map((p) => [p.progress, p.total]) }).toEqual({ run, progress: [[1, 4], [2, 4], [3, 4], [4, 4]] });
+      }
+
+      const elicited = await client.callTool({ name: "trigger-elicitation-request", arguments: {} });
+      expect(JSON.stringify(elicited)).toContain("Grace Hopper");
+    } catch (err) {
+      throw new Error(`${String(err)}\nbridge stderr (last 3000 chars):\n${stderr.slice(-3000)}`);
+    } finally {
+      await client.close();
+    }
+    // No progress notification arrived after its call's response ("unknown token").
+    expect(errors).toEqual([]);
+    expect(origin.counts()["tools/call:trigger-long-running-operation"]).toBe(20);
+    expect(stderr).toMatch(/^\[tollbooth-bridge\] relaying stdio to /m);
+  });
+});
+
+describe("README", () => {
+  it("tells users the package names of packages/names.json", async () => {
+    const readme = await readFile(join(ROOT, "README.md"), "utf8");
+    expect(readme).toContain(`"args": ["-y", "${NAMES.bridge}"`);
+    expect(readme).toContain(`npx -y ${NAMES.bridge} `);
+    expect(readme).toContain(`import { withTollbooth } from "${NAMES.client}";`);
+    // No import of the agent side by a repository path in instructions for users.
+    expect(readme).not.toMatch(/import \{[^}]*\} from "\.\/shared\/agent\//);
+    for (const name of [NAMES.client, NAMES.bridge]) {
+      const manifest = JSON.parse(await readFile(join(ROOT, "packages", name, "package.json"), "utf8")) as { name: string };
+      expect(manifest.name).toBe(name);
+    }
+  });
+});

@@ -80,10 +80,14 @@ describe("countersOf", () => {
 });
 
 describe("shortCaller", () => {
-  it("keeps the strategy prefix and at most 12 characters of the rest", () => {
+  it("cuts a credential hash to its prefix and 12 characters; keeps a network or a payer address whole", () => {
     expect(shortCaller("key:3f9a0c1d2e4b5a6c7d8e9f0a1b2c3d4e")).toBe("key:3f9a0c1d2e4b…");
     expect(shortCaller("ip:203.0.113.7")).toBe("ip:203.0.113.7");
-    expect(shortCaller("ip:2001:db8:1:2::/64")).toBe("ip:2001:db8:1:2…");
+    expect(shortCaller("ip:2001:db8:1:2::/64")).toBe("ip:2001:db8:1:2::/64");
+    // Two networks sharing their first 12 characters stay two callers.
+    expect(shortCaller("ip:203.0.113.10/32")).not.toBe(shortCaller("ip:203.0.113.11/32"));
+    expect(shortCaller("evm:0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed")).toBe("evm:0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed");
+    expect(shortCaller("jwt:0123456789abcdef0123456789abcdef")).toBe("jwt:0123456789ab…");
     expect(shortCaller("anonymous")).toBe("anonymous");
   });
 });

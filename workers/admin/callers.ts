@@ -95,8 +95,8 @@ export function plansMatching(policy: Policy, configs: InspectResult["configs"])
 
 /**
  * Whether a decision record is `id`'s: its caller is `id` shortened as the decision log
- * shortens it (`shortCaller`, workers/observe/counters.ts). Two callers whose ids share
- * their first 12 characters after the prefix are not told apart (2⁻⁴⁸ for hashed ids).
+ * shortens it (`shortCaller`, workers/observe/counters.ts). Networks and payer addresses are
+ * kept whole; two hashed ids sharing their first 12 hex characters are not told apart (2⁻⁴⁸).
  */
 export function recordIsOf(record: Pick<DecisionRecord, "caller">, id: string): boolean {
   return record.caller === shortCaller(id);

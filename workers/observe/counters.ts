@@ -111,14 +111,18 @@ export function percentiles(latency: readonly number[]): { p50: number; p90: num
 }
 
 /**
- * A caller identity shortened for logs and metrics: its strategy prefix and at most 12
- * characters of the rest, `…` marking a cut (`key:3f9a0c1d2e4b…`, `ip:203.0.113.7`).
+ * A caller identity shortened for logs and metrics. A network (`ip:203.0.113.0/24`,
+ * `ip:2001:db8:1:2::/64`) and an x402 payer's address (`evm:0x…`) are public and kept whole:
+ * cutting them would merge distinct callers (two /24s share their first 12 characters). Any
+ * other id is a hash of a credential (`key:`, `auth:`, `jwt:`): its strategy prefix and 12 hex
+ * characters (48 bits) of the rest, `…` marking the cut (`key:3f9a0c1d2e4b…`).
  * Invariant: a full credential-derived id (a key's or token's hash) never leaves the gateway.
  */
 export function shortCaller(id: string): string {
   const colon = id.indexOf(":");
   const prefix = colon === -1 ? "" : id.slice(0, colon + 1);
   const rest = colon === -1 ? id : id.slice(colon + 1);
+  if ((prefix === "ip:" || prefix === "evm:") && rest.length <= 64) return id;
   return prefix.slice(0, 16) + (rest.length > 12 ? `${rest.slice(0, 12)}…` : rest);
 }
 

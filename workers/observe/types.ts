@@ -32,7 +32,7 @@ export interface DecisionRecord {
   time: number;
   /** The route's name when the gateway fronts several origins; absent for the single-origin configuration. */
   route?: string;
-  /** The caller identity shortened: its strategy prefix and at most 12 characters of the rest (`key:3f9a0c1d2e4b…`, `ip:203.0.113.0/24`). */
+  /** The caller identity shortened (`shortCaller`, workers/observe/counters.ts): a network or payer address whole (`ip:203.0.113.0/24`, `evm:0x…`), a credential hash cut to 12 hex characters (`key:3f9a0c1d2e4b…`). */
   caller: string;
   /** The caller's network (`CF-Connecting-IP` reduced to the policy's prefix). */
   network: string;

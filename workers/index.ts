@@ -1,14 +1,17 @@
 /**
  * The gateway Worker: `tollbooth()` in front of `mcpProxy()`, configured from the
- * environment (see workers/env.ts and wrangler.toml). The app is built once per isolate
+ * environment (see workers/env.ts and wrangler.toml); with TOLLBOOTH_ROUTES, one such pair
+ * per route behind `router()` (workers/router.ts). The app is built once per isolate
  * and configuration; a bad configuration answers every request with a 500 naming it.
  */
 import { Hono } from "hono";
 import { importKeyring, parseSecrets, type HmacKey } from "../shared/keys.ts";
-import { parsePolicy } from "../shared/policy.ts";
+import { parsePolicy, type Policy } from "../shared/policy.ts";
+import { originProblem, parseRoutes, routeSecrets } from "../shared/routes.ts";
 import type { Env } from "./env.ts";
 import { mcpProxy } from "./proxy.ts";
 import { json } from "./responses.ts";
+import { prefixedWellKnown, router, scopedNamespace, type RouteEntry } from "./router.ts";
 import { tollbooth, type TollboothVariables } from "./tollbooth.ts";
 
 export { CallerBucket } from "./caller-bucket.ts";
@@ -19,21 +22,38 @@ function stringBindings(env: Env): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === "string"));
 }
 
-/**
- * Build the gateway app for an environment.
- * @throws TypeError naming the bad setting (policy field, secret, ORIGIN_URL, a binding the policy needs)
- */
-export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: TollboothVariables }> {
-  const policy = parsePolicy(env.TOLLBOOTH_POLICY);
-  if (env.TOLLBOOTH_ORIGIN_SECRET !== undefined) parseSecrets(env.TOLLBOOTH_ORIGIN_SECRET, "TOLLBOOTH_ORIGIN_SECRET");
+/** A built gateway: one origin's Hono app, or the router of several. */
+export interface Gateway {
+  fetch(request: Request, env: Env, ctx?: ExecutionContext): Response | Promise<Response>;
+}
+
+/** What one origin's app is built from. */
+interface OriginApp {
+  /** The policy input (TOLLBOOTH_POLICY, or a route's merged policy). */
+  policy: unknown;
+  /** TOLLBOOTH_SECRET, or a route's derived secrets (shared/routes.ts `routeSecrets`). */
+  secret: string;
+  originUrl: string;
+  /** The origin proof's secret and the name of its setting. */
+  proofSecret: { value: string | undefined; name: string };
+  buckets: Env["CALLER_BUCKET"];
+  originGate: Env["ORIGIN_GATE"];
+  /** A route's path prefix (`/a`): the URLs of tollbooth's own answers get it back. */
+  prefix?: string;
+}
+
+/** `tollbooth()` in front of `mcpProxy()` for one origin. */
+function originApp(env: Env, o: OriginApp): Hono<{ Bindings: Env; Variables: TollboothVariables }> {
+  const policy = parsePolicy(o.policy);
   let proofKey: Promise<HmacKey> | undefined;
   const app = new Hono<{ Bindings: Env; Variables: TollboothVariables }>();
+  if (o.prefix !== undefined) app.use(prefixedWellKnown(o.prefix));
   app.use(
     tollbooth({
       policy,
-      secret: env.TOLLBOOTH_SECRET,
-      buckets: env.CALLER_BUCKET,
-      originGate: env.ORIGIN_GATE,
+      secret: o.secret,
+      buckets: o.buckets,
+      originGate: o.originGate,
       network: env.TOLLBOOTH_NETWORK_LIMIT,
       keys: env.TOLLBOOTH_KEYS,
       // Every string binding: a payment scheme names the secret it needs (workers/schemes/).
@@ -43,12 +63,71 @@ export function createGateway(env: Env): Hono<{ Bindings: Env; Variables: Tollbo
   app.all(
     "*",
     mcpProxy({
-      originUrl: env.ORIGIN_URL,
-      proofKey: () => (proofKey ??= importKeyring(env.TOLLBOOTH_ORIGIN_SECRET ?? env.TOLLBOOTH_SECRET, env.TOLLBOOTH_ORIGIN_SECRET === undefined ? "TOLLBOOTH_SECRET" : "TOLLBOOTH_ORIGIN_SECRET").then((k) => k.signer)),
+      originUrl: o.originUrl,
+      proofKey: () => (proofKey ??= importKeyring(o.proofSecret.value, o.proofSecret.name).then((k) => k.signer)),
       timeoutMs: policy.originTimeoutMs,
     }),
   );
   return app;
+}
+
+/**
+ * Build the gateway for an environment: one origin (ORIGIN_URL + TOLLBOOTH_POLICY), or,
+ * when TOLLBOOTH_ROUTES is set, a router in front of one app per route (ORIGIN_URL unused).
+ * @throws TypeError naming the bad setting (policy field, secret, ORIGIN_URL, a route's
+ *   field, a binding the policy needs)
+ */
+export function createGateway(env: Env): Gateway {
+  const policy = parsePolicy(env.TOLLBOOTH_POLICY);
+  // Blank is unset, as for the other optional secrets (.dev.vars.example lists it empty).
+  const originSecret = env.TOLLBOOTH_ORIGIN_SECRET?.trim() ? env.TOLLBOOTH_ORIGIN_SECRET : undefined;
+  if (originSecret !== undefined) parseSecrets(originSecret, "TOLLBOOTH_ORIGIN_SECRET");
+  const gatewayProof = { value: originSecret ?? env.TOLLBOOTH_SECRET, name: originSecret === undefined ? "TOLLBOOTH_SECRET" : "TOLLBOOTH_ORIGIN_SECRET" };
+  const routes = parseRoutes(env.TOLLBOOTH_ROUTES, env.TOLLBOOTH_POLICY);
+  if (routes === null) {
+    const placeholder = originProblem(env.ORIGIN_URL);
+    if (placeholder !== null && placeholder.startsWith("is the placeholder")) throw new TypeError(`ORIGIN_URL ${placeholder}`);
+    // One origin: today's object names (no scope), so existing deployments keep their state.
+    return originApp(env, { policy, secret: env.TOLLBOOTH_SECRET, originUrl: env.ORIGIN_URL, proofSecret: gatewayProof, buckets: env.CALLER_BUCKET, originGate: env.ORIGIN_GATE });
+  }
+  // Checked as configured: a derived secret is always long enough.
+  try {
+    parseSecrets(env.TOLLBOOTH_SECRET);
+  } catch (err) {
+    throw new TypeError(`tollbooth(): option \`secret\`: ${(err as Error).message}`);
+  }
+  const strings = stringBindings(env);
+  const entries: RouteEntry[] = routes.map((route, i) => {
+    const label = `TOLLBOOTH_ROUTES[${i}] (${JSON.stringify(route.name)})`;
+    let routePolicy: Policy;
+    try {
+      routePolicy = parsePolicy(route.policy);
+    } catch (err) {
+      throw new TypeError((err as Error).message.replace(/^TOLLBOOTH_POLICY/, `${label}.policy`));
+    }
+    const proofSecret = route.originSecret === null ? gatewayProof : { value: strings[route.originSecret], name: route.originSecret };
+    parseSecrets(proofSecret.value, route.originSecret === null ? proofSecret.name : `${label}.originSecret ${route.originSecret}`);
+    const scope = `route:${route.name}`;
+    const base = new URL(route.origin);
+    // Not stripped: the origin gets the canonical prefix, then the rest as received.
+    const originUrl = route.stripPrefix || route.prefix === "/" ? route.origin : `${base.origin}${base.pathname.replace(/\/+$/, "")}${route.prefix}`;
+    const app = originApp(env, {
+      policy: routePolicy,
+      // Invariant: each route signs its challenges and tokens with its own keys, so a
+      // credential bought on one route is refused on another (shared/routes.ts).
+      secret: routeSecrets(env.TOLLBOOTH_SECRET, route.name),
+      originUrl,
+      proofSecret,
+      // Invariant: a caller's budget, credits and slots on one route are objects of their
+      // own (`route:<name>/<caller>`): spending on one route leaves another's intact.
+      buckets: scopedNamespace(env.CALLER_BUCKET, scope),
+      originGate: env.ORIGIN_GATE ? scopedNamespace(env.ORIGIN_GATE, scope) : undefined,
+      ...(route.prefix !== "/" ? { prefix: route.prefix } : {}),
+    });
+    return { route, app, endpoint: routePolicy.endpoint, plans: Object.keys(routePolicy.plans), defaultPlan: routePolicy.defaultPlan };
+  });
+  const dispatch = router({ routes: entries });
+  return { fetch: (request, env, ctx) => dispatch(request, env, ctx) };
 }
 
 /**

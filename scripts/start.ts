@@ -58,7 +58,10 @@ console.log(
   `         callers: ${policy.identity.strategies.join(" → ")}${policy.identity.jwt ? "" : " (jwt: not configured)"}; plans: ${Object.keys(policy.plans).join(", ")}; ` +
     `over budget: ${policy.overBudget}; origin ceiling: ${policy.originCeiling ? `${policy.originCeiling.capacity} + ${policy.originCeiling.refillPerSecond}/s` : "off"}; network ceiling: wrangler.toml [[ratelimits]]`,
 );
-console.log("try:     npm run demo        (Ctrl-C here stops the gateway and the origin)");
+// The demo's own default is http://127.0.0.1:8787/mcp: name the URL whenever this one differs.
+const demoUrl = `${gateway.url}${policy.endpoint}`;
+const demo = demoUrl === "http://127.0.0.1:8787/mcp" ? "npm run demo" : `GATEWAY_URL=${demoUrl} npm run demo`;
+console.log(`try:     ${demo}        (Ctrl-C here stops the gateway and the origin)`);
 ready = true;
 
 const stop = async () => {

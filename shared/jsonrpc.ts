@@ -37,6 +37,8 @@ export const ErrorCode = {
   TooManyRequests: 429,
   /** `Origin` not allowed (HTTP 403). */
   ForbiddenOrigin: 403,
+  /** 403: the caller is blocked by the operator (admin API, docs/admin.md). */
+  Forbidden: 403,
   /** Method other than POST, GET, DELETE, OPTIONS on the MCP endpoint (HTTP 405). */
   MethodNotAllowed: 405,
   /** Body larger than `maxBodyBytes` (HTTP 413). */

@@ -17,18 +17,32 @@ export interface Env {
   TOLLBOOTH_NETWORK_LIMIT?: NetworkLimiter;
   /** Optional KV namespace of issued API keys: SHA-256 hex of the key → `{ name, plan }` (see `npm run keys`). */
   TOLLBOOTH_KEYS?: KVNamespace;
-  /** Base URL of the origin MCP server, e.g. `https://mcp-origin.internal` (paths are appended unchanged). */
+  /**
+   * Base URL of the origin MCP server, e.g. `https://mcp-origin.internal` (paths are appended
+   * unchanged). A placeholder host (`origin.example.com`, any `example.com`/`.net`/`.org`,
+   * `.example`, `.invalid`) is refused. Not used when TOLLBOOTH_ROUTES is set.
+   */
   ORIGIN_URL: string;
+  /**
+   * Optional: several origins behind this gateway, as a JSON array of routes (see
+   * shared/routes.ts and README "Several origins"). Unset: one origin, ORIGIN_URL.
+   */
+  TOLLBOOTH_ROUTES?: string;
   /** One or more comma-separated HMAC secrets (≥ 16 bytes each): the first signs, all verify. A secret. */
   TOLLBOOTH_SECRET: string;
-  /** Optional secret shared with the origin for the `Tollbooth-Signature` header; defaults to the first TOLLBOOTH_SECRET. */
+  /** Optional secret shared with the origin for the `Tollbooth-Signature` header; defaults to the first TOLLBOOTH_SECRET (also when blank). */
   TOLLBOOTH_ORIGIN_SECRET?: string;
   /**
    * The Lightning backend's credential, when the policy sets `lightning` (L402): LND's
    * invoice macaroon in hex, or an LNbits invoice key. A secret (`wrangler secret put`).
    */
   TOLLBOOTH_LIGHTNING_SECRET?: string;
-  /** Optional policy JSON (see shared/policy.ts); defaults apply to every field left out. */
+  /**
+   * Optional: the `Authorization` value sent to the x402 facilitator (e.g. `Bearer …`), when
+   * the policy sets `facilitator` and the facilitator needs one. A secret.
+   */
+  TOLLBOOTH_FACILITATOR_AUTH?: string;
+  /** Optional policy JSON (see shared/policy.ts); defaults apply to every field left out. With routes, what each route inherits. */
   TOLLBOOTH_POLICY?: string;
   /**
    * Durable Object namespace of the metrics (one `Stats` object, docs/observability.md): every
@@ -49,4 +63,6 @@ export interface Env {
   TOLLBOOTH_ADMIN_PATH?: string;
   /** Workers Static Assets (`[assets]`, public/): the dashboard's script, style and uPlot. */
   ASSETS?: Fetcher;
+  // Secrets a route names in `originSecret` (e.g. ORIGIN_SEARCH_SECRET) are read by name
+  // from the string bindings (workers/index.ts), so they are not listed here.
 }

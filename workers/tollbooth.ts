@@ -383,7 +383,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       if (decision.reason === "blocked") {
         // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
         const retryAfter = Math.max(1, decision.retryAfterSeconds ?? 1);
-        return ended({ decision: "blocked", reason: "blocked" }, jsonRpcError(403, body, ErrorCode.ForbiddenOrigin, `Forbidden: this caller is blocked by the operator; retry after ${retryAfter} s`, { reason: "blocked", retryAfter }, { "retry-after": String(retryAfter) }));
+        return ended({ decision: "blocked", reason: "blocked" }, jsonRpcError(403, body, ErrorCode.Forbidden, `Forbidden: this caller is blocked by the operator; retry after ${retryAfter} s`, { reason: "blocked", retryAfter }, { "retry-after": String(retryAfter) }));
       }
       if (decision.reason === "ceiling") {
         return ended({ decision: "rate_limited", reason: "ceiling" }, tooMany(body, "ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers));

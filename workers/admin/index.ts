@@ -40,6 +40,13 @@ const MAX_BODY_BYTES = 4096;
 /** Time a body may take to arrive, ms. */
 const BODY_TIMEOUT_MS = 5_000;
 
+/** One route of a gateway with several origins (`TOLLBOOTH_ROUTES`): its policy and its callers' objects (`route:<name>/<caller>`). */
+export interface AdminRoute {
+  name: string;
+  policy: Policy;
+  buckets: DurableObjectNamespace<CallerBucket>;
+}
+
 /** Options of `admin()`. */
 export interface AdminOptions {
   /** `TOLLBOOTH_ADMIN_TOKEN` (a Worker secret, ≥ 16 bytes of bearer-token characters). */
@@ -50,6 +57,11 @@ export interface AdminOptions {
   policy?: PolicyInput | Policy | undefined;
   /** The `CallerBucket` namespace. */
   buckets: DurableObjectNamespace<CallerBucket>;
+  /**
+   * The routes, when the gateway fronts several origins: a caller's state is then per route,
+   * and the caller paths need `?route=<name>` (400 without it, 404 for an unknown name).
+   */
+  routes?: readonly AdminRoute[] | undefined;
   /** The network ceiling (`TOLLBOOTH_NETWORK_LIMIT`); without it the layer is off, as in tollbooth. */
   network?: NetworkLimiter | undefined;
   /** The `TOLLBOOTH_KEYS` namespace: `/keys` answers 501 without it. */
@@ -104,7 +116,15 @@ export function admin(options: AdminOptions): MiddlewareHandler {
   const { buckets, keys, stats, assets, network } = options;
   const publicPolicy = redactedPolicy(policy);
 
-  const callerStub = (id: string) => buckets.get(buckets.idFromName(id));
+  const routes = new Map((options.routes ?? []).map((r) => [r.name, r]));
+  /** Where a caller path looks: the gateway's objects, or the route's that `?route=` names. */
+  type Scope = { policy: Policy; buckets: DurableObjectNamespace<CallerBucket> };
+  function scopeOf(req: Request): Scope | Response {
+    const name = new URL(req.url).searchParams.get("route");
+    if (routes.size === 0) return name === null ? { policy, buckets } : problem(400, "no_routes", "this gateway has one origin: leave out ?route=");
+    if (name === null) return problem(400, "route_required", `this gateway has routes: add ?route=<name> (one of ${[...routes.keys()].join(", ")})`, { routes: [...routes.keys()] });
+    return routes.get(name) ?? problem(404, "unknown_route", `no route ${JSON.stringify(name)}`, { routes: [...routes.keys()] });
+  }
 
   async function readJson(req: Request): Promise<{ ok: true; value: unknown } | { ok: false; res: Response }> {
     const raw = await readBody(req, MAX_BODY_BYTES, BODY_TIMEOUT_MS);
@@ -123,7 +143,7 @@ export function admin(options: AdminOptions): MiddlewareHandler {
   }
 
   /** The caller's plan as far as it is known (see `KnownPlan`). */
-  async function planOf(id: string, kind: string): Promise<KnownPlan> {
+  async function planOf(policy: Policy, id: string, kind: string): Promise<KnownPlan> {
     if (kind === "key") {
       const found = await keyPlan(policy, id.slice(4), keys).catch(() => null);
       if (found) return found;
@@ -132,10 +152,11 @@ export function admin(options: AdminOptions): MiddlewareHandler {
     return { name: policy.defaultPlan, source: "default" };
   }
 
-  async function inspectCaller(id: string, kind: string, nowMs: number): Promise<Response> {
-    const plan = await planOf(id, kind);
+  async function inspectCaller(scope: Scope, id: string, kind: string, nowMs: number): Promise<Response> {
+    const { policy } = scope;
+    const plan = await planOf(policy, id, kind);
     const p = planFor(policy, plan.name);
-    const state = await callerStub(id).inspect({ nowMs, bucket: p.bucket, ceiling: p.ceiling, challenge: p.challenge });
+    const state = await scope.buckets.get(scope.buckets.idFromName(id)).inspect({ nowMs, bucket: p.bucket, ceiling: p.ceiling, challenge: p.challenge });
     let known = plan;
     if (plan.source === "default") {
       // A jwt: or x402 payer: the plan whose limits the object last metered with.
@@ -170,12 +191,14 @@ export function admin(options: AdminOptions): MiddlewareHandler {
     const parsed = parseCallerId(rest[0]!);
     if (!parsed.ok) return problem(400, parsed.reason, `bad caller id: ${parsed.detail}`);
     const { id, kind } = parsed;
+    const scope = scopeOf(req);
+    if (scope instanceof Response) return scope;
     const nowMs = Date.now();
     const action = rest[1];
-    if (action === undefined) return req.method === "GET" ? inspectCaller(id, kind, nowMs) : wrongMethod(req.method, ["GET"]);
+    if (action === undefined) return req.method === "GET" ? inspectCaller(scope, id, kind, nowMs) : wrongMethod(req.method, ["GET"]);
     if (action !== "reset" && action !== "block" && action !== "unblock") return problem(404, "not_found", `no action ${JSON.stringify(action)}: use reset, block or unblock`);
     if (req.method !== "POST") return wrongMethod(req.method, ["POST"]);
-    const stub = callerStub(id);
+    const stub = scope.buckets.get(scope.buckets.idFromName(id));
     if (action === "reset") {
       const done = await stub.reset();
       return reply(200, { caller: id, ...done, kept: ["credits", "sessions", "streams", "spent marks", "block"] });

@@ -1,0 +1,228 @@
+/**
+ * `npm run check-config -- [--env <name>] [--config <path>] [--remote]`: check a
+ * configuration before a deploy, print every problem, exit 1 when there is one (0 when none).
+ *
+ * Reads wrangler.toml (or `--config`) for the environment (`--env`, top level without), as
+ * `wrangler deploy --env <name>` would, and the secrets of `.dev.vars.<env>` (else
+ * `.dev.vars`) beside it and of the process environment (a value there wins). With
+ * `--remote`, a secret stored with `wrangler secret put` (listed by `wrangler secret list`,
+ * names only) counts as set too. Checks:
+ * - ORIGIN_URL (or each route's `origin`): a URL, http(s), not the placeholder
+ *   (`origin.example.com`), and, in a named environment, not loopback (127.0.0.1,
+ *   localhost): a deployed Worker cannot reach this machine;
+ * - TOLLBOOTH_POLICY and TOLLBOOTH_ROUTES as the Worker reads them (shared/policy.ts,
+ *   shared/routes.ts), each route's policy included;
+ * - TOLLBOOTH_SECRET set (≥ 16 bytes per secret) and no secret in [vars]; the secrets the
+ *   policy needs (TOLLBOOTH_LIGHTNING_SECRET with `lightning`, each route's `originSecret`);
+ * - the bindings: CALLER_BUCKET (CallerBucket), ORIGIN_GATE when a policy sets
+ *   `originCeiling` (wrangler does not inherit bindings into an environment).
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseSecrets } from "../shared/keys.ts";
+import { parsePolicy, type Policy } from "../shared/policy.ts";
+import { isLoopback, originProblem, parseRoutes } from "../shared/routes.ts";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+
+/** Secrets the Worker reads (workers/env.ts); never in [vars]. */
+export const SECRET_NAMES = ["TOLLBOOTH_SECRET", "TOLLBOOTH_ORIGIN_SECRET", "TOLLBOOTH_LIGHTNING_SECRET", "TOLLBOOTH_FACILITATOR_AUTH"] as const;
+
+/** Options of `checkConfig`. */
+export interface CheckOptions {
+  /** Path of wrangler.toml. */
+  config: string;
+  /** The environment (`[env.<name>]`); undefined: the top level (`wrangler dev`). */
+  env?: string | undefined;
+  /** The process environment to read secrets from (default: none). */
+  processEnv?: Readonly<Record<string, string | undefined>>;
+  /** Names of secrets stored on Cloudflare (`wrangler secret list`), when known. */
+  storedSecrets?: readonly string[];
+}
+
+/** What the Worker of an environment is configured with. */
+interface Loaded {
+  vars: Record<string, unknown>;
+  durableObjects: Array<{ name: string; class_name: string }>;
+}
+
+/** Read wrangler.toml for an environment with wrangler's own reader. */
+async function load(config: string, env: string | undefined): Promise<Loaded> {
+  const { unstable_readConfig, experimental_readRawConfig } = await import("wrangler");
+  if (env !== undefined) {
+    // wrangler falls back to the top level for an environment the file does not have: refuse it.
+    const { rawConfig } = experimental_readRawConfig({ config });
+    if (!rawConfig.env || !Object.hasOwn(rawConfig.env, env)) throw new Error(`${config} has no [env.${env}]`);
+  }
+  const c = unstable_readConfig({ config, ...(env !== undefined ? { env } : {}) }, { hideWarnings: true });
+  return { vars: { ...c.vars }, durableObjects: (c.durable_objects?.bindings ?? []).map((b: { name: string; class_name: string }) => ({ name: b.name, class_name: b.class_name })) };
+}
+
+/**
+ * Read a dotenv file (`NAME=value` lines, `#` comments, optional single or double quotes).
+ * @returns the values by name; a blank value is left out (unset)
+ */
+export function readDotVars(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line);
+    if (!m || line.trimStart().startsWith("#")) continue;
+    let value = m[2]!;
+    if (/^(["']).*\1$/.test(value)) value = value.slice(1, -1);
+    else value = value.replace(/\s+#.*$/, "");
+    if (value !== "") out[m[1]!] = value;
+  }
+  return out;
+}
+
+/**
+ * Check the configuration of one environment.
+ * @returns every problem, one sentence each naming the setting (empty: none)
+ */
+export async function checkConfig(options: CheckOptions): Promise<string[]> {
+  const problems: string[] = [];
+  const where = options.env === undefined ? "the top level" : `[env.${options.env}]`;
+  let loaded: Loaded;
+  try {
+    loaded = await load(options.config, options.env);
+  } catch (err) {
+    return [`wrangler config: ${(err as Error).message}`];
+  }
+  const dir = dirname(options.config);
+  const devVarsPath = options.env !== undefined && existsSync(join(dir, `.dev.vars.${options.env}`)) ? join(dir, `.dev.vars.${options.env}`) : join(dir, ".dev.vars");
+  const devVars = existsSync(devVarsPath) ? readDotVars(readFileSync(devVarsPath, "utf8")) : {};
+  const fromProcess = Object.fromEntries(Object.entries(options.processEnv ?? {}).filter((e): e is [string, string] => typeof e[1] === "string" && e[1] !== ""));
+  const secrets: Record<string, string> = { ...devVars, ...fromProcess };
+  const stored = new Set(options.storedSecrets ?? []);
+  const str = (name: string) => (typeof loaded.vars[name] === "string" ? (loaded.vars[name] as string) : undefined);
+  const deployed = options.env !== undefined && options.env !== "dev";
+
+  for (const name of SECRET_NAMES) {
+    if (name in loaded.vars) problems.push(`${name}: a secret in ${where} [vars]; remove it and use \`wrangler secret put ${name}${options.env ? ` --env ${options.env}` : ""}\``);
+  }
+
+  /** A secret the Worker needs: set locally (then checked) or stored. */
+  const needSecret = (name: string, why: string, check?: (value: string) => void) => {
+    const value = secrets[name] ?? str(name);
+    if (value === undefined) {
+      if (stored.has(name)) return;
+      problems.push(`${name} is not set (${why}): put it in ${devVarsPath.replace(dir + "/", "")} or the environment, or store it with \`wrangler secret put ${name}${options.env ? ` --env ${options.env}` : ""}\` and pass --remote`);
+      return;
+    }
+    try {
+      check?.(value);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  };
+  needSecret("TOLLBOOTH_SECRET", "it signs challenges and access tokens", (v) => parseSecrets(v, "TOLLBOOTH_SECRET"));
+  const originSecret = secrets.TOLLBOOTH_ORIGIN_SECRET;
+  if (originSecret !== undefined) {
+    try {
+      parseSecrets(originSecret, "TOLLBOOTH_ORIGIN_SECRET");
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+
+  const checkOrigin = (label: string, url: unknown) => {
+    const problem = originProblem(url);
+    if (problem !== null) problems.push(`${label} ${problem}`);
+    else if (deployed && isLoopback(new URL(url as string).hostname)) {
+      problems.push(`${label} is a loopback address (${new URL(url as string).host}): a Worker deployed to ${where} cannot reach this machine; set your MCP server's public URL`);
+    }
+  };
+
+  const policies: Policy[] = [];
+  let top: Policy | undefined;
+  try {
+    top = parsePolicy(str("TOLLBOOTH_POLICY"));
+    policies.push(top);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  let routes: ReturnType<typeof parseRoutes> = null;
+  try {
+    routes = parseRoutes(str("TOLLBOOTH_ROUTES"), str("TOLLBOOTH_POLICY"));
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  if (routes === null && !problems.some((p) => p.startsWith("TOLLBOOTH_ROUTES"))) {
+    checkOrigin("ORIGIN_URL", str("ORIGIN_URL"));
+  }
+  for (const [i, route] of (routes ?? []).entries()) {
+    const label = `TOLLBOOTH_ROUTES[${i}] (${JSON.stringify(route.name)})`;
+    checkOrigin(`${label}.origin`, route.origin);
+    // A route inherits TOLLBOOTH_POLICY: its own fields are checked once that one is good.
+    if (top !== undefined) try {
+      policies.push(parsePolicy(route.policy));
+    } catch (err) {
+      problems.push((err as Error).message.replace(/^TOLLBOOTH_POLICY/, `${label}.policy`));
+    }
+    if (route.originSecret !== null) needSecret(route.originSecret, `${label}.originSecret`, (v) => parseSecrets(v, route.originSecret!));
+  }
+  if (policies.some((p) => p.lightning)) needSecret("TOLLBOOTH_LIGHTNING_SECRET", "the policy sets lightning (L402)");
+
+  const binding = (name: string) => loaded.durableObjects.find((b) => b.name === name);
+  if (binding("CALLER_BUCKET")?.class_name !== "CallerBucket") {
+    problems.push(`CALLER_BUCKET: no Durable Object binding to CallerBucket in ${where} (wrangler does not inherit durable_objects into an environment: repeat the block)`);
+  }
+  if (policies.some((p) => p.originCeiling) && binding("ORIGIN_GATE")?.class_name !== "OriginGate") {
+    problems.push(`ORIGIN_GATE: a policy sets originCeiling but ${where} has no Durable Object binding to OriginGate`);
+  }
+  return problems;
+}
+
+/** Names of the secrets stored for an environment (`wrangler secret list`). */
+function storedSecrets(config: string, env: string | undefined): string[] {
+  const run = spawnSync(process.execPath, [WRANGLER_BIN, "secret", "list", "--format", "json", "--config", config, ...(env ? ["--env", env] : [])], {
+    encoding: "utf8",
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  });
+  if (run.status !== 0) throw new Error(`wrangler secret list failed: ${(run.stderr || run.stdout).trim().split("\n").slice(-3).join(" ")}`);
+  const list = JSON.parse(run.stdout.slice(run.stdout.indexOf("["))) as Array<{ name: string }>;
+  return list.map((s) => s.name);
+}
+
+async function main(argv: string[]): Promise<number> {
+  let env: string | undefined;
+  let config = resolve(ROOT, "wrangler.toml");
+  let remote = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--env" || a === "-e") env = argv[++i];
+    else if (a.startsWith("--env=")) env = a.slice(6);
+    else if (a === "--config" || a === "-c") config = resolve(argv[++i] ?? "");
+    else if (a === "--remote") remote = true;
+    else {
+      console.error(`check-config: unknown argument ${a}\nusage: npm run check-config -- [--env <name>] [--config <path>] [--remote]`);
+      return 2;
+    }
+  }
+  if (env === "") env = undefined;
+  let stored: string[] = [];
+  if (remote) {
+    try {
+      stored = storedSecrets(config, env);
+    } catch (err) {
+      // Not fatal: a secret set locally still counts; one that is not is reported below.
+      console.error(`check-config: could not list the stored secrets (${(err as Error).message})`);
+    }
+  }
+  const problems = await checkConfig({ config, env, processEnv: process.env, storedSecrets: stored });
+  const what = `${config}${env ? ` --env ${env}` : ""}`;
+  if (problems.length === 0) {
+    console.log(`check-config: ${what}: ok`);
+    return 0;
+  }
+  console.error(`check-config: ${what}: ${problems.length} problem${problems.length === 1 ? "" : "s"}`);
+  for (const p of problems) console.error(`  - ${p}`);
+  return 1;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -118,3 +118,22 @@ export function limitHeaders(plan: Plan, d: Pick<AdmitResult, "bucket" | "ceilin
   ];
   return { "ratelimit-policy": rateLimitPolicy(limits), ratelimit: rateLimit(limits, nowMs) };
 }
+
+/**
+ * Count one request of `network` (an `ip:` name, shared/identity.ts `networkFor`) against the
+ * network ceiling, the Workers Rate Limiting binding `TOLLBOOTH_NETWORK_LIMIT`. Every path
+ * that answers a request counts it here first: the gateway (workers/tollbooth.ts), the
+ * router's own answers (workers/router.ts) and the admin API (workers/admin/index.ts).
+ * @returns true when the network is over its ceiling (answer 429); false when under it, with
+ *   no binding, or when the binding fails — approximate by design, its failure does not stop
+ *   traffic (the caller and origin ceilings still hold); the failure is logged
+ */
+export async function overNetworkCeiling(limiter: NetworkLimiter | undefined, network: string): Promise<boolean> {
+  if (!limiter) return false;
+  try {
+    return !(await limiter.limit({ key: network })).success;
+  } catch (err) {
+    console.error("tollbooth: network rate limiter failed", err);
+    return false;
+  }
+}

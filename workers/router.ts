@@ -19,6 +19,7 @@ import { matchRoute, restAfterPrefix, type Route } from "../shared/routes.ts";
 import { WELL_KNOWN } from "../shared/wire.ts";
 import { networkFor } from "../shared/identity.ts";
 import type { NetworkLimiter } from "./env.ts";
+import { overNetworkCeiling } from "./gate.ts";
 import { json } from "./responses.ts";
 import { normalizePath, type TollboothVariables } from "./tollbooth.ts";
 
@@ -84,15 +85,8 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
    * once, by its route's tollbooth.
    */
   async function overCeiling(request: Request): Promise<Response | null> {
-    if (!network) return null;
     const key = networkFor(request.headers, identity?.ipv4Prefix ?? 32, identity?.ipv6Prefix ?? 64);
-    try {
-      if ((await network.limit({ key })).success) return null;
-    } catch (err) {
-      // Approximate by design, as in tollbooth: its failure does not stop traffic.
-      console.error("tollbooth: network rate limiter failed", err);
-      return null;
-    }
+    if (!(await overNetworkCeiling(network, key))) return null;
     return json(429, { error: "rate_limited", reason: "network", message: `Too many requests: over the ceiling of your network (${key}); retry after ${retryAfter} s`, retryAfter: Number(retryAfter) }, { "retry-after": retryAfter });
   }
 

@@ -37,7 +37,7 @@ import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
 import type { Decision, DecisionRecord } from "./observe/types.ts";
 import type { NetworkLimiter } from "./env.ts";
-import { boundedStore, limitHeaders, originCeiling, type Gate } from "./gate.ts";
+import { boundedStore, limitHeaders, originCeiling, overNetworkCeiling, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
 import { describeRequest, paymentRequired } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
@@ -205,16 +205,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
 
     // Network ceiling: before any body, identity work or Durable Object call, and for
     // every path (tollbooth's own endpoints too), whatever credential the request carries.
-    if (gate.network) {
-      let ok = true;
-      try {
-        ok = (await gate.network.limit({ key: network })).success;
-      } catch (err) {
-        // The binding is approximate by design; its failure does not stop traffic (the
-        // caller and origin ceilings still hold).
-        console.error("tollbooth: network rate limiter failed", err);
-      }
-      if (!ok) return decided(c, { decision: "rate_limited", reason: "network" }, tooMany(null, "network", `over the ceiling of your network (${network})`, policy.networkRetryAfterSeconds));
+    if (await overNetworkCeiling(gate.network, network)) {
+      return decided(c, { decision: "rate_limited", reason: "network" }, tooMany(null, "network", `over the ceiling of your network (${network})`, policy.networkRetryAfterSeconds));
     }
 
     if (url.pathname === WELL_KNOWN || url.pathname.startsWith(WELL_KNOWN + "/")) {

@@ -21,6 +21,7 @@ import { parsePolicy, planFor, type Policy, type PolicyInput } from "../../share
 import { readBody, TOO_LARGE, TOO_SLOW } from "../body.ts";
 import type { CallerBucket } from "../caller-bucket.ts";
 import type { NetworkLimiter } from "../env.ts";
+import { overNetworkCeiling } from "../gate.ts";
 import { statsStub } from "../observe/flusher.ts";
 import { prometheusText } from "../observe/prometheus.ts";
 import type { Stats } from "../observe/stats-object.ts";
@@ -270,18 +271,10 @@ export function admin(options: AdminOptions): MiddlewareHandler {
 
     // Network ceiling first, as tollbooth counts every request of a network: the token
     // cannot be tried faster than this allows.
-    if (network) {
-      const key = networkFor(req.headers, policy.identity.ipv4Prefix, policy.identity.ipv6Prefix);
-      let ok = true;
-      try {
-        ok = (await network.limit({ key })).success;
-      } catch (err) {
-        console.error("tollbooth admin: network rate limiter failed", err);
-      }
-      if (!ok) {
-        const retryAfter = String(policy.networkRetryAfterSeconds);
-        return problem(429, "rate_limited", `over the ceiling of your network (${key})`, { reason: "network", retryAfter: policy.networkRetryAfterSeconds }, { "retry-after": retryAfter });
-      }
+    const key = networkFor(req.headers, policy.identity.ipv4Prefix, policy.identity.ipv6Prefix);
+    if (await overNetworkCeiling(network, key)) {
+      const retryAfter = String(policy.networkRetryAfterSeconds);
+      return problem(429, "rate_limited", `over the ceiling of your network (${key})`, { reason: "network", retryAfter: policy.networkRetryAfterSeconds }, { "retry-after": retryAfter });
     }
 
     // Segments of the raw path, each percent-decoded once (a caller id carries `/` as %2F).

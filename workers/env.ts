@@ -54,6 +54,8 @@ export interface Env {
   TOLLBOOTH_ANALYTICS?: AnalyticsEngineDataset;
   /** Optional var: milliseconds between an isolate's flushes into `Stats`, 100–20000 (default 5000); `0` turns the flushes off. */
   TOLLBOOTH_METRICS_FLUSH_MS?: string;
+  /** Optional var: `on` (default) writes one decision log line per request (docs/observability.md); `off` none, the metrics still count. */
+  TOLLBOOTH_DECISION_LOG?: string;
   /**
    * The operator's bearer token of the admin API and dashboard (docs/admin.md): ≥ 16 bytes,
    * e.g. `openssl rand -hex 32`. A secret (`wrangler secret put`). Unset: no admin paths.

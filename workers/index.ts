@@ -11,7 +11,7 @@ import { parsePolicy, type Policy } from "../shared/policy.ts";
 import { originProblem, parseRoutes, routeSecrets } from "../shared/routes.ts";
 import type { Env } from "./env.ts";
 import { parseFlushMs } from "./observe/flusher.ts";
-import { note, observe } from "./observe/observe.ts";
+import { note, observe, parseDecisionLog } from "./observe/observe.ts";
 import { mcpProxy } from "./proxy.ts";
 import { json } from "./responses.ts";
 import { prefixedWellKnown, router, scopedNamespace, type RouteEntry } from "./router.ts";
@@ -96,7 +96,7 @@ export function createGateway(env: Env): Gateway {
   if (originSecret !== undefined) parseSecrets(originSecret, "TOLLBOOTH_ORIGIN_SECRET");
   const gatewayProof = { value: originSecret ?? env.TOLLBOOTH_SECRET, name: originSecret === undefined ? "TOLLBOOTH_SECRET" : "TOLLBOOTH_ORIGIN_SECRET" };
   const routes = parseRoutes(env.TOLLBOOTH_ROUTES, env.TOLLBOOTH_POLICY);
-  const observed = observe({ stats: env.TOLLBOOTH_STATS, analytics: env.TOLLBOOTH_ANALYTICS, flushMs: parseFlushMs(env.TOLLBOOTH_METRICS_FLUSH_MS) });
+  const observed = observe({ stats: env.TOLLBOOTH_STATS, analytics: env.TOLLBOOTH_ANALYTICS, flushMs: parseFlushMs(env.TOLLBOOTH_METRICS_FLUSH_MS), ...(parseDecisionLog(env.TOLLBOOTH_DECISION_LOG) ? {} : { log: false as const }) });
   if (routes === null) {
     const placeholder = originProblem(env.ORIGIN_URL);
     if (placeholder !== null && placeholder.startsWith("is the placeholder")) throw new TypeError(`ORIGIN_URL ${placeholder}`);

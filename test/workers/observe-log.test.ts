@@ -150,3 +150,29 @@ describe("no secret in the log", () => {
     expect(records[4]!.reason).toMatch(/^token_/);
   });
 });
+
+describe("TOLLBOOTH_DECISION_LOG", () => {
+  it("off: no decision line, and the metrics still count every request", async () => {
+    observeOrigin();
+    const ip = freshIp();
+    const quiet = gateway({ realm: "log-off", bucket: { capacity: 1, refillPerSecond: 0.001 }, challenge: { difficulty: 4 } }, { TOLLBOOTH_DECISION_LOG: "off", TOLLBOOTH_METRICS_FLUSH_MS: "100" });
+    expect((await quiet(post(toolCall(1), { ip }))).status).toBe(200);
+    expect((await quiet(post(toolCall(2), { ip }))).status).toBe(402);
+    expect(decisions()).toHaveLength(0);
+    const snap = await env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 5 });
+    expect(snap.totals['requests_total{decision="admitted"}']).toBe(1);
+    expect(snap.totals['requests_total{decision="payment_required"}']).toBe(1);
+  });
+
+  it("on (the default) writes the line; any other value is a 500 naming the var", async () => {
+    observeOrigin();
+    const ip = freshIp();
+    const loud = gateway({ realm: "log-on" }, { TOLLBOOTH_DECISION_LOG: "on" });
+    expect((await loud(post(toolCall(1), { ip }))).status).toBe(200);
+    expect(decisions()).toHaveLength(1);
+    const bad = gateway({ realm: "log-bad" }, { TOLLBOOTH_DECISION_LOG: "sometimes" });
+    const res = await bad(post(toolCall(2), { ip }));
+    expect(res.status).toBe(500);
+    expect(JSON.stringify(await res.json())).toMatch(/TOLLBOOTH_DECISION_LOG/);
+  });
+});

@@ -29,8 +29,21 @@ export interface ObserveOptions {
   analytics?: AnalyticsEngineDataset | undefined;
   /** Milliseconds between an isolate's flushes into `Stats` (100–20000; 0: no flushes). Default 5000. */
   flushMs?: number | undefined;
-  /** Where log lines go (default `console.log`). */
-  log?: ((line: string) => void) | undefined;
+  /** Where log lines go (default `console.log`); `false`: no decision log line (the metrics still count every request). */
+  log?: ((line: string) => void) | false | undefined;
+}
+
+/**
+ * The var `TOLLBOOTH_DECISION_LOG`: `on` (default, also unset or empty) writes one decision
+ * line per request; `off` writes none (metrics and Analytics Engine still count every request).
+ * @returns whether the decision log is on
+ * @throws TypeError naming the var for any other value
+ */
+export function parseDecisionLog(value: string | undefined): boolean {
+  const v = (value ?? "").trim().toLowerCase();
+  if (v === "" || v === "on") return true;
+  if (v === "off") return false;
+  throw new TypeError(`TOLLBOOTH_DECISION_LOG must be "on" or "off", got ${JSON.stringify(value)}`);
 }
 
 /** Hono variables set by `observe()`. */
@@ -74,7 +87,7 @@ export function observe(options: ObserveOptions = {}): MiddlewareHandler {
       throw new TypeError(`observe(): ${(err as Error).message.replace(/^statsFlusher\(\): /, "")}`);
     }
   }
-  const log = options.log ?? ((line: string) => console.log(line));
+  const log = options.log === false ? null : (options.log ?? ((line: string) => console.log(line)));
   const analytics = options.analytics;
 
   return async function observe(c, next) {
@@ -87,7 +100,7 @@ export function observe(options: ObserveOptions = {}): MiddlewareHandler {
     record.status = c.res.status;
     record.latencyMs = Math.max(0, Date.now() - started);
     try {
-      log(JSON.stringify({ tollbooth: LOG_MARKER, ...record }));
+      if (log) log(JSON.stringify({ tollbooth: LOG_MARKER, ...record }));
       if (analytics) writeRecord(analytics, record);
       if (flusher) {
         let waitUntil: ((p: Promise<unknown>) => void) | null = null;

@@ -42,7 +42,8 @@
  *   concurrency at which each caller sends ≥ 10 requests/s; FAIL when none does);
  * - hot path < 0.2 ms per request; bundle < 100 KiB gzipped.
  * Exits 1 when a target fails. ROUNDS (default 6), SEGMENT_MS (default 1500), FAR_ROUNDS,
- * FAR_SEGMENT_MS and FAR_DELAY_MS set the length (~3–4 minutes in all).
+ * FAR_SEGMENT_MS and FAR_DELAY_MS set the length (~3–4 minutes in all); DECISION_LOG=off
+ * turns tollbooth's decision log line off.
  */
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -236,8 +237,10 @@ const configDir = await mkdtemp(join(tmpdir(), "tollbooth-bench-far-"));
 const withNetwork = await farTollboothConfig(configDir, { limit: 1_000_000, period: 60 });
 const withoutNetwork = await farTollboothConfig(configDir, null);
 const farLimiterConfig = fileURLToPath(new URL("far-do-limiter/wrangler.toml", import.meta.url));
-const local = { DO_DELAY_MS: "0" };
-const far = { DO_DELAY_MS: String(FAR_DELAY_MS) };
+/** DECISION_LOG=off runs tollbooth without its decision log line (`TOLLBOOTH_DECISION_LOG`); default: as deployed, on. */
+const decisionLog: Record<string, string> = process.env.DECISION_LOG ? { TOLLBOOTH_DECISION_LOG: process.env.DECISION_LOG } : {};
+const local = { DO_DELAY_MS: "0", ...decisionLog };
+const far = { DO_DELAY_MS: String(FAR_DELAY_MS), ...decisionLog };
 const workers: Gateway[] = [];
 let failed = false;
 try {

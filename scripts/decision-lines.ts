@@ -13,7 +13,7 @@ const MARKER = '{"tollbooth":"decision",';
 export function formatDecision(r: DecisionRecord): string {
   const time = new Date(r.time).toISOString().slice(11, 23);
   const what = r.rpc ? `${r.rpc}${r.tool ? ` ${r.tool}` : ""}` : r.method;
-  const why = [r.reason, r.scheme && r.scheme !== r.reason ? r.scheme : undefined, r.difficulty !== undefined ? `${r.difficulty} bits` : undefined, r.redeemed ? "redeemed" : undefined, r.credits !== undefined ? `${r.credits} credits left` : undefined]
+  const why = [r.reason, r.scheme && r.scheme !== r.reason ? r.scheme : undefined, r.difficulty !== undefined ? `${r.difficulty} bits` : undefined, r.redeemed ? "redeemed" : undefined, r.credits !== undefined ? `${r.credits} credit${r.credits === 1 ? "" : "s"} left` : undefined]
     .filter(Boolean)
     .join(", ");
   const origin = r.originError ? ` (origin ${r.originError})` : r.originStatus !== undefined && r.originStatus !== r.status ? ` (origin ${r.originStatus})` : "";

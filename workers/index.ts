@@ -145,7 +145,7 @@ export function createGateway(env: Env): Gateway {
     scopes.push({ name: route.name, policy: routePolicy, buckets: scopedNamespace(env.CALLER_BUCKET, scope) });
     return { route, app, endpoint: routePolicy.endpoint, plans: Object.keys(routePolicy.plans), defaultPlan: routePolicy.defaultPlan };
   });
-  const dispatch = router({ routes: entries, network: env.TOLLBOOTH_NETWORK_LIMIT, identity: policy.identity, networkRetryAfterSeconds: policy.networkRetryAfterSeconds });
+  const dispatch = router({ routes: entries, network: env.TOLLBOOTH_NETWORK_LIMIT, identity: policy.identity, networkRetryAfterSeconds: policy.networkRetryAfterSeconds, observer: observed });
   return withAdmin(env, policy, scopes, { fetch: (request, env, ctx) => dispatch(request, env, ctx) });
 }
 

@@ -20,6 +20,9 @@ import { WELL_KNOWN } from "../shared/wire.ts";
 import { networkFor } from "../shared/identity.ts";
 import type { NetworkLimiter } from "./env.ts";
 import { overNetworkCeiling } from "./gate.ts";
+import { shortCaller } from "./observe/counters.ts";
+import type { Observer } from "./observe/observe.ts";
+import type { Decision } from "./observe/types.ts";
 import { json } from "./responses.ts";
 import { normalizePath, type TollboothVariables } from "./tollbooth.ts";
 
@@ -49,6 +52,8 @@ export interface RouterOptions {
   identity?: { ipv4Prefix: number; ipv6Prefix: number } | undefined;
   /** `Retry-After` of the network ceiling's 429, seconds (`policy.networkRetryAfterSeconds`). */
   networkRetryAfterSeconds?: number | undefined;
+  /** The gateway's decision log and metrics (workers/observe/): what the router answers itself is recorded there too. */
+  observer?: Pick<Observer, "emit"> | undefined;
 }
 
 /** A route as listed at `/.well-known/tollbooth` (never its origin or secrets). */
@@ -76,7 +81,7 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
   const entries = options.routes;
   const byRoute = new Map(entries.map((e) => [e.route, e]));
   const routes = entries.map((e) => e.route);
-  const { network, identity } = options;
+  const { identity } = options;
   const retryAfter = String(Math.max(1, Math.ceil(options.networkRetryAfterSeconds ?? 10)));
 
   /**
@@ -84,31 +89,44 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
    * answers itself: no endpoint goes unmetered, not even a 404. A matched request is counted
    * once, by its route's tollbooth.
    */
-  async function overCeiling(request: Request): Promise<Response | null> {
-    const key = networkFor(request.headers, identity?.ipv4Prefix ?? 32, identity?.ipv6Prefix ?? 64);
-    if (!(await overNetworkCeiling(network, key))) return null;
-    return json(429, { error: "rate_limited", reason: "network", message: `Too many requests: over the ceiling of your network (${key}); retry after ${retryAfter} s`, retryAfter: Number(retryAfter) }, { "retry-after": retryAfter });
+  async function overCeiling(request: Request, network: string): Promise<Response | null> {
+    if (!(await overNetworkCeiling(options.network, network))) return null;
+    return json(429, { error: "rate_limited", reason: "network", message: `Too many requests: over the ceiling of your network (${network}); retry after ${retryAfter} s`, retryAfter: Number(retryAfter) }, { "retry-after": retryAfter });
+  }
+
+  /**
+   * Answer a request the router decides itself (no route's tollbooth sees it): the network
+   * ceiling first, then `answer`; the decision is recorded as every other request's is.
+   */
+  async function own(request: Request, ctx: ExecutionContext | undefined, startedMs: number, decision: Decision, reason: string, answer: () => Response): Promise<Response> {
+    const network = networkFor(request.headers, identity?.ipv4Prefix ?? 32, identity?.ipv6Prefix ?? 64);
+    const limited = await overCeiling(request, network);
+    const res = limited ?? answer();
+    options.observer?.emit(
+      { time: startedMs, caller: shortCaller(network), network: network.replace(/^ip:/, ""), plan: "", method: request.method, cost: 0, decision: limited ? "rate_limited" : decision, reason: limited ? "network" : reason, status: res.status, latencyMs: Math.max(0, Date.now() - startedMs) },
+      ctx ? (p) => ctx.waitUntil(p) : null,
+    );
+    return res;
   }
 
   return async function route(request, env, ctx) {
+    const startedMs = Date.now();
     const url = new URL(request.url);
     const path = normalizePath(url.pathname);
     const matched = matchRoute(routes, url.hostname, path);
     if (matched === null) {
-      const limited = await overCeiling(request);
-      if (limited) return limited;
       if (path === WELL_KNOWN && (request.method === "GET" || request.method === "HEAD")) {
-        return json(200, { routes: entries.map((e) => listed(e, url)) });
+        return own(request, ctx, startedMs, "own_endpoint", "routes", () => json(200, { routes: entries.map((e) => listed(e, url)) }));
       }
       // Invariant: a request no route claims never reaches an origin.
-      return json(404, { error: "not_found", message: `No route for ${url.hostname}${url.pathname}`, routesUrl: `${url.origin}${WELL_KNOWN}` });
+      return own(request, ctx, startedMs, "bad_request", "no_route", () => json(404, { error: "not_found", message: `No route for ${url.hostname}${url.pathname}`, routesUrl: `${url.origin}${WELL_KNOWN}` }));
     }
     const entry = byRoute.get(matched)!;
     const rest = restAfterPrefix(url.pathname, matched.segments);
     // Invariant: the route was chosen on the normalized path; the app gets the raw rest only
     // when the raw path spells the prefix segment by segment, so what the route's tollbooth
     // prices is exactly what its origin receives after the prefix.
-    if (rest === null) return (await overCeiling(request)) ?? json(400, { error: "invalid_path", message: `The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment` });
+    if (rest === null) return own(request, ctx, startedMs, "bad_request", "invalid_path", () => json(400, { error: "invalid_path", message: `The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment` }));
     let forwarded = request;
     if (rest !== url.pathname) {
       const inner = new URL(url);

@@ -5,6 +5,7 @@
  * route; what the router answers itself (a 404, the route list) counts against the network
  * ceiling like every other path.
  */
+import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { NetworkLimiter } from "../../workers/env.ts";
 import type { DecisionRecord } from "../../workers/observe/types.ts";
@@ -93,6 +94,27 @@ describe("the decision log with routes", () => {
       ["a", "admitted"],
       ["b", "admitted"],
     ]);
+  });
+});
+
+describe("the router's own answers in the decision log", () => {
+  it("a 404 for a path no route claims, a 400 prefix spelling and the route list each write one line, and the metrics count them", async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => void lines.push(args.map(String).join(" ")));
+    const counted = gateway(TOP, { TOLLBOOTH_ROUTES: JSON.stringify(ROUTES), TOLLBOOTH_METRICS_FLUSH_MS: "100" });
+    expect((await counted(post(toolCall(1), { ip, path: "/nowhere" }))).status).toBe(404);
+    expect((await counted(post(toolCall(2), { ip, path: "/a%2Fmcp" }))).status).toBe(400);
+    expect((await counted(request("GET", "/.well-known/tollbooth", { ip }))).status).toBe(200);
+    const records = lines.filter((l) => l.startsWith('{"tollbooth":"decision",')).map((l) => JSON.parse(l) as DecisionRecord);
+    expect(records.map((r) => [r.decision, r.reason, r.status, r.caller])).toEqual([
+      ["bad_request", "no_route", 404, ipIdentity(ip)],
+      ["bad_request", "invalid_path", 400, ipIdentity(ip)],
+      ["own_endpoint", "routes", 200, ipIdentity(ip)],
+    ]);
+    const snap = await env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 5 });
+    expect(snap.totals['requests_total{decision="bad_request"}']).toBe(2);
+    expect(snap.totals['requests_total{decision="own_endpoint"}']).toBe(1);
+    expect(origin.requests).toHaveLength(0);
   });
 });
 

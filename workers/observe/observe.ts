@@ -73,10 +73,30 @@ export function decided(c: Context, fields: DecisionFields & Pick<DecisionRecord
 }
 
 /**
+ * Emit a finished record: the log line, the Analytics Engine point, the isolate's aggregate
+ * (flushed through `waitUntil`, when given). Never throws: observability never fails a request.
+ */
+export type EmitDecision = (record: DecisionRecord, waitUntil: ((p: Promise<unknown>) => void) | null) => void;
+
+/** The middleware, with `emit` for answers given outside it (the router's own, workers/router.ts): one instance, one flusher per isolate. */
+export type Observer = MiddlewareHandler & { emit: EmitDecision };
+
+/** The request's `waitUntil`, or null when the app is called without an execution context. */
+function waitUntilOf(c: Context): ((p: Promise<unknown>) => void) | null {
+  try {
+    const ctx = c.executionCtx;
+    return (p) => ctx.waitUntil(p);
+  } catch {
+    // No execution context (the app called directly): the flush timer runs on its own.
+    return null;
+  }
+}
+
+/**
  * Build the middleware.
  * @throws TypeError naming a bad option (`flushMs`, `stats`)
  */
-export function observe(options: ObserveOptions = {}): MiddlewareHandler {
+export function observe(options: ObserveOptions = {}): Observer {
   const flushMs = options.flushMs ?? DEFAULT_FLUSH_MS;
   if (typeof flushMs !== "number" || !Number.isInteger(flushMs)) throw new TypeError(`observe(): option \`flushMs\` must be an integer, got ${String(flushMs)}`);
   let flusher: StatsFlusher | null = null;
@@ -90,7 +110,18 @@ export function observe(options: ObserveOptions = {}): MiddlewareHandler {
   const log = options.log === false ? null : (options.log ?? ((line: string) => console.log(line)));
   const analytics = options.analytics;
 
-  return async function observe(c, next) {
+  const emit: EmitDecision = (record, waitUntil) => {
+    try {
+      if (log) log(JSON.stringify({ tollbooth: LOG_MARKER, ...record }));
+      if (analytics) writeRecord(analytics, record);
+      if (flusher) flusher.add(record, waitUntil);
+    } catch (err) {
+      // Observability never fails a request.
+      console.error("tollbooth: recording the decision failed", err);
+    }
+  };
+
+  const middleware: MiddlewareHandler = async function observe(c, next) {
     const started = Date.now();
     // What a request is until the gateway says otherwise: a request that fails unexpectedly
     // (an exception answered 500) keeps this.
@@ -99,22 +130,7 @@ export function observe(options: ObserveOptions = {}): MiddlewareHandler {
     await next();
     record.status = c.res.status;
     record.latencyMs = Math.max(0, Date.now() - started);
-    try {
-      if (log) log(JSON.stringify({ tollbooth: LOG_MARKER, ...record }));
-      if (analytics) writeRecord(analytics, record);
-      if (flusher) {
-        let waitUntil: ((p: Promise<unknown>) => void) | null = null;
-        try {
-          const ctx = c.executionCtx;
-          waitUntil = (p) => ctx.waitUntil(p);
-        } catch {
-          // No execution context (the app called directly): the flush timer runs on its own.
-        }
-        flusher.add(record, waitUntil);
-      }
-    } catch (err) {
-      // Observability never fails a request.
-      console.error("tollbooth: recording the decision failed", err);
-    }
+    emit(record, flusher ? waitUntilOf(c) : null);
   };
+  return Object.assign(middleware, { emit });
 }

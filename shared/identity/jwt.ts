@@ -9,26 +9,32 @@
  * verifies a token claiming another issuer's `iss`: it cannot mint another issuer's callers
  * (the id is SHA-256 of `iss` + `sub`) nor their plans.
  *
- * Remote keys (jose `createRemoteJWKSet`, one per issuer): fetched on first use and cached
- * {@link JWKS_CACHE_MAX_AGE_MS}; a token whose `kid` matches no cached key makes jose
- * fetch the set again, at most once per {@link JWKS_COOLDOWN_MS}. A key removed from the JWKS
+ * Remote keys ({@link remoteKeySet}): the JWKS is fetched by us with the injectable fetch and
+ * handed to jose's `createLocalJWKSet`; we own caching ({@link JWKS_CACHE_MAX_AGE_MS}), the
+ * timeout ({@link JWKS_TIMEOUT_MS}) and the bound on fetches: at most one fetch starts per
+ * {@link JWKS_COOLDOWN_MS} per issuer per isolate, whatever the JWKS does (slow, failing,
+ * fine). A token whose `kid` matches no cached key starts a refetch only when the cooldown
+ * has passed; otherwise it is answered from the cached set ("no key": not an identity).
+ * A key rotated in at the JWKS is therefore followed within the cooldown; a key removed
  * stops verifying new tokens once the cache ages out; tokens already verified stay memoized
  * until their own `exp`.
  */
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
+import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
 import { checkJwtIssuers, jwtIssuers, type JwtIssuer, type Policy } from "../policy.ts";
 import { BoundedMemo, sha256, toHexPrefix } from "./memo.ts";
 
-/** Milliseconds after a JWKS fetch before an unknown `kid` may trigger another fetch (jose `cooldownDuration`). */
+/** Milliseconds after a JWKS fetch starts (whether it succeeds or fails) before another may start. */
 export const JWKS_COOLDOWN_MS = 10_000;
-/** Milliseconds a fetched JWKS is used before it is fetched again (jose `cacheMaxAge`). */
+/** Milliseconds a fetched JWKS is used (from the start of its fetch); then it is fetched again before use. */
 export const JWKS_CACHE_MAX_AGE_MS = 300_000;
-/** Milliseconds a JWKS fetch may take (jose `timeoutDuration`); the token then does not verify. */
+/** Milliseconds a JWKS fetch may take (response and body); the fetch then fails. Less than the cooldown, so fetches never overlap. */
 export const JWKS_TIMEOUT_MS = 5_000;
 /** Verified tokens remembered per isolate (oldest dropped first), each until its `exp`. */
 export const JWT_MEMO_MAX = 4096;
 /** Longer `Authorization` tokens are still verified but not memoized (bounds the memo's memory). */
 const JWT_MEMO_MAX_TOKEN_CHARS = 4096;
+/** Milliseconds between looks at a JWKS fetch another request started, while waiting for it (see {@link remoteKeySet}). */
+const JWKS_WAIT_POLL_MS = 10;
 
 /** A verified token's identity. */
 export interface JwtIdentity {
@@ -130,12 +136,7 @@ function issuerKeys(entry: JwtIssuer, at: string, fetchImpl: typeof fetch | unde
     if (url.protocol !== "https:" && !(url.protocol === "http:" && LOOPBACK_HOST.test(url.hostname))) {
       throw new TypeError(`${at}.jwksUrl: must be https (plain http only to a loopback host)`);
     }
-    remote = createRemoteJWKSet(url, {
-      cooldownDuration: JWKS_COOLDOWN_MS,
-      cacheMaxAge: JWKS_CACHE_MAX_AGE_MS,
-      timeoutDuration: JWKS_TIMEOUT_MS,
-      ...(fetchImpl ? { [customFetch]: (u: string, init: RequestInit) => fetchImpl(u, init) } : {}),
-    });
+    remote = remoteKeySet(url.href, fetchImpl);
   }
   let local: JWTVerifyGetKey | undefined;
   if (entry.keys !== undefined) {
@@ -158,6 +159,87 @@ function issuerKeys(entry: JwtIssuer, at: string, fetchImpl: typeof fetch | unde
     };
   }
   return (local ?? remote)!;
+}
+
+/**
+ * A remote JWKS as a jose key set (`JWTVerifyGetKey`), with fetches bounded whatever the JWKS
+ * does. The JWKS is fetched with `fetchImpl` (GET, no redirects, 200 and a JSON JWK Set
+ * required) and handed to jose's `createLocalJWKSet`, which selects the key by `kid` / `alg`.
+ * - A fetch starts only when {@link JWKS_COOLDOWN_MS} has passed since the last one started —
+ *   successful or not. As {@link JWKS_TIMEOUT_MS} is shorter, at most one fetch is in flight,
+ *   and at most one starts per cooldown, however many tokens with invented `kid`s arrive and
+ *   however slow or failing the JWKS is.
+ * - With a set fetched less than {@link JWKS_CACHE_MAX_AGE_MS} ago: a known key is returned; an unknown
+ *   `kid` starts a refetch when the cooldown allows (and waits for it: a rotated-in key is
+ *   picked up), else it is answered from the cached set: "no key"
+ *   (`errors.JWKSNoMatchingKey`), so the token does not verify, at no cost.
+ * - Without such a set (first use, aged out, or every fetch failed so far): a fetch starts if
+ *   the cooldown allows; when another request's fetch is in flight, this one waits for it by
+ *   looking every {@link JWKS_WAIT_POLL_MS} ms, at most {@link JWKS_TIMEOUT_MS} (never awaiting the other
+ *   request's promise: on Workers a promise of a request that is cancelled never settles).
+ *   A set that aged out is not used while it cannot be fetched again.
+ * A failed fetch keeps the previous set (and its age).
+ * @param url the JWKS URL (already checked: https, or http to loopback)
+ * @param fetchImpl fetch for the JWKS; undefined: the global fetch
+ * @returns the key set; it throws jose's errors (`JWKSNoMatchingKey` when no key is known)
+ */
+function remoteKeySet(url: string, fetchImpl: typeof fetch | undefined): JWTVerifyGetKey {
+  const get = fetchImpl ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
+  /** jose's key set over the last JWKS fetched, and when that fetch started (Date.now ms). */
+  let cached: { keys: JWTVerifyGetKey; fetchedAt: number } | undefined;
+  /** When the last fetch started (Date.now ms). */
+  let attemptedAt = -Infinity;
+  /** Fetches started, and fetches settled (succeeded or failed), in this isolate. */
+  let started = 0;
+  let settled = 0;
+
+  const fresh = (now: number) => cached !== undefined && now >= cached.fetchedAt && now - cached.fetchedAt < JWKS_CACHE_MAX_AGE_MS;
+  // A clock that went back counts as "cooldown over" (else a jump back would stop fetches for as long).
+  const mayFetch = (now: number) => !(now >= attemptedAt && now - attemptedAt < JWKS_COOLDOWN_MS);
+
+  /** Fetch the JWKS now (the caller checked `mayFetch`); resolves when settled, never rejects. */
+  const reload = async (now: number): Promise<void> => {
+    attemptedAt = now;
+    const n = ++started;
+    try {
+      const res = await get(url, { method: "GET", redirect: "manual", headers: { accept: "application/jwk-set+json, application/json" }, signal: AbortSignal.timeout(JWKS_TIMEOUT_MS) });
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        return;
+      }
+      cached = { keys: createLocalJWKSet(await res.json()), fetchedAt: now };
+    } catch {
+      // Timeout, network error, not JSON, not a JWK Set: keep the previous set; the cooldown runs.
+    } finally {
+      settled = Math.max(settled, n);
+    }
+  };
+
+  /** Wait (polling, own timers) until the fetch in flight settles, at most {@link JWKS_TIMEOUT_MS}. */
+  const awaitOthers = async (): Promise<void> => {
+    const target = started;
+    for (let waited = 0; settled < target && waited < JWKS_TIMEOUT_MS; waited += JWKS_WAIT_POLL_MS) {
+      await new Promise((resolve) => setTimeout(resolve, JWKS_WAIT_POLL_MS));
+    }
+  };
+
+  return async (header, token) => {
+    const now = Date.now();
+    if (fresh(now)) {
+      try {
+        return await cached!.keys(header, token);
+      } catch (err) {
+        if (!(err instanceof errors.JWKSNoMatchingKey) || !mayFetch(now)) throw err;
+      }
+      await reload(now);
+    } else if (mayFetch(now)) {
+      await reload(now);
+    } else if (settled < started) {
+      await awaitOthers();
+    }
+    if (!fresh(Date.now())) throw new errors.JWKSNoMatchingKey();
+    return cached!.keys(header, token);
+  };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { ANONYMOUS, identityResolver, JWKS_COOLDOWN_MS, KEY_MEMO_TTL_MS, networkOf, type Identity, type IdentityDeps } from "../../shared/identity.ts";
+import { ANONYMOUS, identityResolver, JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, KEY_MEMO_TTL_MS, networkOf, type Identity, type IdentityDeps } from "../../shared/identity.ts";
 import { jwtIssuers, type Policy, type PolicyInput, parsePolicy } from "../../shared/policy.ts";
 import { keyHash, newKey } from "../../scripts/keys.ts";
 import { signingKey, startJwks, type JwksServer, type SigningKey } from "../helpers/jwks.ts";
@@ -525,6 +525,123 @@ describe("jwt: each issuer's tokens verify only under its own keys", () => {
     const entry = identityOf({ jwt: ok }).jwt as never as object;
     expect(() => identityResolver({ ...identityOf(), jwt: [entry, { ...entry }] as never })).toThrow(/^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: /);
     expect(() => identityResolver(identityOf({ jwt: [ok, partner] }))).not.toThrow();
+  });
+});
+
+describe(`jwt: at most one JWKS fetch per ${JWKS_COOLDOWN_MS / 1000} s per issuer, whatever the JWKS does`, () => {
+  const ISS = "https://auth.example.test/";
+  const AUD = "https://mcp.example.test/mcp";
+  const NETWORK = `ip:${IP}`;
+  const jwtId = (sub: string) => `jwt:${sha256hex(`${ISS}\n${sub}`).slice(0, 32)}`;
+  const bearer = (token: string) => h({ authorization: `Bearer ${token}`, "cf-connecting-ip": IP });
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  /** What anyone can send: a configured `iss`, an invented `kid`, random bytes for a signature (no key needed). */
+  const forged = (iss = ISS) =>
+    `${b64({ alg: "ES256", kid: randomBytes(8).toString("hex") })}.${b64({ iss, aud: AUD, sub: "alice", exp: Math.floor(Date.now() / 1000) + 300 })}.${randomBytes(64).toString("base64url")}`;
+  /** `n` forged tokens sent at once; resolves to the ids they got. */
+  const flood = (resolve: (headers: Headers) => Promise<Identity>, n: number, iss = ISS) => Array.from({ length: n }, async () => (await resolve(bearer(forged(iss)))).id);
+  const sign = (key: SigningKey, sub: string) => key.sign({ sub }, { issuer: ISS, audience: AUD });
+  let jwks: JwksServer | undefined;
+  afterEach(async () => {
+    await jwks?.close();
+    jwks = undefined;
+  });
+
+  it("makes one fetch for 100 invented kids against a JWKS 1 s slow, none more within the cooldown, one more after it", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    const key = await signingKey("ES256", "live");
+    jwks = await startJwks([key]);
+    jwks.slow(1000);
+    const resolve = identityResolver(identityOf({ jwt: { jwksUrl: jwks.url, issuer: ISS, audience: AUD } }));
+    const genuine = await Promise.all(Array.from({ length: 10 }, (_, i) => sign(key, `user-${i}`)));
+    // A cold isolate: 50 forged tokens and 10 genuine ones at once, then 50 more forged at once.
+    const first = flood(resolve, 50);
+    const real = genuine.map(async (t) => (await resolve(bearer(t))).id);
+    const second = flood(resolve, 50);
+    expect(await Promise.all([...first, ...second])).toEqual(Array(100).fill(NETWORK));
+    expect(await Promise.all(real)).toEqual(genuine.map((_, i) => jwtId(`user-${i}`)));
+    expect(jwks.fetches()).toBe(1);
+    // Within the cooldown: answered from the cached set, no fetch.
+    expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(NETWORK));
+    expect(jwks.fetches()).toBe(1);
+    // After the cooldown: one refetch for the next flood, however large, then none again.
+    vi.setSystemTime(t0 + JWKS_COOLDOWN_MS + 1);
+    expect(await Promise.all([...flood(resolve, 50), ...flood(resolve, 50)])).toEqual(Array(100).fill(NETWORK));
+    expect(jwks.fetches()).toBe(2);
+    expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(NETWORK));
+    expect(jwks.fetches()).toBe(2);
+    // Genuine tokens verified from the cached set all along.
+    expect((await resolve(bearer(await sign(key, "late")))).id).toBe(jwtId("late"));
+    expect(jwks.fetches()).toBe(2);
+  });
+
+  it("makes one fetch per cooldown against a JWKS answering 500, and picks up a key rotated in once it recovers", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    const [key, next] = await Promise.all([signingKey("ES256", "live"), signingKey("EdDSA", "next")]);
+    jwks = await startJwks([key]);
+    jwks.fail(500);
+    const resolve = identityResolver(identityOf({ jwt: { jwksUrl: jwks.url, issuer: ISS, audience: AUD } }));
+    // Tokens of an issuer not listed cost no fetch at all.
+    expect(await Promise.all(flood(resolve, 50, "https://elsewhere.example.test/"))).toEqual(Array(50).fill(NETWORK));
+    expect(jwks.fetches()).toBe(0);
+    // Cold and failing: 50 + 50 at once (and a genuine token among them) → one fetch; nobody is named by a key.
+    const genuine = await sign(key, "gina");
+    expect(await Promise.all([...flood(resolve, 50), resolve(bearer(genuine)).then((i) => i.id), ...flood(resolve, 50)])).toEqual(Array(101).fill(NETWORK));
+    expect(jwks.fetches()).toBe(1);
+    // The failed fetch started the cooldown too.
+    expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(NETWORK));
+    expect(jwks.fetches()).toBe(1);
+    vi.setSystemTime(t0 + JWKS_COOLDOWN_MS + 1);
+    expect(await Promise.all([...flood(resolve, 50), ...flood(resolve, 50)])).toEqual(Array(100).fill(NETWORK));
+    expect(jwks.fetches()).toBe(2);
+
+    // The JWKS recovers, with a key rotated in: used after the cooldown.
+    jwks.fail(undefined);
+    jwks.serve([key, next]);
+    expect((await resolve(bearer(genuine))).id).toBe(NETWORK);
+    expect(jwks.fetches()).toBe(2);
+    vi.setSystemTime(t0 + 2 * (JWKS_COOLDOWN_MS + 1));
+    expect((await resolve(bearer(await sign(next, "nina")))).id).toBe(jwtId("nina"));
+    expect((await resolve(bearer(genuine))).id).toBe(jwtId("gina"));
+    expect(jwks.fetches()).toBe(3);
+
+    // It fails again: the set fetched stays in use, invented kids still cost one fetch per cooldown.
+    jwks.fail(500);
+    vi.setSystemTime(t0 + 3 * (JWKS_COOLDOWN_MS + 1));
+    expect(await Promise.all([...flood(resolve, 50), ...flood(resolve, 50)])).toEqual(Array(100).fill(NETWORK));
+    expect(jwks.fetches()).toBe(4);
+    expect((await resolve(bearer(await sign(key, "fresh-token")))).id).toBe(jwtId("fresh-token"));
+    expect((await resolve(bearer(await sign(next, "fresh-token-2")))).id).toBe(jwtId("fresh-token-2"));
+    expect(jwks.fetches()).toBe(4);
+  });
+
+  it(`uses a fetched set for ${JWKS_CACHE_MAX_AGE_MS / 1000} s, and not once it has aged out`, async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    const key = await signingKey("ES256", "live");
+    jwks = await startJwks([key]);
+    const resolve = identityResolver(identityOf({ jwt: { jwksUrl: jwks.url, issuer: ISS, audience: AUD } }));
+    expect((await resolve(bearer(await sign(key, "a")))).id).toBe(jwtId("a"));
+    vi.setSystemTime(t0 + JWKS_CACHE_MAX_AGE_MS - 1);
+    expect((await resolve(bearer(await sign(key, "b")))).id).toBe(jwtId("b"));
+    expect(jwks.fetches()).toBe(1);
+    // Aged out while the JWKS fails: the old set is not used.
+    jwks.fail(503);
+    vi.setSystemTime(t0 + JWKS_CACHE_MAX_AGE_MS + 1);
+    expect((await resolve(bearer(await sign(key, "c")))).id).toBe(NETWORK);
+    expect(jwks.fetches()).toBe(2);
+    // Back, without the key: after the cooldown the set is fetched again and the removed key no longer verifies.
+    jwks.fail(undefined);
+    jwks.serve([]);
+    vi.setSystemTime(t0 + JWKS_CACHE_MAX_AGE_MS + JWKS_COOLDOWN_MS + 2);
+    expect((await resolve(bearer(await sign(key, "d")))).id).toBe(NETWORK);
+    expect(jwks.fetches()).toBe(3);
+    jwks.serve([key]);
+    vi.setSystemTime(t0 + JWKS_CACHE_MAX_AGE_MS + 2 * JWKS_COOLDOWN_MS + 3);
+    expect((await resolve(bearer(await sign(key, "e")))).id).toBe(jwtId("e"));
+    expect(jwks.fetches()).toBe(4);
   });
 });
 

@@ -50,6 +50,35 @@ describe("jose in workerd", () => {
   }
 });
 
+describe("JWKS fetches in workerd (where jose's own remote set drops its shared fetch)", () => {
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const randomHex = (bytes: number) => hex(crypto.getRandomValues(new Uint8Array(bytes)));
+  /** What anyone can send: the configured `iss`, an invented `kid`, random bytes for a signature. */
+  const forged = () => `${b64({ alg: "ES256", kid: randomHex(8) })}.${b64({ iss: ISS, aud: AUD, sub: "alice", exp: Math.floor(Date.now() / 1000) + 300 })}.${Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("base64url")}`;
+  const ip = freshIp();
+  const flood = (resolve: (headers: Headers) => Promise<{ id: string }>, n: number) =>
+    Array.from({ length: n }, async () => (await resolve(new Headers({ authorization: `Bearer ${forged()}`, "cf-connecting-ip": ip }))).id);
+
+  for (const [name, answer] of [
+    ["takes 1 s", async (jwk: JWK) => { await new Promise((r) => setTimeout(r, 1000)); return new Response(JSON.stringify({ keys: [jwk] }), { headers: { "content-type": "application/json" } }); }],
+    ["answers 500", async () => new Response(JSON.stringify({ error: "unavailable" }), { status: 500 })],
+  ] as const) {
+    it(`makes one fetch for 100 invented kids sent at once while the JWKS ${name}, and none for 50 more`, async () => {
+      const key = await keyPair("ES256", "live");
+      let fetches = 0;
+      const fetchJwks = (async () => {
+        fetches++;
+        return answer(key.jwk);
+      }) as typeof fetch;
+      const resolve = identityResolver(parsePolicy({ identity: { jwt: { jwksUrl: JWKS_URL, issuer: ISS, audience: AUD } } }).identity, { fetch: fetchJwks });
+      expect(await Promise.all([...flood(resolve, 50), ...flood(resolve, 50)])).toEqual(Array(100).fill(`ip:${ip}`));
+      expect(fetches).toBe(1);
+      expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(`ip:${ip}`));
+      expect(fetches).toBe(1);
+    });
+  }
+});
+
 describe("the Worker names its callers", () => {
   it("by a JWT verified against static keys, with the plan its claim names", async () => {
     const key = await keyPair("ES256", "static-1");

@@ -11,7 +11,8 @@
  *   (`origin.example.com`), and, in a named environment, not loopback (127.0.0.1,
  *   localhost): a deployed Worker cannot reach this machine;
  * - TOLLBOOTH_POLICY and TOLLBOOTH_ROUTES as the Worker reads them (shared/policy.ts,
- *   shared/routes.ts), each route's policy included;
+ *   shared/routes.ts), each route's policy included, and `identity.jwt`'s issuers as the
+ *   Worker prepares them (shared/identity.ts: URLs, public keys; nothing is fetched);
  * - TOLLBOOTH_SECRET set (≥ 16 bytes per secret) and no secret in [vars]; the secrets the
  *   policy needs (TOLLBOOTH_LIGHTNING_SECRET with `lightning`, each route's `originSecret`);
  * - the bindings: CALLER_BUCKET (CallerBucket), ORIGIN_GATE when a policy sets
@@ -21,6 +22,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { identityResolver } from "../shared/identity.ts";
 import { parseSecrets } from "../shared/keys.ts";
 import { parsePolicy, type Policy } from "../shared/policy.ts";
 import { isLoopback, originProblem, parseRoutes } from "../shared/routes.ts";
@@ -141,6 +143,11 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
   try {
     top = parsePolicy(str("TOLLBOOTH_POLICY"));
     policies.push(top);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  if (top !== undefined) try {
+    identityResolver(top.identity);
   } catch (err) {
     problems.push((err as Error).message);
   }

@@ -2,9 +2,9 @@
  * Caller identity: whose buckets a request draws on. Strategies are tried in the order
  * `identity.strategies` lists them (default `["jwt", "api-key", "ip"]`); the first that
  * applies wins (docs/identity.md):
- * - `jwt` — `Authorization: Bearer <JWT>` that verifies against `identity.jwt` (JWKS URL
- *   and/or static keys; `iss`, `aud`, `exp`, `nbf`, algorithm; a string `sub`) →
- *   `jwt:<hex>` of `iss` + `sub`. Verified.
+ * - `jwt` — `Authorization: Bearer <JWT>` that verifies under the keys of its own issuer in
+ *   `identity.jwt` (one entry per issuer: JWKS URL and/or static keys; `iss`, `aud`, `exp`,
+ *   `nbf`, algorithm; a string `sub`) → `jwt:<hex>` of `iss` + `sub`. Verified.
  * - `api-key` — the `identity.apiKeyHeader` value whose SHA-256 is an issued key (listed in
  *   `identity.apiKeys`, or a key of the `TOLLBOOTH_KEYS` KV namespace) → `key:<hex>`. Verified.
  * - `ip` — `CF-Connecting-IP` reduced to `identity.ipv4Prefix` / `ipv6Prefix` → `ip:<network>`.
@@ -54,7 +54,8 @@ export interface Identity {
   /** true for `jwt` and `api-key` (issued credentials); false for `ip`, `*-unverified` and `anonymous`. */
   verified: boolean;
   /**
-   * Plan name from the key entry or the JWT claim `identity.jwt.planClaim`; may be unknown
+   * Plan name from the key entry or the JWT claim named by the `planClaim` of the token's
+   * issuer in `identity.jwt` (within its `plans`, when listed); may be unknown
    * to the policy (the gateway then uses `defaultPlan`). Undefined when none was given.
    */
   plan?: string;
@@ -96,6 +97,8 @@ interface KeyEntry {
  *   fetched all mean "this strategy does not apply".
  * @throws TypeError naming the bad option, e.g. `TOLLBOOTH_POLICY.identity.jwt.keys.0: …`,
  *   `TOLLBOOTH_POLICY.identity.jwt.jwksUrl: …`, `TOLLBOOTH_POLICY.identity.jwt: needs jwksUrl or keys`
+ *   (single-object form), `TOLLBOOTH_POLICY.identity.jwt.1.jwksUrl: …`,
+ *   `TOLLBOOTH_POLICY.identity.jwt.1.issuer: … is already the issuer of identity.jwt.0; …` (list form)
  */
 export function identityResolver(config: Policy["identity"], deps: IdentityDeps = {}): (headers: Headers) => Promise<Identity> {
   const { strategies, apiKeyHeader, ipv4Prefix, ipv6Prefix } = config;

@@ -202,22 +202,67 @@ const planSchema = z.strictObject({
 const PLAN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 
-const jwtSchema = z.strictObject({
+/**
+ * One issuer the `jwt` strategy accepts, with its own keys: a token verifies only under the
+ * keys of the entry its `iss` names (see `shared/identity/jwt.ts`).
+ */
+const jwtIssuerSchema = z.strictObject({
   /** JWKS URL (https, or http on loopback for tests): fetched, cached, refetched on an unknown `kid` (rotation). */
   jwksUrl: z.optional(matching(/^https?:\/\/\S+$/)),
   /** Static public keys (JWK objects), instead of or beside `jwksUrl`. */
   keys: z.optional(z.array(z.record(z.string(), z.unknown())).check(z.minLength(1))),
-  /** Accepted `iss` value(s). */
-  issuer: z.union([z.string().check(z.minLength(1)), z.array(z.string()).check(z.minLength(1))]),
+  /** The issuer's `iss` value; several only for spellings of one issuer (they share this entry's keys). */
+  issuer: z.union([z.string().check(z.minLength(1)), z.array(z.string().check(z.minLength(1))).check(z.minLength(1))]),
   /** Accepted `aud` value(s): the gateway's own resource (MCP authorization: tokens meant for this server only). */
   audience: z.union([z.string().check(z.minLength(1)), z.array(z.string()).check(z.minLength(1))]),
   /** Accepted `alg` values (asymmetric only). */
   algorithms: z._default(z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])).check(z.minLength(1)), ["RS256", "ES256", "EdDSA"]),
   /** Seconds of clock skew allowed on `exp` / `nbf`. */
   clockToleranceSeconds: z._default(int(0, 300), 5),
-  /** Claim naming the caller's plan (a string); absent or unknown → `defaultPlan`. */
+  /** Claim of this issuer's tokens naming the caller's plan (a string); absent or unknown → `defaultPlan`. Without it, this issuer's callers get `defaultPlan`. */
   planClaim: z.optional(z.string().check(z.minLength(1))),
+  /** Plans this issuer's `planClaim` may name (needs `planClaim`); a claim naming another → `defaultPlan`. Absent: any plan. */
+  plans: z.optional(z.array(matching(PLAN_NAME)).check(z.minLength(1))),
 });
+
+/** `identity.jwt`: one issuer (the form before issuers were separate), or a list of issuers, one entry each. */
+const jwtSchema = z.union([jwtIssuerSchema, z.array(jwtIssuerSchema).check(z.minLength(1))]);
+
+/** One entry of `identity.jwt`, validated, defaults filled in. */
+export type JwtIssuer = z.output<typeof jwtIssuerSchema>;
+
+/**
+ * The entries of `identity.jwt` with the option path that names each in errors: the
+ * single-object form is a list of one at `TOLLBOOTH_POLICY.identity.jwt`; the list form's
+ * entries are at `TOLLBOOTH_POLICY.identity.jwt.<i>`.
+ * @param jwt `policy.identity.jwt`
+ * @returns `[]` when undefined
+ */
+export function jwtIssuers(jwt: JwtIssuer | readonly JwtIssuer[] | undefined): Array<{ at: string; entry: JwtIssuer }> {
+  const at = "TOLLBOOTH_POLICY.identity.jwt";
+  if (jwt === undefined) return [];
+  return Array.isArray(jwt) ? jwt.map((entry, i) => ({ at: `${at}.${i}`, entry })) : [{ at, entry: jwt as JwtIssuer }];
+}
+
+/**
+ * Refuse an `identity.jwt` whose entries would not keep issuers apart: an `iss` listed by two
+ * entries (each entry's keys verify only its own issuer's tokens, so one issuer has one
+ * entry), or `plans` without `planClaim`.
+ * @throws TypeError naming the option, e.g. `TOLLBOOTH_POLICY.identity.jwt.1.issuer: …`
+ */
+export function checkJwtIssuers(jwt: JwtIssuer | readonly JwtIssuer[] | undefined): void {
+  const seen = new Map<string, string>();
+  for (const { at, entry } of jwtIssuers(jwt)) {
+    for (const iss of typeof entry.issuer === "string" ? [entry.issuer] : entry.issuer) {
+      const first = seen.get(iss);
+      if (first !== undefined && first !== at) {
+        throw new TypeError(`${at}.issuer: ${JSON.stringify(iss)} is already the issuer of ${first.slice("TOLLBOOTH_POLICY.".length)}; list each issuer once, with all its keys`);
+      }
+      seen.set(iss, at);
+    }
+    if (entry.plans !== undefined && entry.planClaim === undefined) throw new TypeError(`${at}.plans: needs planClaim (the claim whose values it allows)`);
+  }
+}
 
 const schema = z.strictObject({
   /** `realm` of the `PowChallenge` challenge. */
@@ -294,7 +339,7 @@ const schema = z.strictObject({
       strategies: z._default(z.array(z.enum(IDENTITY_STRATEGIES)).check(z.minLength(1)), ["jwt", "api-key", "ip"]),
       /** Header read by the `api-key` and `api-key-unverified` strategies. */
       apiKeyHeader: z._default(matching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/), "x-api-key"),
-      /** The `jwt` strategy's verification settings; without them `jwt` never applies. */
+      /** The `jwt` strategy's issuers (one object, or a list with one entry per issuer); without them `jwt` never applies. */
       jwt: z.optional(jwtSchema),
       /** API keys listed in the policy, beside the `TOLLBOOTH_KEYS` KV namespace: SHA-256 (hex) of the key, never the key. */
       apiKeys: z._default(z.array(z.strictObject({ sha256: matching(HEX64), name: matching(/^[\x20-\x7e]{1,64}$/), plan: z.optional(matching(PLAN_NAME)) })), []),
@@ -344,7 +389,7 @@ type Parsed = z.output<typeof schema>;
 
 /**
  * One plan, resolved: the policy's own sections with the plan's overrides merged in.
- * An identity gets its plan from its API-key entry, a JWT claim (`identity.jwt.planClaim`)
+ * An identity gets its plan from its API-key entry, a JWT claim (the `planClaim` of the token's issuer in `identity.jwt`)
  * or `defaultPlan`.
  */
 export interface Plan {
@@ -386,12 +431,13 @@ export function parsePolicy(input: unknown): Policy {
   }
   const result = schema.safeParse(value ?? {});
   if (!result.success) {
-    const issue = result.error.issues[0]!;
+    const { issue, path: at } = narrowed(result.error.issues[0]!, []);
     const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
-    const path = [...issue.path.map(String), ...keys.slice(0, 1)].join(".");
+    const path = [...at, ...keys.slice(0, 1)].join(".");
     throw new TypeError(`TOLLBOOTH_POLICY${path ? "." + path : ""}: ${issue.message}`);
   }
   const parsed = result.data;
+  checkJwtIssuers(parsed.identity.jwt);
   parsed.costs.methods = withDefaultCosts(parsed.costs.methods);
   const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits, l402: parsed.l402, x402: parsed.x402 };
   const plans: Record<string, Plan> = Object.create(null);
@@ -427,6 +473,21 @@ export function parsePolicy(input: unknown): Policy {
   }
   validated.add(policy);
   return policy;
+}
+
+/**
+ * The issue to report for a failed union: when the value has the shape of exactly one option
+ * (every other option failed only on the value's type, e.g. an object given to `X | X[]`),
+ * that option's first issue, so the message names the bad field; else the union's own issue.
+ * @param issue a zod issue
+ * @param base path of the union within the policy
+ * @returns the issue and its full path
+ */
+function narrowed(issue: z.core.$ZodIssue, base: string[]): { issue: z.core.$ZodIssue; path: string[] } {
+  const path = [...base, ...issue.path.map(String)];
+  if (issue.code !== "invalid_union") return { issue, path };
+  const shaped = issue.errors.filter((option) => !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0));
+  return shaped.length === 1 && shaped[0]!.length > 0 ? narrowed(shaped[0]![0]!, path) : { issue, path };
 }
 
 /** Policies `parsePolicy` returned: given again, they are returned as they are. */

@@ -5,7 +5,8 @@
  *   const jwks = await startJwks([key]);          // GET `${jwks.url}` → {"keys":[…public JWKs…]}
  *   const token = await key.sign({ sub: "alice" }, { issuer: ISS, audience: AUD });
  *   jwks.serve([key, next]);                       // rotation: swap the served set
- *   jwks.fetches();                                // how many times the set was fetched
+ *   jwks.slow(1000); jwks.fail(500);               // a slow or failing JWKS (0 / undefined: healthy)
+ *   jwks.fetches();                                // how many times the set was fetched (requests received)
  *   await jwks.close();
  */
 import http from "node:http";
@@ -51,7 +52,11 @@ export interface JwksServer {
   url: string;
   /** Serve these keys' public JWKs from now on (rotation). */
   serve(keys: SigningKey[]): void;
-  /** GET requests answered so far. */
+  /** Answer each request `ms` milliseconds after it arrives, from now on (0: at once). */
+  slow(ms: number): void;
+  /** Answer with this HTTP status and an error body from now on (undefined: serve the keys again). */
+  fail(status: number | undefined): void;
+  /** GET requests for the set received so far (counted on arrival, answered or not yet). */
   fetches(): number;
   close(): Promise<void>;
 }
@@ -60,13 +65,18 @@ export interface JwksServer {
 export async function startJwks(keys: SigningKey[]): Promise<JwksServer> {
   let body = JSON.stringify({ keys: keys.map((k) => k.publicJwk) });
   let count = 0;
+  let delayMs = 0;
+  let failure: number | undefined;
   const server = http.createServer((req, res) => {
     if (req.method !== "GET" || req.url !== "/jwks.json") {
       res.writeHead(404).end();
       return;
     }
     count++;
-    res.writeHead(200, { "content-type": "application/jwk-set+json", "cache-control": "no-store" }).end(body);
+    const [status, text] = failure === undefined ? [200, body] : [failure, JSON.stringify({ error: "unavailable" })];
+    const answer = () => res.writeHead(status, { "content-type": "application/jwk-set+json", "cache-control": "no-store" }).end(text);
+    if (delayMs > 0) setTimeout(answer, delayMs);
+    else answer();
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -77,6 +87,12 @@ export async function startJwks(keys: SigningKey[]): Promise<JwksServer> {
     url: `http://127.0.0.1:${port}/jwks.json`,
     serve: (next) => {
       body = JSON.stringify({ keys: next.map((k) => k.publicJwk) });
+    },
+    slow: (ms) => {
+      delayMs = ms;
+    },
+    fail: (status) => {
+      failure = status;
     },
     fetches: () => count,
     close: async () => {

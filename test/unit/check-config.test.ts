@@ -102,6 +102,20 @@ describe("check-config", () => {
     expect(inherited).toEqual([expect.stringMatching(/^TOLLBOOTH_POLICY\.bucket\.capacity/)]);
   });
 
+  it("names a bad identity.jwt entry: an issuer listed twice, a private key", async () => {
+    const entry = (issuer: string, keys: object[]) => ({ issuer, audience: "https://mcp.example.test/mcp", keys });
+    const pub = { kty: "EC", crv: "P-256", x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", use: "sig", alg: "ES256" };
+    const policy = (jwt: object) => ({ ORIGIN_URL: "https://mcp-origin.internal", TOLLBOOTH_POLICY: JSON.stringify({ identity: { jwt } }) });
+    const env = { processEnv: { TOLLBOOTH_SECRET: SECRET } };
+    expect(await check(project({ vars: policy([entry("https://a.test", [pub]), entry("https://b.test", [pub])]) }), env)).toEqual([]);
+    expect(await check(project({ vars: policy([entry("https://a.test", [pub]), entry("https://a.test", [pub])]) }), env)).toEqual([
+      expect.stringMatching(/^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: "https:\/\/a\.test" is already the issuer of identity\.jwt\.0/),
+    ]);
+    expect(await check(project({ vars: policy([entry("https://a.test", [pub]), entry("https://b.test", [{ ...pub, d: "secret" }])]) }), env)).toEqual([
+      expect.stringMatching(/^TOLLBOOTH_POLICY\.identity\.jwt\.1\.keys\.0: holds private key material/),
+    ]);
+  });
+
   it("refuses an environment the file does not have", async () => {
     expect(await check(project({ vars: {} }), { env: "staging" })).toEqual([expect.stringMatching(/has no \[env\.staging\]/)]);
   });

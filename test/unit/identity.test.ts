@@ -1,7 +1,8 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
+import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { ANONYMOUS, identityResolver, JWKS_COOLDOWN_MS, KEY_MEMO_TTL_MS, networkOf, type Identity, type IdentityDeps } from "../../shared/identity.ts";
-import { type Policy, type PolicyInput, parsePolicy } from "../../shared/policy.ts";
+import { ANONYMOUS, identityResolver, JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, KEY_MEMO_TTL_MS, networkOf, type Identity, type IdentityDeps } from "../../shared/identity.ts";
+import { jwtIssuers, type Policy, type PolicyInput, parsePolicy } from "../../shared/policy.ts";
 import { keyHash, newKey } from "../../scripts/keys.ts";
 import { signingKey, startJwks, type JwksServer, type SigningKey } from "../helpers/jwks.ts";
 
@@ -337,7 +338,7 @@ describe("jwt: bearer tokens verified against a loopback JWKS", () => {
     expect((await resolve(bearer(token))).id).toBe(jwtId(ISS, "dave"));
     vi.setSystemTime(t0 + 30_000);
     expect((await resolve(bearer(token))).id).toBe(jwtId(ISS, "dave"));
-    vi.setSystemTime(t0 + (60 + config.jwt!.clockToleranceSeconds + 2) * 1000);
+    vi.setSystemTime(t0 + (60 + jwtIssuers(config.jwt)[0]!.entry.clockToleranceSeconds + 2) * 1000);
     expect((await resolve(bearer(token))).id).toBe(`ip:${IP}`);
   });
 
@@ -419,6 +420,228 @@ describe("jwt: bearer tokens verified against a loopback JWKS", () => {
     }
     expect(() => identityResolver(identityOf({ jwt: { ...base, jwksUrl: "http://localhost:9/jwks" } }))).not.toThrow();
     expect(() => identityResolver(identityOf({ jwt: { ...base, jwksUrl: "https://idp.example.test/jwks" } }))).not.toThrow();
+  });
+});
+
+describe("jwt: each issuer's tokens verify only under its own keys", () => {
+  const OP = "https://auth.operator.test/";
+  const PARTNER = "https://partner.example.test";
+  const THIRD = "https://third.example.test";
+  const AUD = "https://mcp.example.test/mcp";
+  const NETWORK = `ip:${IP}`;
+  const FALLS_THROUGH = { id: NETWORK, strategy: "ip", verified: false, network: NETWORK };
+  let opKey: SigningKey;
+  let partnerKey: SigningKey;
+  let thirdKey: SigningKey;
+  let opJwks: JwksServer;
+  let resolve: (headers: Headers) => Promise<Identity>;
+  const jwtId = (iss: string, sub: string) => `jwt:${sha256hex(`${iss}\n${sub}`).slice(0, 32)}`;
+  const bearer = (token: string) => h({ authorization: `Bearer ${token}`, "cf-connecting-ip": IP });
+
+  beforeAll(async () => {
+    [opKey, partnerKey, thirdKey] = await Promise.all([signingKey("ES256", "op-1"), signingKey("ES256", "partner-1"), signingKey("EdDSA", "third-1")]);
+    opJwks = await startJwks([opKey]);
+    resolve = identityResolver(
+      identityOf({
+        jwt: [
+          { issuer: OP, jwksUrl: opJwks.url, audience: AUD, planClaim: "tb_plan" },
+          { issuer: PARTNER, keys: [partnerKey.publicJwk as Record<string, unknown>], audience: AUD, planClaim: "partner_plan", plans: ["pro"] },
+          { issuer: THIRD, keys: [thirdKey.publicJwk as Record<string, unknown>], audience: AUD },
+        ],
+      }),
+    );
+  });
+  afterAll(async () => {
+    await opJwks?.close();
+  });
+
+  it("does not let a partner's key mint the operator's callers or plans: such tokens fall through", async () => {
+    const alice = await resolve(bearer(await opKey.sign({ sub: "alice", tb_plan: "enterprise" }, { issuer: OP, audience: AUD })));
+    expect(alice).toEqual({ id: jwtId(OP, "alice"), strategy: "jwt", verified: true, plan: "enterprise", network: NETWORK, label: "alice" });
+    // The partner's key under the operator's kid: jose picks the operator's key, the signature fails.
+    const underOperatorKid = await new SignJWT({ sub: "alice", tb_plan: "enterprise" })
+      .setProtectedHeader({ alg: "ES256", kid: "op-1" })
+      .setIssuer(OP)
+      .setAudience(AUD)
+      .setExpirationTime("5m")
+      .sign(partnerKey.privateKey);
+    const forgeries: Record<string, string> = {
+      "partner's key, operator's iss": await partnerKey.sign({ sub: "alice", tb_plan: "enterprise" }, { issuer: OP, audience: AUD }),
+      "partner's key, operator's iss, no kid": await partnerKey.sign({ sub: "alice", tb_plan: "enterprise" }, { issuer: OP, audience: AUD, noKid: true }),
+      "partner's key, operator's iss and kid": underOperatorKid,
+      "third issuer's key, operator's iss": await thirdKey.sign({ sub: "alice", tb_plan: "enterprise" }, { issuer: OP, audience: AUD }),
+      "third issuer's key, partner's iss": await thirdKey.sign({ sub: "bob", partner_plan: "pro" }, { issuer: PARTNER, audience: AUD }),
+      "operator's key, partner's iss": await opKey.sign({ sub: "bob", partner_plan: "pro" }, { issuer: PARTNER, audience: AUD }),
+      "partner's key, an issuer not listed": await partnerKey.sign({ sub: "alice" }, { issuer: "https://elsewhere.example.test", audience: AUD }),
+    };
+    for (const [name, token] of Object.entries(forgeries)) expect(await resolve(bearer(token)), name).toEqual(FALLS_THROUGH);
+    // With another strategy next, that strategy names the caller (here: the unverified header).
+    const next = identityResolver(identityOf({ strategies: ["jwt", "authorization-unverified"], jwt: [{ issuer: OP, jwksUrl: opJwks.url, audience: AUD }, { issuer: PARTNER, keys: [partnerKey.publicJwk as Record<string, unknown>], audience: AUD }] }));
+    const auth = `Bearer ${forgeries["partner's key, operator's iss"]!}`;
+    expect(await next(h({ authorization: auth }))).toMatchObject({ id: `auth:${sha256hex(auth).slice(0, 32)}`, strategy: "authorization-unverified", verified: false });
+  });
+
+  it("gives a genuine partner token the partner's identity and only the partner's plan claim (within its plans)", async () => {
+    const partnerAlice = await resolve(bearer(await partnerKey.sign({ sub: "alice", partner_plan: "pro", tb_plan: "enterprise" }, { issuer: PARTNER, audience: AUD })));
+    expect(partnerAlice).toEqual({ id: jwtId(PARTNER, "alice"), strategy: "jwt", verified: true, plan: "pro", network: NETWORK, label: "alice" });
+    expect(partnerAlice.id).not.toBe(jwtId(OP, "alice"));
+    // The operator's claim means nothing in a partner's token; a plan outside the partner's `plans` is no plan (→ defaultPlan).
+    expect(await resolve(bearer(await partnerKey.sign({ sub: "bob", tb_plan: "enterprise" }, { issuer: PARTNER, audience: AUD })))).toEqual({ id: jwtId(PARTNER, "bob"), strategy: "jwt", verified: true, network: NETWORK, label: "bob" });
+    expect(await resolve(bearer(await partnerKey.sign({ sub: "bob", partner_plan: "enterprise" }, { issuer: PARTNER, audience: AUD })))).toEqual({ id: jwtId(PARTNER, "bob"), strategy: "jwt", verified: true, network: NETWORK, label: "bob" });
+    // An issuer without planClaim: its callers get the default plan whatever they claim.
+    expect(await resolve(bearer(await thirdKey.sign({ sub: "carol", tb_plan: "enterprise", partner_plan: "pro" }, { issuer: THIRD, audience: AUD })))).toEqual({ id: jwtId(THIRD, "carol"), strategy: "jwt", verified: true, network: NETWORK, label: "carol" });
+  });
+
+  it("reads the single-object form as a list of one", async () => {
+    const entry = { issuer: PARTNER, keys: [partnerKey.publicJwk as Record<string, unknown>], audience: AUD, planClaim: "partner_plan" };
+    const token = await partnerKey.sign({ sub: "dora", partner_plan: "pro" }, { issuer: PARTNER, audience: AUD });
+    const expected = { id: jwtId(PARTNER, "dora"), strategy: "jwt", verified: true, plan: "pro", network: NETWORK, label: "dora" };
+    expect(await identityResolver(identityOf({ jwt: entry }))(bearer(token))).toEqual(expected);
+    expect(await identityResolver(identityOf({ jwt: [entry] }))(bearer(token))).toEqual(expected);
+  });
+
+  it("refuses a list naming one issuer twice, and names the entry in every error", () => {
+    const ok = { issuer: OP, jwksUrl: "https://idp.example.test/jwks", audience: AUD };
+    const partner = { ...ok, issuer: PARTNER, jwksUrl: "https://partner.example.test/jwks" };
+    const bad: Array<[unknown, RegExp]> = [
+      [[ok, { ...partner, issuer: OP }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: "https:\/\/auth\.operator\.test\/" is already the issuer of identity\.jwt\.0; /],
+      [[{ ...ok, issuer: [OP, PARTNER] }, partner], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: "https:\/\/partner\.example\.test" is already the issuer of identity\.jwt\.0; /],
+      [[ok, { issuer: PARTNER, audience: AUD }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1: needs jwksUrl or keys/],
+      [[ok, { ...partner, jwksUrl: "http://partner.example.test/jwks" }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.jwksUrl: must be https/],
+      [[{ ...ok, keys: [opKey.publicJwk, { ...partnerKey.publicJwk, d: "secret" }] }], /^TOLLBOOTH_POLICY\.identity\.jwt\.0\.keys\.1: .*private/],
+      [[ok, { ...partner, plans: ["pro"] }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.plans: needs planClaim/],
+      [{ ...ok, plans: ["pro"] }, /^TOLLBOOTH_POLICY\.identity\.jwt\.plans: needs planClaim/],
+      [{ ...ok, planClaim: "p", plans: ["not a plan"] }, /^TOLLBOOTH_POLICY\.identity\.jwt\.plans\.0: /],
+      [[ok, { ...partner, bogus: 1 }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.bogus: Unrecognized key/],
+      [[ok, { issuer: PARTNER, jwksUrl: partner.jwksUrl }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.audience: /],
+      [{ ...ok, bogus: 1 }, /^TOLLBOOTH_POLICY\.identity\.jwt\.bogus: Unrecognized key/],
+      [[], /^TOLLBOOTH_POLICY\.identity\.jwt: Too small/],
+    ];
+    for (const [jwt, message] of bad) {
+      expect(() => identityResolver(identityOf({ jwt: jwt as never })), JSON.stringify(jwt)).toThrow(message);
+      expect(() => identityResolver(identityOf({ jwt: jwt as never })), JSON.stringify(jwt)).toThrow(TypeError);
+    }
+    // The resolver refuses a repeated issuer even in a config that did not come through parsePolicy.
+    const entry = identityOf({ jwt: ok }).jwt as never as object;
+    expect(() => identityResolver({ ...identityOf(), jwt: [entry, { ...entry }] as never })).toThrow(/^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: /);
+    expect(() => identityResolver(identityOf({ jwt: [ok, partner] }))).not.toThrow();
+  });
+});
+
+describe(`jwt: at most one JWKS fetch per ${JWKS_COOLDOWN_MS / 1000} s per issuer, whatever the JWKS does`, () => {
+  const ISS = "https://auth.example.test/";
+  const AUD = "https://mcp.example.test/mcp";
+  const NETWORK = `ip:${IP}`;
+  const jwtId = (sub: string) => `jwt:${sha256hex(`${ISS}\n${sub}`).slice(0, 32)}`;
+  const bearer = (token: string) => h({ authorization: `Bearer ${token}`, "cf-connecting-ip": IP });
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  /** What anyone can send: a configured `iss`, an invented `kid`, random bytes for a signature (no key needed). */
+  const forged = (iss = ISS) =>
+    `${b64({ alg: "ES256", kid: randomBytes(8).toString("hex") })}.${b64({ iss, aud: AUD, sub: "alice", exp: Math.floor(Date.now() / 1000) + 300 })}.${randomBytes(64).toString("base64url")}`;
+  /** `n` forged tokens sent at once; resolves to the ids they got. */
+  const flood = (resolve: (headers: Headers) => Promise<Identity>, n: number, iss = ISS) => Array.from({ length: n }, async () => (await resolve(bearer(forged(iss)))).id);
+  const sign = (key: SigningKey, sub: string) => key.sign({ sub }, { issuer: ISS, audience: AUD });
+  let jwks: JwksServer | undefined;
+  afterEach(async () => {
+    await jwks?.close();
+    jwks = undefined;
+  });
+
+  it("makes one fetch for 100 invented kids against a JWKS 1 s slow, none more within the cooldown, one more after it", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    const key = await signingKey("ES256", "live");
+    jwks = await startJwks([key]);
+    jwks.slow(1000);
+    const resolve = identityResolver(identityOf({ jwt: { jwksUrl: jwks.url, issuer: ISS, audience: AUD } }));
+    const genuine = await Promise.all(Array.from({ length: 10 }, (_, i) => sign(key, `user-${i}`)));
+    // A cold isolate: 50 forged tokens and 10 genuine ones at once, then 50 more forged at once.
+    const first = flood(resolve, 50);
+    const real = genuine.map(async (t) => (await resolve(bearer(t))).id);
+    const second = flood(resolve, 50);
+    expect(await Promise.all([...first, ...second])).toEqual(Array(100).fill(NETWORK));
+    expect(await Promise.all(real)).toEqual(genuine.map((_, i) => jwtId(`user-${i}`)));
+    expect(jwks.fetches()).toBe(1);
+    // Within the cooldown: answered from the cached set, no fetch.
+    expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(NETWORK));
+    expect(jwks.fetches()).toBe(1);
+    // After the cooldown: one refetch for the next flood, however large, then none again.
+    vi.setSystemTime(t0 + JWKS_COOLDOWN_MS + 1);
+    expect(await Promise.all([...flood(resolve, 50), ...flood(resolve, 50)])).toEqual(Array(100).fill(NETWORK));
+    expect(jwks.fetches()).toBe(2);
+    expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(NETWORK));
+    expect(jwks.fetches()).toBe(2);
+    // Genuine tokens verified from the cached set all along.
+    expect((await resolve(bearer(await sign(key, "late")))).id).toBe(jwtId("late"));
+    expect(jwks.fetches()).toBe(2);
+  });
+
+  it("makes one fetch per cooldown against a JWKS answering 500, and picks up a key rotated in once it recovers", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    const [key, next] = await Promise.all([signingKey("ES256", "live"), signingKey("EdDSA", "next")]);
+    jwks = await startJwks([key]);
+    jwks.fail(500);
+    const resolve = identityResolver(identityOf({ jwt: { jwksUrl: jwks.url, issuer: ISS, audience: AUD } }));
+    // Tokens of an issuer not listed cost no fetch at all.
+    expect(await Promise.all(flood(resolve, 50, "https://elsewhere.example.test/"))).toEqual(Array(50).fill(NETWORK));
+    expect(jwks.fetches()).toBe(0);
+    // Cold and failing: 50 + 50 at once (and a genuine token among them) → one fetch; nobody is named by a key.
+    const genuine = await sign(key, "gina");
+    expect(await Promise.all([...flood(resolve, 50), resolve(bearer(genuine)).then((i) => i.id), ...flood(resolve, 50)])).toEqual(Array(101).fill(NETWORK));
+    expect(jwks.fetches()).toBe(1);
+    // The failed fetch started the cooldown too.
+    expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(NETWORK));
+    expect(jwks.fetches()).toBe(1);
+    vi.setSystemTime(t0 + JWKS_COOLDOWN_MS + 1);
+    expect(await Promise.all([...flood(resolve, 50), ...flood(resolve, 50)])).toEqual(Array(100).fill(NETWORK));
+    expect(jwks.fetches()).toBe(2);
+
+    // The JWKS recovers, with a key rotated in: used after the cooldown.
+    jwks.fail(undefined);
+    jwks.serve([key, next]);
+    expect((await resolve(bearer(genuine))).id).toBe(NETWORK);
+    expect(jwks.fetches()).toBe(2);
+    vi.setSystemTime(t0 + 2 * (JWKS_COOLDOWN_MS + 1));
+    expect((await resolve(bearer(await sign(next, "nina")))).id).toBe(jwtId("nina"));
+    expect((await resolve(bearer(genuine))).id).toBe(jwtId("gina"));
+    expect(jwks.fetches()).toBe(3);
+
+    // It fails again: the set fetched stays in use, invented kids still cost one fetch per cooldown.
+    jwks.fail(500);
+    vi.setSystemTime(t0 + 3 * (JWKS_COOLDOWN_MS + 1));
+    expect(await Promise.all([...flood(resolve, 50), ...flood(resolve, 50)])).toEqual(Array(100).fill(NETWORK));
+    expect(jwks.fetches()).toBe(4);
+    expect((await resolve(bearer(await sign(key, "fresh-token")))).id).toBe(jwtId("fresh-token"));
+    expect((await resolve(bearer(await sign(next, "fresh-token-2")))).id).toBe(jwtId("fresh-token-2"));
+    expect(jwks.fetches()).toBe(4);
+  });
+
+  it(`uses a fetched set for ${JWKS_CACHE_MAX_AGE_MS / 1000} s, and not once it has aged out`, async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    const key = await signingKey("ES256", "live");
+    jwks = await startJwks([key]);
+    const resolve = identityResolver(identityOf({ jwt: { jwksUrl: jwks.url, issuer: ISS, audience: AUD } }));
+    expect((await resolve(bearer(await sign(key, "a")))).id).toBe(jwtId("a"));
+    vi.setSystemTime(t0 + JWKS_CACHE_MAX_AGE_MS - 1);
+    expect((await resolve(bearer(await sign(key, "b")))).id).toBe(jwtId("b"));
+    expect(jwks.fetches()).toBe(1);
+    // Aged out while the JWKS fails: the old set is not used.
+    jwks.fail(503);
+    vi.setSystemTime(t0 + JWKS_CACHE_MAX_AGE_MS + 1);
+    expect((await resolve(bearer(await sign(key, "c")))).id).toBe(NETWORK);
+    expect(jwks.fetches()).toBe(2);
+    // Back, without the key: after the cooldown the set is fetched again and the removed key no longer verifies.
+    jwks.fail(undefined);
+    jwks.serve([]);
+    vi.setSystemTime(t0 + JWKS_CACHE_MAX_AGE_MS + JWKS_COOLDOWN_MS + 2);
+    expect((await resolve(bearer(await sign(key, "d")))).id).toBe(NETWORK);
+    expect(jwks.fetches()).toBe(3);
+    jwks.serve([key]);
+    vi.setSystemTime(t0 + JWKS_CACHE_MAX_AGE_MS + 2 * JWKS_COOLDOWN_MS + 3);
+    expect((await resolve(bearer(await sign(key, "e")))).id).toBe(jwtId("e"));
+    expect(jwks.fetches()).toBe(4);
   });
 });
 

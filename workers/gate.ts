@@ -31,6 +31,7 @@ export interface CallerStore {
   bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
   release(req: { slotId: string }): Promise<void>;
   endSession(req: { sessionId: string }): Promise<void>;
+  claim(req: { spendId: string; untilMs: number }): Promise<{ claimed: boolean }>;
 }
 
 /**
@@ -67,7 +68,21 @@ export interface Gate {
   schemes: readonly PaymentScheme[];
   /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
   limitHeaders: (plan: Plan, decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
+  /**
+   * Claim a redemption's spend id gateway-wide, right before its payment is settled (x402
+   * `/settle`): resolves true exactly once per spend id across every route and isolate
+   * (the `CallerBucket` named `SPEND_SCOPE` + spend id), false after. Rejects as the store does.
+   * @param untilMs unix ms the credential is refused anyway (its `spendUntilMs`)
+   */
+  claimSpend: (spendId: string, untilMs: number) => Promise<boolean>;
 }
+
+/**
+ * Prefix of the `CallerBucket` names holding gateway-wide spent marks (`spent:<spend id>`):
+ * never a caller id (shared/identity.ts) nor a route's scope (`route:<name>/…`), so the
+ * objects are the same for every route and reachable by no caller.
+ */
+export const SPEND_SCOPE = "spent:";
 
 /**
  * Settle like `call`, or reject with `StoreTimeoutError` after `ms` milliseconds
@@ -96,6 +111,7 @@ export function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs
         bindSession: (req) => bounded(() => stub.bindSession(req) as Promise<void>, timeoutMs),
         release: (req) => bounded(() => stub.release(req) as Promise<void>, timeoutMs),
         endSession: (req) => bounded(() => stub.endSession(req) as Promise<void>, timeoutMs),
+        claim: (req) => bounded(() => stub.claim(req) as Promise<{ claimed: boolean }>, timeoutMs),
       };
     },
   };

@@ -16,6 +16,8 @@
  *    difficulty adapts to the caller's recent solves (or 429 in the plan's 429 mode).
  * 6. Origin ceiling (all callers together, one `OriginGate` object), when the policy sets
  *    one: 429, and the caller's charge is given back.
+ * 7. A payment to complete (x402): its spend id claimed once gateway-wide (every route
+ *    shares the object), then settled; a claim lost elsewhere is refused 402 `x402_spent`.
  * Admitted requests go on to the next handler (the proxy) with `c.var.tollbooth` set; a
  * request the origin never answers (502, 504) is refunded by the proxy through it.
  *
@@ -31,13 +33,14 @@ import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "..
 import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
 import { LeaseTable } from "../shared/lease.ts";
+import { refuse } from "../shared/result.ts";
 import { signToken, tokenVerifier, type TokenClaims } from "../shared/token.ts";
 import { CREDITS_HEADER, DEGRADED_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
 import type { Decision, DecisionRecord } from "./observe/types.ts";
 import type { NetworkLimiter } from "./env.ts";
-import { boundedStore, limitHeaders, originCeiling, overNetworkCeiling, type Gate } from "./gate.ts";
+import { boundedStore, limitHeaders, originCeiling, overNetworkCeiling, SPEND_SCOPE, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
 import { describeRequest, paymentRequired } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
@@ -56,6 +59,13 @@ export interface TollboothOptions {
   secret: string;
   /** The `CallerBucket` Durable Object namespace. */
   buckets: DurableObjectNamespace<CallerBucket>;
+  /**
+   * The gateway-wide `CallerBucket` namespace where a payment's spend id is claimed before it
+   * is settled (objects `spent:<spend id>`, workers/gate.ts `SPEND_SCOPE`): with several
+   * routes, the unscoped binding every route shares, so an authorization is settled at most
+   * once across them. Default `buckets`.
+   */
+  spends?: DurableObjectNamespace<CallerBucket> | undefined;
   /** The `OriginGate` Durable Object namespace; required when the policy sets `originCeiling`. */
   originGate?: DurableObjectNamespace<OriginGate> | undefined;
   /** The network ceiling (Workers Rate Limiting binding); without it the layer is off. */
@@ -172,15 +182,18 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
   const strip = (headers: Headers) => {
     for (const s of schemes) s.strip(headers);
   };
+  const buckets = boundedStore(options.buckets, policy.storeTimeoutMs);
+  const spends = options.spends ? boundedStore(options.spends, policy.storeTimeoutMs) : buckets;
   const gate: Gate = {
     policy,
     keyring: () => (keyringPromise ??= importKeyring(options.secret)),
-    buckets: boundedStore(options.buckets, policy.storeTimeoutMs),
+    buckets,
     identify: identityResolver(policy.identity, { keys: options.keys, ...(options.fetch ? { fetch: options.fetch } : {}) }),
     network: options.network,
     originTake: originCeiling(options.originGate, policy.originCeiling, policy.storeTimeoutMs),
     schemes,
     limitHeaders,
+    claimSpend: (spendId, untilMs) => spends.of(SPEND_SCOPE + spendId).claim({ spendId, untilMs }).then((r) => r.claimed),
   };
   /** Leases this isolate holds, per caller (policy `leases`). */
   const leases = policy.leases ? new LeaseTable() : null;
@@ -281,6 +294,15 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     let via: string | undefined;
     /** What the credential's payment was, when it is one (counted once the request is admitted with it redeemed). */
     let payment: Redeemable["paid"];
+    /** Record how the request ended (its caller as it is now: a payer may have named it). */
+    const ended = (fields: DecisionFields & Pick<DecisionRecord, "decision">, response: Response) => decided(c, { caller, scheme: via, ...fields }, response);
+    /** 503 when a caller's state could not be reached (credentials always fail closed). */
+    const unavailable = () => ended({ decision: "unavailable", reason: "store" }, jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" }));
+    /** 403 of a caller an operator blocked (docs/admin.md), recorded as `who`'s. */
+    const blockedAnswer = (retryAfterSeconds: number, headers: Record<string, string> = {}, who = caller) => {
+      const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
+      return ended({ caller: who, decision: "blocked", reason: "blocked" }, jsonRpcError(403, body, ErrorCode.Forbidden, `Forbidden: this caller is blocked by the operator; retry after ${retryAfter} s`, { reason: "blocked", retryAfter }, { ...headers, "retry-after": String(retryAfter) }));
+    };
     for (const scheme of schemes) {
       const read = scheme.read({ headers: req.headers, body, raw: rawBody });
       if (read === null) continue;
@@ -320,8 +342,6 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
     }
 
-    /** Record how the request ended (its caller as it is now: a payer may have named it). */
-    const ended = (fields: DecisionFields & Pick<DecisionRecord, "decision">, response: Response) => decided(c, { caller, scheme: via, ...fields }, response);
     const store = gate.buckets.of(caller);
     let decision: AdmitResult;
     // Leases: a request with no credential and no slot may be admitted from this isolate's
@@ -364,7 +384,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
       // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
       console.error("tollbooth: CallerBucket.admit failed", err);
-      return ended({ decision: "unavailable", reason: "store" }, jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" }));
+      return unavailable();
     }
 
     const headers = gate.limitHeaders(plan, decision, nowMs);
@@ -374,8 +394,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (!decision.admitted) {
       if (decision.reason === "blocked") {
         // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
-        const retryAfter = Math.max(1, decision.retryAfterSeconds ?? 1);
-        return ended({ decision: "blocked", reason: "blocked" }, jsonRpcError(403, body, ErrorCode.Forbidden, `Forbidden: this caller is blocked by the operator; retry after ${retryAfter} s`, { reason: "blocked", retryAfter }, { "retry-after": String(retryAfter) }));
+        return blockedAnswer(decision.retryAfterSeconds ?? 1);
       }
       if (decision.reason === "ceiling") {
         return ended({ decision: "rate_limited", reason: "ceiling" }, tooMany(body, "ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers));
@@ -435,9 +454,21 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     // before the origin is asked: a request whose payment does not complete never reaches it.
     let receipt: Settled["receipt"];
     if (settlement && admit.redeem) {
-      const done = await settlement.scheme.settle!(settlement.credential, { policy, plan, keyring, caller, nowMs, cost });
+      const redemption = admit.redeem;
+      // Invariant: a payment reaches its settlement at most once across every route: its
+      // spend id is claimed, in one step of the one object every route shares, right before
+      // /settle. Lost to another request (another route, or a replay), it is refused `spent`.
+      let claimed: boolean;
+      try {
+        claimed = await gate.claimSpend(redemption.spendId, redemption.spendUntilMs);
+      } catch (err) {
+        later(c, "CallerBucket.revoke", store.revoke({ jti: redemption.jti }));
+        console.error("tollbooth: CallerBucket.claim failed", err);
+        return unavailable();
+      }
+      const done = claimed ? await settlement.scheme.settle!(settlement.credential, { policy, plan, keyring, caller, nowMs, cost }) : refuse("spent");
       if (!done.ok) {
-        later(c, "CallerBucket.revoke", store.revoke({ jti: admit.redeem.jti }));
+        later(c, "CallerBucket.revoke", store.revoke({ jti: redemption.jti }));
         delete headers[TOKEN_HEADER];
         delete headers[CREDITS_HEADER];
         const reason = `${settlement.scheme.prefix}_${done.reason}`;

@@ -11,8 +11,11 @@
  * Verify: the payload's requirement must be one offered (scheme, network, asset, payee) at
  * no less than the price, then the facilitator's `/verify`; the payer becomes the caller
  * (`evm:<address>`). The authorization (network, asset, payer, nonce) is spent once in the
- * caller's Durable Object; then `settle` asks the facilitator's `/settle` before the request
- * is forwarded (a failed settlement withdraws what the payment bought).
+ * caller's Durable Object;
+ * then the gate claims it gateway-wide (one object per spend id, shared by every route) and
+ * only the claim's winner has `settle` ask the facilitator's `/settle`, before the request is
+ * forwarded (a failed settlement, or a claim lost to another route, withdraws what the
+ * payment bought).
  * Refusals: `x402_<X402Refusal>` — 402 with fresh challenges; 503 when the facilitator does
  * not answer.
  * EIP-712 and the chain are the facilitator's: the Worker uses `@x402/core`'s header codecs

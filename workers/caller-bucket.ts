@@ -455,6 +455,17 @@ export class CallerBucket extends DurableObject {
   }
 
   /**
+   * Whether the caller is blocked now (read only: no row is written, no alarm moved). Asked
+   * of the original identity when a payment or an access token makes the request a payer's
+   * (workers/gate.ts `blockChecker`), so a block follows the caller whatever it pays with.
+   * @param req.nowMs the Worker's clock, unix ms (the later of it and the object's clock decides)
+   * @returns `blockedUntilMs`: unix ms the block ends, or null when the caller is not blocked
+   */
+  blocked(req: { nowMs: number }): { blockedUntilMs: number | null } {
+    return { blockedUntilMs: this.blockedUntil(this.clock(req.nowMs)) };
+  }
+
+  /**
    * Claim a spend id gateway-wide, once: called on the object named `spent:<spend id>`
    * (`SPEND_SCOPE`, workers/gate.ts; no route prefix, so every route reaches the same one)
    * right before a payment is settled (x402 `/settle`). The check and the mark are one

@@ -14,6 +14,10 @@
  *    stream caps (429), credentials (`Tollbooth-Solution`, `Tollbooth-Token`, verified
  *    statelessly first), then the free bucket: over budget → 402 with a challenge whose
  *    difficulty adapts to the caller's recent solves (or 429 in the plan's 429 mode).
+ *    A payment (x402) or an access token that makes the request its payer's (`evm:<address>`)
+ *    is refused 403 `blocked` when the identity the request came from is blocked: for a
+ *    payment before the payment service is asked, for a token in parallel with the payer's
+ *    object (`Gate.blockedUntil`, answers reused per isolate ≤ `BLOCK_MEMO_MS` = 5 s).
  * 6. Origin ceiling (all callers together, one `OriginGate` object), when the policy sets
  *    one: 429, and the caller's charge is given back.
  * 7. A payment to complete (x402): its spend id claimed once gateway-wide (every route
@@ -40,7 +44,7 @@ import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
 import type { Decision, DecisionRecord } from "./observe/types.ts";
 import type { NetworkLimiter } from "./env.ts";
-import { boundedStore, limitHeaders, originCeiling, overNetworkCeiling, SPEND_SCOPE, type Gate } from "./gate.ts";
+import { blockChecker, boundedStore, limitHeaders, originCeiling, overNetworkCeiling, SPEND_SCOPE, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
 import { describeRequest, paymentRequired } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
@@ -193,6 +197,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     originTake: originCeiling(options.originGate, policy.originCeiling, policy.storeTimeoutMs),
     schemes,
     limitHeaders,
+    blockedUntil: blockChecker((identity, nowMs) => buckets.of(identity).blocked({ nowMs }).then((r) => r.blockedUntilMs)),
     claimSpend: (spendId, untilMs) => spends.of(SPEND_SCOPE + spendId).claim({ spendId, untilMs }).then((r) => r.claimed),
   };
   /** Leases this isolate holds, per caller (policy `leases`). */
@@ -310,6 +315,19 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       via = scheme.type;
       // A credential carried in the body (MCP `_meta`) is removed from what the origin gets.
       if (read.ok && read.body) forwardBody = read.body;
+      if (read.ok && scheme.namesPayer) {
+        // Invariant: a payment that makes the request its payer's does not walk around a block
+        // of the identity it came from: checked before the payment service is asked (no
+        // /verify, no /settle, nothing forwarded for a blocked caller).
+        let until: number | null;
+        try {
+          until = await gate.blockedUntil(identity.id, nowMs);
+        } catch (err) {
+          console.error("tollbooth: CallerBucket.blocked failed", err);
+          return unavailable();
+        }
+        if (until !== null) return blockedAnswer((until - nowMs) / 1000);
+      }
       const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost }) : read;
       if (!check.ok) {
         admit.refused = `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"];
@@ -342,6 +360,12 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
     }
 
+    // A request that became a payer's through its access token: the identity it came from
+    // must not be blocked. Asked in parallel with the payer's object (per-isolate memo, at
+    // most BLOCK_MEMO_MS old); what the admit took is given back when it is.
+    const identityBlock = caller !== identity.id && admit.redeem === undefined
+      ? gate.blockedUntil(identity.id, nowMs).then((until) => ({ ok: true as const, until }), (err: unknown) => ({ ok: false as const, err }))
+      : null;
     const store = gate.buckets.of(caller);
     let decision: AdmitResult;
     // Leases: a request with no credential and no slot may be admitted from this isolate's
@@ -387,6 +411,30 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       return unavailable();
     }
 
+    // What giving this request back means: its cost to what paid it, and its slot.
+    const tokenId = admit.tokenId ?? admit.redeem?.jti;
+    const refundReq = (): RefundRequest => ({
+      nowMs: Date.now(),
+      bucket: plan.bucket,
+      cost,
+      paidBy: decision.paidBy ?? "free",
+      ...(tokenId !== undefined ? { tokenId } : {}),
+      ...(slot ? { slotId: slot.id } : {}),
+    });
+
+    if (identityBlock) {
+      const found = await identityBlock;
+      if (!found.ok || found.until !== null) {
+        // Refused after all: the payer's token gets back what the admit took from it, and the slot.
+        if (decision.admitted) later(c, "CallerBucket.refund", store.refund(refundReq()));
+        if (!found.ok) {
+          console.error("tollbooth: CallerBucket.blocked failed", found.err);
+          return unavailable();
+        }
+        return blockedAnswer((found.until! - nowMs) / 1000, {}, identity.id);
+      }
+    }
+
     const headers = gate.limitHeaders(plan, decision, nowMs);
     if (decision.minted && tokenClaims) headers[TOKEN_HEADER] = await signToken(keyring, tokenClaims);
     if (decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits);
@@ -410,17 +458,6 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       const answer = await paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult, ...(refusedDetail ? { detail: refusedDetail } : {}) });
       return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty, credits: decision.credits }, answer);
     }
-
-    // What giving this request back means: its cost to what paid it, and its slot.
-    const tokenId = admit.tokenId ?? admit.redeem?.jti;
-    const refundReq = (): RefundRequest => ({
-      nowMs: Date.now(),
-      bucket: plan.bucket,
-      cost,
-      paidBy: decision.paidBy ?? "free",
-      ...(tokenId !== undefined ? { tokenId } : {}),
-      ...(slot ? { slotId: slot.id } : {}),
-    });
 
     // Origin ceiling: all callers together; taken only for a request the caller's own
     // layers admitted, so a caller over its budget cannot use up everyone's capacity.

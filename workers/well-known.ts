@@ -161,6 +161,17 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
     const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
     return problem(403, "blocked", "This caller is blocked by the operator", { reason: "blocked", retryAfter }, { ...headers, "retry-after": String(retryAfter) });
   };
+  if (read.ok && scheme.namesPayer) {
+    // Invariant: a payment that buys for its payer does not walk around a block of the
+    // identity it came from: checked before the payment service is asked (docs/admin.md).
+    let until: number | null;
+    try {
+      until = await gate.blockedUntil(caller, nowMs);
+    } catch {
+      return unavailable();
+    }
+    if (until !== null) return blocked((until - nowMs) / 1000);
+  }
   const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost: 0 }) : read;
   const refused = (reason: string, headers?: Record<string, string>) =>
     scheme.type === "pow"

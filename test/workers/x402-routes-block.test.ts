@@ -1,15 +1,20 @@
 /**
- * x402 across routes (docs/durable-object.md "x402 spent marks"), inside workerd. The
- * facilitator here is a stand-in on `fetch` that behaves as the real one does for these cases (a nonce settles once; a second `/settle` of it fails, as the
- * chain reverts it); test/e2e/x402-routes.test.ts runs the case against anvil and the real
- * facilitator.
+ * x402 across routes and blocks (docs/durable-object.md "x402 spent marks", docs/admin.md
+ * "Blocking"), inside workerd. The facilitator here is a stand-in on `fetch` that behaves as the
+ * real one does for these cases (a nonce settles once; a second `/settle` of it fails, as the
+ * chain reverts it); test/e2e/x402-routes.test.ts and test/e2e/x402-block.test.ts run the same
+ * cases against anvil and the real facilitator.
  * - One authorization sent to two routes at once reaches `/settle` exactly once; the others get
  *   402 `x402_spent` and the origin one call.
+ * - A blocked caller paying with x402 (header, `_meta`, `/verify`) gets 403 before `/verify`;
+ *   an access token bought by a payer does not walk around a block of the network using it; a
+ *   blocked payer address is refused from every network.
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { ORIGIN_URL, advance, errorBody, freezeTime, freshIp, gateway, post, toolCall } from "./support.ts";
+import { BLOCK_MEMO_MS } from "../../workers/gate.ts";
+import { GW, ORIGIN_URL, advance, errorBody, freezeTime, freshIp, gateway, post, rpc, toolCall } from "./support.ts";
 
 const FACILITATOR = "http://facilitator.test";
 const NETWORK = "eip155:84532";
@@ -26,7 +31,9 @@ const ROUTES = [
   { name: "a", match: { path: "/a" }, origin: `${ORIGIN_URL}/oa` },
   { name: "b", match: { path: "/b" }, origin: `${ORIGIN_URL}/ob` },
 ];
+const TOKEN = "admin-token-0123456789abcdef-XYZ";
 const routed = gateway(TOP, { TOLLBOOTH_ROUTES: JSON.stringify(ROUTES) });
+const single = gateway(TOP, { TOLLBOOTH_ADMIN_TOKEN: TOKEN });
 
 /** What reached the stand-in facilitator and the origin. */
 interface Peers {
@@ -90,6 +97,16 @@ function payment(from = hex(20)) {
   };
 }
 const header = (p: unknown) => btoa(JSON.stringify(p));
+const payerOf = (p: ReturnType<typeof payment>) => `evm:${p.payload.authorization.from}`;
+
+/** An admin request with the token. */
+function admin(method: string, path: string, body?: unknown): Request {
+  const headers = new Headers({ authorization: `Bearer ${TOKEN}`, "cf-connecting-ip": "192.0.2.250" });
+  if (body !== undefined) headers.set("content-type", "application/json");
+  return new Request(`${GW}/admin${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+}
+const block = async (id: string, seconds = 600) => expect((await single(admin("POST", `/callers/${encodeURIComponent(id)}/block`, { seconds }))).status).toBe(200);
+const verifyReq = (ip: string, p: unknown) => post({ type: "x402", payment: p }, { ip, path: "/.well-known/tollbooth/verify" });
 
 let peers: Peers;
 let ip: string;
@@ -154,6 +171,93 @@ describe("x402 spent marks shared by every route", () => {
     const spendId = `x402:${NETWORK}:${ASSET}:${a.from}:${a.nonce}`;
     const stub = env.CALLER_BUCKET.get(env.CALLER_BUCKET.idFromName(`spent:${spendId}`));
     expect(await stub.claim({ spendId, untilMs: Date.now() + 60_000 })).toEqual({ claimed: false });
+  });
+});
+
+describe("a block follows the payer", () => {
+  it("a blocked network paying with PAYMENT-SIGNATURE gets 403 blocked: no /verify, no /settle, nothing forwarded", async () => {
+    await block(`ip:${ip}`);
+    const res = await single(post(toolCall(7), { ip, headers: { "payment-signature": header(payment()) } }));
+    expect(res.status).toBe(403);
+    const body = await errorBody(res);
+    expect(body.id).toBe(7);
+    expect(body.error.data).toMatchObject({ reason: "blocked" });
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(500);
+    expect(peers).toMatchObject({ verify: 0, settle: 0, origin: [] });
+  });
+
+  it("a blocked network paying in _meta[\"x402/payment\"] or at /verify gets 403 blocked, no /verify", async () => {
+    await block(`ip:${ip}`);
+    const meta = await single(post(rpc("tools/call", { name: "echo", arguments: {}, _meta: { "x402/payment": payment() } }, 8), { ip }));
+    expect(meta.status).toBe(403);
+    expect((await errorBody(meta)).error.data!.reason).toBe("blocked");
+    const v = await single(verifyReq(ip, payment()));
+    expect(v.status).toBe(403);
+    expect(await v.json()).toMatchObject({ error: "blocked", reason: "blocked" });
+    expect(peers).toMatchObject({ verify: 0, settle: 0, origin: [] });
+  });
+
+  it("an access token bought by a payer is refused (403) from a blocked network, and keeps its credits", async () => {
+    const buyer = freshIp();
+    const bought = await single(verifyReq(buyer, payment()));
+    expect(bought.status).toBe(200);
+    const { token } = (await bought.json()) as { token: string };
+    await block(`ip:${ip}`);
+    const res = await single(post(toolCall(1), { ip, headers: { "tollbooth-token": token } }));
+    expect(res.status).toBe(403);
+    expect((await errorBody(res)).error.data!.reason).toBe("blocked");
+    expect(peers.origin).toHaveLength(0);
+    // What the refused request took from the token came back: the buyer's next call leaves 4.
+    const used = await single(post(toolCall(2), { ip: buyer, headers: { "tollbooth-token": token } }));
+    expect(used.status).toBe(200);
+    expect(used.headers.get("tollbooth-credits")).toBe(String(CREDITS - 1));
+    expect(peers.origin).toHaveLength(1);
+  });
+
+  it("a block placed after the network used a payer's token applies within BLOCK_MEMO_MS (the isolate's memo)", async () => {
+    const t0 = freezeTime();
+    const bought = await single(verifyReq(freshIp(), payment()));
+    const { token } = (await bought.json()) as { token: string };
+    expect((await single(post(toolCall(1), { ip, headers: { "tollbooth-token": token } }))).status).toBe(200);
+    await block(`ip:${ip}`);
+    // Still inside the memo's window: documented (docs/admin.md), at most BLOCK_MEMO_MS.
+    advance(BLOCK_MEMO_MS - 1);
+    expect((await single(post(toolCall(2), { ip, headers: { "tollbooth-token": token } }))).status).toBe(200);
+    advance(1);
+    expect(Date.now()).toBe(t0 + BLOCK_MEMO_MS);
+    expect((await single(post(toolCall(3), { ip, headers: { "tollbooth-token": token } }))).status).toBe(403);
+    expect(peers.origin).toHaveLength(2);
+  });
+
+  it("a blocked payer address (evm:0x…) is refused from any network: its payments (no /settle) and its token", async () => {
+    const p = payment();
+    const bought = await single(verifyReq(freshIp(), p));
+    const { token } = (await bought.json()) as { token: string };
+    await block(payerOf(p));
+    const settles = peers.settle;
+    for (const from of [freshIp(), freshIp()]) {
+      const paid = await single(post(toolCall(1), { ip: from, headers: { "payment-signature": header(payment(p.payload.authorization.from)) } }));
+      expect(paid.status).toBe(403);
+      expect((await errorBody(paid)).error.data!.reason).toBe("blocked");
+      const withToken = await single(post(toolCall(2), { ip: from, headers: { "tollbooth-token": token } }));
+      expect(withToken.status).toBe(403);
+    }
+    const v = await single(verifyReq(freshIp(), payment(p.payload.authorization.from)));
+    expect(v.status).toBe(403);
+    expect(peers.settle).toBe(settles);
+    expect(peers.origin).toHaveLength(0);
+  });
+
+  it("the ordinary path makes no blocked lookup: a caller with no credential is decided by its own object alone", async () => {
+    const calls: string[] = [];
+    const ns = env.CALLER_BUCKET;
+    const original = ns.get.bind(ns);
+    vi.spyOn(ns, "get").mockImplementation((id, o) => {
+      const stub = original(id, o);
+      return new Proxy(stub, { get: (t, k) => (typeof k === "string" && ["admit", "blocked", "claim"].includes(k) && calls.push(k), Reflect.get(t, k)) });
+    });
+    expect((await single(post(toolCall(1), { ip }))).status).toBe(200);
+    expect(calls).toEqual(["admit"]);
   });
 });
 

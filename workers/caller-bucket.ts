@@ -9,6 +9,8 @@
  * - `solves`: the decayed count of recent solves (adaptive difficulty);
  * - `slots`: open MCP sessions and GET SSE streams (per-caller caps), until released or expired;
  * - `blocks`: an operator's block (admin API, docs/admin.md), until it ends.
+ * The same class also holds the gateway-wide spent mark of one payment: the object named
+ * `spent:<spend id>` (workers/gate.ts `SPEND_SCOPE`), whose only method in use is `claim`.
  * See docs/durable-object.md. Every method runs to completion synchronously: a Durable
  * Object processes one call at a time, so each read-modify-write below is atomic.
  * A caller's state that holds nothing but full buckets is deleted by the alarm: no object
@@ -453,8 +455,42 @@ export class CallerBucket extends DurableObject {
   }
 
   /**
+   * Whether the caller is blocked now (read only: no row is written, no alarm moved). Asked
+   * of the original identity when a payment or an access token makes the request a payer's
+   * (workers/gate.ts `blockChecker`), so a block follows the caller whatever it pays with.
+   * @param req.nowMs the Worker's clock, unix ms (the later of it and the object's clock decides)
+   * @returns `blockedUntilMs`: unix ms the block ends, or null when the caller is not blocked
+   */
+  blocked(req: { nowMs: number }): { blockedUntilMs: number | null } {
+    return { blockedUntilMs: this.blockedUntil(this.clock(req.nowMs)) };
+  }
+
+  /**
+   * Claim a spend id gateway-wide, once: called on the object named `spent:<spend id>`
+   * (`SPEND_SCOPE`, workers/gate.ts; no route prefix, so every route reaches the same one)
+   * right before a payment is settled (x402 `/settle`). The check and the mark are one
+   * synchronous step: of any number of concurrent claims, exactly one gets `claimed: true`.
+   * The mark is kept until `untilMs` + `SPENT_MARGIN_MS`; the alarm then deletes the object's
+   * state (nothing else lives in it).
+   * @param req.spendId the redemption's `spendId` (x402: `x402:<network>:<asset>:<payer>:<nonce>`)
+   * @param req.untilMs unix ms at or after which the credential is refused anyway (its `spendUntilMs`)
+   * @throws TypeError when `untilMs` is not a safe integer or `spendId` is empty
+   */
+  claim(req: { spendId: string; untilMs: number }): { claimed: boolean } {
+    if (!Number.isSafeInteger(req.untilMs)) throw new TypeError(`claim(): untilMs ${req.untilMs} is not an integer`);
+    if (typeof req.spendId !== "string" || req.spendId.length === 0) throw new TypeError("claim(): spendId is empty");
+    // Invariant: checked and marked in this one step (a Durable Object runs one call at a time).
+    if (this.sql.exec("SELECT 1 FROM spent WHERE id = ?", req.spendId).toArray().length > 0) return { claimed: false };
+    const expiresMs = req.untilMs + SPENT_MARGIN_MS;
+    this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", req.spendId, expiresMs);
+    this.scheduleAlarm(expiresMs + CLEANUP_SLACK_MS);
+    return { claimed: true };
+  }
+
+  /**
    * Withdraw the balance a redemption opened (its payment did not complete: x402 settlement
-   * failed). The spent mark stays: the same authorization cannot be redeemed again.
+   * failed, or its spend id was claimed on another route). The spent mark stays: the same
+   * authorization cannot be redeemed again.
    */
   revoke(req: { jti: string }): void {
     this.sql.exec("DELETE FROM tokens WHERE jti = ?", req.jti);

@@ -31,6 +31,8 @@ export interface CallerStore {
   bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
   release(req: { slotId: string }): Promise<void>;
   endSession(req: { sessionId: string }): Promise<void>;
+  blocked(req: { nowMs: number }): Promise<{ blockedUntilMs: number | null }>;
+  claim(req: { spendId: string; untilMs: number }): Promise<{ claimed: boolean }>;
 }
 
 /**
@@ -67,6 +69,59 @@ export interface Gate {
   schemes: readonly PaymentScheme[];
   /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
   limitHeaders: (plan: Plan, decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
+  /**
+   * Unix ms the block of the caller `identity` (an `Identity.id`, in `buckets`) ends, or null:
+   * asked only when a payment or an access token makes a request a payer's, so the block of
+   * the identity it came from still applies. Answers are reused per isolate for at most
+   * `BLOCK_MEMO_MS` (`blockChecker`). Rejects as the store does (`StoreTimeoutError`).
+   */
+  blockedUntil: (identity: string, nowMs: number) => Promise<number | null>;
+  /**
+   * Claim a redemption's spend id gateway-wide, right before its payment is settled (x402
+   * `/settle`): resolves true exactly once per spend id across every route and isolate
+   * (the `CallerBucket` named `SPEND_SCOPE` + spend id), false after. Rejects as the store does.
+   * @param untilMs unix ms the credential is refused anyway (its `spendUntilMs`)
+   */
+  claimSpend: (spendId: string, untilMs: number) => Promise<boolean>;
+}
+
+/**
+ * Prefix of the `CallerBucket` names holding gateway-wide spent marks (`spent:<spend id>`):
+ * never a caller id (shared/identity.ts) nor a route's scope (`route:<name>/…`), so the
+ * objects are the same for every route and reachable by no caller.
+ */
+export const SPEND_SCOPE = "spent:";
+
+/** Milliseconds an isolate reuses the answer of a caller's `blocked` check (`blockChecker`): a block or unblock applies within this. */
+export const BLOCK_MEMO_MS = 5_000;
+/** Callers whose `blocked` answer an isolate remembers at most (the oldest is forgotten first). */
+export const BLOCK_MEMO_MAX = 10_000;
+
+/**
+ * Per-isolate memo of callers' blocks: `check(identity, nowMs)` asks `lookup` (the caller's
+ * `CallerBucket.blocked`) at most once per `ttlMs` per identity (concurrent checks share one
+ * call) and answers the unix ms the block ends, or null. A failed lookup is not remembered
+ * (the next check asks again) and rejects the check. At most `max` identities are kept.
+ * @param ttlMs how long an answer is reused, ms (default `BLOCK_MEMO_MS`, 5 000)
+ */
+export function blockChecker(lookup: (identity: string, nowMs: number) => Promise<number | null>, ttlMs = BLOCK_MEMO_MS, max = BLOCK_MEMO_MAX): (identity: string, nowMs: number) => Promise<number | null> {
+  const memo = new Map<string, { atMs: number; until: Promise<number | null> }>();
+  return async (identity, nowMs) => {
+    let entry = memo.get(identity);
+    if (!entry || nowMs - entry.atMs >= ttlMs) {
+      memo.delete(identity);
+      if (memo.size >= max) memo.delete(memo.keys().next().value!);
+      const until = lookup(identity, nowMs);
+      entry = { atMs: nowMs, until };
+      memo.set(identity, entry);
+      const mine = entry;
+      until.catch(() => {
+        if (memo.get(identity) === mine) memo.delete(identity);
+      });
+    }
+    const until = await entry.until;
+    return until !== null && until > nowMs ? until : null;
+  };
 }
 
 /**
@@ -96,6 +151,8 @@ export function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs
         bindSession: (req) => bounded(() => stub.bindSession(req) as Promise<void>, timeoutMs),
         release: (req) => bounded(() => stub.release(req) as Promise<void>, timeoutMs),
         endSession: (req) => bounded(() => stub.endSession(req) as Promise<void>, timeoutMs),
+        blocked: (req) => bounded(() => stub.blocked(req) as Promise<{ blockedUntilMs: number | null }>, timeoutMs),
+        claim: (req) => bounded(() => stub.claim(req) as Promise<{ claimed: boolean }>, timeoutMs),
       };
     },
   };

@@ -41,6 +41,8 @@ interface OriginApp {
   /** The origin proof's secret and the name of its setting. */
   proofSecret: { value: string | undefined; name: string };
   buckets: Env["CALLER_BUCKET"];
+  /** The gateway-wide CallerBucket namespace (unscoped) where payments' spend ids are claimed, shared by every route. */
+  spends: Env["CALLER_BUCKET"];
   originGate: Env["ORIGIN_GATE"];
   /** A route's path prefix (`/a`): the URLs of tollbooth's own answers get it back. */
   prefix?: string;
@@ -65,6 +67,7 @@ function originApp(env: Env, o: OriginApp): Hono<{ Bindings: Env; Variables: Tol
       policy,
       secret: o.secret,
       buckets: o.buckets,
+      spends: o.spends,
       originGate: o.originGate,
       network: env.TOLLBOOTH_NETWORK_LIMIT,
       keys: env.TOLLBOOTH_KEYS,
@@ -101,7 +104,7 @@ export function createGateway(env: Env): Gateway {
     const placeholder = originProblem(env.ORIGIN_URL);
     if (placeholder !== null && placeholder.startsWith("is the placeholder")) throw new TypeError(`ORIGIN_URL ${placeholder}`);
     // One origin: today's object names (no scope), so existing deployments keep their state.
-    const app = originApp(env, { policy, secret: env.TOLLBOOTH_SECRET, originUrl: env.ORIGIN_URL, proofSecret: gatewayProof, buckets: env.CALLER_BUCKET, originGate: env.ORIGIN_GATE, observed });
+    const app = originApp(env, { policy, secret: env.TOLLBOOTH_SECRET, originUrl: env.ORIGIN_URL, proofSecret: gatewayProof, buckets: env.CALLER_BUCKET, spends: env.CALLER_BUCKET, originGate: env.ORIGIN_GATE, observed });
     return withAdmin(env, policy, [], app);
   }
   // Checked as configured: a derived secret is always long enough.
@@ -137,6 +140,9 @@ export function createGateway(env: Env): Gateway {
       // Invariant: a caller's budget, credits and slots on one route are objects of their
       // own (`route:<name>/<caller>`): spending on one route leaves another's intact.
       buckets: scopedNamespace(env.CALLER_BUCKET, scope),
+      // Invariant: a payment's spend id is claimed in one object for all routes (`spent:<id>`,
+      // unscoped), so one authorization is settled at most once whichever routes it is sent to.
+      spends: env.CALLER_BUCKET,
       originGate: env.ORIGIN_GATE ? scopedNamespace(env.ORIGIN_GATE, scope) : undefined,
       ...(route.prefix !== "/" ? { prefix: route.prefix } : {}),
       route: route.name,

@@ -14,8 +14,14 @@
  *    stream caps (429), credentials (`Tollbooth-Solution`, `Tollbooth-Token`, verified
  *    statelessly first), then the free bucket: over budget → 402 with a challenge whose
  *    difficulty adapts to the caller's recent solves (or 429 in the plan's 429 mode).
+ *    A payment (x402) or an access token that makes the request its payer's (`evm:<address>`)
+ *    is refused 403 `blocked` when the identity the request came from is blocked: for a
+ *    payment before the payment service is asked, for a token in parallel with the payer's
+ *    object (`Gate.blockedUntil`, answers reused per isolate ≤ `BLOCK_MEMO_MS` = 5 s).
  * 6. Origin ceiling (all callers together, one `OriginGate` object), when the policy sets
  *    one: 429, and the caller's charge is given back.
+ * 7. A payment to complete (x402): its spend id claimed once gateway-wide (every route
+ *    shares the object), then settled; a claim lost elsewhere is refused 402 `x402_spent`.
  * Admitted requests go on to the next handler (the proxy) with `c.var.tollbooth` set; a
  * request the origin never answers (502, 504) is refunded by the proxy through it.
  *
@@ -31,13 +37,14 @@ import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "..
 import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
 import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
 import { LeaseTable } from "../shared/lease.ts";
+import { refuse } from "../shared/result.ts";
 import { signToken, tokenVerifier, type TokenClaims } from "../shared/token.ts";
 import { CREDITS_HEADER, DEGRADED_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
 import type { Decision, DecisionRecord } from "./observe/types.ts";
 import type { NetworkLimiter } from "./env.ts";
-import { boundedStore, limitHeaders, originCeiling, overNetworkCeiling, type Gate } from "./gate.ts";
+import { blockChecker, boundedStore, limitHeaders, originCeiling, overNetworkCeiling, SPEND_SCOPE, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
 import { describeRequest, paymentRequired } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
@@ -56,6 +63,13 @@ export interface TollboothOptions {
   secret: string;
   /** The `CallerBucket` Durable Object namespace. */
   buckets: DurableObjectNamespace<CallerBucket>;
+  /**
+   * The gateway-wide `CallerBucket` namespace where a payment's spend id is claimed before it
+   * is settled (objects `spent:<spend id>`, workers/gate.ts `SPEND_SCOPE`): with several
+   * routes, the unscoped binding every route shares, so an authorization is settled at most
+   * once across them. Default `buckets`.
+   */
+  spends?: DurableObjectNamespace<CallerBucket> | undefined;
   /** The `OriginGate` Durable Object namespace; required when the policy sets `originCeiling`. */
   originGate?: DurableObjectNamespace<OriginGate> | undefined;
   /** The network ceiling (Workers Rate Limiting binding); without it the layer is off. */
@@ -172,15 +186,19 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
   const strip = (headers: Headers) => {
     for (const s of schemes) s.strip(headers);
   };
+  const buckets = boundedStore(options.buckets, policy.storeTimeoutMs);
+  const spends = options.spends ? boundedStore(options.spends, policy.storeTimeoutMs) : buckets;
   const gate: Gate = {
     policy,
     keyring: () => (keyringPromise ??= importKeyring(options.secret)),
-    buckets: boundedStore(options.buckets, policy.storeTimeoutMs),
+    buckets,
     identify: identityResolver(policy.identity, { keys: options.keys, ...(options.fetch ? { fetch: options.fetch } : {}) }),
     network: options.network,
     originTake: originCeiling(options.originGate, policy.originCeiling, policy.storeTimeoutMs),
     schemes,
     limitHeaders,
+    blockedUntil: blockChecker((identity, nowMs) => buckets.of(identity).blocked({ nowMs }).then((r) => r.blockedUntilMs)),
+    claimSpend: (spendId, untilMs) => spends.of(SPEND_SCOPE + spendId).claim({ spendId, untilMs }).then((r) => r.claimed),
   };
   /** Leases this isolate holds, per caller (policy `leases`). */
   const leases = policy.leases ? new LeaseTable() : null;
@@ -281,6 +299,15 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     let via: string | undefined;
     /** What the credential's payment was, when it is one (counted once the request is admitted with it redeemed). */
     let payment: Redeemable["paid"];
+    /** Record how the request ended (its caller as it is now: a payer may have named it). */
+    const ended = (fields: DecisionFields & Pick<DecisionRecord, "decision">, response: Response) => decided(c, { caller, scheme: via, ...fields }, response);
+    /** 503 when a caller's state could not be reached (credentials always fail closed). */
+    const unavailable = () => ended({ decision: "unavailable", reason: "store" }, jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" }));
+    /** 403 of a caller an operator blocked (docs/admin.md), recorded as `who`'s. */
+    const blockedAnswer = (retryAfterSeconds: number, headers: Record<string, string> = {}, who = caller) => {
+      const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
+      return ended({ caller: who, decision: "blocked", reason: "blocked" }, jsonRpcError(403, body, ErrorCode.Forbidden, `Forbidden: this caller is blocked by the operator; retry after ${retryAfter} s`, { reason: "blocked", retryAfter }, { ...headers, "retry-after": String(retryAfter) }));
+    };
     for (const scheme of schemes) {
       const read = scheme.read({ headers: req.headers, body, raw: rawBody });
       if (read === null) continue;
@@ -288,6 +315,19 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       via = scheme.type;
       // A credential carried in the body (MCP `_meta`) is removed from what the origin gets.
       if (read.ok && read.body) forwardBody = read.body;
+      if (read.ok && scheme.namesPayer) {
+        // Invariant: a payment that makes the request its payer's does not walk around a block
+        // of the identity it came from: checked before the payment service is asked (no
+        // /verify, no /settle, nothing forwarded for a blocked caller).
+        let until: number | null;
+        try {
+          until = await gate.blockedUntil(identity.id, nowMs);
+        } catch (err) {
+          console.error("tollbooth: CallerBucket.blocked failed", err);
+          return unavailable();
+        }
+        if (until !== null) return blockedAnswer((until - nowMs) / 1000);
+      }
       const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost }) : read;
       if (!check.ok) {
         admit.refused = `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"];
@@ -320,8 +360,12 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
     }
 
-    /** Record how the request ended (its caller as it is now: a payer may have named it). */
-    const ended = (fields: DecisionFields & Pick<DecisionRecord, "decision">, response: Response) => decided(c, { caller, scheme: via, ...fields }, response);
+    // A request that became a payer's through its access token: the identity it came from
+    // must not be blocked. Asked in parallel with the payer's object (per-isolate memo, at
+    // most BLOCK_MEMO_MS old); what the admit took is given back when it is.
+    const identityBlock = caller !== identity.id && admit.redeem === undefined
+      ? gate.blockedUntil(identity.id, nowMs).then((until) => ({ ok: true as const, until }), (err: unknown) => ({ ok: false as const, err }))
+      : null;
     const store = gate.buckets.of(caller);
     let decision: AdmitResult;
     // Leases: a request with no credential and no slot may be admitted from this isolate's
@@ -364,7 +408,31 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
       // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
       console.error("tollbooth: CallerBucket.admit failed", err);
-      return ended({ decision: "unavailable", reason: "store" }, jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" }));
+      return unavailable();
+    }
+
+    // What giving this request back means: its cost to what paid it, and its slot.
+    const tokenId = admit.tokenId ?? admit.redeem?.jti;
+    const refundReq = (): RefundRequest => ({
+      nowMs: Date.now(),
+      bucket: plan.bucket,
+      cost,
+      paidBy: decision.paidBy ?? "free",
+      ...(tokenId !== undefined ? { tokenId } : {}),
+      ...(slot ? { slotId: slot.id } : {}),
+    });
+
+    if (identityBlock) {
+      const found = await identityBlock;
+      if (!found.ok || found.until !== null) {
+        // Refused after all: the payer's token gets back what the admit took from it, and the slot.
+        if (decision.admitted) later(c, "CallerBucket.refund", store.refund(refundReq()));
+        if (!found.ok) {
+          console.error("tollbooth: CallerBucket.blocked failed", found.err);
+          return unavailable();
+        }
+        return blockedAnswer((found.until! - nowMs) / 1000, {}, identity.id);
+      }
     }
 
     const headers = gate.limitHeaders(plan, decision, nowMs);
@@ -374,8 +442,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (!decision.admitted) {
       if (decision.reason === "blocked") {
         // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
-        const retryAfter = Math.max(1, decision.retryAfterSeconds ?? 1);
-        return ended({ decision: "blocked", reason: "blocked" }, jsonRpcError(403, body, ErrorCode.Forbidden, `Forbidden: this caller is blocked by the operator; retry after ${retryAfter} s`, { reason: "blocked", retryAfter }, { "retry-after": String(retryAfter) }));
+        return blockedAnswer(decision.retryAfterSeconds ?? 1);
       }
       if (decision.reason === "ceiling") {
         return ended({ decision: "rate_limited", reason: "ceiling" }, tooMany(body, "ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers));
@@ -391,17 +458,6 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       const answer = await paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult, ...(refusedDetail ? { detail: refusedDetail } : {}) });
       return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty, credits: decision.credits }, answer);
     }
-
-    // What giving this request back means: its cost to what paid it, and its slot.
-    const tokenId = admit.tokenId ?? admit.redeem?.jti;
-    const refundReq = (): RefundRequest => ({
-      nowMs: Date.now(),
-      bucket: plan.bucket,
-      cost,
-      paidBy: decision.paidBy ?? "free",
-      ...(tokenId !== undefined ? { tokenId } : {}),
-      ...(slot ? { slotId: slot.id } : {}),
-    });
 
     // Origin ceiling: all callers together; taken only for a request the caller's own
     // layers admitted, so a caller over its budget cannot use up everyone's capacity.
@@ -435,9 +491,21 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     // before the origin is asked: a request whose payment does not complete never reaches it.
     let receipt: Settled["receipt"];
     if (settlement && admit.redeem) {
-      const done = await settlement.scheme.settle!(settlement.credential, { policy, plan, keyring, caller, nowMs, cost });
+      const redemption = admit.redeem;
+      // Invariant: a payment reaches its settlement at most once across every route: its
+      // spend id is claimed, in one step of the one object every route shares, right before
+      // /settle. Lost to another request (another route, or a replay), it is refused `spent`.
+      let claimed: boolean;
+      try {
+        claimed = await gate.claimSpend(redemption.spendId, redemption.spendUntilMs);
+      } catch (err) {
+        later(c, "CallerBucket.revoke", store.revoke({ jti: redemption.jti }));
+        console.error("tollbooth: CallerBucket.claim failed", err);
+        return unavailable();
+      }
+      const done = claimed ? await settlement.scheme.settle!(settlement.credential, { policy, plan, keyring, caller, nowMs, cost }) : refuse("spent");
       if (!done.ok) {
-        later(c, "CallerBucket.revoke", store.revoke({ jti: admit.redeem.jti }));
+        later(c, "CallerBucket.revoke", store.revoke({ jti: redemption.jti }));
         delete headers[TOKEN_HEADER];
         delete headers[CREDITS_HEADER];
         const reason = `${settlement.scheme.prefix}_${done.reason}`;

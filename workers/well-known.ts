@@ -6,6 +6,7 @@
  * - `GET  /.well-known/tollbooth/status`    this caller's plan, buckets, difficulty, open slots and token balance
  */
 import { planFor, type Plan, type Policy } from "../shared/policy.ts";
+import { refuse } from "../shared/result.ts";
 import { signToken, verifyToken } from "../shared/token.ts";
 import { TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire.ts";
 import { gatewayUrls } from "./payment.ts";
@@ -155,6 +156,22 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
   const read = scheme.readJson(fields);
   if (!read.ok && read.reason === "malformed") return problem(400, "invalid_request", `The body must hold ${scheme.verifyFields}`);
   if (!read.ok && read.reason === "unsupported_algorithm") return problem(422, "invalid_solution", "Only algorithm sha256 is supported", { reason: read.reason });
+  const unavailable = () => problem(503, "unavailable", "The rate-limit state could not be reached", undefined, { "retry-after": "1" });
+  const blocked = (retryAfterSeconds: number, headers: Record<string, string> = {}) => {
+    const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
+    return problem(403, "blocked", "This caller is blocked by the operator", { reason: "blocked", retryAfter }, { ...headers, "retry-after": String(retryAfter) });
+  };
+  if (read.ok && scheme.namesPayer) {
+    // Invariant: a payment that buys for its payer does not walk around a block of the
+    // identity it came from: checked before the payment service is asked (docs/admin.md).
+    let until: number | null;
+    try {
+      until = await gate.blockedUntil(caller, nowMs);
+    } catch {
+      return unavailable();
+    }
+    if (until !== null) return blocked((until - nowMs) / 1000);
+  }
   const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost: 0 }) : read;
   const refused = (reason: string, headers?: Record<string, string>) =>
     scheme.type === "pow"
@@ -171,12 +188,12 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
   try {
     result = await stub.redeem({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, redemption });
   } catch {
-    return problem(503, "unavailable", "The rate-limit state could not be reached", undefined, { "retry-after": "1" });
+    return unavailable();
   }
   const headers = gate.limitHeaders(plan, result, nowMs);
   if (result.reason === "ceiling") return overCeiling(result.ceiling.retryAfterSeconds, headers);
   // An operator blocked the caller (docs/admin.md): nothing was redeemed.
-  if (result.reason === "blocked") return problem(403, "blocked", "This caller is blocked by the operator", { reason: "blocked", retryAfter: result.retryAfterSeconds ?? 1 }, { ...headers, "retry-after": String(result.retryAfterSeconds ?? 1) });
+  if (result.reason === "blocked") return blocked(result.retryAfterSeconds ?? 1, headers);
   if (!result.admitted) {
     const reason = result.reason!.slice(redemption.prefix.length + 1);
     // The reason as the pow wire has always said it: "spent" (each challenge redeems once).
@@ -184,7 +201,15 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
   }
   let settledHeaders: Record<string, string> = {};
   if (scheme.settle && read.ok) {
-    const done = await scheme.settle(read.credential, { policy, plan, keyring, caller, nowMs, cost: 0 });
+    // Invariant: settled at most once across every route (workers/tollbooth.ts does the same).
+    let claimed: boolean;
+    try {
+      claimed = await gate.claimSpend(redemption.spendId, redemption.spendUntilMs);
+    } catch {
+      await stub.revoke({ jti: redemption.jti }).catch((err) => console.error("tollbooth: CallerBucket.revoke failed", err));
+      return unavailable();
+    }
+    const done = claimed ? await scheme.settle(read.credential, { policy, plan, keyring, caller, nowMs, cost: 0 }) : refuse("spent");
     if (!done.ok) {
       await stub.revoke({ jti: redemption.jti }).catch((err) => console.error("tollbooth: CallerBucket.revoke failed", err));
       return refused(done.reason, headers);

@@ -105,6 +105,12 @@ export interface PaymentScheme<C = unknown> {
   /** Prefix of its refusal reasons on the wire (`solution` for proof of work, `l402`). */
   readonly prefix: string;
   /**
+   * true when a verified credential names its payer (`Redeemable.identity`: x402's
+   * `evm:<address>`), making the request that payer's: the gate then checks the block of the
+   * identity the request came from before `verify` (docs/admin.md "Blocking").
+   */
+  readonly namesPayer?: boolean;
+  /**
    * Credits one payment of this scheme buys under `plan` (0: not offered to that plan).
    * A request costing more is never offered this scheme.
    */

@@ -10,9 +10,12 @@
  * `agents/x402` sends), removed before forwarding.
  * Verify: the payload's requirement must be one offered (scheme, network, asset, payee) at
  * no less than the price, then the facilitator's `/verify`; the payer becomes the caller
- * (`evm:<address>`). The authorization (network, asset, payer, nonce) is spent once in the
- * caller's Durable Object; then `settle` asks the facilitator's `/settle` before the request
- * is forwarded (a failed settlement withdraws what the payment bought).
+ * (`evm:<address>`), once the identity the request came from was found not blocked. The
+ * authorization (network, asset, payer, nonce) is spent once in the caller's Durable Object;
+ * then the gate claims it gateway-wide (one object per spend id, shared by every route) and
+ * only the claim's winner has `settle` ask the facilitator's `/settle`, before the request is
+ * forwarded (a failed settlement, or a claim lost to another route, withdraws what the
+ * payment bought).
  * Refusals: `x402_<X402Refusal>` — 402 with fresh challenges; 503 when the facilitator does
  * not answer.
  * EIP-712 and the chain are the facilitator's: the Worker uses `@x402/core`'s header codecs
@@ -124,6 +127,7 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
   const scheme: PaymentScheme<X402Credential> = {
     type: "x402",
     prefix: "x402",
+    namesPayer: true,
     credits: (plan) => (plan.x402 ? (plan.x402.mode === "credits" ? plan.x402.credits : Number.MAX_SAFE_INTEGER) : 0),
     verifyFields: "the credential's fields (x402: payment, a PaymentPayload object or its base64 as in PAYMENT-SIGNATURE)",
     async offer(ctx) {

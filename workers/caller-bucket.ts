@@ -12,7 +12,8 @@
  * See docs/durable-object.md. Every method runs to completion synchronously: a Durable
  * Object processes one call at a time, so each read-modify-write below is atomic.
  * A caller's state that holds nothing but full buckets is deleted by the alarm: no object
- * keeps rows forever for a caller seen once.
+ * keeps rows forever for a caller seen once. Tables are created by the first call that may
+ * write, not by the constructor: an object only read (an operator's lookup) stores nothing.
  */
 import { DurableObject } from "cloudflare:workers";
 import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/bucket.ts";
@@ -174,6 +175,9 @@ export interface InspectResult {
   cleanupAtMs: number | null;
 }
 
+/** The object's tables (docs/durable-object.md). */
+const TABLES = ["limits", "spent", "tokens", "solves", "slots", "config", "blocks"] as const;
+
 /** Token balances `inspect` lists at most. */
 const INSPECT_MAX_TOKENS = 50;
 
@@ -201,14 +205,43 @@ export class CallerBucket extends DurableObject {
   /** Unix ms the operator's block ends (null: none), as last read or written; undefined: not read yet. */
   private blockUntilMs: number | null | undefined;
 
+  /**
+   * Whether this object's tables exist, as far as this instance knows (undefined: not looked).
+   * Tables are created by the first call that may write (`ready`), never by the constructor or
+   * an operator's read: an object nobody wrote to stores nothing at all.
+   */
+  private tables: boolean | undefined;
+
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
     this.sql = ctx.storage.sql;
-    this.createTables();
     // Know the stored alarm before the first call, so a restart never pushes cleanup later.
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAtMs = await ctx.storage.getAlarm();
     });
+  }
+
+  /**
+   * Make sure the tables exist before a call that may write (every request-path method and
+   * `block`): `CREATE TABLE IF NOT EXISTS` once per instance, as a constructor would.
+   */
+  private ready(): void {
+    if (this.tables) return;
+    this.createTables();
+    this.tables = true;
+  }
+
+  /**
+   * Whether the object holds tables, without creating any (operator reads, the alarm): one
+   * read of `sqlite_master` per instance until they exist. A partial set (an object written
+   * by an older version) is completed: it is stored already.
+   */
+  private exists(): boolean {
+    if (this.tables !== undefined) return this.tables;
+    const n = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES.map((t) => `'${t}'`).join(", ")})`).one().n;
+    if (n === 0) return (this.tables = false);
+    this.ready();
+    return true;
   }
 
   private createTables(): void {
@@ -307,6 +340,7 @@ export class CallerBucket extends DurableObject {
   admit(req: AdmitRequest): AdmitResult {
     const { nowMs } = req;
     if (!Number.isSafeInteger(req.cost) || req.cost < 0) throw new TypeError(`admit(): cost ${req.cost} is not an integer ≥ 0`);
+    this.ready();
     const clockMs = this.clock(nowMs);
     this.remember(req.bucket, req.ceiling, req.challenge?.adaptive.halfLifeSeconds ?? 600);
     const ceilingTake = take(this.load("ceiling", req.ceiling, nowMs), req.ceiling, 1, nowMs);
@@ -420,6 +454,7 @@ export class CallerBucket extends DurableObject {
    * charged for the renewal itself): hand back `lease.returned`, grant what the buckets hold.
    */
   renew(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; lease: LeaseWant }): LeaseGrant {
+    this.ready();
     this.remember(req.bucket, req.ceiling, (this.configs ?? this.storedConfigs())?.halfLifeSeconds ?? 600);
     // Invariant: a blocked caller gets no new lease (units handed back are still taken back).
     // A lease an isolate already holds may admit for what is left of it (≤ LEASE_MS).
@@ -442,6 +477,7 @@ export class CallerBucket extends DurableObject {
    * and its slot. The ceiling unit stays spent.
    */
   refund(req: RefundRequest): void {
+    this.ready();
     if (req.cost > 0 && req.paidBy === "bucket") {
       const state = refill(this.load("free", req.bucket, req.nowMs), req.bucket, req.nowMs);
       const limits = this.stored();
@@ -457,21 +493,25 @@ export class CallerBucket extends DurableObject {
    * failed). The spent mark stays: the same authorization cannot be redeemed again.
    */
   revoke(req: { jti: string }): void {
+    if (!this.exists()) return;
     this.sql.exec("DELETE FROM tokens WHERE jti = ?", req.jti);
   }
 
   /** Attach the origin's `Mcp-Session-Id` to the session slot opened by its `initialize`. */
   bindSession(req: { slotId: string; sessionId: string }): void {
+    if (!this.exists()) return;
     this.sql.exec("UPDATE slots SET session_id = ? WHERE id = ? AND kind = 'session'", req.sessionId, req.slotId);
   }
 
   /** Release a slot (a GET stream that ended; an `initialize` answered without a session). */
   release(req: { slotId: string }): void {
+    if (!this.exists()) return;
     this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
   }
 
   /** Release the session slot of `sessionId` (the session was ended with DELETE, or the origin no longer knows it). */
   endSession(req: { sessionId: string }): void {
+    if (!this.exists()) return;
     this.sql.exec("DELETE FROM slots WHERE kind = 'session' AND session_id = ?", req.sessionId);
   }
 
@@ -481,6 +521,7 @@ export class CallerBucket extends DurableObject {
    * charges nothing else.
    */
   status(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; challenge?: ChallengeConfig; tokenId?: string }): StatusResult {
+    this.ready();
     const clockMs = this.clock(req.nowMs);
     const ceilingTake = take(this.load("ceiling", req.ceiling, req.nowMs), req.ceiling, 1, req.nowMs);
     const freeState = this.load("free", req.bucket, req.nowMs);
@@ -517,6 +558,8 @@ export class CallerBucket extends DurableObject {
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.alarmAtMs = null;
+    // Nothing stored: nothing to clean (an alarm left over from a deleted state).
+    if (!this.exists()) return;
     this.sql.exec("DELETE FROM spent WHERE expires_ms <= ?", now);
     this.sql.exec("DELETE FROM tokens WHERE expires_ms <= ?", now);
     this.sql.exec("DELETE FROM slots WHERE expires_ms <= ?", now);
@@ -549,7 +592,8 @@ export class CallerBucket extends DurableObject {
   /** Delete the whole state; the object is then exactly as for a caller never seen. */
   private async forget(): Promise<void> {
     await this.ctx.storage.deleteAll();
-    this.createTables();
+    // Tables come back with the next write; until then the object stores nothing.
+    this.tables = false;
     this.limits = { free: null, ceiling: null };
     this.solveScore = NO_SOLVES;
     this.configs = undefined;
@@ -568,16 +612,26 @@ export class CallerBucket extends DurableObject {
    */
   inspect(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; challenge?: ChallengeConfig }): InspectResult {
     const { nowMs } = req;
-    const count = (table: string) => this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).toArray()[0]!.n;
-    const known = ["limits", "spent", "tokens", "solves", "slots", "blocks", "config"].some((t) => count(t) > 0);
-    const configs = this.configs ?? this.storedConfigs() ?? null;
+    // Invariant: an object without tables (never written, or its state deleted) is read as
+    // "never seen" without creating any: looking up an invented id stores nothing.
+    const stored = this.exists();
+    if (!stored) {
+      this.limits = { free: null, ceiling: null };
+      this.solveScore = NO_SOLVES;
+      this.blockUntilMs = null;
+    }
+    const count = (table: (typeof TABLES)[number]) => (stored ? this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n : 0);
+    const known = TABLES.some((t) => count(t) > 0);
+    const configs = this.configs ?? (stored ? this.storedConfigs() : undefined) ?? null;
     const bucket = configs?.bucket ?? req.bucket;
     const ceiling = configs?.ceiling ?? req.ceiling;
     const limits = this.stored();
-    const tokens = this.sql
-      .exec<{ jti: string; credits: number; expires_ms: number }>("SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?", nowMs, INSPECT_MAX_TOKENS)
-      .toArray()
-      .map((r) => ({ id: r.jti.slice(0, 12), credits: r.credits, expiresMs: r.expires_ms }));
+    const tokens = stored
+      ? this.sql
+          .exec<{ jti: string; credits: number; expires_ms: number }>("SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?", nowMs, INSPECT_MAX_TOKENS)
+          .toArray()
+          .map((r) => ({ id: r.jti.slice(0, 12), credits: r.credits, expiresMs: r.expires_ms }))
+      : [];
     const challenge = req.challenge && configs ? { ...req.challenge, adaptive: { ...req.challenge.adaptive, halfLifeSeconds: configs.halfLifeSeconds } } : req.challenge;
     const blockedUntilMs = this.blockedUntil(nowMs);
     return {
@@ -586,8 +640,8 @@ export class CallerBucket extends DurableObject {
       bucket: peek(limits.free ?? fullBucket(bucket, nowMs), bucket, nowMs),
       ceiling: peek(limits.ceiling ?? fullBucket(ceiling, nowMs), ceiling, nowMs),
       tokens,
-      sessions: this.openSlots("session", nowMs).count,
-      streams: this.openSlots("stream", nowMs).count,
+      sessions: stored ? this.openSlots("session", nowMs).count : 0,
+      streams: stored ? this.openSlots("stream", nowMs).count : 0,
       spent: count("spent"),
       solves: Math.round(decayed(this.solves(), configs?.halfLifeSeconds ?? challenge?.adaptive.halfLifeSeconds ?? 600, nowMs) * 100) / 100,
       ...(challenge ? { difficulty: this.difficulty(challenge, nowMs).difficulty! } : {}),
@@ -602,6 +656,7 @@ export class CallerBucket extends DurableObject {
    * (live), spent marks (single use is security) and a block. Writes nothing for an unknown caller.
    */
   reset(): { reset: boolean } {
+    if (!this.exists()) return { reset: false };
     const had = this.sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM limits) + (SELECT COUNT(*) FROM solves) AS n").toArray()[0]!.n > 0;
     if (!had) return { reset: false };
     this.sql.exec("DELETE FROM limits");
@@ -621,6 +676,7 @@ export class CallerBucket extends DurableObject {
    */
   block(req: { untilMs: number }): { blockedUntilMs: number } {
     if (!Number.isSafeInteger(req.untilMs)) throw new TypeError(`block(): untilMs ${req.untilMs} is not an integer`);
+    this.ready();
     this.sql.exec("INSERT OR REPLACE INTO blocks (id, until_ms) VALUES (0, ?)", req.untilMs);
     this.blockUntilMs = req.untilMs;
     this.scheduleAlarm(req.untilMs + CLEANUP_SLACK_MS);
@@ -629,6 +685,7 @@ export class CallerBucket extends DurableObject {
 
   /** Operator unblock: the caller is admitted again as its buckets allow. @returns whether a block was lifted */
   unblock(): { unblocked: boolean } {
+    if (!this.exists()) return { unblocked: false };
     const had = this.blockedUntil(Date.now()) !== null;
     const rows = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM blocks").toArray()[0]!.n;
     if (rows === 0) return { unblocked: false };

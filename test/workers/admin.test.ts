@@ -141,6 +141,35 @@ describe("callers", () => {
     expect(seen.metered).toEqual({ bucket: POLICY.bucket, ceiling: POLICY.ceiling, halfLifeSeconds: expect.any(Number) });
   });
 
+  it("looking up, resetting or unblocking a caller never seen stores nothing: no table, no byte, no key", async () => {
+    const rand = (bytes: number) => [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const ids = [ipIdentity(ip), `key:${rand(16)}`, `jwt:${rand(16)}`, `auth:${rand(16)}`, `evm:0x${rand(20)}`];
+    /** What the caller's object holds: its SQLite size (bytes), every table (sqlite_master) and the KV-API keys. */
+    const storageOf = (id: string) =>
+      runInDurableObject(env.CALLER_BUCKET.get(env.CALLER_BUCKET.idFromName(id)), async (_i, state) => ({
+        bytes: state.storage.sql.databaseSize,
+        tables: state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((r) => r.name),
+        keys: [...(await state.storage.list()).keys()],
+      }));
+    for (const id of ids) {
+      const before = await storageOf(id);
+      expect(before).toMatchObject({ tables: [], keys: [] });
+      const shown = await gw(adminReq("GET", callerPath(id)));
+      expect(shown.status).toBe(200);
+      expect(await shown.json()).toMatchObject({ caller: id, known: false, credits: [], spentMarks: 0, solves: 0, sessions: 0, streams: 0, blocked: null });
+      expect(await (await gw(adminReq("POST", `${callerPath(id)}/reset`))).json()).toMatchObject({ reset: false });
+      expect(await (await gw(adminReq("POST", `${callerPath(id)}/unblock`))).json()).toMatchObject({ unblocked: false });
+      expect(await storageOf(id)).toEqual(before);
+    }
+    // The check can fail: one request of the caller stores its state.
+    const empty = await storageOf(ids[0]!);
+    expect((await gw(post(toolCall(1), { ip }))).status).toBe(200);
+    const used = await storageOf(ids[0]!);
+    expect(used.tables).toEqual(expect.arrayContaining(["limits", "spent", "tokens", "solves", "slots", "config", "blocks"]));
+    expect(used.bytes).toBeGreaterThan(empty.bytes);
+    expect(((await (await gw(adminReq("GET", callerPath(ids[0]!)))).json()) as { known: boolean }).known).toBe(true);
+  });
+
   it("reset fills the bucket again and forgets solves; paid credits stay", async () => {
     const id = ipIdentity(ip);
     for (let i = 0; i < 3; i++) expect((await gw(post(toolCall(i), { ip }))).status).toBe(200);

@@ -45,6 +45,23 @@ export interface Redemption {
   prefix: string;
   /** Whether redeeming counts as a solve (raises the caller's adaptive difficulty). */
   solve: boolean;
+  /**
+   * Leading zero bits the credential's challenge asked (proof of work only). When the caller's
+   * difficulty at redemption is higher, the credential buys less: see `solutionWorth`.
+   */
+  difficulty?: number;
+}
+
+/**
+ * Credits a solution buys at redemption: its challenge asked `solvedBits` (the work is worth
+ * 2^solvedBits hashes) and offered `credits`; the caller's difficulty is now `currentBits`.
+ * At or above the current difficulty it buys all `credits`; each bit behind halves them
+ * (floored): `floor(credits × 2^(solvedBits − currentBits))`. 0 means it buys nothing.
+ * @param credits integer ≥ 0; solvedBits, currentBits: bits (integers 1–32)
+ */
+export function solutionWorth(credits: number, solvedBits: number, currentBits: number): number {
+  if (solvedBits >= currentBits) return credits;
+  return Math.floor(credits / 2 ** (currentBits - solvedBits));
 }
 
 /** The challenge settings of the caller's plan: base difficulty (bits) and adaptation. */
@@ -100,7 +117,7 @@ export type { DenyReason } from "./schemes/index.ts";
 import type { DenyReason } from "./schemes/index.ts";
 
 /** The refusal `<prefix>_<what>` of a redemption's scheme (each scheme's union includes these). */
-const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown"): DenyReason => `${prefix}_${what}` as DenyReason;
+const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown" | "too_easy"): DenyReason => `${prefix}_${what}` as DenyReason;
 
 /** The decision for one request. */
 export interface AdmitResult {
@@ -114,6 +131,17 @@ export interface AdmitResult {
   credits?: number;
   /** Whether `redeem` minted its token (the Worker then signs and returns it). */
   minted?: boolean;
+  /**
+   * Credits the minted balance opened with (set with `minted`): the redemption's `credits`, or
+   * fewer for a solution whose challenge asked less than the caller's current difficulty.
+   * The access token's `cr` claim is this number.
+   */
+  mintedCredits?: number;
+  /**
+   * For `solution_too_easy`: what the solution was worth at the caller's current difficulty
+   * (`solutionWorth`): 0, or less than the request's cost.
+   */
+  solutionCredits?: number;
   /** Leading zero bits the caller's next challenge asks (when `challenge` was given). */
   difficulty?: number;
   /** The caller's decayed count of recent solves (why `difficulty` rose). */
@@ -387,6 +415,7 @@ export class CallerBucket extends DurableObject {
 
     let tokenId = req.tokenId;
     let minted = false;
+    let mintedCredits: number | undefined;
     let tokenReason = "token";
     if (req.redeem) {
       const r = req.redeem;
@@ -400,14 +429,26 @@ export class CallerBucket extends DurableObject {
       const spent = this.sql.exec("SELECT 1 FROM spent WHERE id = ?", r.spendId).toArray().length > 0;
       if (spent && !r.reusable) return deny(refusal(r.prefix, "spent"));
       if (!spent) {
+        // Invariant: a solution is priced at the caller's difficulty now, not when its challenge
+        // was issued: challenges fetched in bulk while the caller was quiet buy no more than their
+        // work is worth at redemption. One that buys less than the request costs (nothing, for
+        // /verify) is refused `too_easy`: spent all the same (it never passes later, whatever
+        // the difficulty does), no balance, not counted as a solve.
+        const current = r.difficulty !== undefined ? this.difficulty(req.challenge, nowMs).difficulty : undefined;
+        const credits = current !== undefined ? solutionWorth(r.credits, r.difficulty!, current) : r.credits;
         this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.spendId, r.spendUntilMs + SPENT_MARGIN_MS);
-        this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, r.credits, r.tokenExpiresMs);
+        if (credits < Math.max(1, req.cost)) {
+          this.scheduleAlarm(r.spendUntilMs + SPENT_MARGIN_MS + CLEANUP_SLACK_MS);
+          return deny(refusal(r.prefix, "too_easy"), { solutionCredits: credits });
+        }
+        this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, credits, r.tokenExpiresMs);
         if (req.challenge && r.solve) {
           this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
           this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
         }
         this.scheduleAlarm(Math.min(r.spendUntilMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
         minted = true;
+        mintedCredits = credits;
       }
       // A reusable credential redeemed before spends the balance it opened then.
       tokenId = r.jti;
@@ -418,11 +459,12 @@ export class CallerBucket extends DurableObject {
     if (tokenId !== undefined) {
       const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", tokenId).toArray()[0];
       if (!row) return deny(refusal(tokenReason, "unknown"));
-      if (clockMs >= row.expires_ms) return deny(refusal(tokenReason, "expired"), { minted });
-      if (row.credits < req.cost) return deny(refusal(tokenReason, "exhausted"), { credits: row.credits, minted });
+      const opened = mintedCredits !== undefined ? { mintedCredits } : {};
+      if (clockMs >= row.expires_ms) return deny(refusal(tokenReason, "expired"), { minted, ...opened });
+      if (row.credits < req.cost) return deny(refusal(tokenReason, "exhausted"), { credits: row.credits, minted, ...opened });
       const credits = row.credits - req.cost;
       if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, tokenId);
-      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted };
+      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted, ...opened };
     } else if (!freeTake) {
       result = { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
     } else if (!freeTake.result.success) {

@@ -360,9 +360,10 @@ export class CallerBucket extends DurableObject {
 
   /**
    * Decide one request: ceiling first (every request counts, token or not), then the
-   * session / stream cap, then redeem a solution if one came with it, then charge the cost
-   * to the token (when one was sent) or to the free bucket. Nothing is charged when the
-   * request is denied.
+   * session / stream cap, then redeem a solution if one came with it (a proof of work priced
+   * at the caller's difficulty now, `solutionWorth`; `<prefix>_too_easy` when it buys less
+   * than `cost`), then charge the cost to the token (when one was sent) or to the free
+   * bucket. Nothing is charged when the request is denied.
    * @throws TypeError when `cost` is not an integer ≥ 0
    */
   admit(req: AdmitRequest): AdmitResult {

@@ -3,7 +3,7 @@
  *
  *   npm run keys -- add <name> [--plan <plan>]   # prints a new key once (stdout), stores only its SHA-256
  *   npm run keys -- list                         # name, plan, created, hash prefix of every key
- *   npm run keys -- revoke <name>                # deletes every key named <name>
+ *   npm run keys -- revoke <name | hash | hash prefix>  # deletes the one key it names
  *
  * Options passed through to wrangler: --local / --remote, --persist-to <dir>,
  * --config <path>, --env <name>. Keys live in the Workers KV namespace bound as
@@ -12,14 +12,17 @@
  * The plain key is never stored, never passed to wrangler and never logged; it is printed
  * once, alone on stdout (`KEY=$(npm run -s keys -- add ci-bot --local)`), the rest goes to stderr.
  * All KV access goes through wrangler's own CLI (`wrangler kv key put|list|get|delete --binding TOLLBOOTH_KEYS`).
- * Exit codes: 0 done, 1 wrangler failed or nothing to revoke, 2 bad usage.
+ * `revoke` matches as the admin API does (shared/api-keys.ts `matchKeyTarget`): a whole
+ * SHA-256 first, then exact names and hash prefixes (≥ 12 hex, as `list` shows) together,
+ * which must name exactly one key; an ambiguous target revokes nothing and lists the matches.
+ * Exit codes: 0 done, 1 wrangler failed, nothing to revoke or an ambiguous target, 2 bad usage.
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { KEY_NAME, KEY_PLAN, keyRecord, newApiKey, readKeyRecord } from "../shared/api-keys.ts";
+import { KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord } from "../shared/api-keys.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
@@ -33,13 +36,15 @@ const PLAN = KEY_PLAN;
 const USAGE = `usage: npm run keys -- <command> [options]
   add <name> [--plan <plan>]   issue a key: printed once, only its SHA-256 is stored
   list                         list issued keys (name, plan, created, hash prefix)
-  revoke <name>                delete every key named <name>
+  revoke <target>              delete the one key a name, a whole hash or a hash prefix
+                               (≥ 12 hex, as list shows) names; an ambiguous target
+                               revokes nothing and lists the matches
 options (passed to wrangler): --local | --remote, --persist-to <dir>, --config <path>, --env <name>`;
 
-/** A stored key entry, as `list` shows it. */
+/** A stored key entry, as `list` shows it (`name` null: its record is unreadable, shown as `?`). */
 interface Entry {
   sha256: string;
-  name: string;
+  name: string | null;
   plan?: string;
   created?: string;
 }
@@ -114,20 +119,25 @@ function main(argv: string[]): number {
     const entries = list(pass);
     if (entries === null) return 1;
     if (entries.length === 0) console.error("keys: no keys");
-    for (const e of entries) console.log([e.name, e.plan ?? "-", e.created ?? "-", e.sha256.slice(0, 12)].join("\t"));
+    for (const e of entries) console.log([e.name ?? "?", e.plan ?? "-", e.created ?? "-", e.sha256.slice(0, 12)].join("\t"));
     return 0;
   }
   if (command === "revoke") {
-    if (name === undefined) return usage("revoke needs a <name>");
+    if (name === undefined) return usage("revoke needs a <name>, a whole hash or a hash prefix");
     const entries = list(pass);
     if (entries === null) return 1;
-    const doomed = entries.filter((e) => e.name === name);
-    if (doomed.length === 0) {
-      console.error(`keys: no key named ${JSON.stringify(name)}`);
+    const found = matchKeyTarget(entries, name);
+    if (found.kind === "none") {
+      console.error(`keys: no key with the name, hash or hash prefix ${JSON.stringify(name)}`);
       return 1;
     }
-    for (const e of doomed) if (!wrangler(["kv", "key", "delete", e.sha256, ...pass])) return 1;
-    console.error(`keys: revoked ${doomed.length} key(s) named ${JSON.stringify(name)}; gateways stop accepting it within their memo time (30 s) plus KV propagation (up to ~60 s).`);
+    if (found.kind === "ambiguous") {
+      console.error(`keys: ${JSON.stringify(name)} matches ${found.matches.length} keys; nothing was revoked (give a whole hash or more of it):`);
+      for (const m of found.matches) console.error([m.name ?? "?", m.sha256Prefix, `by ${m.matchedBy}`].join("\t"));
+      return 1;
+    }
+    if (!wrangler(["kv", "key", "delete", found.sha256, ...pass])) return 1;
+    console.error(`keys: revoked 1 key (${found.match.name === null ? "no name" : JSON.stringify(found.match.name)}, ${found.match.sha256Prefix}, by ${found.match.matchedBy}); gateways stop accepting it within their memo time (30 s) plus KV propagation (up to ~60 s).`);
     return 0;
   }
   return usage(command === undefined ? "no command" : `unknown command ${JSON.stringify(command)}`);
@@ -156,7 +166,7 @@ function list(pass: string[]): Entry[] | null {
         meta = null;
       }
     }
-    entries.push({ sha256: k.name, name: meta?.name ?? "?", ...(meta?.plan !== undefined ? { plan: meta.plan } : {}), ...(meta?.created !== undefined ? { created: meta.created } : {}) });
+    entries.push({ sha256: k.name, name: meta?.name ?? null, ...(meta?.plan !== undefined ? { plan: meta.plan } : {}), ...(meta?.created !== undefined ? { created: meta.created } : {}) });
   }
   return entries;
 }

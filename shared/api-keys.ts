@@ -4,7 +4,9 @@
  * - a key is `tb_` + 32 random bytes in base64url (46 characters), shown once to the operator;
  * - the `TOLLBOOTH_KEYS` KV namespace stores, under the SHA-256 hex of the key (64 lowercase
  *   hex), the JSON value `{"name","plan"?,"created"}`, also as the entry's metadata (so a
- *   listing needs one call). The plain key is never stored.
+ *   listing needs one call). The plain key is never stored;
+ * - a revocation names one key by its whole hash, its exact name or an unambiguous hash
+ *   prefix (`matchKeyTarget`).
  * WebCrypto only, so it runs in the Worker and in Node.
  */
 import { toBase64Url, toHex, utf8 } from "./encoding.ts";
@@ -53,4 +55,53 @@ export function readKeyRecord(value: unknown): KeyRecord | null {
   const { name, plan, created } = value as Record<string, unknown>;
   if (typeof name !== "string") return null;
   return { name, ...(typeof plan === "string" ? { plan } : {}), ...(typeof created === "string" ? { created } : {}) };
+}
+
+/** A revocation target that may be a hash prefix: 12–63 lowercase hex (the listing shows 12). */
+export const KEY_HASH_PREFIX = /^[0-9a-f]{12,63}$/;
+/** Hex characters of a hash a listing or a match shows. */
+export const SHOWN_HASH_CHARS = 12;
+
+/** A stored key as a revocation target is matched against: its SHA-256 hex and its name (null when its record is unreadable). */
+export interface KeyEntry {
+  sha256: string;
+  name: string | null;
+}
+
+/** A key a revocation target matched: its name, the first 12 hex of its hash, and how it matched. */
+export interface KeyMatch {
+  name: string | null;
+  sha256Prefix: string;
+  matchedBy: "hash" | "name" | "hash prefix";
+}
+
+/** What a revocation target names: exactly one key, none, or several (nothing may be revoked). */
+export type KeyTarget = { kind: "one"; sha256: string; match: KeyMatch } | { kind: "none" } | { kind: "ambiguous"; matches: KeyMatch[] };
+
+/**
+ * The key a revocation target names among `entries` (the admin API's `DELETE <admin>/keys/<target>`
+ * and `npm run keys -- revoke <target>`), in this order:
+ * 1. a whole SHA-256 (64 lowercase hex) of a stored key: that key;
+ * 2. otherwise every key whose name is exactly `target`, together with every key whose hash
+ *    starts with `target` (12–63 lowercase hex): one key → it; several → ambiguous.
+ * So a target that is both a key's name and another key's hash prefix, two keys' hash
+ * prefix, or the name of two keys, names no key: the caller gets the matches to choose from
+ * (give more of the hash). A key matched both ways by one target is one match.
+ * @returns `{ kind: "one", sha256, match }`, `{ kind: "none" }` or `{ kind: "ambiguous", matches }` (sorted by hash)
+ */
+export function matchKeyTarget(entries: readonly KeyEntry[], target: string): KeyTarget {
+  const shown = (e: KeyEntry, matchedBy: KeyMatch["matchedBy"]): KeyMatch => ({ name: e.name, sha256Prefix: e.sha256.slice(0, SHOWN_HASH_CHARS), matchedBy });
+  if (KEY_HASH.test(target)) {
+    const whole = entries.find((e) => e.sha256 === target);
+    if (whole) return { kind: "one", sha256: whole.sha256, match: shown(whole, "hash") };
+  }
+  const found = new Map<string, KeyMatch>();
+  for (const e of entries) if (e.name !== null && e.name === target) found.set(e.sha256, shown(e, "name"));
+  if (KEY_HASH_PREFIX.test(target)) for (const e of entries) if (e.sha256.startsWith(target) && !found.has(e.sha256)) found.set(e.sha256, shown(e, "hash prefix"));
+  if (found.size === 0) return { kind: "none" };
+  if (found.size === 1) {
+    const [sha256, match] = [...found][0]!;
+    return { kind: "one", sha256, match };
+  }
+  return { kind: "ambiguous", matches: [...found].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, m]) => m) };
 }

@@ -14,7 +14,8 @@
  * See docs/durable-object.md. Every method runs to completion synchronously: a Durable
  * Object processes one call at a time, so each read-modify-write below is atomic.
  * A caller's state that holds nothing but full buckets is deleted by the alarm: no object
- * keeps rows forever for a caller seen once.
+ * keeps rows forever for a caller seen once. Tables are created by the first call that may
+ * write, not by the constructor: an object only read (an operator's lookup) stores nothing.
  */
 import { DurableObject } from "cloudflare:workers";
 import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/bucket.ts";
@@ -46,6 +47,23 @@ export interface Redemption {
   prefix: string;
   /** Whether redeeming counts as a solve (raises the caller's adaptive difficulty). */
   solve: boolean;
+  /**
+   * Leading zero bits the credential's challenge asked (proof of work only). When the caller's
+   * difficulty at redemption is higher, the credential buys less: see `solutionWorth`.
+   */
+  difficulty?: number;
+}
+
+/**
+ * Credits a solution buys at redemption: its challenge asked `solvedBits` (the work is worth
+ * 2^solvedBits hashes) and offered `credits`; the caller's difficulty is now `currentBits`.
+ * At or above the current difficulty it buys all `credits`; each bit behind halves them
+ * (floored): `floor(credits × 2^(solvedBits − currentBits))`. 0 means it buys nothing.
+ * @param credits integer ≥ 0; solvedBits, currentBits: bits (integers 1–32)
+ */
+export function solutionWorth(credits: number, solvedBits: number, currentBits: number): number {
+  if (solvedBits >= currentBits) return credits;
+  return Math.floor(credits / 2 ** (currentBits - solvedBits));
 }
 
 /** The challenge settings of the caller's plan: base difficulty (bits) and adaptation. */
@@ -101,7 +119,7 @@ export type { DenyReason } from "./schemes/index.ts";
 import type { DenyReason } from "./schemes/index.ts";
 
 /** The refusal `<prefix>_<what>` of a redemption's scheme (each scheme's union includes these). */
-const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown"): DenyReason => `${prefix}_${what}` as DenyReason;
+const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown" | "too_easy"): DenyReason => `${prefix}_${what}` as DenyReason;
 
 /** The decision for one request. */
 export interface AdmitResult {
@@ -115,6 +133,17 @@ export interface AdmitResult {
   credits?: number;
   /** Whether `redeem` minted its token (the Worker then signs and returns it). */
   minted?: boolean;
+  /**
+   * Credits the minted balance opened with (set with `minted`): the redemption's `credits`, or
+   * fewer for a solution whose challenge asked less than the caller's current difficulty.
+   * The access token's `cr` claim is this number.
+   */
+  mintedCredits?: number;
+  /**
+   * For `solution_too_easy`: what the solution was worth at the caller's current difficulty
+   * (`solutionWorth`): 0, or less than the request's cost.
+   */
+  solutionCredits?: number;
   /** Leading zero bits the caller's next challenge asks (when `challenge` was given). */
   difficulty?: number;
   /** The caller's decayed count of recent solves (why `difficulty` rose). */
@@ -176,6 +205,9 @@ export interface InspectResult {
   cleanupAtMs: number | null;
 }
 
+/** The object's tables (docs/durable-object.md). */
+const TABLES = ["limits", "spent", "tokens", "solves", "slots", "config", "blocks"] as const;
+
 /** Token balances `inspect` lists at most. */
 const INSPECT_MAX_TOKENS = 50;
 
@@ -203,14 +235,43 @@ export class CallerBucket extends DurableObject {
   /** Unix ms the operator's block ends (null: none), as last read or written; undefined: not read yet. */
   private blockUntilMs: number | null | undefined;
 
+  /**
+   * Whether this object's tables exist, as far as this instance knows (undefined: not looked).
+   * Tables are created by the first call that may write (`ready`), never by the constructor or
+   * an operator's read: an object nobody wrote to stores nothing at all.
+   */
+  private tables: boolean | undefined;
+
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
     this.sql = ctx.storage.sql;
-    this.createTables();
     // Know the stored alarm before the first call, so a restart never pushes cleanup later.
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAtMs = await ctx.storage.getAlarm();
     });
+  }
+
+  /**
+   * Make sure the tables exist before a call that may write (every request-path method and
+   * `block`): `CREATE TABLE IF NOT EXISTS` once per instance, as a constructor would.
+   */
+  private ready(): void {
+    if (this.tables) return;
+    this.createTables();
+    this.tables = true;
+  }
+
+  /**
+   * Whether the object holds tables, without creating any (operator reads, the alarm): one
+   * read of `sqlite_master` per instance until they exist. A partial set (an object written
+   * by an older version) is completed: it is stored already.
+   */
+  private exists(): boolean {
+    if (this.tables !== undefined) return this.tables;
+    const n = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES.map((t) => `'${t}'`).join(", ")})`).one().n;
+    if (n === 0) return (this.tables = false);
+    this.ready();
+    return true;
   }
 
   private createTables(): void {
@@ -301,14 +362,16 @@ export class CallerBucket extends DurableObject {
 
   /**
    * Decide one request: ceiling first (every request counts, token or not), then the
-   * session / stream cap, then redeem a solution if one came with it, then charge the cost
-   * to the token (when one was sent) or to the free bucket. Nothing is charged when the
-   * request is denied.
+   * session / stream cap, then redeem a solution if one came with it (a proof of work priced
+   * at the caller's difficulty now, `solutionWorth`; `<prefix>_too_easy` when it buys less
+   * than `cost`), then charge the cost to the token (when one was sent) or to the free
+   * bucket. Nothing is charged when the request is denied.
    * @throws TypeError when `cost` is not an integer ≥ 0
    */
   admit(req: AdmitRequest): AdmitResult {
     const { nowMs } = req;
     if (!Number.isSafeInteger(req.cost) || req.cost < 0) throw new TypeError(`admit(): cost ${req.cost} is not an integer ≥ 0`);
+    this.ready();
     const clockMs = this.clock(nowMs);
     this.remember(req.bucket, req.ceiling, req.challenge?.adaptive.halfLifeSeconds ?? 600);
     const ceilingTake = take(this.load("ceiling", req.ceiling, nowMs), req.ceiling, 1, nowMs);
@@ -355,6 +418,7 @@ export class CallerBucket extends DurableObject {
 
     let tokenId = req.tokenId;
     let minted = false;
+    let mintedCredits: number | undefined;
     let tokenReason = "token";
     if (req.redeem) {
       const r = req.redeem;
@@ -368,14 +432,26 @@ export class CallerBucket extends DurableObject {
       const spent = this.sql.exec("SELECT 1 FROM spent WHERE id = ?", r.spendId).toArray().length > 0;
       if (spent && !r.reusable) return deny(refusal(r.prefix, "spent"));
       if (!spent) {
+        // Invariant: a solution is priced at the caller's difficulty now, not when its challenge
+        // was issued: challenges fetched in bulk while the caller was quiet buy no more than their
+        // work is worth at redemption. One that buys less than the request costs (nothing, for
+        // /verify) is refused `too_easy`: spent all the same (it never passes later, whatever
+        // the difficulty does), no balance, not counted as a solve.
+        const current = r.difficulty !== undefined ? this.difficulty(req.challenge, nowMs).difficulty : undefined;
+        const credits = current !== undefined ? solutionWorth(r.credits, r.difficulty!, current) : r.credits;
         this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.spendId, r.spendUntilMs + SPENT_MARGIN_MS);
-        this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, r.credits, r.tokenExpiresMs);
+        if (credits < Math.max(1, req.cost)) {
+          this.scheduleAlarm(r.spendUntilMs + SPENT_MARGIN_MS + CLEANUP_SLACK_MS);
+          return deny(refusal(r.prefix, "too_easy"), { solutionCredits: credits });
+        }
+        this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, credits, r.tokenExpiresMs);
         if (req.challenge && r.solve) {
           this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
           this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
         }
         this.scheduleAlarm(Math.min(r.spendUntilMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
         minted = true;
+        mintedCredits = credits;
       }
       // A reusable credential redeemed before spends the balance it opened then.
       tokenId = r.jti;
@@ -386,11 +462,12 @@ export class CallerBucket extends DurableObject {
     if (tokenId !== undefined) {
       const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", tokenId).toArray()[0];
       if (!row) return deny(refusal(tokenReason, "unknown"));
-      if (clockMs >= row.expires_ms) return deny(refusal(tokenReason, "expired"), { minted });
-      if (row.credits < req.cost) return deny(refusal(tokenReason, "exhausted"), { credits: row.credits, minted });
+      const opened = mintedCredits !== undefined ? { mintedCredits } : {};
+      if (clockMs >= row.expires_ms) return deny(refusal(tokenReason, "expired"), { minted, ...opened });
+      if (row.credits < req.cost) return deny(refusal(tokenReason, "exhausted"), { credits: row.credits, minted, ...opened });
       const credits = row.credits - req.cost;
       if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, tokenId);
-      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted };
+      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted, ...opened };
     } else if (!freeTake) {
       result = { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
     } else if (!freeTake.result.success) {
@@ -422,6 +499,7 @@ export class CallerBucket extends DurableObject {
    * charged for the renewal itself): hand back `lease.returned`, grant what the buckets hold.
    */
   renew(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; lease: LeaseWant }): LeaseGrant {
+    this.ready();
     this.remember(req.bucket, req.ceiling, (this.configs ?? this.storedConfigs())?.halfLifeSeconds ?? 600);
     // Invariant: a blocked caller gets no new lease (units handed back are still taken back).
     // A lease an isolate already holds may admit for what is left of it (≤ LEASE_MS).
@@ -444,6 +522,7 @@ export class CallerBucket extends DurableObject {
    * and its slot. The ceiling unit stays spent.
    */
   refund(req: RefundRequest): void {
+    this.ready();
     if (req.cost > 0 && req.paidBy === "bucket") {
       const state = refill(this.load("free", req.bucket, req.nowMs), req.bucket, req.nowMs);
       const limits = this.stored();
@@ -462,6 +541,7 @@ export class CallerBucket extends DurableObject {
    * @returns `blockedUntilMs`: unix ms the block ends, or null when the caller is not blocked
    */
   blocked(req: { nowMs: number }): { blockedUntilMs: number | null } {
+    if (!this.exists()) return { blockedUntilMs: null };
     return { blockedUntilMs: this.blockedUntil(this.clock(req.nowMs)) };
   }
 
@@ -479,6 +559,7 @@ export class CallerBucket extends DurableObject {
   claim(req: { spendId: string; untilMs: number }): { claimed: boolean } {
     if (!Number.isSafeInteger(req.untilMs)) throw new TypeError(`claim(): untilMs ${req.untilMs} is not an integer`);
     if (typeof req.spendId !== "string" || req.spendId.length === 0) throw new TypeError("claim(): spendId is empty");
+    this.ready();
     // Invariant: checked and marked in this one step (a Durable Object runs one call at a time).
     if (this.sql.exec("SELECT 1 FROM spent WHERE id = ?", req.spendId).toArray().length > 0) return { claimed: false };
     const expiresMs = req.untilMs + SPENT_MARGIN_MS;
@@ -493,21 +574,25 @@ export class CallerBucket extends DurableObject {
    * authorization cannot be redeemed again.
    */
   revoke(req: { jti: string }): void {
+    if (!this.exists()) return;
     this.sql.exec("DELETE FROM tokens WHERE jti = ?", req.jti);
   }
 
   /** Attach the origin's `Mcp-Session-Id` to the session slot opened by its `initialize`. */
   bindSession(req: { slotId: string; sessionId: string }): void {
+    if (!this.exists()) return;
     this.sql.exec("UPDATE slots SET session_id = ? WHERE id = ? AND kind = 'session'", req.sessionId, req.slotId);
   }
 
   /** Release a slot (a GET stream that ended; an `initialize` answered without a session). */
   release(req: { slotId: string }): void {
+    if (!this.exists()) return;
     this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
   }
 
   /** Release the session slot of `sessionId` (the session was ended with DELETE, or the origin no longer knows it). */
   endSession(req: { sessionId: string }): void {
+    if (!this.exists()) return;
     this.sql.exec("DELETE FROM slots WHERE kind = 'session' AND session_id = ?", req.sessionId);
   }
 
@@ -517,6 +602,7 @@ export class CallerBucket extends DurableObject {
    * charges nothing else.
    */
   status(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; challenge?: ChallengeConfig; tokenId?: string }): StatusResult {
+    this.ready();
     const clockMs = this.clock(req.nowMs);
     const ceilingTake = take(this.load("ceiling", req.ceiling, req.nowMs), req.ceiling, 1, req.nowMs);
     const freeState = this.load("free", req.bucket, req.nowMs);
@@ -553,6 +639,8 @@ export class CallerBucket extends DurableObject {
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.alarmAtMs = null;
+    // Nothing stored: nothing to clean (an alarm left over from a deleted state).
+    if (!this.exists()) return;
     this.sql.exec("DELETE FROM spent WHERE expires_ms <= ?", now);
     this.sql.exec("DELETE FROM tokens WHERE expires_ms <= ?", now);
     this.sql.exec("DELETE FROM slots WHERE expires_ms <= ?", now);
@@ -585,7 +673,8 @@ export class CallerBucket extends DurableObject {
   /** Delete the whole state; the object is then exactly as for a caller never seen. */
   private async forget(): Promise<void> {
     await this.ctx.storage.deleteAll();
-    this.createTables();
+    // Tables come back with the next write; until then the object stores nothing.
+    this.tables = false;
     this.limits = { free: null, ceiling: null };
     this.solveScore = NO_SOLVES;
     this.configs = undefined;
@@ -604,16 +693,26 @@ export class CallerBucket extends DurableObject {
    */
   inspect(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; challenge?: ChallengeConfig }): InspectResult {
     const { nowMs } = req;
-    const count = (table: string) => this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).toArray()[0]!.n;
-    const known = ["limits", "spent", "tokens", "solves", "slots", "blocks", "config"].some((t) => count(t) > 0);
-    const configs = this.configs ?? this.storedConfigs() ?? null;
+    // Invariant: an object without tables (never written, or its state deleted) is read as
+    // "never seen" without creating any: looking up an invented id stores nothing.
+    const stored = this.exists();
+    if (!stored) {
+      this.limits = { free: null, ceiling: null };
+      this.solveScore = NO_SOLVES;
+      this.blockUntilMs = null;
+    }
+    const count = (table: (typeof TABLES)[number]) => (stored ? this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n : 0);
+    const known = TABLES.some((t) => count(t) > 0);
+    const configs = this.configs ?? (stored ? this.storedConfigs() : undefined) ?? null;
     const bucket = configs?.bucket ?? req.bucket;
     const ceiling = configs?.ceiling ?? req.ceiling;
     const limits = this.stored();
-    const tokens = this.sql
-      .exec<{ jti: string; credits: number; expires_ms: number }>("SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?", nowMs, INSPECT_MAX_TOKENS)
-      .toArray()
-      .map((r) => ({ id: r.jti.slice(0, 12), credits: r.credits, expiresMs: r.expires_ms }));
+    const tokens = stored
+      ? this.sql
+          .exec<{ jti: string; credits: number; expires_ms: number }>("SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?", nowMs, INSPECT_MAX_TOKENS)
+          .toArray()
+          .map((r) => ({ id: r.jti.slice(0, 12), credits: r.credits, expiresMs: r.expires_ms }))
+      : [];
     const challenge = req.challenge && configs ? { ...req.challenge, adaptive: { ...req.challenge.adaptive, halfLifeSeconds: configs.halfLifeSeconds } } : req.challenge;
     const blockedUntilMs = this.blockedUntil(nowMs);
     return {
@@ -622,8 +721,8 @@ export class CallerBucket extends DurableObject {
       bucket: peek(limits.free ?? fullBucket(bucket, nowMs), bucket, nowMs),
       ceiling: peek(limits.ceiling ?? fullBucket(ceiling, nowMs), ceiling, nowMs),
       tokens,
-      sessions: this.openSlots("session", nowMs).count,
-      streams: this.openSlots("stream", nowMs).count,
+      sessions: stored ? this.openSlots("session", nowMs).count : 0,
+      streams: stored ? this.openSlots("stream", nowMs).count : 0,
       spent: count("spent"),
       solves: Math.round(decayed(this.solves(), configs?.halfLifeSeconds ?? challenge?.adaptive.halfLifeSeconds ?? 600, nowMs) * 100) / 100,
       ...(challenge ? { difficulty: this.difficulty(challenge, nowMs).difficulty! } : {}),
@@ -638,6 +737,7 @@ export class CallerBucket extends DurableObject {
    * (live), spent marks (single use is security) and a block. Writes nothing for an unknown caller.
    */
   reset(): { reset: boolean } {
+    if (!this.exists()) return { reset: false };
     const had = this.sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM limits) + (SELECT COUNT(*) FROM solves) AS n").toArray()[0]!.n > 0;
     if (!had) return { reset: false };
     this.sql.exec("DELETE FROM limits");
@@ -657,6 +757,7 @@ export class CallerBucket extends DurableObject {
    */
   block(req: { untilMs: number }): { blockedUntilMs: number } {
     if (!Number.isSafeInteger(req.untilMs)) throw new TypeError(`block(): untilMs ${req.untilMs} is not an integer`);
+    this.ready();
     this.sql.exec("INSERT OR REPLACE INTO blocks (id, until_ms) VALUES (0, ?)", req.untilMs);
     this.blockUntilMs = req.untilMs;
     this.scheduleAlarm(req.untilMs + CLEANUP_SLACK_MS);
@@ -665,6 +766,7 @@ export class CallerBucket extends DurableObject {
 
   /** Operator unblock: the caller is admitted again as its buckets allow. @returns whether a block was lifted */
   unblock(): { unblocked: boolean } {
+    if (!this.exists()) return { unblocked: false };
     const had = this.blockedUntil(Date.now()) !== null;
     const rows = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM blocks").toArray()[0]!.n;
     if (rows === 0) return { unblocked: false };

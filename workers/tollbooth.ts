@@ -436,7 +436,9 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     }
 
     const headers = gate.limitHeaders(plan, decision, nowMs);
-    if (decision.minted && tokenClaims) headers[TOKEN_HEADER] = await signToken(keyring, tokenClaims);
+    // Invariant: the token says the credits the object minted (a solution redeemed below the
+    // caller's current difficulty buys fewer than its challenge offered).
+    if (decision.minted && tokenClaims) headers[TOKEN_HEADER] = await signToken(keyring, { ...tokenClaims, cr: decision.mintedCredits ?? tokenClaims.cr });
     if (decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits);
 
     if (!decision.admitted) {
@@ -455,6 +457,10 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       const reason = decision.reason ?? "over_budget";
       const status = (refusedBy ?? schemeOfReason(schemes, reason))?.refusalStatus(reason) ?? 402;
       const offer = { policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
+      // A solution solved below the caller's current difficulty: say what it was worth (the 402's challenge asks the current difficulty).
+      if (reason === "solution_too_easy" && admit.redeem?.difficulty !== undefined) {
+        refusedDetail = { detail: `the solution's challenge asked ${admit.redeem.difficulty} bits; this caller's difficulty is now ${offer.difficulty}, so it buys ${decision.solutionCredits ?? 0} of its ${admit.redeem.credits} credits, less than the ${cost} this request costs: solve the fresh challenge` };
+      }
       const answer = await paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult, ...(refusedDetail ? { detail: refusedDetail } : {}) });
       return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty, credits: decision.credits }, answer);
     }

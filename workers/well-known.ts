@@ -196,6 +196,10 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
   if (result.reason === "blocked") return blocked(result.retryAfterSeconds ?? 1, headers);
   if (!result.admitted) {
     const reason = result.reason!.slice(redemption.prefix.length + 1);
+    // A solution below the caller's current difficulty buys nothing: fetch a fresh challenge (it asks `difficulty`).
+    if (result.reason === "solution_too_easy") {
+      return problem(422, "invalid_solution", `Solution refused: too_easy: its challenge asked ${redemption.difficulty} bits; this caller's difficulty is now ${result.difficulty}, so it buys no credits. Solve a fresh challenge`, { reason, difficulty: result.difficulty, challengeUrl: gatewayUrls(url).challengeUrl }, headers);
+    }
     // The reason as the pow wire has always said it: "spent" (each challenge redeems once).
     return refused(reason, headers);
   }
@@ -217,7 +221,8 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
     settledHeaders = done.headers;
   }
   observe({ caller, scheme: scheme.type, redeemed: true, ...(check.paid && result.minted ? { paid: { scheme: scheme.type, ...check.paid } } : {}) });
-  const claims = { sub: caller, jti: redemption.jti, exp: redemption.tokenExpiresMs / 1000, cr: redemption.credits };
+  // The token says the credits the object minted (fewer for a solution below the caller's current difficulty).
+  const claims = { sub: caller, jti: redemption.jti, exp: redemption.tokenExpiresMs / 1000, cr: result.mintedCredits ?? redemption.credits };
   const token = await signToken(keyring, claims);
-  return json(200, { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? redemption.credits }, { ...headers, ...settledHeaders });
+  return json(200, { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? claims.cr }, { ...headers, ...settledHeaders });
 }

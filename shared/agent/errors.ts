@@ -11,7 +11,8 @@
  * - `challenge_unreadable`: a 402 without a challenge the resolver can read in a scheme of
  *   its `pay` option (e.g. no `PowChallenge` for a proof-of-work-only agent)
  * - `challenge_refused`: the gateway answered 402 again after a solution was sent (or 402 /
- *   401 right after a freshly paid L402 credential)
+ *   401 right after a freshly paid L402 credential); a 402 `solution_too_easy` is solved
+ *   again (its fresh challenge) up to `MAX_RESOLVES` (3) times a call first
  * - `payment_refused`: an offered L402 challenge was not paid: its invoice is over
  *   `maxSatsPerRequest`, or would take the last hour's spending over `maxSatsPerHour`, or
  *   names no amount (docs/wire-contract.md §11); or an x402 offer was not signed: no

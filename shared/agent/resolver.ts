@@ -20,7 +20,9 @@
  *    after a solve.
  * What it keeps is sent until it expires or `Tollbooth-Credits` reaches 0; a 402, or a 401
  * whose `error.data.reason` starts with `l402_`, to a kept credential drops it and is handled
- * once as a fresh challenge. On 429 it waits the integer `Retry-After` (bounded) and retries
+ * once as a fresh challenge. A 402 `solution_too_easy` to a fresh solution (the caller's
+ * difficulty rose while it solved, so the solution buys too little) is handled as a fresh
+ * challenge too — its 402 asks the current difficulty — at most `MAX_RESOLVES` times a call. On 429 it waits the integer `Retry-After` (bounded) and retries
  * once; a 429 to a fresh solution or x402 payment is waited once more and retried with the
  * same proof. When it gives up it throws `TollboothError` with a code and the HTTP status.
  */
@@ -97,6 +99,12 @@ type Kept =
 
 /** Seconds of margin before a token's expiry at which it is no longer sent. */
 const EXPIRY_MARGIN_MS = 2_000;
+/**
+ * Most fresh challenges one call solves after `solution_too_easy` (docs/wire-contract.md §1):
+ * each asks the difficulty of the moment, so only solves of the same caller racing this one
+ * can make it too easy again; past this the call ends as `challenge_refused`.
+ */
+export const MAX_RESOLVES = 3;
 const PAYER_NAMES: readonly PayerName[] = ["pow", "l402", "x402"];
 
 function tokenExpiryMs(token: string): number {
@@ -251,6 +259,8 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
     let redeemed: "solution" | "x402 payment" | "credential" | undefined;
     /** The headers of the fresh solution or x402 payment last sent, until an answer other than 429. */
     let unanswered: Record<string, string> | undefined;
+    /** Fresh challenges solved after `solution_too_easy` in this call. */
+    let resolves = 0;
     for (;;) {
       if (res.status === 429 && !waited) {
         const retryAfter = Number(res.headers.get("retry-after"));
@@ -277,7 +287,13 @@ export function withTollbooth(fetchImpl: FetchLike = (u, i) => globalThis.fetch(
       // A 401 is tollbooth's only when it refuses an L402 credential; any other is the origin's.
       if (status === 401 && !(await refusalReason(res))?.startsWith("l402_")) return res;
       if (status !== 402 && status !== 401) return res;
-      if (redeemed) throw new TollboothError("challenge_refused", `the gateway refused the ${redeemed}: ${await res.text()}`, status);
+      if (redeemed) {
+        // The solution was solved below the caller's difficulty of now: the 402's fresh challenge asks it; solve that one.
+        const again = redeemed === "solution" && status === 402 && resolves < MAX_RESOLVES && (await refusalReason(res)) === "solution_too_easy";
+        if (!again) throw new TollboothError("challenge_refused", `the gateway refused the ${redeemed}: ${await res.text()}`, status);
+        resolves++;
+        redeemed = undefined;
+      }
       // What was sent is refused (or spent): drop it, unless something newer was kept meanwhile.
       if (sent && kept.get(origin) === sent) kept.delete(origin);
 

@@ -220,4 +220,26 @@ describe("API keys issued with npm run keys, in wrangler dev", () => {
     expect(await status(carol)).toMatchObject({ caller: `ip:${ip}`, verified: false, plan: "free" });
     expect(await status({ "x-api-key": keys.alice!, "cf-connecting-ip": ip })).toMatchObject({ caller: keyId(keys.alice!), plan: "pro" });
   }, 120_000);
+
+  it("revoke by a target that is one key's name and another key's hash prefix revokes nothing (exit 1, both listed); a longer prefix revokes one", async () => {
+    const alicePrefix = sha256hex(keys.alice!).slice(0, 12);
+    const added = await keysScript("add", alicePrefix);
+    const impostor = added.stdout.trim();
+    expect(impostor).toMatch(/^tb_/);
+    const refused = await keysScript("revoke", alicePrefix).then(
+      () => null,
+      (err: { code?: number; stderr?: string }) => err,
+    );
+    expect(refused?.code).toBe(1);
+    expect(refused?.stderr).toContain("matches 2 keys; nothing was revoked");
+    expect(refused?.stderr).toMatch(new RegExp(`^alice\t${alicePrefix}\tby hash prefix$`, "m"));
+    expect(refused?.stderr).toMatch(new RegExp(`^${alicePrefix}\t${sha256hex(impostor).slice(0, 12)}\tby name$`, "m"));
+    expect(JSON.parse(await kv("get", sha256hex(keys.alice!), "--text"))).toMatchObject({ name: "alice" });
+    // The impostor by more of its own hash: revoked; alice stays.
+    const done = await keysScript("revoke", sha256hex(impostor).slice(0, 16));
+    expect(done.stderr).toMatch(/revoked 1 key \("[0-9a-f]{12}", [0-9a-f]{12}, by hash prefix\)/);
+    const left = JSON.parse((await kv("list")).replace(/^[^[]*/, "")) as Array<{ name: string }>;
+    expect(left.map((k) => k.name)).toContain(sha256hex(keys.alice!));
+    expect(left.map((k) => k.name)).not.toContain(sha256hex(impostor));
+  }, 60_000);
 });

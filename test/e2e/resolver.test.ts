@@ -3,8 +3,10 @@
  * over budget solves challenges by itself and every call reaches the origin exactly once.
  * Without the resolver the stock SDK surfaces the 402 JSON-RPC error and its challenge.
  *
- * Two gateways: "easy" (capacity 3, difficulty 10, 4 credits per solve) and "hard"
- * (capacity 1, difficulty 32: far too much work for a test, for the give-up paths).
+ * Three gateways: "easy" (capacity 3, difficulty 10, 4 credits per solve), "hard"
+ * (capacity 1, difficulty 32: far too much work for a test, for the give-up paths) and
+ * "adaptive" (difficulty 8 + 1 bit per solve, 4 credits: a solution 2+ bits behind buys
+ * nothing and is refused `solution_too_easy`).
  */
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,21 +19,24 @@ import { startOrigin, type Origin } from "../helpers/origin.ts";
 
 const EASY = { bucket: { capacity: 3, refillPerSecond: 0.0001 }, challenge: { difficulty: 10, credits: 4 } };
 const HARD = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 32, credits: 4 } };
+const ADAPTIVE = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 8, credits: 4, adaptive: { solvesPerStep: 1, halfLifeSeconds: 600, maxExtraBits: 6 } } };
 
 let origin: Origin;
 let easy: Gateway;
 let hard: Gateway;
+let adaptive: Gateway;
 
 beforeAll(async () => {
   origin = await startOrigin();
-  [easy, hard] = await Promise.all([
+  [easy, hard, adaptive] = await Promise.all([
     startGateway({ originUrl: origin.url, policy: EASY }),
     startGateway({ originUrl: origin.url, policy: HARD }),
+    startGateway({ originUrl: origin.url, policy: ADAPTIVE }),
   ]);
 });
 
 afterAll(async () => {
-  await Promise.all([easy?.close(), hard?.close()]);
+  await Promise.all([easy?.close(), hard?.close(), adaptive?.close()]);
   await origin?.close();
 });
 
@@ -197,5 +202,58 @@ describe("withTollbooth through the SDK client", () => {
     }
     expect(outcomes).toEqual(["aborted", "aborted", "aborted"]);
     expect(origin.counts()["tools/call"] ?? 0).toBe(0);
+  });
+});
+
+describe("withTollbooth when the caller's difficulty rises while it solves", () => {
+  it("a solution refused solution_too_easy: the resolver solves the 402's fresh challenge at the current difficulty and the call goes through once", async () => {
+    origin.reset();
+    const apiKey = "too-easy-agent";
+    const wk = `${adaptive.url}/.well-known/tollbooth`;
+    /** Another solver of the same caller, redeeming at /verify: each solve raises the difficulty one bit. */
+    async function racingSolve(): Promise<number> {
+      const ch = (await (await fetch(`${wk}/challenge`, { headers: { "x-api-key": apiKey } })).json()) as Record<string, unknown>;
+      const { nonce } = await solvePow(ch.salt as string, ch.difficulty as number);
+      const res = await fetch(`${wk}/verify`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": apiKey }, body: JSON.stringify({ ...ch, nonce }) });
+      expect(res.status).toBe(200);
+      return ch.difficulty as number;
+    }
+    const statusOf = async () => (await (await fetch(`${wk}/status`, { headers: { "x-api-key": apiKey } })).json()) as { difficulty: number; recentSolves: number };
+    const raced: number[] = [];
+    const solves: SolveEvent[] = [];
+    const reasons: Array<string | null> = [];
+    const wire = recordingFetch(async (url, init) => {
+      const res = await fetch(url, init);
+      if (res.status === 402) reasons.push(((await res.clone().json()) as { error?: { data?: { reason?: string } } }).error?.data?.reason ?? null);
+      return res;
+    });
+    const c = await connect(`${adaptive.url}/mcp`, {
+      apiKey,
+      fetch: withTollbooth(wire.fetch, {
+        maxDifficulty: 16,
+        onSolve: (e) => solves.push(e),
+        // While this agent solves its first challenge (8 bits), the same caller solves more elsewhere until it is at 11 bits.
+        solve: async (salt, difficulty, options) => {
+          if (raced.length === 0) while ((await statusOf()).difficulty < 11) raced.push(await racingSolve());
+          return solvePow(salt, difficulty, options);
+        },
+      }),
+    });
+    try {
+      expect(firstText(await c.client.callTool(echo(1)))).toBe("Echo: call-1"); // the free unit
+      expect(firstText(await c.client.callTool(echo(2)))).toBe("Echo: call-2");
+    } finally {
+      await c.close(true);
+    }
+    expect(raced.length).toBeGreaterThanOrEqual(3);
+    // Its own: 8 bits (worth 4 × 2^(8−11) = 0 at 11 bits: refused), then the fresh challenge at 11.
+    expect(solves.map((s) => s.difficulty)).toEqual([8, 11]);
+    expect(reasons).toEqual(["over_budget", "solution_too_easy"]);
+    const minted = wire.log.filter((r) => r.headers.get("tollbooth-token") !== null);
+    expect(minted).toHaveLength(1);
+    expect(minted[0]!.headers.get("tollbooth-credits")).toBe("3");
+    expect(origin.counts()["tools/call:echo"]).toBe(2);
+    // The refused solution counted no solve: the raced ones and the agent's fresh one (decayed by the seconds the test took).
+    expect((await statusOf()).recentSolves).toBeCloseTo(raced.length + 1, 1);
   });
 });

@@ -141,6 +141,35 @@ describe("callers", () => {
     expect(seen.metered).toEqual({ bucket: POLICY.bucket, ceiling: POLICY.ceiling, halfLifeSeconds: expect.any(Number) });
   });
 
+  it("looking up, resetting or unblocking a caller never seen stores nothing: no table, no byte, no key", async () => {
+    const rand = (bytes: number) => [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const ids = [ipIdentity(ip), `key:${rand(16)}`, `jwt:${rand(16)}`, `auth:${rand(16)}`, `evm:0x${rand(20)}`];
+    /** What the caller's object holds: its SQLite size (bytes), every table (sqlite_master) and the KV-API keys. */
+    const storageOf = (id: string) =>
+      runInDurableObject(env.CALLER_BUCKET.get(env.CALLER_BUCKET.idFromName(id)), async (_i, state) => ({
+        bytes: state.storage.sql.databaseSize,
+        tables: state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((r) => r.name),
+        keys: [...(await state.storage.list()).keys()],
+      }));
+    for (const id of ids) {
+      const before = await storageOf(id);
+      expect(before).toMatchObject({ tables: [], keys: [] });
+      const shown = await gw(adminReq("GET", callerPath(id)));
+      expect(shown.status).toBe(200);
+      expect(await shown.json()).toMatchObject({ caller: id, known: false, credits: [], spentMarks: 0, solves: 0, sessions: 0, streams: 0, blocked: null });
+      expect(await (await gw(adminReq("POST", `${callerPath(id)}/reset`))).json()).toMatchObject({ reset: false });
+      expect(await (await gw(adminReq("POST", `${callerPath(id)}/unblock`))).json()).toMatchObject({ unblocked: false });
+      expect(await storageOf(id)).toEqual(before);
+    }
+    // The check can fail: one request of the caller stores its state.
+    const empty = await storageOf(ids[0]!);
+    expect((await gw(post(toolCall(1), { ip }))).status).toBe(200);
+    const used = await storageOf(ids[0]!);
+    expect(used.tables).toEqual(expect.arrayContaining(["limits", "spent", "tokens", "solves", "slots", "config", "blocks"]));
+    expect(used.bytes).toBeGreaterThan(empty.bytes);
+    expect(((await (await gw(adminReq("GET", callerPath(ids[0]!)))).json()) as { known: boolean }).known).toBe(true);
+  });
+
   it("reset fills the bucket again and forgets solves; paid credits stay", async () => {
     const id = ipIdentity(ip);
     for (let i = 0; i < 3; i++) expect((await gw(post(toolCall(i), { ip }))).status).toBe(200);
@@ -346,6 +375,111 @@ describe("API keys", () => {
     const after = await fresh(request("GET", `${WELL_KNOWN}/status`, { ip, headers: { "x-api-key": key } }));
     expect(await after.json()).toMatchObject({ caller: ipIdentity(ip), plan: "free", verified: false });
     expect((await gw(adminReq("DELETE", `/keys/${encodeURIComponent(`bot-${ip}`)}`))).status).toBe(404);
+  });
+});
+
+describe("revoking a key: whole hash, exact name, or an unambiguous hash prefix", () => {
+  const hexOf = (bytes: number) => [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const sha256Hex = async (text: string) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  /** Issue a key through the API: its name, key, whole hash and listed prefix. */
+  async function issue(name: string): Promise<{ name: string; key: string; sha256: string; prefix: string }> {
+    const res = await gw(adminReq("POST", "/keys", { name }));
+    expect(res.status).toBe(201);
+    const { key, sha256Prefix } = (await res.json()) as { key: string; sha256Prefix: string };
+    return { name, key, sha256: await sha256Hex(key), prefix: sha256Prefix };
+  }
+  /** A key stored directly with a chosen hash (two hashes sharing a prefix cannot be issued on purpose). */
+  async function store(sha256: string, name: string): Promise<void> {
+    const record = { name, created: new Date().toISOString() };
+    await env.TOLLBOOTH_KEYS!.put(sha256, JSON.stringify(record), { metadata: record });
+  }
+  const listed = async () => ((await (await gw(adminReq("GET", "/keys"))).json()) as { keys: Array<{ name: string; sha256Prefix: string }> }).keys;
+  const revoke = (target: string) => gw(adminReq("DELETE", `/keys/${encodeURIComponent(target)}`));
+
+  it("a name that equals another key's hash prefix is ambiguous: 409 listing both, nothing revoked", async () => {
+    const a = await issue(`a-${hexOf(4)}`);
+    // The issue's case: a key named like another key's hash prefix.
+    const b = await issue(a.prefix);
+    const before = await listed();
+    const res = await revoke(a.prefix);
+    expect(res.status).toBe(409);
+    const body = (await res.json()) as { error: string; message: string; matches: unknown[] };
+    expect(body.error).toBe("ambiguous");
+    expect(body.matches).toEqual([
+      { name: a.name, sha256Prefix: a.prefix, matchedBy: "hash prefix" },
+      { name: b.name, sha256Prefix: b.prefix, matchedBy: "name" },
+    ].sort((x, y) => (x.sha256Prefix < y.sha256Prefix ? -1 : 1)));
+    expect(body.message).toContain("nothing was revoked");
+    expect(await listed()).toEqual(before);
+    expect(await env.TOLLBOOTH_KEYS!.get(a.sha256)).not.toBeNull();
+    expect(await env.TOLLBOOTH_KEYS!.get(b.sha256)).not.toBeNull();
+    // A longer prefix of a's hash names a alone.
+    const longer = await revoke(a.sha256.slice(0, 16));
+    expect(longer.status).toBe(200);
+    expect(await longer.json()).toMatchObject({ revoked: [a.prefix], matchedBy: "hash prefix" });
+    expect(await env.TOLLBOOTH_KEYS!.get(a.sha256)).toBeNull();
+    // Now b's name matches b only.
+    const byName = await revoke(b.name);
+    expect(await byName.json()).toMatchObject({ revoked: [b.prefix], matchedBy: "name" });
+    expect(await env.TOLLBOOTH_KEYS!.get(b.sha256)).toBeNull();
+    // The key itself no longer identifies a caller (a fresh isolate: no memo).
+    const fresh = gateway(POLICY, { TOLLBOOTH_ADMIN_TOKEN: TOKEN, TOLLBOOTH_ADMIN_PATH: "/admin3" } as Partial<Env>);
+    const after = await fresh(request("GET", `${WELL_KNOWN}/status`, { ip, headers: { "x-api-key": b.key } }));
+    expect(await after.json()).toMatchObject({ caller: ipIdentity(ip), verified: false });
+  });
+
+  it("a prefix of several keys' hashes is ambiguous: 409 listing them, nothing revoked; more of the hash revokes one", async () => {
+    const common = hexOf(6); // 12 hex
+    const h1 = common + "0" + hexOf(25) + "1";
+    const h2 = common + "f" + hexOf(25) + "2";
+    await store(h1, `p1-${common}`);
+    await store(h2, `p2-${common}`);
+    const before = await listed();
+    const res = await revoke(common);
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { matches: unknown[] }).matches).toEqual([
+      { name: `p1-${common}`, sha256Prefix: h1.slice(0, 12), matchedBy: "hash prefix" },
+      { name: `p2-${common}`, sha256Prefix: h2.slice(0, 12), matchedBy: "hash prefix" },
+    ]);
+    expect(await listed()).toEqual(before);
+    // 13 hex tell them apart.
+    const one = await revoke(h2.slice(0, 13));
+    expect(await one.json()).toMatchObject({ revoked: [h2.slice(0, 12)], matchedBy: "hash prefix" });
+    expect(await env.TOLLBOOTH_KEYS!.get(h2)).toBeNull();
+    expect(await env.TOLLBOOTH_KEYS!.get(h1)).not.toBeNull();
+    // Two keys of one name (written around the API): ambiguous too.
+    const h3 = hexOf(32);
+    await store(h3, `p1-${common}`);
+    const twice = await revoke(`p1-${common}`);
+    expect(twice.status).toBe(409);
+    expect(((await twice.json()) as { matches: Array<{ matchedBy: string }> }).matches.map((m) => m.matchedBy)).toEqual(["name", "name"]);
+    expect(await env.TOLLBOOTH_KEYS!.get(h1)).not.toBeNull();
+    expect(await env.TOLLBOOTH_KEYS!.get(h3)).not.toBeNull();
+    // A whole hash names its key exactly, whatever else matches.
+    expect(await (await revoke(h1)).json()).toMatchObject({ revoked: [h1.slice(0, 12)], matchedBy: "hash" });
+    expect(await (await revoke(h3)).json()).toMatchObject({ revoked: [h3.slice(0, 12)], matchedBy: "hash" });
+  });
+
+  it("whole hash, exact name and an unambiguous prefix each revoke exactly their key; short prefixes and unknown targets 404", async () => {
+    const [x, y, z] = [await issue(`x-${hexOf(4)}`), await issue(`y-${hexOf(4)}`), await issue(`z-${hexOf(4)}`)];
+    // A whole hash stored under a name too: the hash wins (it names one key exactly).
+    const named = await issue(x.sha256);
+    expect(await (await revoke(x.sha256)).json()).toMatchObject({ revoked: [x.prefix], matchedBy: "hash" });
+    expect(await env.TOLLBOOTH_KEYS!.get(named.sha256)).not.toBeNull();
+    // Its hash gone, the same target now names the key called so.
+    expect(await (await revoke(x.sha256)).json()).toMatchObject({ revoked: [named.prefix], matchedBy: "name" });
+    expect(await (await revoke(y.name)).json()).toMatchObject({ revoked: [y.prefix], matchedBy: "name" });
+    expect(await (await revoke(z.prefix)).json()).toMatchObject({ revoked: [z.prefix], matchedBy: "hash prefix" });
+    for (const k of [x, y, z, named]) expect(await env.TOLLBOOTH_KEYS!.get(k.sha256)).toBeNull();
+    // Fewer than 12 hex is no prefix; unknown targets, and what was just revoked: 404.
+    const other = await issue(`w-${hexOf(4)}`);
+    for (const target of [other.prefix.slice(0, 11), y.name, z.prefix, hexOf(32)]) {
+      const res = await revoke(target);
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: string }).error).toBe("not_found");
+    }
+    expect(await env.TOLLBOOTH_KEYS!.get(other.sha256)).not.toBeNull();
+    expect(origin.requests).toHaveLength(0);
   });
 });
 

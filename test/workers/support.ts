@@ -361,17 +361,23 @@ export async function reasonOf(res: Response): Promise<string> {
 /** The caller's Durable Object stub. */
 export const stubFor = (identity: string) => env.CALLER_BUCKET.getByName(identity);
 
-/** All rows of a table of the caller's Durable Object. */
+/** Rows of `table` in a Durable Object's SQLite; none when the table does not exist (an object never written stores no tables). */
+function tableRows(sql: SqlStorage, table: string): Array<Record<string, SqlStorageValue>> {
+  const exists = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", table).toArray().length > 0;
+  return exists ? sql.exec(`SELECT * FROM ${table}`).toArray() : [];
+}
+
+/** All rows of a table of the caller's Durable Object (none for a table not created yet). */
 export async function rows<T = Record<string, unknown>>(identity: string, table: "buckets" | "spent" | "tokens"): Promise<T[]> {
   if (table === "buckets") {
     // The `limits` row holds both buckets; shown as one row per bucket, as docs/durable-object.md describes them.
-    const limits = await runInDurableObject(stubFor(identity), (_instance, state) => state.storage.sql.exec("SELECT * FROM limits").toArray());
+    const limits = await runInDurableObject(stubFor(identity), (_instance, state) => tableRows(state.storage.sql, "limits"));
     return limits.flatMap((r) => [
       { name: "ceiling", tokens: r.ceiling_tokens, updated_ms: r.ceiling_ms },
       { name: "free", tokens: r.free_tokens, updated_ms: r.free_ms },
     ]) as T[];
   }
-  return runInDurableObject(stubFor(identity), (_instance, state) => state.storage.sql.exec(`SELECT * FROM ${table}`).toArray() as T[]);
+  return runInDurableObject(stubFor(identity), (_instance, state) => tableRows(state.storage.sql, table) as T[]);
 }
 
 /** The caller's scheduled alarm (unix ms) or null. */

@@ -221,8 +221,8 @@ export function admin(options: AdminOptions): MiddlewareHandler {
     if (req.method === "GET") return reply(200, { keys: await listKeys(keys) });
     if (req.method === "DELETE") {
       const done = await revokeKeys(keys, rest[0]!);
-      if (!done.ok) return problem(done.reason === "not_found" ? 404 : 409, done.reason, done.detail ?? done.reason);
-      return reply(200, { revoked: done.revoked, effectiveWithinSeconds: done.effectiveWithinMs / 1000, note: "isolates that looked the key up recently accept it until their 30 s memo expires; KV propagation adds up to ~60 s" });
+      if (!done.ok) return problem(done.reason === "not_found" ? 404 : 409, done.reason, done.detail, done.reason === "ambiguous" ? { matches: done.matches } : {});
+      return reply(200, { revoked: done.revoked, matchedBy: done.matchedBy, effectiveWithinSeconds: done.effectiveWithinMs / 1000, note: "isolates that looked the key up recently accept it until their 30 s memo expires; KV propagation adds up to ~60 s" });
     }
     const body = await readJson(req);
     if (!body.ok) return body.res;

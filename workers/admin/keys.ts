@@ -5,13 +5,13 @@
  * A revoked key keeps working in an isolate that looked it up within the last 30 s
  * (`KEY_MEMO_TTL_MS`, shared/identity.ts), plus KV's own propagation (up to about 60 s).
  */
-import { apiKeyHash, KEY_HASH, KEY_NAME, KEY_PLAN, keyRecord, newApiKey, readKeyRecord, type KeyRecord } from "../../shared/api-keys.ts";
+import { apiKeyHash, KEY_HASH, KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord, SHOWN_HASH_CHARS, type KeyMatch, type KeyRecord } from "../../shared/api-keys.ts";
 import { KEY_MEMO_TTL_MS } from "../../shared/identity.ts";
 import type { Policy } from "../../shared/policy.ts";
 import { refuse, type Result } from "../../shared/result.ts";
 
 /** Characters of the SHA-256 hex shown by the listing (as `npm run keys -- list`). */
-export const HASH_PREFIX_CHARS = 12;
+export const HASH_PREFIX_CHARS = SHOWN_HASH_CHARS;
 /** Most keys a listing (or a revocation by name) reads: 10 pages of 1000. */
 const MAX_LIST_PAGES = 10;
 
@@ -69,24 +69,37 @@ export async function issueKey(store: KeyStore, policy: Policy, body: unknown, n
   return { ok: true, key, sha256, record };
 }
 
+/** What `revokeKeys` answers: the key revoked, or why none was (an ambiguous target lists its matches). */
+export type RevokeResult =
+  | { ok: true; revoked: string[]; matchedBy: KeyMatch["matchedBy"]; effectiveWithinMs: number }
+  | { ok: false; reason: "not_found"; detail: string }
+  | { ok: false; reason: "ambiguous"; detail: string; matches: KeyMatch[] };
+
 /**
- * Revoke keys: `target` is a whole SHA-256 (64 hex), a key name (every key of that name), or
- * a hash prefix of ≥ 12 hex characters matching exactly one key.
- * @returns the revoked keys' hash prefixes and the time within which every isolate stops accepting them
+ * Revoke one key: `target` is its whole SHA-256 (64 hex), its exact name, or a prefix of
+ * its hash (12–63 hex), matched as shared/api-keys.ts `matchKeyTarget` says — a whole hash
+ * first; then names and hash prefixes together, which must name exactly one key. A target
+ * that is one key's name and another's hash prefix, or the prefix (or name) of several keys,
+ * revokes nothing: `ambiguous`, with the matches (name, hash prefix, how each matched).
+ * @returns the revoked key's hash prefix and the time within which every isolate stops accepting it
  */
-export async function revokeKeys(store: KeyStore, target: string): Promise<Result<{ revoked: string[]; effectiveWithinMs: number }, KeyRefusal>> {
-  let doomed: string[];
-  if (KEY_HASH.test(target)) {
-    doomed = (await store.get(target)) === null ? [] : [target];
+export async function revokeKeys(store: KeyStore, target: string): Promise<RevokeResult> {
+  let doomed: string;
+  let matchedBy: KeyMatch["matchedBy"];
+  // A whole hash names its key exactly: no listing needed.
+  if (KEY_HASH.test(target) && (await store.get(target)) !== null) {
+    doomed = target;
+    matchedBy = "hash";
   } else {
-    const all = await allKeys(store);
-    doomed = all.filter((e) => e.record?.name === target).map((e) => e.sha256);
-    if (doomed.length === 0 && /^[0-9a-f]{12,63}$/.test(target)) {
-      doomed = all.filter((e) => e.sha256.startsWith(target)).map((e) => e.sha256);
-      if (doomed.length > 1) return refuse("ambiguous", `${doomed.length} keys start with ${target}: give more of the hash`);
+    const found = matchKeyTarget((await allKeys(store)).map((e) => ({ sha256: e.sha256, name: e.record?.name ?? null })), target);
+    if (found.kind === "none") return { ok: false, reason: "not_found", detail: `no key with the hash, name or hash prefix ${JSON.stringify(target)}` };
+    if (found.kind === "ambiguous") {
+      const list = found.matches.map((m) => `${m.name === null ? "(no name)" : JSON.stringify(m.name)} ${m.sha256Prefix} (by ${m.matchedBy})`).join(", ");
+      return { ok: false, reason: "ambiguous", detail: `${JSON.stringify(target)} matches ${found.matches.length} keys: ${list}; nothing was revoked: give a whole hash or more of it`, matches: found.matches };
     }
+    doomed = found.sha256;
+    matchedBy = found.match.matchedBy;
   }
-  if (doomed.length === 0) return refuse("not_found", `no key named or hashed ${JSON.stringify(target)}`);
-  for (const h of doomed) await store.delete(h);
-  return { ok: true, revoked: doomed.map((h) => h.slice(0, HASH_PREFIX_CHARS)), effectiveWithinMs: KEY_MEMO_TTL_MS + 60_000 };
+  await store.delete(doomed);
+  return { ok: true, revoked: [doomed.slice(0, HASH_PREFIX_CHARS)], matchedBy, effectiveWithinMs: KEY_MEMO_TTL_MS + 60_000 };
 }

@@ -2,9 +2,12 @@
  * Proof of work (`PowChallenge`, docs/wire-contract.md §1–2): the free way through a 402.
  * Offer: a challenge signed for the caller at its current (adaptive) difficulty.
  * Credential: `Tollbooth-Solution: <the challenge's parameters>, nonce="<digits>"`, or the
- * same fields as JSON to `/verify`. A solution buys an access token with the plan's
- * `challenge.credits`, living `token.ttlSeconds`; its challenge id is spent once.
- * Refusals: `solution_<SolutionError>`, `solution_spent`, `solution_expired` (all 402).
+ * same fields as JSON to `/verify`. A solution buys an access token with the challenge's
+ * `credits`, living `token.ttlSeconds`; its challenge id is spent once. It is priced at the
+ * caller's difficulty when it is redeemed: each bit its challenge asked below that halves
+ * the credits (workers/caller-bucket.ts `solutionWorth`).
+ * Refusals: `solution_<SolutionError>`, `solution_spent`, `solution_expired`,
+ * `solution_too_easy` (all 402).
  */
 import { parseAuthParams } from "../../shared/auth-params.ts";
 import { formatChallenge, issueChallenge, readSolution, verifySolution, type PowChallenge, type SolutionError } from "../../shared/challenge.ts";
@@ -14,8 +17,13 @@ import { SOLUTION_HEADER } from "../../shared/wire.ts";
 import type { Redemption } from "../caller-bucket.ts";
 import type { PaymentScheme, SchemeFactory } from "./scheme.ts";
 
-/** A proof-of-work refusal as it reaches the wire. */
-export type PowRefusal = `solution_${SolutionError | "spent" | "expired"}`;
+/**
+ * A proof-of-work refusal as it reaches the wire. `solution_too_easy`: the challenge asked
+ * fewer bits than the caller's difficulty at redemption, so the solution is worth less than
+ * the request costs (nothing, when it is 0 credits); it is spent, and the 402 carries a
+ * fresh challenge at the current difficulty.
+ */
+export type PowRefusal = `solution_${SolutionError | "spent" | "expired" | "too_easy"}`;
 
 /** A solution read from a request: the challenge as received and the nonce. */
 export interface PowCredential {
@@ -29,12 +37,13 @@ export function challengeJson(ch: PowChallenge): Record<string, unknown> {
 }
 
 /**
- * What a verified solution buys: an access token's balance of `challenge.credits`, living
- * `tokenTtlSeconds` from `nowMs` (unix ms); the challenge id is spent once.
+ * What a verified solution buys: an access token's balance of at most `challenge.credits`
+ * (the caller's object scales it to its difficulty at redemption, from `challenge.difficulty`
+ * bits), living `tokenTtlSeconds` from `nowMs` (unix ms); the challenge id is spent once.
  */
 export function powRedemption(challenge: PowChallenge, tokenTtlSeconds: number, nowMs: number): Redemption {
   const exp = Math.floor(nowMs / 1000) + tokenTtlSeconds;
-  return { spendId: challenge.id, spendUntilMs: challenge.expires * 1000, jti: newTokenId(), credits: challenge.credits, tokenExpiresMs: exp * 1000, reusable: false, prefix: "solution", solve: true };
+  return { spendId: challenge.id, spendUntilMs: challenge.expires * 1000, jti: newTokenId(), credits: challenge.credits, tokenExpiresMs: exp * 1000, reusable: false, prefix: "solution", solve: true, difficulty: challenge.difficulty };
 }
 
 const read = (params: Record<string, unknown>) => {

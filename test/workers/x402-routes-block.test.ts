@@ -159,8 +159,9 @@ describe("x402 spent marks shared by every route", () => {
     expect(await stub.claim({ spendId, untilMs: t0 + 120_000 })).toEqual({ claimed: false });
     advance(2_000);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    const rows = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM spent").one().n);
-    expect(rows).toBe(0);
+    // The whole state is deleted: not even the tables are left (they are made by the next write).
+    const tables = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray().map((r) => r.name));
+    expect(tables).toEqual([]);
   });
 
   it("the settled payment's claim lives in `spent:<spend id>` of the unscoped namespace", async () => {

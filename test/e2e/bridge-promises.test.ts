@@ -123,7 +123,8 @@ describe("tollbooth-bridge: leaving", () => {
       b.send(INITIALIZE);
       const answer = (await b.next()) as { id: number; result?: unknown };
       expect(answer.id).toBe(1);
-      expect(answer.result).toBeDefined();
+      // The origin's own initialize result, relayed unchanged.
+      expect(answer.result).toMatchObject({ protocolVersion: INITIALIZE.params.protocolVersion, serverInfo: { name: "mcp-servers/everything" } });
       // The session id the origin handed out, as the next request carries it.
       b.send({ jsonrpc: "2.0", method: "notifications/initialized" });
       await waitFor(() => JSON.stringify(origin.counts()), /"notifications\/initialized":1/);

@@ -33,7 +33,7 @@ describe("handshake through the gateway (bucket capacity 1)", () => {
       try {
         const { tools } = await c.client.listTools();
         expect(tools.map((t) => t.name)).toContain("echo");
-        await expect(c.client.ping()).resolves.toBeDefined();
+        await expect(c.client.ping()).resolves.toEqual({});
         expect(c.client.getServerVersion()?.name).toBe("mcp-servers/everything");
         // The SDK opens its GET SSE stream in the background after initialization.
         await expect.poll(() => rec.log.filter((r) => r.method === "GET").length, { timeout: 5_000 }).toBe(i + 1);
@@ -70,7 +70,7 @@ describe("handshake through the gateway (bucket capacity 1)", () => {
       await expect(c.client.callTool({ name: "echo", arguments: { message: "two" } })).rejects.toThrow(/402/);
       // A handshake after the budget is gone still works.
       const again = await connect(`${gateway.url}/mcp`, { apiKey: "handshake-caller" });
-      await expect(again.client.ping()).resolves.toBeDefined();
+      await expect(again.client.ping()).resolves.toEqual({});
       await again.close(true);
     } finally {
       await c.close(true);

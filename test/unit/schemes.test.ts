@@ -233,7 +233,8 @@ describe("x402", () => {
     it("another payee, network or asset: not_offered, the facilitator never asked", async () => {
       fakeFacilitator();
       const required = await offered();
-      for (const change of [{ payTo: "0x" + "11".repeat(20) }, { network: "eip155:1" }, { asset: "0x" + "22".repeat(20) }]) {
+      const changes: Array<Partial<PaymentRequired["accepts"][number]>> = [{ payTo: "0x" + "11".repeat(20) }, { network: "eip155:1" }, { asset: "0x" + "22".repeat(20) }];
+      for (const change of changes) {
         const p = await signed({ ...required, accepts: required.accepts.map((r) => ({ ...r, ...change })) });
         expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "not_offered" });
       }
@@ -351,7 +352,8 @@ describe("L402 with the Lightning stand-in", () => {
   it("read: Authorization L402 or LSAT, or Tollbooth-L402; a Bearer Authorization is not a credential; a malformed one is refused", async () => {
     const { macaroon, preimage } = await paid("key:reader");
     const text = `${macaroon}:${preimage}`;
-    for (const headers of [{ authorization: `L402 ${text}` }, { authorization: `LSAT ${text}` }, { "tollbooth-l402": text }]) {
+    const ways: Array<Record<string, string>> = [{ authorization: `L402 ${text}` }, { authorization: `LSAT ${text}` }, { "tollbooth-l402": text }];
+    for (const headers of ways) {
       const read = scheme.read(source(headers));
       expect(read?.ok, JSON.stringify(headers)).toBe(true);
     }

@@ -146,6 +146,7 @@ describe("a client written from docs/wire-contract.md", () => {
     }
     expect(remaining).toEqual(["1", "0"]);
 
+    const asked = Date.now() / 1000;
     const over = await echo("three");
     expect(over.res.status).toBe(402);
     expect(over.res.headers.get("content-type")).toContain("application/json");
@@ -161,8 +162,9 @@ describe("a client written from docs/wire-contract.md", () => {
     expect(ch.params.difficulty).toBe("12");
     expect(ch.params.algorithm).toBe("sha256");
     expect(ch.params.credits).toBe("3");
+    // Issued between `asked` and now, for the policy's 60 s (whole seconds).
     const now = Date.now() / 1000;
-    expect(Number(ch.params.expires)).toBeGreaterThan(now + 30);
+    expect(Number(ch.params.expires)).toBeGreaterThanOrEqual(Math.floor(asked) + 60);
     expect(Number(ch.params.expires)).toBeLessThanOrEqual(now + 61);
     // Integers are tokens, strings quoted-strings.
     expect(challengeHeader).toContain("difficulty=12,");
@@ -190,6 +192,7 @@ describe("a client written from docs/wire-contract.md", () => {
     solutionHeader = `${challengeHeader.trim().slice("PowChallenge".length).trim()}, nonce="${nonce}"`;
 
     origin.reset();
+    const sent = Date.now() / 1000;
     const paid = await echo("three", { "tollbooth-solution": solutionHeader });
     expect(paid.res.status).toBe(200);
     expect(paid.message.result.content[0].text).toBe("Echo: three");
@@ -199,8 +202,9 @@ describe("a client written from docs/wire-contract.md", () => {
     const claims = b64urlJson(token.split(".")[2]!);
     expect(Object.keys(claims).sort()).toEqual(["cr", "exp", "jti", "sub"]);
     expect(claims.cr).toBe(3);
-    expect(claims.exp).toBeGreaterThan(Date.now() / 1000 + 250);
-    expect(claims.exp).toBeLessThanOrEqual(Date.now() / 1000 + 301);
+    // Minted between `sent` and now, living the policy's 300 s (whole seconds).
+    expect(claims.exp).toBeGreaterThanOrEqual(Math.floor(sent) + 300);
+    expect(claims.exp).toBeLessThanOrEqual(Date.now() / 1000 + 300);
     expect(origin.counts()["tools/call:echo"]).toBe(1);
   });
 

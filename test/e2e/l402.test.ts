@@ -220,7 +220,12 @@ describe("paying", () => {
   it("LSAT is accepted, and Tollbooth-L402 beside an OAuth Authorization: the origin gets the OAuth header, never the L402 credential", async () => {
     const session = await openSession(gw, caller("oauth"));
     const { credential } = await paidCredential(gw, session);
+    origin.reset();
     expect((await call(gw, { ...session, authorization: `LSAT ${credential}` })).status).toBe(200);
+    // The LSAT Authorization is not forwarded either.
+    expect(origin.requests()).toHaveLength(1);
+    expect(origin.requests()[0]!.headers.authorization).toBeUndefined();
+    expect(JSON.stringify(origin.requests()[0]!.headers)).not.toContain(credential.split(":")[1]);
     origin.reset();
     const r = await call(gw, { ...session, authorization: "Bearer origin-token", "tollbooth-l402": credential });
     expect(r.status).toBe(200);
@@ -232,7 +237,9 @@ describe("paying", () => {
     // And an L402 Authorization is never forwarded either.
     origin.reset();
     expect((await call(gw, { ...session, authorization: `L402 ${credential}` })).status).toBe(200);
+    expect(origin.requests()).toHaveLength(1);
     expect(origin.requests()[0]!.headers.authorization).toBeUndefined();
+    expect(JSON.stringify(origin.requests()[0]!.headers)).not.toContain(credential.split(":")[1]);
   });
 
   it("one preimage buys one set of credits, however many requests carry it at once", async () => {

@@ -88,12 +88,15 @@ afterAll(async () => {
 /** Echo calls that succeed before the first 402 (asserts the 402 ends the run). */
 async function callsUntil402(c: Awaited<ReturnType<typeof connect>>, label: string): Promise<number> {
   for (let n = 0; n < 20; n++) {
+    let result: Awaited<ReturnType<typeof c.client.callTool>>;
     try {
-      expect(firstText(await c.client.callTool({ name: "echo", arguments: { message: `${label} ${n}` } }))).toBe(`Echo: ${label} ${n}`);
+      result = await c.client.callTool({ name: "echo", arguments: { message: `${label} ${n}` } });
     } catch (err) {
-      expect(String(err)).toMatch(/402/);
+      // Only the call is inside the try: a wrong echo below is a failure, never taken for the 402.
+      expect(String(err)).toMatch(/\b402\b/);
       return n;
     }
+    expect(firstText(result)).toBe(`Echo: ${label} ${n}`);
   }
   throw new Error("no 402 after 20 calls");
 }

@@ -6,8 +6,8 @@
  * solution is sent again, its body trickled a few bytes at a time until well past the
  * challenge's expiry (and past the moment the spent mark of a challenge that old could be
  * cleaned up), within `bodyTimeoutMs`. The gateway must judge that request at the time the
- * body arrived, not when its headers did: refused (402 `solution_expired` or
- * `solution_spent`), and the origin receives nothing.
+ * body arrived, not when its headers did: refused as expired (402 `solution_expired`), and
+ * the origin receives nothing.
  */
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -106,14 +106,16 @@ describe("a spent, short-lived challenge replayed with a body trickled past its 
     expect(msLeft).toBeGreaterThan(0);
     const pieces = 12;
     const everyMs = Math.ceil((msLeft + 3_500) / (pieces - 1));
-    const started = Date.now();
     const replay = await trickle(`${gateway.url}/mcp`, { ...HEADERS, "tollbooth-solution": solution }, cheapCall(), pieces, everyMs);
     expect(Date.now()).toBeGreaterThan(expires * 1000 + 2_000);
-    expect(Date.now() - started).toBeLessThan(POLICY.bodyTimeoutMs);
 
+    // The body's last piece left ~3.5 s after the expiry (timers only fire late), so the
+    // gateway, reading its clock once the body is in, finds the challenge expired: that
+    // check comes before the spent mark is looked up. (Judged at the headers' time, it
+    // would have been `solution_spent`, or admitted once the mark was gone.)
     expect(replay.status, replay.text).toBe(402);
     const reason = (JSON.parse(replay.text) as { error: { data: { reason: string } } }).error.data.reason;
-    expect(["solution_expired", "solution_spent"]).toContain(reason);
+    expect(reason).toBe("solution_expired");
     expect(origin.runs().cheap).toBe(2);
     expect(origin.requests().length).toBe(received);
   });

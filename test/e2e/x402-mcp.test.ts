@@ -145,6 +145,26 @@ async function balances(payer: ChainAccount): Promise<{ payer: bigint; payTo: bi
   return { payer: p, payTo: t };
 }
 
+/**
+ * The origin's requests since `mark` that carry a tools/call (`count` of them), none with a
+ * payment credential: no PAYMENT-SIGNATURE or X-PAYMENT header, no `_meta` payment in the
+ * body, not the payment's signature anywhere.
+ */
+function expectNoPaymentForwarded(mark: number, count: number, payments: PaymentPayload[] = []): void {
+  const seen = origin
+    .requests()
+    .slice(mark)
+    .filter((r) => (r.messages as Json[]).some((m) => m?.method === "tools/call"));
+  expect(seen).toHaveLength(count);
+  for (const r of seen) {
+    expect(r.headers["payment-signature"]).toBeUndefined();
+    expect(r.headers["x-payment"]).toBeUndefined();
+    const body = Buffer.from(r.body).toString();
+    expect(body).not.toContain("x402/payment");
+    for (const p of payments) expect(JSON.stringify(r.headers) + body).not.toContain((p.payload as { signature: string }).signature);
+  }
+}
+
 /** `tools/call` messages the origin received since request index `mark`. */
 function originToolCalls(mark: number): Json[] {
   return origin
@@ -251,9 +271,7 @@ describe("x402 inside MCP: a client written from the spec pays in params._meta",
     expect(seen).toHaveLength(1);
     expect(seen[0].params.arguments).toEqual({ message: "paid" });
     expect(seen[0].params._meta).toBeUndefined();
-    const raw = Buffer.from(origin.requests().slice(mark).find((q) => (q.messages as Json[]).some((m) => m?.method === "tools/call"))!.body).toString();
-    expect(raw).not.toContain("x402/payment");
-    expect(raw).not.toContain(String((payload.payload as { signature: string }).signature));
+    expectNoPaymentForwarded(mark, 1, [payload]);
   });
 
   it("the base64 string form (as agents/x402 sends it) pays the same way; other _meta members reach the origin", async () => {
@@ -278,6 +296,7 @@ describe("x402 inside MCP: a client written from the spec pays in params._meta",
     const seen = originToolCalls(mark);
     expect(seen).toHaveLength(1);
     expect(seen[0].params._meta).toEqual({ "example.com/trace": "keep-me" });
+    expectNoPaymentForwarded(mark, 1, [payload]);
   });
 });
 
@@ -358,6 +377,7 @@ describe("x402 inside MCP: Cloudflare agents/x402 (withX402Client)", () => {
       expect(seen).toHaveLength(1);
       expect(seen[0].params.arguments).toEqual({ message: "b2" });
       expect(seen[0].params._meta?.["x402/payment"]).toBeUndefined();
+      expectNoPaymentForwarded(mark, 1);
     } finally {
       proto.applySpendControls = original;
       await c.close(true);
@@ -412,22 +432,26 @@ describe("x402 inside MCP: refusals never reach the origin and never move funds"
     expect(originToolCalls(mark)).toHaveLength(1);
   });
 
-  it("an underpaid payment (signed for amount 1 < the price 1000) is x402_underpaid, never sent to the facilitator, nothing moves", async () => {
-    const payer = chain.accounts.payers[4]!;
-    const session = await openSession(caller("underpaid"));
-    const { required } = await overBudget(session);
-    const cheap: PaymentRequired = { ...required, accepts: [{ ...required.accepts[0]!, amount: "1" }] };
-    const payload = await sign(payer, cheap);
-    expect(payload.accepted.amount).toBe("1");
-    const was = await balances(payer);
-    const calls = fac.calls();
-    const mark = origin.requests().length;
-    const call = toolCall("cheap", { "x402/payment": payload });
-    expectToolRefusal(await post(session, call), call.id, "x402_underpaid");
-    expect(await balances(payer)).toEqual(was);
-    expect(fac.calls()).toEqual(calls);
-    expect(originToolCalls(mark)).toEqual([]);
-  });
+  // The price is 1000 (per request, amountPerUnit × cost 1): "999" and "9" are less, but not string prefixes of it.
+  for (const amount of ["999", "9", "1"]) {
+    it(`an underpaid payment (signed for amount ${amount} < the price ${PRICE}) is x402_underpaid, never sent to the facilitator, nothing moves`, async () => {
+      const payer = chain.accounts.payers[4]!;
+      const session = await openSession(caller("underpaid"));
+      const { required } = await overBudget(session);
+      expect(required.accepts[0]!.amount).toBe(PRICE);
+      const cheap: PaymentRequired = { ...required, accepts: [{ ...required.accepts[0]!, amount }] };
+      const payload = await sign(payer, cheap);
+      expect(payload.accepted.amount).toBe(amount);
+      const was = await balances(payer);
+      const calls = fac.calls();
+      const mark = origin.requests().length;
+      const call = toolCall("cheap", { "x402/payment": payload });
+      expectToolRefusal(await post(session, call), call.id, "x402_underpaid");
+      expect(await balances(payer)).toEqual(was);
+      expect(fac.calls()).toEqual(calls);
+      expect(originToolCalls(mark)).toEqual([]);
+    });
+  }
 
   it("a malformed _meta[\"x402/payment\"] (\"not-base64\") is x402_malformed, even for a caller with budget left", async () => {
     const session = await openSession(caller("malformed"));

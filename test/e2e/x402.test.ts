@@ -56,6 +56,23 @@ let rpcId = 0;
 const toolCall = () => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
 const received = () => origin.requests().length;
 
+/**
+ * The origin's requests since `mark` that carry a tools/call (`count` of them), none with a
+ * payment credential: no PAYMENT-SIGNATURE or X-PAYMENT header, no `_meta` payment, not the
+ * payment's signature anywhere.
+ */
+function expectNoPaymentForwarded(mark: number, count: number, payments: PaymentPayload[] = []): void {
+  const seen = origin.requests().slice(mark).filter((r) => r.messages.some((m) => (m as { method?: string })?.method === "tools/call"));
+  expect(seen).toHaveLength(count);
+  for (const r of seen) {
+    expect(r.headers["payment-signature"]).toBeUndefined();
+    expect(r.headers["x-payment"]).toBeUndefined();
+    const body = Buffer.from(r.body).toString();
+    expect(body).not.toContain("x402/payment");
+    for (const p of payments) expect(JSON.stringify(r.headers) + body).not.toContain((p.payload as { signature: string }).signature);
+  }
+}
+
 async function openSession(who: Record<string, string>): Promise<Record<string, string>> {
   const init = await fetch(`${gw.url}/mcp`, {
     method: "POST",
@@ -125,6 +142,7 @@ describe("paying", () => {
     const before = await balances(payer);
     const settlesBefore = facilitator.calls().settle;
     const echoBefore = origin.counts()["tools/call:echo"] ?? 0;
+    const mark = received();
     const paid: X402PayEvent[] = [];
     const c = await connect(`${gw.url}/mcp`, {
       apiKey: `sdk-x402-${randomBytes(4).toString("hex")}`,
@@ -146,6 +164,8 @@ describe("paying", () => {
     expect(before.payer - after.payer).toBe(BigInt(payments) * BigInt(PRICE.amount));
     expect(after.payTo - before.payTo).toBe(BigInt(payments) * BigInt(PRICE.amount));
     expect((origin.counts()["tools/call:echo"] ?? 0) - echoBefore).toBe(50);
+    // Ten of them carried a PAYMENT-SIGNATURE to the gateway: none reached the origin.
+    expectNoPaymentForwarded(mark, 50);
   });
 
   it("@x402/fetch, pointed at the gateway with no tollbooth code, gets through and gets PAYMENT-RESPONSE", async () => {
@@ -153,6 +173,7 @@ describe("paying", () => {
     const session = await openSession(caller("x402-fetch"));
     expect((await call(session)).status).toBe(200); // the free unit
     const before = await balances(payer);
+    const mark = received();
     const payFetch = wrapFetchWithPayment(fetch, payingClient(payer));
     const res = await payFetch(`${gw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session }, body: toolCall() });
     const text = await res.text();
@@ -168,6 +189,22 @@ describe("paying", () => {
     // The settlement is on chain: the transaction moved exactly the price from the payer to the payee.
     const tx = await chain.publicClient.getTransactionReceipt({ hash: receipt.transaction as `0x${string}` });
     expect(tx.status).toBe("success");
+    // The paid retry reached the origin without its PAYMENT-SIGNATURE.
+    expectNoPaymentForwarded(mark, 1);
+  });
+
+  it("v1's X-PAYMENT header (carrying a v2 payload) pays the same way, and the origin never gets it", async () => {
+    const payer = chain.accounts.payers[2]!;
+    const session = await openSession(caller("x-payment"));
+    const { required } = await overBudget(session);
+    const payment = await pay(payer, required);
+    const before = await balances(payer);
+    const mark = received();
+    const r = await call({ ...session, "x-payment": encodePaymentSignatureHeader(payment) });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(decodePaymentResponseHeader(r.headers.get("payment-response")!)).toMatchObject({ success: true, network: chain.network });
+    expect(before.payer - (await balances(payer)).payer).toBe(BigInt(PRICE.amount));
+    expectNoPaymentForwarded(mark, 1, [payment]);
   });
 
   it("POST /verify {type: x402, payment} returns an access token of the bundle's credits", async () => {
@@ -195,30 +232,40 @@ describe("refused payments reach nothing and move nothing", () => {
     ({ required } = await overBudget(session));
   });
 
-  /** Send `payment` and expect a refusal with one of `reasons`; nothing reaches the origin or moves on chain. */
-  async function refused(payment: PaymentPayload | string, status: number, ...reasons: string[]) {
+  /** Send `payment` and expect a refusal with `reason`; nothing reaches the origin or moves on chain. */
+  async function refused(payment: PaymentPayload | string, status: number, reason: string) {
     const before = await balances(payer());
     const seen = received();
     const header = typeof payment === "string" ? payment : encodePaymentSignatureHeader(payment);
     const r = await call({ ...session, "payment-signature": header });
     expect(r.status, JSON.stringify(r.body)).toBe(status);
-    expect(reasons).toContain(r.body.error.data.reason);
+    expect(r.body.error.data.reason).toBe(reason);
     expect(received()).toBe(seen);
     expect(await balances(payer())).toEqual(before);
     return r;
   }
 
-  it("a replayed payment: the second use is refused and settles nothing", async () => {
+  it("a replayed payment already settled on chain: the facilitator's /verify sees its nonce used (x402_invalid) and nothing settles", async () => {
+    // (The gateway's own spent-once record, for a payment the facilitator would still accept:
+    // x402_spent, in "a payment the origin ceiling refuses" below.)
     const payment = await pay(payer(), required);
     const first = await call({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
     expect(first.status).toBe(200);
-    const r = await refused(payment, 402, "x402_spent", "x402_invalid");
+    const settles = facilitator.calls().settle;
+    const r = await refused(payment, 402, "x402_invalid");
     expect(r.headers.get("payment-required")).not.toBeNull();
+    expect(r.body.error.data.detail).toBe("invalid_exact_evm_nonce_already_used");
+    expect(facilitator.calls().settle).toBe(settles);
   });
 
-  it("an underpayment", async () => {
-    await refused(await pay(payer(), required, { amount: "1" }), 402, "x402_underpaid");
-  });
+  // The price is 10000: "9999" and "9" are less, but not string prefixes of it (as text they sort after it).
+  for (const amount of ["9999", "9", "1"]) {
+    it(`an underpayment of ${amount}: x402_underpaid, never sent to the facilitator`, async () => {
+      const calls = facilitator.calls();
+      await refused(await pay(payer(), required, { amount }), 402, "x402_underpaid");
+      expect(facilitator.calls()).toEqual(calls);
+    });
+  }
 
   it("another network, another asset, another payee", async () => {
     await refused(await pay(payer(), required, { network: "eip155:1" }), 402, "x402_not_offered");
@@ -238,7 +285,8 @@ describe("refused payments reach nothing and move nothing", () => {
       primaryType: "TransferWithAuthorization",
       message: { from: past.from, to: past.to, value: BigInt(past.value), validAfter: BigInt(past.validAfter), validBefore: BigInt(past.validBefore), nonce: past.nonce },
     });
-    await refused({ ...payment, payload: { ...payment.payload, authorization: past, signature } }, 402, "x402_expired", "x402_invalid");
+    // Signed correctly, so the facilitator's refusal is its validBefore check: x402_expired.
+    await refused({ ...payment, payload: { ...payment.payload, authorization: past, signature } }, 402, "x402_expired");
   });
 
   it("a bad signature (another key signing for the payer)", async () => {
@@ -313,6 +361,16 @@ describe("a payment the origin ceiling refuses", () => {
     expect(r.headers.get("tollbooth-token")).toBeNull();
     expect(r.headers.get("payment-response")).toBeNull();
     expect(facilitator.calls().settle).toBe(settles);
+    expect(received()).toBe(seen);
+    expect(await balances(payer)).toEqual(before);
+
+    // The same payment again: the facilitator would still accept it (nothing moved on chain),
+    // so only the gateway's own spent-once record refuses it.
+    const verifies = facilitator.calls().verify;
+    const again = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
+    expect(again.status).toBe(402);
+    expect(again.body.error.data.reason).toBe("x402_spent");
+    expect(facilitator.calls()).toEqual({ verify: verifies + 1, settle: settles });
     expect(received()).toBe(seen);
     expect(await balances(payer)).toEqual(before);
   });

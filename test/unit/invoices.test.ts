@@ -69,11 +69,13 @@ describe("lndInvoices", () => {
     const before = ln.created();
     const now = Math.floor(Date.now() / 1000);
     const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 10, memo: "tollbooth: 100 credits", expirySeconds: 600 });
+    const after = Math.floor(Date.now() / 1000);
     expect(inv.bolt11.startsWith("lnbcrt100n1")).toBe(true);
     expect(inv.paymentHash).toMatch(/^[0-9a-f]{64}$/);
     expect(inv.sats).toBe(10);
+    // Made between `now` and `after` (whole seconds), for 600 s.
     expect(inv.expiresAt).toBeGreaterThanOrEqual(now + 600);
-    expect(inv.expiresAt).toBeLessThanOrEqual(now + 602);
+    expect(inv.expiresAt).toBeLessThanOrEqual(after + 600);
     expect(read(inv.bolt11)).toEqual({ hash: inv.paymentHash, msat: "10000", signer: NODE_PUBKEY });
     expect(ln.created()).toBe(before + 1);
     const issued = ln.invoices().at(-1)!;

@@ -59,7 +59,8 @@ describe("importKeyring", () => {
     expect(MIN_SECRET_BYTES).toBe(16);
     await expect(importKeyring("x".repeat(15))).rejects.toThrow(TypeError);
     await expect(importKeyring("short")).rejects.toThrow(TypeError);
-    await expect(importKeyring("x".repeat(16))).resolves.toBeDefined();
+    const ring = await importKeyring("x".repeat(16));
+    expect(Buffer.from(await hmac(ring.signer, bytes("m")))).toEqual(createHmac("sha256", "x".repeat(16)).update("m").digest());
   });
 
   it("refuses a keyring if any one secret is too short, naming its position", async () => {
@@ -69,7 +70,8 @@ describe("importKeyring", () => {
 
   it("counts UTF-8 bytes, not characters", async () => {
     // 8 × "é" is 8 characters but 16 bytes.
-    await expect(importKeyring("é".repeat(8))).resolves.toBeDefined();
+    const ring = await importKeyring("é".repeat(8));
+    expect(Buffer.from(await hmac(ring.signer, bytes("m")))).toEqual(createHmac("sha256", Buffer.from("é".repeat(8), "utf8")).update("m").digest());
     // 15 bytes: 7 × "é" + "x".
     await expect(importKeyring("é".repeat(7) + "x")).rejects.toThrow(TypeError);
   });

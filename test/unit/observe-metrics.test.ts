@@ -73,6 +73,29 @@ describe("countersOf", () => {
     expect(Object.keys(countersOf(record({ status: 404, originStatus: 404 })))).toHaveLength(2);
   });
 
+  it("counts every decision under requests_total, and what paid every admitted request under admitted_total (unmetered included)", () => {
+    for (const paidBy of ["bucket", "token", "solution", "l402", "x402", "free"]) {
+      expect(countersOf(record({ reason: paidBy }))).toEqual({ 'requests_total{decision="admitted"}': 1, [`admitted_total{paid_by="${paidBy}"}`]: 1 });
+    }
+    // An admitted record with no reason paid nothing: free.
+    expect(countersOf(record({ reason: undefined }))).toEqual({ 'requests_total{decision="admitted"}': 1, 'admitted_total{paid_by="free"}': 1 });
+    expect(countersOf(record({ decision: "admitted_unmetered", reason: "store_unavailable" }))).toEqual({ 'requests_total{decision="admitted_unmetered"}': 1, 'admitted_total{paid_by="unmetered"}': 1 });
+    expect(countersOf(record({ decision: "payment_required", reason: "x402_underpaid", scheme: "x402", status: 402 }))).toEqual({
+      'requests_total{decision="payment_required"}': 1,
+      'payment_required_total{scheme="x402",reason="x402_underpaid"}': 1,
+    });
+    for (const layer of ["network", "ceiling", "sessions", "streams", "origin", "over_budget"]) {
+      expect(countersOf(record({ decision: "rate_limited", reason: layer, status: 429 }))).toEqual({ 'requests_total{decision="rate_limited"}': 1, [`rate_limited_total{layer="${layer}"}`]: 1 });
+    }
+    for (const status of [400, 403, 405, 408, 413, 415]) {
+      expect(countersOf(record({ decision: "bad_request", reason: "x", status }))).toEqual({ 'requests_total{decision="bad_request"}': 1, [`bad_request_total{status="${status}"}`]: 1 });
+    }
+    // Decisions with no family of their own: counted once, under requests_total.
+    expect(countersOf(record({ decision: "unavailable", reason: "store", status: 503 }))).toEqual({ 'requests_total{decision="unavailable"}': 1 });
+    expect(countersOf(record({ decision: "blocked", reason: "blocked", status: 403 }))).toEqual({ 'requests_total{decision="blocked"}': 1 });
+    expect(countersOf(record({ decision: "own_endpoint", reason: "status", status: 200 }))).toEqual({ 'requests_total{decision="own_endpoint"}': 1 });
+  });
+
   it("never makes a label of a value outside its vocabulary", () => {
     const c = countersOf(record({ decision: "payment_required", scheme: 'x"}\n', reason: "A".repeat(100) }));
     expect(Object.keys(c)).toContain('payment_required_total{scheme="other",reason="other"}');

@@ -199,9 +199,13 @@ describe("callers", () => {
 
   it("block refuses the caller with 403 blocked before the origin or a credential; unblock admits it again", async () => {
     const id = ipIdentity(ip);
+    const asked = Date.now();
     const blocked = await gw(adminReq("POST", `${callerPath(id)}/block`, { seconds: 120 }));
     expect(blocked.status).toBe(200);
-    expect(((await blocked.json()) as { blockedUntilMs: number }).blockedUntilMs).toBeGreaterThan(Date.now() + 110_000);
+    // 120 s from when the gateway handled it (between `asked` and now).
+    const until = ((await blocked.json()) as { blockedUntilMs: number }).blockedUntilMs;
+    expect(until).toBeGreaterThanOrEqual(asked + 120_000);
+    expect(until).toBeLessThanOrEqual(Date.now() + 120_000);
 
     const res = await gw(post(toolCall(7), { ip }));
     expect(res.status).toBe(403);

@@ -119,38 +119,47 @@ describe("network ceiling", () => {
   });
 
   it("the real binding from wrangler.toml (1000 per 10 s per network) refuses the 1001st request; a policy cannot raise it", async () => {
-    expect(env.TOLLBOOTH_NETWORK_LIMIT).toBeDefined();
-    // The simulated binding counts in 10 s windows aligned to the wall clock: start early in one.
+    expect(typeof env.TOLLBOOTH_NETWORK_LIMIT?.limit).toBe("function");
+    // The simulated binding counts in 10 s windows aligned to the wall clock. A run is only
+    // judged when it stayed in one window; one that crossed into the next (a slow machine)
+    // is run again, with a new address, from the start of a window: never judged weaker.
     vi.useRealTimers();
     const window = () => Math.floor(Date.now() / 10_000);
-    const intoWindow = Date.now() % 10_000;
-    if (intoWindow > 3_000) await new Promise((r) => setTimeout(r, 10_050 - intoWindow));
-    const startWindow = window();
     // A policy has no field for the network limit (only the Retry-After of its 429).
     const send = gateway({ ...ROOMY, networkRetryAfterSeconds: 10 });
-    const who = freshIp();
-    let admitted = 0;
-    let refused: Response | undefined;
-    while (!refused && admitted < 3_000) {
-      const batch = await Promise.all(Array.from({ length: 100 }, () => send(request("GET", WELL_KNOWN, { ip: who }))));
-      for (const r of batch) {
-        if (r.status === 200) admitted++;
-        else refused ??= r;
-        if (r !== refused) await r.body?.cancel();
+    for (let attempt = 1; ; attempt++) {
+      const intoWindow = Date.now() % 10_000;
+      if (intoWindow > 3_000 || attempt > 1) await new Promise((r) => setTimeout(r, 10_050 - intoWindow));
+      const startWindow = window();
+      const who = freshIp();
+      const seen = origin.requests.length;
+      let admitted = 0;
+      let refused: Response | undefined;
+      while (!refused && admitted < 3_000) {
+        const batch = await Promise.all(Array.from({ length: 100 }, () => send(request("GET", WELL_KNOWN, { ip: who }))));
+        for (const r of batch) {
+          if (r.status === 200) admitted++;
+          else refused ??= r;
+          if (r !== refused) await r.body?.cancel();
+        }
       }
-    }
-    // Exactly the binding's limit, unless the test was slow enough to cross into the next window.
-    if (window() === startWindow) expect(admitted).toBe(1000);
-    else expect(admitted).toBeGreaterThanOrEqual(1000);
-    await expectNetwork429(refused!, 10, ipIdentity(who));
-    const status = await send(request("GET", `${WELL_KNOWN}/status`, { ip: who }));
-    const mcp = await send(post(toolCall(1), { ip: who }));
-    if (window() === startWindow) {
+      const status = await send(request("GET", `${WELL_KNOWN}/status`, { ip: who }));
+      const mcp = await send(post(toolCall(1), { ip: who }));
+      if (window() !== startWindow) {
+        await status.body?.cancel();
+        await mcp.body?.cancel();
+        await refused?.body?.cancel();
+        expect(attempt, "every run crossed a 10 s window").toBeLessThan(3);
+        continue;
+      }
+      expect(admitted).toBe(1000);
+      await expectNetwork429(refused!, 10, ipIdentity(who));
       await expectNetwork429(status, 10, ipIdentity(who));
       expect(mcp.status).toBe(429);
-      expect(origin.requests).toHaveLength(0);
+      expect(origin.requests).toHaveLength(seen);
+      break;
     }
-  }, 60_000);
+  }, 120_000);
 });
 
 describe("origin ceiling", () => {

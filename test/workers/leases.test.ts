@@ -2,12 +2,13 @@
  * Admission leases in workerd (policy `leases: true`; shared/lease.ts, docs/durable-object.md):
  * a busy caller is admitted from the isolate's lease with few calls to its Durable Object,
  * never more than its buckets allow; a lease is renewed in the background; an expired lease
- * is not spent and its units go back; a quiet caller gets no lease. Calls to the caller's
+ * is not spent and its units go back; a quiet caller gets no lease; a unit admitted from a lease
+ * and then refused by the origin ceiling goes back to the caller. Calls to the caller's
  * object are counted by wrapping its namespace binding.
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { advance, freezeTime, freshIp, gateway, observeOrigin, parseLimitList, post, toolCall } from "./support.ts";
+import { WELL_KNOWN, advance, errorBody, freezeTime, freshIp, gateway, observeOrigin, parseLimitList, post, request, toolCall } from "./support.ts";
 
 let ip: string;
 let origin: ReturnType<typeof observeOrigin>;
@@ -130,6 +131,41 @@ describe("admission leases", () => {
       expect(free.r).toBeLessThanOrEqual(30 - admitted);
       advance(50);
     }
+  });
+
+  it("a request admitted from a lease and then refused by the origin ceiling gives its unit back to the caller", async () => {
+    const { ns, calls } = countingBuckets();
+    // The caller's free bucket holds 30 (no refill to speak of); the origin takes 10 from everyone together.
+    const gw = gateway(
+      { leases: true, bucket: { capacity: 30, refillPerSecond: 0.0001 }, ceiling: { capacity: 1000, refillPerSecond: 100 }, originCeiling: { capacity: 10, refillPerSecond: 0.01 } },
+      { CALLER_BUCKET: ns as never },
+    );
+    const statuses: number[] = [];
+    let fromLease = 0;
+    for (let i = 1; i <= 20; i++) {
+      const admits = calls.admit ?? 0;
+      const res = await send(gw, i);
+      statuses.push(res.status);
+      if (res.status === 429) {
+        expect((await errorBody(res)).error.data).toMatchObject({ layer: "origin" });
+        // No call to the object: admitted from this isolate's lease, then refused by the origin ceiling.
+        if ((calls.admit ?? 0) === admits) fromLease++;
+      }
+      advance(50);
+    }
+    expect(statuses).toEqual([...Array<number>(10).fill(200), ...Array<number>(10).fill(429)]);
+    expect(origin.requests).toHaveLength(10);
+    expect(fromLease).toBeGreaterThanOrEqual(5);
+    // The lease expires; the caller's next request hands what it held back to the object
+    // (itself refused by the origin ceiling, and given back by the object).
+    advance(10_000);
+    const last = await send(gw, 21);
+    expect(last.status).toBe(429);
+    expect(origin.requests).toHaveLength(10);
+    // Only the 10 requests the origin answered are spent: 30 − 10 = 20 left, none lost to the 11 refusals.
+    const status = await gw(request("GET", `${WELL_KNOWN}/status`, { ip }));
+    expect(status.status).toBe(200);
+    expect(((await status.json()) as { bucket: { remaining: number } }).bucket.remaining).toBe(20);
   });
 
   it("a caller seen once every few seconds gets no lease: each request asks its object, as without leases", async () => {

@@ -5,9 +5,10 @@
  * gets one data point per request with the documented columns.
  */
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { NetworkLimiter } from "../../workers/env.ts";
-import { challengeOf, freezeTime, freshIp, gateway, observeOrigin, post, request, rpc, solve, toolCall, type PolicyJson } from "./support.ts";
+import { FACILITATOR, FACILITATOR_URL, LND_MACAROON_HEX, LND_URL, base64Json, fakeFacilitator, fakeLnd, x402Payment } from "./payments.ts";
+import { challengeOf, errorBody, freezeTime, freshIp, gateway, observeOrigin, parseChallenge, post, request, rpc, solve, toolCall, type PolicyJson } from "./support.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
 const FLUSH_MS = 200;
@@ -113,6 +114,103 @@ describe("metrics after a known mix of requests", () => {
     expect(snap.recent[0]).toMatchObject({ status: 502, originError: "unreachable" });
     expect(snap.recent[0]!.originStatus).toBeUndefined();
     expect(snap.recent[1]).toMatchObject({ status: 500, originStatus: 500 });
+  });
+});
+
+describe("every decision and every paid_by is counted", () => {
+  /** A CallerBucket namespace whose every call fails: the caller's state cannot be reached. */
+  const downStore = (): DurableObjectNamespace =>
+    ({
+      idFromName: (name: string) => env.CALLER_BUCKET.idFromName(name),
+      get: () => new Proxy({}, { get: () => () => Promise.reject(new Error("store down")) }),
+      getByName: () => new Proxy({}, { get: () => () => Promise.reject(new Error("store down")) }),
+    }) as unknown as DurableObjectNamespace;
+
+  it("admitted by bucket, free, solution, token, l402, x402 and unmetered; payment_required, rate_limited, bad_request, unavailable, blocked, own_endpoint: each exactly once in /admin/metrics and /admin/stats", async () => {
+    freezeTime();
+    vi.spyOn(console, "error").mockImplementation(() => {});
+    vi.spyOn(console, "warn").mockImplementation(() => {});
+    const facilitator = fakeFacilitator();
+    const lnd = fakeLnd();
+    const origin = observeOrigin(undefined, { [FACILITATOR_URL]: facilitator.service, [LND_URL]: lnd.service });
+    const [ip, payerIp, flood, blockedIp] = [freshIp(), freshIp(), freshIp(), freshIp()];
+    const policy: PolicyJson = {
+      realm: "every-decision",
+      bucket: { capacity: 1, refillPerSecond: 0.001 },
+      challenge: { difficulty: 4, credits: 5 },
+      l402: { sats: 10, credits: 5 },
+      lightning: { backend: "lnd", url: LND_URL, invoicesPerSecond: 1000 },
+      x402: { mode: "credits", amount: "10000", credits: 5 },
+      facilitator: FACILITATOR,
+    };
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    const vars = { TOLLBOOTH_ADMIN_TOKEN: ADMIN, TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS), TOLLBOOTH_LIGHTNING_SECRET: LND_MACAROON_HEX };
+    const gw = gateway(policy, { ...vars, TOLLBOOTH_NETWORK_LIMIT: refusing(`ip:${flood}`) });
+
+    expect((await gw(post(toolCall(1), { ip }))).status).toBe(200); // bucket
+    expect((await gw(post(rpc("tools/list", {}, 2), { ip }))).status).toBe(200); // free (cost 0)
+    const over = await gw(post(toolCall(3), { ip })); // payment_required
+    expect(over.status).toBe(402);
+    const challenges = (await errorBody(over.clone())).error.data!.challenges as Array<{ type: string; macaroon?: string; invoice?: string }>;
+    const l402 = challenges.find((c) => c.type === "l402")!;
+    // The PowChallenge field line (workerd joins it with the L402 one in one header value).
+    const pow = parseChallenge(over.headers.get("www-authenticate")!.split(/, (?=L402 )/)[0]!);
+    const paid = await gw(post(toolCall(4), { ip, headers: { "tollbooth-solution": (await solve(pow)).header } })); // solution
+    expect(paid.status).toBe(200);
+    expect((await gw(post(toolCall(5), { ip, headers: { "tollbooth-token": paid.headers.get("tollbooth-token")! } }))).status).toBe(200); // token
+    expect((await gw(post(toolCall(6), { ip, headers: { authorization: `L402 ${l402.macaroon}:${lnd.preimageOf(l402.invoice!)}` } }))).status).toBe(200); // l402
+    expect((await gw(post(toolCall(7), { ip: payerIp, headers: { "payment-signature": base64Json(x402Payment("10000")) } }))).status).toBe(200); // x402
+    expect((await gw(post(toolCall(8), { ip: flood }))).status).toBe(429); // rate_limited (network)
+    expect((await gw(post("{", { ip }))).status).toBe(400); // bad_request
+    expect((await gw(request("GET", "/.well-known/tollbooth", { ip }))).status).toBe(200); // own_endpoint
+    const block = await gw(new Request(`http://gw.test/admin/callers/${encodeURIComponent(`ip:${blockedIp}`)}/block`, { method: "POST", headers: { ...admin, "content-type": "application/json" }, body: JSON.stringify({ seconds: 600 }) }));
+    expect(block.status).toBe(200);
+    expect((await gw(post(toolCall(9), { ip: blockedIp }))).status).toBe(403); // blocked
+    // The caller's state unreachable: forwarded unmetered ("open"), or refused 503 ("closed").
+    const open = gateway({ ...policy, onStoreError: "open" }, { ...vars, CALLER_BUCKET: downStore() as never });
+    const unmetered = await open(post(toolCall(10), { ip }));
+    expect(unmetered.status).toBe(200);
+    expect(unmetered.headers.get("tollbooth-degraded")).toBe("store-unavailable");
+    const closed = gateway({ ...policy, onStoreError: "closed" }, { ...vars, CALLER_BUCKET: downStore() as never });
+    expect((await closed(post(toolCall(11), { ip }))).status).toBe(503); // unavailable
+    expect(origin.requests).toHaveLength(7);
+
+    const m = samples(await (await gw(request("GET", "/admin/metrics", { headers: admin }))).text());
+    const counted = (family: string) => Object.fromEntries([...m].filter(([k]) => k.startsWith(`tollbooth_${family}{`)));
+    expect(counted("requests_total")).toEqual({
+      'tollbooth_requests_total{decision="admitted"}': 6,
+      'tollbooth_requests_total{decision="admitted_unmetered"}': 1,
+      'tollbooth_requests_total{decision="payment_required"}': 1,
+      'tollbooth_requests_total{decision="rate_limited"}': 1,
+      'tollbooth_requests_total{decision="bad_request"}': 1,
+      'tollbooth_requests_total{decision="unavailable"}': 1,
+      'tollbooth_requests_total{decision="blocked"}': 1,
+      'tollbooth_requests_total{decision="own_endpoint"}': 1,
+    });
+    expect(counted("admitted_total")).toEqual({
+      'tollbooth_admitted_total{paid_by="bucket"}': 1,
+      'tollbooth_admitted_total{paid_by="free"}': 1,
+      'tollbooth_admitted_total{paid_by="solution"}': 1,
+      'tollbooth_admitted_total{paid_by="token"}': 1,
+      'tollbooth_admitted_total{paid_by="l402"}': 1,
+      'tollbooth_admitted_total{paid_by="x402"}': 1,
+      'tollbooth_admitted_total{paid_by="unmetered"}': 1,
+    });
+    expect(counted("payment_required_total")).toEqual({ 'tollbooth_payment_required_total{scheme="none",reason="over_budget"}': 1 });
+    expect(counted("rate_limited_total")).toEqual({ 'tollbooth_rate_limited_total{layer="network"}': 1 });
+    expect(counted("bad_request_total")).toEqual({ 'tollbooth_bad_request_total{status="400"}': 1 });
+    expect(counted("redeemed_total")).toEqual({ 'tollbooth_redeemed_total{scheme="pow"}': 1, 'tollbooth_redeemed_total{scheme="l402"}': 1, 'tollbooth_redeemed_total{scheme="x402"}': 1 });
+    expect(counted("payments_total")).toEqual({ 'tollbooth_payments_total{scheme="l402"}': 1, 'tollbooth_payments_total{scheme="x402"}': 1 });
+    expect(counted("paid_total")).toEqual({ 'tollbooth_paid_total{scheme="l402",unit="sats"}': 10, 'tollbooth_paid_total{scheme="x402",unit="atomic"}': 10000 });
+    expect(m.get("tollbooth_request_duration_seconds_count")).toBe(13);
+
+    const stats = (await (await gw(request("GET", "/admin/stats", { headers: admin }))).json()) as import("../../workers/observe/types.ts").StatsSnapshot;
+    expect(stats.totals['admitted_total{paid_by="unmetered"}']).toBe(1);
+    expect(stats.totals['requests_total{decision="admitted_unmetered"}']).toBe(1);
+    expect(stats.totals['requests_total{decision="unavailable"}']).toBe(1);
+    expect(stats.totals['requests_total{decision="blocked"}']).toBe(1);
+    expect(stats.totals['requests_total{decision="own_endpoint"}']).toBe(1);
+    expect(stats.recent).toHaveLength(13);
   });
 });
 

@@ -255,8 +255,8 @@ describe("a body that does not arrive in time", () => {
     const started = Date.now();
     const res = await gateway({ bodyTimeoutMs: 300 })(req);
     expect(res.status).toBe(408);
+    // Not before bodyTimeoutMs (a slow machine only adds).
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    expect(Date.now() - started).toBeLessThan(5_000);
     const err = await errorBody(res);
     expect(err.error.code).toBe(408);
     expect(err.error.message).toMatch(/300 ms/);

@@ -109,18 +109,25 @@ export interface Forwarded {
   body: string;
 }
 
+/** A service the Worker calls besides the origin (an x402 facilitator, a Lightning backend), answered in process: the request and its body text. */
+export type Service = (req: Request, body: string) => Response | Promise<Response>;
+
 /**
  * Observe `fetch`: calls to ORIGIN_URL are recorded and answered by `answer` (default: a
- * minimal JSON-RPC result echoing the request id); any other URL passes through.
+ * minimal JSON-RPC result echoing the request id); calls under a base URL of `services` are
+ * answered by that service (test/workers/payments.ts); any other URL passes through.
  * The origin itself is exercised end to end in test/e2e with a real MCP server.
  */
 export function observeOrigin(
   answer?: (f: Forwarded, signal: AbortSignal | undefined) => Response | Promise<Response>,
+  services: Record<string, Service> = {},
 ): { requests: Forwarded[] } {
   const requests: Forwarded[] = [];
   const real = globalThis.fetch;
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
     const req = new Request(input, init);
+    const service = Object.keys(services).find((base) => req.url.startsWith(base + "/"));
+    if (service !== undefined) return services[service]!(req, await req.text());
     if (!req.url.startsWith(ORIGIN_URL + "/")) return real(input, init);
     const f: Forwarded = { url: req.url, method: req.method, headers: Object.fromEntries(req.headers), body: await req.text() };
     requests.push(f);

@@ -1,7 +1,7 @@
 /**
  * `npm run bench:adaptive`: the curve of per-caller adaptive difficulty under the default
- * policy, computed with the gateway's own code (shared/bucket.ts for the free bucket,
- * shared/difficulty.ts for the decayed solve count and the difficulty the caller's Durable
+ * policy, computed with the gateway's own code (shared/limits/bucket.ts for the free bucket,
+ * shared/limits/difficulty.ts for the decayed solve count and the difficulty the caller's Durable
  * Object asks) over 10 simulated minutes, for three callers:
  * - a runaway loop at 10 requests/s (cost 1 each),
  * - a busy agent at 1 request/s,
@@ -13,9 +13,9 @@
  * core at SOLVER_RATE tries/s, the single-core rate `npm run bench:solver` measured).
  * Then 30 quiet minutes for the loop: how its difficulty falls back (every third minute).
  */
-import { fullBucket, take, type BucketState } from "../shared/bucket.ts";
-import { addSolve, decayed, difficultyFor, NO_SOLVES, type SolveScore } from "../shared/difficulty.ts";
-import { parsePolicy } from "../shared/policy.ts";
+import { fullBucket, take, type BucketState } from "../shared/limits/bucket.ts";
+import { addSolve, decayed, difficultyFor, NO_SOLVES, type SolveScore } from "../shared/limits/difficulty.ts";
+import { parsePolicy } from "../shared/policy/index.ts";
 
 /** Tries per second of one core (WebAssembly SIMD solver, docs/solver.md). */
 const SOLVER_RATE = 10.64e6;

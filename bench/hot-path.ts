@@ -4,17 +4,17 @@
  * caller's Durable Object and fetching the origin.
  *
  * Stages (each timed on its own, then the whole middleware):
- * - `identity`: shared/identity.ts `identityResolver` for an issued API key listed in the
+ * - `identity`: shared/identity/index.ts `identityResolver` for an issued API key listed in the
  *   policy (SHA-256 of the key, memoized per isolate, and the lookup);
  * - `media type + parse + cost`: workers/body.ts `jsonRequestProblem` (UTF-8 JSON only),
  *   shared/jsonrpc.ts `parseBody` (its nesting pre-scan included) + `bodyCost`;
- * - `token verify`: shared/token.ts `tokenVerifier`, as the middleware uses it: the token's
+ * - `token verify`: shared/credentials/token.ts `tokenVerifier`, as the middleware uses it: the token's
  *   HMAC is verified on its first use in an isolate and remembered until `exp`, then each
  *   request checks expiry and caller (only requests that carry a `Tollbooth-Token` pay it;
  *   `ref: token HMAC verify` is the first use);
- * - `admit decision`: shared/bucket.ts `take` on the ceiling and the free bucket, as
+ * - `admit decision`: shared/limits/bucket.ts `take` on the ceiling and the free bucket, as
  *   `CallerBucket.admit` does (without its SQLite reads and writes);
- * - `rate-limit headers`: shared/ratelimit-headers.ts `rateLimitPolicy` + `rateLimit`;
+ * - `rate-limit headers`: shared/limits/ratelimit-headers.ts `rateLimitPolicy` + `rateLimit`;
  * - `origin proof`: workers/proxy.ts `forwardHeaders`, `contentDigest` (SHA-256 of the
  *   body) and `proofBytes` + HMAC-SHA256 sign + base64url (v2, covering the digest);
  * - `middleware`: the real `tollbooth()` Hono middleware end to end (URL, Origin check,
@@ -34,14 +34,14 @@
  * thread) does not pay: the figures are an upper bound for workerd.
  */
 import { Hono } from "hono";
-import { take, type BucketState } from "../shared/bucket.ts";
-import { toBase64Url } from "../shared/encoding.ts";
-import { identityResolver } from "../shared/identity.ts";
+import { take, type BucketState } from "../shared/limits/bucket.ts";
+import { toBase64Url } from "../shared/wire/encoding.ts";
+import { identityResolver } from "../shared/identity/index.ts";
 import { bodyCost, isBodyError, parseBody } from "../shared/jsonrpc.ts";
-import { hmac, importKeyring } from "../shared/keys.ts";
-import { parsePolicy, type PolicyInput } from "../shared/policy.ts";
-import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
-import { newTokenId, signToken, tokenVerifier, verifyToken } from "../shared/token.ts";
+import { hmac, importKeyring } from "../shared/credentials/keys.ts";
+import { parsePolicy, type PolicyInput } from "../shared/policy/index.ts";
+import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ratelimit-headers.ts";
+import { newTokenId, signToken, tokenVerifier, verifyToken } from "../shared/credentials/token.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket } from "../workers/caller-bucket.ts";
 import { jsonRequestProblem, readBody } from "../workers/body.ts";
 import { contentDigest, forwardHeaders, proofBytes } from "../workers/proxy.ts";

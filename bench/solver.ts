@@ -1,6 +1,6 @@
 /**
  * `npm run bench:solver`: in one run on this machine, with challenge-shaped salts (32 hex
- * characters, as shared/challenge.ts mints them),
+ * characters, as shared/credentials/challenge.ts mints them),
  * 1. hashes/s of the tollbooth kernel on one core (each path: WebAssembly SIMD, scalar, JS);
  * 2. hashes/s of a plain node:crypto loop, `createHash("sha256").update(salt + nonce).digest()`;
  * 3. hashes/s of one awaited WebCrypto `crypto.subtle.digest` per try;

@@ -10,9 +10,9 @@
  * - ORIGIN_URL (or each route's `origin`): a URL, http(s), not the placeholder
  *   (`origin.example.com`), and, in a named environment, not loopback (127.0.0.1,
  *   localhost): a deployed Worker cannot reach this machine;
- * - TOLLBOOTH_POLICY and TOLLBOOTH_ROUTES as the Worker reads them (shared/policy.ts,
- *   shared/routes.ts), each route's policy included, and `identity.jwt`'s issuers as the
- *   Worker prepares them (shared/identity.ts: URLs, public keys; nothing is fetched);
+ * - TOLLBOOTH_POLICY and TOLLBOOTH_ROUTES as the Worker reads them (shared/policy/index.ts,
+ *   shared/policy/routes.ts), each route's policy included, and `identity.jwt`'s issuers as the
+ *   Worker prepares them (shared/identity/index.ts: URLs, public keys; nothing is fetched);
  * - TOLLBOOTH_SECRET set (≥ 16 bytes per secret) and no secret in [vars]; the secrets the
  *   policy needs (TOLLBOOTH_LIGHTNING_SECRET with `lightning`, each route's `originSecret`);
  * - the bindings: CALLER_BUCKET (CallerBucket), ORIGIN_GATE when a policy sets
@@ -22,10 +22,10 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { identityResolver } from "../shared/identity.ts";
-import { parseSecrets } from "../shared/keys.ts";
-import { parsePolicy, type Policy } from "../shared/policy.ts";
-import { isLoopback, originProblem, parseRoutes } from "../shared/routes.ts";
+import { identityResolver } from "../shared/identity/index.ts";
+import { parseSecrets } from "../shared/credentials/keys.ts";
+import { parsePolicy, type Policy } from "../shared/policy/index.ts";
+import { isLoopback, originProblem, parseRoutes } from "../shared/policy/routes.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");

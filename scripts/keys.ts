@@ -12,7 +12,7 @@
  * The plain key is never stored, never passed to wrangler and never logged; it is printed
  * once, alone on stdout (`KEY=$(npm run -s keys -- add ci-bot --local)`), the rest goes to stderr.
  * All KV access goes through wrangler's own CLI (`wrangler kv key put|list|get|delete --binding TOLLBOOTH_KEYS`).
- * `revoke` matches as the admin API does (shared/api-keys.ts `matchKeyTarget`): a whole
+ * `revoke` matches as the admin API does (shared/identity/api-keys.ts `matchKeyTarget`): a whole
  * SHA-256 first, then exact names and hash prefixes (≥ 12 hex, as `list` shows) together,
  * which must name exactly one key; an ambiguous target revokes nothing and lists the matches.
  * Exit codes: 0 done, 1 wrangler failed, nothing to revoke or an ambiguous target, 2 bad usage.
@@ -22,14 +22,14 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord } from "../shared/api-keys.ts";
+import { KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord } from "../shared/identity/api-keys.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 /** Binding name of the KV namespace (wrangler.toml `[[kv_namespaces]]`). */
 export const BINDING = "TOLLBOOTH_KEYS";
-/** Prefix of generated keys; the key format lives in shared/api-keys.ts (shared with the admin API). */
-export { KEY_PREFIX } from "../shared/api-keys.ts";
+/** Prefix of generated keys; the key format lives in shared/identity/api-keys.ts (shared with the admin API). */
+export { KEY_PREFIX } from "../shared/identity/api-keys.ts";
 const NAME = KEY_NAME;
 const PLAN = KEY_PLAN;
 
@@ -49,12 +49,12 @@ interface Entry {
   created?: string;
 }
 
-/** A new API key: `tb_` + 32 random bytes, base64url (46 characters); shared/api-keys.ts `newApiKey`. */
+/** A new API key: `tb_` + 32 random bytes, base64url (46 characters); shared/identity/api-keys.ts `newApiKey`. */
 export function newKey(): string {
   return newApiKey();
 }
 
-/** The KV key of an API key: SHA-256 of its UTF-8 bytes, 64 lowercase hex (what the gateway looks up); synchronous twin of shared/api-keys.ts `apiKeyHash`. */
+/** The KV key of an API key: SHA-256 of its UTF-8 bytes, 64 lowercase hex (what the gateway looks up); synchronous twin of shared/identity/api-keys.ts `apiKeyHash`. */
 export function keyHash(key: string): string {
   return createHash("sha256").update(key, "utf8").digest("hex");
 }

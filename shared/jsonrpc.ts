@@ -2,7 +2,7 @@
  * JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as MCP uses it: reading a POST
  * body into messages, costing them, and building error responses.
  */
-import { methodCost, type Plan } from "./policy.ts";
+import { methodCost, type Plan } from "./policy/index.ts";
 
 /** A JSON-RPC id: string, number, or null when it cannot be read. */
 export type JsonRpcId = string | number | null;

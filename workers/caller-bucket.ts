@@ -18,9 +18,9 @@
  * write, not by the constructor: an object only read (an operator's lookup) stores nothing.
  */
 import { DurableObject } from "cloudflare:workers";
-import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/bucket.ts";
-import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../shared/difficulty.ts";
-import { grantLease, type LeaseGrant, type LeaseWant } from "../shared/lease.ts";
+import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/limits/bucket.ts";
+import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../shared/limits/difficulty.ts";
+import { grantLease, type LeaseGrant, type LeaseWant } from "../shared/limits/lease.ts";
 
 /**
  * A verified credential to redeem (a proof-of-work solution, a paid L402 macaroon): what it
@@ -102,7 +102,7 @@ export interface AdmitRequest {
   /** A session (`initialize`) or GET stream slot to open; refused (`sessions` / `streams`) at the cap. */
   slot?: SlotRequest;
   /**
-   * A lease the isolate asks for with this request (shared/lease.ts): granted from what the
+   * A lease the isolate asks for with this request (shared/limits/lease.ts): granted from what the
    * buckets hold after the request, only to a request admitted without a credential; the
    * `returned` units of an expired lease are handed back either way.
    */
@@ -484,7 +484,7 @@ export class CallerBucket extends DurableObject {
   }
 
   /**
-   * Take a lease out of the buckets (shared/lease.ts `grantLease`): hand back `want.returned`,
+   * Take a lease out of the buckets (shared/limits/lease.ts `grantLease`): hand back `want.returned`,
    * then grant whole units the buckets hold. One row write.
    */
   private lease(req: Pick<AdmitRequest, "nowMs" | "bucket" | "ceiling">, want: LeaseWant): LeaseGrant {

@@ -25,7 +25,7 @@ export interface Env {
   ORIGIN_URL: string;
   /**
    * Optional: several origins behind this gateway, as a JSON array of routes (see
-   * shared/routes.ts and README "Several origins"). Unset: one origin, ORIGIN_URL.
+   * shared/policy/routes.ts and README "Several origins"). Unset: one origin, ORIGIN_URL.
    */
   TOLLBOOTH_ROUTES?: string;
   /** One or more comma-separated HMAC secrets (≥ 16 bytes each): the first signs, all verify. A secret. */
@@ -42,7 +42,7 @@ export interface Env {
    * the policy sets `facilitator` and the facilitator needs one. A secret.
    */
   TOLLBOOTH_FACILITATOR_AUTH?: string;
-  /** Optional policy JSON (see shared/policy.ts); defaults apply to every field left out. With routes, what each route inherits. */
+  /** Optional policy JSON (see shared/policy/index.ts); defaults apply to every field left out. With routes, what each route inherits. */
   TOLLBOOTH_POLICY?: string;
   /**
    * Durable Object namespace of the metrics (one `Stats` object, docs/observability.md): every

@@ -3,12 +3,12 @@
  * (`workers/well-known.ts`) share: the policy, the keyring, the identity resolver, and the
  * stores they reach — every Durable Object call bounded by `policy.storeTimeoutMs`.
  */
-import type { BucketConfig, LimitResult } from "../shared/bucket.ts";
-import type { Identity } from "../shared/identity.ts";
-import type { LeaseGrant } from "../shared/lease.ts";
-import type { Keyring } from "../shared/keys.ts";
-import type { Plan, Policy } from "../shared/policy.ts";
-import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/ratelimit-headers.ts";
+import type { BucketConfig, LimitResult } from "../shared/limits/bucket.ts";
+import type { Identity } from "../shared/identity/index.ts";
+import type { LeaseGrant } from "../shared/limits/lease.ts";
+import type { Keyring } from "../shared/credentials/keys.ts";
+import type { Plan, Policy } from "../shared/policy/index.ts";
+import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ratelimit-headers.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, StatusResult } from "./caller-bucket.ts";
 import type { NetworkLimiter } from "./env.ts";
 import type { OriginGate } from "./origin-gate.ts";
@@ -59,7 +59,7 @@ export interface Gate {
   keyring: () => Promise<Keyring>;
   /** The caller state; every call bounded by `policy.storeTimeoutMs`. */
   buckets: StoreNamespace;
-  /** Who is calling (see shared/identity.ts). */
+  /** Who is calling (see shared/identity/index.ts). */
   identify: (headers: Headers) => Promise<Identity>;
   /** The network ceiling, when the binding is set. */
   network: NetworkLimiter | undefined;
@@ -87,7 +87,7 @@ export interface Gate {
 
 /**
  * Prefix of the `CallerBucket` names holding gateway-wide spent marks (`spent:<spend id>`):
- * never a caller id (shared/identity.ts) nor a route's scope (`route:<name>/…`), so the
+ * never a caller id (shared/identity/index.ts) nor a route's scope (`route:<name>/…`), so the
  * objects are the same for every route and reachable by no caller.
  */
 export const SPEND_SCOPE = "spent:";
@@ -177,7 +177,7 @@ export function limitHeaders(plan: Plan, d: Pick<AdmitResult, "bucket" | "ceilin
 }
 
 /**
- * Count one request of `network` (an `ip:` name, shared/identity.ts `networkFor`) against the
+ * Count one request of `network` (an `ip:` name, shared/identity/index.ts `networkFor`) against the
  * network ceiling, the Workers Rate Limiting binding `TOLLBOOTH_NETWORK_LIMIT`. Every path
  * that answers a request counts it here first: the gateway (workers/tollbooth.ts), the
  * router's own answers (workers/router.ts) and the admin API (workers/admin/index.ts).

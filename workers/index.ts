@@ -6,9 +6,9 @@
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { admin, type AdminRoute } from "./admin/index.ts";
-import { importKeyring, parseSecrets, type HmacKey } from "../shared/keys.ts";
-import { parsePolicy, type Policy } from "../shared/policy.ts";
-import { originProblem, parseRoutes, routeSecrets } from "../shared/routes.ts";
+import { importKeyring, parseSecrets, type HmacKey } from "../shared/credentials/keys.ts";
+import { parsePolicy, type Policy } from "../shared/policy/index.ts";
+import { originProblem, parseRoutes, routeSecrets } from "../shared/policy/routes.ts";
 import type { Env } from "./env.ts";
 import { parseFlushMs } from "./observe/flusher.ts";
 import { note, observe, parseDecisionLog } from "./observe/observe.ts";
@@ -35,7 +35,7 @@ export interface Gateway {
 interface OriginApp {
   /** The policy input (TOLLBOOTH_POLICY, or a route's merged policy). */
   policy: unknown;
-  /** TOLLBOOTH_SECRET, or a route's derived secrets (shared/routes.ts `routeSecrets`). */
+  /** TOLLBOOTH_SECRET, or a route's derived secrets (shared/policy/routes.ts `routeSecrets`). */
   secret: string;
   originUrl: string;
   /** The origin proof's secret and the name of its setting. */
@@ -133,7 +133,7 @@ export function createGateway(env: Env): Gateway {
     const app = originApp(env, {
       policy: routePolicy,
       // Invariant: each route signs its challenges and tokens with its own keys, so a
-      // credential bought on one route is refused on another (shared/routes.ts).
+      // credential bought on one route is refused on another (shared/policy/routes.ts).
       secret: routeSecrets(env.TOLLBOOTH_SECRET, route.name),
       originUrl,
       proofSecret,

@@ -6,7 +6,7 @@
  * It survives eviction and restarts like `CallerBucket` (SQLite).
  */
 import { DurableObject } from "cloudflare:workers";
-import { fullBucket, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/bucket.ts";
+import { fullBucket, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/limits/bucket.ts";
 
 export class OriginGate extends DurableObject {
   private readonly sql: SqlStorage;

@@ -5,12 +5,12 @@
  * in test/workers/payment-required.test.ts and test/workers/l402.test.ts pin it.
  */
 import { ErrorCode, type ParsedBody } from "../shared/jsonrpc.ts";
-import type { Plan } from "../shared/policy.ts";
-import { WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire.ts";
+import type { Plan } from "../shared/policy/index.ts";
+import { WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire/headers.ts";
 import { jsonRpcError } from "./responses.ts";
 import type { Offer, OfferContext, PaymentScheme, Unavailable } from "./schemes/index.ts";
 
-export { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire.ts";
+export { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire/headers.ts";
 
 /** The gateway's own URLs, absolute, for a request URL. */
 export function gatewayUrls(requestUrl: URL): { policyUrl: string; challengeUrl: string; verifyUrl: string; statusUrl: string } {

@@ -14,10 +14,10 @@
  * request id (`error.code` 502), after which the stream ends normally.
  */
 import type { Context } from "hono";
-import { canonical, toBase64, toBase64Url } from "../shared/encoding.ts";
+import { canonical, toBase64, toBase64Url } from "../shared/wire/encoding.ts";
 import { ErrorCode, requestIds, type JsonRpcId } from "../shared/jsonrpc.ts";
-import { hmac, type HmacKey } from "../shared/keys.ts";
-import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER, SOLUTION_HEADER, TOKEN_HEADER } from "../shared/wire.ts";
+import { hmac, type HmacKey } from "../shared/credentials/keys.ts";
+import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER, SOLUTION_HEADER, TOKEN_HEADER } from "../shared/wire/headers.ts";
 import { jsonRpcError } from "./responses.ts";
 import type { TollboothVariables } from "./tollbooth.ts";
 

@@ -1,6 +1,6 @@
 /**
  * `router(options)`: one gateway in front of several MCP servers (`TOLLBOOTH_ROUTES`, see
- * shared/routes.ts). Each route is its own `tollbooth()` + `mcpProxy()` app, built by the
+ * shared/policy/routes.ts). Each route is its own `tollbooth()` + `mcpProxy()` app, built by the
  * caller (workers/index.ts); the router picks the route of a request and hands it the
  * request with the route's prefix removed from the path.
  *
@@ -15,9 +15,9 @@
  * puts the prefix back into the URLs of tollbooth's own answers.
  */
 import type { MiddlewareHandler } from "hono";
-import { matchRoute, restAfterPrefix, type Route } from "../shared/routes.ts";
-import { WELL_KNOWN } from "../shared/wire.ts";
-import { networkFor } from "../shared/identity.ts";
+import { matchRoute, restAfterPrefix, type Route } from "../shared/policy/routes.ts";
+import { WELL_KNOWN } from "../shared/wire/headers.ts";
+import { networkFor } from "../shared/identity/index.ts";
 import type { NetworkLimiter } from "./env.ts";
 import { overNetworkCeiling } from "./gate.ts";
 import { shortCaller } from "./observe/counters.ts";

@@ -8,7 +8,7 @@
  *    binding — no Durable Object call: 429.
  * 3. One reading of the body: bounded in size (413) and time (408), JSON as UTF-8 only
  *    (415), nesting bounded (400); the clock is read after the body has arrived.
- * 4. Identity (shared/identity.ts) and its plan; unverified callers share their network's
+ * 4. Identity (shared/identity/index.ts) and its plan; unverified callers share their network's
  *    object and free budget.
  * 5. One call to the caller's Durable Object: the caller's ceiling (429), the session and
  *    stream caps (429), credentials (`Tollbooth-Solution`, `Tollbooth-Token`, verified
@@ -31,15 +31,15 @@
  * carries a credential and tollbooth's own endpoints, which always fail closed.
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { identityResolver, networkFor } from "../shared/identity.ts";
-import { fromBase64Url } from "../shared/encoding.ts";
+import { identityResolver, networkFor } from "../shared/identity/index.ts";
+import { fromBase64Url } from "../shared/wire/encoding.ts";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
-import { importKeyring, parseSecrets, type Keyring } from "../shared/keys.ts";
-import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy.ts";
-import { LeaseTable } from "../shared/lease.ts";
+import { importKeyring, parseSecrets, type Keyring } from "../shared/credentials/keys.ts";
+import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy/index.ts";
+import { LeaseTable } from "../shared/limits/lease.ts";
 import { refuse } from "../shared/result.ts";
-import { signToken, tokenVerifier, type TokenClaims } from "../shared/token.ts";
-import { CREDITS_HEADER, DEGRADED_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire.ts";
+import { signToken, tokenVerifier, type TokenClaims } from "../shared/credentials/token.ts";
+import { CREDITS_HEADER, DEGRADED_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire/headers.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
 import type { Decision, DecisionRecord } from "./observe/types.ts";
@@ -84,7 +84,7 @@ export interface TollboothOptions {
 
 /** What the middleware hands to the proxy for an admitted request. */
 export interface TollboothState {
-  /** Caller identity (see shared/identity.ts): the `Identity.id`. */
+  /** Caller identity (see shared/identity/index.ts): the `Identity.id`. */
   caller: string;
   /** Parsed JSON-RPC body on the MCP endpoint, else null. */
   body: ParsedBody | null;
@@ -369,7 +369,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     const store = gate.buckets.of(caller);
     let decision: AdmitResult;
     // Leases: a request with no credential and no slot may be admitted from this isolate's
-    // lease of the caller's units, with no Durable Object call (shared/lease.ts).
+    // lease of the caller's units, with no Durable Object call (shared/limits/lease.ts).
     const leasable = leases !== null && !credential && !slot;
     let local = leasable ? leases.admit(caller, cost, nowMs) : null;
     if (local) {

@@ -5,10 +5,10 @@
  * - `POST /.well-known/tollbooth/verify`    redeem a credential (`{ "type": "pow" (default) | "l402" | "x402", … }`) → `{ token, expires_in, credits }`
  * - `GET  /.well-known/tollbooth/status`    this caller's plan, buckets, difficulty, open slots and token balance
  */
-import { planFor, type Plan, type Policy } from "../shared/policy.ts";
+import { planFor, type Plan, type Policy } from "../shared/policy/index.ts";
 import { refuse } from "../shared/result.ts";
-import { signToken, verifyToken } from "../shared/token.ts";
-import { TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire.ts";
+import { signToken, verifyToken } from "../shared/credentials/token.ts";
+import { TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire/headers.ts";
 import { gatewayUrls } from "./payment.ts";
 import { schemeOfType, type PaymentScheme } from "./schemes/index.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";

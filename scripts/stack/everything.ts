@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { freePort, OutputTail } from "./ports.ts";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const SERVER_ENTRY = `${ROOT}node_modules/@modelcontextprotocol/server-everything/dist/index.js`;
 const LOOPBACK_PRELOAD = pathToFileURL(`${ROOT}scripts/loopback-only.mjs`).href;
 const READY_TIMEOUT_MS = 20_000;

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, OutputTail } from "./ports.ts";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 /** The repository's `wrangler.toml` (default `config`). */
 export const DEFAULT_WRANGLER_CONFIG = join(ROOT, "wrangler.toml");

@@ -26,9 +26,9 @@
  * once; a 429 to a fresh solution or x402 payment is waited once more and retried with the
  * same proof. When it gives up it throws `TollboothError` with a code and the HTTP status.
  */
-import { parseChallengesWithText } from "../auth-params.ts";
-import { fromBase64Url } from "../encoding.ts";
-import { CREDITS_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../wire.ts";
+import { parseChallengesWithText } from "../wire/auth-params.ts";
+import { fromBase64Url } from "../wire/encoding.ts";
+import { CREDITS_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../wire/headers.ts";
 import { TollboothError } from "./errors.ts";
 import { l402Payer, type LightningOptions, type PayEvent } from "./payers/l402.ts";
 import type { ChallengeResponse, OfferedChallenge, Payer, PayerName, Refusal, ReusableCredential, Way } from "./payers/payer.ts";

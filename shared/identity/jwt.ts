@@ -20,7 +20,7 @@
  * until their own `exp`.
  */
 import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
-import { checkJwtIssuers, jwtIssuers, type JwtIssuer, type Policy } from "../policy.ts";
+import { checkJwtIssuers, jwtIssuers, type JwtIssuer, type Policy } from "../policy/index.ts";
 import { BoundedMemo, sha256, toHexPrefix } from "./memo.ts";
 
 /** Milliseconds after a JWKS fetch starts (whether it succeeds or fails) before another may start. */

@@ -1,5 +1,5 @@
 /** Small helpers of the identity strategies: a bounded expiring memo and SHA-256. */
-import { toHex, utf8 } from "../encoding.ts";
+import { toHex, utf8 } from "../wire/encoding.ts";
 
 /**
  * A map with a size bound and per-entry expiry, for per-isolate memos: at `max` entries

@@ -8,8 +8,8 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { formatChallenge, leadingZeroBits, powDigest, type PowChallenge } from "../../shared/challenge.ts";
-import { importKeyring } from "../../shared/keys.ts";
+import { formatChallenge, leadingZeroBits, powDigest, type PowChallenge } from "../../shared/wire/pow.ts";
+import { importKeyring } from "../../shared/credentials/keys.ts";
 import { solvePow } from "../../shared/agent/solver.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 

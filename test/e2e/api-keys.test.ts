@@ -14,11 +14,11 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_WRANGLER_CONFIG, startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { KEY_MEMO_TTL_MS } from "../../shared/identity.ts";
+import { KEY_MEMO_TTL_MS } from "../../shared/identity/index.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
 const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 const SECRET = randomBytes(32).toString("hex");
 /** free: 2 calls, pro: 6 (practically no refill). */

@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { JWKS_COOLDOWN_MS } from "../../shared/identity.ts";
+import { JWKS_COOLDOWN_MS } from "../../shared/identity/index.ts";
 import { signingKey, startJwks, type JwksServer, type SigningKey } from "../helpers/jwks.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 

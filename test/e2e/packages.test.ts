@@ -31,7 +31,7 @@ import { firstText } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
 const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const NAMES = JSON.parse(await readFile(join(ROOT, "packages/names.json"), "utf8")) as { client: string; bridge: string; version: string };
 const SDK_VERSION = (JSON.parse(await readFile(join(ROOT, "node_modules/@modelcontextprotocol/sdk/package.json"), "utf8")) as { version: string }).version;
 const NODE_20 = "/usr/bin/node";

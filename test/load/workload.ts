@@ -50,7 +50,7 @@ export interface MixEntry {
   label: "get-sum" | "echo" | "ping" | "tools/list";
   method: string;
   params?: Record<string, unknown>;
-  /** Units under LOAD_POLICY (written out here, not computed by shared/policy.ts). */
+  /** Units under LOAD_POLICY (written out here, not computed by shared/policy/index.ts). */
   cost: number;
 }
 

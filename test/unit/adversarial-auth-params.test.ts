@@ -1,6 +1,6 @@
 /**
- * Generated inputs for the auth-param reader and writer (shared/auth-params.ts) and the
- * `Tollbooth-Solution` reader on top of it (`readSolution`, shared/challenge.ts):
+ * Generated inputs for the auth-param reader and writer (shared/wire/auth-params.ts) and the
+ * `Tollbooth-Solution` reader on top of it (`readSolution`, shared/credentials/challenge.ts):
  * format → parse round-trips any value; garbage never throws and never yields a verified
  * solution; duplicate names (in any case) are refused; token and quoted-string spellings,
  * optional whitespace and quoted-pairs are read as RFC 9110 says, and none of them can make
@@ -8,9 +8,10 @@
  */
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { formatAuthParams, parseAuthParams } from "../../shared/auth-params.ts";
-import { formatChallenge, issueChallenge, type PowChallenge, readSolution, verifySolution } from "../../shared/challenge.ts";
-import { importKeyring, type Keyring } from "../../shared/keys.ts";
+import { formatAuthParams, parseAuthParams } from "../../shared/wire/auth-params.ts";
+import { issueChallenge, verifySolution } from "../../shared/credentials/challenge.ts";
+import { formatChallenge, type PowChallenge, readSolution } from "../../shared/wire/pow.ts";
+import { importKeyring, type Keyring } from "../../shared/credentials/keys.ts";
 import { solvePow } from "../../shared/agent/solver.ts";
 
 const NOW = 1_800_000_000_000;

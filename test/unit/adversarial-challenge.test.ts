@@ -1,5 +1,5 @@
 /**
- * Generated tampering of a signed `PowChallenge` (shared/challenge.ts): each field changed
+ * Generated tampering of a signed `PowChallenge` (shared/credentials/challenge.ts): each field changed
  * one at a time to any other value a forger might pick, characters shifted between
  * neighbouring fields, the signature re-spelled — `verifySolution` refuses with the
  * documented reason (`bad_signature`, `unknown_key`; `readSolution` says `malformed` or
@@ -8,9 +8,10 @@
  */
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAuthParams } from "../../shared/auth-params.ts";
-import { formatChallenge, issueChallenge, type PowChallenge, readSolution, verifySolution } from "../../shared/challenge.ts";
-import { importKeyring, type Keyring } from "../../shared/keys.ts";
+import { parseAuthParams } from "../../shared/wire/auth-params.ts";
+import { issueChallenge, verifySolution } from "../../shared/credentials/challenge.ts";
+import { formatChallenge, type PowChallenge, readSolution } from "../../shared/wire/pow.ts";
+import { importKeyring, type Keyring } from "../../shared/credentials/keys.ts";
 import { solvePow } from "../../shared/agent/solver.ts";
 
 const NOW = 1_800_000_000_000;

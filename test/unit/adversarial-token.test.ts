@@ -1,5 +1,5 @@
 /**
- * Generated attacks on the access token (shared/token.ts): arbitrary strings, and a real
+ * Generated attacks on the access token (shared/credentials/token.ts): arbitrary strings, and a real
  * token changed in every way a forger might try — one character, swapped segments,
  * padding, the standard base64 alphabet, whitespace, extra segments, second spellings
  * (non-zero trailing bits), payloads re-signed with a key the gateway does not have —
@@ -8,8 +8,8 @@
 import { createHmac } from "node:crypto";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { importKeyring, type Keyring } from "../../shared/keys.ts";
-import { newTokenId, signToken, type TokenError, verifyToken } from "../../shared/token.ts";
+import { importKeyring, type Keyring } from "../../shared/credentials/keys.ts";
+import { newTokenId, signToken, type TokenError, verifyToken } from "../../shared/credentials/token.ts";
 
 const NOW = 1_800_000_000_000;
 const CALLER = "auth:0123456789abcdef0123456789abcdef";

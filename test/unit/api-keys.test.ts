@@ -1,11 +1,11 @@
 /**
- * `matchKeyTarget` (shared/api-keys.ts): which stored key a revocation target names, for the
+ * `matchKeyTarget` (shared/identity/api-keys.ts): which stored key a revocation target names, for the
  * admin API and `npm run keys -- revoke` alike. A whole hash first; then exact names and hash
  * prefixes (12–63 hex) together, which must name exactly one key — the issue-16 case (a key
  * named like another key's hash prefix) and a prefix shared by several keys revoke nothing.
  */
 import { describe, expect, it } from "vitest";
-import { matchKeyTarget, type KeyEntry } from "../../shared/api-keys.ts";
+import { matchKeyTarget, type KeyEntry } from "../../shared/identity/api-keys.ts";
 
 const A = "cc3f09d70afb" + "1".repeat(52);
 const B = "5c02dd7d8bd3" + "2".repeat(52);

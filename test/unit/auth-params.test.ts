@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatAuthParams, parseAuthParams } from "../../shared/auth-params.ts";
+import { formatAuthParams, parseAuthParams } from "../../shared/wire/auth-params.ts";
 
 describe("formatAuthParams", () => {
   it("writes the scheme, quoted strings and bare numbers, comma-separated", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type BucketConfig, type BucketState, fullBucket, peek, refill, take } from "../../shared/bucket.ts";
+import { type BucketConfig, type BucketState, fullBucket, peek, refill, take } from "../../shared/limits/bucket.ts";
 
 const T0 = 1_700_000_000_000;
 const cfg: BucketConfig = { capacity: 10, refillPerSecond: 0.5 };

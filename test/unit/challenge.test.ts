@@ -1,17 +1,9 @@
 import { createHash, createHmac } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAuthParams } from "../../shared/auth-params.ts";
-import {
-  formatChallenge,
-  issueChallenge,
-  leadingZeroBits,
-  POW_SCHEME,
-  type PowChallenge,
-  powDigest,
-  readSolution,
-  verifySolution,
-} from "../../shared/challenge.ts";
-import { importKeyring, type Keyring } from "../../shared/keys.ts";
+import { parseAuthParams } from "../../shared/wire/auth-params.ts";
+import { issueChallenge, verifySolution } from "../../shared/credentials/challenge.ts";
+import { formatChallenge, leadingZeroBits, POW_SCHEME, type PowChallenge, powDigest, readSolution } from "../../shared/wire/pow.ts";
+import { importKeyring, type Keyring } from "../../shared/credentials/keys.ts";
 
 const SECRET_A = "challenge-secret-A-0123456789";
 const SECRET_B = "challenge-secret-B-0123456789";

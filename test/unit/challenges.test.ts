@@ -1,10 +1,10 @@
 /**
- * `parseChallenges` (shared/auth-params.ts): a `WWW-Authenticate` list of challenges, RFC 9110
+ * `parseChallenges` (shared/wire/auth-params.ts): a `WWW-Authenticate` list of challenges, RFC 9110
  * §11.6.1, as `Headers.get` joins several field lines (docs/wire-contract.md §10–11).
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatAuthParams, parseChallenges, parseChallengesWithText, type AuthParams } from "../../shared/auth-params.ts";
+import { formatAuthParams, parseChallenges, parseChallengesWithText, type AuthParams } from "../../shared/wire/auth-params.ts";
 
 /** Plain objects (params are null-prototype records) for `toEqual`. */
 const plain = (list: AuthParams[] | null) => list?.map((c) => ({ scheme: c.scheme, params: { ...c.params } })) ?? null;

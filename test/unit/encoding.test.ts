@@ -1,6 +1,6 @@
 import { randomBytes as nodeRandomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { canonical, fromBase64Url, randomBytes, toBase64Url, toHex, utf8 } from "../../shared/encoding.ts";
+import { canonical, fromBase64Url, randomBytes, toBase64Url, toHex, utf8 } from "../../shared/wire/encoding.ts";
 
 const dec = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 

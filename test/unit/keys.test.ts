@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { hmac, hmacVerify, importKeyring, MIN_SECRET_BYTES } from "../../shared/keys.ts";
+import { hmac, hmacVerify, importKeyring, MIN_SECRET_BYTES } from "../../shared/credentials/keys.ts";
 
 const A = "secret-A-0123456789abcdef";
 const B = "secret-B-0123456789abcdef";

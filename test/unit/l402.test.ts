@@ -1,5 +1,5 @@
 /**
- * shared/l402.ts: minting, the challenge, reading and verifying a credential
+ * shared/credentials/l402.ts: minting, the challenge, reading and verifying a credential
  * (docs/wire-contract.md §10). The npm `macaroon` package is the independent peer: it
  * verifies what we mint and mints (and attenuates) what we verify; the root key and the
  * caller tag are recomputed here with node:crypto from their documented definitions.
@@ -8,8 +8,8 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAuthParams } from "../../shared/auth-params.ts";
-import { importKeyring, type Keyring } from "../../shared/keys.ts";
+import { parseAuthParams } from "../../shared/wire/auth-params.ts";
+import { importKeyring, type Keyring } from "../../shared/credentials/keys.ts";
 import {
   callerTag,
   decodeIdentifier,
@@ -22,8 +22,8 @@ import {
   parseL402Authorization,
   readL402Credential,
   verifyL402,
-} from "../../shared/l402.ts";
-import { addCaveat, decodeMacaroon, encodeMacaroon, type Macaroon, toBase64 } from "../../shared/macaroon.ts";
+} from "../../shared/credentials/l402.ts";
+import { addCaveat, decodeMacaroon, encodeMacaroon, type Macaroon, toBase64 } from "../../shared/credentials/macaroon.ts";
 
 interface PeerMacaroon {
   readonly location: string | null;
@@ -62,7 +62,7 @@ beforeAll(async () => {
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const sha256hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-/** canonical() as documented in shared/encoding.ts, written out independently. */
+/** canonical() as documented in shared/wire/encoding.ts, written out independently. */
 const canon = (fields: string[]) => fields.map((f) => `${Buffer.byteLength(f, "utf8")}:${f}`).join("");
 /** The documented root key: HMAC-SHA256(secret, canonical(["tollbooth/l402-root/v1", hex(identifier)])). */
 const rootKeyOf = (secret: string, identifier: Uint8Array) =>

@@ -1,5 +1,5 @@
 /**
- * Admission leases (shared/lease.ts): random interleavings of requests across several
+ * Admission leases (shared/limits/lease.ts): random interleavings of requests across several
  * simulated isolates, grants, background renewals that land late, expiries and isolate
  * deaths never admit more than the caller's buckets allow over the whole run; a steady
  * caller needs few calls to its object. The object is modelled here from its contract
@@ -8,8 +8,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { fullBucket, take, type BucketConfig, type BucketState } from "../../shared/bucket.ts";
-import { grantLease, LEASE_MS, LeaseTable, type LeaseWant } from "../../shared/lease.ts";
+import { fullBucket, take, type BucketConfig, type BucketState } from "../../shared/limits/bucket.ts";
+import { grantLease, LEASE_MS, LeaseTable, type LeaseWant } from "../../shared/limits/lease.ts";
 
 /** The caller's object, as its contract says: one ceiling unit and the cost per request, then a lease. */
 class ObjectModel {

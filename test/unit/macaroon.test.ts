@@ -1,5 +1,5 @@
 /**
- * shared/macaroon.ts against the npm `macaroon` package (3.x, the JavaScript implementation of
+ * shared/credentials/macaroon.ts against the npm `macaroon` package (3.x, the JavaScript implementation of
  * libmacaroons' V2 format) as the interop peer, and against the signature chain written out
  * independently with node:crypto.
  */
@@ -18,7 +18,7 @@ import {
   mintMacaroon,
   toBase64,
   verifyMacaroonSignature,
-} from "../../shared/macaroon.ts";
+} from "../../shared/credentials/macaroon.ts";
 
 /** The part of npm `macaroon`'s API these tests use (the package ships no types). */
 interface PeerMacaroon {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { type BucketConfig, fullBucket, take } from "../../shared/bucket.ts";
-import { type NamedLimit, rateLimit, rateLimitPolicy } from "../../shared/ratelimit-headers.ts";
+import { type BucketConfig, fullBucket, take } from "../../shared/limits/bucket.ts";
+import { type NamedLimit, rateLimit, rateLimitPolicy } from "../../shared/limits/ratelimit-headers.ts";
 
 const T0 = 1_700_000_000_000;
 

@@ -13,11 +13,11 @@ import type { PaymentRequirements } from "@x402/core/types";
 import { getAddress, verifyTypedData, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { describe, expect, it } from "vitest";
-import { formatAuthParams } from "../../shared/auth-params.ts";
+import { formatAuthParams } from "../../shared/wire/auth-params.ts";
 import { TollboothError } from "../../shared/agent/errors.ts";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../shared/agent/payers/x402.ts";
 import { withTollbooth, type FetchLike, type WithTollboothOptions, type X402Options, type X402PayEvent } from "../../shared/agent/resolver.ts";
-import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../shared/wire.ts";
+import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 
 /** Anvil's first well-known test account. */
 const ACCOUNT = privateKeyToAccount("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { leadingZeroBits } from "../../shared/challenge.ts";
+import { leadingZeroBits } from "../../shared/wire/pow.ts";
 import { TollboothError } from "../../shared/agent/errors.ts";
 import { loadKernel, preferredPaths, type KernelPath } from "../../shared/agent/pow/kernel.ts";
 import { BATCH, planSalt } from "../../shared/agent/pow/midstate.ts";

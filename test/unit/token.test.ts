@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import { importKeyring, type Keyring } from "../../shared/keys.ts";
-import { newTokenId, signToken, type TokenClaims, verifyToken } from "../../shared/token.ts";
+import { importKeyring, type Keyring } from "../../shared/credentials/keys.ts";
+import { newTokenId, signToken, type TokenClaims, verifyToken } from "../../shared/credentials/token.ts";
 
 const SECRET_A = "token-secret-A-0123456789";
 const SECRET_B = "token-secret-B-0123456789";
@@ -29,7 +29,7 @@ const claims = (over: Partial<TokenClaims> = {}): TokenClaims => ({
   ...over,
 });
 
-/** canonical() as documented in shared/encoding.ts, written out independently. */
+/** canonical() as documented in shared/wire/encoding.ts, written out independently. */
 const canon = (fields: string[]) => fields.map((f) => `${Buffer.byteLength(f, "utf8")}:${f}`).join("");
 
 /** Sign an arbitrary payload text the way the documented format says, with node:crypto. */

@@ -1,5 +1,5 @@
 /**
- * Per-caller adaptive difficulty (issue 7 §6, shared/difficulty.ts): each solve a caller
+ * Per-caller adaptive difficulty (issue 7 §6, shared/limits/difficulty.ts): each solve a caller
  * redeems adds to a score that halves every `halfLifeSeconds`; the next challenge asks
  * `difficulty + floor(score / solvesPerStep)` bits, at most `maxExtraBits` more. The 402
  * says why it rose (`error.data.difficultyRaised`); `/status` and `/challenge` show it; a

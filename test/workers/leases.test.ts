@@ -1,5 +1,5 @@
 /**
- * Admission leases in workerd (policy `leases: true`; shared/lease.ts, docs/durable-object.md):
+ * Admission leases in workerd (policy `leases: true`; shared/limits/lease.ts, docs/durable-object.md):
  * a busy caller is admitted from the isolate's lease with few calls to its Durable Object,
  * never more than its buckets allow; a lease is renewed in the background; an expired lease
  * is not spent and its units go back; a quiet caller gets no lease; a unit admitted from a lease

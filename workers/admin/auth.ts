@@ -5,7 +5,7 @@
  * bytes) whatever was sent, and the comparison below never stops at the first difference:
  * neither the token's length nor its prefix leaks through timing.
  */
-import { utf8 } from "../../shared/encoding.ts";
+import { utf8 } from "../../shared/wire/encoding.ts";
 
 /** Tokens shorter than this (UTF-8 bytes) are refused as configuration errors. */
 export const MIN_ADMIN_TOKEN_BYTES = 16;

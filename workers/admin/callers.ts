@@ -1,12 +1,12 @@
 /**
  * The admin API's view of one caller: its id checked against the forms the gateway uses
- * (shared/identity.ts), its plan as far as it can be known, and its `CallerBucket` state
+ * (shared/identity/index.ts), its plan as far as it can be known, and its `CallerBucket` state
  * (`inspect`, `reset`, `block`, `unblock`).
  */
-import { networkOf } from "../../shared/identity.ts";
-import type { Policy } from "../../shared/policy.ts";
-import { planFor } from "../../shared/policy.ts";
-import { readKeyRecord } from "../../shared/api-keys.ts";
+import { networkOf } from "../../shared/identity/index.ts";
+import type { Policy } from "../../shared/policy/index.ts";
+import { planFor } from "../../shared/policy/index.ts";
+import { readKeyRecord } from "../../shared/identity/api-keys.ts";
 import { refuse, type Result } from "../../shared/result.ts";
 import type { InspectResult } from "../caller-bucket.ts";
 import { shortCaller } from "../observe/counters.ts";

@@ -16,8 +16,8 @@
  * Admin requests never reach the origin and are not metered by the caller buckets.
  */
 import type { MiddlewareHandler } from "hono";
-import { networkFor } from "../../shared/identity.ts";
-import { parsePolicy, planFor, type Policy, type PolicyInput } from "../../shared/policy.ts";
+import { networkFor } from "../../shared/identity/index.ts";
+import { parsePolicy, planFor, type Policy, type PolicyInput } from "../../shared/policy/index.ts";
 import { readBody, TOO_LARGE, TOO_SLOW } from "../body.ts";
 import type { CallerBucket } from "../caller-bucket.ts";
 import type { NetworkLimiter } from "../env.ts";
@@ -26,7 +26,7 @@ import { statsStub } from "../observe/flusher.ts";
 import { prometheusText } from "../observe/prometheus.ts";
 import type { Stats } from "../observe/stats-object.ts";
 import { normalizePath } from "../tollbooth.ts";
-import { WELL_KNOWN } from "../../shared/wire.ts";
+import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import { adminTokenChecker } from "./auth.ts";
 import { keyPlan, parseBlockBody, parseCallerId, plansMatching, recentOf, type KnownPlan } from "./callers.ts";
 import { ADMIN_HEADERS, ASSET_FILES, DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";

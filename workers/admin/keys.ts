@@ -1,13 +1,13 @@
 /**
  * API keys through the admin API, on the `TOLLBOOTH_KEYS` KV namespace, in the format of
- * shared/api-keys.ts (the one `npm run keys` uses): issue (the key is answered once, only its
+ * shared/identity/api-keys.ts (the one `npm run keys` uses): issue (the key is answered once, only its
  * SHA-256 is stored), list (names, plans, hash prefixes — never a key), revoke.
  * A revoked key keeps working in an isolate that looked it up within the last 30 s
- * (`KEY_MEMO_TTL_MS`, shared/identity.ts), plus KV's own propagation (up to about 60 s).
+ * (`KEY_MEMO_TTL_MS`, shared/identity/index.ts), plus KV's own propagation (up to about 60 s).
  */
-import { apiKeyHash, KEY_HASH, KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord, SHOWN_HASH_CHARS, type KeyMatch, type KeyRecord } from "../../shared/api-keys.ts";
-import { KEY_MEMO_TTL_MS } from "../../shared/identity.ts";
-import type { Policy } from "../../shared/policy.ts";
+import { apiKeyHash, KEY_HASH, KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord, SHOWN_HASH_CHARS, type KeyMatch, type KeyRecord } from "../../shared/identity/api-keys.ts";
+import { KEY_MEMO_TTL_MS } from "../../shared/identity/index.ts";
+import type { Policy } from "../../shared/policy/index.ts";
 import { refuse, type Result } from "../../shared/result.ts";
 
 /** Characters of the SHA-256 hex shown by the listing (as `npm run keys -- list`). */
@@ -77,7 +77,7 @@ export type RevokeResult =
 
 /**
  * Revoke one key: `target` is its whole SHA-256 (64 hex), its exact name, or a prefix of
- * its hash (12–63 hex), matched as shared/api-keys.ts `matchKeyTarget` says — a whole hash
+ * its hash (12–63 hex), matched as shared/identity/api-keys.ts `matchKeyTarget` says — a whole hash
  * first; then names and hash prefixes together, which must name exactly one key. A target
  * that is one key's name and another's hash prefix, or the prefix (or name) of several keys,
  * revokes nothing: `ambiguous`, with the matches (name, hash prefix, how each matched).

@@ -1,10 +1,10 @@
 /**
  * The payment schemes tollbooth offers, in the order a 402 lists them (proof of work first:
  * it is free and always there). Adding a scheme: one file beside these implementing
- * `PaymentScheme` (./scheme.ts), one entry below, its policy section in shared/policy.ts,
+ * `PaymentScheme` (./scheme.ts), one entry below, its policy section in shared/policy/index.ts,
  * and its payer on the agent side (shared/agent/payers/).
  */
-import type { TokenError } from "../../shared/token.ts";
+import type { TokenError } from "../../shared/credentials/token.ts";
 import { l402Scheme, type L402Refusal } from "./l402.ts";
 import { powScheme, type PowRefusal } from "./pow.ts";
 import type { PaymentScheme, SchemeDeps } from "./scheme.ts";

@@ -5,7 +5,7 @@
  * to its payment hash, the service, the credits, an expiry and the caller
  * (`WWW-Authenticate: L402 version="0", token=…, macaroon=…, invoice=…`).
  * Credential: `Authorization: L402|LSAT <macaroon>:<preimage>` or `Tollbooth-L402:
- * <macaroon>:<preimage>`, sent on every request; verified offline (shared/l402.ts). The first
+ * <macaroon>:<preimage>`, sent on every request; verified offline (shared/credentials/l402.ts). The first
  * use opens the macaroon's credits in the caller's Durable Object (`l402:<payment hash>`,
  * spent once); later uses spend the same balance.
  * Refusals: `l402_<L402Error>` (401, fresh challenges), `l402_exhausted` (402).
@@ -16,11 +16,11 @@
  * caller retrying a 402 does not mint an invoice per retry), verified credentials remembered
  * until they expire (at most 4096).
  */
-import { take, type BucketConfig, type BucketState } from "../../shared/bucket.ts";
-import { formatL402Challenge, mintL402, parseL402Authorization, readL402Credential, verifyL402, type L402Credential, type L402Error, type L402Grant } from "../../shared/l402.ts";
-import type { Policy } from "../../shared/policy.ts";
+import { take, type BucketConfig, type BucketState } from "../../shared/limits/bucket.ts";
+import { formatL402Challenge, mintL402, parseL402Authorization, readL402Credential, verifyL402, type L402Credential, type L402Error, type L402Grant } from "../../shared/credentials/l402.ts";
+import type { Policy } from "../../shared/policy/index.ts";
 import { refuse } from "../../shared/result.ts";
-import { AUTHORIZATION_HEADER, L402_HEADER } from "../../shared/wire.ts";
+import { AUTHORIZATION_HEADER, L402_HEADER } from "../../shared/wire/headers.ts";
 import { InvoiceError, lnbitsInvoices, lndInvoices, type InvoiceProvider } from "../invoices.ts";
 import type { Offer, PaymentScheme, SchemeFactory, Unavailable } from "./scheme.ts";
 

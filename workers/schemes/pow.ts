@@ -9,11 +9,12 @@
  * Refusals: `solution_<SolutionError>`, `solution_spent`, `solution_expired`,
  * `solution_too_easy` (all 402).
  */
-import { parseAuthParams } from "../../shared/auth-params.ts";
-import { formatChallenge, issueChallenge, readSolution, verifySolution, type PowChallenge, type SolutionError } from "../../shared/challenge.ts";
+import { parseAuthParams } from "../../shared/wire/auth-params.ts";
+import { issueChallenge, verifySolution } from "../../shared/credentials/challenge.ts";
+import { formatChallenge, readSolution, type PowChallenge, type SolutionError } from "../../shared/wire/pow.ts";
 import { refuse } from "../../shared/result.ts";
-import { newTokenId } from "../../shared/token.ts";
-import { SOLUTION_HEADER } from "../../shared/wire.ts";
+import { newTokenId } from "../../shared/credentials/token.ts";
+import { SOLUTION_HEADER } from "../../shared/wire/headers.ts";
 import type { Redemption } from "../caller-bucket.ts";
 import type { PaymentScheme, SchemeFactory } from "./scheme.ts";
 

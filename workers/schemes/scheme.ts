@@ -13,8 +13,8 @@
  * Refusals reach the wire as `error.data.reason` = `<prefix>_<reason>` (docs/wire-contract.md §1, §10).
  */
 import type { ParsedBody } from "../../shared/jsonrpc.ts";
-import type { Keyring } from "../../shared/keys.ts";
-import type { Plan, Policy } from "../../shared/policy.ts";
+import type { Keyring } from "../../shared/credentials/keys.ts";
+import type { Plan, Policy } from "../../shared/policy/index.ts";
 import type { Result } from "../../shared/result.ts";
 import type { Redemption } from "../caller-bucket.ts";
 

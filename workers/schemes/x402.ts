@@ -23,10 +23,10 @@
  */
 import { decodePaymentSignatureHeader, encodePaymentRequiredHeader, encodePaymentResponseHeader, HTTPFacilitatorClient } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse } from "@x402/core/types";
-import type { Plan } from "../../shared/policy.ts";
+import type { Plan } from "../../shared/policy/index.ts";
 import { refuse } from "../../shared/result.ts";
-import { newTokenId } from "../../shared/token.ts";
-import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, X402_META_PAYMENT, X402_META_RESPONSE, X_PAYMENT_HEADER } from "../../shared/wire.ts";
+import { newTokenId } from "../../shared/credentials/token.ts";
+import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, X402_META_PAYMENT, X402_META_RESPONSE, X_PAYMENT_HEADER } from "../../shared/wire/headers.ts";
 import { takeMetaFromRequest } from "../mcp-meta.ts";
 import type { PaymentScheme, SchemeContext, SchemeFactory } from "./scheme.ts";
 

@@ -9,7 +9,7 @@
  * or, when the request already carries an `Authorization` of its own (OAuth to the origin),
  * `Tollbooth-L402: <macaroon>:<preimage>`.
  */
-import { AUTHORIZATION_HEADER, L402_HEADER } from "../../wire.ts";
+import { AUTHORIZATION_HEADER, L402_HEADER } from "../../wire/headers.ts";
 import { TollboothError } from "../errors.ts";
 import { invoiceAmountSats, invoicePaymentHash, type LightningWallet } from "../wallets.ts";
 import type { Choice, OfferedChallenge, PayContext, Payer, ReusableCredential } from "./payer.ts";

@@ -13,7 +13,7 @@
  *     (`kind: "once"`, proof of work's `Tollbooth-Solution`) or a reusable credential the
  *     resolver caches per gateway origin (`kind: "credential"`, a paid L402 credential).
  */
-import type { ChallengeWithText } from "../../auth-params.ts";
+import type { ChallengeWithText } from "../../wire/auth-params.ts";
 
 /** Names of the payers, as in the resolver's `pay` option. */
 export type PayerName = "pow" | "l402" | "x402";

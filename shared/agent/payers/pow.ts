@@ -4,8 +4,8 @@
  * to send once with the retried request — the challenge's parameters exactly as received
  * (without the scheme) plus `nonce="…"`, redeemed in the same round trip.
  */
-import { POW_SCHEME } from "../../challenge.ts";
-import { SOLUTION_HEADER } from "../../wire.ts";
+import { POW_SCHEME } from "../../wire/pow.ts";
+import { SOLUTION_HEADER } from "../../wire/headers.ts";
 import { solvePow, type PowSolution, type SolveOptions } from "../solver.ts";
 import type { Choice, OfferedChallenge, PayContext, Payer } from "./payer.ts";
 

@@ -17,7 +17,7 @@
  * with `PAYMENT-RESPONSE` and, in credits mode, `Tollbooth-Token` (kept by the resolver like
  * one bought by a proof of work); in per-request mode every request pays again.
  */
-import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../wire.ts";
+import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../wire/headers.ts";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { Network, PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";
@@ -26,7 +26,7 @@ import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { TollboothError } from "../errors.ts";
 import type { ChallengeResponse, Choice, OfferedChallenge, PayContext, Payer } from "./payer.ts";
 
-/** x402 v2 HTTP header names (lowercase), from shared/wire.ts: the gateway uses the same. */
+/** x402 v2 HTTP header names (lowercase), from shared/wire/headers.ts: the gateway uses the same. */
 export { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER };
 /** The name of an x402 entry in `error.data.challenges` (`type`), and of the scheme of an `OfferedChallenge` this payer makes. */
 export const X402_CHALLENGE_TYPE = "x402";

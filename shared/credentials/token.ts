@@ -3,7 +3,7 @@
  * request header.
  *
  * Format: `tb1.<kid>.<payload>.<signature>`
- * - `kid`: id of the signing key (`shared/keys.ts`), so secrets can rotate;
+ * - `kid`: id of the signing key (`shared/credentials/keys.ts`), so secrets can rotate;
  * - `payload`: base64url (RFC 4648 §5, no padding) of JSON `{ sub, jti, exp, cr }`:
  *   `sub` the caller identity it is bound to, `jti` its id (22 base64url characters),
  *   `exp` unix seconds, `cr` the credits bought;
@@ -12,7 +12,7 @@
  * The token proves who may spend and until when; how many credits are left is accounted
  * by the caller's Durable Object under `jti` (the `cr` field is the starting balance).
  */
-import { canonical, fromBase64Url, randomBytes, toBase64Url, utf8 } from "./encoding.ts";
+import { canonical, fromBase64Url, randomBytes, toBase64Url, utf8 } from "../wire/encoding.ts";
 import { hmac, hmacVerify, type Keyring } from "./keys.ts";
 
 const PREFIX = "tb1";

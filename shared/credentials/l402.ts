@@ -3,7 +3,7 @@
  * deploys it): the macaroon tollbooth mints beside an invoice, the challenge, and the check
  * of a paid credential `<macaroon>:<preimage>` (docs/wire-contract.md §10).
  *
- * The macaroon (V2 binary, `shared/macaroon.ts`) has location `tollbooth` and the 66-byte
+ * The macaroon (V2 binary, `shared/credentials/macaroon.ts`) has location `tollbooth` and the 66-byte
  * identifier of Aperture's `l402/identifier.go`:
  *
  *   uint16 big-endian version (0) ‖ payment hash (32 bytes) ‖ token id (32 random bytes)
@@ -14,11 +14,11 @@
  * `<s>_caller=<callerTag>`. A holder may add more of these; each must hold, so they only
  * narrow. Any other caveat is refused.
  */
-import { formatAuthParams } from "./auth-params.ts";
-import { canonical, randomBytes, toBase64Url, toHex, utf8 } from "./encoding.ts";
+import { formatAuthParams } from "../wire/auth-params.ts";
+import { canonical, randomBytes, toBase64Url, toHex, utf8 } from "../wire/encoding.ts";
 import { hmac, hmacVerify, type HmacKey, type Keyring } from "./keys.ts";
 import { decodeMacaroon, encodeMacaroon, fromBase64, type Macaroon, mintMacaroon, toBase64, verifyMacaroonSignature } from "./macaroon.ts";
-import { refuse, type Result } from "./result.ts";
+import { refuse, type Result } from "../result.ts";
 
 /** Scheme names of the credential (`Authorization: L402 …`); `LSAT` is the former name. */
 export const L402_SCHEMES = ["L402", "LSAT"] as const;

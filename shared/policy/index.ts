@@ -38,7 +38,7 @@ export const DEFAULT_METHOD_COSTS: Readonly<Record<string, number>> = {
 };
 
 /**
- * Identity strategies, tried in the policy's order (see `shared/identity.ts`):
+ * Identity strategies, tried in the policy's order (see `shared/identity/index.ts`):
  * - `jwt`: `Authorization: Bearer` verified as a JWT (iss + sub) — verified;
  * - `api-key`: a key the operator issued (KV `TOLLBOOTH_KEYS` or `identity.apiKeys`) — verified;
  * - `ip`: the caller's network from `CF-Connecting-IP` (prefix) — shared by everyone there;
@@ -375,7 +375,7 @@ const schema = z.strictObject({
    */
   onStoreError: z._default(z.enum(STORE_ERROR_MODES), "closed"),
   /**
-   * Admission leases (shared/lease.ts): an isolate that sees a caller at least once a second
+   * Admission leases (shared/limits/lease.ts): an isolate that sees a caller at least once a second
    * admits its in-budget requests against units leased from the caller's Durable Object,
    * renewing in the background — no Durable Object call per request. Off: every request asks
    * the object.

@@ -15,14 +15,14 @@
  * next strategy (tollbooth refuses nothing for it). Nothing applies → `anonymous`.
  * Never `Mcp-Session-Id`: a caller mints sessions freely.
  */
-import type { IdentityStrategy, Policy } from "./policy.ts";
-import { jwtVerifier, type JwtIdentity } from "./identity/jwt.ts";
-import { BoundedMemo, sha256, toHexPrefix } from "./identity/memo.ts";
-import { networkOf } from "./identity/network.ts";
-import { toHex } from "./encoding.ts";
+import type { IdentityStrategy, Policy } from "../policy/index.ts";
+import { jwtVerifier, type JwtIdentity } from "./jwt.ts";
+import { BoundedMemo, sha256, toHexPrefix } from "./memo.ts";
+import { networkOf } from "./network.ts";
+import { toHex } from "../wire/encoding.ts";
 
-export { networkOf } from "./identity/network.ts";
-export { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, JWT_MEMO_MAX } from "./identity/jwt.ts";
+export { networkOf } from "./network.ts";
+export { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, JWT_MEMO_MAX } from "./jwt.ts";
 
 /** Identity of callers no strategy could name, and the network of callers without a usable `CF-Connecting-IP`. */
 export const ANONYMOUS = "anonymous";

@@ -13,7 +13,7 @@
  * `sig = HMAC(key, identifier)`, then for each first-party caveat `sig = HMAC(sig, caveatId)`.
  * The location is not signed. WebCrypto only: this module runs in workerd.
  */
-import { refuse, type Result } from "./result.ts";
+import { refuse, type Result } from "../result.ts";
 
 /** A macaroon with first-party caveats only. */
 export interface Macaroon {
@@ -254,5 +254,5 @@ export async function verifyMacaroonSignature(rootKey: Uint8Array, m: Macaroon):
   return crypto.subtle.verify("HMAC", last, copy(m.signature), copy(links[links.length - 1]!));
 }
 
-// The macaroon's text form is standard base64 (shared/encoding.ts).
-export { fromBase64, toBase64 } from "./encoding.ts";
+// The macaroon's text form is standard base64 (shared/wire/encoding.ts).
+export { fromBase64, toBase64 } from "../wire/encoding.ts";

@@ -1,5 +1,7 @@
 /**
- * The proof-of-work challenge: format, signing, and checking a solution.
+ * The proof-of-work challenge as both sides speak it: the `PowChallenge` fields, their
+ * `WWW-Authenticate` form, reading a solution's parameters, and the work rule. Signing and
+ * checking a challenge's signature is the gateway's (shared/credentials/challenge.ts).
  *
  * Wire form (the `PowChallenge` scheme published for MCP proof-of-work challenges,
  * extended with `expires`, `credits`, `kid` and a signature), RFC 9110 §11.6.1:
@@ -10,22 +12,12 @@
  * Rule (same as @powforge/captcha-mcp): find a `nonce` of ASCII decimal digits such that
  * SHA-256(UTF-8(salt ‖ nonce)) has at least `difficulty` leading zero bits, counting
  * from the most significant bit of byte 0.
- *
- * Challenges are stateless: nothing is stored when one is issued. The signature is
- * HMAC-SHA256 over the canonical encoding of every field plus the caller identity, so a
- * challenge issued to one caller cannot be redeemed by another, and no field can be
- * changed or shifted into its neighbour. Single use is enforced at redemption, inside
- * the caller's Durable Object (`workers/caller-bucket.ts`).
  */
 import { formatAuthParams } from "./auth-params.ts";
-import { canonical, fromBase64Url, randomBytes, toBase64Url, toHex, utf8 } from "./encoding.ts";
-import { hmac, hmacVerify, type Keyring } from "./keys.ts";
+import { utf8 } from "./encoding.ts";
 
 /** The `WWW-Authenticate` scheme name. */
 export const POW_SCHEME = "PowChallenge";
-/** Domain-separation label of the challenge signature (never reused by another format). */
-const LABEL = "tollbooth/pow-challenge/v1";
-
 /** A challenge as sent on the wire. All fields are needed to redeem it. */
 export interface PowChallenge {
   realm: string;
@@ -40,7 +32,7 @@ export interface PowChallenge {
   expires: number;
   /** Credits of the access token a solve buys. */
   credits: number;
-  /** Id of the key that signed it (see `shared/keys.ts`). */
+  /** Id of the key that signed it (see `shared/credentials/keys.ts`). */
   kid: string;
   /** base64url HMAC-SHA256 (43 characters). */
   signature: string;
@@ -57,32 +49,6 @@ export type SolutionError =
 
 const DIGITS = /^(0|[1-9][0-9]{0,15})$/;
 const NONCE = /^[0-9]{1,32}$/;
-
-function signedBytes(ch: Omit<PowChallenge, "signature">, caller: string): Uint8Array<ArrayBuffer> {
-  return canonical([LABEL, ch.realm, ch.id, ch.salt, ch.difficulty, ch.algorithm, ch.expires, ch.credits, ch.kid, caller]);
-}
-
-/**
- * Issue a fresh challenge bound to `caller`. Stores nothing.
- * @param opts.ttlSeconds lifetime in seconds; `nowMs` unix milliseconds
- */
-export async function issueChallenge(
-  keyring: Keyring,
-  opts: { realm: string; difficulty: number; credits: number; ttlSeconds: number; caller: string; nowMs: number },
-): Promise<PowChallenge> {
-  const unsigned = {
-    realm: opts.realm,
-    id: toBase64Url(randomBytes(16)),
-    salt: toHex(randomBytes(16)),
-    difficulty: opts.difficulty,
-    algorithm: "sha256" as const,
-    expires: Math.floor(opts.nowMs / 1000) + opts.ttlSeconds,
-    credits: opts.credits,
-    kid: keyring.signer.kid,
-  };
-  const tag = await hmac(keyring.signer, signedBytes(unsigned, opts.caller));
-  return { ...unsigned, signature: toBase64Url(tag) };
-}
 
 /** The `WWW-Authenticate` field value of a challenge. */
 export function formatChallenge(ch: PowChallenge): string {
@@ -140,31 +106,4 @@ export function leadingZeroBits(bytes: Uint8Array): number {
 /** SHA-256(UTF-8(salt ‖ nonce)) with WebCrypto. @returns 32 bytes */
 export async function powDigest(salt: string, nonce: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(salt + nonce)));
-}
-
-/**
- * Check a solution statelessly: key, signature (bound to `caller`), expiry, then the work.
- * Single use is not checked here: the caller's Durable Object spends the challenge id.
- * @param nowMs unix milliseconds
- * @returns `{ ok: true }` or the reason it was refused
- */
-export async function verifySolution(
-  keyring: Keyring,
-  challenge: PowChallenge,
-  nonce: string,
-  caller: string,
-  nowMs: number,
-): Promise<{ ok: true } | { ok: false; reason: SolutionError }> {
-  const key = keyring.byKid.get(challenge.kid);
-  if (!key) return { ok: false, reason: "unknown_key" };
-  const tag = fromBase64Url(challenge.signature);
-  if (!tag || tag.byteLength !== 32) return { ok: false, reason: "bad_signature" };
-  const { signature: _omit, ...unsigned } = challenge;
-  // Invariant: every field that matters (and the caller) is under the HMAC; checked in constant time.
-  if (!(await hmacVerify(key, tag, signedBytes(unsigned, caller)))) return { ok: false, reason: "bad_signature" };
-  if (nowMs >= challenge.expires * 1000) return { ok: false, reason: "expired" };
-  if (leadingZeroBits(await powDigest(challenge.salt, nonce)) < challenge.difficulty) {
-    return { ok: false, reason: "insufficient_work" };
-  }
-  return { ok: true };
 }

@@ -9,13 +9,13 @@
  *   prefix (`matchKeyTarget`).
  * WebCrypto only, so it runs in the Worker and in Node.
  */
-import { toBase64Url, toHex, utf8 } from "./encoding.ts";
+import { toBase64Url, toHex, utf8 } from "../wire/encoding.ts";
 
 /** Prefix of generated keys (recognisable in secret scanners and logs). */
 export const KEY_PREFIX = "tb_";
-/** A key's name: 1–64 printable ASCII characters (as `identity.apiKeys[].name` in shared/policy.ts). */
+/** A key's name: 1–64 printable ASCII characters (as `identity.apiKeys[].name` in shared/policy/index.ts). */
 export const KEY_NAME = /^[\x20-\x7e]{1,64}$/;
-/** A plan name (as `plans` names in shared/policy.ts). */
+/** A plan name (as `plans` names in shared/policy/index.ts). */
 export const KEY_PLAN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
 /** A KV key of the namespace: the SHA-256 hex of an API key. */
 export const KEY_HASH = /^[0-9a-f]{64}$/;

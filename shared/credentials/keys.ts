@@ -3,7 +3,7 @@
  * the first signs, all verify, so a secret can be rotated without invalidating the
  * challenges and tokens already in flight.
  */
-import { canonical, toBase64Url, utf8 } from "./encoding.ts";
+import { canonical, toBase64Url, utf8 } from "../wire/encoding.ts";
 
 /** One HMAC-SHA256 key and its public key id. */
 export interface HmacKey {

@@ -9,7 +9,7 @@
  *    package), and in Chromium on module Web Workers.
  *  - `tollbooth-bridge`: its bin, driven by the SDK `Client` over `StdioClientTransport`:
  *    200 tool calls through forced challenges, every progress notification of a call 20 runs
- *    in a row (the message-order fix in shared/agent/bridge/bridge.ts), an elicitation.
+ *    in a row (the message-order fix in packages/tollbooth-bridge/src/bridge.ts), an elicitation.
  * README must tell users exactly these package names.
  */
 import { execFile } from "node:child_process";
@@ -180,7 +180,7 @@ describe(`${NAMES.client} in a browser`, () => {
       await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
       // A string, not a function: Vitest rewrites import() in test code.
       const out = (await page.evaluate(`(async () => {
-        const { solvePow } = await import("/agent/solver.js");
+        const { solvePow } = await import("/packages/tollbooth-client/src/solver/solve-pow.js");
         const solution = await solvePow("browser-salt", 18);
         const two = await solvePow("browser-salt-2", 18, { threads: 2 });
         return { ...solution, two, cores: navigator.hardwareConcurrency, isolated: crossOriginIsolated };

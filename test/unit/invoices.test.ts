@@ -1,6 +1,6 @@
 /**
  * The operator's invoice backends (workers/invoices.ts) and the agent's LND wallet
- * (shared/agent/wallets.ts) against the loopback Lightning stand-in, which issues real
+ * (packages/tollbooth-client/src/payers/lightning-wallet.ts) against the loopback Lightning stand-in, which issues real
  * signed regtest BOLT11 invoices.
  */
 import { createECDH, createHash } from "node:crypto";
@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import bolt11 from "bolt11";
 import { decode } from "light-bolt11-decoder";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { invoiceAmountSats, invoicePaymentHash, lndWallet, WalletError } from "../../shared/agent/wallets.ts";
+import { invoiceAmountSats, invoicePaymentHash, lndWallet, WalletError } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { InvoiceError, lnbitsInvoices, lndInvoices, type InvoiceFetch } from "../../workers/invoices.ts";
 import { REGTEST, STANDIN_NODE_KEY, startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 

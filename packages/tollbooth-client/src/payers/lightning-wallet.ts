@@ -11,7 +11,7 @@
  * not, which is the paying node's job). Uses `fetch`, WebCrypto and `atob` only.
  */
 import { decode } from "light-bolt11-decoder";
-import { fromBase64, toHex } from "../wire/encoding.ts";
+import { fromBase64, toHex } from "../../../../shared/wire/encoding.ts";
 
 /** A wallet that can pay BOLT11 invoices: the shape the resolver's `lightning.wallet` option takes. */
 export interface LightningWallet {

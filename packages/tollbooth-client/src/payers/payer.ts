@@ -1,6 +1,6 @@
 /**
  * The agent side's payers: one per way through a tollbooth 402 (docs/wire-contract.md §11).
- * The resolver (`withTollbooth`, shared/agent/resolver.ts) reads every challenge of a
+ * The resolver (`withTollbooth`, resolver.ts) reads every challenge of a
  * `WWW-Authenticate` list and asks, in the order of its `pay` option, the payer of each
  * offered scheme whether it accepts; the first that does obtains a credential. A payer whose
  * way is not a `WWW-Authenticate` scheme (x402: the `PAYMENT-REQUIRED` header, §12) reads
@@ -13,7 +13,7 @@
  *     (`kind: "once"`, proof of work's `Tollbooth-Solution`) or a reusable credential the
  *     resolver caches per gateway origin (`kind: "credential"`, a paid L402 credential).
  */
-import type { ChallengeWithText } from "../../wire/auth-params.ts";
+import type { ChallengeWithText } from "../../../../shared/wire/auth-params.ts";
 
 /** Names of the payers, as in the resolver's `pay` option. */
 export type PayerName = "pow" | "l402" | "x402";

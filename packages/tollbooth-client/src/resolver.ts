@@ -6,7 +6,7 @@
  *
  * On 402 it reads every challenge of `WWW-Authenticate` (RFC 9110 §11.6.1) and takes, in the
  * order of its `pay` option (default `["pow"]`), the first offered scheme whose payer
- * (shared/agent/payers/) accepts (docs/wire-contract.md §11):
+ * (payers/) accepts (docs/wire-contract.md §11):
  *  - `pow`: it solves the `PowChallenge` and retries the request once with
  *    `Tollbooth-Solution` (redeeming in the same round trip); it keeps the access token the
  *    gateway returns (`Tollbooth-Token`) per origin;
@@ -26,15 +26,15 @@
  * once; a 429 to a fresh solution or x402 payment is waited once more and retried with the
  * same proof. When it gives up it throws `TollboothError` with a code and the HTTP status.
  */
-import { parseChallengesWithText } from "../wire/auth-params.ts";
-import { fromBase64Url } from "../wire/encoding.ts";
-import { CREDITS_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../wire/headers.ts";
+import { parseChallengesWithText } from "../../../shared/wire/auth-params.ts";
+import { fromBase64Url } from "../../../shared/wire/encoding.ts";
+import { CREDITS_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../../shared/wire/headers.ts";
 import { TollboothError } from "./errors.ts";
 import { l402Payer, type LightningOptions, type PayEvent } from "./payers/l402.ts";
 import type { ChallengeResponse, OfferedChallenge, Payer, PayerName, Refusal, ReusableCredential, Way } from "./payers/payer.ts";
 import { powPayer, type SolveEvent } from "./payers/pow.ts";
 import { checkX402Options, x402Payer, type X402Options } from "./payers/x402.ts";
-import type { PowSolution, SolveOptions } from "./solver.ts";
+import type { PowSolution, SolveOptions } from "./solver/solve-pow.ts";
 
 export type { SolveEvent } from "./payers/pow.ts";
 export type { LightningOptions, PayEvent } from "./payers/l402.ts";
@@ -56,7 +56,7 @@ export interface WithTollboothOptions {
   signal?: AbortSignal;
   /** Called after each solve (for logs and metrics). */
   onSolve?: (event: SolveEvent) => void;
-  /** The solver (default `solvePow` from shared/agent/solver.ts). */
+  /** The solver (default `solvePow` from solver/solve-pow.ts). */
   solve?: (salt: string, difficulty: number, options: SolveOptions) => Promise<PowSolution>;
   /**
    * Ways through a 402 it may take, in order of preference (default `["pow"]`: proof of work

@@ -9,9 +9,9 @@
  * or, when the request already carries an `Authorization` of its own (OAuth to the origin),
  * `Tollbooth-L402: <macaroon>:<preimage>`.
  */
-import { AUTHORIZATION_HEADER, L402_HEADER } from "../../wire/headers.ts";
+import { AUTHORIZATION_HEADER, L402_HEADER } from "../../../../shared/wire/headers.ts";
 import { TollboothError } from "../errors.ts";
-import { invoiceAmountSats, invoicePaymentHash, type LightningWallet } from "../wallets.ts";
+import { invoiceAmountSats, invoicePaymentHash, type LightningWallet } from "./lightning-wallet.ts";
 import type { Choice, OfferedChallenge, PayContext, Payer, ReusableCredential } from "./payer.ts";
 
 /** What the payer reports after paying an invoice (the resolver's `onPay` event). */
@@ -27,7 +27,7 @@ export interface PayEvent {
 
 /** The Lightning side of the resolver's options (`withTollbooth`'s `lightning`). */
 export interface LightningOptions {
-  /** Pays invoices (e.g. `lndWallet(…)` from shared/agent/wallets.ts). */
+  /** Pays invoices (e.g. `lndWallet(…)` from payers/lightning-wallet.ts). */
   wallet: LightningWallet;
   /** Most satoshis one invoice may ask; dearer → refused (`payment_refused`). */
   maxSatsPerRequest: number;

@@ -23,9 +23,9 @@ export type {
   X402Options,
   X402PayEvent,
 } from "./resolver.ts";
-export { MULTI_THREAD_MIN_DIFFICULTY, solvePow } from "./solver.ts";
-export type { KernelPath, PowSolution, SolveOptions } from "./solver.ts";
+export { MULTI_THREAD_MIN_DIFFICULTY, solvePow } from "./solver/solve-pow.ts";
+export type { KernelPath, PowSolution, SolveOptions } from "./solver/solve-pow.ts";
 export { TollboothError } from "./errors.ts";
 export type { TollboothErrorCode } from "./errors.ts";
-export { invoiceAmountSats, invoicePaymentHash, lndWallet, WalletError } from "./wallets.ts";
-export type { LightningWallet, LndWalletOptions, WalletErrorCode, WalletFetch } from "./wallets.ts";
+export { invoiceAmountSats, invoicePaymentHash, lndWallet, WalletError } from "./payers/lightning-wallet.ts";
+export type { LightningWallet, LndWalletOptions, WalletErrorCode, WalletFetch } from "./payers/lightning-wallet.ts";

@@ -39,8 +39,8 @@ import {
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
 import { privateKeyToAccount } from "viem/accounts";
-import { withTollbooth, type FetchLike, type LightningOptions, type PayerName, type X402Options } from "../resolver.ts";
-import { lndWallet, type LightningWallet } from "../wallets.ts";
+import { withTollbooth, type FetchLike, type LightningOptions, type PayerName, type X402Options } from "../../tollbooth-client/src/resolver.ts";
+import { lndWallet, type LightningWallet } from "../../tollbooth-client/src/payers/lightning-wallet.ts";
 import { classifyFailure, describeFailure, errorResponse } from "./failures.ts";
 import { streamLog, type BridgeLog } from "./log.ts";
 

@@ -17,7 +17,7 @@
  * with `PAYMENT-RESPONSE` and, in credits mode, `Tollbooth-Token` (kept by the resolver like
  * one bought by a proof of work); in per-request mode every request pays again.
  */
-import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../wire/headers.ts";
+import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../../../shared/wire/headers.ts";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { Network, PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";

@@ -4,9 +4,9 @@
  * to send once with the retried request — the challenge's parameters exactly as received
  * (without the scheme) plus `nonce="…"`, redeemed in the same round trip.
  */
-import { POW_SCHEME } from "../../wire/pow.ts";
-import { SOLUTION_HEADER } from "../../wire/headers.ts";
-import { solvePow, type PowSolution, type SolveOptions } from "../solver.ts";
+import { POW_SCHEME } from "../../../../shared/wire/pow.ts";
+import { SOLUTION_HEADER } from "../../../../shared/wire/headers.ts";
+import { solvePow, type PowSolution, type SolveOptions } from "../solver/solve-pow.ts";
 import type { Choice, OfferedChallenge, PayContext, Payer } from "./payer.ts";
 
 /** What the payer reports after solving a challenge (the resolver's `onSolve` event). */
@@ -33,7 +33,7 @@ export interface PowPayerOptions {
   signal?: AbortSignal | undefined;
   /** Called after each solve. */
   onSolve?: ((event: SolveEvent) => void) | undefined;
-  /** The solver (default `solvePow` from shared/agent/solver.ts). */
+  /** The solver (default `solvePow` from solver/solve-pow.ts). */
   solve?: ((salt: string, difficulty: number, options: SolveOptions) => Promise<PowSolution>) | undefined;
 }
 

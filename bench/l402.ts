@@ -17,7 +17,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { randomBytes } from "node:crypto";
 import { startEverything } from "../scripts/stack/everything.ts";
 import { startGateway } from "../scripts/stack/gateway.ts";
-import { withTollbooth, type PayEvent } from "../packages/tollbooth-client/src/resolver.ts";
+import { withTollbooth, type PayEvent } from "../packages/tollbooth-client/src/index.ts";
 import { lndWallet } from "../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { startLightningStandin } from "../test/helpers/lightning-standin.ts";
 

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { withTollbooth, type PayEvent, type SolveEvent } from "../../packages/tollbooth-client/src/resolver.ts";
+import { withTollbooth, type PayEvent, type SolveEvent } from "../../packages/tollbooth-client/src/index.ts";
 import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
 import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";

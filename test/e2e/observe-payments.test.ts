@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { withTollbooth } from "../../packages/tollbooth-client/src/resolver.ts";
+import { withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
 import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 import { connect, firstText } from "../helpers/mcp.ts";

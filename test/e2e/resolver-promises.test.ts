@@ -1,5 +1,5 @@
 /**
- * `withTollbooth` (packages/tollbooth-client/src/resolver.ts) against a real gateway (`wrangler dev`) in front of
+ * `withTollbooth` (packages/tollbooth-client/src/resolver/) against a real gateway (`wrangler dev`) in front of
  * server-everything: the promises of README.md and packages/tollbooth-client/src/errors.ts that resolver.test.ts
  * does not cover.
  *  - on 429 it waits the integer `Retry-After`, then retries once; a `Retry-After` above
@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
-import { withTollbooth, type FetchLike } from "../../packages/tollbooth-client/src/resolver.ts";
+import { withTollbooth, type FetchLike } from "../../packages/tollbooth-client/src/index.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 

@@ -11,7 +11,7 @@ import bolt11 from "bolt11";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { formatAuthParams } from "../../shared/wire/auth-params.ts";
 import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
-import { withTollbooth, type FetchLike, type PayEvent, type WithTollboothOptions } from "../../packages/tollbooth-client/src/resolver.ts";
+import { withTollbooth, type FetchLike, type PayEvent, type WithTollboothOptions } from "../../packages/tollbooth-client/src/index.ts";
 import type { LightningWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { AUTHORIZATION_HEADER, CREDITS_HEADER, L402_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 

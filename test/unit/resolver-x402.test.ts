@@ -16,7 +16,7 @@ import { describe, expect, it } from "vitest";
 import { formatAuthParams } from "../../shared/wire/auth-params.ts";
 import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../packages/tollbooth-client/src/payers/x402.ts";
-import { withTollbooth, type FetchLike, type WithTollboothOptions, type X402Options, type X402PayEvent } from "../../packages/tollbooth-client/src/resolver.ts";
+import { withTollbooth, type FetchLike, type WithTollboothOptions, type X402Options, type X402PayEvent } from "../../packages/tollbooth-client/src/index.ts";
 import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 
 /** Anvil's first well-known test account. */

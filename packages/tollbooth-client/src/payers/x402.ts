@@ -24,7 +24,7 @@ import type { Network, PaymentPayload, PaymentRequired, PaymentRequirements } fr
 import type { ClientEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { TollboothError } from "../errors.ts";
-import type { ChallengeResponse, Choice, OfferedChallenge, PayContext, Payer } from "./payer.ts";
+import type { ChallengeResponse, Choice, OfferedChallenge, PayContext, Payer, PayerDefinition, Refusal } from "./payer.ts";
 
 /** x402 v2 HTTP header names (lowercase), from shared/wire/headers.ts: the gateway uses the same. */
 export { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER };
@@ -81,10 +81,20 @@ export interface X402Options {
   onPay?: (event: X402PayEvent) => void;
 }
 
-/** Options of {@link x402Payer}. */
-export interface X402PayerOptions {
-  /** Signer, allowed networks and assets, limits; absent → every x402 offer is refused (`no_wallet`). */
+/** What the x402 payer reads from `withTollbooth`'s options (`pay: ["x402"]`). */
+export interface X402ResolverOptions {
+  /**
+   * Signer, allowed networks and assets, and spending limits (atomic units):
+   * `{ signer, networks, assets, maxPerRequest, maxPerHour, onPay? }` (see `X402Options`). An
+   * offer on another network or asset, over `maxPerRequest`, or taking what was signed for in
+   * the last hour in that asset over `maxPerHour`, is not paid. Required when `pay` names
+   * `"x402"`; absent → every x402 offer is refused (`no_wallet`).
+   */
   x402?: X402Options | undefined;
+}
+
+/** Options of {@link x402Payer}: its part of `withTollbooth`'s options, the resolver's signal, a clock. */
+export interface X402PayerOptions extends X402ResolverOptions {
   /** Cancels before signing → `TollboothError("aborted")`. */
   signal?: AbortSignal | undefined;
   /** The clock, unix milliseconds (default `Date.now`; for tests). */
@@ -156,9 +166,9 @@ function readableExact(r: unknown): r is PaymentRequirements {
 
 /**
  * A payer for x402 v2 offers (the `PAYMENT-REQUIRED` header; else an `error.data.challenges`
- * entry of `type: "x402"`). Its `handles` matches no `WWW-Authenticate` scheme: it reads what
- * it is offered with `offered(response)`, as one `OfferedChallenge` of scheme `x402` whose
- * `text` is the base64 `PaymentRequired`.
+ * entry of `type: "x402"`; the only payer that reads the 402's body). It takes no
+ * `WWW-Authenticate` challenge: `offered(response)` reads its offer as one `OfferedChallenge`
+ * of scheme `x402` whose `text` is the base64 `PaymentRequired`.
  *
  * `choose` refuses: `no_wallet` without `x402` options; `unreadable` when the header does not
  * decode to `{x402Version: 2, accepts: [...]}`; `not_allowed` when no well-formed `exact`
@@ -176,125 +186,185 @@ function readableExact(r: unknown): r is PaymentRequirements {
  */
 export function x402Payer(options: X402PayerOptions = {}): Payer {
   const x402 = options.x402;
-  const now = options.now ?? (() => Date.now());
-  const networks = new Set(x402?.networks ?? []);
-  const assets = new Set((x402?.assets ?? []).map((a) => a.toLowerCase()));
-  const maxPerRequest = positiveAtomic(x402?.maxPerRequest) ?? 0n;
-  const maxPerHour = positiveAtomic(x402?.maxPerHour) ?? 0n;
-
-  /** Payments started in the last hour, per asset (lowercase): when (unix ms) and how much (atomic units). */
-  const spent = new Map<string, Array<{ at: number; amount: bigint }>>();
-  const spentLastHour = (asset: string): bigint => {
-    const list = spent.get(asset);
-    if (!list) return 0n;
-    const since = now() - HOUR_MS;
-    while (list.length > 0 && list[0]!.at <= since) list.shift();
-    return list.reduce((sum, p) => sum + p.amount, 0n);
-  };
-  const overLimit = (r: PaymentRequirements): string | null => {
-    const amount = BigInt(r.amount);
-    if (amount > maxPerRequest) return `x402 asks ${amount} atomic units of ${r.asset} on ${r.network}, more than maxPerRequest ${maxPerRequest}`;
-    const hour = spentLastHour(r.asset.toLowerCase());
-    if (hour + amount > maxPerHour) return `x402 asks ${amount} atomic units of ${r.asset}; with ${hour} signed for in the last hour that is more than maxPerHour ${maxPerHour}`;
-    return null;
-  };
-
-  /** The exact EVM scheme, registered for each allowed network; spend controls mirror maxPerRequest. */
+  const limits = new SigningLimits(x402, options.now ?? (() => Date.now()));
   let client: x402Client | undefined;
-  const getClient = (): x402Client => {
-    if (client) return client;
-    const scheme = new ExactEvmScheme(x402!.signer);
-    client = new x402Client();
-    for (const network of networks) client.register(network as Network, scheme);
-    // Our own checks come first; these only keep the library from signing anything else.
-    client.setSpendControls({
-      maxAmountPerPayment: false,
-      allowedAssets: [...networks].flatMap((network) => [...assets].map((asset) => ({ network: network as Network, asset, maxAmountPerPayment: String(maxPerRequest) }))),
-    });
-    return client;
-  };
-
+  const sign = (request: PaymentRequired) => (client ??= exactClient(x402!, limits)).createPaymentPayload(request);
   return {
     name: "x402",
-    handles: () => false,
-    offered(response: ChallengeResponse): OfferedChallenge[] {
-      const header = response.headers.get(PAYMENT_REQUIRED_HEADER)?.trim();
-      if (header) return [{ scheme: X402_CHALLENGE_TYPE, params: {}, text: header }];
-      const entry = bodyEntry(response.body);
-      if (!entry) return [];
-      try {
-        const paymentRequired = {
-          x402Version: entry.x402Version,
-          resource: entry.resource ?? { url: response.url },
-          accepts: entry.accepts,
-          ...(entry.extensions === undefined ? {} : { extensions: entry.extensions }),
-        } as PaymentRequired;
-        return [{ scheme: X402_CHALLENGE_TYPE, params: {}, text: encodePaymentRequiredHeader(paymentRequired) }];
-      } catch {
-        return [];
-      }
-    },
+    proof: "x402 payment",
+    readsBody: true,
+    renewOn: [],
+    offered: offeredPayment,
     choose(challenge: OfferedChallenge, context: PayContext): Choice {
       if (!x402) return { ok: false, reason: "no_wallet", message: "an x402 offer, but no x402 signer is configured" };
-      let paymentRequired: PaymentRequired;
-      try {
-        paymentRequired = decodePaymentRequiredHeader(challenge.text);
-      } catch {
-        return { ok: false, reason: "unreadable", message: "unreadable x402 offer: PAYMENT-REQUIRED is not base64 JSON" };
-      }
-      if (typeof paymentRequired !== "object" || paymentRequired === null || paymentRequired.x402Version !== 2 || !Array.isArray(paymentRequired.accepts)) {
-        return { ok: false, reason: "unreadable", message: "unreadable x402 offer: not an x402 v2 PaymentRequired with accepts" };
-      }
-      const exact = paymentRequired.accepts.filter(readableExact);
-      if (exact.length === 0) return { ok: false, reason: "unreadable", message: "x402 offer without a well-formed exact requirement" };
-      const allowed = exact.filter((r) => networks.has(r.network) && assets.has(r.asset.toLowerCase()));
-      if (allowed.length === 0) {
-        const offered = exact.map((r) => `${r.asset} on ${r.network}`).join(", ");
-        return { ok: false, reason: "not_allowed", message: `x402 offers ${offered}; none is an allowed network (${[...networks].join(", ")}) and asset (${[...assets].join(", ")})` };
-      }
-      let chosen: PaymentRequirements | undefined;
-      let firstOver: string | null = null;
-      for (const r of allowed) {
-        const over = overLimit(r);
-        if (!over) {
-          chosen = r;
-          break;
-        }
-        firstOver ??= over;
-      }
-      if (!chosen) return { ok: false, reason: "over_limit", message: firstOver! };
-      const requirement = chosen;
-      const amount = BigInt(requirement.amount);
-      const asset = requirement.asset.toLowerCase();
-
-      return {
-        ok: true,
-        way: {
-          kind: "once",
-          async obtain(): Promise<Record<string, string>> {
-            if (options.signal?.aborted) throw new TollboothError("aborted", "payment aborted");
-            const stillOver = overLimit(requirement);
-            if (stillOver) throw new TollboothError("payment_refused", stillOver);
-            const list = spent.get(asset) ?? [];
-            spent.set(asset, list);
-            list.push({ at: now(), amount });
-            const t0 = performance.now();
-            let payload: PaymentPayload;
-            try {
-              payload = await getClient().createPaymentPayload({
-                x402Version: 2,
-                resource: paymentRequired.resource ?? { url: context.url },
-                accepts: [requirement],
-                ...(paymentRequired.extensions ? { extensions: paymentRequired.extensions } : {}),
-              });
-            } catch (err) {
-              throw new TollboothError("payment_failed", `signing the x402 payment of ${amount} atomic units of ${requirement.asset} on ${requirement.network} failed: ${err instanceof Error ? err.message : String(err)}`);
-            }
-            x402.onPay?.({ url: context.url, scheme: "x402", network: requirement.network, asset: requirement.asset, amount: requirement.amount, ms: performance.now() - t0 });
-            return { [PAYMENT_SIGNATURE_HEADER]: encodePaymentSignatureHeader(payload) };
-          },
-        },
-      };
+      const read = readPaymentRequired(challenge.text);
+      if (!read.ok) return read;
+      const picked = limits.pick(read.paymentRequired.accepts);
+      if (!picked.ok) return picked;
+      const { paymentRequired } = read;
+      const { requirement } = picked;
+      return { ok: true, way: { kind: "once", obtain: () => signPayment({ x402, limits, sign, signal: options.signal, context, paymentRequired, requirement }) } };
     },
   };
+}
+
+/** The x402 way through (`pay: ["x402"]`, with `x402`). */
+export const x402: PayerDefinition<"x402", X402ResolverOptions> = {
+  name: "x402",
+  check: (options) => checkX402Options(options.x402),
+  create: ({ x402 }, signal) => x402Payer({ x402, signal }),
+  claims401: () => false,
+};
+
+/** The offers of a 402: its `PAYMENT-REQUIRED` header, else its body's `error.data.challenges` entry, as one `OfferedChallenge`. */
+function offeredPayment(response: ChallengeResponse): OfferedChallenge[] {
+  const header = response.headers.get(PAYMENT_REQUIRED_HEADER)?.trim();
+  if (header) return [{ scheme: X402_CHALLENGE_TYPE, params: {}, text: header }];
+  const entry = bodyEntry(response.body);
+  if (!entry) return [];
+  try {
+    const paymentRequired = {
+      x402Version: entry.x402Version,
+      resource: entry.resource ?? { url: response.url },
+      accepts: entry.accepts,
+      ...(entry.extensions === undefined ? {} : { extensions: entry.extensions }),
+    } as PaymentRequired;
+    return [{ scheme: X402_CHALLENGE_TYPE, params: {}, text: encodePaymentRequiredHeader(paymentRequired) }];
+  } catch {
+    return [];
+  }
+}
+
+/** The base64 `PaymentRequired` of an offer, decoded; a refusal `unreadable` when it is not x402 v2 with `accepts`. */
+function readPaymentRequired(text: string): { ok: true; paymentRequired: PaymentRequired } | Refusal {
+  let paymentRequired: PaymentRequired;
+  try {
+    paymentRequired = decodePaymentRequiredHeader(text);
+  } catch {
+    return { ok: false, reason: "unreadable", message: "unreadable x402 offer: PAYMENT-REQUIRED is not base64 JSON" };
+  }
+  if (typeof paymentRequired !== "object" || paymentRequired === null || paymentRequired.x402Version !== 2 || !Array.isArray(paymentRequired.accepts)) {
+    return { ok: false, reason: "unreadable", message: "unreadable x402 offer: not an x402 v2 PaymentRequired with accepts" };
+  }
+  return { ok: true, paymentRequired };
+}
+
+/**
+ * The allowed networks and assets and the spending limits of one payer, with the hour window
+ * of what it signed for (in memory: one resolver, every gateway origin).
+ */
+class SigningLimits {
+  readonly networks: Set<string>;
+  readonly assets: Set<string>;
+  readonly maxPerRequest: bigint;
+  readonly maxPerHour: bigint;
+  private readonly now: () => number;
+  /** Payments started in the last hour, per asset (lowercase): when (unix ms) and how much (atomic units). */
+  private readonly spent = new Map<string, Array<{ at: number; amount: bigint }>>();
+
+  constructor(x402: X402Options | undefined, now: () => number) {
+    this.networks = new Set(x402?.networks ?? []);
+    this.assets = new Set((x402?.assets ?? []).map((a) => a.toLowerCase()));
+    this.maxPerRequest = positiveAtomic(x402?.maxPerRequest) ?? 0n;
+    this.maxPerHour = positiveAtomic(x402?.maxPerHour) ?? 0n;
+    this.now = now;
+  }
+
+  /** Atomic units of `asset` (lowercase) signed for in the last hour. */
+  spentLastHour(asset: string): bigint {
+    const list = this.spent.get(asset);
+    if (!list) return 0n;
+    const since = this.now() - HOUR_MS;
+    while (list.length > 0 && list[0]!.at <= since) list.shift();
+    return list.reduce((sum, p) => sum + p.amount, 0n);
+  }
+
+  /** Why `r` is over a limit now, or null when it is within both. */
+  overLimit(r: PaymentRequirements): string | null {
+    const amount = BigInt(r.amount);
+    if (amount > this.maxPerRequest) return `x402 asks ${amount} atomic units of ${r.asset} on ${r.network}, more than maxPerRequest ${this.maxPerRequest}`;
+    const hour = this.spentLastHour(r.asset.toLowerCase());
+    if (hour + amount > this.maxPerHour) return `x402 asks ${amount} atomic units of ${r.asset}; with ${hour} signed for in the last hour that is more than maxPerHour ${this.maxPerHour}`;
+    return null;
+  }
+
+  /** Counts a payment of `r` from now on (before signing, so concurrent payments cannot overshoot together). */
+  count(r: PaymentRequirements): void {
+    const asset = r.asset.toLowerCase();
+    const list = this.spent.get(asset) ?? [];
+    this.spent.set(asset, list);
+    list.push({ at: this.now(), amount: BigInt(r.amount) });
+  }
+
+  /**
+   * The first well-formed `exact` requirement of `accepts` on an allowed network and asset
+   * and within the limits; else the refusal (`unreadable`, `not_allowed`, `over_limit`).
+   */
+  pick(accepts: unknown[]): { ok: true; requirement: PaymentRequirements } | Refusal {
+    const exact = accepts.filter(readableExact);
+    if (exact.length === 0) return { ok: false, reason: "unreadable", message: "x402 offer without a well-formed exact requirement" };
+    const allowed = exact.filter((r) => this.networks.has(r.network) && this.assets.has(r.asset.toLowerCase()));
+    if (allowed.length === 0) {
+      const offered = exact.map((r) => `${r.asset} on ${r.network}`).join(", ");
+      return { ok: false, reason: "not_allowed", message: `x402 offers ${offered}; none is an allowed network (${[...this.networks].join(", ")}) and asset (${[...this.assets].join(", ")})` };
+    }
+    let firstOver: string | null = null;
+    for (const r of allowed) {
+      const over = this.overLimit(r);
+      if (!over) return { ok: true, requirement: r };
+      firstOver ??= over;
+    }
+    return { ok: false, reason: "over_limit", message: firstOver! };
+  }
+}
+
+/** `@x402/core`'s client with the exact EVM scheme registered for each allowed network; its spend controls mirror `maxPerRequest`. */
+function exactClient(x402: X402Options, limits: SigningLimits): x402Client {
+  const scheme = new ExactEvmScheme(x402.signer);
+  const client = new x402Client();
+  for (const network of limits.networks) client.register(network as Network, scheme);
+  // Our own checks come first; these only keep the library from signing anything else.
+  client.setSpendControls({
+    maxAmountPerPayment: false,
+    allowedAssets: [...limits.networks].flatMap((network) => [...limits.assets].map((asset) => ({ network: network as Network, asset, maxAmountPerPayment: String(limits.maxPerRequest) }))),
+  });
+  return client;
+}
+
+/** What signing one chosen requirement needs. */
+interface Signing {
+  x402: X402Options;
+  limits: SigningLimits;
+  sign: (request: PaymentRequired) => Promise<PaymentPayload>;
+  signal: AbortSignal | undefined;
+  context: PayContext;
+  paymentRequired: PaymentRequired;
+  requirement: PaymentRequirements;
+}
+
+/**
+ * The way's `obtain()`: checks the limits again and counts the amount, signs the
+ * authorization, reports it, and returns `{ "payment-signature": <base64 PaymentPayload> }`.
+ * @throws TollboothError `aborted`, `payment_refused` or `payment_failed`
+ */
+async function signPayment({ x402, limits, sign, signal, context, paymentRequired, requirement }: Signing): Promise<Record<string, string>> {
+  if (signal?.aborted) throw new TollboothError("aborted", "payment aborted");
+  const stillOver = limits.overLimit(requirement);
+  if (stillOver) throw new TollboothError("payment_refused", stillOver);
+  limits.count(requirement);
+  const t0 = performance.now();
+  let payload: PaymentPayload;
+  try {
+    payload = await sign({
+      x402Version: 2,
+      resource: paymentRequired.resource ?? { url: context.url },
+      accepts: [requirement],
+      ...(paymentRequired.extensions ? { extensions: paymentRequired.extensions } : {}),
+    });
+  } catch (err) {
+    const amount = BigInt(requirement.amount);
+    throw new TollboothError("payment_failed", `signing the x402 payment of ${amount} atomic units of ${requirement.asset} on ${requirement.network} failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  x402.onPay?.({ url: context.url, scheme: "x402", network: requirement.network, asset: requirement.asset, amount: requirement.amount, ms: performance.now() - t0 });
+  return { [PAYMENT_SIGNATURE_HEADER]: encodePaymentSignatureHeader(payload) };
 }

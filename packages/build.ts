@@ -9,12 +9,13 @@
  * For each: empties dist/, runs `tsc -p packages/<dir>/tsconfig.json` (JavaScript + .d.ts),
  * points the solver's worker pool at the emitted `worker.js` (see tollbooth-client/src/solver/pool.ts),
  * and checks what a published package must hold: the package name and version of
- * packages/names.json, no `.ts` module specifier left in the JavaScript, the bin's shebang.
+ * packages/names.json, nothing of shared/ but shared/wire/ (the gateway's code never ships),
+ * no `.ts` module specifier left in the JavaScript, the bin's shebang.
  * @throws Error (exit code 1) when tsc fails or a check does not hold
  */
 import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -65,6 +66,10 @@ export function buildPackage(which: keyof typeof PACKAGES): void {
   writeFileSync(pool, rewritten);
   if (!existsSync(join(dist, SOLVER_DIR, "worker.js"))) fail(`${SOLVER_DIR}/worker.js was not emitted`);
 
+  for (const file of walk(dist)) {
+    const path = relative(dist, file).split(sep).join("/");
+    if (!path.startsWith("packages/") && !path.startsWith("shared/wire/")) fail(`${name} would ship ${path}: the agent packages import only shared/wire/ of shared/`);
+  }
   for (const file of walk(dist).filter((f) => f.endsWith(".js"))) {
     const text = readFileSync(file, "utf8");
     const left = text.match(/(?:from\s*|import\s*\(\s*|new URL\(\s*)["'][^"']+\.ts["']/);

@@ -1,5 +1,5 @@
 /**
- * Proof-of-work solver for `PowChallenge` (see shared/credentials/challenge.ts, docs/wire-contract.md):
+ * Proof-of-work solver for `PowChallenge` (see shared/wire/pow.ts, docs/wire-contract.md):
  * finds a nonce of ASCII decimal digits (5–32 of them, leading zeros allowed) such that
  * SHA-256(UTF-8(salt ‖ nonce)) has at least `difficulty` leading zero bits.
  *

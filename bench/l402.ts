@@ -6,7 +6,7 @@
  * caller whose free unit is spent, then, timed:
  *   1. `tools/call` → 402 with a PowChallenge and an L402 challenge (the gateway asks the
  *      backend for an invoice and mints the macaroon);
- *   2. the payer's node pays the invoice (`lndWallet`, shared/agent/wallets.ts) → preimage;
+ *   2. the payer's node pays the invoice (`lndWallet`, packages/tollbooth-client/src/payers/lightning-wallet.ts) → preimage;
  *   3. the same `tools/call` with `Authorization: L402 <macaroon>:<preimage>` → 200.
  * Prints median, p90 and max of each step and of the whole, over ROUNDS rounds (default 40,
  * after 5 warm-up rounds), and a `withTollbooth` agent doing the same through the SDK.
@@ -17,8 +17,8 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { randomBytes } from "node:crypto";
 import { startEverything } from "../scripts/stack/everything.ts";
 import { startGateway } from "../scripts/stack/gateway.ts";
-import { withTollbooth, type PayEvent } from "../shared/agent/resolver.ts";
-import { lndWallet } from "../shared/agent/wallets.ts";
+import { withTollbooth, type PayEvent } from "../packages/tollbooth-client/src/index.ts";
+import { lndWallet } from "../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { startLightningStandin } from "../test/helpers/lightning-standin.ts";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 40);

@@ -16,10 +16,10 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
-import { loadKernel, preferredPaths, type KernelPath } from "../shared/agent/pow/kernel.ts";
-import { searchInWorkers } from "../shared/agent/pow/pool.ts";
-import { createSearch } from "../shared/agent/pow/search.ts";
-import { solvePow } from "../shared/agent/solver.ts";
+import { loadKernel, preferredPaths, type KernelPath } from "../packages/tollbooth-client/src/solver/kernel.ts";
+import { searchInWorkers } from "../packages/tollbooth-client/src/solver/pool.ts";
+import { createSearch } from "../packages/tollbooth-client/src/solver/search.ts";
+import { solvePow } from "../packages/tollbooth-client/src/solver/solve-pow.ts";
 
 const SECONDS = Number(process.env.SECONDS ?? 2);
 const REPS = Number(process.env.REPS ?? 3);

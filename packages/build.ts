@@ -1,19 +1,21 @@
 /**
- * Builds the publishable packages from the sources in shared/ (nothing is copied by hand):
+ * Builds the publishable packages from their sources, packages/<name>/src (and the part of
+ * shared/ they import, shared/wire/); nothing is copied by hand:
  *
  *   node packages/build.ts            # both (npm run build:packages)
  *   node packages/build.ts client     # packages/tollbooth-client/dist (its `prepack`)
  *   node packages/build.ts bridge     # packages/tollbooth-bridge/dist (its `prepack`)
  *
  * For each: empties dist/, runs `tsc -p packages/<dir>/tsconfig.json` (JavaScript + .d.ts),
- * points the solver's worker pool at the emitted `worker.js` (see shared/agent/pow/pool.ts),
+ * points the solver's worker pool at the emitted `worker.js` (see tollbooth-client/src/solver/pool.ts),
  * and checks what a published package must hold: the package name and version of
- * packages/names.json, no `.ts` module specifier left in the JavaScript, the bin's shebang.
+ * packages/names.json, nothing of shared/ but shared/wire/ (the gateway's code never ships),
+ * no `.ts` module specifier left in the JavaScript, the bin's shebang.
  * @throws Error (exit code 1) when tsc fails or a check does not hold
  */
 import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -27,6 +29,12 @@ export const PACKAGES = {
   client: { dir: join(HERE, NAMES.client), name: NAMES.client },
   bridge: { dir: join(HERE, NAMES.bridge), name: NAMES.bridge },
 } as const;
+
+/**
+ * Where the solver lands in both packages' dist/ (the tree mirrors the repository's, see
+ * packages/tsconfig.json; the bridge carries a compiled copy of the client).
+ */
+const SOLVER_DIR = "packages/tollbooth-client/src/solver";
 
 /** Every file under `dir`, recursively (absolute paths). */
 function walk(dir: string): string[] {
@@ -50,14 +58,18 @@ export function buildPackage(which: keyof typeof PACKAGES): void {
 
   // The pool starts workers on `new URL("./worker.ts", import.meta.url)` (a literal, for
   // bundlers); in the package the file is worker.js.
-  const pool = join(dist, "agent/pow/pool.js");
+  const pool = join(dist, SOLVER_DIR, "pool.js");
   const source = readFileSync(pool, "utf8");
   const rewritten = source.replaceAll('new URL("./worker.ts", import.meta.url)', 'new URL("./worker.js", import.meta.url)');
   const count = source.split('new URL("./worker.ts", import.meta.url)').length - 1;
   if (count !== 2) fail(`expected 2 worker URLs in ${pool}, found ${count}`);
   writeFileSync(pool, rewritten);
-  if (!existsSync(join(dist, "agent/pow/worker.js"))) fail("agent/pow/worker.js was not emitted");
+  if (!existsSync(join(dist, SOLVER_DIR, "worker.js"))) fail(`${SOLVER_DIR}/worker.js was not emitted`);
 
+  for (const file of walk(dist)) {
+    const path = relative(dist, file).split(sep).join("/");
+    if (!path.startsWith("packages/") && !path.startsWith("shared/wire/")) fail(`${name} would ship ${path}: the agent packages import only shared/wire/ of shared/`);
+  }
   for (const file of walk(dist).filter((f) => f.endsWith(".js"))) {
     const text = readFileSync(file, "utf8");
     const left = text.match(/(?:from\s*|import\s*\(\s*|new URL\(\s*)["'][^"']+\.ts["']/);

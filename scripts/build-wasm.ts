@@ -1,7 +1,7 @@
 /**
- * `npm run build:wasm`: assemble the proof-of-work kernels (shared/agent/pow/sha256-pow.wat, scalar,
- * and shared/agent/pow/sha256-pow-simd.wat, SIMD) with the `wabt` package and write their bytes, as
- * base64, to the generated module shared/agent/pow/sha256-pow.wasm.ts (committed; never edit it).
+ * `npm run build:wasm`: assemble the proof-of-work kernels of packages/tollbooth-client/src/solver/
+ * (sha256-pow.wat, scalar, and sha256-pow-simd.wat, SIMD) with the `wabt` package and write their
+ * bytes, as base64, to the generated module sha256-pow.wasm.ts beside them (committed; never edit it).
  *
  * `renderWasmModule()` is also what test/unit/pow-wasm.test.ts compares against the committed
  * file, so the .wat sources and the bytes cannot drift apart.
@@ -10,13 +10,13 @@ import wabtInit from "wabt";
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 
-const POW_DIR = new URL("../shared/agent/pow/", import.meta.url);
+const POW_DIR = new URL("../packages/tollbooth-client/src/solver/", import.meta.url);
 
-/** The generated file's URL (shared/agent/pow/sha256-pow.wasm.ts). */
+/** The generated file's URL (packages/tollbooth-client/src/solver/sha256-pow.wasm.ts). */
 export const WASM_MODULE_URL = new URL("sha256-pow.wasm.ts", POW_DIR);
 
 /**
- * Assemble one .wat file of shared/pow to WebAssembly bytes (SIMD enabled, no debug names).
+ * Assemble one .wat file of the solver to WebAssembly bytes (SIMD enabled, no debug names).
  * @throws Error with wabt's message when the text does not parse or validate
  */
 export async function assembleWat(fileName: string): Promise<Uint8Array> {
@@ -39,7 +39,7 @@ function base64Literal(bytes: Uint8Array): string {
   return lines.join(" +\n");
 }
 
-/** The full text of shared/agent/pow/sha256-pow.wasm.ts for the current .wat sources. */
+/** The full text of packages/tollbooth-client/src/solver/sha256-pow.wasm.ts for the current .wat sources. */
 export async function renderWasmModule(): Promise<string> {
   const scalar = await assembleWat("sha256-pow.wat");
   const simd = await assembleWat("sha256-pow-simd.wat");

@@ -7,7 +7,7 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { withTollbooth, type SolveEvent } from "../shared/agent/resolver.ts";
+import { withTollbooth, type SolveEvent } from "../packages/tollbooth-client/src/index.ts";
 
 const gatewayUrl = new URL(process.env.GATEWAY_URL ?? "http://127.0.0.1:8787/mcp");
 const calls = Number(process.env.CALLS ?? 30);

@@ -33,52 +33,30 @@ export function formatAuthParams(scheme: string | null, params: Record<string, s
  */
 export function parseAuthParams(header: string): AuthParams | null {
   if (header.length > 8192) return null;
-  const s = header;
-  let i = 0;
-  const skipSpace = () => {
-    while (s[i] === " " || s[i] === "\t") i++;
-  };
-  const readToken = () => {
-    const start = i;
-    while (i < s.length && TOKEN.test(s[i]!)) i++;
-    return s.slice(start, i);
-  };
-  skipSpace();
-  const first = readToken();
+  const sc = new Scanner(header);
+  sc.skipSpace();
+  const first = sc.readToken();
   if (!first) return null;
-  skipSpace();
+  sc.skipSpace();
   // A leading token not followed by "=" is the scheme; otherwise it is the first name.
-  const scheme = s[i] === "=" ? null : first;
-  let name: string = scheme === null ? first : (skipSpace(), readToken());
+  const scheme = sc.at("=") ? null : first;
+  let name: string = scheme === null ? first : (sc.skipSpace(), sc.readToken());
   const params: Record<string, string> = Object.create(null);
-  if (scheme !== null && !name) return i >= s.length ? { scheme, params } : null;
+  if (scheme !== null && !name) return sc.done ? { scheme, params } : null;
   for (;;) {
-    skipSpace();
-    if (s[i++] !== "=") return null;
-    skipSpace();
-    let value = "";
-    if (s[i] === '"') {
-      for (i++; ; ) {
-        if (i >= s.length) return null;
-        const ch = s[i++]!;
-        if (ch === '"') break;
-        if (ch === "\\") {
-          if (i >= s.length) return null;
-          value += s[i++];
-        } else value += ch;
-      }
-    } else {
-      value = readToken();
-      if (!value) return null;
-    }
+    sc.skipSpace();
+    if (!sc.take("=")) return null;
+    sc.skipSpace();
+    const value = sc.at('"') ? sc.readQuoted() : sc.readToken() || null;
+    if (value === null) return null;
     const key = name.toLowerCase();
     if (key in params) return null;
     params[key] = value;
-    skipSpace();
-    if (i >= s.length) return { scheme, params };
-    if (s[i++] !== ",") return null;
-    skipSpace();
-    name = readToken();
+    sc.skipSpace();
+    if (sc.done) return { scheme, params };
+    if (!sc.take(",")) return null;
+    sc.skipSpace();
+    name = sc.readToken();
     if (!name) return null;
   }
 }
@@ -128,125 +106,175 @@ export function parseChallenges(header: string): AuthParams[] | null {
  */
 export function parseChallengesWithText(header: string): ChallengeWithText[] | null {
   if (header.length > 8192) return null;
-  const s = header;
-  let i = 0;
-  const skipSpace = () => {
-    while (s[i] === " " || s[i] === "\t") i++;
-  };
-  const readToken = () => {
-    const start = i;
-    while (i < s.length && TOKEN.test(s[i]!)) i++;
-    return s.slice(start, i);
-  };
+  const sc = new Scanner(header);
+  const out: ChallengeWithText[] = [];
+  sc.skipSeparators();
+  while (!sc.done) {
+    const challenge = readChallenge(sc);
+    if (challenge === null) return null;
+    out.push(challenge);
+  }
+  return out;
+}
+
+/** One challenge of a list at the scanner's position (`scheme [ 1*SP ( token68 / #auth-param ) ]`), and the separators after it; null when malformed. */
+function readChallenge(sc: Scanner): ChallengeWithText | null {
+  const scheme = sc.readToken();
+  if (!scheme) return null;
+  const params: Record<string, string> = Object.create(null);
+  const challenge: ChallengeWithText = { scheme, params, text: "" };
+  const afterScheme = sc.i;
+  sc.skipSpace();
+  if (sc.done || sc.at(",")) {
+    sc.skipSeparators();
+    return challenge;
+  }
+  if (sc.i === afterScheme) return null; // 1*SP between the scheme and what follows
+  const textStart = sc.i;
+  const first = sc.readParam();
+  if (first === "bad") return null;
+  if (first === null) {
+    const token68 = sc.readToken68();
+    if (token68 === null) return null;
+    params[""] = token68;
+    challenge.text = token68;
+    if (sc.skipSeparators() && sc.atParam()) return null; // token68 and auth-params exclude each other
+    return challenge;
+  }
+  params[first[0]] = first[1];
+  const textEnd = readMoreParams(sc, params);
+  if (textEnd === null) return null;
+  challenge.text = sc.s.slice(textStart, textEnd);
+  return challenge;
+}
+
+/**
+ * The auth-params of a challenge after its first one (`, name=value`…), into `params`, up to
+ * the end or a comma that starts a new challenge (left behind the separators).
+ * @returns where the text of the last parameter ends; null when malformed (a name twice included)
+ */
+function readMoreParams(sc: Scanner, params: Record<string, string>): number | null {
+  let textEnd = sc.i;
+  for (;;) {
+    sc.skipSpace();
+    if (sc.done) return textEnd;
+    if (!sc.at(",")) return null;
+    sc.skipSeparators();
+    if (sc.done || !sc.atParam()) return textEnd;
+    const next = sc.readParam();
+    if (next === null || next === "bad" || next[0] in params) return null;
+    params[next[0]] = next[1];
+    textEnd = sc.i;
+  }
+}
+
+/** A cursor over a header value: reads RFC 9110 tokens, quoted-strings, auth-params and token68 at `i`. */
+class Scanner {
+  readonly s: string;
+  i = 0;
+
+  constructor(s: string) {
+    this.s = s;
+  }
+
+  /** Whether everything was read. */
+  get done(): boolean {
+    return this.i >= this.s.length;
+  }
+
+  /** Whether `ch` is at `i`. */
+  at(ch: string): boolean {
+    return this.s[this.i] === ch;
+  }
+
+  /** Step over `ch` at `i`; false (with `i` one further anyway) when another character, or nothing, is there. */
+  take(ch: string): boolean {
+    return this.s[this.i++] === ch;
+  }
+
+  /** Skip OWS (spaces and tabs). */
+  skipSpace(): void {
+    while (this.s[this.i] === " " || this.s[this.i] === "\t") this.i++;
+  }
+
+  /** The token at `i` (`""` when none). */
+  readToken(): string {
+    const start = this.i;
+    while (this.i < this.s.length && TOKEN.test(this.s[this.i]!)) this.i++;
+    return this.s.slice(start, this.i);
+  }
+
   /** Skip OWS and empty list elements; true when a comma was crossed. */
-  const skipSeparators = () => {
+  skipSeparators(): boolean {
     let comma = false;
     for (;;) {
-      skipSpace();
-      if (s[i] !== ",") return comma;
+      this.skipSpace();
+      if (this.s[this.i] !== ",") return comma;
       comma = true;
-      i++;
+      this.i++;
     }
-  };
-  /** A quoted-string at `i` (opening quote included) → its value, or null. */
-  const readQuoted = (): string | null => {
+  }
+
+  /** A quoted-string at `i` (opening quote included) → its value, or null when unterminated. */
+  readQuoted(): string | null {
+    const s = this.s;
     let value = "";
-    for (i++; ; ) {
-      if (i >= s.length) return null;
-      const ch = s[i++]!;
+    for (this.i++; ; ) {
+      if (this.i >= s.length) return null;
+      const ch = s[this.i++]!;
       if (ch === '"') return value;
       if (ch === "\\") {
-        if (i >= s.length) return null;
-        value += s[i++];
+        if (this.i >= s.length) return null;
+        value += s[this.i++];
       } else value += ch;
     }
-  };
+  }
+
   /** True when a token followed by OWS "=" starts at `i` (an auth-param, not a new challenge). */
-  const atParam = () => {
-    const save = i;
-    const name = readToken();
-    skipSpace();
-    const yes = name !== "" && s[i] === "=";
-    i = save;
+  atParam(): boolean {
+    const save = this.i;
+    const name = this.readToken();
+    this.skipSpace();
+    const yes = name !== "" && this.s[this.i] === "=";
+    this.i = save;
     return yes;
-  };
-  /** Try `name BWS "=" BWS ( token / quoted-string )` at `i`; null (with `i` unchanged) if absent. */
-  const readParam = (): [string, string] | null | "bad" => {
-    const save = i;
-    const name = readToken();
-    skipSpace();
-    if (!name || s[i] !== "=") {
-      i = save;
+  }
+
+  /** Try `name BWS "=" BWS ( token / quoted-string )` at `i`; null (with `i` unchanged) if absent, "bad" when malformed. */
+  readParam(): [string, string] | null | "bad" {
+    const save = this.i;
+    const name = this.readToken();
+    this.skipSpace();
+    if (!name || this.s[this.i] !== "=") {
+      this.i = save;
       return null;
     }
-    i++;
-    skipSpace();
-    if (s[i] === '"') {
-      const value = readQuoted();
+    this.i++;
+    this.skipSpace();
+    if (this.s[this.i] === '"') {
+      const value = this.readQuoted();
       return value === null ? "bad" : [name.toLowerCase(), value];
     }
-    const value = readToken();
+    const value = this.readToken();
     if (!value) {
-      i = save;
+      this.i = save;
       return null; // `abc=` then end or ",": a token68 with padding
     }
     return [name.toLowerCase(), value];
-  };
+  }
+
   /** Try a token68 followed by OWS and then the end or a comma; null (with `i` unchanged) if absent. */
-  const readToken68 = (): string | null => {
-    const save = i;
-    while (i < s.length && TOKEN68_CHAR.test(s[i]!)) i++;
-    if (i === save) return null;
-    while (s[i] === "=") i++;
-    const value = s.slice(save, i);
-    skipSpace();
-    if (i < s.length && s[i] !== ",") {
-      i = save;
+  readToken68(): string | null {
+    const save = this.i;
+    while (this.i < this.s.length && TOKEN68_CHAR.test(this.s[this.i]!)) this.i++;
+    if (this.i === save) return null;
+    while (this.s[this.i] === "=") this.i++;
+    const value = this.s.slice(save, this.i);
+    this.skipSpace();
+    if (this.i < this.s.length && this.s[this.i] !== ",") {
+      this.i = save;
       return null;
     }
     return value;
-  };
-
-  const out: ChallengeWithText[] = [];
-  skipSeparators();
-  while (i < s.length) {
-    const scheme = readToken();
-    if (!scheme) return null;
-    const params: Record<string, string> = Object.create(null);
-    const challenge: ChallengeWithText = { scheme, params, text: "" };
-    out.push(challenge);
-    const afterScheme = i;
-    skipSpace();
-    if (i >= s.length || s[i] === ",") {
-      skipSeparators();
-      continue;
-    }
-    if (i === afterScheme) return null; // 1*SP between the scheme and what follows
-    const textStart = i;
-    const first = readParam();
-    if (first === "bad") return null;
-    if (first === null) {
-      const token68 = readToken68();
-      if (token68 === null) return null;
-      params[""] = token68;
-      challenge.text = token68;
-      if (skipSeparators() && atParam()) return null; // token68 and auth-params exclude each other
-      continue;
-    }
-    params[first[0]] = first[1];
-    let textEnd = i;
-    for (;;) {
-      skipSpace();
-      if (i >= s.length) break;
-      if (s[i] !== ",") return null;
-      skipSeparators();
-      if (i >= s.length || !atParam()) break;
-      const next = readParam();
-      if (next === null || next === "bad" || next[0] in params) return null;
-      params[next[0]] = next[1];
-      textEnd = i;
-    }
-    challenge.text = s.slice(textStart, textEnd);
   }
-  return out;
 }

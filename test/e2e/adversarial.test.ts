@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { formatChallenge, leadingZeroBits, powDigest, type PowChallenge } from "../../shared/wire/pow.ts";
 import { importKeyring } from "../../shared/credentials/keys.ts";
-import { solvePow } from "../../shared/agent/solver.ts";
+import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
 const OLD = "old-secret-for-adversarial-0123456789";

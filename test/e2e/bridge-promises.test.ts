@@ -1,5 +1,5 @@
 /**
- * `tollbooth-bridge` (shared/agent/bridge/cli.ts): the README promises bridge.test.ts does not cover.
+ * `tollbooth-bridge` (packages/tollbooth-bridge/src/cli.ts): the README promises bridge.test.ts does not cover.
  *  - a failed connection is retried with backoff (5 attempts, 0.5–8 s), then the request
  *    gets a JSON-RPC error saying why (pointed at a closed port);
  *  - SIGINT / SIGTERM: exit code 0, the session ended with DELETE;
@@ -25,7 +25,7 @@ import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { firstText } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
-const CLI = fileURLToPath(new URL("../../shared/agent/bridge/cli.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../../packages/tollbooth-bridge/src/cli.ts", import.meta.url));
 const INITIALIZE = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } };
 
 let origin: Origin;

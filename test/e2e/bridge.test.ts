@@ -1,5 +1,5 @@
 /**
- * `tollbooth-bridge` (shared/agent/bridge/cli.ts) as an off-the-shelf stdio MCP client sees it: the
+ * `tollbooth-bridge` (packages/tollbooth-bridge/src/cli.ts) as an off-the-shelf stdio MCP client sees it: the
  * SDK `Client` over `StdioClientTransport` spawns the bridge, which relays to a real gateway
  * (`wrangler dev`) in front of a real server-everything. The budget forces several 402s; the
  * client never sees one. Also: session re-establishment after the origin dropped the session,
@@ -16,7 +16,7 @@ import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { firstText } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
-const CLI = fileURLToPath(new URL("../../shared/agent/bridge/cli.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../../packages/tollbooth-bridge/src/cli.ts", import.meta.url));
 /** 2 free units, then tokens of 3 credits from 10-bit challenges. */
 const POLICY = { bucket: { capacity: 2, refillPerSecond: 0.0001 }, challenge: { difficulty: 10, credits: 3 } };
 const CHALLENGE_TEXT = /PowChallenge|Payment required|Tollbooth-|"code":\s*402/i;

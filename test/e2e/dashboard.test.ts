@@ -10,7 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { solvePow } from "../../shared/agent/solver.ts";
+import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
 const TOKEN = randomBytes(24).toString("hex");

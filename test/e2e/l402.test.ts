@@ -17,8 +17,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { withTollbooth, type PayEvent, type SolveEvent } from "../../shared/agent/resolver.ts";
-import { lndWallet } from "../../shared/agent/wallets.ts";
+import { withTollbooth, type PayEvent, type SolveEvent } from "../../packages/tollbooth-client/src/index.ts";
+import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
 import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
@@ -405,7 +405,7 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
     const macaroonFile = join(dir, "payer.macaroon");
     writeFileSync(macaroonFile, Buffer.from(ln.macaroonHex, "hex"));
     const paidBefore = ln.paidSats();
-    const cli = fileURLToPath(new URL("../../shared/agent/bridge/cli.ts", import.meta.url));
+    const cli = fileURLToPath(new URL("../../packages/tollbooth-bridge/src/cli.ts", import.meta.url));
     const transport = new StdioClientTransport({
       command: process.execPath,
       args: [cli, `${gw.url}/mcp`, "--header", `x-api-key: bridge-l402-${randomBytes(4).toString("hex")}`, "--pay", "l402", "--lnd-url", ln.url, "--lnd-macaroon-file", macaroonFile, "--max-sats-per-hour", "50"],

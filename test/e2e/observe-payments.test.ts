@@ -8,8 +8,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { withTollbooth } from "../../shared/agent/resolver.ts";
-import { lndWallet } from "../../shared/agent/wallets.ts";
+import { withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
+import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";

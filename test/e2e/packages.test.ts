@@ -1,7 +1,9 @@
 /**
  * The publishable packages (packages/, names in packages/names.json) as a user gets them:
- * `npm pack` (its `prepack` builds from shared/), then `npm install <tarball>` in an empty
- * folder, outside this repository's node_modules.
+ * `npm pack` (its `prepack` builds from packages/<name>/src and shared/wire/), then
+ * `npm install <tarball>` in an empty folder, outside this repository's node_modules.
+ *  - each tarball holds exactly its compiled sources (the bridge's with a copy of the
+ *    client's) and shared/wire/: no gateway code (keys, tokens, macaroons, policy, buckets).
  *  - `tollbooth-client`: a script importing `withTollbooth` from the package name gets tool
  *    results through a real gateway whose bucket forces 402 challenges, under Node 20
  *    (/usr/bin/node) and Node 24 (node_modules/node); its `solvePow` runs on the worker pool
@@ -9,7 +11,7 @@
  *    package), and in Chromium on module Web Workers.
  *  - `tollbooth-bridge`: its bin, driven by the SDK `Client` over `StdioClientTransport`:
  *    200 tool calls through forced challenges, every progress notification of a call 20 runs
- *    in a row (the message-order fix in shared/agent/bridge/bridge.ts), an elicitation.
+ *    in a row (the message-order fix in packages/tollbooth-bridge/src/to-client.ts), an elicitation.
  * README must tell users exactly these package names.
  */
 import { execFile } from "node:child_process";
@@ -57,17 +59,34 @@ let work: string;
 let clientDir: string;
 let bridgeDir: string;
 
-/** `npm pack` one package into `dest`; returns the tarball's path. */
-async function pack(name: string, dest: string): Promise<string> {
+/** `npm pack` one package into `dest`; returns the tarball's path and the paths of the files it holds. */
+async function pack(name: string, dest: string): Promise<{ tarball: string; files: string[] }> {
   const { stdout } = await run("npm", ["pack", "--pack-destination", dest, "--json", "--loglevel=error"], {
     cwd: join(ROOT, "packages", name),
     env: NPM_ENV,
     maxBuffer: 16 * 1024 * 1024,
   });
-  const [packed] = JSON.parse(stdout.slice(stdout.indexOf("["))) as { filename: string; name: string; version: string }[];
+  const [packed] = JSON.parse(stdout.slice(stdout.indexOf("["))) as { filename: string; name: string; version: string; files: { path: string }[] }[];
   expect(packed).toMatchObject({ name, version: NAMES.version });
-  return join(dest, packed!.filename);
+  return { tarball: join(dest, packed!.filename), files: packed!.files.map((f) => f.path).sort() };
 }
+
+/** `module.js` and `module.d.ts` of each module under `dir` (dist/ mirrors the repository). */
+const compiled = (dir: string, modules: string[]) => modules.flatMap((m) => [`dist/${dir}/${m}.d.ts`, `dist/${dir}/${m}.js`]);
+/** What the client's entry imports: its sources, and shared/wire/ — nothing else of shared/. */
+const CLIENT_FILES = [
+  ...compiled("packages/tollbooth-client/src", ["errors", "index"]),
+  ...compiled("packages/tollbooth-client/src/payers", ["index", "l402", "lightning-wallet", "payer", "pow", "x402"]),
+  ...compiled("packages/tollbooth-client/src/resolver", ["call", "kept", "responses", "with-tollbooth"]),
+  ...compiled("packages/tollbooth-client/src/solver", ["kernel", "midstate", "pool", "search", "sha256-pow.wasm", "sha256", "solve-pow", "worker"]),
+  ...compiled("shared/wire", ["auth-params", "encoding", "headers", "pow"]),
+];
+const BRIDGE_FILES = [
+  ...compiled("packages/tollbooth-bridge/src", ["args", "bridge", "cli", "failures", "flags", "index", "log", "relay", "to-client", "upstream"]),
+  ...compiled("packages/tollbooth-bridge/src/payers", ["index", "l402", "payer", "x402"]),
+  ...CLIENT_FILES,
+];
+let packed: Record<"client" | "bridge", string[]>;
 
 /** An empty ESM project in `dir` with `specs` installed from tarballs / the npm cache. */
 async function installInto(dir: string, specs: string[]): Promise<void> {
@@ -84,7 +103,9 @@ beforeAll(async () => {
     origin = await startOrigin();
     gateway = await startGateway({ originUrl: origin.url, policy: POLICY });
   })();
-  const [clientTgz, bridgeTgz] = await Promise.all([pack(NAMES.client, work), pack(NAMES.bridge, work)]);
+  const [client, bridge] = await Promise.all([pack(NAMES.client, work), pack(NAMES.bridge, work)]);
+  packed = { client: client.files, bridge: bridge.files };
+  const [clientTgz, bridgeTgz] = [client.tarball, bridge.tarball];
   await Promise.all([installInto(clientDir, [clientTgz, `@modelcontextprotocol/sdk@${SDK_VERSION}`]), installInto(bridgeDir, [bridgeTgz]), stack]);
 }, 180_000);
 
@@ -130,6 +151,15 @@ const pow = await solvePow("package-consumer-salt", 18);
 const pow2 = await solvePow("package-consumer-salt-2", 18, { threads: 2 });
 process.stdout.write(JSON.stringify({ node: process.version, texts, solves, pow, pow2 }));
 `;
+
+describe("the tarballs", () => {
+  it(`${NAMES.client} holds exactly its compiled sources and shared/wire/: no gateway code`, () => {
+    expect(packed.client).toEqual(["README.md", ...CLIENT_FILES, "package.json"].sort());
+  });
+  it(`${NAMES.bridge} holds exactly its compiled sources, the client's and shared/wire/: no gateway code`, () => {
+    expect(packed.bridge).toEqual(["README.md", ...BRIDGE_FILES, "package.json"].sort());
+  });
+});
 
 describe(`${NAMES.client}, installed from its tarball`, () => {
   for (const [label, node] of [
@@ -180,7 +210,7 @@ describe(`${NAMES.client} in a browser`, () => {
       await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
       // A string, not a function: Vitest rewrites import() in test code.
       const out = (await page.evaluate(`(async () => {
-        const { solvePow } = await import("/agent/solver.js");
+        const { solvePow } = await import("/packages/tollbooth-client/src/solver/solve-pow.js");
         const solution = await solvePow("browser-salt", 18);
         const two = await solvePow("browser-salt-2", 18, { threads: 2 });
         return { ...solution, two, cores: navigator.hardwareConcurrency, isolated: crossOriginIsolated };
@@ -255,7 +285,7 @@ describe("README", () => {
     expect(readme).toContain(`npx -y ${NAMES.bridge} `);
     expect(readme).toContain(`import { withTollbooth } from "${NAMES.client}";`);
     // No import of the agent side by a repository path in instructions for users.
-    expect(readme).not.toMatch(/import \{[^}]*\} from "\.\/shared\/agent\//);
+    expect(readme).not.toMatch(/import \{[^}]*\} from "\.\/packages\//);
     for (const name of [NAMES.client, NAMES.bridge]) {
       const manifest = JSON.parse(await readFile(join(ROOT, "packages", name, "package.json"), "utf8")) as { name: string };
       expect(manifest.name).toBe(name);

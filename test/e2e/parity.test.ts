@@ -7,7 +7,7 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { solvePow } from "../../shared/agent/solver.ts";
+import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { connect, type Connected } from "../helpers/mcp.ts";
 import { startOrigin, type Origin, type SeenRequest } from "../helpers/origin.ts";
 

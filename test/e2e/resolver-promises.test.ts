@@ -1,6 +1,6 @@
 /**
- * `withTollbooth` (shared/agent/resolver.ts) against a real gateway (`wrangler dev`) in front of
- * server-everything: the promises of README.md and shared/agent/errors.ts that resolver.test.ts
+ * `withTollbooth` (packages/tollbooth-client/src/resolver/) against a real gateway (`wrangler dev`) in front of
+ * server-everything: the promises of README.md and packages/tollbooth-client/src/errors.ts that resolver.test.ts
  * does not cover.
  *  - on 429 it waits the integer `Retry-After`, then retries once; a `Retry-After` above
  *    `maxWaitSeconds` is `rate_limited` at once;
@@ -15,9 +15,9 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { TollboothError } from "../../shared/agent/errors.ts";
-import { withTollbooth, type FetchLike } from "../../shared/agent/resolver.ts";
-import { solvePow } from "../../shared/agent/solver.ts";
+import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
+import { withTollbooth, type FetchLike } from "../../packages/tollbooth-client/src/index.ts";
+import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
 const CHEAP = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 8, credits: 10 }, token: { ttlSeconds: 60 } };

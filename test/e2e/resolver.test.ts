@@ -1,5 +1,5 @@
 /**
- * `withTollbooth` (shared/agent/resolver.ts) wrapped around the SDK transport's fetch: an agent
+ * `withTollbooth` (packages/tollbooth-client/src/resolver/) wrapped around the SDK transport's fetch: an agent
  * over budget solves challenges by itself and every call reaches the origin exactly once.
  * Without the resolver the stock SDK surfaces the 402 JSON-RPC error and its challenge.
  *
@@ -11,9 +11,9 @@
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { TollboothError } from "../../shared/agent/errors.ts";
-import { withTollbooth, type SolveEvent } from "../../shared/agent/resolver.ts";
-import { solvePow } from "../../shared/agent/solver.ts";
+import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
+import { withTollbooth, type SolveEvent } from "../../packages/tollbooth-client/src/index.ts";
+import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { connect, firstText, recordingFetch } from "../helpers/mcp.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 

@@ -12,7 +12,7 @@
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { solvePow } from "../../shared/agent/solver.ts";
+import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { startExpressOrigin, type ExpressOrigin } from "../helpers/express-origin.ts";
 
 const TTL_SECONDS = 5;

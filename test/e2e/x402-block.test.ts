@@ -19,7 +19,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
-import { solvePow } from "../../shared/agent/solver.ts";
+import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
 import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";

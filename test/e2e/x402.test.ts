@@ -15,7 +15,7 @@ import { randomBytes } from "node:crypto";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { withTollbooth, type X402PayEvent } from "../../shared/agent/resolver.ts";
+import { withTollbooth, type X402PayEvent } from "../../packages/tollbooth-client/src/index.ts";
 import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
 import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
 import { connect, firstText } from "../helpers/mcp.ts";

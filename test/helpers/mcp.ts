@@ -7,7 +7,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { ClientCapabilities } from "@modelcontextprotocol/sdk/types.js";
 
-import type { FetchLike } from "../../shared/agent/resolver.ts";
+import type { FetchLike } from "../../packages/tollbooth-client/src/index.ts";
 
 export type { FetchLike };
 

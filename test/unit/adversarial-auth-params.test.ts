@@ -12,7 +12,7 @@ import { formatAuthParams, parseAuthParams } from "../../shared/wire/auth-params
 import { issueChallenge, verifySolution } from "../../shared/credentials/challenge.ts";
 import { formatChallenge, type PowChallenge, readSolution } from "../../shared/wire/pow.ts";
 import { importKeyring, type Keyring } from "../../shared/credentials/keys.ts";
-import { solvePow } from "../../shared/agent/solver.ts";
+import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 
 const NOW = 1_800_000_000_000;
 const CALLER = "ip:198.51.100.4";

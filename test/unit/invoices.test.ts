@@ -1,6 +1,6 @@
 /**
  * The operator's invoice backends (workers/invoices.ts) and the agent's LND wallet
- * (shared/agent/wallets.ts) against the loopback Lightning stand-in, which issues real
+ * (packages/tollbooth-client/src/payers/lightning-wallet.ts) against the loopback Lightning stand-in, which issues real
  * signed regtest BOLT11 invoices.
  */
 import { createECDH, createHash } from "node:crypto";
@@ -9,7 +9,8 @@ import type { AddressInfo } from "node:net";
 import bolt11 from "bolt11";
 import { decode } from "light-bolt11-decoder";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { invoiceAmountSats, invoicePaymentHash, lndWallet, WalletError } from "../../shared/agent/wallets.ts";
+import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
+import { invoiceAmountSats, invoicePaymentHash, lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { InvoiceError, lnbitsInvoices, lndInvoices, type InvoiceFetch } from "../../workers/invoices.ts";
 import { REGTEST, STANDIN_NODE_KEY, startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 
@@ -205,7 +206,7 @@ describe("lndWallet", () => {
     expect(ln.invoices().find((i) => i.paymentHash === inv.paymentHash)).toMatchObject({ state: "SETTLED", preimage });
     expect(ln.paidSats()).toBe(paidBefore + 21);
 
-    const again = await rejection(wallet.payInvoice(inv.bolt11), WalletError);
+    const again = await rejection(wallet.payInvoice(inv.bolt11), TollboothError);
     expect(again.code).toBe("payment_failed");
     expect(again.message).toContain("already paid");
     expect(ln.paidSats()).toBe(paidBefore + 21);
@@ -217,32 +218,32 @@ describe("lndWallet", () => {
       bolt11.encode({ network: REGTEST, satoshis: 3, timestamp: Math.floor(Date.now() / 1000), tags: [{ tagName: "payment_hash", data: "11".repeat(32) }, { tagName: "description", data: "elsewhere" }] }),
       "22".repeat(32),
     ).paymentRequest!;
-    expect((await rejection(wallet.payInvoice(foreign), WalletError)).code).toBe("payment_failed");
-    expect((await rejection(wallet.payInvoice("lnbcrt1garbage"), WalletError)).code).toBe("payment_failed");
+    expect((await rejection(wallet.payInvoice(foreign), TollboothError)).code).toBe("payment_failed");
+    expect((await rejection(wallet.payInvoice("lnbcrt1garbage"), TollboothError)).code).toBe("payment_failed");
   });
 
   it("a preimage that does not hash to the invoice's payment hash is bad_preimage", async () => {
     const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 3, memo: "", expirySeconds: 600 });
     for (const body of [{ payment_error: "", payment_preimage: Buffer.alloc(32, 7).toString("base64") }, { payment_error: "" }, { payment_error: "", payment_preimage: "AAAA" }, "[]"]) {
       const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex, fetch: answering(200, body) });
-      expect((await rejection(wallet.payInvoice(inv.bolt11), WalletError)).code, JSON.stringify(body)).toBe("bad_preimage");
+      expect((await rejection(wallet.payInvoice(inv.bolt11), TollboothError)).code, JSON.stringify(body)).toBe("bad_preimage");
     }
   });
 
   it("wrong macaroon, down, slow and unreachable nodes", async () => {
     const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 4, memo: "", expirySeconds: 600 });
-    const denied = await rejection(lndWallet({ url: ln.url, macaroonHex: "00ff" }).payInvoice(inv.bolt11), WalletError);
+    const denied = await rejection(lndWallet({ url: ln.url, macaroonHex: "00ff" }).payInvoice(inv.bolt11), TollboothError);
     expect([denied.code, denied.status]).toEqual(["payment_failed", 401]);
     ln.setDown(true);
-    const down = await rejection(lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex }).payInvoice(inv.bolt11), WalletError);
+    const down = await rejection(lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex }).payInvoice(inv.bolt11), TollboothError);
     expect([down.code, down.status]).toEqual(["payment_failed", 503]);
     ln.setDown(false);
     ln.setDelayMs(2000);
-    const slow = await rejection(lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 200 }).payInvoice(inv.bolt11), WalletError);
+    const slow = await rejection(lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 200 }).payInvoice(inv.bolt11), TollboothError);
     expect(slow.code).toBe("timeout");
     ln.setDelayMs(0);
     const port = await closedPort();
-    const gone = await rejection(lndWallet({ url: `http://127.0.0.1:${port}`, macaroonHex: ln.macaroonHex }).payInvoice(inv.bolt11), WalletError);
+    const gone = await rejection(lndWallet({ url: `http://127.0.0.1:${port}`, macaroonHex: ln.macaroonHex }).payInvoice(inv.bolt11), TollboothError);
     expect(gone.code).toBe("unreachable");
   });
 });

@@ -9,8 +9,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { formatAuthParams } from "../../shared/wire/auth-params.ts";
-import { TollboothError } from "../../shared/agent/errors.ts";
-import { withTollbooth } from "../../shared/agent/resolver.ts";
+import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
+import { withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
 import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 
 const DIFFICULTY = 6;

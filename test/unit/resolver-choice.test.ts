@@ -10,9 +10,9 @@ import { createHash, randomBytes } from "node:crypto";
 import bolt11 from "bolt11";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { formatAuthParams } from "../../shared/wire/auth-params.ts";
-import { TollboothError } from "../../shared/agent/errors.ts";
-import { withTollbooth, type FetchLike, type PayEvent, type WithTollboothOptions } from "../../shared/agent/resolver.ts";
-import type { LightningWallet } from "../../shared/agent/wallets.ts";
+import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
+import { withTollbooth, type FetchLike, type PayEvent, type WithTollboothOptions } from "../../packages/tollbooth-client/src/index.ts";
+import type { LightningWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { AUTHORIZATION_HEADER, CREDITS_HEADER, L402_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 
 const REGTEST = { bech32: "bcrt", pubKeyHash: 111, scriptHash: 196, validWitnessVersions: [0, 1] };

@@ -9,8 +9,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { formatAuthParams } from "../../shared/wire/auth-params.ts";
-import { TollboothError } from "../../shared/agent/errors.ts";
-import { MAX_RESOLVES, withTollbooth, type SolveEvent } from "../../shared/agent/resolver.ts";
+import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
+import { withTollbooth, type SolveEvent } from "../../packages/tollbooth-client/src/index.ts";
+import { MAX_RESOLVES } from "../../packages/tollbooth-client/src/resolver/with-tollbooth.ts";
 import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 
 /**

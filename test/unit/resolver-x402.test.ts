@@ -14,9 +14,9 @@ import { getAddress, verifyTypedData, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { describe, expect, it } from "vitest";
 import { formatAuthParams } from "../../shared/wire/auth-params.ts";
-import { TollboothError } from "../../shared/agent/errors.ts";
-import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../shared/agent/payers/x402.ts";
-import { withTollbooth, type FetchLike, type WithTollboothOptions, type X402Options, type X402PayEvent } from "../../shared/agent/resolver.ts";
+import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
+import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../packages/tollbooth-client/src/payers/x402.ts";
+import { withTollbooth, type FetchLike, type WithTollboothOptions, type X402Options, type X402PayEvent } from "../../packages/tollbooth-client/src/index.ts";
 import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 
 /** Anvil's first well-known test account. */

@@ -1,5 +1,5 @@
 /**
- * The proof-of-work solver (shared/agent/solver.ts, shared/agent/pow/*) against node:crypto: nonces it
+ * The proof-of-work solver (packages/tollbooth-client/src/solver/solve-pow.ts, packages/tollbooth-client/src/solver/*) against node:crypto: nonces it
  * finds verify, the kernels' digests are SHA-256, the SIMD / scalar WebAssembly / JS kernels
  * find the same nonces, and aborting or running out of time stops every thread.
  */
@@ -7,12 +7,12 @@ import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { leadingZeroBits } from "../../shared/wire/pow.ts";
-import { TollboothError } from "../../shared/agent/errors.ts";
-import { loadKernel, preferredPaths, type KernelPath } from "../../shared/agent/pow/kernel.ts";
-import { BATCH, planSalt } from "../../shared/agent/pow/midstate.ts";
-import { poolStats, processorCount } from "../../shared/agent/pow/pool.ts";
-import { batchHits } from "../../shared/agent/pow/search.ts";
-import { digestFor, solvePow } from "../../shared/agent/solver.ts";
+import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
+import { loadKernel, preferredPaths, type KernelPath } from "../../packages/tollbooth-client/src/solver/kernel.ts";
+import { BATCH, planSalt } from "../../packages/tollbooth-client/src/solver/midstate.ts";
+import { poolStats, processorCount } from "../../packages/tollbooth-client/src/solver/pool.ts";
+import { batchHits } from "../../packages/tollbooth-client/src/solver/search.ts";
+import { digestFor, solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 
 const PATHS: KernelPath[] = ["wasm-simd", "wasm-scalar", "js"];
 const BOUNDARIES = [0, 1, 3, 4, 52, 55, 56, 57, 59, 60, 63, 64, 65, 100, 116, 119, 120, 121, 127, 128, 183, 200];

@@ -4,10 +4,10 @@
  * to send once with the retried request — the challenge's parameters exactly as received
  * (without the scheme) plus `nonce="…"`, redeemed in the same round trip.
  */
-import { POW_SCHEME } from "../../wire/pow.ts";
-import { SOLUTION_HEADER } from "../../wire/headers.ts";
-import { solvePow, type PowSolution, type SolveOptions } from "../solver.ts";
-import type { Choice, OfferedChallenge, PayContext, Payer } from "./payer.ts";
+import { POW_SCHEME } from "../../../../shared/wire/pow.ts";
+import { SOLUTION_HEADER } from "../../../../shared/wire/headers.ts";
+import { solvePow, type PowSolution, type SolveOptions } from "../solver/solve-pow.ts";
+import type { ChallengeResponse, Choice, OfferedChallenge, PayContext, Payer, PayerDefinition } from "./payer.ts";
 
 /** What the payer reports after solving a challenge (the resolver's `onSolve` event). */
 export interface SolveEvent {
@@ -23,18 +23,22 @@ export interface SolveEvent {
   threads?: number | undefined;
 }
 
-/** Options of {@link powPayer}. */
-export interface PowPayerOptions {
-  /** Most leading zero bits it will work for (default 24); harder → refusal `too_hard`. */
-  maxDifficulty?: number;
+/** What the proof-of-work payer reads from `withTollbooth`'s options. */
+export interface PowResolverOptions {
+  /** Most leading zero bits it will work for (default 24); harder → refusal `too_hard` (`challenge_too_hard`). */
+  maxDifficulty?: number | undefined;
   /** Time budget of one solve, milliseconds (default 60 000) → `TollboothError("solve_timeout")`. */
-  maxSolveMs?: number;
+  maxSolveMs?: number | undefined;
+  /** Called after each solve (for logs and metrics). */
+  onSolve?: ((event: SolveEvent) => void) | undefined;
+  /** The solver (default `solvePow` from solver/solve-pow.ts). */
+  solve?: ((salt: string, difficulty: number, options: SolveOptions) => Promise<PowSolution>) | undefined;
+}
+
+/** Options of {@link powPayer}: its part of `withTollbooth`'s options and the resolver's signal. */
+export interface PowPayerOptions extends PowResolverOptions {
   /** Cancels solving → `TollboothError("aborted")`. */
   signal?: AbortSignal | undefined;
-  /** Called after each solve. */
-  onSolve?: ((event: SolveEvent) => void) | undefined;
-  /** The solver (default `solvePow` from shared/agent/solver.ts). */
-  solve?: ((salt: string, difficulty: number, options: SolveOptions) => Promise<PowSolution>) | undefined;
 }
 
 /**
@@ -51,7 +55,11 @@ export function powPayer(options: PowPayerOptions = {}): Payer {
   const solve = options.solve ?? solvePow;
   return {
     name: "pow",
-    handles: (scheme) => scheme.toLowerCase() === POW_SCHEME.toLowerCase(),
+    proof: "solution",
+    readsBody: false,
+    // The caller's difficulty rose while it solved: the 402's fresh challenge asks the current one.
+    renewOn: ["solution_too_easy"],
+    offered: (response: ChallengeResponse) => response.challenges.filter((c) => c.scheme.toLowerCase() === POW_SCHEME.toLowerCase()),
     choose(challenge: OfferedChallenge, context: PayContext): Choice {
       const { salt, difficulty: bits, algorithm } = challenge.params;
       const difficulty = Number(bits);
@@ -76,3 +84,11 @@ export function powPayer(options: PowPayerOptions = {}): Payer {
     },
   };
 }
+
+/** The proof-of-work way through (`pay: ["pow"]`, the default). */
+export const pow: PayerDefinition<"pow", PowResolverOptions> = {
+  name: "pow",
+  check: () => {},
+  create: ({ maxDifficulty, maxSolveMs, onSolve, solve }, signal) => powPayer({ maxDifficulty, maxSolveMs, onSolve, solve, signal }),
+  claims401: () => false,
+};

@@ -4,7 +4,7 @@
  * `first, first+stride, first+2·stride, …` (so `stride` workers split the nonce space
  * without overlap), hashing each batch's 10 000 nonces with a `Kernel`.
  */
-import { leadingZeroBits } from "../../wire/pow.ts";
+import { leadingZeroBits } from "../../../../shared/wire/pow.ts";
 import type { Kernel } from "./kernel.ts";
 import { BATCH, newBatch, nonceOf, planSalt, prepareBatch, type NonceLayout, type SaltPlan } from "./midstate.ts";
 import { digestBytes } from "./sha256.ts";

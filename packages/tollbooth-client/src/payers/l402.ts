@@ -9,10 +9,10 @@
  * or, when the request already carries an `Authorization` of its own (OAuth to the origin),
  * `Tollbooth-L402: <macaroon>:<preimage>`.
  */
-import { AUTHORIZATION_HEADER, L402_HEADER } from "../../wire/headers.ts";
+import { AUTHORIZATION_HEADER, L402_HEADER } from "../../../../shared/wire/headers.ts";
 import { TollboothError } from "../errors.ts";
-import { invoiceAmountSats, invoicePaymentHash, type LightningWallet } from "../wallets.ts";
-import type { Choice, OfferedChallenge, PayContext, Payer, ReusableCredential } from "./payer.ts";
+import { invoiceAmountSats, invoicePaymentHash, sha256Hex, type LightningWallet } from "./lightning-wallet.ts";
+import type { ChallengeResponse, Choice, OfferedChallenge, PayContext, Payer, PayerDefinition, ReusableCredential } from "./payer.ts";
 
 /** What the payer reports after paying an invoice (the resolver's `onPay` event). */
 export interface PayEvent {
@@ -27,7 +27,7 @@ export interface PayEvent {
 
 /** The Lightning side of the resolver's options (`withTollbooth`'s `lightning`). */
 export interface LightningOptions {
-  /** Pays invoices (e.g. `lndWallet(…)` from shared/agent/wallets.ts). */
+  /** Pays invoices (e.g. `lndWallet(…)` from payers/lightning-wallet.ts). */
   wallet: LightningWallet;
   /** Most satoshis one invoice may ask; dearer → refused (`payment_refused`). */
   maxSatsPerRequest: number;
@@ -39,29 +39,32 @@ export interface LightningOptions {
   maxSatsPerHour: number;
 }
 
-/** Options of {@link l402Payer}. */
-export interface L402PayerOptions {
-  /** Wallet and spending limits; absent → every L402 challenge is refused (`no_wallet`). */
+/** What the Lightning payer reads from `withTollbooth`'s options (`pay: ["l402"]`). */
+export interface L402ResolverOptions {
+  /**
+   * Wallet and spending limits (satoshis): an invoice over `maxSatsPerRequest`, or taking what
+   * this resolver paid in the last hour (all origins) over `maxSatsPerHour`, is not paid.
+   * Required when `pay` names `"l402"`.
+   */
   lightning?: LightningOptions | undefined;
+  /** Called after each Lightning payment: `{ url, scheme: "l402", sats, ms }`. */
+  onPay?: ((event: PayEvent) => void) | undefined;
+}
+
+/** Options of {@link l402Payer}: its part of `withTollbooth`'s options, the resolver's signal, a clock. */
+export interface L402PayerOptions extends L402ResolverOptions {
   /** Cancels before paying → `TollboothError("aborted")` (a payment under way is not interrupted). */
   signal?: AbortSignal | undefined;
-  /** Called after each successful payment. */
-  onPay?: ((event: PayEvent) => void) | undefined;
   /** The clock, unix milliseconds (default `Date.now`; for tests). */
   now?: () => number;
 }
 
 const HOUR_MS = 3_600_000;
+/** The `WWW-Authenticate` schemes it reads (lowercase): L402, and its former name LSAT. */
+const SCHEMES = new Set(["l402", "lsat"]);
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 /** base64 or base64url (with or without padding), as a macaroon in a challenge. */
 const MACAROON = /^[A-Za-z0-9+/_-]+={0,2}$/;
-
-async function sha256Hex(hex: string): Promise<string> {
-  const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /**
  * A payer for `L402` / `LSAT` challenges (parameters `token` or `macaroon` — `token`
@@ -99,10 +102,12 @@ export function l402Payer(options: L402PayerOptions = {}): Payer {
 
   return {
     name: "l402",
-    handles: (scheme) => {
-      const s = scheme.toLowerCase();
-      return s === "l402" || s === "lsat";
-    },
+    proof: "credential",
+    readsBody: false,
+    renewOn: [],
+    offered: (response: ChallengeResponse) =>
+      // L402 before LSAT (Aperture offers both for one invoice).
+      response.challenges.filter((c) => SCHEMES.has(c.scheme.toLowerCase())).sort((a, b) => Number(a.scheme.toLowerCase() === "lsat") - Number(b.scheme.toLowerCase() === "lsat")),
     choose(challenge: OfferedChallenge, context: PayContext): Choice {
       if (!lightning) return { ok: false, reason: "no_wallet", message: "an L402 challenge, but no Lightning wallet is configured" };
       const macaroon = challenge.params.token ?? challenge.params.macaroon;
@@ -128,19 +133,7 @@ export function l402Payer(options: L402PayerOptions = {}): Payer {
             const started = now();
             spent.push({ at: started, sats });
             const t0 = performance.now();
-            let preimage: string;
-            try {
-              ({ preimage } = await lightning.wallet.payInvoice(invoice));
-            } catch (err) {
-              throw new TollboothError("payment_failed", `paying the ${sats}-sat invoice failed: ${err instanceof Error ? err.message : String(err)}`);
-            }
-            if (typeof preimage !== "string" || !HEX64.test(preimage)) {
-              throw new TollboothError("payment_failed", "the wallet returned no 64-hex-character preimage");
-            }
-            preimage = preimage.toLowerCase();
-            if ((await sha256Hex(preimage)) !== paymentHash) {
-              throw new TollboothError("payment_failed", `the wallet's preimage does not hash to the invoice's payment hash ${paymentHash}`);
-            }
+            const preimage = await payForPreimage(lightning.wallet, invoice, sats, paymentHash);
             options.onPay?.({ url: context.url, scheme: "l402", sats, ms: performance.now() - t0 });
             const value = `${macaroon}:${preimage}`;
             return {
@@ -155,3 +148,47 @@ export function l402Payer(options: L402PayerOptions = {}): Payer {
     },
   };
 }
+
+/**
+ * Pay `invoice` (of `sats`) with `wallet` and check its preimage.
+ * @returns the preimage, 64 lowercase hex characters whose SHA-256 is `paymentHash`
+ * @throws TollboothError `payment_failed`: the wallet threw, or returned a preimage that is
+ *   not 64 hex characters or does not hash to `paymentHash`
+ */
+async function payForPreimage(wallet: LightningWallet, invoice: string, sats: number, paymentHash: string): Promise<string> {
+  let preimage: string;
+  try {
+    ({ preimage } = await wallet.payInvoice(invoice));
+  } catch (err) {
+    throw new TollboothError("payment_failed", `paying the ${sats}-sat invoice failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (typeof preimage !== "string" || !HEX64.test(preimage)) {
+    throw new TollboothError("payment_failed", "the wallet returned no 64-hex-character preimage");
+  }
+  preimage = preimage.toLowerCase();
+  if ((await sha256Hex(preimage)) !== paymentHash) {
+    throw new TollboothError("payment_failed", `the wallet's preimage does not hash to the invoice's payment hash ${paymentHash}`);
+  }
+  return preimage;
+}
+
+/**
+ * Check `withTollbooth`'s `lightning` option (programming errors → TypeError naming the option).
+ * @throws TypeError when it is missing, its wallet has no `payInvoice`, or a limit is not a number ≥ 0
+ */
+export function checkLightningOptions(ln: LightningOptions | undefined): void {
+  if (!ln) throw new TypeError(`withTollbooth: option pay includes "l402" but option lightning ({ wallet, maxSatsPerRequest, maxSatsPerHour }) is missing`);
+  if (typeof ln.wallet?.payInvoice !== "function") throw new TypeError("withTollbooth: option lightning.wallet must have payInvoice(bolt11)");
+  for (const key of ["maxSatsPerRequest", "maxSatsPerHour"] as const) {
+    if (typeof ln[key] !== "number" || !(ln[key] >= 0)) throw new TypeError(`withTollbooth: option lightning.${key} must be a number ≥ 0 (satoshis)`);
+  }
+}
+
+/** The Lightning way through (`pay: ["l402"]`, with `lightning`). */
+export const l402: PayerDefinition<"l402", L402ResolverOptions> = {
+  name: "l402",
+  check: (options) => checkLightningOptions(options.lightning),
+  create: ({ lightning, onPay }, signal) => l402Payer({ lightning, onPay, signal }),
+  // A 401 is tollbooth's only when it refuses a Lightning credential (its reasons are `l402_…`).
+  claims401: (reason) => reason.startsWith("l402_"),
+};

@@ -1,6 +1,6 @@
 /**
  * A small pool of search workers (Node `worker_threads`, or module Web Workers in browsers)
- * running shared/agent/pow/worker.ts. Workers are created on first use and kept for the next job;
+ * running solver/worker.ts. Workers are created on first use and kept for the next job;
  * idle workers are `unref`'d, so they never keep a Node process alive. A job takes `threads`
  * workers (idle ones first), gives worker i the batches i, i+threads, i+2·threads, …, and
  * ends on the first nonce found, the `AbortSignal`, the deadline, or exhaustion; the others

@@ -1,5 +1,5 @@
 /**
- * Worker entry of the proof-of-work pool (shared/agent/pow/pool.ts), for Node `worker_threads` and
+ * Worker entry of the proof-of-work pool (solver/pool.ts), for Node `worker_threads` and
  * browser module Web Workers. Receives a `WorkerJob`, searches its share of the nonce space
  * until it finds a nonce, the shared stop flag is raised (checked after every batch of
  * 10 000 nonces, ~1–2 ms) or its share is exhausted, and posts one `WorkerReply`.

@@ -2,7 +2,7 @@
 ;; Source of truth for the bytes in sha256-pow.wasm.ts (npm run build:wasm). See docs/solver.md.
 ;;
 ;; Each try hashes the final 64-byte block of UTF-8(salt ‖ nonce) from a state the caller
-;; prepared (shared/agent/pow/midstate.ts). In that block every message word is fixed for the batch
+;; prepared (solver/midstate.ts). In that block every message word is fixed for the batch
 ;; except word j, which holds the nonce's last four ASCII digits: the caller writes the fixed
 ;; words, the state after rounds 0..j-1 (those rounds do not depend on the last digits), and
 ;; schedule words 16..t0-1 (likewise); the kernel writes word j from a table indexed by the

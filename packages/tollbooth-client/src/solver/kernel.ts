@@ -3,7 +3,7 @@
  * allows — WebAssembly SIMD (four nonces per pass in i32x4 lanes), else scalar WebAssembly,
  * else portable JS on typed arrays (runtimes without WebAssembly, or that refuse to compile it
  * from bytes, such as Cloudflare Workers). All three compute the same thing: for a prepared
- * `Batch` (shared/agent/pow/midstate.ts), hash counters 0–9999 and report the first whose digest
+ * `Batch` (solver/midstate.ts), hash counters 0–9999 and report the first whose digest
  * word H0 is at most a target. The WebAssembly sources are sha256-pow.wat / sha256-pow-simd.wat.
  */
 import type { Batch, NonceLayout } from "./midstate.ts";

@@ -15,7 +15,7 @@
  */
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { JSONRPCErrorResponse, RequestId } from "@modelcontextprotocol/sdk/types.js";
-import { TollboothError } from "../errors.ts";
+import { TollboothError } from "../../tollbooth-client/src/errors.ts";
 
 /** See the module comment. */
 export type FailureKind = "session" | "transient" | "fatal";

@@ -5,13 +5,11 @@
  * the HTTP session. Bad arguments: usage on stderr, exit code 2. `--help`: usage on stdout.
  *
  *   tollbooth-bridge https://mcp.example.com/mcp --header "Authorization: Bearer …"
- *   tollbooth-bridge https://mcp.example.com/mcp --pay l402,pow --lnd-url https://127.0.0.1:8080 \
- *     --lnd-macaroon-file ~/.lnd/data/chain/bitcoin/mainnet/admin.macaroon --max-sats-per-hour 1000
- *   tollbooth-bridge https://mcp.example.com/mcp --pay x402,pow --evm-key-file ~/.tollbooth/evm.key \
- *     --x402-network eip155:8453 --x402-asset 0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913 \
- *     --max-x402-per-hour 1000000
+ *
+ * (paying ways: `--help`, and README's "Stdio bridge" section.)
  */
-import { parseBridgeArgs, UsageError, USAGE } from "./args.ts";
+import { TollboothError } from "../../tollbooth-client/src/index.ts";
+import { parseBridgeArgs, USAGE } from "./args.ts";
 import { runBridge } from "./bridge.ts";
 import { streamLog } from "./log.ts";
 
@@ -19,7 +17,7 @@ let args;
 try {
   args = parseBridgeArgs(process.argv.slice(2));
 } catch (err) {
-  if (!(err instanceof UsageError)) throw err;
+  if (!(err instanceof TollboothError && err.code === "bad_arguments")) throw err;
   process.stderr.write(`tollbooth-bridge: ${err.message}\n\n${USAGE}`);
   process.exit(2);
 }
@@ -29,16 +27,7 @@ if (args === "help") {
 }
 
 const log = streamLog(args.logLevel);
-const bridge = await runBridge({
-  url: args.url,
-  headers: args.headers,
-  maxDifficulty: args.maxDifficulty,
-  maxSolveMs: args.maxSolveMs,
-  pay: args.pay,
-  lightning: args.lightning,
-  x402: args.x402,
-  log,
-});
+const bridge = await runBridge({ ...args, log });
 log.info(`relaying stdio to ${args.url.href}`);
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {

@@ -1,23 +1,23 @@
 /**
- * Proof-of-work solver for `PowChallenge` (see shared/credentials/challenge.ts, docs/wire-contract.md):
+ * Proof-of-work solver for `PowChallenge` (see shared/wire/pow.ts, docs/wire-contract.md):
  * finds a nonce of ASCII decimal digits (5–32 of them, leading zeros allowed) such that
  * SHA-256(UTF-8(salt ‖ nonce)) has at least `difficulty` leading zero bits.
  *
  * How (details in docs/solver.md): the salt's full 64-byte blocks are hashed once (midstate);
  * nonces are a fixed-width prefix plus a 4-digit counter laid out so that the counter fills one
  * message word of the final block, so each try is one compression minus the rounds and schedule
- * words that precede that word (shared/agent/pow/midstate.ts). The loop runs in WebAssembly SIMD
- * (4 nonces per pass), else scalar WebAssembly, else JS (shared/agent/pow/kernel.ts); on several
- * cores in a pool of workers (shared/agent/pow/pool.ts) or on the calling thread, yielding to the
+ * words that precede that word (solver/midstate.ts). The loop runs in WebAssembly SIMD
+ * (4 nonces per pass), else scalar WebAssembly, else JS (solver/kernel.ts); on several
+ * cores in a pool of workers (solver/pool.ts) or on the calling thread, yielding to the
  * event loop every ~20 ms so an `AbortSignal` and the time budget are honoured.
  */
-import type { KernelPath } from "./pow/kernel.ts";
-import { loadKernel } from "./pow/kernel.ts";
-import { processorCount, searchInWorkers, workersAvailable } from "./pow/pool.ts";
-import { createSearch, kernelDigest } from "./pow/search.ts";
-import { TollboothError } from "./errors.ts";
+import type { KernelPath } from "./kernel.ts";
+import { loadKernel } from "./kernel.ts";
+import { processorCount, searchInWorkers, workersAvailable } from "./pool.ts";
+import { createSearch, kernelDigest } from "./search.ts";
+import { TollboothError } from "../errors.ts";
 
-export type { KernelPath } from "./pow/kernel.ts";
+export type { KernelPath } from "./kernel.ts";
 
 /** Below this difficulty (bits) `solvePow` stays on the calling thread by default: 2^17 tries take ~15 ms on one core. */
 export const MULTI_THREAD_MIN_DIFFICULTY = 18;

@@ -11,39 +11,18 @@
  * not, which is the paying node's job). Uses `fetch`, WebCrypto and `atob` only.
  */
 import { decode } from "light-bolt11-decoder";
-import { fromBase64, toHex } from "../wire/encoding.ts";
+import { fromBase64, toHex } from "../../../../shared/wire/encoding.ts";
+import { TollboothError } from "../errors.ts";
 
 /** A wallet that can pay BOLT11 invoices: the shape the resolver's `lightning.wallet` option takes. */
 export interface LightningWallet {
   /**
    * Pays `bolt11` and returns its preimage, 64 lowercase hex characters whose SHA-256 is the
    * invoice's payment hash.
-   * @throws WalletError when the payment fails or cannot be confirmed
+   * @throws TollboothError when the payment fails or cannot be confirmed (`lndWallet`:
+   *   `payment_failed`, `unreachable`, `timeout` or `bad_preimage`, see `TollboothErrorCode`)
    */
   payInvoice(bolt11: string): Promise<{ preimage: string }>;
-}
-
-/**
- * - `payment_failed`: the node reported a payment error (`payment_error`, or a non-2xx answer,
- *   `status` set), or the invoice does not decode (nothing was sent)
- * - `unreachable`: the node gave no HTTP answer
- * - `timeout`: no answer within `timeoutMs`; the payment may still complete on the node
- * - `bad_preimage`: the node claims success but gives no preimage whose SHA-256 is the
- *   invoice's payment hash
- */
-export type WalletErrorCode = "payment_failed" | "unreachable" | "timeout" | "bad_preimage";
-
-/** A failure of {@link LightningWallet.payInvoice}: `code` says what went wrong, `status` the HTTP status seen (if any). */
-export class WalletError extends Error {
-  readonly code: WalletErrorCode;
-  readonly status: number | undefined;
-
-  constructor(code: WalletErrorCode, message: string, status?: number) {
-    super(message);
-    this.name = "WalletError";
-    this.code = code;
-    this.status = status;
-  }
 }
 
 /** The `fetch` shape {@link lndWallet} calls (the global `fetch` by default; the resolver's `FetchLike` fits). */
@@ -67,7 +46,8 @@ export interface LndWalletOptions {
  * `Grpc-Metadata-macaroon: <hex>` and `{ payment_request }` (the synchronous SendPaymentSync
  * call); the answer `{ payment_error, payment_preimage (base64), payment_hash (base64) }`.
  * The preimage is accepted only if its SHA-256 is the payment hash decoded from the invoice.
- * @throws TypeError on a bad `url`, `macaroonHex` or `timeoutMs`
+ * @throws TypeError on a bad `url`, `macaroonHex` or `timeoutMs`; (from `payInvoice`)
+ *   TollboothError `payment_failed`, `unreachable`, `timeout` or `bad_preimage`
  */
 export function lndWallet(opts: LndWalletOptions): LightningWallet {
   let base: URL;
@@ -86,13 +66,13 @@ export function lndWallet(opts: LndWalletOptions): LightningWallet {
   return {
     payInvoice: async (bolt11) => {
       const paymentHash = invoicePaymentHash(bolt11);
-      if (paymentHash === null) throw new WalletError("payment_failed", "the invoice does not decode as BOLT11; nothing was paid");
+      if (paymentHash === null) throw new TollboothError("payment_failed", "the invoice does not decode as BOLT11; nothing was paid");
       const answer = await withDeadline(timeoutMs, `no answer from ${endpoint} within ${timeoutMs} ms (the payment may still complete)`, async (signal) => {
         let res: Response;
         try {
           res = await call(endpoint, { method: "POST", headers: { "Grpc-Metadata-macaroon": opts.macaroonHex, "content-type": "application/json" }, body: JSON.stringify({ payment_request: bolt11 }), signal });
         } catch (err) {
-          throw new WalletError("unreachable", `cannot reach ${endpoint}: ${err instanceof Error ? err.message : String(err)}`);
+          throw new TollboothError("unreachable", `cannot reach ${endpoint}: ${err instanceof Error ? err.message : String(err)}`);
         }
         const text = await res.text().catch(() => "");
         let body: unknown;
@@ -103,15 +83,15 @@ export function lndWallet(opts: LndWalletOptions): LightningWallet {
         }
         if (res.status < 200 || res.status > 299) {
           const message = isRecord(body) && typeof body.message === "string" ? body.message : text.slice(0, 200);
-          throw new WalletError("payment_failed", `${endpoint} answered ${res.status}: ${message}`, res.status);
+          throw new TollboothError("payment_failed", `${endpoint} answered ${res.status}: ${message}`, res.status);
         }
         return body;
       });
-      if (!isRecord(answer)) throw new WalletError("bad_preimage", "the node's answer is not a JSON object");
-      if (typeof answer.payment_error === "string" && answer.payment_error !== "") throw new WalletError("payment_failed", `payment failed: ${answer.payment_error}`);
+      if (!isRecord(answer)) throw new TollboothError("bad_preimage", "the node's answer is not a JSON object");
+      if (typeof answer.payment_error === "string" && answer.payment_error !== "") throw new TollboothError("payment_failed", `payment failed: ${answer.payment_error}`);
       const preimage = typeof answer.payment_preimage === "string" ? base64ToHex(answer.payment_preimage) : null;
-      if (preimage === null || preimage.length !== 64) throw new WalletError("bad_preimage", "the node's answer has no 32-byte payment_preimage");
-      if ((await sha256Hex(preimage)) !== paymentHash) throw new WalletError("bad_preimage", "SHA-256 of the preimage is not the invoice's payment hash");
+      if (preimage === null || preimage.length !== 64) throw new TollboothError("bad_preimage", "the node's answer has no 32-byte payment_preimage");
+      if ((await sha256Hex(preimage)) !== paymentHash) throw new TollboothError("bad_preimage", "SHA-256 of the preimage is not the invoice's payment hash");
       return { preimage };
     },
   };
@@ -156,7 +136,7 @@ async function withDeadline<T>(ms: number, message: string, work: (signal: Abort
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       controller.abort();
-      reject(new WalletError("timeout", message));
+      reject(new TollboothError("timeout", message));
     }, ms);
   });
   try {
@@ -176,7 +156,8 @@ function base64ToHex(text: string): string | null {
   return bytes ? toHex(bytes) : null;
 }
 
-async function sha256Hex(hex: string): Promise<string> {
+/** SHA-256 of the bytes `hex` spells (an even number of hex digits), as lowercase hex. */
+export async function sha256Hex(hex: string): Promise<string> {
   const bytes = new Uint8Array(hex.length / 2);
   for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
   return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));

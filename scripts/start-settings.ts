@@ -80,15 +80,17 @@ export function readSettings(processEnv: Readonly<Record<string, string | undefi
  * and expands `$NAME` with `dotenv-expand`): each value single-quoted (else double-quoted, else in
  * backticks: a quoted value is taken as written, newlines included) and every `$` escaped as
  * `\$`, so the Worker gets the value exactly.
- * @returns the file's text, and the values no quoting can hold (they hold `'`, `"` and `` ` ``,
- *   or a double-quoted value would turn a `\n` in it into a newline): pass those as `--var`
+ * @returns the file's text, and the values no quoting can hold (they hold `'`, `"` and `` ` ``
+ *   — a double-quoted value would turn a `\n` in it into a newline — or end in `\`): pass those
+ *   as `--var`
  */
 export function toEnvFile(values: Readonly<Record<string, string>>): { text: string; unquotable: Record<string, string> } {
   const lines: string[] = [];
   const unquotable: Record<string, string> = {};
   for (const [name, value] of Object.entries(values)) {
     const escaped = value.replace(/\$/g, "\\$");
-    const quote = !value.includes("'") ? "'" : !value.includes('"') && !/\\[nr]/.test(escaped) ? '"' : !value.includes("`") ? "`" : null;
+    // dotenv reads `\<quote>` inside a quoted value as part of it: a value ending in `\` has no closing quote.
+    const quote = escaped.endsWith("\\") ? null : !value.includes("'") ? "'" : !value.includes('"') && !/\\[nr]/.test(escaped) ? '"' : !value.includes("`") ? "`" : null;
     if (quote === null) unquotable[name] = value;
     else lines.push(`${name}=${quote}${escaped}${quote}`);
   }

@@ -17,11 +17,11 @@
  */
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/stack/ports.ts";
@@ -48,6 +48,8 @@ let gatewayPort: number;
 let originPort: number;
 let run: NpmStart;
 let base: string;
+/** wrangler's settings file (`--env-file`), found on its command line. */
+let settingsFile: string;
 const devVarsBefore = existsSync(join(ROOT, ".dev.vars")) ? readFileSync(join(ROOT, ".dev.vars"), "utf8") : null;
 
 const policy = (lnUrl: string, facilitatorUrl: string) => ({
@@ -194,7 +196,7 @@ describe("npm start with every setting in the environment", () => {
     expect(invented.caller).toBe("ip:127.0.0.1");
   });
 
-  it("puts no secret on any command line, and neither reads nor writes .dev.vars", () => {
+  it("puts no secret on any command line (they are in a file only this user reads), and neither reads nor writes .dev.vars", () => {
     const secrets = [ADMIN_TOKEN, SECRET, ORIGIN_A_SECRET, ln.macaroonHex, FACILITATOR_AUTH];
     const lines: string[] = [];
     for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
@@ -204,8 +206,13 @@ describe("npm start with every setting in the environment", () => {
         // gone
       }
     }
-    expect(lines.some((l) => l.includes("wrangler") && l.includes(String(gatewayPort)))).toBe(true);
+    const wrangler = lines.find((l) => l.includes("wrangler") && l.split("\0").includes(String(gatewayPort)))!.split("\0");
     for (const secret of secrets) expect(lines.filter((l) => l.includes(secret))).toEqual([]);
+    // The secrets are in wrangler's settings file, which only this user can read.
+    settingsFile = wrangler[wrangler.indexOf("--env-file") + 1]!;
+    expect(readFileSync(settingsFile, "utf8")).toContain(ADMIN_TOKEN);
+    expect(statSync(settingsFile).mode & 0o777).toBe(0o600);
+    expect(statSync(dirname(settingsFile)).mode & 0o777).toBe(0o700);
     expect(existsSync(join(ROOT, ".dev.vars")) ? readFileSync(join(ROOT, ".dev.vars"), "utf8") : null).toBe(devVarsBefore);
   });
 });
@@ -217,5 +224,6 @@ describe("npm start stops what it started", () => {
     expect(await down(gatewayPort)).toBe(true);
     expect(await down(originPort)).toBe(true);
     expect(existsSync(join(state, "v3"))).toBe(true);
+    expect(existsSync(dirname(settingsFile))).toBe(false);
   });
 });

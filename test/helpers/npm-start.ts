@@ -25,7 +25,7 @@ export interface NpmStart {
    * the process exits first or after `timeoutMs`, quoting what it printed.
    */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<number>;
-  /** SIGTERM to its process group (npm start's own stop: the gateway and the origin), SIGKILL after 15 s; resolves once it exited. */
+  /** SIGTERM to its process group (npm start's own stop: the gateway and the origin), SIGKILL after 15 s; resolves once every process of the group is gone. */
   stop(): Promise<void>;
 }
 
@@ -93,6 +93,16 @@ export function npmStart(env: Record<string, string>, args: string[] = []): NpmS
       }
     }, 15_000);
     await exited;
+    // npm may exit before its script has finished stopping: wait for the whole group.
+    const alive = () => {
+      try {
+        process.kill(-child.pid!, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    while (alive()) await new Promise((r) => setTimeout(r, 50));
     clearTimeout(timer);
   };
   return { stdout: () => out, stderr: () => err, exited, waitFor, stop };

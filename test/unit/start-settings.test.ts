@@ -56,9 +56,9 @@ describe("the settings npm start passes on", () => {
   });
 
   it("go to wrangler quoted, with every $ escaped; a value no quoting can hold is handed back", () => {
-    const { text, unquotable } = toEnvFile({ A: `{"x":"$HOME"}`, B: "it's", C: `it's "x"`, D: `'"\``, E: "a\\nb'" });
+    const { text, unquotable } = toEnvFile({ A: `{"x":"$HOME"}`, B: "it's", C: `it's "x"`, D: `'"\``, E: "a\\nb'", F: "ends in \\" });
     expect(text).toBe(`A='{"x":"\\$HOME"}'\nB="it's"\nC=\`it's "x"\`\nE=\`a\\nb'\`\n`);
-    expect(unquotable).toEqual({ D: `'"\`` });
+    expect(unquotable).toEqual({ D: `'"\``, F: "ends in \\" });
   });
 });
 

@@ -225,7 +225,7 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
  * @param output wrangler's stderr and stdout
  */
 export function wranglerError(output: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: wrangler's colour codes start with ESC
   const lines = output.replace(/\x1b\[[0-9;]*m/g, "").split(/\r?\n/).map((l) => l.trim());
   const errors = lines.filter((l) => /^(✘ )?\[ERROR\]/.test(l)).map((l) => l.replace(/^(✘ )?\[ERROR\]\s*/, ""));
   if (errors.length > 0) return errors.join(" ");

@@ -35,7 +35,7 @@ const COLUMNS = [
  */
 export function cell(text: string, width: number, right = false): string {
   const chars = [...text];
-  if (chars.length > width) return chars.slice(0, width - 1).join("") + "…";
+  if (chars.length > width) return `${chars.slice(0, width - 1).join("")}…`;
   return right ? text.padStart(width) : text.padEnd(width);
 }
 

@@ -94,7 +94,7 @@ export function toEnvFile(values: Readonly<Record<string, string>>): { text: str
     if (quote === null) unquotable[name] = value;
     else lines.push(`${name}=${quote}${escaped}${quote}`);
   }
-  return { text: lines.length ? lines.join("\n") + "\n" : "", unquotable };
+  return { text: lines.length ? `${lines.join("\n")}\n` : "", unquotable };
 }
 
 /**

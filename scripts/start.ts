@@ -169,7 +169,8 @@ if (routes === null) {
 console.log(`gateway:  starting wrangler dev on 127.0.0.1:${gatewayPort} (state in ${shownState}) …`);
 
 const json = args.json === true;
-const printer = (printDecisions = decisionPrinter({ json, write: (line) => console.log(line) }));
+const printer = decisionPrinter({ json, write: (line) => console.log(line) });
+printDecisions = printer;
 let ready = false;
 const adminToken = values.TOLLBOOTH_ADMIN_TOKEN;
 // ORIGIN_URL and TOLLBOOTH_SECRET go as their own options; every other setting as it is.
@@ -198,7 +199,7 @@ try {
 
 // --- What is on, as the gateway itself publishes it -----------------------------------------
 /** GET a path of the gateway with a given Host header (routes by host); the JSON body and status. */
-function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
   return new Promise((done, reject) => {
     const req = http.get({ host: "127.0.0.1", port: gatewayPort, path, headers }, (res) => {
       let text = "";
@@ -224,7 +225,12 @@ async function printBanner(gw: Gateway): Promise<void> {
   /** Scheme type → plans offering it, over every route's published policy. */
   const offered: Record<string, Set<string>> = { pow: new Set(), l402: new Set(), x402: new Set() };
   const addOffers = (p: { plans?: Record<string, { challenge?: { types?: string[] } }> }) => {
-    for (const [plan, v] of Object.entries(p.plans ?? {})) for (const t of v.challenge?.types ?? []) (offered[t] ??= new Set()).add(plan);
+    for (const [plan, v] of Object.entries(p.plans ?? {})) {
+    for (const t of v.challenge?.types ?? []) {
+      offered[t] ??= new Set();
+      offered[t].add(plan);
+    }
+  }
   };
   let firstEndpoint = `${base}${policy.endpoint}`;
   if (routes === null) {
@@ -233,7 +239,7 @@ async function printBanner(gw: Gateway): Promise<void> {
   } else {
     for (const [i, r] of (published.routes ?? []).entries()) {
       const policyUrl = new URL(r.policyUrl);
-      addOffers((await get(policyUrl.pathname, { host: policyUrl.host })).body);
+      addOffers((await get(policyUrl.pathname, { host: policyUrl.host })).body as Parameters<typeof addOffers>[0]);
       const url = `${base}${r.endpoint}`;
       if (i === 0) firstEndpoint = url;
       const hostNote = r.match.host ? ` with Host: ${r.match.host}${gatewayPort === 80 ? "" : `:${gatewayPort}`}` : "";

@@ -89,8 +89,8 @@ const liveGroups = new Set<number>();
 /** Settings folders (they hold secrets) still on disk, deleted then too. */
 const liveSettings = new Set<string>();
 process.once("exit", () => {
-  liveGroups.forEach((pid) => killGroup(pid, "SIGKILL"));
-  liveSettings.forEach((dir) => rmSync(dir, { recursive: true, force: true }));
+  for (const pid of liveGroups) killGroup(pid, "SIGKILL");
+  for (const dir of liveSettings) rmSync(dir, { recursive: true, force: true });
 });
 
 /**

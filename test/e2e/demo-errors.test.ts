@@ -50,7 +50,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.close();
   await origin?.close();
-  sockets.forEach((s) => s.destroy());
+  for (const s of sockets) s.destroy();
   await new Promise<void>((r) => (silent ? silent.close(() => r()) : r()));
 });
 

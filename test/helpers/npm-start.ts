@@ -51,17 +51,17 @@ export function npmStart(env: Record<string, string>, args: string[] = []): NpmS
   const listeners = new Set<() => void>();
   child.stdout!.on("data", (c: Buffer) => {
     out += c.toString("utf8");
-    listeners.forEach((l) => l());
+    for (const l of listeners) l();
   });
   child.stderr!.on("data", (c: Buffer) => {
     err += c.toString("utf8");
-    listeners.forEach((l) => l());
+    for (const l of listeners) l();
   });
   const exited = new Promise<{ code: number | null; ms: number }>((resolve) => child.once("exit", (code) => resolve({ code, ms: performance.now() - started })));
   let done = false;
   void exited.then(() => {
     done = true;
-    listeners.forEach((l) => l());
+    for (const l of listeners) l();
   });
   const waitFor = (pattern: RegExp, timeoutMs = 90_000) =>
     new Promise<number>((resolve, reject) => {

@@ -13,7 +13,9 @@ import { afterAll, describe, expect, it } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 const temp = () => {
   const d = mkdtempSync(join(tmpdir(), "tollbooth-keys-plan-"));
   dirs.push(d);

@@ -13,8 +13,8 @@ describe("decisionPrinter", () => {
   it("prints one readable line per decision line, joining lines split across chunks and skipping other output", () => {
     const out: string[] = [];
     const print = decisionPrinter({ json: false, write: (l) => out.push(l) });
-    print("[wrangler:info] Ready on http://127.0.0.1:8787\n" + line.slice(0, 40));
-    print(line.slice(40) + "\n[wrangler:info] POST /mcp 402 Payment Required (12ms)\n");
+    print(`[wrangler:info] Ready on http://127.0.0.1:8787\n${line.slice(0, 40)}`);
+    print(`${line.slice(40)}\n[wrangler:info] POST /mcp 402 Payment Required (12ms)\n`);
     expect(out).toHaveLength(1);
     expect(out[0]).toMatch(/^10:41:03\.120 +ip:127\.0\.0\.1 +tools\/call echo +payment_required +over_budget, 16 bits +402 +- +12 ms$/);
   });
@@ -63,7 +63,7 @@ describe("formatDecision", () => {
   });
 
   it("keeps every column where the header puts it, cutting a long cell with …", () => {
-    const long = formatDecision({ ...record, difficulty: undefined, caller: "evm:0x" + "ab".repeat(20), tool: "a-tool-with-a-very-long-name-indeed", route: "search", reason: "solution", scheme: "pow", redeemed: true, credits: 19, originStatus: 200, status: 200, decision: "admitted" } as never);
+    const long = formatDecision({ ...record, difficulty: undefined, caller: `evm:0x${"ab".repeat(20)}`, tool: "a-tool-with-a-very-long-name-indeed", route: "search", reason: "solution", scheme: "pow", redeemed: true, credits: 19, originStatus: 200, status: 200, decision: "admitted" } as never);
     const short = formatDecision(record as never);
     for (const text of [long, short]) {
       // Every header column starts with a cell (a non-space after a column gap, or the line's start).

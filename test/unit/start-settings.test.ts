@@ -15,7 +15,9 @@ import { originUrlProblem, probeOrigin, readSettings, SECRET_SETTING_NAMES, toEn
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 const dir = (files: Record<string, string>) => {
   const d = mkdtempSync(join(tmpdir(), "tollbooth-start-settings-"));
   dirs.push(d);

@@ -31,7 +31,7 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 
 /** Secrets the Worker reads (workers/env.ts); never in [vars]. */
-export const SECRET_NAMES = ["TOLLBOOTH_SECRET", "TOLLBOOTH_ORIGIN_SECRET", "TOLLBOOTH_LIGHTNING_SECRET", "TOLLBOOTH_FACILITATOR_AUTH"] as const;
+export const SECRET_NAMES = ["TOLLBOOTH_SECRET", "TOLLBOOTH_ORIGIN_SECRET", "TOLLBOOTH_LIGHTNING_SECRET", "TOLLBOOTH_FACILITATOR_AUTH", "TOLLBOOTH_ADMIN_TOKEN"] as const;
 
 /** Options of `checkConfig`. */
 export interface CheckOptions {
@@ -61,6 +61,32 @@ async function load(config: string, env: string | undefined): Promise<Loaded> {
   }
   const c = unstable_readConfig({ config, ...(env !== undefined ? { env } : {}) }, { hideWarnings: true });
   return { vars: { ...c.vars }, durableObjects: (c.durable_objects?.bindings ?? []).map((b: { name: string; class_name: string }) => ({ name: b.name, class_name: b.class_name })) };
+}
+
+/**
+ * `TOLLBOOTH_POLICY` as the gateway an operator means reads it: for a local gateway (`npm
+ * start`, `wrangler dev`), the process environment, else `.dev.vars.<env>` / `.dev.vars` beside
+ * the config, else the config's vars; for a deployed one (`remote`), the config's vars of `env`
+ * only (what `wrangler deploy --env <env>` uploads).
+ * @returns the value (undefined: unset, every default) and where it came from, in words
+ * @throws Error when the config cannot be read or has no `[env.<env>]`
+ */
+export async function policySetting(options: { config: string; env?: string | undefined; remote: boolean; processEnv: Readonly<Record<string, string | undefined>> }): Promise<{ value: string | undefined; from: string }> {
+  const where = `${options.config}${options.env !== undefined ? ` [env.${options.env}.vars]` : " [vars]"}`;
+  if (!options.remote) {
+    const env = options.processEnv.TOLLBOOTH_POLICY;
+    if (env !== undefined && env.trim() !== "") return { value: env, from: "the environment" };
+    const dir = dirname(options.config);
+    for (const name of [...(options.env !== undefined ? [`.dev.vars.${options.env}`] : []), ".dev.vars"]) {
+      if (!existsSync(join(dir, name))) continue;
+      const value = readDotVars(readFileSync(join(dir, name), "utf8")).TOLLBOOTH_POLICY;
+      if (value !== undefined) return { value, from: name };
+      break;
+    }
+  }
+  const vars = (await load(options.config, options.env)).vars;
+  const value = typeof vars.TOLLBOOTH_POLICY === "string" && vars.TOLLBOOTH_POLICY.trim() !== "" ? vars.TOLLBOOTH_POLICY : undefined;
+  return { value, from: value === undefined ? `${where} (unset: the default policy)` : where };
 }
 
 /**
@@ -130,11 +156,17 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
     }
   }
 
-  const checkOrigin = (label: string, url: unknown) => {
+  /** `endpoint`: the policy's MCP endpoint; an origin URL ending in it would be asked for `/mcp/mcp`. */
+  const checkOrigin = (label: string, url: unknown, endpoint: string | undefined) => {
     const problem = originProblem(url);
-    if (problem !== null) problems.push(`${label} ${problem}`);
-    else if (deployed && isLoopback(new URL(url as string).hostname)) {
-      problems.push(`${label} is a loopback address (${new URL(url as string).host}): a Worker deployed to ${where} cannot reach this machine; set your MCP server's public URL`);
+    if (problem !== null) return void problems.push(`${label} ${problem}`);
+    const u = new URL(url as string);
+    const path = u.pathname.replace(/\/+$/, "");
+    if (endpoint !== undefined && endpoint !== "/" && path.endsWith(endpoint)) {
+      problems.push(`${label} is the origin's base URL, without \`${endpoint}\`: the gateway appends each request's path, so ${u.origin}${path} would be asked for ${u.origin}${path}${endpoint}; set ${u.origin}${path.slice(0, -endpoint.length)}`);
+    }
+    if (deployed && isLoopback(u.hostname)) {
+      problems.push(`${label} is a loopback address (${u.host}): a Worker deployed to ${where} cannot reach this machine; set your MCP server's public URL`);
     }
   };
 
@@ -158,17 +190,20 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
     problems.push((err as Error).message);
   }
   if (routes === null && !problems.some((p) => p.startsWith("TOLLBOOTH_ROUTES"))) {
-    checkOrigin("ORIGIN_URL", str("ORIGIN_URL"));
+    checkOrigin("ORIGIN_URL", str("ORIGIN_URL"), top?.endpoint);
   }
   for (const [i, route] of (routes ?? []).entries()) {
     const label = `TOLLBOOTH_ROUTES[${i}] (${JSON.stringify(route.name)})`;
-    checkOrigin(`${label}.origin`, route.origin);
     // A route inherits TOLLBOOTH_POLICY: its own fields are checked once that one is good.
+    let endpoint: string | undefined;
     if (top !== undefined) try {
-      policies.push(parsePolicy(route.policy));
+      const routePolicy = parsePolicy(route.policy);
+      policies.push(routePolicy);
+      endpoint = routePolicy.endpoint;
     } catch (err) {
       problems.push((err as Error).message.replace(/^TOLLBOOTH_POLICY/, `${label}.policy`));
     }
+    checkOrigin(`${label}.origin`, route.origin, endpoint);
     if (route.originSecret !== null) needSecret(route.originSecret, `${label}.originSecret`, (v) => parseSecrets(v, route.originSecret!));
   }
   if (policies.some((p) => p.lightning)) needSecret("TOLLBOOTH_LIGHTNING_SECRET", "the policy sets lightning (L402)");
@@ -183,13 +218,27 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
   return problems;
 }
 
+/**
+ * Wrangler's own error out of its output: the text of its `✘ [ERROR] …` lines (colours
+ * stripped), without the warnings before them or the "🪵 Logs were written to …" line after;
+ * without an `[ERROR]` line, the last line that is not that one.
+ * @param output wrangler's stderr and stdout
+ */
+export function wranglerError(output: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: wrangler's colour codes start with ESC
+  const lines = output.replace(/\x1b\[[0-9;]*m/g, "").split(/\r?\n/).map((l) => l.trim());
+  const errors = lines.filter((l) => /^(✘ )?\[ERROR\]/.test(l)).map((l) => l.replace(/^(✘ )?\[ERROR\]\s*/, ""));
+  if (errors.length > 0) return errors.join(" ");
+  return lines.filter((l) => l !== "" && !/Logs were written to/.test(l)).at(-1) ?? "no output";
+}
+
 /** Names of the secrets stored for an environment (`wrangler secret list`). */
 function storedSecrets(config: string, env: string | undefined): string[] {
   const run = spawnSync(process.execPath, [WRANGLER_BIN, "secret", "list", "--format", "json", "--config", config, ...(env ? ["--env", env] : [])], {
     encoding: "utf8",
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", NO_COLOR: "1", FORCE_COLOR: "0" },
   });
-  if (run.status !== 0) throw new Error(`wrangler secret list failed: ${(run.stderr || run.stdout).trim().split("\n").slice(-3).join(" ")}`);
+  if (run.status !== 0) throw new Error(`wrangler secret list failed: ${wranglerError(`${run.stderr}\n${run.stdout}`)}`);
   const list = JSON.parse(run.stdout.slice(run.stdout.indexOf("["))) as Array<{ name: string }>;
   return list.map((s) => s.name);
 }
@@ -216,7 +265,9 @@ async function main(argv: string[]): Promise<number> {
       stored = storedSecrets(config, env);
     } catch (err) {
       // Not fatal: a secret set locally still counts; one that is not is reported below.
-      console.error(`check-config: could not list the stored secrets (${(err as Error).message})`);
+      const message = (err as Error).message;
+      const auth = /CLOUDFLARE_API_TOKEN|not authenticated|wrangler login|Authentication error|\[code: 10000\]/i.test(message);
+      console.error(`check-config: could not list the stored secrets (${message})${auth ? "\n  log in first: `npx wrangler login`, or set CLOUDFLARE_API_TOKEN (and CLOUDFLARE_ACCOUNT_ID): docs/deploy.md" : ""}`);
     }
   }
   const problems = await checkConfig({ config, env, processEnv: process.env, storedSecrets: stored });

@@ -15,14 +15,20 @@
  * `revoke` matches as the admin API does (shared/identity/api-keys.ts `matchKeyTarget`): a whole
  * SHA-256 first, then exact names and hash prefixes (≥ 12 hex, as `list` shows) together,
  * which must name exactly one key; an ambiguous target revokes nothing and lists the matches.
- * Exit codes: 0 done, 1 wrangler failed, nothing to revoke or an ambiguous target, 2 bad usage.
+ * `add --plan <plan>` refuses a plan the gateway's policy does not name, as the admin API does
+ * (the policy from the environment, `.dev.vars` or wrangler.toml; with `--remote`, wrangler.toml's
+ * vars of `--env`).
+ * Exit codes: 0 done, 1 wrangler failed, nothing to revoke or an ambiguous target, 2 bad usage
+ * (a plan the policy lacks included).
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord } from "../shared/identity/api-keys.ts";
+import { parsePolicy } from "../shared/policy/index.ts";
+import { policySetting } from "./check-config.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
@@ -59,7 +65,31 @@ export function keyHash(key: string): string {
   return createHash("sha256").update(key, "utf8").digest("hex");
 }
 
-function main(argv: string[]): number {
+/**
+ * Whether the policy of the gateway the keys are for names `plan`, as the admin API checks it
+ * (`POST /admin/keys`: 400 `unknown_plan`): TOLLBOOTH_POLICY from the environment, `.dev.vars`
+ * or wrangler.toml (`--remote`: wrangler.toml's vars of `--env` only; check-config.ts
+ * `policySetting`), its `plans` and `defaultPlan`.
+ * @returns null when it does, else the sentence to print
+ */
+async function planProblem(plan: string, options: { config?: string | undefined; env?: string | undefined; remote: boolean }): Promise<string | null> {
+  let setting;
+  try {
+    setting = await policySetting({ config: resolve(options.config ?? join(process.cwd(), "wrangler.toml")), env: options.env, remote: options.remote, processEnv: process.env });
+  } catch (err) {
+    return `cannot check --plan: ${(err as Error).message}`;
+  }
+  let plans: string[];
+  try {
+    plans = Object.keys(parsePolicy(setting.value).plans);
+  } catch (err) {
+    return `cannot check --plan: ${(err as Error).message} (TOLLBOOTH_POLICY from ${setting.from})`;
+  }
+  if (plans.includes(plan)) return null;
+  return `the policy has no plan ${JSON.stringify(plan)} (plans: ${plans.join(", ")}; TOLLBOOTH_POLICY from ${setting.from}): add it to the policy's "plans" first, or choose one of those`;
+}
+
+async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -99,6 +129,13 @@ function main(argv: string[]): number {
   if (command === "add") {
     if (name === undefined || !NAME.test(name)) return usage("add needs a <name> of 1-64 printable ASCII characters");
     if (values.plan !== undefined && !PLAN.test(values.plan)) return usage("--plan must match [A-Za-z0-9][A-Za-z0-9_.-]{0,31}");
+    if (values.plan !== undefined) {
+      const problem = await planProblem(values.plan, { config: values.config, env: values.env, remote: values.remote === true });
+      if (problem !== null) {
+        console.error(`keys: ${problem}`);
+        return 2;
+      }
+    }
     const existing = list(pass);
     if (existing === null) return 1;
     if (existing.some((e) => e.name === name)) {
@@ -185,4 +222,4 @@ function usage(problem: string): number {
   return 2;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exitCode = main(process.argv.slice(2));
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exitCode = await main(process.argv.slice(2));

@@ -9,11 +9,13 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, OutputTail } from "./ports.ts";
+import { toEnvFile } from "../start-settings.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
@@ -24,9 +26,9 @@ const READY_PATH = "/.well-known/tollbooth";
 
 /** Options for {@link startGateway}. */
 export interface GatewayOptions {
-  /** Upstream MCP server base URL, passed as `--var ORIGIN_URL:<originUrl>`. */
+  /** Upstream MCP server base URL (`ORIGIN_URL`). */
   originUrl: string;
-  /** Passed as `--var TOLLBOOTH_POLICY:<JSON>` (omitted when undefined). */
+  /** `TOLLBOOTH_POLICY`, as JSON (omitted when undefined). */
   policy?: object;
   /** `TOLLBOOTH_SECRET`; a random 32-byte hex string when omitted. */
   secret?: string;
@@ -34,7 +36,13 @@ export interface GatewayOptions {
   port?: number;
   /** Wrangler config path; defaults to the repo's `wrangler.toml`. */
   config?: string;
-  /** Extra `--var NAME:value` pairs. */
+  /**
+   * More settings, vars or secrets, by name (e.g. `TOLLBOOTH_ADMIN_TOKEN`). Every setting
+   * (these, `ORIGIN_URL`, `TOLLBOOTH_SECRET`, `TOLLBOOTH_POLICY`) reaches `wrangler dev` in a
+   * dotenv file of a private temporary folder (`--env-file`, deleted on close()), never on its
+   * command line; a value no dotenv quoting can hold goes as `--var NAME:value`. They override
+   * the config's `[vars]`; wrangler then reads no `.dev.vars` or `.env`.
+   */
   vars?: Record<string, string>;
   /**
    * `--persist-to` directory (Durable Object storage). Given: it is kept on close(), so a
@@ -78,12 +86,18 @@ export interface Gateway {
 
 /** Process groups still alive, killed if the test process exits without close(). */
 const liveGroups = new Set<number>();
-process.once("exit", () => liveGroups.forEach((pid) => killGroup(pid, "SIGKILL")));
+/** Settings folders (they hold secrets) still on disk, deleted then too. */
+const liveSettings = new Set<string>();
+process.once("exit", () => {
+  for (const pid of liveGroups) killGroup(pid, "SIGKILL");
+  for (const dir of liveSettings) rmSync(dir, { recursive: true, force: true });
+});
 
 /**
  * Spawns `wrangler dev` (via process.execPath) for `opts.config` and resolves
  * once `GET <url>/.well-known/tollbooth` answers 2xx (30 s timeout; the error
  * quotes wrangler's output).
+ * @throws GatewayMisconfigured as soon as the Worker answers `500 misconfigured` (its message)
  */
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const port = opts.port ?? (await freePort());
@@ -105,6 +119,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     TOLLBOOTH_SECRET: secret,
     ...(policy !== undefined ? { TOLLBOOTH_POLICY: JSON.stringify(policy) } : {}),
   };
+  // The settings in a file only this user can read (secrets stay off the command line).
+  const settingsDir = await mkdtemp(join(tmpdir(), "tollbooth-settings-"));
+  const settingsFile = join(settingsDir, "settings.env");
+  const { text, unquotable } = toEnvFile(vars);
+  await writeFile(settingsFile, text, { mode: 0o600 });
+  await chmod(settingsDir, 0o700);
+  liveSettings.add(settingsDir);
   const args = [
     WRANGLER_BIN, "dev",
     "--config", config,
@@ -113,7 +134,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     "--inspector-port", String(inspectorPort),
     "--persist-to", persistDir,
     "--show-interactive-dev-session=false",
-    ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+    "--env-file", settingsFile,
+    ...Object.entries(unquotable).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
   ];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -123,10 +145,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     CLOUDFLARE_CF_FETCH_ENABLED: "false", // don't fetch workers.cloudflare.com/cf.json
     WRANGLER_LOG_PATH: join(persistDir, "logs"),
     NO_COLOR: "1",
+    // The settings file is read only when this is on (its default); nothing else of process.env.
+    CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: "true",
   };
   // Vitest's NODE_ENV=test would be inlined into the worker bundle by wrangler.
   for (const key of Object.keys(env)) {
-    if (key === "NODE_ENV" || key === "FORCE_COLOR" || key.startsWith("VITEST")) delete env[key];
+    if (key === "NODE_ENV" || key === "FORCE_COLOR" || key === "CLOUDFLARE_INCLUDE_PROCESS_ENV" || key.startsWith("VITEST")) delete env[key];
   }
 
   const output = new OutputTail();
@@ -147,6 +171,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const url = `http://127.0.0.1:${port}`;
   const close = async () => {
     await stopGroup(child);
+    await rm(settingsDir, { recursive: true, force: true });
+    liveSettings.delete(settingsDir);
     if (ownDir) await rm(persistDir, { recursive: true, force: true });
   };
   try {
@@ -179,7 +205,31 @@ export async function writeConfig(dir: string, networkLimit: { limit: number; pe
   return path;
 }
 
-/** Polls `url + READY_PATH` until it returns 2xx; rejects on child exit or timeout. */
+/**
+ * Thrown by {@link startGateway} when the Worker answered its first readiness probe with
+ * `500 {"error":"misconfigured"}`: `message` is the Worker's own (`tollbooth is misconfigured: …`).
+ */
+export class GatewayMisconfigured extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "GatewayMisconfigured";
+  }
+}
+
+/** The `message` of a `{"error":"misconfigured","message":…}` body, else null. */
+function misconfiguredMessage(text: string): string | null {
+  try {
+    const body = JSON.parse(text) as { error?: unknown; message?: unknown };
+    return body.error === "misconfigured" && typeof body.message === "string" ? body.message : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Polls `url + READY_PATH` until it returns 2xx; rejects on child exit or timeout, and at
+ * once with {@link GatewayMisconfigured} when the Worker answers `500 misconfigured`.
+ */
 async function waitUntilReady(url: string, child: ChildProcess, output: OutputTail): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let last = "no response yet";
@@ -190,8 +240,13 @@ async function waitUntilReady(url: string, child: ChildProcess, output: OutputTa
     try {
       const res = await fetch(url + READY_PATH, { signal: AbortSignal.timeout(2_000) });
       if (res.ok) return;
-      last = `HTTP ${res.status}: ${(await res.text()).slice(0, 500)}`;
+      const text = await res.text();
+      // The Worker is up and refuses its configuration: waiting changes nothing.
+      const misconfigured = res.status === 500 ? misconfiguredMessage(text) : null;
+      if (misconfigured !== null) throw new GatewayMisconfigured(misconfigured);
+      last = `HTTP ${res.status}: ${text.slice(0, 500)}`;
     } catch (err) {
+      if (err instanceof GatewayMisconfigured) throw err;
       last = String((err as Error).cause ?? err);
     }
     await new Promise((r) => setTimeout(r, 200));

@@ -52,9 +52,9 @@ async function configWithKeys(to: string): Promise<string> {
   return path;
 }
 
-/** `npm run keys -- <args>` against the test's local namespace. */
+/** `npm run keys -- <args>` against the test's local namespace, with the gateway's policy in the environment (what `--plan` is checked against, as for `npm start`). */
 async function keysScript(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, ["scripts/keys.ts", ...args, "--local", "--persist-to", persistDir, "--config", config], { cwd: ROOT });
+  return run(process.execPath, ["scripts/keys.ts", ...args, "--local", "--persist-to", persistDir, "--config", config], { cwd: ROOT, env: { ...process.env, TOLLBOOTH_POLICY: JSON.stringify(POLICY) } });
 }
 
 /** wrangler's own `kv key …` on the test's local namespace. */

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkConfig, readDotVars } from "../../scripts/check-config.ts";
+import { checkConfig, readDotVars, wranglerError } from "../../scripts/check-config.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const SECRET = "a-secret-of-32-bytes-0123456789ab";
@@ -116,6 +116,20 @@ describe("check-config", () => {
     ]);
   });
 
+  it("names an origin URL that ends in the MCP endpoint (the gateway would ask /mcp/mcp)", async () => {
+    const env = { processEnv: { TOLLBOOTH_SECRET: SECRET } };
+    expect(await check(project({ vars: { ORIGIN_URL: "https://mcp-origin.internal/mcp" } }), env)).toEqual([
+      "ORIGIN_URL is the origin's base URL, without `/mcp`: the gateway appends each request's path, so https://mcp-origin.internal/mcp would be asked for https://mcp-origin.internal/mcp/mcp; set https://mcp-origin.internal",
+    ]);
+    const routes = JSON.stringify([{ name: "a", match: { path: "/a" }, origin: "https://a.internal/rpc/", policy: { endpoint: "/rpc" } }]);
+    expect(await check(project({ vars: { TOLLBOOTH_ROUTES: routes } }), env)).toEqual([expect.stringMatching(/^TOLLBOOTH_ROUTES\[0\] \("a"\)\.origin is the origin's base URL, without `\/rpc`/)]);
+  });
+
+  it("names the admin token put in [vars] as a secret", async () => {
+    const problems = await check(project({ vars: { ORIGIN_URL: "https://mcp-origin.internal", TOLLBOOTH_ADMIN_TOKEN: "0123456789abcdef0123" } }), { processEnv: { TOLLBOOTH_SECRET: SECRET } });
+    expect(problems).toEqual([expect.stringMatching(/^TOLLBOOTH_ADMIN_TOKEN: a secret in \[env\.production\] \[vars\]; remove it and use `wrangler secret put TOLLBOOTH_ADMIN_TOKEN --env production`/)]);
+  });
+
   it("refuses an environment the file does not have", async () => {
     expect(await check(project({ vars: {} }), { env: "staging" })).toEqual([expect.stringMatching(/has no \[env\.staging\]/)]);
   });
@@ -137,6 +151,25 @@ describe("check-config", () => {
     expect(good.status).toBe(0);
   });
 
+  it("with --remote and no Cloudflare login: passes on wrangler's own error and says how to log in", () => {
+    const home = mkdtempSync(join(tmpdir(), "tollbooth-no-login-"));
+    dirs.push(home);
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, ".config"), TOLLBOOTH_SECRET: SECRET };
+    const run = spawnSync(process.execPath, [join(ROOT, "scripts/check-config.ts"), "--env", "production", "--remote", "--config", project({ vars: { ORIGIN_URL: "https://mcp-origin.internal" } })], { encoding: "utf8", env });
+    expect(run.stderr).toMatch(/^check-config: could not list the stored secrets \(wrangler secret list failed: In a non-interactive environment, it's necessary to set a CLOUDFLARE_API_TOKEN environment variable for wrangler to work\./m);
+    expect(run.stderr).toMatch(/^ {2}log in first: `npx wrangler login`, or set CLOUDFLARE_API_TOKEN \(and CLOUDFLARE_ACCOUNT_ID\): docs\/deploy\.md$/m);
+    expect(run.stderr).not.toMatch(/Logs were written/);
+    expect(run.stderr).not.toContain("\x1b[");
+    // The secret was set locally: the configuration itself passes.
+    expect(run.stdout).toMatch(/: ok$/m);
+  });
+
+  it("wranglerError: the [ERROR] lines without colours, warnings or the log file line", () => {
+    const out = "\x1b[33m▲ \x1b[43;33m[\x1b[43;30mWARNING\x1b[43;33m]\x1b[0m vars missing\n\n\x1b[31m✘ \x1b[41;31m[\x1b[41;97mERROR\x1b[41;31m]\x1b[0m \x1b[1mAuthentication error [code: 10000]\x1b[0m\n\n🪵  Logs were written to \"/x/y.log\"\n";
+    expect(wranglerError(out)).toBe("Authentication error [code: 10000]");
+    expect(wranglerError("something odd\n🪵  Logs were written to \"/x\"\n")).toBe("something odd");
+  });
+
   it("fails the repository's production environment until its placeholder origin is replaced", async () => {
     const problems = await checkConfig({ config: join(ROOT, "wrangler.toml"), env: "production", processEnv: { TOLLBOOTH_SECRET: SECRET } });
     expect(problems).toEqual([expect.stringMatching(/^ORIGIN_URL is the placeholder https:\/\/origin\.example\.com/)]);
@@ -155,6 +188,18 @@ describe("the generated Env", () => {
     expect(names.filter((n) => !envNames.has(n))).toEqual([]);
     // The one binding wrangler.toml ships commented out (Analytics Engine, opt-in).
     expect([...envNames].filter((n) => !names.includes(n))).toEqual(["TOLLBOOTH_ANALYTICS"]);
+  });
+
+  it("each deployed environment repeats the top level's vars: `npm run build -- --env <name>` is quiet", () => {
+    for (const env of ["production", "staging"]) {
+      const out = mkdtempSync(join(tmpdir(), "tollbooth-build-"));
+      dirs.push(out);
+      const run = spawnSync(process.execPath, [join(ROOT, "scripts/build.ts"), "--env", env, "--outdir", out], { cwd: ROOT, encoding: "utf8", env: { ...process.env, CI: "1", NO_COLOR: "1" } });
+      expect(run.status, run.stdout + run.stderr).toBe(0);
+      expect(run.stderr).toContain(`build: [env.${env}] of wrangler.toml`);
+      expect(run.stdout + run.stderr).not.toMatch(/WARNING|exist at the top level/);
+      expect(readFileSync(join(out, "index.js"), "utf8").length).toBeGreaterThan(10_000);
+    }
   });
 
   it("is up to date with wrangler.toml and .dev.vars.example (`npm run types -- --check`)", () => {

@@ -72,7 +72,7 @@
  * all); DECISION_LOG=off turns tollbooth's decision log line off in every tollbooth path.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -86,6 +86,7 @@ import { type McpSession, openSession } from "./mcp-http.ts";
 import { type Bundle, bundleWorker, type MiniflareWorker, startMiniflareWorker } from "./miniflare-worker.ts";
 import { BASE_USD_PER_MONTH, PRICES, type PriceKey } from "./prices.ts";
 import { type CpuSample, type ProcessSet, sampleCpu, wranglerProcesses } from "./proc-cpu.ts";
+import { farTollboothConfig } from "./workerd-cpu.ts";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 6);
 const SEGMENT_MS = Number(process.env.SEGMENT_MS ?? 1500);
@@ -368,39 +369,6 @@ function ratios(label: string, a: Stats, b: Stats): string {
   const cpu =
     a.cpu && b.cpu ? `  worker CPU ${a.cpu.worker - b.cpu.worker >= 0 ? "+" : ""}${(a.cpu.worker - b.cpu.worker).toFixed(3)} ms/req` : "";
   return `${label.padEnd(26)}p50 ${f(a.p50 / b.p50, 5)}×  p99 ${f(a.p99 / b.p99, 5)}×  throughput ${f(a.rps / b.rps, 5)}×${cpu}`;
-}
-
-/**
- * A copy of bench/far-tollbooth/wrangler.toml in `dir/name` with `main` absolute, the network
- * ceiling replaced (or removed, for `null`) and, with `stats: false`, no `Stats` binding.
- * @returns its path
- */
-async function farTollboothConfig(
-  dir: string,
-  name: string,
-  networkLimit: { limit: number; period: 10 | 60 } | null,
-  stats = true,
-): Promise<string> {
-  let toml = await readFile(fileURLToPath(new URL("far-tollbooth/wrangler.toml", import.meta.url)), "utf8");
-  toml = toml.replace(/^main = .*$/m, `main = ${JSON.stringify(fileURLToPath(new URL("far-tollbooth/index.ts", import.meta.url)))}`);
-  const block = /\[\[ratelimits\]\]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "[^"]*"\nsimple = \{[^}]*\}\n/;
-  if (!block.test(toml)) throw new Error("bench/far-tollbooth/wrangler.toml has no TOLLBOOTH_NETWORK_LIMIT block to replace");
-  toml = toml.replace(
-    block,
-    networkLimit === null
-      ? ""
-      : `[[ratelimits]]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "1001"\nsimple = { limit = ${networkLimit.limit}, period = ${networkLimit.period} }\n`,
-  );
-  if (!stats) {
-    const binding = /\[\[durable_objects\.bindings\]\]\nname = "TOLLBOOTH_STATS"\nclass_name = "Stats"\n/;
-    if (!binding.test(toml)) throw new Error("bench/far-tollbooth/wrangler.toml has no TOLLBOOTH_STATS binding to remove");
-    toml = toml.replace(binding, "");
-  }
-  const sub = join(dir, name);
-  await mkdir(sub, { recursive: true });
-  const path = join(sub, "wrangler.toml");
-  await writeFile(path, toml);
-  return path;
 }
 
 /** A new path (nothing measured yet). */

@@ -1,13 +1,15 @@
 /**
  * The measuring parts of `npm run bench:gateway`: the cost model (bench/cost.ts) against
  * sums worked by hand from the list prices, the price table's provenance (bench/prices.ts),
- * and the CPU reader (bench/proc-cpu.ts) against a real child process that burns a known
- * amount of its own CPU.
+ * the wrappers' counters (bench/far-tollbooth/far.ts) against stand-in bindings, and the CPU
+ * reader (bench/proc-cpu.ts) against a real child process that burns a known amount of its
+ * own CPU.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { describe, expect, it } from "vitest";
 import { costPerMillion, monthlyCost, type Ops } from "../../bench/cost.ts";
+import { type BenchCounts, benchEndpoint, countingKv, farNamespace, instrumentStorage, statsCalls } from "../../bench/far-tollbooth/far.ts";
 import { BASE_USD_PER_MONTH, PRICES } from "../../bench/prices.ts";
 import { cpuMs, wranglerProcesses } from "../../bench/proc-cpu.ts";
 
@@ -68,6 +70,47 @@ describe("price table", () => {
       if (p.from !== "cloudflare page")
         expect(typeof (p as { via?: unknown }).via, `${key}: a figure not read on Cloudflare's page says where it was read`).toBe("string");
     }
+  });
+});
+
+/** What the wrappers answer on `GET /__bench/do-calls` now. */
+async function counts(): Promise<BenchCounts> {
+  return (await benchEndpoint(new Request("http://bench/__bench/do-calls"))!.json()) as BenchCounts;
+}
+
+describe("operation counters", () => {
+  it("counts Durable Object calls, Stats flushes apart, KV reads per key, rows written and alarms set", async () => {
+    const stub = { admit: async (n: number) => n + 1, flush: async () => "ok", id: "object-id" };
+    const namespace = { idFromName: (name: string) => name, get: (_id: string) => stub };
+    const before = await counts();
+    const callers = farNamespace(namespace, 0);
+    const stats = farNamespace({ ...namespace }, 0, statsCalls);
+    expect(await callers.get(callers.idFromName("a")).admit(1)).toBe(2);
+    expect(await callers.get("b").admit(2)).toBe(3);
+    expect(callers.get("c").id).toBe("object-id"); // reading the id is no call
+    expect(await stats.get("s").flush()).toBe("ok");
+    const kv = countingKv({ get: async (key: string | string[]) => (Array.isArray(key) ? new Map() : null) });
+    await kv.get("k1");
+    await kv.get(["k2", "k3", "k4"]);
+    // A Durable Object's storage: each statement's rows written, one per setAlarm.
+    const alarms: number[] = [];
+    const storage = {
+      sql: { exec: (query: string) => ({ rowsWritten: query.startsWith("INSERT") ? 3 : 0 }) },
+      setAlarm: async (at: number) => void alarms.push(at),
+    };
+    instrumentStorage({ storage } as unknown as DurableObjectState);
+    instrumentStorage({ storage } as unknown as DurableObjectState); // twice: still counted once per write
+    storage.sql.exec("INSERT INTO t VALUES (1), (2), (3)");
+    storage.sql.exec("SELECT * FROM t");
+    await storage.setAlarm(42);
+    const after = await counts();
+    expect(after.calls - before.calls).toBe(2);
+    expect(after.statsCalls - before.statsCalls).toBe(1);
+    expect(after.kvReads - before.kvReads).toBe(4);
+    expect(after.rowsWritten - before.rowsWritten).toBe(4);
+    expect(alarms).toEqual([42]); // the real method still ran
+    // Other requests are the wrapped Worker's.
+    expect(benchEndpoint(new Request("http://bench/mcp", { method: "POST" }))).toBeNull();
   });
 });
 

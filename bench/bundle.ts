@@ -4,7 +4,8 @@
  * Builds the gateway twice with `wrangler deploy --dry-run` (nothing is uploaded): once
  * without minification (`--no-minify`), once as wrangler.toml ships it (`minify = true`),
  * and prints the size of each `index.js` raw and gzipped (level 9), in bytes and KiB,
- * against the 100 KiB gzipped budget. Exits 1 when the shipped bundle is over it.
+ * against the 100 KiB gzipped budget (and the 85 KiB target). Exits 1 when the shipped
+ * bundle is over the budget.
  *
  * Other scripts may import `measureBundle()` for the figures.
  */
@@ -18,8 +19,10 @@ import { gzipSync } from "node:zlib";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
-/** The budget for the shipped bundle, gzipped, in bytes (100 KiB). */
+/** The budget for the shipped bundle, gzipped, in bytes (100 KiB): `npm run check:budgets` (CI) fails above it. */
 export const GZIP_BUDGET_BYTES = 100 * 1024;
+/** The performance target for the shipped bundle, gzipped, in bytes (85 KiB; README, Performance): `npm run bench:gateway` reports PASS/FAIL against it. */
+export const GZIP_TARGET_BYTES = 85 * 1024;
 
 /** Sizes of one build of the Worker, in bytes. */
 export interface BuildSize {
@@ -36,6 +39,39 @@ export interface BundleSize {
 }
 
 /**
+ * Build a Worker with `wrangler deploy --dry-run --outdir <outdir>` (nothing is uploaded):
+ * `index.js` (and any other module) lands in `outdir`.
+ * @param config wrangler config path (default: the repository's wrangler.toml)
+ * @param minify true: the config's setting; false: `--no-minify`
+ * @throws Error with wrangler's output when the build fails
+ */
+export async function buildWorker(outdir: string, config?: string, minify = true): Promise<void> {
+  const args = [
+    WRANGLER_BIN,
+    "deploy",
+    "--dry-run",
+    "--outdir",
+    outdir,
+    ...(config ? ["--config", config] : []),
+    ...(minify ? [] : ["--no-minify"]),
+  ];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    WRANGLER_SEND_METRICS: "false",
+    WRANGLER_HIDE_BANNER: "true",
+    NO_COLOR: "1",
+    WRANGLER_LOG_PATH: join(outdir, "logs"),
+  };
+  delete env.NODE_ENV; // would be inlined into the bundle
+  try {
+    await promisify(execFile)(process.execPath, args, { cwd: ROOT, env, maxBuffer: 16 * 1024 * 1024 });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`wrangler deploy --dry-run failed: ${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`);
+  }
+}
+
+/**
  * Build the Worker with `wrangler deploy --dry-run --outdir <tmp>` and measure `index.js`.
  * @param minify true: wrangler.toml's setting (minified); false: `--no-minify`
  * @throws Error with wrangler's output when the build fails
@@ -43,15 +79,7 @@ export interface BundleSize {
 export async function build(minify: boolean): Promise<BuildSize> {
   const outdir = await mkdtemp(join(tmpdir(), "tollbooth-bundle-"));
   try {
-    const args = [WRANGLER_BIN, "deploy", "--dry-run", "--outdir", outdir, ...(minify ? [] : ["--no-minify"])];
-    const env: NodeJS.ProcessEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", NO_COLOR: "1", WRANGLER_LOG_PATH: join(outdir, "logs") };
-    delete env.NODE_ENV; // would be inlined into the bundle
-    try {
-      await promisify(execFile)(process.execPath, args, { cwd: ROOT, env, maxBuffer: 16 * 1024 * 1024 });
-    } catch (err) {
-      const e = err as { stdout?: string; stderr?: string; message: string };
-      throw new Error(`wrangler deploy --dry-run failed: ${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`);
-    }
+    await buildWorker(outdir, undefined, minify);
     const js = await readFile(join(outdir, "index.js"));
     return { bytes: js.byteLength, gzipBytes: gzipSync(js, { level: 9 }).byteLength };
   } finally {
@@ -79,6 +107,8 @@ if (import.meta.main) {
   console.log("|---|---|---|");
   for (const [name, s] of rows) console.log(`| ${name} | ${s.bytes} (${kib(s.bytes)}) | ${s.gzipBytes} (${kib(s.gzipBytes)}) |`);
   const over = size.minified.gzipBytes > GZIP_BUDGET_BYTES;
-  console.log(`\nshipped, gzipped: ${kib(size.minified.gzipBytes)} of the ${kib(GZIP_BUDGET_BYTES)} budget: ${over ? "OVER" : "ok"}`);
+  console.log(
+    `\nshipped, gzipped: ${kib(size.minified.gzipBytes)} of the ${kib(GZIP_BUDGET_BYTES)} budget: ${over ? "OVER" : "ok"} (target ${kib(GZIP_TARGET_BYTES)}: ${size.minified.gzipBytes <= GZIP_TARGET_BYTES ? "met" : "not met"})`,
+  );
   if (over) process.exitCode = 1;
 }

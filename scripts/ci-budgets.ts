@@ -1,34 +1,51 @@
 /**
- * `npm run check:budgets` (run by .ci/run before the tests): the two performance targets
- * that a code change alone can blow, as a cheap pass/fail check (about half a minute on
- * 2 cores). The budgets and the measurements are bench/'s (bench/bundle.ts,
- * bench/hot-path.ts); `npm run bench:gateway` prints the full figures.
+ * `npm run check:budgets` (run by .ci/run before the tests): the two performance budgets a
+ * code change alone can blow, as a cheap pass/fail check (about a minute on 2 cores). The
+ * budgets and the measurements are bench/'s; `npm run bench:gateway` prints the full figures
+ * and the (tighter) targets.
  *
  * - bundle: the shipped Worker (`wrangler deploy --dry-run`, minified per wrangler.toml)
- *   gzipped must stay under GZIP_BUDGET_BYTES (100 KiB);
- * - hot path: the sum of the per-request stages (bench/hot-path.ts) must stay under
- *   HOT_PATH_BUDGET_US (0.2 ms). A loaded CI machine only makes a round slower, never
- *   faster, so the check takes the best of ROUNDS short rounds: a code change that blows
- *   the budget fails every round, a busy neighbour does not fail them all.
+ *   gzipped must stay under GZIP_BUDGET_BYTES (100 KiB; the target, 85 KiB, is the bench's);
+ * - workerd CPU: tollbooth's own CPU per request, where Workers bill it — the workerd process
+ *   running the built bundle under Miniflare, its /proc CPU counters over sequential
+ *   `tools/call` echo calls (bench/workerd-cpu.ts) — minus a bare pass-through's, must stay
+ *   at most WORKERD_CPU_BUDGET_MS (4 ms).
+ *
+ * Why this budget, and why so wide: the target is 0.15 ms over the pass-through, measured by
+ * the bench on a quiet machine; today tollbooth is 1.6–2.5 ms over it on a busy 2-core machine
+ * (CPU time per request rises with a neighbour's load: shared caches, shared cores), so a
+ * budget near the target would fail every run, and one near today's figure would fail on
+ * noise. 4 ms fails a change that doubles tollbooth's own CPU (an app rebuilt per request, a
+ * key imported per request) and passes a loaded machine. Each path's figure is its best of
+ * ROUNDS rounds, the paths alternating: load only makes a round slower, so the best round is
+ * the one least disturbed. The Node in-process hot path (bench/hot-path.ts) is no budget any
+ * more: Node runs each WebCrypto call on a thread pool that workerd does not, so its sum says
+ * little about the CPU Cloudflare bills; it stays a per-stage profile in the bench.
  *
  * Exits 1 with a FAIL line per blown budget.
  */
 import { build, GZIP_BUDGET_BYTES } from "../bench/bundle.ts";
-import { HOT_PATH_BUDGET_US, measureHotPath } from "../bench/hot-path.ts";
+import { measureWorkerdCpu, WORKERD_CPU_BUDGET_MS } from "../bench/workerd-cpu.ts";
 
-const ROUNDS = 3;
-const ITERATIONS = 4_000;
-const WARMUP = 1_000;
+const ROUNDS = 5;
+const REQUESTS = 300;
 
 const started = performance.now();
 const bundle = await build(true);
-const rounds: number[] = [];
-for (let i = 0; i < ROUNDS; i++) rounds.push((await measureHotPath(ITERATIONS, WARMUP)).hotPathUs);
-const hotPathUs = Math.min(...rounds);
+const cpu = await measureWorkerdCpu(ROUNDS, REQUESTS);
+const pass = Math.min(...cpu.passthroughMs);
+const toll = Math.min(...cpu.tollboothMs);
+const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
 
 const checks: Array<[ok: boolean, line: string]> = [
-  [bundle.gzipBytes < GZIP_BUDGET_BYTES, `bundle < ${GZIP_BUDGET_BYTES / 1024} KiB gzipped: ${(bundle.gzipBytes / 1024).toFixed(1)} KiB (${(bundle.bytes / 1024).toFixed(1)} KiB minified)`],
-  [hotPathUs < HOT_PATH_BUDGET_US, `hot path < ${HOT_PATH_BUDGET_US / 1000} ms per request: ${(hotPathUs / 1000).toFixed(3)} ms (best of ${ROUNDS} rounds of ${ITERATIONS}: ${rounds.map((us) => (us / 1000).toFixed(3)).join(", ")} ms; Node ${process.version})`],
+  [
+    bundle.gzipBytes < GZIP_BUDGET_BYTES,
+    `bundle < ${GZIP_BUDGET_BYTES / 1024} KiB gzipped: ${(bundle.gzipBytes / 1024).toFixed(1)} KiB (${(bundle.bytes / 1024).toFixed(1)} KiB minified)`,
+  ],
+  [
+    toll - pass <= WORKERD_CPU_BUDGET_MS,
+    `workerd CPU per request, tollbooth − pass-through ≤ ${WORKERD_CPU_BUDGET_MS} ms: ${(toll - pass).toFixed(2)} ms (best of ${ROUNDS} rounds of ${REQUESTS} sequential calls: tollbooth ${toll.toFixed(2)} ms [${list(cpu.tollboothMs)}], pass-through ${pass.toFixed(2)} ms [${list(cpu.passthroughMs)}])`,
+  ],
 ];
 for (const [ok, line] of checks) console.log(`${ok ? "PASS" : "FAIL"}  ${line}`);
 console.log(`(${((performance.now() - started) / 1000).toFixed(1)} s)`);

@@ -4,30 +4,66 @@
  * `CallerBucket` or the `OriginGate` waits `DO_DELAY_MS` (default 25) milliseconds first,
  * and is counted (see far.ts). `GET /__bench/do-calls` answers `{ calls }`, the Durable
  * Object calls made since the isolate started. With `DO_DELAY_MS=0` it is tollbooth as
- * is, with the calls counted. The metrics' `Stats` object is bound as deployed, not made far
- * (its flushes run after responses, at most one per isolate per 5 s). Run by
- * `npm run bench:gateway` with wrangler.toml here.
+ * is, with the calls counted. The metrics' `Stats` object is not made far (its flushes run
+ * after responses, at most one per isolate per 5 s) but its calls are counted apart, and so
+ * are KV reads (`TOLLBOOTH_KEYS`) and Analytics Engine data points (`TOLLBOOTH_ANALYTICS`,
+ * when bound): the operations Cloudflare bills, for the bench's cost model. The wrapped
+ * environment is built once per environment object (once per isolate), so the gateway sees
+ * the same object on every request, as it does deployed. Run by `npm run bench:gateway`
+ * with wrangler.toml here (or a copy of it with bindings removed).
  */
-import gateway, { CallerBucket, OriginGate, Stats } from "../../workers/index.ts";
-import type { Env } from "../../workers/env.ts";
-import { benchEndpoint, delayOf, farNamespace } from "./far.ts";
 
-export { CallerBucket, OriginGate, Stats };
+import type { Env } from "../../workers/env.ts";
+import gateway, { CallerBucket as RealCallerBucket, OriginGate as RealOriginGate, Stats as RealStats } from "../../workers/index.ts";
+import { benchEndpoint, countAlarm, countingAnalytics, countingKv, delayOf, farNamespace, instrumentStorage, statsCalls } from "./far.ts";
+
+// The Durable Object classes, unchanged but for counting their SQLite rows written and alarms (far.ts).
+export class CallerBucket extends RealCallerBucket {
+  constructor(ctx: DurableObjectState, env: unknown) {
+    instrumentStorage(ctx);
+    super(ctx, env);
+  }
+  override alarm(): Promise<void> {
+    countAlarm();
+    return super.alarm();
+  }
+}
+export class OriginGate extends RealOriginGate {
+  constructor(ctx: DurableObjectState, env: unknown) {
+    instrumentStorage(ctx);
+    super(ctx, env);
+  }
+}
+export class Stats extends RealStats {
+  constructor(ctx: DurableObjectState, env: unknown) {
+    instrumentStorage(ctx);
+    super(ctx, env);
+  }
+}
 
 interface FarEnv extends Env {
   /** Milliseconds added before every Durable Object call (default 25). */
   DO_DELAY_MS?: string;
 }
 
-/** The gateway's environment: the same bindings, the Durable Object namespaces far. */
+const farEnvs = new WeakMap<object, Env>();
+
+/** The gateway's environment: the same bindings, the Durable Object namespaces far, the billed ones counted. */
 function farEnv(env: FarEnv): Env {
+  const known = farEnvs.get(env);
+  if (known) return known;
   const delayMs = delayOf(env);
   const { DO_DELAY_MS: _, ...rest } = env;
-  return {
+  const far: Env = {
     ...rest,
     CALLER_BUCKET: farNamespace(env.CALLER_BUCKET, delayMs),
     ...(env.ORIGIN_GATE ? { ORIGIN_GATE: farNamespace(env.ORIGIN_GATE, delayMs) } : {}),
+    ...(env.TOLLBOOTH_STATS ? { TOLLBOOTH_STATS: farNamespace(env.TOLLBOOTH_STATS, 0, statsCalls) } : {}),
+    ...(env.TOLLBOOTH_KEYS ? { TOLLBOOTH_KEYS: countingKv(env.TOLLBOOTH_KEYS) } : {}),
+    ...(env.TOLLBOOTH_ANALYTICS ? { TOLLBOOTH_ANALYTICS: countingAnalytics(env.TOLLBOOTH_ANALYTICS) } : {}),
   };
+  farEnvs.set(env, far);
+  return far;
 }
 
 export default {

@@ -39,7 +39,7 @@ import { toBase64Url } from "../shared/wire/encoding.ts";
 import { identityResolver } from "../shared/identity/index.ts";
 import { bodyCost, isBodyError, parseBody } from "../shared/jsonrpc.ts";
 import { hmac, importKeyring } from "../shared/credentials/keys.ts";
-import { parsePolicy, type PolicyInput } from "../shared/policy/index.ts";
+import { parsePolicy, type PolicyInput } from "../workers/schemes/policy.ts";
 import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ratelimit-headers.ts";
 import { newTokenId, signToken, tokenVerifier, verifyToken } from "../shared/credentials/token.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket } from "../workers/caller-bucket.ts";

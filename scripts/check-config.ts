@@ -24,7 +24,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { identityResolver } from "../shared/identity/index.ts";
 import { parseSecrets } from "../shared/credentials/keys.ts";
-import { parsePolicy, type Policy } from "../shared/policy/index.ts";
+import { parsePolicy, type Policy } from "../workers/schemes/policy.ts";
 import { isLoopback, originProblem, parseRoutes } from "../shared/policy/routes.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));

@@ -10,7 +10,7 @@
  * --json` prints the raw JSON log lines instead.
  */
 import { randomBytes } from "node:crypto";
-import { parsePolicy } from "../shared/policy/index.ts";
+import { parsePolicy } from "../workers/schemes/policy.ts";
 import { startEverything, type Everything } from "./stack/everything.ts";
 import { startGateway } from "./stack/gateway.ts";
 import { decisionPrinter } from "./decision-lines.ts";

@@ -21,38 +21,9 @@ import { DurableObject } from "cloudflare:workers";
 import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/limits/bucket.ts";
 import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../shared/limits/difficulty.ts";
 import { grantLease, type LeaseGrant, type LeaseWant } from "../shared/limits/lease.ts";
+import type { DenyReason, Redemption } from "./schemes/contract.ts";
 
-/**
- * A verified credential to redeem (a proof-of-work solution, a paid L402 macaroon): what it
- * buys and the id spent once. Built by the credential's scheme (workers/schemes/).
- */
-export interface Redemption {
-  /** Id spent at most once: a challenge id (proof of work), `l402:<payment hash hex>` (L402). */
-  spendId: string;
-  /** Unix ms at or after which the credential is refused (by the object's clock too); the spent mark outlives it by `SPENT_MARGIN_MS`. */
-  spendUntilMs: number;
-  /** Id of the credit balance it opens (the access token's `jti`). */
-  jti: string;
-  /** Credits it buys. */
-  credits: number;
-  /** Unix ms when the credits expire. */
-  tokenExpiresMs: number;
-  /**
-   * false (proof of work): a second redemption of `spendId` is refused (`<prefix>_spent`).
-   * true (L402): the credential is sent on every request; once redeemed, later uses spend
-   * the same balance (`jti`), so one payment buys one set of credits.
-   */
-  reusable: boolean;
-  /** Prefix of refusal reasons (`solution`, `l402`). */
-  prefix: string;
-  /** Whether redeeming counts as a solve (raises the caller's adaptive difficulty). */
-  solve: boolean;
-  /**
-   * Leading zero bits the credential's challenge asked (proof of work only). When the caller's
-   * difficulty at redemption is higher, the credential buys less: see `solutionWorth`.
-   */
-  difficulty?: number;
-}
+export type { DenyReason, Redemption } from "./schemes/contract.ts";
 
 /**
  * Credits a solution buys at redemption: its challenge asked `solvedBits` (the work is worth
@@ -108,15 +79,6 @@ export interface AdmitRequest {
    */
   lease?: LeaseWant;
 }
-
-/**
- * Why a request was not admitted: a layer (`over_budget`, `ceiling`, `sessions`,
- * `streams`) or a refused credential `<prefix>_<reason>` (`token_exhausted`,
- * `solution_spent`, `l402_exhausted`, …): the union of every scheme's refusals, in
- * workers/schemes/index.ts.
- */
-export type { DenyReason } from "./schemes/index.ts";
-import type { DenyReason } from "./schemes/index.ts";
 
 /** The refusal `<prefix>_<what>` of a redemption's scheme (each scheme's union includes these). */
 const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown" | "too_easy"): DenyReason => `${prefix}_${what}` as DenyReason;
@@ -548,11 +510,11 @@ export class CallerBucket extends DurableObject {
   /**
    * Claim a spend id gateway-wide, once: called on the object named `spent:<spend id>`
    * (`SPEND_SCOPE`, workers/gate.ts; no route prefix, so every route reaches the same one)
-   * right before a payment is settled (x402 `/settle`). The check and the mark are one
+   * right before a payment is settled (`PaymentScheme.settle`). The check and the mark are one
    * synchronous step: of any number of concurrent claims, exactly one gets `claimed: true`.
    * The mark is kept until `untilMs` + `SPENT_MARGIN_MS`; the alarm then deletes the object's
    * state (nothing else lives in it).
-   * @param req.spendId the redemption's `spendId` (x402: `x402:<network>:<asset>:<payer>:<nonce>`)
+   * @param req.spendId the redemption's `spendId` (a payment's: `<prefix>:<what identifies the payment>`)
    * @param req.untilMs unix ms at or after which the credential is refused anyway (its `spendUntilMs`)
    * @throws TypeError when `untilMs` is not a safe integer or `spendId` is empty
    */
@@ -569,7 +531,7 @@ export class CallerBucket extends DurableObject {
   }
 
   /**
-   * Withdraw the balance a redemption opened (its payment did not complete: x402 settlement
+   * Withdraw the balance a redemption opened (its payment did not complete: its settlement
    * failed, or its spend id was claimed on another route). The spent mark stays: the same
    * authorization cannot be redeemed again.
    */

@@ -38,7 +38,7 @@ export interface Env {
    */
   TOLLBOOTH_LIGHTNING_SECRET?: string;
   /**
-   * Optional: the `Authorization` value sent to the x402 facilitator (e.g. `Bearer …`), when
+   * Optional: the `Authorization` value sent to the payment facilitator (e.g. `Bearer …`), when
    * the policy sets `facilitator` and the facilitator needs one. A secret.
    */
   TOLLBOOTH_FACILITATOR_AUTH?: string;

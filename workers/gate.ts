@@ -12,7 +12,7 @@ import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ra
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, StatusResult } from "./caller-bucket.ts";
 import type { NetworkLimiter } from "./env.ts";
 import type { OriginGate } from "./origin-gate.ts";
-import type { PaymentScheme } from "./schemes/index.ts";
+import type { PaymentScheme } from "./schemes/contract.ts";
 
 /** Name of the single origin-ceiling object (`ORIGIN_GATE.idFromName`). */
 export const ORIGIN_GATE_NAME = "origin";
@@ -77,8 +77,8 @@ export interface Gate {
    */
   blockedUntil: (identity: string, nowMs: number) => Promise<number | null>;
   /**
-   * Claim a redemption's spend id gateway-wide, right before its payment is settled (x402
-   * `/settle`): resolves true exactly once per spend id across every route and isolate
+   * Claim a redemption's spend id gateway-wide, right before its payment is settled
+   * (`PaymentScheme.settle`): resolves true exactly once per spend id across every route and isolate
    * (the `CallerBucket` named `SPEND_SCOPE` + spend id), false after. Rejects as the store does.
    * @param untilMs unix ms the credential is refused anyway (its `spendUntilMs`)
    */

@@ -7,7 +7,7 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { admin, type AdminRoute } from "./admin/index.ts";
 import { importKeyring, parseSecrets, type HmacKey } from "../shared/credentials/keys.ts";
-import { parsePolicy, type Policy } from "../shared/policy/index.ts";
+import { parsePolicy, type Policy } from "./schemes/policy.ts";
 import { originProblem, parseRoutes, routeSecrets } from "../shared/policy/routes.ts";
 import type { Env } from "./env.ts";
 import { parseFlushMs } from "./observe/flusher.ts";

@@ -1,8 +1,7 @@
 /**
  * `_meta` of MCP messages passing through the gateway (MCP "General fields: `_meta`";
- * x402 `specs/transports-v2/mcp.md`; docs/wire-contract.md §12 "Inside MCP"): taking a
- * value (the payment, `x402/payment`) out of a request's `params._meta` before it is
- * forwarded, and adding values (the receipt, `x402/payment-response`) to `result._meta`
+ * docs/wire-contract.md §12 "Inside MCP"): taking a value (a scheme's payment) out of a
+ * request's `params._meta` before it is forwarded, and adding values (its receipt) to `result._meta`
  * of the origin's JSON-RPC response to that request — a JSON body, or the one SSE event
  * that carries it.
  */
@@ -20,7 +19,7 @@ const CR = 0x0d;
  * Take `params._meta[key]` out of a single JSON-RPC request.
  * @param raw the request body: UTF-8 JSON, already validated by the caller (`parseBody`:
  *   no duplicate member names, so the value taken is the only one)
- * @param key the `_meta` member, e.g. `"x402/payment"`
+ * @param key the `_meta` member, e.g. `"<scheme>/payment"`
  * @returns the value and the body to forward: `JSON.stringify` of the parsed message with
  *   that member deleted, and `_meta` deleted too when nothing else is left in it (so a
  *   request that had no other `_meta` reaches the origin as if it never had one). Every
@@ -85,7 +84,7 @@ function mediaType(value: string | null): string {
  *  - any other type, or no body: `res` itself.
  * Status, status text and headers are kept, except `Content-Length` (dropped whenever the
  * body is transformed). `res.body` is consumed: use only the response returned.
- * @param meta members to add, e.g. `{ "x402/payment-response": receipt }`
+ * @param meta members to add, e.g. `{ "<scheme>/payment-response": receipt }`
  */
 export function addResultMeta(res: Response, id: string | number, meta: Record<string, unknown>): Response {
   const type = mediaType(res.headers.get("content-type"));

@@ -1,14 +1,16 @@
 /**
  * The over-budget answer: 402 Payment Required with one challenge per enabled payment
- * scheme (workers/schemes/), or 401 for a payment credential that did not verify (L402), or
+ * scheme (workers/schemes/), or 401 for a payment credential that did not verify (a scheme
+ * whose rule says so), or
  * 429 in a plan's 429 mode. The wire contract is in docs/wire-contract.md §1, §10–11; tests
- * in test/workers/payment-required.test.ts and test/workers/l402.test.ts pin it.
+ * in test/workers/payment-required.test.ts and the paid schemes' workers tests pin it.
  */
 import { ErrorCode, type ParsedBody } from "../shared/jsonrpc.ts";
 import type { Plan } from "../shared/policy/index.ts";
 import { WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire/headers.ts";
 import { jsonRpcError } from "./responses.ts";
-import type { Offer, OfferContext, PaymentScheme, Unavailable } from "./schemes/index.ts";
+import type { Offer, OfferContext, PaymentScheme, Unavailable } from "./schemes/contract.ts";
+import { schemeOfType } from "./schemes/registry.ts";
 
 export { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire/headers.ts";
 
@@ -45,8 +47,8 @@ function lower(text: string): string {
  * whose payment buys at least `cost`, in the schemes' order, each in its own
  * `WWW-Authenticate` field line and in `error.data.challenges` (an unavailable scheme is
  * listed there as `{ type, unavailable: true, reason, message }`).
- * - 402 (`error.code` 402), or 401 (`error.code` 401) when `status` is 401 (a refused L402
- *   credential: the L402 spec's answer);
+ * - 402 (`error.code` 402), or 401 (`error.code` 401) when `status` is 401 (a refused
+ *   credential of a scheme whose rule says so);
  * - in the plan's 429 mode, 429 with an exact integer `Retry-After` and the challenges only
  *   in `error.data` (no `WWW-Authenticate`);
  * - a request that no payment can buy (costs more than every scheme's credits), or when
@@ -70,8 +72,6 @@ export async function paymentRequired(opts: {
   solves?: number | undefined;
   headers: Record<string, string>;
   status?: 401 | 402 | 503;
-  /** Answer a single `tools/call` with an MCP tool result when an x402 offer is available (policy `x402ToolResult`). */
-  toolResult?: boolean;
   /** Extra `error.data` fields (e.g. a payment service's `detail`). */
   detail?: Record<string, unknown>;
 }): Promise<Response> {
@@ -105,10 +105,10 @@ export async function paymentRequired(opts: {
     ? { difficultyRaised: { base, current: difficulty, recentSolves: opts.solves ?? 0, why: `${opts.solves ?? 0} recent solves (decaying with a half-life of ${plan.challenge.adaptive.halfLifeSeconds} s): +1 bit per ${plan.challenge.adaptive.solvesPerStep}` } }
     : {};
   const data = { reason: opts.reason, ...opts.detail, plan: plan.name, cost: opts.cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, challenges: offers.map(listed), ...gatewayUrls(opts.url) };
-  // Headers a scheme signals itself with (x402: PAYMENT-REQUIRED), in every mode.
+  // Headers a scheme signals itself with (its own challenge header), in every mode.
   const schemeHeaders: Record<string, string> = Object.assign({}, ...available.map((o) => o.headers ?? {}));
-  if (opts.toolResult && status === 402) {
-    const tool = toolResult(opts.body, available, data);
+  if (status === 402) {
+    const tool = toolResult(opts.schemes, opts.body, available, data);
     if (tool) return new Response(JSON.stringify(tool), { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store", ...opts.headers, ...schemeHeaders } });
   }
   const hint = available.map((o, i) => (i === 0 ? o.hint : lower(o.hint))).join("; or ");
@@ -133,27 +133,17 @@ export async function paymentRequired(opts: {
 }
 
 /**
- * The over-budget answer as an MCP tool result (x402 `specs/transports-v2/mcp.md`): for a
- * single `tools/call` with an x402 offer, a JSON-RPC result `{ isError: true,
- * structuredContent: <PaymentRequired>, content: [{ type: "text", text: <its JSON> }],
- * _meta: { "x402/error": <PaymentRequired>, "tollbooth/challenges": [...] } }`, so stock
- * x402 MCP clients (which read the spec's shape or Cloudflare `agents/x402`'s) can pay.
- * @returns the JSON-RPC response, or null when the request is not a single `tools/call` or no x402 is offered
+ * The over-budget answer to a single `tools/call` as an MCP tool result: the first available
+ * offer whose scheme has that form (`PaymentScheme.toolResult`, present when the policy asks
+ * for it) renders it.
+ * @returns the JSON-RPC response, or null when the request is not a single `tools/call` or no scheme renders one
  */
-function toolResult(body: ParsedBody | null, offers: readonly Offer[], data: Record<string, unknown>): Record<string, unknown> | null {
+function toolResult(schemes: readonly PaymentScheme[], body: ParsedBody | null, offers: readonly Offer[], data: Record<string, unknown>): Record<string, unknown> | null {
   const m = body && !body.batch ? body.messages[0] : undefined;
   if (!m || m.method !== "tools/call" || m.id === undefined) return null;
-  const x402 = offers.find((o) => o.type === "x402");
-  const required = x402?.json.paymentRequired;
-  if (!required) return null;
-  return {
-    jsonrpc: "2.0",
-    id: m.id,
-    result: {
-      isError: true,
-      structuredContent: required,
-      content: [{ type: "text", text: JSON.stringify(required) }],
-      _meta: { "x402/error": required, "tollbooth/challenges": data.challenges, "tollbooth/reason": data.reason },
-    },
-  };
+  for (const offer of offers) {
+    const result = schemeOfType(schemes, offer.type)?.toolResult?.(offer, m.id, data);
+    if (result) return result;
+  }
+  return null;
 }

@@ -14,14 +14,15 @@
  *    stream caps (429), credentials (`Tollbooth-Solution`, `Tollbooth-Token`, verified
  *    statelessly first), then the free bucket: over budget → 402 with a challenge whose
  *    difficulty adapts to the caller's recent solves (or 429 in the plan's 429 mode).
- *    A payment (x402) or an access token that makes the request its payer's (`evm:<address>`)
+ *    A payment or an access token that makes the request its payer's (a scheme's payer id)
  *    is refused 403 `blocked` when the identity the request came from is blocked: for a
  *    payment before the payment service is asked, for a token in parallel with the payer's
  *    object (`Gate.blockedUntil`, answers reused per isolate ≤ `BLOCK_MEMO_MS` = 5 s).
  * 6. Origin ceiling (all callers together, one `OriginGate` object), when the policy sets
  *    one: 429, and the caller's charge is given back.
- * 7. A payment to complete (x402): its spend id claimed once gateway-wide (every route
- *    shares the object), then settled; a claim lost elsewhere is refused 402 `x402_spent`.
+ * 7. A payment to complete (`PaymentScheme.settle`): its spend id claimed once gateway-wide
+ *    (every route shares the object), then settled; a claim lost elsewhere is refused 402
+ *    `<prefix>_spent`.
  * Admitted requests go on to the next handler (the proxy) with `c.var.tollbooth` set; a
  * request the origin never answers (502, 504) is refunded by the proxy through it.
  *
@@ -35,7 +36,7 @@ import { identityResolver, networkFor } from "../shared/identity/index.ts";
 import { fromBase64Url } from "../shared/wire/encoding.ts";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../shared/jsonrpc.ts";
 import { importKeyring, parseSecrets, type Keyring } from "../shared/credentials/keys.ts";
-import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "../shared/policy/index.ts";
+import { maxPayableCost, parsePolicy, planFor, type Plan, type Policy, type PolicyInput } from "./schemes/policy.ts";
 import { LeaseTable } from "../shared/limits/lease.ts";
 import { refuse } from "../shared/result.ts";
 import { signToken, tokenVerifier, type TokenClaims } from "../shared/credentials/token.ts";
@@ -46,11 +47,12 @@ import type { Decision, DecisionRecord } from "./observe/types.ts";
 import type { NetworkLimiter } from "./env.ts";
 import { blockChecker, boundedStore, limitHeaders, originCeiling, overNetworkCeiling, SPEND_SCOPE, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
-import { describeRequest, paymentRequired } from "./payment.ts";
+import { describeRequest, gatewayUrls, paymentRequired } from "./payment.ts";
 import { json, jsonRpcError } from "./responses.ts";
 import { addResultMeta } from "./mcp-meta.ts";
 import { decided, note, type DecisionFields } from "./observe/observe.ts";
-import { paymentSchemes, schemeOfReason, type PaymentScheme, type Redeemable, type Settled } from "./schemes/index.ts";
+import type { PaymentScheme, Redeemable, Settled } from "./schemes/contract.ts";
+import { isPayerId, paymentSchemes, schemeOfReason } from "./schemes/registry.ts";
 import { wellKnown } from "./well-known.ts";
 
 export { StoreTimeoutError, type CallerStore, type Gate, type StoreNamespace } from "./gate.ts";
@@ -278,7 +280,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       return decided(c, { decision: "bad_request", reason: "cost_too_high" }, jsonRpcError(400, body, ErrorCode.InvalidRequest, `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`, { cost, maxCost, plan: plan.name }));
     }
 
-    // The request's caller; a payment that names its payer (x402), or an access token bought
+    // The request's caller; a payment that names its payer, or an access token bought
     // by one, makes the request that payer's.
     let caller = identity.id;
     const keyring = await gate.keyring();
@@ -292,11 +294,13 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     /** What a payment service said when it refused the credential (`error.data.detail`). */
     let refusedDetail: { detail: string } | undefined;
     let credential = false;
-    /** A payment to complete once the caller's state holds its redemption (x402 settlement). */
+    /** A payment to complete once the caller's state holds its redemption (its settlement). */
     let settlement: { scheme: PaymentScheme; credential: unknown } | undefined;
     let forwardBody = rawBody;
-    /** The scheme of the credential the request carries (`pow`, `l402`, `x402`, `token`), for the decision record. */
+    /** The scheme of the credential the request carries (its `type`, or `token`), for the decision record. */
     let via: string | undefined;
+    /** What paid, when the request is admitted with its credential: the scheme's `prefix`, or `token`. */
+    let paidAs: string | undefined;
     /** What the credential's payment was, when it is one (counted once the request is admitted with it redeemed). */
     let payment: Redeemable["paid"];
     /** Record how the request ended (its caller as it is now: a payer may have named it). */
@@ -313,6 +317,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       if (read === null) continue;
       credential = true;
       via = scheme.type;
+      paidAs = scheme.prefix;
       // A credential carried in the body (MCP `_meta`) is removed from what the origin gets.
       if (read.ok && read.body) forwardBody = read.body;
       if (read.ok && scheme.namesPayer) {
@@ -338,7 +343,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         if (check.identity !== undefined) caller = check.identity;
         admit.redeem = r;
         payment = check.paid;
-        // A one-time credential (a solution, an x402 bundle) buys an access token the caller
+        // A one-time credential (a solution, a bundle of credits) buys an access token the caller
         // keeps; a reusable one (L402) is its own token; a per-request payment buys none.
         if (!r.reusable && check.token !== false) tokenClaims = { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits };
         if (scheme.settle && read.ok) settlement = { scheme, credential: read.credential };
@@ -349,8 +354,9 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (!credential && tokenHeader !== null) {
       credential = true;
       via = "token";
+      paidAs = "token";
       verifyToken ??= tokenVerifier(keyring);
-      // A token bought by an x402 payer names that payer: it is verified as theirs.
+      // A token bought by a payer names that payer: it is verified as theirs.
       const payer = payerNamedBy(tokenHeader);
       const check = await verifyToken(tokenHeader.trim(), payer ?? caller, nowMs);
       if (!check.ok) admit.refused = `token_${check.reason}`;
@@ -457,11 +463,10 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       const reason = decision.reason ?? "over_budget";
       const status = (refusedBy ?? schemeOfReason(schemes, reason))?.refusalStatus(reason) ?? 402;
       const offer = { policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
-      // A solution solved below the caller's current difficulty: say what it was worth (the 402's challenge asks the current difficulty).
-      if (reason === "solution_too_easy" && admit.redeem?.difficulty !== undefined) {
-        refusedDetail = { detail: `the solution's challenge asked ${admit.redeem.difficulty} bits; this caller's difficulty is now ${offer.difficulty}, so it buys ${decision.solutionCredits ?? 0} of its ${admit.redeem.credits} credits, less than the ${cost} this request costs: solve the fresh challenge` };
-      }
-      const answer = await paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, toolResult: policy.x402ToolResult, ...(refusedDetail ? { detail: refusedDetail } : {}) });
+      // The scheme's own words for its redemption refused by the caller's object, when it has some.
+      const explained = admit.redeem ? schemeOfReason(schemes, reason)?.refusalDetail?.(reason, { redemption: admit.redeem, difficulty: offer.difficulty, worth: decision.solutionCredits, cost, challengeUrl: gatewayUrls(url).challengeUrl }) : undefined;
+      if (explained !== undefined) refusedDetail = { detail: explained };
+      const answer = await paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, ...(refusedDetail ? { detail: refusedDetail } : {}) });
       return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty, credits: decision.credits }, answer);
     }
 
@@ -493,7 +498,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       }
     }
 
-    // Complete a payment (x402: settle) only once everything else admitted the request, and
+    // Complete a payment (its settlement) only once everything else admitted the request, and
     // before the origin is asked: a request whose payment does not complete never reaches it.
     let receipt: Settled["receipt"];
     if (settlement && admit.redeem) {
@@ -516,7 +521,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         delete headers[CREDITS_HEADER];
         const reason = `${settlement.scheme.prefix}_${done.reason}`;
         const offer = { policy, plan, keyring, caller, nowMs, cost, url, what: describeRequest(req.method, url.pathname, body), reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
-        const answer = await paymentRequired({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), toolResult: policy.x402ToolResult, ...(done.detail !== undefined ? { detail: { detail: done.detail } } : {}) });
+        const answer = await paymentRequired({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), ...(done.detail !== undefined ? { detail: { detail: done.detail } } : {}) });
         return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty }, answer);
       }
       Object.assign(headers, done.headers);
@@ -554,8 +559,8 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       caller,
       scheme: via,
       decision: "admitted",
-      // What paid: the credential's scheme (a solution, an L402 or x402 payment, a token), else the bucket or nothing.
-      reason: via === undefined ? (decision.paidBy ?? "free") : via === "pow" ? "solution" : via,
+      // What paid: the credential (its scheme's prefix, or a token), else the bucket or nothing.
+      reason: paidAs ?? decision.paidBy ?? "free",
       redeemed: redeemed || undefined,
       paid: redeemed && payment && via !== undefined ? { scheme: via, ...payment } : undefined,
       credits: decision.credits,
@@ -601,9 +606,9 @@ function leaseDecision(plan: Plan, cost: number, local: { bucketRemaining: numbe
 }
 
 /**
- * The payer an access token names, when its (unverified) `sub` is an x402 payer
- * `evm:0x<40 hex>`; null otherwise. The token is then verified for that caller: its
- * signature, not this peek, decides.
+ * The payer an access token names, when its (unverified) `sub` is a registered scheme's
+ * payer id (`SchemeModule.payers`); null otherwise. The token is then verified for that
+ * caller: its signature, not this peek, decides.
  */
 function payerNamedBy(token: string): string | null {
   const payload = token.trim().split(".")[2];
@@ -611,7 +616,7 @@ function payerNamedBy(token: string): string | null {
   if (!bytes) return null;
   try {
     const sub = (JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown }).sub;
-    return typeof sub === "string" && /^evm:0x[0-9a-f]{40}$/.test(sub) ? sub : null;
+    return typeof sub === "string" && isPayerId(sub) ? sub : null;
   } catch {
     return null;
   }

@@ -1,8 +1,8 @@
 /**
  * tollbooth's own endpoints, siblings of the three tools of @powforge/captcha-mcp:
  * - `GET  /.well-known/tollbooth`           the policy (plans, prices, buckets, ceilings, challenge, limits)
- * - `GET  /.well-known/tollbooth/challenge` a fresh challenge for this caller (`?type=pow` default, `l402`, `x402`)
- * - `POST /.well-known/tollbooth/verify`    redeem a credential (`{ "type": "pow" (default) | "l402" | "x402", … }`) → `{ token, expires_in, credits }`
+ * - `GET  /.well-known/tollbooth/challenge` a fresh challenge for this caller (`?type=<scheme>`, default the first scheme: `pow`)
+ * - `POST /.well-known/tollbooth/verify`    redeem a credential (`{ "type": <scheme> (default `pow`), … }`) → `{ token, expires_in, credits }`
  * - `GET  /.well-known/tollbooth/status`    this caller's plan, buckets, difficulty, open slots and token balance
  */
 import { planFor, type Plan, type Policy } from "../shared/policy/index.ts";
@@ -10,7 +10,8 @@ import { refuse } from "../shared/result.ts";
 import { signToken, verifyToken } from "../shared/credentials/token.ts";
 import { TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire/headers.ts";
 import { gatewayUrls } from "./payment.ts";
-import { schemeOfType, type PaymentScheme } from "./schemes/index.ts";
+import type { PaymentScheme, RedemptionFacts } from "./schemes/contract.ts";
+import { PUBLISHED, schemeOfType } from "./schemes/registry.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { Gate } from "./gate.ts";
 import { json } from "./responses.ts";
@@ -33,8 +34,7 @@ function publicPlan(plan: Plan, schemes: readonly PaymentScheme[]): Record<strin
     overBudget: plan.overBudget,
     limits: plan.limits,
     // Prices published only where their scheme is offered.
-    ...(schemeOfType(schemes, "l402") && plan.l402 ? { l402: plan.l402 } : {}),
-    ...(schemeOfType(schemes, "x402") && plan.x402 ? { x402: plan.x402 } : {}),
+    ...Object.assign({}, ...schemes.map((s) => s.publicPlan?.(plan) ?? {})),
   };
 }
 
@@ -56,10 +56,8 @@ function publicPolicy(policy: Policy, schemes: readonly PaymentScheme[], url: UR
     maxJsonDepth: policy.maxJsonDepth,
     token: { ttlSeconds: policy.token.ttlSeconds, header: "Tollbooth-Token" },
     solutionHeader: "Tollbooth-Solution",
-    // Where x402 payments go (never the facilitator's credential).
-    ...(policy.facilitator && schemeOfType(schemes, "x402") ? { x402: { payTo: policy.facilitator.payTo, assets: policy.facilitator.assets, maxTimeoutSeconds: policy.facilitator.maxTimeoutSeconds, toolResult: policy.x402ToolResult } } : {}),
-    // What a client needs to pay over Lightning (never the backend's URL or secret).
-    ...(policy.lightning && schemeOfType(schemes, "l402") ? { lightning: { service: policy.lightning.service, invoiceExpirySeconds: policy.lightning.invoiceExpirySeconds, credentialHeader: "Tollbooth-L402" } } : {}),
+    // What a client needs to pay with each enabled scheme (never a secret), in the published order.
+    ...Object.assign({}, ...PUBLISHED.map((type) => schemeOfType(schemes, type)?.publicPolicy?.() ?? {})),
     ...gatewayUrls(url),
   };
 }
@@ -116,7 +114,7 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
     if (!status.admitted) return overCeiling(status.ceiling.retryAfterSeconds, headers);
     const difficulty = status.difficulty ?? plan.challenge.difficulty;
     if (route === "/challenge") {
-      const type = url.searchParams.get("type") ?? "pow";
+      const type = url.searchParams.get("type") ?? gate.schemes[0]!.type;
       const scheme = schemeOfType(gate.schemes, type);
       if (!scheme || scheme.credits(plan) === 0) return problem(400, "invalid_request", `No challenge of type ${JSON.stringify(type)} for plan ${plan.name}; offered: ${gate.schemes.filter((s) => s.credits(plan) > 0).map((s) => s.type).join(", ")}`);
       const offer = await scheme.offer({ policy, plan, keyring, caller, nowMs, cost: 0, difficulty, url, what: `${type} challenge`, reason: "requested" });
@@ -149,13 +147,12 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
     return problem(400, "invalid_request", "The body must be a JSON object with the challenge fields and nonce");
   }
   const fields = params as Record<string, unknown>;
-  // No `type`: a proof-of-work solution (as before schemes had types).
-  const type = fields.type === undefined ? "pow" : fields.type;
+  // No `type`: the first scheme's (always enabled: a solution, as before schemes had types).
+  const type = fields.type === undefined ? gate.schemes[0]!.type : fields.type;
   const scheme = typeof type === "string" ? schemeOfType(gate.schemes, type) : undefined;
   if (!scheme) return problem(400, "invalid_request", `Unknown credential type ${JSON.stringify(type)}; accepted: ${gate.schemes.map((s) => s.type).join(", ")}`);
   const read = scheme.readJson(fields);
   if (!read.ok && read.reason === "malformed") return problem(400, "invalid_request", `The body must hold ${scheme.verifyFields}`);
-  if (!read.ok && read.reason === "unsupported_algorithm") return problem(422, "invalid_solution", "Only algorithm sha256 is supported", { reason: read.reason });
   const unavailable = () => problem(503, "unavailable", "The rate-limit state could not be reached", undefined, { "retry-after": "1" });
   const blocked = (retryAfterSeconds: number, headers: Record<string, string> = {}) => {
     const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
@@ -173,13 +170,13 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
     if (until !== null) return blocked((until - nowMs) / 1000);
   }
   const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost: 0 }) : read;
-  const refused = (reason: string, headers?: Record<string, string>) =>
-    scheme.type === "pow"
-      ? problem(422, "invalid_solution", `Solution refused: ${reason}`, { reason }, headers)
-      : problem(scheme.refusalStatus(`${scheme.prefix}_${reason}`), "invalid_credential", `Credential refused: ${scheme.prefix}_${reason}`, { reason: `${scheme.prefix}_${reason}` }, headers);
+  const refused = (reason: string, headers?: Record<string, string>, facts?: RedemptionFacts) => {
+    const r = scheme.verifyRefusal(reason, facts);
+    return problem(r.status, r.error, r.message, r.data, headers);
+  };
   if (!check.ok) return refused(check.reason);
   const redemption = check.redemption;
-  // A payment that names its payer (x402) buys for that payer.
+  // A payment that names its payer buys for that payer.
   if (check.identity !== undefined) {
     caller = check.identity;
     stub = gate.buckets.of(caller);
@@ -196,12 +193,8 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
   if (result.reason === "blocked") return blocked(result.retryAfterSeconds ?? 1, headers);
   if (!result.admitted) {
     const reason = result.reason!.slice(redemption.prefix.length + 1);
-    // A solution below the caller's current difficulty buys nothing: fetch a fresh challenge (it asks `difficulty`).
-    if (result.reason === "solution_too_easy") {
-      return problem(422, "invalid_solution", `Solution refused: too_easy: its challenge asked ${redemption.difficulty} bits; this caller's difficulty is now ${result.difficulty}, so it buys no credits. Solve a fresh challenge`, { reason, difficulty: result.difficulty, challengeUrl: gatewayUrls(url).challengeUrl }, headers);
-    }
-    // The reason as the pow wire has always said it: "spent" (each challenge redeems once).
-    return refused(reason, headers);
+    // In the scheme's words (a solution below the caller's current difficulty says where a fresh challenge is).
+    return refused(reason, headers, { redemption, difficulty: result.difficulty, worth: result.solutionCredits, cost: 0, challengeUrl: gatewayUrls(url).challengeUrl });
   }
   let settledHeaders: Record<string, string> = {};
   if (scheme.settle && read.ok) {

@@ -10,7 +10,7 @@ import bolt11 from "bolt11";
 import { decode } from "light-bolt11-decoder";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { invoiceAmountSats, invoicePaymentHash, lndWallet, WalletError } from "../../shared/agent/wallets.ts";
-import { InvoiceError, lnbitsInvoices, lndInvoices, type InvoiceFetch } from "../../workers/invoices.ts";
+import { InvoiceError, lnbitsInvoices, lndInvoices, type InvoiceFetch } from "../../workers/schemes/l402/invoices.ts";
 import { REGTEST, STANDIN_NODE_KEY, startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 
 const NODE_PUBKEY = (() => {

@@ -17,7 +17,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { networkFor } from "../../shared/identity/index.ts";
-import { parsePolicy, planFor, type Policy, type PolicyInput } from "../../shared/policy/index.ts";
+import { parsePolicy, planFor, type Policy, type PolicyInput } from "../schemes/policy.ts";
 import { readBody, TOO_LARGE, TOO_SLOW } from "../body.ts";
 import type { CallerBucket } from "../caller-bucket.ts";
 import type { NetworkLimiter } from "../env.ts";
@@ -160,7 +160,7 @@ export function admin(options: AdminOptions): MiddlewareHandler {
     const state = await scope.buckets.get(scope.buckets.idFromName(id)).inspect({ nowMs, bucket: p.bucket, ceiling: p.ceiling, challenge: p.challenge });
     let known = plan;
     if (plan.source === "default") {
-      // A jwt: or x402 payer: the plan whose limits the object last metered with.
+      // A jwt: caller or a scheme's payer: the plan whose limits the object last metered with.
       const matching = plansMatching(policy, state.configs);
       if (matching.length > 0) known = { name: matching[0]!, source: "object", ...(matching.length > 1 ? { alsoMatches: matching.slice(1) } : {}) };
     }

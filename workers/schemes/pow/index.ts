@@ -5,18 +5,19 @@
  * same fields as JSON to `/verify`. A solution buys an access token with the challenge's
  * `credits`, living `token.ttlSeconds`; its challenge id is spent once. It is priced at the
  * caller's difficulty when it is redeemed: each bit its challenge asked below that halves
- * the credits (workers/caller-bucket.ts `solutionWorth`).
+ * the credits (workers/objects/caller-state.ts `solutionWorth`).
  * Refusals: `solution_<SolutionError>`, `solution_spent`, `solution_expired`,
- * `solution_too_easy` (all 402).
+ * `solution_too_easy` (all 402); at `/verify`, 422 `invalid_solution`.
+ * It adds no policy section: the challenge's settings (`challenge`) are the policy's own,
+ * since the caller's object adapts the difficulty.
  */
-import { parseAuthParams } from "../../shared/wire/auth-params.ts";
-import { issueChallenge, verifySolution } from "../../shared/credentials/challenge.ts";
-import { formatChallenge, readSolution, type PowChallenge, type SolutionError } from "../../shared/wire/pow.ts";
-import { refuse } from "../../shared/result.ts";
-import { newTokenId } from "../../shared/credentials/token.ts";
-import { SOLUTION_HEADER } from "../../shared/wire/headers.ts";
-import type { Redemption } from "../caller-bucket.ts";
-import type { PaymentScheme, SchemeFactory } from "./scheme.ts";
+import { parseAuthParams } from "../../../shared/wire/auth-params.ts";
+import { issueChallenge, verifySolution } from "../../../shared/credentials/challenge.ts";
+import { formatChallenge, readSolution, type PowChallenge, type SolutionError } from "../../../shared/wire/pow.ts";
+import { refuse } from "../../../shared/result.ts";
+import { newTokenId } from "../../../shared/credentials/token.ts";
+import { SOLUTION_HEADER } from "../../../shared/wire/headers.ts";
+import type { PaymentScheme, Redemption, RedemptionFacts, SchemeFactory, SchemeModule, VerifyRefusal } from "../contract.ts";
 
 /**
  * A proof-of-work refusal as it reaches the wire. `solution_too_easy`: the challenge asked
@@ -52,7 +53,28 @@ const read = (params: Record<string, unknown>) => {
   return typeof r === "string" ? refuse(r) : { ok: true as const, credential: r };
 };
 
-/** The proof-of-work scheme; always enabled. */
+/**
+ * `/verify`'s refusal of a solution: 422 `invalid_solution` with the reason as the object or
+ * the check gave it (`spent`, `bad_signature`, …); a solution below the caller's difficulty now
+ * says what it asked, and where a fresh challenge is.
+ */
+function verifyRefusal(reason: string, facts?: RedemptionFacts): VerifyRefusal {
+  if (reason === "unsupported_algorithm") return { status: 422, error: "invalid_solution", message: "Only algorithm sha256 is supported", data: { reason } };
+  if (reason === "too_easy" && facts) {
+    const message = `Solution refused: too_easy: its challenge asked ${facts.redemption.difficulty} bits; this caller's difficulty is now ${facts.difficulty}, so it buys no credits. Solve a fresh challenge`;
+    return { status: 422, error: "invalid_solution", message, data: { reason, difficulty: facts.difficulty, challengeUrl: facts.challengeUrl } };
+  }
+  return { status: 422, error: "invalid_solution", message: `Solution refused: ${reason}`, data: { reason } };
+}
+
+/** A 402's `detail` for a solution solved below the caller's current difficulty: what it was worth (the 402's challenge asks the current difficulty). */
+function refusalDetail(reason: string, facts: RedemptionFacts): string | undefined {
+  const { redemption } = facts;
+  if (reason !== "solution_too_easy" || redemption.difficulty === undefined) return undefined;
+  return `the solution's challenge asked ${redemption.difficulty} bits; this caller's difficulty is now ${facts.difficulty}, so it buys ${facts.worth ?? 0} of its ${redemption.credits} credits, less than the ${facts.cost} this request costs: solve the fresh challenge`;
+}
+
+/** The proof-of-work scheme's factory; always enabled. */
 export const powScheme: SchemeFactory = (policy) => {
   const scheme: PaymentScheme<PowCredential> = {
     type: "pow",
@@ -94,6 +116,16 @@ export const powScheme: SchemeFactory = (policy) => {
     strip(headers) {
       headers.delete(SOLUTION_HEADER);
     },
+    verifyRefusal,
+    refusalDetail,
   };
   return scheme;
+};
+
+/** Proof of work as registered: first in offer order (free, always there). */
+export const pow: SchemeModule = {
+  type: "pow",
+  prefix: "solution",
+  make: powScheme,
+  words: { redeemed: "solved proof-of-work challenges (pow)" },
 };

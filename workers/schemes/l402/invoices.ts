@@ -12,7 +12,7 @@
  * and the invoice the caller pays cannot disagree.
  */
 import { decode } from "light-bolt11-decoder";
-import { fromBase64, toHex } from "../shared/wire/encoding.ts";
+import { fromBase64, toHex } from "../../../shared/wire/encoding.ts";
 
 /** An invoice the backend made. */
 export interface Invoice {

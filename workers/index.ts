@@ -13,7 +13,8 @@ import type { Env } from "./env.ts";
 import { parseFlushMs } from "./observe/flusher.ts";
 import { note, observe, parseDecisionLog } from "./observe/observe.ts";
 import { mcpProxy } from "./proxy.ts";
-import { json } from "./responses.ts";
+import { toProblem } from "./refusal/problem.ts";
+import { Refusal } from "./refusal/refusal.ts";
 import { prefixedWellKnown, router, scopedNamespace, type RouteEntry } from "./router.ts";
 import { tollbooth, type TollboothVariables } from "./tollbooth.ts";
 
@@ -216,7 +217,7 @@ export default {
   fetch(request, env, ctx) {
     const app = gatewayFor(env);
     if (app instanceof Error) {
-      return json(500, { error: "misconfigured", message: `tollbooth is misconfigured: ${app.message}` });
+      return toProblem(new Refusal({ status: 500, code: "misconfigured", message: `tollbooth is misconfigured: ${app.message}` }));
     }
     return app.fetch(request, env, ctx);
   },

@@ -18,7 +18,8 @@ import { canonical, toBase64, toBase64Url } from "../shared/wire/encoding.ts";
 import { ErrorCode, requestIds, type JsonRpcId } from "../shared/jsonrpc.ts";
 import { hmac, type HmacKey } from "../shared/credentials/keys.ts";
 import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER, SOLUTION_HEADER, TOKEN_HEADER } from "../shared/wire/headers.ts";
-import { jsonRpcError } from "./responses.ts";
+import { toJsonRpc } from "./refusal/json-rpc.ts";
+import { Refusal } from "./refusal/refusal.ts";
 import type { TollboothVariables } from "./tollbooth.ts";
 
 export { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER };
@@ -162,12 +163,7 @@ export function mcpProxy(options: ProxyOptions) {
       refund();
       release();
       state.origin?.(timedOut ? "timeout" : "unreachable");
-      return jsonRpcError(
-        timedOut ? 504 : 502,
-        body,
-        timedOut ? ErrorCode.GatewayTimeout : ErrorCode.BadGateway,
-        timedOut ? `Gateway timeout: the origin did not answer within ${options.timeoutMs} ms` : "Bad gateway: the origin could not be reached",
-      );
+      return toJsonRpc(originFailed(timedOut, options.timeoutMs), body);
     } finally {
       clearTimeout(timer);
     }
@@ -193,6 +189,17 @@ export function mcpProxy(options: ProxyOptions) {
     }
     return new Response(stream, { status: upstream.status, statusText: upstream.statusText, headers: out });
   };
+}
+
+/**
+ * The answer for a request the origin never answered: 504 (no response headers within
+ * `timeoutMs`) or 502 (unreachable). The request stays admitted in the decision record
+ * (its `originError` says what happened).
+ */
+function originFailed(timedOut: boolean, timeoutMs: number): Refusal {
+  return timedOut
+    ? new Refusal({ status: 504, code: "origin_timeout", rpcCode: ErrorCode.GatewayTimeout, message: `Gateway timeout: the origin did not answer within ${timeoutMs} ms` })
+    : new Refusal({ status: 502, code: "origin_unreachable", rpcCode: ErrorCode.BadGateway, message: "Bad gateway: the origin could not be reached" });
 }
 
 /** A callback that runs at most once (a no-op when absent). */

@@ -23,7 +23,8 @@ import { overNetworkCeiling } from "./gate.ts";
 import { shortCaller } from "./observe/counters.ts";
 import type { Observer } from "./observe/observe.ts";
 import type { Decision } from "./observe/types.ts";
-import { json } from "./responses.ts";
+import { json, toRouterProblem } from "./refusal/problem.ts";
+import { Refusal } from "./refusal/refusal.ts";
 import { normalizePath, type TollboothVariables } from "./tollbooth.ts";
 
 /** What the router needs of a route's app (a Hono app fits). */
@@ -82,7 +83,7 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
   const byRoute = new Map(entries.map((e) => [e.route, e]));
   const routes = entries.map((e) => e.route);
   const { identity } = options;
-  const retryAfter = String(Math.max(1, Math.ceil(options.networkRetryAfterSeconds ?? 10)));
+  const retryAfter = Math.max(1, Math.ceil(options.networkRetryAfterSeconds ?? 10));
 
   /**
    * Whether the request's network is over its ceiling (a 429 to answer), for what the router
@@ -91,7 +92,8 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
    */
   async function overCeiling(request: Request, network: string): Promise<Response | null> {
     if (!(await overNetworkCeiling(options.network, network))) return null;
-    return json(429, { error: "rate_limited", reason: "network", message: `Too many requests: over the ceiling of your network (${network}); retry after ${retryAfter} s`, retryAfter: Number(retryAfter) }, { "retry-after": retryAfter });
+    const message = `Too many requests: over the ceiling of your network (${network}); retry after ${retryAfter} s`;
+    return toRouterProblem(new Refusal({ status: 429, code: "rate_limited", message, data: { reason: "network", retryAfter }, retryAfter, reason: { decision: "rate_limited", reason: "network" } }));
   }
 
   /**
@@ -119,14 +121,14 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
         return own(request, ctx, startedMs, "own_endpoint", "routes", () => json(200, { routes: entries.map((e) => listed(e, url)) }));
       }
       // Invariant: a request no route claims never reaches an origin.
-      return own(request, ctx, startedMs, "bad_request", "no_route", () => json(404, { error: "not_found", message: `No route for ${url.hostname}${url.pathname}`, routesUrl: `${url.origin}${WELL_KNOWN}` }));
+      return own(request, ctx, startedMs, "bad_request", "no_route", () => toRouterProblem(new Refusal({ status: 404, code: "not_found", message: `No route for ${url.hostname}${url.pathname}`, data: { routesUrl: `${url.origin}${WELL_KNOWN}` }, reason: { decision: "bad_request", reason: "no_route" } })));
     }
     const entry = byRoute.get(matched)!;
     const rest = restAfterPrefix(url.pathname, matched.segments);
     // Invariant: the route was chosen on the normalized path; the app gets the raw rest only
     // when the raw path spells the prefix segment by segment, so what the route's tollbooth
     // prices is exactly what its origin receives after the prefix.
-    if (rest === null) return own(request, ctx, startedMs, "bad_request", "invalid_path", () => json(400, { error: "invalid_path", message: `The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment` }));
+    if (rest === null) return own(request, ctx, startedMs, "bad_request", "invalid_path", () => toRouterProblem(new Refusal({ status: 400, code: "invalid_path", message: `The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment`, reason: { decision: "bad_request", reason: "invalid_path" } })));
     let forwarded = request;
     if (rest !== url.pathname) {
       const inner = new URL(url);

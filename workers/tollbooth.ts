@@ -43,14 +43,16 @@ import { signToken, tokenVerifier, type TokenClaims } from "../shared/credential
 import { CREDITS_HEADER, DEGRADED_HEADER, TOKEN_HEADER, WELL_KNOWN } from "../shared/wire/headers.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, SlotRequest } from "./caller-bucket.ts";
-import type { Decision, DecisionRecord } from "./observe/types.ts";
 import type { NetworkLimiter } from "./env.ts";
 import { blockChecker, boundedStore, limitHeaders, originCeiling, overNetworkCeiling, SPEND_SCOPE, type Gate } from "./gate.ts";
 import type { OriginGate } from "./origin-gate.ts";
-import { describeRequest, gatewayUrls, paymentRequired } from "./payment.ts";
-import { json, jsonRpcError } from "./responses.ts";
+import { describeRequest, gatewayUrls, overBudget } from "./refusal/over-budget.ts";
+import { toJsonRpc } from "./refusal/json-rpc.ts";
+import { toProblem } from "./refusal/problem.ts";
+import { blocked, tooMany, unavailable as unavailableRefusal } from "./refusal/layers.ts";
+import { Refusal } from "./refusal/refusal.ts";
 import { addResultMeta } from "./mcp-meta.ts";
-import { decided, note, type DecisionFields } from "./observe/observe.ts";
+import { decided, note } from "./observe/observe.ts";
 import type { PaymentScheme, Redeemable, Settled } from "./schemes/contract.ts";
 import { isPayerId, paymentSchemes, schemeOfReason } from "./schemes/registry.ts";
 import { wellKnown } from "./well-known.ts";
@@ -150,21 +152,15 @@ function slotId(): string {
 /** What the decision record says about the origin's answer (workers/observe/). */
 const originOutcome = (c: Context) => (o: number | "unreachable" | "timeout") => note(c, typeof o === "number" ? { originStatus: o } : { originError: o });
 
-/** The decision a refusal of the payment path is, by the status it answers with (401/402 and a 200 tool result: payment required). */
-function refusalDecision(status: number): Decision {
-  return status === 429 ? "rate_limited" : status === 503 ? "unavailable" : status === 400 ? "bad_request" : "payment_required";
-}
-
 /** The name of one of tollbooth's own endpoints, for the decision record (`policy`, `challenge`, `verify`, `status`, else `other`). */
 function ownEndpoint(path: string): string {
   const name = path.slice(WELL_KNOWN.length).replace(/^\/|\/$/g, "");
   return name === "" ? "policy" : ["challenge", "verify", "status"].includes(name) ? name : "other";
 }
 
-/** 429 of a layer: an integer `Retry-After` (≥ 1) and a JSON-RPC error naming the layer. */
-function tooMany(body: ParsedBody | null, layer: string, message: string, retryAfterSeconds: number, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}): Response {
-  const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
-  return jsonRpcError(429, body, ErrorCode.TooManyRequests, `Too many requests: ${message}; retry after ${retryAfter} s`, { reason: layer, layer, retryAfter, ...extra }, { ...headers, "retry-after": String(retryAfter) });
+/** Answer `r` on the endpoint before the caller is known (JSON-RPC error; `body` for the ids, when read). */
+function refused(c: Context, r: Refusal, body: ParsedBody | null = null): Response {
+  return decided(c, r.reason!, toJsonRpc(r, body));
 }
 
 /**
@@ -220,13 +216,13 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     // MCP transport (2025-11-25): a present, invalid Origin gets 403 (DNS rebinding).
     const origin = req.headers.get("origin");
     if (origin !== null && !allowAnyOrigin && origin !== url.origin && !allowedOrigins.has(origin)) {
-      return decided(c, { decision: "bad_request", reason: "forbidden_origin" }, jsonRpcError(403, null, ErrorCode.ForbiddenOrigin, `Forbidden: Origin ${origin} is not allowed`, { origin }));
+      return refused(c, new Refusal({ status: 403, code: "forbidden_origin", rpcCode: ErrorCode.ForbiddenOrigin, message: `Forbidden: Origin ${origin} is not allowed`, data: { origin }, reason: { decision: "bad_request", reason: "forbidden_origin" } }));
     }
 
     // Network ceiling: before any body, identity work or Durable Object call, and for
     // every path (tollbooth's own endpoints too), whatever credential the request carries.
     if (await overNetworkCeiling(gate.network, network)) {
-      return decided(c, { decision: "rate_limited", reason: "network" }, tooMany(null, "network", `over the ceiling of your network (${network})`, policy.networkRetryAfterSeconds));
+      return refused(c, tooMany("network", `over the ceiling of your network (${network})`, policy.networkRetryAfterSeconds));
     }
 
     if (url.pathname === WELL_KNOWN || url.pathname.startsWith(WELL_KNOWN + "/")) {
@@ -236,20 +232,20 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       } catch (err) {
         // tollbooth's own endpoints always fail closed; the cause is logged, not sent.
         console.error("tollbooth: well-known endpoint failed", err);
-        return decided(c, { decision: "unavailable", reason: "store" }, json(503, { error: "unavailable", message: "The rate-limit state could not be reached" }, { "retry-after": "1" }));
+        return decided(c, { decision: "unavailable", reason: "store" }, toProblem(new Refusal({ status: 503, code: "unavailable", message: "The rate-limit state could not be reached", retryAfter: 1 })));
       }
     }
 
     const isEndpoint = normalizePath(url.pathname) === endpoint;
     // A body the gateway will not read as UTF-8 JSON is refused before it is read.
     const mediaProblem = isEndpoint && req.method === "POST" ? jsonRequestProblem(req.headers) : null;
-    if (mediaProblem !== null) return decided(c, { decision: "bad_request", reason: "unsupported_media_type" }, jsonRpcError(415, null, ErrorCode.UnsupportedMediaType, mediaProblem));
+    if (mediaProblem !== null) return refused(c, new Refusal({ status: 415, code: "unsupported_media_type", rpcCode: ErrorCode.UnsupportedMediaType, message: mediaProblem, reason: { decision: "bad_request", reason: "unsupported_media_type" } }));
     const rawBody = await readBody(req, policy.maxBodyBytes, policy.bodyTimeoutMs);
     if (rawBody === TOO_LARGE) {
-      return decided(c, { decision: "bad_request", reason: "payload_too_large" }, jsonRpcError(413, null, ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, { maxBodyBytes: policy.maxBodyBytes }));
+      return refused(c, new Refusal({ status: 413, code: "payload_too_large", rpcCode: ErrorCode.PayloadTooLarge, message: `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, data: { maxBodyBytes: policy.maxBodyBytes }, reason: { decision: "bad_request", reason: "payload_too_large" } }));
     }
     if (rawBody === TOO_SLOW) {
-      return decided(c, { decision: "bad_request", reason: "request_timeout" }, jsonRpcError(408, null, ErrorCode.RequestTimeout, `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`, { bodyTimeoutMs: policy.bodyTimeoutMs }));
+      return refused(c, new Refusal({ status: 408, code: "request_timeout", rpcCode: ErrorCode.RequestTimeout, message: `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`, data: { bodyTimeoutMs: policy.bodyTimeoutMs }, reason: { decision: "bad_request", reason: "request_timeout" } }));
     }
     // Invariant: the clock is read after the whole body has arrived, so a body trickled in
     // slowly cannot make an expired challenge or token look fresh.
@@ -259,14 +255,17 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     let body: ParsedBody | null = null;
     if (isEndpoint && req.method === "POST") {
       const parsed = parseBody(rawBody ?? new Uint8Array(), policy.maxJsonDepth);
-      if (isBodyError(parsed)) return decided(c, { decision: "bad_request", reason: parsed.code === ErrorCode.ParseError ? "parse_error" : "invalid_request" }, jsonRpcError(400, null, parsed.code, parsed.message));
+      if (isBodyError(parsed)) {
+        const why = parsed.code === ErrorCode.ParseError ? "parse_error" : "invalid_request";
+        return refused(c, new Refusal({ status: 400, code: why, rpcCode: parsed.code, message: parsed.message, reason: { decision: "bad_request", reason: why } }));
+      }
       body = parsed;
       note(c, describeRpc(body));
       const mismatch = headerMismatch(req.headers, body);
-      if (mismatch) return decided(c, { decision: "bad_request", reason: "header_mismatch" }, jsonRpcError(400, body, ErrorCode.HeaderMismatch, mismatch));
+      if (mismatch) return refused(c, new Refusal({ status: 400, code: "header_mismatch", rpcCode: ErrorCode.HeaderMismatch, message: mismatch, reason: { decision: "bad_request", reason: "header_mismatch" } }), body);
     } else if (isEndpoint && !ENDPOINT_METHODS.includes(req.method)) {
       // GET (SSE stream), DELETE (end session) and OPTIONS (CORS preflight) carry no JSON-RPC call.
-      return decided(c, { decision: "bad_request", reason: "method_not_allowed" }, jsonRpcError(405, null, ErrorCode.MethodNotAllowed, `Method not allowed: ${req.method} ${policy.endpoint}; use ${ENDPOINT_METHODS.join(", ")}`, undefined, { allow: ENDPOINT_METHODS.join(", ") }));
+      return refused(c, new Refusal({ status: 405, code: "method_not_allowed", rpcCode: ErrorCode.MethodNotAllowed, message: `Method not allowed: ${req.method} ${policy.endpoint}; use ${ENDPOINT_METHODS.join(", ")}`, headers: { allow: ENDPOINT_METHODS.join(", ") }, reason: { decision: "bad_request", reason: "method_not_allowed" } }));
     }
 
     const identity = await gate.identify(req.headers);
@@ -277,7 +276,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (cost > maxCost) {
       // Neither the free bucket nor a solve could ever pay for it: an error, not an endless 402.
       const what = describeRequest(req.method, url.pathname, body);
-      return decided(c, { decision: "bad_request", reason: "cost_too_high" }, jsonRpcError(400, body, ErrorCode.InvalidRequest, `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`, { cost, maxCost, plan: plan.name }));
+      return refused(c, new Refusal({ status: 400, code: "cost_too_high", rpcCode: ErrorCode.InvalidRequest, message: `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`, data: { cost, maxCost, plan: plan.name }, reason: { decision: "bad_request", reason: "cost_too_high" } }), body);
     }
 
     // The request's caller; a payment that names its payer, or an access token bought
@@ -304,14 +303,9 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     /** What the credential's payment was, when it is one (counted once the request is admitted with it redeemed). */
     let payment: Redeemable["paid"];
     /** Record how the request ended (its caller as it is now: a payer may have named it). */
-    const ended = (fields: DecisionFields & Pick<DecisionRecord, "decision">, response: Response) => decided(c, { caller, scheme: via, ...fields }, response);
+    const ended = (r: Refusal) => decided(c, { caller, scheme: via, ...r.reason! }, toJsonRpc(r, body));
     /** 503 when a caller's state could not be reached (credentials always fail closed). */
-    const unavailable = () => ended({ decision: "unavailable", reason: "store" }, jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" }));
-    /** 403 of a caller an operator blocked (docs/admin.md), recorded as `who`'s. */
-    const blockedAnswer = (retryAfterSeconds: number, headers: Record<string, string> = {}, who = caller) => {
-      const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
-      return ended({ caller: who, decision: "blocked", reason: "blocked" }, jsonRpcError(403, body, ErrorCode.Forbidden, `Forbidden: this caller is blocked by the operator; retry after ${retryAfter} s`, { reason: "blocked", retryAfter }, { ...headers, "retry-after": String(retryAfter) }));
-    };
+    const unavailable = () => ended(unavailableRefusal("store"));
     for (const scheme of schemes) {
       const read = scheme.read({ headers: req.headers, body, raw: rawBody });
       if (read === null) continue;
@@ -331,7 +325,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
           console.error("tollbooth: CallerBucket.blocked failed", err);
           return unavailable();
         }
-        if (until !== null) return blockedAnswer((until - nowMs) / 1000);
+        if (until !== null) return ended(blocked((until - nowMs) / 1000));
       }
       const check = read.ok ? await scheme.verify(read.credential, { policy, plan, keyring, caller, nowMs, cost }) : read;
       if (!check.ok) {
@@ -437,7 +431,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
           console.error("tollbooth: CallerBucket.blocked failed", found.err);
           return unavailable();
         }
-        return blockedAnswer((found.until! - nowMs) / 1000, {}, identity.id);
+        return ended(blocked((found.until! - nowMs) / 1000, {}, identity.id));
       }
     }
 
@@ -450,14 +444,14 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (!decision.admitted) {
       if (decision.reason === "blocked") {
         // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
-        return blockedAnswer(decision.retryAfterSeconds ?? 1);
+        return ended(blocked(decision.retryAfterSeconds ?? 1));
       }
       if (decision.reason === "ceiling") {
-        return ended({ decision: "rate_limited", reason: "ceiling" }, tooMany(body, "ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers));
+        return ended(tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers));
       }
       if (decision.reason === "sessions" || decision.reason === "streams") {
         const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
-        return ended({ decision: "rate_limited", reason: decision.reason }, tooMany(body, decision.reason, `over the cap of ${max} open ${decision.reason === "sessions" ? "sessions" : "GET streams"} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max }));
+        return ended(tooMany(decision.reason, `over the cap of ${max} open ${decision.reason === "sessions" ? "sessions" : "GET streams"} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max }));
       }
       const what = describeRequest(req.method, url.pathname, body);
       const reason = decision.reason ?? "over_budget";
@@ -466,8 +460,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
       // The scheme's own words for its redemption refused by the caller's object, when it has some.
       const explained = admit.redeem ? schemeOfReason(schemes, reason)?.refusalDetail?.(reason, { redemption: admit.redeem, difficulty: offer.difficulty, worth: decision.solutionCredits, cost, challengeUrl: gatewayUrls(url).challengeUrl }) : undefined;
       if (explained !== undefined) refusedDetail = { detail: explained };
-      const answer = await paymentRequired({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, ...(refusedDetail ? { detail: refusedDetail } : {}) });
-      return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty, credits: decision.credits }, answer);
+      return ended(await overBudget({ schemes, offer, url, body, what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, ...(refusedDetail ? { detail: refusedDetail } : {}) }));
     }
 
     // Origin ceiling: all callers together; taken only for a request the caller's own
@@ -481,7 +474,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         else if (settlement && admit.redeem) later(c, "CallerBucket.revoke", store.revoke({ jti: admit.redeem.jti }));
         else later(c, "CallerBucket.refund", store.refund(refundReq()));
         console.error("tollbooth: OriginGate.take failed", err);
-        return ended({ decision: "unavailable", reason: "origin_gate" }, jsonRpcError(503, body, ErrorCode.Unavailable, "Service unavailable: the rate-limit state could not be reached", undefined, { "retry-after": "1" }));
+        return ended(unavailableRefusal("origin_gate"));
       }
       if (!room.success) {
         if (local) leases!.refund(caller, cost, Date.now());
@@ -494,7 +487,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         } else later(c, "CallerBucket.refund", store.refund(refundReq()));
         // The refund gives the token its credits back: say what it will hold.
         if (decision.paidBy === "token" && decision.credits !== undefined && headers[CREDITS_HEADER] !== undefined) headers[CREDITS_HEADER] = String(decision.credits + cost);
-        return ended({ decision: "rate_limited", reason: "origin" }, tooMany(body, "origin", `the origin is at its ceiling of ${policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers));
+        return ended(tooMany("origin", `the origin is at its ceiling of ${policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers));
       }
     }
 
@@ -521,8 +514,7 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
         delete headers[CREDITS_HEADER];
         const reason = `${settlement.scheme.prefix}_${done.reason}`;
         const offer = { policy, plan, keyring, caller, nowMs, cost, url, what: describeRequest(req.method, url.pathname, body), reason, difficulty: decision.difficulty ?? plan.challenge.difficulty };
-        const answer = await paymentRequired({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), ...(done.detail !== undefined ? { detail: { detail: done.detail } } : {}) });
-        return ended({ decision: refusalDecision(answer.status), reason, difficulty: offer.difficulty }, answer);
+        return ended(await overBudget({ schemes, offer, url, body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: settlement.scheme.refusalStatus(reason), ...(done.detail !== undefined ? { detail: { detail: done.detail } } : {}) }));
       }
       Object.assign(headers, done.headers);
       receipt = done.receipt;

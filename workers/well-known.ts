@@ -9,19 +9,21 @@ import { planFor, type Plan, type Policy } from "../shared/policy/index.ts";
 import { refuse } from "../shared/result.ts";
 import { signToken, verifyToken } from "../shared/credentials/token.ts";
 import { TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire/headers.ts";
-import { gatewayUrls } from "./payment.ts";
+import { gatewayUrls } from "./refusal/over-budget.ts";
 import type { PaymentScheme, RedemptionFacts } from "./schemes/contract.ts";
 import { PUBLISHED, schemeOfType } from "./schemes/registry.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
 import type { Gate } from "./gate.ts";
-import { json } from "./responses.ts";
+import { json, toProblem } from "./refusal/problem.ts";
+import { Refusal } from "./refusal/refusal.ts";
 import type { DecisionFields } from "./observe/observe.ts";
 
 /** Largest `POST /verify` body, in bytes. */
 const VERIFY_MAX_BYTES = 16_384;
 
-function problem(status: number, error: string, message: string, extra?: Record<string, unknown>, headers?: Record<string, string>): Response {
-  return json(status, { error, message, ...extra }, headers);
+/** A refusal of these endpoints, as problem JSON (`retryAfter`: whole seconds of `Retry-After`). */
+function problem(status: number, error: string, message: string, extra?: Record<string, unknown>, headers?: Record<string, string>, retryAfter?: number): Response {
+  return toProblem(new Refusal({ status, code: error, message, ...(extra ? { data: extra } : {}), ...(headers ? { headers } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) }));
 }
 
 /** A plan as published: what a caller of it pays and gets (no secrets). */
@@ -101,8 +103,8 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
   const keyring = await gate.keyring();
   let stub = gate.buckets.of(caller);
   const overCeiling = (retryAfterSeconds: number, headers: Record<string, string>) => {
-    const retryAfter = String(Math.max(1, retryAfterSeconds));
-    return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter: Number(retryAfter), layer: "ceiling" }, { ...headers, "retry-after": retryAfter });
+    const retryAfter = Math.max(1, retryAfterSeconds);
+    return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter, layer: "ceiling" }, headers, retryAfter);
   };
 
   if (route === "/challenge" || route === "/status") {
@@ -118,7 +120,7 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
       const scheme = schemeOfType(gate.schemes, type);
       if (!scheme || scheme.credits(plan) === 0) return problem(400, "invalid_request", `No challenge of type ${JSON.stringify(type)} for plan ${plan.name}; offered: ${gate.schemes.filter((s) => s.credits(plan) > 0).map((s) => s.type).join(", ")}`);
       const offer = await scheme.offer({ policy, plan, keyring, caller, nowMs, cost: 0, difficulty, url, what: `${type} challenge`, reason: "requested" });
-      if (!offer.ok) return problem(503, offer.reason, offer.message, { type: offer.type }, { ...headers, "retry-after": "5" });
+      if (!offer.ok) return problem(503, offer.reason, offer.message, { type: offer.type }, headers, 5);
       return json(200, offer.json, { ...headers, ...offer.headers, ...(offer.challenge !== undefined ? { [WWW_AUTHENTICATE_HEADER]: offer.challenge } : {}) });
     }
     return json(200, {
@@ -153,10 +155,10 @@ export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fi
   if (!scheme) return problem(400, "invalid_request", `Unknown credential type ${JSON.stringify(type)}; accepted: ${gate.schemes.map((s) => s.type).join(", ")}`);
   const read = scheme.readJson(fields);
   if (!read.ok && read.reason === "malformed") return problem(400, "invalid_request", `The body must hold ${scheme.verifyFields}`);
-  const unavailable = () => problem(503, "unavailable", "The rate-limit state could not be reached", undefined, { "retry-after": "1" });
+  const unavailable = () => problem(503, "unavailable", "The rate-limit state could not be reached", undefined, undefined, 1);
   const blocked = (retryAfterSeconds: number, headers: Record<string, string> = {}) => {
     const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
-    return problem(403, "blocked", "This caller is blocked by the operator", { reason: "blocked", retryAfter }, { ...headers, "retry-after": String(retryAfter) });
+    return problem(403, "blocked", "This caller is blocked by the operator", { reason: "blocked", retryAfter }, headers, retryAfter);
   };
   if (read.ok && scheme.namesPayer) {
     // Invariant: a payment that buys for its payer does not walk around a block of the

@@ -31,6 +31,8 @@ import { adminTokenChecker } from "./auth.ts";
 import { keyPlan, parseBlockBody, parseCallerId, plansMatching, recentOf, type KnownPlan } from "./callers.ts";
 import { ADMIN_HEADERS, ASSET_FILES, DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";
 import { issueKey, listKeys, revokeKeys } from "./keys.ts";
+import { adminJson, toAdminProblem } from "../refusal/admin.ts";
+import { Refusal } from "../refusal/refusal.ts";
 
 /** Default admin path. */
 export const DEFAULT_ADMIN_PATH = "/admin";
@@ -73,14 +75,12 @@ export interface AdminOptions {
   assets?: Fetcher | undefined;
 }
 
-/** A JSON answer of the admin API: never cached, never framed. */
-function reply(status: number, value: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(value, null, 2), { status, headers: { "content-type": "application/json", "cache-control": "no-store", ...ADMIN_HEADERS, ...headers } });
-}
+/** A JSON answer of the admin API (workers/refusal/admin.ts). */
+const reply = adminJson;
 
-/** An error answer: `{ error, message }` (+ details). */
-function problem(status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}): Response {
-  return reply(status, { error, message, ...extra }, headers);
+/** A refusal of the admin API: `{ error, message }` (+ details), rendered by `toAdminProblem`. */
+function problem(status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}, retryAfter?: number): Response {
+  return toAdminProblem(new Refusal({ status, code: error, message, data: extra, headers, ...(retryAfter !== undefined ? { retryAfter } : {}) }));
 }
 
 /** 405 naming the methods the path takes. */
@@ -273,8 +273,7 @@ export function admin(options: AdminOptions): MiddlewareHandler {
     // cannot be tried faster than this allows.
     const key = networkFor(req.headers, policy.identity.ipv4Prefix, policy.identity.ipv6Prefix);
     if (await overNetworkCeiling(network, key)) {
-      const retryAfter = String(policy.networkRetryAfterSeconds);
-      return problem(429, "rate_limited", `over the ceiling of your network (${key})`, { reason: "network", retryAfter: policy.networkRetryAfterSeconds }, { "retry-after": retryAfter });
+      return problem(429, "rate_limited", `over the ceiling of your network (${key})`, { reason: "network", retryAfter: policy.networkRetryAfterSeconds }, {}, policy.networkRetryAfterSeconds);
     }
 
     // Segments of the raw path, each percent-decoded once (a caller id carries `/` as %2F).
@@ -301,7 +300,7 @@ export function admin(options: AdminOptions): MiddlewareHandler {
       return await api(req, segments);
     } catch (err) {
       console.error("tollbooth admin: request failed", err);
-      return problem(503, "unavailable", "a store the admin API reads could not be reached", {}, { "retry-after": "1" });
+      return problem(503, "unavailable", "a store the admin API reads could not be reached", {}, {}, 1);
     }
   };
 }

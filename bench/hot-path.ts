@@ -43,9 +43,9 @@ import { parsePolicy, type PolicyInput } from "../workers/schemes/policy.ts";
 import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ratelimit-headers.ts";
 import { newTokenId, signToken, tokenVerifier, verifyToken } from "../shared/credentials/token.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket } from "../workers/caller-bucket.ts";
-import { jsonRequestProblem, readBody } from "../workers/body.ts";
+import { jsonRequestProblem, readBody } from "../workers/pipeline/read-body.ts";
 import { contentDigest, forwardHeaders, proofBytes } from "../workers/proxy.ts";
-import { tollbooth, type TollboothVariables } from "../workers/tollbooth.ts";
+import { tollbooth, type TollboothVariables } from "../workers/pipeline/middleware.ts";
 
 /** The hot-path target: the sum of the non-reference stages under 0.2 ms per request (README, Performance). */
 export const HOT_PATH_BUDGET_US = 200;

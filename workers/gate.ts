@@ -4,15 +4,12 @@
  * stores they reach — every Durable Object call bounded by `policy.storeTimeoutMs`.
  */
 import type { BucketConfig, LimitResult } from "../shared/limits/bucket.ts";
-import type { Identity } from "../shared/identity/index.ts";
 import type { LeaseGrant } from "../shared/limits/lease.ts";
-import type { Keyring } from "../shared/credentials/keys.ts";
-import type { Plan, Policy } from "../shared/policy/index.ts";
+import type { Plan } from "../shared/policy/index.ts";
 import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ratelimit-headers.ts";
 import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, StatusResult } from "./caller-bucket.ts";
 import type { NetworkLimiter } from "./env.ts";
 import type { OriginGate } from "./origin-gate.ts";
-import type { PaymentScheme } from "./schemes/contract.ts";
 
 /** Name of the single origin-ceiling object (`ORIGIN_GATE.idFromName`). */
 export const ORIGIN_GATE_NAME = "origin";
@@ -51,38 +48,6 @@ export class StoreTimeoutError extends Error {
     super(`Durable Object did not answer within ${ms} ms`);
     this.name = "StoreTimeoutError";
   }
-}
-
-/** Everything the middleware and the well-known endpoints share. */
-export interface Gate {
-  policy: Policy;
-  keyring: () => Promise<Keyring>;
-  /** The caller state; every call bounded by `policy.storeTimeoutMs`. */
-  buckets: StoreNamespace;
-  /** Who is calling (see shared/identity/index.ts). */
-  identify: (headers: Headers) => Promise<Identity>;
-  /** The network ceiling, when the binding is set. */
-  network: NetworkLimiter | undefined;
-  /** Take one request from the origin ceiling; null when the policy sets none. */
-  originTake: ((nowMs: number) => Promise<LimitResult>) | null;
-  /** The payment schemes the policy enables, in offer order (workers/schemes/). */
-  schemes: readonly PaymentScheme[];
-  /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
-  limitHeaders: (plan: Plan, decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
-  /**
-   * Unix ms the block of the caller `identity` (an `Identity.id`, in `buckets`) ends, or null:
-   * asked only when a payment or an access token makes a request a payer's, so the block of
-   * the identity it came from still applies. Answers are reused per isolate for at most
-   * `BLOCK_MEMO_MS` (`blockChecker`). Rejects as the store does (`StoreTimeoutError`).
-   */
-  blockedUntil: (identity: string, nowMs: number) => Promise<number | null>;
-  /**
-   * Claim a redemption's spend id gateway-wide, right before its payment is settled
-   * (`PaymentScheme.settle`): resolves true exactly once per spend id across every route and isolate
-   * (the `CallerBucket` named `SPEND_SCOPE` + spend id), false after. Rejects as the store does.
-   * @param untilMs unix ms the credential is refused anyway (its `spendUntilMs`)
-   */
-  claimSpend: (spendId: string, untilMs: number) => Promise<boolean>;
 }
 
 /**
@@ -159,7 +124,7 @@ export function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs
 }
 
 /** The origin ceiling's `take`, bounded by `timeoutMs`; null without a ceiling. */
-export function originCeiling(ns: DurableObjectNamespace<OriginGate> | undefined, ceiling: BucketConfig | null, timeoutMs: number): Gate["originTake"] {
+export function originCeiling(ns: DurableObjectNamespace<OriginGate> | undefined, ceiling: BucketConfig | null, timeoutMs: number): ((nowMs: number) => Promise<LimitResult>) | null {
   if (!ceiling) return null;
   if (!ns || typeof ns.idFromName !== "function") throw new TypeError("tollbooth(): option `originGate` (the ORIGIN_GATE Durable Object binding) is required when the policy sets originCeiling");
   const id = ns.idFromName(ORIGIN_GATE_NAME);

@@ -16,7 +16,7 @@ import { mcpProxy } from "./proxy.ts";
 import { toProblem } from "./refusal/problem.ts";
 import { Refusal } from "./refusal/refusal.ts";
 import { prefixedWellKnown, router, scopedNamespace, type RouteEntry } from "./router.ts";
-import { tollbooth, type TollboothVariables } from "./tollbooth.ts";
+import { tollbooth, type TollboothVariables } from "./pipeline/middleware.ts";
 
 export { CallerBucket } from "./caller-bucket.ts";
 export { OriginGate } from "./origin-gate.ts";

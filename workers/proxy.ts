@@ -20,7 +20,7 @@ import { hmac, type HmacKey } from "../shared/credentials/keys.ts";
 import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER, SOLUTION_HEADER, TOKEN_HEADER } from "../shared/wire/headers.ts";
 import { toJsonRpc } from "./refusal/json-rpc.ts";
 import { Refusal } from "./refusal/refusal.ts";
-import type { TollboothVariables } from "./tollbooth.ts";
+import type { TollboothVariables } from "./pipeline/middleware.ts";
 
 export { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER };
 /** Domain-separation label of the origin proof. */

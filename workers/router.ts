@@ -25,7 +25,8 @@ import type { Observer } from "./observe/observe.ts";
 import type { Decision } from "./observe/types.ts";
 import { json, toRouterProblem } from "./refusal/problem.ts";
 import { Refusal } from "./refusal/refusal.ts";
-import { normalizePath, type TollboothVariables } from "./tollbooth.ts";
+import { normalizePath } from "./pipeline/paths.ts";
+import type { TollboothVariables } from "./pipeline/middleware.ts";
 
 /** What the router needs of a route's app (a Hono app fits). */
 export interface RouteApp {

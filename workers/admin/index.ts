@@ -18,14 +18,14 @@
 import type { MiddlewareHandler } from "hono";
 import { networkFor } from "../../shared/identity/index.ts";
 import { parsePolicy, planFor, type Policy, type PolicyInput } from "../schemes/policy.ts";
-import { readBody, TOO_LARGE, TOO_SLOW } from "../body.ts";
+import { readBody, TOO_LARGE, TOO_SLOW } from "../pipeline/read-body.ts";
 import type { CallerBucket } from "../caller-bucket.ts";
 import type { NetworkLimiter } from "../env.ts";
 import { overNetworkCeiling } from "../gate.ts";
 import { statsStub } from "../observe/flusher.ts";
 import { prometheusText } from "../observe/prometheus.ts";
 import type { Stats } from "../observe/stats-object.ts";
-import { normalizePath } from "../tollbooth.ts";
+import { normalizePath } from "../pipeline/paths.ts";
 import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import { adminTokenChecker } from "./auth.ts";
 import { keyPlan, parseBlockBody, parseCallerId, plansMatching, recentOf, type KnownPlan } from "./callers.ts";

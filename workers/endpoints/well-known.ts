@@ -5,18 +5,18 @@
  * - `POST /.well-known/tollbooth/verify`    redeem a credential (`{ "type": <scheme> (default `pow`), … }`) → `{ token, expires_in, credits }`
  * - `GET  /.well-known/tollbooth/status`    this caller's plan, buckets, difficulty, open slots and token balance
  */
-import { planFor, type Plan, type Policy } from "../shared/policy/index.ts";
-import { refuse } from "../shared/result.ts";
-import { signToken, verifyToken } from "../shared/credentials/token.ts";
-import { TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../shared/wire/headers.ts";
-import { gatewayUrls } from "./refusal/over-budget.ts";
-import type { PaymentScheme, RedemptionFacts } from "./schemes/contract.ts";
-import { PUBLISHED, schemeOfType } from "./schemes/registry.ts";
-import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "./body.ts";
-import type { Gate } from "./gate.ts";
-import { json, toProblem } from "./refusal/problem.ts";
-import { Refusal } from "./refusal/refusal.ts";
-import type { DecisionFields } from "./observe/observe.ts";
+import { planFor, type Plan, type Policy } from "../../shared/policy/index.ts";
+import { refuse } from "../../shared/result.ts";
+import { signToken, verifyToken } from "../../shared/credentials/token.ts";
+import { TOKEN_HEADER, WELL_KNOWN, WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
+import { gatewayUrls } from "../refusal/over-budget.ts";
+import type { PaymentScheme, RedemptionFacts } from "../schemes/contract.ts";
+import { PUBLISHED, schemeOfType } from "../schemes/registry.ts";
+import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "../pipeline/read-body.ts";
+import type { Deps } from "../pipeline/deps.ts";
+import { json, toProblem } from "../refusal/problem.ts";
+import { Refusal } from "../refusal/refusal.ts";
+import type { DecisionFields } from "../observe/observe.ts";
 
 /** Largest `POST /verify` body, in bytes. */
 const VERIFY_MAX_BYTES = 16_384;
@@ -70,7 +70,7 @@ function publicPolicy(policy: Policy, schemes: readonly PaymentScheme[], url: UR
  * ceiling (429 over it); the network ceiling was applied before.
  * @param observe receives what the decision record needs (the caller, its plan; a redeemed credential and its payment)
  */
-export async function wellKnown(gate: Gate, req: Request, url: URL, observe: (fields: DecisionFields) => void = () => {}): Promise<Response> {
+export async function wellKnown(gate: Deps, req: Request, url: URL, observe: (fields: DecisionFields) => void = () => {}): Promise<Response> {
   const { policy } = gate;
   const route = url.pathname.slice(WELL_KNOWN.length).replace(/\/$/, "") || "/";
   const expect = (method: string) =>

@@ -1,18 +1,18 @@
 /**
  * Bench only: tollbooth's gateway Worker (workers/index.ts, unchanged) with its Durable
  * Object namespaces `CALLER_BUCKET` and `ORIGIN_GATE` made "far": every call to a
- * `CallerBucket` or the `OriginGate` waits `DO_DELAY_MS` (default 25) milliseconds first,
+ * `CallerState` or the `OriginGate` waits `DO_DELAY_MS` (default 25) milliseconds first,
  * and is counted (see far.ts). `GET /__bench/do-calls` answers `{ calls }`, the Durable
  * Object calls made since the isolate started. With `DO_DELAY_MS=0` it is tollbooth as
  * is, with the calls counted. The metrics' `Stats` object is bound as deployed, not made far
  * (its flushes run after responses, at most one per isolate per 5 s). Run by
  * `npm run bench:gateway` with wrangler.toml here.
  */
-import gateway, { CallerBucket, OriginGate, Stats } from "../../workers/index.ts";
+import gateway, { CallerState, OriginGate, Stats } from "../../workers/index.ts";
 import type { Env } from "../../workers/env.ts";
 import { benchEndpoint, delayOf, farNamespace } from "./far.ts";
 
-export { CallerBucket, OriginGate, Stats };
+export { CallerState, OriginGate, Stats };
 
 interface FarEnv extends Env {
   /** Milliseconds added before every Durable Object call (default 25). */

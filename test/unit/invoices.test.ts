@@ -1,5 +1,5 @@
 /**
- * The operator's invoice backends (workers/invoices.ts) and the agent's LND wallet
+ * The operator's invoice backends (workers/schemes/l402/invoices.ts) and the agent's LND wallet
  * (shared/agent/wallets.ts) against the loopback Lightning stand-in, which issues real
  * signed regtest BOLT11 invoices.
  */

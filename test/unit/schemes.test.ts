@@ -1,5 +1,5 @@
 /**
- * The paid schemes as the gate uses them (workers/schemes/scheme.ts): `offer`, `read`,
+ * The paid schemes as the gate uses them (workers/schemes/contract.ts): `offer`, `read`,
  * `readJson`, `verify`, `settle`, `strip`, `refusalStatus` of workers/schemes/x402.ts and
  * workers/schemes/l402.ts, called directly (fast: no workerd, no chain).
  *

@@ -1,6 +1,6 @@
 /**
  * The admin API's view of one caller: its id checked against the forms the gateway uses
- * (shared/identity/index.ts), its plan as far as it can be known, and its `CallerBucket` state
+ * (shared/identity/index.ts), its plan as far as it can be known, and its `CallerState` state
  * (`inspect`, `reset`, `block`, `unblock`).
  */
 import { networkOf } from "../../shared/identity/index.ts";
@@ -8,7 +8,7 @@ import type { Policy } from "../../shared/policy/index.ts";
 import { planFor } from "../../shared/policy/index.ts";
 import { readKeyRecord } from "../../shared/identity/api-keys.ts";
 import { refuse, type Result } from "../../shared/result.ts";
-import type { InspectResult } from "../caller-bucket.ts";
+import type { InspectResult } from "../objects/caller-state.ts";
 import { shortCaller } from "../observe/counters.ts";
 import { PAYERS } from "../schemes/registry.ts";
 import type { DecisionRecord } from "../observe/types.ts";

@@ -9,13 +9,14 @@
  * fails closed (503) or, with `onStoreError: "open"` and no credential, goes on unmetered.
  */
 import { signToken } from "../../shared/credentials/token.ts";
-import type { LeaseAdmission, LeaseTable } from "../../shared/limits/lease.ts";
+import type { LeaseAdmission } from "../../shared/limits/lease.ts";
 import type { Plan } from "../../shared/policy/index.ts";
 import { CREDITS_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
-import type { AdmitResult } from "../caller-bucket.ts";
-import type { CallerStore } from "../gate.ts";
+import type { AdmitResult } from "../objects/caller-state.ts";
+import type { CallerStore } from "../objects/stores.ts";
 import { blocked, tooMany, unavailable } from "../refusal/layers.ts";
-import { describeRequest, gatewayUrls, overBudget } from "../refusal/over-budget.ts";
+import { gatewayUrls } from "../endpoints/urls.ts";
+import { describeRequest, overBudget } from "../refusal/over-budget.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import type { OfferContext } from "../schemes/contract.ts";
 import { schemeOfReason } from "../schemes/registry.ts";
@@ -52,15 +53,6 @@ function leaseDecision(plan: Plan, cost: number, local: LeaseAdmission, nowMs: n
   };
 }
 
-/** Renew the caller's lease in the background, when this request is the one to start it. */
-function renew(s: Carrying, leases: LeaseTable, store: CallerStore): void {
-  const { caller, nowMs, plan } = s;
-  if (!leases.startRenewal(caller, nowMs)) return;
-  const want = leases.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
-  const renewal = want ? store.renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want }).then((grant) => leases.install(caller, grant, Date.now())) : Promise.resolve();
-  s.ctx.defer("CallerBucket.renew", renewal.finally(() => leases.renewed(caller)));
-}
-
 /** The decision: from this isolate's lease when it can, else from the caller's object (asking for a lease with it). */
 async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: CallerStore): Promise<Taken | typeof UNMETERED | Refusal> {
   const { caller, cost, nowMs, plan } = s;
@@ -70,7 +62,12 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
   const leasable = leases !== null && !s.credential.carried && !s.slot;
   const local = leasable ? leases.admit(caller, cost, nowMs) : null;
   if (local) {
-    renew(s, leases!, store);
+    // Renewed in the background, when this request is the one to start it.
+    if (leases!.startRenewal(caller, nowMs)) {
+      const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
+      const renewal = want ? store.renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want }).then((grant) => leases!.install(caller, grant, Date.now())) : Promise.resolve();
+      s.ctx.defer("CallerState.renew", renewal.finally(() => leases!.renewed(caller)));
+    }
     return { decision: leaseDecision(plan, cost, local, nowMs), local };
   }
   try {
@@ -88,25 +85,13 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
     // A credential is never honoured unverified: its spend (credits, a challenge's single
     // use) lives in the store. Without a credential, "open" trades metering for availability.
     if (deps.policy.onStoreError === "open" && !s.credential.carried) {
-      console.warn(`tollbooth: CallerBucket.admit failed; forwarding unmetered (onStoreError "open") for ${caller}`, err);
+      console.warn(`tollbooth: CallerState.admit failed; forwarding unmetered (onStoreError "open") for ${caller}`, err);
       return UNMETERED;
     }
     // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
-    console.error("tollbooth: CallerBucket.admit failed", err);
+    console.error("tollbooth: CallerState.admit failed", err);
     return unavailable("store");
   }
-}
-
-/** Headers every answer to the request carries: rate-limit fields, the token its redemption minted, the credits left. */
-async function answerHeaders(s: Admitted, deps: Pick<Deps, "limitHeaders">): Promise<Record<string, string>> {
-  const { decision } = s;
-  const claims = s.credential.tokenClaims;
-  const headers = deps.limitHeaders(s.plan, decision, s.nowMs);
-  // Invariant: the token says the credits the object minted (a solution redeemed below the
-  // caller's current difficulty buys fewer than its challenge offered).
-  if (decision.minted && claims) headers[TOKEN_HEADER] = await signToken(s.keyring, { ...claims, cr: decision.mintedCredits ?? claims.cr });
-  if (decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits);
-  return headers;
 }
 
 /** What the schemes offer in, for an over-budget answer with `reason`. */
@@ -134,14 +119,14 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
   const facts = s.admit.redeem ? { redemption: s.admit.redeem, difficulty: offer.difficulty, worth: decision.solutionCredits, cost: s.cost, challengeUrl: gatewayUrls(s.url).challengeUrl } : null;
   const detail = (facts ? schemeOfReason(deps.schemes, reason)?.refusalDetail?.(reason, facts) : undefined) ?? s.credential.refusedDetail;
   const { schemes } = deps;
-  return overBudget({ schemes, offer, url: s.url, body: s.body, what: offer.what, reason, cost: s.cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, ...(detail !== undefined ? { detail: { detail } } : {}) });
+  return overBudget({ schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, ...(detail !== undefined ? { detail: { detail } } : {}) });
 }
 
 /**
  * The request admitted by the caller's object or lease (with the headers every answer to it
  * carries), the request to forward unmetered, or the object's refusal.
  */
-export async function admission(s: Carrying, deps: Pick<Deps, "buckets" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">): Promise<Admitted | Unmetered | Refusal> {
+export async function admission(s: Carrying, deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">): Promise<Admitted | Unmetered | Refusal> {
   const { caller, identity, nowMs } = s;
   // A request that became a payer's through its access token: the identity it came from
   // must not be blocked. Asked in parallel with the payer's object (per-isolate memo, at
@@ -149,7 +134,7 @@ export async function admission(s: Carrying, deps: Pick<Deps, "buckets" | "lease
   const identityBlock = caller !== identity.id && s.admit.redeem === undefined
     ? deps.blockedUntil(identity.id, nowMs).then((until) => ({ ok: true as const, until }), (err: unknown) => ({ ok: false as const, err }))
     : null;
-  const store = deps.buckets.of(caller);
+  const store = deps.callers.of(caller);
   const taken = await take(s, deps, store);
   if (taken === UNMETERED) return { ...s, unmetered: true };
   if (taken instanceof Refusal) return taken;
@@ -159,11 +144,19 @@ export async function admission(s: Carrying, deps: Pick<Deps, "buckets" | "lease
     // Refused after all: the payer's token gets back what the admit took from it, and the slot.
     if (taken.decision.admitted) void giveBack(heldBy(admitted, deps, "charge"), s.ctx.defer);
     if (!found.ok) {
-      console.error("tollbooth: CallerBucket.blocked failed", found.err);
+      console.error("tollbooth: CallerState.blocked failed", found.err);
       return unavailable("store");
     }
     return blocked((found.until! - nowMs) / 1000, {}, identity.id);
   }
-  const ready: Admitted = { ...admitted, headers: await answerHeaders(admitted, deps) };
-  return ready.decision.admitted ? ready : refusalOf(ready, deps);
+  // Headers every answer to the request carries: rate-limit fields, the token its redemption minted, the credits left.
+  const { decision } = taken;
+  const claims = s.credential.tokenClaims;
+  const headers = deps.limitHeaders(s.plan, decision, nowMs);
+  // Invariant: the token says the credits the object minted (a solution redeemed below the
+  // caller's current difficulty buys fewer than its challenge offered).
+  if (decision.minted && claims) headers[TOKEN_HEADER] = await signToken(s.keyring, { ...claims, cr: decision.mintedCredits ?? claims.cr });
+  if (decision.credits !== undefined) headers[CREDITS_HEADER] = String(decision.credits);
+  const ready: Admitted = { ...admitted, headers };
+  return decision.admitted ? ready : refusalOf(ready, deps);
 }

@@ -6,7 +6,7 @@
  * the headers the decision owes the client (rate-limit fields, a minted token, credits, a
  * payment's receipt header) are set on the answer.
  */
-import { addResultMeta } from "../mcp-meta.ts";
+import { addResultMeta } from "../proxy/mcp-meta.ts";
 import type { Deps } from "./deps.ts";
 import { giveBack, heldBy } from "./give-back.ts";
 import type { Cleared } from "./state.ts";
@@ -21,12 +21,12 @@ export function afterOrigin(s: Cleared, deps: Pick<Deps, "leases">, out: { res: 
   const sessionId = req.headers.get("mcp-session-id");
   if (s.slot?.kind === "session" && !refunded) {
     const opened = out.res.headers.get("mcp-session-id");
-    if (opened && out.res.status < 400) s.ctx.defer("CallerBucket.bindSession", s.store.bindSession({ slotId: s.slot.id, sessionId: opened }));
+    if (opened && out.res.status < 400) s.ctx.defer("CallerState.bindSession", s.store.bindSession({ slotId: s.slot.id, sessionId: opened }));
     else void giveBack(heldBy(s, deps, "slot"), s.ctx.defer);
   }
   // The session ends with DELETE, or when the origin says it no longer knows it (404).
   if (sessionId && ((req.method === "DELETE" && out.res.status < 500) || out.res.status === 404)) {
-    s.ctx.defer("CallerBucket.endSession", s.store.endSession({ sessionId }));
+    s.ctx.defer("CallerState.endSession", s.store.endSession({ sessionId }));
   }
   // The receipt of a payment made inside MCP goes back in the tool result's `_meta`.
   const only = s.body && !s.body.batch ? s.body.messages[0] : undefined;

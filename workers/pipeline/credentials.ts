@@ -13,10 +13,10 @@
 import { fromBase64Url } from "../../shared/wire/encoding.ts";
 import { TOKEN_HEADER } from "../../shared/wire/headers.ts";
 import type { Plan } from "../../shared/policy/index.ts";
-import type { AdmitRequest, SlotRequest } from "../caller-bucket.ts";
+import type { AdmitRequest, SlotRequest } from "../objects/caller-state.ts";
 import { blocked, unavailable } from "../refusal/layers.ts";
 import { Refusal } from "../refusal/refusal.ts";
-import { isPayerId } from "../schemes/registry.ts";
+import { PAYERS } from "../schemes/registry.ts";
 import type { Deps } from "./deps.ts";
 import { record, type Carrying, type Credential, type Known } from "./state.ts";
 
@@ -55,7 +55,7 @@ export function payerNamedBy(token: string): string | null {
   if (!bytes) return null;
   try {
     const sub = (JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown }).sub;
-    return typeof sub === "string" && isPayerId(sub) ? sub : null;
+    return typeof sub === "string" && PAYERS.some((p) => p.pattern.test(sub)) ? sub : null;
   } catch {
     return null;
   }
@@ -85,7 +85,7 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
       try {
         until = await deps.blockedUntil(identity.id, nowMs);
       } catch (err) {
-        console.error("tollbooth: CallerBucket.blocked failed", err);
+        console.error("tollbooth: CallerState.blocked failed", err);
         return unavailable("store");
       }
       if (until !== null) return blocked((until - nowMs) / 1000);

@@ -18,6 +18,7 @@
  * Each step takes the request state and returns the next one or a `Refusal` (./state.ts).
  */
 import { networkFor } from "../../shared/identity/index.ts";
+import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import { ownEndpoints } from "../endpoints/index.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import { admission } from "./admission.ts";
@@ -29,28 +30,12 @@ import { mcpHeaders } from "./mcp-headers.ts";
 import { networkCeiling } from "./network-ceiling.ts";
 import { originCeiling } from "./origin-ceiling.ts";
 import { originHeader } from "./origin-header.ts";
-import { isOwnEndpoint } from "./paths.ts";
 import { settlement } from "./settlement.ts";
-import { record, type Arrival, type Cleared, type Outcome, type Read, type RequestContext, type Unmetered } from "./state.ts";
-
-/** The request as it arrives: until the identity is known, its network's (as an `ip` caller). */
-function arrival(ctx: RequestContext, deps: Pick<Deps, "policy">): Arrival {
-  const { identity: id } = deps.policy;
-  const network = networkFor(ctx.request.headers, id.ipv4Prefix, id.ipv6Prefix);
-  const s: Arrival = { ctx, request: ctx.request, url: ctx.url, network, record: {} };
-  record(s, { caller: network, network: network.replace(/^ip:/, "") });
-  return s;
-}
+import { record, type Arrival, type Cleared, type Outcome, type Read, type RequestContext } from "./state.ts";
 
 /** Refused by a step, after state `s` (its body, when read, gives the answer its ids). */
 function refused(s: Arrival | Read, refusal: Refusal): Outcome {
   return { kind: "refused", refusal, body: "body" in s ? s.body : null, record: s.record };
-}
-
-/** Forwarded unmetered: the caller's object failed and the policy says `onStoreError: "open"`. */
-function unmetered(s: Unmetered): Outcome {
-  record(s, { caller: s.caller, decision: "admitted_unmetered", reason: "store_unavailable" });
-  return { kind: "unmetered", state: s, record: s.record };
 }
 
 /** Admitted: what paid (the credential's scheme prefix, a token, the bucket or nothing), whether it redeemed a credential, its payment, the credits left, whether a lease admitted it. */
@@ -72,12 +57,17 @@ function admitted(s: Cleared): Outcome {
 
 /** Decide one request: refused (with the step's refusal), answered by tollbooth's own endpoints, or admitted (metered or not). */
 export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> {
-  const arrived = arrival(ctx, deps);
+  // Until the identity is known, the request is its network's (as an `ip` caller).
+  const { ipv4Prefix, ipv6Prefix } = deps.policy.identity;
+  const network = networkFor(ctx.request.headers, ipv4Prefix, ipv6Prefix);
+  const arrived: Arrival = { ctx, request: ctx.request, url: ctx.url, network, record: {} };
+  record(arrived, { caller: network, network: network.replace(/^ip:/, "") });
   const checked = originHeader(arrived, deps);
   if (checked instanceof Refusal) return refused(arrived, checked);
   const counted = await networkCeiling(checked, deps);
   if (counted instanceof Refusal) return refused(arrived, counted);
-  if (isOwnEndpoint(ctx.url.pathname)) return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
+  const path = ctx.url.pathname;
+  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/")) return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
   const read = await body(counted, deps);
   if (read instanceof Refusal) return refused(arrived, read);
   const described = mcpHeaders(read);
@@ -88,7 +78,11 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   if (carrying instanceof Refusal) return refused(known, carrying);
   const taken = await admission(carrying, deps);
   if (taken instanceof Refusal) return refused(carrying, taken);
-  if ("unmetered" in taken) return unmetered(taken);
+  if ("unmetered" in taken) {
+    // The caller's object failed and the policy says `onStoreError: "open"`: forwarded unmetered.
+    record(taken, { caller: taken.caller, decision: "admitted_unmetered", reason: "store_unavailable" });
+    return { kind: "unmetered", state: taken, record: taken.record };
+  }
   const room = await originCeiling(taken, deps);
   if (room instanceof Refusal) return refused(taken, room);
   const cleared = await settlement(room, deps);

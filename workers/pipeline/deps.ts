@@ -10,10 +10,11 @@ import { tokenVerifier } from "../../shared/credentials/token.ts";
 import { identityResolver, type Identity } from "../../shared/identity/index.ts";
 import type { LimitResult } from "../../shared/limits/bucket.ts";
 import { LeaseTable } from "../../shared/limits/lease.ts";
-import type { AdmitResult, CallerBucket } from "../caller-bucket.ts";
+import { rateLimit, rateLimitPolicy, type NamedLimit } from "../../shared/limits/ratelimit-headers.ts";
+import type { AdmitResult, CallerState } from "../objects/caller-state.ts";
 import type { NetworkLimiter } from "../env.ts";
-import { blockChecker, boundedStore, limitHeaders, originCeiling, SPEND_SCOPE, type StoreNamespace } from "../gate.ts";
-import type { OriginGate } from "../origin-gate.ts";
+import { blockChecker, boundedStore, originCeiling, SPEND_SCOPE, type StoreNamespace } from "../objects/stores.ts";
+import type { OriginGate } from "../objects/origin-gate.ts";
 import type { PaymentScheme } from "../schemes/contract.ts";
 import { parsePolicy, type Plan, type Policy, type PolicyInput } from "../schemes/policy.ts";
 import { paymentSchemes } from "../schemes/registry.ts";
@@ -25,15 +26,15 @@ export interface TollboothOptions {
   policy?: PolicyInput | undefined;
   /** `TOLLBOOTH_SECRET`: one or more comma-separated secrets, ≥ 16 bytes each. */
   secret: string;
-  /** The `CallerBucket` Durable Object namespace. */
-  buckets: DurableObjectNamespace<CallerBucket>;
+  /** The `CallerState` Durable Object namespace (binding `CALLER_BUCKET`): one object per caller. */
+  callers: DurableObjectNamespace<CallerState>;
   /**
-   * The gateway-wide `CallerBucket` namespace where a payment's spend id is claimed before it
-   * is settled (objects `spent:<spend id>`, workers/gate.ts `SPEND_SCOPE`): with several
+   * The gateway-wide `CallerState` namespace where a payment's spend id is claimed before it
+   * is settled (objects `spent:<spend id>`, workers/objects/stores.ts `SPEND_SCOPE`): with several
    * routes, the unscoped binding every route shares, so an authorization is settled at most
-   * once across them. Default `buckets`.
+   * once across them. Default `callers`.
    */
-  spends?: DurableObjectNamespace<CallerBucket> | undefined;
+  spends?: DurableObjectNamespace<CallerState> | undefined;
   /** The `OriginGate` Durable Object namespace; required when the policy sets `originCeiling`. */
   originGate?: DurableObjectNamespace<OriginGate> | undefined;
   /** The network ceiling (Workers Rate Limiting binding); without it the layer is off. */
@@ -51,8 +52,8 @@ export interface Deps {
   policy: Policy;
   /** The keyring of `TOLLBOOTH_SECRET`, imported once. */
   keyring: () => Promise<Keyring>;
-  /** The caller state; every call bounded by `policy.storeTimeoutMs`. */
-  buckets: StoreNamespace;
+  /** The callers' state; every call bounded by `policy.storeTimeoutMs`. */
+  callers: StoreNamespace;
   /** Who is calling (see shared/identity/index.ts). */
   identify: (headers: Headers) => Promise<Identity>;
   /** The network ceiling, when the binding is set. */
@@ -64,7 +65,7 @@ export interface Deps {
   /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
   limitHeaders: (plan: Plan, decision: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number) => Record<string, string>;
   /**
-   * Unix ms the block of the caller `identity` (an `Identity.id`, in `buckets`) ends, or null:
+   * Unix ms the block of the caller `identity` (an `Identity.id`, in `callers`) ends, or null:
    * asked only when a payment or an access token makes a request a payer's, so the block of
    * the identity it came from still applies. Answers are reused per isolate for at most
    * `BLOCK_MEMO_MS` (`blockChecker`). Rejects as the store does (`StoreTimeoutError`).
@@ -73,7 +74,7 @@ export interface Deps {
   /**
    * Claim a redemption's spend id gateway-wide, right before its payment is settled
    * (`PaymentScheme.settle`): resolves true exactly once per spend id across every route and
-   * isolate (the `CallerBucket` named `SPEND_SCOPE` + spend id), false after. Rejects as the store does.
+   * isolate (the `CallerState` named `SPEND_SCOPE` + spend id), false after. Rejects as the store does.
    * @param untilMs unix ms the credential is refused anyway (its `spendUntilMs`)
    */
   claimSpend: (spendId: string, untilMs: number) => Promise<boolean>;
@@ -89,9 +90,18 @@ export interface Deps {
   strip: (headers: Headers) => void;
 }
 
+/** `RateLimit-Policy` and `RateLimit` headers of a plan's free bucket and ceiling (draft-ietf-httpapi-ratelimit-headers-10). */
+export function limitHeaders(plan: Plan, d: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number): Record<string, string> {
+  const limits: NamedLimit[] = [
+    { name: "free", config: plan.bucket, result: d.bucket },
+    { name: "ceiling", config: plan.ceiling, result: d.ceiling },
+  ];
+  return { "ratelimit-policy": rateLimitPolicy(limits), ratelimit: rateLimit(limits, nowMs) };
+}
+
 /**
  * Build the deps of one `tollbooth()`.
- * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `buckets`, `originGate`,
+ * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `callers`, `originGate`,
  *   a payment scheme's secret)
  */
 export function buildDeps(options: TollboothOptions): Deps {
@@ -101,27 +111,27 @@ export function buildDeps(options: TollboothOptions): Deps {
   } catch (err) {
     throw new TypeError(`tollbooth(): option \`secret\`: ${(err as Error).message}`);
   }
-  if (!options.buckets || typeof options.buckets.idFromName !== "function") {
-    throw new TypeError("tollbooth(): option `buckets` must be the CallerBucket Durable Object namespace");
+  if (!options.callers || typeof options.callers.idFromName !== "function") {
+    throw new TypeError("tollbooth(): option `callers` must be the CallerState Durable Object namespace");
   }
   let keyringPromise: Promise<Keyring> | undefined;
   let verifier: ReturnType<typeof tokenVerifier> | undefined;
   const fetchImpl = options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
   const schemes: readonly PaymentScheme[] = paymentSchemes(policy, { fetch: fetchImpl, secrets: options.secrets ?? {} });
-  const buckets = boundedStore(options.buckets, policy.storeTimeoutMs);
-  const spends = options.spends ? boundedStore(options.spends, policy.storeTimeoutMs) : buckets;
+  const callers = boundedStore(options.callers, policy.storeTimeoutMs);
+  const spends = options.spends ? boundedStore(options.spends, policy.storeTimeoutMs) : callers;
   const allowAnyOrigin = policy.allowedOrigins.includes("*");
   const allowedOrigins = new Set(policy.allowedOrigins);
   return {
     policy,
     keyring: () => (keyringPromise ??= importKeyring(options.secret)),
-    buckets,
+    callers,
     identify: identityResolver(policy.identity, { keys: options.keys, ...(options.fetch ? { fetch: options.fetch } : {}) }),
     network: options.network,
     originTake: originCeiling(options.originGate, policy.originCeiling, policy.storeTimeoutMs),
     schemes,
     limitHeaders,
-    blockedUntil: blockChecker((identity, nowMs) => buckets.of(identity).blocked({ nowMs }).then((r) => r.blockedUntilMs)),
+    blockedUntil: blockChecker((identity, nowMs) => callers.of(identity).blocked({ nowMs }).then((r) => r.blockedUntilMs)),
     claimSpend: (spendId, untilMs) => spends.of(SPEND_SCOPE + spendId).claim({ spendId, untilMs }).then((r) => r.claimed),
     leases: policy.leases ? new LeaseTable() : null,
     tokens: (keyring) => (verifier ??= tokenVerifier(keyring)),

@@ -6,14 +6,14 @@
  * ended or a session the origin did not open.
  * - `lease`: units of this isolate's lease, back to the lease (no Durable Object call);
  * - `charge`: the cost to what paid it in the caller's object (the free bucket or the token's
- *   credits), and its slot (`CallerBucket.refund`);
- * - `payment`: the balance a redemption opened, withdrawn (`CallerBucket.revoke`: its spent
+ *   credits), and its slot (`CallerState.refund`);
+ * - `payment`: the balance a redemption opened, withdrawn (`CallerState.revoke`: its spent
  *   mark stays, so the same authorization cannot buy again);
- * - `slot`: a session or stream slot, released (`CallerBucket.release`).
+ * - `slot`: a session or stream slot, released (`CallerState.release`).
  */
 import type { LeaseTable } from "../../shared/limits/lease.ts";
-import type { RefundRequest } from "../caller-bucket.ts";
-import type { CallerStore } from "../gate.ts";
+import type { RefundRequest } from "../objects/caller-state.ts";
+import type { CallerStore } from "../objects/stores.ts";
 import type { Deps } from "./deps.ts";
 import type { Admitted, Defer } from "./state.ts";
 
@@ -27,7 +27,7 @@ export type Held =
 /**
  * Give `held` back. Durable Object calls run in the background through `defer` when given
  * (the request does not wait for them); the promise returned settles when the work is done,
- * never rejects (a failure is logged as `tollbooth: CallerBucket.<method> failed`).
+ * never rejects (a failure is logged as `tollbooth: CallerState.<method> failed`).
  */
 export function giveBack(held: Held, defer?: Defer): Promise<void> {
   let what: string;
@@ -37,13 +37,13 @@ export function giveBack(held: Held, defer?: Defer): Promise<void> {
       held.leases.refund(held.caller, held.cost, Date.now());
       return Promise.resolve();
     case "charge":
-      [what, work] = ["CallerBucket.refund", held.store.refund(held.refund)];
+      [what, work] = ["CallerState.refund", held.store.refund(held.refund)];
       break;
     case "payment":
-      [what, work] = ["CallerBucket.revoke", held.store.revoke({ jti: held.jti })];
+      [what, work] = ["CallerState.revoke", held.store.revoke({ jti: held.jti })];
       break;
     case "slot":
-      [what, work] = ["CallerBucket.release", held.store.release({ slotId: held.slotId })];
+      [what, work] = ["CallerState.release", held.store.release({ slotId: held.slotId })];
       break;
   }
   const done = work.then(

@@ -1,13 +1,13 @@
 /**
- * What the decision hands to the proxy (workers/proxy.ts, `c.var.tollbooth`) for a request it
+ * What the decision hands to the proxy (workers/proxy/proxy.ts, `c.var.tollbooth`) for a request it
  * admitted: who it is, what to forward, and the hooks through which the proxy gives back
  * what the request holds (`giveBack`) when the origin never answered or a stream ends.
  */
 import type { ParsedBody } from "../../shared/jsonrpc.ts";
-import type { AdmitResult } from "../caller-bucket.ts";
+import type { AdmitResult } from "../objects/caller-state.ts";
 import type { Deps } from "./deps.ts";
 import { giveBack, heldBy } from "./give-back.ts";
-import type { Carrying, Cleared } from "./state.ts";
+import type { Cleared } from "./state.ts";
 
 /** What the middleware hands to the proxy for an admitted request. */
 export interface TollboothState {
@@ -71,9 +71,4 @@ export function handoff(s: Cleared, deps: Pick<Deps, "leases" | "strip">): { sta
     state.streamMaxMs = s.plan.limits.streamMaxSeconds * 1000;
   }
   return { state, refunded: () => refunded };
-}
-
-/** The proxy's state for a request forwarded unmetered (no decision, nothing to give back). */
-export function unmeteredHandoff(s: Carrying, deps: Pick<Deps, "strip">): TollboothState {
-  return { caller: s.caller, body: s.body, rawBody: s.rawBody, cost: s.cost, decision: null, strip: deps.strip };
 }

@@ -1,6 +1,6 @@
 /**
  * `tollbooth(options)`: the Hono middleware in front of the proxy — a thin adapter over the
- * framework-free `decide()` (./decide.ts), in the shape of coinbase/x402's Hono adapter over
+ * framework-free `decide()` (./decide.ts), in the shape of the Hono adapters that wrap a
  * `processHTTPRequest()`. Options are validated once (a TypeError names the bad one); per
  * request it decides, hands the decision record to observe (workers/observe/), and then
  * answers the refusal, answers for tollbooth's own endpoints, or hands the admitted request
@@ -13,7 +13,7 @@ import { toJsonRpc } from "../refusal/json-rpc.ts";
 import { afterOrigin } from "./after-origin.ts";
 import { decide } from "./decide.ts";
 import { buildDeps, type TollboothOptions } from "./deps.ts";
-import { handoff, unmeteredHandoff, type TollboothState, type TollboothVariables } from "./handoff.ts";
+import { handoff, type TollboothState, type TollboothVariables } from "./handoff.ts";
 import type { RequestContext } from "./state.ts";
 
 export type { TollboothOptions } from "./deps.ts";
@@ -38,7 +38,7 @@ const originOutcome = (c: Context): TollboothState["origin"] => (o) => note(c, t
 
 /**
  * Build the middleware.
- * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `buckets`, `originGate`,
+ * @throws TypeError naming the bad option (`policy.<field>`, `secret`, `callers`, `originGate`,
  *   a payment scheme's secret)
  */
 export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variables: TollboothVariables }> {
@@ -49,7 +49,9 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (outcome.kind === "refused") return decided(c, outcome.refusal.reason!, toJsonRpc(outcome.refusal, outcome.body));
     if (outcome.kind === "answered") return outcome.response;
     if (outcome.kind === "unmetered") {
-      c.set("tollbooth", { ...unmeteredHandoff(outcome.state, deps), origin: originOutcome(c) });
+      // Forwarded unmetered: no decision, nothing to give back.
+      const { caller, body, rawBody, cost } = outcome.state;
+      c.set("tollbooth", { caller, body, rawBody, cost, decision: null, strip: deps.strip, origin: originOutcome(c) });
       await next();
       c.res.headers.set(DEGRADED_HEADER, "store-unavailable");
       return;

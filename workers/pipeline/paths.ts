@@ -1,8 +1,7 @@
 /**
  * Paths as the gateway prices them: the MCP endpoint however an origin router may spell it,
- * tollbooth's own endpoints, and the OAuth metadata paths that always cost 0.
+ * and the OAuth metadata paths that always cost 0.
  */
-import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 
 /** Paths of OAuth metadata (RFC 9728, RFC 8414, OpenID Discovery): always cost 0. */
 export const OAUTH_METADATA = /^\/\.well-known\/(oauth-protected-resource|oauth-authorization-server|openid-configuration)(\/|$)/;
@@ -20,9 +19,4 @@ export function normalizePath(path: string): string {
     // keep the raw path: it cannot be the endpoint's spelling anyway
   }
   return decoded.toLowerCase().replace(/\/{2,}/g, "/").replace(/\/+$/, "") || "/";
-}
-
-/** Whether a raw path is one of tollbooth's own endpoints (`/.well-known/tollbooth` and below). */
-export function isOwnEndpoint(path: string): boolean {
-  return path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/");
 }

@@ -29,7 +29,7 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
     claimed = await deps.claimSpend(redemption.spendId, redemption.spendUntilMs);
   } catch (err) {
     void giveBack(payment, s.ctx.defer);
-    console.error("tollbooth: CallerBucket.claim failed", err);
+    console.error("tollbooth: CallerState.claim failed", err);
     return unavailable("store");
   }
   const { plan, keyring, caller, nowMs, cost } = s;
@@ -43,5 +43,5 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
   const offer = offerContext(s, deps, reason);
   const { decision } = s;
   const detail = done.detail !== undefined ? { detail: { detail: done.detail } } : {};
-  return overBudget({ schemes: deps.schemes, offer, url: s.url, body: s.body, what: offer.what, reason, cost, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: pending.scheme.refusalStatus(reason), ...detail });
+  return overBudget({ schemes: deps.schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: pending.scheme.refusalStatus(reason), ...detail });
 }

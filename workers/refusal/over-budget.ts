@@ -6,18 +6,11 @@
  * test/workers/payment-required.test.ts and the paid schemes' workers tests pin it.
  */
 import { ErrorCode, type ParsedBody } from "../../shared/jsonrpc.ts";
-import type { Plan } from "../../shared/policy/index.ts";
-import { WELL_KNOWN } from "../../shared/wire/headers.ts";
+import { gatewayUrls } from "../endpoints/urls.ts";
 import type { Decision } from "../observe/types.ts";
 import type { Offer, OfferContext, PaymentScheme, Unavailable } from "../schemes/contract.ts";
 import { schemeOfType } from "../schemes/registry.ts";
 import { Refusal } from "./refusal.ts";
-
-/** The gateway's own URLs, absolute, for a request URL. */
-export function gatewayUrls(requestUrl: URL): { policyUrl: string; challengeUrl: string; verifyUrl: string; statusUrl: string } {
-  const base = requestUrl.origin + WELL_KNOWN;
-  return { policyUrl: base, challengeUrl: `${base}/challenge`, verifyUrl: `${base}/verify`, statusUrl: `${base}/status` };
-}
 
 /**
  * What a request is, for messages: `tools/call expensive`, `resources/read file:///x`,
@@ -41,21 +34,13 @@ function lower(text: string): string {
   return text.charAt(0).toLowerCase() + text.slice(1);
 }
 
-/** The decision an over-budget answer is recorded as, by its status (401/402 and a 200 tool result: payment required). */
-function decisionOf(status: number): Decision {
-  return status === 429 ? "rate_limited" : status === 503 ? "unavailable" : status === 400 ? "bad_request" : "payment_required";
-}
-
 /** What the over-budget answer is built from. */
 export interface OverBudget {
   schemes: readonly PaymentScheme[];
-  /** The context the schemes offer in (caller, plan, keyring, clock, difficulty in bits). */
+  /** The context the schemes offer in: the caller, plan, keyring, clock, difficulty (bits), and the request's URL, what it is, its cost and why it is refused. */
   offer: OfferContext;
-  url: URL;
+  /** The parsed request body (a tool result answers its single `tools/call`). */
   body: ParsedBody | null;
-  what: string;
-  reason: string;
-  cost: number;
   /** Whole seconds until the free bucket would admit the request. */
   retryAfterSeconds: number;
   /** The caller's decayed count of recent solves (why the difficulty rose). */
@@ -69,9 +54,15 @@ export interface OverBudget {
   credits?: number | undefined;
 }
 
-/** The refusal, recorded with the reason, the difficulty offered and the credits left. */
+/**
+ * The refusal, recorded with the reason, the difficulty offered and the credits left, as the
+ * decision its status is (401/402 and a tool result: payment required).
+ */
 function refusal(o: OverBudget, init: Omit<ConstructorParameters<typeof Refusal>[0], "reason" | "code">): Refusal {
-  return new Refusal({ ...init, code: o.reason, reason: { decision: decisionOf(init.result ? 402 : init.status), reason: o.reason, difficulty: o.offer.difficulty, ...(o.credits !== undefined ? { credits: o.credits } : {}) } });
+  const { reason, difficulty } = o.offer;
+  const { status } = init;
+  const decision: Decision = status === 429 ? "rate_limited" : status === 503 ? "unavailable" : status === 400 ? "bad_request" : "payment_required";
+  return new Refusal({ ...init, code: reason, reason: { decision, reason, difficulty, ...(o.credits !== undefined ? { credits: o.credits } : {}) } });
 }
 
 /**
@@ -90,49 +81,42 @@ function refusal(o: OverBudget, init: Omit<ConstructorParameters<typeof Refusal>
  * - 503 when a payment service did not answer (`status` 503).
  */
 export async function overBudget(o: OverBudget): Promise<Refusal> {
-  const plan: Plan = o.offer.plan;
+  const { plan, reason, cost, what } = o.offer;
   const status = o.status ?? 402;
   if (status === 503) {
     // A payment service did not answer: nothing was decided about the payment; retry.
-    return refusal(o, { status: 503, rpcCode: ErrorCode.Unavailable, message: `Service unavailable (${o.reason}): the payment could not be checked; retry`, data: { reason: o.reason, ...o.detail }, headers: o.headers, retryAfter: 1 });
+    return refusal(o, { status: 503, rpcCode: ErrorCode.Unavailable, message: `Service unavailable (${reason}): the payment could not be checked; retry`, data: { reason, ...o.detail }, headers: o.headers, retryAfter: 1 });
   }
   const mode429 = plan.overBudget === "429" && status !== 401;
   // Invariant: a Retry-After is only sent when waiting can help (the bucket can hold the cost).
-  if (o.cost > plan.bucket.capacity && mode429) {
+  if (cost > plan.bucket.capacity && mode429) {
     // 429 mode is for clients that only wait: one that waiting never admits gets an error, not a loop.
-    return refusal(o, { status: 400, rpcCode: ErrorCode.InvalidRequest, message: `Invalid Request: ${o.what} costs ${o.cost}, more than the free bucket ever holds (${plan.bucket.capacity}, plan ${plan.name}): send fewer messages per batch`, data: { reason: o.reason, cost: o.cost, maxCost: plan.bucket.capacity, plan: plan.name } });
+    return refusal(o, { status: 400, rpcCode: ErrorCode.InvalidRequest, message: `Invalid Request: ${what} costs ${cost}, more than the free bucket ever holds (${plan.bucket.capacity}, plan ${plan.name}): send fewer messages per batch`, data: { reason, cost, maxCost: plan.bucket.capacity, plan: plan.name } });
   }
   // Only a scheme whose one payment covers the whole request is offered (else the caller pays and still loops).
-  const payable = o.schemes.filter((s) => s.credits(plan) >= o.cost);
+  const payable = o.schemes.filter((s) => s.credits(plan) >= cost);
   const offers = await Promise.all(payable.map((s) => s.offer(o.offer)));
   const available = offers.filter((x): x is Offer => x.ok);
   const retryAfter = Math.max(mode429 ? 1 : 0, o.retryAfterSeconds);
   if (available.length === 0) {
     const wait = Math.max(1, retryAfter);
     const why = payable.length === 0 ? `more than a solve buys (${plan.challenge.credits})` : "and no way to pay is available now";
-    const message = `Too many requests (${o.reason}): ${o.what} costs ${o.cost}, ${why}; retry after ${wait} s, when the free bucket holds it.`;
-    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data: { reason: o.reason, layer: "bucket", cost: o.cost, retryAfter: wait, ...(offers.length ? { challenges: offers.map(listed) } : {}) }, headers: o.headers, retryAfter: wait });
+    const message = `Too many requests (${reason}): ${what} costs ${cost}, ${why}; retry after ${wait} s, when the free bucket holds it.`;
+    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data: { reason, layer: "bucket", cost, retryAfter: wait, ...(offers.length ? { challenges: offers.map(listed) } : {}) }, headers: o.headers, retryAfter: wait });
   }
   return withOffers(o, status, mode429, retryAfter, offers, available);
 }
 
-/** `error.data` of an answer with offers: why, what it costs, the wait, the difficulty (and why it rose), the challenges, the gateway's URLs. */
-function offerData(o: OverBudget, retryAfter: number, offers: ReadonlyArray<Offer | Unavailable>): Record<string, unknown> {
-  const plan = o.offer.plan;
-  const { difficulty } = o.offer;
+/** The answer when some scheme can be offered: an MCP tool result, the 429-mode answer, or the 402 / 401. */
+function withOffers(o: OverBudget, status: 401 | 402, mode429: boolean, retryAfter: number, offers: ReadonlyArray<Offer | Unavailable>, available: readonly Offer[]): Refusal {
+  const { plan, reason, cost, what, difficulty, url } = o.offer;
+  const waitHelps = cost <= plan.bucket.capacity;
+  // Why, what it costs, the wait, the difficulty (and why it rose), the challenges, the gateway's URLs.
   const base = plan.challenge.difficulty;
   const raised = difficulty > base
     ? { difficultyRaised: { base, current: difficulty, recentSolves: o.solves ?? 0, why: `${o.solves ?? 0} recent solves (decaying with a half-life of ${plan.challenge.adaptive.halfLifeSeconds} s): +1 bit per ${plan.challenge.adaptive.solvesPerStep}` } }
     : {};
-  const waitHelps = o.cost <= plan.bucket.capacity;
-  return { reason: o.reason, ...o.detail, plan: plan.name, cost: o.cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, challenges: offers.map(listed), ...gatewayUrls(o.url) };
-}
-
-/** The answer when some scheme can be offered: an MCP tool result, the 429-mode answer, or the 402 / 401. */
-function withOffers(o: OverBudget, status: 401 | 402, mode429: boolean, retryAfter: number, offers: ReadonlyArray<Offer | Unavailable>, available: readonly Offer[]): Refusal {
-  const plan = o.offer.plan;
-  const waitHelps = o.cost <= plan.bucket.capacity;
-  const data = offerData(o, retryAfter, offers);
+  const data = { reason, ...o.detail, plan: plan.name, cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, challenges: offers.map(listed), ...gatewayUrls(url) };
   // Headers a scheme signals itself with (its own challenge header), in every mode.
   const headers: Record<string, string> = { ...o.headers, ...Object.assign({}, ...available.map((x) => x.headers ?? {})) };
   if (status === 402) {
@@ -141,10 +125,10 @@ function withOffers(o: OverBudget, status: 401 | 402, mode429: boolean, retryAft
   }
   const hint = available.map((x, i) => (i === 0 ? x.hint : lower(x.hint))).join("; or ");
   if (mode429) {
-    const message = `Too many requests (${o.reason}): ${o.what} costs ${o.cost} and the caller's budget is spent. Retry after ${retryAfter} s; or ${lower(hint)}.`;
+    const message = `Too many requests (${reason}): ${what} costs ${cost} and the caller's budget is spent. Retry after ${retryAfter} s; or ${lower(hint)}.`;
     return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data: { ...data, layer: "bucket" }, headers, retryAfter });
   }
-  const lead = status === 401 ? `Unauthorized (${o.reason}): the payment credential was refused; ${o.what} costs ${o.cost}.` : `Payment required (${o.reason}): ${o.what} costs ${o.cost}`;
+  const lead = status === 401 ? `Unauthorized (${reason}): the payment credential was refused; ${what} costs ${cost}.` : `Payment required (${reason}): ${what} costs ${cost}`;
   const message = status === 401
     ? `${lead} ${hint}${waitHelps ? `; or wait ${retryAfter} s` : ""}.`
     : waitHelps

@@ -43,16 +43,16 @@ export interface RefusalInit {
 
 /** A refusal, ready to be rendered for a surface (./json-rpc.ts, ./problem.ts, ./admin.ts). */
 export class Refusal {
-  readonly status: number;
-  readonly code: string;
-  readonly rpcCode: number;
-  readonly message: string;
-  readonly retryAfter: number | undefined;
-  readonly data: Record<string, unknown> | undefined;
-  readonly headers: Record<string, string>;
-  readonly challenges: readonly string[];
-  readonly result: Record<string, unknown> | undefined;
-  readonly reason: RefusalReason | undefined;
+  declare readonly status: number;
+  declare readonly code: string;
+  declare readonly rpcCode: number;
+  declare readonly message: string;
+  declare readonly retryAfter: number | undefined;
+  declare readonly data: Record<string, unknown> | undefined;
+  declare readonly headers: Record<string, string>;
+  declare readonly challenges: readonly string[];
+  declare readonly result: Record<string, unknown> | undefined;
+  declare readonly reason: RefusalReason | undefined;
 
   constructor(init: RefusalInit) {
     this.status = init.status;
@@ -65,20 +65,6 @@ export class Refusal {
     this.challenges = init.challenges ?? [];
     this.result = init.result;
     this.reason = init.reason;
-  }
-
-  /** A copy with `headers` added after its own (e.g. the rate-limit fields of the request's decision). */
-  withHeaders(headers: Record<string, string>): Refusal {
-    return new Refusal({ ...this.init(), headers: { ...this.headers, ...headers } });
-  }
-
-  /** A copy recorded with `reason` instead. */
-  withReason(reason: RefusalReason): Refusal {
-    return new Refusal({ ...this.init(), reason });
-  }
-
-  private init(): RefusalInit {
-    return { status: this.status, code: this.code, rpcCode: this.rpcCode, message: this.message, ...(this.retryAfter !== undefined ? { retryAfter: this.retryAfter } : {}), ...(this.data ? { data: this.data } : {}), headers: this.headers, challenges: this.challenges, ...(this.result ? { result: this.result } : {}), ...(this.reason ? { reason: this.reason } : {}) };
   }
 }
 

@@ -46,8 +46,3 @@ export function schemeOfReason(schemes: readonly PaymentScheme[], reason: string
 
 /** The payer ids of every registered scheme (whether a policy enables it or not). */
 export const PAYERS: readonly PayerIds[] = SCHEMES.flatMap((s) => (s.payers ? [s.payers] : []));
-
-/** Whether `id` is a well-formed payer id of a registered scheme. */
-export function isPayerId(id: string): boolean {
-  return PAYERS.some((p) => p.pattern.test(id));
-}

@@ -5,7 +5,7 @@
  * tool result's `_meta`, and the decision's headers are set on the answer.
  */
 import { describe, expect, it } from "vitest";
-import type { CallerStore } from "../../../workers/gate.ts";
+import type { CallerStore } from "../../../workers/objects/stores.ts";
 import { afterOrigin } from "../../../workers/pipeline/after-origin.ts";
 import { body } from "../../../workers/pipeline/body.ts";
 import { credentials } from "../../../workers/pipeline/credentials.ts";
@@ -38,7 +38,7 @@ describe("sessions", () => {
     const deferred: Deferred = [];
     const s = await cleared(initialize(), {}, deferred);
     afterOrigin(s, deps, answer(200, { "mcp-session-id": "sess-9" }), false);
-    expect(deferred.map((d) => d.what)).toEqual(["CallerBucket.bindSession"]);
+    expect(deferred.map((d) => d.what)).toEqual(["CallerState.bindSession"]);
     expect(s.store.calls).toEqual([["bindSession", { slotId: s.slot!.id, sessionId: "sess-9" }]]);
   });
 

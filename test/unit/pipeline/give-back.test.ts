@@ -7,8 +7,8 @@
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { LeaseTable } from "../../../shared/limits/lease.ts";
-import type { AdmitResult } from "../../../workers/caller-bucket.ts";
-import type { CallerStore } from "../../../workers/gate.ts";
+import type { AdmitResult } from "../../../workers/objects/caller-state.ts";
+import type { CallerStore } from "../../../workers/objects/stores.ts";
 import { body } from "../../../workers/pipeline/body.ts";
 import { credentials } from "../../../workers/pipeline/credentials.ts";
 import { giveBack, heldBy } from "../../../workers/pipeline/give-back.ts";
@@ -48,7 +48,7 @@ describe("what an admitted request holds", () => {
     const s = await admitted(request("POST", "/mcp", { body: { jsonrpc: "2.0", id: 1, method: "initialize", params: {} } }), store, { cost: 1 }, deferred);
     const before = Date.now();
     await giveBack(heldBy(s, deps, "charge"), s.ctx.defer);
-    expect(deferred.map((d) => d.what)).toEqual(["CallerBucket.refund"]);
+    expect(deferred.map((d) => d.what)).toEqual(["CallerState.refund"]);
     expect(store.calls).toEqual([["refund", { nowMs: expect.any(Number), bucket: s.plan.bucket, cost: 1, paidBy: "bucket", slotId: s.slot!.id }]]);
     expect((store.calls[0]![1] as { nowMs: number }).nowMs).toBeGreaterThanOrEqual(before);
   });
@@ -93,6 +93,6 @@ describe("what an admitted request holds", () => {
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
     const store = fakeStore(["revoke"]);
     await expect(giveBack({ kind: "payment", store, jti: "jti-2" })).resolves.toBeUndefined();
-    expect(errors).toHaveBeenCalledWith("tollbooth: CallerBucket.revoke failed", expect.objectContaining({ message: "revoke is down" }));
+    expect(errors).toHaveBeenCalledWith("tollbooth: CallerState.revoke failed", expect.objectContaining({ message: "revoke is down" }));
   });
 });

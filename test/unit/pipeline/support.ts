@@ -20,11 +20,11 @@ const NO_STORE = {
   get: (): never => {
     throw new Error("a binding-free step asked a Durable Object");
   },
-} as unknown as TollboothOptions["buckets"];
+} as unknown as TollboothOptions["callers"];
 
 /** The deps `tollbooth({ policy })` builds. */
 export function depsFor(policy: PolicyInput = {}, options: Partial<TollboothOptions> = {}): Deps {
-  return buildDeps({ policy, secret: SECRET, buckets: NO_STORE, ...options });
+  return buildDeps({ policy, secret: SECRET, callers: NO_STORE, ...options });
 }
 
 /** Work a step deferred (its name and promise), in order. */

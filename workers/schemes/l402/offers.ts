@@ -40,23 +40,6 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
   let pausedUntilMs = 0;
   const offers = new Map<string, { offer: Offer; paymentHash: string; reuseUntilMs: number }>();
 
-  /** A new invoice, or why none can be made now. */
-  async function invoiceFor(ctx: OfferContext, sats: number, credits: number) {
-    if (ctx.nowMs < pausedUntilMs) return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
-    const budget = take(invoiceBudget ?? { tokens: rate.capacity, updatedMs: ctx.nowMs }, rate, 1, ctx.nowMs);
-    if (!budget.result.success) return unavailable("busy", "The gateway is making too many invoices; solve the proof-of-work challenge instead, or retry");
-    invoiceBudget = budget.state;
-    try {
-      return await backend.create({ sats, memo: `${service}: ${credits} credits`, expirySeconds: lightning.invoiceExpirySeconds });
-    } catch (err) {
-      // Invariant: a backend that fails is left alone for BACKEND_PAUSE_MS, so a 402 never
-      // waits more than one `timeoutMs` for it and most do not wait at all.
-      pausedUntilMs = Date.now() + BACKEND_PAUSE_MS;
-      console.error(`tollbooth: L402 invoice failed (${err instanceof InvoiceError ? err.code : "error"})`, err);
-      return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
-    }
-  }
-
   return {
     async offer(ctx) {
       const price = l402PriceOf(ctx.plan);
@@ -64,8 +47,20 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
       const key = `${ctx.plan.name}\n${ctx.caller}`;
       const cached = offers.get(key);
       if (cached && ctx.nowMs < cached.reuseUntilMs) return cached.offer;
-      const invoice = await invoiceFor(ctx, price.sats, price.credits);
-      if ("ok" in invoice) return invoice;
+      if (ctx.nowMs < pausedUntilMs) return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
+      const budget = take(invoiceBudget ?? { tokens: rate.capacity, updatedMs: ctx.nowMs }, rate, 1, ctx.nowMs);
+      if (!budget.result.success) return unavailable("busy", "The gateway is making too many invoices; solve the proof-of-work challenge instead, or retry");
+      invoiceBudget = budget.state;
+      let invoice;
+      try {
+        invoice = await backend.create({ sats: price.sats, memo: `${service}: ${price.credits} credits`, expirySeconds: lightning.invoiceExpirySeconds });
+      } catch (err) {
+        // Invariant: a backend that fails is left alone for BACKEND_PAUSE_MS, so a 402 never
+        // waits more than one `timeoutMs` for it and most do not wait at all.
+        pausedUntilMs = Date.now() + BACKEND_PAUSE_MS;
+        console.error(`tollbooth: L402 invoice failed (${err instanceof InvoiceError ? err.code : "error"})`, err);
+        return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
+      }
       const validUntil = Math.floor(ctx.nowMs / 1000) + price.ttlSeconds;
       const { macaroon } = await mintL402(ctx.keyring, { paymentHash: invoice.paymentHash, service, validUntil, credits: price.credits, caller: ctx.caller });
       const header = formatL402Challenge({ macaroon, invoice: invoice.bolt11 });

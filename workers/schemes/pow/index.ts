@@ -17,7 +17,7 @@ import { formatChallenge, readSolution, type PowChallenge, type SolutionError } 
 import { refuse } from "../../../shared/result.ts";
 import { newTokenId } from "../../../shared/credentials/token.ts";
 import { SOLUTION_HEADER } from "../../../shared/wire/headers.ts";
-import type { PaymentScheme, Redemption, RedemptionFacts, SchemeFactory, SchemeModule, VerifyRefusal } from "../contract.ts";
+import type { PaymentScheme, Redemption, SchemeFactory, SchemeModule } from "../contract.ts";
 
 /**
  * A proof-of-work refusal as it reaches the wire. `solution_too_easy`: the challenge asked
@@ -52,27 +52,6 @@ const read = (params: Record<string, unknown>) => {
   const r = readSolution(params);
   return typeof r === "string" ? refuse(r) : { ok: true as const, credential: r };
 };
-
-/**
- * `/verify`'s refusal of a solution: 422 `invalid_solution` with the reason as the object or
- * the check gave it (`spent`, `bad_signature`, …); a solution below the caller's difficulty now
- * says what it asked, and where a fresh challenge is.
- */
-function verifyRefusal(reason: string, facts?: RedemptionFacts): VerifyRefusal {
-  if (reason === "unsupported_algorithm") return { status: 422, error: "invalid_solution", message: "Only algorithm sha256 is supported", data: { reason } };
-  if (reason === "too_easy" && facts) {
-    const message = `Solution refused: too_easy: its challenge asked ${facts.redemption.difficulty} bits; this caller's difficulty is now ${facts.difficulty}, so it buys no credits. Solve a fresh challenge`;
-    return { status: 422, error: "invalid_solution", message, data: { reason, difficulty: facts.difficulty, challengeUrl: facts.challengeUrl } };
-  }
-  return { status: 422, error: "invalid_solution", message: `Solution refused: ${reason}`, data: { reason } };
-}
-
-/** A 402's `detail` for a solution solved below the caller's current difficulty: what it was worth (the 402's challenge asks the current difficulty). */
-function refusalDetail(reason: string, facts: RedemptionFacts): string | undefined {
-  const { redemption } = facts;
-  if (reason !== "solution_too_easy" || redemption.difficulty === undefined) return undefined;
-  return `the solution's challenge asked ${redemption.difficulty} bits; this caller's difficulty is now ${facts.difficulty}, so it buys ${facts.worth ?? 0} of its ${redemption.credits} credits, less than the ${facts.cost} this request costs: solve the fresh challenge`;
-}
 
 /** The proof-of-work scheme's factory; always enabled. */
 export const powScheme: SchemeFactory = (policy) => {
@@ -116,8 +95,23 @@ export const powScheme: SchemeFactory = (policy) => {
     strip(headers) {
       headers.delete(SOLUTION_HEADER);
     },
-    verifyRefusal,
-    refusalDetail,
+    // `/verify`'s refusal of a solution: 422 `invalid_solution` with the reason as the object or
+    // the check gave it; a solution below the caller's difficulty now says what it asked, and
+    // where a fresh challenge is.
+    verifyRefusal(reason, facts) {
+      if (reason === "unsupported_algorithm") return { status: 422, error: "invalid_solution", message: "Only algorithm sha256 is supported", data: { reason } };
+      if (reason === "too_easy" && facts) {
+        const message = `Solution refused: too_easy: its challenge asked ${facts.redemption.difficulty} bits; this caller's difficulty is now ${facts.difficulty}, so it buys no credits. Solve a fresh challenge`;
+        return { status: 422, error: "invalid_solution", message, data: { reason, difficulty: facts.difficulty, challengeUrl: facts.challengeUrl } };
+      }
+      return { status: 422, error: "invalid_solution", message: `Solution refused: ${reason}`, data: { reason } };
+    },
+    // A 402's `detail` for a solution solved below the caller's current difficulty: what it was
+    // worth (the 402's challenge asks the current difficulty).
+    refusalDetail(reason, { redemption, difficulty, worth, cost }) {
+      if (reason !== "solution_too_easy" || redemption.difficulty === undefined) return undefined;
+      return `the solution's challenge asked ${redemption.difficulty} bits; this caller's difficulty is now ${difficulty}, so it buys ${worth ?? 0} of its ${redemption.credits} credits, less than the ${cost} this request costs: solve the fresh challenge`;
+    },
   };
   return scheme;
 };

@@ -28,7 +28,7 @@ import type { PaymentPayload, PaymentRequired, SettleResponse } from "@x402/core
 import { refuse, type Result } from "../../../shared/result.ts";
 import { newTokenId } from "../../../shared/credentials/token.ts";
 import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, X402_META_PAYMENT, X402_META_RESPONSE, X_PAYMENT_HEADER } from "../../../shared/wire/headers.ts";
-import { takeMetaFromRequest } from "../../mcp-meta.ts";
+import { takeMetaFromRequest } from "../../proxy/mcp-meta.ts";
 import { credentialRefusal, type Offer, type OfferContext, type PaymentScheme, type Redeemable, type SchemeContext, type SchemeFactory, type SchemeModule, type Settled } from "../contract.ts";
 import { authorizationOf, decodePayment, matchRequirement, requirementsFor, type X402Credential, type X402Error } from "./payment.ts";
 import { facilitatorOf, toolResultWanted, x402Credits, x402PriceOf, x402Section, type Facilitator } from "./policy.ts";
@@ -43,15 +43,6 @@ export type X402Refusal = `x402_${X402Error | "exhausted" | "unknown"}`;
 export const FACILITATOR_AUTH_SECRET = "TOLLBOOTH_FACILITATOR_AUTH";
 /** Seconds a per-request payment's balance lives (it is spent by the request that paid it). */
 const PER_REQUEST_TTL_SECONDS = 60;
-
-/** The facilitator's client, with the operator's `Authorization` value when one is set. */
-function facilitatorClient(config: Facilitator, auth: string | undefined): HTTPFacilitatorClient {
-  return new HTTPFacilitatorClient({
-    url: config.url.replace(/\/+$/, ""),
-    timeoutMs: config.timeoutMs,
-    ...(auth ? { createAuthHeaders: async () => ({ verify: { Authorization: auth }, settle: { Authorization: auth }, supported: { Authorization: auth } }) } : {}),
-  });
-}
 
 /** The 402's x402 offer: `PAYMENT-REQUIRED` and its entry in `error.data.challenges`. */
 function offerFor(config: Facilitator, ctx: OfferContext): Offer {
@@ -146,7 +137,12 @@ async function settlePayment(facilitator: HTTPFacilitatorClient, config: Facilit
 export const x402Scheme: SchemeFactory = (policy, deps) => {
   const config = facilitatorOf(policy);
   if (!config) return null;
-  const facilitator = facilitatorClient(config, deps.secrets[FACILITATOR_AUTH_SECRET]);
+  const auth = deps.secrets[FACILITATOR_AUTH_SECRET];
+  const facilitator = new HTTPFacilitatorClient({
+    url: config.url.replace(/\/+$/, ""),
+    timeoutMs: config.timeoutMs,
+    ...(auth ? { createAuthHeaders: async () => ({ verify: { Authorization: auth }, settle: { Authorization: auth }, supported: { Authorization: auth } }) } : {}),
+  });
   const scheme: PaymentScheme<X402Credential> = {
     type: "x402",
     prefix: "x402",

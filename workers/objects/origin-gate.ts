@@ -1,12 +1,12 @@
 /**
  * `OriginGate`: the Durable Object that holds the origin ceiling — one token bucket for
  * every request forwarded to the origin, all callers together (`policy.originCeiling`).
- * One object (`idFromName(ORIGIN_GATE_NAME)`, "origin", see workers/gate.ts); its bucket is written once per forwarded request,
+ * One object (`idFromName(ORIGIN_GATE_NAME)`, "origin", see workers/objects/stores.ts); its bucket is written once per forwarded request,
  * in the same synchronous step that reads it, so concurrent isolates never overshoot.
- * It survives eviction and restarts like `CallerBucket` (SQLite).
+ * It survives eviction and restarts like `CallerState` (SQLite).
  */
 import { DurableObject } from "cloudflare:workers";
-import { fullBucket, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/limits/bucket.ts";
+import { fullBucket, take, type BucketConfig, type BucketState, type LimitResult } from "../../shared/limits/bucket.ts";
 
 export class OriginGate extends DurableObject {
   private readonly sql: SqlStorage;

@@ -15,18 +15,18 @@
  * puts the prefix back into the URLs of tollbooth's own answers.
  */
 import type { MiddlewareHandler } from "hono";
-import { matchRoute, restAfterPrefix, type Route } from "../shared/policy/routes.ts";
-import { WELL_KNOWN } from "../shared/wire/headers.ts";
-import { networkFor } from "../shared/identity/index.ts";
-import type { NetworkLimiter } from "./env.ts";
-import { overNetworkCeiling } from "./gate.ts";
-import { shortCaller } from "./observe/counters.ts";
-import type { Observer } from "./observe/observe.ts";
-import type { Decision } from "./observe/types.ts";
-import { json, toRouterProblem } from "./refusal/problem.ts";
-import { Refusal } from "./refusal/refusal.ts";
-import { normalizePath } from "./pipeline/paths.ts";
-import type { TollboothVariables } from "./pipeline/middleware.ts";
+import { matchRoute, restAfterPrefix, type Route } from "../../shared/policy/routes.ts";
+import { WELL_KNOWN } from "../../shared/wire/headers.ts";
+import { networkFor } from "../../shared/identity/index.ts";
+import type { NetworkLimiter } from "../env.ts";
+import { overNetworkCeiling } from "../pipeline/network-ceiling.ts";
+import { shortCaller } from "../observe/counters.ts";
+import type { Observer } from "../observe/observe.ts";
+import type { Decision } from "../observe/types.ts";
+import { json, toRouterProblem } from "../refusal/problem.ts";
+import { Refusal } from "../refusal/refusal.ts";
+import { normalizePath } from "../pipeline/paths.ts";
+import type { TollboothVariables } from "../pipeline/middleware.ts";
 
 /** What the router needs of a route's app (a Hono app fits). */
 export interface RouteApp {

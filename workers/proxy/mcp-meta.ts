@@ -132,6 +132,57 @@ function jsonTransform(id: string | number, meta: JsonObject): TransformStream<U
 }
 
 /**
+ * Where SSE events end in a stream read chunk by chunk (WHATWG HTML §9.2.6): lines end with
+ * CRLF, LF or CR, and an event ends with the first empty line. A CR ending an empty line
+ * waits for the next byte, which may be its LF (`endPending`), so the cuts do not depend on
+ * how the bytes were split.
+ */
+function eventScanner(): { ends(chunk: Uint8Array): number[]; endPending(): boolean } {
+  /** No byte yet in the current line. */
+  let lineEmpty = true;
+  /** The previous byte was a CR: an LF now belongs to its line end. */
+  let afterCR = false;
+  /** A CR ended an empty line: the event ends after it, or after the LF that follows. */
+  let endPending = false;
+
+  /** Ends (exclusive indices in `chunk`) of the events that complete within it. */
+  const ends = (chunk: Uint8Array): number[] => {
+    const found: number[] = [];
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (endPending) {
+        endPending = false;
+        afterCR = false;
+        lineEmpty = true;
+        if (b === LF) {
+          found.push(i + 1);
+          continue;
+        }
+        found.push(i);
+        // `b` is the first byte of the next event: read on.
+      } else if (afterCR) {
+        afterCR = false;
+        if (b === LF) continue;
+      }
+      if (b === LF || b === CR) {
+        if (lineEmpty) {
+          if (b === LF) found.push(i + 1);
+          else endPending = true;
+        } else {
+          lineEmpty = true;
+          afterCR = b === CR;
+        }
+      } else {
+        lineEmpty = false;
+      }
+    }
+    return found;
+  };
+
+  return { ends, endPending: () => endPending };
+}
+
+/**
  * An SSE body, streamed. Events are delimited as WHATWG HTML §9.2.6 reads them: lines end
  * with CRLF, LF or CR, and an event ends with the first empty line. Until the response to
  * `id` has passed, each event is held until its empty line (never more than one event),
@@ -148,47 +199,7 @@ function sseTransform(id: string | number, meta: JsonObject): TransformStream<Ui
   let answered = false;
   /** The next event is the stream's first (which may begin with a BOM). */
   let first = true;
-  // Scanner state, carried across chunks.
-  /** No byte yet in the current line. */
-  let lineEmpty = true;
-  /** The previous byte was a CR: an LF now belongs to its line end. */
-  let afterCR = false;
-  /** A CR ended an empty line: the event ends after it, or after the LF that follows. */
-  let endPending = false;
-
-  /** Ends (exclusive indices in `chunk`) of the events that complete within it. */
-  const eventEnds = (chunk: Uint8Array): number[] => {
-    const ends: number[] = [];
-    for (let i = 0; i < chunk.length; i++) {
-      const b = chunk[i]!;
-      if (endPending) {
-        endPending = false;
-        afterCR = false;
-        lineEmpty = true;
-        if (b === LF) {
-          ends.push(i + 1);
-          continue;
-        }
-        ends.push(i);
-        // `b` is the first byte of the next event: read on.
-      } else if (afterCR) {
-        afterCR = false;
-        if (b === LF) continue;
-      }
-      if (b === LF || b === CR) {
-        if (lineEmpty) {
-          if (b === LF) ends.push(i + 1);
-          else endPending = true;
-        } else {
-          lineEmpty = true;
-          afterCR = b === CR;
-        }
-      } else {
-        lineEmpty = false;
-      }
-    }
-    return ends;
-  };
+  const scanner = eventScanner();
 
   /** One complete event: its bytes to pass on, and whether it answered `id`. */
   const event = (bytes: Uint8Array): { bytes: Uint8Array; answered: boolean } => {
@@ -208,7 +219,7 @@ function sseTransform(id: string | number, meta: JsonObject): TransformStream<Ui
       /** `chunk` before `from` is dealt with; `[pass, from)` is to pass on unchanged. */
       let from = 0;
       let pass = 0;
-      for (const end of eventEnds(chunk)) {
+      for (const end of scanner.ends(chunk)) {
         // Only the first event completing in `chunk` can have bytes in `held`.
         const bytes = held.length > 0 ? concat([...held, chunk.subarray(from, end)]) : chunk.subarray(from, end);
         const out = event(bytes);
@@ -236,7 +247,7 @@ function sseTransform(id: string | number, meta: JsonObject): TransformStream<Ui
       const bytes = concat(held);
       held.length = 0;
       // A CR ending an empty line with nothing after it: the event is complete.
-      controller.enqueue(!answered && endPending ? event(bytes).bytes : bytes);
+      controller.enqueue(!answered && scanner.endPending() ? event(bytes).bytes : bytes);
     },
   });
 }

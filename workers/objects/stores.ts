@@ -1,30 +1,28 @@
 /**
- * What the middleware (`workers/tollbooth.ts`) and tollbooth's own endpoints
- * (`workers/well-known.ts`) share: the policy, the keyring, the identity resolver, and the
- * stores they reach — every Durable Object call bounded by `policy.storeTimeoutMs`.
+ * The Durable Objects as the gateway reaches them: stubs of the caller's state and of the
+ * origin ceiling whose every call is bounded by `policy.storeTimeoutMs` (a call that does
+ * not settle in time rejects with `StoreTimeoutError`), the per-isolate memo of callers'
+ * blocks, and the names of the objects that are no caller's.
  */
-import type { BucketConfig, LimitResult } from "../shared/limits/bucket.ts";
-import type { LeaseGrant } from "../shared/limits/lease.ts";
-import type { Plan } from "../shared/policy/index.ts";
-import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ratelimit-headers.ts";
-import type { AdmitRequest, AdmitResult, CallerBucket, RefundRequest, StatusResult } from "./caller-bucket.ts";
-import type { NetworkLimiter } from "./env.ts";
+import type { BucketConfig, LimitResult } from "../../shared/limits/bucket.ts";
+import type { LeaseGrant } from "../../shared/limits/lease.ts";
+import type { AdmitRequest, AdmitResult, CallerState, RefundRequest, StatusResult } from "./caller-state.ts";
 import type { OriginGate } from "./origin-gate.ts";
 
 /** Name of the single origin-ceiling object (`ORIGIN_GATE.idFromName`). */
 export const ORIGIN_GATE_NAME = "origin";
 
-type RedeemRequest = Parameters<CallerBucket["redeem"]>[0];
-type StatusRequest = Parameters<CallerBucket["status"]>[0];
+type RedeemRequest = Parameters<CallerState["redeem"]>[0];
+type StatusRequest = Parameters<CallerState["status"]>[0];
 
-/** The calls the gateway makes on a caller's `CallerBucket` (see workers/caller-bucket.ts). */
+/** The calls the gateway makes on a caller's `CallerState` (see workers/objects/caller-state.ts). */
 export interface CallerStore {
   admit(req: AdmitRequest): Promise<AdmitResult>;
   redeem(req: RedeemRequest): Promise<AdmitResult>;
   status(req: StatusRequest): Promise<StatusResult>;
   refund(req: RefundRequest): Promise<void>;
   revoke(req: { jti: string }): Promise<void>;
-  renew(req: Parameters<CallerBucket["renew"]>[0]): Promise<LeaseGrant>;
+  renew(req: Parameters<CallerState["renew"]>[0]): Promise<LeaseGrant>;
   bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
   release(req: { slotId: string }): Promise<void>;
   endSession(req: { sessionId: string }): Promise<void>;
@@ -33,7 +31,7 @@ export interface CallerStore {
 }
 
 /**
- * The caller state as the gateway reaches it: `CallerBucket` stubs whose every call is
+ * The caller state as the gateway reaches it: `CallerState` stubs whose every call is
  * bounded by `policy.storeTimeoutMs` (it rejects with `StoreTimeoutError` after that).
  */
 export interface StoreNamespace {
@@ -41,7 +39,7 @@ export interface StoreNamespace {
   of(identity: string): CallerStore;
 }
 
-/** A `CallerBucket` / `OriginGate` call that did not settle within `storeTimeoutMs`. */
+/** A `CallerState` / `OriginGate` call that did not settle within `storeTimeoutMs`. */
 export class StoreTimeoutError extends Error {
   /** @param ms the bound that passed, milliseconds */
   constructor(ms: number) {
@@ -51,7 +49,7 @@ export class StoreTimeoutError extends Error {
 }
 
 /**
- * Prefix of the `CallerBucket` names holding gateway-wide spent marks (`spent:<spend id>`):
+ * Prefix of the `CallerState` names holding gateway-wide spent marks (`spent:<spend id>`):
  * never a caller id (shared/identity/index.ts) nor a route's scope (`route:<name>/…`), so the
  * objects are the same for every route and reachable by no caller.
  */
@@ -64,7 +62,7 @@ export const BLOCK_MEMO_MAX = 10_000;
 
 /**
  * Per-isolate memo of callers' blocks: `check(identity, nowMs)` asks `lookup` (the caller's
- * `CallerBucket.blocked`) at most once per `ttlMs` per identity (concurrent checks share one
+ * `CallerState.blocked`) at most once per `ttlMs` per identity (concurrent checks share one
  * call) and answers the unix ms the block ends, or null. A failed lookup is not remembered
  * (the next check asks again) and rejects the check. At most `max` identities are kept.
  * @param ttlMs how long an answer is reused, ms (default `BLOCK_MEMO_MS`, 5 000)
@@ -101,8 +99,8 @@ export function bounded<T>(call: () => Promise<T>, ms: number): Promise<T> {
   return Promise.race([Promise.resolve().then(call), timeout]).finally(() => clearTimeout(timer));
 }
 
-/** `CallerBucket` stubs whose calls are bounded by `timeoutMs` milliseconds. */
-export function boundedStore(ns: DurableObjectNamespace<CallerBucket>, timeoutMs: number): StoreNamespace {
+/** `CallerState` stubs whose calls are bounded by `timeoutMs` milliseconds. */
+export function boundedStore(ns: DurableObjectNamespace<CallerState>, timeoutMs: number): StoreNamespace {
   return {
     of(identity) {
       const stub = ns.get(ns.idFromName(identity));
@@ -130,32 +128,4 @@ export function originCeiling(ns: DurableObjectNamespace<OriginGate> | undefined
   const id = ns.idFromName(ORIGIN_GATE_NAME);
   // A stub is an I/O object of the request that made it: one per call.
   return (nowMs) => bounded(() => ns.get(id).take({ nowMs, ceiling }) as Promise<LimitResult>, timeoutMs);
-}
-
-/** `RateLimit-Policy` and `RateLimit` headers of a plan's free bucket and ceiling. */
-export function limitHeaders(plan: Plan, d: Pick<AdmitResult, "bucket" | "ceiling">, nowMs: number): Record<string, string> {
-  const limits: NamedLimit[] = [
-    { name: "free", config: plan.bucket, result: d.bucket },
-    { name: "ceiling", config: plan.ceiling, result: d.ceiling },
-  ];
-  return { "ratelimit-policy": rateLimitPolicy(limits), ratelimit: rateLimit(limits, nowMs) };
-}
-
-/**
- * Count one request of `network` (an `ip:` name, shared/identity/index.ts `networkFor`) against the
- * network ceiling, the Workers Rate Limiting binding `TOLLBOOTH_NETWORK_LIMIT`. Every path
- * that answers a request counts it here first: the gateway (workers/tollbooth.ts), the
- * router's own answers (workers/router.ts) and the admin API (workers/admin/index.ts).
- * @returns true when the network is over its ceiling (answer 429); false when under it, with
- *   no binding, or when the binding fails — approximate by design, its failure does not stop
- *   traffic (the caller and origin ceilings still hold); the failure is logged
- */
-export async function overNetworkCeiling(limiter: NetworkLimiter | undefined, network: string): Promise<boolean> {
-  if (!limiter) return false;
-  try {
-    return !(await limiter.limit({ key: network })).success;
-  } catch (err) {
-    console.error("tollbooth: network rate limiter failed", err);
-    return false;
-  }
 }

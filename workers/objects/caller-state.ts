@@ -1,5 +1,5 @@
 /**
- * `CallerBucket`: the Durable Object that holds one caller's state (one object per caller
+ * `CallerState`: the Durable Object that holds one caller's state (one object per caller
  * identity, `idFromName(identity)`; unverified callers share their network's object), in
  * its SQLite storage:
  * - `limits`: one row holding the free token bucket and the safety-ceiling bucket (units
@@ -10,7 +10,7 @@
  * - `slots`: open MCP sessions and GET SSE streams (per-caller caps), until released or expired;
  * - `blocks`: an operator's block (admin API, docs/admin.md), until it ends.
  * The same class also holds the gateway-wide spent mark of one payment: the object named
- * `spent:<spend id>` (workers/gate.ts `SPEND_SCOPE`), whose only method in use is `claim`.
+ * `spent:<spend id>` (workers/objects/stores.ts `SPEND_SCOPE`), whose only method in use is `claim`.
  * See docs/durable-object.md. Every method runs to completion synchronously: a Durable
  * Object processes one call at a time, so each read-modify-write below is atomic.
  * A caller's state that holds nothing but full buckets is deleted by the alarm: no object
@@ -18,12 +18,12 @@
  * write, not by the constructor: an object only read (an operator's lookup) stores nothing.
  */
 import { DurableObject } from "cloudflare:workers";
-import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../shared/limits/bucket.ts";
-import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../shared/limits/difficulty.ts";
-import { grantLease, type LeaseGrant, type LeaseWant } from "../shared/limits/lease.ts";
-import type { DenyReason, Redemption } from "./schemes/contract.ts";
+import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../../shared/limits/bucket.ts";
+import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../../shared/limits/difficulty.ts";
+import { grantLease, type LeaseGrant, type LeaseWant } from "../../shared/limits/lease.ts";
+import type { DenyReason, Redemption } from "../schemes/contract.ts";
 
-export type { DenyReason, Redemption } from "./schemes/contract.ts";
+export type { DenyReason, Redemption } from "../schemes/contract.ts";
 
 /**
  * Credits a solution buys at redemption: its challenge asked `solvedBits` (the work is worth
@@ -83,6 +83,23 @@ export interface AdmitRequest {
 /** The refusal `<prefix>_<what>` of a redemption's scheme (each scheme's union includes these). */
 const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown" | "too_easy"): DenyReason => `${prefix}_${what}` as DenyReason;
 
+/** A credit balance a request spends: an access token's, or the one a redemption opened. */
+interface Balance {
+  tokenId: string;
+  /** Whether the redemption minted it with this request. */
+  minted: boolean;
+  /** Credits it opened with (set when minted now). */
+  mintedCredits?: number;
+  /** Prefix of its refusals: `token`, or a reusable credential's scheme prefix. */
+  tokenReason: string;
+}
+
+/** Why the object refuses a request, and what the refusal says besides (`AdmitResult` fields). */
+interface Denial {
+  reason: DenyReason;
+  extra?: Partial<AdmitResult>;
+}
+
 /** The decision for one request. */
 export interface AdmitResult {
   admitted: boolean;
@@ -140,7 +157,7 @@ export interface RefundRequest {
   slotId?: string;
 }
 
-/** A caller's state as the admin API shows it (`CallerBucket.inspect`). */
+/** A caller's state as the admin API shows it (`CallerState.inspect`). */
 export interface InspectResult {
   /** Whether the object holds any row for the caller (false: never seen, or its idle state was dropped). */
   known: boolean;
@@ -184,7 +201,7 @@ export const SPENT_MARGIN_MS = 60_000;
 /** Scores below this count as no recent solves (the state may be dropped). */
 const QUIET_SCORE = 0.01;
 
-export class CallerBucket extends DurableObject {
+export class CallerState extends DurableObject {
   private readonly sql: SqlStorage;
   /** The `limits` row as last read or written by this instance (the only writer). */
   private limits: { free: BucketState | null; ceiling: BucketState | null } | undefined;
@@ -378,58 +395,19 @@ export class CallerBucket extends DurableObject {
     this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     if (req.refused !== undefined) return deny(req.refused);
 
-    let tokenId = req.tokenId;
-    let minted = false;
-    let mintedCredits: number | undefined;
-    let tokenReason = "token";
+    let balance: Balance | undefined = req.tokenId !== undefined ? { tokenId: req.tokenId, minted: false, tokenReason: "token" } : undefined;
     if (req.redeem) {
-      const r = req.redeem;
-      // Invariant: a credential is judged expired by the object's clock as well as the Worker's
-      // (a Worker whose clock was read before a slow body cannot redeem it late).
-      if (clockMs >= r.spendUntilMs) return deny(refusal(r.prefix, "expired"));
-      // Invariant: an id is spent at most once; the check and the insert happen in this one
-      // synchronous step, so concurrent redemptions open exactly one balance. The mark
-      // outlives the credential by SPENT_MARGIN_MS, so it is never gone while the credential
-      // could still pass either clock.
-      const spent = this.sql.exec("SELECT 1 FROM spent WHERE id = ?", r.spendId).toArray().length > 0;
-      if (spent && !r.reusable) return deny(refusal(r.prefix, "spent"));
-      if (!spent) {
-        // Invariant: a solution is priced at the caller's difficulty now, not when its challenge
-        // was issued: challenges fetched in bulk while the caller was quiet buy no more than their
-        // work is worth at redemption. One that buys less than the request costs (nothing, for
-        // /verify) is refused `too_easy`: spent all the same (it never passes later, whatever
-        // the difficulty does), no balance, not counted as a solve.
-        const current = r.difficulty !== undefined ? this.difficulty(req.challenge, nowMs).difficulty : undefined;
-        const credits = current !== undefined ? solutionWorth(r.credits, r.difficulty!, current) : r.credits;
-        this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.spendId, r.spendUntilMs + SPENT_MARGIN_MS);
-        if (credits < Math.max(1, req.cost)) {
-          this.scheduleAlarm(r.spendUntilMs + SPENT_MARGIN_MS + CLEANUP_SLACK_MS);
-          return deny(refusal(r.prefix, "too_easy"), { solutionCredits: credits });
-        }
-        this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, credits, r.tokenExpiresMs);
-        if (req.challenge && r.solve) {
-          this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
-          this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
-        }
-        this.scheduleAlarm(Math.min(r.spendUntilMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
-        minted = true;
-        mintedCredits = credits;
-      }
-      // A reusable credential redeemed before spends the balance it opened then.
-      tokenId = r.jti;
-      if (r.reusable) tokenReason = r.prefix;
+      const redeemed = this.redeemIn(req, req.redeem, clockMs);
+      if ("reason" in redeemed) return deny(redeemed.reason, redeemed.extra);
+      balance = redeemed;
     }
 
     let result: AdmitResult;
-    if (tokenId !== undefined) {
-      const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", tokenId).toArray()[0];
-      if (!row) return deny(refusal(tokenReason, "unknown"));
-      const opened = mintedCredits !== undefined ? { mintedCredits } : {};
-      if (clockMs >= row.expires_ms) return deny(refusal(tokenReason, "expired"), { minted, ...opened });
-      if (row.credits < req.cost) return deny(refusal(tokenReason, "exhausted"), { credits: row.credits, minted, ...opened });
-      const credits = row.credits - req.cost;
-      if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, tokenId);
-      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits, minted, ...opened };
+    if (balance) {
+      const paid = this.charge(req, balance, clockMs);
+      if ("reason" in paid) return deny(paid.reason, paid.extra);
+      const opened = balance.mintedCredits !== undefined ? { mintedCredits: balance.mintedCredits } : {};
+      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits: paid.credits, minted: balance.minted, ...opened };
     } else if (!freeTake) {
       result = { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
     } else if (!freeTake.result.success) {
@@ -441,8 +419,60 @@ export class CallerBucket extends DurableObject {
       this.sql.exec("INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms) VALUES (?, ?, NULL, ?)", req.slot.id, req.slot.kind, req.slot.expiresMs);
       this.scheduleAlarm(req.slot.expiresMs + CLEANUP_SLACK_MS);
     }
-    if (req.lease && tokenId === undefined) result.lease = this.lease(req, req.lease);
+    if (req.lease && balance === undefined) result.lease = this.lease(req, req.lease);
     return result;
+  }
+
+  /**
+   * Redeem a credential: judged expired by the object's clock too, spent once (a reusable one
+   * spends, later, the balance it opened), a solution priced at the caller's difficulty now.
+   * @returns the balance it opened (minted now or before), or why it is refused
+   */
+  private redeemIn(req: AdmitRequest, r: Redemption, clockMs: number): Balance | Denial {
+    // Invariant: a credential is judged expired by the object's clock as well as the Worker's
+    // (a Worker whose clock was read before a slow body cannot redeem it late).
+    if (clockMs >= r.spendUntilMs) return { reason: refusal(r.prefix, "expired") };
+    // Invariant: an id is spent at most once; the check and the insert happen in this one
+    // synchronous step, so concurrent redemptions open exactly one balance. The mark
+    // outlives the credential by SPENT_MARGIN_MS, so it is never gone while the credential
+    // could still pass either clock.
+    const spent = this.sql.exec("SELECT 1 FROM spent WHERE id = ?", r.spendId).toArray().length > 0;
+    if (spent && !r.reusable) return { reason: refusal(r.prefix, "spent") };
+    // A reusable credential redeemed before spends the balance it opened then.
+    const balance: Balance = { tokenId: r.jti, minted: false, tokenReason: r.reusable ? r.prefix : "token" };
+    if (spent) return balance;
+    // Invariant: a solution is priced at the caller's difficulty now, not when its challenge
+    // was issued: challenges fetched in bulk while the caller was quiet buy no more than their
+    // work is worth at redemption. One that buys less than the request costs (nothing, for
+    // /verify) is refused `too_easy`: spent all the same (it never passes later, whatever
+    // the difficulty does), no balance, not counted as a solve.
+    const { nowMs } = req;
+    const current = r.difficulty !== undefined ? this.difficulty(req.challenge, nowMs).difficulty : undefined;
+    const credits = current !== undefined ? solutionWorth(r.credits, r.difficulty!, current) : r.credits;
+    this.sql.exec("INSERT INTO spent (id, expires_ms) VALUES (?, ?)", r.spendId, r.spendUntilMs + SPENT_MARGIN_MS);
+    if (credits < Math.max(1, req.cost)) {
+      this.scheduleAlarm(r.spendUntilMs + SPENT_MARGIN_MS + CLEANUP_SLACK_MS);
+      return { reason: refusal(r.prefix, "too_easy"), extra: { solutionCredits: credits } };
+    }
+    this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, credits, r.tokenExpiresMs);
+    if (req.challenge && r.solve) {
+      this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
+      this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
+    }
+    this.scheduleAlarm(Math.min(r.spendUntilMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
+    return { ...balance, minted: true, mintedCredits: credits };
+  }
+
+  /** Charge `req.cost` to a balance, or why it cannot pay (`<tokenReason>_unknown`, `_expired`, `_exhausted`). */
+  private charge(req: AdmitRequest, b: Balance, clockMs: number): { credits: number } | Denial {
+    const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", b.tokenId).toArray()[0];
+    if (!row) return { reason: refusal(b.tokenReason, "unknown") };
+    const opened = b.mintedCredits !== undefined ? { mintedCredits: b.mintedCredits } : {};
+    if (clockMs >= row.expires_ms) return { reason: refusal(b.tokenReason, "expired"), extra: { minted: b.minted, ...opened } };
+    if (row.credits < req.cost) return { reason: refusal(b.tokenReason, "exhausted"), extra: { credits: row.credits, minted: b.minted, ...opened } };
+    const credits = row.credits - req.cost;
+    if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, b.tokenId);
+    return { credits };
   }
 
   /**
@@ -498,7 +528,7 @@ export class CallerBucket extends DurableObject {
   /**
    * Whether the caller is blocked now (read only: no row is written, no alarm moved). Asked
    * of the original identity when a payment or an access token makes the request a payer's
-   * (workers/gate.ts `blockChecker`), so a block follows the caller whatever it pays with.
+   * (workers/objects/stores.ts `blockChecker`), so a block follows the caller whatever it pays with.
    * @param req.nowMs the Worker's clock, unix ms (the later of it and the object's clock decides)
    * @returns `blockedUntilMs`: unix ms the block ends, or null when the caller is not blocked
    */
@@ -509,7 +539,7 @@ export class CallerBucket extends DurableObject {
 
   /**
    * Claim a spend id gateway-wide, once: called on the object named `spent:<spend id>`
-   * (`SPEND_SCOPE`, workers/gate.ts; no route prefix, so every route reaches the same one)
+   * (`SPEND_SCOPE`, workers/objects/stores.ts; no route prefix, so every route reaches the same one)
    * right before a payment is settled (`PaymentScheme.settle`). The check and the mark are one
    * synchronous step: of any number of concurrent claims, exactly one gets `claimed: true`.
    * The mark is kept until `untilMs` + `SPENT_MARGIN_MS`; the alarm then deletes the object's

@@ -181,10 +181,10 @@ export function prefixedWellKnown(prefix: string): MiddlewareHandler<{ Variables
     if (c.get("tollbooth") !== undefined) return;
     const res = c.res;
     if (!(res.headers.get("content-type") ?? "").startsWith("application/json") || res.body === null) return;
-    const origin = new URL(c.req.url).origin;
-    // The URL as JSON.stringify writes it, without its closing quote: `"<origin>/.well-known/tollbooth`.
-    const from = JSON.stringify(origin + WELL_KNOWN).slice(0, -1);
-    const to = JSON.stringify(origin + prefix + WELL_KNOWN).slice(0, -1);
+    const gateway = new URL(c.req.url).origin;
+    // The URL as JSON.stringify writes it, without its closing quote: `"<scheme://host>/.well-known/tollbooth`.
+    const from = JSON.stringify(gateway + WELL_KNOWN).slice(0, -1);
+    const to = JSON.stringify(gateway + prefix + WELL_KNOWN).slice(0, -1);
     const text = await res.text();
     const headers = new Headers(res.headers);
     headers.delete("content-length");

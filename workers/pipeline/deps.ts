@@ -84,8 +84,8 @@ export interface Deps {
   tokens: (keyring: Keyring) => ReturnType<typeof tokenVerifier>;
   /** The MCP endpoint's path, normalized (./paths.ts). */
   endpoint: string;
-  /** Whether a request's `Origin` header value is allowed (the policy's `allowedOrigins`, `*`, or the gateway's own origin). */
-  allowsOrigin: (originHeader: string, url: URL) => boolean;
+  /** Whether a request's `Origin` header value is allowed (the policy's `allowedOrigins`, `*`, or the gateway's own scheme, host and port). */
+  allowsOriginHeader: (originHeader: string, url: URL) => boolean;
   /** Remove tollbooth's credentials (every scheme's) from headers about to be forwarded. */
   strip: (headers: Headers) => void;
 }
@@ -136,7 +136,7 @@ export function buildDeps(options: TollboothOptions): Deps {
     leases: policy.leases ? new LeaseTable() : null,
     tokens: (keyring) => (verifier ??= tokenVerifier(keyring)),
     endpoint: normalizePath(policy.endpoint),
-    allowsOrigin: (originHeader, url) => allowAnyOrigin || originHeader === url.origin || allowedOrigins.has(originHeader),
+    allowsOriginHeader: (originHeader, url) => allowAnyOrigin || originHeader === url.origin || allowedOrigins.has(originHeader),
     strip: (headers) => {
       for (const s of schemes) s.strip(headers);
     },

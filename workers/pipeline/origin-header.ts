@@ -9,9 +9,9 @@ import type { Deps } from "./deps.ts";
 import type { Arrival } from "./state.ts";
 
 /** The request, on; or the 403 of a present, disallowed `Origin` header. */
-export function originHeader(s: Arrival, deps: Pick<Deps, "allowsOrigin">): Arrival | Refusal {
+export function originHeader(s: Arrival, deps: Pick<Deps, "allowsOriginHeader">): Arrival | Refusal {
   const value = s.request.headers.get("origin");
-  if (value === null || deps.allowsOrigin(value, s.url)) return s;
+  if (value === null || deps.allowsOriginHeader(value, s.url)) return s;
   return new Refusal({
     status: 403,
     code: "forbidden_origin",

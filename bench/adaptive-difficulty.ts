@@ -15,7 +15,7 @@
  */
 import { fullBucket, take, type BucketState } from "../shared/limits/bucket.ts";
 import { addSolve, decayed, difficultyFor, NO_SOLVES, type SolveScore } from "../shared/limits/difficulty.ts";
-import { parsePolicy } from "../shared/policy/index.ts";
+import { parsePolicy } from "../workers/schemes/policy.ts";
 
 /** Tries per second of one core (WebAssembly SIMD solver, docs/solver.md). */
 const SOLVER_RATE = 10.64e6;

@@ -6,16 +6,16 @@
  * Stages (each timed on its own, then the whole middleware):
  * - `identity`: shared/identity/index.ts `identityResolver` for an issued API key listed in the
  *   policy (SHA-256 of the key, memoized per isolate, and the lookup);
- * - `media type + parse + cost`: workers/body.ts `jsonRequestProblem` (UTF-8 JSON only),
+ * - `media type + parse + cost`: workers/pipeline/read-body.ts `jsonRequestProblem` (UTF-8 JSON only),
  *   shared/jsonrpc.ts `parseBody` (its nesting pre-scan included) + `bodyCost`;
  * - `token verify`: shared/credentials/token.ts `tokenVerifier`, as the middleware uses it: the token's
  *   HMAC is verified on its first use in an isolate and remembered until `exp`, then each
  *   request checks expiry and caller (only requests that carry a `Tollbooth-Token` pay it;
  *   `ref: token HMAC verify` is the first use);
  * - `admit decision`: shared/limits/bucket.ts `take` on the ceiling and the free bucket, as
- *   `CallerBucket.admit` does (without its SQLite reads and writes);
+ *   `CallerState.admit` does (without its SQLite reads and writes);
  * - `rate-limit headers`: shared/limits/ratelimit-headers.ts `rateLimitPolicy` + `rateLimit`;
- * - `origin proof`: workers/proxy.ts `forwardHeaders`, `contentDigest` (SHA-256 of the
+ * - `origin proof`: workers/proxy/proxy.ts `forwardHeaders`, workers/proxy/origin-proof.ts `contentDigest` (SHA-256 of the
  *   body) and `proofBytes` + HMAC-SHA256 sign + base64url (v2, covering the digest);
  * - `middleware`: the real `tollbooth()` Hono middleware end to end (URL, Origin check,
  *   body read, path normalisation, parse, cost, identity, the admit call, headers) in a
@@ -23,7 +23,7 @@
  *   math, and whose next handler answers 200 at once.
  * - `ref: one WebCrypto call`: a SHA-256 of one byte, the fixed cost of any WebCrypto call
  *   here (not part of the path; shows how much of the crypto stages is the call itself);
- * - `ref: read the body`: workers/body.ts `readBody` on a Node `Request` (I/O in workerd,
+ * - `ref: read the body`: workers/pipeline/read-body.ts `readBody` on a Node `Request` (I/O in workerd,
  *   where the body arrives from the network; included in the whole-middleware figure).
  * The hot path is the sum of the non-reference stages; the whole middleware (timed
  * without building its `Request`) adds Hono, the URL, the body read and the awaits.
@@ -42,13 +42,14 @@ import { toBase64Url } from "../shared/wire/encoding.ts";
 import { identityResolver } from "../shared/identity/index.ts";
 import { bodyCost, isBodyError, parseBody } from "../shared/jsonrpc.ts";
 import { hmac, importKeyring } from "../shared/credentials/keys.ts";
-import { parsePolicy, type PolicyInput } from "../shared/policy/index.ts";
+import { parsePolicy, type PolicyInput } from "../workers/schemes/policy.ts";
 import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ratelimit-headers.ts";
 import { newTokenId, signToken, tokenVerifier, verifyToken } from "../shared/credentials/token.ts";
-import type { AdmitRequest, AdmitResult, CallerBucket } from "../workers/caller-bucket.ts";
-import { jsonRequestProblem, readBody } from "../workers/body.ts";
-import { contentDigest, forwardHeaders, proofBytes } from "../workers/proxy.ts";
-import { tollbooth, type TollboothVariables } from "../workers/tollbooth.ts";
+import type { AdmitRequest, AdmitResult, CallerState } from "../workers/objects/caller-state.ts";
+import { jsonRequestProblem, readBody } from "../workers/pipeline/read-body.ts";
+import { forwardHeaders } from "../workers/proxy/proxy.ts";
+import { contentDigest, proofBytes } from "../workers/proxy/origin-proof.ts";
+import { tollbooth, type TollboothVariables } from "../workers/pipeline/middleware.ts";
 
 
 /** Timing of one stage, in microseconds per request. */
@@ -109,10 +110,10 @@ async function time<T>(name: string, fn: (arg: T) => unknown | Promise<unknown>,
 }
 
 /**
- * A stand-in for the `CallerBucket` namespace that decides in memory with the same bucket
- * math as `CallerBucket.admit` for requests without credentials (ceiling, then free bucket).
+ * A stand-in for the `CallerState` namespace that decides in memory with the same bucket
+ * math as `CallerState.admit` for requests without credentials (ceiling, then free bucket).
  */
-function memoryBuckets(): DurableObjectNamespace<CallerBucket> {
+function memoryCallers(): DurableObjectNamespace<CallerState> {
   const state = new Map<string, { ceiling?: BucketState; free?: BucketState }>();
   const admit = (caller: string, r: AdmitRequest): AdmitResult => {
     const s = state.get(caller) ?? {};
@@ -126,7 +127,7 @@ function memoryBuckets(): DurableObjectNamespace<CallerBucket> {
   return {
     idFromName: (name: string) => name,
     get: (id: string) => ({ admit: async (r: AdmitRequest) => admit(id, r) }),
-  } as unknown as DurableObjectNamespace<CallerBucket>;
+  } as unknown as DurableObjectNamespace<CallerState>;
 }
 
 /**
@@ -206,7 +207,7 @@ export async function measureHotPath(iterations = 20_000, warmup = 2_000): Promi
   );
 
   const app = new Hono<{ Variables: TollboothVariables }>();
-  app.use(tollbooth({ policy: POLICY, secret: SECRET, buckets: memoryBuckets() }));
+  app.use(tollbooth({ policy: POLICY, secret: SECRET, callers: memoryCallers() }));
   app.all("*", (c) => c.text("ok"));
   const request = () => new Request("http://127.0.0.1:8787/mcp", { method: "POST", headers: HEADERS, body: BODY });
   const middleware = await time("whole middleware (Node)", async (req: Request) => {

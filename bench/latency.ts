@@ -11,7 +11,7 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { parsePolicy } from "../shared/policy/index.ts";
+import { parsePolicy } from "../workers/schemes/policy.ts";
 import { withTollbooth, type FetchLike, type SolveEvent } from "../packages/tollbooth-client/src/index.ts";
 import { startEverything } from "../scripts/stack/everything.ts";
 import { startGateway } from "../scripts/stack/gateway.ts";

@@ -15,7 +15,7 @@
  *   Worker prepares them (shared/identity/index.ts: URLs, public keys; nothing is fetched);
  * - TOLLBOOTH_SECRET set (≥ 16 bytes per secret) and no secret in [vars]; the secrets the
  *   policy needs (TOLLBOOTH_LIGHTNING_SECRET with `lightning`, each route's `originSecret`);
- * - the bindings: CALLER_BUCKET (CallerBucket), ORIGIN_GATE when a policy sets
+ * - the bindings: CALLER_BUCKET (CallerState), ORIGIN_GATE when a policy sets
  *   `originCeiling` (wrangler does not inherit bindings into an environment).
  */
 import { spawnSync } from "node:child_process";
@@ -24,7 +24,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { identityResolver } from "../shared/identity/index.ts";
 import { parseSecrets } from "../shared/credentials/keys.ts";
-import { parsePolicy, type Policy } from "../shared/policy/index.ts";
+import { parsePolicy, type Policy } from "../workers/schemes/policy.ts";
 import { isLoopback, originProblem, parseRoutes } from "../shared/policy/routes.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -209,8 +209,8 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
   if (policies.some((p) => p.lightning)) needSecret("TOLLBOOTH_LIGHTNING_SECRET", "the policy sets lightning (L402)");
 
   const binding = (name: string) => loaded.durableObjects.find((b) => b.name === name);
-  if (binding("CALLER_BUCKET")?.class_name !== "CallerBucket") {
-    problems.push(`CALLER_BUCKET: no Durable Object binding to CallerBucket in ${where} (wrangler does not inherit durable_objects into an environment: repeat the block)`);
+  if (binding("CALLER_BUCKET")?.class_name !== "CallerState") {
+    problems.push(`CALLER_BUCKET: no Durable Object binding to CallerState in ${where} (wrangler does not inherit durable_objects into an environment: repeat the block)`);
   }
   if (policies.some((p) => p.originCeiling) && binding("ORIGIN_GATE")?.class_name !== "OriginGate") {
     problems.push(`ORIGIN_GATE: a policy sets originCeiling but ${where} has no Durable Object binding to OriginGate`);

@@ -27,7 +27,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord } from "../shared/identity/api-keys.ts";
-import { parsePolicy } from "../shared/policy/index.ts";
+import { parsePolicy } from "../workers/schemes/policy.ts";
 import { policySetting } from "./check-config.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));

@@ -29,7 +29,7 @@ import { createServer } from "node:net";
 import { isAbsolute, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { parsePolicy, type Policy } from "../shared/policy/index.ts";
+import { parsePolicy, type Policy } from "../workers/schemes/policy.ts";
 import { originProblem, parseRoutes, type Route } from "../shared/policy/routes.ts";
 import { DECISION_HEADER, decisionPrinter, type DecisionPrinter } from "./decision-lines.ts";
 import { startEverything, type Everything } from "./stack/everything.ts";

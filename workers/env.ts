@@ -1,6 +1,6 @@
 /** Bindings and vars of the gateway Worker (see wrangler.toml). */
-import type { CallerBucket } from "./caller-bucket.ts";
-import type { OriginGate } from "./origin-gate.ts";
+import type { CallerState } from "./objects/caller-state.ts";
+import type { OriginGate } from "./objects/origin-gate.ts";
 import type { Stats } from "./observe/stats-object.ts";
 
 /** The Workers Rate Limiting binding (`[[ratelimits]]`): `limit({ key })` → `{ success }`. */
@@ -9,8 +9,8 @@ export interface NetworkLimiter {
 }
 
 export interface Env {
-  /** Durable Object namespace: one `CallerBucket` per caller identity. */
-  CALLER_BUCKET: DurableObjectNamespace<CallerBucket>;
+  /** Durable Object namespace: one `CallerState` per caller identity. */
+  CALLER_BUCKET: DurableObjectNamespace<CallerState>;
   /** Durable Object namespace of the origin ceiling (one object); needed when the policy sets `originCeiling`. */
   ORIGIN_GATE?: DurableObjectNamespace<OriginGate>;
   /** Optional network ceiling (Workers Rate Limiting binding), keyed by the caller's network. */
@@ -38,7 +38,7 @@ export interface Env {
    */
   TOLLBOOTH_LIGHTNING_SECRET?: string;
   /**
-   * Optional: the `Authorization` value sent to the x402 facilitator (e.g. `Bearer …`), when
+   * Optional: the `Authorization` value sent to the payment facilitator (e.g. `Bearer …`), when
    * the policy sets `facilitator` and the facilitator needs one. A secret.
    */
   TOLLBOOTH_FACILITATOR_AUTH?: string;

@@ -1,7 +1,7 @@
 /**
  * Bench only: tollbooth's gateway Worker (workers/index.ts, unchanged) with its Durable
  * Object namespaces `CALLER_BUCKET` and `ORIGIN_GATE` made "far": every call to a
- * `CallerBucket` or the `OriginGate` waits `DO_DELAY_MS` (default 25) milliseconds first,
+ * `CallerState` or the `OriginGate` waits `DO_DELAY_MS` (default 25) milliseconds first,
  * and is counted (see far.ts). `GET /__bench/do-calls` answers `{ calls }`, the Durable
  * Object calls made since the isolate started. With `DO_DELAY_MS=0` it is tollbooth as
  * is, with the calls counted. The metrics' `Stats` object is not made far (its flushes run
@@ -14,11 +14,11 @@
  */
 
 import type { Env } from "../../workers/env.ts";
-import gateway, { CallerBucket as RealCallerBucket, OriginGate as RealOriginGate, Stats as RealStats } from "../../workers/index.ts";
+import gateway, { CallerState as RealCallerState, OriginGate as RealOriginGate, Stats as RealStats } from "../../workers/index.ts";
 import { benchEndpoint, countAlarm, countingAnalytics, countingKv, delayOf, farNamespace, instrumentStorage, statsCalls } from "./far.ts";
 
 // The Durable Object classes, unchanged but for counting their SQLite rows written and alarms (far.ts).
-export class CallerBucket extends RealCallerBucket {
+export class CallerState extends RealCallerState {
   constructor(ctx: DurableObjectState, env: unknown) {
     instrumentStorage(ctx);
     super(ctx, env);

@@ -9,10 +9,10 @@ import { en } from "zod/locales";
 // zod/mini ships no messages; English ones name what was expected ("Too small: expected number to be >=1").
 z.config(en());
 
-/** An integer number in [min, max]. */
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.int().check(z.minimum(min), z.maximum(max));
-/** A string matching `re`. */
-const matching = (re: RegExp) => z.string().check(z.regex(re));
+/** An integer number in [min, max] (for a scheme's policy section too). */
+export const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.int().check(z.minimum(min), z.maximum(max));
+/** A string matching `re` (for a scheme's policy section too). */
+export const matching = (re: RegExp) => z.string().check(z.regex(re));
 const cost = int(0);
 const bucket = z.strictObject({
   /** Most units the bucket holds (the burst). */
@@ -99,87 +99,10 @@ const DEFAULT_LIMITS = { sessions: 16, sessionTtlSeconds: 3600, streams: 4, stre
 const DEFAULT_COSTS = { default: 1, methods: {}, tools: {}, otherPaths: 1 };
 
 /**
- * The L402 price of a plan (docs/wire-contract.md §10): one payment of `sats` buys a
- * macaroon carrying `credits`, valid `ttlSeconds`.
+ * What a plan may override: every field optional, each section merged over the policy's own
+ * (a scheme's price fields follow, from its section: `planShapeWith`).
  */
-const l402Price = z.strictObject({
-  /** Price of one bundle, satoshis. */
-  sats: int(1, 100_000_000),
-  /** Credits one payment buys (spent like an access token's). */
-  credits: int(1, 1_000_000_000),
-  /** Seconds a paid macaroon stays valid, from when its challenge was issued. */
-  ttlSeconds: z._default(int(60, 30 * 86400), 3600),
-});
-
-/** Lightning backends an operator can issue invoices from (workers/invoices.ts). */
-export const LIGHTNING_BACKENDS = ["lnd", "lnbits"] as const;
-
-/**
- * The operator's Lightning backend for L402. Its secret (LND invoice macaroon in hex, or
- * LNbits invoice key) is the `TOLLBOOTH_LIGHTNING_SECRET` secret, never the policy.
- */
-const lightningSchema = z.strictObject({
-  /** `lnd` (REST, `POST /v1/invoices`) or `lnbits` (`POST /api/v1/payments`). */
-  backend: z.enum(LIGHTNING_BACKENDS),
-  /** Base URL of the backend's REST API (https; http on loopback for tests). */
-  url: matching(/^https?:\/\/\S+$/),
-  /** The L402 service name in macaroon caveats (`services=<service>:0`). */
-  service: z._default(matching(/^[a-z0-9][a-z0-9-]{0,31}$/), "tollbooth"),
-  /** Milliseconds to wait for an invoice; past it the 402 offers L402 as unavailable. */
-  timeoutMs: z._default(int(100, 30_000), 3_000),
-  /** Seconds an invoice can be paid. */
-  invoiceExpirySeconds: z._default(int(60, 86_400), 600),
-  /** Invoices one isolate may create per second (burst 10×); past it L402 is offered as unavailable (`busy`). */
-  invoicesPerSecond: z._default(z.number().check(z.minimum(0.01), z.maximum(1000)), 2),
-});
-
-/** A positive integer in atomic units of a token (e.g. 10000 = 0.01 USDC at 6 decimals), as a decimal string. */
-const atomic = matching(/^[1-9][0-9]{0,30}$/);
-
-/**
- * The x402 price of a plan (docs/wire-contract.md §12): `credits` mode, one payment of
- * `amount` buys an access token of `credits` valid `ttlSeconds`; `per-request` mode, each
- * request pays `amountPerUnit` × its cost.
- */
-const x402Price = z.union([
-  z.strictObject({
-    mode: z.literal("credits"),
-    /** Price of one bundle, atomic units of the asset. */
-    amount: atomic,
-    /** Credits one payment buys. */
-    credits: int(1, 1_000_000_000),
-    /** Seconds the access token it buys lives. */
-    ttlSeconds: z._default(int(60, 30 * 86400), 3600),
-  }),
-  z.strictObject({
-    mode: z.literal("per-request"),
-    /** Price of one unit of cost, atomic units of the asset. */
-    amountPerUnit: atomic,
-  }),
-]);
-
-/**
- * Where x402 payments go and how they settle: the facilitator (x402 v2 `/verify`, `/settle`),
- * the payee, and the assets accepted. An optional `Authorization` value for the facilitator is
- * the `TOLLBOOTH_FACILITATOR_AUTH` secret, never the policy.
- */
-const facilitatorSchema = z.strictObject({
-  /** The facilitator's base URL (https; http on loopback for tests). */
-  url: matching(/^https?:\/\/\S+$/),
-  /** Milliseconds to wait for `/verify` or `/settle`. */
-  timeoutMs: z._default(int(100, 120_000), 10_000),
-  /** The operator's address that receives payments. */
-  payTo: matching(/^0x[0-9a-fA-F]{40}$/),
-  /** Assets accepted, each an EIP-3009 token on an EVM network (CAIP-2), with its EIP-712 domain name and version. */
-  assets: z
-    .array(z.strictObject({ network: matching(/^eip155:[1-9][0-9]{0,19}$/), asset: matching(/^0x[0-9a-fA-F]{40}$/), name: matching(/^[\x20-\x7e]{1,64}$/), version: matching(/^[\x20-\x7e]{1,16}$/) }))
-    .check(z.minLength(1)),
-  /** Seconds a payment authorization may take to settle (`maxTimeoutSeconds` of the requirement). */
-  maxTimeoutSeconds: z._default(int(10, 3600), 120),
-});
-
-/** What a plan may override: every field optional, each section merged over the policy's own. */
-const planSchema = z.strictObject({
+const planShape = {
   bucket: z.optional(bucket),
   ceiling: z.optional(bucket),
   costs: z.optional(z.strictObject({ default: z.optional(cost), methods: z.optional(costsShape.methods), tools: z.optional(costsShape.tools), otherPaths: z.optional(cost) })),
@@ -193,11 +116,7 @@ const planSchema = z.strictObject({
   ),
   overBudget: z.optional(z.enum(OVER_BUDGET_MODES)),
   limits: z.optional(z.strictObject({ sessions: z.optional(limitsShape.sessions), sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds), streams: z.optional(limitsShape.streams), streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds) })),
-  /** The plan's L402 price; null: L402 not offered to this plan. */
-  l402: z.optional(z.nullable(l402Price)),
-  /** The plan's x402 price; null: x402 not offered to this plan. */
-  x402: z.optional(z.nullable(x402Price)),
-});
+};
 
 const PLAN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -264,7 +183,8 @@ export function checkJwtIssuers(jwt: JwtIssuer | readonly JwtIssuer[] | undefine
   }
 }
 
-const schema = z.strictObject({
+/** The policy's own fields before the schemes' sections (`schemaWith` puts these in between). */
+const before = {
   /** `realm` of the `PowChallenge` challenge. */
   realm: z._default(matching(/^[\x20-\x7e]{1,64}$/), "tollbooth"),
   /** Path of the gated MCP endpoint. */
@@ -310,21 +230,10 @@ const schema = z.strictObject({
     }),
     DEFAULT_LIMITS,
   ),
-  /** L402 price of the default plan (plans may override); null: not offered. Needs `lightning`. */
-  l402: z._default(z.nullable(l402Price), null),
-  /** The operator's Lightning backend (null: L402 off everywhere). */
-  lightning: z._default(z.nullable(lightningSchema), null),
-  /** x402 price of the default plan (plans may override); null: not offered. Needs `facilitator`. */
-  x402: z._default(z.nullable(x402Price), null),
-  /** The x402 facilitator, payee and assets (null: x402 off everywhere). */
-  facilitator: z._default(z.nullable(facilitatorSchema), null),
-  /**
-   * Answer an over-budget single `tools/call` the MCP way (x402 `transports-v2/mcp.md`): HTTP
-   * 200 with a tool result `isError: true` carrying the PaymentRequired, instead of a 402.
-   */
-  x402ToolResult: z._default(z.boolean(), false),
-  /** Named plans: each overrides sections of the fields above (merged field by field). */
-  plans: z._default(z.record(matching(PLAN_NAME), planSchema), {}),
+};
+
+/** The policy's own fields after the schemes' sections and `plans`. */
+const after = {
   /** Plan of an identity whose key or token names none (or an unknown one). */
   defaultPlan: z._default(matching(PLAN_NAME), "free"),
   token: z._default(
@@ -383,9 +292,15 @@ const schema = z.strictObject({
   leases: z._default(z.boolean(), true),
   /** Milliseconds to wait for the caller's Durable Object before treating it as failed. */
   storeTimeoutMs: z._default(int(50, 10_000), 500),
-});
+};
 
-type Parsed = z.output<typeof schema>;
+/** Named plans: each overrides sections of the fields above (merged field by field). */
+const plansOf = (plan: z.ZodMiniObject<typeof planShape>) => z._default(z.record(matching(PLAN_NAME), plan), {});
+
+/** The schema without any scheme's section: the type of the policy's own fields. */
+const coreSchema = z.strictObject({ ...before, plans: plansOf(z.strictObject(planShape)), ...after });
+
+type Parsed = z.output<typeof coreSchema>;
 
 /**
  * One plan, resolved: the policy's own sections with the plan's overrides merged in.
@@ -402,24 +317,82 @@ export interface Plan {
   challenge: Parsed["challenge"];
   overBudget: Parsed["overBudget"];
   limits: Parsed["limits"];
-  /** L402 price (sats per bundle of credits); null when not offered. */
-  l402: Parsed["l402"];
-  /** x402 price (atomic units per bundle of credits, or per unit of cost); null when not offered. */
-  x402: Parsed["x402"];
+  /**
+   * A payment scheme's price in this plan, by the name its section gives it (null: the scheme
+   * is not offered to this plan). Read through the scheme's own accessor
+   * (workers/schemes/<name>/policy.ts), which knows its shape.
+   */
+  readonly [price: string]: unknown;
 }
 
-/** A validated policy with every default filled in; `plans` holds every plan resolved, `defaultPlan` included. */
-export type Policy = Omit<Parsed, "plans"> & { plans: Record<string, Plan> };
-/** What a user may write: every field optional. */
-export type PolicyInput = z.input<typeof schema>;
+/**
+ * A validated policy with every default filled in; `plans` holds every plan resolved,
+ * `defaultPlan` included. A payment scheme's fields (its backend, the default plan's price)
+ * are there under the names its section gives them, read through the scheme's accessors.
+ */
+export type Policy = Omit<Parsed, "plans"> & { plans: Record<string, Plan> } & { readonly [field: string]: unknown };
+/** What a user may write: every field optional (a scheme's fields too, checked by its section). */
+export type PolicyInput = z.input<typeof coreSchema> & { [field: string]: unknown };
 
 /**
- * Validate a policy and fill in defaults.
+ * A payment scheme's part of the policy (workers/schemes/<name>/policy.ts): its fields, its
+ * price in each plan, and what the policy's checks need of it. shared/ knows no scheme: the
+ * gateway parses with every registered scheme's section (`parsePolicyWith`, through
+ * workers/schemes/policy.ts `parsePolicy`). A section's fields sit in the policy after
+ * `limits`, in the order of the sections, each section's prices first.
+ */
+export interface PolicySection {
+  /**
+   * Its price fields: the schema of one price. At the top level each is the default plan's
+   * price (null when absent: not offered); in a plan, an override (null: not offered to it).
+   */
+  prices: Readonly<Record<string, z.core.$ZodType>>;
+  /** Its other top-level fields (its backend, its options), with their defaults. */
+  fields: Readonly<Record<string, z.core.$ZodType>>;
+  /** Credits one payment buys under `plan` (0: not offered; `Number.MAX_SAFE_INTEGER`: pays for any cost). */
+  credits(plan: Plan): number;
+  /**
+   * The most one message may cost under `plan` for this scheme to pay for it, and the field
+   * that says so (`{ field: "<name>.credits", max }`); null when it puts no bound.
+   */
+  costCap(plan: Plan): { field: string; max: number } | null;
+  /**
+   * Refuse a plan the scheme cannot serve under `policy` (a price nobody can pay).
+   * @param at the plan's place in errors: `""` (the default plan) or `plans.<name>.`
+   * @throws TypeError naming the field, `TOLLBOOTH_POLICY.<at><field>: …`
+   */
+  check(plan: Plan, policy: Policy, at: string): void;
+}
+
+/** The schema with `sections` in place, built once per list of sections. */
+const schemas = new WeakMap<readonly PolicySection[], typeof coreSchema>();
+
+function schemaWith(sections: readonly PolicySection[]): typeof coreSchema {
+  let schema = schemas.get(sections);
+  if (schema) return schema;
+  const top: Record<string, z.core.$ZodType> = {};
+  const prices: Record<string, z.core.$ZodType> = {};
+  for (const section of sections) {
+    for (const [name, price] of Object.entries(section.prices)) {
+      top[name] = z._default(z.nullable(price), null);
+      prices[name] = z.optional(z.nullable(price));
+    }
+    Object.assign(top, section.fields);
+  }
+  const plan = z.strictObject({ ...planShape, ...prices }) as unknown as z.ZodMiniObject<typeof planShape>;
+  schema = z.strictObject({ ...before, ...top, plans: plansOf(plan), ...after }) as unknown as typeof coreSchema;
+  schemas.set(sections, schema);
+  return schema;
+}
+
+/**
+ * Validate a policy and fill in defaults, with the payment schemes' `sections` (the gateway's
+ * registry: workers/schemes/policy.ts `parsePolicy`).
  * @param input a parsed JSON value, a JSON string, or undefined (all defaults)
  * @throws TypeError naming the first bad field, e.g. `TOLLBOOTH_POLICY.bucket.capacity: ...`
  *   or `TOLLBOOTH_POLICY.plans.pro.costs.tools.search: 30 exceeds challenge.credits (20)`
  */
-export function parsePolicy(input: unknown): Policy {
+export function parsePolicyWith(sections: readonly PolicySection[], input: unknown): Policy {
   if (typeof input === "object" && input !== null && validated.has(input)) return input as Policy;
   let value = input;
   if (typeof input === "string") {
@@ -429,7 +402,7 @@ export function parsePolicy(input: unknown): Policy {
       throw new TypeError(`TOLLBOOTH_POLICY is not valid JSON: ${(err as Error).message}`);
     }
   }
-  const result = schema.safeParse(value ?? {});
+  const result = schemaWith(sections).safeParse(value ?? {});
   if (!result.success) {
     const { issue, path: at } = narrowed(result.error.issues[0]!, []);
     const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
@@ -439,9 +412,11 @@ export function parsePolicy(input: unknown): Policy {
   const parsed = result.data;
   checkJwtIssuers(parsed.identity.jwt);
   parsed.costs.methods = withDefaultCosts(parsed.costs.methods);
-  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits, l402: parsed.l402, x402: parsed.x402 };
+  const priceNames = sections.flatMap((s) => Object.keys(s.prices));
+  const fields = parsed as unknown as Readonly<Record<string, unknown>>;
+  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits, ...Object.fromEntries(priceNames.map((n) => [n, fields[n]])) };
   const plans: Record<string, Plan> = Object.create(null);
-  for (const [name, o] of Object.entries(parsed.plans)) {
+  for (const [name, o] of Object.entries(parsed.plans) as Array<[string, (typeof parsed.plans)[string] & Readonly<Record<string, unknown>>]>) {
     plans[name] = {
       name,
       bucket: o.bucket ?? base.bucket,
@@ -455,21 +430,19 @@ export function parsePolicy(input: unknown): Policy {
       challenge: { ...base.challenge, ...stripUndefined(o.challenge ?? {}), adaptive: { ...base.challenge.adaptive, ...stripUndefined(o.challenge?.adaptive ?? {}) } },
       overBudget: o.overBudget ?? base.overBudget,
       limits: { ...base.limits, ...stripUndefined(o.limits ?? {}) },
-      l402: o.l402 === undefined ? base.l402 : o.l402,
-      x402: o.x402 === undefined ? base.x402 : o.x402,
+      ...Object.fromEntries(priceNames.map((n) => [n, o[n] === undefined ? base[n] : o[n]])),
     };
   }
   // The default plan named in `plans` replaces the policy's own sections (and is what they read).
   const defaultPlan = plans[parsed.defaultPlan] ?? base;
   plans[parsed.defaultPlan] = defaultPlan;
-  const { name: _name, ...sections } = defaultPlan;
-  const policy: Policy = { ...parsed, ...sections, plans };
+  const { name: _name, ...own } = defaultPlan;
+  const policy: Policy = { ...parsed, ...own, plans };
   for (const plan of Object.values(plans)) {
     const at = plan === base ? "" : `plans.${plan.name}.`;
-    checkPlan(plan, at);
+    checkPlan(plan, at, sections);
     // A price nobody can pay is a configuration error, not a silent absence.
-    if (plan.l402 && !policy.lightning) throw new TypeError(`TOLLBOOTH_POLICY.${at}l402: an L402 price needs \`lightning\` (the backend that issues invoices)`);
-    if (plan.x402 && !policy.facilitator) throw new TypeError(`TOLLBOOTH_POLICY.${at}x402: an x402 price needs \`facilitator\` (where payments are verified and settled)`);
+    for (const section of sections) section.check(plan, policy, at);
   }
   validated.add(policy);
   return policy;
@@ -522,11 +495,12 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 
 /**
  * A plan in which some single message could never be admitted is refused: a cost above
- * the bucket's capacity (the free bucket never holds it) or above a solve's credits
- * (solving never pays for it, so the caller would loop on 402).
+ * the bucket's capacity (the free bucket never holds it), above a solve's credits
+ * (solving never pays for it, so the caller would loop on 402), or above what one payment
+ * of an offered scheme buys (`PolicySection.costCap`).
  * @throws TypeError naming the field
  */
-function checkPlan(plan: Plan, at: string): void {
+function checkPlan(plan: Plan, at: string, sections: readonly PolicySection[]): void {
   const costs: Array<[string, number]> = [
     ...Object.entries(plan.costs.methods).map(([k, v]) => [`costs.methods.${k}`, v] as [string, number]),
     ...Object.entries(plan.costs.tools).map(([k, v]) => [`costs.tools.${k}`, v] as [string, number]),
@@ -540,11 +514,9 @@ function checkPlan(plan: Plan, at: string): void {
     if (value > plan.challenge.credits) {
       throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds challenge.credits (${plan.challenge.credits})`);
     }
-    if (plan.l402 && value > plan.l402.credits) {
-      throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds l402.credits (${plan.l402.credits})`);
-    }
-    if (plan.x402?.mode === "credits" && value > plan.x402.credits) {
-      throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds x402.credits (${plan.x402.credits})`);
+    for (const section of sections) {
+      const cap = section.costCap(plan);
+      if (cap && value > cap.max) throw new TypeError(`TOLLBOOTH_POLICY.${at}${field}: ${value} exceeds ${cap.field} (${cap.max})`);
     }
   }
 }
@@ -558,13 +530,12 @@ export function planFor(policy: Policy, name: string | undefined): Plan {
 
 /**
  * Most units one request may cost under a plan and still be payable: a batch above this
- * could never be admitted (neither the free bucket, nor one solve's credits, nor one L402
- * payment's credits hold it); unbounded when the plan pays x402 per request.
+ * could never be admitted (neither the free bucket, nor one solve's credits, nor what one
+ * payment of a scheme in `sections` buys holds it); unbounded when a scheme pays per request
+ * (its `credits` is `Number.MAX_SAFE_INTEGER`).
  */
-export function maxPayableCost(plan: Plan): number {
-  // Paying per request pays for any cost.
-  if (plan.x402?.mode === "per-request") return Number.MAX_SAFE_INTEGER;
-  return Math.max(plan.bucket.capacity, plan.challenge.credits, plan.l402?.credits ?? 0, plan.x402?.credits ?? 0);
+export function maxPayableCostWith(sections: readonly PolicySection[], plan: Plan): number {
+  return Math.max(plan.bucket.capacity, plan.challenge.credits, ...sections.map((s) => s.credits(plan)));
 }
 
 /**

@@ -177,7 +177,7 @@ export function parseRoutes(raw: string | undefined, topPolicy: unknown): Route[
  * The route of a request, or null when none matches.
  * @param routes as `parseRoutes` returns them
  * @param hostname the request URL's hostname (any case; a trailing dot ignored)
- * @param normalizedPath the path as `normalizePath` (workers/tollbooth.ts) gives it
+ * @param normalizedPath the path as `normalizePath` (workers/pipeline/paths.ts) gives it
  */
 export function matchRoute(routes: readonly Route[], hostname: string, normalizedPath: string): Route | null {
   const host = hostname.toLowerCase().replace(/\.$/, "");

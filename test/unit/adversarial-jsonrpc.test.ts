@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../../shared/jsonrpc.ts";
-import { methodCost, parsePolicy } from "../../shared/policy/index.ts";
+import { methodCost, parsePolicy } from "../../workers/schemes/policy.ts";
 
 const enc = (text: string) => new TextEncoder().encode(text);
 const policy = parsePolicy({

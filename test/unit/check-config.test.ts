@@ -21,7 +21,7 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 const BINDINGS = (env: string) => `
 [[env.${env}.durable_objects.bindings]]
 name = "CALLER_BUCKET"
-class_name = "CallerBucket"
+class_name = "CallerState"
 
 [[env.${env}.durable_objects.bindings]]
 name = "ORIGIN_GATE"
@@ -35,7 +35,7 @@ function project(opts: { vars: Record<string, string>; bindings?: boolean; files
   const vars = Object.entries(opts.vars).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n");
   writeFileSync(
     join(dir, "wrangler.toml"),
-    `name = "t"\nmain = "index.ts"\ncompatibility_date = "2026-10-01"\n\n[[durable_objects.bindings]]\nname = "CALLER_BUCKET"\nclass_name = "CallerBucket"\n\n[vars]\nORIGIN_URL = "http://127.0.0.1:3001"\n\n[env.production]\n${opts.bindings === false ? "" : BINDINGS("production")}\n[env.production.vars]\n${vars}\n`,
+    `name = "t"\nmain = "index.ts"\ncompatibility_date = "2026-10-01"\n\n[[durable_objects.bindings]]\nname = "CALLER_BUCKET"\nclass_name = "CallerState"\n\n[vars]\nORIGIN_URL = "http://127.0.0.1:3001"\n\n[env.production]\n${opts.bindings === false ? "" : BINDINGS("production")}\n[env.production.vars]\n${vars}\n`,
   );
   for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), text);
   return join(dir, "wrangler.toml");

@@ -2,7 +2,7 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ANONYMOUS, identityResolver, JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, KEY_MEMO_TTL_MS, networkOf, type Identity, type IdentityDeps } from "../../shared/identity/index.ts";
-import { jwtIssuers, type Policy, type PolicyInput, parsePolicy } from "../../shared/policy/index.ts";
+import { jwtIssuers, type Policy, type PolicyInput, parsePolicy } from "../../workers/schemes/policy.ts";
 import { keyHash, newKey } from "../../scripts/keys.ts";
 import { signingKey, startJwks, type JwksServer, type SigningKey } from "../helpers/jwks.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The operator's invoice backends (workers/invoices.ts) and the agent's LND wallet
+ * The operator's invoice backends (workers/schemes/l402/invoices.ts) and the agent's LND wallet
  * (packages/tollbooth-client/src/payers/lightning-wallet.ts) against the loopback Lightning stand-in, which issues real
  * signed regtest BOLT11 invoices.
  */
@@ -11,7 +11,7 @@ import { decode } from "light-bolt11-decoder";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
 import { invoiceAmountSats, invoicePaymentHash, lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
-import { InvoiceError, lnbitsInvoices, lndInvoices, type InvoiceFetch } from "../../workers/invoices.ts";
+import { InvoiceError, lnbitsInvoices, lndInvoices, type InvoiceFetch } from "../../workers/schemes/l402/invoices.ts";
 import { REGTEST, STANDIN_NODE_KEY, startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 
 const NODE_PUBKEY = (() => {

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { bodyCost, DEFAULT_MAX_DEPTH, ErrorCode, errorPayload, isBodyError, nestingExceeds, type ParsedBody, parseBody, requestIds } from "../../shared/jsonrpc.ts";
-import { parsePolicy } from "../../shared/policy/index.ts";
+import { parsePolicy } from "../../workers/schemes/policy.ts";
 
 const enc = (value: unknown) => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
 

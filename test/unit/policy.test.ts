@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_METHOD_COSTS, maxPayableCost, methodCost, parsePolicy, planFor } from "../../shared/policy/index.ts";
+import { DEFAULT_METHOD_COSTS, maxPayableCost, methodCost, parsePolicy, planFor } from "../../workers/schemes/policy.ts";
 
 /** The TypeError message parsePolicy throws for `input`. */
 function errorOf(input: unknown): string {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { matchRoute, originProblem, parseRoutes, restAfterPrefix, routeSecrets, type Route } from "../../shared/policy/routes.ts";
-import { normalizePath } from "../../workers/tollbooth.ts";
+import { normalizePath } from "../../workers/pipeline/paths.ts";
 
 const routes = (list: unknown[], policy?: unknown) => parseRoutes(JSON.stringify(list), policy)!;
 const refused = (list: unknown, policy?: unknown) => {

@@ -1,5 +1,5 @@
 /**
- * The paid schemes as the gate uses them (workers/schemes/scheme.ts): `offer`, `read`,
+ * The paid schemes as the gate uses them (workers/schemes/contract.ts): `offer`, `read`,
  * `readJson`, `verify`, `settle`, `strip`, `refusalStatus` of workers/schemes/x402.ts and
  * workers/schemes/l402.ts, called directly (fast: no workerd, no chain).
  *
@@ -20,10 +20,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { parseAuthParams } from "../../shared/wire/auth-params.ts";
 import { isBodyError, parseBody, type ParsedBody } from "../../shared/jsonrpc.ts";
 import { importKeyring, type Keyring } from "../../shared/credentials/keys.ts";
-import { parsePolicy, planFor, type Policy } from "../../shared/policy/index.ts";
-import { l402Scheme } from "../../workers/schemes/l402.ts";
-import type { OfferContext, PaymentScheme, SchemeContext } from "../../workers/schemes/scheme.ts";
-import { x402Scheme, type X402Credential } from "../../workers/schemes/x402.ts";
+import { parsePolicy, planFor, type Policy } from "../../workers/schemes/policy.ts";
+import { l402Scheme } from "../../workers/schemes/l402/index.ts";
+import type { OfferContext, PaymentScheme, SchemeContext } from "../../workers/schemes/contract.ts";
+import { x402Scheme, type X402Credential } from "../../workers/schemes/x402/index.ts";
 import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
 
 const SECRET = "schemes-secret-0123456789abcdef";

@@ -1,5 +1,5 @@
 /**
- * The free token bucket, as kept by the caller's `CallerBucket` Durable Object:
+ * The free token bucket, as kept by the caller's `CallerState` Durable Object:
  * capacity then 402, refill over time, costs, per-caller isolation, and what the
  * `buckets` table holds (docs/durable-object.md).
  */

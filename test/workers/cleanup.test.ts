@@ -1,5 +1,5 @@
 /**
- * What the `CallerBucket` Durable Object keeps, and for how long (docs/durable-object.md):
+ * What the `CallerState` Durable Object keeps, and for how long (docs/durable-object.md):
  * `spent` rows until the challenge's expiry + SPENT_MARGIN_MS, `tokens` rows until the
  * token expires; an alarm deletes a redemption's rows after their expiry, within
  * CLEANUP_BOUND_MS of the later of the two. Nothing is stored when a challenge is issued.

@@ -10,7 +10,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { CallerBucket } from "../../workers/caller-bucket.ts";
+import type { CallerState } from "../../workers/objects/caller-state.ts";
 import {
   WELL_KNOWN,
   challengeOf,
@@ -162,7 +162,7 @@ type Fault = "none" | "throw" | "slow";
  * The real CALLER_BUCKET namespace behind a switch: "throw" rejects every call (as a reset
  * Durable Object does); "slow" makes the real call at once and answers `delayMs` later.
  */
-function switchableStore(delayMs = 300): { binding: DurableObjectNamespace<CallerBucket>; set: (f: Fault) => void; settled: () => Promise<unknown> } {
+function switchableStore(delayMs = 300): { binding: DurableObjectNamespace<CallerState>; set: (f: Fault) => void; settled: () => Promise<unknown> } {
   let fault: Fault = "none";
   const inFlight: Promise<unknown>[] = [];
   const real = env.CALLER_BUCKET;
@@ -184,7 +184,7 @@ function switchableStore(delayMs = 300): { binding: DurableObjectNamespace<Calle
     },
   };
   return {
-    binding: binding as unknown as DurableObjectNamespace<CallerBucket>,
+    binding: binding as unknown as DurableObjectNamespace<CallerState>,
     set: (f) => void (fault = f),
     settled: () => Promise.all(inFlight),
   };

@@ -10,6 +10,6 @@ declare namespace Cloudflare {
   interface Env extends TollboothEnv {}
   interface GlobalProps {
     mainModule: typeof import("../../workers/index.ts");
-    durableNamespaces: "CallerBucket" | "OriginGate";
+    durableNamespaces: "CallerState" | "OriginGate";
   }
 }

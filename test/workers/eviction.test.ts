@@ -1,5 +1,5 @@
 /**
- * A `CallerBucket` that is evicted from memory (idle, a deploy) or aborted (a crash, a
+ * A `CallerState` that is evicted from memory (idle, a deploy) or aborted (a crash, a
  * reset) comes back as a fresh instance that reads its SQLite storage: the free bucket,
  * a token's credits and a spent challenge survive until they expire, and the cleanup
  * alarm still deletes what has expired (docs/durable-object.md).
@@ -78,7 +78,7 @@ async function sameInstance(): Promise<boolean> {
   return runInDurableObject(stubFor(who), (instance) => (instance as unknown as { marked?: boolean }).marked === true);
 }
 
-describe.each(RESTARTS)("a CallerBucket %s", (_how, restart) => {
+describe.each(RESTARTS)("a CallerState %s", (_how, restart) => {
   it("keeps the free bucket, the token's credits and the spent challenge", async () => {
     const { token, solution } = await spendEverything();
     await markInstance();

@@ -7,7 +7,7 @@ import { env } from "cloudflare:workers";
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
 import { describe, expect, it } from "vitest";
 import { identityResolver } from "../../shared/identity/index.ts";
-import { parsePolicy } from "../../shared/policy/index.ts";
+import { parsePolicy } from "../../workers/schemes/policy.ts";
 import { freshIp, gateway, hex, request, sha256 } from "./support.ts";
 
 const ISS = "https://auth.example.test/";

@@ -19,7 +19,7 @@ beforeEach(() => {
   origin = observeOrigin();
 });
 
-/** The CallerBucket namespace with every stub method call counted by name. */
+/** The CallerState namespace with every stub method call counted by name. */
 function countingBuckets(): { ns: DurableObjectNamespace; calls: Record<string, number> } {
   const real = env.CALLER_BUCKET;
   const calls: Record<string, number> = {};

@@ -7,7 +7,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addResultMeta, takeMetaFromRequest } from "../../workers/mcp-meta.ts";
+import { addResultMeta, takeMetaFromRequest } from "../../workers/proxy/mcp-meta.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

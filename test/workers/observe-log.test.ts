@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { CallerBucket } from "../../workers/caller-bucket.ts";
+import type { CallerState } from "../../workers/objects/caller-state.ts";
 import type { NetworkLimiter } from "../../workers/env.ts";
 import type { DecisionRecord } from "../../workers/observe/types.ts";
 import { WELL_KNOWN, challengeOf, fetchChallenge, freezeTime, freshIp, gateway, hex, observeOrigin, post, request, rpc, sha256, solve, toolCall } from "./support.ts";
@@ -91,7 +91,7 @@ describe("one decision line per request, for every way a request ends", () => {
     const failing = {
       idFromName: (name: string) => env.CALLER_BUCKET.idFromName(name),
       get: () => ({ admit: () => Promise.reject(new Error("Durable Object reset")) }),
-    } as unknown as DurableObjectNamespace<CallerBucket>;
+    } as unknown as DurableObjectNamespace<CallerState>;
     observeOrigin();
     const ip = freshIp();
     const closed = await one(gateway({ realm: "log-closed" }, { CALLER_BUCKET: failing }), post(toolCall(1), { ip }));

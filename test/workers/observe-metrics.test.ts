@@ -118,7 +118,7 @@ describe("metrics after a known mix of requests", () => {
 });
 
 describe("every decision and every paid_by is counted", () => {
-  /** A CallerBucket namespace whose every call fails: the caller's state cannot be reached. */
+  /** A CallerState namespace whose every call fails: the caller's state cannot be reached. */
   const downStore = (): DurableObjectNamespace =>
     ({
       idFromName: (name: string) => env.CALLER_BUCKET.idFromName(name),

@@ -13,8 +13,8 @@
 import { Hono } from "hono";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { importKeyring } from "../../shared/credentials/keys.ts";
-import { mcpProxy } from "../../workers/proxy.ts";
-import type { TollboothVariables } from "../../workers/tollbooth.ts";
+import { mcpProxy } from "../../workers/proxy/proxy.ts";
+import type { TollboothVariables } from "../../workers/pipeline/middleware.ts";
 import {
   GW,
   ORIGIN_URL,

@@ -10,7 +10,7 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import type { CallerBucket } from "../../workers/caller-bucket.ts";
+import type { CallerState } from "../../workers/objects/caller-state.ts";
 import {
   WELL_KNOWN,
   challengeOf,
@@ -29,7 +29,7 @@ import {
 type Fault = "none" | "throw" | "hang";
 
 /** The real CALLER_BUCKET namespace, failing on demand (see the file comment). */
-function switchableStore(): { binding: DurableObjectNamespace<CallerBucket>; set: (f: Fault) => void; calls: () => number } {
+function switchableStore(): { binding: DurableObjectNamespace<CallerState>; set: (f: Fault) => void; calls: () => number } {
   let fault: Fault = "none";
   let calls = 0;
   const real = env.CALLER_BUCKET;
@@ -56,7 +56,7 @@ function switchableStore(): { binding: DurableObjectNamespace<CallerBucket>; set
       };
     },
   };
-  return { binding: binding as unknown as DurableObjectNamespace<CallerBucket>, set: (f) => void (fault = f), calls: () => calls };
+  return { binding: binding as unknown as DurableObjectNamespace<CallerState>, set: (f) => void (fault = f), calls: () => calls };
 }
 
 const POLICY: PolicyJson = { bucket: { capacity: 1, refillPerSecond: 0.001 }, challenge: { difficulty: 4 }, storeTimeoutMs: 100 };

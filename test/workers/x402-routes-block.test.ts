@@ -13,7 +13,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { BLOCK_MEMO_MS } from "../../workers/gate.ts";
+import { BLOCK_MEMO_MS } from "../../workers/objects/stores.ts";
 import { GW, ORIGIN_URL, advance, errorBody, freezeTime, freshIp, gateway, post, rpc, toolCall } from "./support.ts";
 
 const FACILITATOR = "http://facilitator.test";

@@ -1,6 +1,6 @@
 /**
  * The admin API's view of one caller: its id checked against the forms the gateway uses
- * (shared/identity/index.ts), its plan as far as it can be known, and its `CallerBucket` state
+ * (shared/identity/index.ts), its plan as far as it can be known, and its `CallerState` state
  * (`inspect`, `reset`, `block`, `unblock`).
  */
 import { networkOf } from "../../shared/identity/index.ts";
@@ -8,8 +8,9 @@ import type { Policy } from "../../shared/policy/index.ts";
 import { planFor } from "../../shared/policy/index.ts";
 import { readKeyRecord } from "../../shared/identity/api-keys.ts";
 import { refuse, type Result } from "../../shared/result.ts";
-import type { InspectResult } from "../caller-bucket.ts";
+import type { InspectResult } from "../objects/caller-state.ts";
 import { shortCaller } from "../observe/counters.ts";
+import { PAYERS } from "../schemes/registry.ts";
 import type { DecisionRecord } from "../observe/types.ts";
 
 /** Longest caller id (a Durable Object name of the gateway is ≤ 64 characters). */
@@ -19,24 +20,35 @@ export const MAX_BLOCK_SECONDS = 30 * 24 * 3600;
 /** Recent decisions shown per caller at most. */
 const MAX_RECENT = 50;
 
-/** The strategy a caller id was made by. */
-export type CallerKind = "ip" | "key" | "jwt" | "auth" | "evm" | "anonymous";
+/**
+ * The strategy a caller id was made by, or the kind of a scheme's payer id (its prefix
+ * without the colon, `SchemeModule.payers`).
+ */
+export type CallerKind = "ip" | "key" | "jwt" | "auth" | "anonymous" | (string & {});
+
+/** An id made by an identity strategy: its prefix (`key:`, …), then one kind of rest. */
+const STRATEGY_KINDS = ["ip", "key", "jwt", "auth"];
+/** `<kind>:<rest>` of every kind the gateway makes, payers' included. */
+const ID_FORM = new RegExp(`^(${[...STRATEGY_KINDS, ...PAYERS.map((p) => p.prefix.slice(0, -1))].join("|")}):(.+)$`);
+/** The forms, for people. */
+const ID_FORMS = `ip:<network>, key:<32 hex>, jwt:<32 hex>, auth:<32 hex>, ${PAYERS.map((p) => `${p.spelled}, `).join("")}`;
 
 /**
  * Check a caller id as the gateway spells it: `ip:<network>` in the canonical form of
  * shared/identity/network.ts (e.g. `ip:203.0.113.7`, `ip:10.1.0.0/16`, `ip:2001:db8::/64`),
- * `key:` / `jwt:` / `auth:` + 32 lowercase hex, `evm:0x` + 40 lowercase hex (an x402 payer),
+ * `key:` / `jwt:` / `auth:` + 32 lowercase hex, a payment scheme's payer id (its `pattern`),
  * or `anonymous`.
  * @returns the id and its kind, or `{ ok: false, reason: "bad_caller_id", detail }` naming the problem
  */
 export function parseCallerId(id: string): Result<{ id: string; kind: CallerKind }, "bad_caller_id"> {
   if (id.length === 0 || id.length > MAX_ID_CHARS) return refuse("bad_caller_id", `a caller id has 1-${MAX_ID_CHARS} characters`);
   if (id === "anonymous") return { ok: true, id, kind: "anonymous" };
-  const m = /^(ip|key|jwt|auth|evm):(.+)$/.exec(id);
-  if (!m) return refuse("bad_caller_id", "a caller id is ip:<network>, key:<32 hex>, jwt:<32 hex>, auth:<32 hex>, evm:0x<40 hex> or anonymous");
+  const m = ID_FORM.exec(id);
+  if (!m) return refuse("bad_caller_id", `a caller id is ${ID_FORMS.slice(0, -2)} or anonymous`);
   const kind = m[1] as CallerKind;
   const rest = m[2]!;
-  if (kind === "evm") return /^0x[0-9a-f]{40}$/.test(rest) ? { ok: true, id, kind } : refuse("bad_caller_id", "evm: takes 0x and 40 lowercase hex digits");
+  const payer = PAYERS.find((p) => p.prefix === `${kind}:`);
+  if (payer) return payer.pattern.test(id) ? { ok: true, id, kind } : refuse("bad_caller_id", payer.malformed);
   if (kind !== "ip") return /^[0-9a-f]{32}$/.test(rest) ? { ok: true, id, kind } : refuse("bad_caller_id", `${kind}: takes 32 lowercase hex digits`);
   const net = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(rest);
   const prefix = net?.[2] === undefined ? undefined : Number(net[2]);

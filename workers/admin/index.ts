@@ -17,36 +17,23 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { networkFor } from "../../shared/identity/index.ts";
-import { parsePolicy, planFor, type Policy, type PolicyInput } from "../../shared/policy/index.ts";
-import { readBody, TOO_LARGE, TOO_SLOW } from "../body.ts";
-import type { CallerBucket } from "../caller-bucket.ts";
-import type { NetworkLimiter } from "../env.ts";
-import { overNetworkCeiling } from "../gate.ts";
-import { statsStub } from "../observe/flusher.ts";
-import { prometheusText } from "../observe/prometheus.ts";
-import type { Stats } from "../observe/stats-object.ts";
-import { normalizePath } from "../tollbooth.ts";
 import { WELL_KNOWN } from "../../shared/wire/headers.ts";
+import type { NetworkLimiter } from "../env.ts";
+import type { CallerState } from "../objects/caller-state.ts";
+import type { Stats } from "../observe/stats-object.ts";
+import { overNetworkCeiling } from "../pipeline/network-ceiling.ts";
+import { normalizePath } from "../pipeline/paths.ts";
+import { parsePolicy, type Policy, type PolicyInput } from "../schemes/policy.ts";
+import { adminApi } from "./api.ts";
 import { adminTokenChecker } from "./auth.ts";
-import { keyPlan, parseBlockBody, parseCallerId, plansMatching, recentOf, type KnownPlan } from "./callers.ts";
+import type { AdminContext, AdminRoute } from "./context.ts";
 import { ADMIN_HEADERS, ASSET_FILES, DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";
-import { issueKey, listKeys, revokeKeys } from "./keys.ts";
+import { problem, wrongMethod } from "./reply.ts";
+
+export { STATS_MINUTES, type AdminRoute } from "./context.ts";
 
 /** Default admin path. */
 export const DEFAULT_ADMIN_PATH = "/admin";
-/** Minutes of metrics `GET <path>/stats` answers (the dashboard's hour). */
-export const STATS_MINUTES = 60;
-/** Largest admin request body, bytes. */
-const MAX_BODY_BYTES = 4096;
-/** Time a body may take to arrive, ms. */
-const BODY_TIMEOUT_MS = 5_000;
-
-/** One route of a gateway with several origins (`TOLLBOOTH_ROUTES`): its policy and its callers' objects (`route:<name>/<caller>`). */
-export interface AdminRoute {
-  name: string;
-  policy: Policy;
-  buckets: DurableObjectNamespace<CallerBucket>;
-}
 
 /** Options of `admin()`. */
 export interface AdminOptions {
@@ -56,8 +43,8 @@ export interface AdminOptions {
   path?: string | undefined;
   /** The gateway's policy (validated here): its plans, identity prefixes and endpoint. */
   policy?: PolicyInput | Policy | undefined;
-  /** The `CallerBucket` namespace. */
-  buckets: DurableObjectNamespace<CallerBucket>;
+  /** The `CallerState` namespace (binding `CALLER_BUCKET`). */
+  callers: DurableObjectNamespace<CallerState>;
   /**
    * The routes, when the gateway fronts several origins: a caller's state is then per route,
    * and the caller paths need `?route=<name>` (400 without it, 404 for an unknown name).
@@ -71,21 +58,6 @@ export interface AdminOptions {
   stats?: DurableObjectNamespace<Stats> | undefined;
   /** The Workers Static Assets binding (`ASSETS`): the dashboard's files. */
   assets?: Fetcher | undefined;
-}
-
-/** A JSON answer of the admin API: never cached, never framed. */
-function reply(status: number, value: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(value, null, 2), { status, headers: { "content-type": "application/json", "cache-control": "no-store", ...ADMIN_HEADERS, ...headers } });
-}
-
-/** An error answer: `{ error, message }` (+ details). */
-function problem(status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}): Response {
-  return reply(status, { error, message, ...extra }, headers);
-}
-
-/** 405 naming the methods the path takes. */
-function wrongMethod(method: string, allow: string[]): Response {
-  return problem(405, "method_not_allowed", `${method} is not allowed here; use ${allow.join(", ")}`, { allow }, { allow: allow.join(", ") });
 }
 
 /**
@@ -105,163 +77,36 @@ export function adminPath(path: string | undefined, endpoint: string): string {
   return p;
 }
 
+/** `GET <path>/assets/<name>`: one of the dashboard's public files, from `ASSETS`. */
+async function serveAsset(req: Request, name: string, assets: Fetcher | undefined): Promise<Response> {
+  if (req.method !== "GET" && req.method !== "HEAD") return wrongMethod(req.method, ["GET", "HEAD"]);
+  const file = Object.hasOwn(ASSET_FILES, name) ? ASSET_FILES[name] : undefined;
+  if (file === undefined || !assets) return problem(404, "not_found", `no asset ${JSON.stringify(name)}`);
+  const res = await assets.fetch(new Request(new URL(file, req.url), { method: req.method }));
+  const headers = new Headers(res.headers);
+  for (const [k, v] of Object.entries(ADMIN_HEADERS)) headers.set(k, v);
+  return new Response(res.body, { status: res.status, headers });
+}
+
 /**
  * Build the admin middleware.
- * @throws TypeError naming the bad option (`TOLLBOOTH_ADMIN_TOKEN`, `TOLLBOOTH_ADMIN_PATH`, `policy.<field>`, `buckets`)
+ * @throws TypeError naming the bad option (`TOLLBOOTH_ADMIN_TOKEN`, `TOLLBOOTH_ADMIN_PATH`, `policy.<field>`, `callers`)
  */
 export function admin(options: AdminOptions): MiddlewareHandler {
   const policy = parsePolicy(options.policy);
   const checkToken = adminTokenChecker(options.token);
   const base = adminPath(options.path, policy.endpoint);
-  if (!options.buckets || typeof options.buckets.idFromName !== "function") throw new TypeError("admin(): option `buckets` must be the CallerBucket Durable Object namespace");
-  const { buckets, keys, stats, assets, network } = options;
-  const publicPolicy = redactedPolicy(policy);
-
-  const routes = new Map((options.routes ?? []).map((r) => [r.name, r]));
-  /** Where a caller path looks: the gateway's objects, or the route's that `?route=` names. */
-  type Scope = { policy: Policy; buckets: DurableObjectNamespace<CallerBucket> };
-  function scopeOf(req: Request): Scope | Response {
-    const name = new URL(req.url).searchParams.get("route");
-    if (routes.size === 0) return name === null ? { policy, buckets } : problem(400, "no_routes", "this gateway has one origin: leave out ?route=");
-    if (name === null) return problem(400, "route_required", `this gateway has routes: add ?route=<name> (one of ${[...routes.keys()].join(", ")})`, { routes: [...routes.keys()] });
-    return routes.get(name) ?? problem(404, "unknown_route", `no route ${JSON.stringify(name)}`, { routes: [...routes.keys()] });
-  }
-
-  async function readJson(req: Request): Promise<{ ok: true; value: unknown } | { ok: false; res: Response }> {
-    const raw = await readBody(req, MAX_BODY_BYTES, BODY_TIMEOUT_MS);
-    if (raw === TOO_LARGE) return { ok: false, res: problem(413, "too_large", `the body is larger than ${MAX_BODY_BYTES} bytes`) };
-    if (raw === TOO_SLOW) return { ok: false, res: problem(408, "too_slow", "the body did not arrive in time") };
-    if (raw === null || raw.byteLength === 0) return { ok: false, res: problem(400, "bad_body", "this request needs a JSON body") };
-    try {
-      return { ok: true, value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw)) };
-    } catch {
-      return { ok: false, res: problem(400, "bad_body", "the body is not JSON (UTF-8)") };
-    }
-  }
-
-  async function snapshot(nowMs: number) {
-    return statsStub(stats!).snapshot({ nowMs, minutes: STATS_MINUTES });
-  }
-
-  /** The caller's plan as far as it is known (see `KnownPlan`). */
-  async function planOf(policy: Policy, id: string, kind: string): Promise<KnownPlan> {
-    if (kind === "key") {
-      const found = await keyPlan(policy, id.slice(4), keys).catch(() => null);
-      if (found) return found;
-    }
-    if (kind === "ip" || kind === "auth" || kind === "anonymous" || kind === "key") return { name: policy.defaultPlan, source: "unverified" };
-    return { name: policy.defaultPlan, source: "default" };
-  }
-
-  async function inspectCaller(scope: Scope, id: string, kind: string, nowMs: number): Promise<Response> {
-    const { policy } = scope;
-    const plan = await planOf(policy, id, kind);
-    const p = planFor(policy, plan.name);
-    const state = await scope.buckets.get(scope.buckets.idFromName(id)).inspect({ nowMs, bucket: p.bucket, ceiling: p.ceiling, challenge: p.challenge });
-    let known = plan;
-    if (plan.source === "default") {
-      // A jwt: or x402 payer: the plan whose limits the object last metered with.
-      const matching = plansMatching(policy, state.configs);
-      if (matching.length > 0) known = { name: matching[0]!, source: "object", ...(matching.length > 1 ? { alsoMatches: matching.slice(1) } : {}) };
-    }
-    let recent: unknown[] | null = null;
-    if (stats) recent = recentOf((await snapshot(nowMs).catch(() => null))?.recent ?? [], id);
-    return reply(200, {
-      caller: id,
-      known: state.known,
-      plan: known,
-      buckets: {
-        free: { remaining: state.bucket.remaining, limit: state.bucket.limit, reset: state.bucket.reset },
-        ceiling: { remaining: state.ceiling.remaining, limit: state.ceiling.limit, reset: state.ceiling.reset },
-      },
-      metered: state.configs,
-      credits: state.tokens,
-      sessions: state.sessions,
-      streams: state.streams,
-      spentMarks: state.spent,
-      solves: state.solves,
-      ...(state.difficulty !== undefined ? { difficulty: state.difficulty } : {}),
-      blocked: state.blockedUntilMs === null ? null : { untilMs: state.blockedUntilMs, until: new Date(state.blockedUntilMs).toISOString(), retryAfter: Math.max(1, Math.ceil((state.blockedUntilMs - nowMs) / 1000)) },
-      cleanupAtMs: state.cleanupAtMs,
-      recent,
-    });
-  }
-
-  async function callers(req: Request, rest: string[]): Promise<Response> {
-    if (rest.length < 1 || rest.length > 2) return problem(404, "not_found", "use <admin>/callers/<caller id, URL-encoded>[/reset|/block|/unblock]");
-    const parsed = parseCallerId(rest[0]!);
-    if (!parsed.ok) return problem(400, parsed.reason, `bad caller id: ${parsed.detail}`);
-    const { id, kind } = parsed;
-    const scope = scopeOf(req);
-    if (scope instanceof Response) return scope;
-    const nowMs = Date.now();
-    const action = rest[1];
-    if (action === undefined) return req.method === "GET" ? inspectCaller(scope, id, kind, nowMs) : wrongMethod(req.method, ["GET"]);
-    if (action !== "reset" && action !== "block" && action !== "unblock") return problem(404, "not_found", `no action ${JSON.stringify(action)}: use reset, block or unblock`);
-    if (req.method !== "POST") return wrongMethod(req.method, ["POST"]);
-    const stub = scope.buckets.get(scope.buckets.idFromName(id));
-    if (action === "reset") {
-      const done = await stub.reset();
-      return reply(200, { caller: id, ...done, kept: ["credits", "sessions", "streams", "spent marks", "block"] });
-    }
-    if (action === "unblock") return reply(200, { caller: id, ...(await stub.unblock()) });
-    const body = await readJson(req);
-    if (!body.ok) return body.res;
-    const seconds = parseBlockBody(body.value);
-    if (!seconds.ok) return problem(400, seconds.reason, seconds.detail ?? "bad body");
-    const done = await stub.block({ untilMs: nowMs + seconds.seconds * 1000 });
-    return reply(200, { caller: id, blockedUntilMs: done.blockedUntilMs, until: new Date(done.blockedUntilMs).toISOString() });
-  }
-
-  async function keyRoutes(req: Request, rest: string[]): Promise<Response> {
-    if (rest.length > 1) return problem(404, "not_found", "use <admin>/keys or <admin>/keys/<hash or name>");
-    if (rest.length === 0 && req.method !== "GET" && req.method !== "POST") return wrongMethod(req.method, ["GET", "POST"]);
-    if (rest.length === 1 && req.method !== "DELETE") return wrongMethod(req.method, ["DELETE"]);
-    if (!keys) return problem(501, "no_key_store", "the TOLLBOOTH_KEYS KV namespace is not bound");
-    if (req.method === "GET") return reply(200, { keys: await listKeys(keys) });
-    if (req.method === "DELETE") {
-      const done = await revokeKeys(keys, rest[0]!);
-      if (!done.ok) return problem(done.reason === "not_found" ? 404 : 409, done.reason, done.detail, done.reason === "ambiguous" ? { matches: done.matches } : {});
-      return reply(200, { revoked: done.revoked, matchedBy: done.matchedBy, effectiveWithinSeconds: done.effectiveWithinMs / 1000, note: "isolates that looked the key up recently accept it until their 30 s memo expires; KV propagation adds up to ~60 s" });
-    }
-    const body = await readJson(req);
-    if (!body.ok) return body.res;
-    const done = await issueKey(keys, policy, body.value, Date.now());
-    if (!done.ok) return problem(done.reason === "name_taken" ? 409 : 400, done.reason, done.detail ?? done.reason);
-    return reply(201, { key: done.key, sha256Prefix: done.sha256.slice(0, 12), caller: `key:${done.sha256.slice(0, 32)}`, ...done.record, note: "the key is shown only this once; only its SHA-256 is stored" });
-  }
-
-  async function api(req: Request, segments: string[]): Promise<Response> {
-    const [head, ...rest] = segments;
-    switch (head) {
-      case "callers":
-        return callers(req, rest);
-      case "keys":
-        return keyRoutes(req, rest);
-      case "stats":
-      case "metrics":
-      case "policy": {
-        if (rest.length > 0) break;
-        if (req.method !== "GET") return wrongMethod(req.method, ["GET"]);
-        if (head === "policy") return reply(200, publicPolicy);
-        if (!stats) return problem(501, "no_stats", "the TOLLBOOTH_STATS Durable Object namespace is not bound");
-        const snap = await snapshot(Date.now());
-        if (head === "stats") return reply(200, snap);
-        return new Response(prometheusText(snap), { status: 200, headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store", ...ADMIN_HEADERS } });
-      }
-    }
-    return problem(404, "not_found", `no admin path ${base}/${segments.join("/")}`);
-  }
-
-  async function serveAsset(req: Request, name: string): Promise<Response> {
-    if (req.method !== "GET" && req.method !== "HEAD") return wrongMethod(req.method, ["GET", "HEAD"]);
-    const file = Object.hasOwn(ASSET_FILES, name) ? ASSET_FILES[name] : undefined;
-    if (file === undefined || !assets) return problem(404, "not_found", `no asset ${JSON.stringify(name)}`);
-    const res = await assets.fetch(new Request(new URL(file, req.url), { method: req.method }));
-    const headers = new Headers(res.headers);
-    for (const [k, v] of Object.entries(ADMIN_HEADERS)) headers.set(k, v);
-    return new Response(res.body, { status: res.status, headers });
-  }
+  if (!options.callers || typeof options.callers.idFromName !== "function") throw new TypeError("admin(): option `callers` must be the CallerState Durable Object namespace");
+  const { network } = options;
+  const ctx: AdminContext = {
+    policy,
+    base,
+    callers: options.callers,
+    routes: new Map((options.routes ?? []).map((r) => [r.name, r])),
+    keys: options.keys,
+    stats: options.stats,
+    publicPolicy: redactedPolicy(policy),
+  };
 
   return async function admin(c, next) {
     const req = c.req.raw;
@@ -273,8 +118,7 @@ export function admin(options: AdminOptions): MiddlewareHandler {
     // cannot be tried faster than this allows.
     const key = networkFor(req.headers, policy.identity.ipv4Prefix, policy.identity.ipv6Prefix);
     if (await overNetworkCeiling(network, key)) {
-      const retryAfter = String(policy.networkRetryAfterSeconds);
-      return problem(429, "rate_limited", `over the ceiling of your network (${key})`, { reason: "network", retryAfter: policy.networkRetryAfterSeconds }, { "retry-after": retryAfter });
+      return problem(429, "rate_limited", `over the ceiling of your network (${key})`, { reason: "network", retryAfter: policy.networkRetryAfterSeconds }, {}, policy.networkRetryAfterSeconds);
     }
 
     // Segments of the raw path, each percent-decoded once (a caller id carries `/` as %2F).
@@ -285,23 +129,24 @@ export function admin(options: AdminOptions): MiddlewareHandler {
       return problem(400, "bad_path", "the path is not valid percent-encoding");
     }
     if (segments.length === 0 || (segments.length === 1 && segments[0] === "")) {
+      // The dashboard's HTML shell: no data, no inline script.
       if (req.method !== "GET" && req.method !== "HEAD") return wrongMethod(req.method, ["GET", "HEAD"]);
       return new Response(req.method === "HEAD" ? null : dashboardHtml(base), {
         status: 200,
         headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": DASHBOARD_CSP, ...ADMIN_HEADERS },
       });
     }
-    if (segments[0] === "assets" && segments.length === 2) return serveAsset(req, segments[1]!);
+    if (segments[0] === "assets" && segments.length === 2) return serveAsset(req, segments[1]!, options.assets);
 
     // Invariant: nothing past this point answers without the operator's token.
     if (!(await checkToken(req.headers.get("authorization")))) {
       return problem(401, "unauthorized", "send Authorization: Bearer <TOLLBOOTH_ADMIN_TOKEN>", {}, { "www-authenticate": 'Bearer realm="tollbooth-admin"' });
     }
     try {
-      return await api(req, segments);
+      return await adminApi(ctx, req, segments);
     } catch (err) {
       console.error("tollbooth admin: request failed", err);
-      return problem(503, "unavailable", "a store the admin API reads could not be reached", {}, { "retry-after": "1" });
+      return problem(503, "unavailable", "a store the admin API reads could not be reached", {}, {}, 1);
     }
   };
 }

@@ -6,7 +6,17 @@
  * reasons, schemes, statuses): nothing a caller sends (a tool or method name, a header)
  * becomes a label, so the number of counter keys stays bounded whatever callers invent.
  */
+import { PAYERS, SCHEMES } from "../schemes/registry.ts";
 import { LATENCY_BUCKETS_MS, type Counters, type DecisionRecord } from "./types.ts";
+
+/** `items` as prose: `a`, `a or b`, `a, b or c`… with `last` before the last one. */
+function listed(items: readonly string[], last: string): string {
+  return items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} ${last} ${items.at(-1)}`;
+}
+
+/** What the registered schemes add to the help text: their names and words (`SchemeModule.words`). */
+const paying = SCHEMES.filter((s) => s.words.paidIn !== undefined);
+const unauthorized = SCHEMES.flatMap((s) => (s.words.refusedWith401 ? [s.words.refusedWith401] : []));
 
 /**
  * Every counter name (without labels), with its labels in order and its help text (the
@@ -14,13 +24,13 @@ import { LATENCY_BUCKETS_MS, type Counters, type DecisionRecord } from "./types.
  */
 export const COUNTER_HELP: Readonly<Record<string, { labels: readonly string[]; help: string }>> = {
   requests_total: { labels: ["decision"], help: "Requests decided, by decision (admitted, payment_required, rate_limited, bad_request, unavailable, blocked, own_endpoint, admitted_unmetered)." },
-  admitted_total: { labels: ["paid_by"], help: "Requests forwarded to the origin, by what paid: bucket, token, solution, l402, x402, free (cost 0), unmetered (store down, onStoreError open)." },
-  payment_required_total: { labels: ["scheme", "reason"], help: "402 (and 401 for a refused L402 credential) answers, by the scheme of the refused credential (none: no credential) and the reason." },
+  admitted_total: { labels: ["paid_by"], help: `Requests forwarded to the origin, by what paid: bucket, token, ${SCHEMES.map((s) => `${s.prefix}, `).join("")}free (cost 0), unmetered (store down, onStoreError open).` },
+  payment_required_total: { labels: ["scheme", "reason"], help: `402${unauthorized.length ? ` (and 401 for a refused ${listed(unauthorized, "or")} credential)` : ""} answers, by the scheme of the refused credential (none: no credential) and the reason.` },
   rate_limited_total: { labels: ["layer"], help: "429 answers, by layer: network, ceiling, sessions, streams, origin, over_budget (a plan in 429 mode)." },
   bad_request_total: { labels: ["status"], help: "Requests refused for their form, by status (400, 403, 405, 408, 413, 415)." },
-  redeemed_total: { labels: ["scheme"], help: "Credentials redeemed: solved proof-of-work challenges (pow), paid L402 invoices (first use), x402 payments." },
-  payments_total: { labels: ["scheme"], help: "Payments received (l402, x402)." },
-  paid_total: { labels: ["scheme", "unit"], help: "Amount received: sats (l402) or atomic units of the asset (x402)." },
+  redeemed_total: { labels: ["scheme"], help: `Credentials redeemed: ${SCHEMES.map((s) => s.words.redeemed).join(", ")}.` },
+  payments_total: { labels: ["scheme"], help: `Payments received (${paying.map((s) => s.type).join(", ")}).` },
+  paid_total: { labels: ["scheme", "unit"], help: `Amount received: ${listed(paying.map((s) => s.words.paidIn!), "or")}.` },
   origin_errors_total: { labels: ["status"], help: "Admitted requests the origin failed: its status >= 500, or the proxy's 502 (unreachable) / 504 (no answer in time)." },
   stats_flushes_total: { labels: [], help: "Batches flushed into the Stats object by the gateway's isolates (at most one per isolate per flush interval)." },
 };
@@ -110,9 +120,12 @@ export function percentiles(latency: readonly number[]): { p50: number; p90: num
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99) };
 }
 
+/** Prefixes of the ids kept whole by `shortCaller`: networks, and payers' (public addresses). */
+const PUBLIC_PREFIXES = ["ip:", ...PAYERS.map((p) => p.prefix)];
+
 /**
  * A caller identity shortened for logs and metrics. A network (`ip:203.0.113.0/24`,
- * `ip:2001:db8:1:2::/64`) and an x402 payer's address (`evm:0x…`) are public and kept whole:
+ * `ip:2001:db8:1:2::/64`) and a scheme's payer id (a public address) are public and kept whole:
  * cutting them would merge distinct callers (two /24s share their first 12 characters). Any
  * other id is a hash of a credential (`key:`, `auth:`, `jwt:`): its strategy prefix and 12 hex
  * characters (48 bits) of the rest, `…` marking the cut (`key:3f9a0c1d2e4b…`).
@@ -122,7 +135,7 @@ export function shortCaller(id: string): string {
   const colon = id.indexOf(":");
   const prefix = colon === -1 ? "" : id.slice(0, colon + 1);
   const rest = colon === -1 ? id : id.slice(colon + 1);
-  if ((prefix === "ip:" || prefix === "evm:") && rest.length <= 64) return id;
+  if (PUBLIC_PREFIXES.includes(prefix) && rest.length <= 64) return id;
   return prefix.slice(0, 16) + (rest.length > 12 ? `${rest.slice(0, 12)}…` : rest);
 }
 

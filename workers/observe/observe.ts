@@ -78,7 +78,7 @@ export function decided(c: Context, fields: DecisionFields & Pick<DecisionRecord
  */
 export type EmitDecision = (record: DecisionRecord, waitUntil: ((p: Promise<unknown>) => void) | null) => void;
 
-/** The middleware, with `emit` for answers given outside it (the router's own, workers/router.ts): one instance, one flusher per isolate. */
+/** The middleware, with `emit` for answers given outside it (the router's own, workers/gateway/router.ts): one instance, one flusher per isolate. */
 export type Observer = MiddlewareHandler & { emit: EmitDecision };
 
 /** The request's `waitUntil`, or null when the app is called without an execution context. */

@@ -47,15 +47,15 @@ export interface DecisionRecord {
   /** Units charged (or that would have been). */
   cost: number;
   decision: Decision;
-  /** The refusal's reason (`over_budget`, `network`, `solution_spent`, …), or what paid an admitted request (`bucket`, `token`, `solution`, `l402`, `x402`, `free`). */
+  /** The refusal's reason (`over_budget`, `network`, `solution_spent`, …), or what paid an admitted request (`bucket`, `token`, a scheme's `prefix` such as `solution`, `free`). */
   reason?: string;
-  /** The payment scheme whose credential the request carried (`pow`, `l402`, `x402`), or `token` for an access token. */
+  /** The payment scheme whose credential the request carried (its `type`, e.g. `pow`), or `token` for an access token. */
   scheme?: string;
   /** Difficulty (leading zero bits) of the challenge offered, on a 402. */
   difficulty?: number;
-  /** Whether a credential was redeemed by this request (a solved challenge, a paid invoice, an x402 payment). */
+  /** Whether a credential was redeemed by this request (a solved challenge, a payment's first use). */
   redeemed?: boolean;
-  /** Amount paid by this request's payment: sats (L402) or atomic units of the asset (x402). */
+  /** Amount paid by this request's payment, in the scheme's unit: `sats`, or `atomic` units of an asset. */
   paid?: { scheme: string; amount: string; unit: "sats" | "atomic" };
   /** Access-token credits left after this request. */
   credits?: number;
@@ -79,10 +79,10 @@ export interface DecisionRecord {
  * Counters of one minute, by name: Prometheus-style keys with labels in a fixed order,
  * e.g. `requests_total{decision="admitted"}`, `payment_required_total{scheme="pow"}`,
  * `rate_limited_total{layer="network"}`, `redeemed_total{scheme="pow"}`,
- * `paid_total{scheme="l402",unit="sats"}`, `origin_errors_total{status="502"}`.
+ * `paid_total{scheme="<type>",unit="sats"}`, `origin_errors_total{status="502"}`.
  * The full list (every name and label) is `COUNTER_HELP` in workers/observe/counters.ts
  * and docs/observability.md. `payment_required_total` is labelled `scheme` (the scheme
- * whose credential was refused: `pow`, `token`, `l402`, `x402`, or `none` for a request
+ * whose credential was refused: a scheme's `type`, `token`, or `none` for a request
  * that carried none) then `reason` (`over_budget`, `solution_spent`, …).
  */
 export type Counters = Record<string, number>;

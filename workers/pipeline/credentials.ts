@@ -1,0 +1,130 @@
+/**
+ * The credentials step: the first scheme whose credential the request carries (in offer
+ * order), else an access token (`Tollbooth-Token`). Each is verified statelessly here; what
+ * it spends (a challenge's single use, credits) is the caller's object's, in the admission
+ * step. A refused credential is not an answer yet: the object counts the request against the
+ * caller's ceiling first, then refuses it with the credential's reason.
+ * A payment, or a token bought by a payer, that names its payer makes the request the
+ * payer's; the identity it came from must not be blocked (docs/admin.md "Blocking"): for a
+ * payment, checked here before the payment service is asked; for a token, in the admission
+ * step, in parallel with the payer's object.
+ * Also here: the session (`initialize`) or stream (GET) slot the request opens.
+ */
+import { fromBase64Url } from "../../shared/wire/encoding.ts";
+import { TOKEN_HEADER } from "../../shared/wire/headers.ts";
+import type { Plan } from "../../shared/policy/index.ts";
+import type { AdmitRequest, SlotRequest } from "../objects/caller-state.ts";
+import { blocked, unavailable } from "../refusal/layers.ts";
+import { Refusal } from "../refusal/refusal.ts";
+import { PAYERS } from "../schemes/registry.ts";
+import type { Deps } from "./deps.ts";
+import { record, type Carrying, type Credential, type Known } from "./state.ts";
+
+/** A random slot id (16 bytes, hex). */
+function slotId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  let s = "";
+  for (const x of b) s += x.toString(16).padStart(2, "0");
+  return s;
+}
+
+/**
+ * The slot a request opens: a session for an `initialize` (single message), a stream for
+ * a GET on the endpoint; none otherwise.
+ */
+export function slotFor(s: Pick<Known, "request" | "body" | "isEndpoint">, plan: Plan, nowMs: number): SlotRequest | undefined {
+  if (!s.isEndpoint) return undefined;
+  if (s.request.method === "GET") {
+    // The gateway cuts the stream at streamMaxSeconds; the slot outlives that by a margin.
+    return { kind: "stream", id: slotId(), max: plan.limits.streams, expiresMs: nowMs + plan.limits.streamMaxSeconds * 1000 + 5_000 };
+  }
+  if (s.request.method === "POST" && s.body && s.body.messages.some((m) => m.method === "initialize")) {
+    return { kind: "session", id: slotId(), max: plan.limits.sessions, expiresMs: nowMs + plan.limits.sessionTtlSeconds * 1000 };
+  }
+  return undefined;
+}
+
+/**
+ * The payer an access token names, when its (unverified) `sub` is a registered scheme's
+ * payer id (`SchemeModule.payers`); null otherwise. The token is then verified for that
+ * caller: its signature, not this peek, decides.
+ */
+export function payerNamedBy(token: string): string | null {
+  const payload = token.trim().split(".")[2];
+  const bytes = payload ? fromBase64Url(payload) : null;
+  if (!bytes) return null;
+  try {
+    const sub = (JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown }).sub;
+    return typeof sub === "string" && PAYERS.some((p) => p.pattern.test(sub)) ? sub : null;
+  } catch {
+    return null;
+  }
+}
+
+/** What a credential adds: the caller it names, what to ask the object, and the credential's state. */
+interface Found {
+  caller: string;
+  admit: Pick<AdmitRequest, "redeem" | "tokenId" | "refused">;
+  credential: Credential;
+}
+
+/** The credential of the first scheme the request carries one of; null when it carries none. */
+async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" | "blockedUntil">): Promise<Found | Refusal | null> {
+  const { identity, plan, keyring, nowMs, cost } = s;
+  for (const scheme of deps.schemes) {
+    const read = scheme.read({ headers: s.request.headers, body: s.body, raw: s.rawBody });
+    if (read === null) continue;
+    record(s, { scheme: scheme.type });
+    // A credential carried in the body (MCP `_meta`) is removed from what the origin gets.
+    const credential: Credential = { carried: true, via: scheme.type, paidAs: scheme.prefix, forwardBody: read.ok && read.body ? read.body : s.rawBody };
+    if (read.ok && scheme.namesPayer) {
+      // Invariant: a payment that makes the request its payer's does not walk around a block
+      // of the identity it came from: checked before the payment service is asked (no
+      // /verify, no /settle, nothing forwarded for a blocked caller).
+      let until: number | null;
+      try {
+        until = await deps.blockedUntil(identity.id, nowMs);
+      } catch (err) {
+        console.error("tollbooth: CallerState.blocked failed", err);
+        return unavailable("store");
+      }
+      if (until !== null) return blocked((until - nowMs) / 1000);
+    }
+    const check = read.ok ? await scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller: identity.id, nowMs, cost }) : read;
+    if (!check.ok) {
+      const refusedDetail = check.detail !== undefined ? { refusedDetail: check.detail } : {};
+      return { caller: identity.id, admit: { refused: `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"] }, credential: { ...credential, refusedBy: scheme, ...refusedDetail } };
+    }
+    const r = check.redemption;
+    const caller = check.identity ?? identity.id;
+    // A one-time credential (a solution, a bundle of credits) buys an access token the caller
+    // keeps; a reusable one is its own token; a per-request payment buys none.
+    const tokenClaims = !r.reusable && check.token !== false ? { tokenClaims: { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits } } : {};
+    const settlement = scheme.settle && read.ok ? { settlement: { scheme, credential: read.credential } } : {};
+    return { caller, admit: { redeem: r }, credential: { ...credential, payment: check.paid, ...tokenClaims, ...settlement } };
+  }
+  return null;
+}
+
+/** The access token the request carries (a token bought by a payer names that payer: it is verified as theirs); null when none. */
+async function tokenCredential(s: Known, deps: Pick<Deps, "tokens">): Promise<Found | null> {
+  const header = s.request.headers.get(TOKEN_HEADER);
+  if (header === null) return null;
+  record(s, { scheme: "token" });
+  const payer = payerNamedBy(header);
+  const check = await deps.tokens(s.keyring)(header.trim(), payer ?? s.identity.id, s.nowMs);
+  const credential: Credential = { carried: true, via: "token", paidAs: "token", forwardBody: s.rawBody };
+  if (!check.ok) return { caller: s.identity.id, admit: { refused: `token_${check.reason}` }, credential };
+  return { caller: payer ?? s.identity.id, admit: { tokenId: check.claims.jti }, credential };
+}
+
+/** The request with its caller, its credential and what to ask the caller's object; or a refusal (a blocked payer, an unreachable state). */
+export async function credentials(s: Known, deps: Pick<Deps, "policy" | "schemes" | "blockedUntil" | "tokens">): Promise<Carrying | Refusal> {
+  const { plan, nowMs, cost } = s;
+  const slot = slotFor(s, plan, nowMs);
+  const found = (await schemeCredential(s, deps)) ?? (await tokenCredential(s, deps));
+  if (found instanceof Refusal) return found;
+  if (found && found.caller !== s.identity.id) record(s, { caller: found.caller });
+  const admit: AdmitRequest = { cost, nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, ...(slot ? { slot } : {}), ...found?.admit };
+  return { ...s, caller: found?.caller ?? s.identity.id, credential: found?.credential ?? { carried: false, forwardBody: s.rawBody }, slot, admit };
+}

@@ -1,0 +1,34 @@
+/**
+ * The identity step: who is calling (shared/identity/index.ts; unverified callers share their
+ * network's object and free budget), its plan, and what the request costs under it. A
+ * request no free bucket, solve or payment could ever pay for is an error (400
+ * `cost_too_high`), not an endless 402.
+ */
+import { bodyCost, ErrorCode } from "../../shared/jsonrpc.ts";
+import { describeRequest } from "../refusal/over-budget.ts";
+import { Refusal } from "../refusal/refusal.ts";
+import { maxPayableCost, planFor } from "../schemes/policy.ts";
+import type { Deps } from "./deps.ts";
+import { OAUTH_METADATA } from "./paths.ts";
+import { record, type Known, type Read } from "./state.ts";
+
+/** The request with its caller, plan and cost; or the 400 of a request that costs more than anything can pay. */
+export async function identity(s: Read, deps: Pick<Deps, "policy" | "identify" | "keyring">): Promise<Known | Refusal> {
+  const identity = await deps.identify(s.request.headers);
+  const plan = planFor(deps.policy, identity.verified ? identity.plan : undefined);
+  const cost = s.body ? bodyCost(plan, s.body) : s.isEndpoint ? 0 : OAUTH_METADATA.test(s.url.pathname) ? 0 : plan.costs.otherPaths;
+  const maxCost = maxPayableCost(plan);
+  record(s, { caller: identity.id, network: identity.network.replace(/^ip:/, ""), plan: plan.name, cost });
+  if (cost > maxCost) {
+    const what = describeRequest(s.request.method, s.url.pathname, s.body);
+    return new Refusal({
+      status: 400,
+      code: "cost_too_high",
+      rpcCode: ErrorCode.InvalidRequest,
+      message: `Invalid Request: ${what} costs ${cost}; at most ${maxCost} can be admitted at once (plan ${plan.name}): send fewer messages per batch`,
+      data: { cost, maxCost, plan: plan.name },
+      reason: { decision: "bad_request", reason: "cost_too_high" },
+    });
+  }
+  return { ...s, identity, plan, cost, keyring: await deps.keyring() };
+}

@@ -1,0 +1,197 @@
+/**
+ * x402 v2 (docs/wire-contract.md §12; x402-foundation `specs/x402-specification-v2.md`,
+ * `transports-v2/http.md`, `transports-v2/mcp.md`, `schemes/exact/scheme_exact_evm.md`): the
+ * paid way through a 402 in USDC (any EIP-3009 token the policy lists).
+ * Offer: `PAYMENT-REQUIRED` (base64 JSON `PaymentRequired`: the `exact` scheme on each
+ * accepted network and asset, the plan's price, the operator's `payTo`), no
+ * `WWW-Authenticate` line.
+ * Credential: `PAYMENT-SIGNATURE` (or v1's `X-PAYMENT`) — base64 `PaymentPayload` — or, on a
+ * `tools/call`, `params._meta["x402/payment"]` (the object, or the base64 string Cloudflare
+ * `agents/x402` sends), removed before forwarding.
+ * Verify: the payload's requirement must be one offered (scheme, network, asset, payee) at
+ * no less than the price, then the facilitator's `/verify`; the payer becomes the caller
+ * (`evm:<address>`), once the identity the request came from was found not blocked. The
+ * authorization (network, asset, payer, nonce) is spent once in the caller's Durable Object;
+ * then the gateway claims it gateway-wide (one object per spend id, shared by every route) and
+ * only the claim's winner has `settle` ask the facilitator's `/settle`, before the request is
+ * forwarded (a failed settlement, or a claim lost to another route, withdraws what the
+ * payment bought).
+ * Refusals: `x402_<X402Refusal>` — 402 with fresh challenges; 503 when the facilitator does
+ * not answer.
+ * Policy: `x402` prices, the `facilitator` and `x402ToolResult` (./policy.ts); the over-budget
+ * answer as an MCP tool result (./tool-result.ts).
+ * EIP-712 and the chain are the facilitator's: the Worker uses `@x402/core`'s header codecs
+ * and facilitator client, and never signs or checks signatures itself.
+ */
+import { encodePaymentRequiredHeader, encodePaymentResponseHeader, HTTPFacilitatorClient } from "@x402/core/http";
+import type { PaymentPayload, PaymentRequired, SettleResponse } from "@x402/core/types";
+import { refuse, type Result } from "../../../shared/result.ts";
+import { newTokenId } from "../../../shared/credentials/token.ts";
+import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, X402_META_PAYMENT, X402_META_RESPONSE, X_PAYMENT_HEADER } from "../../../shared/wire/headers.ts";
+import { takeMetaFromRequest } from "../../proxy/mcp-meta.ts";
+import { credentialRefusal, type Offer, type OfferContext, type PaymentScheme, type Redeemable, type SchemeContext, type SchemeFactory, type SchemeModule, type Settled } from "../contract.ts";
+import { authorizationOf, decodePayment, matchRequirement, requirementsFor, type X402Credential, type X402Error } from "./payment.ts";
+import { facilitatorOf, toolResultWanted, x402Credits, x402PriceOf, x402Section, type Facilitator } from "./policy.ts";
+import { toolResult } from "./tool-result.ts";
+
+export type { X402Credential, X402Error } from "./payment.ts";
+
+/** An x402 refusal as it reaches the wire. */
+export type X402Refusal = `x402_${X402Error | "exhausted" | "unknown"}`;
+
+/** Secret binding holding the `Authorization` value sent to the facilitator (optional). */
+export const FACILITATOR_AUTH_SECRET = "TOLLBOOTH_FACILITATOR_AUTH";
+/** Seconds a per-request payment's balance lives (it is spent by the request that paid it). */
+const PER_REQUEST_TTL_SECONDS = 60;
+
+/** The 402's x402 offer: `PAYMENT-REQUIRED` and its entry in `error.data.challenges`. */
+function offerFor(config: Facilitator, ctx: OfferContext): Offer {
+  const accepts = requirementsFor(config, ctx.plan, ctx.cost);
+  const paymentRequired: PaymentRequired = {
+    x402Version: 2,
+    error: ctx.reason,
+    resource: { url: ctx.url.href, description: ctx.what, mimeType: "application/json" },
+    accepts,
+  };
+  const price = x402PriceOf(ctx.plan)!;
+  return {
+    ok: true,
+    type: "x402",
+    headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(paymentRequired) },
+    json: {
+      type: "x402",
+      x402Version: 2,
+      accepts,
+      mode: price.mode,
+      ...(price.mode === "credits" ? { credits: price.credits } : {}),
+      header: "PAYMENT-REQUIRED",
+      paymentRequired,
+    },
+    hint: `Pay with x402 (the PAYMENT-REQUIRED header: ${accepts[0]!.amount} atomic units of ${accepts[0]!.asset} on ${accepts[0]!.network}${price.mode === "credits" ? ` for ${price.credits} credits` : ""}) and retry with header PAYMENT-SIGNATURE`,
+  };
+}
+
+/** A payment matched to an offered requirement and checked by the facilitator's `/verify`, into what it buys. */
+async function verifyPayment(facilitator: HTTPFacilitatorClient, config: Facilitator, payload: PaymentPayload, ctx: SchemeContext): Promise<Result<Redeemable, X402Error>> {
+  const matched = matchRequirement(config, payload, ctx);
+  if (!matched.ok) return matched;
+  let verdict;
+  try {
+    verdict = await facilitator.verify(payload, matched.requirement);
+  } catch (err) {
+    const response = (err as { invalidReason?: string; name?: string }) ?? {};
+    if (response.name === "VerifyError") return refuse("invalid", response.invalidReason);
+    console.error("tollbooth: x402 facilitator /verify failed", err);
+    return refuse("facilitator_unavailable");
+  }
+  if (!verdict.isValid) return refuse(verdict.invalidReason && /expired|valid_before|validbefore/i.test(verdict.invalidReason) ? "expired" : "invalid", verdict.invalidReason);
+  const authorization = authorizationOf(payload);
+  const payer = (verdict.payer ?? authorization.from).toLowerCase();
+  const price = x402PriceOf(ctx.plan)!;
+  const validBeforeMs = Number(authorization.validBefore) * 1000;
+  const until = Number.isFinite(validBeforeMs) && validBeforeMs > ctx.nowMs ? validBeforeMs : ctx.nowMs + config.maxTimeoutSeconds * 1000;
+  // Invariant: one authorization (network, asset, payer, nonce) opens at most one balance.
+  const spendId = `x402:${matched.requirement.network}:${matched.requirement.asset.toLowerCase()}:${payer}:${authorization.nonce.toLowerCase()}`;
+  const credits = price.mode === "credits" ? price.credits : ctx.cost;
+  const ttl = price.mode === "credits" ? price.ttlSeconds : PER_REQUEST_TTL_SECONDS;
+  return {
+    ok: true,
+    identity: `evm:${payer}`,
+    token: price.mode === "credits",
+    paid: { amount: matched.requirement.amount, unit: "atomic" },
+    redemption: {
+      spendId,
+      spendUntilMs: Math.max(until, ctx.nowMs + 1000),
+      jti: newTokenId(),
+      credits,
+      tokenExpiresMs: (Math.floor(ctx.nowMs / 1000) + ttl) * 1000,
+      reusable: false,
+      prefix: "x402",
+      solve: false,
+    },
+  };
+}
+
+/** Settle a verified payment with the facilitator's `/settle`: its receipt header, and its `_meta` receipt when it came in MCP. */
+async function settlePayment(facilitator: HTTPFacilitatorClient, config: Facilitator, { payload, via }: X402Credential, ctx: SchemeContext): Promise<Result<Settled, X402Error>> {
+  const matched = matchRequirement(config, payload, ctx);
+  if (!matched.ok) return matched;
+  let settled: SettleResponse;
+  try {
+    settled = await facilitator.settle(payload, matched.requirement);
+  } catch (err) {
+    // A timeout is indeterminate (the facilitator may still settle): the request is refused
+    // and its credits withdrawn; the operator's logs hold the payload's nonce.
+    console.error(`tollbooth: x402 /settle failed (nonce ${authorizationOf(payload).nonce})`, err);
+    return refuse("settle_failed");
+  }
+  if (!settled.success) return refuse("settle_failed", settled.errorReason);
+  return {
+    ok: true,
+    headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader(settled) },
+    ...(via === "mcp" ? { receipt: { key: X402_META_RESPONSE, value: settled } } : {}),
+  };
+}
+
+/** The x402 scheme's factory; null when the policy sets no `facilitator`. */
+export const x402Scheme: SchemeFactory = (policy, deps) => {
+  const config = facilitatorOf(policy);
+  if (!config) return null;
+  const auth = deps.secrets[FACILITATOR_AUTH_SECRET];
+  const facilitator = new HTTPFacilitatorClient({
+    url: config.url.replace(/\/+$/, ""),
+    timeoutMs: config.timeoutMs,
+    ...(auth ? { createAuthHeaders: async () => ({ verify: { Authorization: auth }, settle: { Authorization: auth }, supported: { Authorization: auth } }) } : {}),
+  });
+  const scheme: PaymentScheme<X402Credential> = {
+    type: "x402",
+    prefix: "x402",
+    namesPayer: true,
+    credits: x402Credits,
+    verifyFields: "the credential's fields (x402: payment, a PaymentPayload object or its base64 as in PAYMENT-SIGNATURE)",
+    offer: async (ctx) => offerFor(config, ctx),
+    read({ headers, body, raw }) {
+      const header = headers.get(PAYMENT_SIGNATURE_HEADER) ?? headers.get(X_PAYMENT_HEADER);
+      if (header !== null) {
+        const payload = decodePayment(header);
+        return payload ? { ok: true, credential: { payload, via: "http" } } : refuse("malformed");
+      }
+      const only = body && !body.batch ? body.messages[0] : undefined;
+      if (!raw || only?.method !== "tools/call") return null;
+      const taken = takeMetaFromRequest(raw, X402_META_PAYMENT);
+      if (!taken) return null;
+      const payload = decodePayment(taken.value);
+      return payload ? { ok: true, credential: { payload, via: "mcp" }, body: taken.body as Uint8Array<ArrayBuffer> } : refuse("malformed");
+    },
+    readJson(body) {
+      const payload = decodePayment(body.payment);
+      return payload ? { ok: true, credential: { payload, via: "http" } } : refuse("malformed");
+    },
+    verify: ({ payload }, ctx) => verifyPayment(facilitator, config, payload, ctx),
+    settle: (credential, ctx) => settlePayment(facilitator, config, credential, ctx),
+    refusalStatus: (reason) => (reason === "x402_facilitator_unavailable" ? 503 : 402),
+    strip(headers) {
+      headers.delete(PAYMENT_SIGNATURE_HEADER);
+      headers.delete(X_PAYMENT_HEADER);
+    },
+    publicPlan(plan) {
+      const price = x402PriceOf(plan);
+      return price ? { x402: price } : {};
+    },
+    // Where payments go (never the facilitator's credential).
+    publicPolicy: () => ({ x402: { payTo: config.payTo, assets: config.assets, maxTimeoutSeconds: config.maxTimeoutSeconds, toolResult: toolResultWanted(policy) } }),
+    ...(toolResultWanted(policy) ? { toolResult } : {}),
+    verifyRefusal: (reason) => credentialRefusal(scheme, reason),
+  };
+  return scheme;
+};
+
+/** x402 as registered: its payments name their payer, `evm:0x<address>`. */
+export const x402: SchemeModule = {
+  type: "x402",
+  prefix: "x402",
+  make: x402Scheme,
+  policy: x402Section,
+  payers: { prefix: "evm:", pattern: /^evm:0x[0-9a-f]{40}$/, spelled: "evm:0x<40 hex>", malformed: "evm: takes 0x and 40 lowercase hex digits" },
+  words: { redeemed: "x402 payments", paidIn: "atomic units of the asset (x402)" },
+};

@@ -17,7 +17,7 @@ export interface Ops {
   workerRequests: number;
   /** Workers CPU time, ms. */
   cpuMs: number;
-  /** Durable Object requests (RPC calls to CallerBucket / OriginGate / the limiter, `Stats` flushes). */
+  /** Durable Object requests (RPC calls to CallerState / OriginGate / the limiter, `Stats` flushes). */
   doRequests: number;
   /** Seconds Durable Objects are active (billed at 128 MB each). */
   doActiveSeconds: number;

@@ -43,7 +43,7 @@ export const operations = { kvReads: 0, aePoints: 0, rowsWritten: 0, alarms: 0 }
 
 /** What `GET /__bench/do-calls` answers: every counter since the isolate started. */
 export interface BenchCounts {
-  /** Durable Object calls (CallerBucket, OriginGate, RateLimiter: every RPC call or fetch). */
+  /** Durable Object calls (CallerState, OriginGate, RateLimiter: every RPC call or fetch). */
   calls: number;
   /** Calls to the `Stats` object. */
   statsCalls: number;

@@ -1,5 +1,6 @@
 /**
- * `tollbooth-bridge` (packages/tollbooth-bridge/src/cli.ts): the README promises bridge.test.ts does not cover.
+ * `tollbooth-bridge` (packages/tollbooth-bridge/src/cli.ts) as a process, as the README
+ * promises it (bridge.test.ts has the whole session through an SDK client):
  *  - a failed connection is retried with backoff (5 attempts, 0.5–8 s), then the request
  *    gets a JSON-RPC error saying why (pointed at a closed port);
  *  - SIGINT / SIGTERM: exit code 0, the session ended with DELETE;

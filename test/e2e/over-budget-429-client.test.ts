@@ -1,20 +1,19 @@
 /**
- * 429 mode (`overBudget: "429"`) for clients that cannot pay: a client written from seed
- * 004 (mcptest's Streamable HTTP transport) — it retries 429 and 5xx a fixed number of
- * times, waits a whole-number `Retry-After` when there is one, and fails at once on any
- * other non-2xx — completes its calls through the gateway in 429 mode, and fails in the
- * default 402 mode. The origin (server-everything behind a counting proxy) runs each call
- * exactly once.
+ * 429 mode (`overBudget: "429"`) for clients that cannot pay: a client written after mcptest's
+ * Streamable HTTP transport — it retries 429 and 5xx a fixed number of times, waits a
+ * whole-number `Retry-After` when there is one, and fails at once on any other non-2xx —
+ * completes its calls through the gateway in 429 mode, and fails in the default 402 mode. The
+ * origin (server-everything behind a counting proxy) runs each call exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 
-/** Seed 004: a small fixed number of attempts; waits the integer Retry-After, else a short backoff step. */
+/** mcptest's client: a small fixed number of attempts; waits the integer Retry-After, else a short backoff step. */
 const ATTEMPTS = 4;
 const BACKOFF_MS = 200;
 
-interface Seed004Log {
+interface RetryLog {
   statuses: number[];
   waitsSeconds: number[];
 }
@@ -28,11 +27,11 @@ class TransportError extends Error {
 }
 
 /**
- * POST one JSON-RPC message the way seed 004's transport does.
+ * POST one JSON-RPC message the way mcptest's transport does.
  * @returns the parsed JSON-RPC answer (JSON or the first SSE `data:` that answers the id)
  * @throws TransportError on a non-2xx it does not retry, or when the attempts are spent
  */
-async function seed004Post(url: string, headers: Record<string, string>, message: Record<string, unknown>, log: Seed004Log): Promise<{ res: Response; answer: any }> {
+async function retryingPost(url: string, headers: Record<string, string>, message: Record<string, unknown>, log: RetryLog): Promise<{ res: Response; answer: any }> {
   let last: Response | undefined;
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const res = await fetch(url, {
@@ -60,7 +59,7 @@ async function seed004Post(url: string, headers: Record<string, string>, message
     await res.body?.cancel();
     const transient = res.status === 429 || res.status >= 500;
     if (!transient || attempt === ATTEMPTS) throw new TransportError(res.status, retryAfter);
-    // Only the whole-seconds form is parsed (seed 004); anything else falls back to the backoff step.
+    // Only the whole-seconds form is parsed (as mcptest does); anything else falls back to the backoff step.
     const seconds = retryAfter !== null && /^\d+$/.test(retryAfter) ? Number(retryAfter) : null;
     if (seconds !== null) log.waitsSeconds.push(seconds);
     await new Promise((r) => setTimeout(r, seconds !== null ? seconds * 1000 : BACKOFF_MS * 2 ** (attempt - 1)));
@@ -68,24 +67,24 @@ async function seed004Post(url: string, headers: Record<string, string>, message
   throw new TransportError(last?.status ?? 0, null);
 }
 
-/** Seed 004's client connects: initialize, then notifications/initialized. @returns the headers of the session */
-async function openSession(url: string, apiKey: string, log: Seed004Log): Promise<Record<string, string>> {
+/** mcptest's client connects: initialize, then notifications/initialized. @returns the headers of the session */
+async function openSession(url: string, apiKey: string, log: RetryLog): Promise<Record<string, string>> {
   const headers: Record<string, string> = { "x-api-key": apiKey };
-  const init = await seed004Post(url, headers, { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "seed004", version: "1" } } }, log);
+  const init = await retryingPost(url, headers, { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "mcptest-like", version: "1" } } }, log);
   const session = init.res.headers.get("mcp-session-id");
   if (session) headers["mcp-session-id"] = session;
   headers["mcp-protocol-version"] = "2025-11-25";
-  await seed004Post(url, headers, { jsonrpc: "2.0", method: "notifications/initialized" }, log);
+  await retryingPost(url, headers, { jsonrpc: "2.0", method: "notifications/initialized" }, log);
   return headers;
 }
 
-/** A session of seed 004's client: connect, then `calls` echo calls. */
-async function runSession(base: string, apiKey: string, calls: number, log: Seed004Log): Promise<string[]> {
+/** A session of mcptest's client: connect, then `calls` echo calls. */
+async function runSession(base: string, apiKey: string, calls: number, log: RetryLog): Promise<string[]> {
   const url = `${base}/mcp`;
   const headers = await openSession(url, apiKey, log);
   const texts: string[] = [];
   for (let i = 1; i <= calls; i++) {
-    const { answer } = await seed004Post(url, headers, { jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "echo", arguments: { message: `m${i}` } } }, log);
+    const { answer } = await retryingPost(url, headers, { jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "echo", arguments: { message: `m${i}` } } }, log);
     expect(answer.error, JSON.stringify(answer)).toBeUndefined();
     texts.push(answer.result.content[0].text);
   }
@@ -112,11 +111,11 @@ afterAll(async () => {
   await origin?.close();
 });
 
-describe("overBudget: 429 with a client that only retries 429 and 5xx (seed 004)", () => {
+describe("overBudget: 429 with a client that only retries 429 and 5xx (as mcptest's)", () => {
   it("waits the integer Retry-After and completes every call; each call runs once at the origin", async () => {
     origin.reset();
-    const log: Seed004Log = { statuses: [], waitsSeconds: [] };
-    const texts = await runSession(mode429.url, "seed004-a", 5, log);
+    const log: RetryLog = { statuses: [], waitsSeconds: [] };
+    const texts = await runSession(mode429.url, "mcptest-a", 5, log);
     expect(texts).toEqual([1, 2, 3, 4, 5].map((i) => `Echo: m${i}`));
     // Over budget it was told to wait, in whole seconds, and did: never a 402.
     expect(log.statuses).not.toContain(402);
@@ -127,7 +126,7 @@ describe("overBudget: 429 with a client that only retries 429 and 5xx (seed 004)
   });
 
   it("the 429 carries the challenge in error.data, and Retry-After is when the bucket admits the call again", async () => {
-    const session = await openSession(`${mode429.url}/mcp`, "seed004-b", { statuses: [], waitsSeconds: [] });
+    const session = await openSession(`${mode429.url}/mcp`, "mcptest-b", { statuses: [], waitsSeconds: [] });
     const headers = { "content-type": "application/json", accept: "application/json, text/event-stream", ...session };
     const call = (id: number) => fetch(`${mode429.url}/mcp`, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: { message: "x" } } }) });
     let res = await call(1);
@@ -148,8 +147,8 @@ describe("overBudget: 429 with a client that only retries 429 and 5xx (seed 004)
   });
 
   it("in the default 402 mode the same client fails on the first 402 (it retries only 429 and 5xx)", async () => {
-    const log: Seed004Log = { statuses: [], waitsSeconds: [] };
-    const failed = await runSession(mode402.url, "seed004-c", 5, log).catch((err: unknown) => err);
+    const log: RetryLog = { statuses: [], waitsSeconds: [] };
+    const failed = await runSession(mode402.url, "mcptest-c", 5, log).catch((err: unknown) => err);
     expect(failed).toBeInstanceOf(TransportError);
     expect((failed as TransportError).status).toBe(402);
   });

@@ -1,7 +1,7 @@
 /**
- * `withTollbooth` (packages/tollbooth-client/src/resolver/) against a real gateway (`wrangler dev`) in front of
- * server-everything: the promises of README.md and packages/tollbooth-client/src/errors.ts that resolver.test.ts
- * does not cover.
+ * How long `withTollbooth` (packages/tollbooth-client/src/resolver/) waits and when it gives
+ * up, against a real gateway (`wrangler dev`) in front of server-everything, as README.md and
+ * packages/tollbooth-client/src/errors.ts promise (resolver.test.ts has the way through):
  *  - on 429 it waits the integer `Retry-After`, then retries once; a `Retry-After` above
  *    `maxWaitSeconds` is `rate_limited` at once;
  *  - `solve_timeout` past `maxSolveMs`; `challenge_refused` when the gateway refuses the

@@ -1,7 +1,7 @@
 /**
  * tollbooth's own endpoints (docs/wire-contract.md §6): discovery, challenge, status,
  * verify's request errors. They never reach the origin and charge nothing (verify counts
- * against the ceiling only, see objects/caller-state.ceiling.test.ts).
+ * against the ceiling only: test/workers/objects/caller-state.ceiling.test.ts).
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {

@@ -1,8 +1,9 @@
 /**
  * The x402 test rig against clients nobody here wrote: anvil + TestUSDC (test/helpers/chain.ts)
- * and a real facilitator (`x402Facilitator` + `@x402/evm` exact scheme, test/helpers/facilitator.ts),
- * paid by `@x402/evm`'s exact client through `@x402/core`'s `x402Client`, and by `@x402/fetch`.
- * Everything on-chain is real: EIP-712 signatures, simulation, `transferWithAuthorization`.
+ * and a real facilitator (`x402Facilitator` + `@x402/evm` exact scheme,
+ * test/helpers/facilitator.ts), paid by `@x402/evm`'s exact client through `@x402/core`'s
+ * `x402Client`, and by `@x402/fetch`. Everything on-chain is real: EIP-712 signatures,
+ * simulation, `transferWithAuthorization`.
  */
 import { readFile } from "node:fs/promises";
 import http from "node:http";

@@ -1,4 +1,7 @@
-/** `npm start`'s decision lines (scripts/decision-lines.ts): picked out of wrangler's output, readable or raw, in fixed columns under a header. */
+/**
+ * `npm start`'s decision lines (scripts/decision-lines.ts): picked out of wrangler's output,
+ * readable or raw, in fixed columns under a header.
+ */
 import { describe, expect, it } from "vitest";
 import { DECISION_HEADER, decisionPrinter, formatDecision } from "../../../scripts/decision-lines.ts";
 

@@ -1,3 +1,9 @@
+/**
+ * Who a caller is (`identityResolver`, shared/identity/): a verified JWT, an issued API key
+ * (the policy's list, then KV, remembered for a bounded time), else its network (`networkOf`:
+ * IPv4 as is, IPv6 by /64); invented credentials never make a new identity, and a JWT verifies
+ * only under its own issuer's keys, with at most one JWKS fetch per cooldown.
+ */
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";

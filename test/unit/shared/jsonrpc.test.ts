@@ -1,3 +1,8 @@
+/**
+ * JSON-RPC bodies as the gateway prices them (shared/jsonrpc.ts): `parseBody` reads a request,
+ * a batch or a response, or answers −32700 / −32600 (nesting bounded before `JSON.parse`);
+ * `bodyCost` prices each message by method and tool; `errorPayload` answers every request id.
+ */
 import { describe, expect, it, vi } from "vitest";
 import { bodyCost, DEFAULT_MAX_DEPTH, ErrorCode, errorPayload, isBodyError, nestingExceeds, type ParsedBody, parseBody, requestIds } from "../../../shared/jsonrpc.ts";
 import { parsePolicy } from "../../../workers/schemes/policy.ts";

@@ -1,3 +1,9 @@
+/**
+ * The policy (`parsePolicy`, shared/policy/): every field has a default, a bad field is a
+ * TypeError naming it and what was expected, a cost no bucket or solve could pay is refused,
+ * `methodCost` falls back tool → method → family → default, and plans resolve over the
+ * policy's own sections.
+ */
 import { describe, expect, it } from "vitest";
 import { DEFAULT_METHOD_COSTS, maxPayableCost, methodCost, parsePolicy, planFor } from "../../../workers/schemes/policy.ts";
 

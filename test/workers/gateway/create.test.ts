@@ -1,10 +1,14 @@
 /**
- * Promises of README.md and docs/wire-contract.md that no other workers test pinned:
- *  - `Retry-After: 0` on a refused credential while the free bucket still has room (§1);
+ * Promises of README.md and docs/wire-contract.md about the gateway as built (`tollbooth()` in
+ * front of `mcpProxy()`, workers/gateway/create.ts):
+ *  - `Retry-After: 0` on a refused credential while the free bucket still has room
+ *    (wire contract §1);
  *  - 405 with `Allow` for PUT and PATCH on the MCP endpoint, OPTIONS passed on (§7);
  *  - the cause of a 502 / 504 is logged, never sent (§8);
- *  - `GET /.well-known/tollbooth/status` when the store fails: `503 {"error":"unavailable"}` (§8);
- *  - an origin's 403 with `WWW-Authenticate` passed through untouched (README "What goes through");
+ *  - `GET /.well-known/tollbooth/status` when the store fails: `503 {"error":"unavailable"}`
+ *    (§8);
+ *  - an origin's 403 with `WWW-Authenticate` passed through untouched (README "What goes
+ *    through");
  *  - a store call that timed out is not cancelled: its charge stands (docs/durable-object.md).
  * Callers are told apart by IP only (`freshIp()`).
  */

@@ -1,9 +1,10 @@
 /**
- * Per-caller adaptive difficulty (issue 7 §6, shared/limits/difficulty.ts): each solve a caller
- * redeems adds to a score that halves every `halfLifeSeconds`; the next challenge asks
- * `difficulty + floor(score / solvesPerStep)` bits, at most `maxExtraBits` more. The 402
- * says why it rose (`error.data.difficultyRaised`); `/status` and `/challenge` show it; a
- * quiet caller falls back. The clock is frozen: no decay unless the test advances it.
+ * Per-caller adaptive difficulty, kept in the caller's object (shared/limits/difficulty.ts,
+ * docs/adaptive-difficulty.md): each solve a caller redeems adds to a score that halves every
+ * `halfLifeSeconds`; the next challenge asks `difficulty + floor(score / solvesPerStep)` bits,
+ * at most `maxExtraBits` more. The 402 says why it rose (`error.data.difficultyRaised`);
+ * `/status` and `/challenge` show it; a quiet caller falls back. The clock is frozen: no decay
+ * unless the test advances it.
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
@@ -149,7 +150,7 @@ describe("adaptive difficulty", () => {
 });
 
 /**
- * Issue 16 §6: a solution is priced at the caller's difficulty when it is redeemed. Its
+ * A solution is priced at the caller's difficulty when it is redeemed. Its
  * challenge asked d bits (2^d hashes of work); at a current difficulty d' > d it buys
  * floor(credits × 2^(d − d')), and nothing (refused `solution_too_easy`, spent, not a solve)
  * when that is below what the request costs (1 at least). Frozen clock: nothing decays unless

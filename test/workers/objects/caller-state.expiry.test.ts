@@ -1,5 +1,5 @@
 /**
- * What a caller's Durable Object keeps, and for how long (issue 7 §2, §4): a caller seen
+ * How long a caller's Durable Object keeps what it holds, judged by two clocks: a caller seen
  * once leaves no rows once its buckets are full again and the cleanup alarm has run; a
  * caller holding a live token keeps its state; a spent challenge can never be redeemed
  * again, even after its spent mark is gone, even by a Worker whose clock is behind — the

@@ -1,7 +1,7 @@
 /**
- * Per-caller caps on open MCP sessions and GET SSE streams (issue 7 §4): an `initialize`
- * the origin answers with `Mcp-Session-Id` holds a session slot until DELETE (or its
- * TTL); a GET stream holds a stream slot until it ends however it ends (the client
+ * Per-caller caps on open MCP sessions and GET SSE streams, kept in the caller's object: an
+ * `initialize` the origin answers with `Mcp-Session-Id` holds a session slot until DELETE (or
+ * its TTL); a GET stream holds a stream slot until it ends however it ends (the client
  * cancelling it included, and then the origin's stream is cancelled too). At the cap: 429
  * naming the layer, and the origin never sees the request. An origin that never answered
  * (502) neither charges nor holds a slot.

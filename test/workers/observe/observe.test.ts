@@ -1,7 +1,8 @@
 /**
- * The decision log (issue 12 §1): one JSON line per request, `{"tollbooth":"decision",…}`,
- * with the decision and reason of every way a request ends, the origin's status and the
- * latency of admitted ones; no credential, header value or full caller id in any line.
+ * The decision log (docs/observability.md): one JSON line per request,
+ * `{"tollbooth":"decision",…}`, with the decision and reason of every way a request ends, the
+ * origin's status and the latency of admitted ones; no credential, header value or full caller
+ * id in any line.
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";

@@ -1,8 +1,8 @@
 /**
- * The metrics (issue 12 §2): after a known mix of requests, `GET /admin/metrics` (Prometheus
- * text 0.0.4) and `GET /admin/stats` show exactly those counts; the `Stats` object gets at
- * most one flush per isolate per interval, however many requests arrive; Analytics Engine
- * gets one data point per request with the documented columns.
+ * The metrics (docs/observability.md): after a known mix of requests, `GET /admin/metrics`
+ * (Prometheus text 0.0.4) and `GET /admin/stats` show exactly those counts; the `Stats` object
+ * gets at most one flush per isolate per interval, however many requests arrive; Analytics
+ * Engine gets one data point per request with the documented columns.
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";

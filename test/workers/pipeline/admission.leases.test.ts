@@ -1,10 +1,10 @@
 /**
- * Admission leases in workerd (policy `leases: true`; shared/limits/lease.ts, docs/durable-object.md):
- * a busy caller is admitted from the isolate's lease with few calls to its Durable Object,
- * never more than its buckets allow; a lease is renewed in the background; an expired lease
- * is not spent and its units go back; a quiet caller gets no lease; a unit admitted from a lease
- * and then refused by the origin ceiling goes back to the caller. Calls to the caller's
- * object are counted by wrapping its namespace binding.
+ * Admission leases in workerd (policy `leases: true`; shared/limits/lease.ts,
+ * docs/durable-object.md): a busy caller is admitted from the isolate's lease with few calls to
+ * its Durable Object, never more than its buckets allow; a lease is renewed in the background;
+ * an expired lease is not spent and its units go back; a quiet caller gets no lease; a unit
+ * admitted from a lease and then refused by the origin ceiling goes back to the caller. Calls
+ * to the caller's object are counted by wrapping its namespace binding.
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";

@@ -1,5 +1,5 @@
 /**
- * The layers in front of each caller's own budget (issue 7 §4, §8): the network ceiling
+ * The layers `decide()` puts in front of each caller's own budget: the network ceiling
  * (Workers Rate Limiting binding, every request of one network whatever credential it
  * carries, tollbooth's own endpoints included), the origin ceiling (all callers together;
  * a refused caller's charge is given back), unverified callers sharing their network's

@@ -1,5 +1,5 @@
 /**
- * Plans (issue 7 §5): an identity gets its plan from its issued API key (`identity.apiKeys`,
+ * Plans: an identity gets its plan from its issued API key (`identity.apiKeys`,
  * SHA-256 of the key, never the key), else the default plan. The plan decides the bucket,
  * the costs and the challenge; `/status` says which plan the caller has; the policy
  * endpoint publishes every plan. A request that no plan budget could ever admit gets a

@@ -1,11 +1,11 @@
 /**
- * One reading of every body (issue 7, item 1): what the origin parses is exactly what the
- * gateway priced. A JSON-RPC POST is read as UTF-8 JSON only (another charset, a repeated
- * Content-Type or a Content-Encoding gets 415, and nothing reaches the origin), nesting is
- * bounded before parsing, a body that does not arrive in time gets 408, and what reaches
- * the origin is normalised: `Content-Type: application/json` exactly, no client-sent
- * forwarding or method-override header, a `Content-Digest` of the exact bytes forwarded,
- * and an origin proof (v2) that covers that digest.
+ * One reading of every body: what the origin parses is exactly what the gateway priced. A
+ * JSON-RPC POST is read as UTF-8 JSON only (another charset, a repeated Content-Type or a
+ * Content-Encoding gets 415, and nothing reaches the origin), nesting is bounded before
+ * parsing, a body that does not arrive in time gets 408, and what reaches the origin is
+ * normalised: `Content-Type: application/json` exactly, no client-sent forwarding or
+ * method-override header, a `Content-Digest` of the exact bytes forwarded, and an origin proof
+ * (v2) that covers that digest.
  *
  * The last part checks the proxy's hooks (refund when the origin never answered, release
  * of a GET stream however it ends) on the proxy alone, behind a stub middleware.

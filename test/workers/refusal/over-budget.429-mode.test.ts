@@ -1,8 +1,8 @@
 /**
- * The 429 mode (issue 7 §7, seed 004): a plan with `overBudget: "429"` answers over budget
+ * The 429 mode for clients that cannot pay: a plan with `overBudget: "429"` answers over budget
  * with 429 and an exact integer `Retry-After` — the whole second at which the free bucket
- * admits the same request again — for clients that retry only 429; the challenge is still
- * in `error.data.challenges`, and solving it still works. Refused requests never reach the origin.
+ * admits the same request again — for clients that retry only 429; the challenge is still in
+ * `error.data.challenges`, and solving it still works. Refused requests never reach the origin.
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {

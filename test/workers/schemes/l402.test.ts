@@ -1,5 +1,5 @@
 /**
- * L402 through the gateway in workerd (workers/schemes/l402.ts, docs/wire-contract.md §10),
+ * L402 through the gateway in workerd (workers/schemes/l402/, docs/wire-contract.md §10),
  * with a fake LND answering the Worker's `fetch` (test/workers/payments.ts): the 402 offers
  * an invoice and a macaroon bound to its payment hash; the macaroon with the invoice's
  * preimage gets through as `Authorization: L402`, `Authorization: LSAT` or `Tollbooth-L402`,

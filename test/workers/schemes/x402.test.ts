@@ -1,5 +1,5 @@
 /**
- * x402 through the gateway in workerd (workers/schemes/x402.ts, docs/wire-contract.md §12),
+ * x402 through the gateway in workerd (workers/schemes/x402/, docs/wire-contract.md §12),
  * with a fake facilitator answering the Worker's `fetch` (test/workers/payments.ts): every way
  * a payment can arrive — `PAYMENT-SIGNATURE`, v1's `X-PAYMENT`, `params._meta["x402/payment"]`
  * as an object and as base64 — reaches the origin without the payment (no credential header,

@@ -1,8 +1,8 @@
 /**
- * Generated tampering of a signed `PowChallenge` (shared/credentials/challenge.ts): each field changed
- * one at a time to any other value a forger might pick, characters shifted between
- * neighbouring fields, the signature re-spelled — `verifySolution` refuses with the
- * documented reason (`bad_signature`, `unknown_key`; `readSolution` says `malformed` or
+ * Generated tampering of a signed `PowChallenge` (shared/credentials/challenge.ts): each field
+ * changed one at a time to any other value a forger might pick, characters shifted between
+ * neighbouring fields, the signature re-spelled — `verifySolution` refuses with the documented
+ * reason (`bad_signature`, `unknown_key`; `readSolution` says `malformed` or
  * `unsupported_algorithm` before that), both for the object and through the wire
  * (`Tollbooth-Solution` header and the JSON body of `/verify`).
  */

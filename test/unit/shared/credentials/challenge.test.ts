@@ -1,3 +1,9 @@
+/**
+ * Proof-of-work challenges (shared/credentials/challenge.ts, shared/wire/pow.ts): an issued
+ * challenge is signed over every field and its caller and parses back from its header; a
+ * solving nonce verifies, and `verifySolution` / `readSolution` refuse a changed or spliced
+ * field, a foreign or unknown key, an expired challenge, too little work and malformed input.
+ */
 import { createHash, createHmac } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";

@@ -1,3 +1,8 @@
+/**
+ * The keyring (shared/credentials/keys.ts): each secret gets a stable kid that reveals
+ * nothing, the first secret signs and all of them verify, a secret under 16 bytes is refused;
+ * `hmac` / `hmacVerify` are RFC 2104 HMAC-SHA256 keyed with the trimmed UTF-8 secret.
+ */
 import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { hmac, hmacVerify, importKeyring, MIN_SECRET_BYTES } from "../../../../shared/credentials/keys.ts";

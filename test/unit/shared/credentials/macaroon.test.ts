@@ -1,7 +1,7 @@
 /**
- * shared/credentials/macaroon.ts against the npm `macaroon` package (3.x, the JavaScript implementation of
- * libmacaroons' V2 format) as the interop peer, and against the signature chain written out
- * independently with node:crypto.
+ * shared/credentials/macaroon.ts against the npm `macaroon` package (3.x, the JavaScript
+ * implementation of libmacaroons' V2 format) as the interop peer, and against the signature
+ * chain written out independently with node:crypto.
  */
 import { createHmac, randomBytes } from "node:crypto";
 import { createRequire } from "node:module";

@@ -1,9 +1,9 @@
 /**
- * Generated attacks on the access token (shared/credentials/token.ts): arbitrary strings, and a real
- * token changed in every way a forger might try — one character, swapped segments,
- * padding, the standard base64 alphabet, whitespace, extra segments, second spellings
- * (non-zero trailing bits), payloads re-signed with a key the gateway does not have —
- * never verify. A real token verifies for its own caller only.
+ * Generated attacks on the access token (shared/credentials/token.ts): arbitrary strings, and a
+ * real token changed in every way a forger might try — one character, swapped segments,
+ * padding, the standard base64 alphabet, whitespace, extra segments, second spellings (non-zero
+ * trailing bits), payloads re-signed with a key the gateway does not have — never verify. A
+ * real token verifies for its own caller only.
  */
 import { createHmac } from "node:crypto";
 import fc from "fast-check";

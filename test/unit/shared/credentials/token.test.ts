@@ -1,3 +1,9 @@
+/**
+ * Access tokens (shared/credentials/token.ts): `tb1.<kid>.<claims>.<HMAC-SHA256>` as
+ * documented, valid only for the caller it names and only before `exp`; tampering, second
+ * spellings, an unknown kid and unreadable claims are refused with their reason, across key
+ * rotation.
+ */
 import { createHmac } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";

@@ -1,8 +1,8 @@
 /**
- * `matchKeyTarget` (shared/identity/api-keys.ts): which stored key a revocation target names, for the
- * admin API and `npm run keys -- revoke` alike. A whole hash first; then exact names and hash
- * prefixes (12–63 hex) together, which must name exactly one key — the issue-16 case (a key
- * named like another key's hash prefix) and a prefix shared by several keys revoke nothing.
+ * `matchKeyTarget` (shared/identity/api-keys.ts): which stored key a revocation target names,
+ * for the admin API and `npm run keys -- revoke` alike. A whole hash first; then exact names
+ * and hash prefixes (12–63 hex) together, which must name exactly one key: a key named like
+ * another key's hash prefix, and a prefix shared by several keys, revoke nothing.
  */
 import { describe, expect, it } from "vitest";
 import { matchKeyTarget, type KeyEntry } from "../../../../shared/identity/api-keys.ts";
@@ -12,7 +12,7 @@ const B = "5c02dd7d8bd3" + "2".repeat(52);
 const C = "cc3f09d70afb" + "0" + "3".repeat(51);
 
 describe("matchKeyTarget", () => {
-  it("a name equal to another key's hash prefix is ambiguous (the issue: it revoked the named key)", () => {
+  it("a name equal to another key's hash prefix is ambiguous (it does not revoke the named key)", () => {
     const entries: KeyEntry[] = [{ sha256: A, name: "ci-bot" }, { sha256: B, name: "cc3f09d70afb" }];
     expect(matchKeyTarget(entries, "cc3f09d70afb")).toEqual({
       kind: "ambiguous",

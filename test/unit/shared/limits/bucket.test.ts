@@ -1,3 +1,9 @@
+/**
+ * The token bucket's arithmetic (shared/limits/bucket.ts): refill is continuous, capped at the
+ * capacity and never runs backwards; a take is admitted only when the bucket holds its cost;
+ * `retryAfterSeconds` and `reset` are exact (the same take succeeds after that wait, not a
+ * second earlier).
+ */
 import { describe, expect, it } from "vitest";
 import { type BucketConfig, type BucketState, fullBucket, peek, refill, take } from "../../../../shared/limits/bucket.ts";
 

@@ -1,3 +1,9 @@
+/**
+ * `RateLimit-Policy` and `RateLimit` (shared/limits/ratelimit-headers.ts,
+ * draft-ietf-httpapi-ratelimit-headers-10): valid Structured Field lists for every bucket
+ * state, with `q`/`w` the capacity and the seconds to fill, `r`/`t` the whole units left and
+ * the whole seconds until the request fits, never negative.
+ */
 import { describe, expect, it } from "vitest";
 import { type BucketConfig, fullBucket, take } from "../../../../shared/limits/bucket.ts";
 import { type NamedLimit, rateLimit, rateLimitPolicy } from "../../../../shared/limits/ratelimit-headers.ts";

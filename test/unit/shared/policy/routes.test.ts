@@ -1,7 +1,7 @@
 /**
- * TOLLBOOTH_ROUTES (shared/policy/routes.ts): validation names the route and field; matching is by
- * exact host and whole path segments on the normalized path; the prefix is removed from
- * the raw path only when it spells the prefix segment by segment.
+ * TOLLBOOTH_ROUTES (shared/policy/routes.ts): validation names the route and field; matching is
+ * by exact host and whole path segments on the normalized path; the prefix is removed from the
+ * raw path only when it spells the prefix segment by segment.
  */
 import { describe, expect, it } from "vitest";
 import { matchRoute, originProblem, parseRoutes, restAfterPrefix, routeSecrets, type Route } from "../../../../shared/policy/routes.ts";

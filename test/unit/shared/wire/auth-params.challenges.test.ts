@@ -1,6 +1,6 @@
 /**
- * `parseChallenges` (shared/wire/auth-params.ts): a `WWW-Authenticate` list of challenges, RFC 9110
- * §11.6.1, as `Headers.get` joins several field lines (docs/wire-contract.md §10–11).
+ * `parseChallenges` (shared/wire/auth-params.ts): a `WWW-Authenticate` list of challenges, RFC
+ * 9110 §11.6.1, as `Headers.get` joins several field lines (docs/wire-contract.md §10–11).
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";

@@ -1,3 +1,9 @@
+/**
+ * Auth-params as RFC 9110 §11.2 writes them (shared/wire/auth-params.ts): `formatAuthParams`
+ * quotes and escapes strings and refuses a name that is not a token; `parseAuthParams` reads
+ * both forms back exactly and refuses a repeated name (in any case), malformed or oversized
+ * values, and `__proto__` games.
+ */
 import { describe, expect, it } from "vitest";
 import { formatAuthParams, parseAuthParams } from "../../../../shared/wire/auth-params.ts";
 

@@ -1,3 +1,9 @@
+/**
+ * The encodings every signed value relies on (shared/wire/encoding.ts): UTF-8, hex, base64url
+ * with exactly one accepted spelling per byte string (no padding, no standard alphabet, no
+ * non-zero trailing bits), and `canonical`, whose length-prefixed fields cannot shift into
+ * their neighbours.
+ */
 import { randomBytes as nodeRandomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { canonical, fromBase64Url, randomBytes, toBase64Url, toHex, utf8 } from "../../../../shared/wire/encoding.ts";

@@ -1,8 +1,9 @@
 /**
- * `blockChecker` (workers/objects/stores.ts): the per-isolate memo of callers' blocks asked when a
- * payment or a payer's access token makes a request a payer's (docs/admin.md "Blocking").
- * An answer is reused for less than BLOCK_MEMO_MS (5 s) and never past the block's own end;
- * concurrent checks share one lookup; a failed lookup is not remembered; memory is bounded.
+ * `blockChecker` (workers/objects/stores.ts): the per-isolate memo of callers' blocks asked
+ * when a payment or a payer's access token makes a request a payer's (docs/admin.md
+ * "Blocking"). An answer is reused for less than BLOCK_MEMO_MS (5 s) and never past the block's
+ * own end; concurrent checks share one lookup; a failed lookup is not remembered; memory is
+ * bounded.
  */
 import { describe, expect, it } from "vitest";
 import { BLOCK_MEMO_MAX, BLOCK_MEMO_MS, blockChecker } from "../../../../workers/objects/stores.ts";

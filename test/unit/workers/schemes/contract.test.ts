@@ -1,7 +1,7 @@
 /**
  * The paid schemes as the gate uses them (workers/schemes/contract.ts): `offer`, `read`,
- * `readJson`, `verify`, `settle`, `strip`, `refusalStatus` of workers/schemes/x402.ts and
- * workers/schemes/l402.ts, called directly (fast: no workerd, no chain).
+ * `readJson`, `verify`, `settle`, `strip`, `refusalStatus` of workers/schemes/x402/ and
+ * workers/schemes/l402/, called directly (fast: no workerd, no chain).
  *
  * x402: payments are signed by peers that are not tollbooth's code (`@x402/core/client` +
  * `@x402/evm`'s exact client, a viem account) for the scheme's own offer (its

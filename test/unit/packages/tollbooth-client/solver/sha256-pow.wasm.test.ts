@@ -1,6 +1,7 @@
 /**
- * The committed kernel bytes (packages/tollbooth-client/src/solver/sha256-pow.wasm.ts) are what `npm run build:wasm`
- * assembles from the committed .wat sources today, so the two cannot drift apart.
+ * The committed kernel bytes (packages/tollbooth-client/src/solver/sha256-pow.wasm.ts) are what
+ * `npm run build:wasm` assembles from the committed .wat sources today, so the two cannot drift
+ * apart.
  */
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";

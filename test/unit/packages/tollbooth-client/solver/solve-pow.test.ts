@@ -1,7 +1,8 @@
 /**
- * The proof-of-work solver (packages/tollbooth-client/src/solver/solve-pow.ts, packages/tollbooth-client/src/solver/*) against node:crypto: nonces it
- * finds verify, the kernels' digests are SHA-256, the SIMD / scalar WebAssembly / JS kernels
- * find the same nonces, and aborting or running out of time stops every thread.
+ * The proof-of-work solver (packages/tollbooth-client/src/solver/solve-pow.ts,
+ * packages/tollbooth-client/src/solver/*) against node:crypto: nonces it finds verify, the
+ * kernels' digests are SHA-256, the SIMD / scalar WebAssembly / JS kernels find the same
+ * nonces, and aborting or running out of time stops every thread.
  */
 import { createHash } from "node:crypto";
 import fc from "fast-check";

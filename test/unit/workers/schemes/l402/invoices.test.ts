@@ -1,7 +1,7 @@
 /**
  * The operator's invoice backends (workers/schemes/l402/invoices.ts) and the agent's LND wallet
- * (packages/tollbooth-client/src/payers/lightning-wallet.ts) against the loopback Lightning stand-in, which issues real
- * signed regtest BOLT11 invoices.
+ * (packages/tollbooth-client/src/payers/lightning-wallet.ts) against the loopback Lightning
+ * stand-in, which issues real signed regtest BOLT11 invoices.
  */
 import { createECDH, createHash } from "node:crypto";
 import http from "node:http";

@@ -3,8 +3,9 @@
  * (sha256-pow.wat, scalar, and sha256-pow-simd.wat, SIMD) with the `wabt` package and write their
  * bytes, as base64, to the generated module sha256-pow.wasm.ts beside them (committed; never edit it).
  *
- * `renderWasmModule()` is also what test/unit/pow-wasm.test.ts compares against the committed
- * file, so the .wat sources and the bytes cannot drift apart.
+ * `renderWasmModule()` is also what
+ * test/unit/packages/tollbooth-client/solver/sha256-pow.wasm.test.ts compares against the
+ * committed file, so the .wat sources and the bytes cannot drift apart.
  */
 import wabtInit from "wabt";
 import { readFile, writeFile } from "node:fs/promises";

@@ -4,7 +4,8 @@
  * ceiling — taken out of the caller's Durable Object in one step, and admits the caller's
  * in-budget requests against them with no Durable Object call until they run out or expire.
  *
- * Invariants (checked by test/unit/lease.test.ts over random interleavings of isolates):
+ * Invariants (checked by test/unit/shared/limits/lease.test.ts over random interleavings of
+ * isolates):
  * - the object grants a lease only from what its buckets hold (`grantLease` takes the units
  *   out of them, as admitted requests would), so everything admitted anywhere — by the
  *   object and by every lease — never exceeds what the buckets gave out: leases only make a

@@ -1,9 +1,9 @@
 /**
- * `tollbooth-bridge` (packages/tollbooth-bridge/src/cli.ts) as an off-the-shelf stdio MCP client sees it: the
- * SDK `Client` over `StdioClientTransport` spawns the bridge, which relays to a real gateway
- * (`wrangler dev`) in front of a real server-everything. The budget forces several 402s; the
- * client never sees one. Also: session re-establishment after the origin dropped the session,
- * exit code 0 when stdin closes, exit code 2 on bad arguments.
+ * `tollbooth-bridge` (packages/tollbooth-bridge/src/cli.ts) as an off-the-shelf stdio MCP
+ * client sees it: the SDK `Client` over `StdioClientTransport` spawns the bridge, which relays
+ * to a real gateway (`wrangler dev`) in front of a real server-everything. The budget forces
+ * several 402s; the client never sees one. Also: session re-establishment after the origin
+ * dropped the session, exit code 0 when stdin closes, exit code 2 on bad arguments.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";

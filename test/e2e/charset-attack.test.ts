@@ -1,7 +1,8 @@
 /**
- * The parser-differential attack of issue 7, through `wrangler dev`, against a real origin
- * on the SDK's Express app (`createMcpExpressApp` → `express.json()` → body-parser, which
- * decodes the body in the charset the request names).
+ * One body read two ways cannot run what the gateway did not price: a parser-differential
+ * attack through the charset, through `wrangler dev`, against a real origin on the SDK's
+ * Express app (`createMcpExpressApp` → `express.json()` → body-parser, which decodes the body
+ * in the charset the request names).
  *
  * The body is ASCII. Read as UTF-8 (the gateway) it is a `ping` (cost 0) whose params hold
  * one string of UTF-7 escapes; read as UTF-7 (body-parser, `charset=utf-7`) those escapes

@@ -45,7 +45,8 @@ const NPM_INSTALL = ["install", "--prefer-offline", "--no-audit", "--no-fund", "
 /**
  * 2 free units, then tokens of 3 credits from 10-bit challenges. Adaptive difficulty off and
  * the per-caller ceiling raised: 66 solves and ~270 requests in a few seconds would meet
- * both, which is not what this file is about (test/unit/resolver-ceiling.test.ts is).
+ * both, which is not what this file is about
+ * (test/unit/packages/tollbooth-client/resolver/with-tollbooth.429-to-solution.test.ts is).
  */
 const POLICY = {
   bucket: { capacity: 2, refillPerSecond: 0.0001 },

@@ -1,7 +1,8 @@
 /**
- * `withTollbooth` (packages/tollbooth-client/src/resolver/) wrapped around the SDK transport's fetch: an agent
- * over budget solves challenges by itself and every call reaches the origin exactly once.
- * Without the resolver the stock SDK surfaces the 402 JSON-RPC error and its challenge.
+ * `withTollbooth` (packages/tollbooth-client/src/resolver/) wrapped around the SDK transport's
+ * fetch: an agent over budget solves challenges by itself and every call reaches the origin
+ * exactly once. Without the resolver the stock SDK surfaces the 402 JSON-RPC error and its
+ * challenge.
  *
  * Three gateways: "easy" (capacity 3, difficulty 10, 4 credits per solve), "hard"
  * (capacity 1, difficulty 32: far too much work for a test, for the give-up paths) and

@@ -1,6 +1,6 @@
 /**
- * A clock that cannot be stalled (issue 7, item 2), through `wrangler dev` in front of a
- * real origin (the SDK's Express app, counting tool runs).
+ * A clock that cannot be stalled: a credential is judged when its body has arrived, through
+ * `wrangler dev` in front of a real origin (the SDK's Express app, counting tool runs).
  *
  * A challenge with a short lifetime (5 s) is solved and redeemed once. Then the same
  * solution is sent again, its body trickled a few bytes at a time until well past the

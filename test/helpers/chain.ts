@@ -19,7 +19,7 @@
  *
  * The contracts are deployed from their committed compiler output
  * (test/helpers/contracts/TestUSDC.compiled.json, made by `solc` from the .sol sources next to
- * it; test/unit/chain.test.ts recompiles and checks it is identical).
+ * it; test/unit/helpers/chain.test.ts recompiles and checks it is identical).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -180,7 +180,8 @@ let loaded: CompiledContracts | undefined;
  * Compiles test/helpers/contracts/{TestUSDC,Multicall3}.sol from source with `solc` (npm, wasm;
  * optimizer 200 runs, EVM "cancun"), once per process (the promise is cached). Takes ~4–10 s
  * (loading the wasm compiler dominates), which is why {@link startChain} deploys the committed
- * output ({@link loadCompiledContracts}) instead; test/unit/chain.test.ts checks the two agree.
+ * output ({@link loadCompiledContracts}) instead; test/unit/helpers/chain.test.ts checks the
+ * two agree.
  * @throws if solc reports an error (warnings are ignored)
  */
 export function compileContracts(): Promise<CompiledContracts> {

@@ -4,8 +4,8 @@
  * (`POST /verify`, `POST /settle` of x402 v2, as `@x402/core`'s `HTTPFacilitatorClient`
  * calls them) and a fake LND REST backend (`POST /v1/invoices`) issuing BOLT11 invoices whose
  * preimages the test knows. Signatures and the chain are the end-to-end tests' business
- * (test/e2e/x402*.test.ts with anvil and a real facilitator, test/e2e/l402.test.ts with the
- * Lightning stand-in): here only what the gateway does with a payment is exercised.
+ * (test/e2e/x402*.test.ts with anvil and a real facilitator, test/e2e/l402-lightning.test.ts
+ * with the Lightning stand-in): here only what the gateway does with a payment is exercised.
  *
  * Everything is written from the specs, independently of shared/ and workers/: x402 v2
  * `PaymentPayload` (x402-foundation `specs/x402-specification-v2.md`, exact EVM scheme),

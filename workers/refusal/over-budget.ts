@@ -3,7 +3,7 @@
  * challenge per enabled payment scheme (workers/schemes/), or 401 for a payment credential
  * that did not verify (a scheme whose rule says so), or 429 in a plan's 429 mode. The wire
  * contract is in docs/wire-contract.md §1, §10–11; tests in
- * test/workers/payment-required.test.ts and the paid schemes' workers tests pin it.
+ * test/workers/refusal/over-budget.test.ts and the paid schemes' workers tests pin it.
  */
 import { ErrorCode, type ParsedBody } from "../../shared/jsonrpc.ts";
 import { gatewayUrls } from "../endpoints/urls.ts";

@@ -1,0 +1,163 @@
+/**
+ * Admission leases (shared/limits/lease.ts): random interleavings of requests across several
+ * simulated isolates, grants, background renewals that land late, expiries and isolate
+ * deaths never admit more than the caller's buckets allow over the whole run; a steady
+ * caller needs few calls to its object. The object is modelled here from its contract
+ * (docs/durable-object.md): a request takes one ceiling unit and its cost from the free
+ * bucket, then a lease is granted from what is left.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { fullBucket, take, type BucketConfig, type BucketState } from "../../../../shared/limits/bucket.ts";
+import { grantLease, LEASE_MS, LeaseTable, type LeaseWant } from "../../../../shared/limits/lease.ts";
+
+/** The caller's object, as its contract says: one ceiling unit and the cost per request, then a lease. */
+class ObjectModel {
+  free: BucketState;
+  ceiling: BucketState;
+  calls = 0;
+  readonly config: { bucket: BucketConfig; ceiling: BucketConfig };
+  constructor(config: { bucket: BucketConfig; ceiling: BucketConfig }, nowMs: number) {
+    this.config = config;
+    this.free = fullBucket(config.bucket, nowMs);
+    this.ceiling = fullBucket(config.ceiling, nowMs);
+  }
+  admit(cost: number, nowMs: number, want: LeaseWant | null) {
+    this.calls++;
+    const c = take(this.ceiling, this.config.ceiling, 1, nowMs);
+    let admitted = false;
+    if (c.result.success) {
+      this.ceiling = c.state;
+      const f = take(this.free, this.config.bucket, cost, nowMs);
+      if (f.result.success) {
+        this.free = f.state;
+        admitted = true;
+      }
+    }
+    const lease = want ? this.grant(admitted ? want : { units: 0, ceilingUnits: 0, returned: want.returned }, nowMs) : null;
+    return { admitted, lease: admitted ? lease : null };
+  }
+  grant(want: LeaseWant, nowMs: number) {
+    const g = grantLease(this.free, this.ceiling, this.config, want, nowMs);
+    this.free = g.free;
+    this.ceiling = g.ceiling;
+    return g.grant;
+  }
+}
+
+type Step =
+  | { kind: "request"; isolate: number; cost: number; gapMs: number }
+  | { kind: "die"; isolate: number }
+  | { kind: "land"; index: number };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 12, arbitrary: fc.record({ kind: fc.constant("request" as const), isolate: fc.nat(3), cost: fc.integer({ min: 0, max: 3 }), gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 3_000 })) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("die" as const), isolate: fc.nat(3) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("land" as const), index: fc.nat(10) }) },
+);
+
+/** Run `steps` against `isolates` lease tables and one object; count what was admitted. */
+function simulate(config: { bucket: BucketConfig; ceiling: BucketConfig }, steps: Step[]) {
+  const t0 = 1_800_000_000_000;
+  let now = t0;
+  const object = new ObjectModel(config, now);
+  const tables = [new LeaseTable(), new LeaseTable(), new LeaseTable(), new LeaseTable()];
+  const caller = "ip:198.51.100.7";
+  /** Renewals sent and not landed yet: the table they belong to, and the want. */
+  const inFlight: Array<{ table: LeaseTable; want: LeaseWant | null }> = [];
+  let units = 0;
+  let requests = 0;
+  for (const s of steps) {
+    if (s.kind === "die") {
+      // Its unexpired lease is lost with it; a renewal in flight for it lands nowhere (but the object granted it).
+      tables[s.isolate] = new LeaseTable();
+      continue;
+    }
+    if (s.kind === "land") {
+      const r = inFlight.splice(s.index % Math.max(1, inFlight.length), 1)[0];
+      if (!r) continue;
+      if (r.want) {
+        object.calls++;
+        const grant = object.grant(r.want, now);
+        r.table.install(caller, grant, now);
+      }
+      r.table.renewed(caller);
+      continue;
+    }
+    now += s.gapMs;
+    const table = tables[s.isolate]!;
+    if (table.admit(caller, s.cost, now)) {
+      units += s.cost;
+      requests++;
+      if (table.startRenewal(caller, now)) inFlight.push({ table, want: table.want(caller, now, config.bucket.capacity, config.ceiling.capacity) });
+      continue;
+    }
+    const want = table.want(caller, now, config.bucket.capacity, config.ceiling.capacity);
+    const r = object.admit(s.cost, now, want);
+    if (r.admitted) {
+      units += s.cost;
+      requests++;
+    }
+    if (r.lease) table.install(caller, r.lease, now);
+  }
+  const seconds = (now - t0) / 1000;
+  return {
+    units,
+    requests,
+    unitAllowance: config.bucket.capacity + config.bucket.refillPerSecond * seconds,
+    requestAllowance: config.ceiling.capacity + config.ceiling.refillPerSecond * seconds,
+    calls: object.calls,
+  };
+}
+
+describe("leases never admit more than the buckets allow", () => {
+  it("over random interleavings of 4 isolates, late renewals, expiries and deaths", () => {
+    fc.assert(
+      fc.property(
+        fc.record({ capacity: fc.integer({ min: 1, max: 60 }), refill: fc.oneof(fc.constant(0.0001), fc.double({ min: 0.1, max: 50, noNaN: true })) }),
+        fc.record({ capacity: fc.integer({ min: 1, max: 120 }), refill: fc.double({ min: 0.5, max: 50, noNaN: true }) }),
+        fc.array(step, { minLength: 1, maxLength: 400 }),
+        (b, c, steps) => {
+          const config = { bucket: { capacity: b.capacity, refillPerSecond: b.refill }, ceiling: { capacity: c.capacity, refillPerSecond: c.refill } };
+          const r = simulate(config, steps);
+          // Invariant: everything admitted anywhere came out of the buckets.
+          expect(r.units).toBeLessThanOrEqual(r.unitAllowance + 1e-6);
+          expect(r.requests).toBeLessThanOrEqual(r.requestAllowance + 1e-6);
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it("a caller sending 20 requests/s from one isolate needs at most 0.1 object calls per admitted request", () => {
+    const steps: Step[] = [];
+    for (let i = 0; i < 2_000; i++) {
+      steps.push({ kind: "request", isolate: 0, cost: 1, gapMs: 50 });
+      // Renewals land 1–2 requests later (a real round trip).
+      if (i % 2 === 1) steps.push({ kind: "land", index: 0 });
+    }
+    const r = simulate({ bucket: { capacity: 100, refillPerSecond: 25 }, ceiling: { capacity: 60, refillPerSecond: 30 } }, steps);
+    expect(r.requests).toBe(2_000);
+    expect(r.calls / r.requests).toBeLessThanOrEqual(0.1);
+  });
+
+  it("a caller seen once a minute gets no lease: every request asks the object, as without leases", () => {
+    const steps: Step[] = Array.from({ length: 20 }, () => ({ kind: "request" as const, isolate: 0, cost: 1, gapMs: 60_000 }));
+    const r = simulate({ bucket: { capacity: 10, refillPerSecond: 0.5 }, ceiling: { capacity: 60, refillPerSecond: 10 } }, steps);
+    expect(r.calls).toBe(20);
+    expect(r.requests).toBe(20);
+  });
+
+  it("an expired lease is never spent, and its units go back to the object at the next call", () => {
+    const table = new LeaseTable();
+    const now = 1_800_000_000_000;
+    for (let i = 0; i < 10; i++) table.admit("c", 1, now + i * 10);
+    table.install("c", { units: 5, ceilingUnits: 5, expiresMs: now + LEASE_MS, bucketLeft: 0, ceilingLeft: 0 }, now);
+    expect(table.admit("c", 1, now + 100)).not.toBeNull();
+    expect(table.admit("c", 1, now + LEASE_MS)).toBeNull();
+    const want = table.want("c", now + LEASE_MS + 1, 100, 100);
+    expect(want?.returned).toEqual({ units: 4, ceilingUnits: 4 });
+    // Handed back once only.
+    expect(table.want("c", now + LEASE_MS + 2, 100, 100)?.returned ?? { units: 0, ceilingUnits: 0 }).toEqual({ units: 0, ceilingUnits: 0 });
+  });
+});

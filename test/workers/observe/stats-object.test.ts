@@ -1,0 +1,280 @@
+/**
+ * The metrics (docs/observability.md): after a known mix of requests, `GET /admin/metrics`
+ * (Prometheus text 0.0.4) and `GET /admin/stats` show exactly those counts; the `Stats` object
+ * gets at most one flush per isolate per interval, however many requests arrive; Analytics
+ * Engine gets one data point per request with the documented columns.
+ */
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import type { NetworkLimiter } from "../../../workers/env.ts";
+import { FACILITATOR, FACILITATOR_URL, LND_MACAROON_HEX, LND_URL, base64Json, fakeFacilitator, fakeLnd, x402Payment } from "../payments.ts";
+import { challengeOf, errorBody, freezeTime, freshIp, gateway, observeOrigin, parseChallenge, post, request, rpc, solve, toolCall, type PolicyJson } from "../support.ts";
+
+const ADMIN = "admin-token-0123456789abcdef";
+const FLUSH_MS = 200;
+
+/** A network ceiling that refuses every request of `refused` (an `ip:` network) and admits the rest. */
+const refusing = (refused: string): NetworkLimiter => ({ limit: async ({ key }) => ({ success: key !== refused }) });
+
+/** Metric samples of a Prometheus text: `name{labels}` → value; asserts every line is a comment or a sample. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  expect(text.endsWith("\n")).toBe(true);
+  for (const line of text.trimEnd().split("\n")) {
+    if (line.startsWith("# HELP ") || line.startsWith("# TYPE ")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    expect(m, `sample line: ${line}`).not.toBeNull();
+    out.set(m![1]!, Number(m![2]));
+  }
+  return out;
+}
+
+/** The shortened caller of an IP caller, as docs/observability.md describes it. */
+const shortIp = (ip: string) => `ip:${ip}`;
+
+describe("metrics after a known mix of requests", () => {
+  it("GET /admin/metrics counts each decision exactly, and /admin/stats agrees", async () => {
+    freezeTime();
+    const origin = observeOrigin();
+    const ip = freshIp();
+    const flood = freshIp();
+    const policy: PolicyJson = { bucket: { capacity: 3, refillPerSecond: 0.001 }, challenge: { difficulty: 4, credits: 5 } };
+    const gw = gateway(policy, { TOLLBOOTH_ADMIN_TOKEN: ADMIN, TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS), TOLLBOOTH_NETWORK_LIMIT: refusing(`ip:${flood}`) });
+
+    for (let i = 1; i <= 3; i++) expect((await gw(post(toolCall(i), { ip }))).status).toBe(200);
+    expect((await gw(post(toolCall(4), { ip }))).status).toBe(402);
+    const refused = await gw(post(toolCall(5), { ip }));
+    expect(refused.status).toBe(402);
+    const paid = await gw(post(toolCall(6), { ip, headers: { "tollbooth-solution": (await solve(challengeOf(refused))).header } }));
+    expect(paid.status).toBe(200);
+    const token = paid.headers.get("tollbooth-token")!;
+    expect((await gw(post(toolCall(7), { ip, headers: { "tollbooth-token": token } }))).status).toBe(200);
+    expect((await gw(post(toolCall(8), { ip: flood }))).status).toBe(429);
+    expect((await gw(post("{", { ip }))).status).toBe(400);
+    expect((await gw(post(rpc("tools/list", {}, 10), { ip }))).status).toBe(200);
+    expect(origin.requests).toHaveLength(6);
+
+    const res = await gw(request("GET", "/admin/metrics", { headers: { authorization: `Bearer ${ADMIN}` } }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(text).toContain("# TYPE tollbooth_requests_total counter");
+    expect(text).toContain("# TYPE tollbooth_request_duration_seconds histogram");
+    const m = samples(text);
+    const expected: Record<string, number> = {
+      'tollbooth_requests_total{decision="admitted"}': 6,
+      'tollbooth_requests_total{decision="payment_required"}': 2,
+      'tollbooth_requests_total{decision="rate_limited"}': 1,
+      'tollbooth_requests_total{decision="bad_request"}': 1,
+      'tollbooth_admitted_total{paid_by="bucket"}': 3,
+      'tollbooth_admitted_total{paid_by="solution"}': 1,
+      'tollbooth_admitted_total{paid_by="token"}': 1,
+      'tollbooth_admitted_total{paid_by="free"}': 1,
+      'tollbooth_payment_required_total{scheme="none",reason="over_budget"}': 2,
+      'tollbooth_rate_limited_total{layer="network"}': 1,
+      'tollbooth_bad_request_total{status="400"}': 1,
+      'tollbooth_redeemed_total{scheme="pow"}': 1,
+      'tollbooth_request_duration_seconds_bucket{le="+Inf"}': 10,
+      "tollbooth_request_duration_seconds_count": 10,
+    };
+    for (const [name, value] of Object.entries(expected)) expect(m.get(name), name).toBe(value);
+    // Nothing else was counted: no other decision, no origin error, no payment.
+    const requestKinds = [...m.keys()].filter((k) => k.startsWith("tollbooth_requests_total"));
+    expect(requestKinds).toHaveLength(4);
+    expect([...m.keys()].some((k) => k.startsWith("tollbooth_origin_errors_total") || k.startsWith("tollbooth_paid_total"))).toBe(false);
+    // Buckets are cumulative and end at the count.
+    const buckets = [...m.entries()].filter(([k]) => k.startsWith("tollbooth_request_duration_seconds_bucket"));
+    expect(buckets.length).toBe(12);
+    for (let i = 1; i < buckets.length; i++) expect(buckets[i]![1]).toBeGreaterThanOrEqual(buckets[i - 1]![1]);
+
+    const stats = (await (await gw(request("GET", "/admin/stats", { headers: { authorization: `Bearer ${ADMIN}` } }))).json()) as import("../../../workers/observe/types.ts").StatsSnapshot;
+    const minute = stats.minutes.at(-1)!;
+    expect(minute.counters['requests_total{decision="admitted"}']).toBe(6);
+    expect(minute.latency.reduce((a, b) => a + b, 0)).toBe(10);
+    expect(stats.topCallers[0]).toEqual({ caller: shortIp(ip), requests: 9, admitted: 6, refused: 2 });
+    expect(stats.topCallers.find((c) => c.caller === shortIp(flood))).toEqual({ caller: shortIp(flood), requests: 1, admitted: 0, refused: 1 });
+    expect(stats.recent).toHaveLength(10);
+    expect(stats.recent[0]).toMatchObject({ decision: "admitted", rpc: "tools/list", reason: "free" });
+  });
+
+  it("counts origin errors: the origin's 5xx and the proxy's own 502", async () => {
+    const ip = freshIp();
+    let fail: "500" | "unreachable" = "500";
+    observeOrigin(() => {
+      if (fail === "unreachable") throw new TypeError("connection refused");
+      return new Response("boom", { status: 500 });
+    });
+    const gw = gateway({ realm: "origin-errors" }, { TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS) });
+    expect((await gw(post(toolCall(1), { ip }))).status).toBe(500);
+    fail = "unreachable";
+    expect((await gw(post(toolCall(2), { ip }))).status).toBe(502);
+    const snap = await env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 5 });
+    expect(snap.totals['origin_errors_total{status="500"}']).toBe(1);
+    expect(snap.totals['origin_errors_total{status="502"}']).toBe(1);
+    expect(snap.recent[0]).toMatchObject({ status: 502, originError: "unreachable" });
+    expect(snap.recent[0]!.originStatus).toBeUndefined();
+    expect(snap.recent[1]).toMatchObject({ status: 500, originStatus: 500 });
+  });
+});
+
+describe("every decision and every paid_by is counted", () => {
+  /** A CallerState namespace whose every call fails: the caller's state cannot be reached. */
+  const downStore = (): DurableObjectNamespace =>
+    ({
+      idFromName: (name: string) => env.CALLER_BUCKET.idFromName(name),
+      get: () => new Proxy({}, { get: () => () => Promise.reject(new Error("store down")) }),
+      getByName: () => new Proxy({}, { get: () => () => Promise.reject(new Error("store down")) }),
+    }) as unknown as DurableObjectNamespace;
+
+  it("admitted by bucket, free, solution, token, l402, x402 and unmetered; payment_required, rate_limited, bad_request, unavailable, blocked, own_endpoint: each exactly once in /admin/metrics and /admin/stats", async () => {
+    freezeTime();
+    vi.spyOn(console, "error").mockImplementation(() => {});
+    vi.spyOn(console, "warn").mockImplementation(() => {});
+    const facilitator = fakeFacilitator();
+    const lnd = fakeLnd();
+    const origin = observeOrigin(undefined, { [FACILITATOR_URL]: facilitator.service, [LND_URL]: lnd.service });
+    const [ip, payerIp, flood, blockedIp] = [freshIp(), freshIp(), freshIp(), freshIp()];
+    const policy: PolicyJson = {
+      realm: "every-decision",
+      bucket: { capacity: 1, refillPerSecond: 0.001 },
+      challenge: { difficulty: 4, credits: 5 },
+      l402: { sats: 10, credits: 5 },
+      lightning: { backend: "lnd", url: LND_URL, invoicesPerSecond: 1000 },
+      x402: { mode: "credits", amount: "10000", credits: 5 },
+      facilitator: FACILITATOR,
+    };
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    const vars = { TOLLBOOTH_ADMIN_TOKEN: ADMIN, TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS), TOLLBOOTH_LIGHTNING_SECRET: LND_MACAROON_HEX };
+    const gw = gateway(policy, { ...vars, TOLLBOOTH_NETWORK_LIMIT: refusing(`ip:${flood}`) });
+
+    expect((await gw(post(toolCall(1), { ip }))).status).toBe(200); // bucket
+    expect((await gw(post(rpc("tools/list", {}, 2), { ip }))).status).toBe(200); // free (cost 0)
+    const over = await gw(post(toolCall(3), { ip })); // payment_required
+    expect(over.status).toBe(402);
+    const challenges = (await errorBody(over.clone())).error.data!.challenges as Array<{ type: string; macaroon?: string; invoice?: string }>;
+    const l402 = challenges.find((c) => c.type === "l402")!;
+    // The PowChallenge field line (workerd joins it with the L402 one in one header value).
+    const pow = parseChallenge(over.headers.get("www-authenticate")!.split(/, (?=L402 )/)[0]!);
+    const paid = await gw(post(toolCall(4), { ip, headers: { "tollbooth-solution": (await solve(pow)).header } })); // solution
+    expect(paid.status).toBe(200);
+    expect((await gw(post(toolCall(5), { ip, headers: { "tollbooth-token": paid.headers.get("tollbooth-token")! } }))).status).toBe(200); // token
+    expect((await gw(post(toolCall(6), { ip, headers: { authorization: `L402 ${l402.macaroon}:${lnd.preimageOf(l402.invoice!)}` } }))).status).toBe(200); // l402
+    expect((await gw(post(toolCall(7), { ip: payerIp, headers: { "payment-signature": base64Json(x402Payment("10000")) } }))).status).toBe(200); // x402
+    expect((await gw(post(toolCall(8), { ip: flood }))).status).toBe(429); // rate_limited (network)
+    expect((await gw(post("{", { ip }))).status).toBe(400); // bad_request
+    expect((await gw(request("GET", "/.well-known/tollbooth", { ip }))).status).toBe(200); // own_endpoint
+    const block = await gw(new Request(`http://gw.test/admin/callers/${encodeURIComponent(`ip:${blockedIp}`)}/block`, { method: "POST", headers: { ...admin, "content-type": "application/json" }, body: JSON.stringify({ seconds: 600 }) }));
+    expect(block.status).toBe(200);
+    expect((await gw(post(toolCall(9), { ip: blockedIp }))).status).toBe(403); // blocked
+    // The caller's state unreachable: forwarded unmetered ("open"), or refused 503 ("closed").
+    const open = gateway({ ...policy, onStoreError: "open" }, { ...vars, CALLER_BUCKET: downStore() as never });
+    const unmetered = await open(post(toolCall(10), { ip }));
+    expect(unmetered.status).toBe(200);
+    expect(unmetered.headers.get("tollbooth-degraded")).toBe("store-unavailable");
+    const closed = gateway({ ...policy, onStoreError: "closed" }, { ...vars, CALLER_BUCKET: downStore() as never });
+    expect((await closed(post(toolCall(11), { ip }))).status).toBe(503); // unavailable
+    expect(origin.requests).toHaveLength(7);
+
+    const m = samples(await (await gw(request("GET", "/admin/metrics", { headers: admin }))).text());
+    const counted = (family: string) => Object.fromEntries([...m].filter(([k]) => k.startsWith(`tollbooth_${family}{`)));
+    expect(counted("requests_total")).toEqual({
+      'tollbooth_requests_total{decision="admitted"}': 6,
+      'tollbooth_requests_total{decision="admitted_unmetered"}': 1,
+      'tollbooth_requests_total{decision="payment_required"}': 1,
+      'tollbooth_requests_total{decision="rate_limited"}': 1,
+      'tollbooth_requests_total{decision="bad_request"}': 1,
+      'tollbooth_requests_total{decision="unavailable"}': 1,
+      'tollbooth_requests_total{decision="blocked"}': 1,
+      'tollbooth_requests_total{decision="own_endpoint"}': 1,
+    });
+    expect(counted("admitted_total")).toEqual({
+      'tollbooth_admitted_total{paid_by="bucket"}': 1,
+      'tollbooth_admitted_total{paid_by="free"}': 1,
+      'tollbooth_admitted_total{paid_by="solution"}': 1,
+      'tollbooth_admitted_total{paid_by="token"}': 1,
+      'tollbooth_admitted_total{paid_by="l402"}': 1,
+      'tollbooth_admitted_total{paid_by="x402"}': 1,
+      'tollbooth_admitted_total{paid_by="unmetered"}': 1,
+    });
+    expect(counted("payment_required_total")).toEqual({ 'tollbooth_payment_required_total{scheme="none",reason="over_budget"}': 1 });
+    expect(counted("rate_limited_total")).toEqual({ 'tollbooth_rate_limited_total{layer="network"}': 1 });
+    expect(counted("bad_request_total")).toEqual({ 'tollbooth_bad_request_total{status="400"}': 1 });
+    expect(counted("redeemed_total")).toEqual({ 'tollbooth_redeemed_total{scheme="pow"}': 1, 'tollbooth_redeemed_total{scheme="l402"}': 1, 'tollbooth_redeemed_total{scheme="x402"}': 1 });
+    expect(counted("payments_total")).toEqual({ 'tollbooth_payments_total{scheme="l402"}': 1, 'tollbooth_payments_total{scheme="x402"}': 1 });
+    expect(counted("paid_total")).toEqual({ 'tollbooth_paid_total{scheme="l402",unit="sats"}': 10, 'tollbooth_paid_total{scheme="x402",unit="atomic"}': 10000 });
+    expect(m.get("tollbooth_request_duration_seconds_count")).toBe(13);
+
+    const stats = (await (await gw(request("GET", "/admin/stats", { headers: admin }))).json()) as import("../../../workers/observe/types.ts").StatsSnapshot;
+    expect(stats.totals['admitted_total{paid_by="unmetered"}']).toBe(1);
+    expect(stats.totals['requests_total{decision="admitted_unmetered"}']).toBe(1);
+    expect(stats.totals['requests_total{decision="unavailable"}']).toBe(1);
+    expect(stats.totals['requests_total{decision="blocked"}']).toBe(1);
+    expect(stats.totals['requests_total{decision="own_endpoint"}']).toBe(1);
+    expect(stats.recent).toHaveLength(13);
+  });
+});
+
+describe("flushes into the Stats object", () => {
+  it("200 requests in a burst: at most one flush per interval from the isolate, and every request counted", async () => {
+    observeOrigin();
+    const gw = gateway({ realm: "burst", bucket: { capacity: 1000, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 1 } }, { TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS) });
+    const ips = Array.from({ length: 20 }, () => freshIp());
+    const started = Date.now();
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => gw(post(toolCall(i), { ip: ips[i % ips.length] }))));
+    const duration = Date.now() - started;
+    expect(answers.every((r) => r.status === 200)).toBe(true);
+    const snap = await env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 5 });
+    expect(snap.totals['requests_total{decision="admitted"}']).toBe(200);
+    expect(snap.latencyTotals.reduce((a, b) => a + b, 0)).toBe(200);
+    const flushes = snap.totals["stats_flushes_total"]!;
+    expect(flushes).toBeGreaterThanOrEqual(1);
+    expect(flushes).toBeLessThanOrEqual(Math.ceil(duration / FLUSH_MS) + 1);
+    expect(snap.topCallers).toHaveLength(20);
+    expect(snap.topCallers.every((c) => c.requests === 10)).toBe(true);
+  });
+
+  it("without flushes configured (TOLLBOOTH_METRICS_FLUSH_MS=0), the object is never asked", async () => {
+    observeOrigin();
+    const gw = gateway({ realm: "no-flush" });
+    expect((await gw(post(toolCall(1), { ip: freshIp() }))).status).toBe(200);
+    const snap = await env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 5 });
+    expect(snap.totals).toEqual({});
+  });
+
+  it("a caller inventing identities cannot grow the per-minute caller rows past the cap", async () => {
+    const stub = env.TOLLBOOTH_STATS!.getByName("tollbooth-stats");
+    const now = Date.now();
+    const minute = String(Math.floor(now / 60_000) * 60_000);
+    const callers = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`key:invented${i}`, { requests: 1, admitted: 0, refused: 1 }]));
+    await stub.flush({ isolate: "test", minutes: { [minute]: { counters: { 'requests_total{decision="payment_required"}': 500 }, latency: new Array(12).fill(0), callers } }, recent: [], records: 500 });
+    await stub.flush({ isolate: "test", minutes: { [minute]: { counters: {}, latency: new Array(12).fill(0), callers: { "key:late": { requests: 7, admitted: 7, refused: 0 } } } }, recent: [], records: 7 });
+    const snap = await stub.snapshot({ nowMs: now, minutes: 1 });
+    // The first 200 names are kept; every later name (the late heavy caller too) is "(other)".
+    expect(snap.topCallers[0]).toEqual({ caller: "(other)", requests: 307, admitted: 7, refused: 300 });
+    expect(snap.topCallers).toHaveLength(20);
+  });
+});
+
+describe("Analytics Engine", () => {
+  it("writes one data point per request with the documented columns, no credential in it", async () => {
+    observeOrigin();
+    const points: AnalyticsEngineDataPoint[] = [];
+    const dataset: AnalyticsEngineDataset = { writeDataPoint: (p) => void points.push(p!) };
+    const ip = freshIp();
+    const gw = gateway({ realm: "analytics", bucket: { capacity: 1, refillPerSecond: 0.001 }, challenge: { difficulty: 4 } }, { TOLLBOOTH_ANALYTICS: dataset });
+    expect((await gw(post(toolCall(1, "echo"), { ip, headers: { authorization: "Bearer secret-bearer-value-1234" } }))).status).toBe(200);
+    expect((await gw(post(toolCall(2, "echo"), { ip }))).status).toBe(402);
+    expect(points).toHaveLength(2);
+    const [ok, refused] = points as [Required<AnalyticsEngineDataPoint>, Required<AnalyticsEngineDataPoint>];
+    expect(ok.indexes).toEqual([shortIp(ip)]);
+    expect(ok.blobs.slice(0, 8)).toEqual(["admitted", "bucket", "", "POST", "tools/call", "echo", "free", ip]);
+    expect(ok.doubles[0]).toBe(200);
+    expect(ok.doubles[1]).toBe(200);
+    expect(ok.doubles[3]).toBe(1);
+    expect(refused.blobs.slice(0, 3)).toEqual(["payment_required", "over_budget", ""]);
+    expect(refused.doubles[0]).toBe(402);
+    expect(refused.doubles[1]).toBe(0);
+    expect(refused.doubles[4]).toBe(4);
+    expect(JSON.stringify(points)).not.toContain("secret-bearer-value");
+  });
+});

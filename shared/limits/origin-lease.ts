@@ -1,0 +1,314 @@
+/**
+ * The isolate's side of the origin ceiling (docs/allocation.md, "Origin leases"): the units
+ * of the origin ceiling this isolate holds, per admission class, leased from its shard
+ * (shared/limits/origin-shard.ts), so that most forwarded requests are admitted with no
+ * Durable Object call at all.
+ *
+ * Per request (`admit`): the request's units (one per JSON-RPC message) come out of the
+ * class's leases, oldest first, if they hold enough. Otherwise:
+ * - `paid` and `verified` ask the shard synchronously (`ask`: `call` with a `need`), or join a
+ *   call already in flight for the class (`wait`, then `retry`): they are never refused because
+ *   this isolate's lease happened to be empty, only when the shard has no room for them;
+ * - `worked` and `free` are refused locally (`refused`: a 402 with the congestion) when the
+ *   shard's last answer said the class has no room; a background call asks again at most once
+ *   per `emptyRetryMs`. While the class had room (or nothing is known yet) they ask as above.
+ * In the background (`due`, then `call` without a need), the isolate renews a class's lease
+ * when it holds less than `renewAt` of `horizonMs` of the class's rate, counting only leases
+ * with more than half their life left, so a lease is replaced before it runs out or ends.
+ * Each call reports the units spent since the last one (the shard can refill in their place)
+ * and hands back the units of older leases the newest one makes unnecessary.
+ *
+ * Invariants (test/unit/origin-lease.test.ts, with real shards): a unit is spent only from a
+ * lease, only before `sent + ttlMs` by this isolate's clock (the shard ends the lease no
+ * earlier), and at most once; units handed back or given back (`giveBack`) are never spent
+ * again by this isolate; a spent unit is reported at most once, and one reported spent is
+ * never given back. A dead isolate loses its leases: the shard forgets them when they end.
+ *
+ * Not shared between isolates; every method is synchronous.
+ */
+import { ADMISSION_CLASSES } from "./origin-classes.ts";
+import type { GrantPart, IsolateCall, LeaseReport, ShardReply } from "./origin-shard.ts";
+
+/** Settings of the isolate's leases (`allocation.leases` in the policy). */
+export interface OriginLeaseSettings {
+  /** A lease holds about this many milliseconds of the class's rate in this isolate. */
+  readonly horizonMs: number;
+  /** Renew when the young leases hold less than this share of the target (0–1). */
+  readonly renewAt: number;
+  /** A class the shard said has no room is asked for again at most this often (ms). */
+  readonly emptyRetryMs: number;
+  /** Slowest rate (units per second, in this isolate) for which a class gets a lease; slower ones ask per request. */
+  readonly minRate: number;
+}
+
+/** Defaults: half a second of rate per lease, renewed when half of it is left, empty classes retried every half second. */
+export const DEFAULT_ORIGIN_LEASE: OriginLeaseSettings = { horizonMs: 500, renewAt: 0.5, emptyRetryMs: 500, minRate: 1 };
+
+/** One lease held. */
+interface Held {
+  readonly bucket: number;
+  /** The shard's key and end for it (unix ms, shard clock). */
+  readonly expiresMs: number;
+  /** When this isolate stops spending it: the call's send time + ttl (this isolate's clock). */
+  readonly localExpiresMs: number;
+  /** Units left to spend. */
+  units: number;
+  /** Units spent and not yet reported. */
+  spent: number;
+}
+
+/** What one class holds. */
+interface ClassHold {
+  leases: Held[];
+  /** Units asked since the last call (demand, refused included). */
+  seen: number;
+  /** Calls in flight that ask for this class. */
+  pending: number;
+  /** The shard's last word on whether the class has room (null: never asked). */
+  room: boolean | null;
+  /** Unix ms of the last call that asked for this class. */
+  lastAskMs: number;
+  /** Rate estimate: units counted in the current and the previous 1 s windows. */
+  windowStartMs: number;
+  count: number;
+  previous: number;
+}
+
+/** Units taken for a request, and from where (to give them back if the request is refused later). */
+export interface Receipt {
+  readonly cls: number;
+  readonly parts: ReadonlyArray<readonly [Held, number]>;
+}
+
+/** The decision of `admit` / `retry`. */
+export type Admission =
+  | { kind: "admitted"; receipt: Receipt }
+  /** Ask the shard now: `call(now, { cls, units })`, then `settle`. */
+  | { kind: "ask" }
+  /** A call for this class is in flight: `retry` when it settles. */
+  | { kind: "wait" }
+  /** No room for this class at the origin: refuse (402 with the congestion). */
+  | { kind: "refused" };
+
+/** A call sent and not settled yet. */
+export interface SentCall {
+  readonly call: IsolateCall;
+  readonly sentAtMs: number;
+  /** Classes this call asks for. */
+  readonly classes: readonly number[];
+}
+
+/** The leases of the origin ceiling one isolate holds. */
+export class OriginLeases {
+  private readonly settings: OriginLeaseSettings;
+  private readonly held: ClassHold[];
+  private inFlight = 0;
+  private ttlMs = 2_000;
+  private levelSeen = 0;
+  /** Units that ended unspent in this isolate's leases (for measurement). */
+  expiredUnits = 0;
+
+  constructor(settings: OriginLeaseSettings = DEFAULT_ORIGIN_LEASE) {
+    this.settings = settings;
+    this.held = ADMISSION_CLASSES.map(() => ({ leases: [], seen: 0, pending: 0, room: null, lastAskMs: -Infinity, windowStartMs: 0, count: 0, previous: 0 }));
+  }
+
+  /** The load level (0–1) of the shard's last answer. */
+  level(): number {
+    return this.levelSeen;
+  }
+
+  /** The shard's last word on whether class `cls` has room (null: never asked). */
+  room(cls: number): boolean | null {
+    return this.held[cls]!.room;
+  }
+
+  /** Units class `cls` can spend now. */
+  holding(cls: number, nowMs: number): number {
+    return this.held[cls]!.leases.reduce((a, l) => a + (nowMs < l.localExpiresMs ? l.units : 0), 0);
+  }
+
+  /** Units per second class `cls` asked in this isolate: the last full 1 s window, or the current one once it is 250 ms old. */
+  rate(cls: number, nowMs: number): number {
+    const h = this.held[cls]!;
+    this.roll(h, nowMs);
+    const elapsed = nowMs - h.windowStartMs;
+    const current = elapsed >= 250 ? (h.count * 1000) / elapsed : 0;
+    return Math.max(h.previous, current);
+  }
+
+  private roll(h: ClassHold, nowMs: number): void {
+    if (nowMs - h.windowStartMs >= 1000) {
+      h.previous = nowMs - h.windowStartMs >= 2000 ? 0 : h.count;
+      h.count = 0;
+      h.windowStartMs = nowMs;
+    }
+  }
+
+  /** Forget ended leases (their unreported spends are kept until the next call reports them). */
+  private prune(h: ClassHold, nowMs: number): void {
+    if (h.leases.length === 0 || h.leases[0]!.localExpiresMs > nowMs) return;
+    h.leases = h.leases.filter((l) => {
+      if (nowMs < l.localExpiresMs) return true;
+      this.expiredUnits += l.units;
+      l.units = 0;
+      return l.spent > 0;
+    });
+  }
+
+  /** Take `units` from the class's leases, oldest first, or nothing. */
+  private take(cls: number, units: number, nowMs: number): Receipt | null {
+    const h = this.held[cls]!;
+    this.prune(h, nowMs);
+    if (this.holding(cls, nowMs) < units) return null;
+    const parts: Array<readonly [Held, number]> = [];
+    let left = units;
+    // Invariant: spent only from unexpired leases, only what they hold.
+    for (const l of h.leases) {
+      if (left === 0) break;
+      if (nowMs >= l.localExpiresMs || l.units === 0) continue;
+      const n = Math.min(l.units, left);
+      l.units -= n;
+      l.spent += n;
+      left -= n;
+      parts.push([l, n]);
+    }
+    return { cls, parts };
+  }
+
+  /**
+   * Admit a request of class `cls` worth `units` (one per JSON-RPC message), counting it as
+   * demand.
+   * @param units integer ≥ 1
+   */
+  admit(cls: number, units: number, nowMs: number): Admission {
+    const h = this.held[cls]!;
+    this.roll(h, nowMs);
+    h.count += units;
+    h.seen += units;
+    return this.decide(cls, units, nowMs, true);
+  }
+
+  /** Admit again a request that waited for a call in flight (its demand was counted); never `wait` again. */
+  retry(cls: number, units: number, nowMs: number): Admission {
+    return this.decide(cls, units, nowMs, false);
+  }
+
+  private decide(cls: number, units: number, nowMs: number, mayWait: boolean): Admission {
+    const receipt = this.take(cls, units, nowMs);
+    if (receipt) return { kind: "admitted", receipt };
+    const h = this.held[cls]!;
+    if (mayWait && h.pending > 0) return { kind: "wait" };
+    // paid and verified are never refused for this isolate's fragment; the others trust the shard's last word.
+    if (cls <= 1 || h.room !== false) return { kind: "ask" };
+    return { kind: "refused" };
+  }
+
+  /**
+   * Give back the units of a request refused after it was admitted here (by the caller's
+   * layers), as far as they were not reported spent yet and their lease has not ended.
+   * @returns the units given back
+   */
+  giveBack(receipt: Receipt, nowMs: number): number {
+    let n = 0;
+    for (const [l, units] of receipt.parts) {
+      const back = nowMs < l.localExpiresMs ? Math.min(units, l.spent) : 0;
+      l.spent -= back;
+      l.units += back;
+      n += back;
+    }
+    return n;
+  }
+
+  /** What a lease of class `cls` should hold now: `horizonMs` of its rate, or nothing below `minRate`. */
+  private target(cls: number, nowMs: number): number {
+    const rate = this.rate(cls, nowMs);
+    return rate >= this.settings.minRate ? Math.ceil((rate * this.settings.horizonMs) / 1000) : 0;
+  }
+
+  /** Units of class `cls` in leases with more than half their life left. */
+  private young(cls: number, nowMs: number): number {
+    return this.held[cls]!.leases.reduce((a, l) => a + (l.localExpiresMs - nowMs > this.ttlMs / 2 ? l.units : 0), 0);
+  }
+
+  /** Whether a background call is due now (none is in flight): a class to renew, or one refused for lack of room to ask about again. */
+  due(nowMs: number): boolean {
+    if (this.inFlight > 0) return false;
+    return this.held.some((h, k) => {
+      if (h.room === false) return h.seen > 0 && nowMs - h.lastAskMs >= this.settings.emptyRetryMs;
+      const t = this.target(k, nowMs);
+      return t > 0 && this.young(k, nowMs) < Math.max(1, t * this.settings.renewAt);
+    });
+  }
+
+  /**
+   * The next call to the shard: reports (spent, handed back), demand, wants, and `need` for a
+   * waiting request. Resets what it reports (a call that fails loses its reports: the shard
+   * then counts those units as out until their leases end — safe).
+   */
+  call(nowMs: number, need?: { cls: number; units: number }): SentCall {
+    const reports: LeaseReport[] = [];
+    const classes: number[] = [];
+    const want = this.held.map((h, k) => {
+      this.prune(h, nowMs);
+      const newest = h.leases.length > 0 ? h.leases[h.leases.length - 1]! : undefined;
+      const older = h.leases.reduce((a, l) => a + (l === newest ? 0 : l.units), 0);
+      // Older leases are handed back once the newest holds as much (it outlives them).
+      const handBack = newest !== undefined && older > 0 && newest.units >= older;
+      for (const l of h.leases) {
+        const returned = handBack && l !== newest ? l.units : 0;
+        if (l.spent > 0 || returned > 0) reports.push({ bucket: l.bucket, expiresMs: l.expiresMs, spent: l.spent, returned });
+        l.spent = 0;
+        l.units -= returned;
+      }
+      h.leases = h.leases.filter((l) => nowMs < l.localExpiresMs && (l.units > 0 || l === newest));
+      // A class without room is asked for at most once per emptyRetryMs (at least one unit, to learn whether room came back).
+      const noRoom = h.room === false;
+      const mayAsk = !noRoom || need?.cls === k || (h.seen > 0 && nowMs - h.lastAskMs >= this.settings.emptyRetryMs);
+      const w = !mayAsk ? 0 : Math.max(noRoom ? 1 : 0, this.target(k, nowMs) - this.young(k, nowMs));
+      if (w > 0 || need?.cls === k) {
+        classes.push(k);
+        h.pending += 1;
+        h.lastAskMs = nowMs;
+      }
+      return w;
+    });
+    const seen = this.held.map((h) => {
+      const n = h.seen;
+      h.seen = 0;
+      return n;
+    });
+    this.inFlight += 1;
+    return { call: { reports, seen, want, need }, sentAtMs: nowMs, classes };
+  }
+
+  /**
+   * A call settled: install its grants (spendable until `sentAtMs + ttlMs` by this clock) and
+   * the shard's word on room and load; with a `need`, take it out of what was granted.
+   * @param reply the shard's answer, or null when the call failed or timed out
+   * @returns the need's receipt when it was met, else null
+   */
+  settle(sent: SentCall, reply: ShardReply | null, nowMs: number): Receipt | null {
+    this.inFlight -= 1;
+    for (const k of sent.classes) this.held[k]!.pending -= 1;
+    if (!reply) return null;
+    this.ttlMs = reply.ttlMs;
+    this.levelSeen = reply.level;
+    reply.room.forEach((r, k) => (this.held[k]!.room = r));
+    const localExpiresMs = sent.sentAtMs + reply.ttlMs;
+    for (const g of reply.grants) this.install(g, localExpiresMs);
+    const need = sent.call.need;
+    if (!need || need.units === 0) return null;
+    if (!reply.needMet) return null;
+    // The need was granted whole in this reply: it is there to take (unless the lease already ended).
+    return this.take(need.cls, need.units, nowMs);
+  }
+
+  private install(g: GrantPart, localExpiresMs: number): void {
+    const h = this.held[g.cls]!;
+    const l: Held = { bucket: g.bucket, expiresMs: g.expiresMs, localExpiresMs, units: g.units, spent: 0 };
+    let i = h.leases.length;
+    while (i > 0 && h.leases[i - 1]!.localExpiresMs > localExpiresMs) i--;
+    h.leases.splice(i, 0, l);
+  }
+}

@@ -128,12 +128,25 @@ export class OriginLeases {
     return this.held[cls]!.leases.reduce((a, l) => a + (nowMs < l.localExpiresMs ? l.units : 0), 0);
   }
 
-  /** Units per second class `cls` asked in this isolate: the last full 1 s window, or the current one once it is 250 ms old. */
+  /**
+   * The leases held, for checks and measurement: per lease its class, bucket and key, the
+   * units left (spendable only while `nowMs` is before its end here) and the units spent
+   * and not reported yet.
+   */
+  leases(nowMs: number): Array<{ cls: number; bucket: number; expiresMs: number; units: number; spent: number; spendable: boolean }> {
+    return this.held.flatMap((h, cls) => h.leases.map((l) => ({ cls, bucket: l.bucket, expiresMs: l.expiresMs, units: l.units, spent: l.spent, spendable: nowMs < l.localExpiresMs })));
+  }
+
+  /**
+   * Units per second class `cls` asked in this isolate: the last full 1 s window, or the
+   * current one once it is 250 ms old or has seen 3 units over at least 50 ms (counted over
+   * 250 ms at least: a burst of concurrent requests is not a rate), as caller leases do.
+   */
   rate(cls: number, nowMs: number): number {
     const h = this.held[cls]!;
     this.roll(h, nowMs);
     const elapsed = nowMs - h.windowStartMs;
-    const current = elapsed >= 250 ? (h.count * 1000) / elapsed : 0;
+    const current = elapsed >= 250 || (h.count >= 3 && elapsed >= 50) ? (h.count * 1000) / Math.max(elapsed, 250) : 0;
     return Math.max(h.previous, current);
   }
 

@@ -10,11 +10,13 @@
  *   call already in flight for the class (`wait`, then `retry`): they are never refused because
  *   this isolate's lease happened to be empty, only when the shard has no room for them;
  * - `worked` and `free` are refused locally (`refused`: a 402 with the congestion) when the
- *   shard's last answer said the class has no room; a background call asks again at most once
- *   per `emptyRetryMs`. While the class had room (or nothing is known yet) they ask as above.
- * In the background (`due`, then `call` without a need), the isolate renews a class's lease
- * when it holds less than `renewAt` of `horizonMs` of the class's rate, counting only leases
- * with more than half their life left, so a lease is replaced before it runs out or ends.
+ *   shard's last answer said the class has no room or the load level is at `askBelowLevel`
+ *   or above; a background call asks again at most once per `emptyRetryMs`. Otherwise (room,
+ *   and no congestion) they ask as above: an empty lease is then only fragmentation.
+ * In the background (`due`, then `call` without a need), the isolate renews its leases when
+ * they hold less than `renewAt` of their targets (a horizon of each class's rate, see
+ * `OriginLeaseSettings`), counting only leases with more than half their life left, so a lease
+ * is replaced before it runs out or ends; one call renews every class.
  * Each call reports the units spent since the last one (the shard can refill in their place)
  * and hands back the units of older leases the newest one makes unnecessary.
  *
@@ -31,18 +33,37 @@ import type { GrantPart, IsolateCall, LeaseReport, ShardReply } from "./origin-s
 
 /** Settings of the isolate's leases (`allocation.leases` in the policy). */
 export interface OriginLeaseSettings {
-  /** A lease holds about this many milliseconds of the class's rate in this isolate. */
+  /**
+   * A lease holds `horizon` milliseconds of the class's rate in this isolate, where the horizon
+   * is what covers `unitsPerCall` units of all classes together, kept within
+   * [`horizonMs`, `maxHorizonMs`]: a busy isolate renews often with short leases, a quiet one
+   * holds longer ones, and either way one call serves about `unitsPerCall / 2` requests.
+   */
   readonly horizonMs: number;
+  readonly maxHorizonMs: number;
+  readonly unitsPerCall: number;
   /** Renew when the young leases hold less than this share of the target (0–1). */
   readonly renewAt: number;
   /** A class the shard said has no room is asked for again at most this often (ms). */
   readonly emptyRetryMs: number;
   /** Slowest rate (units per second, in this isolate) for which a class gets a lease; slower ones ask per request. */
   readonly minRate: number;
+  /**
+   * Load level (0–1) from which `worked` and `free` requests that find their lease empty are
+   * refused locally (402) instead of asking the shard: under congestion an empty lease means
+   * the class has had its share, and a flood must not turn into shard calls. Set it to the
+   * congestion curve's `start`.
+   */
+  readonly askBelowLevel: number;
 }
 
-/** Defaults: half a second of rate per lease, renewed when half of it is left, empty classes retried every half second. */
-export const DEFAULT_ORIGIN_LEASE: OriginLeaseSettings = { horizonMs: 500, renewAt: 0.5, emptyRetryMs: 500, minRate: 1 };
+/**
+ * Defaults: leases of 24 units of the isolate's traffic (0.25–2 s of it), renewed when half is
+ * left (about 12 requests per call, ≤ 0.1 calls per request), empty classes retried every half
+ * second, free and worked refused locally from half load. The shard's `leaseTtlMs` should be
+ * at least twice `maxHorizonMs`.
+ */
+export const DEFAULT_ORIGIN_LEASE: OriginLeaseSettings = { horizonMs: 250, maxHorizonMs: 2_000, unitsPerCall: 24, renewAt: 0.5, emptyRetryMs: 500, minRate: 1, askBelowLevel: 0.5 };
 
 /** One lease held. */
 interface Held {
@@ -212,8 +233,9 @@ export class OriginLeases {
     if (receipt) return { kind: "admitted", receipt };
     const h = this.held[cls]!;
     if (mayWait && h.pending > 0) return { kind: "wait" };
-    // paid and verified are never refused for this isolate's fragment; the others trust the shard's last word.
-    if (cls <= 1 || h.room !== false) return { kind: "ask" };
+    // paid and verified are never refused for this isolate's fragment; the others ask only
+    // while the origin is not congested and the shard has not said the class has no room.
+    if (cls <= 1 || (h.room !== false && this.levelSeen < this.settings.askBelowLevel)) return { kind: "ask" };
     return { kind: "refused" };
   }
 
@@ -233,10 +255,15 @@ export class OriginLeases {
     return n;
   }
 
-  /** What a lease of class `cls` should hold now: `horizonMs` of its rate, or nothing below `minRate`. */
+  /** What a lease of class `cls` should hold now: the horizon's worth of its rate, or nothing below `minRate`. */
   private target(cls: number, nowMs: number): number {
     const rate = this.rate(cls, nowMs);
-    return rate >= this.settings.minRate ? Math.ceil((rate * this.settings.horizonMs) / 1000) : 0;
+    if (rate < this.settings.minRate) return 0;
+    let all = 0;
+    for (let k = 0; k < this.held.length; k++) all += k === cls ? rate : this.rate(k, nowMs);
+    const { horizonMs, maxHorizonMs, unitsPerCall } = this.settings;
+    const horizon = Math.min(maxHorizonMs, Math.max(horizonMs, (unitsPerCall * 1000) / all));
+    return Math.ceil((rate * horizon) / 1000);
   }
 
   /** Units of class `cls` in leases with more than half their life left. */
@@ -244,14 +271,30 @@ export class OriginLeases {
     return this.held[cls]!.leases.reduce((a, l) => a + (l.localExpiresMs - nowMs > this.ttlMs / 2 ? l.units : 0), 0);
   }
 
-  /** Whether a background call is due now (none is in flight): a class to renew, or one refused for lack of room to ask about again. */
+  /**
+   * Whether a background call is due now (none is in flight): the leases of all classes
+   * together hold less than `renewAt` of their targets, or one class less than half that (so
+   * the classes renew together, one call for all), or a class refused for lack of room is to
+   * be asked about again.
+   */
   due(nowMs: number): boolean {
     if (this.inFlight > 0) return false;
-    return this.held.some((h, k) => {
-      if (h.room === false) return h.seen > 0 && nowMs - h.lastAskMs >= this.settings.emptyRetryMs;
+    let young = 0;
+    let target = 0;
+    for (let k = 0; k < this.held.length; k++) {
+      const h = this.held[k]!;
+      if (h.room === false) {
+        if (h.seen > 0 && nowMs - h.lastAskMs >= this.settings.emptyRetryMs) return true;
+        continue;
+      }
       const t = this.target(k, nowMs);
-      return t > 0 && this.young(k, nowMs) < Math.max(1, t * this.settings.renewAt);
-    });
+      if (t === 0) continue;
+      const y = this.young(k, nowMs);
+      if (y < Math.max(1, (t * this.settings.renewAt) / 2)) return true;
+      young += Math.min(y, t);
+      target += t;
+    }
+    return target > 0 && young < target * this.settings.renewAt;
   }
 
   /**
@@ -299,7 +342,8 @@ export class OriginLeases {
    * A call settled: install its grants (spendable until `sentAtMs + ttlMs` by this clock) and
    * the shard's word on room and load; with a `need`, take it out of what was granted.
    * @param reply the shard's answer, or null when the call failed or timed out
-   * @returns the need's receipt when it was met, else null
+   * @returns the need's receipt when the isolate holds it now (granted by this reply, or by
+   *   another that settled meanwhile), else null
    */
   settle(sent: SentCall, reply: ShardReply | null, nowMs: number): Receipt | null {
     this.inFlight -= 1;
@@ -312,8 +356,8 @@ export class OriginLeases {
     for (const g of reply.grants) this.install(g, localExpiresMs);
     const need = sent.call.need;
     if (!need || need.units === 0) return null;
-    if (!reply.needMet) return null;
-    // The need was granted whole in this reply: it is there to take (unless the lease already ended).
+    // Granted whole in this reply, it is there to take (unless the lease already ended). Not
+    // granted, the isolate may still hold enough: another call in flight meanwhile brought units.
     return this.take(need.cls, need.units, nowMs);
   }
 

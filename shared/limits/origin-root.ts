@@ -7,8 +7,11 @@
  * Shares follow demand: the root allocates R among the classes as a shard would (each class
  * its guarantee, then the rest by priority, shared/limits/origin-classes.ts), then gives each
  * shard its part of each class's allocation in proportion to that class's demand there, and
- * any spare capacity in proportion to total demand; every shard keeps at least `minSharePpm / S`
- * (so a shard whose traffic just began is never at zero).
+ * any spare capacity evenly; every shard keeps at least `minSharePpm / S` (so a shard whose
+ * traffic just began is never at zero). A shard shrinks by at most `maxShrinkPpm` of its share
+ * per report: demand reported a second apart by different shards (a flood that just stopped
+ * here and not yet there) moves shares gradually, and a shard never loses much more capacity
+ * at once than its leases out can give back.
  *
  * **The ceiling holds whatever the balance** (test/unit/origin-root.test.ts): the root keeps,
  * per shard, the share it has *committed* — the most the shard may be using — and
@@ -16,13 +19,15 @@
  * what it has in force, its capacity raised to its alive mass after a shrink); that becomes
  * its commitment. A shrink is answered at once but stays committed until the shard's next
  * report confirms it; a growth is granted only out of what no other shard has committed. So
- * capacity freed by one shard reaches another one report later (about a second).
+ * capacity freed by one shard reaches another one report later: while a shard waits for
+ * capacity others hold, the root asks those above their target to report again soon (`soon`),
+ * so that takes a few hundred milliseconds, not seconds.
  *
  * State is plain data (`RootState`, one row of S entries); `rootCall` updates it in place.
  */
 import { smoothLevel, type CongestionCurve } from "./congestion.ts";
 import { ADMISSION_CLASSES, checkClassPolicy, type ClassPolicy } from "./origin-classes.ts";
-import { apportion, PPM, type MicroBucket } from "./micro-units.ts";
+import { apportion, mulPpm, PPM, type MicroBucket } from "./micro-units.ts";
 import type { RootReply, RootReport } from "./origin-shard.ts";
 
 /** The root's settings. */
@@ -37,10 +42,16 @@ export interface RootSettings {
   readonly curve: Pick<CongestionCurve, "riseSeconds" | "fallSeconds">;
   /** A shard that has not reported for this long (ms) counts as having no demand. */
   readonly staleMs: number;
+  /** Part of the ceiling the shards start with, before any report, parts per million (`initialShares`). */
+  readonly initialSharePpm: number;
+  /** Most a shard's share shrinks at one report, parts per million of it. */
+  readonly maxShrinkPpm: number;
+  /** Time constant (ms) of the smoothing of each shard's demand: a report measured over a short time moves it little. */
+  readonly demandMs: number;
 }
 
-/** Defaults: 10 % of the ceiling spread evenly, a shard silent for 5 s has no demand. */
-export const DEFAULT_ROOT_SETTINGS = { minSharePpm: 100_000, staleMs: 5_000 } as const;
+/** Defaults: 10 % of the ceiling spread evenly, a shard silent for 5 s has no demand, shards start with the whole ceiling split evenly and shrink by at most 20 % per report, demand smoothed over 1 s. */
+export const DEFAULT_ROOT_SETTINGS = { minSharePpm: 100_000, staleMs: 5_000, initialSharePpm: 1_000_000, maxShrinkPpm: 200_000, demandMs: 1_000 } as const;
 
 /** What the root knows of one shard. */
 export interface ShardEntry {
@@ -48,7 +59,7 @@ export interface ShardEntry {
   using: MicroBucket;
   /** The most the shard may be using now (≥ `using`). */
   committed: MicroBucket;
-  /** Units per second each class asked at the shard (its last report). */
+  /** Units per second each class asked at the shard, smoothed over its reports (time constant `demandMs`). */
   demand: number[];
   /** Unix ms of its last report (0: never). */
   atMs: number;
@@ -60,17 +71,26 @@ export interface RootState {
   /** The smoothed load level ℓ (0–1) and when it was computed (unix ms). */
   level: number;
   levelAtMs: number;
+  /** Unix ms a shard last got less than its target because others held it (−Infinity: never). */
+  blockedAtMs: number;
 }
 
 /**
- * The shares every shard starts with, before any report: the ceiling split evenly, exactly.
- * A new shard object takes `staticShares(…)[index]`; the root starts from the same split.
+ * The shares every shard starts with, before any report: `initialSharePpm` of the ceiling split
+ * evenly, exactly; the rest is left uncommitted, so the first reports can grow the shards
+ * where the traffic is at once, without waiting for others to shrink. A new shard object
+ * takes `initialShares(…)[index]`; the root starts from the same split.
  */
-export function staticShares(ceiling: MicroBucket, shards: number): MicroBucket[] {
+export function initialShares(ceiling: MicroBucket, shards: number, initialSharePpm: number): MicroBucket[] {
   const even = Array.from({ length: shards }, () => 1);
-  const caps = apportion(ceiling.cap, even);
-  const rates = apportion(ceiling.rate, even);
+  const caps = apportion(mulPpm(ceiling.cap, initialSharePpm), even);
+  const rates = apportion(mulPpm(ceiling.rate, initialSharePpm), even);
   return caps.map((cap, i) => ({ cap, rate: rates[i]! }));
+}
+
+/** The whole ceiling split evenly over the shards, exactly. */
+export function staticShares(ceiling: MicroBucket, shards: number): MicroBucket[] {
+  return initialShares(ceiling, shards, PPM);
 }
 
 /**
@@ -80,14 +100,16 @@ export function staticShares(ceiling: MicroBucket, shards: number): MicroBucket[
 export function checkRootSettings(s: RootSettings): void {
   if (!(Number.isInteger(s.shards) && s.shards >= 1 && s.shards <= 1024)) throw new TypeError(`allocation.shards: ${s.shards} is not an integer in [1, 1024]`);
   if (!(Number.isInteger(s.minSharePpm) && s.minSharePpm >= 0 && s.minSharePpm <= PPM)) throw new TypeError(`minSharePpm: ${s.minSharePpm} is not in [0, 1000000]`);
+  if (!(Number.isInteger(s.maxShrinkPpm) && s.maxShrinkPpm >= 0 && s.maxShrinkPpm <= PPM)) throw new TypeError(`maxShrinkPpm: ${s.maxShrinkPpm} is not in [0, 1000000]`);
+  if (!(Number.isInteger(s.initialSharePpm) && s.initialSharePpm >= 0 && s.initialSharePpm <= PPM)) throw new TypeError(`initialSharePpm: ${s.initialSharePpm} is not in [0, 1000000]`);
   checkClassPolicy(s.classes);
 }
 
-/** A root that has heard from no shard: every shard committed to its static share. */
+/** A root that has heard from no shard: every shard committed to its initial share (`initialShares`). */
 export function newRoot(settings: RootSettings, nowMs: number): RootState {
   checkRootSettings(settings);
-  const shares = staticShares(settings.ceiling, settings.shards);
-  return { shards: shares.map((s) => ({ using: s, committed: s, demand: ADMISSION_CLASSES.map(() => 0), atMs: 0 })), level: 0, levelAtMs: nowMs };
+  const shares = initialShares(settings.ceiling, settings.shards, settings.initialSharePpm);
+  return { shards: shares.map((s) => ({ using: s, committed: s, demand: ADMISSION_CLASSES.map(() => 0), atMs: 0 })), level: 0, levelAtMs: nowMs, blockedAtMs: -Infinity };
 }
 
 /**
@@ -107,14 +129,11 @@ export function allocate(settings: RootSettings, demands: readonly (readonly num
     a[k]! += more;
     rest -= more;
   }
-  const total = demands.map((d) => d.reduce((x, y) => x + y, 0));
-  const totalDemand = total.reduce((x, y) => x + y, 0);
   const weights = demands.map((d, s) => {
     let w = 0;
     for (let k = 0; k < K; k++) if (D[k]! > 0) w += (a[k]! * (d[k] ?? 0)) / D[k]!;
-    // Spare capacity follows total demand (evenly when there is none).
-    w += totalDemand > 0 ? (rest * total[s]!) / totalDemand : rest / S;
-    return w;
+    // Spare capacity is spread evenly: demand measured a second ago must not move it about.
+    return w + rest / S;
   });
   const wsum = weights.reduce((x, y) => x + y, 0);
   const even = settings.minSharePpm / PPM / S;
@@ -133,6 +152,7 @@ export function checkRootReport(settings: RootSettings, r: RootReport): void {
   if (!Number.isSafeInteger(r.seq)) throw new TypeError("seq: not an integer");
   if (!(Number.isSafeInteger(r.using?.cap) && r.using.cap >= 0 && Number.isSafeInteger(r.using.rate) && r.using.rate >= 0)) throw new TypeError("using: expected { cap, rate }, integers ≥ 0");
   if (!(Array.isArray(r.demand) && r.demand.length === ADMISSION_CLASSES.length && r.demand.every((x) => x >= 0 && Number.isFinite(x)))) throw new TypeError(`demand: expected ${ADMISSION_CLASSES.length} numbers ≥ 0`);
+  if (!(r.overMs >= 0 && Number.isFinite(r.overMs))) throw new TypeError("overMs: expected a number of milliseconds ≥ 0");
 }
 
 /**
@@ -146,7 +166,8 @@ export function rootCall(state: RootState, settings: RootSettings, report: RootR
   // What the shard reports it uses is what it has in force: its confirmation of any earlier answer.
   me.using = { cap: report.using.cap, rate: report.using.rate };
   me.committed = me.using;
-  me.demand = report.demand.slice();
+  const w = 1 - Math.exp(-Math.max(0, report.overMs) / Math.max(1, settings.demandMs));
+  me.demand = me.demand.map((d, k) => d + (report.demand[k]! - d) * w);
   me.atMs = nowMs;
 
   const fresh = state.shards.map((e) => (nowMs - e.atMs <= settings.staleMs && e.atMs > 0 ? e.demand : e.demand.map(() => 0)));
@@ -156,10 +177,13 @@ export function rootCall(state: RootState, settings: RootSettings, report: RootR
 
   const target = allocate(settings, fresh)[report.shard]!;
   const others = (f: "cap" | "rate") => state.shards.reduce((a, e, i) => (i === report.shard ? a : a + e.committed[f]), 0);
-  const next = (f: "cap" | "rate") => (target[f] <= me.using[f] ? target[f] : Math.max(me.using[f], Math.min(target[f], settings.ceiling[f] - others(f))));
+  const next = (f: "cap" | "rate") => (target[f] <= me.using[f] ? Math.max(target[f], me.using[f] - mulPpm(me.using[f], settings.maxShrinkPpm)) : Math.max(me.using[f], Math.min(target[f], settings.ceiling[f] - others(f))));
   const share = { cap: next("cap"), rate: next("rate") };
   me.committed = { cap: Math.max(me.using.cap, share.cap), rate: Math.max(me.using.rate, share.rate) };
-  return { seq: report.seq, share, level: state.level };
+  if (share.cap < target.cap || share.rate < target.rate) state.blockedAtMs = nowMs;
+  // While some shard waits for capacity others hold, those that hold more than their target report again soon.
+  const soon = nowMs - state.blockedAtMs < 1000 && (me.using.cap > target.cap || me.using.rate > target.rate);
+  return { seq: report.seq, share, level: state.level, soon };
 }
 
 /** Σ committed over the shards (for checks: never above the ceiling). */

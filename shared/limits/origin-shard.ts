@@ -35,10 +35,18 @@ export interface ShardSettings {
   readonly slotMs: number;
   /** Most of the shard's capacity one grant of one class may take, parts per million. */
   readonly maxGrantPpm: number;
+  /** Milliseconds between two reports to the root… */
+  readonly reportMs: number;
+  /** …or, after a paid or verified request found no room, at least this many. */
+  readonly pressedReportMs: number;
 }
 
-/** Defaults: leases of at most 2 s, 100 ms slots, one grant ≤ 1/16 of the shard's capacity. */
-export const DEFAULT_SHARD_SETTINGS: Omit<ShardSettings, "classes"> = { leaseTtlMs: 2_000, slotMs: 100, maxGrantPpm: 62_500 };
+/**
+ * Defaults: leases of at most 4 s (twice the isolates' longest horizon), 100 ms slots, one
+ * grant ≤ 1/16 of the shard's capacity, a report to the root every second, or 100 ms after the
+ * last one when paid or verified traffic found no room.
+ */
+export const DEFAULT_SHARD_SETTINGS: Omit<ShardSettings, "classes"> = { leaseTtlMs: 4_000, slotMs: 100, maxGrantPpm: 62_500, reportMs: 1_000, pressedReportMs: 100 };
 
 /** A shard's state (plain data). */
 export interface ShardState {
@@ -53,6 +61,10 @@ export interface ShardState {
   level: number;
   /** Sequence number of the last report sent to the root (a reply to an older one is ignored). */
   seq: number;
+  /** Unix ms of the last report to the root (−Infinity: none yet). */
+  reportedMs: number;
+  /** A paid or verified need was refused since the last report (the share is short where paid traffic is), or the root asked for a report soon. */
+  pressed: boolean;
 }
 
 /** What an isolate says of one lease it holds. */
@@ -106,8 +118,10 @@ export interface RootReport {
   seq: number;
   /** The share in force, its capacity raised to the shard's alive mass when that is larger (after a shrink, until it drains). */
   using: MicroBucket;
-  /** Units per second each class asked since the last report. */
+  /** Units per second each class asked since the last report… */
   demand: number[];
+  /** …which was this many milliseconds ago (the root weighs a short measure less). */
+  overMs: number;
 }
 
 /** The root's answer (shared/limits/origin-root.ts). */
@@ -115,6 +129,8 @@ export interface RootReply {
   seq: number;
   share: MicroBucket;
   level: number;
+  /** Report again after `pressedReportMs`, not `reportMs`: another shard waits for capacity this one holds. */
+  soon: boolean;
 }
 
 const limitsCache = new WeakMap<MicroBucket, ClassLimits>();
@@ -130,7 +146,7 @@ export function shardLimits(state: ShardState, settings: ShardSettings): ClassLi
 
 /** A new shard holding `share`, every bucket full. */
 export function newShard(share: MicroBucket, settings: ShardSettings, nowMs: number): ShardState {
-  const state: ShardState = { share, origin: { buckets: [], updatedMs: nowMs }, seen: ADMISSION_CLASSES.map(() => 0), seenSinceMs: nowMs, level: 0, seq: 0 };
+  const state: ShardState = { share, origin: { buckets: [], updatedMs: nowMs }, seen: ADMISSION_CLASSES.map(() => 0), seenSinceMs: nowMs, level: 0, seq: 0, reportedMs: -Infinity, pressed: false };
   state.origin = fullOrigin(shardLimits(state, settings), nowMs);
   return state;
 }
@@ -177,12 +193,25 @@ export function shardCall(state: ShardState, settings: ShardSettings, call: Isol
     return got.guaranteed + got.pooled === units;
   };
   const needMet = call.need === undefined || call.need.units === 0 || give(call.need.cls, call.need.units, true);
+  if (!needMet && call.need!.cls <= 1) state.pressed = true;
   const maxGrant = Math.max(1, mulPpm(Math.floor(state.share.cap / MICRO), settings.maxGrantPpm));
   call.want.forEach((w, k) => {
     if (w > 0) give(k, Math.min(w, maxGrant), false);
   });
   const room = ADMISSION_CLASSES.map((_, k) => available(state.origin, limits, k) >= 1);
   return { grants, needMet, room, level: state.level, ttlMs: settings.leaseTtlMs };
+}
+
+/**
+ * Whether the shard should report to the root now (in the background: an alarm, or after the
+ * call that found it due): a report is `reportMs` old, or `pressedReportMs` old and a paid or
+ * verified request found no room since (the shard's share is short where paid traffic is: the
+ * root moves capacity to it within a round trip instead of a second) or the root asked for it
+ * (`RootReply.soon`: this shard holds capacity another waits for).
+ */
+export function reportDue(state: ShardState, settings: ShardSettings, nowMs: number): boolean {
+  const age = nowMs - state.reportedMs;
+  return age >= settings.reportMs || (state.pressed && age >= settings.pressedReportMs);
 }
 
 /**
@@ -194,12 +223,15 @@ export function shardCall(state: ShardState, settings: ShardSettings, call: Isol
 export function rootReport(state: ShardState, settings: ShardSettings, shard: number, nowMs: number): RootReport {
   const limits = shardLimits(state, settings);
   advance(state.origin, limits, nowMs);
-  const seconds = Math.max(0.001, (nowMs - state.seenSinceMs) / 1000);
+  const overMs = Math.max(1, nowMs - state.seenSinceMs);
+  const seconds = overMs / 1000;
   const demand = state.seen.map((n) => n / seconds);
   state.seen = state.seen.map(() => 0);
   state.seenSinceMs = nowMs;
   state.seq += 1;
-  return { shard, seq: state.seq, using: { cap: Math.max(state.share.cap, aliveTotal(state.origin)), rate: state.share.rate }, demand };
+  state.reportedMs = nowMs;
+  state.pressed = false;
+  return { shard, seq: state.seq, using: { cap: Math.max(state.share.cap, aliveTotal(state.origin)), rate: state.share.rate }, demand, overMs };
 }
 
 /**
@@ -213,5 +245,6 @@ export function applyRootReply(state: ShardState, settings: ShardSettings, reply
   state.share = { cap: reply.share.cap, rate: reply.share.rate };
   resize(state.origin, shardLimits(state, settings));
   state.level = reply.level;
+  if (reply.soon) state.pressed = true;
   return true;
 }

@@ -17,10 +17,12 @@ import { MICRO, type MicroBucket } from "../../shared/limits/micro-units.ts";
 import { worstWindowExcess } from "../helpers/window-excess.ts";
 import { advance, aliveTotal, DEFAULT_CLASS_POLICY } from "../../shared/limits/origin-classes.ts";
 import { OriginLeases, type Admission, type Receipt, type SentCall } from "../../shared/limits/origin-lease.ts";
-import { committedTotal, newRoot, rootCall, staticShares, type RootSettings, type RootState } from "../../shared/limits/origin-root.ts";
+import { committedTotal, initialShares, newRoot, rootCall, type RootSettings, type RootState } from "../../shared/limits/origin-root.ts";
 import { applyRootReply, newShard, rootReport, shardCall, shardLimits, type RootReport, type ShardReply, type ShardSettings, type ShardState } from "../../shared/limits/origin-shard.ts";
 
 const T0 = 1_800_000_000_000;
+/** Fixed 500 ms leases (unitsPerCall 1: the horizon is its minimum). */
+const LEASE_SETTINGS = { horizonMs: 500, maxHorizonMs: 500, unitsPerCall: 1, renewAt: 0.5, emptyRetryMs: 300, minRate: 1, askBelowLevel: 0.5 };
 
 type Step =
   | { kind: "request"; isolate: number; cls: number; units: number; gapMs: number; refusedLater: boolean }
@@ -76,14 +78,14 @@ class System {
 
   readonly ceiling: MicroBucket;
 
-  constructor(ceiling: MicroBucket, S: number, isolates: number, ttlMs: number, minSharePpm: number) {
+  constructor(ceiling: MicroBucket, S: number, isolates: number, ttlMs: number, minSharePpm: number, initialSharePpm = 1_000_000) {
     this.ceiling = ceiling;
-    this.shardSettings = { classes: DEFAULT_CLASS_POLICY, leaseTtlMs: ttlMs, slotMs: 100, maxGrantPpm: 250_000 };
-    this.rootSettings = { ceiling, shards: S, classes: DEFAULT_CLASS_POLICY, minSharePpm, curve: DEFAULT_CONGESTION, staleMs: 5000 };
-    const shares = staticShares(ceiling, S);
+    this.shardSettings = { classes: DEFAULT_CLASS_POLICY, leaseTtlMs: ttlMs, slotMs: 100, maxGrantPpm: 250_000, reportMs: 1000, pressedReportMs: 100 };
+    this.rootSettings = { ceiling, shards: S, classes: DEFAULT_CLASS_POLICY, minSharePpm, curve: DEFAULT_CONGESTION, staleMs: 5000, initialSharePpm, maxShrinkPpm: 1_000_000, demandMs: 1 };
+    const shares = initialShares(ceiling, S, initialSharePpm);
     this.shards = shares.map((s) => newShard(s, this.shardSettings, this.now));
     this.root = newRoot(this.rootSettings, this.now);
-    this.tables = Array.from({ length: isolates }, () => new OriginLeases({ horizonMs: 500, renewAt: 0.5, emptyRetryMs: 300, minRate: 1 }));
+    this.tables = Array.from({ length: isolates }, () => new OriginLeases(LEASE_SETTINGS));
   }
 
   shardOf(isolate: number): number {
@@ -175,7 +177,7 @@ class System {
 
   die(isolate: number): void {
     // Its leases are gone; calls in flight for it still reach the shard, and land nowhere.
-    this.tables[isolate % this.tables.length] = new OriginLeases({ horizonMs: 500, renewAt: 0.5, emptyRetryMs: 300, minRate: 1 });
+    this.tables[isolate % this.tables.length] = new OriginLeases(LEASE_SETTINGS);
   }
 
   checkInvariants(): void {
@@ -273,9 +275,10 @@ describe("origin ceiling over shards and leases", () => {
         fc.integer({ min: 1, max: 6 }),
         fc.integer({ min: 200, max: 3000 }),
         fc.integer({ min: 0, max: 1_000_000 }),
+        fc.integer({ min: 0, max: 1_000_000 }),
         fc.array(stepArb, { minLength: 20, maxLength: 400, size: "max" }),
-        (c, S, isolates, ttlMs, minSharePpm, steps) => {
-          const sys = new System({ cap: c.capUnits * MICRO, rate: c.rate }, S, isolates, ttlMs, minSharePpm);
+        (c, S, isolates, ttlMs, minSharePpm, initialSharePpm, steps) => {
+          const sys = new System({ cap: c.capUnits * MICRO, rate: c.rate }, S, isolates, ttlMs, minSharePpm, initialSharePpm);
           run(sys, steps);
           expect(sys.worstWindowExcess()).toBeLessThanOrEqual(0);
           while (sys.toRefuse.length > 0) sys.refuse(0);

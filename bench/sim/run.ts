@@ -139,6 +139,7 @@ export function runSim(config: SimConfig): SimResult {
       const r = rootReport(shard.state, shardSettings, s, cal.now);
       callObject(ctx, shard.obj.loc, root.obj, "root", (t) => rootCall(root.state, rootSettings, r, t), (reply) => {
         if (reply) applyRootReply(shard.state, shardSettings, reply, cal.now);
+        stats.peakLevel = Math.max(stats.peakLevel, root.state.level);
       });
     }
     cal.at(cal.now + 100, () => report(s));

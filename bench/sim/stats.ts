@@ -52,6 +52,8 @@ export class Stats {
   /** Requests by kind of caller. */
   readonly requestsByKind = new Map<string, number>();
   solves = 0;
+  /** Highest load level ℓ the root reached. */
+  peakLevel = 0;
   /** Units that ended unspent in isolates' origin leases. */
   expiredLeaseUnits = 0;
   readonly curve: CurveRow[] = [];

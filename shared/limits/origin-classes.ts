@@ -32,6 +32,26 @@ export const CLASS_INDEX: Readonly<Record<AdmissionClass, number>> = { paid: 0, 
 /** Index of the shared pool among a shard's buckets. */
 export const POOL = ADMISSION_CLASSES.length;
 
+/** What admitted a request, as the gateway knows it before the origin ceiling (docs/allocation.md, "Per request"). */
+export interface AdmittedBy {
+  /** A credential bought with money: an L402 macaroon, an x402 payment, an access token or balance opened by one, or a plan the operator marks paid. */
+  readonly paid: boolean;
+  /** A verified identity (a JWT, an issued API key) spending its plan's budget. */
+  readonly verified: boolean;
+  /** A proof-of-work solution, or an access token minted from one. */
+  readonly worked: boolean;
+}
+
+/**
+ * The class of a request: the highest that applies — `paid`, else `verified`, else `worked`,
+ * else `free` (network buckets, unverified callers). A request that costs nothing keeps the
+ * class of what it carries: a paying customer's `tools/list` is not shed as free traffic
+ * (it still counts at the origin and against the caller's own ceiling).
+ */
+export function admissionClass(by: AdmittedBy): AdmissionClass {
+  return by.paid ? "paid" : by.verified ? "verified" : by.worked ? "worked" : "free";
+}
+
 /** One class's settings: fractions in [0, 1]. */
 export interface ClassShare {
   /** Share of the origin ceiling (capacity and refill) only this class may use. */
@@ -138,8 +158,8 @@ function refillFor(state: OriginState, limits: ClassLimits, dt: number): void {
 
 /**
  * Bring the state to `nowMs`: refill up to each lease end in turn, forget the leases that
- * ended, refill to `nowMs`. Exact: the result is what continuous refill would give. A clock
- * that went backwards changes nothing.
+ * ended, refill to `nowMs`. Integer arithmetic throughout: nothing is created or lost by
+ * rounding. A clock that went backwards changes nothing.
  * @param nowMs unix ms (an integer)
  */
 export function advance(state: OriginState, limits: ClassLimits, nowMs: number): void {

@@ -255,15 +255,13 @@ export class OriginLeases {
     return n;
   }
 
-  /** What a lease of class `cls` should hold now: the horizon's worth of its rate, or nothing below `minRate`. */
-  private target(cls: number, nowMs: number): number {
-    const rate = this.rate(cls, nowMs);
-    if (rate < this.settings.minRate) return 0;
-    let all = 0;
-    for (let k = 0; k < this.held.length; k++) all += k === cls ? rate : this.rate(k, nowMs);
-    const { horizonMs, maxHorizonMs, unitsPerCall } = this.settings;
-    const horizon = Math.min(maxHorizonMs, Math.max(horizonMs, (unitsPerCall * 1000) / all));
-    return Math.ceil((rate * horizon) / 1000);
+  /** What each class's lease should hold now: the horizon's worth of its rate, or nothing below `minRate`. */
+  private targets(nowMs: number): number[] {
+    const rates = this.held.map((_, k) => this.rate(k, nowMs));
+    const all = rates.reduce((a, b) => a + b, 0);
+    const { horizonMs, maxHorizonMs, unitsPerCall, minRate } = this.settings;
+    const horizon = all > 0 ? Math.min(maxHorizonMs, Math.max(horizonMs, (unitsPerCall * 1000) / all)) : 0;
+    return rates.map((r) => (r < minRate ? 0 : Math.ceil((r * horizon) / 1000)));
   }
 
   /** Units of class `cls` in leases with more than half their life left. */
@@ -281,13 +279,14 @@ export class OriginLeases {
     if (this.inFlight > 0) return false;
     let young = 0;
     let target = 0;
+    const targets = this.targets(nowMs);
     for (let k = 0; k < this.held.length; k++) {
       const h = this.held[k]!;
       if (h.room === false) {
         if (h.seen > 0 && nowMs - h.lastAskMs >= this.settings.emptyRetryMs) return true;
         continue;
       }
-      const t = this.target(k, nowMs);
+      const t = targets[k]!;
       if (t === 0) continue;
       const y = this.young(k, nowMs);
       if (y < Math.max(1, (t * this.settings.renewAt) / 2)) return true;
@@ -305,6 +304,7 @@ export class OriginLeases {
   call(nowMs: number, need?: { cls: number; units: number }): SentCall {
     const reports: LeaseReport[] = [];
     const classes: number[] = [];
+    const targets = this.targets(nowMs);
     const want = this.held.map((h, k) => {
       this.prune(h, nowMs);
       const newest = h.leases.length > 0 ? h.leases[h.leases.length - 1]! : undefined;
@@ -321,7 +321,7 @@ export class OriginLeases {
       // A class without room is asked for at most once per emptyRetryMs (at least one unit, to learn whether room came back).
       const noRoom = h.room === false;
       const mayAsk = !noRoom || need?.cls === k || (h.seen > 0 && nowMs - h.lastAskMs >= this.settings.emptyRetryMs);
-      const w = !mayAsk ? 0 : Math.max(noRoom ? 1 : 0, this.target(k, nowMs) - this.young(k, nowMs));
+      const w = !mayAsk ? 0 : Math.max(noRoom ? 1 : 0, targets[k]! - this.young(k, nowMs));
       if (w > 0 || need?.cls === k) {
         classes.push(k);
         h.pending += 1;

@@ -12,7 +12,7 @@ import { describe, expect, it } from "vitest";
 import { alive, settle } from "../../shared/limits/leased-bucket.ts";
 import { MICRO, type MicroBucket } from "../../shared/limits/micro-units.ts";
 import { worstWindowExcess } from "../helpers/window-excess.ts";
-import { advance, aliveTotal, available, classLimits, DEFAULT_CLASS_POLICY, fullOrigin, lendClass, POOL, checkClassPolicy, type ClassPolicy } from "../../shared/limits/origin-classes.ts";
+import { admissionClass, advance, aliveTotal, available, classLimits, DEFAULT_CLASS_POLICY, fullOrigin, lendClass, POOL, checkClassPolicy, type ClassPolicy } from "../../shared/limits/origin-classes.ts";
 
 const T0 = 1_800_000_000_000;
 
@@ -200,5 +200,14 @@ describe("checkClassPolicy", () => {
     expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, paid: { guarantee: 0.9, reserve: 0 } })).toThrow("the guarantees add up to 1.1, more than 1");
     expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, free: { guarantee: 0.05, reserve: 0.1 } })).toThrow("allocation.classes.free.reserve: 0.1 is below the reserve of a higher class (0.15)");
     expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, worked: { guarantee: -1, reserve: 0.2 } })).toThrow("allocation.classes.worked.guarantee: -1 is not a fraction in [0, 1]");
+  });
+});
+
+describe("admissionClass", () => {
+  it("is the highest class that applies", () => {
+    expect(admissionClass({ paid: true, verified: true, worked: true })).toBe("paid");
+    expect(admissionClass({ paid: false, verified: true, worked: true })).toBe("verified");
+    expect(admissionClass({ paid: false, verified: false, worked: true })).toBe("worked");
+    expect(admissionClass({ paid: false, verified: false, worked: false })).toBe("free");
   });
 });

@@ -137,79 +137,90 @@ function solve(ctx: SimContext, iso: Isolate, c: SimCaller): void {
   });
 }
 
+/** A request refused for `why` (a free caller that can solve a proof of work starts one). */
+function refuse(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, why: Refusal): void {
+  // Where a paying or verified caller was refused, for the table's samples (built only for them).
+  const where = c.vip ? `isolate at ${iso.loc}, shard ${iso.shard}: holding ${iso.leases.holding(cls, ctx.cal.now)}, room ${iso.leases.room(cls)}` : "";
+  ctx.stats.refuse(cls, why, c.vip, ctx.cal.now, where);
+  if (cls === 3 && (why === "origin" || why === "budget")) solve(ctx, iso, c);
+}
+
+/** A request forwarded to the origin. */
+function forward(ctx: SimContext, c: SimCaller, cls: number, shape: RequestShape): void {
+  ctx.stats.forward(cls, shape.messages, ctx.cal.now);
+  ctx.admittedRequests[c.index]! += 1;
+}
+
+/** The caller's own layers, once the origin admitted the request's messages (`receipt`). */
+function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, shape: RequestShape, receipt: Receipt): void {
+  const { cal } = ctx;
+  if (cls === 0 || cls === 2) {
+    // A balance (paid credits, or a proof of work's): spent in the caller's object.
+    const o = ctx.callerObject(c.index);
+    callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.spend(shape.cost, t), (d) => {
+      if (d?.admitted) return forward(ctx, c, cls, shape);
+      iso.leases.giveBack(receipt, cal.now);
+      if (cls === 2 && d?.reason === "token_exhausted") ctx.credits[c.index] = 0;
+      else if (cls === 2 && d) ctx.credits[c.index] = o.state.credits;
+      refuse(ctx, iso, c, cls, d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");
+    });
+    if (cls === 2) ctx.credits[c.index] = Math.max(0, ctx.credits[c.index]! - shape.cost);
+    return;
+  }
+  // The free bucket: free requests pay the free share of congestion.
+  const plan = c.spec.plan;
+  const cost = cls === 3 ? freeCost(shape.cost, congestion(iso.leases.level(), ctx.curve).freeShare, plan.bucket.capacity) : shape.cost;
+  const now = cal.now;
+  if (iso.callers.admit(c.id, cost, now)) {
+    ctx.freeUnits[c.index]! += cost;
+    forward(ctx, c, cls, shape);
+    if (iso.callers.startRenewal(c.id, now)) {
+      const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity);
+      if (!want) iso.callers.renewed(c.id);
+      else {
+        const o = ctx.callerObject(c.index);
+        callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.renew(want, t), (g) => {
+          if (g) iso.callers.install(c.id, g, cal.now);
+          iso.callers.renewed(c.id);
+        });
+      }
+    }
+    return;
+  }
+  const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity);
+  const o = ctx.callerObject(c.index);
+  callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.admitFree(cost, want, t), (d) => {
+    if (d?.lease) iso.callers.install(c.id, d.lease, cal.now);
+    if (d?.admitted) {
+      ctx.freeUnits[c.index]! += cost;
+      return forward(ctx, c, cls, shape);
+    }
+    iso.leases.giveBack(receipt, cal.now);
+    refuse(ctx, iso, c, cls, d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");
+  });
+}
+
+/** Act on the origin ceiling's decision for a request. */
+function origin(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, shape: RequestShape, a: Admission): void {
+  switch (a.kind) {
+    case "admitted":
+      return callerLayer(ctx, iso, c, cls, shape, a.receipt);
+    case "wait":
+      iso.waiters[cls]!.push(() => origin(ctx, iso, c, cls, shape, iso.leases.retry(cls, shape.messages, ctx.cal.now)));
+      return;
+    case "ask":
+      return askShard(ctx, iso, { cls, units: shape.messages }, (r) => (r ? callerLayer(ctx, iso, c, cls, shape, r) : refuse(ctx, iso, c, cls, r === undefined ? "unavailable" : "origin")));
+    case "refused":
+      return refuse(ctx, iso, c, cls, "origin");
+  }
+}
+
+const NOTHING = () => {};
+
 /** One request of caller `c` at isolate `iso`. */
 export function request(ctx: SimContext, iso: Isolate, c: SimCaller, shape: RequestShape): void {
-  const { stats, cal } = ctx;
-  stats.arrived(c.spec.kind);
+  ctx.stats.arrived(c.spec.kind);
   const cls = classOf(ctx, c);
-  const refuse = (why: Refusal) => {
-    stats.refuse(cls, why, c.vip, cal.now, `isolate at ${iso.loc}, shard ${iso.shard}: holding ${iso.leases.holding(cls, cal.now)}, room ${iso.leases.room(cls)}`);
-    if (cls === 3 && (why === "origin" || why === "budget")) solve(ctx, iso, c);
-  };
-  const forward = () => {
-    stats.forward(cls, shape.messages, cal.now);
-    ctx.admittedRequests[c.index]! += 1;
-  };
-
-  /** The caller's own layers, once the origin admitted the request's messages. */
-  const callerLayer = (receipt: Receipt) => {
-    const giveBack = () => iso.leases.giveBack(receipt, cal.now);
-    const o = ctx.callerObject(c.index);
-    if (cls === 0 || cls === 2) {
-      // A balance (paid credits, or a proof of work's): spent in the caller's object.
-      callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.spend(shape.cost, t), (d) => {
-        if (d?.admitted) return forward();
-        giveBack();
-        if (cls === 2 && d?.reason === "token_exhausted") ctx.credits[c.index] = 0;
-        else if (cls === 2 && d) ctx.credits[c.index] = o.state.credits;
-        refuse(d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");
-      });
-      if (cls === 2) ctx.credits[c.index] = Math.max(0, ctx.credits[c.index]! - shape.cost);
-      return;
-    }
-    // The free bucket: free requests pay the free share of congestion.
-    const plan = c.spec.plan;
-    const cost = cls === 3 ? freeCost(shape.cost, congestion(iso.leases.level(), ctx.curve).freeShare, plan.bucket.capacity) : shape.cost;
-    const now = cal.now;
-    if (iso.callers.admit(c.id, cost, now)) {
-      ctx.freeUnits[c.index]! += cost;
-      forward();
-      if (iso.callers.startRenewal(c.id, now)) {
-        const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity);
-        if (!want) iso.callers.renewed(c.id);
-        else
-          callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.renew(want, t), (g) => {
-            if (g) iso.callers.install(c.id, g, cal.now);
-            iso.callers.renewed(c.id);
-          });
-      }
-      return;
-    }
-    const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity);
-    callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.admitFree(cost, want, t), (d) => {
-      if (d?.lease) iso.callers.install(c.id, d.lease, cal.now);
-      if (d?.admitted) {
-        ctx.freeUnits[c.index]! += cost;
-        return forward();
-      }
-      giveBack();
-      refuse(d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");
-    });
-  };
-
-  const origin = (a: Admission): void => {
-    switch (a.kind) {
-      case "admitted":
-        return callerLayer(a.receipt);
-      case "wait":
-        iso.waiters[cls]!.push(() => origin(iso.leases.retry(cls, shape.messages, cal.now)));
-        return;
-      case "ask":
-        return askShard(ctx, iso, { cls, units: shape.messages }, (r) => (r ? callerLayer(r) : refuse(r === undefined ? "unavailable" : "origin")));
-      case "refused":
-        return refuse("origin");
-    }
-  };
-  origin(iso.leases.admit(cls, shape.messages, cal.now));
-  if (iso.leases.due(cal.now)) askShard(ctx, iso, undefined, () => {});
+  origin(ctx, iso, c, cls, shape, iso.leases.admit(cls, shape.messages, ctx.cal.now));
+  if (iso.leases.due(ctx.cal.now)) askShard(ctx, iso, undefined, NOTHING);
 }

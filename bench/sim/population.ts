@@ -61,8 +61,11 @@ export interface RequestShape {
  * four `tools/call` (cost 4, four messages at the origin).
  */
 export function floodShape(u: number): RequestShape {
-  return u < 0.4 ? { cost: 0, messages: 1 } : u < 0.8 ? { cost: 1, messages: 1 } : { cost: 4, messages: 4 };
+  return u < 0.4 ? LIST : u < 0.8 ? SINGLE : BATCH;
 }
+
+const LIST: RequestShape = { cost: 0, messages: 1 };
+const BATCH: RequestShape = { cost: 4, messages: 4 };
 
 /** Every other kind sends single `tools/call` requests of cost 1. */
 export const SINGLE: RequestShape = { cost: 1, messages: 1 };

@@ -111,6 +111,10 @@ export type Admission =
   /** No room for this class at the origin: refuse (402 with the congestion). */
   | { kind: "refused" };
 
+const ASK: Admission = Object.freeze({ kind: "ask" });
+const WAIT: Admission = Object.freeze({ kind: "wait" });
+const REFUSED: Admission = Object.freeze({ kind: "refused" });
+
 /** A call sent and not settled yet. */
 export interface SentCall {
   readonly call: IsolateCall;
@@ -146,7 +150,9 @@ export class OriginLeases {
 
   /** Units class `cls` can spend now. */
   holding(cls: number, nowMs: number): number {
-    return this.held[cls]!.leases.reduce((a, l) => a + (nowMs < l.localExpiresMs ? l.units : 0), 0);
+    let n = 0;
+    for (const l of this.held[cls]!.leases) if (nowMs < l.localExpiresMs) n += l.units;
+    return n;
   }
 
   /**
@@ -232,41 +238,59 @@ export class OriginLeases {
     const receipt = this.take(cls, units, nowMs);
     if (receipt) return { kind: "admitted", receipt };
     const h = this.held[cls]!;
-    if (mayWait && h.pending > 0) return { kind: "wait" };
+    if (mayWait && h.pending > 0) return WAIT;
     // paid and verified are never refused for this isolate's fragment; the others ask only
     // while the origin is not congested and the shard has not said the class has no room.
-    if (cls <= 1 || (h.room !== false && this.levelSeen < this.settings.askBelowLevel)) return { kind: "ask" };
-    return { kind: "refused" };
+    if (cls <= 1 || (h.room !== false && this.levelSeen < this.settings.askBelowLevel)) return ASK;
+    return REFUSED;
   }
 
   /**
    * Give back the units of a request refused after it was admitted here (by the caller's
-   * layers), as far as they were not reported spent yet and their lease has not ended.
+   * layers), as far as they were not reported spent yet and their lease has not ended. The
+   * request no longer counts as demand on the origin either (as far as it was not reported
+   * yet): a runaway loop refused by its own budget does not raise the load level, nor this
+   * isolate's leases.
    * @returns the units given back
    */
   giveBack(receipt: Receipt, nowMs: number): number {
     let n = 0;
+    let asked = 0;
     for (const [l, units] of receipt.parts) {
       const back = nowMs < l.localExpiresMs ? Math.min(units, l.spent) : 0;
       l.spent -= back;
       l.units += back;
       n += back;
+      asked += units;
     }
+    const h = this.held[receipt.cls]!;
+    h.seen = Math.max(0, h.seen - asked);
+    h.count = Math.max(0, h.count - asked);
     return n;
   }
 
-  /** What each class's lease should hold now: the horizon's worth of its rate, or nothing below `minRate`. */
-  private targets(nowMs: number): number[] {
-    const rates = this.held.map((_, k) => this.rate(k, nowMs));
-    const all = rates.reduce((a, b) => a + b, 0);
+  /** Reused by `targets` (every method is synchronous). */
+  private readonly targetBuf: number[] = ADMISSION_CLASSES.map(() => 0);
+
+  /**
+   * What each class's lease should hold now: the horizon's worth of its rate, or nothing below
+   * `minRate`. Returns a buffer that the next call overwrites.
+   */
+  private targets(nowMs: number): readonly number[] {
+    const t = this.targetBuf;
+    let all = 0;
+    for (let k = 0; k < t.length; k++) all += t[k] = this.rate(k, nowMs);
     const { horizonMs, maxHorizonMs, unitsPerCall, minRate } = this.settings;
     const horizon = all > 0 ? Math.min(maxHorizonMs, Math.max(horizonMs, (unitsPerCall * 1000) / all)) : 0;
-    return rates.map((r) => (r < minRate ? 0 : Math.ceil((r * horizon) / 1000)));
+    for (let k = 0; k < t.length; k++) t[k] = t[k]! < minRate ? 0 : Math.ceil((t[k]! * horizon) / 1000);
+    return t;
   }
 
   /** Units of class `cls` in leases with more than half their life left. */
   private young(cls: number, nowMs: number): number {
-    return this.held[cls]!.leases.reduce((a, l) => a + (l.localExpiresMs - nowMs > this.ttlMs / 2 ? l.units : 0), 0);
+    let n = 0;
+    for (const l of this.held[cls]!.leases) if (l.localExpiresMs - nowMs > this.ttlMs / 2) n += l.units;
+    return n;
   }
 
   /**

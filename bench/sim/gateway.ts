@@ -145,8 +145,9 @@ function refuse(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, why: R
   if (cls === 3 && (why === "origin" || why === "budget")) solve(ctx, iso, c);
 }
 
-/** A request forwarded to the origin. */
-function forward(ctx: SimContext, c: SimCaller, cls: number, shape: RequestShape): void {
+/** A request forwarded to the origin: its units are spent. */
+function forward(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, shape: RequestShape, receipt: Receipt): void {
+  iso.leases.confirm(receipt);
   ctx.stats.forward(cls, shape.messages, ctx.cal.now);
   ctx.admittedRequests[c.index]! += 1;
 }
@@ -158,7 +159,7 @@ function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, s
     // A balance (paid credits, or a proof of work's): spent in the caller's object.
     const o = ctx.callerObject(c.index);
     callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.spend(shape.cost, t), (d) => {
-      if (d?.admitted) return forward(ctx, c, cls, shape);
+      if (d?.admitted) return forward(ctx, iso, c, cls, shape, receipt);
       iso.leases.giveBack(receipt, cal.now);
       if (cls === 2 && d?.reason === "token_exhausted") ctx.credits[c.index] = 0;
       else if (cls === 2 && d) ctx.credits[c.index] = o.state.credits;
@@ -173,7 +174,7 @@ function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, s
   const now = cal.now;
   if (iso.callers.admit(c.id, cost, now)) {
     ctx.freeUnits[c.index]! += cost;
-    forward(ctx, c, cls, shape);
+    forward(ctx, iso, c, cls, shape, receipt);
     if (iso.callers.startRenewal(c.id, now)) {
       const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity);
       if (!want) iso.callers.renewed(c.id);
@@ -193,7 +194,7 @@ function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, s
     if (d?.lease) iso.callers.install(c.id, d.lease, cal.now);
     if (d?.admitted) {
       ctx.freeUnits[c.index]! += cost;
-      return forward(ctx, c, cls, shape);
+      return forward(ctx, iso, c, cls, shape, receipt);
     }
     iso.leases.giveBack(receipt, cal.now);
     refuse(ctx, iso, c, cls, d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");

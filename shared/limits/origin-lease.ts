@@ -20,11 +20,16 @@
  * Each call reports the units spent since the last one (the shard can refill in their place)
  * and hands back the units of older leases the newest one makes unnecessary.
  *
- * Invariants (test/unit/origin-lease.test.ts, with real shards): a unit is spent only from a
- * lease, only before `sent + ttlMs` by this isolate's clock (the shard ends the lease no
- * earlier), and at most once; units handed back or given back (`giveBack`) are never spent
- * again by this isolate; a spent unit is reported at most once, and one reported spent is
- * never given back. A dead isolate loses its leases: the shard forgets them when they end.
+ * A request's units are taken at once (`admit`) and are *pending* until the request is
+ * forwarded (`confirm`: spent, reported with the next call) or refused by a later layer
+ * (`giveBack`: back in the lease).
+ *
+ * Invariants (test/unit/origin-ceiling.test.ts, with real shards and the root): a unit is
+ * spent only from a lease, only before `sent + ttlMs` by this isolate's clock (the shard ends
+ * the lease no earlier), and at most once; what the isolate holds, has pending or has spent
+ * unreported under a lease is never more than the shard counts out under it; units handed
+ * back or given back are not spent again; a spent unit is reported at most once, a pending one
+ * never. A dead isolate loses its leases: the shard forgets them when they end.
  *
  * Not shared between isolates; every method is synchronous.
  */
@@ -74,8 +79,10 @@ interface Held {
   readonly localExpiresMs: number;
   /** Units left to spend. */
   units: number;
-  /** Units spent and not yet reported. */
+  /** Units spent (their request forwarded: `confirm`) and not yet reported. */
   spent: number;
+  /** Units taken for requests not yet forwarded nor refused: never reported, so `giveBack` can always return them. */
+  pending: number;
 }
 
 /** What one class holds. */
@@ -157,11 +164,11 @@ export class OriginLeases {
 
   /**
    * The leases held, for checks and measurement: per lease its class, bucket and key, the
-   * units left (spendable only while `nowMs` is before its end here) and the units spent
-   * and not reported yet.
+   * units left (spendable only while `nowMs` is before its end here), the units spent and not
+   * reported yet, and the units taken for requests still being decided.
    */
-  leases(nowMs: number): Array<{ cls: number; bucket: number; expiresMs: number; units: number; spent: number; spendable: boolean }> {
-    return this.held.flatMap((h, cls) => h.leases.map((l) => ({ cls, bucket: l.bucket, expiresMs: l.expiresMs, units: l.units, spent: l.spent, spendable: nowMs < l.localExpiresMs })));
+  leases(nowMs: number): Array<{ cls: number; bucket: number; expiresMs: number; units: number; spent: number; pending: number; spendable: boolean }> {
+    return this.held.flatMap((h, cls) => h.leases.map((l) => ({ cls, bucket: l.bucket, expiresMs: l.expiresMs, units: l.units, spent: l.spent, pending: l.pending, spendable: nowMs < l.localExpiresMs })));
   }
 
   /**
@@ -192,7 +199,7 @@ export class OriginLeases {
       if (nowMs < l.localExpiresMs) return true;
       this.expiredUnits += l.units;
       l.units = 0;
-      return l.spent > 0;
+      return l.spent > 0 || l.pending > 0;
     });
   }
 
@@ -209,7 +216,7 @@ export class OriginLeases {
       if (nowMs >= l.localExpiresMs || l.units === 0) continue;
       const n = Math.min(l.units, left);
       l.units -= n;
-      l.spent += n;
+      l.pending += n;
       left -= n;
       parts.push([l, n]);
     }
@@ -246,19 +253,32 @@ export class OriginLeases {
   }
 
   /**
+   * The request the units of `receipt` were taken for was forwarded to the origin: they are
+   * spent, and the next call reports them.
+   */
+  confirm(receipt: Receipt): void {
+    for (const [l, units] of receipt.parts) {
+      const n = Math.min(units, l.pending);
+      l.pending -= n;
+      l.spent += n;
+    }
+  }
+
+  /**
    * Give back the units of a request refused after it was admitted here (by the caller's
-   * layers), as far as they were not reported spent yet and their lease has not ended. The
-   * request no longer counts as demand on the origin either (as far as it was not reported
-   * yet): a runaway loop refused by its own budget does not raise the load level, nor this
-   * isolate's leases.
+   * layers): to its leases, as far as they have not ended (units taken for a request are
+   * never reported before `confirm`, so nothing else is lost). The request no longer counts
+   * as demand on the origin either (as far as that was not reported yet): a runaway loop
+   * refused by its own budget does not raise the load level, nor this isolate's leases.
    * @returns the units given back
    */
   giveBack(receipt: Receipt, nowMs: number): number {
     let n = 0;
     let asked = 0;
     for (const [l, units] of receipt.parts) {
-      const back = nowMs < l.localExpiresMs ? Math.min(units, l.spent) : 0;
-      l.spent -= back;
+      const taken = Math.min(units, l.pending);
+      const back = nowMs < l.localExpiresMs ? taken : 0;
+      l.pending -= taken;
       l.units += back;
       n += back;
       asked += units;
@@ -341,7 +361,7 @@ export class OriginLeases {
         l.spent = 0;
         l.units -= returned;
       }
-      h.leases = h.leases.filter((l) => nowMs < l.localExpiresMs && (l.units > 0 || l === newest));
+      h.leases = h.leases.filter((l) => l.pending > 0 || (nowMs < l.localExpiresMs && (l.units > 0 || l === newest)));
       // A class without room is asked for at most once per emptyRetryMs (at least one unit, to learn whether room came back).
       const noRoom = h.room === false;
       const mayAsk = !noRoom || need?.cls === k || (h.seen > 0 && nowMs - h.lastAskMs >= this.settings.emptyRetryMs);
@@ -387,7 +407,7 @@ export class OriginLeases {
 
   private install(g: GrantPart, localExpiresMs: number): void {
     const h = this.held[g.cls]!;
-    const l: Held = { bucket: g.bucket, expiresMs: g.expiresMs, localExpiresMs, units: g.units, spent: 0 };
+    const l: Held = { bucket: g.bucket, expiresMs: g.expiresMs, localExpiresMs, units: g.units, spent: 0, pending: 0 };
     let i = h.leases.length;
     while (i > 0 && h.leases[i - 1]!.localExpiresMs > localExpiresMs) i--;
     h.leases.splice(i, 0, l);

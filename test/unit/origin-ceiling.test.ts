@@ -104,7 +104,10 @@ class System {
    */
   private admittedWith(table: OriginLeases, receipt: Receipt, units: number, refusedLater: boolean): void {
     if (refusedLater) this.toRefuse.push({ table, receipt, units, atMs: this.now });
-    else this.spend(units);
+    else {
+      table.confirm(receipt);
+      this.spend(units);
+    }
   }
 
   /** A later layer refused an admitted request: its units go back to the lease where they still can. */
@@ -199,7 +202,7 @@ class System {
             continue;
           }
           const key = `${l.bucket}/${l.expiresMs}`;
-          held.set(key, (held.get(key) ?? 0) + (l.spendable ? l.units : 0) + l.spent);
+          held.set(key, (held.get(key) ?? 0) + (l.spendable ? l.units : 0) + l.spent + l.pending);
         }
       });
       for (const [key, n] of held) {

@@ -329,6 +329,27 @@ describe("origin ceiling over shards and leases", () => {
     expect(sys.worstWindowExcess()).toBeLessThanOrEqual(0);
   });
 
+  it("a request refused by the caller's object after a renewal went out still gives all its units back", () => {
+    const settings: ShardSettings = { classes: DEFAULT_CLASS_POLICY, leaseTtlMs: 2000, slotMs: 100, maxGrantPpm: 1_000_000, reportMs: 1000, pressedReportMs: 100 };
+    const shard = newShard({ cap: 100 * MICRO, rate: 10_000 }, settings, T0);
+    const t = new OriginLeases(LEASE_SETTINGS);
+    const first = t.call(T0, { cls: 3, units: 5 });
+    const receipt = t.settle(first, shardCall(shard, settings, first.call, T0), T0)!;
+    expect(t.holding(3, T0)).toBe(0);
+    // A renewal goes out while the request waits for the caller's object: it reports nothing of the pending units.
+    const renewal = t.call(T0 + 10);
+    expect(renewal.call.reports).toEqual([]);
+    shardCall(shard, settings, renewal.call, T0 + 10);
+    expect(t.giveBack(receipt, T0 + 20)).toBe(5);
+    expect(t.holding(3, T0 + 20)).toBe(5);
+    // Confirmed, the next call reports them spent, once.
+    const again = t.admit(3, 5, T0 + 30);
+    expect(again.kind).toBe("admitted");
+    t.confirm((again as { receipt: Receipt }).receipt);
+    expect(t.call(T0 + 40).call.reports).toEqual([{ bucket: 3, expiresMs: T0 + 2000, spent: 5, returned: 0 }]);
+    expect(t.call(T0 + 50).call.reports).toEqual([]);
+  });
+
   it("a class the shard has no room for is refused locally, and asked for again at most once per emptyRetryMs", () => {
     // A ceiling of 10 units, 1 unit/s: free drains it, then is refused without calls.
     const sys = new System({ cap: 10 * MICRO, rate: 1_000 }, 1, 1, 2000, 0);

@@ -70,6 +70,11 @@ console.log("| from s | requests/s | origin units/s | paid | verified | worked |
 for (const c of s.curve) {
   console.log(`| ${c.fromS} | ${fmt(c.requestsPerS)} | ${fmt(c.originPerS)} | ${c.byClass.map((u) => fmt(u)).join(" | ")} | ${fmt(c.freeRefusedPerS)} | ${fmt(c.level, 2)} | ${fmt(c.freeShare, 2)} | ${c.extraBits} | ${fmt(c.priceFactor, 2)} |`);
 }
+const samples = s.vipSamples.filter((x) => x.why === "origin" || x.why === "unavailable");
+if (samples.length > 0) {
+  console.log("\nFirst refusals of paying or verified callers at the origin:");
+  for (const x of samples.slice(0, 10)) console.log(`- ${fmt(x.atMs / 1000, 3)} s, ${ADMISSION_CLASSES[x.cls]}, ${x.why}: ${x.where}`);
+}
 const failed = rows.filter((x) => x[3] === false);
 if (failed.length > 0) {
   console.log(`\nFAILED: ${failed.map((x) => x[0]).join("; ")}`);

@@ -84,7 +84,7 @@ export class Stats {
     this.refused[cls]![why]++;
     if (vip) {
       this.vipRefused[why]++;
-      if (this.vipSamples.length < 20) this.vipSamples.push({ atMs: nowMs, cls, why, where });
+      if (this.vipSamples.length < 20 && why !== "budget") this.vipSamples.push({ atMs: nowMs, cls, why, where });
       const sec = Math.floor(nowMs / 1000);
       this.vipBySecond.set(sec, (this.vipBySecond.get(sec) ?? 0) + 1);
     }

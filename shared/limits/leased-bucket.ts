@@ -53,7 +53,7 @@ export function fill(b: LeasedBucket, cap: number, amount: number, limit = Infin
   return added;
 }
 
-/** After the capacity shrank: drop tokens so that the alive mass is at most `cap` where it can be (units out on lease stay out). */
+/** Drop tokens so that the alive mass is at most `cap` where it can be (units out on lease stay out). */
 export function trim(b: LeasedBucket, cap: number): void {
   b.tokens = Math.max(0, Math.min(b.tokens, cap - outUnits(b) * MICRO));
 }

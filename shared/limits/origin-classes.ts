@@ -140,7 +140,7 @@ export function fullOrigin(limits: ClassLimits, nowMs: number): OriginState {
 /**
  * Refill every bucket for `dt` ms (no lease ends inside): guarantees first, their overflow into
  * the pool, and never more than lifts the shard's alive mass to its share's capacity (that
- * bounds it only after a resize left a bucket above its own capacity: the others then make
+ * bounds it only after a smaller share left a bucket above its own capacity: the others then make
  * up for it, so the shard as a whole never holds more than its share).
  */
 function refillFor(state: OriginState, limits: ClassLimits, dt: number): void {
@@ -174,11 +174,10 @@ export function advance(state: OriginState, limits: ClassLimits, nowMs: number):
 }
 
 /**
- * Apply new limits (the shard's share changed): tokens above a smaller capacity are dropped
- * where they can be; units out on lease stay out (the shard reports its alive mass to the root
- * until it has drained, shared/limits/origin-root.ts).
+ * Drop the tokens a smaller share no longer holds: each bucket keeps at most its capacity less
+ * what it has out on lease (units out stay out).
  */
-export function resize(state: OriginState, limits: ClassLimits): void {
+export function trimToLimits(state: OriginState, limits: ClassLimits): void {
   state.buckets.forEach((b, i) => trim(b, limits.buckets[i]!.cap));
 }
 

@@ -36,7 +36,7 @@
 import { ADMISSION_CLASSES } from "./origin-classes.ts";
 import type { GrantPart, IsolateCall, LeaseReport, ShardReply } from "./origin-shard.ts";
 
-/** Settings of the isolate's leases (`allocation.leases` in the policy). */
+/** Settings of the isolate's leases (module defaults, `DEFAULT_ORIGIN_LEASE`; not in the policy). */
 export interface OriginLeaseSettings {
   /**
    * A lease holds `horizon` milliseconds of the class's rate in this isolate, where the horizon

@@ -5,28 +5,28 @@
  * refill (`share`), divided among the admission classes (shared/limits/origin-classes.ts).
  * Isolates lease units from one shard (`shardCall`): one call reports what the isolate spent
  * and hands back what it will not spend, says how much each class asked (demand), and takes
- * new leases, for every class at once. About once a second the shard reports its demand and
- * the share it uses to the root object and gets its next share and the load level back
- * (`rootReport`, `applyRootReply`, shared/limits/origin-root.ts).
+ * new leases, for every class at once. About once a second (sooner when pressed, `reportDue`)
+ * the shard reports its demand and the share it uses to the root object and gets its next
+ * share and the load level back (`rootReport`, `applyRootReply`, shared/limits/origin-root.ts).
  *
  * State is plain data (`ShardState`, one JSON row); every function updates it in place and is
  * synchronous, as a Durable Object runs one call at a time.
  *
- * Invariants (test/unit/origin-shard.test.ts):
+ * Invariants (test/unit/origin-ceiling.test.ts, origin-root.test.ts):
  * - a grant is whole units the shard's buckets hold, taken out of them (never over);
  * - units an isolate reports spent or hands back are clamped to what is out on that lease;
  *   reports on leases that ended change nothing;
- * - a lease ends `ttlMs` after the grant at the latest (rounded up to `slotMs`); the isolate
- *   counts its lease from when it *sent* the call, so it stops spending first, whatever the
+ * - the shard counts a lease out until `ttlMs` after the grant, rounded up to `slotMs`; the
+ *   isolate counts it from when it *sent* the call, so it stops spending first, whatever the
  *   two clocks read, as long as they run at the same rate;
  * - the share the shard reports as used is never below its alive mass, so the root never
  *   hands out capacity the shard may still spend.
  */
-import { advance, available, classLimits, fullOrigin, lendClass, resize, aliveTotal, ADMISSION_CLASSES, POOL, type ClassLimits, type ClassPolicy, type OriginState } from "./origin-classes.ts";
+import { advance, available, classLimits, fullOrigin, lendClass, aliveTotal, trimToLimits, ADMISSION_CLASSES, POOL, type ClassLimits, type ClassPolicy, type OriginState } from "./origin-classes.ts";
 import { settle } from "./leased-bucket.ts";
 import { MICRO, mulPpm, type MicroBucket } from "./micro-units.ts";
 
-/** Settings every shard of a ceiling shares (from the policy's `allocation`). */
+/** Settings every shard of a ceiling shares: the classes from the policy's `allocation`, the rest `DEFAULT_SHARD_SETTINGS`. */
 export interface ShardSettings {
   readonly classes: ClassPolicy;
   /** Milliseconds a lease may be spent after the isolate sent the call that got it. */
@@ -223,6 +223,8 @@ export function reportDue(state: ShardState, settings: ShardSettings, nowMs: num
 export function rootReport(state: ShardState, settings: ShardSettings, shard: number, nowMs: number): RootReport {
   const limits = shardLimits(state, settings);
   advance(state.origin, limits, nowMs);
+  // A smaller share takes effect on the tokens a report after it came: they had a round to be lent.
+  trimToLimits(state.origin, limits);
   const overMs = Math.max(1, nowMs - state.seenSinceMs);
   const seconds = overMs / 1000;
   const demand = state.seen.map((n) => n / seconds);
@@ -236,14 +238,17 @@ export function rootReport(state: ShardState, settings: ShardSettings, shard: nu
 
 /**
  * Apply the root's answer to the latest report: refill to `nowMs` at the old share, then take
- * the new one (tokens above a smaller capacity are dropped) and the load level.
+ * the new one and the load level. Under a smaller share the buckets keep what they hold until
+ * the next report and lend it (a shrink does not refuse, at once, traffic the shard could
+ * still serve); they refill only once below the new capacities. The next report drops the
+ * tokens above them, and reports the alive mass as the share used while that is larger, so
+ * the root hands that capacity to no other shard meanwhile.
  * @returns false (nothing applied) when the answer is to an older report
  */
 export function applyRootReply(state: ShardState, settings: ShardSettings, reply: RootReply, nowMs: number): boolean {
   if (reply.seq !== state.seq) return false;
   advance(state.origin, shardLimits(state, settings), nowMs);
   state.share = { cap: reply.share.cap, rate: reply.share.rate };
-  resize(state.origin, shardLimits(state, settings));
   state.level = reply.level;
   if (reply.soon) state.pressed = true;
   return true;

@@ -5,8 +5,8 @@
  * difficulty of shared/limits/difficulty.ts. Sessions, blocks and credential formats are not
  * modelled: a credential here is a balance of credits.
  */
-import { fullBucket, take, type BucketState } from "../../shared/limits/bucket.ts";
-import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../../shared/limits/difficulty.ts";
+import { type BucketState, fullBucket, take } from "../../shared/limits/bucket.ts";
+import { type AdaptiveConfig, addSolve, decayed, difficultyFor, NO_SOLVES, type SolveScore } from "../../shared/limits/difficulty.ts";
 import { grantLease, type LeaseGrant, type LeaseWant } from "../../shared/limits/lease.ts";
 import type { SimPlan } from "./population.ts";
 
@@ -88,7 +88,8 @@ export class CallerObject {
 
   /** A refused request still takes back the units of an expired lease it carried. */
   private withReturns(d: CallerDecision, want: LeaseWant | null, nowMs: number): CallerDecision {
-    if (want && (want.returned.units > 0 || want.returned.ceilingUnits > 0)) this.lease({ units: 0, ceilingUnits: 0, returned: want.returned }, nowMs);
+    if (want && (want.returned.units > 0 || want.returned.ceilingUnits > 0))
+      this.lease({ units: 0, ceilingUnits: 0, returned: want.returned }, nowMs);
     return d;
   }
 }

@@ -13,15 +13,15 @@
  * Callers refused with a 402 that can solve a proof of work do (at the difficulty the caller's
  * object asks plus the congestion's extra bits) and come back as `worked`.
  */
-import { congestion, freeCost, type CongestionCurve } from "../../shared/limits/congestion.ts";
+import { type CongestionCurve, congestion, freeCost } from "../../shared/limits/congestion.ts";
 import { LeaseTable } from "../../shared/limits/lease.ts";
-import { OriginLeases, type Admission, type OriginLeaseSettings, type Receipt } from "../../shared/limits/origin-lease.ts";
-import { shardCall, type ShardSettings, type ShardState } from "../../shared/limits/origin-shard.ts";
-import { CallerObject } from "./caller-object.ts";
+import { type Admission, type OriginLeaseSettings, OriginLeases, type Receipt } from "../../shared/limits/origin-lease.ts";
+import { type ShardSettings, type ShardState, shardCall } from "../../shared/limits/origin-shard.ts";
+import type { CallerObject } from "./caller-object.ts";
 import type { KindSpec, RequestShape } from "./population.ts";
 import type { Random } from "./random.ts";
 import type { CallKind, Refusal, Stats } from "./stats.ts";
-import { SERVICE_MS, type Calendar, type Locations, type SimObject } from "./world.ts";
+import { type Calendar, type Locations, SERVICE_MS, type SimObject } from "./world.ts";
 
 /** An isolate: where it runs, the shard it leases from, its origin leases and its callers' leases. */
 export class Isolate {
@@ -74,7 +74,14 @@ export interface SimCaller {
  * queue, `handler` at the object's clock, half a round trip back; null when the answer would
  * come after `timeoutMs` (the object still did the work).
  */
-export function callObject<T>(ctx: SimContext, fromLoc: number, obj: SimObject, kind: CallKind, handler: (nowMs: number) => T, onReply: (r: T | null) => void): void {
+export function callObject<T>(
+  ctx: SimContext,
+  fromLoc: number,
+  obj: SimObject,
+  kind: CallKind,
+  handler: (nowMs: number) => T,
+  onReply: (r: T | null) => void,
+): void {
   ctx.stats.calls[kind]++;
   const sent = ctx.cal.now;
   const half = ctx.locs.rtt(fromLoc, obj.loc) / 2;
@@ -92,7 +99,12 @@ export function callObject<T>(ctx: SimContext, fromLoc: number, obj: SimObject, 
  * leases, then runs `onNeed` with the need's receipt (null: not granted; undefined: the call
  * failed), then the requests that waited for it.
  */
-function askShard(ctx: SimContext, iso: Isolate, need: { cls: number; units: number } | undefined, onNeed: (r: Receipt | null | undefined) => void): void {
+function askShard(
+  ctx: SimContext,
+  iso: Isolate,
+  need: { cls: number; units: number } | undefined,
+  onNeed: (r: Receipt | null | undefined) => void,
+): void {
   const sent = iso.leases.call(ctx.cal.now, need);
   const shard = ctx.shards[iso.shard]!;
   callObject(
@@ -130,17 +142,26 @@ function solve(ctx: SimContext, iso: Isolate, c: SimCaller): void {
   ctx.solvingUntil[c.index] = now + ms;
   ctx.cal.at(now + ms, () => {
     ctx.stats.solves++;
-    callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.redeem(t), (r) => {
-      if (r !== null) ctx.credits[c.index] = o.state.credits;
-      ctx.solvingUntil[c.index] = 0;
-    });
+    callObject(
+      ctx,
+      iso.loc,
+      o.obj,
+      "caller",
+      (t) => o.state.redeem(t),
+      (r) => {
+        if (r !== null) ctx.credits[c.index] = o.state.credits;
+        ctx.solvingUntil[c.index] = 0;
+      },
+    );
   });
 }
 
 /** A request refused for `why` (a free caller that can solve a proof of work starts one). */
 function refuse(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, why: Refusal): void {
   // Where a paying or verified caller was refused, for the table's samples (built only for them).
-  const where = c.vip ? `isolate at ${iso.loc}, shard ${iso.shard}: holding ${iso.leases.holding(cls, ctx.cal.now)}, room ${iso.leases.room(cls)}` : "";
+  const where = c.vip
+    ? `isolate at ${iso.loc}, shard ${iso.shard}: holding ${iso.leases.holding(cls, ctx.cal.now)}, room ${iso.leases.room(cls)}`
+    : "";
   ctx.stats.refuse(cls, why, c.vip, ctx.cal.now, where);
   if (cls === 3 && (why === "origin" || why === "budget")) solve(ctx, iso, c);
 }
@@ -158,13 +179,20 @@ function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, s
   if (cls === 0 || cls === 2) {
     // A balance (paid credits, or a proof of work's): spent in the caller's object.
     const o = ctx.callerObject(c.index);
-    callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.spend(shape.cost, t), (d) => {
-      if (d?.admitted) return forward(ctx, iso, c, cls, shape, receipt);
-      iso.leases.giveBack(receipt, cal.now);
-      if (cls === 2 && d?.reason === "token_exhausted") ctx.credits[c.index] = 0;
-      else if (cls === 2 && d) ctx.credits[c.index] = o.state.credits;
-      refuse(ctx, iso, c, cls, d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");
-    });
+    callObject(
+      ctx,
+      iso.loc,
+      o.obj,
+      "caller",
+      (t) => o.state.spend(shape.cost, t),
+      (d) => {
+        if (d?.admitted) return forward(ctx, iso, c, cls, shape, receipt);
+        iso.leases.giveBack(receipt, cal.now);
+        if (cls === 2 && d?.reason === "token_exhausted") ctx.credits[c.index] = 0;
+        else if (cls === 2 && d) ctx.credits[c.index] = o.state.credits;
+        refuse(ctx, iso, c, cls, d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");
+      },
+    );
     if (cls === 2) ctx.credits[c.index] = Math.max(0, ctx.credits[c.index]! - shape.cost);
     return;
   }
@@ -180,39 +208,59 @@ function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, s
       if (!want) iso.callers.renewed(c.id);
       else {
         const o = ctx.callerObject(c.index);
-        callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.renew(want, t), (g) => {
-          if (g) iso.callers.install(c.id, g, cal.now);
-          iso.callers.renewed(c.id);
-        });
+        callObject(
+          ctx,
+          iso.loc,
+          o.obj,
+          "caller",
+          (t) => o.state.renew(want, t),
+          (g) => {
+            if (g) iso.callers.install(c.id, g, cal.now);
+            iso.callers.renewed(c.id);
+          },
+        );
       }
     }
     return;
   }
   const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity);
   const o = ctx.callerObject(c.index);
-  callObject(ctx, iso.loc, o.obj, "caller", (t) => o.state.admitFree(cost, want, t), (d) => {
-    if (d?.lease) iso.callers.install(c.id, d.lease, cal.now);
-    if (d?.admitted) {
-      ctx.freeUnits[c.index]! += cost;
-      return forward(ctx, iso, c, cls, shape, receipt);
-    }
-    iso.leases.giveBack(receipt, cal.now);
-    refuse(ctx, iso, c, cls, d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");
-  });
+  callObject(
+    ctx,
+    iso.loc,
+    o.obj,
+    "caller",
+    (t) => o.state.admitFree(cost, want, t),
+    (d) => {
+      if (d?.lease) iso.callers.install(c.id, d.lease, cal.now);
+      if (d?.admitted) {
+        ctx.freeUnits[c.index]! += cost;
+        return forward(ctx, iso, c, cls, shape, receipt);
+      }
+      iso.leases.giveBack(receipt, cal.now);
+      refuse(ctx, iso, c, cls, d === null ? "unavailable" : d.reason === "ceiling" ? "ceiling" : "budget");
+    },
+  );
 }
 
 /** Act on the origin ceiling's decision for a request. */
 function origin(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, shape: RequestShape, a: Admission): void {
   switch (a.kind) {
     case "admitted":
-      return callerLayer(ctx, iso, c, cls, shape, a.receipt);
+      callerLayer(ctx, iso, c, cls, shape, a.receipt);
+      return;
     case "wait":
       iso.waiters[cls]!.push(() => origin(ctx, iso, c, cls, shape, iso.leases.retry(cls, shape.messages, ctx.cal.now)));
       return;
     case "ask":
-      return askShard(ctx, iso, { cls, units: shape.messages }, (r) => (r ? callerLayer(ctx, iso, c, cls, shape, r) : refuse(ctx, iso, c, cls, r === undefined ? "unavailable" : "origin")));
+      askShard(ctx, iso, { cls, units: shape.messages }, (r) => {
+        if (r) callerLayer(ctx, iso, c, cls, shape, r);
+        else refuse(ctx, iso, c, cls, r === undefined ? "unavailable" : "origin");
+      });
+      return;
     case "refused":
-      return refuse(ctx, iso, c, cls, "origin");
+      refuse(ctx, iso, c, cls, "origin");
+      return;
   }
 }
 

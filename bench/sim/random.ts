@@ -49,7 +49,9 @@ export function aliasSampler(weights: readonly number[]): (rand: Random) => numb
   const scaled = weights.map((w) => (w * n) / sum);
   const small: number[] = [];
   const large: number[] = [];
-  scaled.forEach((p, i) => (p < 1 ? small : large).push(i));
+  scaled.forEach((p, i) => {
+    (p < 1 ? small : large).push(i);
+  });
   while (small.length > 0 && large.length > 0) {
     const s = small.pop()!;
     const l = large.pop()!;

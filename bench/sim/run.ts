@@ -3,12 +3,19 @@
  * root, 100,000 callers — and plays `minutes` of simulated time in 1 ms steps with the
  * gateway's real admission code. `index.ts` prints it; test/unit/sim.test.ts runs it small.
  */
-import { congestion, DEFAULT_CONGESTION, type CongestionCurve } from "../../shared/limits/congestion.ts";
-import { MICRO, microBucket, type MicroBucket } from "../../shared/limits/micro-units.ts";
-import { DEFAULT_CLASS_POLICY, type ClassPolicy } from "../../shared/limits/origin-classes.ts";
+import { type CongestionCurve, congestion, DEFAULT_CONGESTION } from "../../shared/limits/congestion.ts";
+import { MICRO, type MicroBucket, microBucket } from "../../shared/limits/micro-units.ts";
+import { type ClassPolicy, DEFAULT_CLASS_POLICY } from "../../shared/limits/origin-classes.ts";
 import { DEFAULT_ORIGIN_LEASE, type OriginLeaseSettings } from "../../shared/limits/origin-lease.ts";
-import { DEFAULT_ROOT_SETTINGS, initialShares, newRoot, rootCall, type RootSettings } from "../../shared/limits/origin-root.ts";
-import { applyRootReply, DEFAULT_SHARD_SETTINGS, newShard, reportDue, rootReport, type ShardSettings } from "../../shared/limits/origin-shard.ts";
+import { DEFAULT_ROOT_SETTINGS, initialShares, newRoot, type RootSettings, rootCall } from "../../shared/limits/origin-root.ts";
+import {
+  applyRootReply,
+  DEFAULT_SHARD_SETTINGS,
+  newShard,
+  reportDue,
+  rootReport,
+  type ShardSettings,
+} from "../../shared/limits/origin-shard.ts";
 import { CallerObject } from "./caller-object.ts";
 import { callObject, Isolate, request, type SimCaller, type SimContext } from "./gateway.ts";
 import { floodShape, KIND_SPECS, SINGLE } from "./population.ts";
@@ -87,9 +94,13 @@ export function runSim(config: SimConfig): SimResult {
   // Origin shards: each isolate picks one at random when it starts (a hot location's isolates
   // spread over several shards); a shard lives where its first isolate is.
   const isolates: Isolate[] = [];
-  for (let l = 0; l < config.locations; l++) for (let i = 0; i < config.isolatesPerLocation; i++) isolates.push(new Isolate(l, below(rand, config.shards), config.lease));
+  for (let l = 0; l < config.locations; l++)
+    for (let i = 0; i < config.isolatesPerLocation; i++) isolates.push(new Isolate(l, below(rand, config.shards), config.lease));
   const shares = initialShares(ceiling, config.shards, config.root.initialSharePpm);
-  const shards = shares.map((share, s) => ({ obj: new SimObject(`shard ${s}`, isolates.find((i) => i.shard === s)?.loc ?? 0), state: newShard(share, shardSettings, 0) }));
+  const shards = shares.map((share, s) => ({
+    obj: new SimObject(`shard ${s}`, isolates.find((i) => i.shard === s)?.loc ?? 0),
+    state: newShard(share, shardSettings, 0),
+  }));
   const root = { obj: new SimObject("root", 0), state: newRoot(rootSettings, 0) };
 
   // Callers: kinds in order, homes by location weight, some spread over a second location.
@@ -103,7 +114,13 @@ export function runSim(config: SimConfig): SimResult {
       const index = callers.length;
       home[index] = pickLoc(rand);
       if (rand() < spec.spread) second[index] = pickLoc(rand);
-      callers.push({ index, id: `${spec.kind}:${j}`, spec, vip: spec.kind === "paying" || spec.kind === "verified", solver: rand() < spec.solvers });
+      callers.push({
+        index,
+        id: `${spec.kind}:${j}`,
+        spec,
+        vip: spec.kind === "paying" || spec.kind === "verified",
+        solver: rand() < spec.solvers,
+      });
     }
   }
   const objects = new Map<number, { obj: SimObject; state: CallerObject }>();
@@ -124,7 +141,10 @@ export function runSim(config: SimConfig): SimResult {
       let o = objects.get(i);
       if (!o) {
         const c = callers[i]!;
-        o = { obj: new SimObject(`caller ${c.id}`, home[i]!), state: new CallerObject(c.spec.plan, cal.now, c.spec.kind === "paying" ? Number.POSITIVE_INFINITY : 0) };
+        o = {
+          obj: new SimObject(`caller ${c.id}`, home[i]!),
+          state: new CallerObject(c.spec.plan, cal.now, c.spec.kind === "paying" ? Number.POSITIVE_INFINITY : 0),
+        };
         objects.set(i, o);
       }
       return o;
@@ -137,10 +157,17 @@ export function runSim(config: SimConfig): SimResult {
     const shard = shards[s]!;
     if (reportDue(shard.state, shardSettings, cal.now)) {
       const r = rootReport(shard.state, shardSettings, s, cal.now);
-      callObject(ctx, shard.obj.loc, root.obj, "root", (t) => rootCall(root.state, rootSettings, r, t), (reply) => {
-        if (reply) applyRootReply(shard.state, shardSettings, reply, cal.now);
-        stats.peakLevel = Math.max(stats.peakLevel, root.state.level);
-      });
+      callObject(
+        ctx,
+        shard.obj.loc,
+        root.obj,
+        "root",
+        (t) => rootCall(root.state, rootSettings, r, t),
+        (reply) => {
+          if (reply) applyRootReply(shard.state, shardSettings, reply, cal.now);
+          stats.peakLevel = Math.max(stats.peakLevel, root.state.level);
+        },
+      );
     }
     cal.at(cal.now + 100, () => report(s));
   };
@@ -170,7 +197,12 @@ export function runSim(config: SimConfig): SimResult {
     }
     if (t % 30_000 === 0) {
       const c = congestion(root.state.level, config.curve);
-      stats.closeRow(t / 1000 - 30, 30, { level: root.state.level, freeShare: c.freeShare, extraBits: c.extraBits, priceFactor: c.priceFactor });
+      stats.closeRow(t / 1000 - 30, 30, {
+        level: root.state.level,
+        freeShare: c.freeShare,
+        extraBits: c.extraBits,
+        priceFactor: c.priceFactor,
+      });
     }
   }
   stats.expiredLeaseUnits = isolates.reduce((a, i) => a + i.leases.expiredUnits, 0);
@@ -182,8 +214,18 @@ export function runSim(config: SimConfig): SimResult {
     const plan = c.spec.plan;
     const req = ctx.admittedRequests[c.index]! / (plan.ceiling.capacity + plan.ceiling.refillPerSecond * seconds);
     const free = ctx.freeUnits[c.index]! / (plan.bucket.capacity + plan.bucket.refillPerSecond * seconds);
-    if (req > worstCaller.ratio) worstCaller = { ratio: req, kind: c.spec.kind, what: `${ctx.admittedRequests[c.index]} requests of ${plan.ceiling.capacity} + ${plan.ceiling.refillPerSecond}/s` };
-    if (free > worstCaller.ratio) worstCaller = { ratio: free, kind: c.spec.kind, what: `${ctx.freeUnits[c.index]} free units of ${plan.bucket.capacity} + ${plan.bucket.refillPerSecond}/s` };
+    if (req > worstCaller.ratio)
+      worstCaller = {
+        ratio: req,
+        kind: c.spec.kind,
+        what: `${ctx.admittedRequests[c.index]} requests of ${plan.ceiling.capacity} + ${plan.ceiling.refillPerSecond}/s`,
+      };
+    if (free > worstCaller.ratio)
+      worstCaller = {
+        ratio: free,
+        kind: c.spec.kind,
+        what: `${ctx.freeUnits[c.index]} free units of ${plan.bucket.capacity} + ${plan.bucket.refillPerSecond}/s`,
+      };
   }
   return { config, stats, ceiling, worstCaller, durationMs };
 }

@@ -57,7 +57,13 @@ export class Stats {
   /** Units that ended unspent in isolates' origin leases. */
   expiredLeaseUnits = 0;
   readonly curve: CurveRow[] = [];
-  private row: { requests: number; units: number; freeUnits: number; freeRefused: number; byClass: number[] } = { requests: 0, units: 0, freeUnits: 0, freeRefused: 0, byClass: [0, 0, 0, 0] };
+  private row: { requests: number; units: number; freeUnits: number; freeRefused: number; byClass: number[] } = {
+    requests: 0,
+    units: 0,
+    freeUnits: 0,
+    freeRefused: 0,
+    byClass: [0, 0, 0, 0],
+  };
 
   constructor(durationMs: number) {
     this.bins = new Float64Array(Math.ceil(durationMs / 100) + 1);
@@ -94,7 +100,15 @@ export class Stats {
   /** Close a 30 s row of the curve. */
   closeRow(fromS: number, seconds: number, c: { level: number; freeShare: number; extraBits: number; priceFactor: number }): void {
     const r = this.row;
-    this.curve.push({ fromS, ...c, requestsPerS: r.requests / seconds, originPerS: r.units / seconds, freeOriginPerS: r.freeUnits / seconds, freeRefusedPerS: r.freeRefused / seconds, byClass: r.byClass.map((u) => u / seconds) });
+    this.curve.push({
+      fromS,
+      ...c,
+      requestsPerS: r.requests / seconds,
+      originPerS: r.units / seconds,
+      freeOriginPerS: r.freeUnits / seconds,
+      freeRefusedPerS: r.freeRefused / seconds,
+      byClass: r.byClass.map((u) => u / seconds),
+    });
     this.row = { requests: 0, units: 0, freeUnits: 0, freeRefused: 0, byClass: [0, 0, 0, 0] };
   }
 

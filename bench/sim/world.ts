@@ -57,7 +57,7 @@ export function makeLocations(rand: Random, count: number): Locations {
     xyz[3 * i] = r * Math.cos(phi);
     xyz[3 * i + 1] = r * Math.sin(phi);
     xyz[3 * i + 2] = z;
-    weight[i] = 1 / Math.pow(i + 1, 0.8);
+    weight[i] = 1 / (i + 1) ** 0.8;
   }
   return {
     count,

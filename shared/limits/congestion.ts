@@ -39,7 +39,14 @@ export interface CongestionCurve {
 }
 
 /** Defaults: from half load, up to a tenth of the free budget, +4 bits (16× the work), 4× the price. */
-export const DEFAULT_CONGESTION: CongestionCurve = { start: 0.5, minFreeShare: 0.1, maxExtraBits: 4, maxPriceFactor: 4, riseSeconds: 2, fallSeconds: 15 };
+export const DEFAULT_CONGESTION: CongestionCurve = {
+  start: 0.5,
+  minFreeShare: 0.1,
+  maxExtraBits: 4,
+  maxPriceFactor: 4,
+  riseSeconds: 2,
+  fallSeconds: 15,
+};
 
 /**
  * Check a curve.
@@ -49,7 +56,8 @@ export function checkCongestionCurve(c: CongestionCurve): void {
   const bad = (f: string, v: unknown, want: string) => new TypeError(`allocation.congestion.${f}: ${v} is not ${want}`);
   if (!(c.start >= 0 && c.start < 1)) throw bad("start", c.start, "a level in [0, 1)");
   if (!(c.minFreeShare > 0 && c.minFreeShare <= 1)) throw bad("minFreeShare", c.minFreeShare, "a share in (0, 1]");
-  if (!(Number.isInteger(c.maxExtraBits) && c.maxExtraBits >= 0 && c.maxExtraBits <= 16)) throw bad("maxExtraBits", c.maxExtraBits, "an integer in [0, 16]");
+  if (!(Number.isInteger(c.maxExtraBits) && c.maxExtraBits >= 0 && c.maxExtraBits <= 16))
+    throw bad("maxExtraBits", c.maxExtraBits, "an integer in [0, 16]");
   if (!(c.maxPriceFactor >= 1 && c.maxPriceFactor <= 1000)) throw bad("maxPriceFactor", c.maxPriceFactor, "a factor in [1, 1000]");
   if (!(c.riseSeconds > 0 && c.riseSeconds <= 3600)) throw bad("riseSeconds", c.riseSeconds, "a number of seconds in (0, 3600]");
   if (!(c.fallSeconds > 0 && c.fallSeconds <= 3600)) throw bad("fallSeconds", c.fallSeconds, "a number of seconds in (0, 3600]");
@@ -78,7 +86,7 @@ export function congestion(level: number, curve: CongestionCurve): Congestion {
   // x in hundredths, rounded down (a little slack for ℓ computed as a ratio).
   const steps = Math.min(100, Math.max(0, Math.floor(((l - curve.start) / (1 - curve.start)) * 100 + 1e-9)));
   const x = steps / 100;
-  const priceFactorPpm = Math.round(Math.pow(curve.maxPriceFactor, x) * 1e6);
+  const priceFactorPpm = Math.round(curve.maxPriceFactor ** x * 1e6);
   return {
     level: Math.round(l * 100) / 100,
     freeShare: Math.round((1 - x * (1 - curve.minFreeShare)) * 1e6) / 1e6,
@@ -127,7 +135,12 @@ export function scaleAtomic(amount: string, factorPpm: number): string {
  * @param target the load just measured (clamped to [0, 1])
  * @param dtMs milliseconds since `level` was computed (≤ 0: unchanged)
  */
-export function smoothLevel(level: number, target: number, dtMs: number, curve: Pick<CongestionCurve, "riseSeconds" | "fallSeconds">): number {
+export function smoothLevel(
+  level: number,
+  target: number,
+  dtMs: number,
+  curve: Pick<CongestionCurve, "riseSeconds" | "fallSeconds">,
+): number {
   const t = target >= 0 ? Math.min(1, target) : 0;
   if (!(dtMs > 0)) return level;
   const tau = (t > level ? curve.riseSeconds : curve.fallSeconds) * 1000;

@@ -32,8 +32,10 @@ export interface MicroBucket {
  */
 export function microBucket(config: BucketConfig): MicroBucket {
   const { capacity, refillPerSecond } = config;
-  if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_UNITS) throw new RangeError(`capacity ${capacity}: expected an integer in [1, ${MAX_UNITS}] (units)`);
-  if (!(refillPerSecond >= 0.0005) || refillPerSecond > MAX_UNITS) throw new RangeError(`refillPerSecond ${refillPerSecond}: expected a number in [0.001, ${MAX_UNITS}] (units per second)`);
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_UNITS)
+    throw new RangeError(`capacity ${capacity}: expected an integer in [1, ${MAX_UNITS}] (units)`);
+  if (!(refillPerSecond >= 0.0005) || refillPerSecond > MAX_UNITS)
+    throw new RangeError(`refillPerSecond ${refillPerSecond}: expected a number in [0.001, ${MAX_UNITS}] (units per second)`);
   return { cap: capacity * MICRO, rate: Math.round(refillPerSecond * 1000) };
 }
 

@@ -20,8 +20,8 @@
  * Every bucket is a `LeasedBucket` (units go out on lease to isolates), so over any window of
  * T ms the units spent from one shard are ≤ cap + rate × T (shared/limits/leased-bucket.ts).
  */
-import { alive, dropExpired, fill, fullLeased, lend, lendable, nextExpiry, trim, type LeasedBucket } from "./leased-bucket.ts";
-import { mulPpm, PPM, toPpm, type MicroBucket } from "./micro-units.ts";
+import { alive, dropExpired, fill, fullLeased, type LeasedBucket, lend, lendable, nextExpiry, trim } from "./leased-bucket.ts";
+import { type MicroBucket, mulPpm, PPM, toPpm } from "./micro-units.ts";
 
 /** The admission classes, highest priority first. */
 export const ADMISSION_CLASSES = ["paid", "verified", "worked", "free"] as const;
@@ -91,7 +91,10 @@ export function checkClassPolicy(policy: ClassPolicy): void {
       if (!(c[f] >= 0 && c[f] <= 1)) throw new TypeError(`allocation.classes.${k}.${f}: ${c[f]} is not a fraction in [0, 1]`);
     }
     sum += toPpm(c.guarantee);
-    if (c.reserve < previous) throw new TypeError(`allocation.classes.${k}.reserve: ${c.reserve} is below the reserve of a higher class (${previous}); reserves rise as priority falls`);
+    if (c.reserve < previous)
+      throw new TypeError(
+        `allocation.classes.${k}.reserve: ${c.reserve} is below the reserve of a higher class (${previous}); reserves rise as priority falls`,
+      );
     previous = c.reserve;
   }
   if (sum > PPM) throw new TypeError(`allocation.classes: the guarantees add up to ${sum / PPM}, more than 1`);
@@ -178,7 +181,9 @@ export function advance(state: OriginState, limits: ClassLimits, nowMs: number):
  * what it has out on lease (units out stay out).
  */
 export function trimToLimits(state: OriginState, limits: ClassLimits): void {
-  state.buckets.forEach((b, i) => trim(b, limits.buckets[i]!.cap));
+  state.buckets.forEach((b, i) => {
+    trim(b, limits.buckets[i]!.cap);
+  });
 }
 
 /** Whole units a class-`k` take could get now: its guarantee, then the pool above its floor. */
@@ -210,4 +215,3 @@ export function lendClass(state: OriginState, limits: ClassLimits, k: number, un
 export function aliveTotal(state: OriginState): number {
   return state.buckets.reduce((a, b) => a + alive(b), 0);
 }
-

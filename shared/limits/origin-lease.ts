@@ -68,7 +68,15 @@ export interface OriginLeaseSettings {
  * second, free and worked refused locally from half load. The shard's `leaseTtlMs` should be
  * at least twice `maxHorizonMs`.
  */
-export const DEFAULT_ORIGIN_LEASE: OriginLeaseSettings = { horizonMs: 250, maxHorizonMs: 2_000, unitsPerCall: 24, renewAt: 0.5, emptyRetryMs: 500, minRate: 1, askBelowLevel: 0.5 };
+export const DEFAULT_ORIGIN_LEASE: OriginLeaseSettings = {
+  horizonMs: 250,
+  maxHorizonMs: 2_000,
+  unitsPerCall: 24,
+  renewAt: 0.5,
+  emptyRetryMs: 500,
+  minRate: 1,
+  askBelowLevel: 0.5,
+};
 
 /** One lease held. */
 interface Held {
@@ -142,7 +150,16 @@ export class OriginLeases {
 
   constructor(settings: OriginLeaseSettings = DEFAULT_ORIGIN_LEASE) {
     this.settings = settings;
-    this.held = ADMISSION_CLASSES.map(() => ({ leases: [], seen: 0, pending: 0, room: null, lastAskMs: -Infinity, windowStartMs: 0, count: 0, previous: 0 }));
+    this.held = ADMISSION_CLASSES.map(() => ({
+      leases: [],
+      seen: 0,
+      pending: 0,
+      room: null,
+      lastAskMs: -Infinity,
+      windowStartMs: 0,
+      count: 0,
+      previous: 0,
+    }));
   }
 
   /** The load level (0–1) of the shard's last answer. */
@@ -167,8 +184,20 @@ export class OriginLeases {
    * units left (spendable only while `nowMs` is before its end here), the units spent and not
    * reported yet, and the units taken for requests still being decided.
    */
-  leases(nowMs: number): Array<{ cls: number; bucket: number; expiresMs: number; units: number; spent: number; pending: number; spendable: boolean }> {
-    return this.held.flatMap((h, cls) => h.leases.map((l) => ({ cls, bucket: l.bucket, expiresMs: l.expiresMs, units: l.units, spent: l.spent, pending: l.pending, spendable: nowMs < l.localExpiresMs })));
+  leases(
+    nowMs: number,
+  ): Array<{ cls: number; bucket: number; expiresMs: number; units: number; spent: number; pending: number; spendable: boolean }> {
+    return this.held.flatMap((h, cls) =>
+      h.leases.map((l) => ({
+        cls,
+        bucket: l.bucket,
+        expiresMs: l.expiresMs,
+        units: l.units,
+        spent: l.spent,
+        pending: l.pending,
+        spendable: nowMs < l.localExpiresMs,
+      })),
+    );
   }
 
   /**
@@ -395,7 +424,9 @@ export class OriginLeases {
     if (!reply) return null;
     this.ttlMs = reply.ttlMs;
     this.levelSeen = reply.level;
-    reply.room.forEach((r, k) => (this.held[k]!.room = r));
+    reply.room.forEach((r, k) => {
+      this.held[k]!.room = r;
+    });
     const localExpiresMs = sent.sentAtMs + reply.ttlMs;
     for (const g of reply.grants) this.install(g, localExpiresMs);
     const need = sent.call.need;

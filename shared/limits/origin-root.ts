@@ -25,9 +25,9 @@
  *
  * State is plain data (`RootState`, one row of S entries); `rootCall` updates it in place.
  */
-import { smoothLevel, type CongestionCurve } from "./congestion.ts";
-import { ADMISSION_CLASSES, checkClassPolicy, type ClassPolicy } from "./origin-classes.ts";
-import { apportion, mulPpm, PPM, type MicroBucket } from "./micro-units.ts";
+import { type CongestionCurve, smoothLevel } from "./congestion.ts";
+import { apportion, type MicroBucket, mulPpm, PPM } from "./micro-units.ts";
+import { ADMISSION_CLASSES, type ClassPolicy, checkClassPolicy } from "./origin-classes.ts";
 import type { RootReply, RootReport } from "./origin-shard.ts";
 
 /** The root's settings. */
@@ -51,7 +51,13 @@ export interface RootSettings {
 }
 
 /** Defaults: 10 % of the ceiling spread evenly, a shard silent for 5 s has no demand, shards start with the whole ceiling split evenly and shrink by at most 20 % per report, demand smoothed over 1 s. */
-export const DEFAULT_ROOT_SETTINGS = { minSharePpm: 100_000, staleMs: 5_000, initialSharePpm: 1_000_000, maxShrinkPpm: 200_000, demandMs: 1_000 } as const;
+export const DEFAULT_ROOT_SETTINGS = {
+  minSharePpm: 100_000,
+  staleMs: 5_000,
+  initialSharePpm: 1_000_000,
+  maxShrinkPpm: 200_000,
+  demandMs: 1_000,
+} as const;
 
 /** What the root knows of one shard. */
 export interface ShardEntry {
@@ -98,10 +104,14 @@ export function staticShares(ceiling: MicroBucket, shards: number): MicroBucket[
  * @throws TypeError naming the bad field
  */
 export function checkRootSettings(s: RootSettings): void {
-  if (!(Number.isInteger(s.shards) && s.shards >= 1 && s.shards <= 1024)) throw new TypeError(`allocation.shards: ${s.shards} is not an integer in [1, 1024]`);
-  if (!(Number.isInteger(s.minSharePpm) && s.minSharePpm >= 0 && s.minSharePpm <= PPM)) throw new TypeError(`minSharePpm: ${s.minSharePpm} is not in [0, 1000000]`);
-  if (!(Number.isInteger(s.maxShrinkPpm) && s.maxShrinkPpm >= 0 && s.maxShrinkPpm <= PPM)) throw new TypeError(`maxShrinkPpm: ${s.maxShrinkPpm} is not in [0, 1000000]`);
-  if (!(Number.isInteger(s.initialSharePpm) && s.initialSharePpm >= 0 && s.initialSharePpm <= PPM)) throw new TypeError(`initialSharePpm: ${s.initialSharePpm} is not in [0, 1000000]`);
+  if (!(Number.isInteger(s.shards) && s.shards >= 1 && s.shards <= 1024))
+    throw new TypeError(`allocation.shards: ${s.shards} is not an integer in [1, 1024]`);
+  if (!(Number.isInteger(s.minSharePpm) && s.minSharePpm >= 0 && s.minSharePpm <= PPM))
+    throw new TypeError(`minSharePpm: ${s.minSharePpm} is not in [0, 1000000]`);
+  if (!(Number.isInteger(s.maxShrinkPpm) && s.maxShrinkPpm >= 0 && s.maxShrinkPpm <= PPM))
+    throw new TypeError(`maxShrinkPpm: ${s.maxShrinkPpm} is not in [0, 1000000]`);
+  if (!(Number.isInteger(s.initialSharePpm) && s.initialSharePpm >= 0 && s.initialSharePpm <= PPM))
+    throw new TypeError(`initialSharePpm: ${s.initialSharePpm} is not in [0, 1000000]`);
   checkClassPolicy(s.classes);
 }
 
@@ -109,7 +119,12 @@ export function checkRootSettings(s: RootSettings): void {
 export function newRoot(settings: RootSettings, nowMs: number): RootState {
   checkRootSettings(settings);
   const shares = initialShares(settings.ceiling, settings.shards, settings.initialSharePpm);
-  return { shards: shares.map((s) => ({ using: s, committed: s, demand: ADMISSION_CLASSES.map(() => 0), atMs: 0 })), level: 0, levelAtMs: nowMs, blockedAtMs: -Infinity };
+  return {
+    shards: shares.map((s) => ({ using: s, committed: s, demand: ADMISSION_CLASSES.map(() => 0), atMs: 0 })),
+    level: 0,
+    levelAtMs: nowMs,
+    blockedAtMs: -Infinity,
+  };
 }
 
 /**
@@ -129,7 +144,7 @@ export function allocate(settings: RootSettings, demands: readonly (readonly num
     a[k]! += more;
     rest -= more;
   }
-  const weights = demands.map((d, s) => {
+  const weights = demands.map((d) => {
     let w = 0;
     for (let k = 0; k < K; k++) if (D[k]! > 0) w += (a[k]! * (d[k] ?? 0)) / D[k]!;
     // Spare capacity is spread evenly: demand measured a second ago must not move it about.
@@ -148,10 +163,13 @@ export function allocate(settings: RootSettings, demands: readonly (readonly num
  * @throws TypeError naming the bad field
  */
 export function checkRootReport(settings: RootSettings, r: RootReport): void {
-  if (!(Number.isInteger(r.shard) && r.shard >= 0 && r.shard < settings.shards)) throw new TypeError(`shard: ${r.shard} is not a shard index 0–${settings.shards - 1}`);
+  if (!(Number.isInteger(r.shard) && r.shard >= 0 && r.shard < settings.shards))
+    throw new TypeError(`shard: ${r.shard} is not a shard index 0–${settings.shards - 1}`);
   if (!Number.isSafeInteger(r.seq)) throw new TypeError("seq: not an integer");
-  if (!(Number.isSafeInteger(r.using?.cap) && r.using.cap >= 0 && Number.isSafeInteger(r.using.rate) && r.using.rate >= 0)) throw new TypeError("using: expected { cap, rate }, integers ≥ 0");
-  if (!(Array.isArray(r.demand) && r.demand.length === ADMISSION_CLASSES.length && r.demand.every((x) => x >= 0 && Number.isFinite(x)))) throw new TypeError(`demand: expected ${ADMISSION_CLASSES.length} numbers ≥ 0`);
+  if (!(Number.isSafeInteger(r.using?.cap) && r.using.cap >= 0 && Number.isSafeInteger(r.using.rate) && r.using.rate >= 0))
+    throw new TypeError("using: expected { cap, rate }, integers ≥ 0");
+  if (!(Array.isArray(r.demand) && r.demand.length === ADMISSION_CLASSES.length && r.demand.every((x) => x >= 0 && Number.isFinite(x))))
+    throw new TypeError(`demand: expected ${ADMISSION_CLASSES.length} numbers ≥ 0`);
   if (!(r.overMs >= 0 && Number.isFinite(r.overMs))) throw new TypeError("overMs: expected a number of milliseconds ≥ 0");
 }
 
@@ -177,7 +195,10 @@ export function rootCall(state: RootState, settings: RootSettings, report: RootR
 
   const target = allocate(settings, fresh)[report.shard]!;
   const others = (f: "cap" | "rate") => state.shards.reduce((a, e, i) => (i === report.shard ? a : a + e.committed[f]), 0);
-  const next = (f: "cap" | "rate") => (target[f] <= me.using[f] ? Math.max(target[f], me.using[f] - mulPpm(me.using[f], settings.maxShrinkPpm)) : Math.max(me.using[f], Math.min(target[f], settings.ceiling[f] - others(f))));
+  const next = (f: "cap" | "rate") =>
+    target[f] <= me.using[f]
+      ? Math.max(target[f], me.using[f] - mulPpm(me.using[f], settings.maxShrinkPpm))
+      : Math.max(me.using[f], Math.min(target[f], settings.ceiling[f] - others(f)));
   const share = { cap: next("cap"), rate: next("rate") };
   me.committed = { cap: Math.max(me.using.cap, share.cap), rate: Math.max(me.using.rate, share.rate) };
   if (share.cap < target.cap || share.rate < target.rate) state.blockedAtMs = nowMs;

@@ -22,9 +22,23 @@
  * - the share the shard reports as used is never below its alive mass, so the root never
  *   hands out capacity the shard may still spend.
  */
-import { advance, available, classLimits, fullOrigin, lendClass, aliveTotal, trimToLimits, ADMISSION_CLASSES, POOL, type ClassLimits, type ClassPolicy, type OriginState } from "./origin-classes.ts";
+
 import { settle } from "./leased-bucket.ts";
-import { MICRO, mulPpm, type MicroBucket } from "./micro-units.ts";
+import { MICRO, type MicroBucket, mulPpm } from "./micro-units.ts";
+import {
+  ADMISSION_CLASSES,
+  advance,
+  aliveTotal,
+  available,
+  type ClassLimits,
+  type ClassPolicy,
+  classLimits,
+  fullOrigin,
+  lendClass,
+  type OriginState,
+  POOL,
+  trimToLimits,
+} from "./origin-classes.ts";
 
 /** Settings every shard of a ceiling shares: the classes from the policy's `allocation`, the rest `DEFAULT_SHARD_SETTINGS`. */
 export interface ShardSettings {
@@ -46,7 +60,13 @@ export interface ShardSettings {
  * grant ≤ 1/16 of the shard's capacity, a report to the root every second, or 100 ms after the
  * last one when paid or verified traffic found no room.
  */
-export const DEFAULT_SHARD_SETTINGS: Omit<ShardSettings, "classes"> = { leaseTtlMs: 4_000, slotMs: 100, maxGrantPpm: 62_500, reportMs: 1_000, pressedReportMs: 100 };
+export const DEFAULT_SHARD_SETTINGS: Omit<ShardSettings, "classes"> = {
+  leaseTtlMs: 4_000,
+  slotMs: 100,
+  maxGrantPpm: 62_500,
+  reportMs: 1_000,
+  pressedReportMs: 100,
+};
 
 /** A shard's state (plain data). */
 export interface ShardState {
@@ -146,7 +166,16 @@ export function shardLimits(state: ShardState, settings: ShardSettings): ClassLi
 
 /** A new shard holding `share`, every bucket full. */
 export function newShard(share: MicroBucket, settings: ShardSettings, nowMs: number): ShardState {
-  const state: ShardState = { share, origin: { buckets: [], updatedMs: nowMs }, seen: ADMISSION_CLASSES.map(() => 0), seenSinceMs: nowMs, level: 0, seq: 0, reportedMs: -Infinity, pressed: false };
+  const state: ShardState = {
+    share,
+    origin: { buckets: [], updatedMs: nowMs },
+    seen: ADMISSION_CLASSES.map(() => 0),
+    seenSinceMs: nowMs,
+    level: 0,
+    seq: 0,
+    reportedMs: -Infinity,
+    pressed: false,
+  };
   state.origin = fullOrigin(shardLimits(state, settings), nowMs);
   return state;
 }
@@ -161,14 +190,17 @@ export function checkIsolateCall(call: IsolateCall): void {
   const K = ADMISSION_CLASSES.length;
   if (!Array.isArray(call.reports)) throw new TypeError("reports: expected an array");
   for (const [i, r] of call.reports.entries()) {
-    if (!(Number.isInteger(r.bucket) && r.bucket >= 0 && r.bucket <= POOL)) throw new TypeError(`reports.${i}.bucket: ${r.bucket} is not a bucket index 0–${POOL}`);
+    if (!(Number.isInteger(r.bucket) && r.bucket >= 0 && r.bucket <= POOL))
+      throw new TypeError(`reports.${i}.bucket: ${r.bucket} is not a bucket index 0–${POOL}`);
     if (!Number.isSafeInteger(r.expiresMs)) throw new TypeError(`reports.${i}.expiresMs: not an integer`);
     if (!isCount(r.spent) || !isCount(r.returned)) throw new TypeError(`reports.${i}: spent and returned must be integers ≥ 0`);
   }
   for (const f of ["seen", "want"] as const) {
-    if (!Array.isArray(call[f]) || call[f].length !== K || !call[f].every(isCount)) throw new TypeError(`${f}: expected ${K} integers ≥ 0 (one per class)`);
+    if (!Array.isArray(call[f]) || call[f].length !== K || !call[f].every(isCount))
+      throw new TypeError(`${f}: expected ${K} integers ≥ 0 (one per class)`);
   }
-  if (call.need !== undefined && !(Number.isInteger(call.need.cls) && call.need.cls >= 0 && call.need.cls < K && isCount(call.need.units))) throw new TypeError("need: expected { cls: a class index, units: an integer ≥ 0 }");
+  if (call.need !== undefined && !(Number.isInteger(call.need.cls) && call.need.cls >= 0 && call.need.cls < K && isCount(call.need.units)))
+    throw new TypeError("need: expected { cls: a class index, units: an integer ≥ 0 }");
 }
 
 /**
@@ -183,7 +215,9 @@ export function shardCall(state: ShardState, settings: ShardSettings, call: Isol
   const limits = shardLimits(state, settings);
   advance(state.origin, limits, nowMs);
   for (const r of call.reports) settle(state.origin.buckets[r.bucket]!, r.expiresMs, r.spent, r.returned);
-  call.seen.forEach((n, k) => (state.seen[k]! += n));
+  call.seen.forEach((n, k) => {
+    state.seen[k]! += n;
+  });
   const expiresMs = Math.ceil((nowMs + settings.leaseTtlMs) / settings.slotMs) * settings.slotMs;
   const grants: GrantPart[] = [];
   const give = (cls: number, units: number, all: boolean): boolean => {
@@ -233,7 +267,13 @@ export function rootReport(state: ShardState, settings: ShardSettings, shard: nu
   state.seq += 1;
   state.reportedMs = nowMs;
   state.pressed = false;
-  return { shard, seq: state.seq, using: { cap: Math.max(state.share.cap, aliveTotal(state.origin)), rate: state.share.rate }, demand, overMs };
+  return {
+    shard,
+    seq: state.seq,
+    using: { cap: Math.max(state.share.cap, aliveTotal(state.origin)), rate: state.share.rate },
+    demand,
+    overMs,
+  };
 }
 
 /**

@@ -4,9 +4,9 @@
  * behaves. Given as JSON in the `TOLLBOOTH_POLICY` var; validated once, at start.
  */
 import * as z from "zod/mini";
+import { en } from "zod/locales";
 import { checkCongestionCurve, DEFAULT_CONGESTION } from "../limits/congestion.ts";
 import { checkClassPolicy, DEFAULT_CLASS_POLICY } from "../limits/origin-classes.ts";
-import { en } from "zod/locales";
 
 // zod/mini ships no messages; English ones name what was expected ("Too small: expected number to be >=1").
 z.config(en());

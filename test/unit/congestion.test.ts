@@ -5,14 +5,41 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { checkCongestionCurve, congestion, congestionData, DEFAULT_CONGESTION, freeCost, scaleAtomic, scaleSats, smoothLevel } from "../../shared/limits/congestion.ts";
+import {
+  checkCongestionCurve,
+  congestion,
+  congestionData,
+  DEFAULT_CONGESTION,
+  freeCost,
+  scaleAtomic,
+  scaleSats,
+  smoothLevel,
+} from "../../shared/limits/congestion.ts";
 
 describe("congestion", () => {
   it("changes nothing below start and reaches the maxima at full load", () => {
-    expect(congestion(0.49, DEFAULT_CONGESTION)).toEqual({ level: 0.49, freeShare: 1, extraBits: 0, priceFactor: 1, priceFactorPpm: 1_000_000 });
-    expect(congestion(1, DEFAULT_CONGESTION)).toEqual({ level: 1, freeShare: 0.1, extraBits: 4, priceFactor: 4, priceFactorPpm: 4_000_000 });
+    expect(congestion(0.49, DEFAULT_CONGESTION)).toEqual({
+      level: 0.49,
+      freeShare: 1,
+      extraBits: 0,
+      priceFactor: 1,
+      priceFactorPpm: 1_000_000,
+    });
+    expect(congestion(1, DEFAULT_CONGESTION)).toEqual({
+      level: 1,
+      freeShare: 0.1,
+      extraBits: 4,
+      priceFactor: 4,
+      priceFactorPpm: 4_000_000,
+    });
     // Halfway up the curve: half the free budget gone (0.55), 2 bits, twice the price.
-    expect(congestion(0.75, DEFAULT_CONGESTION)).toEqual({ level: 0.75, freeShare: 0.55, extraBits: 2, priceFactor: 2, priceFactorPpm: 2_000_000 });
+    expect(congestion(0.75, DEFAULT_CONGESTION)).toEqual({
+      level: 0.75,
+      freeShare: 0.55,
+      extraBits: 2,
+      priceFactor: 2,
+      priceFactorPpm: 2_000_000,
+    });
     expect(congestion(7, DEFAULT_CONGESTION).level).toBe(1);
     expect(congestion(Number.NaN, DEFAULT_CONGESTION).freeShare).toBe(1);
   });
@@ -67,7 +94,9 @@ describe("smoothLevel", () => {
 
 describe("checkCongestionCurve and congestionData", () => {
   it("names the bad field", () => {
-    expect(() => checkCongestionCurve({ ...DEFAULT_CONGESTION, start: 1 })).toThrow("allocation.congestion.start: 1 is not a level in [0, 1)");
+    expect(() => checkCongestionCurve({ ...DEFAULT_CONGESTION, start: 1 })).toThrow(
+      "allocation.congestion.start: 1 is not a level in [0, 1)",
+    );
     expect(() => checkCongestionCurve({ ...DEFAULT_CONGESTION, maxExtraBits: 2.5 })).toThrow("allocation.congestion.maxExtraBits");
     expect(() => checkCongestionCurve({ ...DEFAULT_CONGESTION, minFreeShare: 0 })).toThrow("allocation.congestion.minFreeShare");
     expect(() => checkCongestionCurve(DEFAULT_CONGESTION)).not.toThrow();

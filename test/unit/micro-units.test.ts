@@ -20,17 +20,21 @@ describe("mulPpm", () => {
 describe("apportion", () => {
   it("gives integer parts ≥ 0 that add up to the total, each within 1 of its exact share", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1e15 }), fc.array(fc.double({ min: 0, max: 1e6, noNaN: true }), { minLength: 1, maxLength: 40 }), (total, weights) => {
-        const parts = apportion(total, weights);
-        expect(parts.reduce((a, b) => a + b, 0)).toBe(total);
-        const sum = weights.reduce((a, b) => a + b, 0);
-        parts.forEach((p, i) => {
-          expect(Number.isInteger(p) && p >= 0).toBe(true);
-          const exact = sum > 0 ? (total * weights[i]!) / sum : total / weights.length;
-          // Floating error of the exact share itself is ~1e-16 × total.
-          expect(Math.abs(p - exact)).toBeLessThanOrEqual(1 + total * 1e-12);
-        });
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 1e15 }),
+        fc.array(fc.double({ min: 0, max: 1e6, noNaN: true }), { minLength: 1, maxLength: 40 }),
+        (total, weights) => {
+          const parts = apportion(total, weights);
+          expect(parts.reduce((a, b) => a + b, 0)).toBe(total);
+          const sum = weights.reduce((a, b) => a + b, 0);
+          parts.forEach((p, i) => {
+            expect(Number.isInteger(p) && p >= 0).toBe(true);
+            const exact = sum > 0 ? (total * weights[i]!) / sum : total / weights.length;
+            // Floating error of the exact share itself is ~1e-16 × total.
+            expect(Math.abs(p - exact)).toBeLessThanOrEqual(1 + total * 1e-12);
+          });
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -52,7 +56,9 @@ describe("microBucket", () => {
   });
 
   it("refuses what it cannot hold exactly", () => {
-    expect(() => microBucket({ capacity: 1.5, refillPerSecond: 1 })).toThrow("capacity 1.5: expected an integer in [1, 1000000000] (units)");
+    expect(() => microBucket({ capacity: 1.5, refillPerSecond: 1 })).toThrow(
+      "capacity 1.5: expected an integer in [1, 1000000000] (units)",
+    );
     expect(() => microBucket({ capacity: 2e9, refillPerSecond: 1 })).toThrow(RangeError);
     expect(() => microBucket({ capacity: 10, refillPerSecond: 0.0001 })).toThrow("refillPerSecond 0.0001");
   });

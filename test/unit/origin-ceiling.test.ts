@@ -14,15 +14,33 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_CONGESTION } from "../../shared/limits/congestion.ts";
 import { MICRO, type MicroBucket } from "../../shared/limits/micro-units.ts";
-import { worstWindowExcess } from "../helpers/window-excess.ts";
 import { advance, aliveTotal, DEFAULT_CLASS_POLICY } from "../../shared/limits/origin-classes.ts";
-import { OriginLeases, type Admission, type Receipt, type SentCall } from "../../shared/limits/origin-lease.ts";
-import { committedTotal, initialShares, newRoot, rootCall, type RootSettings, type RootState } from "../../shared/limits/origin-root.ts";
-import { applyRootReply, newShard, rootReport, shardCall, shardLimits, type RootReport, type ShardReply, type ShardSettings, type ShardState } from "../../shared/limits/origin-shard.ts";
+import { type Admission, OriginLeases, type Receipt, type SentCall } from "../../shared/limits/origin-lease.ts";
+import { committedTotal, initialShares, newRoot, type RootSettings, type RootState, rootCall } from "../../shared/limits/origin-root.ts";
+import {
+  applyRootReply,
+  newShard,
+  type RootReport,
+  rootReport,
+  type ShardReply,
+  type ShardSettings,
+  type ShardState,
+  shardCall,
+  shardLimits,
+} from "../../shared/limits/origin-shard.ts";
+import { worstWindowExcess } from "../helpers/window-excess.ts";
 
 const T0 = 1_800_000_000_000;
 /** Fixed 500 ms leases (unitsPerCall 1: the horizon is its minimum). */
-const LEASE_SETTINGS = { horizonMs: 500, maxHorizonMs: 500, unitsPerCall: 1, renewAt: 0.5, emptyRetryMs: 300, minRate: 1, askBelowLevel: 0.5 };
+const LEASE_SETTINGS = {
+  horizonMs: 500,
+  maxHorizonMs: 500,
+  unitsPerCall: 1,
+  renewAt: 0.5,
+  emptyRetryMs: 300,
+  minRate: 1,
+  askBelowLevel: 0.5,
+};
 
 type Step =
   | { kind: "request"; isolate: number; cls: number; units: number; gapMs: number; refusedLater: boolean }
@@ -36,14 +54,33 @@ type Step =
   | { kind: "roundTrip"; index: number };
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 14, arbitrary: fc.record({ kind: fc.constant("request" as const), isolate: fc.nat(5), cls: fc.nat(3), units: fc.integer({ min: 1, max: 4 }), gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 1500 })), refusedLater: fc.boolean() }) },
+  {
+    weight: 14,
+    arbitrary: fc.record({
+      kind: fc.constant("request" as const),
+      isolate: fc.nat(5),
+      cls: fc.nat(3),
+      units: fc.integer({ min: 1, max: 4 }),
+      gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 1500 })),
+      refusedLater: fc.boolean(),
+    }),
+  },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("arrive" as const), index: fc.nat(20) }) },
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant("land" as const), index: fc.nat(20), lose: fc.integer({ min: 0, max: 9 }).map((n) => n < 2) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ kind: fc.constant("land" as const), index: fc.nat(20), lose: fc.integer({ min: 0, max: 9 }).map((n) => n < 2) }),
+  },
   { weight: 8, arbitrary: fc.record({ kind: fc.constant("roundTrip" as const), index: fc.nat(20) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("report" as const), shard: fc.nat(3) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("rootLand" as const), index: fc.nat(5), lose: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("die" as const), isolate: fc.nat(5) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("tick" as const), gapMs: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 3000 })) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("tick" as const),
+      gapMs: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 3000 })),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("refuse" as const), index: fc.nat(10) }) },
 );
 
@@ -80,8 +117,25 @@ class System {
 
   constructor(ceiling: MicroBucket, S: number, isolates: number, ttlMs: number, minSharePpm: number, initialSharePpm = 1_000_000) {
     this.ceiling = ceiling;
-    this.shardSettings = { classes: DEFAULT_CLASS_POLICY, leaseTtlMs: ttlMs, slotMs: 100, maxGrantPpm: 250_000, reportMs: 1000, pressedReportMs: 100 };
-    this.rootSettings = { ceiling, shards: S, classes: DEFAULT_CLASS_POLICY, minSharePpm, curve: DEFAULT_CONGESTION, staleMs: 5000, initialSharePpm, maxShrinkPpm: 1_000_000, demandMs: 1 };
+    this.shardSettings = {
+      classes: DEFAULT_CLASS_POLICY,
+      leaseTtlMs: ttlMs,
+      slotMs: 100,
+      maxGrantPpm: 250_000,
+      reportMs: 1000,
+      pressedReportMs: 100,
+    };
+    this.rootSettings = {
+      ceiling,
+      shards: S,
+      classes: DEFAULT_CLASS_POLICY,
+      minSharePpm,
+      curve: DEFAULT_CONGESTION,
+      staleMs: 5000,
+      initialSharePpm,
+      maxShrinkPpm: 1_000_000,
+      demandMs: 1,
+    };
     const shares = initialShares(ceiling, S, initialSharePpm);
     this.shards = shares.map((s) => newShard(s, this.shardSettings, this.now));
     this.root = newRoot(this.rootSettings, this.now);
@@ -126,13 +180,22 @@ class System {
     const table = this.tables[i]!;
     const a = table.admit(s.cls, s.units, this.now);
     this.decided(i, table, a, s);
-    if (table.due(this.now)) this.calls.push({ isolate: i, table, sent: table.call(this.now), reply: null, needUnits: 0, refusedLater: false });
+    if (table.due(this.now))
+      this.calls.push({ isolate: i, table, sent: table.call(this.now), reply: null, needUnits: 0, refusedLater: false });
   }
 
   /** Act on an admission decision: count it, ask the shard, or wait for the call in flight. */
   private decided(i: number, table: OriginLeases, a: Admission, s: Extract<Step, { kind: "request" }>): void {
     if (a.kind === "admitted") this.admittedWith(table, a.receipt, s.units, s.refusedLater);
-    else if (a.kind === "ask") this.calls.push({ isolate: i, table, sent: table.call(this.now, { cls: s.cls, units: s.units }), reply: null, needUnits: s.units, refusedLater: s.refusedLater });
+    else if (a.kind === "ask")
+      this.calls.push({
+        isolate: i,
+        table,
+        sent: table.call(this.now, { cls: s.cls, units: s.units }),
+        reply: null,
+        needUnits: s.units,
+        refusedLater: s.refusedLater,
+      });
     else if (a.kind === "wait") this.waiting.push({ table, isolate: i, s });
     else this.refused[s.cls]!++;
   }
@@ -157,7 +220,8 @@ class System {
     if (c.needUnits > 0) {
       if (receipt) this.admittedWith(c.table, receipt, c.needUnits, c.refusedLater);
       // A need granted means units the isolate got (unless the reply came after the lease's end).
-      if (!lose && c.reply?.needMet && c.table === this.tables[c.isolate] && this.now < c.sent.sentAtMs + c.reply.ttlMs) expect(receipt).not.toBeNull();
+      if (!lose && c.reply?.needMet && c.table === this.tables[c.isolate] && this.now < c.sent.sentAtMs + c.reply.ttlMs)
+        expect(receipt).not.toBeNull();
     }
     // Requests that waited for a call of this isolate try again (once; then they ask or are refused).
     const again = this.waiting.filter((w) => w.table === c.table);
@@ -227,7 +291,6 @@ class System {
   }
 }
 
-
 function run(sys: System, steps: Step[]): void {
   for (const s of steps) {
     switch (s.kind) {
@@ -273,7 +336,13 @@ describe("origin ceiling over shards and leases", () => {
   it("holds C + R × T in every window, over random interleavings of isolates, shards, reports and rebalancing", () => {
     fc.assert(
       fc.property(
-        fc.record({ capUnits: fc.oneof({ weight: 1, arbitrary: fc.integer({ min: 1, max: 10 }) }, { weight: 4, arbitrary: fc.integer({ min: 20, max: 300 }) }), rate: fc.oneof(fc.integer({ min: 1_000, max: 10_000 }), fc.integer({ min: 10_000, max: 300_000 })) }), // units; µunits/ms = 1–300 units/s
+        fc.record({
+          capUnits: fc.oneof(
+            { weight: 1, arbitrary: fc.integer({ min: 1, max: 10 }) },
+            { weight: 4, arbitrary: fc.integer({ min: 20, max: 300 }) },
+          ),
+          rate: fc.oneof(fc.integer({ min: 1_000, max: 10_000 }), fc.integer({ min: 10_000, max: 300_000 })),
+        }), // units; µunits/ms = 1–300 units/s
         fc.integer({ min: 1, max: 4 }),
         fc.integer({ min: 1, max: 6 }),
         fc.integer({ min: 200, max: 3000 }),
@@ -330,7 +399,14 @@ describe("origin ceiling over shards and leases", () => {
   });
 
   it("a request refused by the caller's object after a renewal went out still gives all its units back", () => {
-    const settings: ShardSettings = { classes: DEFAULT_CLASS_POLICY, leaseTtlMs: 2000, slotMs: 100, maxGrantPpm: 1_000_000, reportMs: 1000, pressedReportMs: 100 };
+    const settings: ShardSettings = {
+      classes: DEFAULT_CLASS_POLICY,
+      leaseTtlMs: 2000,
+      slotMs: 100,
+      maxGrantPpm: 1_000_000,
+      reportMs: 1000,
+      pressedReportMs: 100,
+    };
     const shard = newShard({ cap: 100 * MICRO, rate: 10_000 }, settings, T0);
     const t = new OriginLeases(LEASE_SETTINGS);
     const first = t.call(T0, { cls: 3, units: 5 });

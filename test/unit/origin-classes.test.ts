@@ -11,14 +11,28 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { alive, settle } from "../../shared/limits/leased-bucket.ts";
 import { MICRO, type MicroBucket } from "../../shared/limits/micro-units.ts";
+import {
+  admissionClass,
+  advance,
+  aliveTotal,
+  available,
+  type ClassPolicy,
+  checkClassPolicy,
+  classLimits,
+  DEFAULT_CLASS_POLICY,
+  fullOrigin,
+  lendClass,
+  POOL,
+} from "../../shared/limits/origin-classes.ts";
 import { worstWindowExcess } from "../helpers/window-excess.ts";
-import { admissionClass, advance, aliveTotal, available, classLimits, DEFAULT_CLASS_POLICY, fullOrigin, lendClass, POOL, checkClassPolicy, type ClassPolicy } from "../../shared/limits/origin-classes.ts";
 
 const T0 = 1_800_000_000_000;
 
-
 const policyArb: fc.Arbitrary<ClassPolicy> = fc
-  .tuple(fc.array(fc.integer({ min: 0, max: 250 }), { minLength: 4, maxLength: 4 }), fc.array(fc.integer({ min: 0, max: 1000 }), { minLength: 4, maxLength: 4 }))
+  .tuple(
+    fc.array(fc.integer({ min: 0, max: 250 }), { minLength: 4, maxLength: 4 }),
+    fc.array(fc.integer({ min: 0, max: 1000 }), { minLength: 4, maxLength: 4 }),
+  )
   .map(([g, r]) => {
     const reserves = [...r].sort((a, b) => a - b);
     reserves[0] = 0;
@@ -32,8 +46,25 @@ type Op =
   | { kind: "report"; lease: number; handBack: boolean };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant("lend" as const), cls: fc.nat(3), units: fc.integer({ min: 1, max: 40 }), gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 300 })), all: fc.boolean() }) },
-  { weight: 6, arbitrary: fc.record({ kind: fc.constant("spend" as const), lease: fc.nat(30), units: fc.integer({ min: 1, max: 10 }), gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 300 })) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant("lend" as const),
+      cls: fc.nat(3),
+      units: fc.integer({ min: 1, max: 40 }),
+      gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 300 })),
+      all: fc.boolean(),
+    }),
+  },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant("spend" as const),
+      lease: fc.nat(30),
+      units: fc.integer({ min: 1, max: 10 }),
+      gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 300 })),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("report" as const), lease: fc.nat(30), handBack: fc.boolean() }) },
 );
 
@@ -89,7 +120,9 @@ describe("one shard: the ceiling holds in every window", () => {
             }
             // Invariant: the alive mass never exceeds the capacity, of the shard and of each bucket.
             expect(aliveTotal(state)).toBeLessThanOrEqual(share.cap);
-            state.buckets.forEach((b, i) => expect(alive(b)).toBeLessThanOrEqual(limits.buckets[i]!.cap));
+            state.buckets.forEach((b, i) => {
+              expect(alive(b)).toBeLessThanOrEqual(limits.buckets[i]!.cap);
+            });
           }
           expect(worstWindowExcess(spends, share)).toBeLessThanOrEqual(0);
           // Units of ended leases come back: once every lease has ended and the buckets refilled, the shard is full.
@@ -147,7 +180,8 @@ describe("one shard: priority under saturation", () => {
       fc.property(fc.double({ min: 0, max: 0.95, noNaN: true }), orderArb, (f, orders) => {
         const p = DEFAULT_CLASS_POLICY;
         // units per ms paid can always be served: its guarantee plus the pool's refill.
-        const reach = ((p.paid.guarantee + (1 - p.paid.guarantee - p.verified.guarantee - p.worked.guarantee - p.free.guarantee)) * share.rate) / MICRO;
+        const reach =
+          ((p.paid.guarantee + (1 - p.paid.guarantee - p.verified.guarantee - p.worked.guarantee - p.free.guarantee)) * share.rate) / MICRO;
         const r = saturate(p, share, [f * reach, 1, 1, 1], orders, 20_000);
         expect(r.refused[0]).toBe(0);
       }),
@@ -197,9 +231,15 @@ describe("one shard: priority under saturation", () => {
 
 describe("checkClassPolicy", () => {
   it("refuses guarantees above 1 and reserves that fall with priority", () => {
-    expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, paid: { guarantee: 0.9, reserve: 0 } })).toThrow("the guarantees add up to 1.1, more than 1");
-    expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, free: { guarantee: 0.05, reserve: 0.1 } })).toThrow("allocation.classes.free.reserve: 0.1 is below the reserve of a higher class (0.15)");
-    expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, worked: { guarantee: -1, reserve: 0.2 } })).toThrow("allocation.classes.worked.guarantee: -1 is not a fraction in [0, 1]");
+    expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, paid: { guarantee: 0.9, reserve: 0 } })).toThrow(
+      "the guarantees add up to 1.1, more than 1",
+    );
+    expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, free: { guarantee: 0.05, reserve: 0.1 } })).toThrow(
+      "allocation.classes.free.reserve: 0.1 is below the reserve of a higher class (0.15)",
+    );
+    expect(() => checkClassPolicy({ ...DEFAULT_CLASS_POLICY, worked: { guarantee: -1, reserve: 0.2 } })).toThrow(
+      "allocation.classes.worked.guarantee: -1 is not a fraction in [0, 1]",
+    );
   });
 });
 

@@ -8,18 +8,48 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_CONGESTION } from "../../shared/limits/congestion.ts";
 import { MICRO } from "../../shared/limits/micro-units.ts";
 import { aliveTotal, DEFAULT_CLASS_POLICY } from "../../shared/limits/origin-classes.ts";
-import { allocate, committedTotal, initialShares, newRoot, rootCall, staticShares, type RootSettings } from "../../shared/limits/origin-root.ts";
-import { applyRootReply, newShard, rootReport, shardCall, type ShardSettings } from "../../shared/limits/origin-shard.ts";
+import {
+  allocate,
+  committedTotal,
+  initialShares,
+  newRoot,
+  type RootSettings,
+  rootCall,
+  staticShares,
+} from "../../shared/limits/origin-root.ts";
+import { applyRootReply, newShard, rootReport, type ShardSettings, shardCall } from "../../shared/limits/origin-shard.ts";
 
 const T0 = 1_800_000_000_000;
-const shardSettings: ShardSettings = { classes: DEFAULT_CLASS_POLICY, leaseTtlMs: 2000, slotMs: 100, maxGrantPpm: 1_000_000, reportMs: 1000, pressedReportMs: 100 };
-const settings = (S: number, minSharePpm = 100_000, initialSharePpm = 1_000_000): RootSettings => ({ ceiling: { cap: 1000 * MICRO, rate: 1_000_000 }, shards: S, classes: DEFAULT_CLASS_POLICY, minSharePpm, curve: DEFAULT_CONGESTION, staleMs: 5000, initialSharePpm, maxShrinkPpm: 1_000_000, demandMs: 1 });
+const shardSettings: ShardSettings = {
+  classes: DEFAULT_CLASS_POLICY,
+  leaseTtlMs: 2000,
+  slotMs: 100,
+  maxGrantPpm: 1_000_000,
+  reportMs: 1000,
+  pressedReportMs: 100,
+};
+const settings = (S: number, minSharePpm = 100_000, initialSharePpm = 1_000_000): RootSettings => ({
+  ceiling: { cap: 1000 * MICRO, rate: 1_000_000 },
+  shards: S,
+  classes: DEFAULT_CLASS_POLICY,
+  minSharePpm,
+  curve: DEFAULT_CONGESTION,
+  staleMs: 5000,
+  initialSharePpm,
+  maxShrinkPpm: 1_000_000,
+  demandMs: 1,
+});
 
 describe("allocate", () => {
   it("gives the shard where paid traffic waits the share paid is due, and every shard its minimum", () => {
     const s = settings(4);
     // 1000 units/s of ceiling; shard 0 asks 600 paid, shard 1 asks 5000 free, shards 2 and 3 nothing.
-    const shares = allocate(s, [[600, 0, 0, 0], [0, 0, 0, 5000], [0, 0, 0, 0], [0, 0, 0, 0]]);
+    const shares = allocate(s, [
+      [600, 0, 0, 0],
+      [0, 0, 0, 5000],
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+    ]);
     expect(shares.reduce((a, x) => a + x.cap, 0)).toBe(1000 * MICRO);
     expect(shares.reduce((a, x) => a + x.rate, 0)).toBe(1_000_000);
     // paid gets all it asks (600); free the rest (400); 10 % spread evenly (25 each).
@@ -29,7 +59,13 @@ describe("allocate", () => {
   });
 
   it("splits evenly when nobody asks anything", () => {
-    expect(allocate(settings(3, 0), [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])).toEqual(staticShares(settings(3).ceiling, 3));
+    expect(
+      allocate(settings(3, 0), [
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+      ]),
+    ).toEqual(staticShares(settings(3).ceiling, 3));
   });
 });
 
@@ -40,7 +76,15 @@ describe("rootCall", () => {
         fc.integer({ min: 1, max: 6 }),
         fc.integer({ min: 0, max: 1_000_000 }),
         fc.integer({ min: 0, max: 1_000_000 }),
-        fc.array(fc.record({ shard: fc.nat(5), demand: fc.array(fc.oneof(fc.constant(0), fc.double({ min: 0, max: 5000, noNaN: true })), { minLength: 4, maxLength: 4 }), lose: fc.boolean(), gapMs: fc.integer({ min: 0, max: 3000 }) }), { minLength: 1, maxLength: 120, size: "max" }),
+        fc.array(
+          fc.record({
+            shard: fc.nat(5),
+            demand: fc.array(fc.oneof(fc.constant(0), fc.double({ min: 0, max: 5000, noNaN: true })), { minLength: 4, maxLength: 4 }),
+            lose: fc.boolean(),
+            gapMs: fc.integer({ min: 0, max: 3000 }),
+          }),
+          { minLength: 1, maxLength: 120, size: "max" },
+        ),
         (S, minSharePpm, initialSharePpm, reports) => {
           const s = settings(S, minSharePpm, initialSharePpm);
           let now = T0;
@@ -116,8 +160,12 @@ describe("rootCall", () => {
   it("refuses a malformed report, naming the field", () => {
     const s = settings(2);
     const root = newRoot(s, T0);
-    expect(() => rootCall(root, s, { shard: 2, seq: 1, using: { cap: 0, rate: 0 }, demand: [0, 0, 0, 0], overMs: 1000 }, T0)).toThrow("shard: 2 is not a shard index 0–1");
-    expect(() => rootCall(root, s, { shard: 0, seq: 1, using: { cap: 0, rate: 0 }, demand: [0, 0, -1, 0], overMs: 1000 }, T0)).toThrow("demand: expected 4 numbers ≥ 0");
+    expect(() => rootCall(root, s, { shard: 2, seq: 1, using: { cap: 0, rate: 0 }, demand: [0, 0, 0, 0], overMs: 1000 }, T0)).toThrow(
+      "shard: 2 is not a shard index 0–1",
+    );
+    expect(() => rootCall(root, s, { shard: 0, seq: 1, using: { cap: 0, rate: 0 }, demand: [0, 0, -1, 0], overMs: 1000 }, T0)).toThrow(
+      "demand: expected 4 numbers ≥ 0",
+    );
   });
 
   it("the load level rises quickly with demand above the ceiling and falls back slowly", () => {

@@ -5,14 +5,16 @@
  * at the origin, the congestion curve rising during the flood — not how fast it ran.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { runSim, defaultConfig, windowAllowance, type SimResult } from "../../bench/sim/run.ts";
+import { defaultConfig, runSim, type SimResult, windowAllowance } from "../../bench/sim/run.ts";
 import type { Stats } from "../../bench/sim/stats.ts";
 
 describe("npm run sim, small", () => {
   let r: SimResult;
   let s: Stats;
   beforeAll(() => {
-    r = runSim(defaultConfig({ seed: 7, rps: 3000, minutes: 0.2, locations: 20, isolatesPerLocation: 2, shards: 2, flood: { from: 0.1, to: 0.6 } }));
+    r = runSim(
+      defaultConfig({ seed: 7, rps: 3000, minutes: 0.2, locations: 20, isolatesPerLocation: 2, shards: 2, flood: { from: 0.1, to: 0.6 } }),
+    );
     s = r.stats;
   });
 

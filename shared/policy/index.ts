@@ -5,6 +5,8 @@
  */
 import * as z from "zod/mini";
 import { en } from "zod/locales";
+import { checkCongestionCurve, DEFAULT_CONGESTION } from "../limits/congestion.ts";
+import { checkClassPolicy, DEFAULT_CLASS_POLICY } from "../limits/origin-classes.ts";
 
 // zod/mini ships no messages; English ones name what was expected ("Too small: expected number to be >=1").
 z.config(en());
@@ -14,6 +16,17 @@ export const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.int().check
 /** A string matching `re` (for a scheme's policy section too). */
 export const matching = (re: RegExp) => z.string().check(z.regex(re));
 const cost = int(0);
+/** A number in [0, 1]. */
+const fraction = z.number().check(z.minimum(0), z.maximum(1));
+/** One admission class's share of the origin ceiling (shared/limits/origin-classes.ts). */
+const classShare = z.strictObject({
+  /** Share of the ceiling only this class may use. */
+  guarantee: fraction,
+  /** Share of the shared pool this class must leave for the classes above it. */
+  reserve: fraction,
+});
+/** Origin shards when the policy names none (docs/allocation.md, "How many shards"). */
+export const DEFAULT_ORIGIN_SHARDS = 16;
 const bucket = z.strictObject({
   /** Most units the bucket holds (the burst). */
   capacity: int(1),
@@ -266,6 +279,38 @@ const after = {
   networkRetryAfterSeconds: z._default(int(1, 60), 10),
   /** Origin ceiling: every request forwarded, all callers together (null: none). */
   originCeiling: z._default(z.nullable(bucket), null),
+  /**
+   * How the origin ceiling is shared when it fills (docs/allocation.md): each admission class's
+   * guaranteed share and pool reserve, the congestion curve, and the number of origin shards.
+   * Read only when `originCeiling` is set.
+   */
+  allocation: z._default(
+    z.strictObject({
+      classes: z._default(
+        z.strictObject({
+          paid: z._default(classShare, DEFAULT_CLASS_POLICY.paid),
+          verified: z._default(classShare, DEFAULT_CLASS_POLICY.verified),
+          worked: z._default(classShare, DEFAULT_CLASS_POLICY.worked),
+          free: z._default(classShare, DEFAULT_CLASS_POLICY.free),
+        }),
+        DEFAULT_CLASS_POLICY,
+      ),
+      congestion: z._default(
+        z.strictObject({
+          start: z._default(fraction, DEFAULT_CONGESTION.start),
+          minFreeShare: z._default(z.number().check(z.gt(0), z.maximum(1)), DEFAULT_CONGESTION.minFreeShare),
+          maxExtraBits: z._default(int(0, 16), DEFAULT_CONGESTION.maxExtraBits),
+          maxPriceFactor: z._default(z.number().check(z.minimum(1), z.maximum(1000)), DEFAULT_CONGESTION.maxPriceFactor),
+          riseSeconds: z._default(z.number().check(z.gt(0), z.maximum(3600)), DEFAULT_CONGESTION.riseSeconds),
+          fallSeconds: z._default(z.number().check(z.gt(0), z.maximum(3600)), DEFAULT_CONGESTION.fallSeconds),
+        }),
+        DEFAULT_CONGESTION,
+      ),
+      /** Origin shard objects S: each serves the isolates that chose it; size so that each sees ≤ ~500 calls/s (docs/allocation.md). */
+      shards: z._default(int(1, 1024), DEFAULT_ORIGIN_SHARDS),
+    }),
+    { classes: DEFAULT_CLASS_POLICY, congestion: DEFAULT_CONGESTION, shards: DEFAULT_ORIGIN_SHARDS },
+  ),
   /** Browser origins allowed to call (MCP transport, DNS rebinding); the gateway's own origin always is; "*" allows any. */
   allowedOrigins: z._default(z.array(z.string()), []),
   /** Largest request body accepted, in bytes (413 above). */
@@ -411,6 +456,13 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
   }
   const parsed = result.data;
   checkJwtIssuers(parsed.identity.jwt);
+  // Checks across fields (guarantees ≤ 1, reserves rising as priority falls), named like the rest.
+  try {
+    checkClassPolicy(parsed.allocation.classes);
+    checkCongestionCurve(parsed.allocation.congestion);
+  } catch (err) {
+    throw new TypeError(`TOLLBOOTH_POLICY.${(err as Error).message}`);
+  }
   parsed.costs.methods = withDefaultCosts(parsed.costs.methods);
   const priceNames = sections.flatMap((s) => Object.keys(s.prices));
   const fields = parsed as unknown as Readonly<Record<string, unknown>>;

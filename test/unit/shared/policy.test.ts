@@ -301,3 +301,28 @@ describe("plans", () => {
     expect(errorOf({ challenge: { adaptive: { maxExtraBits: 32 } } })).toMatch(/^TOLLBOOTH_POLICY\.challenge\.adaptive\.maxExtraBits: /);
   });
 });
+
+describe("allocation (the origin ceiling's classes, congestion curve and shards)", () => {
+  it("defaults to paid and verified first, the documented curve and 16 shards", () => {
+    const p = parsePolicy({});
+    expect(p.allocation.classes).toEqual({ paid: { guarantee: 0.1, reserve: 0 }, verified: { guarantee: 0.1, reserve: 0.05 }, worked: { guarantee: 0.05, reserve: 0.15 }, free: { guarantee: 0.05, reserve: 0.3 } });
+    expect(p.allocation.congestion).toEqual({ start: 0.5, minFreeShare: 0.1, maxExtraBits: 4, maxPriceFactor: 4, riseSeconds: 2, fallSeconds: 15 });
+    expect(p.allocation.shards).toBe(16);
+  });
+
+  it("fills in what a partial section leaves out", () => {
+    const p = parsePolicy({ allocation: { classes: { free: { guarantee: 0, reserve: 0.5 } }, congestion: { maxPriceFactor: 10 } } });
+    expect(p.allocation.classes.free).toEqual({ guarantee: 0, reserve: 0.5 });
+    expect(p.allocation.classes.paid).toEqual({ guarantee: 0.1, reserve: 0 });
+    expect(p.allocation.congestion.maxPriceFactor).toBe(10);
+    expect(p.allocation.congestion.start).toBe(0.5);
+  });
+
+  it("refuses guarantees above the whole ceiling and reserves that fall with priority, naming the field", () => {
+    expect(errorOf({ allocation: { classes: { paid: { guarantee: 0.9, reserve: 0 } } } })).toBe("TOLLBOOTH_POLICY.allocation.classes: the guarantees add up to 1.1, more than 1");
+    expect(errorOf({ allocation: { classes: { free: { guarantee: 0.05, reserve: 0.1 } } } })).toBe("TOLLBOOTH_POLICY.allocation.classes.free.reserve: 0.1 is below the reserve of a higher class (0.15); reserves rise as priority falls");
+    expect(errorOf({ allocation: { congestion: { start: 1 } } })).toBe("TOLLBOOTH_POLICY.allocation.congestion.start: 1 is not a level in [0, 1)");
+    expect(errorOf({ allocation: { shards: 0 } })).toMatch(/^TOLLBOOTH_POLICY\.allocation\.shards: /);
+    expect(errorOf({ allocation: { classes: { paid: { guarantee: 0.1 } } } })).toMatch(/^TOLLBOOTH_POLICY\.allocation\.classes\.paid\.reserve: /);
+  });
+});

@@ -1,7 +1,7 @@
 /**
  * One simulation run (bench/sim/): builds the world — locations, isolates, origin shards and
  * root, 100,000 callers — and plays `minutes` of simulated time in 1 ms steps with the
- * gateway's real admission code. `index.ts` prints it; test/unit/sim.test.ts runs it small.
+ * gateway's real admission code. `index.ts` prints it; test/unit/bench/sim.test.ts runs it small.
  */
 import { type CongestionCurve, congestion, DEFAULT_CONGESTION } from "../../shared/limits/congestion.ts";
 import { MICRO, type MicroBucket, microBucket } from "../../shared/limits/micro-units.ts";

@@ -13,7 +13,7 @@
  * reports them (`settle`) or when their lease ends (`dropExpired`); an isolate never spends
  * a unit after its lease ends. Hence the units spent over any window [t, t + T] are at most
  * the alive mass at t plus the refill during the window: **≤ cap + rate × T**, as for a
- * bucket with no leases (test/unit/origin-classes.test.ts checks it over every window).
+ * bucket with no leases (test/unit/shared/limits/origin-classes.test.ts checks it over every window).
  * Units handed back before their lease ends move from `out` to `tokens` (alive unchanged);
  * units of a lease that ended are never credited back (they were counted as alive until then).
  */

@@ -24,7 +24,7 @@
  * forwarded (`confirm`: spent, reported with the next call) or refused by a later layer
  * (`giveBack`: back in the lease).
  *
- * Invariants (test/unit/origin-ceiling.test.ts, with real shards and the root): a unit is
+ * Invariants (test/unit/shared/limits/origin-lease.interleavings.test.ts, with real shards and the root): a unit is
  * spent only from a lease, only before `sent + ttlMs` by this isolate's clock (the shard ends
  * the lease no earlier), and at most once; what the isolate holds, has pending or has spent
  * unreported under a lease is never more than the shard counts out under it; units handed

@@ -13,7 +13,7 @@
  * here and not yet there) moves shares gradually, and a shard never loses much more capacity
  * at once than its leases out can give back.
  *
- * **The ceiling holds whatever the balance** (test/unit/origin-root.test.ts): the root keeps,
+ * **The ceiling holds whatever the balance** (test/unit/shared/limits/origin-root.test.ts): the root keeps,
  * per shard, the share it has *committed* — the most the shard may be using — and
  * Σ committed ≤ (C, R) at all times. A shard's report says the share it uses now (`using`:
  * what it has in force, its capacity raised to its alive mass after a shrink); that becomes

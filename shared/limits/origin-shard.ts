@@ -12,7 +12,7 @@
  * State is plain data (`ShardState`, one JSON row); every function updates it in place and is
  * synchronous, as a Durable Object runs one call at a time.
  *
- * Invariants (test/unit/origin-ceiling.test.ts, origin-root.test.ts):
+ * Invariants (test/unit/shared/limits/origin-lease.interleavings.test.ts, test/unit/shared/limits/origin-root.test.ts):
  * - a grant is whole units the shard's buckets hold, taken out of them (never over);
  * - units an isolate reports spent or hands back are clamped to what is out on that lease;
  *   reports on leases that ended change nothing;

@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { apportion, MICRO, microBucket, mulPpm, toPpm } from "../../shared/limits/micro-units.ts";
+import { apportion, MICRO, microBucket, mulPpm, toPpm } from "../../../../shared/limits/micro-units.ts";
 
 describe("mulPpm", () => {
   it("is floor(x × ppm / 10^6) exactly, up to 2^53", () => {

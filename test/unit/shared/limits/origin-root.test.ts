@@ -5,9 +5,9 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_CONGESTION } from "../../shared/limits/congestion.ts";
-import { MICRO } from "../../shared/limits/micro-units.ts";
-import { aliveTotal, DEFAULT_CLASS_POLICY } from "../../shared/limits/origin-classes.ts";
+import { DEFAULT_CONGESTION } from "../../../../shared/limits/congestion.ts";
+import { MICRO } from "../../../../shared/limits/micro-units.ts";
+import { aliveTotal, DEFAULT_CLASS_POLICY } from "../../../../shared/limits/origin-classes.ts";
 import {
   allocate,
   committedTotal,
@@ -16,8 +16,8 @@ import {
   type RootSettings,
   rootCall,
   staticShares,
-} from "../../shared/limits/origin-root.ts";
-import { applyRootReply, newShard, rootReport, type ShardSettings, shardCall } from "../../shared/limits/origin-shard.ts";
+} from "../../../../shared/limits/origin-root.ts";
+import { applyRootReply, newShard, rootReport, type ShardSettings, shardCall } from "../../../../shared/limits/origin-shard.ts";
 
 const T0 = 1_800_000_000_000;
 const shardSettings: ShardSettings = {

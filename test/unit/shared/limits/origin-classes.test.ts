@@ -9,8 +9,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { alive, settle } from "../../shared/limits/leased-bucket.ts";
-import { MICRO, type MicroBucket } from "../../shared/limits/micro-units.ts";
+import { alive, settle } from "../../../../shared/limits/leased-bucket.ts";
+import { MICRO, type MicroBucket } from "../../../../shared/limits/micro-units.ts";
 import {
   admissionClass,
   advance,
@@ -23,8 +23,8 @@ import {
   fullOrigin,
   lendClass,
   POOL,
-} from "../../shared/limits/origin-classes.ts";
-import { worstWindowExcess } from "../helpers/window-excess.ts";
+} from "../../../../shared/limits/origin-classes.ts";
+import { worstWindowExcess } from "../../../helpers/window-excess.ts";
 
 const T0 = 1_800_000_000_000;
 

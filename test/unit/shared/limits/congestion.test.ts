@@ -14,7 +14,7 @@ import {
   scaleAtomic,
   scaleSats,
   smoothLevel,
-} from "../../shared/limits/congestion.ts";
+} from "../../../../shared/limits/congestion.ts";
 
 describe("congestion", () => {
   it("changes nothing below start and reaches the maxima at full load", () => {

@@ -5,8 +5,8 @@
  * at the origin, the congestion curve rising during the flood — not how fast it ran.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { defaultConfig, runSim, type SimResult, windowAllowance } from "../../bench/sim/run.ts";
-import type { Stats } from "../../bench/sim/stats.ts";
+import { defaultConfig, runSim, type SimResult, windowAllowance } from "../../../bench/sim/run.ts";
+import type { Stats } from "../../../bench/sim/stats.ts";
 
 describe("npm run sim, small", () => {
   let r: SimResult;

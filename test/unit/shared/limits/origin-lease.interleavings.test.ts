@@ -12,11 +12,11 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_CONGESTION } from "../../shared/limits/congestion.ts";
-import { MICRO, type MicroBucket } from "../../shared/limits/micro-units.ts";
-import { advance, aliveTotal, DEFAULT_CLASS_POLICY } from "../../shared/limits/origin-classes.ts";
-import { type Admission, OriginLeases, type Receipt, type SentCall } from "../../shared/limits/origin-lease.ts";
-import { committedTotal, initialShares, newRoot, type RootSettings, type RootState, rootCall } from "../../shared/limits/origin-root.ts";
+import { DEFAULT_CONGESTION } from "../../../../shared/limits/congestion.ts";
+import { MICRO, type MicroBucket } from "../../../../shared/limits/micro-units.ts";
+import { advance, aliveTotal, DEFAULT_CLASS_POLICY } from "../../../../shared/limits/origin-classes.ts";
+import { type Admission, OriginLeases, type Receipt, type SentCall } from "../../../../shared/limits/origin-lease.ts";
+import { committedTotal, initialShares, newRoot, type RootSettings, type RootState, rootCall } from "../../../../shared/limits/origin-root.ts";
 import {
   applyRootReply,
   newShard,
@@ -27,8 +27,8 @@ import {
   type ShardState,
   shardCall,
   shardLimits,
-} from "../../shared/limits/origin-shard.ts";
-import { worstWindowExcess } from "../helpers/window-excess.ts";
+} from "../../../../shared/limits/origin-shard.ts";
+import { worstWindowExcess } from "../../../helpers/window-excess.ts";
 
 const T0 = 1_800_000_000_000;
 /** Fixed 500 ms leases (unitsPerCall 1: the horizon is its minimum). */

@@ -105,7 +105,7 @@ const MAX_DO_CALLS_PER_REQUEST = 0.1;
 /** Requests per month of the projection. */
 const MONTHLY_REQUESTS = [10e6, 100e6, 1e9] as const;
 
-const ZERO_COUNTS: BenchCounts = { calls: 0, statsCalls: 0, kvReads: 0, aePoints: 0, rowsWritten: 0, alarms: 0 };
+const ZERO_COUNTS: BenchCounts = { calls: 0, originCalls: 0, statsCalls: 0, kvReads: 0, aePoints: 0, rowsWritten: 0, alarms: 0 };
 const ZERO_CPU: CpuSample = { worker: 0, proxy: 0, node: 0 };
 
 /** What one path accumulated at one concurrency over its measured segments. */

@@ -13,7 +13,7 @@ import { statusOf } from "./status.ts";
 
 /** Answer `GET /challenge`. */
 export async function challenge(deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders">, who: Asker, url: URL): Promise<Response> {
-  const { plan, nowMs, caller, keyring } = who;
+  const { plan, nowMs, caller, keyring, congestion } = who;
   const seen = await statusOf(deps, who);
   if (seen instanceof Response) return seen;
   const { status, headers } = seen;
@@ -23,7 +23,7 @@ export async function challenge(deps: Pick<Deps, "policy" | "schemes" | "callers
   if (!scheme || scheme.credits(plan) === 0) {
     return problem(400, "invalid_request", `No challenge of type ${JSON.stringify(type)} for plan ${plan.name}; offered: ${deps.schemes.filter((s) => s.credits(plan) > 0).map((s) => s.type).join(", ")}`);
   }
-  const offer = await scheme.offer({ policy: deps.policy, plan, keyring, caller, nowMs, cost: 0, difficulty, url, what: `${type} challenge`, reason: "requested" });
+  const offer = await scheme.offer({ policy: deps.policy, plan, keyring, caller, nowMs, cost: 0, difficulty, url, what: `${type} challenge`, reason: "requested", congestion });
   if (!offer.ok) return problem(503, offer.reason, offer.message, { type: offer.type }, headers, 5);
   return json(200, offer.json, { ...headers, ...offer.headers, ...(offer.challenge !== undefined ? { [WWW_AUTHENTICATE_HEADER]: offer.challenge } : {}) });
 }

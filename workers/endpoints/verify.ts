@@ -59,7 +59,7 @@ async function checked(deps: Pick<Deps, "policy" | "blockedUntil">, who: Asker, 
     }
     if (until !== null) return blocked((until - nowMs) / 1000);
   }
-  return read.ok ? scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0 }) : read;
+  return read.ok ? scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0, congestion: who.congestion }) : read;
 }
 
 /** Complete a payment once redeemed: claimed gateway-wide, then settled; its balance withdrawn when it does not complete. */
@@ -74,7 +74,7 @@ async function settled(deps: Pick<Deps, "policy" | "claimSpend">, who: Asker & {
     return unavailable();
   }
   const { plan, keyring, caller, nowMs } = who;
-  const done = claimed ? await scheme.settle!(credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0 }) : refuse("spent");
+  const done = claimed ? await scheme.settle!(credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0, congestion: who.congestion }) : refuse("spent");
   if (done.ok) return done.headers;
   await giveBack(payment);
   return refused(scheme, done.reason, headers);
@@ -112,7 +112,8 @@ export async function verify(deps: Pick<Deps, "policy" | "schemes" | "callers" |
   if (settledHeaders instanceof Response) return settledHeaders;
   who.note({ caller, scheme: scheme.type, redeemed: true, ...(check.paid && result.minted ? { paid: { scheme: scheme.type, ...check.paid } } : {}) });
   // The token says the credits the object minted (fewer for a solution below the caller's current difficulty).
-  const claims = { sub: caller, jti: redemption.jti, exp: redemption.tokenExpiresMs / 1000, cr: result.mintedCredits ?? redemption.credits };
+  // And whether money bought them: its requests' class at the origin ceiling.
+  const claims = { sub: caller, jti: redemption.jti, exp: redemption.tokenExpiresMs / 1000, cr: result.mintedCredits ?? redemption.credits, ...(scheme.admits === "paid" ? { pd: 1 as const } : {}) };
   const token = await signToken(who.keyring, claims);
   return json(200, { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? claims.cr }, { ...headers, ...settledHeaders });
 }

@@ -22,7 +22,7 @@ import type { OfferContext } from "../schemes/contract.ts";
 import { schemeOfReason } from "../schemes/registry.ts";
 import type { Deps } from "./deps.ts";
 import { giveBack, heldBy } from "./give-back.ts";
-import type { Admitted, Carrying, Unmetered } from "./state.ts";
+import type { Admitted, Carrying, Metered, Unmetered } from "./state.ts";
 
 /** What the caller's object, or this isolate's lease, decided. */
 interface Taken {
@@ -54,8 +54,10 @@ function leaseDecision(plan: Plan, cost: number, local: LeaseAdmission, nowMs: n
 }
 
 /** The decision: from this isolate's lease when it can, else from the caller's object (asking for a lease with it). */
-async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: CallerStore): Promise<Taken | typeof UNMETERED | Refusal> {
-  const { caller, cost, nowMs, plan } = s;
+async function take(s: Metered, deps: Pick<Deps, "leases" | "policy">, store: CallerStore): Promise<Taken | typeof UNMETERED | Refusal> {
+  const { caller, nowMs, plan } = s;
+  // What the caller's free bucket is charged: the cost, or more for a free request under congestion (./origin-ceiling.ts).
+  const cost = s.admit.cost;
   const leases = deps.leases;
   // Leases: a request with no credential and no slot may be admitted from this isolate's
   // lease of the caller's units, with no Durable Object call (shared/limits/lease.ts).
@@ -94,11 +96,15 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
   }
 }
 
-/** What the schemes offer in, for an over-budget answer with `reason`. */
-export function offerContext(s: Admitted, deps: Pick<Deps, "policy">, reason: string): OfferContext {
-  const { plan, keyring, caller, nowMs, cost, url } = s;
+/**
+ * What the schemes offer in, for an over-budget answer with `reason`: at the caller's
+ * difficulty (the object's answer, else the plan's, raised by the congestion's extra bits),
+ * and the congestion's prices.
+ */
+export function offerContext(s: Carrying & { decision?: AdmitResult }, deps: Pick<Deps, "policy">, reason: string): OfferContext {
+  const { plan, keyring, caller, nowMs, cost, url, congestion } = s;
   const what = describeRequest(s.request.method, url.pathname, s.body);
-  return { policy: deps.policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: s.decision.difficulty ?? plan.challenge.difficulty };
+  return { policy: deps.policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: s.decision?.difficulty ?? plan.challenge.difficulty, congestion };
 }
 
 /** The answer to a request the caller's object did not admit. */
@@ -119,14 +125,16 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
   const facts = s.admit.redeem ? { redemption: s.admit.redeem, difficulty: offer.difficulty, worth: decision.solutionCredits, cost: s.cost, challengeUrl: gatewayUrls(s.url).challengeUrl } : null;
   const detail = (facts ? schemeOfReason(deps.schemes, reason)?.refusalDetail?.(reason, facts) : undefined) ?? s.credential.refusedDetail;
   const { schemes } = deps;
-  return overBudget({ schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, ...(detail !== undefined ? { detail: { detail } } : {}) });
+  // A free request refused by its own budget: the congestion's free share may be why.
+  const refusedAt = s.cls === "free" && reason === "over_budget" ? "budget" : undefined;
+  return overBudget({ schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, refusedAt, ...(detail !== undefined ? { detail: { detail } } : {}) });
 }
 
 /**
  * The request admitted by the caller's object or lease (with the headers every answer to it
  * carries), the request to forward unmetered, or the object's refusal.
  */
-export async function admission(s: Carrying, deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">): Promise<Admitted | Unmetered | Refusal> {
+export async function admission(s: Metered, deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">): Promise<Admitted | Unmetered | Refusal> {
   const { caller, identity, nowMs } = s;
   // A request that became a payer's through its access token: the identity it came from
   // must not be blocked. Asked in parallel with the payer's object (per-isolate memo, at

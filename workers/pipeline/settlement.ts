@@ -33,7 +33,8 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
     return unavailable("store");
   }
   const { plan, keyring, caller, nowMs, cost } = s;
-  const done = claimed ? await pending.scheme.settle!(pending.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost }) : refuse("spent");
+  // At the price its payment was verified at (the congestion when the request arrived).
+  const done = claimed ? await pending.scheme.settle!(pending.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost, congestion: s.congestion }) : refuse("spent");
   if (done.ok) return { ...s, headers: { ...s.headers, ...done.headers }, receipt: done.receipt };
   void giveBack(payment, s.ctx.defer);
   const headers = { ...s.headers };

@@ -6,6 +6,7 @@
  * test/workers/refusal/over-budget.test.ts and the paid schemes' workers tests pin it.
  */
 import { ErrorCode, type ParsedBody } from "../../shared/jsonrpc.ts";
+import { congestionData } from "../../shared/limits/congestion.ts";
 import { gatewayUrls } from "../endpoints/urls.ts";
 import type { Decision } from "../observe/types.ts";
 import type { Offer, OfferContext, PaymentScheme, Unavailable } from "../schemes/contract.ts";
@@ -52,6 +53,20 @@ export interface OverBudget {
   detail?: Record<string, unknown>;
   /** Access-token credits left, for the decision record. */
   credits?: number | undefined;
+  /**
+   * Where the origin's congestion refused the request (docs/allocation.md): `origin` (its
+   * class had no room at the origin ceiling: the message says so) or `budget` (a free
+   * request, its budget shrunk by the free share). `error.data.congestion` is sent then, and
+   * whenever the load level is above the curve's start.
+   */
+  refusedAt?: "origin" | "budget" | undefined;
+}
+
+/** `error.data.congestion` of an answer, when the origin is congested or refused it; null otherwise. */
+function congestionOf(o: OverBudget): Record<string, unknown> | null {
+  const c = o.offer.congestion;
+  if (!c || (o.refusedAt !== "origin" && c.level <= o.offer.policy.allocation.congestion.start)) return null;
+  return congestionData(c, o.refusedAt ?? null);
 }
 
 /**
@@ -116,7 +131,8 @@ function withOffers(o: OverBudget, status: 401 | 402, mode429: boolean, retryAft
   const raised = difficulty > base
     ? { difficultyRaised: { base, current: difficulty, recentSolves: o.solves ?? 0, why: `${o.solves ?? 0} recent solves (decaying with a half-life of ${plan.challenge.adaptive.halfLifeSeconds} s): +1 bit per ${plan.challenge.adaptive.solvesPerStep}` } }
     : {};
-  const data = { reason, ...o.detail, plan: plan.name, cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, challenges: offers.map(listed), ...gatewayUrls(url) };
+  const congestion = congestionOf(o);
+  const data = { reason, ...o.detail, plan: plan.name, cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, ...(congestion ? { congestion } : {}), challenges: offers.map(listed), ...gatewayUrls(url) };
   // Headers a scheme signals itself with (its own challenge header), in every mode.
   const headers: Record<string, string> = { ...o.headers, ...Object.assign({}, ...available.map((x) => x.headers ?? {})) };
   if (status === 402) {
@@ -125,15 +141,18 @@ function withOffers(o: OverBudget, status: 401 | 402, mode429: boolean, retryAft
   }
   const hint = available.map((x, i) => (i === 0 ? x.hint : lower(x.hint))).join("; or ");
   if (mode429) {
-    const message = `Too many requests (${reason}): ${what} costs ${cost} and the caller's budget is spent. Retry after ${retryAfter} s; or ${lower(hint)}.`;
-    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data: { ...data, layer: "bucket" }, headers, retryAfter });
+    const why = o.refusedAt === "origin" ? `; ${congestion!.why}` : " and the caller's budget is spent";
+    const message = `Too many requests (${reason}): ${what} costs ${cost}${why}. Retry after ${retryAfter} s; or ${lower(hint)}.`;
+    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data: { ...data, layer: o.refusedAt === "origin" ? "origin" : "bucket" }, headers, retryAfter });
   }
   const lead = status === 401 ? `Unauthorized (${reason}): the payment credential was refused; ${what} costs ${cost}.` : `Payment required (${reason}): ${what} costs ${cost}`;
   const message = status === 401
     ? `${lead} ${hint}${waitHelps ? `; or wait ${retryAfter} s` : ""}.`
-    : waitHelps
-      ? `${lead} and the caller's budget is spent. ${hint}; or wait ${retryAfter} s.`
-      : `${lead}, more than the free bucket ever holds (${plan.bucket.capacity}). ${hint}.`;
+    : o.refusedAt === "origin"
+      ? `${lead}; ${congestion!.why}. ${hint}; or wait ${retryAfter} s.`
+      : waitHelps
+        ? `${lead} and the caller's budget is spent. ${hint}; or wait ${retryAfter} s.`
+        : `${lead}, more than the free bucket ever holds (${plan.bucket.capacity}). ${hint}.`;
   // One field line per challenge (RFC 9110 §11.6.1), as Aperture sends them.
   const challenges = available.flatMap((x) => (x.challenge !== undefined ? [x.challenge] : []));
   return refusal(o, { status, rpcCode: status === 401 ? ErrorCode.Unauthorized : ErrorCode.PaymentRequired, message, data, headers, challenges, ...(waitHelps && status === 402 ? { retryAfter } : {}) });

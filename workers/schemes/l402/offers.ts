@@ -3,9 +3,10 @@
  * burst 10×; past it L402 is offered as `busy`), a 5 s pause after a backend failure (each 402
  * does not wait for a dead backend's timeout), the caller's last offer reused for up to 60 s
  * (a caller retrying a 402 does not mint an invoice per retry), a paid invoice never offered
- * again (`forget`).
+ * again (`forget`). Under congestion the price is the plan's × the curve's factor (`scaleSats`).
  */
 import { take, type BucketConfig, type BucketState } from "../../../shared/limits/bucket.ts";
+import { scaleSats } from "../../../shared/limits/congestion.ts";
 import { formatL402Challenge, mintL402 } from "../../../shared/credentials/l402.ts";
 import type { Offer, OfferContext, Unavailable } from "../contract.ts";
 import { InvoiceError, type InvoiceProvider } from "./invoices.ts";
@@ -44,7 +45,9 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
     async offer(ctx) {
       const price = l402PriceOf(ctx.plan);
       if (!price) return unavailable("backend_unavailable", "L402 is not offered to this plan");
-      const key = `${ctx.plan.name}\n${ctx.caller}`;
+      // Under congestion the price rises by the curve's factor (docs/allocation.md); an offer is reused only at its price.
+      const sats = ctx.congestion ? scaleSats(price.sats, ctx.congestion.priceFactorPpm) : price.sats;
+      const key = `${ctx.plan.name}\n${ctx.caller}\n${sats}`;
       const cached = offers.get(key);
       if (cached && ctx.nowMs < cached.reuseUntilMs) return cached.offer;
       if (ctx.nowMs < pausedUntilMs) return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
@@ -53,7 +56,7 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
       invoiceBudget = budget.state;
       let invoice;
       try {
-        invoice = await backend.create({ sats: price.sats, memo: `${service}: ${price.credits} credits`, expirySeconds: lightning.invoiceExpirySeconds });
+        invoice = await backend.create({ sats, memo: `${service}: ${price.credits} credits`, expirySeconds: lightning.invoiceExpirySeconds });
       } catch (err) {
         // Invariant: a backend that fails is left alone for BACKEND_PAUSE_MS, so a 402 never
         // waits more than one `timeoutMs` for it and most do not wait at all.

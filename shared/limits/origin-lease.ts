@@ -11,11 +11,11 @@
  *   this isolate's lease happened to be empty, only when the shard has no room for them;
  * - `worked` and `free` are refused locally (`refused`: a 402 with the congestion) when the
  *   shard's last answer said the class has no room, or when the load level is at
- *   `askBelowLevel` or above and the class is fast enough here for a lease (`minRate`); a
- *   background call asks again at most once per `emptyRetryMs`. Otherwise (room, and no
- *   congestion or a class too slow for a lease) they ask as above: an empty lease is then
- *   only fragmentation, and a slow class (one proof-of-work payer) is not refused for want
- *   of a lease it is too slow to get (at most `minRate` calls a second).
+ *   `askBelowLevel` or above and a call asked for the class within the last 1 / `minRate`
+ *   seconds; a background call asks again at most once per `emptyRetryMs`. Otherwise (room,
+ *   and no congestion, or a class no call asked for lately) they ask as above: an empty lease
+ *   is then only fragmentation, and a class too slow here to keep a lease (one proof-of-work
+ *   payer) is not refused for want of one (at most `minRate` such calls a second).
  * In the background (`due`, then `call` without a need), the isolate renews its leases when
  * they hold less than `renewAt` of their targets (a horizon of each class's rate, see
  * `OriginLeaseSettings`), counting only leases with more than half their life left, so a lease
@@ -280,9 +280,11 @@ export class OriginLeases {
     if (mayWait && h.pending > 0) return WAIT;
     // paid and verified are never refused for this isolate's fragment; the others ask only
     // while the shard has not said the class has no room, and the origin is not congested or
-    // the class is too slow here for a lease (under `minRate`: at most that many calls a second).
+    // no call asked for the class for 1 / `minRate` s (a class too slow here to keep a lease:
+    // one proof-of-work payer; at most `minRate` such calls a second).
     if (cls <= 1) return ASK;
-    if (h.room !== false && (this.levelSeen < this.settings.askBelowLevel || this.rate(cls, nowMs) < this.settings.minRate)) return ASK;
+    const quiet = nowMs - h.lastAskMs >= 1000 / this.settings.minRate;
+    if (h.room !== false && (this.levelSeen < this.settings.askBelowLevel || quiet)) return ASK;
     return REFUSED;
   }
 

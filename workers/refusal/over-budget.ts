@@ -116,8 +116,12 @@ export async function overBudget(o: OverBudget): Promise<Refusal> {
   if (available.length === 0) {
     const wait = Math.max(1, retryAfter);
     const why = payable.length === 0 ? `more than a solve buys (${plan.challenge.credits})` : "and no way to pay is available now";
-    const message = `Too many requests (${reason}): ${what} costs ${cost}, ${why}; retry after ${wait} s, when the free bucket holds it.`;
-    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data: { reason, layer: "bucket", cost, retryAfter: wait, ...(offers.length ? { challenges: offers.map(listed) } : {}) }, headers: o.headers, retryAfter: wait });
+    // Refused at the origin: no way up could be offered (a payment backend down or busy).
+    const origin = o.refusedAt === "origin" ? congestionOf(o) : null;
+    const when = origin ? `; ${origin.why}` : ", when the free bucket holds it";
+    const message = `Too many requests (${reason}): ${what} costs ${cost}, ${why}; retry after ${wait} s${when}.`;
+    const data = { reason, layer: origin ? "origin" : "bucket", cost, retryAfter: wait, ...(origin ? { congestion: origin } : {}), ...(offers.length ? { challenges: offers.map(listed) } : {}) };
+    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data, headers: o.headers, retryAfter: wait });
   }
   return withOffers(o, status, mode429, retryAfter, offers, available);
 }

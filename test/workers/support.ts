@@ -321,7 +321,7 @@ export async function fetchChallenge(gw: (r: Request) => Promise<Response>, head
 }
 
 /** Decoded access token `tb1.<kid>.<payload>.<signature>`. */
-export function decodeToken(token: string): { kid: string; claims: { sub: string; jti: string; exp: number; cr: number }; signature: string; payload: string } {
+export function decodeToken(token: string): { kid: string; claims: { sub: string; jti: string; exp: number; cr: number; pd?: 1 }; signature: string; payload: string } {
   const parts = token.split(".");
   expect(parts).toHaveLength(4);
   expect(parts[0]).toBe("tb1");

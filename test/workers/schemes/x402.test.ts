@@ -11,7 +11,7 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import { FACILITATOR, FACILITATOR_URL, base64Json, fakeFacilitator, fromBase64Json, settlement, x402Payment, type X402Payment } from "../payments.ts";
-import { errorBody, freshIp, gateway, observeOrigin, post, reasonOf, rpc, toolCall, type Forwarded } from "../support.ts";
+import { decodeToken, errorBody, freshIp, gateway, observeOrigin, post, reasonOf, rpc, toolCall, type Forwarded } from "../support.ts";
 
 const PRICE = "10000";
 const POLICY = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 4 }, x402: { mode: "credits", amount: PRICE, credits: 5 }, facilitator: FACILITATOR };
@@ -48,7 +48,8 @@ describe("a payment in a header", () => {
       expect(res.status).toBe(200);
       expect(fromBase64Json(res.headers.get("payment-response")!)).toEqual(settlement(p));
       expect(res.headers.get("tollbooth-credits")).toBe("4");
-      expect(res.headers.get("tollbooth-token")).toMatch(/^tb1\./);
+      // The token says money bought it: its requests are paid traffic at the origin ceiling.
+      expect(decodeToken(res.headers.get("tollbooth-token")!).claims).toMatchObject({ sub: `evm:${p.payload.authorization.from}`, cr: 5, pd: 1 });
       // A payment made over HTTP gets its receipt in the header only: the origin's result as it was.
       expect(await res.json()).toEqual({ jsonrpc: "2.0", id: 1, result: { content: [] } });
       expect(facilitator.calls.verify).toHaveLength(1);

@@ -6,6 +6,7 @@
 import * as z from "zod/mini";
 import { en } from "zod/locales";
 import { checkCongestionCurve, DEFAULT_CONGESTION } from "../limits/congestion.ts";
+import { MAX_UNITS } from "../limits/micro-units.ts";
 import { checkClassPolicy, DEFAULT_CLASS_POLICY } from "../limits/origin-classes.ts";
 
 // zod/mini ships no messages; English ones name what was expected ("Too small: expected number to be >=1").
@@ -277,8 +278,15 @@ const after = {
    * `TOLLBOOTH_NETWORK_LIMIT` binding in wrangler.toml (10 or 60).
    */
   networkRetryAfterSeconds: z._default(int(1, 60), 10),
-  /** Origin ceiling: every request forwarded, all callers together (null: none). */
-  originCeiling: z._default(z.nullable(bucket), null),
+  /**
+   * Origin ceiling: every JSON-RPC message forwarded, all callers together (null: none;
+   * docs/allocation.md). Its refill is counted in thousandths of a message per second: at
+   * least 0.001.
+   */
+  originCeiling: z._default(
+    z.nullable(z.strictObject({ capacity: int(1, MAX_UNITS), refillPerSecond: z.number().check(z.minimum(0.001), z.maximum(MAX_UNITS)) })),
+    null,
+  ),
   /**
    * How the origin ceiling is shared when it fills (docs/allocation.md): each admission class's
    * guaranteed share and pool reserve, the congestion curve, and the number of origin shards.

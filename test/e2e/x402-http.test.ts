@@ -247,7 +247,7 @@ describe("refused payments reach nothing and move nothing", () => {
 
   it("a replayed payment already settled on chain: the facilitator's /verify sees its nonce used (x402_invalid) and nothing settles", async () => {
     // (The gateway's own spent-once record, for a payment the facilitator would still accept:
-    // x402_spent, in "a payment the origin ceiling refuses" below.)
+    // x402_spent, in test/workers/schemes/x402.test.ts.)
     const payment = await pay(payer(), required);
     const first = await call({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
     expect(first.status).toBe(200);
@@ -321,7 +321,8 @@ describe("a payment the origin ceiling refuses", () => {
       originUrl: origin.url,
       policy: {
         bucket: { capacity: 1, refillPerSecond: 0.0001 },
-        originCeiling: { capacity: 2, refillPerSecond: 0.0001 },
+        // 10 messages (docs/allocation.md): free traffic may take 4; paid its guarantee (1) and the pool (7, less what free took).
+        originCeiling: { capacity: 10, refillPerSecond: 0.001 },
         x402: { mode: "credits", ...PRICE },
         facilitator: { url: facilitator.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }] },
       },
@@ -332,10 +333,10 @@ describe("a payment the origin ceiling refuses", () => {
     await tight?.close();
   });
 
-  it("is not settled and buys nothing: 429 from the origin layer, no token, the chain unmoved", async () => {
+  it("is refused before it is redeemed or settled (429 from the origin layer: even paid traffic is over the ceiling), and buys its credits later, with a request that fits", async () => {
     const payer = chain.accounts.payers[6]!;
-    const send = async (headers: Record<string, string>) => {
-      const res = await fetch(`${tight.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...headers }, body: toolCall() });
+    const send = async (headers: Record<string, string>, body = toolCall()) => {
+      const res = await fetch(`${tight.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...headers }, body });
       const text = await res.text();
       return { status: res.status, headers: res.headers, body: (res.headers.get("content-type") ?? "").startsWith("application/json") ? JSON.parse(text) : null };
     };
@@ -347,31 +348,34 @@ describe("a payment the origin ceiling refuses", () => {
     });
     await init.text();
     const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-    // The initialize took one unit of the origin ceiling; the free call takes the second.
-    expect((await send(session)).status).toBe(200);
+    // The initialize took one unit of the origin ceiling, the free call a second: paid has 1 + 5 left.
+    const free = await send(session);
+    expect(free.status, JSON.stringify(free.body)).toBe(200);
     const over = await send(session);
     expect(over.status).toBe(402);
     const payment = await pay(payer, decodePaymentRequiredHeader(over.headers.get("payment-required")!));
     const before = await balances(payer);
     const seen = received();
     const settles = facilitator.calls().settle;
-    const r = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
+    // A batch of 7 messages: more than the origin ceiling has left even for paid traffic.
+    const batch = `[${Array.from({ length: 7 }, () => toolCall()).join(",")}]`;
+    const r = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) }, batch);
     expect(r.status).toBe(429);
-    expect(r.body.error.data.layer).toBe("origin");
+    expect(r.body[0].error.data).toMatchObject({ reason: "origin", layer: "origin" });
+    expect(r.headers.get("retry-after")).not.toBeNull();
     expect(r.headers.get("tollbooth-token")).toBeNull();
     expect(r.headers.get("payment-response")).toBeNull();
     expect(facilitator.calls().settle).toBe(settles);
     expect(received()).toBe(seen);
     expect(await balances(payer)).toEqual(before);
 
-    // The same payment again: the facilitator would still accept it (nothing moved on chain),
-    // so only the gateway's own spent-once record refuses it.
-    const verifies = facilitator.calls().verify;
-    const again = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
-    expect(again.status).toBe(402);
-    expect(again.body.error.data.reason).toBe("x402_spent");
-    expect(facilitator.calls()).toEqual({ verify: verifies + 1, settle: settles });
-    expect(received()).toBe(seen);
-    expect(await balances(payer)).toEqual(before);
+    // Nothing was redeemed: the same payment, with a request that fits, is settled once and buys its credits.
+    const fits = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
+    expect(fits.status, JSON.stringify(fits.body)).toBe(200);
+    expect(fits.headers.get("tollbooth-credits")).toBe(String(PRICE.credits - 1));
+    expect(facilitator.calls().settle).toBe(settles + 1);
+    expect(received()).toBe(seen + 1);
+    expect(before.payer - (await balances(payer)).payer).toBe(BigInt(PRICE.amount));
   });
 });
+

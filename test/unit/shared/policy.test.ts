@@ -325,4 +325,11 @@ describe("allocation (the origin ceiling's classes, congestion curve and shards)
     expect(errorOf({ allocation: { shards: 0 } })).toMatch(/^TOLLBOOTH_POLICY\.allocation\.shards: /);
     expect(errorOf({ allocation: { classes: { paid: { guarantee: 0.1 } } } })).toMatch(/^TOLLBOOTH_POLICY\.allocation\.classes\.paid\.reserve: /);
   });
+
+  it("an origin ceiling refills at least a thousandth of a message a second (the shards count thousandths); a caller's bucket may refill slower", () => {
+    expect(parsePolicy({ originCeiling: { capacity: 10, refillPerSecond: 0.001 } }).originCeiling).toEqual({ capacity: 10, refillPerSecond: 0.001 });
+    expect(errorOf({ originCeiling: { capacity: 10, refillPerSecond: 0.0001 } })).toMatch(/^TOLLBOOTH_POLICY\.originCeiling\.refillPerSecond: /);
+    expect(errorOf({ originCeiling: { capacity: 2_000_000_000, refillPerSecond: 1 } })).toMatch(/^TOLLBOOTH_POLICY\.originCeiling\.capacity: /);
+    expect(parsePolicy({ bucket: { capacity: 10, refillPerSecond: 0.0001 } }).bucket.refillPerSecond).toBe(0.0001);
+  });
 });

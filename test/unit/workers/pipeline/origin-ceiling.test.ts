@@ -140,8 +140,10 @@ describe("no room for the request's class", () => {
     const deps = withOrigin(fakeOrigin({ budget: { verified: 0 }, level: 0.9 }));
     const r = (await originCeiling(await carrying(request("POST", "/mcp", { body: toolCall(1), headers: { "x-api-key": KEY } }), deps), deps)) as Refusal;
     expect(r.status).toBe(402);
-    expect(r.data!.challenges.map((c: { type: string }) => c.type)).toEqual(["x402"]);
-    expect(r.data!.challenges[0].accepts[0].amount).toBe("30315");
+    const challenges = r.data!.challenges as Array<{ type: string; accepts: Array<{ amount: string }> }>;
+    expect(challenges.map((c) => c.type)).toEqual(["x402"]);
+    // The x402 price at ℓ 0.9: 10000 × 4^0.8, rounded up.
+    expect(challenges[0]!.accepts[0]!.amount).toBe("30315");
     expect(r.data).toMatchObject({ reason: "origin", layer: "origin", congestion: { level: 0.9, extraBits: 3, why: expect.stringMatching(/^the origin is at 90 % of its ceiling: this request's class has no room now/) } });
   });
 
@@ -150,12 +152,13 @@ describe("no room for the request's class", () => {
       const deps = withOrigin(fakeOrigin({ budget: { free: 0 }, level: 0.75, room }));
       return (await originCeiling(await carrying(request("POST", "/mcp", { body: toolCall(1) }), deps), deps)) as Refusal;
     };
+    const types = (r: Refusal) => (r.data!.challenges as Array<{ type: string }>).map((c) => c.type);
     const both = await free({});
     expect(both.status).toBe(402);
-    expect(both.data!.challenges.map((c: { type: string }) => c.type)).toEqual(["pow", "x402"]);
+    expect(types(both)).toEqual(["pow", "x402"]);
     // The challenge asks the plan's difficulty and the congestion's 2 extra bits.
-    expect([both.data!.difficulty, both.data!.challenges[0].difficulty]).toEqual([10, 10]);
-    expect((await free({ worked: false })).data!.challenges.map((c: { type: string }) => c.type)).toEqual(["x402"]);
+    expect([both.data!.difficulty, (both.data!.challenges as Array<{ difficulty?: number }>)[0]!.difficulty]).toEqual([10, 10]);
+    expect(types(await free({ worked: false }))).toEqual(["x402"]);
     const none = await free({ worked: false, paid: false });
     expect([none.status, none.data!.layer]).toEqual([429, "origin"]);
   });

@@ -490,12 +490,19 @@ async function originCeilingOnly(): Promise<boolean> {
     startGateway({ originUrl: origin.url, config: withNetwork, policy: { ...generous, originCeiling }, vars: local }),
   ]);
   workers.push(gated, ceilinged);
-  const paths = [newPath("tollbooth", gated.url, true, wranglerOf(gated)), newPath("+ origin ceiling", ceilinged.url, true, wranglerOf(ceilinged))];
+  const paths = [
+    newPath("tollbooth", gated.url, true, wranglerOf(gated)),
+    newPath("+ origin ceiling", ceilinged.url, true, wranglerOf(ceilinged)),
+  ];
   const r = await run(paths, ROUNDS, SEGMENT_MS, 50, keyOf);
-  console.log(`origin ceiling alone: tools/call echo on open sessions, in budget; ${ROUNDS} rounds × ${SEGMENT_MS} ms per path and concurrency, alternating, under wrangler dev\n`);
+  console.log(
+    `origin ceiling alone: tools/call echo on open sessions, in budget; ${ROUNDS} rounds × ${SEGMENT_MS} ms per path and concurrency, alternating, under wrangler dev\n`,
+  );
   printTable(paths, r, true, (k, s) => {
     const o = s("+ origin ceiling");
-    return [`origin ceiling's own calls (its shards, their root) ${o.per!.originCalls.toFixed(4)} per request, ${o.per!.alarms.toFixed(4)} alarms; ${(o.rps / k).toFixed(0)} req/s per caller`];
+    return [
+      `origin ceiling's own calls (its shards, their root) ${o.per!.originCalls.toFixed(4)} per request, ${o.per!.alarms.toFixed(4)} alarms; ${(o.rps / k).toFixed(0)} req/s per caller`,
+    ];
   });
   const o = r.stats.get("+ origin ceiling/1")!;
   const ok = o.per!.calls <= MAX_DO_CALLS_PER_REQUEST;
@@ -662,14 +669,17 @@ try {
     );
     row("  all of them off at once", (v, k) => v("tollbooth", k) - v("all switches off", k));
     row("  the rest: all switches off − pass-through", (v, k) => v("all switches off", k) - v("pass-through", k));
-    console.log(`${"under wrangler dev (step 1), CPU ms per request:".padEnd(52)}${CONCURRENCY.map((k) => plural(k).padStart(16)).join("")}`);
+    console.log(
+      `${"under wrangler dev (step 1), CPU ms per request:".padEnd(52)}${CONCURRENCY.map((k) => plural(k).padStart(16)).join("")}`,
+    );
     const wrow = (label: string, value: (k: number) => number) =>
       console.log(`${label.padEnd(52)}${CONCURRENCY.map((k) => f(value(k), 16, 3)).join("")}`);
     const wdev = (name: string, k: number) => localStats.get(`${name}/${k}`)!.cpu!;
     wrow("  tollbooth − pass-through, worker", (k) => wdev("tollbooth", k).worker - wdev("bare pass-through", k).worker);
     wrow(
       "  tollbooth − pass-through, wrangler's proxy + node",
-      (k) => wdev("tollbooth", k).proxy + wdev("tollbooth", k).node - wdev("bare pass-through", k).proxy - wdev("bare pass-through", k).node,
+      (k) =>
+        wdev("tollbooth", k).proxy + wdev("tollbooth", k).node - wdev("bare pass-through", k).proxy - wdev("bare pass-through", k).node,
     );
     wrow("  decision log line, worker", (k) => wdev("tollbooth", k).worker - wdev("− decision log", k).worker);
     wrow("  decision log line, wrangler's node (inspector)", (k) => wdev("tollbooth", k).node - wdev("− decision log", k).node);
@@ -721,7 +731,8 @@ try {
     console.log(
       `5. hot path, in-process (Node ${process.version}), ${hot.iterations} iterations per stage, µs per request (a per-stage profile; no target)`,
     );
-    for (const s of [...hot.stages, hot.middleware]) console.log(`  ${s.name.padEnd(38)} mean ${f(s.meanUs, 7, 1)}  p99 ${f(s.p99Us, 7, 1)}`);
+    for (const s of [...hot.stages, hot.middleware])
+      console.log(`  ${s.name.padEnd(38)} mean ${f(s.meanUs, 7, 1)}  p99 ${f(s.p99Us, 7, 1)}`);
     console.log(`  sum of the non-reference stages ${hot.hotPathUs.toFixed(1)} µs`);
     const bundle = await measureBundle();
     console.log(

@@ -15,7 +15,17 @@
 
 import type { Env } from "../../workers/env.ts";
 import gateway, { CallerState as RealCallerState, OriginGate as RealOriginGate, Stats as RealStats } from "../../workers/index.ts";
-import { benchEndpoint, countAlarm, countingAnalytics, countingKv, delayOf, farNamespace, instrumentStorage, originCalls, statsCalls } from "./far.ts";
+import {
+  benchEndpoint,
+  countAlarm,
+  countingAnalytics,
+  countingKv,
+  delayOf,
+  farNamespace,
+  instrumentStorage,
+  originCalls,
+  statsCalls,
+} from "./far.ts";
 
 // The Durable Object classes, unchanged but for counting their SQLite rows written and alarms (far.ts).
 export class CallerState extends RealCallerState {

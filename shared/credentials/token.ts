@@ -47,7 +47,9 @@ export function newTokenId(): string {
 /** Sign claims with the keyring's current signing key. @returns the token string */
 export async function signToken(keyring: Keyring, claims: TokenClaims): Promise<string> {
   const kid = keyring.signer.kid;
-  const payload = toBase64Url(utf8(JSON.stringify({ sub: claims.sub, jti: claims.jti, exp: claims.exp, cr: claims.cr, ...(claims.pd === 1 ? { pd: 1 } : {}) })));
+  const payload = toBase64Url(
+    utf8(JSON.stringify({ sub: claims.sub, jti: claims.jti, exp: claims.exp, cr: claims.cr, ...(claims.pd === 1 ? { pd: 1 } : {}) })),
+  );
   const tag = await hmac(keyring.signer, canonical([LABEL, kid, payload]));
   return `${PREFIX}.${kid}.${payload}.${toBase64Url(tag)}`;
 }
@@ -68,7 +70,10 @@ export async function verifyToken(
 }
 
 /** Shape, key id, signature (constant time) and claim types of a token; not its expiry or caller. */
-async function verifySignature(keyring: Keyring, token: string): Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
+async function verifySignature(
+  keyring: Keyring,
+  token: string,
+): Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
   if (token.length > 2048) return { ok: false, reason: "malformed" };
   const parts = token.split(".");
   if (parts.length !== 4 || parts[0] !== PREFIX) return { ok: false, reason: "malformed" };
@@ -97,7 +102,11 @@ async function verifySignature(keyring: Keyring, token: string): Promise<{ ok: t
   return { ok: true, claims };
 }
 
-function checkClaims(claims: TokenClaims, caller: string, nowMs: number): { ok: true; claims: TokenClaims } | { ok: false; reason: TokenError } {
+function checkClaims(
+  claims: TokenClaims,
+  caller: string,
+  nowMs: number,
+): { ok: true; claims: TokenClaims } | { ok: false; reason: TokenError } {
   if (nowMs >= claims.exp * 1000) return { ok: false, reason: "expired" };
   if (claims.sub !== caller) return { ok: false, reason: "wrong_caller" };
   return { ok: true, claims };
@@ -113,7 +122,9 @@ export const TOKEN_MEMO_MAX = 4096;
  * that failed is not remembered.
  * @returns `(token, caller, nowMs) → claims or the reason`, as `verifyToken`
  */
-export function tokenVerifier(keyring: Keyring): (token: string, caller: string, nowMs: number) => Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
+export function tokenVerifier(
+  keyring: Keyring,
+): (token: string, caller: string, nowMs: number) => Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
   const memo = new Map<string, TokenClaims>();
   return async (token, caller, nowMs) => {
     const known = memo.get(token);

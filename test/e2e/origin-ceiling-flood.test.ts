@@ -20,10 +20,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { formatChallenge, type PowChallenge } from "../../shared/wire/pow.ts";
-import { startExpressOrigin, type ExpressOrigin } from "../helpers/express-origin.ts";
-import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
+import { type ExpressOrigin, startExpressOrigin } from "../helpers/express-origin.ts";
+import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
 
 /** The origin ceiling: C messages, R per second. */
 const C = 80;
@@ -51,7 +51,10 @@ beforeAll(async () => {
       bucket: { capacity: 10, refillPerSecond: 0.5 },
       challenge: { difficulty: BASE_BITS, credits: 8 },
       costs: { tools: { cheap: 1 } },
-      identity: { strategies: ["api-key", "ip"], apiKeys: [{ sha256: createHash("sha256").update(PRO_KEY).digest("hex"), name: "pro-caller", plan: "pro" }] },
+      identity: {
+        strategies: ["api-key", "ip"],
+        apiKeys: [{ sha256: createHash("sha256").update(PRO_KEY).digest("hex"), name: "pro-caller", plan: "pro" }],
+      },
       plans: { pro: { bucket: { capacity: 60, refillPerSecond: 5 } } },
       originCeiling: { capacity: C, refillPerSecond: R },
       // Prices fall back within seconds of the flood (the default is 15 s).
@@ -142,7 +145,10 @@ test("a flood of free traffic from 60 networks: the pro caller and the proof-of-
   const pow = (async () => {
     for (let i = 0; start + i * 2000 < end; i++) {
       await sleepUntil(start + i * 2000);
-      const headers: Record<string, string> = { ...payer, ...(credits > 0 && token ? { "tollbooth-token": token } : { "tollbooth-solution": await solved(payer) }) };
+      const headers: Record<string, string> = {
+        ...payer,
+        ...(credits > 0 && token ? { "tollbooth-token": token } : { "tollbooth-solution": await solved(payer) }),
+      };
       const s = await send("pow", tOf(performance.now()), cheap(), headers);
       seen.push(s);
       token = s.headers.get("tollbooth-token") ?? token;
@@ -190,7 +196,10 @@ test("a flood of free traffic from 60 networks: the pro caller and the proof-of-
   const received = log.filter((x) => x.t >= tOf(floodFirst) && x.t <= tOf(floodLast)).reduce((a, x) => a + x.n, 0);
   const bound = C + R * T;
   const by = (who: Seen["who"]) => seen.filter((x) => x.who === who);
-  const statuses = (who: Seen["who"]) => JSON.stringify(Object.fromEntries([...new Set(by(who).map((x) => x.status))].map((st) => [st, by(who).filter((x) => x.status === st).length])));
+  const statuses = (who: Seen["who"]) =>
+    JSON.stringify(
+      Object.fromEntries([...new Set(by(who).map((x) => x.status))].map((st) => [st, by(who).filter((x) => x.status === st).length])),
+    );
   console.log(
     [
       `origin ceiling C = ${C}, R = ${R}/s; flood of ${NETWORKS} networks for ${T.toFixed(1)} s: the origin received ${received} messages, C + R·T = ${bound.toFixed(0)} (${((received / bound - 1) * 100).toFixed(1)} %), R·T = ${(R * T).toFixed(0)}`,
@@ -217,7 +226,9 @@ test("a flood of free traffic from 60 networks: the pro caller and the proof-of-
   expect(top.length).toBeGreaterThan(0);
   expect(Math.max(...top.map((x) => x.difficulty!))).toBeGreaterThanOrEqual(BASE_BITS + 3);
   expect(Math.max(...top.map((x) => x.sats ?? 0))).toBeGreaterThanOrEqual(LIST_SATS * 3);
-  expect(flood402.some((x) => x.reason === "over_budget" && /free requests may use \d+ % of their budget/.test(x.congestion?.why ?? ""))).toBe(true);
+  expect(
+    flood402.some((x) => x.reason === "over_budget" && /free requests may use \d+ % of their budget/.test(x.congestion?.why ?? "")),
+  ).toBe(true);
   // After the flood the price is back: the probe's last 402s carry no congestion, at the list difficulty and price.
   const after = by("probe").filter((x) => x.status === 402 && x.t >= FLOOD_S + AFTER_S - 4);
   expect(after.length).toBeGreaterThan(0);

@@ -25,7 +25,14 @@ import type { BucketConfig } from "../../shared/limits/bucket.ts";
 import type { CongestionCurve } from "../../shared/limits/congestion.ts";
 import { microBucket } from "../../shared/limits/micro-units.ts";
 import type { ClassPolicy } from "../../shared/limits/origin-classes.ts";
-import { DEFAULT_ROOT_SETTINGS, initialShares, newRoot, type RootSettings, type RootState, rootCall } from "../../shared/limits/origin-root.ts";
+import {
+  DEFAULT_ROOT_SETTINGS,
+  initialShares,
+  newRoot,
+  type RootSettings,
+  type RootState,
+  rootCall,
+} from "../../shared/limits/origin-root.ts";
 import {
   applyRootReply,
   DEFAULT_SHARD_SETTINGS,
@@ -69,13 +76,21 @@ export interface RootRequest {
 }
 
 /** What one object holds: a shard's or the root's state, with the settings it was made under. */
-type Held = { kind: "shard"; config: OriginConfig; shard: number; state: ShardState } | { kind: "root"; config: OriginConfig; state: RootState };
+type Held =
+  | { kind: "shard"; config: OriginConfig; shard: number; state: ShardState }
+  | { kind: "root"; config: OriginConfig; state: RootState };
 
 /** Milliseconds a shard waits for the root before giving up a report (the next one is a second later). */
 const ROOT_TIMEOUT_MS = 2_000;
 
 const shardSettings = (c: OriginConfig): ShardSettings => ({ classes: c.classes, ...DEFAULT_SHARD_SETTINGS });
-const rootSettings = (c: OriginConfig): RootSettings => ({ ceiling: microBucket(c.ceiling), shards: c.shards, classes: c.classes, curve: c.curve, ...DEFAULT_ROOT_SETTINGS });
+const rootSettings = (c: OriginConfig): RootSettings => ({
+  ceiling: microBucket(c.ceiling),
+  shards: c.shards,
+  classes: c.classes,
+  curve: c.curve,
+  ...DEFAULT_ROOT_SETTINGS,
+});
 
 export class OriginGate extends DurableObject<{ ORIGIN_GATE?: DurableObjectNamespace<OriginGate> }> {
   private readonly sql: SqlStorage;
@@ -90,7 +105,9 @@ export class OriginGate extends DurableObject<{ ORIGIN_GATE?: DurableObjectNames
     super(ctx, env);
     this.sql = ctx.storage.sql;
     // The single-bucket gate of earlier versions kept its bucket here: nothing to carry over.
-    this.sql.exec("DROP TABLE IF EXISTS bucket; CREATE TABLE IF NOT EXISTS origin (id INTEGER PRIMARY KEY CHECK (id = 0), held TEXT NOT NULL)");
+    this.sql.exec(
+      "DROP TABLE IF EXISTS bucket; CREATE TABLE IF NOT EXISTS origin (id INTEGER PRIMARY KEY CHECK (id = 0), held TEXT NOT NULL)",
+    );
   }
 
   /**
@@ -118,7 +135,8 @@ export class OriginGate extends DurableObject<{ ORIGIN_GATE?: DurableObjectNames
   root(req: RootRequest): RootReply {
     const nowMs = Date.now();
     let held = this.load();
-    if (held?.kind !== "root" || held.config.key !== req.config.key) held = { kind: "root", config: req.config, state: newRoot(rootSettings(req.config), nowMs) };
+    if (held?.kind !== "root" || held.config.key !== req.config.key)
+      held = { kind: "root", config: req.config, state: newRoot(rootSettings(req.config), nowMs) };
     const reply = rootCall(held.state, rootSettings(held.config), req.report, nowMs);
     this.save(held);
     return reply;
@@ -145,7 +163,9 @@ export class OriginGate extends DurableObject<{ ORIGIN_GATE?: DurableObjectNames
       this.reporting = true;
       const root = ns.get(ns.idFromString(held.config.root));
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ROOT_TIMEOUT_MS} ms`)), ROOT_TIMEOUT_MS)));
+      const late = new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ROOT_TIMEOUT_MS} ms`)), ROOT_TIMEOUT_MS)),
+      );
       done = Promise.race([root.root({ config: held.config, report }) as Promise<RootReply>, late])
         .then((reply) => {
           // Applied only to the state it answers (not to one started afresh meanwhile).

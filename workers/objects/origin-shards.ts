@@ -53,7 +53,10 @@ export interface OriginShards {
 export function originShards(ns: DurableObjectNamespace<OriginGate> | undefined, policy: Policy, timeoutMs: number): OriginShards | null {
   const ceiling = policy.originCeiling;
   if (!ceiling) return null;
-  if (!ns || typeof ns.idFromName !== "function") throw new TypeError("tollbooth(): option `originGate` (the ORIGIN_GATE Durable Object binding) is required when the policy sets originCeiling");
+  if (!ns || typeof ns.idFromName !== "function")
+    throw new TypeError(
+      "tollbooth(): option `originGate` (the ORIGIN_GATE Durable Object binding) is required when the policy sets originCeiling",
+    );
   const { classes, congestion: curve } = policy.allocation;
   const shards = shardsFor(ceiling.capacity, policy.allocation.shards);
   const leases = new OriginLeases({ ...DEFAULT_ORIGIN_LEASE, askBelowLevel: curve.start });
@@ -70,7 +73,14 @@ export function originShards(ns: DurableObjectNamespace<OriginGate> | undefined,
       shard = Math.floor(Math.random() * shards);
       shardId = ns.idFromName(`shard:${shard}`);
       const key = JSON.stringify([ceiling, shards, classes, curve.riseSeconds, curve.fallSeconds]);
-      config = { key, ceiling, shards, classes, curve: { riseSeconds: curve.riseSeconds, fallSeconds: curve.fallSeconds }, root: ns.idFromName("root").toString() };
+      config = {
+        key,
+        ceiling,
+        shards,
+        classes,
+        curve: { riseSeconds: curve.riseSeconds, fallSeconds: curve.fallSeconds },
+        root: ns.idFromName("root").toString(),
+      };
     }
     const sent = leases.call(Date.now(), need);
     // A stub is an I/O object of the request that made it: one per call.

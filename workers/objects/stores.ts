@@ -63,7 +63,11 @@ export const BLOCK_MEMO_MAX = 10_000;
  * (the next check asks again) and rejects the check. At most `max` identities are kept.
  * @param ttlMs how long an answer is reused, ms (default `BLOCK_MEMO_MS`, 5 000)
  */
-export function blockChecker(lookup: (identity: string, nowMs: number) => Promise<number | null>, ttlMs = BLOCK_MEMO_MS, max = BLOCK_MEMO_MAX): (identity: string, nowMs: number) => Promise<number | null> {
+export function blockChecker(
+  lookup: (identity: string, nowMs: number) => Promise<number | null>,
+  ttlMs = BLOCK_MEMO_MS,
+  max = BLOCK_MEMO_MAX,
+): (identity: string, nowMs: number) => Promise<number | null> {
   const memo = new Map<string, { atMs: number; until: Promise<number | null> }>();
   return async (identity, nowMs) => {
     let entry = memo.get(identity);

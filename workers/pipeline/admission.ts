@@ -12,10 +12,10 @@ import { signToken } from "../../shared/credentials/token.ts";
 import type { LeaseAdmission } from "../../shared/limits/lease.ts";
 import type { Plan } from "../../shared/policy/index.ts";
 import { CREDITS_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
+import { gatewayUrls } from "../endpoints/urls.ts";
 import type { AdmitResult } from "../objects/caller-state.ts";
 import type { CallerStore } from "../objects/stores.ts";
 import { blocked, tooMany, unavailable } from "../refusal/layers.ts";
-import { gatewayUrls } from "../endpoints/urls.ts";
 import { describeRequest, overBudget } from "../refusal/over-budget.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import type { OfferContext } from "../schemes/contract.ts";
@@ -67,8 +67,15 @@ async function take(s: Metered, deps: Pick<Deps, "leases" | "policy">, store: Ca
     // Renewed in the background, when this request is the one to start it.
     if (leases!.startRenewal(caller, nowMs)) {
       const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
-      const renewal = want ? store.renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want }).then((grant) => leases!.install(caller, grant, Date.now())) : Promise.resolve();
-      s.ctx.defer("CallerState.renew", renewal.finally(() => leases!.renewed(caller)));
+      const renewal = want
+        ? store
+            .renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want })
+            .then((grant) => leases!.install(caller, grant, Date.now()))
+        : Promise.resolve();
+      s.ctx.defer(
+        "CallerState.renew",
+        renewal.finally(() => leases!.renewed(caller)),
+      );
     }
     return { decision: leaseDecision(plan, cost, local, nowMs), local };
   }
@@ -104,7 +111,19 @@ async function take(s: Metered, deps: Pick<Deps, "leases" | "policy">, store: Ca
 export function offerContext(s: Carrying & { decision?: AdmitResult }, deps: Pick<Deps, "policy">, reason: string): OfferContext {
   const { plan, keyring, caller, nowMs, cost, url, congestion } = s;
   const what = describeRequest(s.request.method, url.pathname, s.body);
-  return { policy: deps.policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: s.decision?.difficulty ?? plan.challenge.difficulty, congestion };
+  return {
+    policy: deps.policy,
+    plan,
+    keyring,
+    caller,
+    nowMs,
+    cost,
+    url,
+    what,
+    reason,
+    difficulty: s.decision?.difficulty ?? plan.challenge.difficulty,
+    congestion,
+  };
 }
 
 /** The answer to a request the caller's object did not admit. */
@@ -112,36 +131,69 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
   const { decision, plan, headers } = s;
   // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
   if (decision.reason === "blocked") return blocked(decision.retryAfterSeconds ?? 1);
-  if (decision.reason === "ceiling") return tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
+  if (decision.reason === "ceiling")
+    return tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
   if (decision.reason === "sessions" || decision.reason === "streams") {
     const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
     const what = decision.reason === "sessions" ? "sessions" : "GET streams";
-    return tooMany(decision.reason, `over the cap of ${max} open ${what} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max });
+    return tooMany(
+      decision.reason,
+      `over the cap of ${max} open ${what} per caller (end one with DELETE, or close a stream)`,
+      decision.retryAfterSeconds ?? 1,
+      headers,
+      { max },
+    );
   }
   const reason = decision.reason ?? "over_budget";
   const status = (s.credential.refusedBy ?? schemeOfReason(deps.schemes, reason))?.refusalStatus(reason) ?? 402;
   const offer = offerContext(s, deps, reason);
   // The scheme's own words for its redemption refused by the caller's object, when it has some.
-  const facts = s.admit.redeem ? { redemption: s.admit.redeem, difficulty: offer.difficulty, worth: decision.solutionCredits, cost: s.cost, challengeUrl: gatewayUrls(s.url).challengeUrl } : null;
+  const facts = s.admit.redeem
+    ? {
+        redemption: s.admit.redeem,
+        difficulty: offer.difficulty,
+        worth: decision.solutionCredits,
+        cost: s.cost,
+        challengeUrl: gatewayUrls(s.url).challengeUrl,
+      }
+    : null;
   const detail = (facts ? schemeOfReason(deps.schemes, reason)?.refusalDetail?.(reason, facts) : undefined) ?? s.credential.refusedDetail;
   const { schemes } = deps;
   // A free request refused by its own budget: the congestion's free share may be why.
   const refusedAt = s.cls === "free" && reason === "over_budget" ? "budget" : undefined;
-  return overBudget({ schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, refusedAt, ...(detail !== undefined ? { detail: { detail } } : {}) });
+  return overBudget({
+    schemes,
+    offer,
+    body: s.body,
+    retryAfterSeconds: decision.bucket.retryAfterSeconds,
+    solves: decision.solves,
+    headers,
+    status,
+    credits: decision.credits,
+    refusedAt,
+    ...(detail !== undefined ? { detail: { detail } } : {}),
+  });
 }
 
 /**
  * The request admitted by the caller's object or lease (with the headers every answer to it
  * carries), the request to forward unmetered, or the object's refusal.
  */
-export async function admission(s: Metered, deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">): Promise<Admitted | Unmetered | Refusal> {
+export async function admission(
+  s: Metered,
+  deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">,
+): Promise<Admitted | Unmetered | Refusal> {
   const { caller, identity, nowMs } = s;
   // A request that became a payer's through its access token: the identity it came from
   // must not be blocked. Asked in parallel with the payer's object (per-isolate memo, at
   // most BLOCK_MEMO_MS old); what the admit took is given back when it is.
-  const identityBlock = caller !== identity.id && s.admit.redeem === undefined
-    ? deps.blockedUntil(identity.id, nowMs).then((until) => ({ ok: true as const, until }), (err: unknown) => ({ ok: false as const, err }))
-    : null;
+  const identityBlock =
+    caller !== identity.id && s.admit.redeem === undefined
+      ? deps.blockedUntil(identity.id, nowMs).then(
+          (until) => ({ ok: true as const, until }),
+          (err: unknown) => ({ ok: false as const, err }),
+        )
+      : null;
   const store = deps.callers.of(caller);
   const taken = await take(s, deps, store);
   if (taken === UNMETERED) return { ...s, unmetered: true };

@@ -10,15 +10,16 @@
  * step, in parallel with the payer's object.
  * Also here: the session (`initialize`) or stream (GET) slot the request opens.
  */
+
+import type { Plan } from "../../shared/policy/index.ts";
 import { fromBase64Url } from "../../shared/wire/encoding.ts";
 import { TOKEN_HEADER } from "../../shared/wire/headers.ts";
-import type { Plan } from "../../shared/policy/index.ts";
 import type { AdmitRequest, SlotRequest } from "../objects/caller-state.ts";
 import { blocked, unavailable } from "../refusal/layers.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import { PAYERS } from "../schemes/registry.ts";
 import type { Deps } from "./deps.ts";
-import { record, type Carrying, type Credential, type Known } from "./state.ts";
+import { type Carrying, type Credential, type Known, record } from "./state.ts";
 
 /** A random slot id (16 bytes, hex). */
 function slotId(): string {
@@ -76,7 +77,12 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
     if (read === null) continue;
     record(s, { scheme: scheme.type });
     // A credential carried in the body (MCP `_meta`) is removed from what the origin gets.
-    const credential: Credential = { carried: true, via: scheme.type, paidAs: scheme.prefix, forwardBody: read.ok && read.body ? read.body : s.rawBody };
+    const credential: Credential = {
+      carried: true,
+      via: scheme.type,
+      paidAs: scheme.prefix,
+      forwardBody: read.ok && read.body ? read.body : s.rawBody,
+    };
     if (read.ok && scheme.namesPayer) {
       // Invariant: a payment that makes the request its payer's does not walk around a block
       // of the identity it came from: checked before the payment service is asked (no
@@ -90,10 +96,24 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
       }
       if (until !== null) return blocked((until - nowMs) / 1000);
     }
-    const check = read.ok ? await scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller: identity.id, nowMs, cost, congestion: s.congestion }) : read;
+    const check = read.ok
+      ? await scheme.verify(read.credential, {
+          policy: deps.policy,
+          plan,
+          keyring,
+          caller: identity.id,
+          nowMs,
+          cost,
+          congestion: s.congestion,
+        })
+      : read;
     if (!check.ok) {
       const refusedDetail = check.detail !== undefined ? { refusedDetail: check.detail } : {};
-      return { caller: identity.id, admit: { refused: `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"] }, credential: { ...credential, refusedBy: scheme, ...refusedDetail } };
+      return {
+        caller: identity.id,
+        admit: { refused: `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"] },
+        credential: { ...credential, refusedBy: scheme, ...refusedDetail },
+      };
     }
     const r = check.redemption;
     const caller = check.identity ?? identity.id;
@@ -101,9 +121,16 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
     // keeps; a reusable one is its own token; a per-request payment buys none.
     // The token says whether money bought it: its requests' class at the origin ceiling.
     const pd = scheme.admits === "paid" ? { pd: 1 as const } : {};
-    const tokenClaims = !r.reusable && check.token !== false ? { tokenClaims: { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits, ...pd } } : {};
+    const tokenClaims =
+      !r.reusable && check.token !== false
+        ? { tokenClaims: { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits, ...pd } }
+        : {};
     const settlement = scheme.settle && read.ok ? { settlement: { scheme, credential: read.credential } } : {};
-    return { caller, admit: { redeem: r }, credential: { ...credential, payment: check.paid, cls: scheme.admits, ...tokenClaims, ...settlement } };
+    return {
+      caller,
+      admit: { redeem: r },
+      credential: { ...credential, payment: check.paid, cls: scheme.admits, ...tokenClaims, ...settlement },
+    };
   }
   return null;
 }
@@ -123,12 +150,29 @@ async function tokenCredential(s: Known, deps: Pick<Deps, "tokens">): Promise<Fo
 }
 
 /** The request with its caller, its credential and what to ask the caller's object; or a refusal (a blocked payer, an unreachable state). */
-export async function credentials(s: Known, deps: Pick<Deps, "policy" | "schemes" | "blockedUntil" | "tokens">): Promise<Carrying | Refusal> {
+export async function credentials(
+  s: Known,
+  deps: Pick<Deps, "policy" | "schemes" | "blockedUntil" | "tokens">,
+): Promise<Carrying | Refusal> {
   const { plan, nowMs, cost } = s;
   const slot = slotFor(s, plan, nowMs);
   const found = (await schemeCredential(s, deps)) ?? (await tokenCredential(s, deps));
   if (found instanceof Refusal) return found;
   if (found && found.caller !== s.identity.id) record(s, { caller: found.caller });
-  const admit: AdmitRequest = { cost, nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, ...(slot ? { slot } : {}), ...found?.admit };
-  return { ...s, caller: found?.caller ?? s.identity.id, credential: found?.credential ?? { carried: false, forwardBody: s.rawBody }, slot, admit };
+  const admit: AdmitRequest = {
+    cost,
+    nowMs,
+    bucket: plan.bucket,
+    ceiling: plan.ceiling,
+    challenge: plan.challenge,
+    ...(slot ? { slot } : {}),
+    ...found?.admit,
+  };
+  return {
+    ...s,
+    caller: found?.caller ?? s.identity.id,
+    credential: found?.credential ?? { carried: false, forwardBody: s.rawBody },
+    slot,
+    admit,
+  };
 }

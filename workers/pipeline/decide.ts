@@ -27,17 +27,17 @@ import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import { ownEndpoints } from "../endpoints/index.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import { admission } from "./admission.ts";
-import { giveBack } from "./give-back.ts";
 import { body } from "./body.ts";
 import { credentials } from "./credentials.ts";
 import type { Deps } from "./deps.ts";
+import { giveBack } from "./give-back.ts";
 import { identity } from "./identity.ts";
 import { mcpHeaders } from "./mcp-headers.ts";
 import { networkCeiling } from "./network-ceiling.ts";
 import { originCeiling } from "./origin-ceiling.ts";
 import { originHeader } from "./origin-header.ts";
 import { settlement } from "./settlement.ts";
-import { record, type Arrival, type Cleared, type Metered, type Outcome, type Read, type RequestContext } from "./state.ts";
+import { type Arrival, type Cleared, type Metered, type Outcome, type Read, type RequestContext, record } from "./state.ts";
 
 /** Refused by a step, after state `s` (its body, when read, gives the answer its ids). */
 function refused(s: Arrival | Read, refusal: Refusal): Outcome {
@@ -79,7 +79,8 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   const counted = await networkCeiling(checked, deps);
   if (counted instanceof Refusal) return refused(arrived, counted);
   const path = ctx.url.pathname;
-  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/")) return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
+  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/"))
+    return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
   const read = await body(counted, deps);
   if (read instanceof Refusal) return refused(arrived, read);
   const described = mcpHeaders(read);

@@ -7,16 +7,16 @@
 import type { Keyring } from "../../shared/credentials/keys.ts";
 import { importKeyring, parseSecrets } from "../../shared/credentials/keys.ts";
 import { tokenVerifier } from "../../shared/credentials/token.ts";
-import { identityResolver, type Identity } from "../../shared/identity/index.ts";
+import { type Identity, identityResolver } from "../../shared/identity/index.ts";
 import { LeaseTable } from "../../shared/limits/lease.ts";
-import { rateLimit, rateLimitPolicy, type NamedLimit } from "../../shared/limits/ratelimit-headers.ts";
-import type { AdmitResult, CallerState } from "../objects/caller-state.ts";
+import { type NamedLimit, rateLimit, rateLimitPolicy } from "../../shared/limits/ratelimit-headers.ts";
 import type { NetworkLimiter } from "../env.ts";
-import { blockChecker, boundedStore, SPEND_SCOPE, type StoreNamespace } from "../objects/stores.ts";
+import type { AdmitResult, CallerState } from "../objects/caller-state.ts";
 import type { OriginGate } from "../objects/origin-gate.ts";
 import { type OriginShards, originShards } from "../objects/origin-shards.ts";
+import { blockChecker, boundedStore, SPEND_SCOPE, type StoreNamespace } from "../objects/stores.ts";
 import type { PaymentScheme } from "../schemes/contract.ts";
-import { parsePolicy, type Plan, type Policy, type PolicyInput } from "../schemes/policy.ts";
+import { type Plan, type Policy, type PolicyInput, parsePolicy } from "../schemes/policy.ts";
 import { paymentSchemes } from "../schemes/registry.ts";
 import { normalizePath } from "./paths.ts";
 
@@ -131,8 +131,17 @@ export function buildDeps(options: TollboothOptions): Deps {
     origin: originShards(options.originGate, policy, policy.storeTimeoutMs),
     schemes,
     limitHeaders,
-    blockedUntil: blockChecker((identity, nowMs) => callers.of(identity).blocked({ nowMs }).then((r) => r.blockedUntilMs)),
-    claimSpend: (spendId, untilMs) => spends.of(SPEND_SCOPE + spendId).claim({ spendId, untilMs }).then((r) => r.claimed),
+    blockedUntil: blockChecker((identity, nowMs) =>
+      callers
+        .of(identity)
+        .blocked({ nowMs })
+        .then((r) => r.blockedUntilMs),
+    ),
+    claimSpend: (spendId, untilMs) =>
+      spends
+        .of(SPEND_SCOPE + spendId)
+        .claim({ spendId, untilMs })
+        .then((r) => r.claimed),
     leases: policy.leases ? new LeaseTable() : null,
     tokens: (keyring) => (verifier ??= tokenVerifier(keyring)),
     endpoint: normalizePath(policy.endpoint),

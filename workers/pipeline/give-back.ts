@@ -70,7 +70,8 @@ export function giveBack(held: Held, defer?: Defer): Promise<void> {
  */
 export function heldBy(s: Admitted, deps: Pick<Deps, "leases">, what: "charge" | "taken" | "slot"): Held {
   if (what === "slot") return { kind: "slot", store: s.store, slotId: s.slot!.id };
-  if (what === "taken" && !s.local && s.credential.settlement && s.admit.redeem) return { kind: "payment", store: s.store, jti: s.admit.redeem.jti };
+  if (what === "taken" && !s.local && s.credential.settlement && s.admit.redeem)
+    return { kind: "payment", store: s.store, jti: s.admit.redeem.jti };
   // What was charged: `admit.cost` (a free request under congestion is charged more than its cost).
   if (s.local) return { kind: "lease", leases: deps.leases!, caller: s.caller, cost: s.admit.cost };
   const tokenId = s.admit.tokenId ?? s.admit.redeem?.jti;

@@ -13,7 +13,7 @@ import { Refusal } from "../refusal/refusal.ts";
 import { maxPayableCost, planFor } from "../schemes/policy.ts";
 import type { Deps } from "./deps.ts";
 import { OAUTH_METADATA } from "./paths.ts";
-import { record, type Known, type Read } from "./state.ts";
+import { type Known, type Read, record } from "./state.ts";
 
 /** `plan` with its challenge's difficulty raised by the congestion's extra bits (at most 32); `plan` itself when there are none. */
 export function pricedPlan(plan: Plan, c: Congestion | null): Plan {

@@ -50,7 +50,12 @@ export async function originCeiling(s: Carrying, deps: Pick<Deps, "origin" | "po
 }
 
 /** The answer to a request whose class has no room at the origin: 429 for `paid`, else a 402 with the ways up. */
-async function refused(s: Carrying, deps: Pick<Deps, "origin" | "policy" | "schemes">, cls: AdmissionClass, units: number): Promise<Refusal> {
+async function refused(
+  s: Carrying,
+  deps: Pick<Deps, "origin" | "policy" | "schemes">,
+  cls: AdmissionClass,
+  units: number,
+): Promise<Refusal> {
   const origin = deps.origin!;
   const congestion = origin.congestion();
   const { capacity, refillPerSecond } = deps.policy.originCeiling!;

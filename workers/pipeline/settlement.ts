@@ -34,7 +34,17 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
   }
   const { plan, keyring, caller, nowMs, cost } = s;
   // At the price its payment was verified at (the congestion when the request arrived).
-  const done = claimed ? await pending.scheme.settle!(pending.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost, congestion: s.congestion }) : refuse("spent");
+  const done = claimed
+    ? await pending.scheme.settle!(pending.credential, {
+        policy: deps.policy,
+        plan,
+        keyring,
+        caller,
+        nowMs,
+        cost,
+        congestion: s.congestion,
+      })
+    : refuse("spent");
   if (done.ok) return { ...s, headers: { ...s.headers, ...done.headers }, receipt: done.receipt };
   void giveBack(payment, s.ctx.defer);
   const headers = { ...s.headers };
@@ -44,5 +54,14 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
   const offer = offerContext(s, deps, reason);
   const { decision } = s;
   const detail = done.detail !== undefined ? { detail: { detail: done.detail } } : {};
-  return overBudget({ schemes: deps.schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: pending.scheme.refusalStatus(reason), ...detail });
+  return overBudget({
+    schemes: deps.schemes,
+    offer,
+    body: s.body,
+    retryAfterSeconds: decision.bucket.retryAfterSeconds,
+    solves: decision.solves,
+    headers,
+    status: pending.scheme.refusalStatus(reason),
+    ...detail,
+  });
 }

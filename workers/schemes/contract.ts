@@ -20,9 +20,9 @@
  * Refusals reach the wire as `error.data.reason` = `<prefix>_<reason>` (docs/wire-contract.md §1, §10).
  */
 import type { Keyring } from "../../shared/credentials/keys.ts";
-import type { Congestion } from "../../shared/limits/congestion.ts";
 import type { TokenError } from "../../shared/credentials/token.ts";
 import type { JsonRpcId, ParsedBody } from "../../shared/jsonrpc.ts";
+import type { Congestion } from "../../shared/limits/congestion.ts";
 import type { Plan, Policy, PolicySection } from "../../shared/policy/index.ts";
 import type { Result } from "../../shared/result.ts";
 
@@ -328,5 +328,10 @@ export interface SchemeModule {
  */
 export function credentialRefusal(scheme: Pick<PaymentScheme, "prefix" | "refusalStatus">, reason: string): VerifyRefusal {
   const prefixed = `${scheme.prefix}_${reason}`;
-  return { status: scheme.refusalStatus(prefixed), error: "invalid_credential", message: `Credential refused: ${prefixed}`, data: { reason: prefixed } };
+  return {
+    status: scheme.refusalStatus(prefixed),
+    error: "invalid_credential",
+    message: `Credential refused: ${prefixed}`,
+    data: { reason: prefixed },
+  };
 }

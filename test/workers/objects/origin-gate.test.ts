@@ -23,11 +23,23 @@ beforeEach(() => {
 
 /** Settings of a ceiling of `capacity` messages refilled at `refill` per second, one shard (the root named `<prefix>/root`). */
 function config(capacity = 100, refill = 0.001, key = "policy-1"): OriginConfig {
-  return { key, ceiling: { capacity, refillPerSecond: refill }, shards: 1, classes: DEFAULT_CLASS_POLICY, curve: { riseSeconds: 2, fallSeconds: 15 }, root: ns.idFromName(`${prefix}/root`).toString() };
+  return {
+    key,
+    ceiling: { capacity, refillPerSecond: refill },
+    shards: 1,
+    classes: DEFAULT_CLASS_POLICY,
+    curve: { riseSeconds: 2, fallSeconds: 15 },
+    root: ns.idFromName(`${prefix}/root`).toString(),
+  };
 }
 const shard = () => ns.getByName(`${prefix}/shard:0`);
 /** A call asking nothing but `need` of class `cls` (3: free), with `seen` units asked per class. */
-const call = (need?: { cls: number; units: number }, seen = [0, 0, 0, need?.units ?? 0]): IsolateCall => ({ reports: [], seen, want: [0, 0, 0, 0], need });
+const call = (need?: { cls: number; units: number }, seen = [0, 0, 0, need?.units ?? 0]): IsolateCall => ({
+  reports: [],
+  seen,
+  want: [0, 0, 0, 0],
+  need,
+});
 
 describe("a shard lends by class", () => {
   it("a class gets its guarantee, then the pool down to its floor, whole or nothing; the reply says which classes have room", async () => {
@@ -63,7 +75,10 @@ describe("a shard lends by class", () => {
   it("refuses a malformed call, changing nothing", async () => {
     const err = await shard()
       .shard({ config: config(), shard: 0, call: { ...call({ cls: 3, units: 1 }), seen: [1] } })
-      .then(() => null, (e: unknown) => e);
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     expect(String(err)).toMatch(/seen: expected 4 integers/);
     expect((await shard().shard({ config: config(), shard: 0, call: call({ cls: 3, units: 54 }) })).needMet).toBe(true);
   });
@@ -81,6 +96,8 @@ describe("the load level", () => {
     // The root's answers land in the background; the alarm reports what is left.
     advance(1_000);
     await runDurableObjectAlarm(shard());
-    await vi.waitFor(async () => expect((await shard().shard({ config: c, shard: 0, call: call() })).level).toBeGreaterThan(0.5), { timeout: 5_000 });
+    await vi.waitFor(async () => expect((await shard().shard({ config: c, shard: 0, call: call() })).level).toBeGreaterThan(0.5), {
+      timeout: 5_000,
+    });
   });
 });

@@ -9,7 +9,6 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { NetworkLimiter } from "../../../workers/env.ts";
 import {
-  WELL_KNOWN,
   advance,
   challengeOf,
   errorBody,
@@ -19,6 +18,7 @@ import {
   hex,
   ipIdentity,
   observeOrigin,
+  type PolicyJson,
   parseLimitList,
   post,
   reasonOf,
@@ -27,7 +27,7 @@ import {
   sha256,
   solve,
   toolCall,
-  type PolicyJson,
+  WELL_KNOWN,
 } from "../support.ts";
 
 let ip: string;
@@ -63,7 +63,11 @@ function withLimiter(policy: PolicyJson, limiter: NetworkLimiter): (r: Request) 
   return gateway({ ...policy, realm: `layers-${++realmSeq}` }, { TOLLBOOTH_NETWORK_LIMIT: limiter });
 }
 
-const ROOMY = { bucket: { capacity: 100, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 100 }, challenge: { difficulty: 4 } };
+const ROOMY = {
+  bucket: { capacity: 100, refillPerSecond: 1 },
+  ceiling: { capacity: 1000, refillPerSecond: 100 },
+  challenge: { difficulty: 4 },
+};
 
 async function expectNetwork429(res: Response, retryAfter: number, network: string): Promise<void> {
   expect(res.status).toBe(429);
@@ -97,7 +101,11 @@ describe("network ceiling", () => {
       request("GET", WELL_KNOWN, { ip }),
       request("GET", `${WELL_KNOWN}/status`, { ip }),
       request("GET", `${WELL_KNOWN}/challenge`, { ip }),
-      new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: "{}" }),
+      new Request(`${WELL_KNOWN}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+        body: "{}",
+      }),
       request("GET", "/mcp", { ip }),
       request("GET", "/.well-known/oauth-protected-resource", { ip }),
     ]) {
@@ -190,7 +198,11 @@ describe("origin ceiling: admission classes", () => {
     const refused = await send(post(rpc("ping", undefined, 1), { ip }));
     expect(refused.status).toBe(402);
     const body = await errorBody(refused.clone());
-    expect(body.error.data).toMatchObject({ reason: "origin", layer: "origin", congestion: { level: 0, freeShare: 1, extraBits: 0, priceFactor: 1 } });
+    expect(body.error.data).toMatchObject({
+      reason: "origin",
+      layer: "origin",
+      congestion: { level: 0, freeShare: 1, extraBits: 0, priceFactor: 1 },
+    });
     expect(body.error.data!.congestion.why).toMatch(/this request's class has no room now; paid and verified traffic is served first/);
     expect(body.error.message).toMatch(/^Payment required \(origin\): ping costs 0; the origin is at 0 % of its ceiling/);
     // The way up from free that has room: work (no payment is configured here).
@@ -257,7 +269,11 @@ describe("origin ceiling: admission classes", () => {
 });
 
 describe("unverified callers share their network's free budget", () => {
-  const POLICY = { bucket: { capacity: 5, refillPerSecond: 0.001 }, ceiling: { capacity: 2000, refillPerSecond: 100 }, challenge: { difficulty: 4 } };
+  const POLICY = {
+    bucket: { capacity: 5, refillPerSecond: 0.001 },
+    ceiling: { capacity: 2000, refillPerSecond: 100 },
+    challenge: { difficulty: 4 },
+  };
 
   it("500 invented API keys and bearer tokens from one address get one allowance between them", async () => {
     const send = gateway(POLICY);
@@ -266,7 +282,8 @@ describe("unverified callers share their network's free budget", () => {
       const batch = await Promise.all(
         Array.from({ length: 50 }, (_, i) => {
           const n = round * 50 + i;
-          const headers: Record<string, string> = n % 2 === 0 ? { "x-api-key": `invented-${n}` } : { authorization: `Bearer invented.${n}.token` };
+          const headers: Record<string, string> =
+            n % 2 === 0 ? { "x-api-key": `invented-${n}` } : { authorization: `Bearer invented.${n}.token` };
           return send(post(toolCall(n), { ip, headers }));
         }),
       );

@@ -10,11 +10,25 @@
  * settlement on a chain are test/e2e/x402*.test.ts's.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { FACILITATOR, FACILITATOR_URL, base64Json, fakeFacilitator, fromBase64Json, settlement, x402Payment, type X402Payment } from "../payments.ts";
-import { decodeToken, errorBody, freshIp, gateway, observeOrigin, post, reasonOf, rpc, toolCall, type Forwarded } from "../support.ts";
+import {
+  base64Json,
+  FACILITATOR,
+  FACILITATOR_URL,
+  fakeFacilitator,
+  fromBase64Json,
+  settlement,
+  type X402Payment,
+  x402Payment,
+} from "../payments.ts";
+import { decodeToken, errorBody, type Forwarded, freshIp, gateway, observeOrigin, post, reasonOf, rpc, toolCall } from "../support.ts";
 
 const PRICE = "10000";
-const POLICY = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 4 }, x402: { mode: "credits", amount: PRICE, credits: 5 }, facilitator: FACILITATOR };
+const POLICY = {
+  bucket: { capacity: 1, refillPerSecond: 0.0001 },
+  challenge: { difficulty: 4 },
+  x402: { mode: "credits", amount: PRICE, credits: 5 },
+  facilitator: FACILITATOR,
+};
 const send = gateway(POLICY);
 
 let ip: string;
@@ -28,7 +42,8 @@ beforeEach(() => {
 });
 
 /** A `tools/call` of `echo` with `params._meta` when given. */
-const call = (id: number, meta?: Record<string, unknown>) => rpc("tools/call", { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) }, id);
+const call = (id: number, meta?: Record<string, unknown>) =>
+  rpc("tools/call", { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) }, id);
 
 /** What the origin received carries no payment: no credential header, no `_meta` payment, not the signature anywhere. */
 function expectNoPayment(f: Forwarded, p: X402Payment): void {
@@ -49,7 +64,11 @@ describe("a payment in a header", () => {
       expect(fromBase64Json(res.headers.get("payment-response")!)).toEqual(settlement(p));
       expect(res.headers.get("tollbooth-credits")).toBe("4");
       // The token says money bought it: its requests are paid traffic at the origin ceiling.
-      expect(decodeToken(res.headers.get("tollbooth-token")!).claims).toMatchObject({ sub: `evm:${p.payload.authorization.from}`, cr: 5, pd: 1 });
+      expect(decodeToken(res.headers.get("tollbooth-token")!).claims).toMatchObject({
+        sub: `evm:${p.payload.authorization.from}`,
+        cr: 5,
+        pd: 1,
+      });
       // A payment made over HTTP gets its receipt in the header only: the origin's result as it was.
       expect(await res.json()).toEqual({ jsonrpc: "2.0", id: 1, result: { content: [] } });
       expect(facilitator.calls.verify).toHaveLength(1);
@@ -62,7 +81,7 @@ describe("a payment in a header", () => {
   }
 });
 
-describe("a payment inside MCP (params._meta[\"x402/payment\"])", () => {
+describe('a payment inside MCP (params._meta["x402/payment"])', () => {
   it("the PaymentPayload object: the receipt in the tool result's _meta; the origin gets the call without the payment (and without an emptied _meta)", async () => {
     const p = x402Payment(PRICE);
     const res = await send(post(call(7, { "x402/payment": p }), { ip }));
@@ -86,9 +105,16 @@ describe("a payment inside MCP (params._meta[\"x402/payment\"])", () => {
 
   it("the receipt joins the origin's own result _meta", async () => {
     const p = x402Payment(PRICE);
-    origin = observeOrigin(() => Response.json({ jsonrpc: "2.0", id: 9, result: { content: [{ type: "text", text: "ok" }], _meta: { "origin/own": 1 } } }), { [FACILITATOR_URL]: facilitator.service });
+    origin = observeOrigin(
+      () => Response.json({ jsonrpc: "2.0", id: 9, result: { content: [{ type: "text", text: "ok" }], _meta: { "origin/own": 1 } } }),
+      { [FACILITATOR_URL]: facilitator.service },
+    );
     const res = await send(post(call(9, { "x402/payment": p }), { ip }));
-    expect(await res.json()).toEqual({ jsonrpc: "2.0", id: 9, result: { content: [{ type: "text", text: "ok" }], _meta: { "origin/own": 1, "x402/payment-response": settlement(p) } } });
+    expect(await res.json()).toEqual({
+      jsonrpc: "2.0",
+      id: 9,
+      result: { content: [{ type: "text", text: "ok" }], _meta: { "origin/own": 1, "x402/payment-response": settlement(p) } },
+    });
   });
 });
 
@@ -117,9 +143,13 @@ describe("the price is an amount, not a string", () => {
 
   it("exactly the price, to another payee or on another network: 402 x402_not_offered, never sent to the facilitator", async () => {
     const otherPayee = x402Payment(PRICE, { accepted: { payTo: `0x${"11".repeat(20)}` } });
-    expect(await reasonOf(await send(post(toolCall(1), { ip, headers: { "payment-signature": base64Json(otherPayee) } })))).toBe("x402_not_offered");
+    expect(await reasonOf(await send(post(toolCall(1), { ip, headers: { "payment-signature": base64Json(otherPayee) } })))).toBe(
+      "x402_not_offered",
+    );
     const otherNetwork = x402Payment(PRICE, { accepted: { network: "eip155:1" } });
-    expect(await reasonOf(await send(post(toolCall(2), { ip, headers: { "payment-signature": base64Json(otherNetwork) } })))).toBe("x402_not_offered");
+    expect(await reasonOf(await send(post(toolCall(2), { ip, headers: { "payment-signature": base64Json(otherNetwork) } })))).toBe(
+      "x402_not_offered",
+    );
     expect(facilitator.calls.verify).toHaveLength(0);
     expect(origin.requests).toHaveLength(0);
   });

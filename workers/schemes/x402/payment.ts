@@ -9,10 +9,18 @@ import { scaleAtomic } from "../../../shared/limits/congestion.ts";
 import type { Plan } from "../../../shared/policy/index.ts";
 import { refuse } from "../../../shared/result.ts";
 import type { SchemeContext } from "../contract.ts";
-import { x402PriceOf, type Facilitator } from "./policy.ts";
+import { type Facilitator, x402PriceOf } from "./policy.ts";
 
 /** Why an x402 payment was refused (on the wire: `x402_<reason>`). */
-export type X402Error = "malformed" | "not_offered" | "underpaid" | "invalid" | "spent" | "expired" | "settle_failed" | "facilitator_unavailable";
+export type X402Error =
+  | "malformed"
+  | "not_offered"
+  | "underpaid"
+  | "invalid"
+  | "spent"
+  | "expired"
+  | "settle_failed"
+  | "facilitator_unavailable";
 
 /** Largest encoded payment accepted, characters. */
 const MAX_PAYMENT_CHARS = 16_384;
@@ -31,7 +39,9 @@ export interface X402Credential {
 function priceOf(plan: Plan, cost: number, factorPpm: number): bigint | null {
   const p = x402PriceOf(plan);
   if (!p) return null;
-  return p.mode === "credits" ? BigInt(scaleAtomic(p.amount, factorPpm)) : BigInt(scaleAtomic(p.amountPerUnit, factorPpm)) * BigInt(Math.max(1, cost));
+  return p.mode === "credits"
+    ? BigInt(scaleAtomic(p.amount, factorPpm))
+    : BigInt(scaleAtomic(p.amountPerUnit, factorPpm)) * BigInt(Math.max(1, cost));
 }
 
 /** A decoded payment, or null when it is not a v2 PaymentPayload with an EIP-3009 authorization. */
@@ -76,10 +86,18 @@ export function requirementsFor(config: Facilitator, plan: Plan, cost: number, f
 }
 
 /** The offered requirement the payload claims to pay, or why it matches none. */
-export function matchRequirement(config: Facilitator, payload: PaymentPayload, ctx: SchemeContext): { ok: true; requirement: PaymentRequirements } | { ok: false; reason: X402Error } {
+export function matchRequirement(
+  config: Facilitator,
+  payload: PaymentPayload,
+  ctx: SchemeContext,
+): { ok: true; requirement: PaymentRequirements } | { ok: false; reason: X402Error } {
   const a = payload.accepted;
   const offered = requirementsFor(config, ctx.plan, ctx.cost, ctx.congestion?.priceFactorPpm).find(
-    (r) => a.scheme === r.scheme && a.network === r.network && String(a.asset).toLowerCase() === r.asset.toLowerCase() && String(a.payTo).toLowerCase() === r.payTo.toLowerCase(),
+    (r) =>
+      a.scheme === r.scheme &&
+      a.network === r.network &&
+      String(a.asset).toLowerCase() === r.asset.toLowerCase() &&
+      String(a.payTo).toLowerCase() === r.payTo.toLowerCase(),
   );
   if (!offered) return refuse("not_offered");
   let paid: bigint;

@@ -8,10 +8,12 @@
  */
 import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
+import { issueChallenge } from "../../../../shared/credentials/challenge.ts";
 import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
 import { newTokenId, signToken } from "../../../../shared/credentials/token.ts";
 import { type Congestion, congestion, DEFAULT_CONGESTION } from "../../../../shared/limits/congestion.ts";
 import type { AdmissionClass } from "../../../../shared/limits/origin-classes.ts";
+import { formatChallenge } from "../../../../shared/wire/pow.ts";
 import type { OriginShards, Receipt } from "../../../../workers/objects/origin-shards.ts";
 import { body } from "../../../../workers/pipeline/body.ts";
 import { credentials } from "../../../../workers/pipeline/credentials.ts";
@@ -21,8 +23,6 @@ import { originCeiling } from "../../../../workers/pipeline/origin-ceiling.ts";
 import type { Carrying, Known, Metered, Read } from "../../../../workers/pipeline/state.ts";
 import { Refusal } from "../../../../workers/refusal/refusal.ts";
 import { arrival, depsFor, IP, request, SECRET, solve, toolCall } from "./support.ts";
-import { issueChallenge } from "../../../../shared/credentials/challenge.ts";
-import { formatChallenge } from "../../../../shared/wire/pow.ts";
 
 const KEY = "tb_origin_step_key_0001";
 const PAYER = `evm:0x${"cd".repeat(20)}`;
@@ -32,11 +32,22 @@ const POLICY = {
   identity: { apiKeys: [{ sha256: createHash("sha256").update(KEY).digest("hex"), name: "partner", plan: "pro" }] },
   originCeiling: { capacity: 100, refillPerSecond: 10 },
   x402: { mode: "credits", amount: "10000", credits: 5 },
-  facilitator: { url: "https://facilitator.example", payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", assets: [{ network: "eip155:84532", asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e", name: "USDC", version: "2" }] },
+  facilitator: {
+    url: "https://facilitator.example",
+    payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+    assets: [{ network: "eip155:84532", asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e", name: "USDC", version: "2" }],
+  },
 };
 
 /** A fake of the isolate's origin ceiling: admits from `budget` per class (null: refuse), at load level `level`, with the shard's word on `room`. */
-function fakeOrigin(o: { budget?: Partial<Record<AdmissionClass, number>>; level?: number; room?: Partial<Record<AdmissionClass, boolean>>; fails?: boolean } = {}) {
+function fakeOrigin(
+  o: {
+    budget?: Partial<Record<AdmissionClass, number>>;
+    level?: number;
+    room?: Partial<Record<AdmissionClass, boolean>>;
+    fails?: boolean;
+  } = {},
+) {
   const asked: Array<[AdmissionClass, number]> = [];
   const given: Receipt[] = [];
   const left = { paid: 1000, verified: 1000, worked: 1000, free: 1000, ...o.budget };
@@ -69,14 +80,19 @@ async function carrying(req: Request, deps: Deps): Promise<Carrying> {
 }
 
 /** A namespace nothing may reach: the fake below stands for the shards. */
-const NO_GATE = { idFromName: (): never => { throw new Error("the fake origin ceiling asked a Durable Object"); } } as never;
+const NO_GATE = {
+  idFromName: (): never => {
+    throw new Error("the fake origin ceiling asked a Durable Object");
+  },
+} as never;
 
 /** The deps of POLICY with a fake origin ceiling. */
 function withOrigin(fake: ReturnType<typeof fakeOrigin>): Deps {
   return { ...depsFor(POLICY, { originGate: NO_GATE }), origin: fake.origin };
 }
 
-const token = (sub: string, pd?: 1) => signToken(keyring, { sub, jti: newTokenId(), exp: Math.floor(Date.now() / 1000) + 300, cr: 20, ...(pd ? { pd } : {}) });
+const token = (sub: string, pd?: 1) =>
+  signToken(keyring, { sub, jti: newTokenId(), exp: Math.floor(Date.now() / 1000) + 300, cr: 20, ...(pd ? { pd } : {}) });
 
 async function solutionFor(caller: string): Promise<string> {
   const ch = await issueChallenge(keyring, { realm: "tollbooth", difficulty: 8, credits: 20, ttlSeconds: 120, caller, nowMs: Date.now() });
@@ -95,7 +111,10 @@ describe("the class of a request, and its units", () => {
       {},
       { "tollbooth-token": await token("ip:198.51.100.1", 1) },
     ];
-    for (const headers of sends) expect(await originCeiling(await carrying(request("POST", "/mcp", { body: toolCall(1), headers }), deps), deps)).not.toBeInstanceOf(Refusal);
+    for (const headers of sends)
+      expect(await originCeiling(await carrying(request("POST", "/mcp", { body: toolCall(1), headers }), deps), deps)).not.toBeInstanceOf(
+        Refusal,
+      );
     expect(fake.asked.map(([cls]) => cls)).toEqual(["paid", "verified", "worked", "worked", "free", "free"]);
   });
 
@@ -119,7 +138,10 @@ describe("the class of a request, and its units", () => {
 
   it("without an origin ceiling: the class, no units, nothing asked", async () => {
     const deps = depsFor({ ...POLICY, originCeiling: null });
-    const m = (await originCeiling(await carrying(request("POST", "/mcp", { body: toolCall(1), headers: { "x-api-key": KEY } }), deps), deps)) as Metered;
+    const m = (await originCeiling(
+      await carrying(request("POST", "/mcp", { body: toolCall(1), headers: { "x-api-key": KEY } }), deps),
+      deps,
+    )) as Metered;
     expect([m.cls, m.origin]).toEqual(["verified", null]);
   });
 });
@@ -128,7 +150,10 @@ describe("no room for the request's class", () => {
   it("paid: 429 from the origin layer, Retry-After for its units at the ceiling's refill, the congestion", async () => {
     const deps = withOrigin(fakeOrigin({ budget: { paid: 0 }, level: 1 }));
     const batch = Array.from({ length: 15 }, (_, i) => toolCall(i));
-    const r = (await originCeiling(await carrying(request("POST", "/mcp", { body: batch, headers: { "tollbooth-token": await token(`ip:${IP}`, 1) } }), deps), deps)) as Refusal;
+    const r = (await originCeiling(
+      await carrying(request("POST", "/mcp", { body: batch, headers: { "tollbooth-token": await token(`ip:${IP}`, 1) } }), deps),
+      deps,
+    )) as Refusal;
     expect(r).toBeInstanceOf(Refusal);
     // 15 messages at 10 a second.
     expect([r.status, r.retryAfter]).toEqual([429, 2]);
@@ -138,13 +163,24 @@ describe("no room for the request's class", () => {
 
   it("verified: 402 from the origin offering money only (x402, at the congestion's price), the congestion and why", async () => {
     const deps = withOrigin(fakeOrigin({ budget: { verified: 0 }, level: 0.9 }));
-    const r = (await originCeiling(await carrying(request("POST", "/mcp", { body: toolCall(1), headers: { "x-api-key": KEY } }), deps), deps)) as Refusal;
+    const r = (await originCeiling(
+      await carrying(request("POST", "/mcp", { body: toolCall(1), headers: { "x-api-key": KEY } }), deps),
+      deps,
+    )) as Refusal;
     expect(r.status).toBe(402);
     const challenges = r.data!.challenges as Array<{ type: string; accepts: Array<{ amount: string }> }>;
     expect(challenges.map((c) => c.type)).toEqual(["x402"]);
     // The x402 price at ℓ 0.9: 10000 × 4^0.8, rounded up.
     expect(challenges[0]!.accepts[0]!.amount).toBe("30315");
-    expect(r.data).toMatchObject({ reason: "origin", layer: "origin", congestion: { level: 0.9, extraBits: 3, why: expect.stringMatching(/^the origin is at 90 % of its ceiling: this request's class has no room now/) } });
+    expect(r.data).toMatchObject({
+      reason: "origin",
+      layer: "origin",
+      congestion: {
+        level: 0.9,
+        extraBits: 3,
+        why: expect.stringMatching(/^the origin is at 90 % of its ceiling: this request's class has no room now/),
+      },
+    });
   });
 
   it("free: 402 offering work and money; a way up whose class the shard said has no room is not offered; none left: 429", async () => {

@@ -78,7 +78,7 @@ export interface Eviction {
   slotId: string;
   /** Its `Mcp-Session-Id` at the origin. */
   sessionId: string;
-  /** The last `Mcp-Protocol-Version` a request of the session carried; null when none was seen. */
+  /** The first `Mcp-Protocol-Version` a request of the session carried (not a DELETE); null when none was seen. */
   version: string | null;
   /** Unix ms its slot expires (`limits.sessionTtlSeconds` after it was opened). */
   expiresMs: number;
@@ -447,7 +447,9 @@ export class CallerState extends DurableObject {
 
   /**
    * Record session uses: each session slot's last use (`used_ms`, written only when it moves
-   * by at least `TOUCH_GRANULARITY_MS`) and the protocol version its requests carry.
+   * by at least `TOUCH_GRANULARITY_MS`) and the first protocol version its requests carried
+   * (an MCP client sends the negotiated one from its first request after `initialize`; a later
+   * one never replaces it, so a request the origin refuses for its version cannot spoil it).
    */
   private touch(uses: readonly SessionUse[]): void {
     for (const u of uses.slice(0, MAX_TOUCHES)) {
@@ -460,12 +462,11 @@ export class CallerState extends DurableObject {
         );
       } else {
         this.sql.exec(
-          "UPDATE slots SET used_ms = MAX(COALESCE(used_ms, 0), ?), version = ? WHERE kind = 'session' AND session_id = ? AND (used_ms IS NULL OR used_ms <= ? OR version IS NOT ?)",
+          "UPDATE slots SET used_ms = MAX(COALESCE(used_ms, 0), ?), version = COALESCE(version, ?) WHERE kind = 'session' AND session_id = ? AND (used_ms IS NULL OR used_ms <= ? OR version IS NULL)",
           u.atMs,
           u.version,
           u.sessionId,
           u.atMs - TOUCH_GRANULARITY_MS,
-          u.version,
         );
       }
     }

@@ -36,12 +36,13 @@ const PROTOCOL_VERSION = /^[0-9A-Za-z._-]{1,32}$/;
 
 /**
  * The session a request on the endpoint uses: its `Mcp-Session-Id` (when well formed) at
- * `nowMs`, with its `Mcp-Protocol-Version` (when well formed); undefined otherwise.
+ * `nowMs`, with its `Mcp-Protocol-Version` (when well formed, and not on a DELETE); undefined otherwise.
  */
 export function sessionUse(s: Pick<Known, "request" | "isEndpoint">, nowMs: number): SessionUse | undefined {
   const sessionId = s.isEndpoint ? s.request.headers.get("mcp-session-id") : null;
   if (sessionId === null || !SESSION_ID.test(sessionId)) return undefined;
-  const version = s.request.headers.get("mcp-protocol-version");
+  // A DELETE ends the session: its version (the origin may refuse it) is not the session's.
+  const version = s.request.method === "DELETE" ? null : s.request.headers.get("mcp-protocol-version");
   return { sessionId, atMs: nowMs, ...(version !== null && PROTOCOL_VERSION.test(version) ? { version } : {}) };
 }
 

@@ -167,6 +167,21 @@ describe("at the session cap, the least recently used idle session is ended at t
     expect(await sessionSlots()).toBe(CAP);
   });
 
+  it("the eviction DELETE carries the session's first protocol version: a later one the origin refused does not spoil it", async () => {
+    const o = sessionOrigin();
+    const s1 = await open(1);
+    expect((await send(inSession(s1, toolCall(2), { "mcp-protocol-version": "1999-01-01" }))).status).toBe(400);
+    expect(
+      (await send(request("DELETE", "/mcp", { ip, headers: { "mcp-session-id": s1, "mcp-protocol-version": "1999-01-01" } }))).status,
+    ).toBe(400);
+    await open(3);
+    advance(1_000);
+    expect((await send(initialize(4))).status).toBe(200);
+    const [del] = forwarded(o, "DELETE").filter((f) => f.headers["mcp-protocol-version"] !== "1999-01-01");
+    expect(del!.headers).toMatchObject({ "mcp-session-id": "s-1", "mcp-protocol-version": VERSION });
+    expect(o.live.has("s-1")).toBe(false);
+  });
+
   it("least recently used: a session used since is kept, the idle one goes", async () => {
     const o = sessionOrigin();
     const s1 = await open(1);
@@ -314,6 +329,28 @@ describe("a session slot is released only when the origin ended the session", ()
     o.live.delete(s2);
     expect((await send(inSession(s2, toolCall(7)))).status).toBe(404);
     expect(await sessionSlots()).toBe(0);
+  });
+});
+
+describe("session uses from a lease", () => {
+  it("requests admitted from this isolate's lease (no object call) still make their session recent: their uses ride on the next call", async () => {
+    const o = sessionOrigin();
+    send = gateway({ ...POLICY, leases: true });
+    const s1 = await open(1);
+    advance(1_000);
+    await open(2);
+    // A busy caller: its isolate gets a lease (requests without a session, 20 per second).
+    for (let i = 0; i < 20; i++) {
+      expect((await send(post(toolCall(100 + i), { ip }))).status).toBe(200);
+      advance(50);
+    }
+    // s-1 is used only by requests the lease admits.
+    for (let i = 0; i < 5; i++) {
+      expect((await send(inSession(s1, toolCall(200 + i)))).status).toBe(200);
+      advance(50);
+    }
+    expect((await send(initialize(3))).status).toBe(200);
+    expect(forwarded(o, "DELETE").map((f) => f.headers["mcp-session-id"])).toEqual(["s-2"]);
   });
 });
 

@@ -494,7 +494,8 @@ export class CallerState extends DurableObject {
 
   /**
    * Decide one request: ceiling first (every request counts, token or not), then the
-   * session / stream cap, then redeem a solution if one came with it (a proof of work priced
+   * session / stream cap (at the session cap with `slot.evict`, the idlest session is picked
+   * and, when the request is admitted, marked and handed back in `evict`), then redeem a solution if one came with it (a proof of work priced
    * at the caller's difficulty now, `solutionWorth`; `<prefix>_too_easy` when it buys less
    * than `cost`), then charge the cost to the token (when one was sent) or to the free
    * bucket. Nothing is charged when the request is denied.
@@ -584,13 +585,13 @@ export class CallerState extends DurableObject {
       result = { admitted: true, paidBy: "bucket", bucket: freeTake.result, ceiling: ceilingTake.result };
     }
     if (req.session) this.touch([req.session]);
-    if (req.slot) this.openSlot(req.slot, nowMs, victim, result);
+    if (req.slot) this.insertSlot(req.slot, nowMs, victim, result);
     if (req.lease && balance === undefined) result.lease = this.lease(req, req.lease);
     return result;
   }
 
   /** Insert an admitted request's slot (used now); mark its victim, and hand it to the Worker in `result.evict`. */
-  private openSlot(slot: SlotRequest, nowMs: number, victim: Eviction | null, result: AdmitResult): void {
+  private insertSlot(slot: SlotRequest, nowMs: number, victim: Eviction | null, result: AdmitResult): void {
     const sessionId = slot.kind === "stream" ? (slot.sessionId ?? null) : null;
     this.sql.exec(
       "INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms, used_ms) VALUES (?, ?, ?, ?, ?)",

@@ -67,6 +67,12 @@ export const STORE_ERROR_MODES = ["closed", "open"] as const;
 
 /** How an over-budget request is answered: 402 with challenges, or 429 with an exact `Retry-After` (challenges still in `error.data`). */
 export const OVER_BUDGET_MODES = ["402", "429"] as const;
+/**
+ * What a caller at its session cap gets for one more `initialize`: `evict` (the gateway ends
+ * the caller's least recently used idle session at the origin with a DELETE on its behalf,
+ * then opens the new one) or `refuse` (429 `sessions`).
+ */
+export const SESSION_CAP_MODES = ["evict", "refuse"] as const;
 
 const costsShape = {
   /** Cost of a JSON-RPC request whose method has no entry below. */
@@ -99,8 +105,10 @@ const challengeShape = {
 const limitsShape = {
   /** Most MCP sessions (initialize answered with `Mcp-Session-Id`) a caller holds open at once. */
   sessions: int(1, 10_000),
-  /** A session no longer counts this many seconds after it was opened (or at its DELETE). */
+  /** A session no longer counts this many seconds after it was opened (or once the origin ended it: DELETE answered 2xx, or its 404). */
   sessionTtlSeconds: int(10, 86_400),
+  /** At the session cap: end the least recently used idle session at the origin (`evict`), or refuse the new one (`refuse`). */
+  onSessionCap: z.enum(SESSION_CAP_MODES),
   /** Most GET SSE streams a caller holds open at once. */
   streams: int(1, 10_000),
   /** A GET SSE stream is ended by the gateway after this many seconds (the client resumes with `Last-Event-ID`). */
@@ -108,7 +116,7 @@ const limitsShape = {
 };
 const DEFAULT_ADAPTIVE = { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 };
 const DEFAULT_CHALLENGE = { difficulty: 16, credits: 20, ttlSeconds: 120, adaptive: DEFAULT_ADAPTIVE };
-const DEFAULT_LIMITS = { sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 };
+const DEFAULT_LIMITS = { sessions: 16, sessionTtlSeconds: 3600, onSessionCap: "evict" as const, streams: 4, streamMaxSeconds: 600 };
 const DEFAULT_COSTS = { default: 1, methods: {}, tools: {}, otherPaths: 1 };
 
 /**
@@ -118,17 +126,38 @@ const DEFAULT_COSTS = { default: 1, methods: {}, tools: {}, otherPaths: 1 };
 const planShape = {
   bucket: z.optional(bucket),
   ceiling: z.optional(bucket),
-  costs: z.optional(z.strictObject({ default: z.optional(cost), methods: z.optional(costsShape.methods), tools: z.optional(costsShape.tools), otherPaths: z.optional(cost) })),
+  costs: z.optional(
+    z.strictObject({
+      default: z.optional(cost),
+      methods: z.optional(costsShape.methods),
+      tools: z.optional(costsShape.tools),
+      otherPaths: z.optional(cost),
+    }),
+  ),
   challenge: z.optional(
     z.strictObject({
       difficulty: z.optional(challengeShape.difficulty),
       credits: z.optional(challengeShape.credits),
       ttlSeconds: z.optional(challengeShape.ttlSeconds),
-      adaptive: z.optional(z.strictObject({ solvesPerStep: z.optional(adaptiveShape.solvesPerStep), halfLifeSeconds: z.optional(adaptiveShape.halfLifeSeconds), maxExtraBits: z.optional(adaptiveShape.maxExtraBits) })),
+      adaptive: z.optional(
+        z.strictObject({
+          solvesPerStep: z.optional(adaptiveShape.solvesPerStep),
+          halfLifeSeconds: z.optional(adaptiveShape.halfLifeSeconds),
+          maxExtraBits: z.optional(adaptiveShape.maxExtraBits),
+        }),
+      ),
     }),
   ),
   overBudget: z.optional(z.enum(OVER_BUDGET_MODES)),
-  limits: z.optional(z.strictObject({ sessions: z.optional(limitsShape.sessions), sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds), streams: z.optional(limitsShape.streams), streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds) })),
+  limits: z.optional(
+    z.strictObject({
+      sessions: z.optional(limitsShape.sessions),
+      sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds),
+      onSessionCap: z.optional(limitsShape.onSessionCap),
+      streams: z.optional(limitsShape.streams),
+      streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds),
+    }),
+  ),
 };
 
 const PLAN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
@@ -148,7 +177,10 @@ const jwtIssuerSchema = z.strictObject({
   /** Accepted `aud` value(s): the gateway's own resource (MCP authorization: tokens meant for this server only). */
   audience: z.union([z.string().check(z.minLength(1)), z.array(z.string()).check(z.minLength(1))]),
   /** Accepted `alg` values (asymmetric only). */
-  algorithms: z._default(z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])).check(z.minLength(1)), ["RS256", "ES256", "EdDSA"]),
+  algorithms: z._default(
+    z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])).check(z.minLength(1)),
+    ["RS256", "ES256", "EdDSA"],
+  ),
   /** Seconds of clock skew allowed on `exp` / `nbf`. */
   clockToleranceSeconds: z._default(int(0, 300), 5),
   /** Claim of this issuer's tokens naming the caller's plan (a string); absent or unknown → `defaultPlan`. Without it, this issuer's callers get `defaultPlan`. */
@@ -188,11 +220,14 @@ export function checkJwtIssuers(jwt: JwtIssuer | readonly JwtIssuer[] | undefine
     for (const iss of typeof entry.issuer === "string" ? [entry.issuer] : entry.issuer) {
       const first = seen.get(iss);
       if (first !== undefined && first !== at) {
-        throw new TypeError(`${at}.issuer: ${JSON.stringify(iss)} is already the issuer of ${first.slice("TOLLBOOTH_POLICY.".length)}; list each issuer once, with all its keys`);
+        throw new TypeError(
+          `${at}.issuer: ${JSON.stringify(iss)} is already the issuer of ${first.slice("TOLLBOOTH_POLICY.".length)}; list each issuer once, with all its keys`,
+        );
       }
       seen.set(iss, at);
     }
-    if (entry.plans !== undefined && entry.planClaim === undefined) throw new TypeError(`${at}.plans: needs planClaim (the claim whose values it allows)`);
+    if (entry.plans !== undefined && entry.planClaim === undefined)
+      throw new TypeError(`${at}.plans: needs planClaim (the claim whose values it allows)`);
   }
 }
 
@@ -238,6 +273,7 @@ const before = {
     z.strictObject({
       sessions: z._default(limitsShape.sessions, DEFAULT_LIMITS.sessions),
       sessionTtlSeconds: z._default(limitsShape.sessionTtlSeconds, DEFAULT_LIMITS.sessionTtlSeconds),
+      onSessionCap: z._default(limitsShape.onSessionCap, DEFAULT_LIMITS.onSessionCap),
       streams: z._default(limitsShape.streams, DEFAULT_LIMITS.streams),
       streamMaxSeconds: z._default(limitsShape.streamMaxSeconds, DEFAULT_LIMITS.streamMaxSeconds),
     }),
@@ -264,7 +300,10 @@ const after = {
       /** The `jwt` strategy's issuers (one object, or a list with one entry per issuer); without them `jwt` never applies. */
       jwt: z.optional(jwtSchema),
       /** API keys listed in the policy, beside the `TOLLBOOTH_KEYS` KV namespace: SHA-256 (hex) of the key, never the key. */
-      apiKeys: z._default(z.array(z.strictObject({ sha256: matching(HEX64), name: matching(/^[\x20-\x7e]{1,64}$/), plan: z.optional(matching(PLAN_NAME)) })), []),
+      apiKeys: z._default(
+        z.array(z.strictObject({ sha256: matching(HEX64), name: matching(/^[\x20-\x7e]{1,64}$/), plan: z.optional(matching(PLAN_NAME)) })),
+        [],
+      ),
       /** IPv4 prefix length that names one network (32: each address). */
       ipv4Prefix: z._default(int(8, 32), 32),
       /** IPv6 prefix length that names one network (64: a subscriber's LAN; 48: a site). */
@@ -466,9 +505,20 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
   parsed.costs.methods = withDefaultCosts(parsed.costs.methods);
   const priceNames = sections.flatMap((s) => Object.keys(s.prices));
   const fields = parsed as unknown as Readonly<Record<string, unknown>>;
-  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits, ...Object.fromEntries(priceNames.map((n) => [n, fields[n]])) };
+  const base: Plan = {
+    name: parsed.defaultPlan,
+    bucket: parsed.bucket,
+    ceiling: parsed.ceiling,
+    costs: parsed.costs,
+    challenge: parsed.challenge,
+    overBudget: parsed.overBudget,
+    limits: parsed.limits,
+    ...Object.fromEntries(priceNames.map((n) => [n, fields[n]])),
+  };
   const plans: Record<string, Plan> = Object.create(null);
-  for (const [name, o] of Object.entries(parsed.plans) as Array<[string, (typeof parsed.plans)[string] & Readonly<Record<string, unknown>>]>) {
+  for (const [name, o] of Object.entries(parsed.plans) as Array<
+    [string, (typeof parsed.plans)[string] & Readonly<Record<string, unknown>>]
+  >) {
     plans[name] = {
       name,
       bucket: o.bucket ?? base.bucket,
@@ -479,7 +529,11 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
         tools: { ...base.costs.tools, ...o.costs?.tools },
         otherPaths: o.costs?.otherPaths ?? base.costs.otherPaths,
       },
-      challenge: { ...base.challenge, ...stripUndefined(o.challenge ?? {}), adaptive: { ...base.challenge.adaptive, ...stripUndefined(o.challenge?.adaptive ?? {}) } },
+      challenge: {
+        ...base.challenge,
+        ...stripUndefined(o.challenge ?? {}),
+        adaptive: { ...base.challenge.adaptive, ...stripUndefined(o.challenge?.adaptive ?? {}) },
+      },
       overBudget: o.overBudget ?? base.overBudget,
       limits: { ...base.limits, ...stripUndefined(o.limits ?? {}) },
       ...Object.fromEntries(priceNames.map((n) => [n, o[n] === undefined ? base[n] : o[n]])),
@@ -511,7 +565,9 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
 function narrowed(issue: z.core.$ZodIssue, base: string[]): { issue: z.core.$ZodIssue; path: string[] } {
   const path = [...base, ...issue.path.map(String)];
   if (issue.code !== "invalid_union") return { issue, path };
-  const shaped = issue.errors.filter((option) => !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0));
+  const shaped = issue.errors.filter(
+    (option) => !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0),
+  );
   return shaped.length === 1 && shaped[0]!.length > 0 ? narrowed(shaped[0]![0]!, path) : { issue, path };
 }
 

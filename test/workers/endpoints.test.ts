@@ -51,7 +51,7 @@ describe("GET /.well-known/tollbooth", () => {
       costs: { default: 1, methods, tools: {}, otherPaths: 1 },
       challenge: { types: ["pow"], algorithm: "sha256", difficulty: 16, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } },
       overBudget: "402",
-      limits: { sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 },
+      limits: { sessions: 16, sessionTtlSeconds: 3600, onSessionCap: "evict", streams: 4, streamMaxSeconds: 600 },
     };
     expect(await res.json()).toEqual({
       realm: "tollbooth",

@@ -8,6 +8,7 @@
  * - `tokens`: access-token credit balances by token id, until they expire;
  * - `solves`: the decayed count of recent solves (adaptive difficulty);
  * - `slots`: open MCP sessions and GET SSE streams (per-caller caps), until released or expired;
+ *   a session's last use (least recently used idle session: the one the gateway ends at the cap);
  * - `blocks`: an operator's block (admin API, docs/admin.md), until it ends.
  * The same class also holds the gateway-wide spent mark of one payment: the object named
  * `spent:<spend id>` (workers/objects/stores.ts `SPEND_SCOPE`), whose only method in use is `claim`.
@@ -52,7 +53,47 @@ export interface SlotRequest {
   max: number;
   /** Unix ms after which the slot no longer counts (released or not). */
   expiresMs: number;
+  /**
+   * A session at the cap: pick the caller's least recently used idle session for the Worker to
+   * end at the origin (`AdmitResult.evict`) instead of refusing (`limits.onSessionCap: "evict"`).
+   */
+  evict?: boolean;
+  /** A stream: the `Mcp-Session-Id` its GET carries (a session with an open stream is not idle). */
+  sessionId?: string;
 }
+
+/**
+ * A request that used an MCP session: the `Mcp-Session-Id` it carried, when (unix ms, the
+ * Worker's clock) and the `Mcp-Protocol-Version` it carried, if any (the eviction DELETE sends it).
+ */
+export interface SessionUse {
+  sessionId: string;
+  atMs: number;
+  version?: string;
+}
+
+/** The session the Worker is to end at the origin (a DELETE on the caller's behalf) before it forwards the new `initialize`. */
+export interface Eviction {
+  /** The victim's slot (marked: counted neither as open nor as a victim again until `evicted`). */
+  slotId: string;
+  /** Its `Mcp-Session-Id` at the origin. */
+  sessionId: string;
+  /** The first `Mcp-Protocol-Version` a request of the session carried (not a DELETE); null when none was seen. */
+  version: string | null;
+  /** Unix ms its slot expires (`limits.sessionTtlSeconds` after it was opened). */
+  expiresMs: number;
+}
+
+/**
+ * How long a victim's mark holds without `evicted` (the isolate that was ending it died), in
+ * ms: after it the slot counts as open and may be picked again. Longer than the eviction
+ * DELETE's own bound (workers/proxy/end-session.ts `EVICTION_TIMEOUT_MS`, 10 s).
+ */
+export const EVICTION_STALE_MS = 60_000;
+/** A session's last use is written at most once per this many ms (SQLite writes are per row). */
+export const TOUCH_GRANULARITY_MS = 1_000;
+/** Most session uses one call records (a lease's backlog beyond it is dropped). */
+export const MAX_TOUCHES = 64;
 
 /** One gated request, as the Worker asks the caller's object to decide it. */
 export interface AdmitRequest {
@@ -70,8 +111,12 @@ export interface AdmitRequest {
   tokenId?: string;
   /** A credential the Worker already refused (e.g. `token_bad_signature`): deny with this reason after counting the ceiling. */
   refused?: DenyReason;
-  /** A session (`initialize`) or GET stream slot to open; refused (`sessions` / `streams`) at the cap. */
+  /** A session (`initialize`) or GET stream slot to open; refused (`sessions` / `streams`) at the cap, or a session evicted (`slot.evict`). */
   slot?: SlotRequest;
+  /** The session this request uses (its `Mcp-Session-Id`): its last use is set when the request is admitted. */
+  session?: SessionUse;
+  /** Sessions used by requests this isolate admitted from its lease since its last call (recorded first, whatever the decision). */
+  touched?: SessionUse[];
   /**
    * A lease the isolate asks for with this request (shared/limits/lease.ts): granted from what the
    * buckets hold after the request, only to a request admitted without a credential; the
@@ -81,7 +126,8 @@ export interface AdmitRequest {
 }
 
 /** The refusal `<prefix>_<what>` of a redemption's scheme (each scheme's union includes these). */
-const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown" | "too_easy"): DenyReason => `${prefix}_${what}` as DenyReason;
+const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown" | "too_easy"): DenyReason =>
+  `${prefix}_${what}` as DenyReason;
 
 /** A credit balance a request spends: an access token's, or the one a redemption opened. */
 interface Balance {
@@ -129,6 +175,10 @@ export interface AdmitResult {
   solves?: number;
   /** For `sessions` / `streams`: whole seconds until the oldest slot expires. */
   retryAfterSeconds?: number;
+  /** For `sessions` with eviction on: every open session is in use (a GET stream open on it, or being ended), none could be evicted. */
+  busy?: boolean;
+  /** Admitted at the session cap: the session to end at the origin first (`evicted` reports how that went). */
+  evict?: Eviction;
   /** The lease granted with the decision, when one was asked for. */
   lease?: LeaseGrant;
 }
@@ -155,6 +205,8 @@ export interface RefundRequest {
   tokenId?: string;
   /** A slot opened with the request, to release. */
   slotId?: string;
+  /** The slot the request marked for eviction, when its eviction never ran: unmarked (it counts as open again). */
+  unmark?: string;
 }
 
 /** A caller's state as the admin API shows it (`CallerState.inspect`). */
@@ -247,7 +299,11 @@ export class CallerState extends DurableObject {
    */
   private exists(): boolean {
     if (this.tables !== undefined) return this.tables;
-    const n = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES.map((t) => `'${t}'`).join(", ")})`).one().n;
+    const n = this.sql
+      .exec<{ n: number }>(
+        `SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES.map((t) => `'${t}'`).join(", ")})`,
+      )
+      .one().n;
     if (n === 0) return (this.tables = false);
     this.ready();
     return true;
@@ -259,17 +315,33 @@ export class CallerState extends DurableObject {
       CREATE TABLE IF NOT EXISTS spent (id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS tokens (jti TEXT PRIMARY KEY, credits INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS solves (id INTEGER PRIMARY KEY CHECK (id = 0), score REAL NOT NULL, at_ms INTEGER NOT NULL, half_life_s INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, kind TEXT NOT NULL, session_id TEXT, expires_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, kind TEXT NOT NULL, session_id TEXT, expires_ms INTEGER NOT NULL, used_ms INTEGER, version TEXT, evicting_ms INTEGER);
       CREATE TABLE IF NOT EXISTS config (id INTEGER PRIMARY KEY CHECK (id = 0), json TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS blocks (id INTEGER PRIMARY KEY CHECK (id = 0), until_ms INTEGER NOT NULL);
     `);
+    // A `slots` table written by an older version lacks the columns of session eviction.
+    const columns = new Set(
+      this.sql
+        .exec<{ name: string }>("SELECT name FROM pragma_table_info('slots')")
+        .toArray()
+        .map((c) => c.name),
+    );
+    for (const [name, type] of [
+      ["used_ms", "INTEGER"],
+      ["version", "TEXT"],
+      ["evicting_ms", "INTEGER"],
+    ] as const) {
+      if (!columns.has(name)) this.sql.exec(`ALTER TABLE slots ADD COLUMN ${name} ${type}`);
+    }
   }
 
   /** Both buckets' stored states (null: never charged, i.e. full), read from SQLite once per instance. */
   private stored(): { free: BucketState | null; ceiling: BucketState | null } {
     if (this.limits) return this.limits;
     const row = this.sql
-      .exec<{ free_tokens: number; free_ms: number; ceiling_tokens: number; ceiling_ms: number }>("SELECT free_tokens, free_ms, ceiling_tokens, ceiling_ms FROM limits WHERE id = 0")
+      .exec<{ free_tokens: number; free_ms: number; ceiling_tokens: number; ceiling_ms: number }>(
+        "SELECT free_tokens, free_ms, ceiling_tokens, ceiling_ms FROM limits WHERE id = 0",
+      )
       .toArray()[0];
     this.limits = row
       ? { free: { tokens: row.free_tokens, updatedMs: row.free_ms }, ceiling: { tokens: row.ceiling_tokens, updatedMs: row.ceiling_ms } }
@@ -303,7 +375,15 @@ export class CallerState extends DurableObject {
   /** Remember the configs for the alarm's idle check (written only when they change). */
   private remember(bucket: BucketConfig, ceiling: BucketConfig, halfLifeSeconds: number): void {
     const c = this.configs;
-    if (c && c.bucket.capacity === bucket.capacity && c.bucket.refillPerSecond === bucket.refillPerSecond && c.ceiling.capacity === ceiling.capacity && c.ceiling.refillPerSecond === ceiling.refillPerSecond && c.halfLifeSeconds === halfLifeSeconds) return;
+    if (
+      c &&
+      c.bucket.capacity === bucket.capacity &&
+      c.bucket.refillPerSecond === bucket.refillPerSecond &&
+      c.ceiling.capacity === ceiling.capacity &&
+      c.ceiling.refillPerSecond === ceiling.refillPerSecond &&
+      c.halfLifeSeconds === halfLifeSeconds
+    )
+      return;
     this.configs = { bucket, ceiling, halfLifeSeconds };
     this.sql.exec("INSERT OR REPLACE INTO config (id, json) VALUES (0, ?)", JSON.stringify(this.configs));
   }
@@ -334,14 +414,88 @@ export class CallerState extends DurableObject {
     return this.blockUntilMs !== null && this.blockUntilMs > clockMs ? this.blockUntilMs : null;
   }
 
+  /** Unexpired slots of a kind, less the sessions being ended (a fresh eviction mark): each pairs with a new session that waits for its end. */
   private openSlots(kind: "session" | "stream", nowMs: number): { count: number; oldestExpiresMs: number | null } {
-    const row = this.sql.exec<{ n: number; oldest: number | null }>("SELECT COUNT(*) AS n, MIN(expires_ms) AS oldest FROM slots WHERE kind = ? AND expires_ms > ?", kind, nowMs).toArray()[0]!;
+    const row = this.sql
+      .exec<{ n: number; oldest: number | null }>(
+        "SELECT COUNT(*) AS n, MIN(expires_ms) AS oldest FROM slots WHERE kind = ? AND expires_ms > ? AND (evicting_ms IS NULL OR evicting_ms <= ?)",
+        kind,
+        nowMs,
+        nowMs - EVICTION_STALE_MS,
+      )
+      .toArray()[0]!;
     return { count: row.n, oldestExpiresMs: row.oldest };
   }
 
   /**
+   * The caller's least recently used idle session at `nowMs`: bound to an origin session id,
+   * unexpired, not being ended, no unexpired GET stream slot carrying its id; null when none.
+   */
+  private idlestSession(nowMs: number): Eviction | null {
+    const row = this.sql
+      .exec<{ id: string; session_id: string; version: string | null; expires_ms: number }>(
+        `SELECT id, session_id, version, expires_ms FROM slots AS s WHERE kind = 'session' AND session_id IS NOT NULL AND expires_ms > ? AND (evicting_ms IS NULL OR evicting_ms <= ?)
+           AND NOT EXISTS (SELECT 1 FROM slots AS t WHERE t.kind = 'stream' AND t.session_id = s.session_id AND t.expires_ms > ?)
+         ORDER BY used_ms ASC, expires_ms ASC LIMIT 1`,
+        nowMs,
+        nowMs - EVICTION_STALE_MS,
+        nowMs,
+      )
+      .toArray()[0];
+    return row ? { slotId: row.id, sessionId: row.session_id, version: row.version, expiresMs: row.expires_ms } : null;
+  }
+
+  /**
+   * Record session uses: each session slot's last use (`used_ms`, written only when it moves
+   * by at least `TOUCH_GRANULARITY_MS`) and the first protocol version its requests carried
+   * (an MCP client sends the negotiated one from its first request after `initialize`; a later
+   * one never replaces it, so a request the origin refuses for its version cannot spoil it).
+   */
+  private touch(uses: readonly SessionUse[]): void {
+    for (const u of uses.slice(0, MAX_TOUCHES)) {
+      if (u.version === undefined) {
+        this.sql.exec(
+          "UPDATE slots SET used_ms = ? WHERE kind = 'session' AND session_id = ? AND (used_ms IS NULL OR used_ms <= ?)",
+          u.atMs,
+          u.sessionId,
+          u.atMs - TOUCH_GRANULARITY_MS,
+        );
+      } else {
+        this.sql.exec(
+          "UPDATE slots SET used_ms = MAX(COALESCE(used_ms, 0), ?), version = COALESCE(version, ?) WHERE kind = 'session' AND session_id = ? AND (used_ms IS NULL OR used_ms <= ? OR version IS NULL)",
+          u.atMs,
+          u.version,
+          u.sessionId,
+          u.atMs - TOUCH_GRANULARITY_MS,
+        );
+      }
+    }
+  }
+
+  /**
+   * Room for the slot a request opens: none at the cap (`reason`, with the seconds until the
+   * oldest slot expires), or room (`victim`: at the session cap with eviction on, the idlest
+   * session, to mark when the request is admitted).
+   */
+  private slotRoom(
+    slot: SlotRequest,
+    clockMs: number,
+  ): { victim: Eviction | null } | { reason: "sessions" | "streams"; retryAfterSeconds: number; busy?: boolean } {
+    // Invariant: at most `max` unexpired slots of a kind; counted and taken in this one step.
+    // A session marked for eviction is not counted: the new session it makes room for is
+    // forwarded only once the origin ended it.
+    const open = this.openSlots(slot.kind, clockMs);
+    if (open.count < slot.max) return { victim: null };
+    const victim = slot.kind === "session" && slot.evict ? this.idlestSession(clockMs) : null;
+    if (victim) return { victim };
+    const retryAfterSeconds = Math.max(1, Math.ceil(((open.oldestExpiresMs ?? clockMs) - clockMs) / 1000));
+    return { reason: slot.kind === "session" ? "sessions" : "streams", retryAfterSeconds, ...(slot.evict ? { busy: true } : {}) };
+  }
+
+  /**
    * Decide one request: ceiling first (every request counts, token or not), then the
-   * session / stream cap, then redeem a solution if one came with it (a proof of work priced
+   * session / stream cap (at the session cap with `slot.evict`, the idlest session is picked
+   * and, when the request is admitted, marked and handed back in `evict`), then redeem a solution if one came with it (a proof of work priced
    * at the caller's difficulty now, `solutionWorth`; `<prefix>_too_easy` when it buys less
    * than `cost`), then charge the cost to the token (when one was sent) or to the free
    * bucket. Nothing is charged when the request is denied.
@@ -358,7 +512,8 @@ export class CallerState extends DurableObject {
     const hardness = (): { difficulty?: number; solves?: number } => this.difficulty(req.challenge, nowMs);
     const deny = (reason: DenyReason, extra: Partial<AdmitResult> = {}): AdmitResult => {
       // Units of an expired lease come back even when this request is refused.
-      if (req.lease && (req.lease.returned.units > 0 || req.lease.returned.ceilingUnits > 0)) this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
+      if (req.lease && (req.lease.returned.units > 0 || req.lease.returned.ceilingUnits > 0))
+        this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
       return denied(reason, extra);
     };
     const denied = (reason: DenyReason, extra: Partial<AdmitResult>): AdmitResult => ({
@@ -376,26 +531,32 @@ export class CallerState extends DurableObject {
     if (blockedUntil !== null) return deny("blocked", { retryAfterSeconds: Math.max(1, Math.ceil((blockedUntil - clockMs) / 1000)) });
     if (!ceilingTake.result.success) return deny("ceiling");
 
+    // Sessions used by requests admitted from a lease: known before a victim is picked.
+    if (req.touched) this.touch(req.touched);
+    let victim: Eviction | null = null;
     if (req.slot && req.refused === undefined) {
-      // Invariant: at most `max` unexpired slots of a kind; counted and taken in this one step.
-      const open = this.openSlots(req.slot.kind, clockMs);
-      if (open.count >= req.slot.max) {
+      const room = this.slotRoom(req.slot, clockMs);
+      if ("reason" in room) {
         this.save(freeState, ceilingTake.state);
         this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
-        const retryAfterSeconds = Math.max(1, Math.ceil(((open.oldestExpiresMs ?? clockMs) - clockMs) / 1000));
-        return deny(req.slot.kind === "session" ? "sessions" : "streams", { retryAfterSeconds });
+        return deny(room.reason, { retryAfterSeconds: room.retryAfterSeconds, ...(room.busy ? { busy: true } : {}) });
       }
+      victim = room.victim;
     }
 
     // Every request past the ceiling check counts against it, admitted or not; the free
     // bucket is written with it when the request is charged to it (one write either way).
-    const freeTake = req.tokenId === undefined && !req.redeem && req.refused === undefined && req.cost > 0 ? take(freeState, req.bucket, req.cost, nowMs) : null;
+    const freeTake =
+      req.tokenId === undefined && !req.redeem && req.refused === undefined && req.cost > 0
+        ? take(freeState, req.bucket, req.cost, nowMs)
+        : null;
     this.save(freeTake?.result.success ? freeTake.state : freeState, ceilingTake.state);
     // Idle state is dropped by the alarm once both buckets are full again (computed from what was just saved).
     this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     if (req.refused !== undefined) return deny(req.refused);
 
-    let balance: Balance | undefined = req.tokenId !== undefined ? { tokenId: req.tokenId, minted: false, tokenReason: "token" } : undefined;
+    let balance: Balance | undefined =
+      req.tokenId !== undefined ? { tokenId: req.tokenId, minted: false, tokenReason: "token" } : undefined;
     if (req.redeem) {
       const redeemed = this.redeemIn(req, req.redeem, clockMs);
       if ("reason" in redeemed) return deny(redeemed.reason, redeemed.extra);
@@ -407,7 +568,15 @@ export class CallerState extends DurableObject {
       const paid = this.charge(req, balance, clockMs);
       if ("reason" in paid) return deny(paid.reason, paid.extra);
       const opened = balance.mintedCredits !== undefined ? { mintedCredits: balance.mintedCredits } : {};
-      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits: paid.credits, minted: balance.minted, ...opened };
+      result = {
+        admitted: true,
+        paidBy: "token",
+        bucket: peek(freeState, req.bucket, nowMs),
+        ceiling: ceilingTake.result,
+        credits: paid.credits,
+        minted: balance.minted,
+        ...opened,
+      };
     } else if (!freeTake) {
       result = { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
     } else if (!freeTake.result.success) {
@@ -415,12 +584,27 @@ export class CallerState extends DurableObject {
     } else {
       result = { admitted: true, paidBy: "bucket", bucket: freeTake.result, ceiling: ceilingTake.result };
     }
-    if (req.slot) {
-      this.sql.exec("INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms) VALUES (?, ?, NULL, ?)", req.slot.id, req.slot.kind, req.slot.expiresMs);
-      this.scheduleAlarm(req.slot.expiresMs + CLEANUP_SLACK_MS);
-    }
+    if (req.session) this.touch([req.session]);
+    if (req.slot) this.insertSlot(req.slot, nowMs, victim, result);
     if (req.lease && balance === undefined) result.lease = this.lease(req, req.lease);
     return result;
+  }
+
+  /** Insert an admitted request's slot (used now); mark its victim, and hand it to the Worker in `result.evict`. */
+  private insertSlot(slot: SlotRequest, nowMs: number, victim: Eviction | null, result: AdmitResult): void {
+    const sessionId = slot.kind === "stream" ? (slot.sessionId ?? null) : null;
+    this.sql.exec(
+      "INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms, used_ms) VALUES (?, ?, ?, ?, ?)",
+      slot.id,
+      slot.kind,
+      sessionId,
+      slot.expiresMs,
+      nowMs,
+    );
+    this.scheduleAlarm(slot.expiresMs + CLEANUP_SLACK_MS);
+    if (!victim) return;
+    this.sql.exec("UPDATE slots SET evicting_ms = ? WHERE id = ?", this.clock(nowMs), victim.slotId);
+    result.evict = victim;
   }
 
   /**
@@ -457,7 +641,12 @@ export class CallerState extends DurableObject {
     this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, credits, r.tokenExpiresMs);
     if (req.challenge && r.solve) {
       this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
-      this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
+      this.sql.exec(
+        "INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)",
+        this.solveScore.score,
+        this.solveScore.atMs,
+        req.challenge.adaptive.halfLifeSeconds,
+      );
     }
     this.scheduleAlarm(Math.min(r.spendUntilMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
     return { ...balance, minted: true, mintedCredits: credits };
@@ -465,11 +654,14 @@ export class CallerState extends DurableObject {
 
   /** Charge `req.cost` to a balance, or why it cannot pay (`<tokenReason>_unknown`, `_expired`, `_exhausted`). */
   private charge(req: AdmitRequest, b: Balance, clockMs: number): { credits: number } | Denial {
-    const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", b.tokenId).toArray()[0];
+    const row = this.sql
+      .exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", b.tokenId)
+      .toArray()[0];
     if (!row) return { reason: refusal(b.tokenReason, "unknown") };
     const opened = b.mintedCredits !== undefined ? { mintedCredits: b.mintedCredits } : {};
     if (clockMs >= row.expires_ms) return { reason: refusal(b.tokenReason, "expired"), extra: { minted: b.minted, ...opened } };
-    if (row.credits < req.cost) return { reason: refusal(b.tokenReason, "exhausted"), extra: { credits: row.credits, minted: b.minted, ...opened } };
+    if (row.credits < req.cost)
+      return { reason: refusal(b.tokenReason, "exhausted"), extra: { credits: row.credits, minted: b.minted, ...opened } };
     const credits = row.credits - req.cost;
     if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, b.tokenId);
     return { credits };
@@ -480,7 +672,13 @@ export class CallerState extends DurableObject {
    * then grant whole units the buckets hold. One row write.
    */
   private lease(req: Pick<AdmitRequest, "nowMs" | "bucket" | "ceiling">, want: LeaseWant): LeaseGrant {
-    const { free, ceiling, grant } = grantLease(this.load("free", req.bucket, req.nowMs), this.load("ceiling", req.ceiling, req.nowMs), { bucket: req.bucket, ceiling: req.ceiling }, want, req.nowMs);
+    const { free, ceiling, grant } = grantLease(
+      this.load("free", req.bucket, req.nowMs),
+      this.load("ceiling", req.ceiling, req.nowMs),
+      { bucket: req.bucket, ceiling: req.ceiling },
+      want,
+      req.nowMs,
+    );
     this.save(free, ceiling);
     this.scheduleAlarm(this.idleAtMs(req.nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     return grant;
@@ -488,14 +686,17 @@ export class CallerState extends DurableObject {
 
   /**
    * Renew an isolate's lease in the background (no request is decided; the ceiling is not
-   * charged for the renewal itself): hand back `lease.returned`, grant what the buckets hold.
+   * charged for the renewal itself): hand back `lease.returned`, grant what the buckets hold;
+   * record the sessions the lease's requests used (`touched`).
    */
-  renew(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; lease: LeaseWant }): LeaseGrant {
+  renew(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; lease: LeaseWant; touched?: SessionUse[] }): LeaseGrant {
     this.ready();
+    if (req.touched) this.touch(req.touched);
     this.remember(req.bucket, req.ceiling, (this.configs ?? this.storedConfigs())?.halfLifeSeconds ?? 600);
     // Invariant: a blocked caller gets no new lease (units handed back are still taken back).
     // A lease an isolate already holds may admit for what is left of it (≤ LEASE_MS).
-    if (this.blockedUntil(this.clock(req.nowMs)) !== null) return this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
+    if (this.blockedUntil(this.clock(req.nowMs)) !== null)
+      return this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
     return this.lease(req, req.lease);
   }
 
@@ -504,8 +705,21 @@ export class CallerState extends DurableObject {
    * (`POST /.well-known/tollbooth/verify`). Counts against the ceiling. A reusable
    * credential redeemed before is admitted again with its balance (`credits`).
    */
-  redeem(req: { nowMs: number; ceiling: BucketConfig; bucket: BucketConfig; challenge?: ChallengeConfig; redemption: Redemption }): AdmitResult {
-    return this.admit({ cost: 0, nowMs: req.nowMs, bucket: req.bucket, ceiling: req.ceiling, ...(req.challenge ? { challenge: req.challenge } : {}), redeem: req.redemption });
+  redeem(req: {
+    nowMs: number;
+    ceiling: BucketConfig;
+    bucket: BucketConfig;
+    challenge?: ChallengeConfig;
+    redemption: Redemption;
+  }): AdmitResult {
+    return this.admit({
+      cost: 0,
+      nowMs: req.nowMs,
+      bucket: req.bucket,
+      ceiling: req.ceiling,
+      ...(req.challenge ? { challenge: req.challenge } : {}),
+      redeem: req.redemption,
+    });
   }
 
   /**
@@ -518,11 +732,15 @@ export class CallerState extends DurableObject {
     if (req.cost > 0 && req.paidBy === "bucket") {
       const state = refill(this.load("free", req.bucket, req.nowMs), req.bucket, req.nowMs);
       const limits = this.stored();
-      this.save({ tokens: Math.min(req.bucket.capacity, state.tokens + req.cost), updatedMs: state.updatedMs }, limits.ceiling ?? { tokens: 0, updatedMs: req.nowMs });
+      this.save(
+        { tokens: Math.min(req.bucket.capacity, state.tokens + req.cost), updatedMs: state.updatedMs },
+        limits.ceiling ?? { tokens: 0, updatedMs: req.nowMs },
+      );
     } else if (req.cost > 0 && req.paidBy === "token" && req.tokenId !== undefined) {
       this.sql.exec("UPDATE tokens SET credits = credits + ? WHERE jti = ?", req.cost, req.tokenId);
     }
     if (req.slotId !== undefined) this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
+    if (req.unmark !== undefined) this.sql.exec("UPDATE slots SET evicting_ms = NULL WHERE id = ?", req.unmark);
   }
 
   /**
@@ -582,10 +800,21 @@ export class CallerState extends DurableObject {
     this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
   }
 
-  /** Release the session slot of `sessionId` (the session was ended with DELETE, or the origin no longer knows it). */
+  /** Release the session slot of `sessionId`: the origin ended it (its DELETE answered 2xx, or it answered 404 for it). */
   endSession(req: { sessionId: string }): void {
     if (!this.exists()) return;
     this.sql.exec("DELETE FROM slots WHERE kind = 'session' AND session_id = ?", req.sessionId);
+  }
+
+  /**
+   * How the eviction of the session slot `slotId` (`AdmitResult.evict`) went: `ended` (the
+   * origin answered the gateway's DELETE 2xx or 404) releases it; otherwise its mark is
+   * lifted and it counts as open again (the origin still holds it).
+   */
+  evicted(req: { slotId: string; ended: boolean }): void {
+    if (!this.exists()) return;
+    if (req.ended) this.sql.exec("DELETE FROM slots WHERE id = ? AND kind = 'session'", req.slotId);
+    else this.sql.exec("UPDATE slots SET evicting_ms = NULL WHERE id = ?", req.slotId);
   }
 
   /**
@@ -603,7 +832,9 @@ export class CallerState extends DurableObject {
       this.scheduleAlarm(this.idleAtMs(req.nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     }
     const row = req.tokenId
-      ? this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", req.tokenId).toArray()[0]
+      ? this.sql
+          .exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", req.tokenId)
+          .toArray()[0]
       : undefined;
     return {
       admitted: ceilingTake.result.success,
@@ -618,7 +849,8 @@ export class CallerState extends DurableObject {
 
   /** Unix ms at which both buckets will be full again (the caller's limits state is then the same as none). */
   private idleAtMs(nowMs: number, bucket: BucketConfig, ceiling: BucketConfig): number {
-    const full = (s: BucketState | null, c: BucketConfig) => (s ? s.updatedMs + Math.ceil((Math.max(0, c.capacity - s.tokens) / c.refillPerSecond) * 1000) : nowMs);
+    const full = (s: BucketState | null, c: BucketConfig) =>
+      s ? s.updatedMs + Math.ceil((Math.max(0, c.capacity - s.tokens) / c.refillPerSecond) * 1000) : nowMs;
     const limits = this.stored();
     return Math.max(nowMs, full(limits.free, bucket), full(limits.ceiling, ceiling));
   }
@@ -639,7 +871,9 @@ export class CallerState extends DurableObject {
     this.sql.exec("DELETE FROM blocks WHERE until_ms <= ?", now);
     this.blockUntilMs = undefined;
     const next = this.sql
-      .exec<{ at: number | null }>("SELECT MIN(at) AS at FROM (SELECT MIN(expires_ms) AS at FROM spent UNION ALL SELECT MIN(expires_ms) FROM tokens UNION ALL SELECT MIN(expires_ms) FROM slots UNION ALL SELECT MIN(until_ms) FROM blocks)")
+      .exec<{ at: number | null }>(
+        "SELECT MIN(at) AS at FROM (SELECT MIN(expires_ms) AS at FROM spent UNION ALL SELECT MIN(expires_ms) FROM tokens UNION ALL SELECT MIN(expires_ms) FROM slots UNION ALL SELECT MIN(until_ms) FROM blocks)",
+      )
       .toArray()[0]?.at;
     if (next != null) {
       this.scheduleAlarm(next + CLEANUP_SLACK_MS);
@@ -651,7 +885,10 @@ export class CallerState extends DurableObject {
       return;
     }
     const idleAt = this.idleAtMs(now, configs.bucket, configs.ceiling);
-    const quietAt = this.solves().score > 0 ? this.solves().atMs + Math.ceil(Math.log2(Math.max(1, this.solves().score / QUIET_SCORE)) * configs.halfLifeSeconds * 1000) : now;
+    const quietAt =
+      this.solves().score > 0
+        ? this.solves().atMs + Math.ceil(Math.log2(Math.max(1, this.solves().score / QUIET_SCORE)) * configs.halfLifeSeconds * 1000)
+        : now;
     const at = Math.max(idleAt, quietAt);
     if (at > now) {
       this.scheduleAlarm(at + CLEANUP_SLACK_MS);
@@ -693,7 +930,8 @@ export class CallerState extends DurableObject {
       this.solveScore = NO_SOLVES;
       this.blockUntilMs = null;
     }
-    const count = (table: (typeof TABLES)[number]) => (stored ? this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n : 0);
+    const count = (table: (typeof TABLES)[number]) =>
+      stored ? this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n : 0;
     const known = TABLES.some((t) => count(t) > 0);
     const configs = this.configs ?? (stored ? this.storedConfigs() : undefined) ?? null;
     const bucket = configs?.bucket ?? req.bucket;
@@ -701,11 +939,18 @@ export class CallerState extends DurableObject {
     const limits = this.stored();
     const tokens = stored
       ? this.sql
-          .exec<{ jti: string; credits: number; expires_ms: number }>("SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?", nowMs, INSPECT_MAX_TOKENS)
+          .exec<{ jti: string; credits: number; expires_ms: number }>(
+            "SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?",
+            nowMs,
+            INSPECT_MAX_TOKENS,
+          )
           .toArray()
           .map((r) => ({ id: r.jti.slice(0, 12), credits: r.credits, expiresMs: r.expires_ms }))
       : [];
-    const challenge = req.challenge && configs ? { ...req.challenge, adaptive: { ...req.challenge.adaptive, halfLifeSeconds: configs.halfLifeSeconds } } : req.challenge;
+    const challenge =
+      req.challenge && configs
+        ? { ...req.challenge, adaptive: { ...req.challenge.adaptive, halfLifeSeconds: configs.halfLifeSeconds } }
+        : req.challenge;
     const blockedUntilMs = this.blockedUntil(nowMs);
     return {
       known,
@@ -730,7 +975,8 @@ export class CallerState extends DurableObject {
    */
   reset(): { reset: boolean } {
     if (!this.exists()) return { reset: false };
-    const had = this.sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM limits) + (SELECT COUNT(*) FROM solves) AS n").toArray()[0]!.n > 0;
+    const had =
+      this.sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM limits) + (SELECT COUNT(*) FROM solves) AS n").toArray()[0]!.n > 0;
     if (!had) return { reset: false };
     this.sql.exec("DELETE FROM limits");
     this.sql.exec("DELETE FROM solves");

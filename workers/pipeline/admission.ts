@@ -54,25 +54,42 @@ function leaseDecision(plan: Plan, cost: number, local: LeaseAdmission, nowMs: n
 }
 
 /** The decision: from this isolate's lease when it can, else from the caller's object (asking for a lease with it). */
-async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: CallerStore): Promise<Taken | typeof UNMETERED | Refusal> {
+async function take(
+  s: Carrying,
+  deps: Pick<Deps, "leases" | "policy" | "sessionUses">,
+  store: CallerStore,
+): Promise<Taken | typeof UNMETERED | Refusal> {
   const { caller, cost, nowMs, plan } = s;
   const leases = deps.leases;
+  // Sessions used from the lease ride on this isolate's next call to the caller's object.
+  const touched = () => {
+    const uses = deps.sessionUses?.take(caller);
+    return uses ? { touched: uses } : {};
+  };
   // Leases: a request with no credential and no slot may be admitted from this isolate's
   // lease of the caller's units, with no Durable Object call (shared/limits/lease.ts).
   const leasable = leases !== null && !s.credential.carried && !s.slot;
   const local = leasable ? leases.admit(caller, cost, nowMs) : null;
   if (local) {
+    if (s.admit.session) deps.sessionUses?.note(caller, s.admit.session);
     // Renewed in the background, when this request is the one to start it.
     if (leases!.startRenewal(caller, nowMs)) {
       const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
-      const renewal = want ? store.renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want }).then((grant) => leases!.install(caller, grant, Date.now())) : Promise.resolve();
-      s.ctx.defer("CallerState.renew", renewal.finally(() => leases!.renewed(caller)));
+      const renewal = want
+        ? store
+            .renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want, ...touched() })
+            .then((grant) => leases!.install(caller, grant, Date.now()))
+        : Promise.resolve();
+      s.ctx.defer(
+        "CallerState.renew",
+        renewal.finally(() => leases!.renewed(caller)),
+      );
     }
     return { decision: leaseDecision(plan, cost, local, nowMs), local };
   }
   try {
     const want = leasable ? leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity) : null;
-    const decision = await store.admit(want ? { ...s.admit, lease: want } : s.admit);
+    const decision = await store.admit({ ...s.admit, ...(want ? { lease: want } : {}), ...touched() });
     if (decision.lease) leases!.install(caller, decision.lease, nowMs);
     else if (leasable && !decision.admitted && decision.reason === "over_budget") {
       // A concurrent request of this caller may have brought a lease back meanwhile: the
@@ -98,7 +115,18 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
 export function offerContext(s: Admitted, deps: Pick<Deps, "policy">, reason: string): OfferContext {
   const { plan, keyring, caller, nowMs, cost, url } = s;
   const what = describeRequest(s.request.method, url.pathname, s.body);
-  return { policy: deps.policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: s.decision.difficulty ?? plan.challenge.difficulty };
+  return {
+    policy: deps.policy,
+    plan,
+    keyring,
+    caller,
+    nowMs,
+    cost,
+    url,
+    what,
+    reason,
+    difficulty: s.decision.difficulty ?? plan.challenge.difficulty,
+  };
 }
 
 /** The answer to a request the caller's object did not admit. */
@@ -106,34 +134,69 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
   const { decision, plan, headers } = s;
   // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
   if (decision.reason === "blocked") return blocked(decision.retryAfterSeconds ?? 1);
-  if (decision.reason === "ceiling") return tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
+  if (decision.reason === "ceiling")
+    return tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
   if (decision.reason === "sessions" || decision.reason === "streams") {
     const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
     const what = decision.reason === "sessions" ? "sessions" : "GET streams";
-    return tooMany(decision.reason, `over the cap of ${max} open ${what} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max });
+    const busy = decision.busy
+      ? "; every open session is in use (a GET stream open on it, or being ended), none could be closed for this one"
+      : "";
+    return tooMany(
+      decision.reason,
+      `over the cap of ${max} open ${what} per caller${busy} (end one with DELETE, or close a stream)`,
+      decision.retryAfterSeconds ?? 1,
+      headers,
+      { max },
+    );
   }
   const reason = decision.reason ?? "over_budget";
   const status = (s.credential.refusedBy ?? schemeOfReason(deps.schemes, reason))?.refusalStatus(reason) ?? 402;
   const offer = offerContext(s, deps, reason);
   // The scheme's own words for its redemption refused by the caller's object, when it has some.
-  const facts = s.admit.redeem ? { redemption: s.admit.redeem, difficulty: offer.difficulty, worth: decision.solutionCredits, cost: s.cost, challengeUrl: gatewayUrls(s.url).challengeUrl } : null;
+  const facts = s.admit.redeem
+    ? {
+        redemption: s.admit.redeem,
+        difficulty: offer.difficulty,
+        worth: decision.solutionCredits,
+        cost: s.cost,
+        challengeUrl: gatewayUrls(s.url).challengeUrl,
+      }
+    : null;
   const detail = (facts ? schemeOfReason(deps.schemes, reason)?.refusalDetail?.(reason, facts) : undefined) ?? s.credential.refusedDetail;
   const { schemes } = deps;
-  return overBudget({ schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, ...(detail !== undefined ? { detail: { detail } } : {}) });
+  return overBudget({
+    schemes,
+    offer,
+    body: s.body,
+    retryAfterSeconds: decision.bucket.retryAfterSeconds,
+    solves: decision.solves,
+    headers,
+    status,
+    credits: decision.credits,
+    ...(detail !== undefined ? { detail: { detail } } : {}),
+  });
 }
 
 /**
  * The request admitted by the caller's object or lease (with the headers every answer to it
  * carries), the request to forward unmetered, or the object's refusal.
  */
-export async function admission(s: Carrying, deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">): Promise<Admitted | Unmetered | Refusal> {
+export async function admission(
+  s: Carrying,
+  deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil" | "sessionUses">,
+): Promise<Admitted | Unmetered | Refusal> {
   const { caller, identity, nowMs } = s;
   // A request that became a payer's through its access token: the identity it came from
   // must not be blocked. Asked in parallel with the payer's object (per-isolate memo, at
   // most BLOCK_MEMO_MS old); what the admit took is given back when it is.
-  const identityBlock = caller !== identity.id && s.admit.redeem === undefined
-    ? deps.blockedUntil(identity.id, nowMs).then((until) => ({ ok: true as const, until }), (err: unknown) => ({ ok: false as const, err }))
-    : null;
+  const identityBlock =
+    caller !== identity.id && s.admit.redeem === undefined
+      ? deps.blockedUntil(identity.id, nowMs).then(
+          (until) => ({ ok: true as const, until }),
+          (err: unknown) => ({ ok: false as const, err }),
+        )
+      : null;
   const store = deps.callers.of(caller);
   const taken = await take(s, deps, store);
   if (taken === UNMETERED) return { ...s, unmetered: true };

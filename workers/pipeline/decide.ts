@@ -11,6 +11,8 @@
  * 5. `credentials`    a scheme's credential or an access token, verified statelessly
  * 6. `admission`      the caller's object or its lease: block 403, ceiling 429, caps 429, the
  *                     credential redeemed or refused, the free bucket: over budget 402 / 429
+ *    `eviction`       at the session cap, the caller's least recently used idle session ended
+ *                     at the origin first (a DELETE on its behalf); not ended: 429
  * 7. `originCeiling`  all callers together: 429 (what admitting took is given back)
  * 8. `settlement`     a payment completed before the origin is asked
  * Then the proxy forwards the request, and `afterOrigin` finishes it (sessions, a receipt,
@@ -25,6 +27,7 @@ import { admission } from "./admission.ts";
 import { body } from "./body.ts";
 import { credentials } from "./credentials.ts";
 import type { Deps } from "./deps.ts";
+import { eviction } from "./eviction.ts";
 import { identity } from "./identity.ts";
 import { mcpHeaders } from "./mcp-headers.ts";
 import { networkCeiling } from "./network-ceiling.ts";
@@ -67,7 +70,8 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   const counted = await networkCeiling(checked, deps);
   if (counted instanceof Refusal) return refused(arrived, counted);
   const path = ctx.url.pathname;
-  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/")) return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
+  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/"))
+    return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
   const read = await body(counted, deps);
   if (read instanceof Refusal) return refused(arrived, read);
   const described = mcpHeaders(read);
@@ -83,7 +87,9 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
     record(taken, { caller: taken.caller, decision: "admitted_unmetered", reason: "store_unavailable" });
     return { kind: "unmetered", state: taken, record: taken.record };
   }
-  const room = await originCeiling(taken, deps);
+  const made = await eviction(taken, deps);
+  if (made instanceof Refusal) return refused(taken, made);
+  const room = await originCeiling(made, deps);
   if (room instanceof Refusal) return refused(taken, room);
   const cleared = await settlement(room, deps);
   if (cleared instanceof Refusal) return refused(taken, cleared);

@@ -6,7 +6,7 @@
  * ended or a session the origin did not open.
  * - `lease`: units of this isolate's lease, back to the lease (no Durable Object call);
  * - `charge`: the cost to what paid it in the caller's object (the free bucket or the token's
- *   credits), and its slot (`CallerState.refund`);
+ *   credits), and its slot, and the mark of a session it was to evict (`CallerState.refund`);
  * - `payment`: the balance a redemption opened, withdrawn (`CallerState.revoke`: its spent
  *   mark stays, so the same authorization cannot buy again);
  * - `slot`: a session or stream slot, released (`CallerState.release`).
@@ -63,7 +63,8 @@ export function giveBack(held: Held, defer?: Defer): Promise<void> {
  */
 export function heldBy(s: Admitted, deps: Pick<Deps, "leases">, what: "charge" | "taken" | "slot"): Held {
   if (what === "slot") return { kind: "slot", store: s.store, slotId: s.slot!.id };
-  if (what === "taken" && !s.local && s.credential.settlement && s.admit.redeem) return { kind: "payment", store: s.store, jti: s.admit.redeem.jti };
+  if (what === "taken" && !s.local && s.credential.settlement && s.admit.redeem)
+    return { kind: "payment", store: s.store, jti: s.admit.redeem.jti };
   if (s.local) return { kind: "lease", leases: deps.leases!, caller: s.caller, cost: s.cost };
   const tokenId = s.admit.tokenId ?? s.admit.redeem?.jti;
   const refund: RefundRequest = {
@@ -73,6 +74,8 @@ export function heldBy(s: Admitted, deps: Pick<Deps, "leases">, what: "charge" |
     paidBy: s.decision.paidBy ?? "free",
     ...(tokenId !== undefined ? { tokenId } : {}),
     ...(s.slot ? { slotId: s.slot.id } : {}),
+    // A session the admit marked for eviction whose eviction never ran counts as open again.
+    ...(s.decision.evict ? { unmark: s.decision.evict.slotId } : {}),
   };
   return { kind: "charge", store: s.store, refund };
 }

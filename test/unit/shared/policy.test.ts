@@ -35,7 +35,7 @@ describe("parsePolicy defaults", () => {
       // Unverified header values are not identities by default: jwt and issued keys, then the network.
       expect(p.identity).toEqual({ strategies: ["jwt", "api-key", "ip"], apiKeyHeader: "x-api-key", apiKeys: [], ipv4Prefix: 32, ipv6Prefix: 64 });
       expect(p.overBudget).toBe("402");
-      expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 });
+      expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, onSessionCap: "evict", streams: 4, streamMaxSeconds: 600 });
       expect(p.defaultPlan).toBe("free");
       expect(Object.keys(p.plans)).toEqual(["free"]);
       expect(p.plans.free).toMatchObject({ name: "free", bucket: p.bucket, ceiling: p.ceiling, costs: p.costs, challenge: p.challenge, overBudget: "402", limits: p.limits });
@@ -267,7 +267,7 @@ describe("plans", () => {
     expect(pro.costs.methods).toEqual(p.costs.methods);
     expect(pro.challenge).toEqual({ difficulty: 16, credits: 50, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 2 } });
     expect(pro.overBudget).toBe("429");
-    expect(pro.limits).toEqual({ sessions: 64, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 });
+    expect(pro.limits).toEqual({ sessions: 64, sessionTtlSeconds: 3600, onSessionCap: "evict", streams: 4, streamMaxSeconds: 600 });
     // An unknown or absent plan name is the default plan.
     expect(planFor(p, "enterprise").name).toBe("free");
     expect(planFor(p, undefined)).toBe(p.plans.free);

@@ -1,7 +1,8 @@
 /**
  * Per-caller caps on open MCP sessions and GET SSE streams, kept in the caller's object: an
  * `initialize` the origin answers with `Mcp-Session-Id` holds a session slot until DELETE (or
- * its TTL); a GET stream holds a stream slot until it ends however it ends (the client
+ * its TTL); here with `limits.onSessionCap: "refuse"` (eviction at the cap, the default, is
+ * pinned in caller-state.session-eviction.test.ts); a GET stream holds a stream slot until it ends however it ends (the client
  * cancelling it included, and then the origin's stream is cancelled too). At the cap: 429
  * naming the layer, and the origin never sees the request. An origin that never answered
  * (502) neither charges nor holds a slot.
@@ -26,7 +27,7 @@ import {
 const POLICY = {
   bucket: { capacity: 10, refillPerSecond: 0.001 },
   ceiling: { capacity: 1000, refillPerSecond: 100 },
-  limits: { sessions: 2, sessionTtlSeconds: 60, streams: 2, streamMaxSeconds: 30 },
+  limits: { sessions: 2, sessionTtlSeconds: 60, onSessionCap: "refuse", streams: 2, streamMaxSeconds: 30 },
 };
 
 let ip: string;
@@ -38,13 +39,17 @@ beforeEach(() => {
   send = gateway(POLICY);
 });
 
-const initialize = (id: number) => post(rpc("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } }, id), { ip });
+const initialize = (id: number) =>
+  post(rpc("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } }, id), { ip });
 const getStream = () => request("GET", "/mcp", { ip, headers: { accept: "text/event-stream" } });
 const del = (session: string) => request("DELETE", "/mcp", { ip, headers: { "mcp-session-id": session } });
 
 /** Open slots of the caller's object, by kind. */
 async function openSlots(kind: "session" | "stream"): Promise<number> {
-  return runInDurableObject(stubFor(ipIdentity(ip)), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM slots WHERE kind = ?", kind).one().n);
+  return runInDurableObject(
+    stubFor(ipIdentity(ip)),
+    (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM slots WHERE kind = ?", kind).one().n,
+  );
 }
 
 async function statusOf(): Promise<Record<string, any>> {
@@ -76,7 +81,14 @@ function mcpOrigin(opts: { sessionIds?: boolean } = {}) {
     const id = (JSON.parse(f.body) as { id: number }).id;
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (opts.sessionIds !== false) headers["mcp-session-id"] = `s-${++sessions}`;
-    return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "o", version: "1" } } }), { status: 200, headers });
+    return new Response(
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id,
+        result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "o", version: "1" } },
+      }),
+      { status: 200, headers },
+    );
   });
   return { origin, cancelled, streams };
 }
@@ -127,7 +139,10 @@ describe("session cap", () => {
     const origin = observeOrigin((f) => {
       if (down) throw new TypeError("connect ECONNREFUSED");
       const id = (JSON.parse(f.body) as { id: number }).id;
-      return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: {} }), { status: 200, headers: { "content-type": "application/json", "mcp-session-id": `s-${id}` } });
+      return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: {} }), {
+        status: 200,
+        headers: { "content-type": "application/json", "mcp-session-id": `s-${id}` },
+      });
     });
     vi.spyOn(console, "error").mockImplementation(() => {});
     // initialize costs 1 here, so a charge would show in the bucket.

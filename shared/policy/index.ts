@@ -609,8 +609,8 @@ function failure(schema: z.core.$ZodType, issues: readonly z.core.$ZodIssue[], v
  * The issue to report among `issues` (zod reports every one): an unknown key first (a typo
  * is why the field it misspells is missing), else the first. For a failed union, when the
  * value has the shape of exactly one option (every other option failed only on the value's
- * type, e.g. an object given to `X | X[]`), that option's issues, so the message names the
- * bad field; else the union's own issue.
+ * type, e.g. an object given to `X | X[]`, or on a literal field of its own, e.g. x402's
+ * `mode`), that option's issues, so the message names the bad field; else the union's own issue.
  * @param base path of `issues` within the policy
  * @returns the issue and its full path
  */
@@ -618,10 +618,28 @@ function narrowed(issues: readonly z.core.$ZodIssue[], base: string[]): { issue:
   const issue = issues.find((i) => i.code === "unrecognized_keys") ?? issues[0]!;
   const path = [...base, ...issue.path.map(String)];
   if (issue.code !== "invalid_union") return { issue, path };
+  // An option failed only on the value's type, or on one of its own fields' literal (`mode`), is not the one meant.
   const shaped = issue.errors.filter(
-    (option) => !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0),
+    (option) =>
+      !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0) &&
+      !option.some((i) => i.code === "invalid_value" && i.path.length === 1),
   );
-  return shaped.length === 1 && shaped[0]!.length > 0 ? narrowed(shaped[0]!, path) : { issue, path };
+  if (shaped.length === 1 && shaped[0]!.length > 0) return narrowed(shaped[0]!, path);
+  // Every option refused the same literal field (x402's `mode`): that field, with every option's value.
+  const literals = issue.errors.map((option) => option.find((i) => i.code === "invalid_value" && i.path.length === 1));
+  const key = literals[0]?.path[0];
+  if (key === undefined || literals.some((l) => l?.path[0] !== key)) return { issue, path };
+  const values = literals.flatMap((l) => (l as z.core.$ZodIssueInvalidValue).values);
+  return {
+    issue: {
+      code: "invalid_value",
+      values,
+      path: [],
+      input: undefined,
+      message: `Invalid option: expected one of ${values.map((v) => JSON.stringify(v)).join("|")}`,
+    },
+    path: [...path, String(key)],
+  };
 }
 
 /** What `keysAt` reads of a zod schema's definition. */

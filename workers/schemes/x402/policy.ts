@@ -15,7 +15,7 @@ const atomic = matching(/^[1-9][0-9]{0,30}$/);
  * `amount` buys an access token of `credits` valid `ttlSeconds`; `per-request` mode, each
  * request pays `amountPerUnit` × its cost.
  */
-const x402Price = z.discriminatedUnion("mode", [
+const x402Price = z.union([
   z.strictObject({
     mode: z.literal("credits"),
     /** Price of one bundle, atomic units of the asset. */

@@ -7,14 +7,16 @@
  *   node packages/build.ts bridge     # packages/tollbooth-bridge/dist (its `prepack`)
  *
  * For each: empties dist/, runs `tsc -p packages/<dir>/tsconfig.json` (JavaScript + .d.ts),
- * points the solver's worker pool at the emitted `worker.js` (see tollbooth-client/src/solver/pool.ts),
+ * copies the repository's LICENSE into the package folder (its `files` ship it; the copy is
+ * not committed, so there is one license text), points the solver's worker pool at the
+ * emitted `worker.js` (see tollbooth-client/src/solver/pool.ts),
  * and checks what a published package must hold: the package name and version of
  * packages/names.json, nothing of shared/ but shared/wire/ (the gateway's code never ships),
  * no `.ts` module specifier left in the JavaScript, the bin's shebang.
  * @throws Error (exit code 1) when tsc fails or a check does not hold
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -48,12 +50,17 @@ function fail(message: string): never {
 /** Build one package into its dist/. */
 export function buildPackage(which: keyof typeof PACKAGES): void {
   const { dir, name } = PACKAGES[which];
-  const manifest = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name: string; version: string; bin?: Record<string, string> };
+  const manifest = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as {
+    name: string;
+    version: string;
+    bin?: Record<string, string>;
+  };
   if (manifest.name !== name) fail(`${dir}/package.json names ${manifest.name}, packages/names.json says ${name}`);
   if (manifest.version !== NAMES.version) fail(`${name} is version ${manifest.version}, packages/names.json says ${NAMES.version}`);
 
   const dist = join(dir, "dist");
   rmSync(dist, { recursive: true, force: true });
+  copyFileSync(join(HERE, "../LICENSE"), join(dir, "LICENSE"));
   execFileSync(process.execPath, [TSC, "-p", join(dir, "tsconfig.json")], { stdio: "inherit" });
 
   // The pool starts workers on `new URL("./worker.ts", import.meta.url)` (a literal, for
@@ -68,7 +75,8 @@ export function buildPackage(which: keyof typeof PACKAGES): void {
 
   for (const file of walk(dist)) {
     const path = relative(dist, file).split(sep).join("/");
-    if (!path.startsWith("packages/") && !path.startsWith("shared/wire/")) fail(`${name} would ship ${path}: the agent packages import only shared/wire/ of shared/`);
+    if (!path.startsWith("packages/") && !path.startsWith("shared/wire/"))
+      fail(`${name} would ship ${path}: the agent packages import only shared/wire/ of shared/`);
   }
   for (const file of walk(dist).filter((f) => f.endsWith(".js"))) {
     const text = readFileSync(file, "utf8");

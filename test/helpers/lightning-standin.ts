@@ -11,6 +11,7 @@
  *   ln.setDown(true);      // every endpoint answers 503
  *   ln.setDelayMs(2000);   // every answer waits 2 s
  *   ln.invoices();         // [{ paymentHash, bolt11, sats, msat, state, preimage }]
+ *   const webln = standinWebln(ln); // payInvoice({ invoice }) / sendPayment(invoice) → { preimage }, as Alby's 402 helpers take
  *   await ln.close();
  *
  * Endpoints (JSON in and out):
@@ -110,7 +111,17 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
     });
     const paymentRequest = bolt11.sign(encoded, STANDIN_NODE_KEY).paymentRequest;
     if (paymentRequest === undefined) throw new Error("bolt11.sign gave no payment request");
-    const inv: Stored = { paymentHash, bolt11: paymentRequest, sats: Math.ceil(msat / 1000), msat, state: "OPEN", preimage: preimage.toString("hex"), memo, expiresAt: timestamp + expiry, addIndex: byHash.size + 1 };
+    const inv: Stored = {
+      paymentHash,
+      bolt11: paymentRequest,
+      sats: Math.ceil(msat / 1000),
+      msat,
+      state: "OPEN",
+      preimage: preimage.toString("hex"),
+      memo,
+      expiresAt: timestamp + expiry,
+      addIndex: byHash.size + 1,
+    };
     byRequest.set(paymentRequest, inv);
     byHash.set(paymentHash, inv);
     return inv;
@@ -118,21 +129,46 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
 
   function route(method: string, path: string, headers: http.IncomingHttpHeaders, body: Record<string, unknown>): [number, unknown] {
     const macaroonOk = headers["grpc-metadata-macaroon"] === macaroonHex;
-    const denied: [number, unknown] = [401, { code: 2, message: "verification failed: signature mismatch after caveat verification", details: [] }];
+    const denied: [number, unknown] = [
+      401,
+      { code: 2, message: "verification failed: signature mismatch after caveat verification", details: [] },
+    ];
     if (method === "POST" && path === "/v1/invoices") {
       if (!macaroonOk) return denied;
       const msat = body.value_msat !== undefined ? count(body.value_msat) : count(body.value) * 1000;
       const expiry = body.expiry === undefined ? 86400 : count(body.expiry);
-      if (!(msat > 0) || !(expiry > 0)) return [400, { code: 3, message: "value/value_msat and expiry must be positive integers", details: [] }];
+      if (!(msat > 0) || !(expiry > 0))
+        return [400, { code: 3, message: "value/value_msat and expiry must be positive integers", details: [] }];
       const inv = issue(msat, typeof body.memo === "string" ? body.memo : "", expiry);
-      return [200, { r_hash: b64(inv.paymentHash), payment_request: inv.bolt11, add_index: String(inv.addIndex), payment_addr: randomBytes(32).toString("base64") }];
+      return [
+        200,
+        {
+          r_hash: b64(inv.paymentHash),
+          payment_request: inv.bolt11,
+          add_index: String(inv.addIndex),
+          payment_addr: randomBytes(32).toString("base64"),
+        },
+      ];
     }
     const lookup = /^\/v1\/invoice\/([0-9a-f]{64})$/.exec(path);
     if (method === "GET" && lookup) {
       if (!macaroonOk) return denied;
       const inv = byHash.get(lookup[1]!);
       if (!inv) return [404, { code: 5, message: "unable to locate invoice", details: [] }];
-      return [200, { memo: inv.memo, r_preimage: b64(inv.preimage), r_hash: b64(inv.paymentHash), value: String(Math.floor(inv.msat / 1000)), value_msat: String(inv.msat), settled: inv.state === "SETTLED", state: inv.state, payment_request: inv.bolt11, add_index: String(inv.addIndex) }];
+      return [
+        200,
+        {
+          memo: inv.memo,
+          r_preimage: b64(inv.preimage),
+          r_hash: b64(inv.paymentHash),
+          value: String(Math.floor(inv.msat / 1000)),
+          value_msat: String(inv.msat),
+          settled: inv.state === "SETTLED",
+          state: inv.state,
+          payment_request: inv.bolt11,
+          add_index: String(inv.addIndex),
+        },
+      ];
     }
     if (method === "POST" && path === "/v1/channels/transactions") {
       if (!macaroonOk) return denied;
@@ -142,7 +178,15 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
       if (inv.state === "SETTLED") return [200, { payment_error: "invoice is already paid" }];
       if (Date.now() / 1000 >= inv.expiresAt) return [200, { payment_error: "invoice expired" }];
       inv.state = "SETTLED";
-      return [200, { payment_error: "", payment_preimage: b64(inv.preimage), payment_hash: b64(inv.paymentHash), payment_route: { total_amt: String(inv.sats), total_amt_msat: String(inv.msat), total_fees: "0", hops: [] } }];
+      return [
+        200,
+        {
+          payment_error: "",
+          payment_preimage: b64(inv.preimage),
+          payment_hash: b64(inv.paymentHash),
+          payment_route: { total_amt: String(inv.sats), total_amt_msat: String(inv.msat), total_fees: "0", hops: [] },
+        },
+      ];
     }
     if (method === "POST" && path === "/api/v1/payments") {
       if (headers["x-api-key"] !== apiKey) return [401, { detail: "Invalid key" }];
@@ -171,8 +215,15 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
         } catch {
           body = null;
         }
-        if (typeof body !== "object" || body === null || Array.isArray(body)) [status, answer] = [400, { code: 3, message: "body is not a JSON object", details: [] }];
-        else [status, answer] = route(req.method ?? "", new URL(req.url ?? "/", "http://x").pathname, req.headers, body as Record<string, unknown>);
+        if (typeof body !== "object" || body === null || Array.isArray(body))
+          [status, answer] = [400, { code: 3, message: "body is not a JSON object", details: [] }];
+        else
+          [status, answer] = route(
+            req.method ?? "",
+            new URL(req.url ?? "/", "http://x").pathname,
+            req.headers,
+            body as Record<string, unknown>,
+          );
       }
       const send = () => {
         if (!res.destroyed) res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(answer));
@@ -206,7 +257,15 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
     setDelayMs: (ms) => {
       delayMs = ms;
     },
-    invoices: () => [...byHash.values()].map(({ paymentHash, bolt11: pr, sats, msat, state, preimage }) => ({ paymentHash, bolt11: pr, sats, msat, state, preimage })),
+    invoices: () =>
+      [...byHash.values()].map(({ paymentHash, bolt11: pr, sats, msat, state, preimage }) => ({
+        paymentHash,
+        bolt11: pr,
+        sats,
+        msat,
+        state,
+        preimage,
+      })),
     paidSats: () => [...byHash.values()].reduce((sum, inv) => sum + (inv.state === "SETTLED" ? inv.sats : 0), 0),
     created: () => byHash.size,
   };
@@ -221,4 +280,34 @@ function count(value: unknown): number {
 /** Standard base64 of hex bytes (how LND's REST API writes `bytes` fields). */
 function b64(hex: string): string {
   return Buffer.from(hex, "hex").toString("base64");
+}
+
+/**
+ * A WebLN-style wallet over the stand-in's payer node (`POST /v1/channels/transactions`),
+ * the shape Alby's `@getalby/lightning-tools` 402 helpers take (`payInvoice({ invoice })`)
+ * and WebLN's `sendPayment(invoice)`: both pay an invoice the stand-in issued and resolve with
+ * its preimage (64 lowercase hex); an invoice it cannot pay (not its own, settled, expired)
+ * rejects with the node's `payment_error`. `paid` lists the invoices paid through it, in order.
+ */
+export interface StandinWebln {
+  payInvoice(args: { invoice: string }): Promise<{ preimage: string }>;
+  sendPayment(invoice: string): Promise<{ preimage: string }>;
+  paid: string[];
+}
+
+/** A {@link StandinWebln} wallet paying through `ln`. */
+export function standinWebln(ln: Pick<LightningStandin, "url" | "macaroonHex">): StandinWebln {
+  const paid: string[] = [];
+  async function sendPayment(invoice: string): Promise<{ preimage: string }> {
+    const res = await fetch(`${ln.url}/v1/channels/transactions`, {
+      method: "POST",
+      headers: { "grpc-metadata-macaroon": ln.macaroonHex, "content-type": "application/json" },
+      body: JSON.stringify({ payment_request: invoice }),
+    });
+    const out = (await res.json()) as { payment_error?: string; payment_preimage?: string };
+    if (!res.ok || out.payment_error || !out.payment_preimage) throw new Error(`payment failed: ${out.payment_error || res.status}`);
+    paid.push(invoice);
+    return { preimage: Buffer.from(out.payment_preimage, "base64").toString("hex") };
+  }
+  return { payInvoice: ({ invoice }) => sendPayment(invoice), sendPayment, paid };
 }

@@ -123,7 +123,7 @@ export interface Offer {
   headers?: Record<string, string>;
   /** Its entry in `error.data.challenges` (`type` and `header` included). */
   json: Record<string, unknown>;
-  /** How to take it, for `error.message` (one sentence, no trailing period). */
+  /** How to take it, for `error.message`: one sentence of its own, capitalized, no trailing period (hints are joined with "; or" in the policy's `offerOrder`). */
   hint: string;
 }
 
@@ -315,5 +315,10 @@ export interface SchemeModule {
  */
 export function credentialRefusal(scheme: Pick<PaymentScheme, "prefix" | "refusalStatus">, reason: string): VerifyRefusal {
   const prefixed = `${scheme.prefix}_${reason}`;
-  return { status: scheme.refusalStatus(prefixed), error: "invalid_credential", message: `Credential refused: ${prefixed}`, data: { reason: prefixed } };
+  return {
+    status: scheme.refusalStatus(prefixed),
+    error: "invalid_credential",
+    message: `Credential refused: ${prefixed}`,
+    data: { reason: prefixed },
+  };
 }

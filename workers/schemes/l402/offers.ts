@@ -23,7 +23,12 @@ export function bound<K, V>(memo: Map<K, V>): void {
   if (memo.size >= L402_MEMO_MAX) memo.delete(memo.keys().next().value!);
 }
 
-const unavailable = (reason: "backend_unavailable" | "busy", message: string): Unavailable => ({ ok: false, type: "l402", reason, message });
+const unavailable = (reason: "backend_unavailable" | "busy", message: string): Unavailable => ({
+  ok: false,
+  type: "l402",
+  reason,
+  message,
+});
 
 /** The offers of one isolate: `offer` for a 402, `forget` once an invoice is paid. */
 export interface L402Offers {
@@ -35,7 +40,10 @@ export interface L402Offers {
 /** Offers of invoices from `backend`, with macaroons for `lightning.service`. */
 export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402Offers {
   const { service } = lightning;
-  const rate: BucketConfig = { capacity: Math.max(1, Math.round(lightning.invoicesPerSecond * 10)), refillPerSecond: lightning.invoicesPerSecond };
+  const rate: BucketConfig = {
+    capacity: Math.max(1, Math.round(lightning.invoicesPerSecond * 10)),
+    refillPerSecond: lightning.invoicesPerSecond,
+  };
   let invoiceBudget: BucketState | null = null;
   let pausedUntilMs = 0;
   const offers = new Map<string, { offer: Offer; paymentHash: string; reuseUntilMs: number }>();
@@ -47,13 +55,19 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
       const key = `${ctx.plan.name}\n${ctx.caller}`;
       const cached = offers.get(key);
       if (cached && ctx.nowMs < cached.reuseUntilMs) return cached.offer;
-      if (ctx.nowMs < pausedUntilMs) return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
+      if (ctx.nowMs < pausedUntilMs)
+        return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
       const budget = take(invoiceBudget ?? { tokens: rate.capacity, updatedMs: ctx.nowMs }, rate, 1, ctx.nowMs);
-      if (!budget.result.success) return unavailable("busy", "The gateway is making too many invoices; solve the proof-of-work challenge instead, or retry");
+      if (!budget.result.success)
+        return unavailable("busy", "The gateway is making too many invoices; solve the proof-of-work challenge instead, or retry");
       invoiceBudget = budget.state;
       let invoice;
       try {
-        invoice = await backend.create({ sats: price.sats, memo: `${service}: ${price.credits} credits`, expirySeconds: lightning.invoiceExpirySeconds });
+        invoice = await backend.create({
+          sats: price.sats,
+          memo: `${service}: ${price.credits} credits`,
+          expirySeconds: lightning.invoiceExpirySeconds,
+        });
       } catch (err) {
         // Invariant: a backend that fails is left alone for BACKEND_PAUSE_MS, so a 402 never
         // waits more than one `timeoutMs` for it and most do not wait at all.
@@ -62,17 +76,39 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
         return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
       }
       const validUntil = Math.floor(ctx.nowMs / 1000) + price.ttlSeconds;
-      const { macaroon } = await mintL402(ctx.keyring, { paymentHash: invoice.paymentHash, service, validUntil, credits: price.credits, caller: ctx.caller });
+      const { macaroon } = await mintL402(ctx.keyring, {
+        paymentHash: invoice.paymentHash,
+        service,
+        validUntil,
+        credits: price.credits,
+        caller: ctx.caller,
+      });
       const header = formatL402Challenge({ macaroon, invoice: invoice.bolt11 });
       const offer: Offer = {
         ok: true,
         type: "l402",
         challenge: header,
-        json: { type: "l402", version: "0", token: macaroon, macaroon, invoice: invoice.bolt11, paymentHash: invoice.paymentHash, sats: invoice.sats, credits: price.credits, expires: invoice.expiresAt, validUntil, header },
-        hint: `Or pay the Lightning invoice of the l402 challenge (${invoice.sats} sats for ${price.credits} credits) and retry with header Authorization: L402 <macaroon>:<preimage hex>`,
+        json: {
+          type: "l402",
+          version: "0",
+          token: macaroon,
+          macaroon,
+          invoice: invoice.bolt11,
+          paymentHash: invoice.paymentHash,
+          sats: invoice.sats,
+          credits: price.credits,
+          expires: invoice.expiresAt,
+          validUntil,
+          header,
+        },
+        hint: `Pay the Lightning invoice of the l402 challenge (${invoice.sats} sats for ${price.credits} credits) and retry with header Authorization: L402 <macaroon>:<preimage hex>`,
       };
       bound(offers);
-      offers.set(key, { offer, paymentHash: invoice.paymentHash, reuseUntilMs: ctx.nowMs + Math.min(OFFER_REUSE_MS, (lightning.invoiceExpirySeconds * 1000) / 2) });
+      offers.set(key, {
+        offer,
+        paymentHash: invoice.paymentHash,
+        reuseUntilMs: ctx.nowMs + Math.min(OFFER_REUSE_MS, (lightning.invoiceExpirySeconds * 1000) / 2),
+      });
       return offer;
     },
     forget(paymentHash) {

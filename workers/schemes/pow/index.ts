@@ -45,7 +45,17 @@ export function challengeJson(ch: PowChallenge): Record<string, unknown> {
  */
 export function powRedemption(challenge: PowChallenge, tokenTtlSeconds: number, nowMs: number): Redemption {
   const exp = Math.floor(nowMs / 1000) + tokenTtlSeconds;
-  return { spendId: challenge.id, spendUntilMs: challenge.expires * 1000, jti: newTokenId(), credits: challenge.credits, tokenExpiresMs: exp * 1000, reusable: false, prefix: "solution", solve: true, difficulty: challenge.difficulty };
+  return {
+    spendId: challenge.id,
+    spendUntilMs: challenge.expires * 1000,
+    jti: newTokenId(),
+    credits: challenge.credits,
+    tokenExpiresMs: exp * 1000,
+    reusable: false,
+    prefix: "solution",
+    solve: true,
+    difficulty: challenge.difficulty,
+  };
 }
 
 const read = (params: Record<string, unknown>) => {
@@ -75,7 +85,7 @@ export const powScheme: SchemeFactory = (policy) => {
         challenge: formatChallenge(ch),
         json: challengeJson(ch),
         hint:
-          `Solve the proof-of-work challenge in error.data.challenges[0] (find decimal nonce with SHA-256(salt+nonce) ` +
+          `Solve the proof-of-work challenge (the "pow" entry of error.data.challenges: find decimal nonce with SHA-256(salt+nonce) ` +
           `having ${ch.difficulty} leading zero bits) and retry with header Tollbooth-Solution: <challenge params>, nonce="<nonce>"`,
       };
     },
@@ -99,10 +109,16 @@ export const powScheme: SchemeFactory = (policy) => {
     // the check gave it; a solution below the caller's difficulty now says what it asked, and
     // where a fresh challenge is.
     verifyRefusal(reason, facts) {
-      if (reason === "unsupported_algorithm") return { status: 422, error: "invalid_solution", message: "Only algorithm sha256 is supported", data: { reason } };
+      if (reason === "unsupported_algorithm")
+        return { status: 422, error: "invalid_solution", message: "Only algorithm sha256 is supported", data: { reason } };
       if (reason === "too_easy" && facts) {
         const message = `Solution refused: too_easy: its challenge asked ${facts.redemption.difficulty} bits; this caller's difficulty is now ${facts.difficulty}, so it buys no credits. Solve a fresh challenge`;
-        return { status: 422, error: "invalid_solution", message, data: { reason, difficulty: facts.difficulty, challengeUrl: facts.challengeUrl } };
+        return {
+          status: 422,
+          error: "invalid_solution",
+          message,
+          data: { reason, difficulty: facts.difficulty, challengeUrl: facts.challengeUrl },
+        };
       }
       return { status: 422, error: "invalid_solution", message: `Solution refused: ${reason}`, data: { reason } };
     },

@@ -585,7 +585,7 @@ describe("a partial object takes the defaults of the fields it leaves out, at ev
       ttlSeconds: 120,
       adaptive: { solvesPerStep: 5, halfLifeSeconds: 600, maxExtraBits: 6 },
     });
-    expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, streams: 2, streamMaxSeconds: 600 });
+    expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, onSessionCap: "evict", streams: 2, streamMaxSeconds: 600 });
     expect(p.token).toEqual({ ttlSeconds: 300 });
     expect(p.identity).toEqual({
       strategies: ["jwt", "api-key", "ip"],

@@ -6,14 +6,16 @@
  * over budget → the over-budget answer (402 with challenges whose difficulty adapts to the
  * caller's recent solves, or 429 in the plan's 429 mode; workers/refusal/over-budget.ts).
  * When the object throws or does not answer within `policy.storeTimeoutMs`, the request
- * fails closed (503) or, with `onStoreError: "open"` and no credential, goes on unmetered.
+ * fails closed (503, its reason the failure's kind: workers/objects/stores.ts `StoreFailure`)
+ * or, with `onStoreError: "open"`, no credential, and an object that timed out or could not be
+ * reached (never one overloaded, or one whose own code threw), goes on unmetered.
  */
 import { signToken } from "../../shared/credentials/token.ts";
 import type { LeaseAdmission } from "../../shared/limits/lease.ts";
 import type { Plan } from "../../shared/policy/index.ts";
 import { CREDITS_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
 import type { AdmitResult } from "../objects/caller-state.ts";
-import type { CallerStore } from "../objects/stores.ts";
+import { storeFailure, type CallerStore } from "../objects/stores.ts";
 import { blocked, tooMany, unavailable } from "../refusal/layers.ts";
 import { gatewayUrls } from "../endpoints/urls.ts";
 import { describeRequest, overBudget } from "../refusal/over-budget.ts";
@@ -22,7 +24,7 @@ import type { OfferContext } from "../schemes/contract.ts";
 import { schemeOfReason } from "../schemes/registry.ts";
 import type { Deps } from "./deps.ts";
 import { giveBack, heldBy } from "./give-back.ts";
-import type { Admitted, Carrying, Unmetered } from "./state.ts";
+import type { Admitted, Carrying, OpenFailure, Unmetered } from "./state.ts";
 
 /** What the caller's object, or this isolate's lease, decided. */
 interface Taken {
@@ -30,8 +32,10 @@ interface Taken {
   local: LeaseAdmission | null;
 }
 
-/** The caller's object failed and the policy forwards unmetered. */
-const UNMETERED = Symbol("unmetered");
+/** The caller's object failed in a way `onStoreError: "open"` covers: forwarded unmetered. */
+interface Unmet {
+  unmetered: OpenFailure;
+}
 
 /**
  * The decision for a request admitted from a lease: what the `RateLimit` fields report is
@@ -54,7 +58,7 @@ function leaseDecision(plan: Plan, cost: number, local: LeaseAdmission, nowMs: n
 }
 
 /** The decision: from this isolate's lease when it can, else from the caller's object (asking for a lease with it). */
-async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: CallerStore): Promise<Taken | typeof UNMETERED | Refusal> {
+async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: CallerStore): Promise<Taken | Unmet | Refusal> {
   const { caller, cost, nowMs, plan } = s;
   const leases = deps.leases;
   // Leases: a request with no credential and no slot may be admitted from this isolate's
@@ -65,8 +69,15 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
     // Renewed in the background, when this request is the one to start it.
     if (leases!.startRenewal(caller, nowMs)) {
       const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
-      const renewal = want ? store.renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want }).then((grant) => leases!.install(caller, grant, Date.now())) : Promise.resolve();
-      s.ctx.defer("CallerState.renew", renewal.finally(() => leases!.renewed(caller)));
+      const renewal = want
+        ? store
+            .renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want })
+            .then((grant) => leases!.install(caller, grant, Date.now()))
+        : Promise.resolve();
+      s.ctx.defer(
+        "CallerState.renew",
+        renewal.finally(() => leases!.renewed(caller)),
+      );
     }
     return { decision: leaseDecision(plan, cost, local, nowMs), local };
   }
@@ -83,14 +94,18 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
     return { decision, local: null };
   } catch (err) {
     // A credential is never honoured unverified: its spend (credits, a challenge's single
-    // use) lives in the store. Without a credential, "open" trades metering for availability.
-    if (deps.policy.onStoreError === "open" && !s.credential.carried) {
-      console.warn(`tollbooth: CallerState.admit failed; forwarding unmetered (onStoreError "open") for ${caller}`, err);
-      return UNMETERED;
+    // use) lives in the store. Without a credential, "open" trades metering for availability
+    // when the object could not be reached or did not answer; never when it is overloaded
+    // (the caller's own flood: forwarding would reward it) or threw itself (a bug an input
+    // may trigger at will).
+    const kind = storeFailure(err);
+    if (deps.policy.onStoreError === "open" && !s.credential.carried && (kind === "timeout" || kind === "unreachable")) {
+      console.warn(`tollbooth: CallerState.admit failed (${kind}); forwarding unmetered (onStoreError "open") for ${caller}`, err);
+      return { unmetered: kind };
     }
     // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
-    console.error("tollbooth: CallerState.admit failed", err);
-    return unavailable("store");
+    console.error(`tollbooth: CallerState.admit failed (${kind})`, err);
+    return unavailable("store", err);
   }
 }
 
@@ -98,7 +113,18 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
 export function offerContext(s: Admitted, deps: Pick<Deps, "policy">, reason: string): OfferContext {
   const { plan, keyring, caller, nowMs, cost, url } = s;
   const what = describeRequest(s.request.method, url.pathname, s.body);
-  return { policy: deps.policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: s.decision.difficulty ?? plan.challenge.difficulty };
+  return {
+    policy: deps.policy,
+    plan,
+    keyring,
+    caller,
+    nowMs,
+    cost,
+    url,
+    what,
+    reason,
+    difficulty: s.decision.difficulty ?? plan.challenge.difficulty,
+  };
 }
 
 /** The answer to a request the caller's object did not admit. */
@@ -106,37 +132,69 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
   const { decision, plan, headers } = s;
   // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
   if (decision.reason === "blocked") return blocked(decision.retryAfterSeconds ?? 1);
-  if (decision.reason === "ceiling") return tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
+  if (decision.reason === "ceiling")
+    return tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
   if (decision.reason === "sessions" || decision.reason === "streams") {
     const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
     const what = decision.reason === "sessions" ? "sessions" : "GET streams";
-    return tooMany(decision.reason, `over the cap of ${max} open ${what} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max });
+    return tooMany(
+      decision.reason,
+      `over the cap of ${max} open ${what} per caller (end one with DELETE, or close a stream)`,
+      decision.retryAfterSeconds ?? 1,
+      headers,
+      { max },
+    );
   }
   const reason = decision.reason ?? "over_budget";
   const status = (s.credential.refusedBy ?? schemeOfReason(deps.schemes, reason))?.refusalStatus(reason) ?? 402;
   const offer = offerContext(s, deps, reason);
   // The scheme's own words for its redemption refused by the caller's object, when it has some.
-  const facts = s.admit.redeem ? { redemption: s.admit.redeem, difficulty: offer.difficulty, worth: decision.solutionCredits, cost: s.cost, challengeUrl: gatewayUrls(s.url).challengeUrl } : null;
+  const facts = s.admit.redeem
+    ? {
+        redemption: s.admit.redeem,
+        difficulty: offer.difficulty,
+        worth: decision.solutionCredits,
+        cost: s.cost,
+        challengeUrl: gatewayUrls(s.url).challengeUrl,
+      }
+    : null;
   const detail = (facts ? schemeOfReason(deps.schemes, reason)?.refusalDetail?.(reason, facts) : undefined) ?? s.credential.refusedDetail;
   const { schemes } = deps;
-  return overBudget({ schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, ...(detail !== undefined ? { detail: { detail } } : {}) });
+  return overBudget({
+    schemes,
+    offer,
+    body: s.body,
+    retryAfterSeconds: decision.bucket.retryAfterSeconds,
+    solves: decision.solves,
+    headers,
+    status,
+    credits: decision.credits,
+    ...(detail !== undefined ? { detail: { detail } } : {}),
+  });
 }
 
 /**
  * The request admitted by the caller's object or lease (with the headers every answer to it
  * carries), the request to forward unmetered, or the object's refusal.
  */
-export async function admission(s: Carrying, deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">): Promise<Admitted | Unmetered | Refusal> {
+export async function admission(
+  s: Carrying,
+  deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">,
+): Promise<Admitted | Unmetered | Refusal> {
   const { caller, identity, nowMs } = s;
   // A request that became a payer's through its access token: the identity it came from
   // must not be blocked. Asked in parallel with the payer's object (per-isolate memo, at
   // most BLOCK_MEMO_MS old); what the admit took is given back when it is.
-  const identityBlock = caller !== identity.id && s.admit.redeem === undefined
-    ? deps.blockedUntil(identity.id, nowMs).then((until) => ({ ok: true as const, until }), (err: unknown) => ({ ok: false as const, err }))
-    : null;
+  const identityBlock =
+    caller !== identity.id && s.admit.redeem === undefined
+      ? deps.blockedUntil(identity.id, nowMs).then(
+          (until) => ({ ok: true as const, until }),
+          (err: unknown) => ({ ok: false as const, err }),
+        )
+      : null;
   const store = deps.callers.of(caller);
   const taken = await take(s, deps, store);
-  if (taken === UNMETERED) return { ...s, unmetered: true };
+  if ("unmetered" in taken) return { ...s, unmetered: taken.unmetered };
   if (taken instanceof Refusal) return taken;
   const admitted: Admitted = { ...s, store, decision: taken.decision, local: taken.local, headers: {} };
   const found = identityBlock ? await identityBlock : null;
@@ -145,7 +203,7 @@ export async function admission(s: Carrying, deps: Pick<Deps, "callers" | "lease
     if (taken.decision.admitted) void giveBack(heldBy(admitted, deps, "charge"), s.ctx.defer);
     if (!found.ok) {
       console.error("tollbooth: CallerState.blocked failed", found.err);
-      return unavailable("store");
+      return unavailable("store", found.err);
     }
     return blocked((found.until! - nowMs) / 1000, {}, identity.id);
   }

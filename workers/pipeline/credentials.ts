@@ -86,7 +86,7 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
         until = await deps.blockedUntil(identity.id, nowMs);
       } catch (err) {
         console.error("tollbooth: CallerState.blocked failed", err);
-        return unavailable("store");
+        return unavailable("store", err);
       }
       if (until !== null) return blocked((until - nowMs) / 1000);
     }

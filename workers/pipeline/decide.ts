@@ -67,7 +67,8 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   const counted = await networkCeiling(checked, deps);
   if (counted instanceof Refusal) return refused(arrived, counted);
   const path = ctx.url.pathname;
-  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/")) return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
+  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/"))
+    return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
   const read = await body(counted, deps);
   if (read instanceof Refusal) return refused(arrived, read);
   const described = mcpHeaders(read);
@@ -79,8 +80,8 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   const taken = await admission(carrying, deps);
   if (taken instanceof Refusal) return refused(carrying, taken);
   if ("unmetered" in taken) {
-    // The caller's object failed and the policy says `onStoreError: "open"`: forwarded unmetered.
-    record(taken, { caller: taken.caller, decision: "admitted_unmetered", reason: "store_unavailable" });
+    // The caller's object timed out or could not be reached and the policy says `onStoreError: "open"`: forwarded unmetered.
+    record(taken, { caller: taken.caller, decision: "admitted_unmetered", reason: `store_${taken.unmetered}` });
     return { kind: "unmetered", state: taken, record: taken.record };
   }
   const room = await originCeiling(taken, deps);

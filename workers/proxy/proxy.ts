@@ -1,6 +1,7 @@
 /**
  * The transparent proxy to the origin MCP server (Streamable HTTP, MCP 2025-11-25 and
- * 2026-07-28): method, path, query, headers and body forwarded unchanged except for
+ * 2026-07-28): method, path, query, headers and body (none on GET, HEAD, DELETE and
+ * OPTIONS: a body sent with one is dropped with its `Content-Type`) forwarded unchanged except for
  * tollbooth's own credentials (stripped), client-sent forwarding and method-override
  * headers (stripped; the gateway sets its own `X-Forwarded-*`), the `Content-Type` of a
  * JSON-RPC body (exactly `application/json`: the bytes the gateway read as UTF-8), and its
@@ -32,11 +33,33 @@ export { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER };
  * run another method than the one priced), and body framing the gateway recomputes.
  */
 const STRIPPED = [
-  "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
-  SOLUTION_HEADER, TOKEN_HEADER, CALLER_HEADER, PROOF_HEADER, DIGEST_HEADER, "content-length",
-  "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip",
-  "x-http-method-override", "x-http-method", "x-method-override",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  SOLUTION_HEADER,
+  TOKEN_HEADER,
+  CALLER_HEADER,
+  PROOF_HEADER,
+  DIGEST_HEADER,
+  "content-length",
+  "forwarded",
+  "x-real-ip",
+  "true-client-ip",
+  "x-client-ip",
+  "x-cluster-client-ip",
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
 ];
+/** Methods whose body is never forwarded. */
+const BODILESS = ["GET", "HEAD", "DELETE", "OPTIONS"];
+/** Headers describing a body, dropped with it. */
+const CONTENT_HEADERS = ["content-type", "content-encoding"];
 /** Every `X-Forwarded-*` header a client sends is dropped too. */
 const FORWARDED_PREFIX = "x-forwarded-";
 /** …and every `Tollbooth-*` header (tollbooth's own credentials, whichever scheme; the gateway sets its own). */
@@ -53,14 +76,23 @@ export interface ProxyOptions {
 }
 
 /** Where and what the proxy sends: the origin's URL for the request, its headers and body. */
-async function outgoing(state: TollboothState, req: Request, base: URL, prefix: string, prove: ReturnType<typeof originProver>): Promise<{ target: string; headers: Headers; body: Uint8Array<ArrayBuffer> | null }> {
+async function outgoing(
+  state: TollboothState,
+  req: Request,
+  base: URL,
+  prefix: string,
+  prove: ReturnType<typeof originProver>,
+): Promise<{ target: string; headers: Headers; body: Uint8Array<ArrayBuffer> | null }> {
   const { caller, body, rawBody } = state;
   const url = new URL(req.url);
   const pathAndQuery = `${prefix}${url.pathname}${url.search}`;
   const headers = forwardHeaders(req.headers, url);
   // Invariant: no payment credential reaches the origin (a credential in `Authorization` included).
   state.strip?.(headers);
-  const forwardedBody = rawBody && req.method !== "GET" && req.method !== "HEAD" ? rawBody : null;
+  // No body on a method whose content has no defined meaning (RFC 9110 §9.3): the gateway
+  // priced a DELETE or an OPTIONS without reading one, so the origin gets none to act on.
+  const forwardedBody = rawBody && !BODILESS.includes(req.method) ? rawBody : null;
+  if (rawBody && !forwardedBody) for (const name of CONTENT_HEADERS) headers.delete(name);
   // A JSON-RPC body goes on as the bytes the gateway read, declared as what it read them
   // as: UTF-8 JSON (jsonRequestProblem refused any other charset or an encoding).
   if (body) {
@@ -130,7 +162,13 @@ export function mcpProxy(options: ProxyOptions) {
     const timer = setTimeout(() => controller.abort(), options.timeoutMs);
     let upstream: Response;
     try {
-      upstream = await fetch(send.target, { method: req.method, headers: send.headers, body: send.body, redirect: "manual", signal: controller.signal });
+      upstream = await fetch(send.target, {
+        method: req.method,
+        headers: send.headers,
+        body: send.body,
+        redirect: "manual",
+        signal: controller.signal,
+      });
     } catch (err) {
       const timedOut = controller.signal.aborted;
       // The cause (which may name internal addresses) is logged, not sent to the caller.
@@ -141,8 +179,18 @@ export function mcpProxy(options: ProxyOptions) {
       state.origin?.(timedOut ? "timeout" : "unreachable");
       // 504: no response headers within timeoutMs; 502: unreachable. The request stays admitted in the record.
       const failed = timedOut
-        ? new Refusal({ status: 504, code: "origin_timeout", rpcCode: ErrorCode.GatewayTimeout, message: `Gateway timeout: the origin did not answer within ${options.timeoutMs} ms` })
-        : new Refusal({ status: 502, code: "origin_unreachable", rpcCode: ErrorCode.BadGateway, message: "Bad gateway: the origin could not be reached" });
+        ? new Refusal({
+            status: 504,
+            code: "origin_timeout",
+            rpcCode: ErrorCode.GatewayTimeout,
+            message: `Gateway timeout: the origin did not answer within ${options.timeoutMs} ms`,
+          })
+        : new Refusal({
+            status: 502,
+            code: "origin_unreachable",
+            rpcCode: ErrorCode.BadGateway,
+            message: "Bad gateway: the origin could not be reached",
+          });
       return toJsonRpc(failed, state.body);
     } finally {
       clearTimeout(timer);

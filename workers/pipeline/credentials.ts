@@ -126,5 +126,10 @@ export async function credentials(s: Known, deps: Pick<Deps, "policy" | "schemes
   if (found instanceof Refusal) return found;
   if (found && found.caller !== s.identity.id) record(s, { caller: found.caller });
   const admit: AdmitRequest = { cost, nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, ...(slot ? { slot } : {}), ...found?.admit };
-  return { ...s, caller: found?.caller ?? s.identity.id, credential: found?.credential ?? { carried: false, forwardBody: s.rawBody }, slot, admit };
+  const credential = found?.credential ?? { carried: false, forwardBody: s.rawBody };
+  // Invariant: no scheme's credential in the body (a payment in `_meta`) reaches the origin,
+  // whichever credential the request paid with, or none.
+  let forwardBody = credential.forwardBody;
+  if (s.body && forwardBody) for (const scheme of deps.schemes) forwardBody = scheme.stripBody?.(forwardBody) ?? forwardBody;
+  return { ...s, caller: found?.caller ?? s.identity.id, credential: { ...credential, forwardBody }, slot, admit };
 }

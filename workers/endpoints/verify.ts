@@ -15,7 +15,7 @@ import { giveBack } from "../pipeline/give-back.ts";
 import { json } from "../refusal/problem.ts";
 import type { PaymentScheme, Redeemable, RedemptionFacts } from "../schemes/contract.ts";
 import { schemeOfType } from "../schemes/registry.ts";
-import { blocked, overCeiling, problem, unavailable, type Asker } from "./answers.ts";
+import { blocked, overCeiling, problem, type Asker } from "./answers.ts";
 import { gatewayUrls } from "./urls.ts";
 
 /** The scheme's refusal of its credential at `/verify`, as problem JSON. */
@@ -25,7 +25,10 @@ function refused(scheme: PaymentScheme, reason: string, headers?: Record<string,
 }
 
 /** The body's credential and its scheme, or the 400 that says what the body lacks. */
-function credentialIn(deps: Pick<Deps, "schemes">, bytes: Uint8Array | null): { scheme: PaymentScheme; read: ReturnType<PaymentScheme["readJson"]> } | Response {
+function credentialIn(
+  deps: Pick<Deps, "schemes">,
+  bytes: Uint8Array | null,
+): { scheme: PaymentScheme; read: ReturnType<PaymentScheme["readJson"]> } | Response {
   let params: unknown;
   try {
     params = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes ?? new Uint8Array()));
@@ -39,39 +42,52 @@ function credentialIn(deps: Pick<Deps, "schemes">, bytes: Uint8Array | null): { 
   // No `type`: the first scheme's (always enabled: a solution, as before schemes had types).
   const type = fields.type === undefined ? deps.schemes[0]!.type : fields.type;
   const scheme = typeof type === "string" ? schemeOfType(deps.schemes, type) : undefined;
-  if (!scheme) return problem(400, "invalid_request", `Unknown credential type ${JSON.stringify(type)}; accepted: ${deps.schemes.map((s) => s.type).join(", ")}`);
+  if (!scheme)
+    return problem(
+      400,
+      "invalid_request",
+      `Unknown credential type ${JSON.stringify(type)}; accepted: ${deps.schemes.map((s) => s.type).join(", ")}`,
+    );
   const read = scheme.readJson(fields);
   if (!read.ok && read.reason === "malformed") return problem(400, "invalid_request", `The body must hold ${scheme.verifyFields}`);
   return { scheme, read };
 }
 
 /** The credential checked statelessly, the block of the identity checked first for a payment naming its payer. */
-async function checked(deps: Pick<Deps, "policy" | "blockedUntil">, who: Asker, scheme: PaymentScheme, read: ReturnType<PaymentScheme["readJson"]>): Promise<Result<Redeemable, string> | Response> {
+async function checked(
+  deps: Pick<Deps, "policy" | "blockedUntil">,
+  who: Asker,
+  scheme: PaymentScheme,
+  read: ReturnType<PaymentScheme["readJson"]>,
+): Promise<Result<Redeemable, string> | Response> {
   const { plan, keyring, caller, nowMs } = who;
   if (read.ok && scheme.namesPayer) {
     // Invariant: a payment that buys for its payer does not walk around a block of the
     // identity it came from: checked before the payment service is asked (docs/admin.md).
-    let until: number | null;
-    try {
-      until = await deps.blockedUntil(caller, nowMs);
-    } catch {
-      return unavailable();
-    }
+    // A store that fails throws: ./index.ts answers 503 and records how it failed.
+    const until = await deps.blockedUntil(caller, nowMs);
     if (until !== null) return blocked((until - nowMs) / 1000);
   }
   return read.ok ? scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0 }) : read;
 }
 
 /** Complete a payment once redeemed: claimed gateway-wide, then settled; its balance withdrawn when it does not complete. */
-async function settled(deps: Pick<Deps, "policy" | "claimSpend">, who: Asker & { store: CallerStore }, scheme: PaymentScheme, credential: unknown, redeemable: Redeemable, headers: Record<string, string>): Promise<Record<string, string> | Response> {
+async function settled(
+  deps: Pick<Deps, "policy" | "claimSpend">,
+  who: Asker & { store: CallerStore },
+  scheme: PaymentScheme,
+  credential: unknown,
+  redeemable: Redeemable,
+  headers: Record<string, string>,
+): Promise<Record<string, string> | Response> {
   const { redemption } = redeemable;
   const payment = { kind: "payment" as const, store: who.store, jti: redemption.jti };
   let claimed: boolean;
   try {
     claimed = await deps.claimSpend(redemption.spendId, redemption.spendUntilMs);
-  } catch {
+  } catch (err) {
     await giveBack(payment);
-    return unavailable();
+    throw err;
   }
   const { plan, keyring, caller, nowMs } = who;
   const done = claimed ? await scheme.settle!(credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0 }) : refuse("spent");
@@ -81,7 +97,12 @@ async function settled(deps: Pick<Deps, "policy" | "claimSpend">, who: Asker & {
 }
 
 /** Answer `POST /verify` (`bytes`: its body, read once). */
-export async function verify(deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders" | "blockedUntil" | "claimSpend">, who: Asker, url: URL, bytes: Uint8Array | null): Promise<Response> {
+export async function verify(
+  deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders" | "blockedUntil" | "claimSpend">,
+  who: Asker,
+  url: URL,
+  bytes: Uint8Array | null,
+): Promise<Response> {
   const found = credentialIn(deps, bytes);
   if (found instanceof Response) return found;
   const { scheme, read } = found;
@@ -93,12 +114,7 @@ export async function verify(deps: Pick<Deps, "policy" | "schemes" | "callers" |
   // A payment that names its payer buys for that payer.
   const caller = check.identity ?? who.caller;
   const store = deps.callers.of(caller);
-  let result;
-  try {
-    result = await store.redeem({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, redemption });
-  } catch {
-    return unavailable();
-  }
+  const result = await store.redeem({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, redemption });
   const headers = deps.limitHeaders(plan, result, nowMs);
   if (result.reason === "ceiling") return overCeiling(result.ceiling.retryAfterSeconds, headers);
   // An operator blocked the caller (docs/admin.md): nothing was redeemed.
@@ -106,13 +122,34 @@ export async function verify(deps: Pick<Deps, "policy" | "schemes" | "callers" |
   if (!result.admitted) {
     // In the scheme's words (a solution below the caller's current difficulty says where a fresh challenge is).
     const reason = result.reason!.slice(redemption.prefix.length + 1);
-    return refused(scheme, reason, headers, { redemption, difficulty: result.difficulty, worth: result.solutionCredits, cost: 0, challengeUrl: gatewayUrls(url).challengeUrl });
+    return refused(scheme, reason, headers, {
+      redemption,
+      difficulty: result.difficulty,
+      worth: result.solutionCredits,
+      cost: 0,
+      challengeUrl: gatewayUrls(url).challengeUrl,
+    });
   }
-  const settledHeaders = scheme.settle && read.ok ? await settled(deps, { ...who, caller, store }, scheme, read.credential, check, headers) : {};
+  const settledHeaders =
+    scheme.settle && read.ok ? await settled(deps, { ...who, caller, store }, scheme, read.credential, check, headers) : {};
   if (settledHeaders instanceof Response) return settledHeaders;
-  who.note({ caller, scheme: scheme.type, redeemed: true, ...(check.paid && result.minted ? { paid: { scheme: scheme.type, ...check.paid } } : {}) });
+  who.note({
+    caller,
+    scheme: scheme.type,
+    redeemed: true,
+    ...(check.paid && result.minted ? { paid: { scheme: scheme.type, ...check.paid } } : {}),
+  });
   // The token says the credits the object minted (fewer for a solution below the caller's current difficulty).
-  const claims = { sub: caller, jti: redemption.jti, exp: redemption.tokenExpiresMs / 1000, cr: result.mintedCredits ?? redemption.credits };
+  const claims = {
+    sub: caller,
+    jti: redemption.jti,
+    exp: redemption.tokenExpiresMs / 1000,
+    cr: result.mintedCredits ?? redemption.credits,
+  };
   const token = await signToken(who.keyring, claims);
-  return json(200, { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? claims.cr }, { ...headers, ...settledHeaders });
+  return json(
+    200,
+    { token, expires_in: Math.max(0, claims.exp - Math.floor(nowMs / 1000)), credits: result.credits ?? claims.cr },
+    { ...headers, ...settledHeaders },
+  );
 }

@@ -5,8 +5,9 @@
  * request with the route's prefix removed from the path.
  *
  * - No route matches: 404 JSON `{ error: "not_found" }`; nothing reaches any origin.
- * - The route's prefix is spelled oddly in a way that does not split into its segments
- *   (`/a%2Fmcp`): 400 JSON `{ error: "invalid_path" }`; nothing reaches any origin.
+ * - The path is spelled in a way origins read differently (an escaped `/`, a dot segment,
+ *   a malformed escape: workers/pipeline/paths.ts `pathProblem`), or the route's prefix does
+ *   not split into its segments: 400 JSON `{ error: "invalid_path" }`; nothing reaches any origin.
  * - `GET /.well-known/tollbooth` where no route matches: the list of routes.
  * - `GET <prefix>/.well-known/tollbooth` (a route's policy): the route's policy, with
  *   `route` (its name, match and endpoint as the client reaches it) and `routes` added.
@@ -25,7 +26,7 @@ import type { Observer } from "../observe/observe.ts";
 import type { Decision } from "../observe/types.ts";
 import { json, toRouterProblem } from "../refusal/problem.ts";
 import { Refusal } from "../refusal/refusal.ts";
-import { normalizePath } from "../pipeline/paths.ts";
+import { normalizePath, pathProblem } from "../pipeline/paths.ts";
 import type { TollboothVariables } from "../pipeline/middleware.ts";
 
 /** What the router needs of a route's app (a Hono app fits). */
@@ -115,6 +116,10 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
   return async function route(request, env, ctx) {
     const startedMs = Date.now();
     const url = new URL(request.url);
+    const invalid = (message: string) => own(request, ctx, startedMs, "bad_request", "invalid_path", () => toRouterProblem(new Refusal({ status: 400, code: "invalid_path", message, reason: { decision: "bad_request", reason: "invalid_path" } })));
+    // A spelling origins read differently (`/a/..%2Fb/mcp`) picks no route and reaches none.
+    const pathIssue = pathProblem(url.pathname);
+    if (pathIssue !== null) return invalid(`The path ${url.pathname} holds ${pathIssue}`);
     const path = normalizePath(url.pathname);
     const matched = matchRoute(routes, url.hostname, path);
     if (matched === null) {
@@ -129,7 +134,7 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
     // Invariant: the route was chosen on the normalized path; the app gets the raw rest only
     // when the raw path spells the prefix segment by segment, so what the route's tollbooth
     // prices is exactly what its origin receives after the prefix.
-    if (rest === null) return own(request, ctx, startedMs, "bad_request", "invalid_path", () => toRouterProblem(new Refusal({ status: 400, code: "invalid_path", message: `The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment`, reason: { decision: "bad_request", reason: "invalid_path" } })));
+    if (rest === null) return invalid(`The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment`);
     let forwarded = request;
     if (rest !== url.pathname) {
       const inner = new URL(url);

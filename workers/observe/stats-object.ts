@@ -5,14 +5,16 @@
  * - `minutes`: per-minute counters and latency histogram (the last `RETAIN_MINUTES` minutes;
  *   older rows are deleted by each flush);
  * - `totals`, `latency_totals`: monotonic sums since the object was created (Prometheus counters);
- * - `callers`: per-minute requests of each shortened caller (at most `MAX_CALLERS_PER_MINUTE`
- *   rows per minute, the rest under `(other)`): state does not grow per invented caller;
+ * - `callers`, `callers_error`: per minute, a Misra–Gries summary of the shortened callers'
+ *   requests (at most `MAX_CALLERS_PER_MINUTE` rows, and its error; counters.ts
+ *   `addCallers`): state does not grow per invented caller, and a heavy caller is named
+ *   however many light ones arrive;
  * - `recent`: the latest `MAX_RECENT` decision records.
  * Each method runs synchronously to completion (a Durable Object handles one call at a
  * time), so every read-modify-write below is atomic.
  */
 import { DurableObject } from "cloudflare:workers";
-import { bump, counterKey, emptyLatency, MAX_CALLERS_PER_MINUTE, MAX_RECENT, minuteOf, OTHER_CALLERS, percentiles, type StatsBatch } from "./counters.ts";
+import { bump, counterKey, emptyLatency, MAX_CALLERS_PER_MINUTE, MAX_RECENT, minuteOf, percentiles, type StatsBatch } from "./counters.ts";
 import type { CallerCount, Counters, DecisionRecord, MinuteStats, StatsSnapshot } from "./types.ts";
 
 /** Minutes of per-minute rows kept (the dashboard shows the last 60). */
@@ -39,6 +41,7 @@ export class Stats extends DurableObject {
       CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value REAL NOT NULL);
       CREATE TABLE IF NOT EXISTS latency_totals (bucket INTEGER PRIMARY KEY, count INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS callers (start_ms INTEGER NOT NULL, caller TEXT NOT NULL, requests INTEGER NOT NULL, admitted INTEGER NOT NULL, refused INTEGER NOT NULL, PRIMARY KEY (start_ms, caller));
+      CREATE TABLE IF NOT EXISTS callers_error (start_ms INTEGER PRIMARY KEY, error INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
     `);
   }
@@ -57,7 +60,9 @@ export class Stats extends DurableObject {
       const startMs = minuteOf(Number(key));
       if (!Number.isFinite(startMs)) continue;
       newest = Math.max(newest, startMs);
-      const row = this.sql.exec<{ counters: string; latency: string }>("SELECT counters, latency FROM minutes WHERE start_ms = ?", startMs).toArray()[0];
+      const row = this.sql
+        .exec<{ counters: string; latency: string }>("SELECT counters, latency FROM minutes WHERE start_ms = ?", startMs)
+        .toArray()[0];
       const counters: Counters = row ? JSON.parse(row.counters) : {};
       const latency: number[] = row ? JSON.parse(row.latency) : emptyLatency();
       for (const [k, v] of Object.entries(m.counters)) {
@@ -69,8 +74,13 @@ export class Stats extends DurableObject {
         latency[i]! += n;
         latencyTotals[i]! += n;
       });
-      this.sql.exec("INSERT OR REPLACE INTO minutes (start_ms, counters, latency) VALUES (?, ?, ?)", startMs, JSON.stringify(counters), JSON.stringify(latency));
-      this.addCallers(startMs, m.callers);
+      this.sql.exec(
+        "INSERT OR REPLACE INTO minutes (start_ms, counters, latency) VALUES (?, ?, ?)",
+        startMs,
+        JSON.stringify(counters),
+        JSON.stringify(latency),
+      );
+      this.addCallers(startMs, m.callers, m.callersError);
     }
     if (newest > 0) {
       // The flush itself is counted in the minute of its newest records.
@@ -80,10 +90,19 @@ export class Stats extends DurableObject {
       this.sql.exec("UPDATE minutes SET counters = ? WHERE start_ms = ?", JSON.stringify(counters), newest);
     }
     for (const [name, value] of Object.entries(totals)) {
-      this.sql.exec("INSERT INTO totals (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", name, value);
+      this.sql.exec(
+        "INSERT INTO totals (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        name,
+        value,
+      );
     }
     latencyTotals.forEach((n, i) => {
-      if (n > 0) this.sql.exec("INSERT INTO latency_totals (bucket, count) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET count = count + excluded.count", i, n);
+      if (n > 0)
+        this.sql.exec(
+          "INSERT INTO latency_totals (bucket, count) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET count = count + excluded.count",
+          i,
+          n,
+        );
     });
     for (const r of (batch.recent ?? []).slice(-MAX_RECENT)) this.sql.exec("INSERT INTO recent (record) VALUES (?)", JSON.stringify(r));
     this.sql.exec("DELETE FROM recent WHERE seq <= (SELECT MAX(seq) FROM recent) - ?", MAX_RECENT);
@@ -93,24 +112,53 @@ export class Stats extends DurableObject {
       const cutoff = latest - RETAIN_MINUTES * 60_000;
       this.sql.exec("DELETE FROM minutes WHERE start_ms <= ?", cutoff);
       this.sql.exec("DELETE FROM callers WHERE start_ms <= ?", cutoff);
+      this.sql.exec("DELETE FROM callers_error WHERE start_ms <= ?", cutoff);
     }
     return { flushes: this.sql.exec<{ value: number }>("SELECT value FROM totals WHERE name = ?", flushCounter).one().value };
   }
 
-  /** Add a minute's callers, new names only while the minute has fewer than `MAX_CALLERS_PER_MINUTE` rows. */
-  private addCallers(startMs: number, callers: StatsBatch["minutes"][string]["callers"]): void {
-    let count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM callers WHERE start_ms = ?", startMs).one().n;
+  /**
+   * Merge an isolate's summary of a minute's callers into the minute's (counters.ts
+   * `addCallers`, in SQL): counts added; past `MAX_CALLERS_PER_MINUTE` rows, the
+   * (k + 1)-th largest count taken off every row, rows at 0 deleted, the minute's error grown by it.
+   */
+  private addCallers(startMs: number, callers: StatsBatch["minutes"][string]["callers"], error = 0): void {
     for (const [caller, row] of Object.entries(callers ?? {})) {
-      let name = String(caller).slice(0, 64);
-      const known = this.sql.exec("SELECT 1 FROM callers WHERE start_ms = ? AND caller = ?", startMs, name).toArray().length > 0;
-      if (!known && count >= MAX_CALLERS_PER_MINUTE) name = OTHER_CALLERS;
-      else if (!known) count++;
       this.sql.exec(
         `INSERT INTO callers (start_ms, caller, requests, admitted, refused) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (start_ms, caller) DO UPDATE SET requests = requests + excluded.requests, admitted = admitted + excluded.admitted, refused = refused + excluded.refused`,
-        startMs, name, row.requests, row.admitted, row.refused,
+        startMs,
+        String(caller).slice(0, 64),
+        row.requests,
+        row.admitted,
+        row.refused,
       );
     }
+    const cut =
+      this.sql
+        .exec<{ requests: number }>(
+          "SELECT requests FROM callers WHERE start_ms = ? ORDER BY requests DESC LIMIT 1 OFFSET ?",
+          startMs,
+          MAX_CALLERS_PER_MINUTE,
+        )
+        .toArray()[0]?.requests ?? 0;
+    if (cut > 0) {
+      this.sql.exec(
+        "UPDATE callers SET requests = requests - ?, admitted = MAX(0, admitted - ?), refused = MAX(0, refused - ?) WHERE start_ms = ?",
+        cut,
+        cut,
+        cut,
+        startMs,
+      );
+      this.sql.exec("DELETE FROM callers WHERE start_ms = ? AND requests <= 0", startMs);
+    }
+    const grown = (Number(error) || 0) + cut;
+    if (grown > 0)
+      this.sql.exec(
+        "INSERT INTO callers_error (start_ms, error) VALUES (?, ?) ON CONFLICT (start_ms) DO UPDATE SET error = error + excluded.error",
+        startMs,
+        grown,
+      );
   }
 
   /** The metrics for the admin API: the window's minutes (oldest first, empty ones included), totals, percentiles, top callers, recent records. */
@@ -119,7 +167,14 @@ export class Stats extends DurableObject {
     const last = minuteOf(Number(req.nowMs) || Date.now());
     const first = last - (count - 1) * 60_000;
     const rows = new Map(
-      this.sql.exec<{ start_ms: number; counters: string; latency: string }>("SELECT start_ms, counters, latency FROM minutes WHERE start_ms >= ? AND start_ms <= ?", first, last).toArray().map((r) => [r.start_ms, r]),
+      this.sql
+        .exec<{ start_ms: number; counters: string; latency: string }>(
+          "SELECT start_ms, counters, latency FROM minutes WHERE start_ms >= ? AND start_ms <= ?",
+          first,
+          last,
+        )
+        .toArray()
+        .map((r) => [r.start_ms, r]),
     );
     const minutes: MinuteStats[] = [];
     const window = emptyLatency();
@@ -130,19 +185,30 @@ export class Stats extends DurableObject {
       minutes.push({ startMs: t, counters: r ? JSON.parse(r.counters) : {}, latency });
     }
     const totals: Counters = {};
-    for (const r of this.sql.exec<{ name: string; value: number }>("SELECT name, value FROM totals ORDER BY name")) totals[r.name] = r.value;
+    for (const r of this.sql.exec<{ name: string; value: number }>("SELECT name, value FROM totals ORDER BY name"))
+      totals[r.name] = r.value;
     const latencyTotals = emptyLatency();
     for (const r of this.sql.exec<{ bucket: number; count: number }>("SELECT bucket, count FROM latency_totals")) {
       if (r.bucket < latencyTotals.length) latencyTotals[r.bucket] = r.count;
     }
+    // Every caller's true count in the window is at most its summed count plus the minutes' errors.
+    const error =
+      this.sql
+        .exec<{ e: number | null }>("SELECT SUM(error) AS e FROM callers_error WHERE start_ms >= ? AND start_ms <= ?", first, last)
+        .one().e ?? 0;
     const topCallers: CallerCount[] = this.sql
       .exec<{ caller: string; requests: number; admitted: number; refused: number }>(
         "SELECT caller, SUM(requests) AS requests, SUM(admitted) AS admitted, SUM(refused) AS refused FROM callers WHERE start_ms >= ? AND start_ms <= ? GROUP BY caller ORDER BY requests DESC, caller LIMIT ?",
-        first, last, TOP_CALLERS,
+        first,
+        last,
+        TOP_CALLERS,
       )
       .toArray()
-      .map((r) => ({ caller: r.caller, requests: r.requests, admitted: r.admitted, refused: r.refused }));
-    const recent = this.sql.exec<{ record: string }>("SELECT record FROM recent ORDER BY seq DESC LIMIT ?", MAX_RECENT).toArray().map((r) => JSON.parse(r.record) as DecisionRecord);
+      .map((r) => ({ caller: r.caller, requests: r.requests, admitted: r.admitted, refused: r.refused, error }));
+    const recent = this.sql
+      .exec<{ record: string }>("SELECT record FROM recent ORDER BY seq DESC LIMIT ?", MAX_RECENT)
+      .toArray()
+      .map((r) => JSON.parse(r.record) as DecisionRecord);
     return { nowMs: Number(req.nowMs) || Date.now(), minutes, totals, latencyTotals, latencyMs: percentiles(window), topCallers, recent };
   }
 }

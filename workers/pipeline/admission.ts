@@ -6,14 +6,16 @@
  * over budget → the over-budget answer (402 with challenges whose difficulty adapts to the
  * caller's recent solves, or 429 in the plan's 429 mode; workers/refusal/over-budget.ts).
  * When the object throws or does not answer within `policy.storeTimeoutMs`, the request
- * fails closed (503) or, with `onStoreError: "open"` and no credential, goes on unmetered.
+ * fails closed (503, its reason the failure's kind: workers/objects/stores.ts `StoreFailure`)
+ * or, with `onStoreError: "open"`, no credential, and an object that timed out or could not be
+ * reached (never one overloaded, or one whose own code threw), goes on unmetered.
  */
 import { signToken } from "../../shared/credentials/token.ts";
 import type { LeaseAdmission } from "../../shared/limits/lease.ts";
 import type { Plan } from "../../shared/policy/index.ts";
 import { CREDITS_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
 import type { AdmitResult } from "../objects/caller-state.ts";
-import type { CallerStore } from "../objects/stores.ts";
+import { storeFailure, type CallerStore } from "../objects/stores.ts";
 import { blocked, tooMany, unavailable } from "../refusal/layers.ts";
 import { gatewayUrls } from "../endpoints/urls.ts";
 import { describeRequest, overBudget } from "../refusal/over-budget.ts";
@@ -22,7 +24,7 @@ import type { OfferContext } from "../schemes/contract.ts";
 import { schemeOfReason } from "../schemes/registry.ts";
 import type { Deps } from "./deps.ts";
 import { giveBack, heldBy } from "./give-back.ts";
-import type { Admitted, Carrying, Unmetered } from "./state.ts";
+import type { Admitted, Carrying, OpenFailure, Unmetered } from "./state.ts";
 
 /** What the caller's object, or this isolate's lease, decided. */
 interface Taken {
@@ -30,8 +32,10 @@ interface Taken {
   local: LeaseAdmission | null;
 }
 
-/** The caller's object failed and the policy forwards unmetered. */
-const UNMETERED = Symbol("unmetered");
+/** The caller's object failed in a way `onStoreError: "open"` covers: forwarded unmetered. */
+interface Unmet {
+  unmetered: OpenFailure;
+}
 
 /**
  * The decision for a request admitted from a lease: what the `RateLimit` fields report is
@@ -54,11 +58,7 @@ function leaseDecision(plan: Plan, cost: number, local: LeaseAdmission, nowMs: n
 }
 
 /** The decision: from this isolate's lease when it can, else from the caller's object (asking for a lease with it). */
-async function take(
-  s: Carrying,
-  deps: Pick<Deps, "leases" | "policy" | "sessionUses">,
-  store: CallerStore,
-): Promise<Taken | typeof UNMETERED | Refusal> {
+async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy" | "sessionUses">, store: CallerStore): Promise<Taken | Unmet | Refusal> {
   const { caller, cost, nowMs, plan } = s;
   const leases = deps.leases;
   // Sessions used from the lease ride on this isolate's next call to the caller's object.
@@ -100,14 +100,18 @@ async function take(
     return { decision, local: null };
   } catch (err) {
     // A credential is never honoured unverified: its spend (credits, a challenge's single
-    // use) lives in the store. Without a credential, "open" trades metering for availability.
-    if (deps.policy.onStoreError === "open" && !s.credential.carried) {
-      console.warn(`tollbooth: CallerState.admit failed; forwarding unmetered (onStoreError "open") for ${caller}`, err);
-      return UNMETERED;
+    // use) lives in the store. Without a credential, "open" trades metering for availability
+    // when the object could not be reached or did not answer; never when it is overloaded
+    // (the caller's own flood: forwarding would reward it) or threw itself (a bug an input
+    // may trigger at will).
+    const kind = storeFailure(err);
+    if (deps.policy.onStoreError === "open" && !s.credential.carried && (kind === "timeout" || kind === "unreachable")) {
+      console.warn(`tollbooth: CallerState.admit failed (${kind}); forwarding unmetered (onStoreError "open") for ${caller}`, err);
+      return { unmetered: kind };
     }
     // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
-    console.error("tollbooth: CallerState.admit failed", err);
-    return unavailable("store");
+    console.error(`tollbooth: CallerState.admit failed (${kind})`, err);
+    return unavailable("store", err);
   }
 }
 
@@ -199,7 +203,7 @@ export async function admission(
       : null;
   const store = deps.callers.of(caller);
   const taken = await take(s, deps, store);
-  if (taken === UNMETERED) return { ...s, unmetered: true };
+  if ("unmetered" in taken) return { ...s, unmetered: taken.unmetered };
   if (taken instanceof Refusal) return taken;
   const admitted: Admitted = { ...s, store, decision: taken.decision, local: taken.local, headers: {} };
   const found = identityBlock ? await identityBlock : null;
@@ -208,7 +212,7 @@ export async function admission(
     if (taken.decision.admitted) void giveBack(heldBy(admitted, deps, "charge"), s.ctx.defer);
     if (!found.ok) {
       console.error("tollbooth: CallerState.blocked failed", found.err);
-      return unavailable("store");
+      return unavailable("store", found.err);
     }
     return blocked((found.until! - nowMs) / 1000, {}, identity.id);
   }

@@ -1,6 +1,7 @@
 /**
  * The body step, one reading (./read-body.ts): the bytes the gateway prices are the
- * bytes the origin parses. A POST to the MCP endpoint must be UTF-8 JSON (415 otherwise,
+ * bytes the origin parses, on the path it routes (a path origins read differently: 400,
+ * ./paths.ts `pathProblem`). A POST to the MCP endpoint must be UTF-8 JSON (415 otherwise,
  * before anything is read); every body is bounded in size (413) and time (408); a JSON-RPC
  * body is parsed once, its nesting bounded (400). The endpoint takes POST, GET (an SSE
  * stream), DELETE (end a session) and OPTIONS (CORS preflight): 405 otherwise.
@@ -10,7 +11,7 @@
 import { ErrorCode, isBodyError, parseBody, type ParsedBody } from "../../shared/jsonrpc.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import type { Deps } from "./deps.ts";
-import { normalizePath } from "./paths.ts";
+import { normalizePath, pathProblem } from "./paths.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./read-body.ts";
 import { record, type Arrival, type Read } from "./state.ts";
 
@@ -18,7 +19,13 @@ import { record, type Arrival, type Read } from "./state.ts";
 export const ENDPOINT_METHODS = ["POST", "GET", "DELETE", "OPTIONS"];
 
 /** A 400-range refusal of the body's form, recorded as `bad_request` with `why`. */
-function badBody(status: number, why: string, rpcCode: number, message: string, more: { data?: Record<string, unknown>; headers?: Record<string, string> } = {}): Refusal {
+function badBody(
+  status: number,
+  why: string,
+  rpcCode: number,
+  message: string,
+  more: { data?: Record<string, unknown>; headers?: Record<string, string> } = {},
+): Refusal {
   return new Refusal({ status, code: why, rpcCode, message, ...more, reason: { decision: "bad_request", reason: why } });
 }
 
@@ -34,25 +41,47 @@ export function describeRpc(body: ParsedBody): { rpc: string; tool?: string } {
 export async function body(s: Arrival, deps: Pick<Deps, "policy" | "endpoint">): Promise<Read | Refusal> {
   const { policy } = deps;
   const req = s.request;
+  // Invariant: the path priced is the path every origin routes: a spelling origins read
+  // differently (`/x/..%2Fmcp`) is refused, never forwarded as a cheaper path.
+  const pathIssue = pathProblem(s.url.pathname);
+  if (pathIssue !== null)
+    return badBody(400, "invalid_path", ErrorCode.InvalidRequest, `Invalid path: ${s.url.pathname} holds ${pathIssue}`);
   const isEndpoint = normalizePath(s.url.pathname) === deps.endpoint;
   const jsonRpc = isEndpoint && req.method === "POST";
   // A body the gateway will not read as UTF-8 JSON is refused before it is read.
   const mediaProblem = jsonRpc ? jsonRequestProblem(req.headers) : null;
   if (mediaProblem !== null) return badBody(415, "unsupported_media_type", ErrorCode.UnsupportedMediaType, mediaProblem);
   const rawBody = await readBody(req, policy.maxBodyBytes, policy.bodyTimeoutMs);
-  if (rawBody === TOO_LARGE) return badBody(413, "payload_too_large", ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, { data: { maxBodyBytes: policy.maxBodyBytes } });
-  if (rawBody === TOO_SLOW) return badBody(408, "request_timeout", ErrorCode.RequestTimeout, `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`, { data: { bodyTimeoutMs: policy.bodyTimeoutMs } });
+  if (rawBody === TOO_LARGE)
+    return badBody(413, "payload_too_large", ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, {
+      data: { maxBodyBytes: policy.maxBodyBytes },
+    });
+  if (rawBody === TOO_SLOW)
+    return badBody(
+      408,
+      "request_timeout",
+      ErrorCode.RequestTimeout,
+      `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`,
+      { data: { bodyTimeoutMs: policy.bodyTimeoutMs } },
+    );
   const nowMs = Date.now();
   record(s, { time: nowMs });
   let parsedBody: ParsedBody | null = null;
   if (jsonRpc) {
     const parsed = parseBody(rawBody ?? new Uint8Array(), policy.maxJsonDepth);
-    if (isBodyError(parsed)) return badBody(400, parsed.code === ErrorCode.ParseError ? "parse_error" : "invalid_request", parsed.code, parsed.message);
+    if (isBodyError(parsed))
+      return badBody(400, parsed.code === ErrorCode.ParseError ? "parse_error" : "invalid_request", parsed.code, parsed.message);
     parsedBody = parsed;
     record(s, describeRpc(parsed));
   } else if (isEndpoint && !ENDPOINT_METHODS.includes(req.method)) {
     const allow = ENDPOINT_METHODS.join(", ");
-    return badBody(405, "method_not_allowed", ErrorCode.MethodNotAllowed, `Method not allowed: ${req.method} ${policy.endpoint}; use ${allow}`, { headers: { allow } });
+    return badBody(
+      405,
+      "method_not_allowed",
+      ErrorCode.MethodNotAllowed,
+      `Method not allowed: ${req.method} ${policy.endpoint}; use ${allow}`,
+      { headers: { allow } },
+    );
   }
   return { ...s, isEndpoint, rawBody, body: parsedBody, nowMs };
 }

@@ -124,7 +124,7 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
         until = await deps.blockedUntil(identity.id, nowMs);
       } catch (err) {
         console.error("tollbooth: CallerState.blocked failed", err);
-        return unavailable("store");
+        return unavailable("store", err);
       }
       if (until !== null) return blocked((until - nowMs) / 1000);
     }
@@ -184,11 +184,10 @@ export async function credentials(
     ...(session ? { session } : {}),
     ...found?.admit,
   };
-  return {
-    ...s,
-    caller: found?.caller ?? s.identity.id,
-    credential: found?.credential ?? { carried: false, forwardBody: s.rawBody },
-    slot,
-    admit,
-  };
+  const credential = found?.credential ?? { carried: false, forwardBody: s.rawBody };
+  // Invariant: no scheme's credential in the body (a payment in `_meta`) reaches the origin,
+  // whichever credential the request paid with, or none.
+  let forwardBody = credential.forwardBody;
+  if (s.body && forwardBody) for (const scheme of deps.schemes) forwardBody = scheme.stripBody?.(forwardBody) ?? forwardBody;
+  return { ...s, caller: found?.caller ?? s.identity.id, credential: { ...credential, forwardBody }, slot, admit };
 }

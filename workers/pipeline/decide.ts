@@ -83,8 +83,8 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   const taken = await admission(carrying, deps);
   if (taken instanceof Refusal) return refused(carrying, taken);
   if ("unmetered" in taken) {
-    // The caller's object failed and the policy says `onStoreError: "open"`: forwarded unmetered.
-    record(taken, { caller: taken.caller, decision: "admitted_unmetered", reason: "store_unavailable" });
+    // The caller's object timed out or could not be reached and the policy says `onStoreError: "open"`: forwarded unmetered.
+    record(taken, { caller: taken.caller, decision: "admitted_unmetered", reason: `store_${taken.unmetered}` });
     return { kind: "unmetered", state: taken, record: taken.record };
   }
   const made = await eviction(taken, deps);

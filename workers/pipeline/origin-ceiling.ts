@@ -23,7 +23,7 @@ export async function originCeiling(s: Admitted, deps: Pick<Deps, "originTake" |
   } catch (err) {
     void giveBack(heldBy(s, deps, "taken"), s.ctx.defer);
     console.error("tollbooth: OriginGate.take failed", err);
-    return unavailable("origin_gate");
+    return unavailable("origin_gate", err);
   }
   if (room.success) return s;
   const held = heldBy(s, deps, "taken");

@@ -30,10 +30,12 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
   } catch (err) {
     void giveBack(payment, s.ctx.defer);
     console.error("tollbooth: CallerState.claim failed", err);
-    return unavailable("store");
+    return unavailable("store", err);
   }
   const { plan, keyring, caller, nowMs, cost } = s;
-  const done = claimed ? await pending.scheme.settle!(pending.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost }) : refuse("spent");
+  const done = claimed
+    ? await pending.scheme.settle!(pending.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost })
+    : refuse("spent");
   if (done.ok) return { ...s, headers: { ...s.headers, ...done.headers }, receipt: done.receipt };
   void giveBack(payment, s.ctx.defer);
   const headers = { ...s.headers };
@@ -43,5 +45,14 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
   const offer = offerContext(s, deps, reason);
   const { decision } = s;
   const detail = done.detail !== undefined ? { detail: { detail: done.detail } } : {};
-  return overBudget({ schemes: deps.schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status: pending.scheme.refusalStatus(reason), ...detail });
+  return overBudget({
+    schemes: deps.schemes,
+    offer,
+    body: s.body,
+    retryAfterSeconds: decision.bucket.retryAfterSeconds,
+    solves: decision.solves,
+    headers,
+    status: pending.scheme.refusalStatus(reason),
+    ...detail,
+  });
 }

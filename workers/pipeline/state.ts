@@ -103,8 +103,14 @@ export interface Carrying extends Known {
   admit: AdmitRequest;
 }
 
-/** After admission (./admission.ts), when the caller's object failed and the policy says `onStoreError: "open"`: forwarded unmetered. */
-export type Unmetered = Carrying & { readonly unmetered: true };
+/** The failures of the caller's object that `onStoreError: "open"` forwards unmetered (workers/objects/stores.ts `StoreFailure`). */
+export type OpenFailure = "timeout" | "unreachable";
+
+/**
+ * After admission (./admission.ts), when the caller's object timed out or could not be
+ * reached and the policy says `onStoreError: "open"`: forwarded unmetered.
+ */
+export type Unmetered = Carrying & { readonly unmetered: OpenFailure };
 
 /** After admission (./admission.ts): the caller's object (or this isolate's lease) admitted it. */
 export interface Admitted extends Carrying {

@@ -229,6 +229,12 @@ export interface PaymentScheme<C = unknown> {
   refusalStatus(reason: string): 401 | 402 | 503;
   /** Remove this scheme's credential from headers about to be forwarded to the origin. */
   strip(headers: Headers): void;
+  /**
+   * The JSON-RPC body (UTF-8 JSON, already parsed once) without this scheme's credential in
+   * it (a payment in MCP `_meta`), whatever paid for the request; null when it holds none.
+   * A scheme that never reads the body has none.
+   */
+  stripBody?(raw: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> | null;
   /** Its entries in a plan as `GET /.well-known/tollbooth` publishes it (its price; nothing when the plan has none). */
   publicPlan?(plan: Plan): Record<string, unknown>;
   /** Its top-level entries in `GET /.well-known/tollbooth`: what a client needs to pay (never a secret or a backend's URL). */

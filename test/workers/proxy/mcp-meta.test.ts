@@ -1,13 +1,14 @@
 /**
  * x402 inside MCP (docs/wire-contract.md §12 "Inside MCP"; x402 transports-v2 mcp.md): the
- * payment taken out of a request's `params._meta`, and the receipt added to `result._meta`
+ * payment taken out of a request's `params._meta` (or stripped from every message, whatever
+ * paid: `withoutMeta`), and the receipt added to `result._meta`
  * of the origin's response to that request — JSON bodies and SSE streams, whatever their
  * chunking and line ends. Expected values come from an independent SSE reader (WHATWG HTML
  * §9.2.6) written here.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addResultMeta, takeMetaFromRequest } from "../../../workers/proxy/mcp-meta.ts";
+import { addResultMeta, takeMetaFromRequest, withoutMeta } from "../../../workers/proxy/mcp-meta.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -93,7 +94,10 @@ const result = (id: string | number, extra: Record<string, unknown> = {}) => ({
   id,
   result: { content: [{ type: "text", text: "ok\nline two" }], ...extra },
 });
-const withReceipt = (r: ReturnType<typeof result>) => ({ ...r, result: { ...r.result, _meta: { ...(r.result as { _meta?: object })._meta, ...RECEIPT } } });
+const withReceipt = (r: ReturnType<typeof result>) => ({
+  ...r,
+  result: { ...r.result, _meta: { ...(r.result as { _meta?: object })._meta, ...RECEIPT } },
+});
 
 // ---------------------------------------------------------------------------------------------
 // takeMetaFromRequest
@@ -106,7 +110,11 @@ describe("takeMetaFromRequest", () => {
       jsonrpc: "2.0",
       id: "req-1",
       method: "tools/call",
-      params: { name: "echo", arguments: { message: "hé \u2028 ✓", n: 1.5, list: [1, null, true] }, _meta: { progressToken: 3, [KEY]: payment } },
+      params: {
+        name: "echo",
+        arguments: { message: "hé \u2028 ✓", n: 1.5, list: [1, null, true] },
+        _meta: { progressToken: 3, [KEY]: payment },
+      },
     };
     // Spaced and ordered as a client might send it.
     const raw = enc.encode(JSON.stringify(request, null, 2));
@@ -126,7 +134,10 @@ describe("takeMetaFromRequest", () => {
   });
 
   it("takes a null value (present, so taken)", () => {
-    const taken = takeMetaFromRequest(enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: { [KEY]: null, a: 1 } } })), KEY);
+    const taken = takeMetaFromRequest(
+      enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: { [KEY]: null, a: 1 } } })),
+      KEY,
+    );
     expect(taken).not.toBeNull();
     expect(taken!.value).toBeNull();
     expect(JSON.parse(dec.decode(taken!.body)).params).toEqual({ _meta: { a: 1 } });
@@ -146,9 +157,52 @@ describe("takeMetaFromRequest", () => {
       null,
     ];
     for (const body of absent) expect(takeMetaFromRequest(enc.encode(JSON.stringify(body)), KEY), JSON.stringify(body)).toBeNull();
-    for (const raw of [enc.encode("{not json"), Uint8Array.of(0x7b, 0xff, 0x7d), new Uint8Array(0)]) expect(takeMetaFromRequest(raw, KEY)).toBeNull();
+    for (const raw of [enc.encode("{not json"), Uint8Array.of(0x7b, 0xff, 0x7d), new Uint8Array(0)])
+      expect(takeMetaFromRequest(raw, KEY)).toBeNull();
     // An inherited name is not a member.
-    expect(takeMetaFromRequest(enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: {} } })), "toString")).toBeNull();
+    expect(
+      takeMetaFromRequest(enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: {} } })), "toString"),
+    ).toBeNull();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// withoutMeta
+
+describe("withoutMeta", () => {
+  const payment = { x402Version: 2, payload: { signature: "0x12" } };
+
+  it("strips the member from a single message and from every message of a batch, `_meta` dropped where emptied", () => {
+    const single = { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", _meta: { [KEY]: payment, progressToken: 2 } } };
+    expect(JSON.parse(dec.decode(withoutMeta(enc.encode(JSON.stringify(single)), KEY)!))).toEqual({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/call",
+      params: { name: "echo", _meta: { progressToken: 2 } },
+    });
+    const batch = [
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "a", _meta: { [KEY]: payment } } },
+      { jsonrpc: "2.0", id: 2, method: "tools/list" },
+      { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "b", _meta: { [KEY]: "base64", other: true } } },
+    ];
+    expect(JSON.parse(dec.decode(withoutMeta(enc.encode(JSON.stringify(batch)), KEY)!))).toEqual([
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "a" } },
+      { jsonrpc: "2.0", id: 2, method: "tools/list" },
+      { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "b", _meta: { other: true } } },
+    ]);
+  });
+
+  it("returns null when no message holds the member (the body goes on byte for byte), and for bad input", () => {
+    for (const body of [
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: { other: 1 } } },
+      [{ jsonrpc: "2.0", id: 1, method: "ping" }],
+      "x",
+      null,
+    ]) {
+      expect(withoutMeta(enc.encode(JSON.stringify(body)), KEY), JSON.stringify(body)).toBeNull();
+    }
+    for (const raw of [enc.encode("{not json"), Uint8Array.of(0x7b, 0xff, 0x7d), new Uint8Array(0)])
+      expect(withoutMeta(raw, KEY)).toBeNull();
   });
 });
 
@@ -220,7 +274,9 @@ describe("addResultMeta: text/event-stream", () => {
     const out = await res.text();
     const head = stream.slice(0, stream.indexOf("retry:"));
     expect(out.startsWith(head)).toBe(true);
-    expect(out.slice(head.length)).toBe(`retry: 1000\nid: ev-3\nevent: message\ndata: ${JSON.stringify(withReceipt(result(7)))}\n: trailing comment\n\n`);
+    expect(out.slice(head.length)).toBe(
+      `retry: 1000\nid: ev-3\nevent: message\ndata: ${JSON.stringify(withReceipt(result(7)))}\n: trailing comment\n\n`,
+    );
     const events = readSse(out);
     expect(events.map((e) => e.id)).toEqual(["ev-1", "ev-2", "ev-3"]);
     expect(JSON.parse(events[2]!.data)).toEqual(withReceipt(result(7)));
@@ -263,11 +319,16 @@ describe("addResultMeta: text/event-stream", () => {
 
   it("rewrites only the first response to the id, and passes non-JSON and non-UTF-8 events unchanged", async () => {
     const head = `data: not json\n\n`;
-    const bad = Uint8Array.of(...enc.encode("data: {\"id\":7,"), 0xff, ...enc.encode("}\n\n"));
+    const bad = Uint8Array.of(...enc.encode('data: {"id":7,'), 0xff, ...enc.encode("}\n\n"));
     const tail = `data: ${JSON.stringify(result(7))}\n\n`;
     const chunks = [enc.encode(head), bad, enc.encode(tail), enc.encode(tail)];
-    const out = await (await addResultMeta(sse(chunks), 7, RECEIPT).arrayBuffer());
-    const expected = [...enc.encode(head), ...bad, ...enc.encode(`data: ${JSON.stringify(withReceipt(result(7)))}\n\n`), ...enc.encode(tail)];
+    const out = await await addResultMeta(sse(chunks), 7, RECEIPT).arrayBuffer();
+    const expected = [
+      ...enc.encode(head),
+      ...bad,
+      ...enc.encode(`data: ${JSON.stringify(withReceipt(result(7)))}\n\n`),
+      ...enc.encode(tail),
+    ];
     expect([...new Uint8Array(out)]).toEqual(expected);
   });
 
@@ -321,7 +382,14 @@ describe("addResultMeta: text/event-stream", () => {
 
   it("property: output bytes do not depend on chunking, and only the response gains the receipt", async () => {
     const eol = fc.constantFrom("\n", "\r\n", "\r");
-    const message = fc.constantFrom<unknown>(notification, serverRequest, result(8), result("7"), { jsonrpc: "2.0", id: 9, error: { code: 1, message: "x" } }, "not json");
+    const message = fc.constantFrom<unknown>(
+      notification,
+      serverRequest,
+      result(8),
+      result("7"),
+      { jsonrpc: "2.0", id: 9, error: { code: 1, message: "x" } },
+      "not json",
+    );
     const event = fc.record({
       id: fc.option(fc.stringMatching(/^[a-z0-9-]{1,8}$/), { nil: undefined }),
       type: fc.option(fc.constantFrom("message", "other"), { nil: undefined }),
@@ -351,7 +419,14 @@ describe("addResultMeta: text/event-stream", () => {
           const text = [...before, t, ...after].map(render).join("");
           const bytes = enc.encode(text);
           const whole = await throughSse([bytes]);
-          expect(await throughSse(cut(bytes, cuts.map((c) => c % (bytes.length + 1))))).toBe(whole);
+          expect(
+            await throughSse(
+              cut(
+                bytes,
+                cuts.map((c) => c % (bytes.length + 1)),
+              ),
+            ),
+          ).toBe(whole);
           const inEvents = readSse(text);
           const outEvents = readSse(whole);
           expect(outEvents.length).toBe(inEvents.length);

@@ -10,11 +10,37 @@
  * settlement on a chain are test/e2e/x402*.test.ts's.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { FACILITATOR, FACILITATOR_URL, base64Json, fakeFacilitator, fromBase64Json, settlement, x402Payment, type X402Payment } from "../payments.ts";
-import { errorBody, freshIp, gateway, observeOrigin, post, reasonOf, rpc, toolCall, type Forwarded } from "../support.ts";
+import {
+  FACILITATOR,
+  FACILITATOR_URL,
+  base64Json,
+  fakeFacilitator,
+  fromBase64Json,
+  settlement,
+  x402Payment,
+  type X402Payment,
+} from "../payments.ts";
+import {
+  errorBody,
+  freshIp,
+  gateway,
+  observeOrigin,
+  parseChallenge,
+  post,
+  reasonOf,
+  rpc,
+  solve,
+  toolCall,
+  type Forwarded,
+} from "../support.ts";
 
 const PRICE = "10000";
-const POLICY = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 4 }, x402: { mode: "credits", amount: PRICE, credits: 5 }, facilitator: FACILITATOR };
+const POLICY = {
+  bucket: { capacity: 1, refillPerSecond: 0.0001 },
+  challenge: { difficulty: 4 },
+  x402: { mode: "credits", amount: PRICE, credits: 5 },
+  facilitator: FACILITATOR,
+};
 const send = gateway(POLICY);
 
 let ip: string;
@@ -28,7 +54,8 @@ beforeEach(() => {
 });
 
 /** A `tools/call` of `echo` with `params._meta` when given. */
-const call = (id: number, meta?: Record<string, unknown>) => rpc("tools/call", { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) }, id);
+const call = (id: number, meta?: Record<string, unknown>) =>
+  rpc("tools/call", { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) }, id);
 
 /** What the origin received carries no payment: no credential header, no `_meta` payment, not the signature anywhere. */
 function expectNoPayment(f: Forwarded, p: X402Payment): void {
@@ -61,7 +88,7 @@ describe("a payment in a header", () => {
   }
 });
 
-describe("a payment inside MCP (params._meta[\"x402/payment\"])", () => {
+describe('a payment inside MCP (params._meta["x402/payment"])', () => {
   it("the PaymentPayload object: the receipt in the tool result's _meta; the origin gets the call without the payment (and without an emptied _meta)", async () => {
     const p = x402Payment(PRICE);
     const res = await send(post(call(7, { "x402/payment": p }), { ip }));
@@ -85,9 +112,70 @@ describe("a payment inside MCP (params._meta[\"x402/payment\"])", () => {
 
   it("the receipt joins the origin's own result _meta", async () => {
     const p = x402Payment(PRICE);
-    origin = observeOrigin(() => Response.json({ jsonrpc: "2.0", id: 9, result: { content: [{ type: "text", text: "ok" }], _meta: { "origin/own": 1 } } }), { [FACILITATOR_URL]: facilitator.service });
+    origin = observeOrigin(
+      () => Response.json({ jsonrpc: "2.0", id: 9, result: { content: [{ type: "text", text: "ok" }], _meta: { "origin/own": 1 } } }),
+      { [FACILITATOR_URL]: facilitator.service },
+    );
     const res = await send(post(call(9, { "x402/payment": p }), { ip }));
-    expect(await res.json()).toEqual({ jsonrpc: "2.0", id: 9, result: { content: [{ type: "text", text: "ok" }], _meta: { "origin/own": 1, "x402/payment-response": settlement(p) } } });
+    expect(await res.json()).toEqual({
+      jsonrpc: "2.0",
+      id: 9,
+      result: { content: [{ type: "text", text: "ok" }], _meta: { "origin/own": 1, "x402/payment-response": settlement(p) } },
+    });
+  });
+});
+
+describe("a payment in _meta never reaches the origin, whichever way the request paid", () => {
+  it("paid with PAYMENT-SIGNATURE, another payment in _meta: the header's is settled, the _meta one stripped and never sent to the facilitator", async () => {
+    const paid = x402Payment(PRICE);
+    const extra = x402Payment(PRICE);
+    const res = await send(
+      post(call(11, { "x402/payment": extra, "example.com/trace": "keep-me" }), { ip, headers: { "payment-signature": base64Json(paid) } }),
+    );
+    expect(res.status).toBe(200);
+    expect(fromBase64Json(res.headers.get("payment-response")!)).toEqual(settlement(paid));
+    expect(facilitator.calls.verify).toHaveLength(1);
+    expect(facilitator.calls.settle).toHaveLength(1);
+    expect(JSON.stringify(facilitator.calls)).toContain(paid.payload.authorization.nonce);
+    expect(JSON.stringify(facilitator.calls)).not.toContain(extra.payload.authorization.nonce);
+    expect(origin.requests).toHaveLength(1);
+    expect(JSON.parse(origin.requests[0]!.body)).toEqual(call(11, { "example.com/trace": "keep-me" }));
+    expectNoPayment(origin.requests[0]!, paid);
+    expectNoPayment(origin.requests[0]!, extra);
+    expect(origin.requests[0]!.body).not.toContain(extra.payload.authorization.nonce);
+  });
+
+  it("paid with a solved challenge, a payment in _meta: admitted by the solution, the payment stripped, the facilitator never asked", async () => {
+    expect((await send(post(toolCall(1), { ip }))).status).toBe(200); // the free unit
+    const refused = await send(post(toolCall(2), { ip }));
+    expect(refused.status).toBe(402);
+    const pow = parseChallenge(
+      refused.headers
+        .get("www-authenticate")!
+        .split(/, (?=[A-Za-z0-9-]+ )/)
+        .find((c) => c.startsWith("PowChallenge"))!,
+    );
+    const p = x402Payment(PRICE);
+    const res = await send(
+      post(call(12, { "x402/payment": base64Json(p) }), { ip, headers: { "tollbooth-solution": (await solve(pow)).header } }),
+    );
+    expect(res.status).toBe(200);
+    expect(facilitator.calls.verify).toHaveLength(0);
+    expect(facilitator.calls.settle).toHaveLength(0);
+    expect(origin.requests).toHaveLength(2);
+    expect(JSON.parse(origin.requests[1]!.body)).toEqual(call(12));
+    expectNoPayment(origin.requests[1]!, p);
+  });
+
+  it("paid by the free bucket, in a batch (never read as a credential): each message's _meta payment stripped, the rest as sent", async () => {
+    const p = x402Payment(PRICE);
+    const batch = [call(13, { "x402/payment": p, progressToken: 1 })];
+    const res = await send(post(batch, { ip }));
+    expect(res.status).toBe(200);
+    expect(facilitator.calls.verify).toHaveLength(0);
+    expect(origin.requests).toHaveLength(1);
+    expect(JSON.parse(origin.requests[0]!.body)).toEqual([call(13, { progressToken: 1 })]);
+    expectNoPayment(origin.requests[0]!, p);
   });
 });
 
@@ -116,9 +204,13 @@ describe("the price is an amount, not a string", () => {
 
   it("exactly the price, to another payee or on another network: 402 x402_not_offered, never sent to the facilitator", async () => {
     const otherPayee = x402Payment(PRICE, { accepted: { payTo: `0x${"11".repeat(20)}` } });
-    expect(await reasonOf(await send(post(toolCall(1), { ip, headers: { "payment-signature": base64Json(otherPayee) } })))).toBe("x402_not_offered");
+    expect(await reasonOf(await send(post(toolCall(1), { ip, headers: { "payment-signature": base64Json(otherPayee) } })))).toBe(
+      "x402_not_offered",
+    );
     const otherNetwork = x402Payment(PRICE, { accepted: { network: "eip155:1" } });
-    expect(await reasonOf(await send(post(toolCall(2), { ip, headers: { "payment-signature": base64Json(otherNetwork) } })))).toBe("x402_not_offered");
+    expect(await reasonOf(await send(post(toolCall(2), { ip, headers: { "payment-signature": base64Json(otherNetwork) } })))).toBe(
+      "x402_not_offered",
+    );
     expect(facilitator.calls.verify).toHaveLength(0);
     expect(origin.requests).toHaveLength(0);
   });

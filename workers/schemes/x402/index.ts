@@ -28,7 +28,7 @@ import type { PaymentPayload, PaymentRequired, SettleResponse } from "@x402/core
 import { refuse, type Result } from "../../../shared/result.ts";
 import { newTokenId } from "../../../shared/credentials/token.ts";
 import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, X402_META_PAYMENT, X402_META_RESPONSE, X_PAYMENT_HEADER } from "../../../shared/wire/headers.ts";
-import { takeMetaFromRequest } from "../../proxy/mcp-meta.ts";
+import { takeMetaFromRequest, withoutMeta } from "../../proxy/mcp-meta.ts";
 import { credentialRefusal, type Offer, type OfferContext, type PaymentScheme, type Redeemable, type SchemeContext, type SchemeFactory, type SchemeModule, type Settled } from "../contract.ts";
 import { authorizationOf, decodePayment, matchRequirement, requirementsFor, type X402Credential, type X402Error } from "./payment.ts";
 import { facilitatorOf, toolResultWanted, x402Credits, x402PriceOf, x402Section, type Facilitator } from "./policy.ts";
@@ -174,6 +174,8 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
       headers.delete(PAYMENT_SIGNATURE_HEADER);
       headers.delete(X_PAYMENT_HEADER);
     },
+    // A payment in `_meta` never reaches the origin, even when the request paid another way.
+    stripBody: (raw) => withoutMeta(raw, X402_META_PAYMENT),
     publicPlan(plan) {
       const price = x402PriceOf(plan);
       return price ? { x402: price } : {};

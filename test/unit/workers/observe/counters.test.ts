@@ -4,14 +4,37 @@
  * isolate's flusher (one flush per interval; a failed batch kept for the next, bounded).
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { addRecord, countersOf, emptyBatch, MAX_CALLERS_PER_MINUTE, MAX_RECENT, OTHER_CALLERS, percentiles, shortCaller, type StatsBatch } from "../../../../workers/observe/counters.ts";
+import {
+  addRecord,
+  countersOf,
+  emptyBatch,
+  MAX_CALLERS_PER_MINUTE,
+  MAX_RECENT,
+  mergeBatch,
+  percentiles,
+  shortCaller,
+  type BatchMinute,
+  type StatsBatch,
+} from "../../../../workers/observe/counters.ts";
 import { statsFlusher, parseFlushMs } from "../../../../workers/observe/flusher.ts";
 import { prometheusText } from "../../../../workers/observe/prometheus.ts";
 import { LATENCY_BUCKETS_MS, type DecisionRecord, type StatsSnapshot } from "../../../../workers/observe/types.ts";
 
 const T0 = Date.UTC(2026, 10, 30, 10, 0, 0);
 
-const record = (over: Partial<DecisionRecord> = {}): DecisionRecord => ({ time: T0, caller: "ip:10.0.0.1", network: "10.0.0.1", plan: "free", method: "POST", cost: 1, decision: "admitted", reason: "bucket", status: 200, latencyMs: 7, ...over });
+const record = (over: Partial<DecisionRecord> = {}): DecisionRecord => ({
+  time: T0,
+  caller: "ip:10.0.0.1",
+  network: "10.0.0.1",
+  plan: "free",
+  method: "POST",
+  cost: 1,
+  decision: "admitted",
+  reason: "bucket",
+  status: 200,
+  latencyMs: 7,
+  ...over,
+});
 
 function snapshot(totals: Record<string, number>, latencyTotals: number[]): StatsSnapshot {
   return { nowMs: T0, minutes: [], totals, latencyTotals, latencyMs: percentiles(latencyTotals), topCallers: [], recent: [] };
@@ -23,7 +46,17 @@ describe("prometheusText", () => {
     latency[0] = 2; // ≤ 5 ms
     latency[3] = 1; // ≤ 50 ms
     latency[LATENCY_BUCKETS_MS.length] = 1; // > 10 s
-    const text = prometheusText(snapshot({ 'requests_total{decision="admitted"}': 3, 'requests_total{decision="payment_required"}': 1, 'paid_total{scheme="l402",unit="sats"}': 20, stats_flushes_total: 2 }, latency));
+    const text = prometheusText(
+      snapshot(
+        {
+          'requests_total{decision="admitted"}': 3,
+          'requests_total{decision="payment_required"}': 1,
+          'paid_total{scheme="l402",unit="sats"}': 20,
+          stats_flushes_total: 2,
+        },
+        latency,
+      ),
+    );
     const lines = text.split("\n");
     expect(text.endsWith("\n")).toBe(true);
     expect(lines.filter((l) => l === "# TYPE tollbooth_requests_total counter")).toHaveLength(1);
@@ -61,10 +94,18 @@ describe("countersOf", () => {
       'requests_total{decision="payment_required"}': 1,
       'payment_required_total{scheme="pow",reason="solution_spent"}': 1,
     });
-    expect(countersOf(record({ decision: "payment_required", reason: "over_budget", status: 402 }))['payment_required_total{scheme="none",reason="over_budget"}']).toBe(1);
+    expect(
+      countersOf(record({ decision: "payment_required", reason: "over_budget", status: 402 }))[
+        'payment_required_total{scheme="none",reason="over_budget"}'
+      ],
+    ).toBe(1);
     expect(countersOf(record({ decision: "rate_limited", reason: "network", status: 429 }))['rate_limited_total{layer="network"}']).toBe(1);
-    expect(countersOf(record({ decision: "bad_request", reason: "payload_too_large", status: 413 }))['bad_request_total{status="413"}']).toBe(1);
-    const paid = countersOf(record({ reason: "x402", scheme: "x402", redeemed: true, paid: { scheme: "x402", amount: "10000", unit: "atomic" } }));
+    expect(
+      countersOf(record({ decision: "bad_request", reason: "payload_too_large", status: 413 }))['bad_request_total{status="413"}'],
+    ).toBe(1);
+    const paid = countersOf(
+      record({ reason: "x402", scheme: "x402", redeemed: true, paid: { scheme: "x402", amount: "10000", unit: "atomic" } }),
+    );
     expect(paid['redeemed_total{scheme="x402"}']).toBe(1);
     expect(paid['payments_total{scheme="x402"}']).toBe(1);
     expect(paid['paid_total{scheme="x402",unit="atomic"}']).toBe(10000);
@@ -75,25 +116,63 @@ describe("countersOf", () => {
 
   it("counts every decision under requests_total, and what paid every admitted request under admitted_total (unmetered included)", () => {
     for (const paidBy of ["bucket", "token", "solution", "l402", "x402", "free"]) {
-      expect(countersOf(record({ reason: paidBy }))).toEqual({ 'requests_total{decision="admitted"}': 1, [`admitted_total{paid_by="${paidBy}"}`]: 1 });
+      expect(countersOf(record({ reason: paidBy }))).toEqual({
+        'requests_total{decision="admitted"}': 1,
+        [`admitted_total{paid_by="${paidBy}"}`]: 1,
+      });
     }
     // An admitted record with no reason paid nothing: free.
-    expect(countersOf(record({ reason: undefined }))).toEqual({ 'requests_total{decision="admitted"}': 1, 'admitted_total{paid_by="free"}': 1 });
-    expect(countersOf(record({ decision: "admitted_unmetered", reason: "store_unavailable" }))).toEqual({ 'requests_total{decision="admitted_unmetered"}': 1, 'admitted_total{paid_by="unmetered"}': 1 });
+    expect(countersOf(record({ reason: undefined }))).toEqual({
+      'requests_total{decision="admitted"}': 1,
+      'admitted_total{paid_by="free"}': 1,
+    });
+    for (const kind of ["timeout", "unreachable"]) {
+      expect(countersOf(record({ decision: "admitted_unmetered", reason: `store_${kind}` }))).toEqual({
+        'requests_total{decision="admitted_unmetered"}': 1,
+        'admitted_total{paid_by="unmetered"}': 1,
+        [`store_failures_total{reason="store_${kind}"}`]: 1,
+      });
+    }
     expect(countersOf(record({ decision: "payment_required", reason: "x402_underpaid", scheme: "x402", status: 402 }))).toEqual({
       'requests_total{decision="payment_required"}': 1,
       'payment_required_total{scheme="x402",reason="x402_underpaid"}': 1,
     });
     for (const layer of ["network", "ceiling", "sessions", "streams", "origin", "over_budget"]) {
-      expect(countersOf(record({ decision: "rate_limited", reason: layer, status: 429 }))).toEqual({ 'requests_total{decision="rate_limited"}': 1, [`rate_limited_total{layer="${layer}"}`]: 1 });
+      expect(countersOf(record({ decision: "rate_limited", reason: layer, status: 429 }))).toEqual({
+        'requests_total{decision="rate_limited"}': 1,
+        [`rate_limited_total{layer="${layer}"}`]: 1,
+      });
     }
     for (const status of [400, 403, 405, 408, 413, 415]) {
-      expect(countersOf(record({ decision: "bad_request", reason: "x", status }))).toEqual({ 'requests_total{decision="bad_request"}': 1, [`bad_request_total{status="${status}"}`]: 1 });
+      expect(countersOf(record({ decision: "bad_request", reason: "x", status }))).toEqual({
+        'requests_total{decision="bad_request"}': 1,
+        [`bad_request_total{status="${status}"}`]: 1,
+      });
+    }
+    // A Durable Object's failure, by its kind (and which object), whether refused or forwarded unmetered.
+    for (const reason of [
+      "store_overloaded",
+      "store_timeout",
+      "store_error",
+      "store_unreachable",
+      "origin_gate_overloaded",
+      "origin_gate_timeout",
+    ]) {
+      expect(countersOf(record({ decision: "unavailable", reason, status: 503 }))).toEqual({
+        'requests_total{decision="unavailable"}': 1,
+        [`store_failures_total{reason="${reason}"}`]: 1,
+      });
     }
     // Decisions with no family of their own: counted once, under requests_total.
-    expect(countersOf(record({ decision: "unavailable", reason: "store", status: 503 }))).toEqual({ 'requests_total{decision="unavailable"}': 1 });
-    expect(countersOf(record({ decision: "blocked", reason: "blocked", status: 403 }))).toEqual({ 'requests_total{decision="blocked"}': 1 });
-    expect(countersOf(record({ decision: "own_endpoint", reason: "status", status: 200 }))).toEqual({ 'requests_total{decision="own_endpoint"}': 1 });
+    expect(countersOf(record({ decision: "unavailable", reason: "x402_facilitator_unavailable", status: 503 }))).toEqual({
+      'requests_total{decision="unavailable"}': 1,
+    });
+    expect(countersOf(record({ decision: "blocked", reason: "blocked", status: 403 }))).toEqual({
+      'requests_total{decision="blocked"}': 1,
+    });
+    expect(countersOf(record({ decision: "own_endpoint", reason: "status", status: 200 }))).toEqual({
+      'requests_total{decision="own_endpoint"}': 1,
+    });
   });
 
   it("never makes a label of a value outside its vocabulary", () => {
@@ -127,14 +206,77 @@ describe("percentiles", () => {
 });
 
 describe("batches stay bounded", () => {
-  it("callers past the cap of a minute go to (other); at most MAX_RECENT records", () => {
+  it("at most MAX_CALLERS_PER_MINUTE callers per minute, at most MAX_RECENT records", () => {
     const b = emptyBatch("i");
     for (let i = 0; i < MAX_CALLERS_PER_MINUTE + 50; i++) addRecord(b, record({ caller: `key:c${i}` }));
     const m = Object.values(b.minutes)[0]!;
-    expect(Object.keys(m.callers)).toHaveLength(MAX_CALLERS_PER_MINUTE + 1);
-    expect(m.callers[OTHER_CALLERS]).toEqual({ requests: 50, admitted: 50, refused: 0 });
+    expect(Object.keys(m.callers).length).toBeLessThanOrEqual(MAX_CALLERS_PER_MINUTE);
     expect(b.recent).toHaveLength(MAX_RECENT);
     expect(b.recent.at(-1)!.caller).toBe(`key:c${MAX_CALLERS_PER_MINUTE + 49}`);
+  });
+});
+
+describe("top callers: a Misra–Gries summary per minute", () => {
+  const K = MAX_CALLERS_PER_MINUTE;
+  /** The true count of each caller in a stream of records. */
+  const truth = (stream: readonly string[]) => stream.reduce((t, c) => t.set(c, (t.get(c) ?? 0) + 1), new Map<string, number>());
+  /** The summary's guarantee, checked for every caller of the stream: count ≤ true ≤ count + error, error ≤ N / (k + 1). */
+  function expectGuarantee(m: BatchMinute, stream: readonly string[]): void {
+    const error = m.callersError ?? 0;
+    expect(error).toBeLessThanOrEqual(stream.length / (K + 1));
+    expect(Object.keys(m.callers).length).toBeLessThanOrEqual(K);
+    for (const [caller, n] of truth(stream)) {
+      const counted = m.callers[caller]?.requests ?? 0;
+      expect(counted, caller).toBeLessThanOrEqual(n);
+      expect(counted + error, caller).toBeGreaterThanOrEqual(n);
+    }
+  }
+  const minuteOf = (b: StatsBatch) => Object.values(b.minutes)[0]!;
+
+  it("250 one-request names, then a heavy abuser: the abuser is listed, its count within the error bound (not hidden as the 251st name)", () => {
+    const stream = [...Array.from({ length: 250 }, (_, i) => `key:cheap${i}`), ...Array.from({ length: 300 }, () => "ip:203.0.113.0/24")];
+    const b = emptyBatch("i");
+    for (const caller of stream) addRecord(b, record({ caller, decision: "rate_limited", reason: "ceiling", status: 429 }));
+    const m = minuteOf(b);
+    const abuser = m.callers["ip:203.0.113.0/24"]!;
+    expect(abuser.requests).toBeLessThanOrEqual(300);
+    expect(abuser.requests + m.callersError!).toBeGreaterThanOrEqual(300);
+    expect(abuser.requests).toBeGreaterThan(300 - 550 / (K + 1));
+    expect(abuser.refused).toBe(abuser.requests);
+    expect(abuser.admitted).toBe(0);
+    // The heaviest counter is the abuser's.
+    expect(Object.entries(m.callers).sort((x, y) => y[1].requests - x[1].requests)[0]![0]).toBe("ip:203.0.113.0/24");
+    expectGuarantee(m, stream);
+  });
+
+  it("holds its guarantee over random streams: a few heavy callers among thousands of light ones, in any order", () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let round = 0; round < 20; round++) {
+      const heavy = Array.from({ length: 1 + (round % 5) }, (_, i) => `key:heavy${round}-${i}`);
+      const stream: string[] = [];
+      for (let i = 0; i < 3000; i++)
+        stream.push(random() < 0.3 ? heavy[Math.floor(random() * heavy.length)]! : `key:light${round}-${Math.floor(random() * 2000)}`);
+      const b = emptyBatch("i");
+      for (const caller of stream) addRecord(b, record({ caller }));
+      const m = minuteOf(b);
+      expectGuarantee(m, stream);
+      // Every caller above N / (k + 1) is named.
+      for (const [caller, n] of truth(stream)) if (n > stream.length / (K + 1)) expect(m.callers[caller], caller).toBeDefined();
+    }
+  });
+
+  it("merged (an isolate's batch into another, as the Stats object merges flushes), the guarantee holds for the union", () => {
+    const a: string[] = [...Array.from({ length: 400 }, (_, i) => `key:a${i}`), ...Array.from({ length: 120 }, () => "key:abuser")];
+    const c: string[] = [...Array.from({ length: 120 }, () => "key:abuser"), ...Array.from({ length: 400 }, (_, i) => `key:c${i}`)];
+    const into = emptyBatch("a");
+    const from = emptyBatch("c");
+    for (const caller of a) addRecord(into, record({ caller }));
+    for (const caller of c) addRecord(from, record({ caller }));
+    mergeBatch(into, from);
+    const m = minuteOf(into);
+    expectGuarantee(m, [...a, ...c]);
+    expect(m.callers["key:abuser"]!.requests).toBeGreaterThan(240 - 1040 / (K + 1));
   });
 });
 

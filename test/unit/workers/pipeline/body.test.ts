@@ -42,8 +42,28 @@ describe("the body: read once, parsed on the endpoint", () => {
     }
   });
 
+  it("a path origins read differently is refused 400 invalid_path, before its body is read, on any method", async () => {
+    for (const [method, path] of [
+      ["POST", "/x/..%2Fmcp"],
+      ["GET", "/x/%2e%2e%2fmcp"],
+      ["DELETE", "/mcp%5C"],
+      ["POST", "/mcp%zz"],
+    ] as const) {
+      const req = request(method, path, method === "POST" ? { body: toolCall(1) } : {});
+      const s = arrival(req);
+      const { status, json } = await answered(await body(s, deps));
+      expect([path, status]).toEqual([path, 400]);
+      expect(json.error).toMatchObject({ code: -32600, message: expect.stringMatching(/^Invalid path: /) });
+      expect(req.bodyUsed, path).toBe(false);
+      expect(s.record, path).toEqual({});
+    }
+  });
+
   it("another path: read (it is forwarded) but not parsed", async () => {
-    const read = (await body(arrival(request("POST", "/upload", { body: "not json", headers: { "content-type": "text/plain" } })), deps)) as Read;
+    const read = (await body(
+      arrival(request("POST", "/upload", { body: "not json", headers: { "content-type": "text/plain" } })),
+      deps,
+    )) as Read;
     expect([read.isEndpoint, read.body, new TextDecoder().decode(read.rawBody!)]).toEqual([false, null, "not json"]);
   });
 
@@ -98,11 +118,19 @@ describe("the body: refused", () => {
     });
     const a = await answered(await body(arrival(request("POST", "/mcp", { body: stalled })), deps));
     expect(a.status).toBe(408);
-    expect(a.json.error).toEqual({ code: 408, message: "Request timeout: the body did not arrive within 100 ms", data: { bodyTimeoutMs: 100 } });
+    expect(a.json.error).toEqual({
+      code: 408,
+      message: "Request timeout: the body did not arrive within 100 ms",
+      data: { bodyTimeoutMs: 100 },
+    });
   });
 
   it("400 for a body that is not JSON (-32700), nested deeper than maxJsonDepth or not JSON-RPC (-32600)", async () => {
-    const cases: Array<[string, number]> = [["{not json", -32700], ['{"a":[[[[1]]]]}', -32600], ['{"a":1}', -32600]];
+    const cases: Array<[string, number]> = [
+      ["{not json", -32700],
+      ['{"a":[[[[1]]]]}', -32600],
+      ['{"a":1}', -32600],
+    ];
     for (const [sent, code] of cases) {
       const a = await answered(await body(arrival(request("POST", "/mcp", { body: sent })), deps));
       expect([a.status, a.json.error.code, a.json.id], sent).toEqual([400, code, null]);
@@ -118,10 +146,13 @@ describe("the body: refused", () => {
 });
 
 describe("the MCP headers", () => {
-  const read = async (headers: Record<string, string>) => (await body(arrival(request("POST", "/mcp", { body: toolCall(3, "search"), headers })), deps)) as Read;
+  const read = async (headers: Record<string, string>) =>
+    (await body(arrival(request("POST", "/mcp", { body: toolCall(3, "search"), headers })), deps)) as Read;
 
   it("absent, or describing the body: the request goes on", async () => {
-    for (const headers of [{}, { "mcp-method": "tools/call" }, { "mcp-method": "tools/call", "mcp-name": "search" }] as Array<Record<string, string>>) {
+    for (const headers of [{}, { "mcp-method": "tools/call" }, { "mcp-method": "tools/call", "mcp-name": "search" }] as Array<
+      Record<string, string>
+    >) {
       const s = await read(headers);
       expect(mcpHeaders(s)).toBe(s);
     }

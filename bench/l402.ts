@@ -12,13 +12,14 @@
  * after 5 warm-up rounds), and a `withTollbooth` agent doing the same through the SDK.
  * Asserts nothing.
  */
+
+import { randomBytes } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { randomBytes } from "node:crypto";
+import { type PayEvent, withTollbooth } from "../packages/tollbooth-client/src/index.ts";
+import { lndWallet } from "../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { startEverything } from "../scripts/stack/everything.ts";
 import { startGateway } from "../scripts/stack/gateway.ts";
-import { withTollbooth, type PayEvent } from "../packages/tollbooth-client/src/index.ts";
-import { lndWallet } from "../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { startLightningStandin } from "../test/helpers/lightning-standin.ts";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 40);
@@ -35,7 +36,11 @@ const origin = await startEverything();
 const ln = await startLightningStandin();
 const gw = await startGateway({
   originUrl: origin.url,
-  policy: { bucket: { capacity: 1, refillPerSecond: 0.0001 }, l402: { sats: 3, credits: 100 }, lightning: { backend: "lnd", url: ln.url, invoicesPerSecond: 1000 } },
+  policy: {
+    bucket: { capacity: 1, refillPerSecond: 0.0001 },
+    l402: { sats: 3, credits: 100 },
+    lightning: { backend: "lnd", url: ln.url, invoicesPerSecond: 1000 },
+  },
   vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex },
   // Each round a new caller: `x-api-key` names it (all rounds come from 127.0.0.1).
   unverifiedKeys: true,
@@ -53,7 +58,12 @@ try {
     const init = await fetch(`${gw.url}/mcp`, {
       method: "POST",
       headers: caller,
-      body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "bench-l402", version: "0" } } }),
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 0,
+        method: "initialize",
+        params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "bench-l402", version: "0" } },
+      }),
     });
     await init.arrayBuffer();
     const who = { ...caller, "mcp-session-id": init.headers.get("mcp-session-id") ?? "", "mcp-protocol-version": "2025-11-25" };
@@ -68,7 +78,11 @@ try {
     if (r402.status !== 402 || !offer) throw new Error(`expected a 402 with an L402 challenge, got ${r402.status}`);
     const { preimage } = await wallet.payInvoice(offer.invoice);
     const t2 = performance.now();
-    const ok = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...who, authorization: `L402 ${offer.macaroon}:${preimage}` }, body: body() });
+    const ok = await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: { ...who, authorization: `L402 ${offer.macaroon}:${preimage}` },
+      body: body(),
+    });
     await ok.arrayBuffer();
     const t3 = performance.now();
     if (ok.status !== 200) throw new Error(`expected 200 after paying, got ${ok.status}`);
@@ -85,7 +99,11 @@ try {
     const events: PayEvent[] = [];
     const transport = new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
       requestInit: { headers: { "x-api-key": `bench-sdk-${randomBytes(6).toString("hex")}` } },
-      fetch: withTollbooth(undefined, { pay: ["l402"], lightning: { wallet, maxSatsPerRequest: 3, maxSatsPerHour: 1_000_000 }, onPay: (e) => events.push(e) }),
+      fetch: withTollbooth(undefined, {
+        pay: ["l402"],
+        lightning: { wallet, maxSatsPerRequest: 3, maxSatsPerHour: 1_000_000 },
+        onPay: (e) => events.push(e),
+      }),
     });
     const client = new Client({ name: "bench-l402", version: "1.0.0" });
     await client.connect(transport);
@@ -97,7 +115,9 @@ try {
     await client.close();
   }
 
-  console.log(`L402 through tollbooth (wrangler dev, local workerd; Lightning stand-in on 127.0.0.1), ${ROUNDS} rounds, Node ${process.version}\n`);
+  console.log(
+    `L402 through tollbooth (wrangler dev, local workerd; Lightning stand-in on 127.0.0.1), ${ROUNDS} rounds, Node ${process.version}\n`,
+  );
   console.log("| step | median | p90 | max |");
   console.log("|---|---|---|---|");
   console.log(summary("402 with both challenges (invoice + macaroon)", challenge));

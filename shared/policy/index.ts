@@ -3,8 +3,9 @@
  * token bucket is, what a proof-of-work challenge asks and buys, and how the proxy
  * behaves. Given as JSON in the `TOLLBOOTH_POLICY` var; validated once, at start.
  */
-import * as z from "zod/mini";
+
 import { en } from "zod/locales";
+import * as z from "zod/mini";
 import { checkCongestionCurve, DEFAULT_CONGESTION } from "../limits/congestion.ts";
 import { checkClassPolicy, DEFAULT_CLASS_POLICY } from "../limits/origin-classes.ts";
 

@@ -20,10 +20,10 @@
 import { randomBytes } from "node:crypto";
 import { fetch402, fetchWithL402 } from "@getalby/lightning-tools/402";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { withTollbooth, type PayEvent, type SolveEvent } from "../../packages/tollbooth-client/src/index.ts";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startLightningStandin, standinWebln, type LightningStandin } from "../helpers/lightning-standin.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type PayEvent, type SolveEvent, withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type LightningStandin, standinWebln, startLightningStandin } from "../helpers/lightning-standin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { sats: 10, credits: 5 };

@@ -6,22 +6,23 @@
  * (decodes and checks the invoice signature), the `macaroon` package (reads and attenuates
  * the macaroon), node:crypto. docs/wire-contract.md §10 is the contract.
  */
-import bolt11 from "bolt11";
+
 import { createHmac, randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import bolt11 from "bolt11";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { withTollbooth, type PayEvent, type SolveEvent } from "../../packages/tollbooth-client/src/index.ts";
+import { type PayEvent, type SolveEvent, withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
 import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
-import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 /** The `macaroon` package (no types shipped): only what these tests read. */
 const macaroon = createRequire(import.meta.url)("macaroon") as {
@@ -46,7 +47,12 @@ beforeAll(async () => {
   [origin, ln] = await Promise.all([startOrigin(), startLightningStandin()]);
   gw = await startGateway({ originUrl: origin.url, policy: policy(ln.url), vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex } });
   // Another service run with the same secret: its macaroons verify here, their caveats do not.
-  other = await startGateway({ originUrl: origin.url, policy: policy(ln.url, "elsewhere"), secret: gw.secret, vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex } });
+  other = await startGateway({
+    originUrl: origin.url,
+    policy: policy(ln.url, "elsewhere"),
+    secret: gw.secret,
+    vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex },
+  });
 });
 
 afterAll(async () => {
@@ -56,7 +62,8 @@ afterAll(async () => {
 
 const caller = (label: string) => ({ "x-api-key": `${label}-${randomBytes(6).toString("hex")}` });
 let rpcId = 0;
-const toolCall = () => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
+const toolCall = () =>
+  JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
 /** Requests the origin has received so far. */
 const received = () => origin.requests().length;
 
@@ -65,12 +72,23 @@ async function openSession(g: Gateway, who: Record<string, string>): Promise<Rec
   const init = await fetch(`${g.url}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "l402-test", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "l402-test", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (await fetch(`${g.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
+  await (
+    await fetch(`${g.url}/mcp`, {
+      method: "POST",
+      headers: { ...MCP_HEADERS, ...session },
+      body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+    })
+  ).text();
   return session;
 }
 
@@ -85,7 +103,15 @@ async function call(g: Gateway, headers: Record<string, string>) {
 type Call = Awaited<ReturnType<typeof call>>;
 
 /** The L402 entry of a 402's `error.data.challenges`. */
-function l402Of(r: Call): { macaroon: string; token: string; invoice: string; paymentHash: string; sats: number; credits: number; header: string } {
+function l402Of(r: Call): {
+  macaroon: string;
+  token: string;
+  invoice: string;
+  paymentHash: string;
+  sats: number;
+  credits: number;
+  header: string;
+} {
   const entry = r.body.error.data.challenges.find((c: { type: string }) => c.type === "l402");
   expect(entry, JSON.stringify(r.body)).toBeDefined();
   return entry;
@@ -113,7 +139,10 @@ async function pay(invoice: string): Promise<string> {
 }
 
 /** A paid credential for a session of `g`: `<macaroon>:<preimage>`. */
-async function paidCredential(g: Gateway, session: Record<string, string>): Promise<{ credential: string; offer: ReturnType<typeof l402Of> }> {
+async function paidCredential(
+  g: Gateway,
+  session: Record<string, string>,
+): Promise<{ credential: string; offer: ReturnType<typeof l402Of> }> {
   const offer = l402Of(await overBudget(g, session));
   return { credential: `${offer.macaroon}:${await pay(offer.invoice)}`, offer };
 }
@@ -184,11 +213,17 @@ describe("the L402 challenge", () => {
     const ch = (await res.json()) as { type: string; header: string; invoice: string };
     expect(ch.type).toBe("l402");
     expect(res.headers.get("www-authenticate")).toBe(ch.header);
-    expect(bolt11.decode(ch.invoice, { bech32: "bcrt", pubKeyHash: 111, scriptHash: 196, validWitnessVersions: [0, 1] }).satoshis).toBe(PRICE.sats);
+    expect(bolt11.decode(ch.invoice, { bech32: "bcrt", pubKeyHash: 111, scriptHash: 196, validWitnessVersions: [0, 1] }).satoshis).toBe(
+      PRICE.sats,
+    );
     const bad = await fetch(`${gw.url}/.well-known/tollbooth/challenge?type=x402`, { headers: who });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { message: string }).message).toMatch(/offered: pow, l402/);
-    const verify = await fetch(`${gw.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...who }, body: JSON.stringify({ type: "bogus" }) });
+    const verify = await fetch(`${gw.url}/.well-known/tollbooth/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...who },
+      body: JSON.stringify({ type: "bogus" }),
+    });
     expect(verify.status).toBe(400);
     expect(((await verify.json()) as { message: string }).message).toMatch(/Unknown credential type "bogus"/);
   });
@@ -258,7 +293,11 @@ describe("paying", () => {
     const { credential } = await paidCredential(gw, session);
     expect((await call(gw, { ...session, authorization: `L402 ${credential}` })).status).toBe(200);
     const [mac, preimage] = credential.split(":");
-    const v = await fetch(`${gw.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...session }, body: JSON.stringify({ type: "l402", macaroon: mac, preimage }) });
+    const v = await fetch(`${gw.url}/.well-known/tollbooth/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...session },
+      body: JSON.stringify({ type: "l402", macaroon: mac, preimage }),
+    });
     expect(v.status).toBe(200);
     const { token, credits } = (await v.json()) as { token: string; credits: number };
     expect(credits).toBe(PRICE.credits - 1);
@@ -350,7 +389,12 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
     const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex });
     const c = await connect(`${gw.url}/mcp`, {
       apiKey: `sdk-l402-${randomBytes(4).toString("hex")}`,
-      fetch: withTollbooth(undefined, { pay: ["l402", "pow"], lightning: { wallet, maxSatsPerRequest: 10, maxSatsPerHour: 100 }, onPay: (e) => paid.push(e), onSolve: (e) => solved.push(e) }),
+      fetch: withTollbooth(undefined, {
+        pay: ["l402", "pow"],
+        lightning: { wallet, maxSatsPerRequest: 10, maxSatsPerHour: 100 },
+        onPay: (e) => paid.push(e),
+        onSolve: (e) => solved.push(e),
+      }),
     });
     try {
       for (let i = 1; i <= 11; i++) expect(firstText(await c.client.callTool(echo(i)))).toBe(`Echo: call-${i}`);
@@ -368,10 +412,19 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
     let asked = 0;
     const solved: SolveEvent[] = [];
     // A wallet is at hand, but the agent allows only work.
-    const wallet = { payInvoice: async (_: string): Promise<{ preimage: string }> => { asked++; throw new Error("not allowed"); } };
+    const wallet = {
+      payInvoice: async (_: string): Promise<{ preimage: string }> => {
+        asked++;
+        throw new Error("not allowed");
+      },
+    };
     const c = await connect(`${gw.url}/mcp`, {
       apiKey: `sdk-pow-${randomBytes(4).toString("hex")}`,
-      fetch: withTollbooth(undefined, { pay: ["pow"], lightning: { wallet, maxSatsPerRequest: 100, maxSatsPerHour: 100 }, onSolve: (e) => solved.push(e) }),
+      fetch: withTollbooth(undefined, {
+        pay: ["pow"],
+        lightning: { wallet, maxSatsPerRequest: 100, maxSatsPerHour: 100 },
+        onSolve: (e) => solved.push(e),
+      }),
     });
     try {
       for (let i = 1; i <= 6; i++) expect(firstText(await c.client.callTool(echo(i)))).toBe(`Echo: call-${i}`);
@@ -384,7 +437,12 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
 
   it("an agent over its spending limit is refused before paying, and the origin is not reached", async () => {
     let asked = 0;
-    const wallet = { payInvoice: async (_: string) => { asked++; return { preimage: "00".repeat(32) }; } };
+    const wallet = {
+      payInvoice: async (_: string) => {
+        asked++;
+        return { preimage: "00".repeat(32) };
+      },
+    };
     const c = await connect(`${gw.url}/mcp`, {
       apiKey: `sdk-cap-${randomBytes(4).toString("hex")}`,
       fetch: withTollbooth(undefined, { pay: ["l402"], lightning: { wallet, maxSatsPerRequest: PRICE.sats - 1, maxSatsPerHour: 100 } }),
@@ -408,7 +466,20 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
     const cli = fileURLToPath(new URL("../../packages/tollbooth-bridge/src/cli.ts", import.meta.url));
     const transport = new StdioClientTransport({
       command: process.execPath,
-      args: [cli, `${gw.url}/mcp`, "--header", `x-api-key: bridge-l402-${randomBytes(4).toString("hex")}`, "--pay", "l402", "--lnd-url", ln.url, "--lnd-macaroon-file", macaroonFile, "--max-sats-per-hour", "50"],
+      args: [
+        cli,
+        `${gw.url}/mcp`,
+        "--header",
+        `x-api-key: bridge-l402-${randomBytes(4).toString("hex")}`,
+        "--pay",
+        "l402",
+        "--lnd-url",
+        ln.url,
+        "--lnd-macaroon-file",
+        macaroonFile,
+        "--max-sats-per-hour",
+        "50",
+      ],
       stderr: "pipe",
     });
     const client = new Client({ name: "l402-bridge-e2e", version: "1.0.0" });

@@ -10,8 +10,8 @@
  *   session at the origin, so the origin holds at most the cap (16).
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startExpressOrigin, type ExpressOrigin } from "../helpers/express-origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type ExpressOrigin, startExpressOrigin } from "../helpers/express-origin.ts";
 
 const VERSION = "2025-11-25";
 const TRICK_CAP = 3;

@@ -15,11 +15,11 @@ import { withX402Client } from "agents/x402";
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
-import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
+import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = "1000";
@@ -38,7 +38,11 @@ beforeAll(async () => {
     bucket: { capacity: 1, refillPerSecond: 0.0001 },
     challenge: { difficulty: 8, credits: 4 },
     x402,
-    facilitator: { url: fac.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }] },
+    facilitator: {
+      url: fac.url,
+      payTo: chain.accounts.payTo.address,
+      assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }],
+    },
     x402ToolResult: true,
   });
   [gw, credits] = await Promise.all([
@@ -104,7 +108,16 @@ function answer(r: Rpc, id: number): Json {
 
 /** initialize + notifications/initialized (both cost 0): the headers of a live MCP session. */
 async function openSession(who: Record<string, string>, g: Gateway = gw): Promise<Record<string, string>> {
-  const init = await post(who, { jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-mcp-test", version: "0" } } }, g);
+  const init = await post(
+    who,
+    {
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-mcp-test", version: "0" } },
+    },
+    g,
+  );
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
   const note = await post(session, { jsonrpc: "2.0", method: "notifications/initialized" }, g);
@@ -237,7 +250,7 @@ describe("x402 inside MCP: the offer as a tool result (x402ToolResult)", () => {
 });
 
 describe("x402 inside MCP: a client written from the spec pays in params._meta", () => {
-  it("the PaymentPayload object in _meta[\"x402/payment\"]: the tool result with the receipt in _meta, exactly the price moved, the origin never sees the payment", async () => {
+  it('the PaymentPayload object in _meta["x402/payment"]: the tool result with the receipt in _meta, exactly the price moved, the origin never sees the payment', async () => {
     const payer = chain.accounts.payers[0]!;
     const session = await openSession(caller("spec-object"));
     const { required } = await overBudget(session);
@@ -254,10 +267,17 @@ describe("x402 inside MCP: a client written from the spec pays in params._meta",
     expect(result.isError ?? false, JSON.stringify(result)).toBe(false);
     expect(firstText(result)).toBe("Echo: paid");
     const receipt = result._meta?.["x402/payment-response"];
-    expect(receipt, JSON.stringify(result)).toMatchObject({ success: true, network: chain.network, transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/) });
+    expect(receipt, JSON.stringify(result)).toMatchObject({
+      success: true,
+      network: chain.network,
+      transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+    });
     expect(String(receipt.payer).toLowerCase()).toBe(payer.address.toLowerCase());
     // The same receipt in PAYMENT-RESPONSE.
-    expect(JSON.parse(Buffer.from(r.headers.get("payment-response")!, "base64").toString())).toMatchObject({ success: true, transaction: receipt.transaction });
+    expect(JSON.parse(Buffer.from(r.headers.get("payment-response")!, "base64").toString())).toMatchObject({
+      success: true,
+      transaction: receipt.transaction,
+    });
     // On chain: the settlement transaction succeeded and moved exactly the price.
     const tx = await chain.publicClient.getTransactionReceipt({ hash: receipt.transaction as Hex });
     expect(tx.status).toBe("success");
@@ -287,7 +307,11 @@ describe("x402 inside MCP: a client written from the spec pays in params._meta",
     expect(r.status, JSON.stringify(r.messages)).toBe(200);
     const result = answer(r, call.id).result;
     expect(firstText(result)).toBe("Echo: paid-b64");
-    expect(result._meta["x402/payment-response"]).toMatchObject({ success: true, network: chain.network, transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/) });
+    expect(result._meta["x402/payment-response"]).toMatchObject({
+      success: true,
+      network: chain.network,
+      transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+    });
     expect(String(result._meta["x402/payment-response"].payer).toLowerCase()).toBe(payer.address.toLowerCase());
     const now = await balances(payer);
     expect(was.payer - now.payer).toBe(1000n);
@@ -344,7 +368,9 @@ describe("x402 inside MCP: Cloudflare agents/x402 (withX402Client)", () => {
       // setSpendControls) refuses an asset that is not a known default asset of its network.
       const bare = new x402Client();
       registerExactEvmScheme(bare, { signer: privateKeyToAccount(payer.privateKey) });
-      await expect(bare.createPaymentPayload(second._meta["x402/error"])).rejects.toThrow(/rejected by spendControls: only default assets or entries in spendControls.allowedAssets are allowed/);
+      await expect(bare.createPaymentPayload(second._meta["x402/error"])).rejects.toThrow(
+        /rejected by spendControls: only default assets or entries in spendControls.allowedAssets are allowed/,
+      );
     } finally {
       await c.close(true);
     }
@@ -367,7 +393,11 @@ describe("x402 inside MCP: Cloudflare agents/x402 (withX402Client)", () => {
       expect(confirmations).toHaveLength(1);
       expect(paid.isError ?? false, JSON.stringify(paid)).toBe(false);
       expect(firstText(paid)).toBe("Echo: b2");
-      expect(paid._meta["x402/payment-response"]).toMatchObject({ success: true, network: chain.network, transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/) });
+      expect(paid._meta["x402/payment-response"]).toMatchObject({
+        success: true,
+        network: chain.network,
+        transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+      });
       expect(String(paid._meta["x402/payment-response"].payer).toLowerCase()).toBe(payer.address.toLowerCase());
       const now = await balances(payer);
       expect(was.payer - now.payer).toBe(1000n);
@@ -453,7 +483,7 @@ describe("x402 inside MCP: refusals never reach the origin and never move funds"
     });
   }
 
-  it("a malformed _meta[\"x402/payment\"] (\"not-base64\") is x402_malformed, even for a caller with budget left", async () => {
+  it('a malformed _meta["x402/payment"] ("not-base64") is x402_malformed, even for a caller with budget left', async () => {
     const session = await openSession(caller("malformed"));
     const payTo = await chain.balanceOf(chain.accounts.payTo.address);
     const calls = fac.calls();
@@ -500,7 +530,10 @@ describe("x402 inside MCP: credits mode (second gateway)", () => {
     const session = await openSession(caller("credits"), credits);
     const { required, result } = await overBudget(session, credits);
     expect(required.accepts[0]).toMatchObject({ amount: "10000", asset: chain.usdc, network: chain.network });
-    expect(result._meta["tollbooth/challenges"].find((c: { type: string }) => c.type === "x402")).toMatchObject({ mode: "credits", credits: 5 });
+    expect(result._meta["tollbooth/challenges"].find((c: { type: string }) => c.type === "x402")).toMatchObject({
+      mode: "credits",
+      credits: 5,
+    });
     const payload = await sign(payer, required);
 
     const was = await balances(payer);

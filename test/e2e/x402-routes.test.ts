@@ -7,17 +7,18 @@
  * reaches `/settle` exactly once: one transaction on chain and none reverted, the other
  * request answered 402 `x402_spent`, the origin called once.
  */
+
+import { randomBytes } from "node:crypto";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, decodePaymentResponseHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentRequired } from "@x402/core/types";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
-import { randomBytes } from "node:crypto";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
-import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
+import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { amount: "10000", credits: 5 };
@@ -42,7 +43,12 @@ beforeAll(async () => {
       bucket: { capacity: 5, refillPerSecond: 0.0001 },
       challenge: { difficulty: 8 },
       x402: { mode: "credits", ...PRICE },
-      facilitator: { url: facilitator.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }], timeoutMs: 10_000 },
+      facilitator: {
+        url: facilitator.url,
+        payTo: chain.accounts.payTo.address,
+        assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }],
+        timeoutMs: 10_000,
+      },
     },
     vars: { TOLLBOOTH_ROUTES: JSON.stringify(routes) },
   });
@@ -55,19 +61,29 @@ afterAll(async () => {
 });
 
 let rpcId = 0;
-const toolCall = () => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
+const toolCall = () =>
+  JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
 
 /** An MCP session of `who` on the route at `prefix`. */
 async function openSession(prefix: string, who: Record<string, string>): Promise<Record<string, string>> {
   const init = await fetch(`${gw.url}${prefix}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-routes", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-routes", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  const note = await fetch(`${gw.url}${prefix}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) });
+  const note = await fetch(`${gw.url}${prefix}/mcp`, {
+    method: "POST",
+    headers: { ...MCP_HEADERS, ...session },
+    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+  });
   await note.text();
   return session;
 }
@@ -101,7 +117,8 @@ async function facilitatorReceipts(from: bigint) {
   for (let n = from; n <= latest; n++) {
     const block = await chain.publicClient.getBlock({ blockNumber: n, includeTransactions: true });
     for (const tx of block.transactions) {
-      if (tx.from.toLowerCase() === facilitator.signer.toLowerCase()) receipts.push(await chain.publicClient.getTransactionReceipt({ hash: tx.hash }));
+      if (tx.from.toLowerCase() === facilitator.signer.toLowerCase())
+        receipts.push(await chain.publicClient.getTransactionReceipt({ hash: tx.hash }));
     }
   }
   return receipts;
@@ -124,7 +141,10 @@ describe("one authorization, two routes", () => {
     facilitator.setDelayMs(300);
     let answers;
     try {
-      answers = await Promise.all([call("/a", { ...onA, "payment-signature": header }), call("/b", { ...onB, "payment-signature": header })]);
+      answers = await Promise.all([
+        call("/a", { ...onA, "payment-signature": header }),
+        call("/b", { ...onB, "payment-signature": header }),
+      ]);
     } finally {
       facilitator.setDelayMs(0);
     }

@@ -15,11 +15,12 @@
  * naming a session the origin does not hold gets 404 (MCP "Session Management"). It counts
  * the sessions it holds: `liveSessions()` now, `mostLiveSessions()` at any moment so far.
  */
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
+
 import { randomUUID } from "node:crypto";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { createMcpExpressApp } from "@modelcontextprotocol/sdk/server/express.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 
 /** A request as Express hands it over (this repository does not install @types/express). */

@@ -12,7 +12,7 @@
 import http, { type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { inject } from "vitest";
-import { startEverything, type Everything } from "../../scripts/stack/everything.ts";
+import { type Everything, startEverything } from "../../scripts/stack/everything.ts";
 
 /**
  * The server-everything shared by the e2e files (test/e2e/global-setup.ts), as an

@@ -25,14 +25,29 @@ export const ASSET = `0x${"a5".repeat(20)}`;
 export const PAY_TO = `0x${"7e".repeat(20)}`;
 
 /** The policy's `facilitator` section for the fake facilitator. */
-export const FACILITATOR = { url: FACILITATOR_URL, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USD Coin", version: "2" }] };
+export const FACILITATOR = {
+  url: FACILITATOR_URL,
+  payTo: PAY_TO,
+  assets: [{ network: NETWORK, asset: ASSET, name: "USD Coin", version: "2" }],
+};
 
 /** An x402 v2 PaymentPayload of the exact EVM scheme (EIP-3009 `transferWithAuthorization`). */
 export interface X402Payment {
   x402Version: 2;
   resource: { url: string; description: string; mimeType: string };
-  accepted: { scheme: string; network: string; asset: string; amount: string; payTo: string; maxTimeoutSeconds: number; extra: { name: string; version: string } };
-  payload: { signature: string; authorization: { from: string; to: string; value: string; validAfter: string; validBefore: string; nonce: string } };
+  accepted: {
+    scheme: string;
+    network: string;
+    asset: string;
+    amount: string;
+    payTo: string;
+    maxTimeoutSeconds: number;
+    extra: { name: string; version: string };
+  };
+  payload: {
+    signature: string;
+    authorization: { from: string; to: string; value: string; validAfter: string; validBefore: string; nonce: string };
+  };
 }
 
 const randomHex = (bytes: number) => hex(crypto.getRandomValues(new Uint8Array(bytes)));
@@ -47,10 +62,26 @@ export function x402Payment(amount: string, opts: { from?: string; accepted?: Pa
   return {
     x402Version: 2,
     resource: { url: "http://gw.test/mcp", description: "tools/call echo", mimeType: "application/json" },
-    accepted: { scheme: "exact", network: NETWORK, asset: ASSET, amount, payTo: PAY_TO, maxTimeoutSeconds: 120, extra: { name: "USD Coin", version: "2" }, ...opts.accepted },
+    accepted: {
+      scheme: "exact",
+      network: NETWORK,
+      asset: ASSET,
+      amount,
+      payTo: PAY_TO,
+      maxTimeoutSeconds: 120,
+      extra: { name: "USD Coin", version: "2" },
+      ...opts.accepted,
+    },
     payload: {
       signature: `0x${"5e".repeat(65)}`,
-      authorization: { from, to: PAY_TO, value: amount, validAfter: String(nowS - 600), validBefore: String(nowS + 300), nonce: `0x${randomHex(32)}` },
+      authorization: {
+        from,
+        to: PAY_TO,
+        value: amount,
+        validAfter: String(nowS - 600),
+        validBefore: String(nowS + 300),
+        nonce: `0x${randomHex(32)}`,
+      },
     },
   };
 }
@@ -67,7 +98,12 @@ export function fromBase64Json(value: string): any {
 }
 
 /** What a `/settle` of the fake facilitator answers for a payment. */
-export const settlement = (p: X402Payment) => ({ success: true, transaction: `0x${"ab".repeat(32)}`, network: p.accepted.network, payer: p.payload.authorization.from });
+export const settlement = (p: X402Payment) => ({
+  success: true,
+  transaction: `0x${"ab".repeat(32)}`,
+  network: p.accepted.network,
+  payer: p.payload.authorization.from,
+});
 
 /**
  * The fake facilitator: every `/verify` is valid (the payer is the authorization's `from`) and
@@ -75,7 +111,10 @@ export const settlement = (p: X402Payment) => ({ success: true, transaction: `0x
  */
 export function fakeFacilitator(): {
   service: (req: Request, body: string) => Response;
-  calls: { verify: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }>; settle: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }> };
+  calls: {
+    verify: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }>;
+    settle: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }>;
+  };
 } {
   const calls = { verify: [] as any[], settle: [] as any[] };
   const service = (req: Request, body: string): Response => {
@@ -171,17 +210,28 @@ export function bolt11(sats: number, paymentHash: string, timestamp: number, exp
 }
 
 /** The fake LND: `POST /v1/invoices` makes an invoice of a fresh preimage; `preimageOf` pays one (reveals its preimage). */
-export function fakeLnd(): { service: (req: Request, body: string) => Promise<Response>; created: () => number; preimageOf: (invoice: string) => string } {
+export function fakeLnd(): {
+  service: (req: Request, body: string) => Promise<Response>;
+  created: () => number;
+  preimageOf: (invoice: string) => string;
+} {
   const preimages = new Map<string, string>();
   const service = async (req: Request, body: string): Promise<Response> => {
-    if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/invoices") return Response.json({ message: "Not Found" }, { status: 404 });
-    if (req.headers.get("grpc-metadata-macaroon") !== LND_MACAROON_HEX) return Response.json({ message: "verification failed" }, { status: 401 });
+    if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/invoices")
+      return Response.json({ message: "Not Found" }, { status: 404 });
+    if (req.headers.get("grpc-metadata-macaroon") !== LND_MACAROON_HEX)
+      return Response.json({ message: "verification failed" }, { status: 401 });
     const { value, memo, expiry } = JSON.parse(body) as { value: string; memo: string; expiry: string };
     const preimage = crypto.getRandomValues(new Uint8Array(32));
     const hash = await sha256(preimage);
     const invoice = bolt11(Number(value), hex(hash), Math.floor(Date.now() / 1000), Number(expiry), memo);
     preimages.set(invoice, hex(preimage));
-    return Response.json({ r_hash: btoa(String.fromCharCode(...hash)), payment_request: invoice, add_index: String(preimages.size), payment_addr: b64url(hash) });
+    return Response.json({
+      r_hash: btoa(String.fromCharCode(...hash)),
+      payment_request: invoice,
+      add_index: String(preimages.size),
+      payment_addr: b64url(hash),
+    });
   };
   return {
     service,

@@ -5,17 +5,17 @@
  * in front when TOLLBOOTH_ADMIN_TOKEN is set. A bad setting throws a TypeError naming it.
  */
 import { Hono, type MiddlewareHandler } from "hono";
-import { importKeyring, parseSecrets, type HmacKey } from "../../shared/credentials/keys.ts";
+import { type HmacKey, importKeyring, parseSecrets } from "../../shared/credentials/keys.ts";
 import { originProblem, parseRoutes, routeSecrets } from "../../shared/policy/routes.ts";
-import { admin, type AdminRoute } from "../admin/index.ts";
+import { type AdminRoute, admin } from "../admin/index.ts";
 import type { Env } from "../env.ts";
 import { parseFlushMs } from "../observe/flusher.ts";
 import { note, observe, parseDecisionLog } from "../observe/observe.ts";
-import { tollbooth, type TollboothVariables } from "../pipeline/middleware.ts";
+import { type TollboothVariables, tollbooth } from "../pipeline/middleware.ts";
 import { sessionEnder } from "../proxy/end-session.ts";
 import { mcpProxy, type ProxyOptions } from "../proxy/proxy.ts";
-import { parsePolicy, type Policy } from "../schemes/policy.ts";
-import { prefixedWellKnown, router, scopedNamespace, type RouteEntry } from "./router.ts";
+import { type Policy, parsePolicy } from "../schemes/policy.ts";
+import { prefixedWellKnown, type RouteEntry, router, scopedNamespace } from "./router.ts";
 
 /** The environment's string bindings (vars and secrets), by name. */
 export function stringBindings(env: Env): Record<string, string> {

@@ -7,7 +7,7 @@
  * becomes a label, so the number of counter keys stays bounded whatever callers invent.
  */
 import { PAYERS, SCHEMES } from "../schemes/registry.ts";
-import { LATENCY_BUCKETS_MS, type Counters, type DecisionRecord } from "./types.ts";
+import { type Counters, type DecisionRecord, LATENCY_BUCKETS_MS } from "./types.ts";
 
 /** `items` as prose: `a`, `a or b`, `a, b or c`… with `last` before the last one. */
 function listed(items: readonly string[], last: string): string {

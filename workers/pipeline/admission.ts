@@ -14,10 +14,10 @@ import { signToken } from "../../shared/credentials/token.ts";
 import type { LeaseAdmission } from "../../shared/limits/lease.ts";
 import type { Plan } from "../../shared/policy/index.ts";
 import { CREDITS_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
-import type { AdmitResult } from "../objects/caller-state.ts";
-import { storeFailure, type CallerStore } from "../objects/stores.ts";
-import { blocked, tooMany, unavailable } from "../refusal/layers.ts";
 import { gatewayUrls } from "../endpoints/urls.ts";
+import type { AdmitResult } from "../objects/caller-state.ts";
+import { type CallerStore, storeFailure } from "../objects/stores.ts";
+import { blocked, tooMany, unavailable } from "../refusal/layers.ts";
 import { describeRequest, overBudget } from "../refusal/over-budget.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import type { OfferContext } from "../schemes/contract.ts";
@@ -58,7 +58,11 @@ function leaseDecision(plan: Plan, cost: number, local: LeaseAdmission, nowMs: n
 }
 
 /** The decision: from this isolate's lease when it can, else from the caller's object (asking for a lease with it). */
-async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy" | "sessionUses">, store: CallerStore): Promise<Taken | Unmet | Refusal> {
+async function take(
+  s: Carrying,
+  deps: Pick<Deps, "leases" | "policy" | "sessionUses">,
+  store: CallerStore,
+): Promise<Taken | Unmet | Refusal> {
   const { caller, cost, nowMs, plan } = s;
   const leases = deps.leases;
   // Sessions used from the lease ride on this isolate's next call to the caller's object.

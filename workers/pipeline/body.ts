@@ -8,12 +8,12 @@
  * Invariant: the clock is read after the whole body has arrived, so a body trickled in
  * slowly cannot make an expired challenge or token look fresh.
  */
-import { ErrorCode, isBodyError, parseBody, type ParsedBody } from "../../shared/jsonrpc.ts";
+import { ErrorCode, isBodyError, type ParsedBody, parseBody } from "../../shared/jsonrpc.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import type { Deps } from "./deps.ts";
 import { normalizePath, pathProblem } from "./paths.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./read-body.ts";
-import { record, type Arrival, type Read } from "./state.ts";
+import { type Arrival, type Read, record } from "./state.ts";
 
 /** Methods of the MCP endpoint (Streamable HTTP, MCP 2025-11-25); others get 405 at the gateway. */
 export const ENDPOINT_METHODS = ["POST", "GET", "DELETE", "OPTIONS"];

@@ -34,7 +34,7 @@ import { networkCeiling } from "./network-ceiling.ts";
 import { originCeiling } from "./origin-ceiling.ts";
 import { originHeader } from "./origin-header.ts";
 import { settlement } from "./settlement.ts";
-import { record, type Arrival, type Cleared, type Outcome, type Read, type RequestContext } from "./state.ts";
+import { type Arrival, type Cleared, type Outcome, type Read, type RequestContext, record } from "./state.ts";
 
 /** Refused by a step, after state `s` (its body, when read, gives the answer its ids). */
 function refused(s: Arrival | Read, refusal: Refusal): Outcome {

@@ -10,8 +10,8 @@
  * when shorter).
  */
 import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER } from "../../shared/wire/headers.ts";
-import { contentDigest, originProver } from "./origin-proof.ts";
 import type { SessionEnder } from "../pipeline/deps.ts";
+import { contentDigest, originProver } from "./origin-proof.ts";
 import { originBase, type ProxyOptions } from "./proxy.ts";
 
 /** Most milliseconds the gateway waits for the origin's answer to an eviction DELETE. */

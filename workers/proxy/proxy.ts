@@ -15,8 +15,8 @@
  * request id (`error.code` 502), after which the stream ends normally.
  */
 import type { Context } from "hono";
-import { ErrorCode, requestIds } from "../../shared/jsonrpc.ts";
 import type { HmacKey } from "../../shared/credentials/keys.ts";
+import { ErrorCode, requestIds } from "../../shared/jsonrpc.ts";
 import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER, SOLUTION_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
 import type { TollboothState, TollboothVariables } from "../pipeline/handoff.ts";
 import { toJsonRpc } from "../refusal/json-rpc.ts";

@@ -9,9 +9,9 @@
  * own (wallet, signer, limits) come from its bridge payer (payers/).
  */
 import { parseArgs } from "node:util";
-import { PAYER_NAMES } from "../../tollbooth-client/src/payers/index.ts";
 import type { PayerName } from "../../tollbooth-client/src/index.ts";
-import { badArguments, flagError, integerOption, LOOPBACK, stringFlag, type FlagValues } from "./flags.ts";
+import { PAYER_NAMES } from "../../tollbooth-client/src/payers/index.ts";
+import { badArguments, type FlagValues, flagError, integerOption, LOOPBACK, stringFlag } from "./flags.ts";
 import type { LogLevel } from "./log.ts";
 import { BRIDGE_PAYERS, type BridgePayerArgs } from "./payers/index.ts";
 

@@ -6,20 +6,20 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  GW,
-  ORIGIN_URL,
-  SECRET,
   challengeOf,
   errorBody,
   freezeTime,
   freshIp,
+  GW,
   gateway,
   ipIdentity,
   kidOf,
+  ORIGIN_URL,
   observeOrigin,
   post,
   request,
   rows,
+  SECRET,
   solve,
   toolCall,
 } from "../support.ts";

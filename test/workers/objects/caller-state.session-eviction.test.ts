@@ -16,6 +16,7 @@ import { EVICTION_STALE_MS } from "../../../workers/objects/caller-state.ts";
 import {
   advance,
   errorBody,
+  type Forwarded,
   freezeTime,
   freshIp,
   gateway,
@@ -27,7 +28,6 @@ import {
   stubFor,
   toolCall,
   WELL_KNOWN,
-  type Forwarded,
 } from "../support.ts";
 
 const CAP = 2;

@@ -10,8 +10,8 @@
 import { runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import {
-  WELL_KNOWN,
   errorBody,
+  type Forwarded,
   freezeTime,
   freshIp,
   gateway,
@@ -21,7 +21,7 @@ import {
   request,
   rpc,
   stubFor,
-  type Forwarded,
+  WELL_KNOWN,
 } from "../support.ts";
 
 const POLICY = {

@@ -6,11 +6,10 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { CallerState } from "../../../workers/objects/caller-state.ts";
 import type { NetworkLimiter } from "../../../workers/env.ts";
+import type { CallerState } from "../../../workers/objects/caller-state.ts";
 import type { DecisionRecord } from "../../../workers/observe/types.ts";
 import {
-  WELL_KNOWN,
   challengeOf,
   fetchChallenge,
   freezeTime,
@@ -24,6 +23,7 @@ import {
   sha256,
   solve,
   toolCall,
+  WELL_KNOWN,
 } from "../support.ts";
 
 /** Lines logged with console.log, captured. */

@@ -22,18 +22,18 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { CallerState } from "../../../workers/objects/caller-state.ts";
 import {
-  WELL_KNOWN,
   challengeOf,
   errorBody,
   fetchChallenge,
   freshIp,
   gateway,
   observeOrigin,
+  type PolicyJson,
   post,
   request,
   solve,
   toolCall,
-  type PolicyJson,
+  WELL_KNOWN,
 } from "../support.ts";
 
 type Fault = "none" | "throw" | "hang" | "overloaded" | "remote" | "retryable";

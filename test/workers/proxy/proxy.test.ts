@@ -7,27 +7,27 @@
  */
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import {
-  GW,
-  ORIGIN_URL,
-  SECRET,
   authIdentity,
   b64url,
   canonical,
   challengeOf,
   errorBody,
+  type Forwarded,
   freezeTime,
   freshIp,
+  GW,
   gateway,
   hmacSha256,
   ipIdentity,
   kidOf,
+  ORIGIN_URL,
   observeOrigin,
   post,
   request,
+  SECRET,
   sha256,
   solve,
   toolCall,
-  type Forwarded,
 } from "../support.ts";
 
 let now: number;

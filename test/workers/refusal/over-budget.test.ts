@@ -7,16 +7,14 @@
  * `offerOrder`) with every scheme enabled, against a fake LND and facilitator (../payments.ts).
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { FACILITATOR, FACILITATOR_URL, LND_MACAROON_HEX, LND_URL, fakeFacilitator, fakeLnd } from "../payments.ts";
+import { FACILITATOR, FACILITATOR_URL, fakeFacilitator, fakeLnd, LND_MACAROON_HEX, LND_URL } from "../payments.ts";
 import {
   CHALLENGE_FIELDS,
-  GW,
-  SECRET,
-  WELL_KNOWN,
   challengeOf,
   errorBody,
   freezeTime,
   freshIp,
+  GW,
   gateway,
   kidOf,
   observeOrigin,
@@ -24,8 +22,10 @@ import {
   post,
   request,
   rpc,
+  SECRET,
   solve,
   toolCall,
+  WELL_KNOWN,
 } from "../support.ts";
 
 let now: number;

@@ -8,8 +8,8 @@
  * test/unit/workers/schemes/contract.test.ts's and test/e2e/l402-lightning.test.ts's.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { LND_MACAROON_HEX, LND_URL, fakeLnd } from "../payments.ts";
-import { errorBody, freshIp, gateway, observeOrigin, post, toolCall, type Forwarded } from "../support.ts";
+import { fakeLnd, LND_MACAROON_HEX, LND_URL } from "../payments.ts";
+import { errorBody, type Forwarded, freshIp, gateway, observeOrigin, post, toolCall } from "../support.ts";
 
 const PRICE = { sats: 10, credits: 5 };
 const POLICY = {
@@ -36,7 +36,12 @@ async function paidCredential(): Promise<string> {
   const res = await send(post(toolCall(2), { ip }));
   expect(res.status).toBe(402);
   expect(res.headers.get("www-authenticate")).toContain("L402 ");
-  const offer = (await errorBody(res)).error.data!.challenges.find((c: { type: string }) => c.type === "l402") as { macaroon: string; invoice: string; sats: number; credits: number };
+  const offer = (await errorBody(res)).error.data!.challenges.find((c: { type: string }) => c.type === "l402") as {
+    macaroon: string;
+    invoice: string;
+    sats: number;
+    credits: number;
+  };
   expect(offer).toMatchObject({ sats: PRICE.sats, credits: PRICE.credits });
   return `${offer.macaroon}:${lnd.preimageOf(offer.invoice)}`;
 }

@@ -14,7 +14,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { BLOCK_MEMO_MS } from "../../../workers/objects/stores.ts";
-import { GW, ORIGIN_URL, advance, errorBody, freezeTime, freshIp, gateway, post, rpc, toolCall } from "../support.ts";
+import { advance, errorBody, freezeTime, freshIp, GW, gateway, ORIGIN_URL, post, rpc, toolCall } from "../support.ts";
 
 const FACILITATOR = "http://facilitator.test";
 const NETWORK = "eip155:84532";
@@ -25,7 +25,12 @@ const CREDITS = 5;
 const TOP = {
   bucket: { capacity: 1, refillPerSecond: 0.0001 },
   x402: { mode: "credits", amount: PRICE, credits: CREDITS },
-  facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }], timeoutMs: 5_000 },
+  facilitator: {
+    url: FACILITATOR,
+    payTo: PAY_TO,
+    assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }],
+    timeoutMs: 5_000,
+  },
 };
 const ROUTES = [
   { name: "a", match: { path: "/a" }, origin: `${ORIGIN_URL}/oa` },
@@ -63,14 +68,24 @@ function stubPeers(): Peers {
       const json = (v: unknown) => new Response(JSON.stringify(v), { status: 200, headers: { "content-type": "application/json" } });
       if (url.pathname === "/verify") {
         peers.verify++;
-        return json(peers.settled.includes(nonce) ? { isValid: false, invalidReason: "invalid_exact_evm_nonce_already_used", payer: from } : { isValid: true, payer: from });
+        return json(
+          peers.settled.includes(nonce)
+            ? { isValid: false, invalidReason: "invalid_exact_evm_nonce_already_used", payer: from }
+            : { isValid: true, payer: from },
+        );
       }
       peers.settle++;
       // Let a concurrent settlement of the same nonce overlap, as two transactions in one block would.
       await new Promise((r) => setTimeout(r, 20));
       if (peers.settled.includes(nonce)) {
         peers.reverted++;
-        return json({ success: false, errorReason: "transaction_reverted", transaction: "0x" + "ee".repeat(32), network: NETWORK, payer: from });
+        return json({
+          success: false,
+          errorReason: "transaction_reverted",
+          transaction: "0x" + "ee".repeat(32),
+          network: NETWORK,
+          payer: from,
+        });
       }
       peers.settled.push(nonce);
       return json({ success: true, transaction: "0x" + "ab".repeat(32), network: NETWORK, payer: from });
@@ -78,22 +93,37 @@ function stubPeers(): Peers {
     if (req.url.startsWith(ORIGIN_URL + "/")) {
       peers.origin.push(url.pathname);
       const id = ((await req.json().catch(() => ({}))) as { id?: unknown }).id ?? null;
-      return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } }), { status: 200, headers: { "content-type": "application/json" } });
+      return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } }), {
+        status: 200,
+        headers: { "content-type": "application/json" },
+      });
     }
     return real(input, init);
   });
   return peers;
 }
 
-const hex = (bytes: number) => "0x" + [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+const hex = (bytes: number) =>
+  "0x" + [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
 
 /** A v2 PaymentPayload (exact, EIP-3009) from `from` with a fresh nonce, as a client signs it for the offered requirement. */
 function payment(from = hex(20)) {
   const now = Math.floor(Date.now() / 1000);
   return {
     x402Version: 2,
-    accepted: { scheme: "exact", network: NETWORK, asset: ASSET, amount: PRICE, payTo: PAY_TO, maxTimeoutSeconds: 120, extra: { name: "USDC", version: "2" } },
-    payload: { signature: "0x" + "11".repeat(65), authorization: { from, to: PAY_TO, value: PRICE, validAfter: String(now - 10), validBefore: String(now + 120), nonce: hex(32) } },
+    accepted: {
+      scheme: "exact",
+      network: NETWORK,
+      asset: ASSET,
+      amount: PRICE,
+      payTo: PAY_TO,
+      maxTimeoutSeconds: 120,
+      extra: { name: "USDC", version: "2" },
+    },
+    payload: {
+      signature: "0x" + "11".repeat(65),
+      authorization: { from, to: PAY_TO, value: PRICE, validAfter: String(now - 10), validBefore: String(now + 120), nonce: hex(32) },
+    },
   };
 }
 const header = (p: unknown) => btoa(JSON.stringify(p));
@@ -105,7 +135,8 @@ function admin(method: string, path: string, body?: unknown): Request {
   if (body !== undefined) headers.set("content-type", "application/json");
   return new Request(`${GW}/admin${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
 }
-const block = async (id: string, seconds = 600) => expect((await single(admin("POST", `/callers/${encodeURIComponent(id)}/block`, { seconds }))).status).toBe(200);
+const block = async (id: string, seconds = 600) =>
+  expect((await single(admin("POST", `/callers/${encodeURIComponent(id)}/block`, { seconds }))).status).toBe(200);
 const verifyReq = (ip: string, p: unknown) => post({ type: "x402", payment: p }, { ip, path: "/.well-known/tollbooth/verify" });
 
 let peers: Peers;
@@ -118,7 +149,9 @@ beforeEach(() => {
 describe("x402 spent marks shared by every route", () => {
   it("one authorization sent to two routes at once (twice each) reaches /settle once: one 200, the others 402 x402_spent, one origin call", async () => {
     const p = payment();
-    const sends = ["/a/mcp", "/b/mcp", "/a/mcp", "/b/mcp"].map((path, i) => routed(post(toolCall(i), { ip, path, headers: { "payment-signature": header(p) } })));
+    const sends = ["/a/mcp", "/b/mcp", "/a/mcp", "/b/mcp"].map((path, i) =>
+      routed(post(toolCall(i), { ip, path, headers: { "payment-signature": header(p) } })),
+    );
     const answers = await Promise.all(sends);
     const statuses = answers.map((r) => r.status).sort();
     expect(statuses).toEqual([200, 402, 402, 402]);
@@ -160,7 +193,14 @@ describe("x402 spent marks shared by every route", () => {
     advance(2_000);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     // The whole state is deleted: not even the tables are left (they are made by the next write).
-    const tables = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray().map((r) => r.name));
+    const tables = await runInDurableObject(stub, (_i, state) =>
+      state.storage.sql
+        .exec<{ name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'",
+        )
+        .toArray()
+        .map((r) => r.name),
+    );
     expect(tables).toEqual([]);
   });
 
@@ -187,7 +227,7 @@ describe("a block follows the payer", () => {
     expect(peers).toMatchObject({ verify: 0, settle: 0, origin: [] });
   });
 
-  it("a blocked network paying in _meta[\"x402/payment\"] or at /verify gets 403 blocked, no /verify", async () => {
+  it('a blocked network paying in _meta["x402/payment"] or at /verify gets 403 blocked, no /verify', async () => {
     await block(`ip:${ip}`);
     const meta = await single(post(rpc("tools/call", { name: "echo", arguments: {}, _meta: { "x402/payment": payment() } }, 8), { ip }));
     expect(meta.status).toBe(403);
@@ -237,7 +277,9 @@ describe("a block follows the payer", () => {
     await block(payerOf(p));
     const settles = peers.settle;
     for (const from of [freshIp(), freshIp()]) {
-      const paid = await single(post(toolCall(1), { ip: from, headers: { "payment-signature": header(payment(p.payload.authorization.from)) } }));
+      const paid = await single(
+        post(toolCall(1), { ip: from, headers: { "payment-signature": header(payment(p.payload.authorization.from)) } }),
+      );
       expect(paid.status).toBe(403);
       expect((await errorBody(paid)).error.data!.reason).toBe("blocked");
       const withToken = await single(post(toolCall(2), { ip: from, headers: { "tollbooth-token": token } }));
@@ -255,10 +297,11 @@ describe("a block follows the payer", () => {
     const original = ns.get.bind(ns);
     vi.spyOn(ns, "get").mockImplementation((id, o) => {
       const stub = original(id, o);
-      return new Proxy(stub, { get: (t, k) => (typeof k === "string" && ["admit", "blocked", "claim"].includes(k) && calls.push(k), Reflect.get(t, k)) });
+      return new Proxy(stub, {
+        get: (t, k) => (typeof k === "string" && ["admit", "blocked", "claim"].includes(k) && calls.push(k), Reflect.get(t, k)),
+      });
     });
     expect((await single(post(toolCall(1), { ip }))).status).toBe(200);
     expect(calls).toEqual(["admit"]);
   });
 });
-

@@ -11,17 +11,18 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
+  base64Json,
   FACILITATOR,
   FACILITATOR_URL,
-  base64Json,
   fakeFacilitator,
   fromBase64Json,
   settlement,
-  x402Payment,
   type X402Payment,
+  x402Payment,
 } from "../payments.ts";
 import {
   errorBody,
+  type Forwarded,
   freshIp,
   gateway,
   observeOrigin,
@@ -31,7 +32,6 @@ import {
   rpc,
   solve,
   toolCall,
-  type Forwarded,
 } from "../support.ts";
 
 const PRICE = "10000";

@@ -11,12 +11,13 @@
  * It adds no policy section: the challenge's settings (`challenge`) are the policy's own,
  * since the caller's object adapts the difficulty.
  */
-import { parseAuthParams } from "../../../shared/wire/auth-params.ts";
+
 import { issueChallenge, verifySolution } from "../../../shared/credentials/challenge.ts";
-import { formatChallenge, readSolution, type PowChallenge, type SolutionError } from "../../../shared/wire/pow.ts";
-import { refuse } from "../../../shared/result.ts";
 import { newTokenId } from "../../../shared/credentials/token.ts";
+import { refuse } from "../../../shared/result.ts";
+import { parseAuthParams } from "../../../shared/wire/auth-params.ts";
 import { SOLUTION_HEADER } from "../../../shared/wire/headers.ts";
+import { formatChallenge, type PowChallenge, readSolution, type SolutionError } from "../../../shared/wire/pow.ts";
 import type { PaymentScheme, Redemption, SchemeFactory, SchemeModule } from "../contract.ts";
 
 /**

@@ -25,13 +25,30 @@
  */
 import { encodePaymentRequiredHeader, encodePaymentResponseHeader, HTTPFacilitatorClient } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequired, SettleResponse } from "@x402/core/types";
-import { refuse, type Result } from "../../../shared/result.ts";
 import { newTokenId } from "../../../shared/credentials/token.ts";
-import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER, X402_META_PAYMENT, X402_META_RESPONSE, X_PAYMENT_HEADER } from "../../../shared/wire/headers.ts";
+import { type Result, refuse } from "../../../shared/result.ts";
+import {
+  PAYMENT_REQUIRED_HEADER,
+  PAYMENT_RESPONSE_HEADER,
+  PAYMENT_SIGNATURE_HEADER,
+  X_PAYMENT_HEADER,
+  X402_META_PAYMENT,
+  X402_META_RESPONSE,
+} from "../../../shared/wire/headers.ts";
 import { takeMetaFromRequest, withoutMeta } from "../../proxy/mcp-meta.ts";
-import { credentialRefusal, type Offer, type OfferContext, type PaymentScheme, type Redeemable, type SchemeContext, type SchemeFactory, type SchemeModule, type Settled } from "../contract.ts";
+import {
+  credentialRefusal,
+  type Offer,
+  type OfferContext,
+  type PaymentScheme,
+  type Redeemable,
+  type SchemeContext,
+  type SchemeFactory,
+  type SchemeModule,
+  type Settled,
+} from "../contract.ts";
 import { authorizationOf, decodePayment, matchRequirement, requirementsFor, type X402Credential, type X402Error } from "./payment.ts";
-import { facilitatorOf, toolResultWanted, x402Credits, x402PriceOf, x402Section, type Facilitator } from "./policy.ts";
+import { type Facilitator, facilitatorOf, toolResultWanted, x402Credits, x402PriceOf, x402Section } from "./policy.ts";
 import { toolResult } from "./tool-result.ts";
 
 export type { X402Credential, X402Error } from "./payment.ts";
@@ -72,7 +89,12 @@ function offerFor(config: Facilitator, ctx: OfferContext): Offer {
 }
 
 /** A payment matched to an offered requirement and checked by the facilitator's `/verify`, into what it buys. */
-async function verifyPayment(facilitator: HTTPFacilitatorClient, config: Facilitator, payload: PaymentPayload, ctx: SchemeContext): Promise<Result<Redeemable, X402Error>> {
+async function verifyPayment(
+  facilitator: HTTPFacilitatorClient,
+  config: Facilitator,
+  payload: PaymentPayload,
+  ctx: SchemeContext,
+): Promise<Result<Redeemable, X402Error>> {
   const matched = matchRequirement(config, payload, ctx);
   if (!matched.ok) return matched;
   let verdict;
@@ -84,7 +106,11 @@ async function verifyPayment(facilitator: HTTPFacilitatorClient, config: Facilit
     console.error("tollbooth: x402 facilitator /verify failed", err);
     return refuse("facilitator_unavailable");
   }
-  if (!verdict.isValid) return refuse(verdict.invalidReason && /expired|valid_before|validbefore/i.test(verdict.invalidReason) ? "expired" : "invalid", verdict.invalidReason);
+  if (!verdict.isValid)
+    return refuse(
+      verdict.invalidReason && /expired|valid_before|validbefore/i.test(verdict.invalidReason) ? "expired" : "invalid",
+      verdict.invalidReason,
+    );
   const authorization = authorizationOf(payload);
   const payer = (verdict.payer ?? authorization.from).toLowerCase();
   const price = x402PriceOf(ctx.plan)!;
@@ -113,7 +139,12 @@ async function verifyPayment(facilitator: HTTPFacilitatorClient, config: Facilit
 }
 
 /** Settle a verified payment with the facilitator's `/settle`: its receipt header, and its `_meta` receipt when it came in MCP. */
-async function settlePayment(facilitator: HTTPFacilitatorClient, config: Facilitator, { payload, via }: X402Credential, ctx: SchemeContext): Promise<Result<Settled, X402Error>> {
+async function settlePayment(
+  facilitator: HTTPFacilitatorClient,
+  config: Facilitator,
+  { payload, via }: X402Credential,
+  ctx: SchemeContext,
+): Promise<Result<Settled, X402Error>> {
   const matched = matchRequirement(config, payload, ctx);
   if (!matched.ok) return matched;
   let settled: SettleResponse;
@@ -141,7 +172,15 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
   const facilitator = new HTTPFacilitatorClient({
     url: config.url.replace(/\/+$/, ""),
     timeoutMs: config.timeoutMs,
-    ...(auth ? { createAuthHeaders: async () => ({ verify: { Authorization: auth }, settle: { Authorization: auth }, supported: { Authorization: auth } }) } : {}),
+    ...(auth
+      ? {
+          createAuthHeaders: async () => ({
+            verify: { Authorization: auth },
+            settle: { Authorization: auth },
+            supported: { Authorization: auth },
+          }),
+        }
+      : {}),
   });
   const scheme: PaymentScheme<X402Credential> = {
     type: "x402",
@@ -181,7 +220,14 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
       return price ? { x402: price } : {};
     },
     // Where payments go (never the facilitator's credential).
-    publicPolicy: () => ({ x402: { payTo: config.payTo, assets: config.assets, maxTimeoutSeconds: config.maxTimeoutSeconds, toolResult: toolResultWanted(policy) } }),
+    publicPolicy: () => ({
+      x402: {
+        payTo: config.payTo,
+        assets: config.assets,
+        maxTimeoutSeconds: config.maxTimeoutSeconds,
+        toolResult: toolResultWanted(policy),
+      },
+    }),
     ...(toolResultWanted(policy) ? { toolResult } : {}),
     verifyRefusal: (reason) => credentialRefusal(scheme, reason),
   };
@@ -194,6 +240,11 @@ export const x402: SchemeModule = {
   prefix: "x402",
   make: x402Scheme,
   policy: x402Section,
-  payers: { prefix: "evm:", pattern: /^evm:0x[0-9a-f]{40}$/, spelled: "evm:0x<40 hex>", malformed: "evm: takes 0x and 40 lowercase hex digits" },
+  payers: {
+    prefix: "evm:",
+    pattern: /^evm:0x[0-9a-f]{40}$/,
+    spelled: "evm:0x<40 hex>",
+    malformed: "evm: takes 0x and 40 lowercase hex digits",
+  },
   words: { redeemed: "x402 payments", paidIn: "atomic units of the asset (x402)" },
 };

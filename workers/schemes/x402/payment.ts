@@ -8,10 +8,18 @@ import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import type { Plan } from "../../../shared/policy/index.ts";
 import { refuse } from "../../../shared/result.ts";
 import type { SchemeContext } from "../contract.ts";
-import { x402PriceOf, type Facilitator } from "./policy.ts";
+import { type Facilitator, x402PriceOf } from "./policy.ts";
 
 /** Why an x402 payment was refused (on the wire: `x402_<reason>`). */
-export type X402Error = "malformed" | "not_offered" | "underpaid" | "invalid" | "spent" | "expired" | "settle_failed" | "facilitator_unavailable";
+export type X402Error =
+  | "malformed"
+  | "not_offered"
+  | "underpaid"
+  | "invalid"
+  | "spent"
+  | "expired"
+  | "settle_failed"
+  | "facilitator_unavailable";
 
 /** Largest encoded payment accepted, characters. */
 const MAX_PAYMENT_CHARS = 16_384;
@@ -69,10 +77,18 @@ export function requirementsFor(config: Facilitator, plan: Plan, cost: number): 
 }
 
 /** The offered requirement the payload claims to pay, or why it matches none. */
-export function matchRequirement(config: Facilitator, payload: PaymentPayload, ctx: SchemeContext): { ok: true; requirement: PaymentRequirements } | { ok: false; reason: X402Error } {
+export function matchRequirement(
+  config: Facilitator,
+  payload: PaymentPayload,
+  ctx: SchemeContext,
+): { ok: true; requirement: PaymentRequirements } | { ok: false; reason: X402Error } {
   const a = payload.accepted;
   const offered = requirementsFor(config, ctx.plan, ctx.cost).find(
-    (r) => a.scheme === r.scheme && a.network === r.network && String(a.asset).toLowerCase() === r.asset.toLowerCase() && String(a.payTo).toLowerCase() === r.payTo.toLowerCase(),
+    (r) =>
+      a.scheme === r.scheme &&
+      a.network === r.network &&
+      String(a.asset).toLowerCase() === r.asset.toLowerCase() &&
+      String(a.payTo).toLowerCase() === r.payTo.toLowerCase(),
   );
   if (!offered) return refuse("not_offered");
   let paid: bigint;

@@ -8,9 +8,9 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { TollboothError } from "../../../../packages/tollbooth-client/src/index.ts";
 import { argumentsError, parseBridgeArgs, USAGE } from "../../../../packages/tollbooth-bridge/src/args.ts";
 import { nearest } from "../../../../packages/tollbooth-bridge/src/flags.ts";
+import { TollboothError } from "../../../../packages/tollbooth-client/src/index.ts";
 
 const URL_ARG = "https://mcp.example.com/mcp";
 

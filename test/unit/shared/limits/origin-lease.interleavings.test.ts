@@ -16,7 +16,14 @@ import { DEFAULT_CONGESTION } from "../../../../shared/limits/congestion.ts";
 import { MICRO, type MicroBucket } from "../../../../shared/limits/micro-units.ts";
 import { advance, aliveTotal, DEFAULT_CLASS_POLICY } from "../../../../shared/limits/origin-classes.ts";
 import { type Admission, OriginLeases, type Receipt, type SentCall } from "../../../../shared/limits/origin-lease.ts";
-import { committedTotal, initialShares, newRoot, type RootSettings, type RootState, rootCall } from "../../../../shared/limits/origin-root.ts";
+import {
+  committedTotal,
+  initialShares,
+  newRoot,
+  type RootSettings,
+  type RootState,
+  rootCall,
+} from "../../../../shared/limits/origin-root.ts";
 import {
   applyRootReply,
   newShard,

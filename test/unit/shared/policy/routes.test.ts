@@ -4,7 +4,7 @@
  * raw path only when it spells the prefix segment by segment.
  */
 import { describe, expect, it } from "vitest";
-import { matchRoute, originProblem, parseRoutes, restAfterPrefix, routeSecrets, type Route } from "../../../../shared/policy/routes.ts";
+import { matchRoute, originProblem, parseRoutes, type Route, restAfterPrefix, routeSecrets } from "../../../../shared/policy/routes.ts";
 import { normalizePath } from "../../../../workers/pipeline/paths.ts";
 import { parsePolicy } from "../../../../workers/schemes/policy.ts";
 

@@ -6,19 +6,19 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   addRecord,
+  type BatchMinute,
   countersOf,
   emptyBatch,
   MAX_CALLERS_PER_MINUTE,
   MAX_RECENT,
   mergeBatch,
   percentiles,
-  shortCaller,
-  type BatchMinute,
   type StatsBatch,
+  shortCaller,
 } from "../../../../workers/observe/counters.ts";
-import { statsFlusher, parseFlushMs } from "../../../../workers/observe/flusher.ts";
+import { parseFlushMs, statsFlusher } from "../../../../workers/observe/flusher.ts";
 import { prometheusText } from "../../../../workers/observe/prometheus.ts";
-import { LATENCY_BUCKETS_MS, type DecisionRecord, type StatsSnapshot } from "../../../../workers/observe/types.ts";
+import { type DecisionRecord, LATENCY_BUCKETS_MS, type StatsSnapshot } from "../../../../workers/observe/types.ts";
 
 const T0 = Date.UTC(2026, 10, 30, 10, 0, 0);
 

@@ -12,7 +12,7 @@ import { body } from "../../../../workers/pipeline/body.ts";
 import { credentials } from "../../../../workers/pipeline/credentials.ts";
 import { identity } from "../../../../workers/pipeline/identity.ts";
 import type { Carrying, Cleared, Known, Read } from "../../../../workers/pipeline/state.ts";
-import { arrival, depsFor, request, toolCall, type Deferred } from "./support.ts";
+import { arrival, type Deferred, depsFor, request, toolCall } from "./support.ts";
 
 const deps = depsFor();
 

@@ -17,14 +17,14 @@ import type { PaymentPayload, PaymentRequired } from "@x402/core/types";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
-import { isBodyError, parseBody, type ParsedBody } from "../../../../shared/jsonrpc.ts";
 import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
-import { parsePolicy, planFor, type Policy } from "../../../../workers/schemes/policy.ts";
-import { l402Scheme } from "../../../../workers/schemes/l402/index.ts";
+import { isBodyError, type ParsedBody, parseBody } from "../../../../shared/jsonrpc.ts";
+import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
 import type { OfferContext, PaymentScheme, SchemeContext } from "../../../../workers/schemes/contract.ts";
-import { x402Scheme, type X402Credential } from "../../../../workers/schemes/x402/index.ts";
-import { startLightningStandin, type LightningStandin } from "../../../helpers/lightning-standin.ts";
+import { l402Scheme } from "../../../../workers/schemes/l402/index.ts";
+import { type Policy, parsePolicy, planFor } from "../../../../workers/schemes/policy.ts";
+import { type X402Credential, x402Scheme } from "../../../../workers/schemes/x402/index.ts";
+import { type LightningStandin, startLightningStandin } from "../../../helpers/lightning-standin.ts";
 
 const SECRET = "schemes-secret-0123456789abcdef";
 const CALLER = "key:0123456789abcdef0123456789abcdef";
@@ -42,11 +42,20 @@ afterEach(() => {
 function context(policy: Policy, cost = 1, caller = CALLER): SchemeContext {
   return { policy, plan: planFor(policy, undefined), keyring, caller, nowMs: Date.now(), cost };
 }
-const offerContext = (policy: Policy, cost = 1, caller = CALLER): OfferContext => ({ ...context(policy, cost, caller), difficulty: 8, url: URL_, what: "tools/call echo", reason: "over_budget" });
+const offerContext = (policy: Policy, cost = 1, caller = CALLER): OfferContext => ({
+  ...context(policy, cost, caller),
+  difficulty: 8,
+  url: URL_,
+  what: "tools/call echo",
+  reason: "over_budget",
+});
 
 const enc = new TextEncoder();
 /** A request's credential source: headers and, for a JSON-RPC body, its parse and bytes. */
-function source(headers: Record<string, string>, body?: unknown): { headers: Headers; body: ParsedBody | null; raw: Uint8Array<ArrayBuffer> | null } {
+function source(
+  headers: Record<string, string>,
+  body?: unknown,
+): { headers: Headers; body: ParsedBody | null; raw: Uint8Array<ArrayBuffer> | null } {
   if (body === undefined) return { headers: new Headers(headers), body: null, raw: null };
   const raw = enc.encode(JSON.stringify(body)) as Uint8Array<ArrayBuffer>;
   const parsed = parseBody(raw);
@@ -54,7 +63,12 @@ function source(headers: Record<string, string>, body?: unknown): { headers: Hea
   return { headers: new Headers(headers), body: parsed, raw };
 }
 
-const toolCall = (id: number, meta?: Record<string, unknown>) => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) } });
+const toolCall = (id: number, meta?: Record<string, unknown>) => ({
+  jsonrpc: "2.0",
+  id,
+  method: "tools/call",
+  params: { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) },
+});
 
 // ---------------------------------------------------------------------------------------------
 // x402
@@ -65,8 +79,14 @@ describe("x402", () => {
   const PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
   const FACILITATOR = "https://facilitator.example";
   const PRICE = "10000";
-  const credits = parsePolicy({ x402: { mode: "credits", amount: PRICE, credits: 5 }, facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] } });
-  const perRequest = parsePolicy({ x402: { mode: "per-request", amountPerUnit: "700" }, facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] } });
+  const credits = parsePolicy({
+    x402: { mode: "credits", amount: PRICE, credits: 5 },
+    facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] },
+  });
+  const perRequest = parsePolicy({
+    x402: { mode: "per-request", amountPerUnit: "700" },
+    facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] },
+  });
   const scheme = x402Scheme(credits, { fetch, secrets: {} }) as PaymentScheme<X402Credential>;
   const account = privateKeyToAccount(generatePrivateKey());
   const payer = account.address.toLowerCase();
@@ -107,7 +127,9 @@ describe("x402", () => {
     const client = new x402Client();
     registerExactEvmScheme(client, { signer: account });
     client.setSpendControls({ allowedAssets: true });
-    return client.createPaymentPayload(amount === undefined ? required : { ...required, accepts: required.accepts.map((r) => ({ ...r, amount })) });
+    return client.createPaymentPayload(
+      amount === undefined ? required : { ...required, accepts: required.accepts.map((r) => ({ ...r, amount })) },
+    );
   }
 
   /** Read a payment from a `PAYMENT-SIGNATURE` header. */
@@ -124,10 +146,35 @@ describe("x402", () => {
       if (!offer.ok) return;
       expect(offer.challenge).toBeUndefined();
       const required = decodePaymentRequiredHeader(offer.headers!["payment-required"]!);
-      const accepts = [{ scheme: "exact", network: NETWORK, asset: ASSET, amount: PRICE, payTo: PAY_TO, maxTimeoutSeconds: 120, extra: { name: "USDC", version: "2" } }];
-      expect(required).toEqual({ x402Version: 2, error: "over_budget", resource: { url: URL_.href, description: "tools/call echo", mimeType: "application/json" }, accepts });
-      expect(offer.json).toEqual({ type: "x402", x402Version: 2, accepts, mode: "credits", credits: 5, header: "PAYMENT-REQUIRED", paymentRequired: required });
-      expect(offer.hint).toBe(`Pay with x402 (the PAYMENT-REQUIRED header: ${PRICE} atomic units of ${ASSET} on ${NETWORK} for 5 credits) and retry with header PAYMENT-SIGNATURE`);
+      const accepts = [
+        {
+          scheme: "exact",
+          network: NETWORK,
+          asset: ASSET,
+          amount: PRICE,
+          payTo: PAY_TO,
+          maxTimeoutSeconds: 120,
+          extra: { name: "USDC", version: "2" },
+        },
+      ];
+      expect(required).toEqual({
+        x402Version: 2,
+        error: "over_budget",
+        resource: { url: URL_.href, description: "tools/call echo", mimeType: "application/json" },
+        accepts,
+      });
+      expect(offer.json).toEqual({
+        type: "x402",
+        x402Version: 2,
+        accepts,
+        mode: "credits",
+        credits: 5,
+        header: "PAYMENT-REQUIRED",
+        paymentRequired: required,
+      });
+      expect(offer.hint).toBe(
+        `Pay with x402 (the PAYMENT-REQUIRED header: ${PRICE} atomic units of ${ASSET} on ${NETWORK} for 5 credits) and retry with header PAYMENT-SIGNATURE`,
+      );
     });
 
     it("per-request mode: the price is amountPerUnit × the request's cost", async () => {
@@ -145,7 +192,7 @@ describe("x402", () => {
       }
     });
 
-    it("params._meta[\"x402/payment\"] of a single tools/call, as an object or as base64: from mcp, and the body to forward has no payment (other _meta kept)", async () => {
+    it('params._meta["x402/payment"] of a single tools/call, as an object or as base64: from mcp, and the body to forward has no payment (other _meta kept)', async () => {
       const p = await signed(await offered());
       const b64 = Buffer.from(JSON.stringify(p)).toString("base64");
       for (const [value, rest] of [
@@ -166,8 +213,17 @@ describe("x402", () => {
       const p = await signed(await offered());
       expect(scheme.read(source({}, toolCall(1)))).toBeNull();
       expect(scheme.read(source({}, [toolCall(1, { "x402/payment": p })]))).toBeNull();
-      expect(scheme.read(source({}, { jsonrpc: "2.0", id: 2, method: "resources/read", params: { uri: "x", _meta: { "x402/payment": p } } }))).toBeNull();
-      expect(scheme.read(source({}, { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: { _meta: { "x402/payment": p } } } }))).toBeNull();
+      expect(
+        scheme.read(source({}, { jsonrpc: "2.0", id: 2, method: "resources/read", params: { uri: "x", _meta: { "x402/payment": p } } })),
+      ).toBeNull();
+      expect(
+        scheme.read(
+          source(
+            {},
+            { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: { _meta: { "x402/payment": p } } } },
+          ),
+        ),
+      ).toBeNull();
     });
 
     it("malformed: not base64 JSON, not v2, no EIP-3009 authorization", async () => {
@@ -195,7 +251,14 @@ describe("x402", () => {
       expect(check.identity).toBe(`evm:${payer}`);
       expect(check.token).toBe(true);
       expect(check.paid).toEqual({ amount: PRICE, unit: "atomic" });
-      expect(check.redemption).toMatchObject({ spendId: `x402:${NETWORK}:${ASSET.toLowerCase()}:${payer}:${auth.nonce.toLowerCase()}`, credits: 5, reusable: false, prefix: "x402", solve: false, spendUntilMs: Number(auth.validBefore) * 1000 });
+      expect(check.redemption).toMatchObject({
+        spendId: `x402:${NETWORK}:${ASSET.toLowerCase()}:${payer}:${auth.nonce.toLowerCase()}`,
+        credits: 5,
+        reusable: false,
+        prefix: "x402",
+        solve: false,
+        spendUntilMs: Number(auth.validBefore) * 1000,
+      });
       expect(calls.map((c) => c.path)).toEqual(["/verify"]);
       expect(calls[0]!.body.paymentPayload).toEqual(p);
       expect(calls[0]!.body.paymentRequirements).toEqual(p.accepted);
@@ -233,7 +296,11 @@ describe("x402", () => {
     it("another payee, network or asset: not_offered, the facilitator never asked", async () => {
       fakeFacilitator();
       const required = await offered();
-      const changes: Array<Partial<PaymentRequired["accepts"][number]>> = [{ payTo: "0x" + "11".repeat(20) }, { network: "eip155:1" }, { asset: "0x" + "22".repeat(20) }];
+      const changes: Array<Partial<PaymentRequired["accepts"][number]>> = [
+        { payTo: "0x" + "11".repeat(20) },
+        { network: "eip155:1" },
+        { asset: "0x" + "22".repeat(20) },
+      ];
       for (const change of changes) {
         const p = await signed({ ...required, accepts: required.accepts.map((r) => ({ ...r, ...change })) });
         expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "not_offered" });
@@ -245,7 +312,11 @@ describe("x402", () => {
       fakeFacilitator();
       const p = await signed(await offered());
       verdict = { isValid: false, invalidReason: "invalid_exact_evm_signature", payer };
-      expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "invalid", detail: "invalid_exact_evm_signature" });
+      expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({
+        ok: false,
+        reason: "invalid",
+        detail: "invalid_exact_evm_signature",
+      });
       verdict = { isValid: false, invalidReason: "invalid_exact_evm_payload_authorization_valid_before", payer };
       expect(await scheme.verify(fromHeader(p), context(credits))).toMatchObject({ ok: false, reason: "expired" });
       down = true;
@@ -270,7 +341,7 @@ describe("x402", () => {
       expect(calls[0]!.body.paymentRequirements).toEqual(p.accepted);
     });
 
-    it("inside MCP: the receipt for the result's _meta[\"x402/payment-response\"] is the settlement", async () => {
+    it('inside MCP: the receipt for the result\'s _meta["x402/payment-response"] is the settlement', async () => {
       fakeFacilitator();
       const p = await signed(await offered());
       const read = scheme.read(source({}, toolCall(1, { "x402/payment": p })));
@@ -289,7 +360,10 @@ describe("x402", () => {
       expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "settle_failed" });
       down = false;
       const before = calls.length;
-      expect(await scheme.settle!(fromHeader(await signed(await offered(), "9999")), context(credits))).toEqual({ ok: false, reason: "underpaid" });
+      expect(await scheme.settle!(fromHeader(await signed(await offered(), "9999")), context(credits))).toEqual({
+        ok: false,
+        reason: "underpaid",
+      });
       expect(calls).toHaveLength(before);
     });
   });
@@ -326,7 +400,11 @@ describe("L402 with the Lightning stand-in", () => {
     const offer = await scheme.offer(offerContext(policy, 1, caller));
     if (!offer.ok) throw new Error(offer.message);
     const { macaroon, invoice, paymentHash } = offer.json as { macaroon: string; invoice: string; paymentHash: string };
-    const res = await fetch(`${ln.url}/v1/channels/transactions`, { method: "POST", headers: { "Grpc-Metadata-macaroon": ln.macaroonHex }, body: JSON.stringify({ payment_request: invoice }) });
+    const res = await fetch(`${ln.url}/v1/channels/transactions`, {
+      method: "POST",
+      headers: { "Grpc-Metadata-macaroon": ln.macaroonHex },
+      body: JSON.stringify({ payment_request: invoice }),
+    });
     const { payment_preimage } = (await res.json()) as { payment_preimage: string };
     return { macaroon, invoice, paymentHash, preimage: Buffer.from(payment_preimage, "base64").toString("hex") };
   }
@@ -343,7 +421,15 @@ describe("L402 with the Lightning stand-in", () => {
     const challenge = parseAuthParams(offer.challenge!.slice("L402 ".length));
     expect(offer.challenge!.startsWith("L402 ")).toBe(true);
     expect(challenge?.params).toMatchObject({ version: "0", invoice: issued.bolt11 });
-    expect(offer.json).toMatchObject({ type: "l402", invoice: issued.bolt11, paymentHash: issued.paymentHash, sats: PRICE.sats, credits: PRICE.credits, macaroon: challenge!.params.macaroon, token: challenge!.params.macaroon });
+    expect(offer.json).toMatchObject({
+      type: "l402",
+      invoice: issued.bolt11,
+      paymentHash: issued.paymentHash,
+      sats: PRICE.sats,
+      credits: PRICE.credits,
+      macaroon: challenge!.params.macaroon,
+      token: challenge!.params.macaroon,
+    });
     // Retrying the 402 does not mint another invoice.
     expect(await scheme.offer(offerContext(policy, 1, caller))).toEqual(offer);
     expect(ln.created()).toBe(created + 1);
@@ -352,7 +438,11 @@ describe("L402 with the Lightning stand-in", () => {
   it("read: Authorization L402 or LSAT, or Tollbooth-L402; a Bearer Authorization is not a credential; a malformed one is refused", async () => {
     const { macaroon, preimage } = await paid("key:reader");
     const text = `${macaroon}:${preimage}`;
-    const ways: Array<Record<string, string>> = [{ authorization: `L402 ${text}` }, { authorization: `LSAT ${text}` }, { "tollbooth-l402": text }];
+    const ways: Array<Record<string, string>> = [
+      { authorization: `L402 ${text}` },
+      { authorization: `LSAT ${text}` },
+      { "tollbooth-l402": text },
+    ];
     for (const headers of ways) {
       const read = scheme.read(source(headers));
       expect(read?.ok, JSON.stringify(headers)).toBe(true);
@@ -370,7 +460,18 @@ describe("L402 with the Lightning stand-in", () => {
     const read = scheme.read(source({ authorization: `L402 ${macaroon}:${preimage}` }));
     if (!read?.ok) throw new Error("not read");
     const check = await scheme.verify(read.credential, context(policy, 1, caller));
-    expect(check).toMatchObject({ ok: true, paid: { amount: String(PRICE.sats), unit: "sats" }, redemption: { spendId: `l402:${paymentHash}`, jti: `l402:${paymentHash}`, credits: PRICE.credits, reusable: true, prefix: "l402", solve: false } });
+    expect(check).toMatchObject({
+      ok: true,
+      paid: { amount: String(PRICE.sats), unit: "sats" },
+      redemption: {
+        spendId: `l402:${paymentHash}`,
+        jti: `l402:${paymentHash}`,
+        credits: PRICE.credits,
+        reusable: true,
+        prefix: "l402",
+        solve: false,
+      },
+    });
     expect(await scheme.verify(read.credential, context(policy, 1, "key:thief"))).toMatchObject({ ok: false, reason: "wrong_caller" });
     const wrong = scheme.read(source({ authorization: `L402 ${macaroon}:${"00".repeat(32)}` }));
     if (!wrong?.ok) throw new Error("not read");
@@ -396,7 +497,11 @@ describe("L402 with the Lightning stand-in", () => {
     vi.spyOn(console, "error").mockImplementation(() => {});
     ln.setDown(true);
     try {
-      expect(await down.offer(offerContext(policy, 1, "key:down"))).toMatchObject({ ok: false, type: "l402", reason: "backend_unavailable" });
+      expect(await down.offer(offerContext(policy, 1, "key:down"))).toMatchObject({
+        ok: false,
+        type: "l402",
+        reason: "backend_unavailable",
+      });
     } finally {
       ln.setDown(false);
     }

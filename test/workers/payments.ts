@@ -8,10 +8,13 @@
  * with the Lightning stand-in): here only what the gateway does with a payment is exercised.
  *
  * Everything is written from the specs, independently of shared/ and workers/: x402 v2
- * `PaymentPayload` (x402-foundation `specs/x402-specification-v2.md`, exact EVM scheme),
+ * `PaymentPayload` (x402-foundation `specs/x402-specification-v2.md`, exact EVM scheme;
+ * signed for real with a viem account, as the gateway recovers the signer itself),
  * BOLT11 (bech32, BIP-173; the invoice fields of BOLT #11) with an all-zero signature (the
  * gateway decodes invoices, it does not check their signature).
  */
+import type { Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { b64url, hex, sha256 } from "./support.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -20,38 +23,103 @@ import { b64url, hex, sha256 } from "./support.ts";
 /** A facilitator base URL the tests' `fetch` answers (never on the network). */
 export const FACILITATOR_URL = "http://facilitator.test";
 export const NETWORK = "eip155:84532";
-/** The EIP-3009 token accepted (any 20-byte address: the fake facilitator checks nothing on chain). */
+/** The EIP-3009 token accepted (any 20-byte address: the fake facilitator checks nothing on chain; the signature's domain names it). */
 export const ASSET = `0x${"a5".repeat(20)}`;
 export const PAY_TO = `0x${"7e".repeat(20)}`;
 
 /** The policy's `facilitator` section for the fake facilitator. */
-export const FACILITATOR = { url: FACILITATOR_URL, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USD Coin", version: "2" }] };
+export const FACILITATOR = {
+  url: FACILITATOR_URL,
+  payTo: PAY_TO,
+  assets: [{ network: NETWORK, asset: ASSET, name: "USD Coin", version: "2" }],
+};
 
 /** An x402 v2 PaymentPayload of the exact EVM scheme (EIP-3009 `transferWithAuthorization`). */
 export interface X402Payment {
   x402Version: 2;
   resource: { url: string; description: string; mimeType: string };
-  accepted: { scheme: string; network: string; asset: string; amount: string; payTo: string; maxTimeoutSeconds: number; extra: { name: string; version: string } };
-  payload: { signature: string; authorization: { from: string; to: string; value: string; validAfter: string; validBefore: string; nonce: string } };
+  accepted: {
+    scheme: string;
+    network: string;
+    asset: string;
+    amount: string;
+    payTo: string;
+    maxTimeoutSeconds: number;
+    extra: { name: string; version: string };
+  };
+  payload: {
+    signature: string;
+    authorization: { from: string; to: string; value: string; validAfter: string; validBefore: string; nonce: string };
+  };
 }
 
 const randomHex = (bytes: number) => hex(crypto.getRandomValues(new Uint8Array(bytes)));
 
+/** EIP-3009's signed struct (`transferWithAuthorization`), as the x402 exact EVM scheme signs it. */
+const TRANSFER_WITH_AUTHORIZATION = {
+  TransferWithAuthorization: [
+    { name: "from", type: "address" },
+    { name: "to", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "validAfter", type: "uint256" },
+    { name: "validBefore", type: "uint256" },
+    { name: "nonce", type: "bytes32" },
+  ],
+} as const;
+
 /**
- * A payment of `amount` atomic units (as signed) to the policy's payee, from a fresh payer
- * (or `from`), with a fresh nonce, valid 5 minutes; `accepted` overrides the requirement it claims.
+ * A payment of `amount` atomic units (as signed) to the policy's payee, signed (EIP-712, a viem
+ * account) by a fresh payer (or the key `key`), with a fresh nonce, valid 5 minutes;
+ * `accepted` overrides the requirement it claims (the signature covers the asset and network
+ * it names).
  */
-export function x402Payment(amount: string, opts: { from?: string; accepted?: Partial<X402Payment["accepted"]> } = {}): X402Payment {
-  const from = opts.from ?? `0x${randomHex(20)}`;
+export async function x402Payment(
+  amount: string,
+  opts: { key?: Hex; accepted?: Partial<X402Payment["accepted"]> } = {},
+): Promise<X402Payment> {
+  const account = privateKeyToAccount(opts.key ?? generatePrivateKey());
   const nowS = Math.floor(Date.now() / 1000);
+  const accepted = {
+    scheme: "exact",
+    network: NETWORK,
+    asset: ASSET,
+    amount,
+    payTo: PAY_TO,
+    maxTimeoutSeconds: 120,
+    extra: { name: "USD Coin", version: "2" },
+    ...opts.accepted,
+  };
+  const authorization = {
+    from: account.address,
+    to: PAY_TO,
+    value: amount,
+    validAfter: String(nowS - 600),
+    validBefore: String(nowS + 300),
+    nonce: `0x${randomHex(32)}`,
+  };
+  const signature = await account.signTypedData({
+    domain: {
+      name: accepted.extra.name,
+      version: accepted.extra.version,
+      chainId: Number(accepted.network.split(":")[1]),
+      verifyingContract: accepted.asset as Hex,
+    },
+    types: TRANSFER_WITH_AUTHORIZATION,
+    primaryType: "TransferWithAuthorization",
+    message: {
+      ...authorization,
+      to: PAY_TO as Hex,
+      value: BigInt(amount),
+      validAfter: BigInt(authorization.validAfter),
+      validBefore: BigInt(authorization.validBefore),
+      nonce: authorization.nonce as Hex,
+    },
+  });
   return {
     x402Version: 2,
     resource: { url: "http://gw.test/mcp", description: "tools/call echo", mimeType: "application/json" },
-    accepted: { scheme: "exact", network: NETWORK, asset: ASSET, amount, payTo: PAY_TO, maxTimeoutSeconds: 120, extra: { name: "USD Coin", version: "2" }, ...opts.accepted },
-    payload: {
-      signature: `0x${"5e".repeat(65)}`,
-      authorization: { from, to: PAY_TO, value: amount, validAfter: String(nowS - 600), validBefore: String(nowS + 300), nonce: `0x${randomHex(32)}` },
-    },
+    accepted,
+    payload: { signature, authorization },
   };
 }
 
@@ -67,23 +135,38 @@ export function fromBase64Json(value: string): any {
 }
 
 /** What a `/settle` of the fake facilitator answers for a payment. */
-export const settlement = (p: X402Payment) => ({ success: true, transaction: `0x${"ab".repeat(32)}`, network: p.accepted.network, payer: p.payload.authorization.from });
+export const settlement = (p: X402Payment) => ({
+  success: true,
+  transaction: `0x${"ab".repeat(32)}`,
+  network: p.accepted.network,
+  payer: p.payload.authorization.from,
+});
 
 /**
  * The fake facilitator: every `/verify` is valid (the payer is the authorization's `from`) and
- * every `/settle` succeeds, unless told otherwise. Records each call's body.
+ * every `/settle` succeeds, unless told otherwise (`setVerdict`) or down (`setDown`). Records each call's body.
  */
 export function fakeFacilitator(): {
   service: (req: Request, body: string) => Response;
-  calls: { verify: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }>; settle: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }> };
+  calls: {
+    verify: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }>;
+    settle: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }>;
+  };
+  /** While true, every call answers 503 without a verdict (the facilitator is down); not counted. */
+  setDown(down: boolean): void;
+  /** `/verify`'s answer from now on (null: valid, the payer the authorization's `from`). */
+  setVerdict(verdict: Record<string, unknown> | null): void;
 } {
   const calls = { verify: [] as any[], settle: [] as any[] };
+  let down = false;
+  let verdict: Record<string, unknown> | null = null;
   const service = (req: Request, body: string): Response => {
     const path = new URL(req.url).pathname;
+    if (down) return Response.json({ error: "facilitator down" }, { status: 503 });
     const parsed = JSON.parse(body) as { paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> };
     if (req.method === "POST" && path === "/verify") {
       calls.verify.push(parsed);
-      return Response.json({ isValid: true, payer: parsed.paymentPayload.payload.authorization.from });
+      return Response.json(verdict ?? { isValid: true, payer: parsed.paymentPayload.payload.authorization.from });
     }
     if (req.method === "POST" && path === "/settle") {
       calls.settle.push(parsed);
@@ -91,7 +174,7 @@ export function fakeFacilitator(): {
     }
     return Response.json({ error: "not found" }, { status: 404 });
   };
-  return { service, calls };
+  return { service, calls, setDown: (d) => void (down = d), setVerdict: (v) => void (verdict = v) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,17 +254,28 @@ export function bolt11(sats: number, paymentHash: string, timestamp: number, exp
 }
 
 /** The fake LND: `POST /v1/invoices` makes an invoice of a fresh preimage; `preimageOf` pays one (reveals its preimage). */
-export function fakeLnd(): { service: (req: Request, body: string) => Promise<Response>; created: () => number; preimageOf: (invoice: string) => string } {
+export function fakeLnd(): {
+  service: (req: Request, body: string) => Promise<Response>;
+  created: () => number;
+  preimageOf: (invoice: string) => string;
+} {
   const preimages = new Map<string, string>();
   const service = async (req: Request, body: string): Promise<Response> => {
-    if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/invoices") return Response.json({ message: "Not Found" }, { status: 404 });
-    if (req.headers.get("grpc-metadata-macaroon") !== LND_MACAROON_HEX) return Response.json({ message: "verification failed" }, { status: 401 });
+    if (req.method !== "POST" || new URL(req.url).pathname !== "/v1/invoices")
+      return Response.json({ message: "Not Found" }, { status: 404 });
+    if (req.headers.get("grpc-metadata-macaroon") !== LND_MACAROON_HEX)
+      return Response.json({ message: "verification failed" }, { status: 401 });
     const { value, memo, expiry } = JSON.parse(body) as { value: string; memo: string; expiry: string };
     const preimage = crypto.getRandomValues(new Uint8Array(32));
     const hash = await sha256(preimage);
     const invoice = bolt11(Number(value), hex(hash), Math.floor(Date.now() / 1000), Number(expiry), memo);
     preimages.set(invoice, hex(preimage));
-    return Response.json({ r_hash: btoa(String.fromCharCode(...hash)), payment_request: invoice, add_index: String(preimages.size), payment_addr: b64url(hash) });
+    return Response.json({
+      r_hash: btoa(String.fromCharCode(...hash)),
+      payment_request: invoice,
+      add_index: String(preimages.size),
+      payment_addr: b64url(hash),
+    });
   };
   return {
     service,

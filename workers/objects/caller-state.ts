@@ -81,7 +81,8 @@ export interface AdmitRequest {
 }
 
 /** The refusal `<prefix>_<what>` of a redemption's scheme (each scheme's union includes these). */
-const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown" | "too_easy"): DenyReason => `${prefix}_${what}` as DenyReason;
+const refusal = (prefix: string, what: "spent" | "expired" | "exhausted" | "unknown" | "too_easy"): DenyReason =>
+  `${prefix}_${what}` as DenyReason;
 
 /** A credit balance a request spends: an access token's, or the one a redemption opened. */
 interface Balance {
@@ -247,7 +248,11 @@ export class CallerState extends DurableObject {
    */
   private exists(): boolean {
     if (this.tables !== undefined) return this.tables;
-    const n = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES.map((t) => `'${t}'`).join(", ")})`).one().n;
+    const n = this.sql
+      .exec<{ n: number }>(
+        `SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES.map((t) => `'${t}'`).join(", ")})`,
+      )
+      .one().n;
     if (n === 0) return (this.tables = false);
     this.ready();
     return true;
@@ -269,7 +274,9 @@ export class CallerState extends DurableObject {
   private stored(): { free: BucketState | null; ceiling: BucketState | null } {
     if (this.limits) return this.limits;
     const row = this.sql
-      .exec<{ free_tokens: number; free_ms: number; ceiling_tokens: number; ceiling_ms: number }>("SELECT free_tokens, free_ms, ceiling_tokens, ceiling_ms FROM limits WHERE id = 0")
+      .exec<{ free_tokens: number; free_ms: number; ceiling_tokens: number; ceiling_ms: number }>(
+        "SELECT free_tokens, free_ms, ceiling_tokens, ceiling_ms FROM limits WHERE id = 0",
+      )
       .toArray()[0];
     this.limits = row
       ? { free: { tokens: row.free_tokens, updatedMs: row.free_ms }, ceiling: { tokens: row.ceiling_tokens, updatedMs: row.ceiling_ms } }
@@ -303,7 +310,15 @@ export class CallerState extends DurableObject {
   /** Remember the configs for the alarm's idle check (written only when they change). */
   private remember(bucket: BucketConfig, ceiling: BucketConfig, halfLifeSeconds: number): void {
     const c = this.configs;
-    if (c && c.bucket.capacity === bucket.capacity && c.bucket.refillPerSecond === bucket.refillPerSecond && c.ceiling.capacity === ceiling.capacity && c.ceiling.refillPerSecond === ceiling.refillPerSecond && c.halfLifeSeconds === halfLifeSeconds) return;
+    if (
+      c &&
+      c.bucket.capacity === bucket.capacity &&
+      c.bucket.refillPerSecond === bucket.refillPerSecond &&
+      c.ceiling.capacity === ceiling.capacity &&
+      c.ceiling.refillPerSecond === ceiling.refillPerSecond &&
+      c.halfLifeSeconds === halfLifeSeconds
+    )
+      return;
     this.configs = { bucket, ceiling, halfLifeSeconds };
     this.sql.exec("INSERT OR REPLACE INTO config (id, json) VALUES (0, ?)", JSON.stringify(this.configs));
   }
@@ -335,7 +350,13 @@ export class CallerState extends DurableObject {
   }
 
   private openSlots(kind: "session" | "stream", nowMs: number): { count: number; oldestExpiresMs: number | null } {
-    const row = this.sql.exec<{ n: number; oldest: number | null }>("SELECT COUNT(*) AS n, MIN(expires_ms) AS oldest FROM slots WHERE kind = ? AND expires_ms > ?", kind, nowMs).toArray()[0]!;
+    const row = this.sql
+      .exec<{ n: number; oldest: number | null }>(
+        "SELECT COUNT(*) AS n, MIN(expires_ms) AS oldest FROM slots WHERE kind = ? AND expires_ms > ?",
+        kind,
+        nowMs,
+      )
+      .toArray()[0]!;
     return { count: row.n, oldestExpiresMs: row.oldest };
   }
 
@@ -358,7 +379,8 @@ export class CallerState extends DurableObject {
     const hardness = (): { difficulty?: number; solves?: number } => this.difficulty(req.challenge, nowMs);
     const deny = (reason: DenyReason, extra: Partial<AdmitResult> = {}): AdmitResult => {
       // Units of an expired lease come back even when this request is refused.
-      if (req.lease && (req.lease.returned.units > 0 || req.lease.returned.ceilingUnits > 0)) this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
+      if (req.lease && (req.lease.returned.units > 0 || req.lease.returned.ceilingUnits > 0))
+        this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
       return denied(reason, extra);
     };
     const denied = (reason: DenyReason, extra: Partial<AdmitResult>): AdmitResult => ({
@@ -389,13 +411,17 @@ export class CallerState extends DurableObject {
 
     // Every request past the ceiling check counts against it, admitted or not; the free
     // bucket is written with it when the request is charged to it (one write either way).
-    const freeTake = req.tokenId === undefined && !req.redeem && req.refused === undefined && req.cost > 0 ? take(freeState, req.bucket, req.cost, nowMs) : null;
+    const freeTake =
+      req.tokenId === undefined && !req.redeem && req.refused === undefined && req.cost > 0
+        ? take(freeState, req.bucket, req.cost, nowMs)
+        : null;
     this.save(freeTake?.result.success ? freeTake.state : freeState, ceilingTake.state);
     // Idle state is dropped by the alarm once both buckets are full again (computed from what was just saved).
     this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     if (req.refused !== undefined) return deny(req.refused);
 
-    let balance: Balance | undefined = req.tokenId !== undefined ? { tokenId: req.tokenId, minted: false, tokenReason: "token" } : undefined;
+    let balance: Balance | undefined =
+      req.tokenId !== undefined ? { tokenId: req.tokenId, minted: false, tokenReason: "token" } : undefined;
     if (req.redeem) {
       const redeemed = this.redeemIn(req, req.redeem, clockMs);
       if ("reason" in redeemed) return deny(redeemed.reason, redeemed.extra);
@@ -407,7 +433,15 @@ export class CallerState extends DurableObject {
       const paid = this.charge(req, balance, clockMs);
       if ("reason" in paid) return deny(paid.reason, paid.extra);
       const opened = balance.mintedCredits !== undefined ? { mintedCredits: balance.mintedCredits } : {};
-      result = { admitted: true, paidBy: "token", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result, credits: paid.credits, minted: balance.minted, ...opened };
+      result = {
+        admitted: true,
+        paidBy: "token",
+        bucket: peek(freeState, req.bucket, nowMs),
+        ceiling: ceilingTake.result,
+        credits: paid.credits,
+        minted: balance.minted,
+        ...opened,
+      };
     } else if (!freeTake) {
       result = { admitted: true, paidBy: "free", bucket: peek(freeState, req.bucket, nowMs), ceiling: ceilingTake.result };
     } else if (!freeTake.result.success) {
@@ -416,7 +450,12 @@ export class CallerState extends DurableObject {
       result = { admitted: true, paidBy: "bucket", bucket: freeTake.result, ceiling: ceilingTake.result };
     }
     if (req.slot) {
-      this.sql.exec("INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms) VALUES (?, ?, NULL, ?)", req.slot.id, req.slot.kind, req.slot.expiresMs);
+      this.sql.exec(
+        "INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms) VALUES (?, ?, NULL, ?)",
+        req.slot.id,
+        req.slot.kind,
+        req.slot.expiresMs,
+      );
       this.scheduleAlarm(req.slot.expiresMs + CLEANUP_SLACK_MS);
     }
     if (req.lease && balance === undefined) result.lease = this.lease(req, req.lease);
@@ -457,7 +496,12 @@ export class CallerState extends DurableObject {
     this.sql.exec("INSERT OR IGNORE INTO tokens (jti, credits, expires_ms) VALUES (?, ?, ?)", r.jti, credits, r.tokenExpiresMs);
     if (req.challenge && r.solve) {
       this.solveScore = addSolve(this.solves(), req.challenge.adaptive, nowMs);
-      this.sql.exec("INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)", this.solveScore.score, this.solveScore.atMs, req.challenge.adaptive.halfLifeSeconds);
+      this.sql.exec(
+        "INSERT OR REPLACE INTO solves (id, score, at_ms, half_life_s) VALUES (0, ?, ?, ?)",
+        this.solveScore.score,
+        this.solveScore.atMs,
+        req.challenge.adaptive.halfLifeSeconds,
+      );
     }
     this.scheduleAlarm(Math.min(r.spendUntilMs + SPENT_MARGIN_MS, r.tokenExpiresMs) + CLEANUP_SLACK_MS);
     return { ...balance, minted: true, mintedCredits: credits };
@@ -465,11 +509,14 @@ export class CallerState extends DurableObject {
 
   /** Charge `req.cost` to a balance, or why it cannot pay (`<tokenReason>_unknown`, `_expired`, `_exhausted`). */
   private charge(req: AdmitRequest, b: Balance, clockMs: number): { credits: number } | Denial {
-    const row = this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", b.tokenId).toArray()[0];
+    const row = this.sql
+      .exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", b.tokenId)
+      .toArray()[0];
     if (!row) return { reason: refusal(b.tokenReason, "unknown") };
     const opened = b.mintedCredits !== undefined ? { mintedCredits: b.mintedCredits } : {};
     if (clockMs >= row.expires_ms) return { reason: refusal(b.tokenReason, "expired"), extra: { minted: b.minted, ...opened } };
-    if (row.credits < req.cost) return { reason: refusal(b.tokenReason, "exhausted"), extra: { credits: row.credits, minted: b.minted, ...opened } };
+    if (row.credits < req.cost)
+      return { reason: refusal(b.tokenReason, "exhausted"), extra: { credits: row.credits, minted: b.minted, ...opened } };
     const credits = row.credits - req.cost;
     if (req.cost > 0) this.sql.exec("UPDATE tokens SET credits = ? WHERE jti = ?", credits, b.tokenId);
     return { credits };
@@ -480,7 +527,13 @@ export class CallerState extends DurableObject {
    * then grant whole units the buckets hold. One row write.
    */
   private lease(req: Pick<AdmitRequest, "nowMs" | "bucket" | "ceiling">, want: LeaseWant): LeaseGrant {
-    const { free, ceiling, grant } = grantLease(this.load("free", req.bucket, req.nowMs), this.load("ceiling", req.ceiling, req.nowMs), { bucket: req.bucket, ceiling: req.ceiling }, want, req.nowMs);
+    const { free, ceiling, grant } = grantLease(
+      this.load("free", req.bucket, req.nowMs),
+      this.load("ceiling", req.ceiling, req.nowMs),
+      { bucket: req.bucket, ceiling: req.ceiling },
+      want,
+      req.nowMs,
+    );
     this.save(free, ceiling);
     this.scheduleAlarm(this.idleAtMs(req.nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     return grant;
@@ -495,7 +548,8 @@ export class CallerState extends DurableObject {
     this.remember(req.bucket, req.ceiling, (this.configs ?? this.storedConfigs())?.halfLifeSeconds ?? 600);
     // Invariant: a blocked caller gets no new lease (units handed back are still taken back).
     // A lease an isolate already holds may admit for what is left of it (≤ LEASE_MS).
-    if (this.blockedUntil(this.clock(req.nowMs)) !== null) return this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
+    if (this.blockedUntil(this.clock(req.nowMs)) !== null)
+      return this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
     return this.lease(req, req.lease);
   }
 
@@ -504,8 +558,21 @@ export class CallerState extends DurableObject {
    * (`POST /.well-known/tollbooth/verify`). Counts against the ceiling. A reusable
    * credential redeemed before is admitted again with its balance (`credits`).
    */
-  redeem(req: { nowMs: number; ceiling: BucketConfig; bucket: BucketConfig; challenge?: ChallengeConfig; redemption: Redemption }): AdmitResult {
-    return this.admit({ cost: 0, nowMs: req.nowMs, bucket: req.bucket, ceiling: req.ceiling, ...(req.challenge ? { challenge: req.challenge } : {}), redeem: req.redemption });
+  redeem(req: {
+    nowMs: number;
+    ceiling: BucketConfig;
+    bucket: BucketConfig;
+    challenge?: ChallengeConfig;
+    redemption: Redemption;
+  }): AdmitResult {
+    return this.admit({
+      cost: 0,
+      nowMs: req.nowMs,
+      bucket: req.bucket,
+      ceiling: req.ceiling,
+      ...(req.challenge ? { challenge: req.challenge } : {}),
+      redeem: req.redemption,
+    });
   }
 
   /**
@@ -518,7 +585,10 @@ export class CallerState extends DurableObject {
     if (req.cost > 0 && req.paidBy === "bucket") {
       const state = refill(this.load("free", req.bucket, req.nowMs), req.bucket, req.nowMs);
       const limits = this.stored();
-      this.save({ tokens: Math.min(req.bucket.capacity, state.tokens + req.cost), updatedMs: state.updatedMs }, limits.ceiling ?? { tokens: 0, updatedMs: req.nowMs });
+      this.save(
+        { tokens: Math.min(req.bucket.capacity, state.tokens + req.cost), updatedMs: state.updatedMs },
+        limits.ceiling ?? { tokens: 0, updatedMs: req.nowMs },
+      );
     } else if (req.cost > 0 && req.paidBy === "token" && req.tokenId !== undefined) {
       this.sql.exec("UPDATE tokens SET credits = credits + ? WHERE jti = ?", req.cost, req.tokenId);
     }
@@ -563,11 +633,22 @@ export class CallerState extends DurableObject {
   /**
    * Withdraw the balance a redemption opened (its payment did not complete: its settlement
    * failed, or its spend id was claimed on another route). The spent mark stays: the same
-   * authorization cannot be redeemed again.
+   * authorization cannot be redeemed again — unless `spendId` is given (the payment never
+   * reached anything that could complete it, `PaymentScheme.retryable`): its mark is lifted too.
    */
-  revoke(req: { jti: string }): void {
+  revoke(req: { jti: string; spendId?: string }): void {
     if (!this.exists()) return;
     this.sql.exec("DELETE FROM tokens WHERE jti = ?", req.jti);
+    if (req.spendId !== undefined) this.sql.exec("DELETE FROM spent WHERE id = ?", req.spendId);
+  }
+
+  /**
+   * Lift a gateway-wide claim (`claim`) whose payment never reached anything that could
+   * complete it (`PaymentScheme.retryable`): the spend id may be claimed again.
+   */
+  unclaim(req: { spendId: string }): void {
+    if (!this.exists()) return;
+    this.sql.exec("DELETE FROM spent WHERE id = ?", req.spendId);
   }
 
   /** Attach the origin's `Mcp-Session-Id` to the session slot opened by its `initialize`. */
@@ -603,7 +684,9 @@ export class CallerState extends DurableObject {
       this.scheduleAlarm(this.idleAtMs(req.nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
     }
     const row = req.tokenId
-      ? this.sql.exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", req.tokenId).toArray()[0]
+      ? this.sql
+          .exec<{ credits: number; expires_ms: number }>("SELECT credits, expires_ms FROM tokens WHERE jti = ?", req.tokenId)
+          .toArray()[0]
       : undefined;
     return {
       admitted: ceilingTake.result.success,
@@ -618,7 +701,8 @@ export class CallerState extends DurableObject {
 
   /** Unix ms at which both buckets will be full again (the caller's limits state is then the same as none). */
   private idleAtMs(nowMs: number, bucket: BucketConfig, ceiling: BucketConfig): number {
-    const full = (s: BucketState | null, c: BucketConfig) => (s ? s.updatedMs + Math.ceil((Math.max(0, c.capacity - s.tokens) / c.refillPerSecond) * 1000) : nowMs);
+    const full = (s: BucketState | null, c: BucketConfig) =>
+      s ? s.updatedMs + Math.ceil((Math.max(0, c.capacity - s.tokens) / c.refillPerSecond) * 1000) : nowMs;
     const limits = this.stored();
     return Math.max(nowMs, full(limits.free, bucket), full(limits.ceiling, ceiling));
   }
@@ -639,7 +723,9 @@ export class CallerState extends DurableObject {
     this.sql.exec("DELETE FROM blocks WHERE until_ms <= ?", now);
     this.blockUntilMs = undefined;
     const next = this.sql
-      .exec<{ at: number | null }>("SELECT MIN(at) AS at FROM (SELECT MIN(expires_ms) AS at FROM spent UNION ALL SELECT MIN(expires_ms) FROM tokens UNION ALL SELECT MIN(expires_ms) FROM slots UNION ALL SELECT MIN(until_ms) FROM blocks)")
+      .exec<{ at: number | null }>(
+        "SELECT MIN(at) AS at FROM (SELECT MIN(expires_ms) AS at FROM spent UNION ALL SELECT MIN(expires_ms) FROM tokens UNION ALL SELECT MIN(expires_ms) FROM slots UNION ALL SELECT MIN(until_ms) FROM blocks)",
+      )
       .toArray()[0]?.at;
     if (next != null) {
       this.scheduleAlarm(next + CLEANUP_SLACK_MS);
@@ -651,7 +737,10 @@ export class CallerState extends DurableObject {
       return;
     }
     const idleAt = this.idleAtMs(now, configs.bucket, configs.ceiling);
-    const quietAt = this.solves().score > 0 ? this.solves().atMs + Math.ceil(Math.log2(Math.max(1, this.solves().score / QUIET_SCORE)) * configs.halfLifeSeconds * 1000) : now;
+    const quietAt =
+      this.solves().score > 0
+        ? this.solves().atMs + Math.ceil(Math.log2(Math.max(1, this.solves().score / QUIET_SCORE)) * configs.halfLifeSeconds * 1000)
+        : now;
     const at = Math.max(idleAt, quietAt);
     if (at > now) {
       this.scheduleAlarm(at + CLEANUP_SLACK_MS);
@@ -693,7 +782,8 @@ export class CallerState extends DurableObject {
       this.solveScore = NO_SOLVES;
       this.blockUntilMs = null;
     }
-    const count = (table: (typeof TABLES)[number]) => (stored ? this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n : 0);
+    const count = (table: (typeof TABLES)[number]) =>
+      stored ? this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n : 0;
     const known = TABLES.some((t) => count(t) > 0);
     const configs = this.configs ?? (stored ? this.storedConfigs() : undefined) ?? null;
     const bucket = configs?.bucket ?? req.bucket;
@@ -701,11 +791,18 @@ export class CallerState extends DurableObject {
     const limits = this.stored();
     const tokens = stored
       ? this.sql
-          .exec<{ jti: string; credits: number; expires_ms: number }>("SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?", nowMs, INSPECT_MAX_TOKENS)
+          .exec<{ jti: string; credits: number; expires_ms: number }>(
+            "SELECT jti, credits, expires_ms FROM tokens WHERE expires_ms > ? ORDER BY expires_ms DESC LIMIT ?",
+            nowMs,
+            INSPECT_MAX_TOKENS,
+          )
           .toArray()
           .map((r) => ({ id: r.jti.slice(0, 12), credits: r.credits, expiresMs: r.expires_ms }))
       : [];
-    const challenge = req.challenge && configs ? { ...req.challenge, adaptive: { ...req.challenge.adaptive, halfLifeSeconds: configs.halfLifeSeconds } } : req.challenge;
+    const challenge =
+      req.challenge && configs
+        ? { ...req.challenge, adaptive: { ...req.challenge.adaptive, halfLifeSeconds: configs.halfLifeSeconds } }
+        : req.challenge;
     const blockedUntilMs = this.blockedUntil(nowMs);
     return {
       known,
@@ -730,7 +827,8 @@ export class CallerState extends DurableObject {
    */
   reset(): { reset: boolean } {
     if (!this.exists()) return { reset: false };
-    const had = this.sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM limits) + (SELECT COUNT(*) FROM solves) AS n").toArray()[0]!.n > 0;
+    const had =
+      this.sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM limits) + (SELECT COUNT(*) FROM solves) AS n").toArray()[0]!.n > 0;
     if (!had) return { reset: false };
     this.sql.exec("DELETE FROM limits");
     this.sql.exec("DELETE FROM solves");

@@ -21,13 +21,14 @@ export interface CallerStore {
   redeem(req: RedeemRequest): Promise<AdmitResult>;
   status(req: StatusRequest): Promise<StatusResult>;
   refund(req: RefundRequest): Promise<void>;
-  revoke(req: { jti: string }): Promise<void>;
+  revoke(req: { jti: string; spendId?: string }): Promise<void>;
   renew(req: Parameters<CallerState["renew"]>[0]): Promise<LeaseGrant>;
   bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
   release(req: { slotId: string }): Promise<void>;
   endSession(req: { sessionId: string }): Promise<void>;
   blocked(req: { nowMs: number }): Promise<{ blockedUntilMs: number | null }>;
   claim(req: { spendId: string; untilMs: number }): Promise<{ claimed: boolean }>;
+  unclaim(req: { spendId: string }): Promise<void>;
 }
 
 /**
@@ -67,7 +68,11 @@ export const BLOCK_MEMO_MAX = 10_000;
  * (the next check asks again) and rejects the check. At most `max` identities are kept.
  * @param ttlMs how long an answer is reused, ms (default `BLOCK_MEMO_MS`, 5 000)
  */
-export function blockChecker(lookup: (identity: string, nowMs: number) => Promise<number | null>, ttlMs = BLOCK_MEMO_MS, max = BLOCK_MEMO_MAX): (identity: string, nowMs: number) => Promise<number | null> {
+export function blockChecker(
+  lookup: (identity: string, nowMs: number) => Promise<number | null>,
+  ttlMs = BLOCK_MEMO_MS,
+  max = BLOCK_MEMO_MAX,
+): (identity: string, nowMs: number) => Promise<number | null> {
   const memo = new Map<string, { atMs: number; until: Promise<number | null> }>();
   return async (identity, nowMs) => {
     let entry = memo.get(identity);
@@ -116,15 +121,23 @@ export function boundedStore(ns: DurableObjectNamespace<CallerState>, timeoutMs:
         endSession: (req) => bounded(() => stub.endSession(req) as Promise<void>, timeoutMs),
         blocked: (req) => bounded(() => stub.blocked(req) as Promise<{ blockedUntilMs: number | null }>, timeoutMs),
         claim: (req) => bounded(() => stub.claim(req) as Promise<{ claimed: boolean }>, timeoutMs),
+        unclaim: (req) => bounded(() => stub.unclaim(req) as Promise<void>, timeoutMs),
       };
     },
   };
 }
 
 /** The origin ceiling's `take`, bounded by `timeoutMs`; null without a ceiling. */
-export function originCeiling(ns: DurableObjectNamespace<OriginGate> | undefined, ceiling: BucketConfig | null, timeoutMs: number): ((nowMs: number) => Promise<LimitResult>) | null {
+export function originCeiling(
+  ns: DurableObjectNamespace<OriginGate> | undefined,
+  ceiling: BucketConfig | null,
+  timeoutMs: number,
+): ((nowMs: number) => Promise<LimitResult>) | null {
   if (!ceiling) return null;
-  if (!ns || typeof ns.idFromName !== "function") throw new TypeError("tollbooth(): option `originGate` (the ORIGIN_GATE Durable Object binding) is required when the policy sets originCeiling");
+  if (!ns || typeof ns.idFromName !== "function")
+    throw new TypeError(
+      "tollbooth(): option `originGate` (the ORIGIN_GATE Durable Object binding) is required when the policy sets originCeiling",
+    );
   const id = ns.idFromName(ORIGIN_GATE_NAME);
   // A stub is an I/O object of the request that made it: one per call.
   return (nowMs) => bounded(() => ns.get(id).take({ nowMs, ceiling }) as Promise<LimitResult>, timeoutMs);

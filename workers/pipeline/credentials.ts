@@ -6,8 +6,8 @@
  * caller's ceiling first, then refuses it with the credential's reason.
  * A payment, or a token bought by a payer, that names its payer makes the request the
  * payer's; the identity it came from must not be blocked (docs/admin.md "Blocking"): for a
- * payment, checked here before the payment service is asked; for a token, in the admission
- * step, in parallel with the payer's object.
+ * payment, checked here once it verified (before the payer's object and the payment service
+ * are asked); for a token, in the admission step, in parallel with the payer's object.
  * Also here: the session (`initialize`) or stream (GET) slot the request opens.
  */
 import { fromBase64Url } from "../../shared/wire/encoding.ts";
@@ -76,11 +76,29 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
     if (read === null) continue;
     record(s, { scheme: scheme.type });
     // A credential carried in the body (MCP `_meta`) is removed from what the origin gets.
-    const credential: Credential = { carried: true, via: scheme.type, paidAs: scheme.prefix, forwardBody: read.ok && read.body ? read.body : s.rawBody };
-    if (read.ok && scheme.namesPayer) {
+    const credential: Credential = {
+      carried: true,
+      via: scheme.type,
+      paidAs: scheme.prefix,
+      forwardBody: read.ok && read.body ? read.body : s.rawBody,
+    };
+    const check = read.ok
+      ? await scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller: identity.id, nowMs, cost })
+      : read;
+    if (!check.ok) {
+      // Refused by the object after it counted the request (a blocked identity: 403 there).
+      const refusedDetail = check.detail !== undefined ? { refusedDetail: check.detail } : {};
+      return {
+        caller: identity.id,
+        admit: { refused: `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"] },
+        credential: { ...credential, refusedBy: scheme, ...refusedDetail },
+      };
+    }
+    if (scheme.namesPayer) {
       // Invariant: a payment that makes the request its payer's does not walk around a block
-      // of the identity it came from: checked before the payment service is asked (no
-      // /verify, no /settle, nothing forwarded for a blocked caller).
+      // of the identity it came from: checked before the payer's object, and so before the
+      // payment service is asked (no /verify, no /settle, nothing forwarded for a blocked
+      // caller). After the stateless check: a forged payment costs no lookup.
       let until: number | null;
       try {
         until = await deps.blockedUntil(identity.id, nowMs);
@@ -90,16 +108,12 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
       }
       if (until !== null) return blocked((until - nowMs) / 1000);
     }
-    const check = read.ok ? await scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller: identity.id, nowMs, cost }) : read;
-    if (!check.ok) {
-      const refusedDetail = check.detail !== undefined ? { refusedDetail: check.detail } : {};
-      return { caller: identity.id, admit: { refused: `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"] }, credential: { ...credential, refusedBy: scheme, ...refusedDetail } };
-    }
     const r = check.redemption;
     const caller = check.identity ?? identity.id;
     // A one-time credential (a solution, a bundle of credits) buys an access token the caller
     // keeps; a reusable one is its own token; a per-request payment buys none.
-    const tokenClaims = !r.reusable && check.token !== false ? { tokenClaims: { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits } } : {};
+    const tokenClaims =
+      !r.reusable && check.token !== false ? { tokenClaims: { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits } } : {};
     const settlement = scheme.settle && read.ok ? { settlement: { scheme, credential: read.credential } } : {};
     return { caller, admit: { redeem: r }, credential: { ...credential, payment: check.paid, ...tokenClaims, ...settlement } };
   }
@@ -119,12 +133,29 @@ async function tokenCredential(s: Known, deps: Pick<Deps, "tokens">): Promise<Fo
 }
 
 /** The request with its caller, its credential and what to ask the caller's object; or a refusal (a blocked payer, an unreachable state). */
-export async function credentials(s: Known, deps: Pick<Deps, "policy" | "schemes" | "blockedUntil" | "tokens">): Promise<Carrying | Refusal> {
+export async function credentials(
+  s: Known,
+  deps: Pick<Deps, "policy" | "schemes" | "blockedUntil" | "tokens">,
+): Promise<Carrying | Refusal> {
   const { plan, nowMs, cost } = s;
   const slot = slotFor(s, plan, nowMs);
   const found = (await schemeCredential(s, deps)) ?? (await tokenCredential(s, deps));
   if (found instanceof Refusal) return found;
   if (found && found.caller !== s.identity.id) record(s, { caller: found.caller });
-  const admit: AdmitRequest = { cost, nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, ...(slot ? { slot } : {}), ...found?.admit };
-  return { ...s, caller: found?.caller ?? s.identity.id, credential: found?.credential ?? { carried: false, forwardBody: s.rawBody }, slot, admit };
+  const admit: AdmitRequest = {
+    cost,
+    nowMs,
+    bucket: plan.bucket,
+    ceiling: plan.ceiling,
+    challenge: plan.challenge,
+    ...(slot ? { slot } : {}),
+    ...found?.admit,
+  };
+  return {
+    ...s,
+    caller: found?.caller ?? s.identity.id,
+    credential: found?.credential ?? { carried: false, forwardBody: s.rawBody },
+    slot,
+    admit,
+  };
 }

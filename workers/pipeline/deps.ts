@@ -78,6 +78,11 @@ export interface Deps {
    * @param untilMs unix ms the credential is refused anyway (its `spendUntilMs`)
    */
   claimSpend: (spendId: string, untilMs: number) => Promise<boolean>;
+  /**
+   * Lift a claim of `claimSpend` whose payment never reached anything that could complete it
+   * (`PaymentScheme.retryable`): the spend id may be claimed again. Rejects as the store does.
+   */
+  releaseSpend: (spendId: string) => Promise<void>;
   /** Leases this isolate holds, per caller (policy `leases`); null when off. */
   leases: LeaseTable | null;
   /** Verifies `Tollbooth-Token`s, remembering good signatures per isolate (built once, with the keyring). */
@@ -131,8 +136,18 @@ export function buildDeps(options: TollboothOptions): Deps {
     originTake: originCeiling(options.originGate, policy.originCeiling, policy.storeTimeoutMs),
     schemes,
     limitHeaders,
-    blockedUntil: blockChecker((identity, nowMs) => callers.of(identity).blocked({ nowMs }).then((r) => r.blockedUntilMs)),
-    claimSpend: (spendId, untilMs) => spends.of(SPEND_SCOPE + spendId).claim({ spendId, untilMs }).then((r) => r.claimed),
+    blockedUntil: blockChecker((identity, nowMs) =>
+      callers
+        .of(identity)
+        .blocked({ nowMs })
+        .then((r) => r.blockedUntilMs),
+    ),
+    claimSpend: (spendId, untilMs) =>
+      spends
+        .of(SPEND_SCOPE + spendId)
+        .claim({ spendId, untilMs })
+        .then((r) => r.claimed),
+    releaseSpend: (spendId) => spends.of(SPEND_SCOPE + spendId).unclaim({ spendId }),
     leases: policy.leases ? new LeaseTable() : null,
     tokens: (keyring) => (verifier ??= tokenVerifier(keyring)),
     endpoint: normalizePath(policy.endpoint),

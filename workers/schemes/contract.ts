@@ -222,6 +222,13 @@ export interface PaymentScheme<C = unknown> {
    */
   settle?(credential: C, ctx: SchemeContext): Promise<Result<Settled, string>>;
   /**
+   * Whether a `settle` refusal with `reason` (without the prefix) left the payment untouched:
+   * nothing that could complete it was submitted (its service did not answer a check made
+   * before submitting). The gateway then lifts the spent marks its redemption set (in the
+   * caller's object and gateway-wide), so the same credential may be sent again. Absent: never.
+   */
+  retryable?(reason: string): boolean;
+  /**
    * HTTP status of a refusal with `reason` (already prefixed): 402 (pay or solve again,
    * with fresh challenges), 401 (the credential is invalid, for a scheme whose rule says
    * so), or 503 (a payment service did not answer).
@@ -315,5 +322,10 @@ export interface SchemeModule {
  */
 export function credentialRefusal(scheme: Pick<PaymentScheme, "prefix" | "refusalStatus">, reason: string): VerifyRefusal {
   const prefixed = `${scheme.prefix}_${reason}`;
-  return { status: scheme.refusalStatus(prefixed), error: "invalid_credential", message: `Credential refused: ${prefixed}`, data: { reason: prefixed } };
+  return {
+    status: scheme.refusalStatus(prefixed),
+    error: "invalid_credential",
+    message: `Credential refused: ${prefixed}`,
+    data: { reason: prefixed },
+  };
 }

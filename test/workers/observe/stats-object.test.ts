@@ -8,7 +8,21 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { NetworkLimiter } from "../../../workers/env.ts";
 import { FACILITATOR, FACILITATOR_URL, LND_MACAROON_HEX, LND_URL, base64Json, fakeFacilitator, fakeLnd, x402Payment } from "../payments.ts";
-import { challengeOf, errorBody, freezeTime, freshIp, gateway, observeOrigin, parseChallenge, post, request, rpc, solve, toolCall, type PolicyJson } from "../support.ts";
+import {
+  challengeOf,
+  errorBody,
+  freezeTime,
+  freshIp,
+  gateway,
+  observeOrigin,
+  parseChallenge,
+  post,
+  request,
+  rpc,
+  solve,
+  toolCall,
+  type PolicyJson,
+} from "../support.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
 const FLUSH_MS = 200;
@@ -39,7 +53,11 @@ describe("metrics after a known mix of requests", () => {
     const ip = freshIp();
     const flood = freshIp();
     const policy: PolicyJson = { bucket: { capacity: 3, refillPerSecond: 0.001 }, challenge: { difficulty: 4, credits: 5 } };
-    const gw = gateway(policy, { TOLLBOOTH_ADMIN_TOKEN: ADMIN, TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS), TOLLBOOTH_NETWORK_LIMIT: refusing(`ip:${flood}`) });
+    const gw = gateway(policy, {
+      TOLLBOOTH_ADMIN_TOKEN: ADMIN,
+      TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS),
+      TOLLBOOTH_NETWORK_LIMIT: refusing(`ip:${flood}`),
+    });
 
     for (let i = 1; i <= 3; i++) expect((await gw(post(toolCall(i), { ip }))).status).toBe(200);
     expect((await gw(post(toolCall(4), { ip }))).status).toBe(402);
@@ -75,7 +93,7 @@ describe("metrics after a known mix of requests", () => {
       'tollbooth_bad_request_total{status="400"}': 1,
       'tollbooth_redeemed_total{scheme="pow"}': 1,
       'tollbooth_request_duration_seconds_bucket{le="+Inf"}': 10,
-      "tollbooth_request_duration_seconds_count": 10,
+      tollbooth_request_duration_seconds_count: 10,
     };
     for (const [name, value] of Object.entries(expected)) expect(m.get(name), name).toBe(value);
     // Nothing else was counted: no other decision, no origin error, no payment.
@@ -87,12 +105,19 @@ describe("metrics after a known mix of requests", () => {
     expect(buckets.length).toBe(12);
     for (let i = 1; i < buckets.length; i++) expect(buckets[i]![1]).toBeGreaterThanOrEqual(buckets[i - 1]![1]);
 
-    const stats = (await (await gw(request("GET", "/admin/stats", { headers: { authorization: `Bearer ${ADMIN}` } }))).json()) as import("../../../workers/observe/types.ts").StatsSnapshot;
+    const stats = (await (
+      await gw(request("GET", "/admin/stats", { headers: { authorization: `Bearer ${ADMIN}` } }))
+    ).json()) as import("../../../workers/observe/types.ts").StatsSnapshot;
     const minute = stats.minutes.at(-1)!;
     expect(minute.counters['requests_total{decision="admitted"}']).toBe(6);
     expect(minute.latency.reduce((a, b) => a + b, 0)).toBe(10);
     expect(stats.topCallers[0]).toEqual({ caller: shortIp(ip), requests: 9, admitted: 6, refused: 2 });
-    expect(stats.topCallers.find((c) => c.caller === shortIp(flood))).toEqual({ caller: shortIp(flood), requests: 1, admitted: 0, refused: 1 });
+    expect(stats.topCallers.find((c) => c.caller === shortIp(flood))).toEqual({
+      caller: shortIp(flood),
+      requests: 1,
+      admitted: 0,
+      refused: 1,
+    });
     expect(stats.recent).toHaveLength(10);
     expect(stats.recent[0]).toMatchObject({ decision: "admitted", rpc: "tools/list", reason: "free" });
   });
@@ -144,26 +169,44 @@ describe("every decision and every paid_by is counted", () => {
       facilitator: FACILITATOR,
     };
     const admin = { authorization: `Bearer ${ADMIN}` };
-    const vars = { TOLLBOOTH_ADMIN_TOKEN: ADMIN, TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS), TOLLBOOTH_LIGHTNING_SECRET: LND_MACAROON_HEX };
+    const vars = {
+      TOLLBOOTH_ADMIN_TOKEN: ADMIN,
+      TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS),
+      TOLLBOOTH_LIGHTNING_SECRET: LND_MACAROON_HEX,
+    };
     const gw = gateway(policy, { ...vars, TOLLBOOTH_NETWORK_LIMIT: refusing(`ip:${flood}`) });
 
     expect((await gw(post(toolCall(1), { ip }))).status).toBe(200); // bucket
     expect((await gw(post(rpc("tools/list", {}, 2), { ip }))).status).toBe(200); // free (cost 0)
     const over = await gw(post(toolCall(3), { ip })); // payment_required
     expect(over.status).toBe(402);
-    const challenges = (await errorBody(over.clone())).error.data!.challenges as Array<{ type: string; macaroon?: string; invoice?: string }>;
+    const challenges = (await errorBody(over.clone())).error.data!.challenges as Array<{
+      type: string;
+      macaroon?: string;
+      invoice?: string;
+    }>;
     const l402 = challenges.find((c) => c.type === "l402")!;
     // The PowChallenge field line (workerd joins it with the L402 one in one header value).
     const pow = parseChallenge(over.headers.get("www-authenticate")!.split(/, (?=L402 )/)[0]!);
     const paid = await gw(post(toolCall(4), { ip, headers: { "tollbooth-solution": (await solve(pow)).header } })); // solution
     expect(paid.status).toBe(200);
     expect((await gw(post(toolCall(5), { ip, headers: { "tollbooth-token": paid.headers.get("tollbooth-token")! } }))).status).toBe(200); // token
-    expect((await gw(post(toolCall(6), { ip, headers: { authorization: `L402 ${l402.macaroon}:${lnd.preimageOf(l402.invoice!)}` } }))).status).toBe(200); // l402
-    expect((await gw(post(toolCall(7), { ip: payerIp, headers: { "payment-signature": base64Json(x402Payment("10000")) } }))).status).toBe(200); // x402
+    expect(
+      (await gw(post(toolCall(6), { ip, headers: { authorization: `L402 ${l402.macaroon}:${lnd.preimageOf(l402.invoice!)}` } }))).status,
+    ).toBe(200); // l402
+    expect(
+      (await gw(post(toolCall(7), { ip: payerIp, headers: { "payment-signature": base64Json(await x402Payment("10000")) } }))).status,
+    ).toBe(200); // x402
     expect((await gw(post(toolCall(8), { ip: flood }))).status).toBe(429); // rate_limited (network)
     expect((await gw(post("{", { ip }))).status).toBe(400); // bad_request
     expect((await gw(request("GET", "/.well-known/tollbooth", { ip }))).status).toBe(200); // own_endpoint
-    const block = await gw(new Request(`http://gw.test/admin/callers/${encodeURIComponent(`ip:${blockedIp}`)}/block`, { method: "POST", headers: { ...admin, "content-type": "application/json" }, body: JSON.stringify({ seconds: 600 }) }));
+    const block = await gw(
+      new Request(`http://gw.test/admin/callers/${encodeURIComponent(`ip:${blockedIp}`)}/block`, {
+        method: "POST",
+        headers: { ...admin, "content-type": "application/json" },
+        body: JSON.stringify({ seconds: 600 }),
+      }),
+    );
     expect(block.status).toBe(200);
     expect((await gw(post(toolCall(9), { ip: blockedIp }))).status).toBe(403); // blocked
     // The caller's state unreachable: forwarded unmetered ("open"), or refused 503 ("closed").
@@ -199,12 +242,24 @@ describe("every decision and every paid_by is counted", () => {
     expect(counted("payment_required_total")).toEqual({ 'tollbooth_payment_required_total{scheme="none",reason="over_budget"}': 1 });
     expect(counted("rate_limited_total")).toEqual({ 'tollbooth_rate_limited_total{layer="network"}': 1 });
     expect(counted("bad_request_total")).toEqual({ 'tollbooth_bad_request_total{status="400"}': 1 });
-    expect(counted("redeemed_total")).toEqual({ 'tollbooth_redeemed_total{scheme="pow"}': 1, 'tollbooth_redeemed_total{scheme="l402"}': 1, 'tollbooth_redeemed_total{scheme="x402"}': 1 });
-    expect(counted("payments_total")).toEqual({ 'tollbooth_payments_total{scheme="l402"}': 1, 'tollbooth_payments_total{scheme="x402"}': 1 });
-    expect(counted("paid_total")).toEqual({ 'tollbooth_paid_total{scheme="l402",unit="sats"}': 10, 'tollbooth_paid_total{scheme="x402",unit="atomic"}': 10000 });
+    expect(counted("redeemed_total")).toEqual({
+      'tollbooth_redeemed_total{scheme="pow"}': 1,
+      'tollbooth_redeemed_total{scheme="l402"}': 1,
+      'tollbooth_redeemed_total{scheme="x402"}': 1,
+    });
+    expect(counted("payments_total")).toEqual({
+      'tollbooth_payments_total{scheme="l402"}': 1,
+      'tollbooth_payments_total{scheme="x402"}': 1,
+    });
+    expect(counted("paid_total")).toEqual({
+      'tollbooth_paid_total{scheme="l402",unit="sats"}': 10,
+      'tollbooth_paid_total{scheme="x402",unit="atomic"}': 10000,
+    });
     expect(m.get("tollbooth_request_duration_seconds_count")).toBe(13);
 
-    const stats = (await (await gw(request("GET", "/admin/stats", { headers: admin }))).json()) as import("../../../workers/observe/types.ts").StatsSnapshot;
+    const stats = (await (
+      await gw(request("GET", "/admin/stats", { headers: admin }))
+    ).json()) as import("../../../workers/observe/types.ts").StatsSnapshot;
     expect(stats.totals['admitted_total{paid_by="unmetered"}']).toBe(1);
     expect(stats.totals['requests_total{decision="admitted_unmetered"}']).toBe(1);
     expect(stats.totals['requests_total{decision="unavailable"}']).toBe(1);
@@ -217,7 +272,10 @@ describe("every decision and every paid_by is counted", () => {
 describe("flushes into the Stats object", () => {
   it("200 requests in a burst: at most one flush per interval from the isolate, and every request counted", async () => {
     observeOrigin();
-    const gw = gateway({ realm: "burst", bucket: { capacity: 1000, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 1 } }, { TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS) });
+    const gw = gateway(
+      { realm: "burst", bucket: { capacity: 1000, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 1 } },
+      { TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS) },
+    );
     const ips = Array.from({ length: 20 }, () => freshIp());
     const started = Date.now();
     const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => gw(post(toolCall(i), { ip: ips[i % ips.length] }))));
@@ -245,9 +303,23 @@ describe("flushes into the Stats object", () => {
     const stub = env.TOLLBOOTH_STATS!.getByName("tollbooth-stats");
     const now = Date.now();
     const minute = String(Math.floor(now / 60_000) * 60_000);
-    const callers = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`key:invented${i}`, { requests: 1, admitted: 0, refused: 1 }]));
-    await stub.flush({ isolate: "test", minutes: { [minute]: { counters: { 'requests_total{decision="payment_required"}': 500 }, latency: new Array(12).fill(0), callers } }, recent: [], records: 500 });
-    await stub.flush({ isolate: "test", minutes: { [minute]: { counters: {}, latency: new Array(12).fill(0), callers: { "key:late": { requests: 7, admitted: 7, refused: 0 } } } }, recent: [], records: 7 });
+    const callers = Object.fromEntries(
+      Array.from({ length: 500 }, (_, i) => [`key:invented${i}`, { requests: 1, admitted: 0, refused: 1 }]),
+    );
+    await stub.flush({
+      isolate: "test",
+      minutes: { [minute]: { counters: { 'requests_total{decision="payment_required"}': 500 }, latency: new Array(12).fill(0), callers } },
+      recent: [],
+      records: 500,
+    });
+    await stub.flush({
+      isolate: "test",
+      minutes: {
+        [minute]: { counters: {}, latency: new Array(12).fill(0), callers: { "key:late": { requests: 7, admitted: 7, refused: 0 } } },
+      },
+      recent: [],
+      records: 7,
+    });
     const snap = await stub.snapshot({ nowMs: now, minutes: 1 });
     // The first 200 names are kept; every later name (the late heavy caller too) is "(other)".
     expect(snap.topCallers[0]).toEqual({ caller: "(other)", requests: 307, admitted: 7, refused: 300 });
@@ -261,7 +333,10 @@ describe("Analytics Engine", () => {
     const points: AnalyticsEngineDataPoint[] = [];
     const dataset: AnalyticsEngineDataset = { writeDataPoint: (p) => void points.push(p!) };
     const ip = freshIp();
-    const gw = gateway({ realm: "analytics", bucket: { capacity: 1, refillPerSecond: 0.001 }, challenge: { difficulty: 4 } }, { TOLLBOOTH_ANALYTICS: dataset });
+    const gw = gateway(
+      { realm: "analytics", bucket: { capacity: 1, refillPerSecond: 0.001 }, challenge: { difficulty: 4 } },
+      { TOLLBOOTH_ANALYTICS: dataset },
+    );
     expect((await gw(post(toolCall(1, "echo"), { ip, headers: { authorization: "Bearer secret-bearer-value-1234" } }))).status).toBe(200);
     expect((await gw(post(toolCall(2, "echo"), { ip }))).status).toBe(402);
     expect(points).toHaveLength(2);

@@ -12,6 +12,8 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import type { Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { BLOCK_MEMO_MS } from "../../../workers/objects/stores.ts";
 import { GW, ORIGIN_URL, advance, errorBody, freezeTime, freshIp, gateway, post, rpc, toolCall } from "../support.ts";
@@ -25,7 +27,12 @@ const CREDITS = 5;
 const TOP = {
   bucket: { capacity: 1, refillPerSecond: 0.0001 },
   x402: { mode: "credits", amount: PRICE, credits: CREDITS },
-  facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }], timeoutMs: 5_000 },
+  facilitator: {
+    url: FACILITATOR,
+    payTo: PAY_TO,
+    assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }],
+    timeoutMs: 5_000,
+  },
 };
 const ROUTES = [
   { name: "a", match: { path: "/a" }, origin: `${ORIGIN_URL}/oa` },
@@ -63,14 +70,24 @@ function stubPeers(): Peers {
       const json = (v: unknown) => new Response(JSON.stringify(v), { status: 200, headers: { "content-type": "application/json" } });
       if (url.pathname === "/verify") {
         peers.verify++;
-        return json(peers.settled.includes(nonce) ? { isValid: false, invalidReason: "invalid_exact_evm_nonce_already_used", payer: from } : { isValid: true, payer: from });
+        return json(
+          peers.settled.includes(nonce)
+            ? { isValid: false, invalidReason: "invalid_exact_evm_nonce_already_used", payer: from }
+            : { isValid: true, payer: from },
+        );
       }
       peers.settle++;
       // Let a concurrent settlement of the same nonce overlap, as two transactions in one block would.
       await new Promise((r) => setTimeout(r, 20));
       if (peers.settled.includes(nonce)) {
         peers.reverted++;
-        return json({ success: false, errorReason: "transaction_reverted", transaction: "0x" + "ee".repeat(32), network: NETWORK, payer: from });
+        return json({
+          success: false,
+          errorReason: "transaction_reverted",
+          transaction: "0x" + "ee".repeat(32),
+          network: NETWORK,
+          payer: from,
+        });
       }
       peers.settled.push(nonce);
       return json({ success: true, transaction: "0x" + "ab".repeat(32), network: NETWORK, payer: from });
@@ -78,26 +95,73 @@ function stubPeers(): Peers {
     if (req.url.startsWith(ORIGIN_URL + "/")) {
       peers.origin.push(url.pathname);
       const id = ((await req.json().catch(() => ({}))) as { id?: unknown }).id ?? null;
-      return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } }), { status: 200, headers: { "content-type": "application/json" } });
+      return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } }), {
+        status: 200,
+        headers: { "content-type": "application/json" },
+      });
     }
     return real(input, init);
   });
   return peers;
 }
 
-const hex = (bytes: number) => "0x" + [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+const hex = (bytes: number) =>
+  "0x" + [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
 
-/** A v2 PaymentPayload (exact, EIP-3009) from `from` with a fresh nonce, as a client signs it for the offered requirement. */
-function payment(from = hex(20)) {
+/**
+ * A v2 PaymentPayload (exact, EIP-3009) from the key `key` (a fresh one by default) with a fresh
+ * nonce, signed (EIP-712, a viem account) as a client signs it for the offered requirement;
+ * `authorization.from` lowercase.
+ */
+async function payment(key: Hex = generatePrivateKey()) {
   const now = Math.floor(Date.now() / 1000);
+  const account = privateKeyToAccount(key);
+  const authorization = {
+    from: account.address.toLowerCase(),
+    to: PAY_TO,
+    value: PRICE,
+    validAfter: String(now - 10),
+    validBefore: String(now + 120),
+    nonce: hex(32),
+  };
+  const signature = await account.signTypedData({
+    domain: { name: "USDC", version: "2", chainId: 84532, verifyingContract: ASSET as Hex },
+    types: {
+      TransferWithAuthorization: [
+        { name: "from", type: "address" },
+        { name: "to", type: "address" },
+        { name: "value", type: "uint256" },
+        { name: "validAfter", type: "uint256" },
+        { name: "validBefore", type: "uint256" },
+        { name: "nonce", type: "bytes32" },
+      ],
+    },
+    primaryType: "TransferWithAuthorization",
+    message: {
+      from: authorization.from as Hex,
+      to: PAY_TO,
+      value: BigInt(PRICE),
+      validAfter: BigInt(authorization.validAfter),
+      validBefore: BigInt(authorization.validBefore),
+      nonce: authorization.nonce as Hex,
+    },
+  });
   return {
     x402Version: 2,
-    accepted: { scheme: "exact", network: NETWORK, asset: ASSET, amount: PRICE, payTo: PAY_TO, maxTimeoutSeconds: 120, extra: { name: "USDC", version: "2" } },
-    payload: { signature: "0x" + "11".repeat(65), authorization: { from, to: PAY_TO, value: PRICE, validAfter: String(now - 10), validBefore: String(now + 120), nonce: hex(32) } },
+    accepted: {
+      scheme: "exact",
+      network: NETWORK,
+      asset: ASSET,
+      amount: PRICE,
+      payTo: PAY_TO,
+      maxTimeoutSeconds: 120,
+      extra: { name: "USDC", version: "2" },
+    },
+    payload: { signature, authorization },
   };
 }
 const header = (p: unknown) => btoa(JSON.stringify(p));
-const payerOf = (p: ReturnType<typeof payment>) => `evm:${p.payload.authorization.from}`;
+const payerOf = (p: Awaited<ReturnType<typeof payment>>) => `evm:${p.payload.authorization.from}`;
 
 /** An admin request with the token. */
 function admin(method: string, path: string, body?: unknown): Request {
@@ -105,7 +169,8 @@ function admin(method: string, path: string, body?: unknown): Request {
   if (body !== undefined) headers.set("content-type", "application/json");
   return new Request(`${GW}/admin${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
 }
-const block = async (id: string, seconds = 600) => expect((await single(admin("POST", `/callers/${encodeURIComponent(id)}/block`, { seconds }))).status).toBe(200);
+const block = async (id: string, seconds = 600) =>
+  expect((await single(admin("POST", `/callers/${encodeURIComponent(id)}/block`, { seconds }))).status).toBe(200);
 const verifyReq = (ip: string, p: unknown) => post({ type: "x402", payment: p }, { ip, path: "/.well-known/tollbooth/verify" });
 
 let peers: Peers;
@@ -117,8 +182,10 @@ beforeEach(() => {
 
 describe("x402 spent marks shared by every route", () => {
   it("one authorization sent to two routes at once (twice each) reaches /settle once: one 200, the others 402 x402_spent, one origin call", async () => {
-    const p = payment();
-    const sends = ["/a/mcp", "/b/mcp", "/a/mcp", "/b/mcp"].map((path, i) => routed(post(toolCall(i), { ip, path, headers: { "payment-signature": header(p) } })));
+    const p = await payment();
+    const sends = ["/a/mcp", "/b/mcp", "/a/mcp", "/b/mcp"].map((path, i) =>
+      routed(post(toolCall(i), { ip, path, headers: { "payment-signature": header(p) } })),
+    );
     const answers = await Promise.all(sends);
     const statuses = answers.map((r) => r.status).sort();
     expect(statuses).toEqual([200, 402, 402, 402]);
@@ -135,7 +202,7 @@ describe("x402 spent marks shared by every route", () => {
   });
 
   it("a payment on one route and the same one at the other route's /verify at once: one settlement, one token or one call", async () => {
-    const p = payment();
+    const p = await payment();
     const [onA, atB] = await Promise.all([
       routed(post(toolCall(1), { ip, path: "/a/mcp", headers: { "payment-signature": header(p) } })),
       routed(post({ type: "x402", payment: p }, { ip, path: "/b/.well-known/tollbooth/verify" })),
@@ -160,12 +227,19 @@ describe("x402 spent marks shared by every route", () => {
     advance(2_000);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     // The whole state is deleted: not even the tables are left (they are made by the next write).
-    const tables = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray().map((r) => r.name));
+    const tables = await runInDurableObject(stub, (_i, state) =>
+      state.storage.sql
+        .exec<{ name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'",
+        )
+        .toArray()
+        .map((r) => r.name),
+    );
     expect(tables).toEqual([]);
   });
 
   it("the settled payment's claim lives in `spent:<spend id>` of the unscoped namespace", async () => {
-    const p = payment();
+    const p = await payment();
     const res = await routed(post(toolCall(1), { ip, path: "/a/mcp", headers: { "payment-signature": header(p) } }));
     expect(res.status).toBe(200);
     const a = p.payload.authorization;
@@ -178,7 +252,7 @@ describe("x402 spent marks shared by every route", () => {
 describe("a block follows the payer", () => {
   it("a blocked network paying with PAYMENT-SIGNATURE gets 403 blocked: no /verify, no /settle, nothing forwarded", async () => {
     await block(`ip:${ip}`);
-    const res = await single(post(toolCall(7), { ip, headers: { "payment-signature": header(payment()) } }));
+    const res = await single(post(toolCall(7), { ip, headers: { "payment-signature": header(await payment()) } }));
     expect(res.status).toBe(403);
     const body = await errorBody(res);
     expect(body.id).toBe(7);
@@ -187,12 +261,14 @@ describe("a block follows the payer", () => {
     expect(peers).toMatchObject({ verify: 0, settle: 0, origin: [] });
   });
 
-  it("a blocked network paying in _meta[\"x402/payment\"] or at /verify gets 403 blocked, no /verify", async () => {
+  it('a blocked network paying in _meta["x402/payment"] or at /verify gets 403 blocked, no /verify', async () => {
     await block(`ip:${ip}`);
-    const meta = await single(post(rpc("tools/call", { name: "echo", arguments: {}, _meta: { "x402/payment": payment() } }, 8), { ip }));
+    const meta = await single(
+      post(rpc("tools/call", { name: "echo", arguments: {}, _meta: { "x402/payment": await payment() } }, 8), { ip }),
+    );
     expect(meta.status).toBe(403);
     expect((await errorBody(meta)).error.data!.reason).toBe("blocked");
-    const v = await single(verifyReq(ip, payment()));
+    const v = await single(verifyReq(ip, await payment()));
     expect(v.status).toBe(403);
     expect(await v.json()).toMatchObject({ error: "blocked", reason: "blocked" });
     expect(peers).toMatchObject({ verify: 0, settle: 0, origin: [] });
@@ -200,7 +276,7 @@ describe("a block follows the payer", () => {
 
   it("an access token bought by a payer is refused (403) from a blocked network, and keeps its credits", async () => {
     const buyer = freshIp();
-    const bought = await single(verifyReq(buyer, payment()));
+    const bought = await single(verifyReq(buyer, await payment()));
     expect(bought.status).toBe(200);
     const { token } = (await bought.json()) as { token: string };
     await block(`ip:${ip}`);
@@ -217,7 +293,7 @@ describe("a block follows the payer", () => {
 
   it("a block placed after the network used a payer's token applies within BLOCK_MEMO_MS (the isolate's memo)", async () => {
     const t0 = freezeTime();
-    const bought = await single(verifyReq(freshIp(), payment()));
+    const bought = await single(verifyReq(freshIp(), await payment()));
     const { token } = (await bought.json()) as { token: string };
     expect((await single(post(toolCall(1), { ip, headers: { "tollbooth-token": token } }))).status).toBe(200);
     await block(`ip:${ip}`);
@@ -231,19 +307,20 @@ describe("a block follows the payer", () => {
   });
 
   it("a blocked payer address (evm:0x…) is refused from any network: its payments (no /settle) and its token", async () => {
-    const p = payment();
+    const key = generatePrivateKey();
+    const p = await payment(key);
     const bought = await single(verifyReq(freshIp(), p));
     const { token } = (await bought.json()) as { token: string };
     await block(payerOf(p));
     const settles = peers.settle;
     for (const from of [freshIp(), freshIp()]) {
-      const paid = await single(post(toolCall(1), { ip: from, headers: { "payment-signature": header(payment(p.payload.authorization.from)) } }));
+      const paid = await single(post(toolCall(1), { ip: from, headers: { "payment-signature": header(await payment(key)) } }));
       expect(paid.status).toBe(403);
       expect((await errorBody(paid)).error.data!.reason).toBe("blocked");
       const withToken = await single(post(toolCall(2), { ip: from, headers: { "tollbooth-token": token } }));
       expect(withToken.status).toBe(403);
     }
-    const v = await single(verifyReq(freshIp(), payment(p.payload.authorization.from)));
+    const v = await single(verifyReq(freshIp(), await payment(key)));
     expect(v.status).toBe(403);
     expect(peers.settle).toBe(settles);
     expect(peers.origin).toHaveLength(0);
@@ -255,10 +332,11 @@ describe("a block follows the payer", () => {
     const original = ns.get.bind(ns);
     vi.spyOn(ns, "get").mockImplementation((id, o) => {
       const stub = original(id, o);
-      return new Proxy(stub, { get: (t, k) => (typeof k === "string" && ["admit", "blocked", "claim"].includes(k) && calls.push(k), Reflect.get(t, k)) });
+      return new Proxy(stub, {
+        get: (t, k) => (typeof k === "string" && ["admit", "blocked", "claim"].includes(k) && calls.push(k), Reflect.get(t, k)),
+      });
     });
     expect((await single(post(toolCall(1), { ip }))).status).toBe(200);
     expect(calls).toEqual(["admit"]);
   });
 });
-

@@ -3,15 +3,23 @@
  * authorization (decoded from `PAYMENT-SIGNATURE`, v1's `X-PAYMENT`, or an MCP `_meta`
  * member), and the requirements a plan's price offers, which a payment must match.
  */
-import { decodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import { Base64EncodedRegex, safeBase64Decode, safeBase64Encode } from "@x402/core/utils";
 import type { Plan } from "../../../shared/policy/index.ts";
 import { refuse } from "../../../shared/result.ts";
 import type { SchemeContext } from "../contract.ts";
 import { x402PriceOf, type Facilitator } from "./policy.ts";
 
 /** Why an x402 payment was refused (on the wire: `x402_<reason>`). */
-export type X402Error = "malformed" | "not_offered" | "underpaid" | "invalid" | "spent" | "expired" | "settle_failed" | "facilitator_unavailable";
+export type X402Error =
+  | "malformed"
+  | "not_offered"
+  | "underpaid"
+  | "invalid"
+  | "spent"
+  | "expired"
+  | "settle_failed"
+  | "facilitator_unavailable";
 
 /** Largest encoded payment accepted, characters. */
 const MAX_PAYMENT_CHARS = 16_384;
@@ -30,13 +38,24 @@ function priceOf(plan: Plan, cost: number): bigint | null {
   return p.mode === "credits" ? BigInt(p.amount) : BigInt(p.amountPerUnit) * BigInt(Math.max(1, cost));
 }
 
+/**
+ * An x402 header value (`PAYMENT-REQUIRED`, `PAYMENT-RESPONSE`): base64 (standard alphabet,
+ * padded) of the value's JSON, as `@x402/core/http`'s header encoders write it.
+ */
+export function encodeHeader(value: unknown): string {
+  return safeBase64Encode(JSON.stringify(value));
+}
+
 /** A decoded payment, or null when it is not a v2 PaymentPayload with an EIP-3009 authorization. */
 export function decodePayment(value: unknown): PaymentPayload | null {
   let payload: unknown = value;
   if (typeof value === "string") {
     if (value.length > MAX_PAYMENT_CHARS) return null;
+    const text = value.trim();
+    // As `@x402/core/http`'s decodePaymentSignatureHeader: base64 of a JSON value.
+    if (!Base64EncodedRegex.test(text)) return null;
     try {
-      payload = decodePaymentSignatureHeader(value.trim());
+      payload = JSON.parse(safeBase64Decode(text));
     } catch {
       return null;
     }
@@ -69,10 +88,18 @@ export function requirementsFor(config: Facilitator, plan: Plan, cost: number): 
 }
 
 /** The offered requirement the payload claims to pay, or why it matches none. */
-export function matchRequirement(config: Facilitator, payload: PaymentPayload, ctx: SchemeContext): { ok: true; requirement: PaymentRequirements } | { ok: false; reason: X402Error } {
+export function matchRequirement(
+  config: Facilitator,
+  payload: PaymentPayload,
+  ctx: SchemeContext,
+): { ok: true; requirement: PaymentRequirements } | { ok: false; reason: X402Error } {
   const a = payload.accepted;
   const offered = requirementsFor(config, ctx.plan, ctx.cost).find(
-    (r) => a.scheme === r.scheme && a.network === r.network && String(a.asset).toLowerCase() === r.asset.toLowerCase() && String(a.payTo).toLowerCase() === r.payTo.toLowerCase(),
+    (r) =>
+      a.scheme === r.scheme &&
+      a.network === r.network &&
+      String(a.asset).toLowerCase() === r.asset.toLowerCase() &&
+      String(a.payTo).toLowerCase() === r.payTo.toLowerCase(),
   );
   if (!offered) return refuse("not_offered");
   let paid: bigint;

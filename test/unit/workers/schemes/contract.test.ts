@@ -5,9 +5,10 @@
  *
  * x402: payments are signed by peers that are not tollbooth's code (`@x402/core/client` +
  * `@x402/evm`'s exact client, a viem account) for the scheme's own offer (its
- * PAYMENT-REQUIRED, decoded with `@x402/core/http`); the facilitator is a fake answering the
- * `fetch` `@x402/core`'s `HTTPFacilitatorClient` calls (test/e2e/x402*.test.ts settle on a
- * real chain with a real facilitator).
+ * PAYMENT-REQUIRED, decoded with `@x402/core/http`); `verify` checks them with no network
+ * call (a forged signature never reaches the facilitator); `settle` asks the facilitator's
+ * `/verify` then `/settle` — a fake answering the `fetch` the scheme is given
+ * (test/e2e/x402*.test.ts settle on a real chain with a real facilitator).
  * L402: invoices are REAL signed regtest BOLT11 from the Lightning stand-in
  * (test/helpers/lightning-standin.ts), paid through its payer endpoint for the preimage.
  */
@@ -42,11 +43,20 @@ afterEach(() => {
 function context(policy: Policy, cost = 1, caller = CALLER): SchemeContext {
   return { policy, plan: planFor(policy, undefined), keyring, caller, nowMs: Date.now(), cost };
 }
-const offerContext = (policy: Policy, cost = 1, caller = CALLER): OfferContext => ({ ...context(policy, cost, caller), difficulty: 8, url: URL_, what: "tools/call echo", reason: "over_budget" });
+const offerContext = (policy: Policy, cost = 1, caller = CALLER): OfferContext => ({
+  ...context(policy, cost, caller),
+  difficulty: 8,
+  url: URL_,
+  what: "tools/call echo",
+  reason: "over_budget",
+});
 
 const enc = new TextEncoder();
 /** A request's credential source: headers and, for a JSON-RPC body, its parse and bytes. */
-function source(headers: Record<string, string>, body?: unknown): { headers: Headers; body: ParsedBody | null; raw: Uint8Array<ArrayBuffer> | null } {
+function source(
+  headers: Record<string, string>,
+  body?: unknown,
+): { headers: Headers; body: ParsedBody | null; raw: Uint8Array<ArrayBuffer> | null } {
   if (body === undefined) return { headers: new Headers(headers), body: null, raw: null };
   const raw = enc.encode(JSON.stringify(body)) as Uint8Array<ArrayBuffer>;
   const parsed = parseBody(raw);
@@ -54,7 +64,12 @@ function source(headers: Record<string, string>, body?: unknown): { headers: Hea
   return { headers: new Headers(headers), body: parsed, raw };
 }
 
-const toolCall = (id: number, meta?: Record<string, unknown>) => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) } });
+const toolCall = (id: number, meta?: Record<string, unknown>) => ({
+  jsonrpc: "2.0",
+  id,
+  method: "tools/call",
+  params: { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) },
+});
 
 // ---------------------------------------------------------------------------------------------
 // x402
@@ -65,38 +80,47 @@ describe("x402", () => {
   const PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
   const FACILITATOR = "https://facilitator.example";
   const PRICE = "10000";
-  const credits = parsePolicy({ x402: { mode: "credits", amount: PRICE, credits: 5 }, facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] } });
-  const perRequest = parsePolicy({ x402: { mode: "per-request", amountPerUnit: "700" }, facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] } });
-  const scheme = x402Scheme(credits, { fetch, secrets: {} }) as PaymentScheme<X402Credential>;
+  const credits = parsePolicy({
+    x402: { mode: "credits", amount: PRICE, credits: 5 },
+    facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] },
+  });
+  const perRequest = parsePolicy({
+    x402: { mode: "per-request", amountPerUnit: "700" },
+    facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] },
+  });
+  /** The fake facilitator, as the `fetch` the scheme is given (a `fetch` that reaches anything else fails the test). */
+  const facilitatorFetch = (input: RequestInfo | URL, init?: RequestInit) => answer(new Request(input, init));
+  const deps = { fetch: facilitatorFetch as typeof fetch, secrets: {} };
+  const scheme = x402Scheme(credits, deps) as PaymentScheme<X402Credential>;
   const account = privateKeyToAccount(generatePrivateKey());
   const payer = account.address.toLowerCase();
 
   /** Requests that reached the fake facilitator: path and JSON body. */
-  let calls: Array<{ path: string; body: { paymentPayload: PaymentPayload; paymentRequirements: { amount: string } } }>;
+  let calls: Array<{ path: string; body: { paymentPayload: PaymentPayload; paymentRequirements: { amount: string } } }> = [];
   /** The fake facilitator's answers (default: valid, settled). */
   let verdict: Record<string, unknown>;
   let settled: Record<string, unknown>;
-  let down: boolean;
+  /** Paths that do not answer (connection refused). */
+  let down: string[];
+
+  async function answer(req: Request): Promise<Response> {
+    if (!req.url.startsWith(FACILITATOR + "/")) throw new Error(`unexpected fetch of ${req.url}`);
+    const path = new URL(req.url).pathname;
+    if (down.includes(path)) throw new TypeError("fetch failed: connection refused");
+    calls.push({ path, body: JSON.parse(await req.text()) });
+    return Response.json(path === "/verify" ? verdict : settled);
+  }
 
   const fakeFacilitator = () => {
     calls = [];
-    down = false;
+    down = [];
     verdict = { isValid: true, payer };
     settled = { success: true, transaction: `0x${"ab".repeat(32)}`, network: NETWORK, payer };
-    const real = globalThis.fetch;
-    vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
-      const req = new Request(input, init);
-      if (!req.url.startsWith(FACILITATOR + "/")) return real(input, init);
-      if (down) throw new TypeError("fetch failed: connection refused");
-      const path = new URL(req.url).pathname;
-      calls.push({ path, body: JSON.parse(await req.text()) });
-      return Response.json(path === "/verify" ? verdict : settled);
-    });
   };
 
   /** The scheme's offer for `policy` (cost units), decoded from its PAYMENT-REQUIRED header. */
   async function offered(policy: Policy = credits, cost = 1): Promise<PaymentRequired> {
-    const s = x402Scheme(policy, { fetch, secrets: {} })!;
+    const s = x402Scheme(policy, deps)!;
     const offer = await s.offer(offerContext(policy, cost));
     if (!offer.ok) throw new Error("x402 not offered");
     return decodePaymentRequiredHeader(offer.headers!["payment-required"]!);
@@ -107,7 +131,9 @@ describe("x402", () => {
     const client = new x402Client();
     registerExactEvmScheme(client, { signer: account });
     client.setSpendControls({ allowedAssets: true });
-    return client.createPaymentPayload(amount === undefined ? required : { ...required, accepts: required.accepts.map((r) => ({ ...r, amount })) });
+    return client.createPaymentPayload(
+      amount === undefined ? required : { ...required, accepts: required.accepts.map((r) => ({ ...r, amount })) },
+    );
   }
 
   /** Read a payment from a `PAYMENT-SIGNATURE` header. */
@@ -124,10 +150,35 @@ describe("x402", () => {
       if (!offer.ok) return;
       expect(offer.challenge).toBeUndefined();
       const required = decodePaymentRequiredHeader(offer.headers!["payment-required"]!);
-      const accepts = [{ scheme: "exact", network: NETWORK, asset: ASSET, amount: PRICE, payTo: PAY_TO, maxTimeoutSeconds: 120, extra: { name: "USDC", version: "2" } }];
-      expect(required).toEqual({ x402Version: 2, error: "over_budget", resource: { url: URL_.href, description: "tools/call echo", mimeType: "application/json" }, accepts });
-      expect(offer.json).toEqual({ type: "x402", x402Version: 2, accepts, mode: "credits", credits: 5, header: "PAYMENT-REQUIRED", paymentRequired: required });
-      expect(offer.hint).toBe(`Pay with x402 (the PAYMENT-REQUIRED header: ${PRICE} atomic units of ${ASSET} on ${NETWORK} for 5 credits) and retry with header PAYMENT-SIGNATURE`);
+      const accepts = [
+        {
+          scheme: "exact",
+          network: NETWORK,
+          asset: ASSET,
+          amount: PRICE,
+          payTo: PAY_TO,
+          maxTimeoutSeconds: 120,
+          extra: { name: "USDC", version: "2" },
+        },
+      ];
+      expect(required).toEqual({
+        x402Version: 2,
+        error: "over_budget",
+        resource: { url: URL_.href, description: "tools/call echo", mimeType: "application/json" },
+        accepts,
+      });
+      expect(offer.json).toEqual({
+        type: "x402",
+        x402Version: 2,
+        accepts,
+        mode: "credits",
+        credits: 5,
+        header: "PAYMENT-REQUIRED",
+        paymentRequired: required,
+      });
+      expect(offer.hint).toBe(
+        `Pay with x402 (the PAYMENT-REQUIRED header: ${PRICE} atomic units of ${ASSET} on ${NETWORK} for 5 credits) and retry with header PAYMENT-SIGNATURE`,
+      );
     });
 
     it("per-request mode: the price is amountPerUnit × the request's cost", async () => {
@@ -145,7 +196,7 @@ describe("x402", () => {
       }
     });
 
-    it("params._meta[\"x402/payment\"] of a single tools/call, as an object or as base64: from mcp, and the body to forward has no payment (other _meta kept)", async () => {
+    it('params._meta["x402/payment"] of a single tools/call, as an object or as base64: from mcp, and the body to forward has no payment (other _meta kept)', async () => {
       const p = await signed(await offered());
       const b64 = Buffer.from(JSON.stringify(p)).toString("base64");
       for (const [value, rest] of [
@@ -166,8 +217,17 @@ describe("x402", () => {
       const p = await signed(await offered());
       expect(scheme.read(source({}, toolCall(1)))).toBeNull();
       expect(scheme.read(source({}, [toolCall(1, { "x402/payment": p })]))).toBeNull();
-      expect(scheme.read(source({}, { jsonrpc: "2.0", id: 2, method: "resources/read", params: { uri: "x", _meta: { "x402/payment": p } } }))).toBeNull();
-      expect(scheme.read(source({}, { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: { _meta: { "x402/payment": p } } } }))).toBeNull();
+      expect(
+        scheme.read(source({}, { jsonrpc: "2.0", id: 2, method: "resources/read", params: { uri: "x", _meta: { "x402/payment": p } } })),
+      ).toBeNull();
+      expect(
+        scheme.read(
+          source(
+            {},
+            { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: { _meta: { "x402/payment": p } } } },
+          ),
+        ),
+      ).toBeNull();
     });
 
     it("malformed: not base64 JSON, not v2, no EIP-3009 authorization", async () => {
@@ -183,8 +243,8 @@ describe("x402", () => {
     });
   });
 
-  describe("verify", () => {
-    it("the price: the facilitator's /verify with the requirement as signed; the payer becomes the caller; 5 credits, spent once per authorization", async () => {
+  describe("verify (no facilitator call)", () => {
+    it("the price: the payer (its signature recovered) becomes the caller; 5 credits, spent once per authorization; the facilitator is not asked", async () => {
       fakeFacilitator();
       const p = await signed(await offered());
       const ctx = context(credits);
@@ -195,10 +255,15 @@ describe("x402", () => {
       expect(check.identity).toBe(`evm:${payer}`);
       expect(check.token).toBe(true);
       expect(check.paid).toEqual({ amount: PRICE, unit: "atomic" });
-      expect(check.redemption).toMatchObject({ spendId: `x402:${NETWORK}:${ASSET.toLowerCase()}:${payer}:${auth.nonce.toLowerCase()}`, credits: 5, reusable: false, prefix: "x402", solve: false, spendUntilMs: Number(auth.validBefore) * 1000 });
-      expect(calls.map((c) => c.path)).toEqual(["/verify"]);
-      expect(calls[0]!.body.paymentPayload).toEqual(p);
-      expect(calls[0]!.body.paymentRequirements).toEqual(p.accepted);
+      expect(check.redemption).toMatchObject({
+        spendId: `x402:${NETWORK}:${ASSET.toLowerCase()}:${payer}:${auth.nonce.toLowerCase()}`,
+        credits: 5,
+        reusable: false,
+        prefix: "x402",
+        solve: false,
+        spendUntilMs: Number(auth.validBefore) * 1000,
+      });
+      expect(calls).toEqual([]);
     });
 
     // "9999" and "9" are below 10000 but not string prefixes of it: as text they sort after it.
@@ -212,17 +277,15 @@ describe("x402", () => {
       });
     }
 
-    it("more than the price (100000) is verified for the amount signed", async () => {
+    it("more than the price (100000) is accepted for the amount signed", async () => {
       fakeFacilitator();
       const p = await signed(await offered(), "100000");
-      const check = await scheme.verify(fromHeader(p), context(credits));
-      expect(check).toMatchObject({ ok: true, paid: { amount: "100000", unit: "atomic" } });
-      expect(calls[0]!.body.paymentRequirements.amount).toBe("100000");
+      expect(await scheme.verify(fromHeader(p), context(credits))).toMatchObject({ ok: true, paid: { amount: "100000", unit: "atomic" } });
     });
 
     it("per-request mode: the price of the request's cost; no access token; credits = the cost", async () => {
       fakeFacilitator();
-      const s = x402Scheme(perRequest, { fetch, secrets: {} })!;
+      const s = x402Scheme(perRequest, deps)!;
       const under = await signed(await offered(perRequest, 3), "1400");
       expect(await s.verify(fromHeader(under), context(perRequest, 3))).toEqual({ ok: false, reason: "underpaid" });
       const p = await signed(await offered(perRequest, 3));
@@ -233,7 +296,11 @@ describe("x402", () => {
     it("another payee, network or asset: not_offered, the facilitator never asked", async () => {
       fakeFacilitator();
       const required = await offered();
-      const changes: Array<Partial<PaymentRequired["accepts"][number]>> = [{ payTo: "0x" + "11".repeat(20) }, { network: "eip155:1" }, { asset: "0x" + "22".repeat(20) }];
+      const changes: Array<Partial<PaymentRequired["accepts"][number]>> = [
+        { payTo: "0x" + "11".repeat(20) },
+        { network: "eip155:1" },
+        { asset: "0x" + "22".repeat(20) },
+      ];
       for (const change of changes) {
         const p = await signed({ ...required, accepts: required.accepts.map((r) => ({ ...r, ...change })) });
         expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "not_offered" });
@@ -241,24 +308,36 @@ describe("x402", () => {
       expect(calls).toEqual([]);
     });
 
-    it("the facilitator's refusal: invalid with its reason as detail, expired for an authorization past validBefore; unavailable when it does not answer", async () => {
+    it("a forged payment — another key's signature, the payer's signature over other terms — is invalid, with the facilitator's word for it, and never sent", async () => {
       fakeFacilitator();
-      const p = await signed(await offered());
-      verdict = { isValid: false, invalidReason: "invalid_exact_evm_signature", payer };
-      expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "invalid", detail: "invalid_exact_evm_signature" });
-      verdict = { isValid: false, invalidReason: "invalid_exact_evm_payload_authorization_valid_before", payer };
-      expect(await scheme.verify(fromHeader(p), context(credits))).toMatchObject({ ok: false, reason: "expired" });
-      down = true;
-      vi.spyOn(console, "error").mockImplementation(() => {});
-      expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "facilitator_unavailable" });
-      expect(scheme.refusalStatus("x402_facilitator_unavailable")).toBe(503);
-      expect(scheme.refusalStatus("x402_underpaid")).toBe(402);
-      expect(scheme.refusalStatus("x402_invalid")).toBe(402);
+      const required = await offered();
+      const p = await signed(required);
+      const other = privateKeyToAccount(generatePrivateKey());
+      const client = new x402Client();
+      registerExactEvmScheme(client, { signer: other });
+      client.setSpendControls({ allowedAssets: true });
+      const theirs = await client.createPaymentPayload(required);
+      const body = p.payload as { signature: string; authorization: Record<string, string> };
+      const forged = [
+        { ...p, payload: { ...body, signature: (theirs.payload as { signature: string }).signature } },
+        { ...p, payload: { ...body, authorization: { ...body.authorization, nonce: `0x${"42".repeat(32)}` } } },
+        {
+          ...p,
+          payload: { ...body, authorization: { ...body.authorization, validBefore: String(Number(body.authorization.validBefore!) + 1) } },
+        },
+      ];
+      for (const f of forged)
+        expect(await scheme.verify(fromHeader(f as PaymentPayload), context(credits))).toEqual({
+          ok: false,
+          reason: "invalid",
+          detail: "invalid_exact_evm_signature",
+        });
+      expect(calls).toEqual([]);
     });
   });
 
-  describe("settle", () => {
-    it("over HTTP: PAYMENT-RESPONSE carries the facilitator's settlement, and no receipt for _meta", async () => {
+  describe("settle: the facilitator's /verify, then /settle", () => {
+    it("over HTTP: /verify then /settle with the requirement as signed; PAYMENT-RESPONSE carries the facilitator's settlement, and no receipt for _meta", async () => {
       fakeFacilitator();
       const p = await signed(await offered());
       const done = await scheme.settle!(fromHeader(p), context(credits));
@@ -266,11 +345,14 @@ describe("x402", () => {
       if (!done.ok) return;
       expect(decodePaymentResponseHeader(done.headers["payment-response"]!)).toEqual(settled);
       expect(done.receipt).toBeUndefined();
-      expect(calls.map((c) => c.path)).toEqual(["/settle"]);
-      expect(calls[0]!.body.paymentRequirements).toEqual(p.accepted);
+      expect(calls.map((c) => c.path)).toEqual(["/verify", "/settle"]);
+      for (const c of calls) {
+        expect(c.body.paymentPayload).toEqual(p);
+        expect(c.body.paymentRequirements).toEqual(p.accepted);
+      }
     });
 
-    it("inside MCP: the receipt for the result's _meta[\"x402/payment-response\"] is the settlement", async () => {
+    it('inside MCP: the receipt for the result\'s _meta["x402/payment-response"] is the settlement', async () => {
       fakeFacilitator();
       const p = await signed(await offered());
       const read = scheme.read(source({}, toolCall(1, { "x402/payment": p })));
@@ -279,17 +361,47 @@ describe("x402", () => {
       expect(done).toMatchObject({ ok: true, receipt: { key: "x402/payment-response", value: settled } });
     });
 
-    it("a settlement that fails or does not answer: settle_failed; an underpaid payment is never settled", async () => {
+    it("the facilitator's /verify refusal: invalid with its reason as detail, expired for validBefore; unavailable (retryable) when it does not answer; never settled", async () => {
+      fakeFacilitator();
+      vi.spyOn(console, "error").mockImplementation(() => {});
+      const p = await signed(await offered());
+      verdict = { isValid: false, invalidReason: "invalid_exact_evm_insufficient_funds", payer };
+      expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({
+        ok: false,
+        reason: "invalid",
+        detail: "invalid_exact_evm_insufficient_funds",
+      });
+      verdict = { isValid: false, invalidReason: "invalid_exact_evm_payload_authorization_valid_before", payer };
+      expect(await scheme.settle!(fromHeader(p), context(credits))).toMatchObject({ ok: false, reason: "expired" });
+      down = ["/verify"];
+      expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "facilitator_unavailable" });
+      expect(calls.map((c) => c.path)).toEqual(["/verify", "/verify"]);
+      expect(scheme.retryable!("facilitator_unavailable")).toBe(true);
+      expect(scheme.retryable!("invalid")).toBe(false);
+      expect(scheme.retryable!("settle_failed")).toBe(false);
+      expect(scheme.refusalStatus("x402_facilitator_unavailable")).toBe(503);
+      expect(scheme.refusalStatus("x402_underpaid")).toBe(402);
+      expect(scheme.refusalStatus("x402_invalid")).toBe(402);
+    });
+
+    it("a settlement that fails or does not answer: settle_failed (not retryable: it may still settle); an underpaid payment is never settled", async () => {
       fakeFacilitator();
       vi.spyOn(console, "error").mockImplementation(() => {});
       const p = await signed(await offered());
       settled = { success: false, errorReason: "insufficient_funds", transaction: "", network: NETWORK, payer };
-      expect(await scheme.settle!(fromHeader(p), context(credits))).toMatchObject({ ok: false, reason: "settle_failed" });
-      down = true;
+      expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({
+        ok: false,
+        reason: "settle_failed",
+        detail: "insufficient_funds",
+      });
+      down = ["/settle"];
       expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "settle_failed" });
-      down = false;
+      down = [];
       const before = calls.length;
-      expect(await scheme.settle!(fromHeader(await signed(await offered(), "9999")), context(credits))).toEqual({ ok: false, reason: "underpaid" });
+      expect(await scheme.settle!(fromHeader(await signed(await offered(), "9999")), context(credits))).toEqual({
+        ok: false,
+        reason: "underpaid",
+      });
       expect(calls).toHaveLength(before);
     });
   });
@@ -326,7 +438,11 @@ describe("L402 with the Lightning stand-in", () => {
     const offer = await scheme.offer(offerContext(policy, 1, caller));
     if (!offer.ok) throw new Error(offer.message);
     const { macaroon, invoice, paymentHash } = offer.json as { macaroon: string; invoice: string; paymentHash: string };
-    const res = await fetch(`${ln.url}/v1/channels/transactions`, { method: "POST", headers: { "Grpc-Metadata-macaroon": ln.macaroonHex }, body: JSON.stringify({ payment_request: invoice }) });
+    const res = await fetch(`${ln.url}/v1/channels/transactions`, {
+      method: "POST",
+      headers: { "Grpc-Metadata-macaroon": ln.macaroonHex },
+      body: JSON.stringify({ payment_request: invoice }),
+    });
     const { payment_preimage } = (await res.json()) as { payment_preimage: string };
     return { macaroon, invoice, paymentHash, preimage: Buffer.from(payment_preimage, "base64").toString("hex") };
   }
@@ -343,7 +459,15 @@ describe("L402 with the Lightning stand-in", () => {
     const challenge = parseAuthParams(offer.challenge!.slice("L402 ".length));
     expect(offer.challenge!.startsWith("L402 ")).toBe(true);
     expect(challenge?.params).toMatchObject({ version: "0", invoice: issued.bolt11 });
-    expect(offer.json).toMatchObject({ type: "l402", invoice: issued.bolt11, paymentHash: issued.paymentHash, sats: PRICE.sats, credits: PRICE.credits, macaroon: challenge!.params.macaroon, token: challenge!.params.macaroon });
+    expect(offer.json).toMatchObject({
+      type: "l402",
+      invoice: issued.bolt11,
+      paymentHash: issued.paymentHash,
+      sats: PRICE.sats,
+      credits: PRICE.credits,
+      macaroon: challenge!.params.macaroon,
+      token: challenge!.params.macaroon,
+    });
     // Retrying the 402 does not mint another invoice.
     expect(await scheme.offer(offerContext(policy, 1, caller))).toEqual(offer);
     expect(ln.created()).toBe(created + 1);
@@ -352,7 +476,11 @@ describe("L402 with the Lightning stand-in", () => {
   it("read: Authorization L402 or LSAT, or Tollbooth-L402; a Bearer Authorization is not a credential; a malformed one is refused", async () => {
     const { macaroon, preimage } = await paid("key:reader");
     const text = `${macaroon}:${preimage}`;
-    const ways: Array<Record<string, string>> = [{ authorization: `L402 ${text}` }, { authorization: `LSAT ${text}` }, { "tollbooth-l402": text }];
+    const ways: Array<Record<string, string>> = [
+      { authorization: `L402 ${text}` },
+      { authorization: `LSAT ${text}` },
+      { "tollbooth-l402": text },
+    ];
     for (const headers of ways) {
       const read = scheme.read(source(headers));
       expect(read?.ok, JSON.stringify(headers)).toBe(true);
@@ -370,7 +498,18 @@ describe("L402 with the Lightning stand-in", () => {
     const read = scheme.read(source({ authorization: `L402 ${macaroon}:${preimage}` }));
     if (!read?.ok) throw new Error("not read");
     const check = await scheme.verify(read.credential, context(policy, 1, caller));
-    expect(check).toMatchObject({ ok: true, paid: { amount: String(PRICE.sats), unit: "sats" }, redemption: { spendId: `l402:${paymentHash}`, jti: `l402:${paymentHash}`, credits: PRICE.credits, reusable: true, prefix: "l402", solve: false } });
+    expect(check).toMatchObject({
+      ok: true,
+      paid: { amount: String(PRICE.sats), unit: "sats" },
+      redemption: {
+        spendId: `l402:${paymentHash}`,
+        jti: `l402:${paymentHash}`,
+        credits: PRICE.credits,
+        reusable: true,
+        prefix: "l402",
+        solve: false,
+      },
+    });
     expect(await scheme.verify(read.credential, context(policy, 1, "key:thief"))).toMatchObject({ ok: false, reason: "wrong_caller" });
     const wrong = scheme.read(source({ authorization: `L402 ${macaroon}:${"00".repeat(32)}` }));
     if (!wrong?.ok) throw new Error("not read");
@@ -396,7 +535,11 @@ describe("L402 with the Lightning stand-in", () => {
     vi.spyOn(console, "error").mockImplementation(() => {});
     ln.setDown(true);
     try {
-      expect(await down.offer(offerContext(policy, 1, "key:down"))).toMatchObject({ ok: false, type: "l402", reason: "backend_unavailable" });
+      expect(await down.offer(offerContext(policy, 1, "key:down"))).toMatchObject({
+        ok: false,
+        type: "l402",
+        reason: "backend_unavailable",
+      });
     } finally {
       ln.setDown(false);
     }

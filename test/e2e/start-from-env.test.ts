@@ -23,6 +23,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/stack/ports.ts";
 import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
@@ -58,7 +59,12 @@ const policy = (lnUrl: string, facilitatorUrl: string) => ({
   l402: { sats: 10, credits: 20 },
   lightning: { backend: "lnd", url: lnUrl, timeoutMs: 2_000 },
   x402: { mode: "credits", amount: "1000", credits: 20 },
-  facilitator: { url: facilitatorUrl, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USD Coin", version: "2" }], timeoutMs: 2_000 },
+  facilitator: {
+    url: facilitatorUrl,
+    payTo: PAY_TO,
+    assets: [{ network: NETWORK, asset: ASSET, name: "USD Coin", version: "2" }],
+    timeoutMs: 2_000,
+  },
 });
 
 beforeAll(async () => {
@@ -66,7 +72,11 @@ beforeAll(async () => {
   facilitator = http.createServer((req, res) => {
     facilitatorAuth.push(req.headers.authorization);
     req.resume();
-    req.on("end", () => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ isValid: false, invalidReason: "invalid_exact_evm_payload_signature", payer: `0x${"11".repeat(20)}` })));
+    req.on("end", () =>
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ isValid: false, invalidReason: "invalid_exact_evm_payload_signature", payer: `0x${"11".repeat(20)}` })),
+    );
   });
   await new Promise<void>((r) => facilitator.listen(0, "127.0.0.1", r));
   state = mkdtempSync(join(tmpdir(), "tollbooth-start-state-"));
@@ -105,10 +115,14 @@ afterAll(async () => {
 describe("npm start with every setting in the environment", () => {
   it("lists what is on: each route's MCP URL, the tiers, the admin API at its path, the state folder, where the settings came from", () => {
     const out = run.stdout();
-    expect(out).toMatch(/^settings: TOLLBOOTH_POLICY, TOLLBOOTH_ROUTES, TOLLBOOTH_ADMIN_PATH, TOLLBOOTH_METRICS_FLUSH_MS, TOLLBOOTH_SECRET, TOLLBOOTH_LIGHTNING_SECRET, TOLLBOOTH_FACILITATOR_AUTH, TOLLBOOTH_ADMIN_TOKEN, ORIGIN_A_SECRET from the environment$/m);
+    expect(out).toMatch(
+      /^settings: TOLLBOOTH_POLICY, TOLLBOOTH_ROUTES, TOLLBOOTH_ADMIN_PATH, TOLLBOOTH_METRICS_FLUSH_MS, TOLLBOOTH_SECRET, TOLLBOOTH_LIGHTNING_SECRET, TOLLBOOTH_FACILITATOR_AUTH, TOLLBOOTH_ADMIN_TOKEN, ORIGIN_A_SECRET from the environment$/m,
+    );
     expect(out).toContain(`route a: ${base}/a/mcp   <- point your MCP client here (origin http://127.0.0.1:${originPort})`);
     expect(out).toContain(`route b: ${base}/b/mcp   <- point your MCP client here (origin http://127.0.0.1:${originPort})`);
-    expect(out).toContain("tiers:    proof-of-work: on (plans pro, free); L402 (Lightning): on (plans pro, free); x402 (USDC): on (plans pro, free)");
+    expect(out).toContain(
+      "tiers:    proof-of-work: on (plans pro, free); L402 (Lightning): on (plans pro, free); x402 (USDC): on (plans pro, free)",
+    );
     expect(out).toContain(`admin:    ${base}/ops   the dashboard (its token: TOLLBOOTH_ADMIN_TOKEN, from the environment)`);
     expect(out).toContain(`state:    ${state}   (kept between runs`);
     expect(out).toContain(`keys:     npm run keys -- add <name> --local --persist-to ${state}   (callers send it in x-api-key)`);
@@ -166,14 +180,57 @@ describe("npm start with every setting in the environment", () => {
 
   it("TOLLBOOTH_FACILITATOR_AUTH: the facilitator receives it exactly ($, ' and \" included)", async () => {
     const now = Math.floor(Date.now() / 1000);
+    // Signed for real (the gateway checks the signature itself before the facilitator is asked).
+    const account = privateKeyToAccount(generatePrivateKey());
+    const authorization = {
+      from: account.address,
+      to: PAY_TO,
+      value: "1000",
+      validAfter: String(now - 60),
+      validBefore: String(now + 600),
+      nonce: `0x${randomBytes(32).toString("hex")}` as const,
+    };
+    const signature = await account.signTypedData({
+      domain: { name: "USD Coin", version: "2", chainId: 84532, verifyingContract: ASSET as `0x${string}` },
+      types: {
+        TransferWithAuthorization: [
+          { name: "from", type: "address" },
+          { name: "to", type: "address" },
+          { name: "value", type: "uint256" },
+          { name: "validAfter", type: "uint256" },
+          { name: "validBefore", type: "uint256" },
+          { name: "nonce", type: "bytes32" },
+        ],
+      },
+      primaryType: "TransferWithAuthorization",
+      message: {
+        ...authorization,
+        to: PAY_TO as `0x${string}`,
+        value: 1000n,
+        validAfter: BigInt(authorization.validAfter),
+        validBefore: BigInt(authorization.validBefore),
+      },
+    });
     const payment = {
       x402Version: 2,
       resource: { url: `${base}/a/mcp`, description: "test", mimeType: "application/json" },
-      accepted: { scheme: "exact", network: NETWORK, asset: ASSET, amount: "1000", payTo: PAY_TO, maxTimeoutSeconds: 120, extra: { name: "USD Coin", version: "2" } },
-      payload: { signature: `0x${"00".repeat(65)}`, authorization: { from: `0x${"11".repeat(20)}`, to: PAY_TO, value: "1000", validAfter: String(now - 60), validBefore: String(now + 600), nonce: `0x${randomBytes(32).toString("hex")}` } },
+      accepted: {
+        scheme: "exact",
+        network: NETWORK,
+        asset: ASSET,
+        amount: "1000",
+        payTo: PAY_TO,
+        maxTimeoutSeconds: 120,
+        extra: { name: "USD Coin", version: "2" },
+      },
+      payload: { signature, authorization },
     };
-    const res = await fetch(`${base}/a/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "x402", payment }) });
-    expect(res.status).toBeGreaterThanOrEqual(400); // the stand-in facilitator calls the signature invalid
+    const res = await fetch(`${base}/a/.well-known/tollbooth/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ type: "x402", payment }),
+    });
+    expect(res.status).toBe(402); // the stand-in facilitator's /verify calls it invalid
     expect(facilitatorAuth).toContain(FACILITATOR_AUTH);
   });
 
@@ -182,7 +239,11 @@ describe("npm start with every setting in the environment", () => {
     const add = spawnSync("npm", ["run", "-s", "keys", "--", "add", "dev-laptop", "--plan", "pro", "--local", "--persist-to", state], {
       cwd: ROOT,
       encoding: "utf8",
-      env: { PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH}`, HOME: process.env.HOME, TOLLBOOTH_POLICY: JSON.stringify(policy(ln.url, "http://127.0.0.1:9")) },
+      env: {
+        PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH}`,
+        HOME: process.env.HOME,
+        TOLLBOOTH_POLICY: JSON.stringify(policy(ln.url, "http://127.0.0.1:9")),
+      },
     });
     expect(add.status, add.stderr).toBe(0);
     const key = add.stdout.trim();
@@ -190,9 +251,17 @@ describe("npm start with every setting in the environment", () => {
     const res = await fetch(`${base}/a/.well-known/tollbooth/status`, { headers: { "x-api-key": key } });
     const status = (await res.json()) as { caller: string; plan: string; verified: boolean };
     // docs/identity.md: `key:` + the first 16 bytes (hex) of SHA-256(key).
-    expect(status).toEqual(expect.objectContaining({ caller: `key:${createHash("sha256").update(key).digest("hex").slice(0, 32)}`, plan: "pro", verified: true }));
+    expect(status).toEqual(
+      expect.objectContaining({
+        caller: `key:${createHash("sha256").update(key).digest("hex").slice(0, 32)}`,
+        plan: "pro",
+        verified: true,
+      }),
+    );
     // An invented key stays unverified: the network's caller.
-    const invented = (await (await fetch(`${base}/a/.well-known/tollbooth/status`, { headers: { "x-api-key": `tb_${"A".repeat(43)}` } })).json()) as { caller: string };
+    const invented = (await (
+      await fetch(`${base}/a/.well-known/tollbooth/status`, { headers: { "x-api-key": `tb_${"A".repeat(43)}` } })
+    ).json()) as { caller: string };
     expect(invented.caller).toBe("ip:127.0.0.1");
   });
 
@@ -220,7 +289,11 @@ describe("npm start with every setting in the environment", () => {
 describe("npm start stops what it started", () => {
   it("on SIGTERM: the gateway and the bundled origin stop, the state folder stays", async () => {
     await run.stop();
-    const down = (port: number) => fetch(`http://127.0.0.1:${port}/`).then(() => false, () => true);
+    const down = (port: number) =>
+      fetch(`http://127.0.0.1:${port}/`).then(
+        () => false,
+        () => true,
+      );
     expect(await down(gatewayPort)).toBe(true);
     expect(await down(originPort)).toBe(true);
     expect(existsSync(join(state, "v3"))).toBe(true);

@@ -39,7 +39,12 @@ beforeAll(async () => {
       bucket: { capacity: 1, refillPerSecond: 0.0001 },
       challenge: { difficulty: 8, credits: 4 },
       x402: { mode: "credits", ...PRICE },
-      facilitator: { url: facilitator.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }], timeoutMs: 5_000 },
+      facilitator: {
+        url: facilitator.url,
+        payTo: chain.accounts.payTo.address,
+        assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }],
+        timeoutMs: 5_000,
+      },
     },
     vars: { TOLLBOOTH_FACILITATOR_AUTH: `Bearer ${FACILITATOR_TOKEN}` },
   });
@@ -53,7 +58,8 @@ afterAll(async () => {
 
 const caller = (label: string) => ({ "x-api-key": `${label}-${randomBytes(6).toString("hex")}` });
 let rpcId = 0;
-const toolCall = () => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
+const toolCall = () =>
+  JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
 const received = () => origin.requests().length;
 
 /**
@@ -62,7 +68,10 @@ const received = () => origin.requests().length;
  * payment's signature anywhere.
  */
 function expectNoPaymentForwarded(mark: number, count: number, payments: PaymentPayload[] = []): void {
-  const seen = origin.requests().slice(mark).filter((r) => r.messages.some((m) => (m as { method?: string })?.method === "tools/call"));
+  const seen = origin
+    .requests()
+    .slice(mark)
+    .filter((r) => r.messages.some((m) => (m as { method?: string })?.method === "tools/call"));
   expect(seen).toHaveLength(count);
   for (const r of seen) {
     expect(r.headers["payment-signature"]).toBeUndefined();
@@ -77,12 +86,23 @@ async function openSession(who: Record<string, string>): Promise<Record<string, 
   const init = await fetch(`${gw.url}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-test", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-test", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
+  await (
+    await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: { ...MCP_HEADERS, ...session },
+      body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+    })
+  ).text();
   return session;
 }
 
@@ -118,7 +138,10 @@ async function pay(payer: ChainAccount, required: PaymentRequired, requirement?:
 }
 
 /** Balances of a payer and the payee. */
-const balances = async (payer: ChainAccount) => ({ payer: await chain.balanceOf(payer.address), payTo: await chain.balanceOf(chain.accounts.payTo.address) });
+const balances = async (payer: ChainAccount) => ({
+  payer: await chain.balanceOf(payer.address),
+  payTo: await chain.balanceOf(chain.accounts.payTo.address),
+});
 
 describe("the x402 offer", () => {
   it("a 402 carries PAYMENT-REQUIRED (x402 v2, exact, the policy's network, asset, price and payee) and an x402 entry in error.data.challenges", async () => {
@@ -127,7 +150,15 @@ describe("the x402 offer", () => {
     expect(required.x402Version).toBe(2);
     expect(required.resource.url).toBe(`${gw.url}/mcp`);
     expect(required.accepts).toEqual([
-      { scheme: "exact", network: chain.network, amount: PRICE.amount, asset: chain.usdc, payTo: chain.accounts.payTo.address, maxTimeoutSeconds: 120, extra: { name: "USD Coin", version: "2" } },
+      {
+        scheme: "exact",
+        network: chain.network,
+        amount: PRICE.amount,
+        asset: chain.usdc,
+        payTo: chain.accounts.payTo.address,
+        maxTimeoutSeconds: 120,
+        extra: { name: "USD Coin", version: "2" },
+      },
     ]);
     const entry = res.body.error.data.challenges.find((c: { type: string }) => c.type === "x402");
     expect(entry).toMatchObject({ type: "x402", x402Version: 2, mode: "credits", credits: PRICE.credits, accepts: required.accepts });
@@ -148,11 +179,19 @@ describe("paying", () => {
       apiKey: `sdk-x402-${randomBytes(4).toString("hex")}`,
       fetch: withTollbooth(undefined, {
         pay: ["x402"],
-        x402: { signer: privateKeyToAccount(payer.privateKey), networks: [chain.network], assets: [chain.usdc], maxPerRequest: PRICE.amount, maxPerHour: "1000000", onPay: (e) => paid.push(e) },
+        x402: {
+          signer: privateKeyToAccount(payer.privateKey),
+          networks: [chain.network],
+          assets: [chain.usdc],
+          maxPerRequest: PRICE.amount,
+          maxPerHour: "1000000",
+          onPay: (e) => paid.push(e),
+        },
       }),
     });
     try {
-      for (let i = 1; i <= 50; i++) expect(firstText(await c.client.callTool({ name: "echo", arguments: { message: `call-${i}` } }))).toBe(`Echo: call-${i}`);
+      for (let i = 1; i <= 50; i++)
+        expect(firstText(await c.client.callTool({ name: "echo", arguments: { message: `call-${i}` } }))).toBe(`Echo: call-${i}`);
     } finally {
       await c.close(true);
     }
@@ -212,7 +251,11 @@ describe("paying", () => {
     const session = await openSession(caller("verify"));
     const { required } = await overBudget(session);
     const payment = await pay(payer, required);
-    const v = await fetch(`${gw.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...session }, body: JSON.stringify({ type: "x402", payment }) });
+    const v = await fetch(`${gw.url}/.well-known/tollbooth/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...session },
+      body: JSON.stringify({ type: "x402", payment }),
+    });
     expect(v.status).toBe(200);
     const { token, credits } = (await v.json()) as { token: string; credits: number };
     expect(credits).toBe(PRICE.credits);
@@ -245,17 +288,14 @@ describe("refused payments reach nothing and move nothing", () => {
     return r;
   }
 
-  it("a replayed payment already settled on chain: the facilitator's /verify sees its nonce used (x402_invalid) and nothing settles", async () => {
-    // (The gateway's own spent-once record, for a payment the facilitator would still accept:
-    // x402_spent, in "a payment the origin ceiling refuses" below.)
+  it("a replayed payment already settled on chain: x402_spent by the gateway's own record, the facilitator not asked again", async () => {
     const payment = await pay(payer(), required);
     const first = await call({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
     expect(first.status).toBe(200);
-    const settles = facilitator.calls().settle;
-    const r = await refused(payment, 402, "x402_invalid");
+    const calls = facilitator.calls();
+    const r = await refused(payment, 402, "x402_spent");
     expect(r.headers.get("payment-required")).not.toBeNull();
-    expect(r.body.error.data.detail).toBe("invalid_exact_evm_nonce_already_used");
-    expect(facilitator.calls().settle).toBe(settles);
+    expect(facilitator.calls()).toEqual(calls);
   });
 
   // The price is 10000: "9999" and "9" are less, but not string prefixes of it (as text they sort after it).
@@ -275,25 +315,58 @@ describe("refused payments reach nothing and move nothing", () => {
 
   it("an expired authorization", async () => {
     const payment = await pay(payer(), required);
-    const auth = (payment.payload as { authorization: { from: `0x${string}`; to: `0x${string}`; value: string; validAfter: string; validBefore: string; nonce: `0x${string}` } }).authorization;
+    const auth = (
+      payment.payload as {
+        authorization: {
+          from: `0x${string}`;
+          to: `0x${string}`;
+          value: string;
+          validAfter: string;
+          validBefore: string;
+          nonce: `0x${string}`;
+        };
+      }
+    ).authorization;
     // Re-sign as the payer with validBefore in the past (the client signs now + maxTimeoutSeconds).
     const account = privateKeyToAccount(payer().privateKey);
     const past = { ...auth, validBefore: String(Math.floor(Date.now() / 1000) - 60) };
     const signature = await account.signTypedData({
       domain: { name: "USD Coin", version: "2", chainId: chain.chainId, verifyingContract: chain.usdc },
-      types: { TransferWithAuthorization: [{ name: "from", type: "address" }, { name: "to", type: "address" }, { name: "value", type: "uint256" }, { name: "validAfter", type: "uint256" }, { name: "validBefore", type: "uint256" }, { name: "nonce", type: "bytes32" }] },
+      types: {
+        TransferWithAuthorization: [
+          { name: "from", type: "address" },
+          { name: "to", type: "address" },
+          { name: "value", type: "uint256" },
+          { name: "validAfter", type: "uint256" },
+          { name: "validBefore", type: "uint256" },
+          { name: "nonce", type: "bytes32" },
+        ],
+      },
       primaryType: "TransferWithAuthorization",
-      message: { from: past.from, to: past.to, value: BigInt(past.value), validAfter: BigInt(past.validAfter), validBefore: BigInt(past.validBefore), nonce: past.nonce },
+      message: {
+        from: past.from,
+        to: past.to,
+        value: BigInt(past.value),
+        validAfter: BigInt(past.validAfter),
+        validBefore: BigInt(past.validBefore),
+        nonce: past.nonce,
+      },
     });
-    // Signed correctly, so the facilitator's refusal is its validBefore check: x402_expired.
-    await refused({ ...payment, payload: { ...payment.payload, authorization: past, signature } }, 402, "x402_expired");
+    // Signed correctly, so the refusal is the validBefore check (the gateway's own, in the facilitator's words): x402_expired.
+    const calls = facilitator.calls();
+    const r = await refused({ ...payment, payload: { ...payment.payload, authorization: past, signature } }, 402, "x402_expired");
+    expect(r.body.error.data.detail).toBe("invalid_exact_evm_payload_authorization_valid_before");
+    expect(facilitator.calls()).toEqual(calls);
   });
 
-  it("a bad signature (another key signing for the payer)", async () => {
+  it("a bad signature (another key signing for the payer): x402_invalid, never sent to the facilitator", async () => {
     const payment = await pay(payer(), required);
     const forged = await pay(chain.accounts.payers[5]!, required);
     const payload = { ...payment.payload, signature: (forged.payload as { signature: string }).signature };
-    await refused({ ...payment, payload }, 402, "x402_invalid");
+    const calls = facilitator.calls();
+    const r = await refused({ ...payment, payload }, 402, "x402_invalid");
+    expect(r.body.error.data.detail).toBe("invalid_exact_evm_signature");
+    expect(facilitator.calls()).toEqual(calls);
   });
 
   it("a malformed PAYMENT-SIGNATURE", async () => {
@@ -323,7 +396,11 @@ describe("a payment the origin ceiling refuses", () => {
         bucket: { capacity: 1, refillPerSecond: 0.0001 },
         originCeiling: { capacity: 2, refillPerSecond: 0.0001 },
         x402: { mode: "credits", ...PRICE },
-        facilitator: { url: facilitator.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }] },
+        facilitator: {
+          url: facilitator.url,
+          payTo: chain.accounts.payTo.address,
+          assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }],
+        },
       },
       vars: { TOLLBOOTH_FACILITATOR_AUTH: `Bearer ${FACILITATOR_TOKEN}` },
     });
@@ -337,13 +414,22 @@ describe("a payment the origin ceiling refuses", () => {
     const send = async (headers: Record<string, string>) => {
       const res = await fetch(`${tight.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...headers }, body: toolCall() });
       const text = await res.text();
-      return { status: res.status, headers: res.headers, body: (res.headers.get("content-type") ?? "").startsWith("application/json") ? JSON.parse(text) : null };
+      return {
+        status: res.status,
+        headers: res.headers,
+        body: (res.headers.get("content-type") ?? "").startsWith("application/json") ? JSON.parse(text) : null,
+      };
     };
     const who = caller("tight");
     const init = await fetch(`${tight.url}/mcp`, {
       method: "POST",
       headers: { ...MCP_HEADERS, ...who },
-      body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-tight", version: "0" } } }),
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: ++rpcId,
+        method: "initialize",
+        params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-tight", version: "0" } },
+      }),
     });
     await init.text();
     const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
@@ -355,6 +441,7 @@ describe("a payment the origin ceiling refuses", () => {
     const before = await balances(payer);
     const seen = received();
     const settles = facilitator.calls().settle;
+    const verifiesBefore = facilitator.calls().verify;
     const r = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
     expect(r.status).toBe(429);
     expect(r.body.error.data.layer).toBe("origin");
@@ -364,13 +451,15 @@ describe("a payment the origin ceiling refuses", () => {
     expect(received()).toBe(seen);
     expect(await balances(payer)).toEqual(before);
 
-    // The same payment again: the facilitator would still accept it (nothing moved on chain),
-    // so only the gateway's own spent-once record refuses it.
+    // The origin ceiling refused it before the facilitator was asked at all.
     const verifies = facilitator.calls().verify;
+    expect(verifies).toBe(verifiesBefore);
+    // The same payment again: the facilitator would still accept it (nothing moved on chain),
+    // so only the gateway's own spent-once record refuses it, before any facilitator call.
     const again = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
     expect(again.status).toBe(402);
     expect(again.body.error.data.reason).toBe("x402_spent");
-    expect(facilitator.calls()).toEqual({ verify: verifies + 1, settle: settles });
+    expect(facilitator.calls()).toEqual({ verify: verifies, settle: settles });
     expect(received()).toBe(seen);
     expect(await balances(payer)).toEqual(before);
   });

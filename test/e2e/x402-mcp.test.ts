@@ -13,7 +13,7 @@ import type { PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { withX402Client } from "agents/x402";
 import type { Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
@@ -38,7 +38,11 @@ beforeAll(async () => {
     bucket: { capacity: 1, refillPerSecond: 0.0001 },
     challenge: { difficulty: 8, credits: 4 },
     x402,
-    facilitator: { url: fac.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }] },
+    facilitator: {
+      url: fac.url,
+      payTo: chain.accounts.payTo.address,
+      assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }],
+    },
     x402ToolResult: true,
   });
   [gw, credits] = await Promise.all([
@@ -104,7 +108,16 @@ function answer(r: Rpc, id: number): Json {
 
 /** initialize + notifications/initialized (both cost 0): the headers of a live MCP session. */
 async function openSession(who: Record<string, string>, g: Gateway = gw): Promise<Record<string, string>> {
-  const init = await post(who, { jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-mcp-test", version: "0" } } }, g);
+  const init = await post(
+    who,
+    {
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-mcp-test", version: "0" } },
+    },
+    g,
+  );
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
   const note = await post(session, { jsonrpc: "2.0", method: "notifications/initialized" }, g);
@@ -237,7 +250,7 @@ describe("x402 inside MCP: the offer as a tool result (x402ToolResult)", () => {
 });
 
 describe("x402 inside MCP: a client written from the spec pays in params._meta", () => {
-  it("the PaymentPayload object in _meta[\"x402/payment\"]: the tool result with the receipt in _meta, exactly the price moved, the origin never sees the payment", async () => {
+  it('the PaymentPayload object in _meta["x402/payment"]: the tool result with the receipt in _meta, exactly the price moved, the origin never sees the payment', async () => {
     const payer = chain.accounts.payers[0]!;
     const session = await openSession(caller("spec-object"));
     const { required } = await overBudget(session);
@@ -254,10 +267,17 @@ describe("x402 inside MCP: a client written from the spec pays in params._meta",
     expect(result.isError ?? false, JSON.stringify(result)).toBe(false);
     expect(firstText(result)).toBe("Echo: paid");
     const receipt = result._meta?.["x402/payment-response"];
-    expect(receipt, JSON.stringify(result)).toMatchObject({ success: true, network: chain.network, transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/) });
+    expect(receipt, JSON.stringify(result)).toMatchObject({
+      success: true,
+      network: chain.network,
+      transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+    });
     expect(String(receipt.payer).toLowerCase()).toBe(payer.address.toLowerCase());
     // The same receipt in PAYMENT-RESPONSE.
-    expect(JSON.parse(Buffer.from(r.headers.get("payment-response")!, "base64").toString())).toMatchObject({ success: true, transaction: receipt.transaction });
+    expect(JSON.parse(Buffer.from(r.headers.get("payment-response")!, "base64").toString())).toMatchObject({
+      success: true,
+      transaction: receipt.transaction,
+    });
     // On chain: the settlement transaction succeeded and moved exactly the price.
     const tx = await chain.publicClient.getTransactionReceipt({ hash: receipt.transaction as Hex });
     expect(tx.status).toBe("success");
@@ -287,7 +307,11 @@ describe("x402 inside MCP: a client written from the spec pays in params._meta",
     expect(r.status, JSON.stringify(r.messages)).toBe(200);
     const result = answer(r, call.id).result;
     expect(firstText(result)).toBe("Echo: paid-b64");
-    expect(result._meta["x402/payment-response"]).toMatchObject({ success: true, network: chain.network, transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/) });
+    expect(result._meta["x402/payment-response"]).toMatchObject({
+      success: true,
+      network: chain.network,
+      transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+    });
     expect(String(result._meta["x402/payment-response"].payer).toLowerCase()).toBe(payer.address.toLowerCase());
     const now = await balances(payer);
     expect(was.payer - now.payer).toBe(1000n);
@@ -344,7 +368,9 @@ describe("x402 inside MCP: Cloudflare agents/x402 (withX402Client)", () => {
       // setSpendControls) refuses an asset that is not a known default asset of its network.
       const bare = new x402Client();
       registerExactEvmScheme(bare, { signer: privateKeyToAccount(payer.privateKey) });
-      await expect(bare.createPaymentPayload(second._meta["x402/error"])).rejects.toThrow(/rejected by spendControls: only default assets or entries in spendControls.allowedAssets are allowed/);
+      await expect(bare.createPaymentPayload(second._meta["x402/error"])).rejects.toThrow(
+        /rejected by spendControls: only default assets or entries in spendControls.allowedAssets are allowed/,
+      );
     } finally {
       await c.close(true);
     }
@@ -367,7 +393,11 @@ describe("x402 inside MCP: Cloudflare agents/x402 (withX402Client)", () => {
       expect(confirmations).toHaveLength(1);
       expect(paid.isError ?? false, JSON.stringify(paid)).toBe(false);
       expect(firstText(paid)).toBe("Echo: b2");
-      expect(paid._meta["x402/payment-response"]).toMatchObject({ success: true, network: chain.network, transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/) });
+      expect(paid._meta["x402/payment-response"]).toMatchObject({
+        success: true,
+        network: chain.network,
+        transaction: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+      });
       expect(String(paid._meta["x402/payment-response"].payer).toLowerCase()).toBe(payer.address.toLowerCase());
       const now = await balances(payer);
       expect(was.payer - now.payer).toBe(1000n);
@@ -400,13 +430,14 @@ describe("x402 inside MCP: refusals never reach the origin and never move funds"
     const again = toolCall("twice", { "x402/payment": payload });
     const r2 = await post(session, again);
     const result = answer(r2, again.id).result;
-    // Refused as a tool result (x402ToolResult). The first payment is settled on chain, so the
-    // facilitator's /verify already sees its nonce used (x402_invalid) before the gateway's own
-    // spent-once record is consulted (x402_spent: see the concurrent test below).
-    expect(result?._meta?.["tollbooth/reason"], JSON.stringify(result)).toBe("x402_invalid");
-    expectToolRefusal(r2, again.id, "x402_invalid");
+    // Refused as a tool result (x402ToolResult), by the gateway's own spent-once record: the
+    // facilitator is not asked again.
+    const calls = fac.calls();
+    expect(result?._meta?.["tollbooth/reason"], JSON.stringify(result)).toBe("x402_spent");
+    expectToolRefusal(r2, again.id, "x402_spent");
     expect(await balances(payer)).toEqual(was);
     expect(originToolCalls(mark)).toEqual([]);
+    expect(fac.calls()).toEqual(calls);
   });
 
   it("the same fresh payment sent twice at once: exactly one pays and reaches the origin, the other is x402_spent", async () => {
@@ -453,7 +484,7 @@ describe("x402 inside MCP: refusals never reach the origin and never move funds"
     });
   }
 
-  it("a malformed _meta[\"x402/payment\"] (\"not-base64\") is x402_malformed, even for a caller with budget left", async () => {
+  it('a malformed _meta["x402/payment"] ("not-base64") is x402_malformed, even for a caller with budget left', async () => {
     const session = await openSession(caller("malformed"));
     const payTo = await chain.balanceOf(chain.accounts.payTo.address);
     const calls = fac.calls();
@@ -500,7 +531,10 @@ describe("x402 inside MCP: credits mode (second gateway)", () => {
     const session = await openSession(caller("credits"), credits);
     const { required, result } = await overBudget(session, credits);
     expect(required.accepts[0]).toMatchObject({ amount: "10000", asset: chain.usdc, network: chain.network });
-    expect(result._meta["tollbooth/challenges"].find((c: { type: string }) => c.type === "x402")).toMatchObject({ mode: "credits", credits: 5 });
+    expect(result._meta["tollbooth/challenges"].find((c: { type: string }) => c.type === "x402")).toMatchObject({
+      mode: "credits",
+      credits: 5,
+    });
     const payload = await sign(payer, required);
 
     const was = await balances(payer);
@@ -537,24 +571,40 @@ describe("x402 inside MCP: credits mode (second gateway)", () => {
 describe("x402 refusal detail (wire contract §12)", () => {
   // §12: an `x402_invalid` refusal carries the facilitator's `invalidReason` in `error.data.detail`.
   it("a facilitator refusal (x402_invalid) carries the invalidReason in error.data.detail", async () => {
-    const payer = chain.accounts.payers[3]!;
+    // A payer with no funds: its signature is good (it passes the gateway's own check), the
+    // facilitator's /verify refuses it.
+    const key = generatePrivateKey();
+    const broke: ChainAccount = { privateKey: key, address: privateKeyToAccount(key).address };
     const session = await openSession(caller("detail"));
     const { required } = await overBudget(session);
-    const payload = await sign(payer, required);
-    const first = toolCall("spend-it", { "x402/payment": payload });
-    expect(firstText(answer(await post(session, first), first.id).result)).toBe("Echo: spend-it");
-    // The spent payload again, as PAYMENT-SIGNATURE on a batch (not a single tools/call, so a
-    // JSON-RPC 402 rather than a tool result).
-    const was = await balances(payer);
+    const payload = await sign(broke, required);
+    // As PAYMENT-SIGNATURE on a batch (not a single tools/call, so a JSON-RPC 402 rather than a tool result).
     const mark = origin.requests().length;
-    const call = toolCall("again");
+    const calls = fac.calls();
+    const call = toolCall("unfunded");
     const r = await post({ ...session, "payment-signature": base64(payload) }, [call]);
     expect(r.status).toBe(402);
     const err = answer(r, call.id).error;
     expect(err.data.reason).toBe("x402_invalid");
-    expect(await balances(payer)).toEqual(was);
     expect(originToolCalls(mark)).toEqual([]);
-    expect(err.data, JSON.stringify(err.data)).toHaveProperty("detail");
-    expect(JSON.stringify(err.data.detail)).toMatch(/invalid|nonce|authorization/i);
+    expect(fac.calls()).toEqual({ verify: calls.verify + 1, settle: calls.settle });
+    expect(err.data.detail, JSON.stringify(err.data)).toMatch(/^invalid_exact_evm_/);
+  });
+
+  it("a forged signature (another key signing for the payer): x402_invalid with the facilitator's own code, refused by the gateway alone", async () => {
+    const payer = chain.accounts.payers[3]!;
+    const session = await openSession(caller("forged"));
+    const { required } = await overBudget(session);
+    const payload = await sign(payer, required);
+    const thief = await sign(chain.accounts.payers[4]!, required);
+    const forged = { ...payload, payload: { ...payload.payload, signature: (thief.payload as { signature: string }).signature } };
+    const mark = origin.requests().length;
+    const calls = fac.calls();
+    const call = toolCall("forged");
+    const r = await post({ ...session, "payment-signature": base64(forged) }, [call]);
+    expect(r.status).toBe(402);
+    expect(answer(r, call.id).error.data).toMatchObject({ reason: "x402_invalid", detail: "invalid_exact_evm_signature" });
+    expect(originToolCalls(mark)).toEqual([]);
+    expect(fac.calls()).toEqual(calls);
   });
 });

@@ -42,7 +42,12 @@ beforeAll(async () => {
       bucket: { capacity: 5, refillPerSecond: 0.0001 },
       challenge: { difficulty: 8 },
       x402: { mode: "credits", ...PRICE },
-      facilitator: { url: facilitator.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }], timeoutMs: 10_000 },
+      facilitator: {
+        url: facilitator.url,
+        payTo: chain.accounts.payTo.address,
+        assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }],
+        timeoutMs: 10_000,
+      },
     },
     vars: { TOLLBOOTH_ROUTES: JSON.stringify(routes) },
   });
@@ -55,19 +60,29 @@ afterAll(async () => {
 });
 
 let rpcId = 0;
-const toolCall = () => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
+const toolCall = () =>
+  JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
 
 /** An MCP session of `who` on the route at `prefix`. */
 async function openSession(prefix: string, who: Record<string, string>): Promise<Record<string, string>> {
   const init = await fetch(`${gw.url}${prefix}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-routes", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-routes", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  const note = await fetch(`${gw.url}${prefix}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) });
+  const note = await fetch(`${gw.url}${prefix}/mcp`, {
+    method: "POST",
+    headers: { ...MCP_HEADERS, ...session },
+    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+  });
   await note.text();
   return session;
 }
@@ -101,7 +116,8 @@ async function facilitatorReceipts(from: bigint) {
   for (let n = from; n <= latest; n++) {
     const block = await chain.publicClient.getBlock({ blockNumber: n, includeTransactions: true });
     for (const tx of block.transactions) {
-      if (tx.from.toLowerCase() === facilitator.signer.toLowerCase()) receipts.push(await chain.publicClient.getTransactionReceipt({ hash: tx.hash }));
+      if (tx.from.toLowerCase() === facilitator.signer.toLowerCase())
+        receipts.push(await chain.publicClient.getTransactionReceipt({ hash: tx.hash }));
     }
   }
   return receipts;
@@ -120,11 +136,15 @@ describe("one authorization, two routes", () => {
     const balance = await chain.balanceOf(payer.address);
     const fromBlock = (await chain.publicClient.getBlockNumber()) + 1n;
     const nonceBefore = await chain.publicClient.getTransactionCount({ address: facilitator.signer });
-    // Every facilitator answer waits 300 ms: both requests are past /verify before either settles.
+    // Every facilitator answer waits 300 ms: both requests are redeemed (each route's own
+    // object) and race for the gateway-wide claim while the winner's /verify and /settle run.
     facilitator.setDelayMs(300);
     let answers;
     try {
-      answers = await Promise.all([call("/a", { ...onA, "payment-signature": header }), call("/b", { ...onB, "payment-signature": header })]);
+      answers = await Promise.all([
+        call("/a", { ...onA, "payment-signature": header }),
+        call("/b", { ...onB, "payment-signature": header }),
+      ]);
     } finally {
       facilitator.setDelayMs(0);
     }

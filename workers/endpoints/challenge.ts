@@ -12,7 +12,11 @@ import { problem, type Asker } from "./answers.ts";
 import { statusOf } from "./status.ts";
 
 /** Answer `GET /challenge`. */
-export async function challenge(deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders">, who: Asker, url: URL): Promise<Response> {
+export async function challenge(
+  deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders">,
+  who: Asker,
+  url: URL,
+): Promise<Response> {
   const { plan, nowMs, caller, keyring } = who;
   const seen = await statusOf(deps, who);
   if (seen instanceof Response) return seen;
@@ -21,9 +25,34 @@ export async function challenge(deps: Pick<Deps, "policy" | "schemes" | "callers
   const type = url.searchParams.get("type") ?? deps.schemes[0]!.type;
   const scheme = schemeOfType(deps.schemes, type);
   if (!scheme || scheme.credits(plan) === 0) {
-    return problem(400, "invalid_request", `No challenge of type ${JSON.stringify(type)} for plan ${plan.name}; offered: ${deps.schemes.filter((s) => s.credits(plan) > 0).map((s) => s.type).join(", ")}`);
+    return problem(
+      400,
+      "invalid_request",
+      `No challenge of type ${JSON.stringify(type)} for plan ${plan.name}; offered: ${deps.schemes
+        .filter((s) => s.credits(plan) > 0)
+        .map((s) => s.type)
+        .join(", ")}`,
+    );
   }
-  const offer = await scheme.offer({ policy: deps.policy, plan, keyring, caller, nowMs, cost: 0, difficulty, url, what: `${type} challenge`, reason: "requested" });
+  const { network, verified: trusted } = who.identity;
+  const offer = await scheme.offer({
+    policy: deps.policy,
+    plan,
+    keyring,
+    caller,
+    nowMs,
+    cost: 0,
+    difficulty,
+    url,
+    what: `${type} challenge`,
+    reason: "requested",
+    network,
+    trusted,
+  });
   if (!offer.ok) return problem(503, offer.reason, offer.message, { type: offer.type }, headers, 5);
-  return json(200, offer.json, { ...headers, ...offer.headers, ...(offer.challenge !== undefined ? { [WWW_AUTHENTICATE_HEADER]: offer.challenge } : {}) });
+  return json(200, offer.json, {
+    ...headers,
+    ...offer.headers,
+    ...(offer.challenge !== undefined ? { [WWW_AUTHENTICATE_HEADER]: offer.challenge } : {}),
+  });
 }

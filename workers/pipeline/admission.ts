@@ -65,8 +65,15 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
     // Renewed in the background, when this request is the one to start it.
     if (leases!.startRenewal(caller, nowMs)) {
       const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
-      const renewal = want ? store.renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want }).then((grant) => leases!.install(caller, grant, Date.now())) : Promise.resolve();
-      s.ctx.defer("CallerState.renew", renewal.finally(() => leases!.renewed(caller)));
+      const renewal = want
+        ? store
+            .renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want })
+            .then((grant) => leases!.install(caller, grant, Date.now()))
+        : Promise.resolve();
+      s.ctx.defer(
+        "CallerState.renew",
+        renewal.finally(() => leases!.renewed(caller)),
+      );
     }
     return { decision: leaseDecision(plan, cost, local, nowMs), local };
   }
@@ -94,11 +101,37 @@ async function take(s: Carrying, deps: Pick<Deps, "leases" | "policy">, store: C
   }
 }
 
+/**
+ * Whether the caller is one the schemes' reserves are kept for (`OfferContext.trusted`): a
+ * verified identity, or a request that proves a completed payment — a paid credential with no
+ * settlement still to come (a payment that only verified and still has to settle proves
+ * nothing: anyone can sign one with an empty wallet), or an access token bought by a payer.
+ */
+export function trustedCaller(s: Carrying): boolean {
+  const proven =
+    s.credential.settlement === undefined && !s.credential.refusedBy && (s.credential.payment !== undefined || s.caller !== s.identity.id);
+  return s.identity.verified || proven;
+}
+
 /** What the schemes offer in, for an over-budget answer with `reason`. */
 export function offerContext(s: Admitted, deps: Pick<Deps, "policy">, reason: string): OfferContext {
   const { plan, keyring, caller, nowMs, cost, url } = s;
   const what = describeRequest(s.request.method, url.pathname, s.body);
-  return { policy: deps.policy, plan, keyring, caller, nowMs, cost, url, what, reason, difficulty: s.decision.difficulty ?? plan.challenge.difficulty };
+  const difficulty = s.decision.difficulty ?? plan.challenge.difficulty;
+  return {
+    policy: deps.policy,
+    plan,
+    keyring,
+    caller,
+    nowMs,
+    cost,
+    url,
+    what,
+    reason,
+    difficulty,
+    network: s.identity.network,
+    trusted: trustedCaller(s),
+  };
 }
 
 /** The answer to a request the caller's object did not admit. */
@@ -106,34 +139,66 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
   const { decision, plan, headers } = s;
   // An operator blocked the caller (docs/admin.md): refused before any credential was redeemed or the origin asked.
   if (decision.reason === "blocked") return blocked(decision.retryAfterSeconds ?? 1);
-  if (decision.reason === "ceiling") return tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
+  if (decision.reason === "ceiling")
+    return tooMany("ceiling", `over the safety ceiling of ${plan.ceiling.capacity} requests`, decision.ceiling.retryAfterSeconds, headers);
   if (decision.reason === "sessions" || decision.reason === "streams") {
     const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
     const what = decision.reason === "sessions" ? "sessions" : "GET streams";
-    return tooMany(decision.reason, `over the cap of ${max} open ${what} per caller (end one with DELETE, or close a stream)`, decision.retryAfterSeconds ?? 1, headers, { max });
+    return tooMany(
+      decision.reason,
+      `over the cap of ${max} open ${what} per caller (end one with DELETE, or close a stream)`,
+      decision.retryAfterSeconds ?? 1,
+      headers,
+      { max },
+    );
   }
   const reason = decision.reason ?? "over_budget";
   const status = (s.credential.refusedBy ?? schemeOfReason(deps.schemes, reason))?.refusalStatus(reason) ?? 402;
   const offer = offerContext(s, deps, reason);
   // The scheme's own words for its redemption refused by the caller's object, when it has some.
-  const facts = s.admit.redeem ? { redemption: s.admit.redeem, difficulty: offer.difficulty, worth: decision.solutionCredits, cost: s.cost, challengeUrl: gatewayUrls(s.url).challengeUrl } : null;
+  const facts = s.admit.redeem
+    ? {
+        redemption: s.admit.redeem,
+        difficulty: offer.difficulty,
+        worth: decision.solutionCredits,
+        cost: s.cost,
+        challengeUrl: gatewayUrls(s.url).challengeUrl,
+      }
+    : null;
   const detail = (facts ? schemeOfReason(deps.schemes, reason)?.refusalDetail?.(reason, facts) : undefined) ?? s.credential.refusedDetail;
   const { schemes } = deps;
-  return overBudget({ schemes, offer, body: s.body, retryAfterSeconds: decision.bucket.retryAfterSeconds, solves: decision.solves, headers, status, credits: decision.credits, ...(detail !== undefined ? { detail: { detail } } : {}) });
+  return overBudget({
+    schemes,
+    offer,
+    body: s.body,
+    retryAfterSeconds: decision.bucket.retryAfterSeconds,
+    solves: decision.solves,
+    headers,
+    status,
+    credits: decision.credits,
+    ...(detail !== undefined ? { detail: { detail } } : {}),
+  });
 }
 
 /**
  * The request admitted by the caller's object or lease (with the headers every answer to it
  * carries), the request to forward unmetered, or the object's refusal.
  */
-export async function admission(s: Carrying, deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">): Promise<Admitted | Unmetered | Refusal> {
+export async function admission(
+  s: Carrying,
+  deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">,
+): Promise<Admitted | Unmetered | Refusal> {
   const { caller, identity, nowMs } = s;
   // A request that became a payer's through its access token: the identity it came from
   // must not be blocked. Asked in parallel with the payer's object (per-isolate memo, at
   // most BLOCK_MEMO_MS old); what the admit took is given back when it is.
-  const identityBlock = caller !== identity.id && s.admit.redeem === undefined
-    ? deps.blockedUntil(identity.id, nowMs).then((until) => ({ ok: true as const, until }), (err: unknown) => ({ ok: false as const, err }))
-    : null;
+  const identityBlock =
+    caller !== identity.id && s.admit.redeem === undefined
+      ? deps.blockedUntil(identity.id, nowMs).then(
+          (until) => ({ ok: true as const, until }),
+          (err: unknown) => ({ ok: false as const, err }),
+        )
+      : null;
   const store = deps.callers.of(caller);
   const taken = await take(s, deps, store);
   if (taken === UNMETERED) return { ...s, unmetered: true };

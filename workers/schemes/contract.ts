@@ -93,6 +93,14 @@ export interface SchemeContext {
 
 /** What a 402 offers: the caller's current proof-of-work difficulty (bits) is known to the gateway. */
 export interface OfferContext extends SchemeContext {
+  /** The network the request came from (`ip:<network>`, or `anonymous`): what per-network bounds count. */
+  network: string;
+  /**
+   * Whether the caller may draw on what a scheme reserves for callers it can trust: a verified
+   * identity (an issued API key, a JWT), or a request proving a completed payment (a paid
+   * credential checked without a settlement still to come, or an access token bought by a payer).
+   */
+  trusted: boolean;
   /** The caller's current proof-of-work difficulty, leading zero bits (adaptive). */
   difficulty: number;
   /** The request URL (the resource paid for). */

@@ -43,12 +43,15 @@ afterEach(() => {
 function context(policy: Policy, cost = 1, caller = CALLER): SchemeContext {
   return { policy, plan: planFor(policy, undefined), keyring, caller, nowMs: Date.now(), cost };
 }
-const offerContext = (policy: Policy, cost = 1, caller = CALLER): OfferContext => ({
+/** An offer's context for `policy`'s default plan: an unverified caller on a network of its own. */
+const offerContext = (policy: Policy, cost = 1, caller = CALLER, trusted = false): OfferContext => ({
   ...context(policy, cost, caller),
   difficulty: 8,
   url: URL_,
   what: "tools/call echo",
   reason: "over_budget",
+  network: `ip:${caller}`,
+  trusted,
 });
 
 const enc = new TextEncoder();

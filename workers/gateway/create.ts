@@ -4,7 +4,10 @@
  * TOLLBOOTH_ROUTES, one such pair per route behind `router()` (./router.ts); the admin API
  * in front when TOLLBOOTH_ADMIN_TOKEN is set. A bad setting throws a TypeError naming it.
  */
-import { Hono, type MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "hono";
+// Hono's `tiny` preset (its PatternRouter): the gateway registers only `use` and `all("*")`, so
+// the default's RegExpRouter + TrieRouter would be 2 KiB gzipped of the bundle for nothing.
+import { Hono } from "hono/tiny";
 import { importKeyring, parseSecrets, type HmacKey } from "../../shared/credentials/keys.ts";
 import { originProblem, parseRoutes, routeSecrets } from "../../shared/policy/routes.ts";
 import { admin, type AdminRoute } from "../admin/index.ts";
@@ -92,14 +95,31 @@ export function createGateway(env: Env): Gateway {
   // Blank is unset, as for the other optional secrets (.dev.vars.example lists it empty).
   const originSecret = env.TOLLBOOTH_ORIGIN_SECRET?.trim() ? env.TOLLBOOTH_ORIGIN_SECRET : undefined;
   if (originSecret !== undefined) parseSecrets(originSecret, "TOLLBOOTH_ORIGIN_SECRET");
-  const gatewayProof = { value: originSecret ?? env.TOLLBOOTH_SECRET, name: originSecret === undefined ? "TOLLBOOTH_SECRET" : "TOLLBOOTH_ORIGIN_SECRET" };
+  const gatewayProof = {
+    value: originSecret ?? env.TOLLBOOTH_SECRET,
+    name: originSecret === undefined ? "TOLLBOOTH_SECRET" : "TOLLBOOTH_ORIGIN_SECRET",
+  };
   const routes = parseRoutes(env.TOLLBOOTH_ROUTES, env.TOLLBOOTH_POLICY);
-  const observed = observe({ stats: env.TOLLBOOTH_STATS, analytics: env.TOLLBOOTH_ANALYTICS, flushMs: parseFlushMs(env.TOLLBOOTH_METRICS_FLUSH_MS), ...(parseDecisionLog(env.TOLLBOOTH_DECISION_LOG) ? {} : { log: false as const }) });
+  const observed = observe({
+    stats: env.TOLLBOOTH_STATS,
+    analytics: env.TOLLBOOTH_ANALYTICS,
+    flushMs: parseFlushMs(env.TOLLBOOTH_METRICS_FLUSH_MS),
+    ...(parseDecisionLog(env.TOLLBOOTH_DECISION_LOG) ? {} : { log: false as const }),
+  });
   if (routes === null) {
     const placeholder = originProblem(env.ORIGIN_URL);
     if (placeholder !== null && placeholder.startsWith("is the placeholder")) throw new TypeError(`ORIGIN_URL ${placeholder}`);
     // One origin: today's object names (no scope), so existing deployments keep their state.
-    const app = originApp(env, { policy, secret: env.TOLLBOOTH_SECRET, originUrl: env.ORIGIN_URL, proofSecret: gatewayProof, callers: env.CALLER_BUCKET, spends: env.CALLER_BUCKET, originGate: env.ORIGIN_GATE, observed });
+    const app = originApp(env, {
+      policy,
+      secret: env.TOLLBOOTH_SECRET,
+      originUrl: env.ORIGIN_URL,
+      proofSecret: gatewayProof,
+      callers: env.CALLER_BUCKET,
+      spends: env.CALLER_BUCKET,
+      originGate: env.ORIGIN_GATE,
+      observed,
+    });
     return withAdmin(env, policy, [], app);
   }
   // Checked as configured: a derived secret is always long enough.
@@ -124,7 +144,8 @@ export function createGateway(env: Env): Gateway {
     const scope = `route:${route.name}`;
     const base = new URL(route.origin);
     // Not stripped: the origin gets the canonical prefix, then the rest as received.
-    const originUrl = route.stripPrefix || route.prefix === "/" ? route.origin : `${base.origin}${base.pathname.replace(/\/+$/, "")}${route.prefix}`;
+    const originUrl =
+      route.stripPrefix || route.prefix === "/" ? route.origin : `${base.origin}${base.pathname.replace(/\/+$/, "")}${route.prefix}`;
     const app = originApp(env, {
       policy: routePolicy,
       // Invariant: each route signs its challenges and tokens with its own keys, so a
@@ -146,7 +167,13 @@ export function createGateway(env: Env): Gateway {
     scopes.push({ name: route.name, policy: routePolicy, callers: scopedNamespace(env.CALLER_BUCKET, scope) });
     return { route, app, endpoint: routePolicy.endpoint, plans: Object.keys(routePolicy.plans), defaultPlan: routePolicy.defaultPlan };
   });
-  const dispatch = router({ routes: entries, network: env.TOLLBOOTH_NETWORK_LIMIT, identity: policy.identity, networkRetryAfterSeconds: policy.networkRetryAfterSeconds, observer: observed });
+  const dispatch = router({
+    routes: entries,
+    network: env.TOLLBOOTH_NETWORK_LIMIT,
+    identity: policy.identity,
+    networkRetryAfterSeconds: policy.networkRetryAfterSeconds,
+    observer: observed,
+  });
   return withAdmin(env, policy, scopes, { fetch: (request, env, ctx) => dispatch(request, env, ctx) });
 }
 
@@ -158,7 +185,17 @@ export function createGateway(env: Env): Gateway {
 function withAdmin(env: Env, policy: Policy, routes: AdminRoute[], gateway: Gateway): Gateway {
   // Blank is unset, as for the other optional secrets (.dev.vars.example lists it empty).
   if (!env.TOLLBOOTH_ADMIN_TOKEN?.trim()) return gateway;
-  const options = { token: env.TOLLBOOTH_ADMIN_TOKEN, path: env.TOLLBOOTH_ADMIN_PATH, policy, callers: env.CALLER_BUCKET, routes, network: env.TOLLBOOTH_NETWORK_LIMIT, keys: env.TOLLBOOTH_KEYS, stats: env.TOLLBOOTH_STATS, assets: env.ASSETS };
+  const options = {
+    token: env.TOLLBOOTH_ADMIN_TOKEN,
+    path: env.TOLLBOOTH_ADMIN_PATH,
+    policy,
+    callers: env.CALLER_BUCKET,
+    routes,
+    network: env.TOLLBOOTH_NETWORK_LIMIT,
+    keys: env.TOLLBOOTH_KEYS,
+    stats: env.TOLLBOOTH_STATS,
+    assets: env.ASSETS,
+  };
   if (gateway instanceof Hono) {
     // One origin: the admin middleware runs first in the gateway's own app.
     const app = new Hono<{ Bindings: Env; Variables: TollboothVariables }>();
@@ -179,4 +216,3 @@ function withAdmin(env: Env, policy: Policy, routes: AdminRoute[], gateway: Gate
   });
   return app;
 }
-

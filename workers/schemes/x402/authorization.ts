@@ -103,6 +103,30 @@ function checksumOk(address: string): boolean {
   );
 }
 
+/** keccak-256 of the two type strings, computed on first use. */
+let typeHashes: { domain: Uint8Array; authorization: Uint8Array } | undefined;
+/** Domain separators by domain: the policy's assets only (a requirement is always one the gateway offers). */
+const separators = new Map<string, Uint8Array>();
+
+/** The EIP-712 domain separator of `domain`, computed once per domain. */
+function separatorOf(domain: { name: string; version: string; chainId: bigint; verifyingContract: string }): Uint8Array | null {
+  const key = `${domain.name}\n${domain.version}\n${domain.chainId}\n${domain.verifyingContract.toLowerCase()}`;
+  let separator = separators.get(key);
+  if (separator) return separator;
+  const chainId = word(domain.chainId);
+  if (!chainId) return null;
+  typeHashes ??= { domain: keccak_256(utf8(DOMAIN_TYPE)), authorization: keccak_256(utf8(AUTHORIZATION_TYPE)) };
+  separator = keccak(
+    typeHashes.domain,
+    keccak_256(utf8(domain.name)),
+    keccak_256(utf8(domain.version)),
+    chainId,
+    word(BigInt(domain.verifyingContract))!,
+  );
+  separators.set(key, separator);
+  return separator;
+}
+
 /**
  * The EIP-712 digest the payer signs: `keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(authorization))`,
  * every atomic field one 32-byte word (addresses and uint256 left-padded, `bytes32` as is,
@@ -112,24 +136,17 @@ function digestOf(
   a: Signed["authorization"],
   domain: { name: string; version: string; chainId: bigint; verifyingContract: string },
 ): Uint8Array | null {
-  const address = (hex: string) => word(BigInt(hex));
-  const domainSeparator = keccak(
-    keccak_256(utf8(DOMAIN_TYPE)),
-    keccak_256(utf8(domain.name)),
-    keccak_256(utf8(domain.version)),
-    word(domain.chainId) ?? new Uint8Array(),
-    address(domain.verifyingContract)!,
-  );
+  const domainSeparator = separatorOf(domain);
   const fields = [
-    address(a.from),
-    address(a.to),
+    word(BigInt(a.from)),
+    word(BigInt(a.to)),
     word(BigInt(a.value)),
     word(BigInt(a.validAfter)),
     word(BigInt(a.validBefore)),
     hexBytes(a.nonce),
   ];
-  if (fields.some((f) => f === null) || word(domain.chainId) === null) return null;
-  const structHash = keccak(keccak_256(utf8(AUTHORIZATION_TYPE)), ...(fields as Uint8Array[]));
+  if (!domainSeparator || fields.some((f) => f === null)) return null;
+  const structHash = keccak(typeHashes!.authorization, ...(fields as Uint8Array[]));
   return keccak(Uint8Array.of(0x19, 0x01), domainSeparator, structHash);
 }
 

@@ -23,7 +23,7 @@ import {
   type X402Payment,
 } from "../payments.ts";
 import { generatePrivateKey } from "viem/accounts";
-import { errorBody, freshIp, gateway, observeOrigin, post, reasonOf, rpc, toolCall, type Forwarded } from "../support.ts";
+import { errorBody, freshIp, gateway, observeOrigin, post, reasonOf, rows, rpc, toolCall, type Forwarded } from "../support.ts";
 
 const PRICE = "10000";
 const POLICY = {
@@ -230,6 +230,27 @@ describe("cheap checks before the facilitator", () => {
     expect(origin.requests).toHaveLength(1);
   });
 
+  it("at POST /verify too: the facilitator down gives 503 and lifts both spent marks (the payer's object's, the gateway-wide claim); the same payment then buys its token", async () => {
+    const p = await x402Payment(PRICE);
+    const payer = `evm:${p.payload.authorization.from.toLowerCase()}`;
+    const spendId = `x402:${p.accepted.network}:${p.accepted.asset.toLowerCase()}:${p.payload.authorization.from.toLowerCase()}:${p.payload.authorization.nonce}`;
+    const verify = () => send(post({ type: "x402", payment: p }, { ip, path: "/.well-known/tollbooth/verify" }));
+    facilitator.setDown(true);
+    const down = await verify();
+    expect(down.status).toBe(503);
+    expect(((await down.json()) as { reason: string }).reason).toBe("x402_facilitator_unavailable");
+    expect(await rows(payer, "spent")).toEqual([]);
+    expect(await rows(payer, "tokens")).toEqual([]);
+    expect(await rows(`spent:${spendId}`, "spent")).toEqual([]);
+    facilitator.setDown(false);
+    const bought = await verify();
+    expect(bought.status).toBe(200);
+    expect(((await bought.json()) as { credits: number }).credits).toBe(5);
+    expect(await rows(payer, "spent")).toHaveLength(1);
+    expect(await rows(`spent:${spendId}`, "spent")).toHaveLength(1);
+    expect(facilitator.calls.settle).toHaveLength(1);
+  });
+
   it("the facilitator refusing /verify (invalid): 402 with its reason, the payment spent (not asked again)", async () => {
     const p = await x402Payment(PRICE);
     facilitator.setVerdict({ isValid: false, invalidReason: "invalid_exact_evm_insufficient_funds" });
@@ -237,6 +258,10 @@ describe("cheap checks before the facilitator", () => {
     expect(res.status).toBe(402);
     expect((await errorBody(res)).error.data).toMatchObject({ reason: "x402_invalid", detail: "invalid_exact_evm_insufficient_funds" });
     facilitator.setVerdict(null);
+    // Both marks stay: the payer's object refuses it before the facilitator is asked again.
+    const payer = `evm:${p.payload.authorization.from.toLowerCase()}`;
+    expect(await rows(payer, "spent")).toHaveLength(1);
+    expect(await rows(payer, "tokens")).toEqual([]);
     expect(await reasonOf(await send(post(toolCall(2), { ip, headers: { "payment-signature": base64Json(p) } })))).toBe("x402_spent");
     expect(facilitator.calls.verify).toHaveLength(1);
     expect(facilitator.calls.settle).toHaveLength(0);

@@ -35,9 +35,14 @@ const origin = await startEverything();
 const ln = await startLightningStandin();
 const gw = await startGateway({
   originUrl: origin.url,
-  policy: { bucket: { capacity: 1, refillPerSecond: 0.0001 }, l402: { sats: 3, credits: 100 }, lightning: { backend: "lnd", url: ln.url, invoicesPerSecond: 1000 } },
+  policy: {
+    bucket: { capacity: 1, refillPerSecond: 0.0001 },
+    l402: { sats: 3, credits: 100 },
+    lightning: { backend: "lnd", url: ln.url, invoicesPerSecond: 1000 },
+  },
   vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex },
-  // Each round a new caller: `x-api-key` names it (all rounds come from 127.0.0.1).
+  // Each round a new caller: `x-api-key` names it, on a network of its own (`CF-Connecting-IP`:
+  // one network's unverified callers get 2 fresh invoices a minute, docs/costs.md).
   unverifiedKeys: true,
   networkLimit: null,
 });
@@ -48,12 +53,21 @@ try {
   const paid: number[] = [];
   const whole: number[] = [];
   for (let round = 0; round < ROUNDS + 5; round++) {
-    const caller = { ...HEADERS, "x-api-key": `bench-${randomBytes(6).toString("hex")}` };
+    const caller = {
+      ...HEADERS,
+      "x-api-key": `bench-${randomBytes(6).toString("hex")}`,
+      "cf-connecting-ip": `198.18.${Math.floor(round / 250)}.${round % 250}`,
+    };
     // A session (initialize costs 0), then the free unit, then over budget.
     const init = await fetch(`${gw.url}/mcp`, {
       method: "POST",
       headers: caller,
-      body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "bench-l402", version: "0" } } }),
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 0,
+        method: "initialize",
+        params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "bench-l402", version: "0" } },
+      }),
     });
     await init.arrayBuffer();
     const who = { ...caller, "mcp-session-id": init.headers.get("mcp-session-id") ?? "", "mcp-protocol-version": "2025-11-25" };
@@ -68,7 +82,11 @@ try {
     if (r402.status !== 402 || !offer) throw new Error(`expected a 402 with an L402 challenge, got ${r402.status}`);
     const { preimage } = await wallet.payInvoice(offer.invoice);
     const t2 = performance.now();
-    const ok = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...who, authorization: `L402 ${offer.macaroon}:${preimage}` }, body: body() });
+    const ok = await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: { ...who, authorization: `L402 ${offer.macaroon}:${preimage}` },
+      body: body(),
+    });
     await ok.arrayBuffer();
     const t3 = performance.now();
     if (ok.status !== 200) throw new Error(`expected 200 after paying, got ${ok.status}`);
@@ -84,8 +102,12 @@ try {
   for (let round = 0; round < Math.min(ROUNDS, 20); round++) {
     const events: PayEvent[] = [];
     const transport = new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
-      requestInit: { headers: { "x-api-key": `bench-sdk-${randomBytes(6).toString("hex")}` } },
-      fetch: withTollbooth(undefined, { pay: ["l402"], lightning: { wallet, maxSatsPerRequest: 3, maxSatsPerHour: 1_000_000 }, onPay: (e) => events.push(e) }),
+      requestInit: { headers: { "x-api-key": `bench-sdk-${randomBytes(6).toString("hex")}`, "cf-connecting-ip": `198.18.254.${round}` } },
+      fetch: withTollbooth(undefined, {
+        pay: ["l402"],
+        lightning: { wallet, maxSatsPerRequest: 3, maxSatsPerHour: 1_000_000 },
+        onPay: (e) => events.push(e),
+      }),
     });
     const client = new Client({ name: "bench-l402", version: "1.0.0" });
     await client.connect(transport);
@@ -97,7 +119,9 @@ try {
     await client.close();
   }
 
-  console.log(`L402 through tollbooth (wrangler dev, local workerd; Lightning stand-in on 127.0.0.1), ${ROUNDS} rounds, Node ${process.version}\n`);
+  console.log(
+    `L402 through tollbooth (wrangler dev, local workerd; Lightning stand-in on 127.0.0.1), ${ROUNDS} rounds, Node ${process.version}\n`,
+  );
   console.log("| step | median | p90 | max |");
   console.log("|---|---|---|---|");
   console.log(summary("402 with both challenges (invoice + macaroon)", challenge));

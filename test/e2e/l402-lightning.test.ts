@@ -34,7 +34,9 @@ const policy = (lnUrl: string, service = "tollbooth") => ({
   bucket: { capacity: 1, refillPerSecond: 0.0001 },
   challenge: { difficulty: 8, credits: 4 },
   l402: PRICE,
-  lightning: { backend: "lnd", url: lnUrl, service, timeoutMs: 1_000 },
+  // Room for the many unverified callers these tests make (the invoice budget's reserve for
+  // trusted callers is test/e2e/cheap-checks.test.ts's).
+  lightning: { backend: "lnd", url: lnUrl, service, timeoutMs: 1_000, invoicesPerSecond: 20 },
 });
 
 let origin: Origin;
@@ -46,7 +48,12 @@ beforeAll(async () => {
   [origin, ln] = await Promise.all([startOrigin(), startLightningStandin()]);
   gw = await startGateway({ originUrl: origin.url, policy: policy(ln.url), vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex } });
   // Another service run with the same secret: its macaroons verify here, their caveats do not.
-  other = await startGateway({ originUrl: origin.url, policy: policy(ln.url, "elsewhere"), secret: gw.secret, vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex } });
+  other = await startGateway({
+    originUrl: origin.url,
+    policy: policy(ln.url, "elsewhere"),
+    secret: gw.secret,
+    vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex },
+  });
 });
 
 afterAll(async () => {
@@ -54,9 +61,16 @@ afterAll(async () => {
   await Promise.all([origin?.close(), ln?.close()]);
 });
 
-const caller = (label: string) => ({ "x-api-key": `${label}-${randomBytes(6).toString("hex")}` });
+let networks = 0;
+/**
+ * A network of its own (`CF-Connecting-IP`): the gateway lets the unverified callers of one
+ * network have 2 fresh invoices a minute (docs/costs.md), and these tests make many callers.
+ */
+const network = () => `198.18.${Math.floor(++networks / 250)}.${networks % 250}`;
+const caller = (label: string) => ({ "x-api-key": `${label}-${randomBytes(6).toString("hex")}`, "cf-connecting-ip": network() });
 let rpcId = 0;
-const toolCall = () => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
+const toolCall = () =>
+  JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
 /** Requests the origin has received so far. */
 const received = () => origin.requests().length;
 
@@ -65,12 +79,23 @@ async function openSession(g: Gateway, who: Record<string, string>): Promise<Rec
   const init = await fetch(`${g.url}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "l402-test", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "l402-test", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (await fetch(`${g.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
+  await (
+    await fetch(`${g.url}/mcp`, {
+      method: "POST",
+      headers: { ...MCP_HEADERS, ...session },
+      body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+    })
+  ).text();
   return session;
 }
 
@@ -85,7 +110,15 @@ async function call(g: Gateway, headers: Record<string, string>) {
 type Call = Awaited<ReturnType<typeof call>>;
 
 /** The L402 entry of a 402's `error.data.challenges`. */
-function l402Of(r: Call): { macaroon: string; token: string; invoice: string; paymentHash: string; sats: number; credits: number; header: string } {
+function l402Of(r: Call): {
+  macaroon: string;
+  token: string;
+  invoice: string;
+  paymentHash: string;
+  sats: number;
+  credits: number;
+  header: string;
+} {
   const entry = r.body.error.data.challenges.find((c: { type: string }) => c.type === "l402");
   expect(entry, JSON.stringify(r.body)).toBeDefined();
   return entry;
@@ -113,7 +146,10 @@ async function pay(invoice: string): Promise<string> {
 }
 
 /** A paid credential for a session of `g`: `<macaroon>:<preimage>`. */
-async function paidCredential(g: Gateway, session: Record<string, string>): Promise<{ credential: string; offer: ReturnType<typeof l402Of> }> {
+async function paidCredential(
+  g: Gateway,
+  session: Record<string, string>,
+): Promise<{ credential: string; offer: ReturnType<typeof l402Of> }> {
   const offer = l402Of(await overBudget(g, session));
   return { credential: `${offer.macaroon}:${await pay(offer.invoice)}`, offer };
 }
@@ -184,11 +220,17 @@ describe("the L402 challenge", () => {
     const ch = (await res.json()) as { type: string; header: string; invoice: string };
     expect(ch.type).toBe("l402");
     expect(res.headers.get("www-authenticate")).toBe(ch.header);
-    expect(bolt11.decode(ch.invoice, { bech32: "bcrt", pubKeyHash: 111, scriptHash: 196, validWitnessVersions: [0, 1] }).satoshis).toBe(PRICE.sats);
+    expect(bolt11.decode(ch.invoice, { bech32: "bcrt", pubKeyHash: 111, scriptHash: 196, validWitnessVersions: [0, 1] }).satoshis).toBe(
+      PRICE.sats,
+    );
     const bad = await fetch(`${gw.url}/.well-known/tollbooth/challenge?type=x402`, { headers: who });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { message: string }).message).toMatch(/offered: pow, l402/);
-    const verify = await fetch(`${gw.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...who }, body: JSON.stringify({ type: "bogus" }) });
+    const verify = await fetch(`${gw.url}/.well-known/tollbooth/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...who },
+      body: JSON.stringify({ type: "bogus" }),
+    });
     expect(verify.status).toBe(400);
     expect(((await verify.json()) as { message: string }).message).toMatch(/Unknown credential type "bogus"/);
   });
@@ -258,7 +300,11 @@ describe("paying", () => {
     const { credential } = await paidCredential(gw, session);
     expect((await call(gw, { ...session, authorization: `L402 ${credential}` })).status).toBe(200);
     const [mac, preimage] = credential.split(":");
-    const v = await fetch(`${gw.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...session }, body: JSON.stringify({ type: "l402", macaroon: mac, preimage }) });
+    const v = await fetch(`${gw.url}/.well-known/tollbooth/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...session },
+      body: JSON.stringify({ type: "l402", macaroon: mac, preimage }),
+    });
     expect(v.status).toBe(200);
     const { token, credits } = (await v.json()) as { token: string; credits: number };
     expect(credits).toBe(PRICE.credits - 1);
@@ -350,7 +396,13 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
     const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex });
     const c = await connect(`${gw.url}/mcp`, {
       apiKey: `sdk-l402-${randomBytes(4).toString("hex")}`,
-      fetch: withTollbooth(undefined, { pay: ["l402", "pow"], lightning: { wallet, maxSatsPerRequest: 10, maxSatsPerHour: 100 }, onPay: (e) => paid.push(e), onSolve: (e) => solved.push(e) }),
+      headers: { "cf-connecting-ip": network() },
+      fetch: withTollbooth(undefined, {
+        pay: ["l402", "pow"],
+        lightning: { wallet, maxSatsPerRequest: 10, maxSatsPerHour: 100 },
+        onPay: (e) => paid.push(e),
+        onSolve: (e) => solved.push(e),
+      }),
     });
     try {
       for (let i = 1; i <= 11; i++) expect(firstText(await c.client.callTool(echo(i)))).toBe(`Echo: call-${i}`);
@@ -368,10 +420,20 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
     let asked = 0;
     const solved: SolveEvent[] = [];
     // A wallet is at hand, but the agent allows only work.
-    const wallet = { payInvoice: async (_: string): Promise<{ preimage: string }> => { asked++; throw new Error("not allowed"); } };
+    const wallet = {
+      payInvoice: async (_: string): Promise<{ preimage: string }> => {
+        asked++;
+        throw new Error("not allowed");
+      },
+    };
     const c = await connect(`${gw.url}/mcp`, {
       apiKey: `sdk-pow-${randomBytes(4).toString("hex")}`,
-      fetch: withTollbooth(undefined, { pay: ["pow"], lightning: { wallet, maxSatsPerRequest: 100, maxSatsPerHour: 100 }, onSolve: (e) => solved.push(e) }),
+      headers: { "cf-connecting-ip": network() },
+      fetch: withTollbooth(undefined, {
+        pay: ["pow"],
+        lightning: { wallet, maxSatsPerRequest: 100, maxSatsPerHour: 100 },
+        onSolve: (e) => solved.push(e),
+      }),
     });
     try {
       for (let i = 1; i <= 6; i++) expect(firstText(await c.client.callTool(echo(i)))).toBe(`Echo: call-${i}`);
@@ -384,9 +446,15 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
 
   it("an agent over its spending limit is refused before paying, and the origin is not reached", async () => {
     let asked = 0;
-    const wallet = { payInvoice: async (_: string) => { asked++; return { preimage: "00".repeat(32) }; } };
+    const wallet = {
+      payInvoice: async (_: string) => {
+        asked++;
+        return { preimage: "00".repeat(32) };
+      },
+    };
     const c = await connect(`${gw.url}/mcp`, {
       apiKey: `sdk-cap-${randomBytes(4).toString("hex")}`,
+      headers: { "cf-connecting-ip": network() },
       fetch: withTollbooth(undefined, { pay: ["l402"], lightning: { wallet, maxSatsPerRequest: PRICE.sats - 1, maxSatsPerHour: 100 } }),
     });
     try {
@@ -408,7 +476,22 @@ describe("agents: the SDK client through withTollbooth, and the stdio bridge", (
     const cli = fileURLToPath(new URL("../../packages/tollbooth-bridge/src/cli.ts", import.meta.url));
     const transport = new StdioClientTransport({
       command: process.execPath,
-      args: [cli, `${gw.url}/mcp`, "--header", `x-api-key: bridge-l402-${randomBytes(4).toString("hex")}`, "--pay", "l402", "--lnd-url", ln.url, "--lnd-macaroon-file", macaroonFile, "--max-sats-per-hour", "50"],
+      args: [
+        cli,
+        `${gw.url}/mcp`,
+        "--header",
+        `x-api-key: bridge-l402-${randomBytes(4).toString("hex")}`,
+        "--header",
+        `cf-connecting-ip: ${network()}`,
+        "--pay",
+        "l402",
+        "--lnd-url",
+        ln.url,
+        "--lnd-macaroon-file",
+        macaroonFile,
+        "--max-sats-per-hour",
+        "50",
+      ],
       stderr: "pipe",
     });
     const client = new Client({ name: "l402-bridge-e2e", version: "1.0.0" });

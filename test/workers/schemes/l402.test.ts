@@ -11,7 +11,7 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import { FACILITATOR, FACILITATOR_URL, LND_MACAROON_HEX, LND_URL, base64Json, fakeFacilitator, fakeLnd, x402Payment } from "../payments.ts";
-import { errorBody, freshIp, gateway, observeOrigin, post, toolCall, type Forwarded } from "../support.ts";
+import { errorBody, fetchChallenge, freshIp, gateway, observeOrigin, post, solve, toolCall, type Forwarded } from "../support.ts";
 
 const PRICE = { sats: 10, credits: 5 };
 const POLICY = {
@@ -161,6 +161,23 @@ describe("who draws on the invoice reserve (invoicesPerSecond 0.2: a burst of 2,
       unavailable: true,
       reason: "busy",
     });
+    expect(lnd.created()).toBe(1);
+  });
+
+  it("an access token bought with proof of work (cheap to make) does not make its holder trusted when it runs out", async () => {
+    const send = await fresh();
+    const facilitator = fakeFacilitator();
+    origin = observeOrigin(undefined, { [LND_URL]: lnd.service, [FACILITATOR_URL]: facilitator.service });
+    expect((await overBudget(send)).invoice).toMatch(/^lnbcrt/);
+    const from = freshIp();
+    const { verifyBody } = await solve(await fetchChallenge(send, { "cf-connecting-ip": from }));
+    const bought = await send(post(verifyBody, { ip: from, path: "/.well-known/tollbooth/verify" }));
+    expect(bought.status).toBe(200);
+    const { token, credits } = (await bought.json()) as { token: string; credits: number };
+    for (let i = 0; i < credits; i++)
+      expect((await send(post(toolCall(10 + i), { ip: from, headers: { "tollbooth-token": token } }))).status).toBe(200);
+    const out = await l402Of(await send(post(toolCall(99), { ip: from, headers: { "tollbooth-token": token } })));
+    expect(out).toMatchObject({ refused: "token_exhausted", unavailable: true, reason: "busy" });
     expect(lnd.created()).toBe(1);
   });
 

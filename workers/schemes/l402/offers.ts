@@ -6,8 +6,9 @@
  * still get invoices; each network's untrusted callers get at most `INVOICES_PER_NETWORK`
  * fresh invoices per `OFFER_REUSE_MS`; a 5 s pause after a backend failure (each 402 does not
  * wait for a dead backend's timeout); the caller's last offer reused for up to 60 s (a caller
- * retrying a 402 does not mint an invoice per retry; an unverified caller is its network, so
- * its network's offer is reused); a paid invoice never offered again (`forget`).
+ * retrying a 402 does not mint an invoice per retry; under the `ip` strategy an unverified
+ * caller is its network, so its network's offer is reused); a paid invoice never offered
+ * again (`forget`).
  */
 import { fullBucket, refill, type BucketConfig, type BucketState } from "../../../shared/limits/bucket.ts";
 import { formatL402Challenge, mintL402 } from "../../../shared/credentials/l402.ts";

@@ -38,7 +38,11 @@ export default defineConfig({
             miniflare: {
               // Metrics flushes off (a flush waits its interval inside the request's waitUntil, which
               // waitOnExecutionContext would wait for): test/workers/observe/ turns them on.
-              bindings: { TOLLBOOTH_SECRET: "test-secret-1-0123456789abcdef", ORIGIN_URL: "http://127.0.0.1:9", TOLLBOOTH_METRICS_FLUSH_MS: "0" },
+              bindings: {
+                TOLLBOOTH_SECRET: "test-secret-1-0123456789abcdef",
+                ORIGIN_URL: "http://127.0.0.1:9",
+                TOLLBOOTH_METRICS_FLUSH_MS: "0",
+              },
             },
           }),
         ],

@@ -13,7 +13,7 @@
  * core at SOLVER_RATE tries/s, the single-core rate `npm run bench:solver` measured).
  * Then 30 quiet minutes for the loop: how its difficulty falls back (every third minute).
  */
-import { fullBucket, take, type BucketState } from "../shared/limits/bucket.ts";
+import { type BucketState, fullBucket, take } from "../shared/limits/bucket.ts";
 import { addSolve, decayed, difficultyFor, NO_SOLVES, type SolveScore } from "../shared/limits/difficulty.ts";
 import { parsePolicy } from "../workers/schemes/policy.ts";
 
@@ -61,12 +61,25 @@ function simulate(intervalMs: number, minutes: number, quietMinutes: number): Mi
   rows.push(row);
   for (let q = 1; q <= quietMinutes; q++) {
     const t = endMs + q * 60_000;
-    rows.push({ minute: minutes + q, requests: 0, solves: 0, difficulty: difficultyFor(plan.challenge.difficulty, adaptive, decayed(score, adaptive.halfLifeSeconds, t)), work: 0 });
+    rows.push({
+      minute: minutes + q,
+      requests: 0,
+      solves: 0,
+      difficulty: difficultyFor(plan.challenge.difficulty, adaptive, decayed(score, adaptive.halfLifeSeconds, t)),
+      work: 0,
+    });
   }
   return rows;
 }
 
-const fmt = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} G` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : String(Math.round(n)));
+const fmt = (n: number) =>
+  n >= 1e9
+    ? `${(n / 1e9).toFixed(2)} G`
+    : n >= 1e6
+      ? `${(n / 1e6).toFixed(1)} M`
+      : n >= 1e3
+        ? `${(n / 1e3).toFixed(1)} k`
+        : String(Math.round(n));
 
 console.log(
   `policy: bucket ${plan.bucket.capacity} + ${plan.bucket.refillPerSecond}/s, ${plan.challenge.credits} credits per solve, ` +
@@ -85,7 +98,9 @@ for (let m = 0; m < 40; m++) {
   const cells = runs.map(([, rows]) => {
     const r = rows[m];
     if (!r) return "";
-    return r.requests === 0 ? `quiet, ${r.difficulty} bits` : `${r.solves}, ${r.difficulty} bits, ${fmt(r.work)} tries (${(r.work / SOLVER_RATE).toFixed(2)} s)`;
+    return r.requests === 0
+      ? `quiet, ${r.difficulty} bits`
+      : `${r.solves}, ${r.difficulty} bits, ${fmt(r.work)} tries (${(r.work / SOLVER_RATE).toFixed(2)} s)`;
   });
   console.log(`| ${m + 1} | ${cells.join(" | ")} |`);
 }
@@ -93,5 +108,7 @@ for (const [name, rows] of runs) {
   const busy = rows.filter((r) => r.requests > 0);
   const work = busy.reduce((s, r) => s + r.work, 0);
   const flat = busy.reduce((s, r) => s + r.solves, 0) * 2 ** plan.challenge.difficulty;
-  console.log(`${name}: ${busy.reduce((s, r) => s + r.solves, 0)} solves in ${busy.length} min, ${fmt(work / busy.length)} tries/min on average (${(work / busy.length / SOLVER_RATE).toFixed(2)} s of one core per minute); ${flat > 0 ? (work / flat).toFixed(1) : "—"}× the work at a fixed ${plan.challenge.difficulty} bits`);
+  console.log(
+    `${name}: ${busy.reduce((s, r) => s + r.solves, 0)} solves in ${busy.length} min, ${fmt(work / busy.length)} tries/min on average (${(work / busy.length / SOLVER_RATE).toFixed(2)} s of one core per minute); ${flat > 0 ? (work / flat).toFixed(1) : "—"}× the work at a fixed ${plan.challenge.difficulty} bits`,
+  );
 }

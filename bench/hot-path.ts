@@ -37,20 +37,19 @@
  * scripts/ci-budgets.ts); no target applies here.
  */
 import { Hono } from "hono";
-import { take, type BucketState } from "../shared/limits/bucket.ts";
-import { toBase64Url } from "../shared/wire/encoding.ts";
+import { hmac, importKeyring } from "../shared/credentials/keys.ts";
+import { newTokenId, signToken, tokenVerifier, verifyToken } from "../shared/credentials/token.ts";
 import { identityResolver } from "../shared/identity/index.ts";
 import { bodyCost, isBodyError, parseBody } from "../shared/jsonrpc.ts";
-import { hmac, importKeyring } from "../shared/credentials/keys.ts";
-import { parsePolicy, type PolicyInput } from "../workers/schemes/policy.ts";
-import { rateLimit, rateLimitPolicy, type NamedLimit } from "../shared/limits/ratelimit-headers.ts";
-import { newTokenId, signToken, tokenVerifier, verifyToken } from "../shared/credentials/token.ts";
+import { type BucketState, take } from "../shared/limits/bucket.ts";
+import { type NamedLimit, rateLimit, rateLimitPolicy } from "../shared/limits/ratelimit-headers.ts";
+import { toBase64Url } from "../shared/wire/encoding.ts";
 import type { AdmitRequest, AdmitResult, CallerState } from "../workers/objects/caller-state.ts";
+import { type TollboothVariables, tollbooth } from "../workers/pipeline/middleware.ts";
 import { jsonRequestProblem, readBody } from "../workers/pipeline/read-body.ts";
-import { forwardHeaders } from "../workers/proxy/proxy.ts";
 import { contentDigest, proofBytes } from "../workers/proxy/origin-proof.ts";
-import { tollbooth, type TollboothVariables } from "../workers/pipeline/middleware.ts";
-
+import { forwardHeaders } from "../workers/proxy/proxy.ts";
+import { type PolicyInput, parsePolicy } from "../workers/schemes/policy.ts";
 
 /** Timing of one stage, in microseconds per request. */
 export interface StageTiming {
@@ -81,7 +80,9 @@ const POLICY: PolicyInput = {
   ceiling: { capacity: 1_000_000, refillPerSecond: 100_000 },
   identity: { apiKeys: [{ sha256: API_KEY_SHA256, name: "bench" }] },
 };
-const BODY = new TextEncoder().encode(JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "echo", arguments: { message: "hello" } } }));
+const BODY = new TextEncoder().encode(
+  JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "echo", arguments: { message: "hello" } } }),
+);
 const HEADERS: Record<string, string> = {
   "content-type": "application/json",
   accept: "application/json, text/event-stream",
@@ -95,7 +96,13 @@ const HEADERS: Record<string, string> = {
  * Time `fn` `iterations` times after `warmup` runs; `prepare` (untimed) makes its argument.
  * @returns mean and p99 in µs
  */
-async function time<T>(name: string, fn: (arg: T) => unknown | Promise<unknown>, iterations: number, warmup: number, prepare: () => T = () => undefined as T): Promise<StageTiming> {
+async function time<T>(
+  name: string,
+  fn: (arg: T) => unknown | Promise<unknown>,
+  iterations: number,
+  warmup: number,
+  prepare: () => T = () => undefined as T,
+): Promise<StageTiming> {
   for (let i = 0; i < warmup; i++) await fn(prepare());
   const samples = new Float64Array(iterations);
   for (let i = 0; i < iterations; i++) {
@@ -155,65 +162,101 @@ export async function measureHotPath(iterations = 20_000, warmup = 2_000): Promi
   stages.push(await time("ref: one WebCrypto call (1 B SHA-256)", () => crypto.subtle.digest("SHA-256", oneByte), iterations, warmup));
   stages.push(await time("identity (issued API key)", () => identify(headers), iterations, warmup));
   stages.push(
-    await time("media type + parse + cost", () => {
-      if (jsonRequestProblem(headers) !== null) throw new Error("refused media type");
-      const parsed = parseBody(BODY, policy.maxJsonDepth);
-      if (isBodyError(parsed)) throw new Error(parsed.message);
-      return bodyCost(policy, parsed);
-    }, iterations, warmup),
+    await time(
+      "media type + parse + cost",
+      () => {
+        if (jsonRequestProblem(headers) !== null) throw new Error("refused media type");
+        const parsed = parseBody(BODY, policy.maxJsonDepth);
+        if (isBodyError(parsed)) throw new Error(parsed.message);
+        return bodyCost(policy, parsed);
+      },
+      iterations,
+      warmup,
+    ),
   );
   stages.push(
-    await time("ref: token HMAC verify (first use)", async () => {
-      const check = await verifyToken(keyring, token, caller, nowMs);
-      if (!check.ok) throw new Error(check.reason);
-    }, iterations, warmup),
+    await time(
+      "ref: token HMAC verify (first use)",
+      async () => {
+        const check = await verifyToken(keyring, token, caller, nowMs);
+        if (!check.ok) throw new Error(check.reason);
+      },
+      iterations,
+      warmup,
+    ),
   );
   const verifier = tokenVerifier(keyring);
   stages.push(
-    await time("token verify (remembered per isolate)", async () => {
-      const check = await verifier(token, caller, nowMs);
-      if (!check.ok) throw new Error(check.reason);
-    }, iterations, warmup),
+    await time(
+      "token verify (remembered per isolate)",
+      async () => {
+        const check = await verifier(token, caller, nowMs);
+        if (!check.ok) throw new Error(check.reason);
+      },
+      iterations,
+      warmup,
+    ),
   );
   stages.push(
-    await time("admit decision (2 × take)", () => {
-      const now = Date.now();
-      const c = take(ceilingState, policy.ceiling, 1, now);
-      const f = take(freeState, policy.bucket, 1, now);
-      ceilingState = c.state;
-      freeState = f.state;
-      return f.result.success;
-    }, iterations, warmup),
+    await time(
+      "admit decision (2 × take)",
+      () => {
+        const now = Date.now();
+        const c = take(ceilingState, policy.ceiling, 1, now);
+        const f = take(freeState, policy.bucket, 1, now);
+        ceilingState = c.state;
+        freeState = f.state;
+        return f.result.success;
+      },
+      iterations,
+      warmup,
+    ),
   );
   stages.push(
-    await time("rate-limit headers", () => {
-      const limits: NamedLimit[] = [
-        { name: "free", config: policy.bucket, result: decision },
-        { name: "ceiling", config: policy.ceiling, result: decision },
-      ];
-      return rateLimitPolicy(limits) + rateLimit(limits, nowMs);
-    }, iterations, warmup),
+    await time(
+      "rate-limit headers",
+      () => {
+        const limits: NamedLimit[] = [
+          { name: "free", config: policy.bucket, result: decision },
+          { name: "ceiling", config: policy.ceiling, result: decision },
+        ];
+        return rateLimitPolicy(limits) + rateLimit(limits, nowMs);
+      },
+      iterations,
+      warmup,
+    ),
   );
   stages.push(
-    await time("origin proof (headers + digest + HMAC)", async () => {
-      const forwarded = forwardHeaders(headers, url);
-      const digest = await contentDigest(BODY);
-      forwarded.set("content-digest", digest);
-      const t = Math.floor(Date.now() / 1000);
-      const sig = await hmac(keyring.signer, proofBytes(t, caller, "POST", "/mcp", digest));
-      forwarded.set("tollbooth-signature", `t=${t}, kid=${keyring.signer.kid}, sig=${toBase64Url(sig)}`);
-      return forwarded;
-    }, iterations, warmup),
+    await time(
+      "origin proof (headers + digest + HMAC)",
+      async () => {
+        const forwarded = forwardHeaders(headers, url);
+        const digest = await contentDigest(BODY);
+        forwarded.set("content-digest", digest);
+        const t = Math.floor(Date.now() / 1000);
+        const sig = await hmac(keyring.signer, proofBytes(t, caller, "POST", "/mcp", digest));
+        forwarded.set("tollbooth-signature", `t=${t}, kid=${keyring.signer.kid}, sig=${toBase64Url(sig)}`);
+        return forwarded;
+      },
+      iterations,
+      warmup,
+    ),
   );
 
   const app = new Hono<{ Variables: TollboothVariables }>();
   app.use(tollbooth({ policy: POLICY, secret: SECRET, callers: memoryCallers() }));
   app.all("*", (c) => c.text("ok"));
   const request = () => new Request("http://127.0.0.1:8787/mcp", { method: "POST", headers: HEADERS, body: BODY });
-  const middleware = await time("whole middleware (Node)", async (req: Request) => {
-    const res = await app.fetch(req);
-    if (res.status !== 200) throw new Error(`middleware answered ${res.status}: ${await res.text()}`);
-  }, iterations, warmup, request);
+  const middleware = await time(
+    "whole middleware (Node)",
+    async (req: Request) => {
+      const res = await app.fetch(req);
+      if (res.status !== 200) throw new Error(`middleware answered ${res.status}: ${await res.text()}`);
+    },
+    iterations,
+    warmup,
+    request,
+  );
   const bodyRead = await time("ref: read the body (Node stream)", (req: Request) => readBody(req, 1 << 20), iterations, warmup, request);
   const hotPathUs = stages.filter((s) => !s.name.startsWith("ref:")).reduce((a, s) => a + s.meanUs, 0);
   return { iterations, stages: [...stages, bodyRead], middleware, hotPathUs };
@@ -222,6 +265,7 @@ export async function measureHotPath(iterations = 20_000, warmup = 2_000): Promi
 if (import.meta.main) {
   const r = await measureHotPath();
   console.log(`hot path, in-process (Node ${process.version}), ${r.iterations} iterations per stage, µs per request`);
-  for (const s of [...r.stages, r.middleware]) console.log(`${s.name.padEnd(38)} mean ${s.meanUs.toFixed(1).padStart(7)}  p99 ${s.p99Us.toFixed(1).padStart(7)}`);
+  for (const s of [...r.stages, r.middleware])
+    console.log(`${s.name.padEnd(38)} mean ${s.meanUs.toFixed(1).padStart(7)}  p99 ${s.p99Us.toFixed(1).padStart(7)}`);
   console.log(`hot path (sum of the non-reference stages)  ${r.hotPathUs.toFixed(1)} µs`);
 }

@@ -12,13 +12,14 @@
  * after 5 warm-up rounds), and a `withTollbooth` agent doing the same through the SDK.
  * Asserts nothing.
  */
+
+import { randomBytes } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { randomBytes } from "node:crypto";
+import { type PayEvent, withTollbooth } from "../packages/tollbooth-client/src/index.ts";
+import { lndWallet } from "../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { startEverything } from "../scripts/stack/everything.ts";
 import { startGateway } from "../scripts/stack/gateway.ts";
-import { withTollbooth, type PayEvent } from "../packages/tollbooth-client/src/index.ts";
-import { lndWallet } from "../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { startLightningStandin } from "../test/helpers/lightning-standin.ts";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 40);

@@ -9,13 +9,14 @@
  *    (median, p90, max over SOLVES challenges, default 50), end to end through the gateway.
  * Prints a table; asserts nothing.
  */
+
+import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { parsePolicy } from "../workers/schemes/policy.ts";
-import { withTollbooth, type FetchLike, type SolveEvent } from "../packages/tollbooth-client/src/index.ts";
+import { type FetchLike, type SolveEvent, withTollbooth } from "../packages/tollbooth-client/src/index.ts";
 import { startEverything } from "../scripts/stack/everything.ts";
 import { startGateway } from "../scripts/stack/gateway.ts";
-import { fileURLToPath } from "node:url";
+import { parsePolicy } from "../workers/schemes/policy.ts";
 
 const CALLS = Number(process.env.CALLS ?? 400);
 const SOLVES = Number(process.env.SOLVES ?? 50);
@@ -38,11 +39,20 @@ async function timedCall(client: Client, i: number): Promise<number> {
 }
 
 const origin = await startEverything();
-const generous = parsePolicy({ bucket: { capacity: 1_000_000, refillPerSecond: 100_000 }, ceiling: { capacity: 1_000_000, refillPerSecond: 100_000 } });
+const generous = parsePolicy({
+  bucket: { capacity: 1_000_000, refillPerSecond: 100_000 },
+  ceiling: { capacity: 1_000_000, refillPerSecond: 100_000 },
+});
 const gw = await startGateway({ originUrl: origin.url, policy: { bucket: generous.bucket, ceiling: generous.ceiling } });
-const passthrough = await startGateway({ originUrl: origin.url, config: fileURLToPath(new URL("passthrough-worker/wrangler.toml", import.meta.url)) });
+const passthrough = await startGateway({
+  originUrl: origin.url,
+  config: fileURLToPath(new URL("passthrough-worker/wrangler.toml", import.meta.url)),
+});
 const defaults = parsePolicy(undefined);
-const paying = await startGateway({ originUrl: origin.url, policy: { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { credits: 1 } } });
+const paying = await startGateway({
+  originUrl: origin.url,
+  policy: { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { credits: 1 } },
+});
 try {
   const direct = await connect(`${origin.url}/mcp`);
   const bare = await connect(`${passthrough.url}/mcp`);
@@ -75,10 +85,16 @@ try {
   console.log(`bare pass-through  ${f(quantile(b, 0.5))}  ${f(quantile(b, 0.99))}   (wrangler dev, no work)`);
   console.log(`through tollbooth   ${f(quantile(g, 0.5))}  ${f(quantile(g, 0.99))}`);
   console.log(`added vs direct     ${f(quantile(g, 0.5) - quantile(d, 0.5))}  ${f(quantile(g, 0.99) - quantile(d, 0.99))}`);
-  console.log(`added vs pass-through${f(quantile(g, 0.5) - quantile(b, 0.5)).slice(1)}  ${f(quantile(g, 0.99) - quantile(b, 0.99))}   (tollbooth's own work)`);
+  console.log(
+    `added vs pass-through${f(quantile(g, 0.5) - quantile(b, 0.5)).slice(1)}  ${f(quantile(g, 0.99) - quantile(b, 0.99))}   (tollbooth's own work)`,
+  );
   console.log(`\nwithTollbooth solve at the default difficulty (${defaults.challenge.difficulty} bits), ${solves.length} challenges`);
-  console.log(`solve time (ms)     median ${quantile(ms, 0.5).toFixed(0)}, p90 ${quantile(ms, 0.9).toFixed(0)}, max ${ms.at(-1)!.toFixed(0)}`);
-  console.log(`hashes              median ${quantile(hashes, 0.5)}, rate ${(hashes.reduce((a, b) => a + b, 0) / ms.reduce((a, b) => a + b, 0) / 1000).toFixed(2)} M/s`);
+  console.log(
+    `solve time (ms)     median ${quantile(ms, 0.5).toFixed(0)}, p90 ${quantile(ms, 0.9).toFixed(0)}, max ${ms.at(-1)!.toFixed(0)}`,
+  );
+  console.log(
+    `hashes              median ${quantile(hashes, 0.5)}, rate ${(hashes.reduce((a, b) => a + b, 0) / ms.reduce((a, b) => a + b, 0) / 1000).toFixed(2)} M/s`,
+  );
   console.log(`402 → solve → 200 round trip (ms) median ${quantile(paid, 0.5).toFixed(0)}`);
 } finally {
   await gw.close();

@@ -70,7 +70,8 @@ export async function openSession(url: string, headers: Record<string, string> =
     params: { protocolVersion: PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: "tollbooth-bench", version: "1.0.0" } },
   });
   const sessionId = init.headers.get("mcp-session-id");
-  if (init.status !== 200 || !sessionId) throw new Error(`initialize: HTTP ${init.status}, session ${sessionId}: ${init.text.slice(0, 300)}`);
+  if (init.status !== 200 || !sessionId)
+    throw new Error(`initialize: HTTP ${init.status}, session ${sessionId}: ${init.text.slice(0, 300)}`);
   const sessionHeaders = { ...headers, "mcp-session-id": sessionId, "mcp-protocol-version": PROTOCOL_VERSION };
   const ack = await postMessage(url, sessionHeaders, { jsonrpc: "2.0", method: "notifications/initialized" });
   if (ack.status !== 202 && ack.status !== 200) throw new Error(`notifications/initialized: HTTP ${ack.status}: ${ack.text.slice(0, 300)}`);

@@ -16,7 +16,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
-import { loadKernel, preferredPaths, type KernelPath } from "../packages/tollbooth-client/src/solver/kernel.ts";
+import { type KernelPath, loadKernel, preferredPaths } from "../packages/tollbooth-client/src/solver/kernel.ts";
 import { searchInWorkers } from "../packages/tollbooth-client/src/solver/pool.ts";
 import { createSearch } from "../packages/tollbooth-client/src/solver/search.ts";
 import { solvePow } from "../packages/tollbooth-client/src/solver/solve-pow.ts";
@@ -47,7 +47,10 @@ function nodeCryptoRate(seconds: number): number {
   const end = t0 + seconds * 1000;
   let n = 0;
   while (performance.now() < end) {
-    for (let i = 0; i < 1000; i++, n++) createHash("sha256").update(salt + String(n)).digest();
+    for (let i = 0; i < 1000; i++, n++)
+      createHash("sha256")
+        .update(salt + String(n))
+        .digest();
   }
   return n / ((performance.now() - t0) / 1000);
 }
@@ -112,7 +115,8 @@ const single: Partial<Record<KernelPath, number>> = {};
 let nodeCrypto = 0;
 let webCrypto = 0;
 for (let rep = 0; rep < REPS; rep++) {
-  for (const path of preferredPaths()) single[path] = Math.max(single[path] ?? 0, await kernelRate(path, path === best ? SECONDS : SECONDS / 3));
+  for (const path of preferredPaths())
+    single[path] = Math.max(single[path] ?? 0, await kernelRate(path, path === best ? SECONDS : SECONDS / 3));
   nodeCrypto = Math.max(nodeCrypto, nodeCryptoRate(SECONDS));
   webCrypto = Math.max(webCrypto, await webCryptoRate(SECONDS));
 }
@@ -129,7 +133,9 @@ console.log("worker pool, hashes/s (fraction of linear = rate ÷ (threads × 1-t
 console.log("  CPU obtained = this process's CPU time ÷ (threads × wall time) in that window)");
 for (let threads = 1; threads <= cores; threads++) {
   const linear = pool[threads]! / (threads * pool[1]!);
-  console.log(`  ${threads} thread${threads > 1 ? "s" : " "}  ${mhs(pool[threads]!)}  ${(linear * 100).toFixed(0)}% of linear  (CPU obtained ${(cpu[threads]! * 100).toFixed(0)}%: ${mhs(pool[threads]! / (threads * cpu[threads]!))} per CPU-second)`);
+  console.log(
+    `  ${threads} thread${threads > 1 ? "s" : " "}  ${mhs(pool[threads]!)}  ${(linear * 100).toFixed(0)}% of linear  (CPU obtained ${(cpu[threads]! * 100).toFixed(0)}%: ${mhs(pool[threads]! / (threads * cpu[threads]!))} per CPU-second)`,
+  );
 }
 const all = pool[cores]!;
 
@@ -153,5 +159,8 @@ console.log("");
 line(tollbooth >= 5e6, `one core ≥ 5 M hashes/s: ${mhs(tollbooth)}`);
 line(tollbooth >= 8 * nodeCrypto, `one core ≥ 8× the node:crypto loop: ${(tollbooth / nodeCrypto).toFixed(1)}×`);
 line(all >= 0.9 * cores * pool[1]!, `all ${cores} cores ≥ 0.9 × ${cores} × one core (pool): ${mhs(all)} vs ${mhs(0.9 * cores * pool[1]!)}`);
-line(all >= 0.9 * cores * tollbooth, `all ${cores} cores ≥ 0.9 × ${cores} × one core (calling thread): ${mhs(all)} vs ${mhs(0.9 * cores * tollbooth)}`);
+line(
+  all >= 0.9 * cores * tollbooth,
+  `all ${cores} cores ≥ 0.9 × ${cores} × one core (calling thread): ${mhs(all)} vs ${mhs(0.9 * cores * tollbooth)}`,
+);
 line(d20median < 250, `d20 median < 0.25 s on one core: ${(d20median / 1000).toFixed(3)} s`);

@@ -11,10 +11,11 @@
  * Prints median, p90 and max of each step and of the whole over ROUNDS rounds (default 30,
  * after 3 warm-up rounds). Asserts nothing.
  */
+
+import { randomBytes } from "node:crypto";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
-import { randomBytes } from "node:crypto";
 import { privateKeyToAccount } from "viem/accounts";
 import { startEverything } from "../scripts/stack/everything.ts";
 import { startGateway } from "../scripts/stack/gateway.ts";
@@ -39,7 +40,11 @@ const gw = await startGateway({
   policy: {
     bucket: { capacity: 1, refillPerSecond: 0.0001 },
     x402: { mode: "credits", amount: "10000", credits: 100 },
-    facilitator: { url: facilitator.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }] },
+    facilitator: {
+      url: facilitator.url,
+      payTo: chain.accounts.payTo.address,
+      assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }],
+    },
   },
   // Each round a new caller: `x-api-key` names it (all rounds come from 127.0.0.1).
   unverifiedKeys: true,
@@ -60,7 +65,12 @@ try {
     const init = await fetch(`${gw.url}/mcp`, {
       method: "POST",
       headers: caller,
-      body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "bench-x402", version: "0" } } }),
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 0,
+        method: "initialize",
+        params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "bench-x402", version: "0" } },
+      }),
     });
     await init.arrayBuffer();
     const who = { ...caller, "mcp-session-id": init.headers.get("mcp-session-id") ?? "", "mcp-protocol-version": "2025-11-25" };
@@ -75,7 +85,11 @@ try {
     const t1 = performance.now();
     const payment = await client.createPaymentPayload(decodePaymentRequiredHeader(header));
     const t2 = performance.now();
-    const ok = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...who, "payment-signature": encodePaymentSignatureHeader(payment) }, body: body() });
+    const ok = await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: { ...who, "payment-signature": encodePaymentSignatureHeader(payment) },
+      body: body(),
+    });
     await ok.arrayBuffer();
     const t3 = performance.now();
     if (ok.status !== 200) throw new Error(`expected 200 after paying, got ${ok.status}`);
@@ -86,7 +100,9 @@ try {
     whole.push(t3 - t0);
   }
   const spent = startBalance - (await chain.balanceOf(payer.address));
-  console.log(`x402 through tollbooth (wrangler dev, local workerd; anvil + real facilitator on 127.0.0.1), ${ROUNDS} rounds, Node ${process.version}\n`);
+  console.log(
+    `x402 through tollbooth (wrangler dev, local workerd; anvil + real facilitator on 127.0.0.1), ${ROUNDS} rounds, Node ${process.version}\n`,
+  );
   console.log("| step | median | p90 | max |");
   console.log("|---|---|---|---|");
   console.log(summary("402 with PAYMENT-REQUIRED", challenge));

@@ -48,7 +48,11 @@ function fail(message: string): never {
 /** Build one package into its dist/. */
 export function buildPackage(which: keyof typeof PACKAGES): void {
   const { dir, name } = PACKAGES[which];
-  const manifest = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name: string; version: string; bin?: Record<string, string> };
+  const manifest = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as {
+    name: string;
+    version: string;
+    bin?: Record<string, string>;
+  };
   if (manifest.name !== name) fail(`${dir}/package.json names ${manifest.name}, packages/names.json says ${name}`);
   if (manifest.version !== NAMES.version) fail(`${name} is version ${manifest.version}, packages/names.json says ${NAMES.version}`);
 
@@ -68,7 +72,8 @@ export function buildPackage(which: keyof typeof PACKAGES): void {
 
   for (const file of walk(dist)) {
     const path = relative(dist, file).split(sep).join("/");
-    if (!path.startsWith("packages/") && !path.startsWith("shared/wire/")) fail(`${name} would ship ${path}: the agent packages import only shared/wire/ of shared/`);
+    if (!path.startsWith("packages/") && !path.startsWith("shared/wire/"))
+      fail(`${name} would ship ${path}: the agent packages import only shared/wire/ of shared/`);
   }
   for (const file of walk(dist).filter((f) => f.endsWith(".js"))) {
     const text = readFileSync(file, "utf8");

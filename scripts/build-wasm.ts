@@ -7,9 +7,10 @@
  * test/unit/packages/tollbooth-client/solver/sha256-pow.wasm.test.ts compares against the
  * committed file, so the .wat sources and the bytes cannot drift apart.
  */
-import wabtInit from "wabt";
+
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import wabtInit from "wabt";
 
 const POW_DIR = new URL("../packages/tollbooth-client/src/solver/", import.meta.url);
 

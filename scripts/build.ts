@@ -31,10 +31,16 @@ for (let i = 0; i < argv.length; i++) {
 }
 const outdir = rest.some((a) => a === "--outdir" || a.startsWith("--outdir=")) ? [] : ["--outdir", "dist"];
 const what = env === undefined ? "the top-level configuration (wrangler dev)" : `[env.${env}]`;
-console.error(`build: ${what} of wrangler.toml into ${outdir.length ? "dist/" : "--outdir"} (wrangler deploy --dry-run: nothing is uploaded)`);
-const run = spawnSync(process.execPath, [WRANGLER, "deploy", "--dry-run", ...outdir, ...(env !== undefined ? ["--env", env] : []), ...rest], {
-  cwd: ROOT,
-  stdio: "inherit",
-  env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
-});
+console.error(
+  `build: ${what} of wrangler.toml into ${outdir.length ? "dist/" : "--outdir"} (wrangler deploy --dry-run: nothing is uploaded)`,
+);
+const run = spawnSync(
+  process.execPath,
+  [WRANGLER, "deploy", "--dry-run", ...outdir, ...(env !== undefined ? ["--env", env] : []), ...rest],
+  {
+    cwd: ROOT,
+    stdio: "inherit",
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  },
+);
 process.exit(run.status ?? 1);

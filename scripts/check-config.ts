@@ -22,16 +22,22 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { identityResolver } from "../shared/identity/index.ts";
 import { parseSecrets } from "../shared/credentials/keys.ts";
-import { parsePolicy, type Policy } from "../workers/schemes/policy.ts";
+import { identityResolver } from "../shared/identity/index.ts";
 import { isLoopback, originProblem, parseRoutes } from "../shared/policy/routes.ts";
+import { type Policy, parsePolicy } from "../workers/schemes/policy.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 
 /** Secrets the Worker reads (workers/env.ts); never in [vars]. */
-export const SECRET_NAMES = ["TOLLBOOTH_SECRET", "TOLLBOOTH_ORIGIN_SECRET", "TOLLBOOTH_LIGHTNING_SECRET", "TOLLBOOTH_FACILITATOR_AUTH", "TOLLBOOTH_ADMIN_TOKEN"] as const;
+export const SECRET_NAMES = [
+  "TOLLBOOTH_SECRET",
+  "TOLLBOOTH_ORIGIN_SECRET",
+  "TOLLBOOTH_LIGHTNING_SECRET",
+  "TOLLBOOTH_FACILITATOR_AUTH",
+  "TOLLBOOTH_ADMIN_TOKEN",
+] as const;
 
 /** Options of `checkConfig`. */
 export interface CheckOptions {
@@ -60,7 +66,13 @@ async function load(config: string, env: string | undefined): Promise<Loaded> {
     if (!rawConfig.env || !Object.hasOwn(rawConfig.env, env)) throw new Error(`${config} has no [env.${env}]`);
   }
   const c = unstable_readConfig({ config, ...(env !== undefined ? { env } : {}) }, { hideWarnings: true });
-  return { vars: { ...c.vars }, durableObjects: (c.durable_objects?.bindings ?? []).map((b: { name: string; class_name: string }) => ({ name: b.name, class_name: b.class_name })) };
+  return {
+    vars: { ...c.vars },
+    durableObjects: (c.durable_objects?.bindings ?? []).map((b: { name: string; class_name: string }) => ({
+      name: b.name,
+      class_name: b.class_name,
+    })),
+  };
 }
 
 /**
@@ -71,7 +83,12 @@ async function load(config: string, env: string | undefined): Promise<Loaded> {
  * @returns the value (undefined: unset, every default) and where it came from, in words
  * @throws Error when the config cannot be read or has no `[env.<env>]`
  */
-export async function policySetting(options: { config: string; env?: string | undefined; remote: boolean; processEnv: Readonly<Record<string, string | undefined>> }): Promise<{ value: string | undefined; from: string }> {
+export async function policySetting(options: {
+  config: string;
+  env?: string | undefined;
+  remote: boolean;
+  processEnv: Readonly<Record<string, string | undefined>>;
+}): Promise<{ value: string | undefined; from: string }> {
   const where = `${options.config}${options.env !== undefined ? ` [env.${options.env}.vars]` : " [vars]"}`;
   if (!options.remote) {
     const env = options.processEnv.TOLLBOOTH_POLICY;
@@ -120,16 +137,24 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
     return [`wrangler config: ${(err as Error).message}`];
   }
   const dir = dirname(options.config);
-  const devVarsPath = options.env !== undefined && existsSync(join(dir, `.dev.vars.${options.env}`)) ? join(dir, `.dev.vars.${options.env}`) : join(dir, ".dev.vars");
+  const devVarsPath =
+    options.env !== undefined && existsSync(join(dir, `.dev.vars.${options.env}`))
+      ? join(dir, `.dev.vars.${options.env}`)
+      : join(dir, ".dev.vars");
   const devVars = existsSync(devVarsPath) ? readDotVars(readFileSync(devVarsPath, "utf8")) : {};
-  const fromProcess = Object.fromEntries(Object.entries(options.processEnv ?? {}).filter((e): e is [string, string] => typeof e[1] === "string" && e[1] !== ""));
+  const fromProcess = Object.fromEntries(
+    Object.entries(options.processEnv ?? {}).filter((e): e is [string, string] => typeof e[1] === "string" && e[1] !== ""),
+  );
   const secrets: Record<string, string> = { ...devVars, ...fromProcess };
   const stored = new Set(options.storedSecrets ?? []);
   const str = (name: string) => (typeof loaded.vars[name] === "string" ? (loaded.vars[name] as string) : undefined);
   const deployed = options.env !== undefined && options.env !== "dev";
 
   for (const name of SECRET_NAMES) {
-    if (name in loaded.vars) problems.push(`${name}: a secret in ${where} [vars]; remove it and use \`wrangler secret put ${name}${options.env ? ` --env ${options.env}` : ""}\``);
+    if (name in loaded.vars)
+      problems.push(
+        `${name}: a secret in ${where} [vars]; remove it and use \`wrangler secret put ${name}${options.env ? ` --env ${options.env}` : ""}\``,
+      );
   }
 
   /** A secret the Worker needs: set locally (then checked) or stored. */
@@ -137,7 +162,9 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
     const value = secrets[name] ?? str(name);
     if (value === undefined) {
       if (stored.has(name)) return;
-      problems.push(`${name} is not set (${why}): put it in ${devVarsPath.replace(dir + "/", "")} or the environment, or store it with \`wrangler secret put ${name}${options.env ? ` --env ${options.env}` : ""}\` and pass --remote`);
+      problems.push(
+        `${name} is not set (${why}): put it in ${devVarsPath.replace(dir + "/", "")} or the environment, or store it with \`wrangler secret put ${name}${options.env ? ` --env ${options.env}` : ""}\` and pass --remote`,
+      );
       return;
     }
     try {
@@ -163,10 +190,14 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
     const u = new URL(url as string);
     const path = u.pathname.replace(/\/+$/, "");
     if (endpoint !== undefined && endpoint !== "/" && path.endsWith(endpoint)) {
-      problems.push(`${label} is the origin's base URL, without \`${endpoint}\`: the gateway appends each request's path, so ${u.origin}${path} would be asked for ${u.origin}${path}${endpoint}; set ${u.origin}${path.slice(0, -endpoint.length)}`);
+      problems.push(
+        `${label} is the origin's base URL, without \`${endpoint}\`: the gateway appends each request's path, so ${u.origin}${path} would be asked for ${u.origin}${path}${endpoint}; set ${u.origin}${path.slice(0, -endpoint.length)}`,
+      );
     }
     if (deployed && isLoopback(u.hostname)) {
-      problems.push(`${label} is a loopback address (${u.host}): a Worker deployed to ${where} cannot reach this machine; set your MCP server's public URL`);
+      problems.push(
+        `${label} is a loopback address (${u.host}): a Worker deployed to ${where} cannot reach this machine; set your MCP server's public URL`,
+      );
     }
   };
 
@@ -178,11 +209,12 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
   } catch (err) {
     problems.push((err as Error).message);
   }
-  if (top !== undefined) try {
-    identityResolver(top.identity);
-  } catch (err) {
-    problems.push((err as Error).message);
-  }
+  if (top !== undefined)
+    try {
+      identityResolver(top.identity);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
   let routes: ReturnType<typeof parseRoutes> = null;
   try {
     routes = parseRoutes(str("TOLLBOOTH_ROUTES"), str("TOLLBOOTH_POLICY"));
@@ -196,13 +228,14 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
     const label = `TOLLBOOTH_ROUTES[${i}] (${JSON.stringify(route.name)})`;
     // A route inherits TOLLBOOTH_POLICY: its own fields are checked once that one is good.
     let endpoint: string | undefined;
-    if (top !== undefined) try {
-      const routePolicy = parsePolicy(route.policy);
-      policies.push(routePolicy);
-      endpoint = routePolicy.endpoint;
-    } catch (err) {
-      problems.push((err as Error).message.replace(/^TOLLBOOTH_POLICY/, `${label}.policy`));
-    }
+    if (top !== undefined)
+      try {
+        const routePolicy = parsePolicy(route.policy);
+        policies.push(routePolicy);
+        endpoint = routePolicy.endpoint;
+      } catch (err) {
+        problems.push((err as Error).message.replace(/^TOLLBOOTH_POLICY/, `${label}.policy`));
+      }
     checkOrigin(`${label}.origin`, route.origin, endpoint);
     if (route.originSecret !== null) needSecret(route.originSecret, `${label}.originSecret`, (v) => parseSecrets(v, route.originSecret!));
   }
@@ -210,7 +243,9 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
 
   const binding = (name: string) => loaded.durableObjects.find((b) => b.name === name);
   if (binding("CALLER_BUCKET")?.class_name !== "CallerState") {
-    problems.push(`CALLER_BUCKET: no Durable Object binding to CallerState in ${where} (wrangler does not inherit durable_objects into an environment: repeat the block)`);
+    problems.push(
+      `CALLER_BUCKET: no Durable Object binding to CallerState in ${where} (wrangler does not inherit durable_objects into an environment: repeat the block)`,
+    );
   }
   if (policies.some((p) => p.originCeiling) && binding("ORIGIN_GATE")?.class_name !== "OriginGate") {
     problems.push(`ORIGIN_GATE: a policy sets originCeiling but ${where} has no Durable Object binding to OriginGate`);
@@ -226,7 +261,10 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
  */
 export function wranglerError(output: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: wrangler's colour codes start with ESC
-  const lines = output.replace(/\x1b\[[0-9;]*m/g, "").split(/\r?\n/).map((l) => l.trim());
+  const lines = output
+    .replace(/\x1b\[[0-9;]*m/g, "")
+    .split(/\r?\n/)
+    .map((l) => l.trim());
   const errors = lines.filter((l) => /^(✘ )?\[ERROR\]/.test(l)).map((l) => l.replace(/^(✘ )?\[ERROR\]\s*/, ""));
   if (errors.length > 0) return errors.join(" ");
   return lines.filter((l) => l !== "" && !/Logs were written to/.test(l)).at(-1) ?? "no output";
@@ -234,10 +272,14 @@ export function wranglerError(output: string): string {
 
 /** Names of the secrets stored for an environment (`wrangler secret list`). */
 function storedSecrets(config: string, env: string | undefined): string[] {
-  const run = spawnSync(process.execPath, [WRANGLER_BIN, "secret", "list", "--format", "json", "--config", config, ...(env ? ["--env", env] : [])], {
-    encoding: "utf8",
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", NO_COLOR: "1", FORCE_COLOR: "0" },
-  });
+  const run = spawnSync(
+    process.execPath,
+    [WRANGLER_BIN, "secret", "list", "--format", "json", "--config", config, ...(env ? ["--env", env] : [])],
+    {
+      encoding: "utf8",
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", NO_COLOR: "1", FORCE_COLOR: "0" },
+    },
+  );
   if (run.status !== 0) throw new Error(`wrangler secret list failed: ${wranglerError(`${run.stderr}\n${run.stdout}`)}`);
   const list = JSON.parse(run.stdout.slice(run.stdout.indexOf("["))) as Array<{ name: string }>;
   return list.map((s) => s.name);
@@ -267,7 +309,9 @@ async function main(argv: string[]): Promise<number> {
       // Not fatal: a secret set locally still counts; one that is not is reported below.
       const message = (err as Error).message;
       const auth = /CLOUDFLARE_API_TOKEN|not authenticated|wrangler login|Authentication error|\[code: 10000\]/i.test(message);
-      console.error(`check-config: could not list the stored secrets (${message})${auth ? "\n  log in first: `npx wrangler login`, or set CLOUDFLARE_API_TOKEN (and CLOUDFLARE_ACCOUNT_ID): docs/deploy.md" : ""}`);
+      console.error(
+        `check-config: could not list the stored secrets (${message})${auth ? "\n  log in first: `npx wrangler login`, or set CLOUDFLARE_API_TOKEN (and CLOUDFLARE_ACCOUNT_ID): docs/deploy.md" : ""}`,
+      );
     }
   }
   const problems = await checkConfig({ config, env, processEnv: process.env, storedSecrets: stored });

@@ -58,7 +58,13 @@ export function formatDecision(r: DecisionRecord, path?: string): string {
   const time = new Date(r.time).toISOString().slice(11, 23);
   const ownPath = (r as DecisionRecord & { path?: string }).path ?? path;
   const what = `${r.route !== undefined ? `[${r.route}] ` : ""}${r.rpc ? `${r.rpc}${r.tool ? ` ${r.tool}` : ""}` : `${r.method}${ownPath ? ` ${ownPath}` : ""}`}`;
-  const why = [r.reason, r.scheme && r.scheme !== r.reason ? r.scheme : undefined, r.difficulty !== undefined ? `${r.difficulty} bits` : undefined, r.redeemed ? "redeemed" : undefined, r.credits !== undefined ? `${r.credits} credit${r.credits === 1 ? "" : "s"} left` : undefined]
+  const why = [
+    r.reason,
+    r.scheme && r.scheme !== r.reason ? r.scheme : undefined,
+    r.difficulty !== undefined ? `${r.difficulty} bits` : undefined,
+    r.redeemed ? "redeemed" : undefined,
+    r.credits !== undefined ? `${r.credits} credit${r.credits === 1 ? "" : "s"} left` : undefined,
+  ]
     .filter(Boolean)
     .join(", ");
   // What the origin answered: its status, `unreachable`/`timeout`, or `-` when it was not asked.

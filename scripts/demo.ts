@@ -14,7 +14,7 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { withTollbooth, type SolveEvent } from "../packages/tollbooth-client/src/index.ts";
+import { type SolveEvent, withTollbooth } from "../packages/tollbooth-client/src/index.ts";
 import { CREDITS_HEADER, WELL_KNOWN } from "../shared/wire/headers.ts";
 import { cell } from "./decision-lines.ts";
 
@@ -51,7 +51,8 @@ function jsonMessage(body: string | undefined): { error?: string; message: strin
   try {
     const b = JSON.parse(body ?? "") as { error?: unknown; message?: unknown };
     if (typeof b.error === "string" && typeof b.message === "string") return { error: b.error, message: b.message };
-    if (b.error && typeof b.error === "object" && typeof (b.error as { message?: unknown }).message === "string") return { message: (b.error as { message: string }).message };
+    if (b.error && typeof b.error === "object" && typeof (b.error as { message?: unknown }).message === "string")
+      return { message: (b.error as { message: string }).message };
   } catch {
     // not JSON
   }
@@ -71,11 +72,18 @@ async function diagnose(err: Error, seen: Exchange | undefined): Promise<string>
   }
   if (seen === undefined) return `The gateway at ${gatewayUrl.origin} answers, but connecting failed before any answer: ${err.message}`;
   const said = jsonMessage(seen.body);
-  const text = said?.message ?? seen.body?.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim() ?? "";
+  const text =
+    said?.message ??
+    seen.body
+      ?.replace(/<[^>]*>/g, " ")
+      .replace(/\s+/g, " ")
+      .trim() ??
+    "";
   if (seen.status === 502 || seen.status === 504) {
     return `The gateway at ${gatewayUrl.origin} is up, but its origin ${seen.status === 504 ? "did not answer in time" : "could not be reached"} (${seen.status}: ${text}). Start the origin, or fix ORIGIN_URL (npm start prints the origin it fronts).`;
   }
-  if (seen.status === 500 && said?.error === "misconfigured") return `The gateway at ${gatewayUrl.origin} refuses its configuration (500): ${said.message}`;
+  if (seen.status === 500 && said?.error === "misconfigured")
+    return `The gateway at ${gatewayUrl.origin} refuses its configuration (500): ${said.message}`;
   const endpoints = published?.routes ? published.routes.map((r) => r.endpoint) : published?.endpoint ? [published.endpoint] : [];
   if (seen.status === 404 && endpoints.length > 0 && !endpoints.includes(gatewayUrl.pathname)) {
     return `${gatewayUrl.pathname} is not an MCP endpoint of the gateway (it answered 404${text ? `: ${text}` : ""}). Its endpoints: ${endpoints.map((e) => new URL(e, gatewayUrl).href).join(", ")}; set GATEWAY_URL to one.`;
@@ -95,7 +103,9 @@ try {
 console.log(`agent connected to ${gatewayUrl}; ${calls} call${calls === 1 ? "" : "s"} of ${tool}\n`);
 
 const WIDTHS = { call: 5, http: 12, by: 32, result: 40 };
-console.log(`${cell("call", WIDTHS.call)}  ${cell("HTTP", WIDTHS.http)}  ${cell("admitted by", WIDTHS.by)}  ${cell("result", WIDTHS.result)}  ${"time".padStart(8)}`);
+console.log(
+  `${cell("call", WIDTHS.call)}  ${cell("HTTP", WIDTHS.http)}  ${cell("admitted by", WIDTHS.by)}  ${cell("result", WIDTHS.result)}  ${"time".padStart(8)}`,
+);
 
 const allSolves: SolveEvent[] = [];
 const by = { bucket: 0, token: 0, solved: 0 };
@@ -110,7 +120,12 @@ for (let i = 1; i <= calls; i++) {
     const result = await client.callTool({ name: tool, arguments: tool === "echo" ? { message: `call ${i}` } : {} });
     if (result.isError) {
       const content = Array.isArray(result.content) ? (result.content as Array<{ type: string; text?: string }>) : [];
-      const text = content.filter((c) => c.type === "text" && c.text).map((c) => c.text).join(" ").replace(/\s+/g, " ").trim();
+      const text = content
+        .filter((c) => c.type === "text" && c.text)
+        .map((c) => c.text)
+        .join(" ")
+        .replace(/\s+/g, " ")
+        .trim();
       outcome = `tool error: ${text || "(no message)"}`;
     } else {
       outcome = "ok";

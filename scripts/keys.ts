@@ -36,6 +36,7 @@ const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 export const BINDING = "TOLLBOOTH_KEYS";
 /** Prefix of generated keys; the key format lives in shared/identity/api-keys.ts (shared with the admin API). */
 export { KEY_PREFIX } from "../shared/identity/api-keys.ts";
+
 const NAME = KEY_NAME;
 const PLAN = KEY_PLAN;
 
@@ -72,10 +73,18 @@ export function keyHash(key: string): string {
  * `policySetting`), its `plans` and `defaultPlan`.
  * @returns null when it does, else the sentence to print
  */
-async function planProblem(plan: string, options: { config?: string | undefined; env?: string | undefined; remote: boolean }): Promise<string | null> {
+async function planProblem(
+  plan: string,
+  options: { config?: string | undefined; env?: string | undefined; remote: boolean },
+): Promise<string | null> {
   let setting;
   try {
-    setting = await policySetting({ config: resolve(options.config ?? join(process.cwd(), "wrangler.toml")), env: options.env, remote: options.remote, processEnv: process.env });
+    setting = await policySetting({
+      config: resolve(options.config ?? join(process.cwd(), "wrangler.toml")),
+      env: options.env,
+      remote: options.remote,
+      processEnv: process.env,
+    });
   } catch (err) {
     return `cannot check --plan: ${(err as Error).message}`;
   }
@@ -115,7 +124,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (values.local && values.remote) return usage("--local and --remote exclude each other");
   const pass = [
-    "--binding", BINDING,
+    "--binding",
+    BINDING,
     ...(values.local ? ["--local"] : []),
     ...(values.remote ? ["--remote"] : []),
     ...(values["persist-to"] !== undefined ? ["--persist-to", values["persist-to"]] : []),
@@ -148,7 +158,9 @@ async function main(argv: string[]): Promise<number> {
     const json = JSON.stringify(entry);
     if (!wrangler(["kv", "key", "put", hash, json, "--metadata", json, ...pass])) return 1;
     console.log(key);
-    console.error(`keys: issued ${JSON.stringify(name)}${values.plan !== undefined ? ` (plan ${values.plan})` : ""}, stored as SHA-256 ${hash.slice(0, 12)}…; the key above is shown only this once.`);
+    console.error(
+      `keys: issued ${JSON.stringify(name)}${values.plan !== undefined ? ` (plan ${values.plan})` : ""}, stored as SHA-256 ${hash.slice(0, 12)}…; the key above is shown only this once.`,
+    );
     return 0;
   }
   if (command === "list") {
@@ -169,12 +181,16 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
     if (found.kind === "ambiguous") {
-      console.error(`keys: ${JSON.stringify(name)} matches ${found.matches.length} keys; nothing was revoked (give a whole hash or more of it):`);
+      console.error(
+        `keys: ${JSON.stringify(name)} matches ${found.matches.length} keys; nothing was revoked (give a whole hash or more of it):`,
+      );
       for (const m of found.matches) console.error([m.name ?? "?", m.sha256Prefix, `by ${m.matchedBy}`].join("\t"));
       return 1;
     }
     if (!wrangler(["kv", "key", "delete", found.sha256, ...pass])) return 1;
-    console.error(`keys: revoked 1 key (${found.match.name === null ? "no name" : JSON.stringify(found.match.name)}, ${found.match.sha256Prefix}, by ${found.match.matchedBy}); gateways stop accepting it within their memo time (30 s) plus KV propagation (up to ~60 s).`);
+    console.error(
+      `keys: revoked 1 key (${found.match.name === null ? "no name" : JSON.stringify(found.match.name)}, ${found.match.sha256Prefix}, by ${found.match.matchedBy}); gateways stop accepting it within their memo time (30 s) plus KV propagation (up to ~60 s).`,
+    );
     return 0;
   }
   return usage(command === undefined ? "no command" : `unknown command ${JSON.stringify(command)}`);
@@ -203,7 +219,12 @@ function list(pass: string[]): Entry[] | null {
         meta = null;
       }
     }
-    entries.push({ sha256: k.name, name: meta?.name ?? null, ...(meta?.plan !== undefined ? { plan: meta.plan } : {}), ...(meta?.created !== undefined ? { created: meta.created } : {}) });
+    entries.push({
+      sha256: k.name,
+      name: meta?.name ?? null,
+      ...(meta?.plan !== undefined ? { plan: meta.plan } : {}),
+      ...(meta?.created !== undefined ? { created: meta.created } : {}),
+    });
   }
   return entries;
 }
@@ -213,7 +234,9 @@ function wrangler(args: string[]): string | null {
   const env: NodeJS.ProcessEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", NO_COLOR: "1" };
   const res = spawnSync(process.execPath, [WRANGLER, ...args], { cwd: process.cwd(), env, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
   if (res.status === 0) return res.stdout;
-  console.error(`keys: wrangler ${args.slice(0, 3).join(" ")} failed (${res.error?.message ?? `exit ${res.status ?? res.signal}`}):\n${res.stderr}${res.stdout}`);
+  console.error(
+    `keys: wrangler ${args.slice(0, 3).join(" ")} failed (${res.error?.message ?? `exit ${res.status ?? res.signal}`}):\n${res.stderr}${res.stdout}`,
+  );
   return null;
 }
 

@@ -22,14 +22,9 @@ net.Server.prototype.listen = function listen(...args) {
   let options;
   if (first !== null && typeof first === "object") {
     // Options object, or a server handle / `{ fd }` (left alone).
-    const isOptions =
-      first.path === undefined && first.handle === undefined &&
-      first._handle === undefined && first.fd === undefined;
+    const isOptions = first.path === undefined && first.handle === undefined && first._handle === undefined && first.fd === undefined;
     if (isOptions) options = { ...first, host: LOOPBACK };
-  } else if (
-    first === undefined || first === null || typeof first === "number" ||
-    (typeof first === "string" && /^\d+$/.test(first))
-  ) {
+  } else if (first === undefined || first === null || typeof first === "number" || (typeof first === "string" && /^\d+$/.test(first))) {
     // listen([port][, host][, backlog]): host is dropped, backlog kept.
     const backlog = typeof second === "number" ? second : typeof third === "number" ? third : undefined;
     options = { port: first == null ? 0 : Number(first), host: LOOPBACK };

@@ -15,9 +15,22 @@ import { join } from "node:path";
 import { readDotVars } from "./check-config.ts";
 
 /** Vars of the Worker (workers/env.ts, wrangler.toml `[vars]`). */
-export const VAR_NAMES = ["ORIGIN_URL", "TOLLBOOTH_POLICY", "TOLLBOOTH_ROUTES", "TOLLBOOTH_ADMIN_PATH", "TOLLBOOTH_METRICS_FLUSH_MS", "TOLLBOOTH_DECISION_LOG"] as const;
+export const VAR_NAMES = [
+  "ORIGIN_URL",
+  "TOLLBOOTH_POLICY",
+  "TOLLBOOTH_ROUTES",
+  "TOLLBOOTH_ADMIN_PATH",
+  "TOLLBOOTH_METRICS_FLUSH_MS",
+  "TOLLBOOTH_DECISION_LOG",
+] as const;
 /** Secrets of the Worker (workers/env.ts, .dev.vars.example); a route's `originSecret` names more. */
-export const SECRET_SETTING_NAMES = ["TOLLBOOTH_SECRET", "TOLLBOOTH_ORIGIN_SECRET", "TOLLBOOTH_LIGHTNING_SECRET", "TOLLBOOTH_FACILITATOR_AUTH", "TOLLBOOTH_ADMIN_TOKEN"] as const;
+export const SECRET_SETTING_NAMES = [
+  "TOLLBOOTH_SECRET",
+  "TOLLBOOTH_ORIGIN_SECRET",
+  "TOLLBOOTH_LIGHTNING_SECRET",
+  "TOLLBOOTH_FACILITATOR_AUTH",
+  "TOLLBOOTH_ADMIN_TOKEN",
+] as const;
 
 /** Where a setting came from. */
 export type SettingSource = "environment" | ".dev.vars" | ".env";
@@ -36,7 +49,11 @@ function routeSecretNames(routes: string | undefined): string[] {
   try {
     const list: unknown = JSON.parse(routes);
     if (!Array.isArray(list)) return [];
-    return list.flatMap((r) => (r && typeof r === "object" && typeof (r as { originSecret?: unknown }).originSecret === "string" ? [(r as { originSecret: string }).originSecret] : []));
+    return list.flatMap((r) =>
+      r && typeof r === "object" && typeof (r as { originSecret?: unknown }).originSecret === "string"
+        ? [(r as { originSecret: string }).originSecret]
+        : [],
+    );
   } catch {
     return [];
   }
@@ -56,7 +73,8 @@ export function readSettings(processEnv: Readonly<Record<string, string | undefi
   if (existsSync(join(dir, ".dev.vars"))) file = readDotVars(readFileSync(join(dir, ".dev.vars"), "utf8"));
   else {
     fileName = ".env";
-    for (const name of [".env", ".env.local"]) if (existsSync(join(dir, name))) Object.assign(file, readDotVars(readFileSync(join(dir, name), "utf8")));
+    for (const name of [".env", ".env.local"])
+      if (existsSync(join(dir, name))) Object.assign(file, readDotVars(readFileSync(join(dir, name), "utf8")));
   }
   const values: Record<string, string> = {};
   const sources: Record<string, SettingSource> = {};
@@ -90,7 +108,15 @@ export function toEnvFile(values: Readonly<Record<string, string>>): { text: str
   for (const [name, value] of Object.entries(values)) {
     const escaped = value.replace(/\$/g, "\\$");
     // dotenv reads `\<quote>` inside a quoted value as part of it: a value ending in `\` has no closing quote.
-    const quote = escaped.endsWith("\\") ? null : !value.includes("'") ? "'" : !value.includes('"') && !/\\[nr]/.test(escaped) ? '"' : !value.includes("`") ? "`" : null;
+    const quote = escaped.endsWith("\\")
+      ? null
+      : !value.includes("'")
+        ? "'"
+        : !value.includes('"') && !/\\[nr]/.test(escaped)
+          ? '"'
+          : !value.includes("`")
+            ? "`"
+            : null;
     if (quote === null) unquotable[name] = value;
     else lines.push(`${name}=${quote}${escaped}${quote}`);
   }
@@ -148,11 +174,18 @@ export function probeOrigin(url: string, timeoutMs: number): Promise<ProbeResult
       socket.destroy();
       resolve(result);
     };
-    const timer = setTimeout(() => done({ ok: false, unreachable: false, reason: `no answer from ${host}:${port} within ${timeoutMs} ms` }), timeoutMs);
+    const timer = setTimeout(
+      () => done({ ok: false, unreachable: false, reason: `no answer from ${host}:${port} within ${timeoutMs} ms` }),
+      timeoutMs,
+    );
     socket.once("connect", () => done({ ok: true }));
     socket.once("error", (err: NodeJS.ErrnoException) => {
       const why =
-        err.code === "ECONNREFUSED" ? `connection refused: nothing listens on ${host}:${port}` : err.code === "ENOTFOUND" || err.code === "EAI_AGAIN" ? `the name ${host} does not resolve (${err.code})` : `${err.code ?? err.message}`;
+        err.code === "ECONNREFUSED"
+          ? `connection refused: nothing listens on ${host}:${port}`
+          : err.code === "ENOTFOUND" || err.code === "EAI_AGAIN"
+            ? `the name ${host} does not resolve (${err.code})`
+            : `${err.code ?? err.message}`;
       done({ ok: false, unreachable: true, reason: why });
     });
   });

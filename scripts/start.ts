@@ -29,11 +29,11 @@ import { createServer } from "node:net";
 import { isAbsolute, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { parsePolicy, type Policy } from "../workers/schemes/policy.ts";
 import { originProblem, parseRoutes, type Route } from "../shared/policy/routes.ts";
-import { DECISION_HEADER, decisionPrinter, type DecisionPrinter } from "./decision-lines.ts";
-import { startEverything, type Everything } from "./stack/everything.ts";
-import { GatewayMisconfigured, startGateway, type Gateway } from "./stack/gateway.ts";
+import { type Policy, parsePolicy } from "../workers/schemes/policy.ts";
+import { DECISION_HEADER, type DecisionPrinter, decisionPrinter } from "./decision-lines.ts";
+import { type Everything, startEverything } from "./stack/everything.ts";
+import { type Gateway, GatewayMisconfigured, startGateway } from "./stack/gateway.ts";
 import { originUrlProblem, probeOrigin, readSettings } from "./start-settings.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -50,7 +50,9 @@ function fail(message: string, code = 1): never {
 
 let args;
 try {
-  args = parseArgs({ options: { json: { type: "boolean" }, "persist-to": { type: "string" }, help: { type: "boolean", short: "h" } } }).values;
+  args = parseArgs({
+    options: { json: { type: "boolean" }, "persist-to": { type: "string" }, help: { type: "boolean", short: "h" } },
+  }).values;
 } catch (err) {
   fail(`${(err as Error).message}\n${USAGE}`, 2);
 }
@@ -95,8 +97,10 @@ try {
 
 const originPort = Number(process.env.ORIGIN_PORT ?? 3001);
 const gatewayPort = Number(process.env.GATEWAY_PORT ?? 8787);
-if (!Number.isInteger(originPort) || originPort < 1 || originPort > 65535) fail(`ORIGIN_PORT must be a TCP port, got ${JSON.stringify(process.env.ORIGIN_PORT)}`);
-if (!Number.isInteger(gatewayPort) || gatewayPort < 1 || gatewayPort > 65535) fail(`GATEWAY_PORT must be a TCP port, got ${JSON.stringify(process.env.GATEWAY_PORT)}`);
+if (!Number.isInteger(originPort) || originPort < 1 || originPort > 65535)
+  fail(`ORIGIN_PORT must be a TCP port, got ${JSON.stringify(process.env.ORIGIN_PORT)}`);
+if (!Number.isInteger(gatewayPort) || gatewayPort < 1 || gatewayPort > 65535)
+  fail(`GATEWAY_PORT must be a TCP port, got ${JSON.stringify(process.env.GATEWAY_PORT)}`);
 const bundledUrl = `http://127.0.0.1:${originPort}`;
 /** Whether a URL is the bundled origin's address (127.0.0.1 or localhost, ORIGIN_PORT, http). */
 const isBundled = (url: string) => {
@@ -106,7 +110,11 @@ const isBundled = (url: string) => {
 
 /** Each origin the gateway will forward to, with the setting that names it. */
 const targets = routes
-  ? routes.map((r, i) => ({ label: `TOLLBOOTH_ROUTES[${i}] (${JSON.stringify(r.name)}).origin`, url: r.origin, endpoint: parsePolicy(r.policy).endpoint }))
+  ? routes.map((r, i) => ({
+      label: `TOLLBOOTH_ROUTES[${i}] (${JSON.stringify(r.name)}).origin`,
+      url: r.origin,
+      endpoint: parsePolicy(r.policy).endpoint,
+    }))
   : values.ORIGIN_URL !== undefined
     ? [{ label: "ORIGIN_URL", url: values.ORIGIN_URL, endpoint: policy.endpoint }]
     : [];
@@ -131,12 +139,17 @@ const portFree = (port: number) =>
     srv.once("error", () => done(false));
     srv.listen({ port, host: "127.0.0.1" }, () => srv.close(() => done(true)));
   });
-if (!(await portFree(gatewayPort))) fail(`port ${gatewayPort} on 127.0.0.1 is in use (another npm start?): stop it, or choose another with GATEWAY_PORT=…`);
-const probes = await Promise.all(targets.filter((t) => !(needsBundled && isBundled(t.url))).map(async (t) => ({ t, result: await probeOrigin(t.url, PROBE_MS) })));
+if (!(await portFree(gatewayPort)))
+  fail(`port ${gatewayPort} on 127.0.0.1 is in use (another npm start?): stop it, or choose another with GATEWAY_PORT=…`);
+const probes = await Promise.all(
+  targets.filter((t) => !(needsBundled && isBundled(t.url))).map(async (t) => ({ t, result: await probeOrigin(t.url, PROBE_MS) })),
+);
 for (const { t, result } of probes) {
   if (result.ok) continue;
   if (result.unreachable) {
-    fail(`cannot reach the origin at ${t.url} (${t.label}): ${result.reason}. Start your MCP server first${t.label === "ORIGIN_URL" ? ", or leave ORIGIN_URL unset to run the bundled server-everything" : ""}.`);
+    fail(
+      `cannot reach the origin at ${t.url} (${t.label}): ${result.reason}. Start your MCP server first${t.label === "ORIGIN_URL" ? ", or leave ORIGIN_URL unset to run the bundled server-everything" : ""}.`,
+    );
   }
   console.warn(`npm start: warning: the origin at ${t.url} (${t.label}): ${result.reason}; starting anyway`);
 }
@@ -147,7 +160,9 @@ if (needsBundled) {
     origin = await startEverything(originPort);
   } catch (err) {
     const first = (err as Error).message.split("\n").find((l) => /EADDRINUSE/.test(l)) ?? (err as Error).message.split("\n")[0];
-    fail(`the bundled origin (server-everything) did not start on ${bundledUrl}: ${first}. Choose another port with ORIGIN_PORT=…, or front your own with ORIGIN_URL=…`);
+    fail(
+      `the bundled origin (server-everything) did not start on ${bundledUrl}: ${first}. Choose another port with ORIGIN_PORT=…, or front your own with ORIGIN_URL=…`,
+    );
   }
 }
 const originUrl = values.ORIGIN_URL ?? bundledUrl;
@@ -162,7 +177,11 @@ const settingsLine = [
   .join("; ");
 console.log(`settings: ${settingsLine || "none set (defaults)"}`);
 if (routes === null) {
-  console.log(origin ? `origin:   ${origin.url}   (bundled server-everything, Streamable HTTP: a base URL, as ORIGIN_URL takes it; the gateway appends each request's path)` : `origin:   ${originUrl}${from("ORIGIN_URL")}; not started here`);
+  console.log(
+    origin
+      ? `origin:   ${origin.url}   (bundled server-everything, Streamable HTTP: a base URL, as ORIGIN_URL takes it; the gateway appends each request's path)`
+      : `origin:   ${originUrl}${from("ORIGIN_URL")}; not started here`,
+  );
 } else if (origin) {
   console.log(`origin:   ${origin.url}   (bundled server-everything, for the routes that name it)`);
 }
@@ -221,16 +240,18 @@ function get(path: string, headers: Record<string, string> = {}): Promise<{ stat
 /** Print what is on (MCP URLs, policy, tiers, admin, state, keys, the demo command). */
 async function printBanner(gw: Gateway): Promise<void> {
   const base = gw.url;
-  const published = (await get("/.well-known/tollbooth")).body as { routes?: Array<{ name: string; match: { host?: string; path: string }; endpoint: string; policyUrl: string }> };
+  const published = (await get("/.well-known/tollbooth")).body as {
+    routes?: Array<{ name: string; match: { host?: string; path: string }; endpoint: string; policyUrl: string }>;
+  };
   /** Scheme type → plans offering it, over every route's published policy. */
   const offered: Record<string, Set<string>> = { pow: new Set(), l402: new Set(), x402: new Set() };
   const addOffers = (p: { plans?: Record<string, { challenge?: { types?: string[] } }> }) => {
     for (const [plan, v] of Object.entries(p.plans ?? {})) {
-    for (const t of v.challenge?.types ?? []) {
-      offered[t] ??= new Set();
-      offered[t].add(plan);
+      for (const t of v.challenge?.types ?? []) {
+        offered[t] ??= new Set();
+        offered[t].add(plan);
+      }
     }
-  }
   };
   let firstEndpoint = `${base}${policy.endpoint}`;
   if (routes === null) {
@@ -252,36 +273,55 @@ async function printBanner(gw: Gateway): Promise<void> {
       `+${policy.ceiling.refillPerSecond}/s; challenge ${policy.challenge.difficulty} bits for ${policy.challenge.credits} credits; ` +
       `token ${policy.token.ttlSeconds} s`,
   );
-  console.log(`          costs: default ${policy.costs.default}, ${JSON.stringify(policy.costs.methods)}, tools ${JSON.stringify(policy.costs.tools)}`);
+  console.log(
+    `          costs: default ${policy.costs.default}, ${JSON.stringify(policy.costs.methods)}, tools ${JSON.stringify(policy.costs.tools)}`,
+  );
   console.log(
     `          callers: ${policy.identity.strategies.join(" → ")}${policy.identity.jwt ? "" : " (jwt: not configured)"}; plans: ${Object.keys(policy.plans).join(", ")}; ` +
       `over budget: ${policy.overBudget}; origin ceiling: ${policy.originCeiling ? `${policy.originCeiling.capacity} + ${policy.originCeiling.refillPerSecond}/s` : "off"}; network ceiling: wrangler.toml [[ratelimits]]`,
   );
   const allPolicies = [policy, ...(routes ?? []).map((r) => parsePolicy(r.policy))];
-  const tier = (type: string, name: string, offReason: string) => (offered[type]!.size ? `${name}: on (plans ${[...offered[type]!].join(", ")})` : `${name}: off (${offReason})`);
+  const tier = (type: string, name: string, offReason: string) =>
+    offered[type]!.size ? `${name}: on (plans ${[...offered[type]!].join(", ")})` : `${name}: off (${offReason})`;
   console.log(
     `tiers:    ${[
       tier("pow", "proof-of-work", "no plan gives credits for a solution"),
-      tier("l402", "L402 (Lightning)", allPolicies.some((p) => p.lightning) ? "no plan sets an `l402` price" : "the policy sets no `lightning` backend"),
-      tier("x402", "x402 (USDC)", allPolicies.some((p) => p.facilitator) ? "no plan sets an `x402` price" : "the policy sets no `facilitator`"),
+      tier(
+        "l402",
+        "L402 (Lightning)",
+        allPolicies.some((p) => p.lightning) ? "no plan sets an `l402` price" : "the policy sets no `lightning` backend",
+      ),
+      tier(
+        "x402",
+        "x402 (USDC)",
+        allPolicies.some((p) => p.facilitator) ? "no plan sets an `x402` price" : "the policy sets no `facilitator`",
+      ),
     ].join("; ")}`,
   );
   const adminPath = (values.TOLLBOOTH_ADMIN_PATH ?? "/admin").replace(/\/+$/, "") || "/admin";
   if (adminToken === undefined) {
-    console.log("admin:    off (set TOLLBOOTH_ADMIN_TOKEN, at least 16 characters, to turn on the admin API and dashboard: TOLLBOOTH_ADMIN_TOKEN=$(openssl rand -hex 32) npm start)");
+    console.log(
+      "admin:    off (set TOLLBOOTH_ADMIN_TOKEN, at least 16 characters, to turn on the admin API and dashboard: TOLLBOOTH_ADMIN_TOKEN=$(openssl rand -hex 32) npm start)",
+    );
   } else {
     const check = await get(`${adminPath}/policy`, { authorization: `Bearer ${adminToken}` });
     if (check.status === 200) {
-      console.log(`admin:    ${base}${adminPath}   the dashboard (its token: TOLLBOOTH_ADMIN_TOKEN, from ${sources.TOLLBOOTH_ADMIN_TOKEN === "environment" ? "the environment" : sources.TOLLBOOTH_ADMIN_TOKEN})`);
+      console.log(
+        `admin:    ${base}${adminPath}   the dashboard (its token: TOLLBOOTH_ADMIN_TOKEN, from ${sources.TOLLBOOTH_ADMIN_TOKEN === "environment" ? "the environment" : sources.TOLLBOOTH_ADMIN_TOKEN})`,
+      );
       console.log(`          API: curl -H "Authorization: Bearer $TOLLBOOTH_ADMIN_TOKEN" ${base}${adminPath}/stats   (docs/admin.md)`);
     } else {
-      console.log(`admin:    ${base}${adminPath} answered ${check.status} with the token: ${typeof check.body === "string" ? check.body.slice(0, 200) : JSON.stringify(check.body).slice(0, 200)}`);
+      console.log(
+        `admin:    ${base}${adminPath} answered ${check.status} with the token: ${typeof check.body === "string" ? check.body.slice(0, 200) : JSON.stringify(check.body).slice(0, 200)}`,
+      );
     }
   }
   console.log(`state:    ${shownState}   (kept between runs; another folder: npm start -- --persist-to <dir>)`);
   if (policy.identity.strategies.includes("api-key")) {
     const persistArg = shownState === DEFAULT_STATE ? DEFAULT_STATE : JSON.stringify(shownState).slice(1, -1);
-    console.log(`keys:     npm run keys -- add <name> --local --persist-to ${persistArg}   (callers send it in ${policy.identity.apiKeyHeader})`);
+    console.log(
+      `keys:     npm run keys -- add <name> --local --persist-to ${persistArg}   (callers send it in ${policy.identity.apiKeyHeader})`,
+    );
   }
   // The demo's own default is http://127.0.0.1:8787/mcp: name the URL whenever this one differs.
   const demo = firstEndpoint === "http://127.0.0.1:8787/mcp" ? "npm run demo" : `GATEWAY_URL=${firstEndpoint} npm run demo`;
@@ -299,4 +339,3 @@ await new Promise((r) => setTimeout(r, 300));
 ready = true;
 if (logOff) console.log(`\ndecisions: off (TOLLBOOTH_DECISION_LOG=off${from("TOLLBOOTH_DECISION_LOG")})`);
 else if (!json) console.log(`\n${DECISION_HEADER}`);
-

@@ -110,7 +110,10 @@ export function parseBody(bytes: ArrayBuffer | Uint8Array, maxDepth = DEFAULT_MA
   // another value (first wins in some) than the one the cost was computed from (last wins).
   const duplicate = duplicateName(text);
   if (duplicate !== null) {
-    return { code: ErrorCode.InvalidRequest, message: `Invalid Request: member name ${JSON.stringify(duplicate.slice(0, 64))} appears twice in one object` };
+    return {
+      code: ErrorCode.InvalidRequest,
+      message: `Invalid Request: member name ${JSON.stringify(duplicate.slice(0, 64))} appears twice in one object`,
+    };
   }
   const batch = Array.isArray(value);
   const items = batch ? (value as unknown[]) : [value];

@@ -20,11 +20,15 @@
     ["own_endpoint", "#1565c0"],
   ];
   var base = document.querySelector('meta[name="tollbooth-admin"]').getAttribute("content");
-  var $ = function (id) { return document.getElementById(id); };
+  var $ = function (id) {
+    return document.getElementById(id);
+  };
   var plot = null;
   var timer = null;
 
-  function token() { return sessionStorage.getItem(STORAGE_KEY); }
+  function token() {
+    return sessionStorage.getItem(STORAGE_KEY);
+  }
 
   function api(path) {
     return fetch(base + path, { headers: { authorization: "Bearer " + token() }, cache: "no-store" }).then(function (res) {
@@ -52,7 +56,9 @@
     }
     return total;
   }
-  var decisionKey = function (d) { return 'requests_total{decision="' + d + '"}'; };
+  var decisionKey = function (d) {
+    return 'requests_total{decision="' + d + '"}';
+  };
 
   function render(snap) {
     var m = snap.minutes;
@@ -77,21 +83,41 @@
       body.appendChild(tr);
     });
 
-    var data = [m.map(function (x) { return x.startMs / 1000; })];
+    var data = [
+      m.map(function (x) {
+        return x.startMs / 1000;
+      }),
+    ];
     DECISIONS.forEach(function (d) {
-      data.push(m.map(function (x) { return x.counters[decisionKey(d[0])] || 0; }));
+      data.push(
+        m.map(function (x) {
+          return x.counters[decisionKey(d[0])] || 0;
+        }),
+      );
     });
     if (plot === null) {
       var chart = $("chart");
-      plot = new uPlot({
-        width: Math.max(320, chart.clientWidth || 800),
-        height: 280,
-        scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
-        series: [{}].concat(DECISIONS.map(function (d) {
-          return { label: d[0], stroke: d[1], width: 2, points: { show: true, size: 4 } };
-        })),
-        axes: [{}, { label: "requests / minute" }],
-      }, data, chart);
+      plot = new uPlot(
+        {
+          width: Math.max(320, chart.clientWidth || 800),
+          height: 280,
+          scales: {
+            y: {
+              range: function (u, min, max) {
+                return [0, Math.max(1, max)];
+              },
+            },
+          },
+          series: [{}].concat(
+            DECISIONS.map(function (d) {
+              return { label: d[0], stroke: d[1], width: 2, points: { show: true, size: 4 } };
+            }),
+          ),
+          axes: [{}, { label: "requests / minute" }],
+        },
+        data,
+        chart,
+      );
     } else {
       plot.setData(data);
     }
@@ -109,7 +135,12 @@
     $("login").hidden = true;
     $("board").hidden = false;
     $("sign-out").hidden = false;
-    api("/policy").then(function (p) { $("policy").textContent = JSON.stringify(p, null, 2); }, function () {});
+    api("/policy").then(
+      function (p) {
+        $("policy").textContent = JSON.stringify(p, null, 2);
+      },
+      function () {},
+    );
     poll();
     timer = setInterval(poll, POLL_MS);
   }
@@ -132,6 +163,8 @@
     $("login-error").textContent = "";
     start();
   });
-  $("sign-out").addEventListener("click", function () { signOut(""); });
+  $("sign-out").addEventListener("click", function () {
+    signOut("");
+  });
   if (token()) start();
 })();

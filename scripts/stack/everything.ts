@@ -2,7 +2,7 @@
  * Runs the real `@modelcontextprotocol/server-everything` MCP server (Streamable HTTP
  * transport, `/mcp`) on 127.0.0.1, for `npm start`, the tests and the benchmarks.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { freePort, OutputTail } from "./ports.ts";
 
@@ -31,11 +31,10 @@ export interface Everything {
 export async function startEverything(port?: number): Promise<Everything> {
   const listenPort = port ?? (await freePort());
   const output = new OutputTail();
-  const child = spawn(
-    process.execPath,
-    ["--import", LOOPBACK_PRELOAD, SERVER_ENTRY, "streamableHttp"],
-    { env: { ...process.env, PORT: String(listenPort) }, stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const child = spawn(process.execPath, ["--import", LOOPBACK_PRELOAD, SERVER_ENTRY, "streamableHttp"], {
+    env: { ...process.env, PORT: String(listenPort) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   // Always drain both pipes (server-everything logs every request to stdout).
   child.stdout!.on("data", (c) => output.push(c));
   child.stderr!.on("data", (c) => output.push(c));
@@ -58,8 +57,7 @@ function waitForListening(child: ChildProcess, output: OutputTail): Promise<void
       err ? reject(err) : resolve();
     };
     const onData = () => output.toString().includes("listening on port") && done();
-    const onExit = (code: number | null) =>
-      done(new Error(`server-everything exited early (code ${code}):\n${output}`));
+    const onExit = (code: number | null) => done(new Error(`server-everything exited early (code ${code}):\n${output}`));
     const timer = setTimeout(
       () => done(new Error(`server-everything not listening after ${READY_TIMEOUT_MS} ms:\n${output}`)),
       READY_TIMEOUT_MS,

@@ -7,15 +7,15 @@
  *   await fetch(`${gw.url}/mcp`, ...);
  *   await gw.close();
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, OutputTail } from "./ports.ts";
 import { toEnvFile } from "../start-settings.ts";
+import { freePort, OutputTail } from "./ports.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
@@ -111,7 +111,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     policy = { ...policy, identity: { strategies: ["api-key-unverified", "ip"] } };
   }
   let config = opts.config ?? DEFAULT_WRANGLER_CONFIG;
-  const networkLimit = opts.networkLimit !== undefined ? opts.networkLimit : UNDER_VITEST ? { limit: 1_000_000, period: 60 as const } : undefined;
+  const networkLimit =
+    opts.networkLimit !== undefined ? opts.networkLimit : UNDER_VITEST ? { limit: 1_000_000, period: 60 as const } : undefined;
   if (ownConfig && networkLimit !== undefined) config = await writeConfig(persistDir, networkLimit);
   const vars: Record<string, string> = {
     ...opts.vars,
@@ -127,14 +128,21 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   await chmod(settingsDir, 0o700);
   liveSettings.add(settingsDir);
   const args = [
-    WRANGLER_BIN, "dev",
-    "--config", config,
-    "--ip", "127.0.0.1",
-    "--port", String(port),
-    "--inspector-port", String(inspectorPort),
-    "--persist-to", persistDir,
+    WRANGLER_BIN,
+    "dev",
+    "--config",
+    config,
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--inspector-port",
+    String(inspectorPort),
+    "--persist-to",
+    persistDir,
     "--show-interactive-dev-session=false",
-    "--env-file", settingsFile,
+    "--env-file",
+    settingsFile,
     ...Object.entries(unquotable).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
   ];
   const env: NodeJS.ProcessEnv = {
@@ -150,7 +158,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   };
   // Vitest's NODE_ENV=test would be inlined into the worker bundle by wrangler.
   for (const key of Object.keys(env)) {
-    if (key === "NODE_ENV" || key === "FORCE_COLOR" || key === "CLOUDFLARE_INCLUDE_PROCESS_ENV" || key.startsWith("VITEST")) delete env[key];
+    if (key === "NODE_ENV" || key === "FORCE_COLOR" || key === "CLOUDFLARE_INCLUDE_PROCESS_ENV" || key.startsWith("VITEST"))
+      delete env[key];
   }
 
   const output = new OutputTail();
@@ -196,7 +205,12 @@ export async function writeConfig(dir: string, networkLimit: { limit: number; pe
   toml = toml.replace(/^directory = "\.\/public"$/m, `directory = ${JSON.stringify(join(ROOT, "public"))}`);
   const block = /\[\[ratelimits\]\]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "[^"]*"\nsimple = \{[^}]*\}\n/;
   if (!block.test(toml)) throw new Error("wrangler.toml has no TOLLBOOTH_NETWORK_LIMIT block to replace");
-  toml = toml.replace(block, networkLimit === null ? "" : `[[ratelimits]]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "1001"\nsimple = { limit = ${networkLimit.limit}, period = ${networkLimit.period} }\n`);
+  toml = toml.replace(
+    block,
+    networkLimit === null
+      ? ""
+      : `[[ratelimits]]\nname = "TOLLBOOTH_NETWORK_LIMIT"\nnamespace_id = "1001"\nsimple = { limit = ${networkLimit.limit}, period = ${networkLimit.period} }\n`,
+  );
   // Sections appended at the end (e.g. a KV namespace) must come before [vars] to stay top-level tables.
   if (extra) toml = toml.replace(/^\[vars\]$/m, `${extra}\n\n[vars]`);
   await mkdir(dir, { recursive: true });
@@ -251,9 +265,7 @@ async function waitUntilReady(url: string, child: ChildProcess, output: OutputTa
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(
-    `wrangler dev not ready at ${url}${READY_PATH} after ${READY_TIMEOUT_MS} ms (last: ${last}):\n${output}`,
-  );
+  throw new Error(`wrangler dev not ready at ${url}${READY_PATH} after ${READY_TIMEOUT_MS} ms (last: ${last}):\n${output}`);
 }
 
 /** SIGTERM the group, SIGKILL after 5 s, then SIGKILL any stragglers (workerd). */

@@ -9,8 +9,8 @@
  * the caller's Durable Object.
  */
 import { canonical, fromBase64Url, randomBytes, toBase64Url, toHex } from "../wire/encoding.ts";
+import { leadingZeroBits, type PowChallenge, powDigest, type SolutionError } from "../wire/pow.ts";
 import { hmac, hmacVerify, type Keyring } from "./keys.ts";
-import { leadingZeroBits, powDigest, type PowChallenge, type SolutionError } from "../wire/pow.ts";
 
 /** Domain-separation label of the challenge signature (never reused by another format). */
 const LABEL = "tollbooth/pow-challenge/v1";

@@ -30,7 +30,10 @@ export const MIN_SECRET_BYTES = 16;
  * @throws TypeError naming the setting when the value is missing, empty, or a secret is too short
  */
 export function parseSecrets(secrets: string | undefined, name = "TOLLBOOTH_SECRET"): string[] {
-  const list = (secrets ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  const list = (secrets ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (list.length === 0) throw new TypeError(`${name} is not set: give one or more comma-separated secrets`);
   for (const [i, secret] of list.entries()) {
     if (utf8(secret).byteLength < MIN_SECRET_BYTES) {

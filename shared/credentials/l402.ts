@@ -14,11 +14,12 @@
  * `<s>_caller=<callerTag>`. A holder may add more of these; each must hold, so they only
  * narrow. Any other caveat is refused.
  */
+
+import { type Result, refuse } from "../result.ts";
 import { formatAuthParams } from "../wire/auth-params.ts";
 import { canonical, randomBytes, toBase64Url, toHex, utf8 } from "../wire/encoding.ts";
-import { hmac, hmacVerify, type HmacKey, type Keyring } from "./keys.ts";
+import { type HmacKey, hmac, hmacVerify, type Keyring } from "./keys.ts";
 import { decodeMacaroon, encodeMacaroon, fromBase64, type Macaroon, mintMacaroon, toBase64, verifyMacaroonSignature } from "./macaroon.ts";
-import { refuse, type Result } from "../result.ts";
 
 /** Scheme names of the credential (`Authorization: L402 …`); `LSAT` is the former name. */
 export const L402_SCHEMES = ["L402", "LSAT"] as const;
@@ -249,7 +250,12 @@ export async function verifyL402(
   const callers: string[] = [];
   const validUntils: string[] = [];
   const credits: string[] = [];
-  const lists = new Map([["services", services], [`${s}_caller`, callers], [`${s}_valid_until`, validUntils], [`${s}_credits`, credits]]);
+  const lists = new Map([
+    ["services", services],
+    [`${s}_caller`, callers],
+    [`${s}_valid_until`, validUntils],
+    [`${s}_credits`, credits],
+  ]);
   const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   let unknown = false;
   for (const caveat of m.caveats) {

@@ -13,7 +13,7 @@
  * `sig = HMAC(key, identifier)`, then for each first-party caveat `sig = HMAC(sig, caveatId)`.
  * The location is not signed. WebCrypto only: this module runs in workerd.
  */
-import { refuse, type Result } from "../result.ts";
+import { type Result, refuse } from "../result.ts";
 
 /** A macaroon with first-party caveats only. */
 export interface Macaroon {
@@ -225,7 +225,12 @@ async function derivedKey(rootKey: Uint8Array): Promise<Uint8Array<ArrayBuffer>>
  * @throws TypeError when the root key is empty
  */
 export async function mintMacaroon(rootKey: Uint8Array, identifier: Uint8Array, caveats: string[], location: string): Promise<Macaroon> {
-  let m: Macaroon = { location, identifier: copy(identifier), caveats: [], signature: await hmacSha256(await derivedKey(rootKey), identifier) };
+  let m: Macaroon = {
+    location,
+    identifier: copy(identifier),
+    caveats: [],
+    signature: await hmacSha256(await derivedKey(rootKey), identifier),
+  };
   for (const caveat of caveats) m = await addCaveat(m, caveat);
   return m;
 }

@@ -63,7 +63,10 @@ export async function verifyToken(
 }
 
 /** Shape, key id, signature (constant time) and claim types of a token; not its expiry or caller. */
-async function verifySignature(keyring: Keyring, token: string): Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
+async function verifySignature(
+  keyring: Keyring,
+  token: string,
+): Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
   if (token.length > 2048) return { ok: false, reason: "malformed" };
   const parts = token.split(".");
   if (parts.length !== 4 || parts[0] !== PREFIX) return { ok: false, reason: "malformed" };
@@ -92,7 +95,11 @@ async function verifySignature(keyring: Keyring, token: string): Promise<{ ok: t
   return { ok: true, claims };
 }
 
-function checkClaims(claims: TokenClaims, caller: string, nowMs: number): { ok: true; claims: TokenClaims } | { ok: false; reason: TokenError } {
+function checkClaims(
+  claims: TokenClaims,
+  caller: string,
+  nowMs: number,
+): { ok: true; claims: TokenClaims } | { ok: false; reason: TokenError } {
   if (nowMs >= claims.exp * 1000) return { ok: false, reason: "expired" };
   if (claims.sub !== caller) return { ok: false, reason: "wrong_caller" };
   return { ok: true, claims };
@@ -108,7 +115,9 @@ export const TOKEN_MEMO_MAX = 4096;
  * that failed is not remembered.
  * @returns `(token, caller, nowMs) → claims or the reason`, as `verifyToken`
  */
-export function tokenVerifier(keyring: Keyring): (token: string, caller: string, nowMs: number) => Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
+export function tokenVerifier(
+  keyring: Keyring,
+): (token: string, caller: string, nowMs: number) => Promise<{ ok: true; claims: TokenClaims } | { ok: false; reason: TokenError }> {
   const memo = new Map<string, TokenClaims>();
   return async (token, caller, nowMs) => {
     const known = memo.get(token);

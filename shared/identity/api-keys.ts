@@ -90,14 +90,19 @@ export type KeyTarget = { kind: "one"; sha256: string; match: KeyMatch } | { kin
  * @returns `{ kind: "one", sha256, match }`, `{ kind: "none" }` or `{ kind: "ambiguous", matches }` (sorted by hash)
  */
 export function matchKeyTarget(entries: readonly KeyEntry[], target: string): KeyTarget {
-  const shown = (e: KeyEntry, matchedBy: KeyMatch["matchedBy"]): KeyMatch => ({ name: e.name, sha256Prefix: e.sha256.slice(0, SHOWN_HASH_CHARS), matchedBy });
+  const shown = (e: KeyEntry, matchedBy: KeyMatch["matchedBy"]): KeyMatch => ({
+    name: e.name,
+    sha256Prefix: e.sha256.slice(0, SHOWN_HASH_CHARS),
+    matchedBy,
+  });
   if (KEY_HASH.test(target)) {
     const whole = entries.find((e) => e.sha256 === target);
     if (whole) return { kind: "one", sha256: whole.sha256, match: shown(whole, "hash") };
   }
   const found = new Map<string, KeyMatch>();
   for (const e of entries) if (e.name !== null && e.name === target) found.set(e.sha256, shown(e, "name"));
-  if (KEY_HASH_PREFIX.test(target)) for (const e of entries) if (e.sha256.startsWith(target) && !found.has(e.sha256)) found.set(e.sha256, shown(e, "hash prefix"));
+  if (KEY_HASH_PREFIX.test(target))
+    for (const e of entries) if (e.sha256.startsWith(target) && !found.has(e.sha256)) found.set(e.sha256, shown(e, "hash prefix"));
   if (found.size === 0) return { kind: "none" };
   if (found.size === 1) {
     const [sha256, match] = [...found][0]!;

@@ -16,13 +16,13 @@
  * Never `Mcp-Session-Id`: a caller mints sessions freely.
  */
 import type { IdentityStrategy, Policy } from "../policy/index.ts";
-import { jwtVerifier, type JwtIdentity } from "./jwt.ts";
+import { toHex } from "../wire/encoding.ts";
+import { type JwtIdentity, jwtVerifier } from "./jwt.ts";
 import { BoundedMemo, sha256, toHexPrefix } from "./memo.ts";
 import { networkOf } from "./network.ts";
-import { toHex } from "../wire/encoding.ts";
 
-export { networkOf } from "./network.ts";
 export { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, JWT_MEMO_MAX } from "./jwt.ts";
+export { networkOf } from "./network.ts";
 
 /** Identity of callers no strategy could name, and the network of callers without a usable `CF-Connecting-IP`. */
 export const ANONYMOUS = "anonymous";
@@ -103,7 +103,9 @@ interface KeyEntry {
 export function identityResolver(config: Policy["identity"], deps: IdentityDeps = {}): (headers: Headers) => Promise<Identity> {
   const { strategies, apiKeyHeader, ipv4Prefix, ipv6Prefix } = config;
   const verifyJwt = config.jwt ? jwtVerifier(config.jwt, deps.fetch) : undefined;
-  const listed = new Map<string, KeyEntry>(config.apiKeys.map((k) => [k.sha256, k.plan === undefined ? { name: k.name } : { name: k.name, plan: k.plan }]));
+  const listed = new Map<string, KeyEntry>(
+    config.apiKeys.map((k) => [k.sha256, k.plan === undefined ? { name: k.name } : { name: k.name, plan: k.plan }]),
+  );
   const kv = deps.keys;
   /** `prefix + "\n" + value` → full SHA-256 hex (an agent sends one credential on every call). */
   const hashMemo = new BoundedMemo<string>(HASH_MEMO_MAX);
@@ -145,7 +147,15 @@ export function identityResolver(config: Policy["identity"], deps: IdentityDeps 
           const token = bearerToken(headers.get("authorization"));
           if (token === null) break;
           const jwt: JwtIdentity | null = await verifyJwt(token);
-          if (jwt) return { id: jwt.id, strategy, verified: true, ...(jwt.plan !== undefined ? { plan: jwt.plan } : {}), network, label: jwt.label };
+          if (jwt)
+            return {
+              id: jwt.id,
+              strategy,
+              verified: true,
+              ...(jwt.plan !== undefined ? { plan: jwt.plan } : {}),
+              network,
+              label: jwt.label,
+            };
           break;
         }
         case "api-key": {
@@ -153,7 +163,15 @@ export function identityResolver(config: Policy["identity"], deps: IdentityDeps 
           if (!value) break;
           const hex = await hashHex(value);
           const entry = await issuedKey(hex);
-          if (entry) return { id: `key:${hex.slice(0, 32)}`, strategy, verified: true, ...(entry.plan !== undefined ? { plan: entry.plan } : {}), network, label: entry.name };
+          if (entry)
+            return {
+              id: `key:${hex.slice(0, 32)}`,
+              strategy,
+              verified: true,
+              ...(entry.plan !== undefined ? { plan: entry.plan } : {}),
+              network,
+              label: entry.name,
+            };
           break;
         }
         case "ip":

@@ -19,8 +19,8 @@
  * stops verifying new tokens once the cache ages out; tokens already verified stay memoized
  * until their own `exp`.
  */
-import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
-import { checkJwtIssuers, jwtIssuers, type JwtIssuer, type Policy } from "../policy/index.ts";
+import { createLocalJWKSet, decodeJwt, errors, type JWTVerifyGetKey, type JWTVerifyOptions, jwtVerify } from "jose";
+import { checkJwtIssuers, type JwtIssuer, jwtIssuers, type Policy } from "../policy/index.ts";
 import { BoundedMemo, sha256, toHexPrefix } from "./memo.ts";
 
 /** Milliseconds after a JWKS fetch starts (whether it succeeds or fails) before another may start. */
@@ -79,7 +79,12 @@ export function jwtVerifier(config: JwtConfig, fetchImpl?: typeof fetch): (token
     const issuer: Issuer = {
       entry,
       getKey: issuerKeys(entry, at, fetchImpl),
-      options: { audience: entry.audience, algorithms: entry.algorithms, clockTolerance: entry.clockToleranceSeconds, requiredClaims: ["exp", "sub"] },
+      options: {
+        audience: entry.audience,
+        algorithms: entry.algorithms,
+        clockTolerance: entry.clockToleranceSeconds,
+        requiredClaims: ["exp", "sub"],
+      },
     };
     for (const iss of typeof entry.issuer === "string" ? [entry.issuer] : entry.issuer) byIss.set(iss, issuer);
   }
@@ -202,7 +207,12 @@ function remoteKeySet(url: string, fetchImpl: typeof fetch | undefined): JWTVeri
     attemptedAt = now;
     const n = ++started;
     try {
-      const res = await get(url, { method: "GET", redirect: "manual", headers: { accept: "application/jwk-set+json, application/json" }, signal: AbortSignal.timeout(JWKS_TIMEOUT_MS) });
+      const res = await get(url, {
+        method: "GET",
+        redirect: "manual",
+        headers: { accept: "application/jwk-set+json, application/json" },
+        signal: AbortSignal.timeout(JWKS_TIMEOUT_MS),
+      });
       if (res.status !== 200) {
         await res.body?.cancel();
         return;
@@ -248,11 +258,13 @@ function remoteKeySet(url: string, fetchImpl: typeof fetch | undefined): JWTVeri
  */
 function checkPublicJwk(jwk: Record<string, unknown>, algorithms: readonly string[], at: string): void {
   const kty = jwk.kty;
-  if (kty !== "RSA" && kty !== "EC" && kty !== "OKP") throw new TypeError(`${at}: kty must be "RSA", "EC" or "OKP" (a public signature key)`);
+  if (kty !== "RSA" && kty !== "EC" && kty !== "OKP")
+    throw new TypeError(`${at}: kty must be "RSA", "EC" or "OKP" (a public signature key)`);
   const secret = PRIVATE_MEMBERS.find((m) => m in jwk);
   if (secret !== undefined) throw new TypeError(`${at}: holds private key material ("${secret}"); list public keys only`);
   const needed = kty === "RSA" ? ["n", "e"] : kty === "EC" ? ["crv", "x", "y"] : ["crv", "x"];
   for (const m of needed) if (typeof jwk[m] !== "string") throw new TypeError(`${at}: ${kty} key without "${m}"`);
   if (jwk.use !== undefined && jwk.use !== "sig") throw new TypeError(`${at}: use must be "sig"`);
-  if (jwk.alg !== undefined && !algorithms.includes(jwk.alg as string)) throw new TypeError(`${at}: alg ${JSON.stringify(jwk.alg)} is not in identity.jwt.algorithms`);
+  if (jwk.alg !== undefined && !algorithms.includes(jwk.alg as string))
+    throw new TypeError(`${at}: alg ${JSON.stringify(jwk.alg)} is not in identity.jwt.algorithms`);
 }

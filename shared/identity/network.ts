@@ -28,7 +28,6 @@ export function networkOf(ip: string, ipv4Prefix: number, ipv6Prefix: number): s
   return formatIpv6(groups, ipv6Prefix);
 }
 
-
 function parseIpv4(ip: string): number[] | null {
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(ip)) return null;
   const octets = ip.split(".").map(Number);
@@ -73,7 +72,8 @@ function parseIpv6(ip: string): number[] | null {
   if (v4) {
     const octets = parseIpv4(v4[1]!);
     if (!octets) return null;
-    text = text.slice(0, -v4[1]!.length) + `${((octets[0]! << 8) | octets[1]!).toString(16)}:${((octets[2]! << 8) | octets[3]!).toString(16)}`;
+    text =
+      text.slice(0, -v4[1]!.length) + `${((octets[0]! << 8) | octets[1]!).toString(16)}:${((octets[2]! << 8) | octets[3]!).toString(16)}`;
   }
   const halves = text.split("::");
   if (halves.length > 2) return null;

@@ -55,12 +55,7 @@ export function refill(state: BucketState, config: BucketConfig, nowMs: number):
  * @param nowMs unix milliseconds
  * @returns the new state and the limiter's answer
  */
-export function take(
-  state: BucketState,
-  config: BucketConfig,
-  cost: number,
-  nowMs: number,
-): { state: BucketState; result: LimitResult } {
+export function take(state: BucketState, config: BucketConfig, cost: number, nowMs: number): { state: BucketState; result: LimitResult } {
   const current = refill(state, config, nowMs);
   const success = current.tokens >= cost;
   const next = success ? { tokens: current.tokens - cost, updatedMs: current.updatedMs } : current;

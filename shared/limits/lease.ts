@@ -19,7 +19,7 @@
  * Lease size follows the caller's rate in the isolate: a caller seen less than
  * `MIN_RATE_PER_SECOND` gets none and is decided by the object, exactly as without leases.
  */
-import { refill, take, type BucketConfig, type BucketState } from "./bucket.ts";
+import { type BucketConfig, type BucketState, refill, take } from "./bucket.ts";
 
 /** Milliseconds a lease may be spent after it is granted. */
 export const LEASE_MS = 5_000;
@@ -124,7 +124,19 @@ export class LeaseTable {
       this.held.delete(caller);
     } else {
       if (this.held.size >= MAX_LEASED_CALLERS) this.held.delete(this.held.keys().next().value!);
-      h = { units: 0, ceilingUnits: 0, expiresMs: 0, granted: 0, bucketLeft: 0, ceilingLeft: 0, stale: { units: 0, ceilingUnits: 0 }, renewing: false, windowStartMs: nowMs, count: 0, previous: 0 };
+      h = {
+        units: 0,
+        ceilingUnits: 0,
+        expiresMs: 0,
+        granted: 0,
+        bucketLeft: 0,
+        ceilingLeft: 0,
+        stale: { units: 0, ceilingUnits: 0 },
+        renewing: false,
+        windowStartMs: nowMs,
+        count: 0,
+        previous: 0,
+      };
     }
     this.held.set(caller, h);
     return h;
@@ -257,7 +269,9 @@ export class LeaseTable {
    * Units of `caller`'s lease a request it cannot be admitted from should not strand: when a
    * request goes to the object, the unexpired lease stays; nothing to do. Exposed for tests.
    */
-  holding(caller: string): { units: number; ceilingUnits: number; expiresMs: number; stale: { units: number; ceilingUnits: number } } | undefined {
+  holding(
+    caller: string,
+  ): { units: number; ceilingUnits: number; expiresMs: number; stale: { units: number; ceilingUnits: number } } | undefined {
     const h = this.held.get(caller);
     return h ? { units: h.units, ceilingUnits: h.ceilingUnits, expiresMs: h.expiresMs, stale: { ...h.stale } } : undefined;
   }

@@ -3,8 +3,9 @@
  * token bucket is, what a proof-of-work challenge asks and buys, and how the proxy
  * behaves. Given as JSON in the `TOLLBOOTH_POLICY` var; validated once, at start.
  */
-import * as z from "zod/mini";
+
 import { en } from "zod/locales";
+import * as z from "zod/mini";
 
 // zod/mini ships no messages; English ones name what was expected ("Too small: expected number to be >=1").
 z.config(en());
@@ -105,17 +106,37 @@ const DEFAULT_COSTS = { default: 1, methods: {}, tools: {}, otherPaths: 1 };
 const planShape = {
   bucket: z.optional(bucket),
   ceiling: z.optional(bucket),
-  costs: z.optional(z.strictObject({ default: z.optional(cost), methods: z.optional(costsShape.methods), tools: z.optional(costsShape.tools), otherPaths: z.optional(cost) })),
+  costs: z.optional(
+    z.strictObject({
+      default: z.optional(cost),
+      methods: z.optional(costsShape.methods),
+      tools: z.optional(costsShape.tools),
+      otherPaths: z.optional(cost),
+    }),
+  ),
   challenge: z.optional(
     z.strictObject({
       difficulty: z.optional(challengeShape.difficulty),
       credits: z.optional(challengeShape.credits),
       ttlSeconds: z.optional(challengeShape.ttlSeconds),
-      adaptive: z.optional(z.strictObject({ solvesPerStep: z.optional(adaptiveShape.solvesPerStep), halfLifeSeconds: z.optional(adaptiveShape.halfLifeSeconds), maxExtraBits: z.optional(adaptiveShape.maxExtraBits) })),
+      adaptive: z.optional(
+        z.strictObject({
+          solvesPerStep: z.optional(adaptiveShape.solvesPerStep),
+          halfLifeSeconds: z.optional(adaptiveShape.halfLifeSeconds),
+          maxExtraBits: z.optional(adaptiveShape.maxExtraBits),
+        }),
+      ),
     }),
   ),
   overBudget: z.optional(z.enum(OVER_BUDGET_MODES)),
-  limits: z.optional(z.strictObject({ sessions: z.optional(limitsShape.sessions), sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds), streams: z.optional(limitsShape.streams), streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds) })),
+  limits: z.optional(
+    z.strictObject({
+      sessions: z.optional(limitsShape.sessions),
+      sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds),
+      streams: z.optional(limitsShape.streams),
+      streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds),
+    }),
+  ),
 };
 
 const PLAN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
@@ -135,7 +156,10 @@ const jwtIssuerSchema = z.strictObject({
   /** Accepted `aud` value(s): the gateway's own resource (MCP authorization: tokens meant for this server only). */
   audience: z.union([z.string().check(z.minLength(1)), z.array(z.string()).check(z.minLength(1))]),
   /** Accepted `alg` values (asymmetric only). */
-  algorithms: z._default(z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])).check(z.minLength(1)), ["RS256", "ES256", "EdDSA"]),
+  algorithms: z._default(
+    z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])).check(z.minLength(1)),
+    ["RS256", "ES256", "EdDSA"],
+  ),
   /** Seconds of clock skew allowed on `exp` / `nbf`. */
   clockToleranceSeconds: z._default(int(0, 300), 5),
   /** Claim of this issuer's tokens naming the caller's plan (a string); absent or unknown → `defaultPlan`. Without it, this issuer's callers get `defaultPlan`. */
@@ -175,11 +199,14 @@ export function checkJwtIssuers(jwt: JwtIssuer | readonly JwtIssuer[] | undefine
     for (const iss of typeof entry.issuer === "string" ? [entry.issuer] : entry.issuer) {
       const first = seen.get(iss);
       if (first !== undefined && first !== at) {
-        throw new TypeError(`${at}.issuer: ${JSON.stringify(iss)} is already the issuer of ${first.slice("TOLLBOOTH_POLICY.".length)}; list each issuer once, with all its keys`);
+        throw new TypeError(
+          `${at}.issuer: ${JSON.stringify(iss)} is already the issuer of ${first.slice("TOLLBOOTH_POLICY.".length)}; list each issuer once, with all its keys`,
+        );
       }
       seen.set(iss, at);
     }
-    if (entry.plans !== undefined && entry.planClaim === undefined) throw new TypeError(`${at}.plans: needs planClaim (the claim whose values it allows)`);
+    if (entry.plans !== undefined && entry.planClaim === undefined)
+      throw new TypeError(`${at}.plans: needs planClaim (the claim whose values it allows)`);
   }
 }
 
@@ -251,7 +278,10 @@ const after = {
       /** The `jwt` strategy's issuers (one object, or a list with one entry per issuer); without them `jwt` never applies. */
       jwt: z.optional(jwtSchema),
       /** API keys listed in the policy, beside the `TOLLBOOTH_KEYS` KV namespace: SHA-256 (hex) of the key, never the key. */
-      apiKeys: z._default(z.array(z.strictObject({ sha256: matching(HEX64), name: matching(/^[\x20-\x7e]{1,64}$/), plan: z.optional(matching(PLAN_NAME)) })), []),
+      apiKeys: z._default(
+        z.array(z.strictObject({ sha256: matching(HEX64), name: matching(/^[\x20-\x7e]{1,64}$/), plan: z.optional(matching(PLAN_NAME)) })),
+        [],
+      ),
       /** IPv4 prefix length that names one network (32: each address). */
       ipv4Prefix: z._default(int(8, 32), 32),
       /** IPv6 prefix length that names one network (64: a subscriber's LAN; 48: a site). */
@@ -414,9 +444,20 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
   parsed.costs.methods = withDefaultCosts(parsed.costs.methods);
   const priceNames = sections.flatMap((s) => Object.keys(s.prices));
   const fields = parsed as unknown as Readonly<Record<string, unknown>>;
-  const base: Plan = { name: parsed.defaultPlan, bucket: parsed.bucket, ceiling: parsed.ceiling, costs: parsed.costs, challenge: parsed.challenge, overBudget: parsed.overBudget, limits: parsed.limits, ...Object.fromEntries(priceNames.map((n) => [n, fields[n]])) };
+  const base: Plan = {
+    name: parsed.defaultPlan,
+    bucket: parsed.bucket,
+    ceiling: parsed.ceiling,
+    costs: parsed.costs,
+    challenge: parsed.challenge,
+    overBudget: parsed.overBudget,
+    limits: parsed.limits,
+    ...Object.fromEntries(priceNames.map((n) => [n, fields[n]])),
+  };
   const plans: Record<string, Plan> = Object.create(null);
-  for (const [name, o] of Object.entries(parsed.plans) as Array<[string, (typeof parsed.plans)[string] & Readonly<Record<string, unknown>>]>) {
+  for (const [name, o] of Object.entries(parsed.plans) as Array<
+    [string, (typeof parsed.plans)[string] & Readonly<Record<string, unknown>>]
+  >) {
     plans[name] = {
       name,
       bucket: o.bucket ?? base.bucket,
@@ -427,7 +468,11 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
         tools: { ...base.costs.tools, ...o.costs?.tools },
         otherPaths: o.costs?.otherPaths ?? base.costs.otherPaths,
       },
-      challenge: { ...base.challenge, ...stripUndefined(o.challenge ?? {}), adaptive: { ...base.challenge.adaptive, ...stripUndefined(o.challenge?.adaptive ?? {}) } },
+      challenge: {
+        ...base.challenge,
+        ...stripUndefined(o.challenge ?? {}),
+        adaptive: { ...base.challenge.adaptive, ...stripUndefined(o.challenge?.adaptive ?? {}) },
+      },
       overBudget: o.overBudget ?? base.overBudget,
       limits: { ...base.limits, ...stripUndefined(o.limits ?? {}) },
       ...Object.fromEntries(priceNames.map((n) => [n, o[n] === undefined ? base[n] : o[n]])),
@@ -459,7 +504,9 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
 function narrowed(issue: z.core.$ZodIssue, base: string[]): { issue: z.core.$ZodIssue; path: string[] } {
   const path = [...base, ...issue.path.map(String)];
   if (issue.code !== "invalid_union") return { issue, path };
-  const shaped = issue.errors.filter((option) => !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0));
+  const shaped = issue.errors.filter(
+    (option) => !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0),
+  );
   return shaped.length === 1 && shaped[0]!.length > 0 ? narrowed(shaped[0]![0]!, path) : { issue, path };
 }
 

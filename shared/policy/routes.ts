@@ -76,7 +76,8 @@ export function originProblem(value: unknown): string | null {
     return `is not a URL: ${JSON.stringify(value)}`;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") return `must be http or https, got ${url.protocol}`;
-  if (url.username !== "" || url.password !== "") return "must not hold credentials (user:password@); the origin proof or a secret says who calls";
+  if (url.username !== "" || url.password !== "")
+    return "must not hold credentials (user:password@); the origin proof or a secret says who calls";
   if (url.search !== "" || url.hash !== "") return "must not have a query or fragment";
   if (PLACEHOLDER_HOST.test(url.hostname.replace(/\.$/, ""))) return `is the placeholder ${url.origin}: set the URL of your MCP server`;
   return null;
@@ -84,7 +85,10 @@ export function originProblem(value: unknown): string | null {
 
 /** True when `hostname` is a loopback address or name (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(hostname: string): boolean {
-  const h = hostname.toLowerCase().replace(/^\[|\]$/g, "").replace(/\.$/, "");
+  const h = hostname
+    .toLowerCase()
+    .replace(/^\[|\]$/g, "")
+    .replace(/\.$/, "");
   return h === "localhost" || h.endsWith(".localhost") || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
@@ -111,12 +115,14 @@ export function parseRoutes(raw: string | undefined, topPolicy: unknown): Route[
   const names = new Set<string>();
   const matchers = new Map<string, string>();
   for (const [i, item] of list.entries()) {
-    const label = (field?: string) => `TOLLBOOTH_ROUTES[${i}]${isObject(item) && typeof item.name === "string" ? ` (${JSON.stringify(item.name)})` : ""}${field ? "." + field : ""}`;
+    const label = (field?: string) =>
+      `TOLLBOOTH_ROUTES[${i}]${isObject(item) && typeof item.name === "string" ? ` (${JSON.stringify(item.name)})` : ""}${field ? "." + field : ""}`;
     if (!isObject(item)) throw new TypeError(`${label()}: a route must be an object`);
     const unknown = Object.keys(item).find((k) => !ROUTE_FIELDS.has(k));
     if (unknown !== undefined) throw new TypeError(`${label(unknown)}: unknown field (a route has ${[...ROUTE_FIELDS].join(", ")})`);
     const name = item.name;
-    if (typeof name !== "string" || !ROUTE_NAME.test(name)) throw new TypeError(`${label("name")}: must be 1-32 characters of a-z, 0-9, _ and -, starting with a letter or digit`);
+    if (typeof name !== "string" || !ROUTE_NAME.test(name))
+      throw new TypeError(`${label("name")}: must be 1-32 characters of a-z, 0-9, _ and -, starting with a letter or digit`);
     if (names.has(name)) throw new TypeError(`${label("name")}: another route has the name ${JSON.stringify(name)}`);
     names.add(name);
 
@@ -124,11 +130,15 @@ export function parseRoutes(raw: string | undefined, topPolicy: unknown): Route[
     if (!isObject(match)) throw new TypeError(`${label("match")}: must be an object with "host" and/or "path"`);
     const extra = Object.keys(match).find((k) => k !== "host" && k !== "path");
     if (extra !== undefined) throw new TypeError(`${label(`match.${extra}`)}: unknown field (a match has host and/or path)`);
-    if (match.host === undefined && match.path === undefined) throw new TypeError(`${label("match")}: give "host", "path" or both ("path": "/" matches every path)`);
+    if (match.host === undefined && match.path === undefined)
+      throw new TypeError(`${label("match")}: give "host", "path" or both ("path": "/" matches every path)`);
     let host: string | null = null;
     if (match.host !== undefined) {
       const h = typeof match.host === "string" ? match.host.toLowerCase().replace(/\.$/, "") : "";
-      if (!HOST.test(h)) throw new TypeError(`${label("match.host")}: must be a hostname without scheme, port or path (e.g. "mcp.example.com"), got ${JSON.stringify(match.host)}`);
+      if (!HOST.test(h))
+        throw new TypeError(
+          `${label("match.host")}: must be a hostname without scheme, port or path (e.g. "mcp.example.com"), got ${JSON.stringify(match.host)}`,
+        );
       host = h;
     }
     let prefix = "/";
@@ -137,28 +147,35 @@ export function parseRoutes(raw: string | undefined, topPolicy: unknown): Route[
       // Invariant: prefixes are canonical, so the normalized request path is compared with
       // exactly the spelling tollbooth's normalization produces.
       if (typeof p !== "string" || (p !== "/" && !PREFIX.test(p))) {
-        throw new TypeError(`${label("match.path")}: must be "/" or a path like "/a" or "/a/b" in lowercase a-z, 0-9, ".", "_", "~", "-" (no trailing slash, no %-escapes), got ${JSON.stringify(p)}`);
+        throw new TypeError(
+          `${label("match.path")}: must be "/" or a path like "/a" or "/a/b" in lowercase a-z, 0-9, ".", "_", "~", "-" (no trailing slash, no %-escapes), got ${JSON.stringify(p)}`,
+        );
       }
-      if (p.split("/").some((s) => s === "." || s === "..")) throw new TypeError(`${label("match.path")}: "." and ".." are not path segments a route can match`);
+      if (p.split("/").some((s) => s === "." || s === ".."))
+        throw new TypeError(`${label("match.path")}: "." and ".." are not path segments a route can match`);
       // Invariant: tollbooth's own root endpoints (the route list) stay the router's.
-      if (p === "/.well-known" || p.startsWith("/.well-known/")) throw new TypeError(`${label("match.path")}: /.well-known is the gateway's; choose another prefix`);
+      if (p === "/.well-known" || p.startsWith("/.well-known/"))
+        throw new TypeError(`${label("match.path")}: /.well-known is the gateway's; choose another prefix`);
       prefix = p;
     }
     const matcher = `${host ?? "*"} ${prefix}`;
     const clash = matchers.get(matcher);
-    if (clash !== undefined) throw new TypeError(`${label("match")}: route ${JSON.stringify(clash)} already matches ${host ?? "any host"} ${prefix}`);
+    if (clash !== undefined)
+      throw new TypeError(`${label("match")}: route ${JSON.stringify(clash)} already matches ${host ?? "any host"} ${prefix}`);
     matchers.set(matcher, name);
 
     const problem = originProblem(item.origin);
     if (problem !== null) throw new TypeError(`${label("origin")}: ${problem}`);
-    if (item.stripPrefix !== undefined && typeof item.stripPrefix !== "boolean") throw new TypeError(`${label("stripPrefix")}: must be true or false`);
+    if (item.stripPrefix !== undefined && typeof item.stripPrefix !== "boolean")
+      throw new TypeError(`${label("stripPrefix")}: must be true or false`);
     if (item.originSecret !== undefined && (typeof item.originSecret !== "string" || !BINDING.test(item.originSecret))) {
       throw new TypeError(`${label("originSecret")}: must be the name of a secret binding, e.g. "ORIGIN_SEARCH_SECRET"`);
     }
     if (item.policy !== undefined && !isObject(item.policy)) throw new TypeError(`${label("policy")}: must be an object of policy fields`);
     const own = (item.policy ?? {}) as Record<string, unknown>;
     const gatewayWide = GATEWAY_FIELDS.find((f) => f in own);
-    if (gatewayWide !== undefined) throw new TypeError(`${label(`policy.${gatewayWide}`)}: is the gateway's, one for every route: set it in TOLLBOOTH_POLICY`);
+    if (gatewayWide !== undefined)
+      throw new TypeError(`${label(`policy.${gatewayWide}`)}: is the gateway's, one for every route: set it in TOLLBOOTH_POLICY`);
     routes.push({
       name,
       host,

@@ -39,13 +39,7 @@ export interface PowChallenge {
 }
 
 /** Why a solution was refused. */
-export type SolutionError =
-  | "malformed"
-  | "unsupported_algorithm"
-  | "unknown_key"
-  | "bad_signature"
-  | "expired"
-  | "insufficient_work";
+export type SolutionError = "malformed" | "unsupported_algorithm" | "unknown_key" | "bad_signature" | "expired" | "insufficient_work";
 
 const DIGITS = /^(0|[1-9][0-9]{0,15})$/;
 const NONCE = /^[0-9]{1,32}$/;
@@ -84,8 +78,10 @@ export function readSolution(
   const [realm, id, salt, algorithm, kid, signature, nonce] = ["realm", "id", "salt", "algorithm", "kid", "signature", "nonce"].map(str);
   const [difficulty, expires, credits] = ["difficulty", "expires", "credits"].map(int);
   if (realm === undefined || id === undefined || salt === undefined || algorithm === undefined || kid === undefined) return "malformed";
-  if (signature === undefined || nonce === undefined || difficulty === undefined || expires === undefined || credits === undefined) return "malformed";
-  if (!NONCE.test(nonce) || difficulty < 1 || difficulty > 256 || salt.length > 256 || id.length > 256 || realm.length > 256) return "malformed";
+  if (signature === undefined || nonce === undefined || difficulty === undefined || expires === undefined || credits === undefined)
+    return "malformed";
+  if (!NONCE.test(nonce) || difficulty < 1 || difficulty > 256 || salt.length > 256 || id.length > 256 || realm.length > 256)
+    return "malformed";
   if (algorithm.toLowerCase() !== "sha256") return "unsupported_algorithm";
   return { challenge: { realm, id, salt, difficulty, algorithm: "sha256", expires, credits, kid, signature }, nonce };
 }

@@ -7,11 +7,11 @@
  */
 import { createHmac, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { formatChallenge, leadingZeroBits, powDigest, type PowChallenge } from "../../shared/wire/pow.ts";
-import { importKeyring } from "../../shared/credentials/keys.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { importKeyring } from "../../shared/credentials/keys.ts";
+import { formatChallenge, leadingZeroBits, type PowChallenge, powDigest } from "../../shared/wire/pow.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const OLD = "old-secret-for-adversarial-0123456789";
 const NEW = "new-secret-for-adversarial-0123456789";
@@ -63,19 +63,29 @@ const caller = (label: string) => ({ "x-api-key": `${label}-${randomBytes(6).toS
 const received = () => origin.requests().length;
 
 let rpcId = 0;
-const toolCall = () => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
+const toolCall = () =>
+  JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } });
 
 /** initialize + notifications/initialized (both cost 0): the headers of a live MCP session. */
 async function openSession(gw: Gateway, who: Record<string, string>): Promise<Record<string, string>> {
   const init = await fetch(`${gw.url}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "adversary", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "adversary", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  const note = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) });
+  const note = await fetch(`${gw.url}/mcp`, {
+    method: "POST",
+    headers: { ...MCP_HEADERS, ...session },
+    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+  });
   await note.text();
   return session;
 }
@@ -137,7 +147,11 @@ describe("a tampered challenge is refused through both redemption paths, and the
     // A nonce that does not meet the difficulty.
     let weak = 0;
     while (leadingZeroBits(await powDigest(ch.salt, String(weak))) >= ch.difficulty) weak++;
-    const shifted = { ...ch, expires: Number(`${ch.expires}${String(ch.credits)[0]}`), credits: Number(String(ch.credits).slice(1) || "0") };
+    const shifted = {
+      ...ch,
+      expires: Number(`${ch.expires}${String(ch.credits)[0]}`),
+      credits: Number(String(ch.credits).slice(1) || "0"),
+    };
     const variants: Array<[string, Record<string, unknown>, string, string]> = [
       ["difficulty lowered", { ...ch, difficulty: 1 }, nonce, "bad_signature"],
       ["expiry extended", { ...ch, expires: ch.expires + 3600 }, nonce, "bad_signature"],
@@ -150,7 +164,12 @@ describe("a tampered challenge is refused through both redemption paths, and the
       ["algorithm changed", { ...ch, algorithm: "sha1" }, nonce, "unsupported_algorithm"],
       ["signature padded", { ...ch, signature: `${ch.signature}=` }, nonce, "bad_signature"],
       ["signature re-spelled (trailing bits)", { ...ch, signature: respell(ch.signature) }, nonce, "bad_signature"],
-      ["signature in the standard alphabet", { ...ch, signature: ch.signature.replaceAll("-", "+").replaceAll("_", "/").replace(/^./, "+") }, nonce, "bad_signature"],
+      [
+        "signature in the standard alphabet",
+        { ...ch, signature: ch.signature.replaceAll("-", "+").replaceAll("_", "/").replace(/^./, "+") },
+        nonce,
+        "bad_signature",
+      ],
       ["a digit shifted from credits into expires", shifted, nonce, "bad_signature"],
       ["insufficient work", ch, String(weak), "insufficient_work"],
     ];
@@ -167,10 +186,20 @@ describe("a tampered challenge is refused through both redemption paths, and the
     expectPaymentRequired(await call(gwOld, { ...thief, "tollbooth-solution": solutionHeader(ch, nonce) }), "solution_bad_signature");
     expect((await verify(gwOld, thief, { ...ch, nonce })).body).toMatchObject({ error: "invalid_solution", reason: "bad_signature" });
     // Malformed: broken syntax, a non-digit nonce, a missing field.
-    for (const header of [`${solutionHeader(ch, nonce)}, nonce="1"`, solutionHeader(ch, "12a"), solutionHeader(ch, nonce).replace(/salt="[^"]*", /, ""), 'realm="tollbooth", id="x']) {
+    for (const header of [
+      `${solutionHeader(ch, nonce)}, nonce="1"`,
+      solutionHeader(ch, "12a"),
+      solutionHeader(ch, nonce).replace(/salt="[^"]*", /, ""),
+      'realm="tollbooth", id="x',
+    ]) {
       expectPaymentRequired(await call(gwOld, { ...who, "tollbooth-solution": header }), "solution_malformed");
     }
-    for (const body of ["{", JSON.stringify({ ...ch, nonce: "12a" }), JSON.stringify([{ ...ch, nonce }]), JSON.stringify({ ...ch, difficulty: "08", nonce })]) {
+    for (const body of [
+      "{",
+      JSON.stringify({ ...ch, nonce: "12a" }),
+      JSON.stringify([{ ...ch, nonce }]),
+      JSON.stringify({ ...ch, difficulty: "08", nonce }),
+    ]) {
       expect(await verify(gwOld, who, body)).toMatchObject({ status: 400, body: { error: "invalid_request" } });
     }
     expect(received()).toBe(before);
@@ -250,7 +279,11 @@ describe("a token is its caller's only", () => {
     const token = await buyToken(gwOld, owner);
     const before = received();
     // An unverifiable bearer token is no identity: that request is its network's.
-    const others: Array<Record<string, string>> = [caller("other"), { authorization: "Bearer someone-else" }, { "cf-connecting-ip": "203.0.113.50" }];
+    const others: Array<Record<string, string>> = [
+      caller("other"),
+      { authorization: "Bearer someone-else" },
+      { "cf-connecting-ip": "203.0.113.50" },
+    ];
     for (const who of others) expectPaymentRequired(await call(gwOld, { ...who, "tollbooth-token": token }), "token_wrong_caller");
     expect(received()).toBe(before);
     // The owner can use it: the refusals were about the caller, not the token.
@@ -266,13 +299,18 @@ describe("forged tokens: 402 and the origin sees nothing", () => {
     const claims = JSON.parse(Buffer.from(payload, "base64url").toString()) as Record<string, unknown>;
     const edited = (over: Record<string, unknown>) => Buffer.from(JSON.stringify({ ...claims, ...over })).toString("base64url");
     const signWith = (secret: string, k: string, p: string) =>
-      createHmac("sha256", secret).update(["tollbooth/access-token/v1", k, p].map((f) => `${Buffer.byteLength(f)}:${f}`).join("")).digest("base64url");
+      createHmac("sha256", secret)
+        .update(["tollbooth/access-token/v1", k, p].map((f) => `${Buffer.byteLength(f)}:${f}`).join(""))
+        .digest("base64url");
     const forged: Array<[string, string]> = [
       [`${prefix}.${kid}.${payload}.${randomBytes(32).toString("base64url")}`, "token_bad_signature"],
       [`${prefix}.${kid}.${edited({ cr: 1_000_000 })}.${sig}`, "token_bad_signature"],
       [`${prefix}.${kid}.${edited({ exp: (claims.exp as number) + 86_400 })}.${sig}`, "token_bad_signature"],
       [`${prefix}.${kid}.${edited({ sub: "key:someone" })}.${sig}`, "token_bad_signature"],
-      [`${prefix}.${kid}.${edited({ cr: 1_000_000 })}.${signWith("a-secret-the-gateway-never-had", kid, edited({ cr: 1_000_000 }))}`, "token_bad_signature"],
+      [
+        `${prefix}.${kid}.${edited({ cr: 1_000_000 })}.${signWith("a-secret-the-gateway-never-had", kid, edited({ cr: 1_000_000 }))}`,
+        "token_bad_signature",
+      ],
       [`${prefix}.${newKid}.${payload}.${signWith(NEW, newKid, payload)}`, "token_unknown_key"],
       [`${prefix}.${kid}.${payload}.${sig}=`, "token_bad_signature"],
       [`${prefix}.${kid}.${payload}.${respell(sig)}`, "token_bad_signature"],
@@ -340,9 +378,18 @@ describe("key rotation", () => {
     // NEW only: OLD's token and OLD's challenge are refused for their unknown key; origin nothing.
     expectPaymentRequired(await call(gwNew, { ...who, "tollbooth-token": oldToken }), "token_unknown_key");
     const newStatus = await fetch(`${gwNew.url}/.well-known/tollbooth/status`, { headers: { ...who, "tollbooth-token": oldToken } });
-    expect([newStatus.status, await newStatus.json()]).toEqual([401, expect.objectContaining({ error: "invalid_token", reason: "unknown_key" })]);
-    expectPaymentRequired(await call(gwNew, { ...who, "tollbooth-solution": solutionHeader(second.ch, second.nonce) }), "solution_unknown_key");
-    expect(await verify(gwNew, who, { ...second.ch, nonce: second.nonce })).toMatchObject({ status: 422, body: { error: "invalid_solution", reason: "unknown_key" } });
+    expect([newStatus.status, await newStatus.json()]).toEqual([
+      401,
+      expect.objectContaining({ error: "invalid_token", reason: "unknown_key" }),
+    ]);
+    expectPaymentRequired(
+      await call(gwNew, { ...who, "tollbooth-solution": solutionHeader(second.ch, second.nonce) }),
+      "solution_unknown_key",
+    );
+    expect(await verify(gwNew, who, { ...second.ch, nonce: second.nonce })).toMatchObject({
+      status: 422,
+      body: { error: "invalid_solution", reason: "unknown_key" },
+    });
     expect(received()).toBe(afterRotated);
 
     // OLD itself still honours both (the refusals above are the rotation, not the credentials).

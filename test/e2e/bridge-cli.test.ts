@@ -13,21 +13,26 @@
  * The gateway is a real `wrangler dev` in front of server-everything; callers are told
  * apart by `x-api-key`.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import http from "node:http";
-import { connect, type AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { firstText } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const CLI = fileURLToPath(new URL("../../packages/tollbooth-bridge/src/cli.ts", import.meta.url));
-const INITIALIZE = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } };
+const INITIALIZE = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+};
 
 let origin: Origin;
 let gateway: Gateway;
@@ -125,7 +130,10 @@ describe("tollbooth-bridge: leaving", () => {
       const answer = (await b.next()) as { id: number; result?: unknown };
       expect(answer.id).toBe(1);
       // The origin's own initialize result, relayed unchanged.
-      expect(answer.result).toMatchObject({ protocolVersion: INITIALIZE.params.protocolVersion, serverInfo: { name: "mcp-servers/everything" } });
+      expect(answer.result).toMatchObject({
+        protocolVersion: INITIALIZE.params.protocolVersion,
+        serverInfo: { name: "mcp-servers/everything" },
+      });
       // The session id the origin handed out, as the next request carries it.
       b.send({ jsonrpc: "2.0", method: "notifications/initialized" });
       await waitFor(() => JSON.stringify(origin.counts()), /"notifications\/initialized":1/);
@@ -145,7 +153,10 @@ describe("tollbooth-bridge: the command line", () => {
   it("${VAR} in --header is taken from the environment and sent expanded", async () => {
     origin.reset();
     const env = { ...process.env, TB_TEST_KEY: "bridge-env-key", TB_TEST_TRACE: "t-42" };
-    const b = spawnBridge([`${gateway.url}/mcp`, "--header", "x-api-key: ${TB_TEST_KEY}", "--header", "x-bridge-trace: pre-${TB_TEST_TRACE}-post"], env);
+    const b = spawnBridge(
+      [`${gateway.url}/mcp`, "--header", "x-api-key: ${TB_TEST_KEY}", "--header", "x-bridge-trace: pre-${TB_TEST_TRACE}-post"],
+      env,
+    );
     b.send(INITIALIZE);
     expect(((await b.next()) as { id: number }).id).toBe(1);
     b.child.stdin!.end();
@@ -159,7 +170,11 @@ describe("tollbooth-bridge: the command line", () => {
   it("an unset ${VAR}: exit code 2, naming the variable", () => {
     const env = { ...process.env };
     delete env.TB_TEST_UNSET;
-    const run = spawnSync(process.execPath, [CLI, `${gateway.url}/mcp`, "--header", "Authorization: Bearer ${TB_TEST_UNSET}"], { encoding: "utf8", env, timeout: 20_000 });
+    const run = spawnSync(process.execPath, [CLI, `${gateway.url}/mcp`, "--header", "Authorization: Bearer ${TB_TEST_UNSET}"], {
+      encoding: "utf8",
+      env,
+      timeout: 20_000,
+    });
     expect(run.status).toBe(2);
     expect(run.stdout).toBe("");
     expect(run.stderr).toContain("${TB_TEST_UNSET}, which is not set in the environment");
@@ -203,7 +218,11 @@ describe("tollbooth-bridge: relaying", () => {
       expect(progressed).toBeGreaterThanOrEqual(1);
       await waitFor(() => JSON.stringify(origin.counts()), /"notifications\/cancelled":1/);
 
-      const messages = origin.requests().flatMap((r) => r.messages) as Array<{ id?: unknown; method?: string; params?: { requestId?: unknown; name?: string } }>;
+      const messages = origin.requests().flatMap((r) => r.messages) as Array<{
+        id?: unknown;
+        method?: string;
+        params?: { requestId?: unknown; name?: string };
+      }>;
       const longCall = messages.find((m) => m.method === "tools/call" && m.params?.name === "trigger-long-running-operation")!;
       const cancelled = messages.find((m) => m.method === "notifications/cancelled")!;
       // A real id (the SDK numbers its requests), so the equality below cannot hold by both being absent.
@@ -221,12 +240,21 @@ describe("tollbooth-bridge: relaying", () => {
 async function startForgetfulOrigin() {
   const live = new Set<string>();
   let sessions = 0;
-  const log: Array<{ method: string; session: string | undefined; rpc: string | undefined; id: unknown; status: number; params?: unknown }> = [];
+  const log: Array<{
+    method: string;
+    session: string | undefined;
+    rpc: string | undefined;
+    id: unknown;
+    status: number;
+    params?: unknown;
+  }> = [];
   const server = http.createServer(async (req, res) => {
     const session = req.headers["mcp-session-id"] as string | undefined;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const msg = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { id?: unknown; method?: string; params?: Record<string, any> }) : undefined;
+    const msg = chunks.length
+      ? (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { id?: unknown; method?: string; params?: Record<string, any> })
+      : undefined;
     const answer = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
       log.push({ method: req.method!, session, rpc: msg?.method, id: msg?.id, status, params: msg?.params });
       res.writeHead(status, body === undefined ? headers : { "content-type": "application/json", ...headers });
@@ -242,7 +270,15 @@ async function startForgetfulOrigin() {
       live.add(id);
       return answer(
         200,
-        { jsonrpc: "2.0", id: msg.id, result: { protocolVersion: msg.params?.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: "forgetful", version: "1" } } },
+        {
+          jsonrpc: "2.0",
+          id: msg.id,
+          result: {
+            protocolVersion: msg.params?.protocolVersion,
+            capabilities: { tools: {} },
+            serverInfo: { name: "forgetful", version: "1" },
+          },
+        },
         { "mcp-session-id": id },
       );
     }
@@ -251,7 +287,11 @@ async function startForgetfulOrigin() {
     }
     if (msg?.id === undefined) return answer(202);
     if (msg.method === "tools/call") {
-      return answer(200, { jsonrpc: "2.0", id: msg.id, result: { content: [{ type: "text", text: `${msg.params?.arguments?.message} in ${session}` }] } });
+      return answer(200, {
+        jsonrpc: "2.0",
+        id: msg.id,
+        result: { content: [{ type: "text", text: `${msg.params?.arguments?.message} in ${session}` }] },
+      });
     }
     return answer(200, { jsonrpc: "2.0", id: msg.id, error: { code: -32601, message: "Method not found" } });
   });
@@ -260,10 +300,11 @@ async function startForgetfulOrigin() {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
     log,
     forget: (id: string) => live.delete(id),
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

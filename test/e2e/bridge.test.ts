@@ -12,9 +12,9 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { CreateMessageRequestSchema, ElicitRequestSchema, type JSONRPCMessage, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { firstText } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const CLI = fileURLToPath(new URL("../../packages/tollbooth-bridge/src/cli.ts", import.meta.url));
 /** 2 free units, then tokens of 3 credits from 10-bit challenges. */
@@ -80,7 +80,15 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
     try {
       const tools = await b.client.listTools();
       const names = tools.tools.map((t) => t.name);
-      expect(names).toEqual(expect.arrayContaining(["echo", "get-sum", "trigger-long-running-operation", "trigger-sampling-request", "trigger-elicitation-request"]));
+      expect(names).toEqual(
+        expect.arrayContaining([
+          "echo",
+          "get-sum",
+          "trigger-long-running-operation",
+          "trigger-sampling-request",
+          "trigger-elicitation-request",
+        ]),
+      );
 
       for (let i = 1; i <= 4; i++) {
         expect(firstText(await b.client.callTool({ name: "echo", arguments: { message: `hello-${i}` } }))).toBe(`Echo: hello-${i}`);
@@ -105,8 +113,24 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
           .slice(before)
           .filter((m) => "method" in m && m.method === "notifications/progress")
           .map((m) => ("params" in m ? m.params : undefined));
-        expect({ run, relayed: relayed.map((p) => [p?.progress, p?.total]) }).toEqual({ run, relayed: [[1, 4], [2, 4], [3, 4], [4, 4]] });
-        expect({ run, handled: progress.map((p) => [p.progress, p.total]) }).toEqual({ run, handled: [[1, 4], [2, 4], [3, 4], [4, 4]] });
+        expect({ run, relayed: relayed.map((p) => [p?.progress, p?.total]) }).toEqual({
+          run,
+          relayed: [
+            [1, 4],
+            [2, 4],
+            [3, 4],
+            [4, 4],
+          ],
+        });
+        expect({ run, handled: progress.map((p) => [p.progress, p.total]) }).toEqual({
+          run,
+          handled: [
+            [1, 4],
+            [2, 4],
+            [3, 4],
+            [4, 4],
+          ],
+        });
       }
 
       const sampled = await b.client.callTool({ name: "trigger-sampling-request", arguments: { prompt: "hi", maxTokens: 5 } });
@@ -172,8 +196,7 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
     // The origin saw a second initialize (the client sent one); the refused call with the old
     // session id, then the same call once in the new session.
     const posts = origin.requests().filter((r) => r.method === "POST");
-    const calls = (message: string) =>
-      posts.filter((r) => r.messages.some((m) => JSON.stringify(m).includes(`"message":"${message}"`)));
+    const calls = (message: string) => posts.filter((r) => r.messages.some((m) => JSON.stringify(m).includes(`"message":"${message}"`)));
     expect(origin.counts()["initialize"]).toBe(2);
     expect(calls("after").map((r) => r.headers["mcp-session-id"] === sessionId)).toEqual([true, false]);
     expect(calls("before")).toHaveLength(1);
@@ -182,10 +205,17 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
 
   it("exits with code 0 when stdin closes, ending its session with DELETE", async () => {
     origin.reset();
-    const child = spawn(process.execPath, [CLI, `${gateway.url}/mcp`, "--header", "x-api-key: bridge-exit"], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, `${gateway.url}/mcp`, "--header", "x-api-key: bridge-exit"], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    const initialize = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } };
+    const initialize = {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+    };
     child.stdin!.write(`${JSON.stringify(initialize)}\n`);
     const first = await lines.next();
     const answer = JSON.parse(String(first.value)) as { id: number; result: { protocolVersion: string } };
@@ -200,7 +230,12 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
   });
 
   it("bad arguments: exit code 2 and the usage on stderr", () => {
-    for (const args of [[], ["--max-difficulty", "lots", "http://127.0.0.1:1/mcp"], ["http://127.0.0.1:1/mcp", "--header", "no-colon"], ["ftp://example.com/mcp"]]) {
+    for (const args of [
+      [],
+      ["--max-difficulty", "lots", "http://127.0.0.1:1/mcp"],
+      ["http://127.0.0.1:1/mcp", "--header", "no-colon"],
+      ["ftp://example.com/mcp"],
+    ]) {
       const run = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 20_000 });
       expect(run.status).toBe(2);
       expect(run.stdout).toBe("");

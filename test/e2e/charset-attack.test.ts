@@ -13,8 +13,8 @@
  * of them run: the tool-run counter of the origin is the proof.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startExpressOrigin, type ExpressOrigin } from "../helpers/express-origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type ExpressOrigin, startExpressOrigin } from "../helpers/express-origin.ts";
 
 const POLICY = { bucket: { capacity: 5, refillPerSecond: 0.01 }, costs: { tools: { expensive: 5 } } };
 const ACCEPT = "application/json, text/event-stream";
@@ -111,7 +111,10 @@ describe("through the gateway, nothing runs that the caller cannot pay for", () 
     }
     // The proof: the origin ran nothing more than the one paid call.
     expect(origin.runs().expensive).toBe(1);
-    expect(statuses.every((s) => s === 415), JSON.stringify(statuses)).toBe(true);
+    expect(
+      statuses.every((s) => s === 415),
+      JSON.stringify(statuses),
+    ).toBe(true);
     expect(origin.requests().length).toBe(received);
   });
 

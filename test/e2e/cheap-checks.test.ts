@@ -10,19 +10,19 @@
  *   times in the middle of it, gets an invoice every time; every invoice the stand-in issued
  *   is one an answer offered.
  */
-import { randomBytes, createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequired } from "@x402/core/types";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { INVOICE_RESERVE_SHARE } from "../../workers/schemes/l402/offers.ts";
-import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
-import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
-import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
+import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
+import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRO_KEY = `tb_${randomBytes(24).toString("base64url")}`;

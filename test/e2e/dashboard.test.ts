@@ -7,11 +7,11 @@
  * page, polled until the isolate's metrics flush arrives (no fixed sleep).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const TOKEN = randomBytes(24).toString("hex");
 /** 10 free calls (no refill to speak of), then 402 with an 8-bit challenge. */
@@ -26,7 +26,16 @@ const MCP_HEADERS = { "content-type": "application/json", accept: "application/j
 const API_KEY = `dash-${randomBytes(6).toString("hex")}`;
 /** The caller as the metrics name it: `key:` + 12 hex of SHA-256(key) + `…` (docs/identity.md, types.ts). */
 const SHORT_CALLER = `key:${createHash("sha256").update(API_KEY).digest("hex").slice(0, 12)}…`;
-const DECISIONS = ["admitted", "admitted_unmetered", "payment_required", "rate_limited", "bad_request", "unavailable", "blocked", "own_endpoint"];
+const DECISIONS = [
+  "admitted",
+  "admitted_unmetered",
+  "payment_required",
+  "rate_limited",
+  "bad_request",
+  "unavailable",
+  "blocked",
+  "own_endpoint",
+];
 
 let origin: Origin;
 let gw: Gateway;
@@ -36,7 +45,11 @@ const statuses: number[] = [];
 let rpcId = 0;
 
 async function send(headers: Record<string, string>, message: object): Promise<Response> {
-  const res = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, "x-api-key": API_KEY, ...headers }, body: JSON.stringify(message) });
+  const res = await fetch(`${gw.url}/mcp`, {
+    method: "POST",
+    headers: { ...MCP_HEADERS, "x-api-key": API_KEY, ...headers },
+    body: JSON.stringify(message),
+  });
   await res.text();
   statuses.push(res.status);
   return res;
@@ -44,20 +57,45 @@ async function send(headers: Record<string, string>, message: object): Promise<R
 
 beforeAll(async () => {
   origin = await startOrigin();
-  gw = await startGateway({ originUrl: origin.url, policy: POLICY, vars: { TOLLBOOTH_ADMIN_TOKEN: TOKEN, TOLLBOOTH_METRICS_FLUSH_MS: "500" } });
+  gw = await startGateway({
+    originUrl: origin.url,
+    policy: POLICY,
+    vars: { TOLLBOOTH_ADMIN_TOKEN: TOKEN, TOLLBOOTH_METRICS_FLUSH_MS: "500" },
+  });
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
   });
 
   // The burst: a session (initialize + notifications/initialized, free), 30 calls (10 paid by
   // the bucket, 20 refused with 402), then 3 of those challenges solved and redeemed with a call each.
-  const init = await send({}, { jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "dashboard-test", version: "0" } } });
+  const init = await send(
+    {},
+    {
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "dashboard-test", version: "0" } },
+    },
+  );
   const session = { "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
   await send(session, { jsonrpc: "2.0", method: "notifications/initialized" });
   const challenges: string[] = [];
   for (let i = 0; i < CALLS; i++) {
-    const res = await send(session, { jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: `m${i}` } } });
+    const res = await send(session, {
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "tools/call",
+      params: { name: "echo", arguments: { message: `m${i}` } },
+    });
     if (res.status === 402) challenges.push(res.headers.get("www-authenticate")!);
   }
   for (const header of challenges.slice(-SOLVES)) {
@@ -65,7 +103,10 @@ beforeAll(async () => {
     const salt = /salt="([0-9a-f]+)"/.exec(params)![1]!;
     const difficulty = Number(/difficulty=(\d+)/.exec(params)![1]);
     const { nonce } = await solvePow(salt, difficulty);
-    const res = await send({ ...session, "tollbooth-solution": `${params}, nonce="${nonce}"` }, { jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "paid" } } });
+    const res = await send(
+      { ...session, "tollbooth-solution": `${params}, nonce="${nonce}"` },
+      { jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "paid" } } },
+    );
     expect(res.status).toBe(200);
   }
 }, 120_000);
@@ -103,7 +144,10 @@ describe("the dashboard", () => {
       await page.click("#login button[type=submit]");
       // The metrics arrive after the isolate's flush: poll the page until they are there.
       await page.waitForFunction(
-        ([a, p, s]) => document.querySelector("#n-admitted")?.textContent === a && document.querySelector("#n-payment-required")?.textContent === p && document.querySelector("#n-solves")?.textContent === s,
+        ([a, p, s]) =>
+          document.querySelector("#n-admitted")?.textContent === a &&
+          document.querySelector("#n-payment-required")?.textContent === p &&
+          document.querySelector("#n-solves")?.textContent === s,
         [String(admitted), String(refused), String(SOLVES)],
         { timeout: 30_000, polling: 250 },
       );
@@ -142,7 +186,9 @@ describe("the dashboard", () => {
       await page.goto(`${gw.url}/admin`);
       await page.fill("#token", `${TOKEN}x`);
       await page.click("#login button[type=submit]");
-      await page.waitForFunction(() => document.querySelector("#login-error")?.textContent === "The token was refused.", null, { timeout: 10_000 });
+      await page.waitForFunction(() => document.querySelector("#login-error")?.textContent === "The token was refused.", null, {
+        timeout: 10_000,
+      });
       expect(await page.isVisible("#login")).toBe(true);
       expect(await page.textContent("#n-admitted")).toBe("–");
       expect(await page.evaluate(() => sessionStorage.getItem("tollbooth-admin-token"))).toBeNull();

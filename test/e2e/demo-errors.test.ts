@@ -7,13 +7,13 @@
  * One `wrangler dev` with a route per case, in front of a real server-everything.
  */
 import { spawn } from "node:child_process";
-import { createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startEverything, type Everything } from "../../scripts/stack/everything.ts";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Everything, startEverything } from "../../scripts/stack/everything.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { freePort } from "../../scripts/stack/ports.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -34,7 +34,12 @@ beforeAll(async () => {
   deadPort = await freePort();
   gw = await startGateway({
     originUrl: origin.url,
-    policy: { bucket: { capacity: 2, refillPerSecond: 0.001 }, challenge: { difficulty: 8, credits: 20 }, originTimeoutMs: 1_000, identity: { strategies: ["ip"] } },
+    policy: {
+      bucket: { capacity: 2, refillPerSecond: 0.001 },
+      challenge: { difficulty: 8, credits: 20 },
+      originTimeoutMs: 1_000,
+      identity: { strategies: ["ip"] },
+    },
     vars: {
       TOLLBOOTH_ROUTES: JSON.stringify([
         { name: "ok", match: { path: "/ok" }, origin: origin.url },
@@ -75,7 +80,9 @@ describe("npm run demo: which part failed", () => {
     const port = await freePort();
     const run = await demo(`http://127.0.0.1:${port}/mcp`);
     expect(run.code).toBe(1);
-    expect(run.stderr.trim()).toBe(`Cannot reach the gateway at http://127.0.0.1:${port} (ECONNREFUSED: no connection). Start it with \`npm start\` (it prints the URL to use), or set GATEWAY_URL.`);
+    expect(run.stderr.trim()).toBe(
+      `Cannot reach the gateway at http://127.0.0.1:${port} (ECONNREFUSED: no connection). Start it with \`npm start\` (it prints the URL to use), or set GATEWAY_URL.`,
+    );
   });
 
   it("the gateway up, its origin down: the gateway's 502, not 'cannot reach the gateway'", async () => {
@@ -98,7 +105,9 @@ describe("npm run demo: which part failed", () => {
     const run = await demo(`${gw.url}/wrong/mcp`);
     expect(run.code).toBe(1);
     expect(run.stderr.trim()).toMatch(
-      new RegExp(`^The gateway at ${gw.url.replace(/\./g, "\\.")} forwarded to its origin, which answered 404 \\(Error Cannot POST /mcp/mcp\\): the origin has no MCP endpoint at /wrong/mcp behind it\\. ORIGIN_URL is the origin's base URL, without /wrong/mcp`),
+      new RegExp(
+        `^The gateway at ${gw.url.replace(/\./g, "\\.")} forwarded to its origin, which answered 404 \\(Error Cannot POST /mcp/mcp\\): the origin has no MCP endpoint at /wrong/mcp behind it\\. ORIGIN_URL is the origin's base URL, without /wrong/mcp`,
+      ),
     );
   });
 
@@ -126,7 +135,9 @@ describe("npm run demo: its lines", () => {
     expect(calls[3]).toMatch(/^# {2}4 +200 +token \(18 left\) +ok +\d+ ms$/);
     // Every call line has its columns where the header has them.
     for (const l of calls) for (const title of ["HTTP", "admitted by", "result"]) expect(l[header.indexOf(title) - 1]).toBe(" ");
-    expect(run.stdout).toMatch(/^summary: 4\/4 calls succeeded: 2 from the bucket, 1 challenge solved \(median solve \d+ ms\), 1 on a token; [\d.]+ s in all, no human involved\.$/m);
+    expect(run.stdout).toMatch(
+      /^summary: 4\/4 calls succeeded: 2 from the bucket, 1 challenge solved \(median solve \d+ ms\), 1 on a token; [\d.]+ s in all, no human involved\.$/m,
+    );
   });
 
   it("print a tool's own error text", async () => {

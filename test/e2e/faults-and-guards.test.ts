@@ -9,21 +9,21 @@
  */
 import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
 import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { discoverOAuthProtectedResourceMetadata, extractWWWAuthenticateParams } from "@modelcontextprotocol/sdk/client/auth.js";
 import { InvalidTokenError } from "@modelcontextprotocol/sdk/server/auth/errors.js";
 import { requireBearerAuth } from "@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js";
 import { getOAuthProtectedResourceMetadataUrl, mcpAuthMetadataRouter } from "@modelcontextprotocol/sdk/server/auth/router.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { freePort } from "../../scripts/stack/ports.ts";
 import { connect, firstText, readSse } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 // express is what the SDK's server auth pieces are built for (installed with the SDK).
 const express = createRequire(import.meta.url)("express");
@@ -72,7 +72,15 @@ async function startFaultyOrigin(): Promise<{ url: string; seen: () => string[];
       for (const m of messages) seen.push(tool(m) ?? m.method);
       const answer = (m: any) =>
         m.method === "initialize"
-          ? { jsonrpc: "2.0", id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: "faulty-origin", version: "1.0.0" } } }
+          ? {
+              jsonrpc: "2.0",
+              id: m.id,
+              result: {
+                protocolVersion: m.params.protocolVersion,
+                capabilities: { tools: {} },
+                serverInfo: { name: "faulty-origin", version: "1.0.0" },
+              },
+            }
           : { jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: `answered ${tool(m) ?? m.method}` }] } };
       const requests = messages.filter((m) => m.id !== undefined && m.method !== undefined);
       if (requests.some((m) => tool(m) === "hang")) {
@@ -83,7 +91,9 @@ async function startFaultyOrigin(): Promise<{ url: string; seen: () => string[];
       }
       if (requests.some((m) => tool(m) === "reset")) {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-        res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "working" } })}\n\n`);
+        res.write(
+          `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "working" } })}\n\n`,
+        );
         for (const m of requests.filter((m) => tool(m) !== "reset")) res.write(`event: message\ndata: ${JSON.stringify(answer(m))}\n\n`);
         setTimeout(() => req.socket.destroy(), 50);
         return;
@@ -164,7 +174,8 @@ async function startOAuthOrigin(publicMcpUrl: URL): Promise<OAuthOrigin> {
     "/mcp",
     requireBearerAuth({ verifier, resourceMetadataUrl: getOAuthProtectedResourceMetadataUrl(publicMcpUrl) }),
     express.json(),
-    (req: any, res: any) => res.json({ jsonrpc: "2.0", id: req.body.id, result: { content: [{ type: "text", text: `hello ${req.auth.clientId}` }] } }),
+    (req: any, res: any) =>
+      res.json({ jsonrpc: "2.0", id: req.body.id, result: { content: [{ type: "text", text: `hello ${req.auth.clientId}` }] } }),
   );
   const server: http.Server = await new Promise((resolve) => {
     const s = app.listen(0, "127.0.0.1", () => resolve(s));
@@ -276,7 +287,11 @@ describe("origin down", () => {
   const down = gatewayFor(async () => ({ originUrl: `http://127.0.0.1:${await freePort()}` }));
 
   it("origin down: 502 with a JSON-RPC error carrying the request's id", async () => {
-    const res = await fetch(`${down.get().url}/mcp`, { method: "POST", headers: MCP_HEADERS, body: toolCall("req-502", "echo", { message: "x" }) });
+    const res = await fetch(`${down.get().url}/mcp`, {
+      method: "POST",
+      headers: MCP_HEADERS,
+      body: toolCall("req-502", "echo", { message: "x" }),
+    });
     expect(res.status).toBe(502);
     expect(res.headers.get("content-type")).toContain("application/json");
     const body = (await res.json()) as any;
@@ -292,7 +307,11 @@ describe("origin too slow", () => {
   it("origin too slow: 504 with a JSON-RPC error, not before originTimeoutMs", async () => {
     const before = silent.seen();
     const started = performance.now();
-    const res = await fetch(`${slow.get().url}/mcp`, { method: "POST", headers: MCP_HEADERS, body: toolCall(504, "echo", { message: "x" }) });
+    const res = await fetch(`${slow.get().url}/mcp`, {
+      method: "POST",
+      headers: MCP_HEADERS,
+      body: toolCall(504, "echo", { message: "x" }),
+    });
     const elapsed = performance.now() - started;
     expect(res.status).toBe(504);
     const body = (await res.json()) as any;
@@ -303,98 +322,109 @@ describe("origin too slow", () => {
 });
 
 describe("in front of a faulty origin", () => {
-/** originTimeoutMs at its largest (600 s): a held request is never given up on while a test runs, however loaded the machine. */
-const mixedGw = gatewayFor(() => ({ originUrl: faulty.url, policy: { originTimeoutMs: 600_000, bucket: { capacity: 50, refillPerSecond: 1 } } }));
+  /** originTimeoutMs at its largest (600 s): a held request is never given up on while a test runs, however loaded the machine. */
+  const mixedGw = gatewayFor(() => ({
+    originUrl: faulty.url,
+    policy: { originTimeoutMs: 600_000, bucket: { capacity: 50, refillPerSecond: 1 } },
+  }));
 
-describe("one caller's origin fault leaves the others alone", () => {
-  const post = (apiKey: string, body: string, path = "/mcp") =>
-    fetch(`${mixedGw.get().url}${path}`, { method: "POST", headers: { ...MCP_HEADERS, "x-api-key": apiKey }, body });
+  describe("one caller's origin fault leaves the others alone", () => {
+    const post = (apiKey: string, body: string, path = "/mcp") =>
+      fetch(`${mixedGw.get().url}${path}`, { method: "POST", headers: { ...MCP_HEADERS, "x-api-key": apiKey }, body });
 
-  // (A request the origin never answers gets 504 after originTimeoutMs: "origin too slow" above.)
-  it("while one request hangs on the origin, other callers and the same caller's other requests are answered; the hung one gets its answer when the origin sends it", async () => {
-    let settled = false;
-    const hangsBefore = faulty.seen().filter((m) => m === "hang").length;
-    const hung = post("caller-a", toolCall("hung", "hang", {})).then((res) => ((settled = true), res));
-    // It reached the origin (which holds it until released) before the others are sent.
-    await expect.poll(() => faulty.seen().filter((m) => m === "hang").length, { timeout: 20_000 }).toBe(hangsBefore + 1);
-    expect(settled).toBe(false);
-    const others = await Promise.all([
-      ...["caller-b", "caller-c", "caller-b"].map((key, i) => post(key, toolCall(`other-${i}`, "echo", {}))),
-      post("caller-a", toolCall("same-caller", "echo", {})),
-    ]);
-    for (const res of others) expect(res.status).toBe(200);
-    expect(((await others[3]!.json()) as any).id).toBe("same-caller");
-    const healthy = await fetch(`${mixedGw.get().url}/healthz`, { headers: { "x-api-key": "caller-a" } });
-    expect(healthy.status).toBe(200);
-    expect(await healthy.text()).toBe("ok");
-    // All of that while the hung request was still waiting: the origin has not answered it.
-    expect(settled).toBe(false);
+    // (A request the origin never answers gets 504 after originTimeoutMs: "origin too slow" above.)
+    it("while one request hangs on the origin, other callers and the same caller's other requests are answered; the hung one gets its answer when the origin sends it", async () => {
+      let settled = false;
+      const hangsBefore = faulty.seen().filter((m) => m === "hang").length;
+      const hung = post("caller-a", toolCall("hung", "hang", {})).then((res) => ((settled = true), res));
+      // It reached the origin (which holds it until released) before the others are sent.
+      await expect.poll(() => faulty.seen().filter((m) => m === "hang").length, { timeout: 20_000 }).toBe(hangsBefore + 1);
+      expect(settled).toBe(false);
+      const others = await Promise.all([
+        ...["caller-b", "caller-c", "caller-b"].map((key, i) => post(key, toolCall(`other-${i}`, "echo", {}))),
+        post("caller-a", toolCall("same-caller", "echo", {})),
+      ]);
+      for (const res of others) expect(res.status).toBe(200);
+      expect(((await others[3]!.json()) as any).id).toBe("same-caller");
+      const healthy = await fetch(`${mixedGw.get().url}/healthz`, { headers: { "x-api-key": "caller-a" } });
+      expect(healthy.status).toBe(200);
+      expect(await healthy.text()).toBe("ok");
+      // All of that while the hung request was still waiting: the origin has not answered it.
+      expect(settled).toBe(false);
 
-    expect(faulty.release()).toBe(1);
-    const res = await hung;
-    expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ jsonrpc: "2.0", id: "hung", result: { content: [{ type: "text", text: "answered hang" }] } });
-  });
-
-  it("while the origin resets one caller's stream, another caller's concurrent requests succeed", async () => {
-    const [reset, ...others] = await Promise.all([
-      post("caller-r", toolCall("r1", "reset", {})),
-      ...[1, 2, 3].map((i) => post("caller-s", toolCall(i, "echo", {}))),
-    ]);
-    expect(reset!.status).toBe(200);
-    const events = await readSse(reset!, () => false);
-    expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ id: "r1", error: { code: 502 } });
-    for (const res of others) {
+      expect(faulty.release()).toBe(1);
+      const res = await hung;
       expect(res.status).toBe(200);
-      expect(((await res.json()) as any).result.content[0].text).toBe("answered echo");
-    }
-  });
-});
+      expect(await res.json()).toEqual({ jsonrpc: "2.0", id: "hung", result: { content: [{ type: "text", text: "answered hang" }] } });
+    });
 
-describe("an origin that resets an SSE answer mid-stream", () => {
-  it("an SDK Client's call gets the JSON-RPC error 502 for its id instead of hanging, and the client keeps working", async () => {
-    const { client, close } = await connect(`${mixedGw.get().url}/mcp`, { apiKey: "sdk-reset" });
-    try {
-      const logged: unknown[] = [];
-      client.fallbackNotificationHandler = async (n) => void logged.push(n);
-      const failure = await client.callTool({ name: "reset", arguments: {} }, undefined, { timeout: 15_000 }).catch((err: unknown) => err);
-      expect(failure).toBeInstanceOf(McpError);
-      expect((failure as McpError).code).toBe(502);
-      expect((failure as McpError).message).toContain("origin reset the stream before answering");
-      expect(logged).toContainEqual(expect.objectContaining({ method: "notifications/message" })); // what came before the reset got through
-
-      const after = await client.callTool({ name: "echo", arguments: {} });
-      expect(firstText(after)).toBe("answered echo");
-    } finally {
-      await close();
-    }
+    it("while the origin resets one caller's stream, another caller's concurrent requests succeed", async () => {
+      const [reset, ...others] = await Promise.all([
+        post("caller-r", toolCall("r1", "reset", {})),
+        ...[1, 2, 3].map((i) => post("caller-s", toolCall(i, "echo", {}))),
+      ]);
+      expect(reset!.status).toBe(200);
+      const events = await readSse(reset!, () => false);
+      expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ id: "r1", error: { code: 502 } });
+      for (const res of others) {
+        expect(res.status).toBe(200);
+        expect(((await res.json()) as any).result.content[0].text).toBe("answered echo");
+      }
+    });
   });
 
-  it("a batch: the requests the origin answered keep their answers, the others get the error event, then the stream ends", async () => {
-    const body = JSON.stringify([
-      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: {} } },
-      { jsonrpc: "2.0", id: "two", method: "tools/call", params: { name: "reset", arguments: {} } },
-      { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 0 } },
-      { jsonrpc: "2.0", id: 3, method: "ping" },
-    ]);
-    const res = await fetch(`${mixedGw.get().url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, "x-api-key": "batch-reset" }, body });
-    expect(res.status).toBe(200);
-    expect(res.headers.get("content-type")).toContain("text/event-stream");
-    const events = await readSse(res, () => false); // returns when the stream ends: no hang (the test timeout), no error
-    const messages = events.map((e) => JSON.parse(e.data));
-    expect(messages.map((m) => m.method ?? m.id)).toEqual(["notifications/message", 1, 3, "two"]);
-    expect(messages[1].result.content[0].text).toBe("answered echo");
-    expect(messages[2].result.content[0].text).toBe("answered ping");
-    expect(messages[3]).toEqual({ jsonrpc: "2.0", id: "two", error: { code: 502, message: "origin reset the stream before answering" } });
-    expect(events.every((e) => e.event === "message")).toBe(true);
+  describe("an origin that resets an SSE answer mid-stream", () => {
+    it("an SDK Client's call gets the JSON-RPC error 502 for its id instead of hanging, and the client keeps working", async () => {
+      const { client, close } = await connect(`${mixedGw.get().url}/mcp`, { apiKey: "sdk-reset" });
+      try {
+        const logged: unknown[] = [];
+        client.fallbackNotificationHandler = async (n) => void logged.push(n);
+        const failure = await client
+          .callTool({ name: "reset", arguments: {} }, undefined, { timeout: 15_000 })
+          .catch((err: unknown) => err);
+        expect(failure).toBeInstanceOf(McpError);
+        expect((failure as McpError).code).toBe(502);
+        expect((failure as McpError).message).toContain("origin reset the stream before answering");
+        expect(logged).toContainEqual(expect.objectContaining({ method: "notifications/message" })); // what came before the reset got through
+
+        const after = await client.callTool({ name: "echo", arguments: {} });
+        expect(firstText(after)).toBe("answered echo");
+      } finally {
+        await close();
+      }
+    });
+
+    it("a batch: the requests the origin answered keep their answers, the others get the error event, then the stream ends", async () => {
+      const body = JSON.stringify([
+        { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: {} } },
+        { jsonrpc: "2.0", id: "two", method: "tools/call", params: { name: "reset", arguments: {} } },
+        { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 0 } },
+        { jsonrpc: "2.0", id: 3, method: "ping" },
+      ]);
+      const res = await fetch(`${mixedGw.get().url}/mcp`, {
+        method: "POST",
+        headers: { ...MCP_HEADERS, "x-api-key": "batch-reset" },
+        body,
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toContain("text/event-stream");
+      const events = await readSse(res, () => false); // returns when the stream ends: no hang (the test timeout), no error
+      const messages = events.map((e) => JSON.parse(e.data));
+      expect(messages.map((m) => m.method ?? m.id)).toEqual(["notifications/message", 1, 3, "two"]);
+      expect(messages[1].result.content[0].text).toBe("answered echo");
+      expect(messages[2].result.content[0].text).toBe("answered ping");
+      expect(messages[3]).toEqual({ jsonrpc: "2.0", id: "two", error: { code: 502, message: "origin reset the stream before answering" } });
+      expect(events.every((e) => e.event === "message")).toBe(true);
+    });
   });
-});
 });
 
 /** A nonce (decimal digits) with ≥ `difficulty` leading zero bits of SHA-256(salt ‖ nonce). */
 function solveSalt(salt: string, difficulty: number): string {
   for (let n = 0; ; n++) {
-    const digest = createHash("sha256").update(salt + n).digest();
+    const digest = createHash("sha256")
+      .update(salt + n)
+      .digest();
     let bits = 0;
     for (const byte of digest) {
       if (byte === 0) {
@@ -497,7 +527,11 @@ describe("guards that answer before the origin", () => {
     expect(origin.requests()).toHaveLength(0);
 
     // Just under the limit goes through: the origin itself answers (no session yet: its own 400).
-    const small = await fetch(`${guarded.get().url}/mcp`, { method: "POST", headers: MCP_HEADERS, body: toolCall(2, "echo", { message: "x".repeat(800) }) });
+    const small = await fetch(`${guarded.get().url}/mcp`, {
+      method: "POST",
+      headers: MCP_HEADERS,
+      body: toolCall(2, "echo", { message: "x".repeat(800) }),
+    });
     expect(small.status).toBe(400);
     expect(((await small.json()) as any).error.code).toBe(-32000); // the MCP SDK server's own code
     expect(origin.requests().length).toBeGreaterThanOrEqual(1);
@@ -506,7 +540,11 @@ describe("guards that answer before the origin", () => {
   it("403 for a foreign Origin header; the gateway's own and allowed origins pass", async () => {
     origin.reset();
     const ping = (originHeader: string) =>
-      fetch(`${guarded.get().url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, origin: originHeader }, body: JSON.stringify({ jsonrpc: "2.0", id: 9, method: "ping" }) });
+      fetch(`${guarded.get().url}/mcp`, {
+        method: "POST",
+        headers: { ...MCP_HEADERS, origin: originHeader },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 9, method: "ping" }),
+      });
     const foreign = await ping("https://evil.example");
     expect(foreign.status).toBe(403);
     expect(await foreign.json()).toMatchObject({ jsonrpc: "2.0", error: { code: 403 } });
@@ -577,7 +615,11 @@ describe("an OAuth-protected origin behind the gateway", () => {
 
   it("401 with WWW-Authenticate: Bearer resource_metadata=… comes back untouched, and the SDK reads it", async () => {
     const before = oauth.seen.length;
-    const res = await fetch(`${authGw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, "x-api-key": "oauth-401" }, body: toolCall(1, "echo", { message: "x" }) });
+    const res = await fetch(`${authGw.url}/mcp`, {
+      method: "POST",
+      headers: { ...MCP_HEADERS, "x-api-key": "oauth-401" },
+      body: toolCall(1, "echo", { message: "x" }),
+    });
     const text = await res.text();
     const atOrigin = oauth.seen.slice(before);
     expect(atOrigin).toHaveLength(1);
@@ -608,7 +650,9 @@ describe("an OAuth-protected origin behind the gateway", () => {
     expect(((await asMeta.json()) as any).issuer).toBe("https://auth.example.com");
     const status = (await (await fetch(`${authGw.url}/.well-known/tollbooth/status`, { headers: caller })).json()) as any;
     expect(status.bucket.remaining).toBe(1);
-    expect(oauth.seen.filter((s) => s.path.startsWith("/.well-known/oauth-protected-resource/mcp") && s.status === 200).length).toBeGreaterThanOrEqual(3);
+    expect(
+      oauth.seen.filter((s) => s.path.startsWith("/.well-known/oauth-protected-resource/mcp") && s.status === 200).length,
+    ).toBeGreaterThanOrEqual(3);
 
     // With a token: the caller is its Authorization; the header reaches the origin.
     const authed = { ...MCP_HEADERS, authorization: "Bearer good-token" };

@@ -5,9 +5,9 @@
  * a single 402, and no resolver is involved.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { connect, firstText, recordingFetch } from "../helpers/mcp.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 let origin: Origin;
 let gateway: Gateway;
@@ -18,7 +18,11 @@ beforeAll(async () => {
     originUrl: origin.url,
     // The safety ceiling is roomy: ~60 handshake requests in a second (a fast machine) must not
     // meet the default one (60, 10/s); only the free bucket is under test.
-    policy: { bucket: { capacity: 1, refillPerSecond: 0.0001 }, ceiling: { capacity: 1000, refillPerSecond: 100 }, challenge: { difficulty: 8 } },
+    policy: {
+      bucket: { capacity: 1, refillPerSecond: 0.0001 },
+      ceiling: { capacity: 1000, refillPerSecond: 100 },
+      challenge: { difficulty: 8 },
+    },
   });
 });
 
@@ -45,8 +49,14 @@ describe("handshake through the gateway (bucket capacity 1)", () => {
     }
 
     const statuses = rec.log.map((r) => `${r.method} ${r.status}`);
-    expect(statuses.filter((s) => s.endsWith(" 402")), statuses.join("\n")).toEqual([]);
-    expect(rec.log.every((r) => r.status < 400), statuses.join("\n")).toBe(true);
+    expect(
+      statuses.filter((s) => s.endsWith(" 402")),
+      statuses.join("\n"),
+    ).toEqual([]);
+    expect(
+      rec.log.every((r) => r.status < 400),
+      statuses.join("\n"),
+    ).toBe(true);
     // Every handshake step really went through the gateway to the origin, five times.
     const counts = origin.counts();
     expect(counts["initialize"]).toBe(5);

@@ -5,8 +5,8 @@
  */
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const POLICY = {
   realm: "spec-realm",
@@ -64,7 +64,14 @@ function leadingZeroBits(digest: Buffer): number {
 /** The rule: a decimal nonce with SHA-256(UTF-8(salt ‖ nonce)) having ≥ difficulty leading zero bits. */
 function solve(salt: string, difficulty: number): string {
   for (let n = 0; ; n++) {
-    if (leadingZeroBits(createHash("sha256").update(salt + String(n), "utf8").digest()) >= difficulty) return String(n);
+    if (
+      leadingZeroBits(
+        createHash("sha256")
+          .update(salt + String(n), "utf8")
+          .digest(),
+      ) >= difficulty
+    )
+      return String(n);
   }
 }
 
@@ -89,16 +96,25 @@ async function rpc(method: string, params: unknown, extraHeaders: Record<string,
   let message: any = null;
   if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     const datas = text.split(/\r?\n\r?\n/).map((block) =>
-      block.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n"),
+      block
+        .split(/\r?\n/)
+        .filter((l) => l.startsWith("data:"))
+        .map((l) => l.slice(5).trimStart())
+        .join("\n"),
     );
-    message = datas.filter((d) => d !== "").map((d) => JSON.parse(d)).find((m) => m.id === id) ?? null;
+    message =
+      datas
+        .filter((d) => d !== "")
+        .map((d) => JSON.parse(d))
+        .find((m) => m.id === id) ?? null;
   } else if (text) {
     message = JSON.parse(text);
   }
   return { id, res, message };
 }
 
-const echo = (text: string, headers: Record<string, string> = {}) => rpc("tools/call", { name: "echo", arguments: { message: text } }, headers);
+const echo = (text: string, headers: Record<string, string> = {}) =>
+  rpc("tools/call", { name: "echo", arguments: { message: text } }, headers);
 const b64urlJson = (s: string) => JSON.parse(Buffer.from(s, "base64url").toString("utf8"));
 
 // ---- the contract ---------------------------------------------------------------------
@@ -128,7 +144,11 @@ describe("a client written from docs/wire-contract.md", () => {
   let token = "";
 
   it("a session, the free budget, then 402 with a PowChallenge in WWW-Authenticate and in the JSON-RPC body", async () => {
-    const init = await rpc("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "from-spec", version: "0" } });
+    const init = await rpc("initialize", {
+      protocolVersion: "2025-11-25",
+      capabilities: {},
+      clientInfo: { name: "from-spec", version: "0" },
+    });
     expect(init.res.status).toBe(200);
     sessionId = init.res.headers.get("mcp-session-id") ?? undefined;
     expect(sessionId).toBeTruthy();
@@ -155,7 +175,17 @@ describe("a client written from docs/wire-contract.md", () => {
     challengeHeader = over.res.headers.get("www-authenticate")!;
     const ch = parseChallenge(challengeHeader);
     expect(ch.scheme).toBe("PowChallenge");
-    expect(Object.keys(ch.params).sort()).toEqual(["algorithm", "credits", "difficulty", "expires", "id", "kid", "realm", "salt", "signature"]);
+    expect(Object.keys(ch.params).sort()).toEqual([
+      "algorithm",
+      "credits",
+      "difficulty",
+      "expires",
+      "id",
+      "kid",
+      "realm",
+      "salt",
+      "signature",
+    ]);
     expect(ch.params.realm).toBe("spec-realm");
     expect(ch.params.id).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(ch.params.salt).toMatch(/^[0-9a-f]{32}$/);
@@ -188,7 +218,13 @@ describe("a client written from docs/wire-contract.md", () => {
   it("(a) retrying with Tollbooth-Solution redeems in the same round trip: 200, the real result, a token", async () => {
     const { params } = parseChallenge(challengeHeader);
     const nonce = solve(params.salt!, Number(params.difficulty));
-    expect(leadingZeroBits(createHash("sha256").update(params.salt + nonce).digest())).toBeGreaterThanOrEqual(12);
+    expect(
+      leadingZeroBits(
+        createHash("sha256")
+          .update(params.salt + nonce)
+          .digest(),
+      ),
+    ).toBeGreaterThanOrEqual(12);
     solutionHeader = `${challengeHeader.trim().slice("PowChallenge".length).trim()}, nonce="${nonce}"`;
 
     origin.reset();
@@ -227,7 +263,12 @@ describe("a client written from docs/wire-contract.md", () => {
 
     // A forged token is refused too, before the origin.
     const parts = token.split(".");
-    const forged = [parts[0], parts[1], Buffer.from(JSON.stringify({ ...b64urlJson(parts[2]!), cr: 1000 })).toString("base64url"), parts[3]].join(".");
+    const forged = [
+      parts[0],
+      parts[1],
+      Buffer.from(JSON.stringify({ ...b64urlJson(parts[2]!), cr: 1000 })).toString("base64url"),
+      parts[3],
+    ].join(".");
     const refused = await echo("seven", { "tollbooth-token": forged });
     expect(refused.res.status).toBe(402);
     expect(refused.message.error.data.reason).toBe("token_bad_signature");
@@ -251,7 +292,12 @@ describe("a client written from docs/wire-contract.md", () => {
     const ch = over.message.error.data.challenges[0];
     const { type: _type, header: _header, ...fields } = ch;
     const body = JSON.stringify({ ...fields, nonce: solve(ch.salt, ch.difficulty) });
-    const verify = () => fetch(`${gateway.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...CALLER }, body });
+    const verify = () =>
+      fetch(`${gateway.url}/.well-known/tollbooth/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...CALLER },
+        body,
+      });
 
     const ok = await verify();
     expect(ok.status).toBe(200);
@@ -262,12 +308,20 @@ describe("a client written from docs/wire-contract.md", () => {
     expect(twice.status).toBe(422);
     expect(await twice.json()).toMatchObject({ error: "invalid_solution", reason: expect.any(String) });
 
-    const malformed = await fetch(`${gateway.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...CALLER }, body: "{not json" });
+    const malformed = await fetch(`${gateway.url}/.well-known/tollbooth/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...CALLER },
+      body: "{not json",
+    });
     expect(malformed.status).toBe(400);
     expect(await malformed.json()).toMatchObject({ error: "invalid_request" });
 
     // Another caller cannot redeem this caller's challenge.
-    const stolen = await fetch(`${gateway.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": "someone-else" }, body });
+    const stolen = await fetch(`${gateway.url}/.well-known/tollbooth/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": "someone-else" },
+      body,
+    });
     expect(stolen.status).toBe(422);
 
     origin.reset();
@@ -300,7 +354,9 @@ describe("a client written from docs/wire-contract.md", () => {
     expect(t.token.expires).toBe(b64urlJson(token.split(".")[2]!).exp);
 
     // Someone else's status is their own: a full bucket.
-    const other = (await (await fetch(`${gateway.url}/.well-known/tollbooth/status`, { headers: { "x-api-key": "someone-else" } })).json()) as any;
+    const other = (await (
+      await fetch(`${gateway.url}/.well-known/tollbooth/status`, { headers: { "x-api-key": "someone-else" } })
+    ).json()) as any;
     expect(other.bucket.remaining).toBe(2);
   });
 

@@ -13,9 +13,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_WRANGLER_CONFIG, startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { DEFAULT_WRANGLER_CONFIG, type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { KEY_MEMO_TTL_MS } from "../../shared/identity/index.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -54,13 +54,20 @@ async function configWithKeys(to: string): Promise<string> {
 
 /** `npm run keys -- <args>` against the test's local namespace, with the gateway's policy in the environment (what `--plan` is checked against, as for `npm start`). */
 async function keysScript(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, ["scripts/keys.ts", ...args, "--local", "--persist-to", persistDir, "--config", config], { cwd: ROOT, env: { ...process.env, TOLLBOOTH_POLICY: JSON.stringify(POLICY) } });
+  return run(process.execPath, ["scripts/keys.ts", ...args, "--local", "--persist-to", persistDir, "--config", config], {
+    cwd: ROOT,
+    env: { ...process.env, TOLLBOOTH_POLICY: JSON.stringify(POLICY) },
+  });
 }
 
 /** wrangler's own `kv key …` on the test's local namespace. */
 async function kv(...args: string[]): Promise<string> {
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", NO_COLOR: "1" };
-  const { stdout } = await run(process.execPath, [WRANGLER, "kv", "key", ...args, "--binding", "TOLLBOOTH_KEYS", "--local", "--persist-to", persistDir, "--config", config], { cwd: ROOT, env });
+  const { stdout } = await run(
+    process.execPath,
+    [WRANGLER, "kv", "key", ...args, "--binding", "TOLLBOOTH_KEYS", "--local", "--persist-to", persistDir, "--config", config],
+    { cwd: ROOT, env },
+  );
   return stdout;
 }
 
@@ -68,7 +75,11 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "tollbooth-keys-"));
   persistDir = join(dir, "state");
   config = await configWithKeys(dir);
-  for (const [name, plan] of [["alice", "pro"], ["bob", undefined], ["carol", "pro"]] as const) {
+  for (const [name, plan] of [
+    ["alice", "pro"],
+    ["bob", undefined],
+    ["carol", "pro"],
+  ] as const) {
     const { stdout, stderr } = await keysScript("add", name, ...(plan ? ["--plan", plan] : []));
     const key = stdout.trim();
     expect(key, stderr).toMatch(/^tb_[A-Za-z0-9_-]{43}$/);
@@ -93,12 +104,21 @@ async function sessionHeaders(): Promise<Record<string, string>> {
   const init = await fetch(`${gw.url}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, "cf-connecting-ip": "192.0.2.1" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "api-keys-test", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "api-keys-test", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   session = { "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  const note = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session, "cf-connecting-ip": "192.0.2.1" }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) });
+  const note = await fetch(`${gw.url}/mcp`, {
+    method: "POST",
+    headers: { ...MCP_HEADERS, ...session, "cf-connecting-ip": "192.0.2.1" },
+    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+  });
   await note.text();
   return session;
 }
@@ -138,8 +158,17 @@ const freshIp = () => `198.51.100.${++ipSeq}`;
 describe("API keys issued with npm run keys, in wrangler dev", () => {
   it("name their caller (key:<hash>, verified) under the key's plan", async () => {
     const ip = freshIp();
-    expect(await status({ "x-api-key": keys.alice!, "cf-connecting-ip": ip })).toMatchObject({ caller: keyId(keys.alice!), plan: "pro", verified: true, network: `ip:${ip}` });
-    expect(await status({ "x-api-key": keys.bob!, "cf-connecting-ip": ip })).toMatchObject({ caller: keyId(keys.bob!), plan: "free", verified: true });
+    expect(await status({ "x-api-key": keys.alice!, "cf-connecting-ip": ip })).toMatchObject({
+      caller: keyId(keys.alice!),
+      plan: "pro",
+      verified: true,
+      network: `ip:${ip}`,
+    });
+    expect(await status({ "x-api-key": keys.bob!, "cf-connecting-ip": ip })).toMatchObject({
+      caller: keyId(keys.bob!),
+      plan: "free",
+      verified: true,
+    });
   });
 
   it("a pro key passes more calls than a free key, each its own bucket; refused calls never reach the origin", async () => {

@@ -7,10 +7,10 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { JWKS_COOLDOWN_MS } from "../../shared/identity/index.ts";
-import { signingKey, startJwks, type JwksServer, type SigningKey } from "../helpers/jwks.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type JwksServer, type SigningKey, signingKey, startJwks } from "../helpers/jwks.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const ISS = "https://auth.example.test/";
 const AUD = "https://mcp.example.test/mcp";
@@ -56,12 +56,21 @@ async function sessionHeaders(): Promise<Record<string, string>> {
   const init = await fetch(`${gw.url}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "jwt-test", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "jwt-test", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   session = { "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  const note = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session, ...who }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) });
+  const note = await fetch(`${gw.url}/mcp`, {
+    method: "POST",
+    headers: { ...MCP_HEADERS, ...session, ...who },
+    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+  });
   await note.text();
   return session;
 }
@@ -78,7 +87,9 @@ async function call(token: string, ip: string): Promise<number> {
 }
 
 async function status(token: string, ip: string): Promise<Record<string, unknown>> {
-  const res = await fetch(`${gw.url}/.well-known/tollbooth/status`, { headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": ip } });
+  const res = await fetch(`${gw.url}/.well-known/tollbooth/status`, {
+    headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": ip },
+  });
   expect(res.status).toBe(200);
   return (await res.json()) as Record<string, unknown>;
 }
@@ -125,19 +136,28 @@ describe("JWT identities in wrangler dev", () => {
     const ip = freshIp();
     const good = await sign(k1, "dave");
     const [header, payload, signature] = good.split(".") as [string, string, string];
-    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), sub: `mallory-${randomBytes(4).toString("hex")}` })).toString("base64url");
+    const forged = Buffer.from(
+      JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), sub: `mallory-${randomBytes(4).toString("hex")}` }),
+    ).toString("base64url");
     const bad = async (i: number): Promise<string> => {
       const sub = `victim-${i}`;
       switch (i % 6) {
-        case 0: return sign(k1, sub, { exp: Math.floor(Date.now() / 1000) - 120 });
-        case 1: return sign(k1, sub, {}, { audience: "https://other.example.test/mcp" });
-        case 2: return sign(k1, sub, {}, { issuer: "https://evil.example.test/" });
-        case 3: return `${header}.${forged}.${signature}`;
-        case 4: return sign(stranger, sub); // k1's kid, another key: the signature does not verify
-        default: return `${randomBytes(16).toString("base64url")}.${randomBytes(16).toString("base64url")}.${randomBytes(16).toString("base64url")}`;
+        case 0:
+          return sign(k1, sub, { exp: Math.floor(Date.now() / 1000) - 120 });
+        case 1:
+          return sign(k1, sub, {}, { audience: "https://other.example.test/mcp" });
+        case 2:
+          return sign(k1, sub, {}, { issuer: "https://evil.example.test/" });
+        case 3:
+          return `${header}.${forged}.${signature}`;
+        case 4:
+          return sign(stranger, sub); // k1's kid, another key: the signature does not verify
+        default:
+          return `${randomBytes(16).toString("base64url")}.${randomBytes(16).toString("base64url")}.${randomBytes(16).toString("base64url")}`;
       }
     };
-    for (let i = 0; i < 6; i++) expect(await status(await bad(i), ip), `kind ${i}`).toMatchObject({ caller: `ip:${ip}`, verified: false, plan: "free" });
+    for (let i = 0; i < 6; i++)
+      expect(await status(await bad(i), ip), `kind ${i}`).toMatchObject({ caller: `ip:${ip}`, verified: false, plan: "free" });
     const before = echoes();
     const statuses: number[] = [];
     for (let i = 0; i < 18; i++) statuses.push(await call(await bad(i), ip));

@@ -11,8 +11,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startExpressOrigin, type ExpressOrigin } from "../helpers/express-origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type ExpressOrigin, startExpressOrigin } from "../helpers/express-origin.ts";
 
 const CAPACITY = 5;
 /** One unit per 1000 s: a run of a minute refills nothing whole. */
@@ -26,7 +26,11 @@ beforeAll(async () => {
   gateway = await startGateway({
     originUrl: origin.url,
     // The default identity strategies, written out (the test stack would otherwise opt into unverified keys).
-    policy: { bucket: { capacity: CAPACITY, refillPerSecond: REFILL }, identity: { strategies: ["jwt", "api-key", "ip"] }, costs: { tools: { cheap: 1 } } },
+    policy: {
+      bucket: { capacity: CAPACITY, refillPerSecond: REFILL },
+      identity: { strategies: ["jwt", "api-key", "ip"] },
+      costs: { tools: { cheap: 1 } },
+    },
   });
 });
 
@@ -62,7 +66,10 @@ describe("invented credentials do not make new callers", () => {
     origin.reset();
     const ip = "198.51.100.7";
     const keys = await flood(500, 25, () => ({ "cf-connecting-ip": ip, "x-api-key": invented() }));
-    const tokens = await flood(500, 25, () => ({ "cf-connecting-ip": ip, authorization: `Bearer ${invented()}.${invented()}.${invented()}` }));
+    const tokens = await flood(500, 25, () => ({
+      "cf-connecting-ip": ip,
+      authorization: `Bearer ${invented()}.${invented()}.${invented()}`,
+    }));
     const ok = [...keys, ...tokens].filter((s) => s === 200).length;
     // Over budget: 402; past the network's own ceiling (60 requests + 10/s): 429.
     expect([...keys, ...tokens].every((s) => s === 200 || s === 402 || s === 429)).toBe(true);
@@ -74,7 +81,10 @@ describe("invented credentials do not make new callers", () => {
   it("the same from 50 addresses: 50 allowances, each exactly one bucket", async () => {
     origin.reset();
     const ips = Array.from({ length: 50 }, (_, i) => `203.0.113.${i + 1}`);
-    const statuses = await flood(1000, 25, (i) => ({ "cf-connecting-ip": ips[i % 50]!, ...(i % 2 ? { "x-api-key": invented() } : { authorization: `Bearer ${invented()}` }) }));
+    const statuses = await flood(1000, 25, (i) => ({
+      "cf-connecting-ip": ips[i % 50]!,
+      ...(i % 2 ? { "x-api-key": invented() } : { authorization: `Bearer ${invented()}` }),
+    }));
     const ok = statuses.filter((s) => s === 200).length;
     expect(ok).toBe(50 * CAPACITY);
     expect(origin.runs().cheap).toBe(50 * CAPACITY);

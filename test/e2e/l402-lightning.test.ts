@@ -6,22 +6,23 @@
  * (decodes and checks the invoice signature), the `macaroon` package (reads and attenuates
  * the macaroon), node:crypto. docs/wire-contract.md §10 is the contract.
  */
-import bolt11 from "bolt11";
+
 import { createHmac, randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import bolt11 from "bolt11";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { withTollbooth, type PayEvent, type SolveEvent } from "../../packages/tollbooth-client/src/index.ts";
+import { type PayEvent, type SolveEvent, withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
 import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
-import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 /** The `macaroon` package (no types shipped): only what these tests read. */
 const macaroon = createRequire(import.meta.url)("macaroon") as {

@@ -7,12 +7,12 @@
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
 import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
-import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const ADMIN = randomBytes(24).toString("hex");
 const PRICE = { sats: 10, credits: 5 };
@@ -25,7 +25,12 @@ beforeAll(async () => {
   [origin, ln] = await Promise.all([startOrigin(), startLightningStandin()]);
   gw = await startGateway({
     originUrl: origin.url,
-    policy: { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 8, credits: 4 }, l402: PRICE, lightning: { backend: "lnd", url: ln.url, timeoutMs: 1_000 } },
+    policy: {
+      bucket: { capacity: 1, refillPerSecond: 0.0001 },
+      challenge: { difficulty: 8, credits: 4 },
+      l402: PRICE,
+      lightning: { backend: "lnd", url: ln.url, timeoutMs: 1_000 },
+    },
     vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex, TOLLBOOTH_ADMIN_TOKEN: ADMIN, TOLLBOOTH_METRICS_FLUSH_MS: "100" },
   });
 });
@@ -61,14 +66,19 @@ describe("an agent paying L402, observed", () => {
     const apiKey = `obs-l402-${randomBytes(8).toString("hex")}`;
     const sent: string[] = [];
     const recording = async (url: string | URL, init?: RequestInit) => {
-      for (const [name, value] of new Headers(init?.headers).entries()) if (name === "authorization" || name === "tollbooth-l402") sent.push(value);
+      for (const [name, value] of new Headers(init?.headers).entries())
+        if (name === "authorization" || name === "tollbooth-l402") sent.push(value);
       return fetch(url, init);
     };
     const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex });
-    const c = await connect(`${gw.url}/mcp`, { apiKey, fetch: withTollbooth(recording, { pay: ["l402"], lightning: { wallet, maxSatsPerRequest: 10, maxSatsPerHour: 100 } }) });
+    const c = await connect(`${gw.url}/mcp`, {
+      apiKey,
+      fetch: withTollbooth(recording, { pay: ["l402"], lightning: { wallet, maxSatsPerRequest: 10, maxSatsPerHour: 100 } }),
+    });
     try {
       // One call on the free unit, then five on one paid bundle.
-      for (let i = 1; i <= 6; i++) expect(firstText(await c.client.callTool({ name: "echo", arguments: { message: `m${i}` } }))).toBe(`Echo: m${i}`);
+      for (let i = 1; i <= 6; i++)
+        expect(firstText(await c.client.callTool({ name: "echo", arguments: { message: `m${i}` } }))).toBe(`Echo: m${i}`);
     } finally {
       await c.close(true);
     }
@@ -88,7 +98,16 @@ describe("an agent paying L402, observed", () => {
 
     const paidLines = decisions().filter((r) => r.paid);
     expect(paidLines).toHaveLength(1);
-    expect(paidLines[0]).toMatchObject({ decision: "admitted", reason: "l402", scheme: "l402", redeemed: true, paid: { scheme: "l402", amount: "10", unit: "sats" }, credits: 4, status: 200, originStatus: 200 });
+    expect(paidLines[0]).toMatchObject({
+      decision: "admitted",
+      reason: "l402",
+      scheme: "l402",
+      redeemed: true,
+      paid: { scheme: "l402", amount: "10", unit: "sats" },
+      credits: 4,
+      status: 200,
+      originStatus: 200,
+    });
     const output = gw.output();
     for (const value of sent) {
       const [macaroon, preimage] = value.replace(/^L402 /, "").split(":");

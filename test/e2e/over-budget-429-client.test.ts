@@ -6,8 +6,8 @@
  * origin (server-everything behind a counting proxy) runs each call exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 /** mcptest's client: a small fixed number of attempts; waits the integer Retry-After, else a short backoff step. */
 const ATTEMPTS = 4;
@@ -31,7 +31,12 @@ class TransportError extends Error {
  * @returns the parsed JSON-RPC answer (JSON or the first SSE `data:` that answers the id)
  * @throws TransportError on a non-2xx it does not retry, or when the attempts are spent
  */
-async function retryingPost(url: string, headers: Record<string, string>, message: Record<string, unknown>, log: RetryLog): Promise<{ res: Response; answer: any }> {
+async function retryingPost(
+  url: string,
+  headers: Record<string, string>,
+  message: Record<string, unknown>,
+  log: RetryLog,
+): Promise<{ res: Response; answer: any }> {
   let last: Response | undefined;
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const res = await fetch(url, {
@@ -70,7 +75,17 @@ async function retryingPost(url: string, headers: Record<string, string>, messag
 /** mcptest's client connects: initialize, then notifications/initialized. @returns the headers of the session */
 async function openSession(url: string, apiKey: string, log: RetryLog): Promise<Record<string, string>> {
   const headers: Record<string, string> = { "x-api-key": apiKey };
-  const init = await retryingPost(url, headers, { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "mcptest-like", version: "1" } } }, log);
+  const init = await retryingPost(
+    url,
+    headers,
+    {
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "mcptest-like", version: "1" } },
+    },
+    log,
+  );
   const session = init.res.headers.get("mcp-session-id");
   if (session) headers["mcp-session-id"] = session;
   headers["mcp-protocol-version"] = "2025-11-25";
@@ -84,7 +99,12 @@ async function runSession(base: string, apiKey: string, calls: number, log: Retr
   const headers = await openSession(url, apiKey, log);
   const texts: string[] = [];
   for (let i = 1; i <= calls; i++) {
-    const { answer } = await retryingPost(url, headers, { jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "echo", arguments: { message: `m${i}` } } }, log);
+    const { answer } = await retryingPost(
+      url,
+      headers,
+      { jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "echo", arguments: { message: `m${i}` } } },
+      log,
+    );
     expect(answer.error, JSON.stringify(answer)).toBeUndefined();
     texts.push(answer.result.content[0].text);
   }
@@ -128,7 +148,12 @@ describe("overBudget: 429 with a client that only retries 429 and 5xx (as mcptes
   it("the 429 carries the challenge in error.data, and Retry-After is when the bucket admits the call again", async () => {
     const session = await openSession(`${mode429.url}/mcp`, "mcptest-b", { statuses: [], waitsSeconds: [] });
     const headers = { "content-type": "application/json", accept: "application/json, text/event-stream", ...session };
-    const call = (id: number) => fetch(`${mode429.url}/mcp`, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: { message: "x" } } }) });
+    const call = (id: number) =>
+      fetch(`${mode429.url}/mcp`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: { message: "x" } } }),
+      });
     let res = await call(1);
     while (res.status === 200) {
       await res.body?.cancel();

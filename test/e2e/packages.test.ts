@@ -16,10 +16,10 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -28,14 +28,16 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { ElicitRequestSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { firstText } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const NAMES = JSON.parse(await readFile(join(ROOT, "packages/names.json"), "utf8")) as { client: string; bridge: string; version: string };
-const SDK_VERSION = (JSON.parse(await readFile(join(ROOT, "node_modules/@modelcontextprotocol/sdk/package.json"), "utf8")) as { version: string }).version;
+const SDK_VERSION = (
+  JSON.parse(await readFile(join(ROOT, "node_modules/@modelcontextprotocol/sdk/package.json"), "utf8")) as { version: string }
+).version;
 const NODE_20 = "/usr/bin/node";
 const NODE_24 = join(ROOT, "node_modules/node/bin/node");
 const CHROMIUM = "/usr/bin/chromium";
@@ -67,7 +69,12 @@ async function pack(name: string, dest: string): Promise<{ tarball: string; file
     env: NPM_ENV,
     maxBuffer: 16 * 1024 * 1024,
   });
-  const [packed] = JSON.parse(stdout.slice(stdout.indexOf("["))) as { filename: string; name: string; version: string; files: { path: string }[] }[];
+  const [packed] = JSON.parse(stdout.slice(stdout.indexOf("["))) as {
+    filename: string;
+    name: string;
+    version: string;
+    files: { path: string }[];
+  }[];
   expect(packed).toMatchObject({ name, version: NAMES.version });
   return { tarball: join(dest, packed!.filename), files: packed!.files.map((f) => f.path).sort() };
 }
@@ -79,11 +86,31 @@ const CLIENT_FILES = [
   ...compiled("packages/tollbooth-client/src", ["errors", "index"]),
   ...compiled("packages/tollbooth-client/src/payers", ["index", "l402", "lightning-wallet", "payer", "pow", "x402"]),
   ...compiled("packages/tollbooth-client/src/resolver", ["call", "kept", "responses", "with-tollbooth"]),
-  ...compiled("packages/tollbooth-client/src/solver", ["kernel", "midstate", "pool", "search", "sha256-pow.wasm", "sha256", "solve-pow", "worker"]),
+  ...compiled("packages/tollbooth-client/src/solver", [
+    "kernel",
+    "midstate",
+    "pool",
+    "search",
+    "sha256-pow.wasm",
+    "sha256",
+    "solve-pow",
+    "worker",
+  ]),
   ...compiled("shared/wire", ["auth-params", "encoding", "headers", "pow"]),
 ];
 const BRIDGE_FILES = [
-  ...compiled("packages/tollbooth-bridge/src", ["args", "bridge", "cli", "failures", "flags", "index", "log", "relay", "to-client", "upstream"]),
+  ...compiled("packages/tollbooth-bridge/src", [
+    "args",
+    "bridge",
+    "cli",
+    "failures",
+    "flags",
+    "index",
+    "log",
+    "relay",
+    "to-client",
+    "upstream",
+  ]),
   ...compiled("packages/tollbooth-bridge/src/payers", ["index", "l402", "payer", "x402"]),
   ...CLIENT_FILES,
 ];
@@ -107,7 +134,11 @@ beforeAll(async () => {
   const [client, bridge] = await Promise.all([pack(NAMES.client, work), pack(NAMES.bridge, work)]);
   packed = { client: client.files, bridge: bridge.files };
   const [clientTgz, bridgeTgz] = [client.tarball, bridge.tarball];
-  await Promise.all([installInto(clientDir, [clientTgz, `@modelcontextprotocol/sdk@${SDK_VERSION}`]), installInto(bridgeDir, [bridgeTgz]), stack]);
+  await Promise.all([
+    installInto(clientDir, [clientTgz, `@modelcontextprotocol/sdk@${SDK_VERSION}`]),
+    installInto(bridgeDir, [bridgeTgz]),
+    stack,
+  ]);
 }, 180_000);
 
 afterAll(async () => {
@@ -170,7 +201,10 @@ describe(`${NAMES.client}, installed from its tarball`, () => {
     it(`${label}: withTollbooth gets 8 tool results through forced 402s; solvePow runs on several worker threads`, async () => {
       await writeFile(join(clientDir, "consumer.mjs"), SCRIPT);
       origin.reset();
-      const { stdout } = await run(node, ["consumer.mjs", `${gateway.url}/mcp`, `pkg-client-${label}`], { cwd: clientDir, timeout: 60_000 });
+      const { stdout } = await run(node, ["consumer.mjs", `${gateway.url}/mcp`, `pkg-client-${label}`], {
+        cwd: clientDir,
+        timeout: 60_000,
+      });
       const out = JSON.parse(stdout) as ScriptOutput;
       expect(out.node).toMatch(label === "Node 20" ? /^v20\./ : /^v24\./);
       expect(out.texts).toEqual(Array.from({ length: 8 }, (_, i) => `Echo: pkg-${i + 1}`));
@@ -190,43 +224,47 @@ describe(`${NAMES.client}, installed from its tarball`, () => {
 });
 
 describe(`${NAMES.client} in a browser`, () => {
-  it.skipIf(!existsSync(CHROMIUM))("Chromium: solvePow of the installed package runs on module Web Workers, one per processor", async () => {
-    // The installed package's dist/, served as is (cross-origin isolated: SharedArrayBuffer).
-    // The solver's modules import only relative paths; the full entry needs an import map
-    // or a bundler for its dependencies (@x402/*).
-    const dist = join(clientDir, "node_modules", NAMES.client, "dist");
-    const server = http.createServer((req, res) => {
-      const path = normalize(new URL(req.url ?? "/", "http://localhost").pathname);
-      const isolation = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
-      if (path === "/") return void res.writeHead(200, { ...isolation, "content-type": "text/html" }).end("<!doctype html><title>solver</title>");
-      readFile(join(dist, path)).then(
-        (body) => res.writeHead(200, { ...isolation, "content-type": "text/javascript" }).end(body),
-        () => res.writeHead(404).end(),
-      );
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    try {
-      const page = await browser.newPage();
-      await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
-      // A string, not a function: Vitest rewrites import() in test code.
-      const out = (await page.evaluate(`(async () => {
+  it.skipIf(!existsSync(CHROMIUM))(
+    "Chromium: solvePow of the installed package runs on module Web Workers, one per processor",
+    async () => {
+      // The installed package's dist/, served as is (cross-origin isolated: SharedArrayBuffer).
+      // The solver's modules import only relative paths; the full entry needs an import map
+      // or a bundler for its dependencies (@x402/*).
+      const dist = join(clientDir, "node_modules", NAMES.client, "dist");
+      const server = http.createServer((req, res) => {
+        const path = normalize(new URL(req.url ?? "/", "http://localhost").pathname);
+        const isolation = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
+        if (path === "/")
+          return void res.writeHead(200, { ...isolation, "content-type": "text/html" }).end("<!doctype html><title>solver</title>");
+        readFile(join(dist, path)).then(
+          (body) => res.writeHead(200, { ...isolation, "content-type": "text/javascript" }).end(body),
+          () => res.writeHead(404).end(),
+        );
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+      try {
+        const page = await browser.newPage();
+        await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+        // A string, not a function: Vitest rewrites import() in test code.
+        const out = (await page.evaluate(`(async () => {
         const { solvePow } = await import("/packages/tollbooth-client/src/solver/solve-pow.js");
         const solution = await solvePow("browser-salt", 18);
         const two = await solvePow("browser-salt-2", 18, { threads: 2 });
         return { ...solution, two, cores: navigator.hardwareConcurrency, isolated: crossOriginIsolated };
       })()`)) as { nonce: string; threads?: number; two: { nonce: string; threads?: number }; cores: number; isolated: boolean };
-      expect(out.isolated).toBe(true);
-      expect(out.threads).toBe(out.cores);
-      expect(out.nonce).toMatch(/^[0-9]+$/);
-      // Two Web Workers asked for, two searched, on any number of cores.
-      expect(out.two.threads).toBe(2);
-      expect(out.two.nonce).toMatch(/^[0-9]+$/);
-    } finally {
-      await browser.close();
-      server.close();
-    }
-  });
+        expect(out.isolated).toBe(true);
+        expect(out.threads).toBe(out.cores);
+        expect(out.nonce).toMatch(/^[0-9]+$/);
+        // Two Web Workers asked for, two searched, on any number of cores.
+        expect(out.two.threads).toBe(2);
+        expect(out.two.nonce).toMatch(/^[0-9]+$/);
+      } finally {
+        await browser.close();
+        server.close();
+      }
+    },
+  );
 });
 
 describe(`${NAMES.bridge}, installed from its tarball, driven by the SDK stdio client`, () => {
@@ -262,7 +300,15 @@ describe(`${NAMES.bridge}, installed from its tarball, driven by the SDK stdio c
           { onprogress: (p) => progress.push(p) },
         );
         expect(firstText(result)).toContain("Long running operation completed");
-        expect({ run, progress: progress.map((p) => [p.progress, p.total]) }).toEqual({ run, progress: [[1, 4], [2, 4], [3, 4], [4, 4]] });
+        expect({ run, progress: progress.map((p) => [p.progress, p.total]) }).toEqual({
+          run,
+          progress: [
+            [1, 4],
+            [2, 4],
+            [3, 4],
+            [4, 4],
+          ],
+        });
       }
 
       const elicited = await client.callTool({ name: "trigger-elicitation-request", arguments: {} });

@@ -14,11 +14,11 @@
  */
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
-import { withTollbooth, type FetchLike } from "../../packages/tollbooth-client/src/index.ts";
+import { type FetchLike, withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const CHEAP = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 8, credits: 10 }, token: { ttlSeconds: 60 } };
 const STRICT = {
@@ -65,7 +65,11 @@ function wire(): { fetch: FetchLike; log: Exchange[] } {
   };
 }
 
-const HEADERS = (apiKey: string) => ({ "content-type": "application/json", accept: "application/json, text/event-stream", "x-api-key": apiKey });
+const HEADERS = (apiKey: string) => ({
+  "content-type": "application/json",
+  accept: "application/json, text/event-stream",
+  "x-api-key": apiKey,
+});
 
 /** A raw MCP POST (no session: server-everything answers initialize with 200, other calls with 400). */
 function mcp(apiKey: string, message: Record<string, unknown>): RequestInit {
@@ -157,7 +161,12 @@ describe("429: waits the integer Retry-After, bounded by maxWaitSeconds", () => 
       const stream = new Blob([JSON.stringify({ jsonrpc: "2.0", ...initialize(100 + i) })]).stream();
       const tf = withTollbooth(fetch, { maxWaitSeconds: 10 });
       try {
-        const res = await tf(`${strict.url}/mcp`, { method: "POST", headers: HEADERS("stream-429"), body: stream, duplex: "half" } as RequestInit);
+        const res = await tf(`${strict.url}/mcp`, {
+          method: "POST",
+          headers: HEADERS("stream-429"),
+          body: stream,
+          duplex: "half",
+        } as RequestInit);
         await res.body?.cancel();
       } catch (err) {
         expect(err).toBeInstanceOf(TollboothError);
@@ -204,7 +213,9 @@ describe("giving up on a challenge", () => {
       solve: async (salt, difficulty) => {
         if (++solves > 3) throw new Error("solved again and again after the refusal");
         for (let n = 0; ; n++) {
-          const digest = createHash("sha256").update(salt + n).digest();
+          const digest = createHash("sha256")
+            .update(salt + n)
+            .digest();
           if (digest[0]! >> (8 - Math.min(8, difficulty)) !== 0) return { nonce: String(n), hashes: n + 1, ms: 0 };
         }
       },
@@ -232,7 +243,9 @@ describe("giving up on a challenge", () => {
     const first = await tf(`${cheap.url}/mcp`, mcp("streamer", echo(1)));
     await first.body?.cancel();
     const stream = new Blob([JSON.stringify({ jsonrpc: "2.0", ...echo(2) })]).stream();
-    const err = await failure(tf(`${cheap.url}/mcp`, { method: "POST", headers: HEADERS("streamer"), body: stream, duplex: "half" } as RequestInit));
+    const err = await failure(
+      tf(`${cheap.url}/mcp`, { method: "POST", headers: HEADERS("streamer"), body: stream, duplex: "half" } as RequestInit),
+    );
     expect(err.code).toBe("body_not_replayable");
     expect(err.status).toBe(402);
     expect(solves).toBe(0);

@@ -11,16 +11,19 @@
  */
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { TollboothError } from "../../packages/tollbooth-client/src/errors.ts";
-import { withTollbooth, type SolveEvent } from "../../packages/tollbooth-client/src/index.ts";
+import { type SolveEvent, withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { connect, firstText, recordingFetch } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const EASY = { bucket: { capacity: 3, refillPerSecond: 0.0001 }, challenge: { difficulty: 10, credits: 4 } };
 const HARD = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 32, credits: 4 } };
-const ADAPTIVE = { bucket: { capacity: 1, refillPerSecond: 0.0001 }, challenge: { difficulty: 8, credits: 4, adaptive: { solvesPerStep: 1, halfLifeSeconds: 600, maxExtraBits: 6 } } };
+const ADAPTIVE = {
+  bucket: { capacity: 1, refillPerSecond: 0.0001 },
+  challenge: { difficulty: 8, credits: 4, adaptive: { solvesPerStep: 1, halfLifeSeconds: 600, maxExtraBits: 6 } },
+};
 
 let origin: Origin;
 let easy: Gateway;
@@ -110,7 +113,10 @@ describe("withTollbooth through the SDK client", () => {
     expect(message).toMatch(/"salt":"[0-9a-f]{32}"/);
     expect(message).toContain('"difficulty":10');
     // The body is the JSON-RPC error for the request that was refused.
-    const body = JSON.parse(message.slice(message.indexOf("{"))) as { id: number; error: { code: number; data: { reason: string; challenges: Array<{ salt: string; header: string }> } } };
+    const body = JSON.parse(message.slice(message.indexOf("{"))) as {
+      id: number;
+      error: { code: number; data: { reason: string; challenges: Array<{ salt: string; header: string }> } };
+    };
     expect(body.error.code).toBe(402);
     expect(body.error.data.reason).toBe("over_budget");
     expect(body.error.data.challenges[0]!.header).toContain(`salt="${body.error.data.challenges[0]!.salt}"`);
@@ -215,17 +221,23 @@ describe("withTollbooth when the caller's difficulty rises while it solves", () 
     async function racingSolve(): Promise<number> {
       const ch = (await (await fetch(`${wk}/challenge`, { headers: { "x-api-key": apiKey } })).json()) as Record<string, unknown>;
       const { nonce } = await solvePow(ch.salt as string, ch.difficulty as number);
-      const res = await fetch(`${wk}/verify`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": apiKey }, body: JSON.stringify({ ...ch, nonce }) });
+      const res = await fetch(`${wk}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": apiKey },
+        body: JSON.stringify({ ...ch, nonce }),
+      });
       expect(res.status).toBe(200);
       return ch.difficulty as number;
     }
-    const statusOf = async () => (await (await fetch(`${wk}/status`, { headers: { "x-api-key": apiKey } })).json()) as { difficulty: number; recentSolves: number };
+    const statusOf = async () =>
+      (await (await fetch(`${wk}/status`, { headers: { "x-api-key": apiKey } })).json()) as { difficulty: number; recentSolves: number };
     const raced: number[] = [];
     const solves: SolveEvent[] = [];
     const reasons: Array<string | null> = [];
     const wire = recordingFetch(async (url, init) => {
       const res = await fetch(url, init);
-      if (res.status === 402) reasons.push(((await res.clone().json()) as { error?: { data?: { reason?: string } } }).error?.data?.reason ?? null);
+      if (res.status === 402)
+        reasons.push(((await res.clone().json()) as { error?: { data?: { reason?: string } } }).error?.data?.reason ?? null);
       return res;
     });
     const c = await connect(`${adaptive.url}/mcp`, {

@@ -9,8 +9,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startEverything, type Everything } from "../../scripts/stack/everything.ts";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Everything, startEverything } from "../../scripts/stack/everything.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
 
 /** A pass-through in front of one origin that logs what reached it. */
@@ -69,7 +69,12 @@ beforeAll(async () => {
   const routes = [
     // Route a: 3 units, echo costs 1 → 3 calls. Route b: 10 units, echo costs 2 → 5 calls.
     { name: "a", match: { path: "/a" }, origin: originA.url, policy: { bucket: { capacity: A_CALLS, refillPerSecond: 0.0001 } } },
-    { name: "b", match: { path: "/b" }, origin: originB.url, policy: { bucket: { capacity: 2 * B_CALLS, refillPerSecond: 0.0001 }, costs: { tools: { echo: 2 } } } },
+    {
+      name: "b",
+      match: { path: "/b" },
+      origin: originB.url,
+      policy: { bucket: { capacity: 2 * B_CALLS, refillPerSecond: 0.0001 }, costs: { tools: { echo: 2 } } },
+    },
   ];
   gateway = await startGateway({
     // Not used with routes: a closed port, so a request that fell back to it would fail loudly.
@@ -144,7 +149,12 @@ describe("several origins behind one gateway", () => {
       fetch(`${gateway.url}${path}`, {
         method: "POST",
         headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "x-api-key": key },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } } }),
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 1,
+          method: "initialize",
+          params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } },
+        }),
       });
     const seenA = originA.seen.length;
     const statuses: number[] = [];
@@ -164,6 +174,8 @@ describe("several origins behind one gateway", () => {
     const list = await (await fetch(`${gateway.url}/.well-known/tollbooth`)).text();
     expect(list).not.toContain(originA.url);
     expect(list).not.toContain(originB.url);
-    expect((JSON.parse(list) as { routes: Array<{ name: string; endpoint: string }> }).routes.map((r) => `${r.name} ${r.endpoint}`)).toEqual(["a /a/mcp", "b /b/mcp"]);
+    expect(
+      (JSON.parse(list) as { routes: Array<{ name: string; endpoint: string }> }).routes.map((r) => `${r.name} ${r.endpoint}`),
+    ).toEqual(["a /a/mcp", "b /b/mcp"]);
   });
 });

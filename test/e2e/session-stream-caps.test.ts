@@ -10,7 +10,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 
 interface CountingOrigin {
   url: string;
@@ -46,7 +46,13 @@ async function startCountingOrigin(): Promise<CountingOrigin> {
       if (msg.method === "initialize") {
         sessions++;
         res.writeHead(200, { "content-type": "application/json", "mcp-session-id": `s-${sessions}` });
-        res.end(JSON.stringify({ jsonrpc: "2.0", id: msg.id, result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "counting", version: "1" } } }));
+        res.end(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            id: msg.id,
+            result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "counting", version: "1" } },
+          }),
+        );
         return;
       }
       res.writeHead(202).end();
@@ -86,7 +92,12 @@ const initialize = (key: string) =>
   fetch(`${gateway.url}/mcp`, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...caller(key) },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "loop", version: "1" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "loop", version: "1" } },
+    }),
   });
 
 describe("per-caller caps on sessions and GET streams", () => {
@@ -114,13 +125,21 @@ describe("per-caller caps on sessions and GET streams", () => {
     await other.body?.cancel();
 
     // Ending one session (DELETE) lets the caller open one more, not two.
-    const del = await fetch(`${gateway.url}/mcp`, { method: "DELETE", headers: { ...caller("session-looper"), "mcp-session-id": ids[0]! } });
+    const del = await fetch(`${gateway.url}/mcp`, {
+      method: "DELETE",
+      headers: { ...caller("session-looper"), "mcp-session-id": ids[0]! },
+    });
     expect(del.status).toBe(200);
-    await expect.poll(async () => {
-      const res = await initialize("session-looper");
-      await res.body?.cancel();
-      return res.status;
-    }, { timeout: 5_000 }).toBe(200);
+    await expect
+      .poll(
+        async () => {
+          const res = await initialize("session-looper");
+          await res.body?.cancel();
+          return res.status;
+        },
+        { timeout: 5_000 },
+      )
+      .toBe(200);
     const again = await initialize("session-looper");
     expect(again.status).toBe(429);
     await again.body?.cancel();
@@ -151,10 +170,15 @@ describe("per-caller caps on sessions and GET streams", () => {
     for (const ac of controllers.splice(0)) ac.abort();
     await expect.poll(() => origin.openStreams(), { timeout: 10_000 }).toBe(0);
     // And its places are free again.
-    await expect.poll(async () => {
-      const res = await open();
-      return res.status;
-    }, { timeout: 5_000 }).toBe(200);
+    await expect
+      .poll(
+        async () => {
+          const res = await open();
+          return res.status;
+        },
+        { timeout: 5_000 },
+      )
+      .toBe(200);
     for (const ac of controllers.splice(0)) ac.abort();
     await expect.poll(() => origin.openStreams(), { timeout: 10_000 }).toBe(0);
   });

@@ -11,9 +11,9 @@
  */
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
-import { startExpressOrigin, type ExpressOrigin } from "../helpers/express-origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type ExpressOrigin, startExpressOrigin } from "../helpers/express-origin.ts";
 
 const TTL_SECONDS = 5;
 const POLICY = {
@@ -40,13 +40,20 @@ afterAll(async () => {
 let rpcId = 0;
 const cheapCall = () => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "cheap", arguments: {} } });
 
-const send = (body: string, extra: Record<string, string> = {}) => fetch(`${gateway.url}/mcp`, { method: "POST", headers: { ...HEADERS, ...extra }, body });
+const send = (body: string, extra: Record<string, string> = {}) =>
+  fetch(`${gateway.url}/mcp`, { method: "POST", headers: { ...HEADERS, ...extra }, body });
 
 /**
  * POST `body` over a raw connection, writing it in `pieces` parts `everyMs` apart (the
  * headers go at once, with the whole Content-Length).
  */
-function trickle(url: string, headers: Record<string, string>, body: string, pieces: number, everyMs: number): Promise<{ status: number; text: string }> {
+function trickle(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  pieces: number,
+  everyMs: number,
+): Promise<{ status: number; text: string }> {
   const bytes = Buffer.from(body);
   const size = Math.ceil(bytes.length / pieces);
   return new Promise((resolve, reject) => {

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/stack/ports.ts";
-import { npmStart, type NpmStart } from "../helpers/npm-start.ts";
+import { type NpmStart, npmStart } from "../helpers/npm-start.ts";
 
 /** Well under the readiness timeout (30 s) each mistake used to wait for; covers npm's and Node's start-up under load. */
 const FAST_MS = 3_000;
@@ -26,7 +26,11 @@ const start = (env: Record<string, string>, args: string[] = []) => {
   return run;
 };
 /** Whether something accepts connections on 127.0.0.1:port. */
-const listening = (port: number) => fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false);
+const listening = (port: number) =>
+  fetch(`http://127.0.0.1:${port}/`).then(
+    () => true,
+    () => false,
+  );
 
 describe("npm start: a wrong ORIGIN_URL is named before anything starts", () => {
   it("without a scheme: 'did you mean ORIGIN_URL=http://…'", async () => {
@@ -34,7 +38,9 @@ describe("npm start: a wrong ORIGIN_URL is named before anything starts", () => 
     const run = start({ ORIGIN_URL: "127.0.0.1:3001", GATEWAY_PORT: String(gatewayPort) });
     const { code, ms } = await run.exited;
     expect(code).toBe(1);
-    expect(run.stderr()).toContain('npm start: `ORIGIN_URL` is the origin\'s base URL, with its scheme: got "127.0.0.1:3001"; did you mean ORIGIN_URL=http://127.0.0.1:3001? (from the environment)');
+    expect(run.stderr()).toContain(
+      'npm start: `ORIGIN_URL` is the origin\'s base URL, with its scheme: got "127.0.0.1:3001"; did you mean ORIGIN_URL=http://127.0.0.1:3001? (from the environment)',
+    );
     expect(ms).toBeLessThan(FAST_MS);
     expect(await listening(gatewayPort)).toBe(false);
   });
@@ -43,7 +49,9 @@ describe("npm start: a wrong ORIGIN_URL is named before anything starts", () => 
     const run = start({ ORIGIN_URL: "http://127.0.0.1:3001/mcp", GATEWAY_PORT: String(await freePort()) });
     const { code, ms } = await run.exited;
     expect(code).toBe(1);
-    expect(run.stderr()).toContain("npm start: `ORIGIN_URL` is the origin's base URL, without `/mcp`: the gateway appends each request's path, so a client's /mcp would reach http://127.0.0.1:3001/mcp/mcp. Use ORIGIN_URL=http://127.0.0.1:3001");
+    expect(run.stderr()).toContain(
+      "npm start: `ORIGIN_URL` is the origin's base URL, without `/mcp`: the gateway appends each request's path, so a client's /mcp would reach http://127.0.0.1:3001/mcp/mcp. Use ORIGIN_URL=http://127.0.0.1:3001",
+    );
     expect(ms).toBeLessThan(FAST_MS);
   });
 
@@ -63,7 +71,9 @@ describe("npm start: a wrong ORIGIN_URL is named before anything starts", () => 
     const run = start({ TOLLBOOTH_ROUTES: routes, GATEWAY_PORT: String(await freePort()) });
     const { code, ms } = await run.exited;
     expect(code).toBe(1);
-    expect(run.stderr()).toMatch(/^npm start: TOLLBOOTH_ROUTES\[0\] \("search"\)\.origin is the origin's base URL, without `\/mcp`: .* Use http:\/\/127\.0\.0\.1:3001/m);
+    expect(run.stderr()).toMatch(
+      /^npm start: TOLLBOOTH_ROUTES\[0\] \("search"\)\.origin is the origin's base URL, without `\/mcp`: .* Use http:\/\/127\.0\.0\.1:3001/m,
+    );
     expect(ms).toBeLessThan(FAST_MS);
   });
 });
@@ -71,11 +81,16 @@ describe("npm start: a wrong ORIGIN_URL is named before anything starts", () => 
 describe("npm start: a gateway that refuses its configuration", () => {
   it("is reported at its first answer, with the Worker's message and where the setting came from, and nothing is left running", async () => {
     const [gatewayPort, originPort] = [await freePort(), await freePort()];
-    const run = start({ TOLLBOOTH_ADMIN_TOKEN: "too-short", GATEWAY_PORT: String(gatewayPort), ORIGIN_PORT: String(originPort) }, ["--persist-to", state]);
+    const run = start({ TOLLBOOTH_ADMIN_TOKEN: "too-short", GATEWAY_PORT: String(gatewayPort), ORIGIN_PORT: String(originPort) }, [
+      "--persist-to",
+      state,
+    ]);
     await run.waitFor(/^gateway: {2}starting wrangler dev/m);
     const { code } = await run.exited;
     expect(code).toBe(1);
-    expect(run.stderr()).toMatch(/^npm start: the gateway refuses its configuration: TOLLBOOTH_ADMIN_TOKEN .*\(TOLLBOOTH_ADMIN_TOKEN is set in the environment\)$/m);
+    expect(run.stderr()).toMatch(
+      /^npm start: the gateway refuses its configuration: TOLLBOOTH_ADMIN_TOKEN .*\(TOLLBOOTH_ADMIN_TOKEN is set in the environment\)$/m,
+    );
     // Not the readiness timeout's message: it did not wait 30 s for a gateway that answers.
     expect(run.stderr()).not.toMatch(/not ready .* after 30000 ms/);
     expect(await listening(gatewayPort)).toBe(false);
@@ -92,7 +107,9 @@ describe("npm start: bad usage and a busy port", () => {
       const run = start({ GATEWAY_PORT: String(port), ORIGIN_URL: "http://127.0.0.1:3001" });
       const { code } = await run.exited;
       expect(code).toBe(1);
-      expect(run.stderr()).toContain(`npm start: port ${port} on 127.0.0.1 is in use (another npm start?): stop it, or choose another with GATEWAY_PORT=…`);
+      expect(run.stderr()).toContain(
+        `npm start: port ${port} on 127.0.0.1 is in use (another npm start?): stop it, or choose another with GATEWAY_PORT=…`,
+      );
     } finally {
       server.close();
     }

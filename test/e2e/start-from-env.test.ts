@@ -26,9 +26,9 @@ import { fileURLToPath } from "node:url";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/stack/ports.ts";
-import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
+import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
-import { npmStart, type NpmStart } from "../helpers/npm-start.ts";
+import { type NpmStart, npmStart } from "../helpers/npm-start.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const ADMIN_TOKEN = randomBytes(24).toString("hex");

@@ -11,9 +11,9 @@ import {
   LoggingMessageNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { connect, firstText, readSse } from "../helpers/mcp.ts";
-import { startOrigin, type Origin, type SeenRequest } from "../helpers/origin.ts";
+import { type Origin, type SeenRequest, startOrigin } from "../helpers/origin.ts";
 
 let origin: Origin;
 let gateway: Gateway;
@@ -56,7 +56,10 @@ describe("streaming through the gateway", () => {
       });
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toContain("text/event-stream");
-      const received: Array<{ read: number; message: { id?: string; method?: string; params?: { progress?: number; total?: number; progressToken?: string }; result?: unknown } }> = [];
+      const received: Array<{
+        read: number;
+        message: { id?: string; method?: string; params?: { progress?: number; total?: number; progressToken?: string }; result?: unknown };
+      }> = [];
       const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (let read = 0; ; read++) {
@@ -64,15 +67,27 @@ describe("streaming through the gateway", () => {
         if (done) break;
         buffer += value.replaceAll("\r\n", "\n");
         for (let cut = buffer.indexOf("\n\n"); cut !== -1; cut = buffer.indexOf("\n\n")) {
-          const data = buffer.slice(0, cut).split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          const data = buffer
+            .slice(0, cut)
+            .split("\n")
+            .filter((l) => l.startsWith("data:"))
+            .map((l) => l.slice(5).trim())
+            .join("\n");
           buffer = buffer.slice(cut + 2);
           if (data !== "") received.push({ read, message: JSON.parse(data) });
         }
       }
 
       // In order, each progress before the result, the result last.
-      expect(received.map((e) => e.message.method ?? e.message.id)).toEqual(["notifications/progress", "notifications/progress", "notifications/progress", "long"]);
-      expect(received.slice(0, 3).map((e) => e.message.params)).toEqual([1, 2, 3].map((progress) => ({ progress, total: 3, progressToken: "p" })));
+      expect(received.map((e) => e.message.method ?? e.message.id)).toEqual([
+        "notifications/progress",
+        "notifications/progress",
+        "notifications/progress",
+        "long",
+      ]);
+      expect(received.slice(0, 3).map((e) => e.message.params)).toEqual(
+        [1, 2, 3].map((progress) => ({ progress, total: 3, progressToken: "p" })),
+      );
       expect(JSON.stringify(received[3]!.message.result)).toContain("Long running operation completed. Duration: 3 seconds, Steps: 3.");
       // Streamed, not buffered: the first progress (sent 1 s into the 3 s operation) came in
       // an earlier read of the body than the result, which the origin sent only at the end.
@@ -106,7 +121,11 @@ describe("streaming through the gateway", () => {
     try {
       // The origin asks for the sample on this call's SSE stream and answers only once the
       // client has answered: a gateway that held the stream back until the end would hang it.
-      const sampling = await c.client.callTool({ name: "trigger-sampling-request", arguments: { prompt: "hello gateway", maxTokens: 7 } }, undefined, { timeout: 20_000 });
+      const sampling = await c.client.callTool(
+        { name: "trigger-sampling-request", arguments: { prompt: "hello gateway", maxTokens: 7 } },
+        undefined,
+        { timeout: 20_000 },
+      );
       expect(sampled).toEqual(["Resource trigger-sampling-request context: hello gateway"]);
       expect(firstText(sampling)).toContain("LLM sampling result");
       expect(firstText(sampling)).toContain("sampled through tollbooth");
@@ -172,7 +191,12 @@ describe("streaming through the gateway", () => {
     // The session is gone at the origin: a request with it is refused there (and passed back).
     const after = await fetch(`${gateway.url}/mcp`, {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": sessionId, "x-api-key": "stream-get" },
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-session-id": sessionId,
+        "x-api-key": "stream-get",
+      },
       body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }),
     });
     expect(after.status).toBe(400);
@@ -209,7 +233,9 @@ describe("streaming through the gateway", () => {
       expect(res.headers.get("content-type")).toContain("text/event-stream");
       expect(res.headers.get("x-accel-buffering")).toBe("no");
       const replayed = await readSse(res, (e) => e.data.includes('"result"'));
-      const messages = replayed.filter((e) => e.data.trim() !== "").map((e) => JSON.parse(e.data) as { method?: string; params?: { progress?: number }; result?: unknown });
+      const messages = replayed
+        .filter((e) => e.data.trim() !== "")
+        .map((e) => JSON.parse(e.data) as { method?: string; params?: { progress?: number }; result?: unknown });
       expect(messages.filter((m) => m.method === "notifications/progress").map((m) => m.params!.progress)).toEqual([1, 2]);
       expect(JSON.stringify(messages.at(-1)!.result)).toContain("Long running operation completed. Duration: 0.4 seconds, Steps: 2.");
       expect(replayed.map((e) => e.id)).toEqual(eventIds.slice(1, 1 + replayed.length));

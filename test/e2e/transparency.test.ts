@@ -6,13 +6,17 @@
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
-import { connect, type Connected } from "../helpers/mcp.ts";
-import { startOrigin, type Origin, type SeenRequest } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Connected, connect } from "../helpers/mcp.ts";
+import { type Origin, type SeenRequest, startOrigin } from "../helpers/origin.ts";
 
 // README.md, "Origin check", verbatim.
-function cameThroughTollbooth(req: { method: string; url: string; headers: Record<string, string> }, body: Uint8Array, secret: string): boolean {
+function cameThroughTollbooth(
+  req: { method: string; url: string; headers: Record<string, string> },
+  body: Uint8Array,
+  secret: string,
+): boolean {
   const m = /^t=(\d+), kid=([\w-]+), sig=([\w-]+)$/.exec(req.headers["tollbooth-signature"] ?? "");
   if (!m || Math.abs(Date.now() / 1000 - Number(m[1])) > 60) return false;
   const digest = req.headers["content-digest"] ?? "";
@@ -111,7 +115,9 @@ describe("parity: direct vs through the gateway", () => {
     await query.body?.cancel();
 
     const expectedCaller = `key:${createHash("sha256").update(API_KEY).digest("hex").slice(0, 32)}`;
-    const status = (await (await fetch(`${gateway.url}/.well-known/tollbooth/status`, { headers: { "x-api-key": API_KEY } })).json()) as { caller: string };
+    const status = (await (await fetch(`${gateway.url}/.well-known/tollbooth/status`, { headers: { "x-api-key": API_KEY } })).json()) as {
+      caller: string;
+    };
     expect(status.caller).toBe(expectedCaller);
 
     const seen = origin.requests();

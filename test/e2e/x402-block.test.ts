@@ -17,12 +17,12 @@ import type { PaymentPayload, PaymentRequired } from "@x402/core/types";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
-import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
-import { startLightningStandin, type LightningStandin } from "../helpers/lightning-standin.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
+import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
+import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { amount: "10000", credits: 5 };
@@ -43,7 +43,12 @@ beforeAll(async () => {
       bucket: { capacity: 5, refillPerSecond: 0.0001 },
       challenge: { difficulty: 8 },
       x402: { mode: "credits", ...PRICE },
-      facilitator: { url: facilitator.url, payTo: chain.accounts.payTo.address, assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }], timeoutMs: 10_000 },
+      facilitator: {
+        url: facilitator.url,
+        payTo: chain.accounts.payTo.address,
+        assets: [{ network: chain.network, asset: chain.usdc, name: "USD Coin", version: "2" }],
+        timeoutMs: 10_000,
+      },
       l402: { sats: 10, credits: 5 },
       lightning: { backend: "lnd", url: ln.url, timeoutMs: 2_000 },
     },
@@ -62,30 +67,56 @@ let netSeq = 0;
 /** A network never used before in this file (TEST-NET-3, one address each): the caller `ip:<it>`. */
 const network = () => `203.0.113.${++netSeq}`;
 const from = (ip: string) => ({ "cf-connecting-ip": ip });
-const toolCall = (meta?: unknown) => JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) } });
+const toolCall = (meta?: unknown) =>
+  JSON.stringify({
+    jsonrpc: "2.0",
+    id: ++rpcId,
+    method: "tools/call",
+    params: { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) },
+  });
 
 async function openSession(who: Record<string, string>): Promise<Record<string, string>> {
   const init = await fetch(`${gw.url}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-block", version: "0" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: ++rpcId,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-block", version: "0" } },
+    }),
   });
   await init.text();
   expect(init.status).toBe(200);
   const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...session }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
+  await (
+    await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: { ...MCP_HEADERS, ...session },
+      body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+    })
+  ).text();
   return session;
 }
 
 async function call(headers: Record<string, string>, meta?: unknown) {
   const res = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...headers }, body: toolCall(meta) });
   const text = await res.text();
-  return { status: res.status, headers: res.headers, body: (res.headers.get("content-type") ?? "").startsWith("application/json") ? JSON.parse(text) : null, text };
+  return {
+    status: res.status,
+    headers: res.headers,
+    body: (res.headers.get("content-type") ?? "").startsWith("application/json") ? JSON.parse(text) : null,
+    text,
+  };
 }
 
 /** `POST /.well-known/tollbooth/verify` with an x402 payment. */
 async function verify(who: Record<string, string>, payment: PaymentPayload) {
-  const res = await fetch(`${gw.url}/.well-known/tollbooth/verify`, { method: "POST", headers: { "content-type": "application/json", ...who }, body: JSON.stringify({ type: "x402", payment }) });
+  const res = await fetch(`${gw.url}/.well-known/tollbooth/verify`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...who },
+    body: JSON.stringify({ type: "x402", payment }),
+  });
   return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
 }
 
@@ -121,7 +152,7 @@ async function snapshot(payer: ChainAccount) {
 }
 
 describe("a blocked network paying with x402", () => {
-  it("PAYMENT-SIGNATURE, _meta[\"x402/payment\"] and /verify: 403 blocked, no /verify or /settle, nothing on chain or at the origin", async () => {
+  it('PAYMENT-SIGNATURE, _meta["x402/payment"] and /verify: 403 blocked, no /verify or /settle, nothing on chain or at the origin', async () => {
     const payer = chain.accounts.payers[0]!;
     const ip = network();
     const session = await openSession(from(ip));
@@ -217,14 +248,21 @@ describe("credentials that keep the caller", () => {
     const l402 = await fetch(`${gw.url}/.well-known/tollbooth/challenge?type=l402`, { headers: from(ip) });
     expect(l402.status).toBe(200);
     const offer = (await l402.json()) as { macaroon: string; invoice: string };
-    const paid = await fetch(`${ln.url}/v1/channels/transactions`, { method: "POST", headers: { "grpc-metadata-macaroon": ln.macaroonHex, "content-type": "application/json" }, body: JSON.stringify({ payment_request: offer.invoice }) });
+    const paid = await fetch(`${ln.url}/v1/channels/transactions`, {
+      method: "POST",
+      headers: { "grpc-metadata-macaroon": ln.macaroonHex, "content-type": "application/json" },
+      body: JSON.stringify({ payment_request: offer.invoice }),
+    });
     const preimage = Buffer.from(((await paid.json()) as { payment_preimage: string }).payment_preimage, "base64").toString("hex");
     const pow = await fetch(`${gw.url}/.well-known/tollbooth/challenge`, { headers: from(ip) });
     const params = pow.headers.get("www-authenticate")!.slice("PowChallenge ".length);
     const { salt, difficulty } = (await pow.json()) as { salt: string; difficulty: number };
     const solution = `${params}, nonce="${(await solvePow(salt, difficulty)).nonce}"`;
 
-    const credentials: Array<Record<string, string>> = [{ "tollbooth-l402": `${offer.macaroon}:${preimage}` }, { "tollbooth-solution": solution }];
+    const credentials: Array<Record<string, string>> = [
+      { "tollbooth-l402": `${offer.macaroon}:${preimage}` },
+      { "tollbooth-solution": solution },
+    ];
 
     await block(`ip:${ip}`);
     const echoes = origin.counts()["tools/call:echo"] ?? 0;
@@ -235,7 +273,10 @@ describe("credentials that keep the caller", () => {
     }
     expect(origin.counts()["tools/call:echo"] ?? 0).toBe(echoes);
 
-    const lifted = await fetch(`${gw.url}/admin/callers/${encodeURIComponent(`ip:${ip}`)}/unblock`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}` } });
+    const lifted = await fetch(`${gw.url}/admin/callers/${encodeURIComponent(`ip:${ip}`)}/unblock`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
     expect(await lifted.json()).toMatchObject({ unblocked: true });
     for (const credential of credentials) {
       const r = await call({ ...session, ...credential });

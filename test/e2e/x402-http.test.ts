@@ -6,20 +6,21 @@
  * asserts that the origin received nothing and that the chain moved nothing.
  * docs/wire-contract.md §12 is the contract.
  */
+
+import { randomBytes } from "node:crypto";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, decodePaymentResponseHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { randomBytes } from "node:crypto";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
 import { withTollbooth, type X402PayEvent } from "../../packages/tollbooth-client/src/index.ts";
-import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
-import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
+import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { amount: "10000", credits: 5 };

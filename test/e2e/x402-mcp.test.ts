@@ -15,11 +15,11 @@ import { withX402Client } from "agents/x402";
 import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
-import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
+import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
 import { connect, firstText } from "../helpers/mcp.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = "1000";

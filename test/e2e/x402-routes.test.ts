@@ -7,17 +7,18 @@
  * reaches `/settle` exactly once: one transaction on chain and none reverted, the other
  * request answered 402 `x402_spent`, the origin called once.
  */
+
+import { randomBytes } from "node:crypto";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, decodePaymentResponseHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentRequired } from "@x402/core/types";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
-import { randomBytes } from "node:crypto";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startChain, type Chain, type ChainAccount } from "../helpers/chain.ts";
-import { startFacilitator, type Facilitator } from "../helpers/facilitator.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
+import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { amount: "10000", credits: 5 };

@@ -21,25 +21,25 @@
  * (test/helpers/contracts/TestUSDC.compiled.json, made by `solc` from the .sol sources next to
  * it; test/unit/helpers/chain.test.ts recompiles and checks it is identical).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import {
+  type Abi,
+  type Account,
+  type Address,
   createPublicClient,
   createTestClient,
   createWalletClient,
   getAddress,
-  http,
-  parseAbi,
-  type Abi,
-  type Address,
-  type Chain as ViemChain,
   type Hex,
+  http,
   type PublicClient,
+  parseAbi,
   type Transport,
+  type Chain as ViemChain,
   type WalletClient,
-  type Account,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil as anvilChain } from "viem/chains";
@@ -206,7 +206,11 @@ export function compileContracts(): Promise<CompiledContracts> {
       if (!c) throw new Error(`solc gave no output for ${file}:${name}`);
       return { abi: c.abi, bytecode: `0x${c.evm.bytecode.object}`, deployedBytecode: `0x${c.evm.deployedBytecode.object}` };
     };
-    return { solcVersion: solc.version() as string, TestUSDC: pick("TestUSDC.sol", "TestUSDC"), Multicall3: pick("Multicall3.sol", "Multicall3") };
+    return {
+      solcVersion: solc.version() as string,
+      TestUSDC: pick("TestUSDC.sol", "TestUSDC"),
+      Multicall3: pick("Multicall3.sol", "Multicall3"),
+    };
   })();
   compiling.catch(() => {
     compiling = undefined;
@@ -318,13 +322,21 @@ export async function startChain(opts: { payerBalance?: bigint; startTimeoutMs?:
     const viemChain: ViemChain = { ...anvilChain, id: CHAIN_ID, rpcUrls: { default: { http: [rpcUrl] } } };
     const publicClient = createPublicClient({ chain: viemChain, transport: http(rpcUrl), pollingInterval: 50 }) as PublicClient;
     const walletClient = (account: ChainAccount) =>
-      createWalletClient({ account: privateKeyToAccount(account.privateKey), chain: viemChain, transport: http(rpcUrl), pollingInterval: 50 });
+      createWalletClient({
+        account: privateKeyToAccount(account.privateKey),
+        chain: viemChain,
+        transport: http(rpcUrl),
+        pollingInterval: 50,
+      });
     const all: ChainAccount[] = ANVIL_PRIVATE_KEYS.map((privateKey) => ({ address: privateKeyToAccount(privateKey).address, privateKey }));
     const [deployer, facilitator, payTo, ...payers] = all as [ChainAccount, ChainAccount, ChainAccount, ...ChainAccount[]];
 
     const existing = await publicClient.getCode({ address: MULTICALL3_ADDRESS });
     if (!existing || existing === "0x") {
-      await createTestClient({ mode: "anvil", chain: viemChain, transport: http(rpcUrl) }).setCode({ address: MULTICALL3_ADDRESS, bytecode: contracts.Multicall3.deployedBytecode });
+      await createTestClient({ mode: "anvil", chain: viemChain, transport: http(rpcUrl) }).setCode({
+        address: MULTICALL3_ADDRESS,
+        bytecode: contracts.Multicall3.deployedBytecode,
+      });
     }
 
     const deployerWallet = walletClient(deployer);

@@ -28,7 +28,7 @@ import { x402Facilitator } from "@x402/core/facilitator";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
-import { createWalletClient, http as viemHttp, nonceManager, publicActions, type Abi } from "viem";
+import { type Abi, createWalletClient, nonceManager, publicActions, http as viemHttp } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { Chain } from "./chain.ts";
 
@@ -55,16 +55,28 @@ export interface Facilitator {
  * @param opts.authToken when set, every request must carry `Authorization: Bearer <authToken>` (else 401)
  * @param opts.confirmationTimeoutMs how long settle waits for a receipt (default 30 000 ms)
  */
-export async function startFacilitator(chain: Chain, opts: { authToken?: string; confirmationTimeoutMs?: number } = {}): Promise<Facilitator> {
+export async function startFacilitator(
+  chain: Chain,
+  opts: { authToken?: string; confirmationTimeoutMs?: number } = {},
+): Promise<Facilitator> {
   const account = privateKeyToAccount(chain.accounts.facilitator.privateKey, { nonceManager });
-  const client = createWalletClient({ account, chain: chain.viemChain, transport: viemHttp(chain.rpcUrl), pollingInterval: 50 }).extend(publicActions);
+  const client = createWalletClient({ account, chain: chain.viemChain, transport: viemHttp(chain.rpcUrl), pollingInterval: 50 }).extend(
+    publicActions,
+  );
   const signer = toFacilitatorEvmSigner(
     {
       address: account.address,
       readContract: (a) => client.readContract({ address: a.address, abi: a.abi as Abi, functionName: a.functionName, args: a.args }),
       verifyTypedData: (a) => client.verifyTypedData(a as Parameters<typeof client.verifyTypedData>[0]),
       writeContract: (a) =>
-        client.writeContract({ address: a.address, abi: a.abi as Abi, functionName: a.functionName, args: a.args, gas: a.gas, dataSuffix: a.dataSuffix }),
+        client.writeContract({
+          address: a.address,
+          abi: a.abi as Abi,
+          functionName: a.functionName,
+          args: a.args,
+          gas: a.gas,
+          dataSuffix: a.dataSuffix,
+        }),
       sendTransaction: (a) => client.sendTransaction({ to: a.to, data: a.data }),
       waitForTransactionReceipt: (a) => client.waitForTransactionReceipt({ hash: a.hash, timeout: a.timeout }),
       getCode: (a) => client.getCode({ address: a.address }),
@@ -92,14 +104,21 @@ export async function startFacilitator(chain: Chain, opts: { authToken?: string;
       return [400, { error: "body is not JSON" }];
     }
     const { paymentPayload, paymentRequirements } = (body ?? {}) as { paymentPayload?: unknown; paymentRequirements?: unknown };
-    if (!isObject(paymentPayload) || !isObject(paymentRequirements)) return [400, { error: "paymentPayload and paymentRequirements are required objects" }];
+    if (!isObject(paymentPayload) || !isObject(paymentRequirements))
+      return [400, { error: "paymentPayload and paymentRequirements are required objects" }];
     try {
       if (path === "/verify") {
         counts.verify++;
-        return [200, await facilitator.verify(paymentPayload as unknown as PaymentPayload, paymentRequirements as unknown as PaymentRequirements)];
+        return [
+          200,
+          await facilitator.verify(paymentPayload as unknown as PaymentPayload, paymentRequirements as unknown as PaymentRequirements),
+        ];
       }
       counts.settle++;
-      return [200, await facilitator.settle(paymentPayload as unknown as PaymentPayload, paymentRequirements as unknown as PaymentRequirements)];
+      return [
+        200,
+        await facilitator.settle(paymentPayload as unknown as PaymentPayload, paymentRequirements as unknown as PaymentRequirements),
+      ];
     } catch (err) {
       return [500, { error: err instanceof Error ? err.message : String(err) }];
     }
@@ -112,7 +131,9 @@ export async function startFacilitator(chain: Chain, opts: { authToken?: string;
       void route(req, Buffer.concat(chunks).toString("utf8")).then(([status, payload]) => {
         const write = () => {
           if (res.destroyed) return;
-          res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(payload, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)));
+          res
+            .writeHead(status, { "content-type": "application/json" })
+            .end(JSON.stringify(payload, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)));
         };
         if (delayMs <= 0) return write();
         const t = setTimeout(() => {

@@ -11,7 +11,7 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
+import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from "jose";
 
 /** A key pair made for a test, with its public JWK (carrying `kid`, `alg`, `use`). */
 export interface SigningKey {
@@ -23,7 +23,10 @@ export interface SigningKey {
    * A signed JWT. Claims given in `payload` win; `iat` now, `exp` `expiresIn` from now
    * (default "5m") unless `payload.exp` is given; `kid` in the header unless `noKid`.
    */
-  sign(payload: JWTPayload, opts: { issuer?: string; audience?: string | string[]; expiresIn?: string | number; notBefore?: string | number; noKid?: boolean }): Promise<string>;
+  sign(
+    payload: JWTPayload,
+    opts: { issuer?: string; audience?: string | string[]; expiresIn?: string | number; notBefore?: string | number; noKid?: boolean },
+  ): Promise<string>;
 }
 
 /** A fresh key pair (`alg`: ES256, RS256, EdDSA, …) named `kid`. */

@@ -110,7 +110,17 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
     });
     const paymentRequest = bolt11.sign(encoded, STANDIN_NODE_KEY).paymentRequest;
     if (paymentRequest === undefined) throw new Error("bolt11.sign gave no payment request");
-    const inv: Stored = { paymentHash, bolt11: paymentRequest, sats: Math.ceil(msat / 1000), msat, state: "OPEN", preimage: preimage.toString("hex"), memo, expiresAt: timestamp + expiry, addIndex: byHash.size + 1 };
+    const inv: Stored = {
+      paymentHash,
+      bolt11: paymentRequest,
+      sats: Math.ceil(msat / 1000),
+      msat,
+      state: "OPEN",
+      preimage: preimage.toString("hex"),
+      memo,
+      expiresAt: timestamp + expiry,
+      addIndex: byHash.size + 1,
+    };
     byRequest.set(paymentRequest, inv);
     byHash.set(paymentHash, inv);
     return inv;
@@ -118,21 +128,46 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
 
   function route(method: string, path: string, headers: http.IncomingHttpHeaders, body: Record<string, unknown>): [number, unknown] {
     const macaroonOk = headers["grpc-metadata-macaroon"] === macaroonHex;
-    const denied: [number, unknown] = [401, { code: 2, message: "verification failed: signature mismatch after caveat verification", details: [] }];
+    const denied: [number, unknown] = [
+      401,
+      { code: 2, message: "verification failed: signature mismatch after caveat verification", details: [] },
+    ];
     if (method === "POST" && path === "/v1/invoices") {
       if (!macaroonOk) return denied;
       const msat = body.value_msat !== undefined ? count(body.value_msat) : count(body.value) * 1000;
       const expiry = body.expiry === undefined ? 86400 : count(body.expiry);
-      if (!(msat > 0) || !(expiry > 0)) return [400, { code: 3, message: "value/value_msat and expiry must be positive integers", details: [] }];
+      if (!(msat > 0) || !(expiry > 0))
+        return [400, { code: 3, message: "value/value_msat and expiry must be positive integers", details: [] }];
       const inv = issue(msat, typeof body.memo === "string" ? body.memo : "", expiry);
-      return [200, { r_hash: b64(inv.paymentHash), payment_request: inv.bolt11, add_index: String(inv.addIndex), payment_addr: randomBytes(32).toString("base64") }];
+      return [
+        200,
+        {
+          r_hash: b64(inv.paymentHash),
+          payment_request: inv.bolt11,
+          add_index: String(inv.addIndex),
+          payment_addr: randomBytes(32).toString("base64"),
+        },
+      ];
     }
     const lookup = /^\/v1\/invoice\/([0-9a-f]{64})$/.exec(path);
     if (method === "GET" && lookup) {
       if (!macaroonOk) return denied;
       const inv = byHash.get(lookup[1]!);
       if (!inv) return [404, { code: 5, message: "unable to locate invoice", details: [] }];
-      return [200, { memo: inv.memo, r_preimage: b64(inv.preimage), r_hash: b64(inv.paymentHash), value: String(Math.floor(inv.msat / 1000)), value_msat: String(inv.msat), settled: inv.state === "SETTLED", state: inv.state, payment_request: inv.bolt11, add_index: String(inv.addIndex) }];
+      return [
+        200,
+        {
+          memo: inv.memo,
+          r_preimage: b64(inv.preimage),
+          r_hash: b64(inv.paymentHash),
+          value: String(Math.floor(inv.msat / 1000)),
+          value_msat: String(inv.msat),
+          settled: inv.state === "SETTLED",
+          state: inv.state,
+          payment_request: inv.bolt11,
+          add_index: String(inv.addIndex),
+        },
+      ];
     }
     if (method === "POST" && path === "/v1/channels/transactions") {
       if (!macaroonOk) return denied;
@@ -142,7 +177,15 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
       if (inv.state === "SETTLED") return [200, { payment_error: "invoice is already paid" }];
       if (Date.now() / 1000 >= inv.expiresAt) return [200, { payment_error: "invoice expired" }];
       inv.state = "SETTLED";
-      return [200, { payment_error: "", payment_preimage: b64(inv.preimage), payment_hash: b64(inv.paymentHash), payment_route: { total_amt: String(inv.sats), total_amt_msat: String(inv.msat), total_fees: "0", hops: [] } }];
+      return [
+        200,
+        {
+          payment_error: "",
+          payment_preimage: b64(inv.preimage),
+          payment_hash: b64(inv.paymentHash),
+          payment_route: { total_amt: String(inv.sats), total_amt_msat: String(inv.msat), total_fees: "0", hops: [] },
+        },
+      ];
     }
     if (method === "POST" && path === "/api/v1/payments") {
       if (headers["x-api-key"] !== apiKey) return [401, { detail: "Invalid key" }];
@@ -171,8 +214,15 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
         } catch {
           body = null;
         }
-        if (typeof body !== "object" || body === null || Array.isArray(body)) [status, answer] = [400, { code: 3, message: "body is not a JSON object", details: [] }];
-        else [status, answer] = route(req.method ?? "", new URL(req.url ?? "/", "http://x").pathname, req.headers, body as Record<string, unknown>);
+        if (typeof body !== "object" || body === null || Array.isArray(body))
+          [status, answer] = [400, { code: 3, message: "body is not a JSON object", details: [] }];
+        else
+          [status, answer] = route(
+            req.method ?? "",
+            new URL(req.url ?? "/", "http://x").pathname,
+            req.headers,
+            body as Record<string, unknown>,
+          );
       }
       const send = () => {
         if (!res.destroyed) res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(answer));
@@ -206,7 +256,15 @@ export async function startLightningStandin(opts: { macaroonHex?: string; apiKey
     setDelayMs: (ms) => {
       delayMs = ms;
     },
-    invoices: () => [...byHash.values()].map(({ paymentHash, bolt11: pr, sats, msat, state, preimage }) => ({ paymentHash, bolt11: pr, sats, msat, state, preimage })),
+    invoices: () =>
+      [...byHash.values()].map(({ paymentHash, bolt11: pr, sats, msat, state, preimage }) => ({
+        paymentHash,
+        bolt11: pr,
+        sats,
+        msat,
+        state,
+        preimage,
+      })),
     paidSats: () => [...byHash.values()].reduce((sum, inv) => sum + (inv.state === "SETTLED" ? inv.sats : 0), 0),
     created: () => byHash.size,
   };

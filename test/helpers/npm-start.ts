@@ -8,8 +8,8 @@
  *   await run.stop();
  */
 import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -57,7 +57,9 @@ export function npmStart(env: Record<string, string>, args: string[] = []): NpmS
     err += c.toString("utf8");
     for (const l of listeners) l();
   });
-  const exited = new Promise<{ code: number | null; ms: number }>((resolve) => child.once("exit", (code) => resolve({ code, ms: performance.now() - started })));
+  const exited = new Promise<{ code: number | null; ms: number }>((resolve) =>
+    child.once("exit", (code) => resolve({ code, ms: performance.now() - started })),
+  );
   let done = false;
   void exited.then(() => {
     done = true;
@@ -69,7 +71,10 @@ export function npmStart(env: Record<string, string>, args: string[] = []): NpmS
         if (pattern.test(out + err)) finish(() => resolve(performance.now() - started));
         else if (done) finish(() => reject(new Error(`npm start exited before printing ${pattern}:\n${out}\n${err}`)));
       };
-      const timer = setTimeout(() => finish(() => reject(new Error(`npm start did not print ${pattern} within ${timeoutMs} ms:\n${out}\n${err}`))), timeoutMs);
+      const timer = setTimeout(
+        () => finish(() => reject(new Error(`npm start did not print ${pattern} within ${timeoutMs} ms:\n${out}\n${err}`))),
+        timeoutMs,
+      );
       const finish = (f: () => void) => {
         clearTimeout(timer);
         listeners.delete(check);

@@ -11,7 +11,7 @@
 import http, { type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { inject } from "vitest";
-import { startEverything, type Everything } from "../../scripts/stack/everything.ts";
+import { type Everything, startEverything } from "../../scripts/stack/everything.ts";
 
 /**
  * The server-everything shared by the e2e files (test/e2e/global-setup.ts), as an
@@ -70,7 +70,13 @@ export async function startOrigin(): Promise<Origin> {
 
   const proxy = http.createServer(async (req, res) => {
     let body: Buffer | undefined;
-    const entry: SeenRequest = { method: req.method ?? "", path: req.url ?? "/", headers: req.headers, messages: [], body: new Uint8Array() };
+    const entry: SeenRequest = {
+      method: req.method ?? "",
+      path: req.url ?? "/",
+      headers: req.headers,
+      messages: [],
+      body: new Uint8Array(),
+    };
     seen.push(entry);
     if (req.method === "POST") {
       const chunks: Buffer[] = [];
@@ -99,7 +105,13 @@ export async function startOrigin(): Promise<Origin> {
         // Node's keep-alive race (documented with `request.reusedSocket`): the origin closed an
         // idle socket just as it was reused, before reading the request. Send it once more on
         // a fresh connection; the request was counted above, once.
-        if (!retried && upstream.reusedSocket && err.code === "ECONNRESET" && !res.headersSent && (body || req.method === "GET" || req.method === "DELETE")) {
+        if (
+          !retried &&
+          upstream.reusedSocket &&
+          err.code === "ECONNRESET" &&
+          !res.headersSent &&
+          (body || req.method === "GET" || req.method === "DELETE")
+        ) {
           forward(true);
           return;
         }

@@ -20,8 +20,8 @@
  * challenge was issued in).
  * Prints a {@link DriverReport} as one line of JSON on stdout.
  */
-import { openSession, type McpSession } from "../../bench/mcp-http.ts";
-import { DRAIN, MIX, START_LINE, type CallerReport, type DriverConfig, type DriverReport, type Sample } from "./workload.ts";
+import { type McpSession, openSession } from "../../bench/mcp-http.ts";
+import { type CallerReport, DRAIN, type DriverConfig, type DriverReport, MIX, type Sample, START_LINE } from "./workload.ts";
 
 /** Most requests of one caller in flight at a time (its schedule's are 3.3 s apart). */
 const MAX_IN_FLIGHT = 2;
@@ -136,5 +136,11 @@ const handshakeMs = performance.now() - handshakeStart;
 process.stdout.write(START_LINE + "\n");
 const startMs = performance.now();
 await Promise.all(sessions.map((s, i) => (s ? runCaller(cfg, s, i, reports[i]!, startMs) : Promise.resolve())));
-const report: DriverReport = { callers: reports, handshakeMs, startMs, wallMs: performance.now() - startMs, timeOrigin: performance.timeOrigin };
+const report: DriverReport = {
+  callers: reports,
+  handshakeMs,
+  startMs,
+  wallMs: performance.now() - startMs,
+  timeOrigin: performance.timeOrigin,
+};
 process.stdout.write(JSON.stringify(report) + "\n");

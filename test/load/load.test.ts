@@ -34,10 +34,10 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startOrigin, type Origin, type SeenRequest } from "../helpers/origin.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Origin, type SeenRequest, startOrigin } from "../helpers/origin.ts";
 import { rssKiB, workerdPids } from "./rss.ts";
-import { LOAD_POLICY, MIX, START_LINE, type DriverConfig, type DriverReport, type Sample } from "./workload.ts";
+import { type DriverConfig, type DriverReport, LOAD_POLICY, MIX, type Sample, START_LINE } from "./workload.ts";
 
 const CALLERS = Number(process.env.LOAD_CALLERS ?? 200);
 const SECONDS = Number(process.env.LOAD_SECONDS ?? 30);
@@ -67,7 +67,10 @@ beforeAll(async () => {
   origin = await startOrigin();
   // One `wrangler dev` at a time, each within its own readiness timeout.
   gateway = await startGateway({ originUrl: origin.url, policy: LOAD_POLICY });
-  reference = await startGateway({ originUrl: origin.url, config: fileURLToPath(new URL("../../bench/do-limiter-worker/wrangler.toml", import.meta.url)) });
+  reference = await startGateway({
+    originUrl: origin.url,
+    config: fileURLToPath(new URL("../../bench/do-limiter-worker/wrangler.toml", import.meta.url)),
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -122,7 +125,10 @@ interface Growth {
  * Runs the driver against `worker` while sampling its workerd RSS every second.
  * @returns the driver's report and the memory growth per request
  */
-async function measuredRun(worker: Gateway, cfg: Omit<DriverConfig, "url">): Promise<{ report: DriverReport; growth: Growth; pids: number[] }> {
+async function measuredRun(
+  worker: Gateway,
+  cfg: Omit<DriverConfig, "url">,
+): Promise<{ report: DriverReport; growth: Growth; pids: number[] }> {
   let pids = workerdPids(process.pid, worker.url);
   const rss: number[] = [];
   let sampler: NodeJS.Timeout | undefined;
@@ -148,11 +154,17 @@ async function measuredRun(worker: Gateway, cfg: Omit<DriverConfig, "url">): Pro
   const third = Math.max(1, Math.floor(rss.length / 3));
   const firstThirdKiB = mean(rss.slice(0, third));
   const lastThirdKiB = mean(rss.slice(-third));
-  const between = report.callers.flatMap((c) => c.samples).filter((s) => {
-    const at = (s.sentMs - report.startMs) / 1000;
-    return at >= third / 2 && at <= rss.length - third / 2;
-  }).length;
-  return { report, pids, growth: { rss, firstThirdKiB, lastThirdKiB, between, perRequestKiB: (lastThirdKiB - firstThirdKiB) / Math.max(1, between) } };
+  const between = report.callers
+    .flatMap((c) => c.samples)
+    .filter((s) => {
+      const at = (s.sentMs - report.startMs) / 1000;
+      return at >= third / 2 && at <= rss.length - third / 2;
+    }).length;
+  return {
+    report,
+    pids,
+    growth: { rss, firstThirdKiB, lastThirdKiB, between, perRequestKiB: (lastThirdKiB - firstThirdKiB) / Math.max(1, between) },
+  };
 }
 
 function mean(xs: number[]): number {
@@ -173,10 +185,20 @@ function decidedAt(stampS: number, s: Sample, timeOrigin: number): { ms: number;
 
 test(`${CALLERS} callers, mixed costs, ${SECONDS} s open loop: every answer 200/402/429, admitted cost within −5 % … 0 % of the policy by the gateway's clock, memory per request as the reference Worker's`, async () => {
   const runId = Math.random().toString(36).slice(2, 8);
-  const schedule = { durationMs: SECONDS * 1000, staggerMs: STAGGER_SECONDS * 1000, ratePerSecond: RATE, timeoutMs: 30_000, challengeTtlSeconds: LOAD_POLICY.challenge.ttlSeconds };
+  const schedule = {
+    durationMs: SECONDS * 1000,
+    staggerMs: STAGGER_SECONDS * 1000,
+    ratePerSecond: RATE,
+    timeoutMs: 30_000,
+    challengeTtlSeconds: LOAD_POLICY.challenge.ttlSeconds,
+  };
 
   // The reference Worker first, the same schedule (no drain), then it stops: its CPU is the gateway's.
-  const ref = await measuredRun(reference!, { ...schedule, keys: Array.from({ length: CALLERS }, (_, i) => `ref-${runId}-${i}`), drain: false });
+  const ref = await measuredRun(reference!, {
+    ...schedule,
+    keys: Array.from({ length: CALLERS }, (_, i) => `ref-${runId}-${i}`),
+    drain: false,
+  });
   await reference!.close();
   reference = undefined;
   const refStatuses = ref.report.callers.flatMap((c) => c.samples.map((s) => s.status));
@@ -207,7 +229,15 @@ test(`${CALLERS} callers, mixed costs, ${SECONDS} s open loop: every answer 200/
   const statuses = new Map<number, number>();
   const errors: string[] = [];
   const unstamped: string[] = [];
-  const rows: Array<{ key: string; admitted: number; allowed: number; offered: number; deviation: number; origin: number; timingErrUnits: number }> = [];
+  const rows: Array<{
+    key: string;
+    admitted: number;
+    allowed: number;
+    offered: number;
+    deviation: number;
+    origin: number;
+    timingErrUnits: number;
+  }> = [];
   for (const c of report.callers) {
     errors.push(...c.errors.map((e) => `${c.key}: ${e}`));
     let admitted = 0;
@@ -220,7 +250,15 @@ test(`${CALLERS} callers, mixed costs, ${SECONDS} s open loop: every answer 200/
     const first = priced[0];
     const last = c.samples.at(-1);
     const firstStamp = first?.id !== undefined ? forwardedAt.get(`${c.key}#${first.id}`) : undefined;
-    if (!first || !last || first.status !== 200 || firstStamp === undefined || !last.drain || last.status !== 402 || last.stampS === undefined) {
+    if (
+      !first ||
+      !last ||
+      first.status !== 200 ||
+      firstStamp === undefined ||
+      !last.drain ||
+      last.status !== 402 ||
+      last.stampS === undefined
+    ) {
       unstamped.push(`${c.key}: first ${first?.status}/${firstStamp}, last ${last?.status}/${last?.drain}/${last?.stampS}`);
       continue;
     }
@@ -249,9 +287,12 @@ test(`${CALLERS} callers, mixed costs, ${SECONDS} s open loop: every answer 200/
   const memLimit = ref.growth.perRequestKiB * MEM_FACTOR + MEM_SLACK_KIB;
   // Requests sent in each second of the run (what the gateway's network sees from 127.0.0.1).
   const perSecond = new Map<number, number>();
-  for (const c of report.callers) for (const s of c.samples) perSecond.set(Math.floor(s.sentMs / 1000), (perSecond.get(Math.floor(s.sentMs / 1000)) ?? 0) + 1);
+  for (const c of report.callers)
+    for (const s of c.samples) perSecond.set(Math.floor(s.sentMs / 1000), (perSecond.get(Math.floor(s.sentMs / 1000)) ?? 0) + 1);
   const scheduledPerSecond = new Map<number, number>();
-  for (const c of report.callers) for (const s of c.samples) if (!s.drain) scheduledPerSecond.set(Math.floor(s.sentMs / 1000), (scheduledPerSecond.get(Math.floor(s.sentMs / 1000)) ?? 0) + 1);
+  for (const c of report.callers)
+    for (const s of c.samples)
+      if (!s.drain) scheduledPerSecond.set(Math.floor(s.sentMs / 1000), (scheduledPerSecond.get(Math.floor(s.sentMs / 1000)) ?? 0) + 1);
   console.log(
     [
       `load: ${CALLERS} callers × ${RATE} req/s open loop (${(CALLERS * RATE).toFixed(0)} req/s offered) for ${SECONDS} s each (starts spread over ${STAGGER_SECONDS} s), then a drain (handshakes ${(report.handshakeMs / 1000).toFixed(1)} s, run ${(report.wallMs / 1000).toFixed(1)} s), policy ${capacity} + ${refillPerSecond}/s`,
@@ -276,14 +317,18 @@ test(`${CALLERS} callers, mixed costs, ${SECONDS} s open loop: every answer 200/
   expect([...statuses.keys()].filter((s) => !ANSWERS.has(s))).toEqual([]);
   expect(unstamped.slice(0, 10)).toEqual([]);
   // The schedule must offer more than the allowance for the comparison to mean anything.
-  expect(rows.filter((r) => r.offered < MIN_OVERLOAD * r.allowed).map((r) => `${r.key}: offered ${r.offered}, allowed ${r.allowed.toFixed(1)}`)).toEqual([]);
+  expect(
+    rows.filter((r) => r.offered < MIN_OVERLOAD * r.allowed).map((r) => `${r.key}: offered ${r.offered}, allowed ${r.allowed.toFixed(1)}`),
+  ).toEqual([]);
   // Below: the drain ends at its first refused cost-1 call, when the bucket holds less than
   // one unit, so up to one unit of the allowance can never be admitted: it is allowed for.
   expect(
     rows
       // Never above the allowance (leases included): not by a unit, whatever the gateway-clock
       // uncertainty and the sub-unit rounding of the allowance.
-      .filter((r) => r.admitted > r.allowed + r.timingErrUnits + OVER_SLACK_UNITS || r.admitted < r.allowed * (1 - TOLERANCE) - UNTAKEABLE_UNITS)
+      .filter(
+        (r) => r.admitted > r.allowed + r.timingErrUnits + OVER_SLACK_UNITS || r.admitted < r.allowed * (1 - TOLERANCE) - UNTAKEABLE_UNITS,
+      )
       .map((r) => `${r.key}: ${r.admitted} admitted, ${r.allowed.toFixed(1)} allowed`),
   ).toEqual([]);
   expect(rows.filter((r) => r.origin !== r.admitted).map((r) => `${r.key}: gateway ${r.admitted}, origin ${r.origin}`)).toEqual([]);

@@ -15,9 +15,9 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { openSession, type McpSession } from "../../bench/mcp-http.ts";
-import { startGateway, type Gateway } from "../../scripts/stack/gateway.ts";
-import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { type McpSession, openSession } from "../../bench/mcp-http.ts";
+import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const CALLERS = 200;
 /** Requests per second each caller offers (open loop): 200 × 0.3 = 60/s offered in all. */
@@ -107,7 +107,10 @@ test("200 verified callers in budget, together over the origin ceiling: the orig
       `origin received ${received}, ceiling allows ${allowed.toFixed(0)} (${((received / allowed - 1) * 100).toFixed(2)} %)`,
   );
   expect(errors).toBe(0);
-  expect([...statuses.keys()].every((s) => s === 200 || s === 429), JSON.stringify([...statuses])).toBe(true);
+  expect(
+    [...statuses.keys()].every((s) => s === 200 || s === 429),
+    JSON.stringify([...statuses]),
+  ).toBe(true);
   expect(ok + refused).toBe(CALLERS * perCaller);
   expect([...layers.keys()]).toEqual(["origin"]);
   // What the callers were told went through is exactly what the origin ran.

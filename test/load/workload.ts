@@ -119,4 +119,3 @@ export interface DriverReport {
 
 /** The line the driver prints on stdout when the scheduled run starts (the report follows on the next line). */
 export const START_LINE = "load: start";
-

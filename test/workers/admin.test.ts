@@ -10,7 +10,21 @@ import { readFile } from "node:fs/promises";
 import { beforeEach, describe, expect, it } from "vitest";
 import { adminTokenChecker, bearerOf, constantTimeEqual } from "../../workers/admin/auth.ts";
 import type { Env } from "../../workers/env.ts";
-import { WELL_KNOWN, advance, challengeOf, errorBody, freezeTime, freshIp, gateway, ipIdentity, observeOrigin, post, request, solve, toolCall } from "./support.ts";
+import {
+  advance,
+  challengeOf,
+  errorBody,
+  freezeTime,
+  freshIp,
+  gateway,
+  ipIdentity,
+  observeOrigin,
+  post,
+  request,
+  solve,
+  toolCall,
+  WELL_KNOWN,
+} from "./support.ts";
 
 const TOKEN = "admin-token-0123456789abcdef-XYZ";
 /** Free plan: 3 units, practically no refill; pro: 10 units. A solve buys 4 credits. */
@@ -32,7 +46,11 @@ function adminReq(method: string, path: string, body?: unknown, headers: Record<
   const h = new Headers(headers);
   h.set("cf-connecting-ip", "192.0.2.250");
   if (body !== undefined) h.set("content-type", "application/json");
-  return new Request(`http://gw.test/admin${path}`, { method, headers: h, ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}) });
+  return new Request(`http://gw.test/admin${path}`, {
+    method,
+    headers: h,
+    ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+  });
 }
 const callerPath = (id: string) => `/callers/${encodeURIComponent(id)}`;
 
@@ -41,7 +59,9 @@ async function rowCounts(id: string): Promise<number> {
   const ns = env.CALLER_BUCKET;
   return runInDurableObject(ns.get(ns.idFromName(id)), (_i, state) => {
     const sql = state.storage.sql;
-    const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+    const tables = sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'")
+      .toArray();
     return tables.reduce((n, { name }) => n + sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM "${name}"`).one().n, 0);
   });
 }
@@ -67,7 +87,13 @@ describe("without TOLLBOOTH_ADMIN_TOKEN", () => {
 describe("the token", () => {
   it("a wrong or missing token gets 401 with WWW-Authenticate: Bearer, and changes nothing", async () => {
     const id = ipIdentity(ip);
-    for (const headers of [{}, { authorization: `Bearer ${TOKEN}x` }, { authorization: `Bearer ${TOKEN.slice(0, -1)}` }, { authorization: TOKEN }, { authorization: `Basic ${TOKEN}` }] as Array<Record<string, string>>) {
+    for (const headers of [
+      {},
+      { authorization: `Bearer ${TOKEN}x` },
+      { authorization: `Bearer ${TOKEN.slice(0, -1)}` },
+      { authorization: TOKEN },
+      { authorization: `Basic ${TOKEN}` },
+    ] as Array<Record<string, string>>) {
       const res = await gw(adminReq("POST", `${callerPath(id)}/block`, { seconds: 600 }, headers));
       expect(res.status).toBe(401);
       expect(res.headers.get("www-authenticate")).toMatch(/^Bearer\b/);
@@ -117,7 +143,10 @@ describe("the token", () => {
 
   it("admin requests pass the network ceiling first: a network over it gets 429 before the token is checked", async () => {
     const keys: string[] = [];
-    const limited = gateway(POLICY, { TOLLBOOTH_ADMIN_TOKEN: TOKEN, TOLLBOOTH_NETWORK_LIMIT: { limit: async ({ key }) => (keys.push(key), { success: false }) } });
+    const limited = gateway(POLICY, {
+      TOLLBOOTH_ADMIN_TOKEN: TOKEN,
+      TOLLBOOTH_NETWORK_LIMIT: { limit: async ({ key }) => (keys.push(key), { success: false }) },
+    });
     const res = await limited(adminReq("GET", "/policy"));
     expect(res.status).toBe(429);
     expect(keys).toEqual(["ip:192.0.2.250"]);
@@ -131,13 +160,25 @@ describe("callers", () => {
     expect(unknown.status).toBe(200);
     expect(unknown.headers.get("cache-control")).toBe("no-store");
     const u = (await unknown.json()) as Record<string, any>;
-    expect(u).toMatchObject({ caller: id, known: false, plan: { name: "free", source: "unverified" }, buckets: { free: { remaining: 3, limit: 3 } }, blocked: null });
+    expect(u).toMatchObject({
+      caller: id,
+      known: false,
+      plan: { name: "free", source: "unverified" },
+      buckets: { free: { remaining: 3, limit: 3 } },
+      blocked: null,
+    });
     // An inspection creates no rows and schedules nothing.
     expect(await rowCounts(id)).toBe(0);
 
     for (let i = 0; i < 2; i++) expect((await gw(post(toolCall(i), { ip }))).status).toBe(200);
     const seen = (await (await gw(adminReq("GET", callerPath(id)))).json()) as Record<string, any>;
-    expect(seen).toMatchObject({ known: true, buckets: { free: { remaining: 1, limit: 3 }, ceiling: { limit: 100, remaining: 98 } }, sessions: 0, streams: 0, credits: [] });
+    expect(seen).toMatchObject({
+      known: true,
+      buckets: { free: { remaining: 1, limit: 3 }, ceiling: { limit: 100, remaining: 98 } },
+      sessions: 0,
+      streams: 0,
+      credits: [],
+    });
     expect(seen.metered).toEqual({ bucket: POLICY.bucket, ceiling: POLICY.ceiling, halfLifeSeconds: expect.any(Number) });
   });
 
@@ -148,7 +189,10 @@ describe("callers", () => {
     const storageOf = (id: string) =>
       runInDurableObject(env.CALLER_BUCKET.get(env.CALLER_BUCKET.idFromName(id)), async (_i, state) => ({
         bytes: state.storage.sql.databaseSize,
-        tables: state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((r) => r.name),
+        tables: state.storage.sql
+          .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+          .toArray()
+          .map((r) => r.name),
         keys: [...(await state.storage.list()).keys()],
       }));
     for (const id of ids) {
@@ -156,7 +200,16 @@ describe("callers", () => {
       expect(before).toMatchObject({ tables: [], keys: [] });
       const shown = await gw(adminReq("GET", callerPath(id)));
       expect(shown.status).toBe(200);
-      expect(await shown.json()).toMatchObject({ caller: id, known: false, credits: [], spentMarks: 0, solves: 0, sessions: 0, streams: 0, blocked: null });
+      expect(await shown.json()).toMatchObject({
+        caller: id,
+        known: false,
+        credits: [],
+        spentMarks: 0,
+        solves: 0,
+        sessions: 0,
+        streams: 0,
+        blocked: null,
+      });
       expect(await (await gw(adminReq("POST", `${callerPath(id)}/reset`))).json()).toMatchObject({ reset: false });
       expect(await (await gw(adminReq("POST", `${callerPath(id)}/unblock`))).json()).toMatchObject({ unblocked: false });
       expect(await storageOf(id)).toEqual(before);
@@ -274,7 +327,14 @@ describe("callers", () => {
     }
     expect((await gw(adminReq("DELETE", callerPath("ip:10.0.0.1")))).headers.get("allow")).toBe("GET");
     // Every id form the gateway makes is accepted, in its canonical spelling.
-    for (const id of ["ip:2001:db8:1:2::/64", "ip:10.1.0.0/16", "anonymous", `jwt:${"a".repeat(32)}`, `auth:${"0".repeat(32)}`, `evm:0x${"b".repeat(40)}`]) {
+    for (const id of [
+      "ip:2001:db8:1:2::/64",
+      "ip:10.1.0.0/16",
+      "anonymous",
+      `jwt:${"a".repeat(32)}`,
+      `auth:${"0".repeat(32)}`,
+      `evm:0x${"b".repeat(40)}`,
+    ]) {
       expect((await gw(adminReq("GET", callerPath(id)))).status, id).toBe(200);
     }
     const upper = await gw(adminReq("GET", callerPath("ip:2001:DB8:1:2::/64")));
@@ -323,17 +383,30 @@ describe("blocks over time", () => {
   it("a blocked caller gets no new lease; a lease held before admits for at most its remaining time (≤ 5 s)", async () => {
     freezeTime();
     const id = ipIdentity(ip);
-    const leased = gateway({ ...POLICY, leases: true, bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 1000, refillPerSecond: 100 } }, { TOLLBOOTH_ADMIN_TOKEN: TOKEN });
+    const leased = gateway(
+      { ...POLICY, leases: true, bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 1000, refillPerSecond: 100 } },
+      { TOLLBOOTH_ADMIN_TOKEN: TOKEN },
+    );
     // A busy caller gets a lease.
     for (let i = 0; i < 20; i++) {
       expect((await leased(post(toolCall(i), { ip }))).status).toBe(200);
       advance(50);
     }
-    const want = { nowMs: Date.now(), bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 1000, refillPerSecond: 100 }, lease: { units: 50, ceilingUnits: 50, returned: { units: 0, ceilingUnits: 0 } } };
+    const want = {
+      nowMs: Date.now(),
+      bucket: { capacity: 1000, refillPerSecond: 100 },
+      ceiling: { capacity: 1000, refillPerSecond: 100 },
+      lease: { units: 50, ceilingUnits: 50, returned: { units: 0, ceilingUnits: 0 } },
+    };
     expect((await stubOf(id).renew(want)).units).toBe(50);
     await leased(adminReq("POST", `${callerPath(id)}/block`, { seconds: 600 }));
     // Renewal after the block: nothing granted.
-    const grant = await stubOf(id).renew({ nowMs: Date.now(), bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 1000, refillPerSecond: 100 }, lease: { units: 50, ceilingUnits: 50, returned: { units: 0, ceilingUnits: 0 } } });
+    const grant = await stubOf(id).renew({
+      nowMs: Date.now(),
+      bucket: { capacity: 1000, refillPerSecond: 100 },
+      ceiling: { capacity: 1000, refillPerSecond: 100 },
+      lease: { units: 50, ceilingUnits: 50, returned: { units: 0, ceilingUnits: 0 } },
+    });
     expect(grant).toMatchObject({ units: 0, ceilingUnits: 0 });
     // Past the lease's lifetime, every request is refused.
     advance(5_001);
@@ -353,7 +426,9 @@ describe("API keys", () => {
     expect(key).toMatch(/^tb_[A-Za-z0-9_-]{43}$/);
     expect(caller).toMatch(/^key:[0-9a-f]{32}$/);
     // KV holds the hash only.
-    const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)))]
+      .map((b) => b.toString(16).padStart(2, "0"))
+      .join("");
     expect(await env.TOLLBOOTH_KEYS!.get(digest, "json")).toMatchObject({ name: `bot-${ip}`, plan: "pro" });
     expect(caller).toBe(`key:${digest.slice(0, 32)}`);
     // The same name again: 409.
@@ -384,7 +459,10 @@ describe("API keys", () => {
 
 describe("revoking a key: whole hash, exact name, or an unambiguous hash prefix", () => {
   const hexOf = (bytes: number) => [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-  const sha256Hex = async (text: string) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const sha256Hex = async (text: string) =>
+    [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)))]
+      .map((b) => b.toString(16).padStart(2, "0"))
+      .join("");
   /** Issue a key through the API: its name, key, whole hash and listed prefix. */
   async function issue(name: string): Promise<{ name: string; key: string; sha256: string; prefix: string }> {
     const res = await gw(adminReq("POST", "/keys", { name }));
@@ -397,7 +475,8 @@ describe("revoking a key: whole hash, exact name, or an unambiguous hash prefix"
     const record = { name, created: new Date().toISOString() };
     await env.TOLLBOOTH_KEYS!.put(sha256, JSON.stringify(record), { metadata: record });
   }
-  const listed = async () => ((await (await gw(adminReq("GET", "/keys"))).json()) as { keys: Array<{ name: string; sha256Prefix: string }> }).keys;
+  const listed = async () =>
+    ((await (await gw(adminReq("GET", "/keys"))).json()) as { keys: Array<{ name: string; sha256Prefix: string }> }).keys;
   const revoke = (target: string) => gw(adminReq("DELETE", `/keys/${encodeURIComponent(target)}`));
 
   it("a name that equals another key's hash prefix is ambiguous: 409 listing both, nothing revoked", async () => {
@@ -409,10 +488,12 @@ describe("revoking a key: whole hash, exact name, or an unambiguous hash prefix"
     expect(res.status).toBe(409);
     const body = (await res.json()) as { error: string; message: string; matches: unknown[] };
     expect(body.error).toBe("ambiguous");
-    expect(body.matches).toEqual([
-      { name: a.name, sha256Prefix: a.prefix, matchedBy: "hash prefix" },
-      { name: b.name, sha256Prefix: b.prefix, matchedBy: "name" },
-    ].sort((x, y) => (x.sha256Prefix < y.sha256Prefix ? -1 : 1)));
+    expect(body.matches).toEqual(
+      [
+        { name: a.name, sha256Prefix: a.prefix, matchedBy: "hash prefix" },
+        { name: b.name, sha256Prefix: b.prefix, matchedBy: "name" },
+      ].sort((x, y) => (x.sha256Prefix < y.sha256Prefix ? -1 : 1)),
+    );
     expect(body.message).toContain("nothing was revoked");
     expect(await listed()).toEqual(before);
     expect(await env.TOLLBOOTH_KEYS!.get(a.sha256)).not.toBeNull();
@@ -510,7 +591,8 @@ describe("dashboard, policy, stats", () => {
     const js = await gw(adminReq("GET", "/assets/dashboard.js", undefined, {}));
     expect(await js.text()).toContain("sessionStorage");
     // Only the listed files: nothing else of public/ (nor a traversal) is reachable.
-    for (const name of ["VERSION", "..%2Fuplot%2FLICENSE", "x.js"]) expect((await gw(adminReq("GET", `/assets/${name}`, undefined, {}))).status).toBe(404);
+    for (const name of ["VERSION", "..%2Fuplot%2FLICENSE", "x.js"])
+      expect((await gw(adminReq("GET", `/assets/${name}`, undefined, {}))).status).toBe(404);
     expect(origin.requests).toHaveLength(0);
   });
 
@@ -530,7 +612,9 @@ describe("dashboard, policy, stats", () => {
     expect(sum('requests_total{decision="admitted"}')).toBe(3);
     expect(sum('requests_total{decision="payment_required"}')).toBe(1);
     // The caller's page lists its recent decisions, newest first.
-    const shown = (await (await quick(adminReq("GET", callerPath(ipIdentity(ip))))).json()) as { recent: Array<{ decision: string; status: number }> };
+    const shown = (await (await quick(adminReq("GET", callerPath(ipIdentity(ip))))).json()) as {
+      recent: Array<{ decision: string; status: number }>;
+    };
     expect(shown.recent.map((r) => r.status)).toEqual([402, 200, 200, 200]);
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");

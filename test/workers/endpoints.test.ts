@@ -5,7 +5,6 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  WELL_KNOWN,
   challengeOf,
   forgeToken,
   freezeTime,
@@ -17,6 +16,7 @@ import {
   request,
   rows,
   toolCall,
+  WELL_KNOWN,
 } from "./support.ts";
 
 let now: number;
@@ -49,7 +49,14 @@ describe("GET /.well-known/tollbooth", () => {
       bucket: { capacity: 10, refillPerSecond: 0.5 },
       ceiling: { capacity: 60, refillPerSecond: 10 },
       costs: { default: 1, methods, tools: {}, otherPaths: 1 },
-      challenge: { types: ["pow"], algorithm: "sha256", difficulty: 16, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } },
+      challenge: {
+        types: ["pow"],
+        algorithm: "sha256",
+        difficulty: 16,
+        credits: 20,
+        ttlSeconds: 120,
+        adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 },
+      },
       overBudget: "402",
       limits: { sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 },
     };
@@ -77,7 +84,13 @@ describe("GET /.well-known/tollbooth", () => {
   });
 
   it("publishes a configured policy, user method costs merged over the defaults", async () => {
-    const send = gateway({ endpoint: "/rpc", bucket: { capacity: 30, refillPerSecond: 2 }, costs: { methods: { "tools/call": 3, ping: 1 }, tools: { big: 9 } }, challenge: { difficulty: 12 }, token: { ttlSeconds: 60 } });
+    const send = gateway({
+      endpoint: "/rpc",
+      bucket: { capacity: 30, refillPerSecond: 2 },
+      costs: { methods: { "tools/call": 3, ping: 1 }, tools: { big: 9 } },
+      challenge: { difficulty: 12 },
+      token: { ttlSeconds: 60 },
+    });
     const body = (await (await send(request("GET", WELL_KNOWN, { ip }))).json()) as Record<string, any>;
     expect(body.endpoint).toBe("/rpc");
     expect(body.bucket).toEqual({ capacity: 30, refillPerSecond: 2 });
@@ -94,12 +107,23 @@ describe("GET /.well-known/tollbooth", () => {
       "tools/call": 3,
     });
     expect(body.costs.tools).toEqual({ big: 9 });
-    expect(body.challenge).toEqual({ types: ["pow"], algorithm: "sha256", difficulty: 12, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } });
+    expect(body.challenge).toEqual({
+      types: ["pow"],
+      algorithm: "sha256",
+      difficulty: 12,
+      credits: 20,
+      ttlSeconds: 120,
+      adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 },
+    });
     expect(body.token.ttlSeconds).toBe(60);
   });
 
   it("the published endpoint and costs are what the gateway charges", async () => {
-    const send = gateway({ endpoint: "/rpc", bucket: { capacity: 10, refillPerSecond: 0.01 }, costs: { methods: { "tools/call": 3 }, tools: { big: 9 } } });
+    const send = gateway({
+      endpoint: "/rpc",
+      bucket: { capacity: 10, refillPerSecond: 0.01 },
+      costs: { methods: { "tools/call": 3 }, tools: { big: 9 } },
+    });
     const remaining = async (tool: string) => {
       const res = await send(post(toolCall(1, tool), { ip, path: "/rpc" }));
       expect(res.status).toBe(200);
@@ -167,7 +191,9 @@ describe("GET /.well-known/tollbooth/status", () => {
       expect(body.token).toBeNull();
       expect(res.headers.get("ratelimit")).toBe(`"free";r=7;t=6, "ceiling";r=${56 - i};t=1`);
     }
-    const other = (await (await send(request("GET", `${WELL_KNOWN}/status`, { ip: freshIp() }))).json()) as { bucket: { remaining: number } };
+    const other = (await (await send(request("GET", `${WELL_KNOWN}/status`, { ip: freshIp() }))).json()) as {
+      bucket: { remaining: number };
+    };
     expect(other.bucket.remaining).toBe(10);
   });
 
@@ -176,7 +202,12 @@ describe("GET /.well-known/tollbooth/status", () => {
     const res = await send(request("GET", `${WELL_KNOWN}/status`, { ip, headers: { "tollbooth-token": "garbage" } }));
     expect(res.status).toBe(401);
     expect(await res.json()).toMatchObject({ error: "invalid_token", reason: "malformed" });
-    const foreign = await forgeToken("test-secret-1-0123456789abcdef", { sub: "ip:192.0.2.1", jti: "CCCCCCCCCCCCCCCCCCCCCC", exp: now / 1000 + 60, cr: 5 });
+    const foreign = await forgeToken("test-secret-1-0123456789abcdef", {
+      sub: "ip:192.0.2.1",
+      jti: "CCCCCCCCCCCCCCCCCCCCCC",
+      exp: now / 1000 + 60,
+      cr: 5,
+    });
     const wrong = await send(request("GET", `${WELL_KNOWN}/status`, { ip, headers: { "tollbooth-token": foreign } }));
     expect(wrong.status).toBe(401);
     expect(await wrong.json()).toMatchObject({ reason: "wrong_caller" });
@@ -185,13 +216,25 @@ describe("GET /.well-known/tollbooth/status", () => {
 
 describe("POST /.well-known/tollbooth/verify", () => {
   it("takes application/json only", async () => {
-    const res = await gateway()(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "text/plain", "cf-connecting-ip": ip }, body: "{}" }));
+    const res = await gateway()(
+      new Request(`${WELL_KNOWN}/verify`, {
+        method: "POST",
+        headers: { "content-type": "text/plain", "cf-connecting-ip": ip },
+        body: "{}",
+      }),
+    );
     expect(res.status).toBe(415);
   });
 
   it("answers 400 invalid_request for a body that is not an object with the challenge fields", async () => {
     for (const body of ["[]", "null", '"x"', "{}", '{"nonce":"1"}']) {
-      const res = await gateway()(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body }));
+      const res = await gateway()(
+        new Request(`${WELL_KNOWN}/verify`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+          body,
+        }),
+      );
       expect(res.status, body).toBe(400);
       expect(await res.json()).toMatchObject({ error: "invalid_request" });
     }

@@ -9,8 +9,8 @@
 import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { expect, vi } from "vitest";
-import worker from "../../workers/index.ts";
 import type { Env } from "../../workers/env.ts";
+import worker from "../../workers/index.ts";
 
 /** The bindings vitest.config.ts gives the Worker. */
 export const SECRET = "test-secret-1-0123456789abcdef";
@@ -138,7 +138,10 @@ export function observeOrigin(
     } catch {
       /* not JSON: id null */
     }
-    return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } }), { status: 200, headers: { "content-type": "application/json" } });
+    return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } }), {
+      status: 200,
+      headers: { "content-type": "application/json" },
+    });
   });
   return { requests };
 }
@@ -175,7 +178,10 @@ export function hex(bytes: Uint8Array): string {
 }
 
 export function b64url(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 export function fromB64url(text: string): Uint8Array {
@@ -309,7 +315,13 @@ export async function solve(ch: Challenge): Promise<{ nonce: string; header: str
   return {
     nonce,
     header: `${ch.rest}, nonce="${nonce}"`,
-    verifyBody: { ...ch.params, difficulty: Number(ch.params.difficulty), expires: Number(ch.params.expires), credits: Number(ch.params.credits), nonce },
+    verifyBody: {
+      ...ch.params,
+      difficulty: Number(ch.params.difficulty),
+      expires: Number(ch.params.expires),
+      credits: Number(ch.params.credits),
+      nonce,
+    },
   };
 }
 
@@ -321,7 +333,12 @@ export async function fetchChallenge(gw: (r: Request) => Promise<Response>, head
 }
 
 /** Decoded access token `tb1.<kid>.<payload>.<signature>`. */
-export function decodeToken(token: string): { kid: string; claims: { sub: string; jti: string; exp: number; cr: number }; signature: string; payload: string } {
+export function decodeToken(token: string): {
+  kid: string;
+  claims: { sub: string; jti: string; exp: number; cr: number };
+  signature: string;
+  payload: string;
+} {
   const parts = token.split(".");
   expect(parts).toHaveLength(4);
   expect(parts[0]).toBe("tb1");

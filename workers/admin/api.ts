@@ -6,7 +6,7 @@
  */
 import { prometheusText } from "../observe/prometheus.ts";
 import { callerRoutes } from "./caller-routes.ts";
-import { snapshot, type AdminContext } from "./context.ts";
+import { type AdminContext, snapshot } from "./context.ts";
 import { ADMIN_HEADERS } from "./dashboard.ts";
 import { issueKey, listKeys, revokeKeys } from "./keys.ts";
 import { problem, readJson, reply, wrongMethod } from "./reply.ts";
@@ -21,14 +21,31 @@ async function keyRoutes(ctx: AdminContext, req: Request, rest: string[]): Promi
   if (req.method === "GET") return reply(200, { keys: await listKeys(keys) });
   if (req.method === "DELETE") {
     const done = await revokeKeys(keys, rest[0]!);
-    if (!done.ok) return problem(done.reason === "not_found" ? 404 : 409, done.reason, done.detail, done.reason === "ambiguous" ? { matches: done.matches } : {});
-    return reply(200, { revoked: done.revoked, matchedBy: done.matchedBy, effectiveWithinSeconds: done.effectiveWithinMs / 1000, note: "isolates that looked the key up recently accept it until their 30 s memo expires; KV propagation adds up to ~60 s" });
+    if (!done.ok)
+      return problem(
+        done.reason === "not_found" ? 404 : 409,
+        done.reason,
+        done.detail,
+        done.reason === "ambiguous" ? { matches: done.matches } : {},
+      );
+    return reply(200, {
+      revoked: done.revoked,
+      matchedBy: done.matchedBy,
+      effectiveWithinSeconds: done.effectiveWithinMs / 1000,
+      note: "isolates that looked the key up recently accept it until their 30 s memo expires; KV propagation adds up to ~60 s",
+    });
   }
   const body = await readJson(req);
   if (!body.ok) return body.res;
   const done = await issueKey(keys, ctx.policy, body.value, Date.now());
   if (!done.ok) return problem(done.reason === "name_taken" ? 409 : 400, done.reason, done.detail ?? done.reason);
-  return reply(201, { key: done.key, sha256Prefix: done.sha256.slice(0, 12), caller: `key:${done.sha256.slice(0, 32)}`, ...done.record, note: "the key is shown only this once; only its SHA-256 is stored" });
+  return reply(201, {
+    key: done.key,
+    sha256Prefix: done.sha256.slice(0, 12),
+    caller: `key:${done.sha256.slice(0, 32)}`,
+    ...done.record,
+    note: "the key is shown only this once; only its SHA-256 is stored",
+  });
 }
 
 /** `GET <admin>/stats`, `/metrics` or `/policy`. */
@@ -38,7 +55,10 @@ async function readOnly(ctx: AdminContext, req: Request, head: "stats" | "metric
   if (!ctx.stats) return problem(501, "no_stats", "the TOLLBOOTH_STATS Durable Object namespace is not bound");
   const snap = await snapshot(ctx, Date.now());
   if (head === "stats") return reply(200, snap);
-  return new Response(prometheusText(snap), { status: 200, headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store", ...ADMIN_HEADERS } });
+  return new Response(prometheusText(snap), {
+    status: 200,
+    headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store", ...ADMIN_HEADERS },
+  });
 }
 
 /** Answer an authenticated request to the API (`segments`: the path after the admin path, decoded). */

@@ -43,12 +43,16 @@ export function bearerOf(value: string | null): string | null {
  *   token cannot carry (RFC 6750 b64token)
  */
 export function adminTokenChecker(token: string): (authorization: string | null) => Promise<boolean> {
-  if (utf8(token).byteLength < MIN_ADMIN_TOKEN_BYTES) throw new TypeError(`TOLLBOOTH_ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_BYTES} bytes`);
-  if (bearerOf(`Bearer ${token}`) !== token) throw new TypeError("TOLLBOOTH_ADMIN_TOKEN must be a bearer token: letters, digits and -._~+/ (then = padding)");
+  if (utf8(token).byteLength < MIN_ADMIN_TOKEN_BYTES)
+    throw new TypeError(`TOLLBOOTH_ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_BYTES} bytes`);
+  if (bearerOf(`Bearer ${token}`) !== token)
+    throw new TypeError("TOLLBOOTH_ADMIN_TOKEN must be a bearer token: letters, digits and -._~+/ (then = padding)");
   let prepared: Promise<{ key: CryptoKey; expected: Uint8Array }> | undefined;
   const prepare = async () => {
     // A random, non-extractable key per isolate: the digests compared are unpredictable to a caller.
-    const key = await crypto.subtle.importKey("raw", crypto.getRandomValues(new Uint8Array(32)), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const key = await crypto.subtle.importKey("raw", crypto.getRandomValues(new Uint8Array(32)), { name: "HMAC", hash: "SHA-256" }, false, [
+      "sign",
+    ]);
     return { key, expected: new Uint8Array(await crypto.subtle.sign("HMAC", key, utf8(token))) };
   };
   return async (authorization) => {

@@ -6,8 +6,8 @@
 import type { Policy } from "../../shared/policy/index.ts";
 import type { CallerState } from "../objects/caller-state.ts";
 import { planFor } from "../schemes/policy.ts";
-import { keyPlan, parseBlockBody, parseCallerId, plansMatching, recentOf, type KnownPlan } from "./callers.ts";
-import { snapshot, type AdminContext } from "./context.ts";
+import { type KnownPlan, keyPlan, parseBlockBody, parseCallerId, plansMatching, recentOf } from "./callers.ts";
+import { type AdminContext, snapshot } from "./context.ts";
 import { problem, readJson, reply, wrongMethod } from "./reply.ts";
 
 /** Where a caller path looks: the gateway's objects, or the route's that `?route=` names. */
@@ -16,8 +16,14 @@ type Scope = { policy: Policy; callers: DurableObjectNamespace<CallerState> };
 function scopeOf(ctx: AdminContext, req: Request): Scope | Response {
   const { routes } = ctx;
   const name = new URL(req.url).searchParams.get("route");
-  if (routes.size === 0) return name === null ? { policy: ctx.policy, callers: ctx.callers } : problem(400, "no_routes", "this gateway has one origin: leave out ?route=");
-  if (name === null) return problem(400, "route_required", `this gateway has routes: add ?route=<name> (one of ${[...routes.keys()].join(", ")})`, { routes: [...routes.keys()] });
+  if (routes.size === 0)
+    return name === null
+      ? { policy: ctx.policy, callers: ctx.callers }
+      : problem(400, "no_routes", "this gateway has one origin: leave out ?route=");
+  if (name === null)
+    return problem(400, "route_required", `this gateway has routes: add ?route=<name> (one of ${[...routes.keys()].join(", ")})`, {
+      routes: [...routes.keys()],
+    });
   return routes.get(name) ?? problem(404, "unknown_route", `no route ${JSON.stringify(name)}`, { routes: [...routes.keys()] });
 }
 
@@ -36,12 +42,15 @@ async function inspectCaller(ctx: AdminContext, scope: Scope, id: string, kind: 
   const { policy } = scope;
   const plan = await planOf(ctx, policy, id, kind);
   const p = planFor(policy, plan.name);
-  const state = await scope.callers.get(scope.callers.idFromName(id)).inspect({ nowMs, bucket: p.bucket, ceiling: p.ceiling, challenge: p.challenge });
+  const state = await scope.callers
+    .get(scope.callers.idFromName(id))
+    .inspect({ nowMs, bucket: p.bucket, ceiling: p.ceiling, challenge: p.challenge });
   let known = plan;
   if (plan.source === "default") {
     // A jwt: caller or a scheme's payer: the plan whose limits the object last metered with.
     const matching = plansMatching(policy, state.configs);
-    if (matching.length > 0) known = { name: matching[0]!, source: "object", ...(matching.length > 1 ? { alsoMatches: matching.slice(1) } : {}) };
+    if (matching.length > 0)
+      known = { name: matching[0]!, source: "object", ...(matching.length > 1 ? { alsoMatches: matching.slice(1) } : {}) };
   }
   let recent: unknown[] | null = null;
   if (ctx.stats) recent = recentOf((await snapshot(ctx, nowMs).catch(() => null))?.recent ?? [], id);
@@ -60,14 +69,27 @@ async function inspectCaller(ctx: AdminContext, scope: Scope, id: string, kind: 
     spentMarks: state.spent,
     solves: state.solves,
     ...(state.difficulty !== undefined ? { difficulty: state.difficulty } : {}),
-    blocked: state.blockedUntilMs === null ? null : { untilMs: state.blockedUntilMs, until: new Date(state.blockedUntilMs).toISOString(), retryAfter: Math.max(1, Math.ceil((state.blockedUntilMs - nowMs) / 1000)) },
+    blocked:
+      state.blockedUntilMs === null
+        ? null
+        : {
+            untilMs: state.blockedUntilMs,
+            until: new Date(state.blockedUntilMs).toISOString(),
+            retryAfter: Math.max(1, Math.ceil((state.blockedUntilMs - nowMs) / 1000)),
+          },
     cleanupAtMs: state.cleanupAtMs,
     recent,
   });
 }
 
 /** `POST <admin>/callers/<id>/reset|block|unblock`. */
-async function act(req: Request, stub: DurableObjectStub<CallerState>, id: string, action: "reset" | "block" | "unblock", nowMs: number): Promise<Response> {
+async function act(
+  req: Request,
+  stub: DurableObjectStub<CallerState>,
+  id: string,
+  action: "reset" | "block" | "unblock",
+  nowMs: number,
+): Promise<Response> {
   if (action === "reset") {
     const done = await stub.reset();
     return reply(200, { caller: id, ...done, kept: ["credits", "sessions", "streams", "spent marks", "block"] });
@@ -83,7 +105,8 @@ async function act(req: Request, stub: DurableObjectStub<CallerState>, id: strin
 
 /** Answer a request under `<admin>/callers/` (`rest`: the segments after `callers`). */
 export async function callerRoutes(ctx: AdminContext, req: Request, rest: string[]): Promise<Response> {
-  if (rest.length < 1 || rest.length > 2) return problem(404, "not_found", "use <admin>/callers/<caller id, URL-encoded>[/reset|/block|/unblock]");
+  if (rest.length < 1 || rest.length > 2)
+    return problem(404, "not_found", "use <admin>/callers/<caller id, URL-encoded>[/reset|/block|/unblock]");
   const parsed = parseCallerId(rest[0]!);
   if (!parsed.ok) return problem(400, parsed.reason, `bad caller id: ${parsed.detail}`);
   const { id, kind } = parsed;
@@ -92,7 +115,8 @@ export async function callerRoutes(ctx: AdminContext, req: Request, rest: string
   const nowMs = Date.now();
   const action = rest[1];
   if (action === undefined) return req.method === "GET" ? inspectCaller(ctx, scope, id, kind, nowMs) : wrongMethod(req.method, ["GET"]);
-  if (action !== "reset" && action !== "block" && action !== "unblock") return problem(404, "not_found", `no action ${JSON.stringify(action)}: use reset, block or unblock`);
+  if (action !== "reset" && action !== "block" && action !== "unblock")
+    return problem(404, "not_found", `no action ${JSON.stringify(action)}: use reset, block or unblock`);
   if (req.method !== "POST") return wrongMethod(req.method, ["POST"]);
   return act(req, scope.callers.get(scope.callers.idFromName(id)), id, action, nowMs);
 }

@@ -3,15 +3,16 @@
  * (shared/identity/index.ts), its plan as far as it can be known, and its `CallerState` state
  * (`inspect`, `reset`, `block`, `unblock`).
  */
+
+import { readKeyRecord } from "../../shared/identity/api-keys.ts";
 import { networkOf } from "../../shared/identity/index.ts";
 import type { Policy } from "../../shared/policy/index.ts";
 import { planFor } from "../../shared/policy/index.ts";
-import { readKeyRecord } from "../../shared/identity/api-keys.ts";
-import { refuse, type Result } from "../../shared/result.ts";
+import { type Result, refuse } from "../../shared/result.ts";
 import type { InspectResult } from "../objects/caller-state.ts";
 import { shortCaller } from "../observe/counters.ts";
-import { PAYERS } from "../schemes/registry.ts";
 import type { DecisionRecord } from "../observe/types.ts";
+import { PAYERS } from "../schemes/registry.ts";
 
 /** Longest caller id (a Durable Object name of the gateway is ≤ 64 characters). */
 const MAX_ID_CHARS = 64;
@@ -49,7 +50,8 @@ export function parseCallerId(id: string): Result<{ id: string; kind: CallerKind
   const rest = m[2]!;
   const payer = PAYERS.find((p) => p.prefix === `${kind}:`);
   if (payer) return payer.pattern.test(id) ? { ok: true, id, kind } : refuse("bad_caller_id", payer.malformed);
-  if (kind !== "ip") return /^[0-9a-f]{32}$/.test(rest) ? { ok: true, id, kind } : refuse("bad_caller_id", `${kind}: takes 32 lowercase hex digits`);
+  if (kind !== "ip")
+    return /^[0-9a-f]{32}$/.test(rest) ? { ok: true, id, kind } : refuse("bad_caller_id", `${kind}: takes 32 lowercase hex digits`);
   const net = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(rest);
   const prefix = net?.[2] === undefined ? undefined : Number(net[2]);
   if (prefix !== undefined && prefix > 128) return refuse("bad_caller_id", "a network prefix is at most 128 bits");
@@ -99,7 +101,8 @@ export async function keyPlan(policy: Policy, hex32: string, keys: KeyLister | u
 /** Plans whose free bucket and ceiling equal `configs` (what the caller's object last metered with). */
 export function plansMatching(policy: Policy, configs: InspectResult["configs"]): string[] {
   if (!configs) return [];
-  const same = (a: { capacity: number; refillPerSecond: number }, b: { capacity: number; refillPerSecond: number }) => a.capacity === b.capacity && a.refillPerSecond === b.refillPerSecond;
+  const same = (a: { capacity: number; refillPerSecond: number }, b: { capacity: number; refillPerSecond: number }) =>
+    a.capacity === b.capacity && a.refillPerSecond === b.refillPerSecond;
   return Object.values(policy.plans)
     .filter((p) => same(p.bucket, configs.bucket) && same(p.ceiling, configs.ceiling))
     .map((p) => p.name);
@@ -124,7 +127,8 @@ export function recentOf(recent: readonly DecisionRecord[], id: string): Decisio
  * @returns the seconds, or a refusal naming the problem
  */
 export function parseBlockBody(value: unknown): Result<{ seconds: number }, "bad_body"> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return refuse("bad_body", 'the body must be a JSON object {"seconds": n}');
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    return refuse("bad_body", 'the body must be a JSON object {"seconds": n}');
   const extra = Object.keys(value).filter((k) => k !== "seconds");
   if (extra.length > 0) return refuse("bad_body", `unknown member ${JSON.stringify(extra[0])}`);
   const seconds = (value as { seconds?: unknown }).seconds;

@@ -15,7 +15,8 @@ export const ADMIN_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /** The dashboard's Content-Security-Policy: its own origin only, no inline script or style, no framing. */
-export const DASHBOARD_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+export const DASHBOARD_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /**
  * Files served under `<admin path>/assets/<name>` (public code: served without the token),

@@ -23,14 +23,14 @@ import type { CallerState } from "../objects/caller-state.ts";
 import type { Stats } from "../observe/stats-object.ts";
 import { overNetworkCeiling } from "../pipeline/network-ceiling.ts";
 import { normalizePath } from "../pipeline/paths.ts";
-import { parsePolicy, type Policy, type PolicyInput } from "../schemes/policy.ts";
+import { type Policy, type PolicyInput, parsePolicy } from "../schemes/policy.ts";
 import { adminApi } from "./api.ts";
 import { adminTokenChecker } from "./auth.ts";
 import type { AdminContext, AdminRoute } from "./context.ts";
 import { ADMIN_HEADERS, ASSET_FILES, DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";
 import { problem, wrongMethod } from "./reply.ts";
 
-export { STATS_MINUTES, type AdminRoute } from "./context.ts";
+export { type AdminRoute, STATS_MINUTES } from "./context.ts";
 
 /** Default admin path. */
 export const DEFAULT_ADMIN_PATH = "/admin";
@@ -67,13 +67,17 @@ export interface AdminOptions {
 export function adminPath(path: string | undefined, endpoint: string): string {
   const p = path ?? DEFAULT_ADMIN_PATH;
   if (!/^(\/[A-Za-z0-9_.-]+)+$/.test(p) || p.split("/").some((s) => s === "." || s === "..")) {
-    throw new TypeError(`TOLLBOOTH_ADMIN_PATH ${JSON.stringify(p)} must be / followed by segments of letters, digits, -, _ and . (no trailing slash)`);
+    throw new TypeError(
+      `TOLLBOOTH_ADMIN_PATH ${JSON.stringify(p)} must be / followed by segments of letters, digits, -, _ and . (no trailing slash)`,
+    );
   }
   const admin = normalizePath(p);
   const mcp = normalizePath(endpoint);
   // Invariant: the admin path never shadows the MCP endpoint (nor the endpoint the admin path).
-  if (admin === mcp || mcp.startsWith(admin + "/") || admin.startsWith(mcp + "/")) throw new TypeError(`TOLLBOOTH_ADMIN_PATH ${p} overlaps the MCP endpoint ${endpoint}`);
-  if (admin === WELL_KNOWN || admin.startsWith("/.well-known")) throw new TypeError(`TOLLBOOTH_ADMIN_PATH ${p} must not be under /.well-known`);
+  if (admin === mcp || mcp.startsWith(admin + "/") || admin.startsWith(mcp + "/"))
+    throw new TypeError(`TOLLBOOTH_ADMIN_PATH ${p} overlaps the MCP endpoint ${endpoint}`);
+  if (admin === WELL_KNOWN || admin.startsWith("/.well-known"))
+    throw new TypeError(`TOLLBOOTH_ADMIN_PATH ${p} must not be under /.well-known`);
   return p;
 }
 
@@ -96,7 +100,8 @@ export function admin(options: AdminOptions): MiddlewareHandler {
   const policy = parsePolicy(options.policy);
   const checkToken = adminTokenChecker(options.token);
   const base = adminPath(options.path, policy.endpoint);
-  if (!options.callers || typeof options.callers.idFromName !== "function") throw new TypeError("admin(): option `callers` must be the CallerState Durable Object namespace");
+  if (!options.callers || typeof options.callers.idFromName !== "function")
+    throw new TypeError("admin(): option `callers` must be the CallerState Durable Object namespace");
   const { network } = options;
   const ctx: AdminContext = {
     policy,
@@ -118,13 +123,24 @@ export function admin(options: AdminOptions): MiddlewareHandler {
     // cannot be tried faster than this allows.
     const key = networkFor(req.headers, policy.identity.ipv4Prefix, policy.identity.ipv6Prefix);
     if (await overNetworkCeiling(network, key)) {
-      return problem(429, "rate_limited", `over the ceiling of your network (${key})`, { reason: "network", retryAfter: policy.networkRetryAfterSeconds }, {}, policy.networkRetryAfterSeconds);
+      return problem(
+        429,
+        "rate_limited",
+        `over the ceiling of your network (${key})`,
+        { reason: "network", retryAfter: policy.networkRetryAfterSeconds },
+        {},
+        policy.networkRetryAfterSeconds,
+      );
     }
 
     // Segments of the raw path, each percent-decoded once (a caller id carries `/` as %2F).
     let segments: string[];
     try {
-      segments = path.slice(base.length).split("/").slice(1).map((s) => decodeURIComponent(s));
+      segments = path
+        .slice(base.length)
+        .split("/")
+        .slice(1)
+        .map((s) => decodeURIComponent(s));
     } catch {
       return problem(400, "bad_path", "the path is not valid percent-encoding");
     }
@@ -133,14 +149,25 @@ export function admin(options: AdminOptions): MiddlewareHandler {
       if (req.method !== "GET" && req.method !== "HEAD") return wrongMethod(req.method, ["GET", "HEAD"]);
       return new Response(req.method === "HEAD" ? null : dashboardHtml(base), {
         status: 200,
-        headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": DASHBOARD_CSP, ...ADMIN_HEADERS },
+        headers: {
+          "content-type": "text/html; charset=utf-8",
+          "cache-control": "no-store",
+          "content-security-policy": DASHBOARD_CSP,
+          ...ADMIN_HEADERS,
+        },
       });
     }
     if (segments[0] === "assets" && segments.length === 2) return serveAsset(req, segments[1]!, options.assets);
 
     // Invariant: nothing past this point answers without the operator's token.
     if (!(await checkToken(req.headers.get("authorization")))) {
-      return problem(401, "unauthorized", "send Authorization: Bearer <TOLLBOOTH_ADMIN_TOKEN>", {}, { "www-authenticate": 'Bearer realm="tollbooth-admin"' });
+      return problem(
+        401,
+        "unauthorized",
+        "send Authorization: Bearer <TOLLBOOTH_ADMIN_TOKEN>",
+        {},
+        { "www-authenticate": 'Bearer realm="tollbooth-admin"' },
+      );
     }
     try {
       return await adminApi(ctx, req, segments);
@@ -153,5 +180,8 @@ export function admin(options: AdminOptions): MiddlewareHandler {
 
 /** The policy as `GET <admin>/policy` shows it: no secret is in a policy; issued key hashes are cut to 12 hex characters. */
 function redactedPolicy(policy: Policy): unknown {
-  return { ...policy, identity: { ...policy.identity, apiKeys: policy.identity.apiKeys.map((k) => ({ ...k, sha256: `${k.sha256.slice(0, 12)}…` })) } };
+  return {
+    ...policy,
+    identity: { ...policy.identity, apiKeys: policy.identity.apiKeys.map((k) => ({ ...k, sha256: `${k.sha256.slice(0, 12)}…` })) },
+  };
 }

@@ -5,10 +5,22 @@
  * A revoked key keeps working in an isolate that looked it up within the last 30 s
  * (`KEY_MEMO_TTL_MS`, shared/identity/index.ts), plus KV's own propagation (up to about 60 s).
  */
-import { apiKeyHash, KEY_HASH, KEY_NAME, KEY_PLAN, keyRecord, matchKeyTarget, newApiKey, readKeyRecord, SHOWN_HASH_CHARS, type KeyMatch, type KeyRecord } from "../../shared/identity/api-keys.ts";
+import {
+  apiKeyHash,
+  KEY_HASH,
+  KEY_NAME,
+  KEY_PLAN,
+  type KeyMatch,
+  type KeyRecord,
+  keyRecord,
+  matchKeyTarget,
+  newApiKey,
+  readKeyRecord,
+  SHOWN_HASH_CHARS,
+} from "../../shared/identity/api-keys.ts";
 import { KEY_MEMO_TTL_MS } from "../../shared/identity/index.ts";
 import type { Policy } from "../../shared/policy/index.ts";
-import { refuse, type Result } from "../../shared/result.ts";
+import { type Result, refuse } from "../../shared/result.ts";
 
 /** Characters of the SHA-256 hex shown by the listing (as `npm run keys -- list`). */
 export const HASH_PREFIX_CHARS = SHOWN_HASH_CHARS;
@@ -44,23 +56,37 @@ async function allKeys(store: KeyStore): Promise<Array<{ sha256: string; record:
 
 /** The issued keys: name, plan, created, SHA-256 prefix (never the key, never the whole hash). */
 export async function listKeys(store: KeyStore): Promise<ListedKey[]> {
-  return (await allKeys(store)).map((e) => ({ name: e.record?.name ?? "?", ...(e.record?.plan !== undefined ? { plan: e.record.plan } : {}), ...(e.record?.created !== undefined ? { created: e.record.created } : {}), sha256Prefix: e.sha256.slice(0, HASH_PREFIX_CHARS) }));
+  return (await allKeys(store)).map((e) => ({
+    name: e.record?.name ?? "?",
+    ...(e.record?.plan !== undefined ? { plan: e.record.plan } : {}),
+    ...(e.record?.created !== undefined ? { created: e.record.created } : {}),
+    sha256Prefix: e.sha256.slice(0, HASH_PREFIX_CHARS),
+  }));
 }
 
 /**
  * Issue a key: `{ name, plan? }` (a plan the policy names; a name no other key has).
  * @returns the key (shown only this once), its record and SHA-256; or a refusal naming the problem
  */
-export async function issueKey(store: KeyStore, policy: Policy, body: unknown, nowMs: number): Promise<Result<{ key: string; sha256: string; record: KeyRecord }, KeyRefusal>> {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) return refuse("bad_body", 'the body must be a JSON object {"name": …, "plan": …}');
+export async function issueKey(
+  store: KeyStore,
+  policy: Policy,
+  body: unknown,
+  nowMs: number,
+): Promise<Result<{ key: string; sha256: string; record: KeyRecord }, KeyRefusal>> {
+  if (typeof body !== "object" || body === null || Array.isArray(body))
+    return refuse("bad_body", 'the body must be a JSON object {"name": …, "plan": …}');
   const extra = Object.keys(body).filter((k) => k !== "name" && k !== "plan");
   if (extra.length > 0) return refuse("bad_body", `unknown member ${JSON.stringify(extra[0])}`);
   const { name, plan } = body as { name?: unknown; plan?: unknown };
   if (typeof name !== "string" || !KEY_NAME.test(name)) return refuse("bad_body", "name must be 1-64 printable ASCII characters");
-  if (plan !== undefined && (typeof plan !== "string" || !KEY_PLAN.test(plan))) return refuse("bad_body", "plan must match [A-Za-z0-9][A-Za-z0-9_.-]{0,31}");
+  if (plan !== undefined && (typeof plan !== "string" || !KEY_PLAN.test(plan)))
+    return refuse("bad_body", "plan must match [A-Za-z0-9][A-Za-z0-9_.-]{0,31}");
   // A plan the policy does not name would silently mean the default plan: refused instead.
-  if (plan !== undefined && !Object.hasOwn(policy.plans, plan)) return refuse("unknown_plan", `the policy has no plan ${JSON.stringify(plan)} (plans: ${Object.keys(policy.plans).join(", ")})`);
-  if ((await allKeys(store)).some((e) => e.record?.name === name)) return refuse("name_taken", `a key named ${JSON.stringify(name)} exists; revoke it first or choose another name`);
+  if (plan !== undefined && !Object.hasOwn(policy.plans, plan))
+    return refuse("unknown_plan", `the policy has no plan ${JSON.stringify(plan)} (plans: ${Object.keys(policy.plans).join(", ")})`);
+  if ((await allKeys(store)).some((e) => e.record?.name === name))
+    return refuse("name_taken", `a key named ${JSON.stringify(name)} exists; revoke it first or choose another name`);
   const key = newApiKey();
   const sha256 = await apiKeyHash(key);
   const record = keyRecord(name, plan as string | undefined, nowMs);
@@ -91,11 +117,22 @@ export async function revokeKeys(store: KeyStore, target: string): Promise<Revok
     doomed = target;
     matchedBy = "hash";
   } else {
-    const found = matchKeyTarget((await allKeys(store)).map((e) => ({ sha256: e.sha256, name: e.record?.name ?? null })), target);
-    if (found.kind === "none") return { ok: false, reason: "not_found", detail: `no key with the hash, name or hash prefix ${JSON.stringify(target)}` };
+    const found = matchKeyTarget(
+      (await allKeys(store)).map((e) => ({ sha256: e.sha256, name: e.record?.name ?? null })),
+      target,
+    );
+    if (found.kind === "none")
+      return { ok: false, reason: "not_found", detail: `no key with the hash, name or hash prefix ${JSON.stringify(target)}` };
     if (found.kind === "ambiguous") {
-      const list = found.matches.map((m) => `${m.name === null ? "(no name)" : JSON.stringify(m.name)} ${m.sha256Prefix} (by ${m.matchedBy})`).join(", ");
-      return { ok: false, reason: "ambiguous", detail: `${JSON.stringify(target)} matches ${found.matches.length} keys: ${list}; nothing was revoked: give a whole hash or more of it`, matches: found.matches };
+      const list = found.matches
+        .map((m) => `${m.name === null ? "(no name)" : JSON.stringify(m.name)} ${m.sha256Prefix} (by ${m.matchedBy})`)
+        .join(", ");
+      return {
+        ok: false,
+        reason: "ambiguous",
+        detail: `${JSON.stringify(target)} matches ${found.matches.length} keys: ${list}; nothing was revoked: give a whole hash or more of it`,
+        matches: found.matches,
+      };
     }
     doomed = found.sha256;
     matchedBy = found.match.matchedBy;

@@ -19,13 +19,28 @@ export const reply = adminJson;
  * A refusal of the admin API: `{ error, message }` (+ details).
  * @param retryAfter whole seconds of `Retry-After`, sent after `headers`
  */
-export function problem(status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}, retryAfter?: number): Response {
-  return toAdminProblem(new Refusal({ status, code: error, message, data: extra, headers, ...(retryAfter !== undefined ? { retryAfter } : {}) }));
+export function problem(
+  status: number,
+  error: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+  retryAfter?: number,
+): Response {
+  return toAdminProblem(
+    new Refusal({ status, code: error, message, data: extra, headers, ...(retryAfter !== undefined ? { retryAfter } : {}) }),
+  );
 }
 
 /** 405 naming the methods the path takes. */
 export function wrongMethod(method: string, allow: string[]): Response {
-  return problem(405, "method_not_allowed", `${method} is not allowed here; use ${allow.join(", ")}`, { allow }, { allow: allow.join(", ") });
+  return problem(
+    405,
+    "method_not_allowed",
+    `${method} is not allowed here; use ${allow.join(", ")}`,
+    { allow },
+    { allow: allow.join(", ") },
+  );
 }
 
 /** The request's JSON body, or the refusal that says what is wrong with it (413, 408, 400). */

@@ -27,14 +27,37 @@ export interface Asker {
  * A refusal of these endpoints, as problem JSON `{ error, message, ...extra }`.
  * @param retryAfter whole seconds of `Retry-After`, sent after `headers`
  */
-export function problem(status: number, error: string, message: string, extra?: Record<string, unknown>, headers?: Record<string, string>, retryAfter?: number): Response {
-  return toProblem(new Refusal({ status, code: error, message, ...(extra ? { data: extra } : {}), ...(headers ? { headers } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) }));
+export function problem(
+  status: number,
+  error: string,
+  message: string,
+  extra?: Record<string, unknown>,
+  headers?: Record<string, string>,
+  retryAfter?: number,
+): Response {
+  return toProblem(
+    new Refusal({
+      status,
+      code: error,
+      message,
+      ...(extra ? { data: extra } : {}),
+      ...(headers ? { headers } : {}),
+      ...(retryAfter !== undefined ? { retryAfter } : {}),
+    }),
+  );
 }
 
 /** 429 over the caller's safety ceiling (the endpoints count against it too). */
 export function overCeiling(retryAfterSeconds: number, headers: Record<string, string>): Response {
   const retryAfter = Math.max(1, retryAfterSeconds);
-  return problem(429, "too_many_requests", `Over the safety ceiling; retry after ${retryAfter} s`, { retryAfter, layer: "ceiling" }, headers, retryAfter);
+  return problem(
+    429,
+    "too_many_requests",
+    `Over the safety ceiling; retry after ${retryAfter} s`,
+    { retryAfter, layer: "ceiling" },
+    headers,
+    retryAfter,
+  );
 }
 
 /** 503 when the caller's state could not be reached (the endpoints always fail closed). */

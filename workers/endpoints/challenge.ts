@@ -8,7 +8,7 @@ import { WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 import type { Deps } from "../pipeline/deps.ts";
 import { json } from "../refusal/problem.ts";
 import { schemeOfType } from "../schemes/registry.ts";
-import { problem, type Asker } from "./answers.ts";
+import { type Asker, problem } from "./answers.ts";
 import { statusOf } from "./status.ts";
 
 /** Answer `GET /challenge`. */

@@ -14,10 +14,10 @@ import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import type { DecisionFields } from "../observe/observe.ts";
 import type { Deps } from "../pipeline/deps.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "../pipeline/read-body.ts";
-import { record, type Arrival } from "../pipeline/state.ts";
+import { type Arrival, record } from "../pipeline/state.ts";
 import { json } from "../refusal/problem.ts";
 import { planFor } from "../schemes/policy.ts";
-import { problem, unavailable, type Asker } from "./answers.ts";
+import { type Asker, problem, unavailable } from "./answers.ts";
 import { challenge } from "./challenge.ts";
 import { publicPolicy } from "./policy.ts";
 import { status } from "./status.ts";
@@ -41,9 +41,12 @@ export async function answer(deps: Deps, req: Request, url: URL, note: (fields: 
   const { policy } = deps;
   const route = url.pathname.slice(WELL_KNOWN.length).replace(/\/$/, "") || "/";
   const expect = (method: string) =>
-    req.method === method || (method === "GET" && req.method === "HEAD") ? null : problem(405, "method_not_allowed", `${req.method} ${url.pathname} is not allowed; use ${method}`, undefined, { allow: method });
+    req.method === method || (method === "GET" && req.method === "HEAD")
+      ? null
+      : problem(405, "method_not_allowed", `${req.method} ${url.pathname} is not allowed; use ${method}`, undefined, { allow: method });
   if (route === "/") return expect("GET") ?? json(200, publicPolicy(policy, deps.schemes, url));
-  if (route !== "/challenge" && route !== "/verify" && route !== "/status") return problem(404, "not_found", `No tollbooth endpoint at ${url.pathname}`);
+  if (route !== "/challenge" && route !== "/verify" && route !== "/status")
+    return problem(404, "not_found", `No tollbooth endpoint at ${url.pathname}`);
   const wrongMethod = expect(route === "/verify" ? "POST" : "GET");
   if (wrongMethod) return wrongMethod;
   let bytes: Uint8Array | null = null;

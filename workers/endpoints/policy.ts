@@ -3,7 +3,7 @@
  * ceilings, the challenge, limits, identity settings, and what each enabled scheme publishes
  * (`PaymentScheme.publicPlan` / `publicPolicy`: never a secret or a backend's URL).
  */
-import { planFor, type Plan, type Policy } from "../../shared/policy/index.ts";
+import { type Plan, type Policy, planFor } from "../../shared/policy/index.ts";
 import type { PaymentScheme } from "../schemes/contract.ts";
 import { PUBLISHED, schemeOfType } from "../schemes/registry.ts";
 import { gatewayUrls } from "./urls.ts";
@@ -32,7 +32,12 @@ export function publicPolicy(policy: Policy, schemes: readonly PaymentScheme[], 
     ...publicPlan(planFor(policy, undefined), schemes),
     defaultPlan: policy.defaultPlan,
     plans,
-    identity: { strategies: policy.identity.strategies, apiKeyHeader: policy.identity.apiKeyHeader, ipv4Prefix: policy.identity.ipv4Prefix, ipv6Prefix: policy.identity.ipv6Prefix },
+    identity: {
+      strategies: policy.identity.strategies,
+      apiKeyHeader: policy.identity.apiKeyHeader,
+      ipv4Prefix: policy.identity.ipv4Prefix,
+      ipv6Prefix: policy.identity.ipv6Prefix,
+    },
     originCeiling: policy.originCeiling,
     networkRetryAfterSeconds: policy.networkRetryAfterSeconds,
     maxBodyBytes: policy.maxBodyBytes,
@@ -45,4 +50,3 @@ export function publicPolicy(policy: Policy, schemes: readonly PaymentScheme[], 
     ...gatewayUrls(url),
   };
 }
-

@@ -9,14 +9,14 @@
  * Refusals in the scheme's words (`PaymentScheme.verifyRefusal`).
  */
 import { signToken } from "../../shared/credentials/token.ts";
-import { refuse, type Result } from "../../shared/result.ts";
+import { type Result, refuse } from "../../shared/result.ts";
 import type { CallerStore } from "../objects/stores.ts";
 import type { Deps } from "../pipeline/deps.ts";
 import { giveBack } from "../pipeline/give-back.ts";
 import { json } from "../refusal/problem.ts";
 import type { PaymentScheme, Redeemable, RedemptionFacts } from "../schemes/contract.ts";
 import { schemeOfType } from "../schemes/registry.ts";
-import { blocked, overCeiling, problem, unavailable, type Asker } from "./answers.ts";
+import { type Asker, blocked, overCeiling, problem, unavailable } from "./answers.ts";
 import { gatewayUrls } from "./urls.ts";
 
 /** The scheme's refusal of its credential at `/verify`, as problem JSON. */

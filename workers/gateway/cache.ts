@@ -22,7 +22,14 @@ export function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
   // nothing to compare, no key to build on the hot path.
   if (cached?.env === env) return cached.app;
   const key = JSON.stringify(stringBindings(env));
-  const bindings = [env.ORIGIN_GATE, env.TOLLBOOTH_NETWORK_LIMIT, env.TOLLBOOTH_KEYS, env.TOLLBOOTH_STATS, env.TOLLBOOTH_ANALYTICS, env.ASSETS];
+  const bindings = [
+    env.ORIGIN_GATE,
+    env.TOLLBOOTH_NETWORK_LIMIT,
+    env.TOLLBOOTH_KEYS,
+    env.TOLLBOOTH_STATS,
+    env.TOLLBOOTH_ANALYTICS,
+    env.ASSETS,
+  ];
   if (cached?.key !== key || cached.bindings.some((b, i) => b !== bindings[i])) {
     let app: ReturnType<typeof createGateway> | Error;
     try {
@@ -35,4 +42,3 @@ export function gatewayFor(env: Env): ReturnType<typeof createGateway> | Error {
   } else cached.env = env;
   return cached.app;
 }
-

@@ -8,16 +8,16 @@ import type { MiddlewareHandler } from "hono";
 // Hono's `tiny` preset (its PatternRouter): the gateway registers only `use` and `all("*")`, so
 // the default's RegExpRouter + TrieRouter would be 2 KiB gzipped of the bundle for nothing.
 import { Hono } from "hono/tiny";
-import { importKeyring, parseSecrets, type HmacKey } from "../../shared/credentials/keys.ts";
+import { type HmacKey, importKeyring, parseSecrets } from "../../shared/credentials/keys.ts";
 import { originProblem, parseRoutes, routeSecrets } from "../../shared/policy/routes.ts";
-import { admin, type AdminRoute } from "../admin/index.ts";
+import { type AdminRoute, admin } from "../admin/index.ts";
 import type { Env } from "../env.ts";
 import { parseFlushMs } from "../observe/flusher.ts";
 import { note, observe, parseDecisionLog } from "../observe/observe.ts";
-import { tollbooth, type TollboothVariables } from "../pipeline/middleware.ts";
+import { type TollboothVariables, tollbooth } from "../pipeline/middleware.ts";
 import { mcpProxy } from "../proxy/proxy.ts";
-import { parsePolicy, type Policy } from "../schemes/policy.ts";
-import { prefixedWellKnown, router, scopedNamespace, type RouteEntry } from "./router.ts";
+import { type Policy, parsePolicy } from "../schemes/policy.ts";
+import { prefixedWellKnown, type RouteEntry, router, scopedNamespace } from "./router.ts";
 
 /** The environment's string bindings (vars and secrets), by name. */
 export function stringBindings(env: Env): Record<string, string> {

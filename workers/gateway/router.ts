@@ -15,18 +15,18 @@
  * puts the prefix back into the URLs of tollbooth's own answers.
  */
 import type { MiddlewareHandler } from "hono";
-import { matchRoute, restAfterPrefix, type Route } from "../../shared/policy/routes.ts";
-import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import { networkFor } from "../../shared/identity/index.ts";
+import { matchRoute, type Route, restAfterPrefix } from "../../shared/policy/routes.ts";
+import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import type { NetworkLimiter } from "../env.ts";
-import { overNetworkCeiling } from "../pipeline/network-ceiling.ts";
 import { shortCaller } from "../observe/counters.ts";
 import type { Observer } from "../observe/observe.ts";
 import type { Decision } from "../observe/types.ts";
+import type { TollboothVariables } from "../pipeline/middleware.ts";
+import { overNetworkCeiling } from "../pipeline/network-ceiling.ts";
+import { normalizePath } from "../pipeline/paths.ts";
 import { json, toRouterProblem } from "../refusal/problem.ts";
 import { Refusal } from "../refusal/refusal.ts";
-import { normalizePath } from "../pipeline/paths.ts";
-import type { TollboothVariables } from "../pipeline/middleware.ts";
 
 /** What the router needs of a route's app (a Hono app fits). */
 export interface RouteApp {
@@ -79,7 +79,8 @@ function listed(e: RouteEntry, base: URL): Record<string, unknown> {
  * @throws TypeError when `routes` is empty
  */
 export function router(options: RouterOptions): (request: Request, env: unknown, ctx?: ExecutionContext) => Promise<Response> {
-  if (!Array.isArray(options.routes) || options.routes.length === 0) throw new TypeError("router(): option `routes` must hold at least one route");
+  if (!Array.isArray(options.routes) || options.routes.length === 0)
+    throw new TypeError("router(): option `routes` must hold at least one route");
   const entries = options.routes;
   const byRoute = new Map(entries.map((e) => [e.route, e]));
   const routes = entries.map((e) => e.route);
@@ -94,19 +95,46 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
   async function overCeiling(request: Request, network: string): Promise<Response | null> {
     if (!(await overNetworkCeiling(options.network, network))) return null;
     const message = `Too many requests: over the ceiling of your network (${network}); retry after ${retryAfter} s`;
-    return toRouterProblem(new Refusal({ status: 429, code: "rate_limited", message, data: { reason: "network", retryAfter }, retryAfter, reason: { decision: "rate_limited", reason: "network" } }));
+    return toRouterProblem(
+      new Refusal({
+        status: 429,
+        code: "rate_limited",
+        message,
+        data: { reason: "network", retryAfter },
+        retryAfter,
+        reason: { decision: "rate_limited", reason: "network" },
+      }),
+    );
   }
 
   /**
    * Answer a request the router decides itself (no route's tollbooth sees it): the network
    * ceiling first, then `answer`; the decision is recorded as every other request's is.
    */
-  async function own(request: Request, ctx: ExecutionContext | undefined, startedMs: number, decision: Decision, reason: string, answer: () => Response): Promise<Response> {
+  async function own(
+    request: Request,
+    ctx: ExecutionContext | undefined,
+    startedMs: number,
+    decision: Decision,
+    reason: string,
+    answer: () => Response,
+  ): Promise<Response> {
     const network = networkFor(request.headers, identity?.ipv4Prefix ?? 32, identity?.ipv6Prefix ?? 64);
     const limited = await overCeiling(request, network);
     const res = limited ?? answer();
     options.observer?.emit(
-      { time: startedMs, caller: shortCaller(network), network: network.replace(/^ip:/, ""), plan: "", method: request.method, cost: 0, decision: limited ? "rate_limited" : decision, reason: limited ? "network" : reason, status: res.status, latencyMs: Math.max(0, Date.now() - startedMs) },
+      {
+        time: startedMs,
+        caller: shortCaller(network),
+        network: network.replace(/^ip:/, ""),
+        plan: "",
+        method: request.method,
+        cost: 0,
+        decision: limited ? "rate_limited" : decision,
+        reason: limited ? "network" : reason,
+        status: res.status,
+        latencyMs: Math.max(0, Date.now() - startedMs),
+      },
       ctx ? (p) => ctx.waitUntil(p) : null,
     );
     return res;
@@ -122,14 +150,34 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
         return own(request, ctx, startedMs, "own_endpoint", "routes", () => json(200, { routes: entries.map((e) => listed(e, url)) }));
       }
       // Invariant: a request no route claims never reaches an origin.
-      return own(request, ctx, startedMs, "bad_request", "no_route", () => toRouterProblem(new Refusal({ status: 404, code: "not_found", message: `No route for ${url.hostname}${url.pathname}`, data: { routesUrl: `${url.origin}${WELL_KNOWN}` }, reason: { decision: "bad_request", reason: "no_route" } })));
+      return own(request, ctx, startedMs, "bad_request", "no_route", () =>
+        toRouterProblem(
+          new Refusal({
+            status: 404,
+            code: "not_found",
+            message: `No route for ${url.hostname}${url.pathname}`,
+            data: { routesUrl: `${url.origin}${WELL_KNOWN}` },
+            reason: { decision: "bad_request", reason: "no_route" },
+          }),
+        ),
+      );
     }
     const entry = byRoute.get(matched)!;
     const rest = restAfterPrefix(url.pathname, matched.segments);
     // Invariant: the route was chosen on the normalized path; the app gets the raw rest only
     // when the raw path spells the prefix segment by segment, so what the route's tollbooth
     // prices is exactly what its origin receives after the prefix.
-    if (rest === null) return own(request, ctx, startedMs, "bad_request", "invalid_path", () => toRouterProblem(new Refusal({ status: 400, code: "invalid_path", message: `The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment`, reason: { decision: "bad_request", reason: "invalid_path" } })));
+    if (rest === null)
+      return own(request, ctx, startedMs, "bad_request", "invalid_path", () =>
+        toRouterProblem(
+          new Refusal({
+            status: 400,
+            code: "invalid_path",
+            message: `The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment`,
+            reason: { decision: "bad_request", reason: "invalid_path" },
+          }),
+        ),
+      );
     let forwarded = request;
     if (rest !== url.pathname) {
       const inner = new URL(url);
@@ -142,7 +190,11 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
     if (rest === WELL_KNOWN && request.method === "GET" && res.status === 200) {
       // The route's policy, with where the client reaches it and the other routes.
       const policy = (await res.json()) as Record<string, unknown>;
-      return json(200, { ...policy, route: listed(entry, url), routes: entries.map((e) => listed(e, url)) }, Object.fromEntries([...res.headers].filter(([k]) => k.startsWith("ratelimit"))));
+      return json(
+        200,
+        { ...policy, route: listed(entry, url), routes: entries.map((e) => listed(e, url)) },
+        Object.fromEntries([...res.headers].filter(([k]) => k.startsWith("ratelimit"))),
+      );
     }
     return res;
   };
@@ -155,7 +207,10 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
  * @param ns the namespace binding (CALLER_BUCKET, ORIGIN_GATE)
  * @param scope `route:<name>`
  */
-export function scopedNamespace<T extends Rpc.DurableObjectBranded | undefined>(ns: DurableObjectNamespace<T>, scope: string): DurableObjectNamespace<T> {
+export function scopedNamespace<T extends Rpc.DurableObjectBranded | undefined>(
+  ns: DurableObjectNamespace<T>,
+  scope: string,
+): DurableObjectNamespace<T> {
   const name = (n: string) => `${scope}/${n}`;
   return {
     idFromName: (n: string) => ns.idFromName(name(n)),

@@ -18,8 +18,8 @@
  * write, not by the constructor: an object only read (an operator's lookup) stores nothing.
  */
 import { DurableObject } from "cloudflare:workers";
-import { fullBucket, peek, refill, take, type BucketConfig, type BucketState, type LimitResult } from "../../shared/limits/bucket.ts";
-import { addSolve, decayed, difficultyFor, NO_SOLVES, type AdaptiveConfig, type SolveScore } from "../../shared/limits/difficulty.ts";
+import { type BucketConfig, type BucketState, fullBucket, type LimitResult, peek, refill, take } from "../../shared/limits/bucket.ts";
+import { type AdaptiveConfig, addSolve, decayed, difficultyFor, NO_SOLVES, type SolveScore } from "../../shared/limits/difficulty.ts";
 import { grantLease, type LeaseGrant, type LeaseWant } from "../../shared/limits/lease.ts";
 import type { DenyReason, Redemption } from "../schemes/contract.ts";
 

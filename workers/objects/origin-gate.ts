@@ -6,7 +6,7 @@
  * It survives eviction and restarts like `CallerState` (SQLite).
  */
 import { DurableObject } from "cloudflare:workers";
-import { fullBucket, take, type BucketConfig, type BucketState, type LimitResult } from "../../shared/limits/bucket.ts";
+import { type BucketConfig, type BucketState, fullBucket, type LimitResult, take } from "../../shared/limits/bucket.ts";
 
 export class OriginGate extends DurableObject {
   private readonly sql: SqlStorage;
@@ -15,7 +15,9 @@ export class OriginGate extends DurableObject {
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
     this.sql = ctx.storage.sql;
-    this.sql.exec("CREATE TABLE IF NOT EXISTS bucket (id INTEGER PRIMARY KEY CHECK (id = 0), tokens REAL NOT NULL, updated_ms INTEGER NOT NULL)");
+    this.sql.exec(
+      "CREATE TABLE IF NOT EXISTS bucket (id INTEGER PRIMARY KEY CHECK (id = 0), tokens REAL NOT NULL, updated_ms INTEGER NOT NULL)",
+    );
   }
 
   /**

@@ -7,7 +7,7 @@
  * becomes a label, so the number of counter keys stays bounded whatever callers invent.
  */
 import { PAYERS, SCHEMES } from "../schemes/registry.ts";
-import { LATENCY_BUCKETS_MS, type Counters, type DecisionRecord } from "./types.ts";
+import { type Counters, type DecisionRecord, LATENCY_BUCKETS_MS } from "./types.ts";
 
 /** `items` as prose: `a`, `a or b`, `a, b or c`… with `last` before the last one. */
 function listed(items: readonly string[], last: string): string {
@@ -23,16 +23,40 @@ const unauthorized = SCHEMES.flatMap((s) => (s.words.refusedWith401 ? [s.words.r
  * Prometheus `# HELP` line, prefixed `tollbooth_` there). docs/observability.md lists the same.
  */
 export const COUNTER_HELP: Readonly<Record<string, { labels: readonly string[]; help: string }>> = {
-  requests_total: { labels: ["decision"], help: "Requests decided, by decision (admitted, payment_required, rate_limited, bad_request, unavailable, blocked, own_endpoint, admitted_unmetered)." },
-  admitted_total: { labels: ["paid_by"], help: `Requests forwarded to the origin, by what paid: bucket, token, ${SCHEMES.map((s) => `${s.prefix}, `).join("")}free (cost 0), unmetered (store down, onStoreError open).` },
-  payment_required_total: { labels: ["scheme", "reason"], help: `402${unauthorized.length ? ` (and 401 for a refused ${listed(unauthorized, "or")} credential)` : ""} answers, by the scheme of the refused credential (none: no credential) and the reason.` },
-  rate_limited_total: { labels: ["layer"], help: "429 answers, by layer: network, ceiling, sessions, streams, origin, over_budget (a plan in 429 mode)." },
+  requests_total: {
+    labels: ["decision"],
+    help: "Requests decided, by decision (admitted, payment_required, rate_limited, bad_request, unavailable, blocked, own_endpoint, admitted_unmetered).",
+  },
+  admitted_total: {
+    labels: ["paid_by"],
+    help: `Requests forwarded to the origin, by what paid: bucket, token, ${SCHEMES.map((s) => `${s.prefix}, `).join("")}free (cost 0), unmetered (store down, onStoreError open).`,
+  },
+  payment_required_total: {
+    labels: ["scheme", "reason"],
+    help: `402${unauthorized.length ? ` (and 401 for a refused ${listed(unauthorized, "or")} credential)` : ""} answers, by the scheme of the refused credential (none: no credential) and the reason.`,
+  },
+  rate_limited_total: {
+    labels: ["layer"],
+    help: "429 answers, by layer: network, ceiling, sessions, streams, origin, over_budget (a plan in 429 mode).",
+  },
   bad_request_total: { labels: ["status"], help: "Requests refused for their form, by status (400, 403, 405, 408, 413, 415)." },
   redeemed_total: { labels: ["scheme"], help: `Credentials redeemed: ${SCHEMES.map((s) => s.words.redeemed).join(", ")}.` },
   payments_total: { labels: ["scheme"], help: `Payments received (${paying.map((s) => s.type).join(", ")}).` },
-  paid_total: { labels: ["scheme", "unit"], help: `Amount received: ${listed(paying.map((s) => s.words.paidIn!), "or")}.` },
-  origin_errors_total: { labels: ["status"], help: "Admitted requests the origin failed: its status >= 500, or the proxy's 502 (unreachable) / 504 (no answer in time)." },
-  stats_flushes_total: { labels: [], help: "Batches flushed into the Stats object by the gateway's isolates (at most one per isolate per flush interval)." },
+  paid_total: {
+    labels: ["scheme", "unit"],
+    help: `Amount received: ${listed(
+      paying.map((s) => s.words.paidIn!),
+      "or",
+    )}.`,
+  },
+  origin_errors_total: {
+    labels: ["status"],
+    help: "Admitted requests the origin failed: its status >= 500, or the proxy's 502 (unreachable) / 504 (no answer in time).",
+  },
+  stats_flushes_total: {
+    labels: [],
+    help: "Batches flushed into the Stats object by the gateway's isolates (at most one per isolate per flush interval).",
+  },
 };
 
 /** Escape a label value (Prometheus text format 0.0.4: backslash, double quote, newline). */
@@ -196,7 +220,11 @@ export function addRecord(batch: StatsBatch, r: DecisionRecord): void {
   }
   for (const [k, v] of Object.entries(countersOf(r))) bump(m.counters, k, v);
   m.latency[latencyBucket(r.latencyMs)]!++;
-  addCaller(m.callers, r.caller, { requests: 1, admitted: r.decision === "admitted" || r.decision === "admitted_unmetered" ? 1 : 0, refused: refusedRecord(r) ? 1 : 0 });
+  addCaller(m.callers, r.caller, {
+    requests: 1,
+    admitted: r.decision === "admitted" || r.decision === "admitted_unmetered" ? 1 : 0,
+    refused: refusedRecord(r) ? 1 : 0,
+  });
   batch.recent.push(r);
   if (batch.recent.length > MAX_RECENT) batch.recent.splice(0, batch.recent.length - MAX_RECENT);
   batch.records++;

@@ -31,7 +31,9 @@ export function parseFlushMs(value: string | undefined): number {
   if (value === undefined || value.trim() === "") return DEFAULT_FLUSH_MS;
   const ms = /^\d{1,6}$/.test(value.trim()) ? Number(value.trim()) : NaN;
   if (ms !== 0 && !(ms >= MIN_FLUSH_MS && ms <= MAX_FLUSH_MS)) {
-    throw new TypeError(`TOLLBOOTH_METRICS_FLUSH_MS must be 0 (off) or an integer from ${MIN_FLUSH_MS} to ${MAX_FLUSH_MS} (ms), got ${JSON.stringify(value)}`);
+    throw new TypeError(
+      `TOLLBOOTH_METRICS_FLUSH_MS must be 0 (off) or an integer from ${MIN_FLUSH_MS} to ${MAX_FLUSH_MS} (ms), got ${JSON.stringify(value)}`,
+    );
   }
   return ms;
 }
@@ -63,7 +65,9 @@ export interface StatsFlusher {
  */
 export function statsFlusher(options: FlusherOptions): StatsFlusher {
   if (!Number.isInteger(options.intervalMs) || options.intervalMs < MIN_FLUSH_MS || options.intervalMs > MAX_FLUSH_MS) {
-    throw new TypeError(`statsFlusher(): option \`intervalMs\` must be an integer from ${MIN_FLUSH_MS} to ${MAX_FLUSH_MS} ms, got ${options.intervalMs}`);
+    throw new TypeError(
+      `statsFlusher(): option \`intervalMs\` must be an integer from ${MIN_FLUSH_MS} to ${MAX_FLUSH_MS} ms, got ${options.intervalMs}`,
+    );
   }
   if (!options.stats || typeof options.stats.idFromName !== "function") {
     throw new TypeError("statsFlusher(): option `stats` must be the Stats Durable Object namespace");

@@ -14,7 +14,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { writeRecord } from "./analytics.ts";
 import { shortCaller } from "./counters.ts";
-import { DEFAULT_FLUSH_MS, statsFlusher, type StatsFlusher } from "./flusher.ts";
+import { DEFAULT_FLUSH_MS, type StatsFlusher, statsFlusher } from "./flusher.ts";
 import type { Stats } from "./stats-object.ts";
 import type { DecisionRecord } from "./types.ts";
 
@@ -63,7 +63,8 @@ export type DecisionFields = Partial<Omit<DecisionRecord, "status" | "latencyMs"
 export function note(c: Context, fields: DecisionFields): void {
   const record = recordOf(c);
   if (!record) return;
-  for (const [k, v] of Object.entries(fields)) if (v !== undefined) (record as unknown as Record<string, unknown>)[k] = k === "caller" ? shortCaller(String(v)) : v;
+  for (const [k, v] of Object.entries(fields))
+    if (v !== undefined) (record as unknown as Record<string, unknown>)[k] = k === "caller" ? shortCaller(String(v)) : v;
 }
 
 /** Record how a request ended (one call per exit of the gateway) and return its response unchanged. */
@@ -98,7 +99,8 @@ function waitUntilOf(c: Context): ((p: Promise<unknown>) => void) | null {
  */
 export function observe(options: ObserveOptions = {}): Observer {
   const flushMs = options.flushMs ?? DEFAULT_FLUSH_MS;
-  if (typeof flushMs !== "number" || !Number.isInteger(flushMs)) throw new TypeError(`observe(): option \`flushMs\` must be an integer, got ${String(flushMs)}`);
+  if (typeof flushMs !== "number" || !Number.isInteger(flushMs))
+    throw new TypeError(`observe(): option \`flushMs\` must be an integer, got ${String(flushMs)}`);
   let flusher: StatsFlusher | null = null;
   if (options.stats && flushMs !== 0) {
     try {
@@ -125,7 +127,18 @@ export function observe(options: ObserveOptions = {}): Observer {
     const started = Date.now();
     // What a request is until the gateway says otherwise: a request that fails unexpectedly
     // (an exception answered 500) keeps this.
-    const record: DecisionRecord = { time: started, caller: "anonymous", network: "", plan: "", method: c.req.method, cost: 0, decision: "unavailable", reason: "internal_error", status: 0, latencyMs: 0 };
+    const record: DecisionRecord = {
+      time: started,
+      caller: "anonymous",
+      network: "",
+      plan: "",
+      method: c.req.method,
+      cost: 0,
+      decision: "unavailable",
+      reason: "internal_error",
+      status: 0,
+      latencyMs: 0,
+    };
     c.set("record", record);
     await next();
     record.status = c.res.status;

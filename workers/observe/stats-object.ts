@@ -12,7 +12,17 @@
  * time), so every read-modify-write below is atomic.
  */
 import { DurableObject } from "cloudflare:workers";
-import { bump, counterKey, emptyLatency, MAX_CALLERS_PER_MINUTE, MAX_RECENT, minuteOf, OTHER_CALLERS, percentiles, type StatsBatch } from "./counters.ts";
+import {
+  bump,
+  counterKey,
+  emptyLatency,
+  MAX_CALLERS_PER_MINUTE,
+  MAX_RECENT,
+  minuteOf,
+  OTHER_CALLERS,
+  percentiles,
+  type StatsBatch,
+} from "./counters.ts";
 import type { CallerCount, Counters, DecisionRecord, MinuteStats, StatsSnapshot } from "./types.ts";
 
 /** Minutes of per-minute rows kept (the dashboard shows the last 60). */
@@ -57,7 +67,9 @@ export class Stats extends DurableObject {
       const startMs = minuteOf(Number(key));
       if (!Number.isFinite(startMs)) continue;
       newest = Math.max(newest, startMs);
-      const row = this.sql.exec<{ counters: string; latency: string }>("SELECT counters, latency FROM minutes WHERE start_ms = ?", startMs).toArray()[0];
+      const row = this.sql
+        .exec<{ counters: string; latency: string }>("SELECT counters, latency FROM minutes WHERE start_ms = ?", startMs)
+        .toArray()[0];
       const counters: Counters = row ? JSON.parse(row.counters) : {};
       const latency: number[] = row ? JSON.parse(row.latency) : emptyLatency();
       for (const [k, v] of Object.entries(m.counters)) {
@@ -69,7 +81,12 @@ export class Stats extends DurableObject {
         latency[i]! += n;
         latencyTotals[i]! += n;
       });
-      this.sql.exec("INSERT OR REPLACE INTO minutes (start_ms, counters, latency) VALUES (?, ?, ?)", startMs, JSON.stringify(counters), JSON.stringify(latency));
+      this.sql.exec(
+        "INSERT OR REPLACE INTO minutes (start_ms, counters, latency) VALUES (?, ?, ?)",
+        startMs,
+        JSON.stringify(counters),
+        JSON.stringify(latency),
+      );
       this.addCallers(startMs, m.callers);
     }
     if (newest > 0) {
@@ -80,10 +97,19 @@ export class Stats extends DurableObject {
       this.sql.exec("UPDATE minutes SET counters = ? WHERE start_ms = ?", JSON.stringify(counters), newest);
     }
     for (const [name, value] of Object.entries(totals)) {
-      this.sql.exec("INSERT INTO totals (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", name, value);
+      this.sql.exec(
+        "INSERT INTO totals (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        name,
+        value,
+      );
     }
     latencyTotals.forEach((n, i) => {
-      if (n > 0) this.sql.exec("INSERT INTO latency_totals (bucket, count) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET count = count + excluded.count", i, n);
+      if (n > 0)
+        this.sql.exec(
+          "INSERT INTO latency_totals (bucket, count) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET count = count + excluded.count",
+          i,
+          n,
+        );
     });
     for (const r of (batch.recent ?? []).slice(-MAX_RECENT)) this.sql.exec("INSERT INTO recent (record) VALUES (?)", JSON.stringify(r));
     this.sql.exec("DELETE FROM recent WHERE seq <= (SELECT MAX(seq) FROM recent) - ?", MAX_RECENT);
@@ -108,7 +134,11 @@ export class Stats extends DurableObject {
       this.sql.exec(
         `INSERT INTO callers (start_ms, caller, requests, admitted, refused) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (start_ms, caller) DO UPDATE SET requests = requests + excluded.requests, admitted = admitted + excluded.admitted, refused = refused + excluded.refused`,
-        startMs, name, row.requests, row.admitted, row.refused,
+        startMs,
+        name,
+        row.requests,
+        row.admitted,
+        row.refused,
       );
     }
   }
@@ -119,7 +149,14 @@ export class Stats extends DurableObject {
     const last = minuteOf(Number(req.nowMs) || Date.now());
     const first = last - (count - 1) * 60_000;
     const rows = new Map(
-      this.sql.exec<{ start_ms: number; counters: string; latency: string }>("SELECT start_ms, counters, latency FROM minutes WHERE start_ms >= ? AND start_ms <= ?", first, last).toArray().map((r) => [r.start_ms, r]),
+      this.sql
+        .exec<{ start_ms: number; counters: string; latency: string }>(
+          "SELECT start_ms, counters, latency FROM minutes WHERE start_ms >= ? AND start_ms <= ?",
+          first,
+          last,
+        )
+        .toArray()
+        .map((r) => [r.start_ms, r]),
     );
     const minutes: MinuteStats[] = [];
     const window = emptyLatency();
@@ -130,7 +167,8 @@ export class Stats extends DurableObject {
       minutes.push({ startMs: t, counters: r ? JSON.parse(r.counters) : {}, latency });
     }
     const totals: Counters = {};
-    for (const r of this.sql.exec<{ name: string; value: number }>("SELECT name, value FROM totals ORDER BY name")) totals[r.name] = r.value;
+    for (const r of this.sql.exec<{ name: string; value: number }>("SELECT name, value FROM totals ORDER BY name"))
+      totals[r.name] = r.value;
     const latencyTotals = emptyLatency();
     for (const r of this.sql.exec<{ bucket: number; count: number }>("SELECT bucket, count FROM latency_totals")) {
       if (r.bucket < latencyTotals.length) latencyTotals[r.bucket] = r.count;
@@ -138,11 +176,16 @@ export class Stats extends DurableObject {
     const topCallers: CallerCount[] = this.sql
       .exec<{ caller: string; requests: number; admitted: number; refused: number }>(
         "SELECT caller, SUM(requests) AS requests, SUM(admitted) AS admitted, SUM(refused) AS refused FROM callers WHERE start_ms >= ? AND start_ms <= ? GROUP BY caller ORDER BY requests DESC, caller LIMIT ?",
-        first, last, TOP_CALLERS,
+        first,
+        last,
+        TOP_CALLERS,
       )
       .toArray()
       .map((r) => ({ caller: r.caller, requests: r.requests, admitted: r.admitted, refused: r.refused }));
-    const recent = this.sql.exec<{ record: string }>("SELECT record FROM recent ORDER BY seq DESC LIMIT ?", MAX_RECENT).toArray().map((r) => JSON.parse(r.record) as DecisionRecord);
+    const recent = this.sql
+      .exec<{ record: string }>("SELECT record FROM recent ORDER BY seq DESC LIMIT ?", MAX_RECENT)
+      .toArray()
+      .map((r) => JSON.parse(r.record) as DecisionRecord);
     return { nowMs: Number(req.nowMs) || Date.now(), minutes, totals, latencyTotals, latencyMs: percentiles(window), topCallers, recent };
   }
 }

@@ -21,7 +21,8 @@ export function afterOrigin(s: Cleared, deps: Pick<Deps, "leases">, out: { res: 
   const sessionId = req.headers.get("mcp-session-id");
   if (s.slot?.kind === "session" && !refunded) {
     const opened = out.res.headers.get("mcp-session-id");
-    if (opened && out.res.status < 400) s.ctx.defer("CallerState.bindSession", s.store.bindSession({ slotId: s.slot.id, sessionId: opened }));
+    if (opened && out.res.status < 400)
+      s.ctx.defer("CallerState.bindSession", s.store.bindSession({ slotId: s.slot.id, sessionId: opened }));
     else void giveBack(heldBy(s, deps, "slot"), s.ctx.defer);
   }
   // The session ends with DELETE, or when the origin says it no longer knows it (404).
@@ -30,6 +31,7 @@ export function afterOrigin(s: Cleared, deps: Pick<Deps, "leases">, out: { res: 
   }
   // The receipt of a payment made inside MCP goes back in the tool result's `_meta`.
   const only = s.body && !s.body.batch ? s.body.messages[0] : undefined;
-  if (s.receipt && only?.id !== undefined && only.id !== null) out.res = addResultMeta(out.res, only.id, { [s.receipt.key]: s.receipt.value });
+  if (s.receipt && only?.id !== undefined && only.id !== null)
+    out.res = addResultMeta(out.res, only.id, { [s.receipt.key]: s.receipt.value });
   for (const [name, value] of Object.entries(s.headers)) out.res.headers.set(name, value);
 }

@@ -7,18 +7,24 @@
  * Invariant: the clock is read after the whole body has arrived, so a body trickled in
  * slowly cannot make an expired challenge or token look fresh.
  */
-import { ErrorCode, isBodyError, parseBody, type ParsedBody } from "../../shared/jsonrpc.ts";
+import { ErrorCode, isBodyError, type ParsedBody, parseBody } from "../../shared/jsonrpc.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import type { Deps } from "./deps.ts";
 import { normalizePath } from "./paths.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./read-body.ts";
-import { record, type Arrival, type Read } from "./state.ts";
+import { type Arrival, type Read, record } from "./state.ts";
 
 /** Methods of the MCP endpoint (Streamable HTTP, MCP 2025-11-25); others get 405 at the gateway. */
 export const ENDPOINT_METHODS = ["POST", "GET", "DELETE", "OPTIONS"];
 
 /** A 400-range refusal of the body's form, recorded as `bad_request` with `why`. */
-function badBody(status: number, why: string, rpcCode: number, message: string, more: { data?: Record<string, unknown>; headers?: Record<string, string> } = {}): Refusal {
+function badBody(
+  status: number,
+  why: string,
+  rpcCode: number,
+  message: string,
+  more: { data?: Record<string, unknown>; headers?: Record<string, string> } = {},
+): Refusal {
   return new Refusal({ status, code: why, rpcCode, message, ...more, reason: { decision: "bad_request", reason: why } });
 }
 
@@ -40,19 +46,36 @@ export async function body(s: Arrival, deps: Pick<Deps, "policy" | "endpoint">):
   const mediaProblem = jsonRpc ? jsonRequestProblem(req.headers) : null;
   if (mediaProblem !== null) return badBody(415, "unsupported_media_type", ErrorCode.UnsupportedMediaType, mediaProblem);
   const rawBody = await readBody(req, policy.maxBodyBytes, policy.bodyTimeoutMs);
-  if (rawBody === TOO_LARGE) return badBody(413, "payload_too_large", ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, { data: { maxBodyBytes: policy.maxBodyBytes } });
-  if (rawBody === TOO_SLOW) return badBody(408, "request_timeout", ErrorCode.RequestTimeout, `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`, { data: { bodyTimeoutMs: policy.bodyTimeoutMs } });
+  if (rawBody === TOO_LARGE)
+    return badBody(413, "payload_too_large", ErrorCode.PayloadTooLarge, `Payload too large: the limit is ${policy.maxBodyBytes} bytes`, {
+      data: { maxBodyBytes: policy.maxBodyBytes },
+    });
+  if (rawBody === TOO_SLOW)
+    return badBody(
+      408,
+      "request_timeout",
+      ErrorCode.RequestTimeout,
+      `Request timeout: the body did not arrive within ${policy.bodyTimeoutMs} ms`,
+      { data: { bodyTimeoutMs: policy.bodyTimeoutMs } },
+    );
   const nowMs = Date.now();
   record(s, { time: nowMs });
   let parsedBody: ParsedBody | null = null;
   if (jsonRpc) {
     const parsed = parseBody(rawBody ?? new Uint8Array(), policy.maxJsonDepth);
-    if (isBodyError(parsed)) return badBody(400, parsed.code === ErrorCode.ParseError ? "parse_error" : "invalid_request", parsed.code, parsed.message);
+    if (isBodyError(parsed))
+      return badBody(400, parsed.code === ErrorCode.ParseError ? "parse_error" : "invalid_request", parsed.code, parsed.message);
     parsedBody = parsed;
     record(s, describeRpc(parsed));
   } else if (isEndpoint && !ENDPOINT_METHODS.includes(req.method)) {
     const allow = ENDPOINT_METHODS.join(", ");
-    return badBody(405, "method_not_allowed", ErrorCode.MethodNotAllowed, `Method not allowed: ${req.method} ${policy.endpoint}; use ${allow}`, { headers: { allow } });
+    return badBody(
+      405,
+      "method_not_allowed",
+      ErrorCode.MethodNotAllowed,
+      `Method not allowed: ${req.method} ${policy.endpoint}; use ${allow}`,
+      { headers: { allow } },
+    );
   }
   return { ...s, isEndpoint, rawBody, body: parsedBody, nowMs };
 }

@@ -10,15 +10,16 @@
  * are asked); for a token, in the admission step, in parallel with the payer's object.
  * Also here: the session (`initialize`) or stream (GET) slot the request opens.
  */
+
+import type { Plan } from "../../shared/policy/index.ts";
 import { fromBase64Url } from "../../shared/wire/encoding.ts";
 import { TOKEN_HEADER } from "../../shared/wire/headers.ts";
-import type { Plan } from "../../shared/policy/index.ts";
 import type { AdmitRequest, SlotRequest } from "../objects/caller-state.ts";
 import { blocked, unavailable } from "../refusal/layers.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import { PAYERS } from "../schemes/registry.ts";
 import type { Deps } from "./deps.ts";
-import { record, type Carrying, type Credential, type Known } from "./state.ts";
+import { type Carrying, type Credential, type Known, record } from "./state.ts";
 
 /** A random slot id (16 bytes, hex). */
 function slotId(): string {

@@ -31,7 +31,7 @@ import { networkCeiling } from "./network-ceiling.ts";
 import { originCeiling } from "./origin-ceiling.ts";
 import { originHeader } from "./origin-header.ts";
 import { settlement } from "./settlement.ts";
-import { record, type Arrival, type Cleared, type Outcome, type Read, type RequestContext } from "./state.ts";
+import { type Arrival, type Cleared, type Outcome, type Read, type RequestContext, record } from "./state.ts";
 
 /** Refused by a step, after state `s` (its body, when read, gives the answer its ids). */
 function refused(s: Arrival | Read, refusal: Refusal): Outcome {
@@ -67,7 +67,8 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   const counted = await networkCeiling(checked, deps);
   if (counted instanceof Refusal) return refused(arrived, counted);
   const path = ctx.url.pathname;
-  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/")) return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
+  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/"))
+    return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
   const read = await body(counted, deps);
   if (read instanceof Refusal) return refused(arrived, read);
   const described = mcpHeaders(read);

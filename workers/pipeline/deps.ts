@@ -7,16 +7,16 @@
 import type { Keyring } from "../../shared/credentials/keys.ts";
 import { importKeyring, parseSecrets } from "../../shared/credentials/keys.ts";
 import { tokenVerifier } from "../../shared/credentials/token.ts";
-import { identityResolver, type Identity } from "../../shared/identity/index.ts";
+import { type Identity, identityResolver } from "../../shared/identity/index.ts";
 import type { LimitResult } from "../../shared/limits/bucket.ts";
 import { LeaseTable } from "../../shared/limits/lease.ts";
-import { rateLimit, rateLimitPolicy, type NamedLimit } from "../../shared/limits/ratelimit-headers.ts";
-import type { AdmitResult, CallerState } from "../objects/caller-state.ts";
+import { type NamedLimit, rateLimit, rateLimitPolicy } from "../../shared/limits/ratelimit-headers.ts";
 import type { NetworkLimiter } from "../env.ts";
-import { blockChecker, boundedStore, originCeiling, SPEND_SCOPE, type StoreNamespace } from "../objects/stores.ts";
+import type { AdmitResult, CallerState } from "../objects/caller-state.ts";
 import type { OriginGate } from "../objects/origin-gate.ts";
+import { blockChecker, boundedStore, originCeiling, SPEND_SCOPE, type StoreNamespace } from "../objects/stores.ts";
 import type { PaymentScheme } from "../schemes/contract.ts";
-import { parsePolicy, type Plan, type Policy, type PolicyInput } from "../schemes/policy.ts";
+import { type Plan, type Policy, type PolicyInput, parsePolicy } from "../schemes/policy.ts";
 import { paymentSchemes } from "../schemes/registry.ts";
 import { normalizePath } from "./paths.ts";
 

@@ -10,7 +10,7 @@ import { Refusal } from "../refusal/refusal.ts";
 import { maxPayableCost, planFor } from "../schemes/policy.ts";
 import type { Deps } from "./deps.ts";
 import { OAUTH_METADATA } from "./paths.ts";
-import { record, type Known, type Read } from "./state.ts";
+import { type Known, type Read, record } from "./state.ts";
 
 /** The request with its caller, plan and cost; or the 400 of a request that costs more than anything can pay. */
 export async function identity(s: Read, deps: Pick<Deps, "policy" | "identify" | "keyring">): Promise<Known | Refusal> {

@@ -14,9 +14,17 @@ export function mcpHeaders(s: Read): Read | Refusal {
   if (!s.body || (method === null && name === null)) return s;
   const only = s.body.batch ? undefined : s.body.messages[0];
   const mismatch =
-    method !== null && only?.method !== method ? `Header mismatch: Mcp-Method ${method} does not match the body`
-    : name !== null && only?.name !== name ? `Header mismatch: Mcp-Name ${name} does not match the body`
-    : null;
+    method !== null && only?.method !== method
+      ? `Header mismatch: Mcp-Method ${method} does not match the body`
+      : name !== null && only?.name !== name
+        ? `Header mismatch: Mcp-Name ${name} does not match the body`
+        : null;
   if (mismatch === null) return s;
-  return new Refusal({ status: 400, code: "header_mismatch", rpcCode: ErrorCode.HeaderMismatch, message: mismatch, reason: { decision: "bad_request", reason: "header_mismatch" } });
+  return new Refusal({
+    status: 400,
+    code: "header_mismatch",
+    rpcCode: ErrorCode.HeaderMismatch,
+    message: mismatch,
+    reason: { decision: "bad_request", reason: "header_mismatch" },
+  });
 }

@@ -34,7 +34,10 @@ function contextOf(c: Context): RequestContext {
 }
 
 /** The proxy's report of the origin's answer, into the decision record. */
-const originOutcome = (c: Context): TollboothState["origin"] => (o) => note(c, typeof o === "number" ? { originStatus: o } : { originError: o });
+const originOutcome =
+  (c: Context): TollboothState["origin"] =>
+  (o) =>
+    note(c, typeof o === "number" ? { originStatus: o } : { originError: o });
 
 /**
  * Build the middleware.

@@ -37,6 +37,12 @@ export async function originCeiling(s: Admitted, deps: Pick<Deps, "originTake" |
   }
   // The refund gives the token its credits back: say what it will hold.
   const { decision } = s;
-  if (decision.paidBy === "token" && decision.credits !== undefined && headers[CREDITS_HEADER] !== undefined) headers[CREDITS_HEADER] = String(decision.credits + s.cost);
-  return tooMany("origin", `the origin is at its ceiling of ${deps.policy.originCeiling!.capacity} requests (all callers)`, room.retryAfterSeconds, headers);
+  if (decision.paidBy === "token" && decision.credits !== undefined && headers[CREDITS_HEADER] !== undefined)
+    headers[CREDITS_HEADER] = String(decision.credits + s.cost);
+  return tooMany(
+    "origin",
+    `the origin is at its ceiling of ${deps.policy.originCeiling!.capacity} requests (all callers)`,
+    room.retryAfterSeconds,
+    headers,
+  );
 }

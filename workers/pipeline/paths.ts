@@ -18,5 +18,10 @@ export function normalizePath(path: string): string {
   } catch {
     // keep the raw path: it cannot be the endpoint's spelling anyway
   }
-  return decoded.toLowerCase().replace(/\/{2,}/g, "/").replace(/\/+$/, "") || "/";
+  return (
+    decoded
+      .toLowerCase()
+      .replace(/\/{2,}/g, "/")
+      .replace(/\/+$/, "") || "/"
+  );
 }

@@ -63,7 +63,11 @@ export const TOO_SLOW = Symbol("too slow");
  * @returns the bytes (`null` when there is no body), `TOO_LARGE` or `TOO_SLOW`
  */
 export function readBody(request: Request, maxBytes: number): Promise<Uint8Array<ArrayBuffer> | null | typeof TOO_LARGE>;
-export function readBody(request: Request, maxBytes: number, timeoutMs: number): Promise<Uint8Array<ArrayBuffer> | null | typeof TOO_LARGE | typeof TOO_SLOW>;
+export function readBody(
+  request: Request,
+  maxBytes: number,
+  timeoutMs: number,
+): Promise<Uint8Array<ArrayBuffer> | null | typeof TOO_LARGE | typeof TOO_SLOW>;
 export async function readBody(
   request: Request,
   maxBytes: number,

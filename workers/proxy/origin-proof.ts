@@ -5,8 +5,9 @@
  * canonical([label, t, caller, method, path+query, content-digest]), so an origin can check
  * that a request came through tollbooth, for that caller, with that body.
  */
+
+import { type HmacKey, hmac } from "../../shared/credentials/keys.ts";
 import { canonical, toBase64, toBase64Url } from "../../shared/wire/encoding.ts";
-import { hmac, type HmacKey } from "../../shared/credentials/keys.ts";
 
 /** Domain-separation label of the origin proof. */
 export const PROOF_LABEL = "tollbooth/origin-proof/v2";
@@ -22,7 +23,13 @@ const PROOF_MEMO_MAX = 1024;
  * @param pathAndQuery the path and query the origin receives
  * @param contentDigest the `Content-Digest` value sent (see `contentDigest`)
  */
-export function proofBytes(t: number, caller: string, method: string, pathAndQuery: string, contentDigest: string): Uint8Array<ArrayBuffer> {
+export function proofBytes(
+  t: number,
+  caller: string,
+  method: string,
+  pathAndQuery: string,
+  contentDigest: string,
+): Uint8Array<ArrayBuffer> {
   return canonical([PROOF_LABEL, t, caller, method, pathAndQuery, contentDigest]);
 }
 
@@ -45,7 +52,9 @@ export async function contentDigest(body: Uint8Array<ArrayBuffer> | null): Promi
  * digest), at most `PROOF_MEMO_MAX` remembered.
  * @returns `(caller, method, pathAndQuery, digest) → the Tollbooth-Signature value`
  */
-export function originProver(proofKey: () => Promise<HmacKey>): (caller: string, method: string, pathAndQuery: string, digest: string) => Promise<string> {
+export function originProver(
+  proofKey: () => Promise<HmacKey>,
+): (caller: string, method: string, pathAndQuery: string, digest: string) => Promise<string> {
   let proofSecond = -1;
   const proofs = new Map<string, string>();
   return async (caller, method, pathAndQuery, digest) => {

@@ -14,8 +14,8 @@
  * request id (`error.code` 502), after which the stream ends normally.
  */
 import type { Context } from "hono";
-import { ErrorCode, requestIds } from "../../shared/jsonrpc.ts";
 import type { HmacKey } from "../../shared/credentials/keys.ts";
+import { ErrorCode, requestIds } from "../../shared/jsonrpc.ts";
 import { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER, SOLUTION_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
 import type { TollboothState, TollboothVariables } from "../pipeline/handoff.ts";
 import { toJsonRpc } from "../refusal/json-rpc.ts";
@@ -32,10 +32,28 @@ export { CALLER_HEADER, DIGEST_HEADER, PROOF_HEADER };
  * run another method than the one priced), and body framing the gateway recomputes.
  */
 const STRIPPED = [
-  "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
-  SOLUTION_HEADER, TOKEN_HEADER, CALLER_HEADER, PROOF_HEADER, DIGEST_HEADER, "content-length",
-  "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip",
-  "x-http-method-override", "x-http-method", "x-method-override",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  SOLUTION_HEADER,
+  TOKEN_HEADER,
+  CALLER_HEADER,
+  PROOF_HEADER,
+  DIGEST_HEADER,
+  "content-length",
+  "forwarded",
+  "x-real-ip",
+  "true-client-ip",
+  "x-client-ip",
+  "x-cluster-client-ip",
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
 ];
 /** Every `X-Forwarded-*` header a client sends is dropped too. */
 const FORWARDED_PREFIX = "x-forwarded-";
@@ -53,7 +71,13 @@ export interface ProxyOptions {
 }
 
 /** Where and what the proxy sends: the origin's URL for the request, its headers and body. */
-async function outgoing(state: TollboothState, req: Request, base: URL, prefix: string, prove: ReturnType<typeof originProver>): Promise<{ target: string; headers: Headers; body: Uint8Array<ArrayBuffer> | null }> {
+async function outgoing(
+  state: TollboothState,
+  req: Request,
+  base: URL,
+  prefix: string,
+  prove: ReturnType<typeof originProver>,
+): Promise<{ target: string; headers: Headers; body: Uint8Array<ArrayBuffer> | null }> {
   const { caller, body, rawBody } = state;
   const url = new URL(req.url);
   const pathAndQuery = `${prefix}${url.pathname}${url.search}`;
@@ -130,7 +154,13 @@ export function mcpProxy(options: ProxyOptions) {
     const timer = setTimeout(() => controller.abort(), options.timeoutMs);
     let upstream: Response;
     try {
-      upstream = await fetch(send.target, { method: req.method, headers: send.headers, body: send.body, redirect: "manual", signal: controller.signal });
+      upstream = await fetch(send.target, {
+        method: req.method,
+        headers: send.headers,
+        body: send.body,
+        redirect: "manual",
+        signal: controller.signal,
+      });
     } catch (err) {
       const timedOut = controller.signal.aborted;
       // The cause (which may name internal addresses) is logged, not sent to the caller.
@@ -141,8 +171,18 @@ export function mcpProxy(options: ProxyOptions) {
       state.origin?.(timedOut ? "timeout" : "unreachable");
       // 504: no response headers within timeoutMs; 502: unreachable. The request stays admitted in the record.
       const failed = timedOut
-        ? new Refusal({ status: 504, code: "origin_timeout", rpcCode: ErrorCode.GatewayTimeout, message: `Gateway timeout: the origin did not answer within ${options.timeoutMs} ms` })
-        : new Refusal({ status: 502, code: "origin_unreachable", rpcCode: ErrorCode.BadGateway, message: "Bad gateway: the origin could not be reached" });
+        ? new Refusal({
+            status: 504,
+            code: "origin_timeout",
+            rpcCode: ErrorCode.GatewayTimeout,
+            message: `Gateway timeout: the origin did not answer within ${options.timeoutMs} ms`,
+          })
+        : new Refusal({
+            status: 502,
+            code: "origin_unreachable",
+            rpcCode: ErrorCode.BadGateway,
+            message: "Bad gateway: the origin could not be reached",
+          });
       return toJsonRpc(failed, state.body);
     } finally {
       clearTimeout(timer);

@@ -110,7 +110,8 @@ function markAnswered(events: string, pending: Map<string, JsonRpcId>): void {
       continue;
     }
     for (const m of Array.isArray(value) ? value : [value]) {
-      if (typeof m === "object" && m !== null && "id" in m && !("method" in m) && ("result" in m || "error" in m)) pending.delete(idKey(m.id));
+      if (typeof m === "object" && m !== null && "id" in m && !("method" in m) && ("result" in m || "error" in m))
+        pending.delete(idKey(m.id));
     }
   }
 }

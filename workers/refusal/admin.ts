@@ -4,11 +4,14 @@
  * endpoints'.
  */
 import { ADMIN_HEADERS } from "../admin/dashboard.ts";
-import { refusalHeaders, type Refusal } from "./refusal.ts";
+import { type Refusal, refusalHeaders } from "./refusal.ts";
 
 /** A JSON answer of the admin API: `value` indented, the base and security headers, then `headers`. */
 export function adminJson(status: number, value: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(value, null, 2), { status, headers: { "content-type": "application/json", "cache-control": "no-store", ...ADMIN_HEADERS, ...headers } });
+  return new Response(JSON.stringify(value, null, 2), {
+    status,
+    headers: { "content-type": "application/json", "cache-control": "no-store", ...ADMIN_HEADERS, ...headers },
+  });
 }
 
 /** Render `r` for the admin API: `{ error: r.code, message, ...r.data }`, its headers then `Retry-After`. */

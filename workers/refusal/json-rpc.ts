@@ -6,7 +6,7 @@
 import { errorPayload, type ParsedBody } from "../../shared/jsonrpc.ts";
 import { WWW_AUTHENTICATE_HEADER } from "../../shared/wire/headers.ts";
 import { BASE_HEADERS } from "./problem.ts";
-import { refusalHeaders, type Refusal } from "./refusal.ts";
+import { type Refusal, refusalHeaders } from "./refusal.ts";
 
 /**
  * Render `r` for the endpoint: HTTP `r.status`, `{ jsonrpc, id, error: { code: r.rpcCode,
@@ -17,7 +17,10 @@ import { refusalHeaders, type Refusal } from "./refusal.ts";
  */
 export function toJsonRpc(r: Refusal, body: ParsedBody | null): Response {
   if (r.result) return new Response(JSON.stringify(r.result), { status: 200, headers: { ...BASE_HEADERS, ...r.headers } });
-  const res = new Response(JSON.stringify(errorPayload(body, r.rpcCode, r.message, r.data)), { status: r.status, headers: { ...BASE_HEADERS, ...refusalHeaders(r) } });
+  const res = new Response(JSON.stringify(errorPayload(body, r.rpcCode, r.message, r.data)), {
+    status: r.status,
+    headers: { ...BASE_HEADERS, ...refusalHeaders(r) },
+  });
   for (const challenge of r.challenges) res.headers.append(WWW_AUTHENTICATE_HEADER, challenge);
   return res;
 }

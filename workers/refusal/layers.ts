@@ -11,7 +11,13 @@ import { Refusal } from "./refusal.ts";
  * @param retryAfterSeconds seconds until the layer admits again (rounded up, at least 1)
  * @param headers rate-limit fields to send before `Retry-After`
  */
-export function tooMany(layer: string, message: string, retryAfterSeconds: number, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}): Refusal {
+export function tooMany(
+  layer: string,
+  message: string,
+  retryAfterSeconds: number,
+  headers: Record<string, string> = {},
+  extra: Record<string, unknown> = {},
+): Refusal {
   const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
   return new Refusal({
     status: 429,
@@ -31,7 +37,14 @@ export function tooMany(layer: string, message: string, retryAfterSeconds: numbe
  * @param reason for the decision record: `store` or `origin_gate`
  */
 export function unavailable(reason: "store" | "origin_gate"): Refusal {
-  return new Refusal({ status: 503, code: "unavailable", rpcCode: ErrorCode.Unavailable, message: "Service unavailable: the rate-limit state could not be reached", retryAfter: 1, reason: { decision: "unavailable", reason } });
+  return new Refusal({
+    status: 503,
+    code: "unavailable",
+    rpcCode: ErrorCode.Unavailable,
+    message: "Service unavailable: the rate-limit state could not be reached",
+    retryAfter: 1,
+    reason: { decision: "unavailable", reason },
+  });
 }
 
 /**

@@ -61,8 +61,13 @@ export interface OverBudget {
 function refusal(o: OverBudget, init: Omit<ConstructorParameters<typeof Refusal>[0], "reason" | "code">): Refusal {
   const { reason, difficulty } = o.offer;
   const { status } = init;
-  const decision: Decision = status === 429 ? "rate_limited" : status === 503 ? "unavailable" : status === 400 ? "bad_request" : "payment_required";
-  return new Refusal({ ...init, code: reason, reason: { decision, reason, difficulty, ...(o.credits !== undefined ? { credits: o.credits } : {}) } });
+  const decision: Decision =
+    status === 429 ? "rate_limited" : status === 503 ? "unavailable" : status === 400 ? "bad_request" : "payment_required";
+  return new Refusal({
+    ...init,
+    code: reason,
+    reason: { decision, reason, difficulty, ...(o.credits !== undefined ? { credits: o.credits } : {}) },
+  });
 }
 
 /**
@@ -85,13 +90,25 @@ export async function overBudget(o: OverBudget): Promise<Refusal> {
   const status = o.status ?? 402;
   if (status === 503) {
     // A payment service did not answer: nothing was decided about the payment; retry.
-    return refusal(o, { status: 503, rpcCode: ErrorCode.Unavailable, message: `Service unavailable (${reason}): the payment could not be checked; retry`, data: { reason, ...o.detail }, headers: o.headers, retryAfter: 1 });
+    return refusal(o, {
+      status: 503,
+      rpcCode: ErrorCode.Unavailable,
+      message: `Service unavailable (${reason}): the payment could not be checked; retry`,
+      data: { reason, ...o.detail },
+      headers: o.headers,
+      retryAfter: 1,
+    });
   }
   const mode429 = plan.overBudget === "429" && status !== 401;
   // Invariant: a Retry-After is only sent when waiting can help (the bucket can hold the cost).
   if (cost > plan.bucket.capacity && mode429) {
     // 429 mode is for clients that only wait: one that waiting never admits gets an error, not a loop.
-    return refusal(o, { status: 400, rpcCode: ErrorCode.InvalidRequest, message: `Invalid Request: ${what} costs ${cost}, more than the free bucket ever holds (${plan.bucket.capacity}, plan ${plan.name}): send fewer messages per batch`, data: { reason, cost, maxCost: plan.bucket.capacity, plan: plan.name } });
+    return refusal(o, {
+      status: 400,
+      rpcCode: ErrorCode.InvalidRequest,
+      message: `Invalid Request: ${what} costs ${cost}, more than the free bucket ever holds (${plan.bucket.capacity}, plan ${plan.name}): send fewer messages per batch`,
+      data: { reason, cost, maxCost: plan.bucket.capacity, plan: plan.name },
+    });
   }
   // Only a scheme whose one payment covers the whole request is offered (else the caller pays and still loops).
   const payable = o.schemes.filter((s) => s.credits(plan) >= cost);
@@ -102,21 +119,53 @@ export async function overBudget(o: OverBudget): Promise<Refusal> {
     const wait = Math.max(1, retryAfter);
     const why = payable.length === 0 ? `more than a solve buys (${plan.challenge.credits})` : "and no way to pay is available now";
     const message = `Too many requests (${reason}): ${what} costs ${cost}, ${why}; retry after ${wait} s, when the free bucket holds it.`;
-    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data: { reason, layer: "bucket", cost, retryAfter: wait, ...(offers.length ? { challenges: offers.map(listed) } : {}) }, headers: o.headers, retryAfter: wait });
+    return refusal(o, {
+      status: 429,
+      rpcCode: ErrorCode.TooManyRequests,
+      message,
+      data: { reason, layer: "bucket", cost, retryAfter: wait, ...(offers.length ? { challenges: offers.map(listed) } : {}) },
+      headers: o.headers,
+      retryAfter: wait,
+    });
   }
   return withOffers(o, status, mode429, retryAfter, offers, available);
 }
 
 /** The answer when some scheme can be offered: an MCP tool result, the 429-mode answer, or the 402 / 401. */
-function withOffers(o: OverBudget, status: 401 | 402, mode429: boolean, retryAfter: number, offers: ReadonlyArray<Offer | Unavailable>, available: readonly Offer[]): Refusal {
+function withOffers(
+  o: OverBudget,
+  status: 401 | 402,
+  mode429: boolean,
+  retryAfter: number,
+  offers: ReadonlyArray<Offer | Unavailable>,
+  available: readonly Offer[],
+): Refusal {
   const { plan, reason, cost, what, difficulty, url } = o.offer;
   const waitHelps = cost <= plan.bucket.capacity;
   // Why, what it costs, the wait, the difficulty (and why it rose), the challenges, the gateway's URLs.
   const base = plan.challenge.difficulty;
-  const raised = difficulty > base
-    ? { difficultyRaised: { base, current: difficulty, recentSolves: o.solves ?? 0, why: `${o.solves ?? 0} recent solves (decaying with a half-life of ${plan.challenge.adaptive.halfLifeSeconds} s): +1 bit per ${plan.challenge.adaptive.solvesPerStep}` } }
-    : {};
-  const data = { reason, ...o.detail, plan: plan.name, cost, retryAfter: waitHelps ? retryAfter : null, difficulty, ...raised, challenges: offers.map(listed), ...gatewayUrls(url) };
+  const raised =
+    difficulty > base
+      ? {
+          difficultyRaised: {
+            base,
+            current: difficulty,
+            recentSolves: o.solves ?? 0,
+            why: `${o.solves ?? 0} recent solves (decaying with a half-life of ${plan.challenge.adaptive.halfLifeSeconds} s): +1 bit per ${plan.challenge.adaptive.solvesPerStep}`,
+          },
+        }
+      : {};
+  const data = {
+    reason,
+    ...o.detail,
+    plan: plan.name,
+    cost,
+    retryAfter: waitHelps ? retryAfter : null,
+    difficulty,
+    ...raised,
+    challenges: offers.map(listed),
+    ...gatewayUrls(url),
+  };
   // Headers a scheme signals itself with (its own challenge header), in every mode.
   const headers: Record<string, string> = { ...o.headers, ...Object.assign({}, ...available.map((x) => x.headers ?? {})) };
   if (status === 402) {
@@ -126,17 +175,36 @@ function withOffers(o: OverBudget, status: 401 | 402, mode429: boolean, retryAft
   const hint = available.map((x, i) => (i === 0 ? x.hint : lower(x.hint))).join("; or ");
   if (mode429) {
     const message = `Too many requests (${reason}): ${what} costs ${cost} and the caller's budget is spent. Retry after ${retryAfter} s; or ${lower(hint)}.`;
-    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data: { ...data, layer: "bucket" }, headers, retryAfter });
+    return refusal(o, {
+      status: 429,
+      rpcCode: ErrorCode.TooManyRequests,
+      message,
+      data: { ...data, layer: "bucket" },
+      headers,
+      retryAfter,
+    });
   }
-  const lead = status === 401 ? `Unauthorized (${reason}): the payment credential was refused; ${what} costs ${cost}.` : `Payment required (${reason}): ${what} costs ${cost}`;
-  const message = status === 401
-    ? `${lead} ${hint}${waitHelps ? `; or wait ${retryAfter} s` : ""}.`
-    : waitHelps
-      ? `${lead} and the caller's budget is spent. ${hint}; or wait ${retryAfter} s.`
-      : `${lead}, more than the free bucket ever holds (${plan.bucket.capacity}). ${hint}.`;
+  const lead =
+    status === 401
+      ? `Unauthorized (${reason}): the payment credential was refused; ${what} costs ${cost}.`
+      : `Payment required (${reason}): ${what} costs ${cost}`;
+  const message =
+    status === 401
+      ? `${lead} ${hint}${waitHelps ? `; or wait ${retryAfter} s` : ""}.`
+      : waitHelps
+        ? `${lead} and the caller's budget is spent. ${hint}; or wait ${retryAfter} s.`
+        : `${lead}, more than the free bucket ever holds (${plan.bucket.capacity}). ${hint}.`;
   // One field line per challenge (RFC 9110 §11.6.1), as Aperture sends them.
   const challenges = available.flatMap((x) => (x.challenge !== undefined ? [x.challenge] : []));
-  return refusal(o, { status, rpcCode: status === 401 ? ErrorCode.Unauthorized : ErrorCode.PaymentRequired, message, data, headers, challenges, ...(waitHelps && status === 402 ? { retryAfter } : {}) });
+  return refusal(o, {
+    status,
+    rpcCode: status === 401 ? ErrorCode.Unauthorized : ErrorCode.PaymentRequired,
+    message,
+    data,
+    headers,
+    challenges,
+    ...(waitHelps && status === 402 ? { retryAfter } : {}),
+  });
 }
 
 /**
@@ -145,7 +213,12 @@ function withOffers(o: OverBudget, status: 401 | 402, mode429: boolean, retryAft
  * for it) renders it.
  * @returns the JSON-RPC response, or null when the request is not a single `tools/call` or no scheme renders one
  */
-function toolResult(schemes: readonly PaymentScheme[], body: ParsedBody | null, offers: readonly Offer[], data: Record<string, unknown>): Record<string, unknown> | null {
+function toolResult(
+  schemes: readonly PaymentScheme[],
+  body: ParsedBody | null,
+  offers: readonly Offer[],
+  data: Record<string, unknown>,
+): Record<string, unknown> | null {
   const m = body && !body.batch ? body.messages[0] : undefined;
   if (!m || m.method !== "tools/call" || m.id === undefined) return null;
   for (const offer of offers) {

@@ -3,7 +3,7 @@
  * endpoints' answers, and refusals as problem JSON `{ error, message, … }` on those
  * endpoints and in the router's answers.
  */
-import { refusalHeaders, type Refusal } from "./refusal.ts";
+import { type Refusal, refusalHeaders } from "./refusal.ts";
 
 /** Headers of every response tollbooth writes itself. */
 export const BASE_HEADERS = { "content-type": "application/json", "cache-control": "no-store" } as const;

@@ -12,7 +12,9 @@
 import type { DecisionRecord } from "../observe/types.ts";
 
 /** Why the gateway refused, for the decision record: its decision and reason, and what else the record learns. */
-export type RefusalReason = Pick<DecisionRecord, "decision"> & { reason: string } & Partial<Pick<DecisionRecord, "caller" | "scheme" | "difficulty" | "credits">>;
+export type RefusalReason = Pick<DecisionRecord, "decision"> & { reason: string } & Partial<
+    Pick<DecisionRecord, "caller" | "scheme" | "difficulty" | "credits">
+  >;
 
 /** What a refusal is made of (see `Refusal`). */
 export interface RefusalInit {

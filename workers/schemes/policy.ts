@@ -3,7 +3,7 @@
  * (workers/schemes/registry.ts). The Worker, `npm run check-config` and the tests parse
  * policies here; shared/policy knows no scheme. Re-exports the rest of shared/policy.
  */
-import { maxPayableCostWith, parsePolicyWith, type Plan, type Policy, type PolicySection } from "../../shared/policy/index.ts";
+import { maxPayableCostWith, type Plan, type Policy, type PolicySection, parsePolicyWith } from "../../shared/policy/index.ts";
 import { SCHEMES } from "./registry.ts";
 
 export * from "../../shared/policy/index.ts";

@@ -5,11 +5,12 @@
  * one entry in `SCHEMES` and `PUBLISHED` below, its refusals in `SchemeRefusal`, and its
  * payer on the agent side (docs/schemes.md).
  */
-import type { DenyReason, PayerIds, PaymentScheme, SchemeDeps, SchemeModule } from "./contract.ts";
+
 import type { Policy } from "../../shared/policy/index.ts";
-import { l402, type L402Refusal } from "./l402/index.ts";
-import { pow, type PowRefusal } from "./pow/index.ts";
-import { x402, type X402Refusal } from "./x402/index.ts";
+import type { DenyReason, PayerIds, PaymentScheme, SchemeDeps, SchemeModule } from "./contract.ts";
+import { type L402Refusal, l402 } from "./l402/index.ts";
+import { type PowRefusal, pow } from "./pow/index.ts";
+import { type X402Refusal, x402 } from "./x402/index.ts";
 
 /** Every scheme, in offer order. */
 export const SCHEMES: readonly SchemeModule[] = [pow, l402, x402];

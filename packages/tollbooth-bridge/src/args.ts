@@ -9,9 +9,9 @@
  * own (wallet, signer, limits) come from its bridge payer (payers/).
  */
 import { parseArgs } from "node:util";
-import { PAYER_NAMES } from "../../tollbooth-client/src/payers/index.ts";
 import type { PayerName } from "../../tollbooth-client/src/index.ts";
-import { badArguments, integerOption, LOOPBACK, stringFlag, type FlagValues } from "./flags.ts";
+import { PAYER_NAMES } from "../../tollbooth-client/src/payers/index.ts";
+import { badArguments, type FlagValues, integerOption, LOOPBACK, stringFlag } from "./flags.ts";
 import type { LogLevel } from "./log.ts";
 import { BRIDGE_PAYERS, type BridgePayerArgs } from "./payers/index.ts";
 
@@ -108,7 +108,9 @@ export function parseBridgeArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const { positionals } = parsed;
   if (values.help) return "help";
   if (positionals.length !== 1) {
-    throw badArguments(positionals.length === 0 ? "missing the MCP server URL" : `expected one URL, got ${positionals.length}: ${positionals.join(" ")}`);
+    throw badArguments(
+      positionals.length === 0 ? "missing the MCP server URL" : `expected one URL, got ${positionals.length}: ${positionals.join(" ")}`,
+    );
   }
   const url = URL.canParse(positionals[0]!) ? new URL(positionals[0]!) : undefined;
   if (!url || (url.protocol !== "https:" && url.protocol !== "http:")) {
@@ -172,7 +174,8 @@ function payList(raw: string): PayerName[] {
   const out: PayerName[] = [];
   const known = `${PAYER_NAMES.slice(0, -1).join(", ")} and ${PAYER_NAMES.at(-1)}`;
   for (const name of names) {
-    if (!(PAYER_NAMES as readonly string[]).includes(name)) throw badArguments(`--pay takes a comma-separated list of ${known}, got ${JSON.stringify(raw)}`);
+    if (!(PAYER_NAMES as readonly string[]).includes(name))
+      throw badArguments(`--pay takes a comma-separated list of ${known}, got ${JSON.stringify(raw)}`);
     if (out.includes(name as PayerName)) throw badArguments(`--pay names ${name} twice: ${JSON.stringify(raw)}`);
     out.push(name as PayerName);
   }

@@ -33,9 +33,9 @@
  */
 import type { Readable, Writable } from "node:stream";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import { withTollbooth, type FetchLike, type PayerName, type WithTollboothOptions } from "../../tollbooth-client/src/index.ts";
+import { type FetchLike, type PayerName, type WithTollboothOptions, withTollbooth } from "../../tollbooth-client/src/index.ts";
 import { describeFailure } from "./failures.ts";
-import { streamLog, type BridgeLog } from "./log.ts";
+import { type BridgeLog, streamLog } from "./log.ts";
 import { BRIDGE_PAYERS, type BridgePayerOptions } from "./payers/index.ts";
 import { Relay } from "./relay.ts";
 import { ClientWriter } from "./to-client.ts";

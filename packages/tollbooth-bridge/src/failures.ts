@@ -64,7 +64,8 @@ export function classifyFailure(err: unknown, hadSession: boolean): FailureKind 
 
 /** A one-line description of a send failure for logs and for the client's error message. */
 export function describeFailure(err: unknown): string {
-  if (err instanceof TollboothError) return `could not get past the gateway's challenge (${err.code}${err.status ? `, HTTP ${err.status}` : ""}): ${err.message}`;
+  if (err instanceof TollboothError)
+    return `could not get past the gateway's challenge (${err.code}${err.status ? `, HTTP ${err.status}` : ""}): ${err.message}`;
   if (err instanceof StreamableHTTPError) return `HTTP ${err.code}: ${err.message.replace(/^Streamable HTTP error: /, "")}`;
   const code = socketCode(err);
   const message = err instanceof Error ? err.message : String(err);

@@ -20,7 +20,7 @@ import {
 import { classifyFailure, describeFailure, errorResponse } from "./failures.ts";
 import type { BridgeLog } from "./log.ts";
 import type { ClientWriter } from "./to-client.ts";
-import { MAX_RETRY_DELAY_MS, sleep, type Link, type Upstream } from "./upstream.ts";
+import { type Link, MAX_RETRY_DELAY_MS, sleep, type Upstream } from "./upstream.ts";
 
 /** A client request not answered yet. */
 interface Pending {

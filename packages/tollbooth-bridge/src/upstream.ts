@@ -10,7 +10,12 @@
  * is gone. The bridge's own messages are retried on transient failures with backoff.
  */
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { isJSONRPCErrorResponse, isJSONRPCResultResponse, type JSONRPCMessage, type JSONRPCRequest } from "@modelcontextprotocol/sdk/types.js";
+import {
+  isJSONRPCErrorResponse,
+  isJSONRPCResultResponse,
+  type JSONRPCMessage,
+  type JSONRPCRequest,
+} from "@modelcontextprotocol/sdk/types.js";
 import type { FetchLike } from "../../tollbooth-client/src/index.ts";
 import { classifyFailure, describeFailure } from "./failures.ts";
 import type { BridgeLog } from "./log.ts";

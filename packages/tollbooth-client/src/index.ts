@@ -14,12 +14,23 @@
  * - `TollboothError`: what they all throw, with a `code` (errors.ts).
  * In-repository code may keep importing the files themselves.
  */
-export { withTollbooth } from "./resolver/with-tollbooth.ts";
-export type { FetchLike, ResolverOptions, WithTollboothOptions } from "./resolver/with-tollbooth.ts";
-export type { LightningOptions, PayerName, PayerOptions, PayEvent, SolveEvent, X402Options, X402PayEvent } from "./payers/index.ts";
-export { MULTI_THREAD_MIN_DIFFICULTY, solvePow } from "./solver/solve-pow.ts";
-export type { KernelPath, PowSolution, SolveOptions } from "./solver/solve-pow.ts";
-export { TollboothError } from "./errors.ts";
+
 export type { TollboothErrorCode } from "./errors.ts";
+export { TollboothError } from "./errors.ts";
+export type {
+  LightningOptions,
+  LightningWallet,
+  LndWalletOptions,
+  PayEvent,
+  PayerName,
+  PayerOptions,
+  SolveEvent,
+  WalletFetch,
+  X402Options,
+  X402PayEvent,
+} from "./payers/index.ts";
 export { invoiceAmountSats, invoicePaymentHash, lndWallet } from "./payers/index.ts";
-export type { LightningWallet, LndWalletOptions, WalletFetch } from "./payers/index.ts";
+export type { FetchLike, ResolverOptions, WithTollboothOptions } from "./resolver/with-tollbooth.ts";
+export { withTollbooth } from "./resolver/with-tollbooth.ts";
+export type { KernelPath, PowSolution, SolveOptions } from "./solver/solve-pow.ts";
+export { MULTI_THREAD_MIN_DIFFICULTY, solvePow } from "./solver/solve-pow.ts";

@@ -5,13 +5,18 @@
  * deploys), and no doc pipes a generated admin token straight into wrangler (where nobody
  * sees it, so nobody can log in).
  */
-import { readFileSync, readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
-const files = ["README.md", ...readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+const files = [
+  "README.md",
+  ...readdirSync(join(ROOT, "docs"))
+    .filter((f) => f.endsWith(".md"))
+    .map((f) => `docs/${f}`),
+];
 /** Each shell line of the docs' code blocks, with where it is. */
 const shellLines = files.flatMap((file) => {
   const text = readFileSync(join(ROOT, file), "utf8");
@@ -24,7 +29,11 @@ describe("the docs' deploy commands", () => {
   });
 
   it("name --env on every wrangler secret put and every remote npm run keys", () => {
-    const missing = shellLines.filter(({ line }) => (/wrangler secret (put|list)/.test(line) || (/npm run keys/.test(line) && /--remote/.test(line))) && !/--env \S+/.test(line.replace(/#.*$/, "")));
+    const missing = shellLines.filter(
+      ({ line }) =>
+        (/wrangler secret (put|list)/.test(line) || (/npm run keys/.test(line) && /--remote/.test(line))) &&
+        !/--env \S+/.test(line.replace(/#.*$/, "")),
+    );
     expect(missing).toEqual([]);
   });
 
@@ -33,6 +42,8 @@ describe("the docs' deploy commands", () => {
     expect(unseen).toEqual([]);
     const admin = readFileSync(join(ROOT, "docs/admin.md"), "utf8");
     // Made into a variable, shown, then stored.
-    expect(admin).toMatch(/TOKEN=\$\(openssl rand -hex 32\)\necho "TOLLBOOTH_ADMIN_TOKEN: \$TOKEN".*\nprintf %s "\$TOKEN" \| npx wrangler secret put TOLLBOOTH_ADMIN_TOKEN --env production/);
+    expect(admin).toMatch(
+      /TOKEN=\$\(openssl rand -hex 32\)\necho "TOLLBOOTH_ADMIN_TOKEN: \$TOKEN".*\nprintf %s "\$TOKEN" \| npx wrangler secret put TOLLBOOTH_ADMIN_TOKEN --env production/,
+    );
   });
 });

@@ -5,21 +5,40 @@
  * `x402Client`, and by `@x402/fetch`. Everything on-chain is real: EIP-712 signatures,
  * simulation, `transferWithAuthorization`.
  */
+
+import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { randomBytes } from "node:crypto";
 import { x402Client } from "@x402/core/client";
-import { decodePaymentSignatureHeader, encodePaymentRequiredHeader, encodePaymentResponseHeader, HTTPFacilitatorClient } from "@x402/core/http";
+import {
+  decodePaymentSignatureHeader,
+  encodePaymentRequiredHeader,
+  encodePaymentResponseHeader,
+  HTTPFacilitatorClient,
+} from "@x402/core/http";
 import type { PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse, VerifyResponse } from "@x402/core/types";
 import { authorizationTypes, eip3009ABI } from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { decodePaymentResponseHeader, wrapFetchWithPayment } from "@x402/fetch";
-import { getAddress, toFunctionSignature, type Abi, type AbiFunction, type Hex } from "viem";
+import { type Abi, type AbiFunction, getAddress, type Hex, toFunctionSignature } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { compileContracts, COMPILED_JSON_PATH, loadCompiledContracts, NETWORK, PAYER_START_BALANCE, renderCompiledContracts, startChain, TEST_USDC_ABI, USDC_NAME, USDC_VERSION, type Chain, type ChainAccount } from "../../helpers/chain.ts";
-import { startFacilitator, type Facilitator } from "../../helpers/facilitator.ts";
+import {
+  type Chain,
+  type ChainAccount,
+  COMPILED_JSON_PATH,
+  compileContracts,
+  loadCompiledContracts,
+  NETWORK,
+  PAYER_START_BALANCE,
+  renderCompiledContracts,
+  startChain,
+  TEST_USDC_ABI,
+  USDC_NAME,
+  USDC_VERSION,
+} from "../../helpers/chain.ts";
+import { type Facilitator, startFacilitator } from "../../helpers/facilitator.ts";
 
 const TOKEN = "fac-token-1";
 let chain: Chain;
@@ -49,7 +68,12 @@ function requirements(over: Partial<PaymentRequirements> = {}): PaymentRequireme
 }
 
 function paymentRequired(accepts: PaymentRequirements[]): PaymentRequired {
-  return { x402Version: 2, error: "payment required", resource: { url: "http://127.0.0.1/tool", description: "a tool call", mimeType: "application/json" }, accepts };
+  return {
+    x402Version: 2,
+    error: "payment required",
+    resource: { url: "http://127.0.0.1/tool", description: "a tool call", mimeType: "application/json" },
+    accepts,
+  };
 }
 
 /** A paying client: x402Client + @x402/evm exact scheme for a viem local account, TestUSDC allowed. */
@@ -59,7 +83,12 @@ function payingClient(payer: ChainAccount): x402Client {
   return client.setSpendControls({ allowedAssets: [{ network: NETWORK, asset: chain.usdc }] });
 }
 
-async function post<T>(path: "/verify" | "/settle", paymentPayload: PaymentPayload, paymentRequirements: PaymentRequirements, token = TOKEN): Promise<{ status: number; body: T }> {
+async function post<T>(
+  path: "/verify" | "/settle",
+  paymentPayload: PaymentPayload,
+  paymentRequirements: PaymentRequirements,
+  token = TOKEN,
+): Promise<{ status: number; body: T }> {
   const res = await fetch(fac.url + path, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
@@ -69,7 +98,11 @@ async function post<T>(path: "/verify" | "/settle", paymentPayload: PaymentPaylo
 }
 
 /** Signs an EIP-3009 TransferWithAuthorization by hand (for payloads the library client would not make). */
-async function signedPayload(payer: ChainAccount, req: PaymentRequirements, auth: { value?: bigint; validAfter?: bigint; validBefore?: bigint; chainId?: number }): Promise<PaymentPayload> {
+async function signedPayload(
+  payer: ChainAccount,
+  req: PaymentRequirements,
+  auth: { value?: bigint; validAfter?: bigint; validBefore?: bigint; chainId?: number },
+): Promise<PaymentPayload> {
   const account = privateKeyToAccount(payer.privateKey);
   const now = BigInt(Math.floor(Date.now() / 1000));
   const message = {
@@ -91,7 +124,12 @@ async function signedPayload(payer: ChainAccount, req: PaymentRequirements, auth
     accepted: req,
     payload: {
       signature,
-      authorization: { ...message, value: message.value.toString(), validAfter: message.validAfter.toString(), validBefore: message.validBefore.toString() },
+      authorization: {
+        ...message,
+        value: message.value.toString(),
+        validAfter: message.validAfter.toString(),
+        validBefore: message.validBefore.toString(),
+      },
     },
   };
 }
@@ -101,9 +139,15 @@ describe("test/helpers/chain.ts", () => {
     expect(chain.chainId).toBe(31337);
     expect(chain.network).toBe("eip155:31337");
     expect(await chain.publicClient.getChainId()).toBe(31337);
-    const rpc = await fetch(chain.rpcUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_accounts", params: [] }) });
+    const rpc = await fetch(chain.rpcUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_accounts", params: [] }),
+    });
     const rpcAccounts = ((await rpc.json()) as { result: string[] }).result.map((a) => getAddress(a));
-    const ours = [chain.accounts.deployer, chain.accounts.facilitator, chain.accounts.payTo, ...chain.accounts.payers].map((a) => a.address);
+    const ours = [chain.accounts.deployer, chain.accounts.facilitator, chain.accounts.payTo, ...chain.accounts.payers].map(
+      (a) => a.address,
+    );
     expect(ours).toEqual(rpcAccounts); // the hard-coded keys are anvil's dev keys, in order
     expect(chain.accounts.payers.length).toBeGreaterThanOrEqual(4);
     for (const p of chain.accounts.payers) expect(await chain.balanceOf(p.address)).toBe(PAYER_START_BALANCE);
@@ -118,16 +162,19 @@ describe("test/helpers/chain.ts", () => {
 
   it("deploys the committed compiler output, which is exactly what the .sol sources compile to", async () => {
     const fresh = await compileContracts();
-    expect(await readFile(COMPILED_JSON_PATH, "utf8"), "stale: run node -e 'import(\"./test/helpers/chain.ts\").then((m) => m.writeCompiledContracts())'").toBe(
-      renderCompiledContracts(fresh),
-    );
+    expect(
+      await readFile(COMPILED_JSON_PATH, "utf8"),
+      "stale: run node -e 'import(\"./test/helpers/chain.ts\").then((m) => m.writeCompiledContracts())'",
+    ).toBe(renderCompiledContracts(fresh));
     expect(await chain.publicClient.getCode({ address: chain.usdc })).toBe(fresh.TestUSDC.deployedBytecode);
   }, 30_000);
 
   it("implements every function of @x402/evm's EIP-3009 ABI and the typed subset", () => {
     const { TestUSDC } = loadCompiledContracts();
     const sigs = new Set(TestUSDC.abi.filter((x): x is AbiFunction => x.type === "function").map((f) => toFunctionSignature(f)));
-    const wanted = ([...eip3009ABI, ...TEST_USDC_ABI] as Abi).filter((x): x is AbiFunction => x.type === "function").map((f) => toFunctionSignature(f));
+    const wanted = ([...eip3009ABI, ...TEST_USDC_ABI] as Abi)
+      .filter((x): x is AbiFunction => x.type === "function")
+      .map((f) => toFunctionSignature(f));
     // eip3009ABI also lists EIP-2612 `permit`/`nonces` (used only for Permit2 flows, not by the exact EIP-3009 path).
     const missing = wanted.filter((s) => !sigs.has(s) && !/^(permit|nonces)\(/.test(s));
     expect(missing).toEqual([]);
@@ -144,7 +191,10 @@ describe("test/helpers/facilitator.ts with @x402/evm's exact client", () => {
   it("answers /supported with the exact scheme on eip155:31337 and its signer", async () => {
     const res = await fetch(fac.url + "/supported", { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { kinds: { x402Version: number; scheme: string; network: string }[]; signers: Record<string, string[]> };
+    const body = (await res.json()) as {
+      kinds: { x402Version: number; scheme: string; network: string }[];
+      signers: Record<string, string[]>;
+    };
     expect(body.kinds).toContainEqual(expect.objectContaining({ x402Version: 2, scheme: "exact", network: "eip155:31337" }));
     expect(Object.values(body.signers).flat()).toContain(chain.accounts.facilitator.address);
   });
@@ -207,7 +257,10 @@ describe("test/helpers/facilitator.ts with @x402/evm's exact client", () => {
     registerExactEvmScheme(mainnetClient, { signer: privateKeyToAccount(payer.privateKey) });
     mainnetClient.setSpendControls({ allowedAssets: [{ network: "eip155:1", asset: chain.usdc }] });
     const mainnet = await mainnetClient.createPaymentPayload(paymentRequired([requirements({ network: "eip155:1" })]));
-    expect((await post<VerifyResponse>("/verify", mainnet, req)).body).toMatchObject({ isValid: false, invalidReason: "invalid_exact_evm_network_mismatch" });
+    expect((await post<VerifyResponse>("/verify", mainnet, req)).body).toMatchObject({
+      isValid: false,
+      invalidReason: "invalid_exact_evm_network_mismatch",
+    });
     // …and a requirement on a network this facilitator does not serve: 500 with the library's message.
     const unserved = await post<{ error: string }>("/verify", mainnet, requirements({ network: "eip155:1" }));
     expect(unserved.status).toBe(500);
@@ -216,22 +269,36 @@ describe("test/helpers/facilitator.ts with @x402/evm's exact client", () => {
     // Expired: validBefore in the past.
     const now = BigInt(Math.floor(Date.now() / 1000));
     const expired = await signedPayload(payer, req, { validAfter: now - 600n, validBefore: now - 60n });
-    expect((await post<VerifyResponse>("/verify", expired, req)).body).toMatchObject({ isValid: false, invalidReason: "invalid_exact_evm_payload_authorization_valid_before" });
+    expect((await post<VerifyResponse>("/verify", expired, req)).body).toMatchObject({
+      isValid: false,
+      invalidReason: "invalid_exact_evm_payload_authorization_valid_before",
+    });
     // The same hand-signing path, unexpired, is accepted (so the refusal above is about time).
     expect((await post<VerifyResponse>("/verify", await signedPayload(payer, req, {}), req)).body).toMatchObject({ isValid: true });
 
     // Signed with the wrong chain id but claiming eip155:31337: bad signature.
     const forged = await signedPayload(payer, req, { chainId: 1 });
-    expect((await post<VerifyResponse>("/verify", forged, req)).body).toMatchObject({ isValid: false, invalidReason: "invalid_exact_evm_signature" });
+    expect((await post<VerifyResponse>("/verify", forged, req)).body).toMatchObject({
+      isValid: false,
+      invalidReason: "invalid_exact_evm_signature",
+    });
 
     // Paying someone else than payTo.
-    const elsewhere = await payingClient(payer).createPaymentPayload(paymentRequired([requirements({ payTo: chain.accounts.deployer.address })]));
-    expect((await post<VerifyResponse>("/verify", elsewhere, req)).body).toMatchObject({ isValid: false, invalidReason: "invalid_exact_evm_recipient_mismatch" });
+    const elsewhere = await payingClient(payer).createPaymentPayload(
+      paymentRequired([requirements({ payTo: chain.accounts.deployer.address })]),
+    );
+    expect((await post<VerifyResponse>("/verify", elsewhere, req)).body).toMatchObject({
+      isValid: false,
+      invalidReason: "invalid_exact_evm_recipient_mismatch",
+    });
 
     // A wallet without USDC: the simulation fails, Multicall3 diagnoses it.
     const broke = { address: privateKeyToAccount(`0x${"11".repeat(32)}`).address, privateKey: `0x${"11".repeat(32)}` as Hex };
     const unfunded = await payingClient(broke).createPaymentPayload(paymentRequired([req]));
-    expect((await post<VerifyResponse>("/verify", unfunded, req)).body).toMatchObject({ isValid: false, invalidReason: "invalid_exact_evm_insufficient_balance" });
+    expect((await post<VerifyResponse>("/verify", unfunded, req)).body).toMatchObject({
+      isValid: false,
+      invalidReason: "invalid_exact_evm_insufficient_balance",
+    });
 
     // Settling a refused payload moves nothing either.
     expect((await post<SettleResponse>("/settle", cheap, req)).body).toMatchObject({ success: false, transaction: "" });
@@ -274,7 +341,9 @@ describe("@x402/fetch paying through the facilitator", () => {
         seen.push(typeof sig === "string" ? "paid" : "unpaid");
         if (typeof sig !== "string") {
           const required = paymentRequired([req]);
-          response.writeHead(402, { "content-type": "application/json", "PAYMENT-REQUIRED": encodePaymentRequiredHeader(required) }).end(JSON.stringify(required));
+          response
+            .writeHead(402, { "content-type": "application/json", "PAYMENT-REQUIRED": encodePaymentRequiredHeader(required) })
+            .end(JSON.stringify(required));
           return;
         }
         const payload = decodePaymentSignatureHeader(sig);
@@ -285,7 +354,10 @@ describe("@x402/fetch paying through the facilitator", () => {
         }
         const settled = await facClient.settle(payload, req);
         response
-          .writeHead(settled.success ? 200 : 402, { "content-type": "application/json", "PAYMENT-RESPONSE": encodePaymentResponseHeader(settled) })
+          .writeHead(settled.success ? 200 : 402, {
+            "content-type": "application/json",
+            "PAYMENT-RESPONSE": encodePaymentResponseHeader(settled),
+          })
           .end(JSON.stringify({ ok: settled.success }));
       })().catch((err: unknown) => response.writeHead(500).end(String(err)));
     });

@@ -20,7 +20,9 @@ describe("public/uplot", () => {
   it("carries uPlot's license and names the installed version", async () => {
     expect((await read("public/uplot/LICENSE")).equals(await read("node_modules/uplot/LICENSE"))).toBe(true);
     const { version } = JSON.parse((await read("node_modules/uplot/package.json")).toString()) as { version: string };
-    expect((await read("public/uplot/uPlot.iife.min.js")).toString().startsWith(`/*! https://github.com/leeoniya/uPlot (v${version}) */`)).toBe(true);
+    expect(
+      (await read("public/uplot/uPlot.iife.min.js")).toString().startsWith(`/*! https://github.com/leeoniya/uPlot (v${version}) */`),
+    ).toBe(true);
     expect((await read("public/uplot/VERSION")).toString()).toContain(`uPlot ${version}`);
   });
 });

@@ -32,7 +32,9 @@ class_name = "OriginGate"
 function project(opts: { vars: Record<string, string>; bindings?: boolean; files?: Record<string, string> }): string {
   const dir = mkdtempSync(join(tmpdir(), "tollbooth-check-config-"));
   dirs.push(dir);
-  const vars = Object.entries(opts.vars).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n");
+  const vars = Object.entries(opts.vars)
+    .map(([k, v]) => `${k} = ${JSON.stringify(v)}`)
+    .join("\n");
   writeFileSync(
     join(dir, "wrangler.toml"),
     `name = "t"\nmain = "index.ts"\ncompatibility_date = "2026-10-01"\n\n[[durable_objects.bindings]]\nname = "CALLER_BUCKET"\nclass_name = "CallerState"\n\n[vars]\nORIGIN_URL = "http://127.0.0.1:3001"\n\n[env.production]\n${opts.bindings === false ? "" : BINDINGS("production")}\n[env.production.vars]\n${vars}\n`,
@@ -41,11 +43,15 @@ function project(opts: { vars: Record<string, string>; bindings?: boolean; files
   return join(dir, "wrangler.toml");
 }
 
-const check = (config: string, extra: Partial<Parameters<typeof checkConfig>[0]> = {}) => checkConfig({ config, env: "production", ...extra });
+const check = (config: string, extra: Partial<Parameters<typeof checkConfig>[0]> = {}) =>
+  checkConfig({ config, env: "production", ...extra });
 
 describe("check-config", () => {
   it("passes a complete production configuration", async () => {
-    const config = project({ vars: { ORIGIN_URL: "https://mcp-origin.internal" }, files: { ".dev.vars.production": `TOLLBOOTH_SECRET=${SECRET}\n` } });
+    const config = project({
+      vars: { ORIGIN_URL: "https://mcp-origin.internal" },
+      files: { ".dev.vars.production": `TOLLBOOTH_SECRET=${SECRET}\n` },
+    });
     expect(await check(config)).toEqual([]);
   });
 
@@ -66,7 +72,9 @@ describe("check-config", () => {
     const config = project({ vars: { ORIGIN_URL: "https://mcp-origin.internal" } });
     expect(await check(config, { processEnv: { TOLLBOOTH_SECRET: SECRET } })).toEqual([]);
     expect(await check(config, { storedSecrets: ["TOLLBOOTH_SECRET"] })).toEqual([]);
-    expect(await check(config, { processEnv: { TOLLBOOTH_SECRET: "short" } })).toEqual([expect.stringMatching(/^TOLLBOOTH_SECRET key #1 is shorter than 16 bytes/)]);
+    expect(await check(config, { processEnv: { TOLLBOOTH_SECRET: "short" } })).toEqual([
+      expect.stringMatching(/^TOLLBOOTH_SECRET key #1 is shorter than 16 bytes/),
+    ]);
   });
 
   it("names a secret put in [vars], bindings not repeated in the environment, and bad policies and routes", async () => {
@@ -77,8 +85,19 @@ describe("check-config", () => {
           TOLLBOOTH_SECRET: SECRET,
           TOLLBOOTH_POLICY: JSON.stringify({ bucket: { capacity: 5, refillPerSecond: 1 } }),
           TOLLBOOTH_ROUTES: JSON.stringify([
-            { name: "a", match: { path: "/a" }, origin: "http://localhost:3001", policy: { originCeiling: { capacity: 5, refillPerSecond: 1 } } },
-            { name: "b", match: { path: "/b" }, origin: "https://b.internal", originSecret: "ORIGIN_B_SECRET", policy: { costs: { default: 6 } } },
+            {
+              name: "a",
+              match: { path: "/a" },
+              origin: "http://localhost:3001",
+              policy: { originCeiling: { capacity: 5, refillPerSecond: 1 } },
+            },
+            {
+              name: "b",
+              match: { path: "/b" },
+              origin: "https://b.internal",
+              originSecret: "ORIGIN_B_SECRET",
+              policy: { costs: { default: 6 } },
+            },
           ]),
         },
       }),
@@ -93,10 +112,18 @@ describe("check-config", () => {
         expect.stringMatching(/^ORIGIN_GATE: a policy sets originCeiling/),
       ]),
     );
-    expect(await check(project({ vars: { TOLLBOOTH_ROUTES: "[{}]" } }), { processEnv: { TOLLBOOTH_SECRET: SECRET } })).toEqual([expect.stringMatching(/^TOLLBOOTH_ROUTES\[0\]\.name/)]);
+    expect(await check(project({ vars: { TOLLBOOTH_ROUTES: "[{}]" } }), { processEnv: { TOLLBOOTH_SECRET: SECRET } })).toEqual([
+      expect.stringMatching(/^TOLLBOOTH_ROUTES\[0\]\.name/),
+    ]);
     // A bad TOLLBOOTH_POLICY is named once, not again for each route inheriting it.
     const inherited = await check(
-      project({ vars: { ORIGIN_URL: "https://mcp-origin.internal", TOLLBOOTH_POLICY: '{"bucket":{"capacity":0,"refillPerSecond":1}}', TOLLBOOTH_ROUTES: JSON.stringify([{ name: "a", match: { path: "/a" }, origin: "https://a.internal" }]) } }),
+      project({
+        vars: {
+          ORIGIN_URL: "https://mcp-origin.internal",
+          TOLLBOOTH_POLICY: '{"bucket":{"capacity":0,"refillPerSecond":1}}',
+          TOLLBOOTH_ROUTES: JSON.stringify([{ name: "a", match: { path: "/a" }, origin: "https://a.internal" }]),
+        },
+      }),
       { processEnv: { TOLLBOOTH_SECRET: SECRET } },
     );
     expect(inherited).toEqual([expect.stringMatching(/^TOLLBOOTH_POLICY\.bucket\.capacity/)]);
@@ -104,16 +131,26 @@ describe("check-config", () => {
 
   it("names a bad identity.jwt entry: an issuer listed twice, a private key", async () => {
     const entry = (issuer: string, keys: object[]) => ({ issuer, audience: "https://mcp.example.test/mcp", keys });
-    const pub = { kty: "EC", crv: "P-256", x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", use: "sig", alg: "ES256" };
-    const policy = (jwt: object) => ({ ORIGIN_URL: "https://mcp-origin.internal", TOLLBOOTH_POLICY: JSON.stringify({ identity: { jwt } }) });
+    const pub = {
+      kty: "EC",
+      crv: "P-256",
+      x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+      y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+      use: "sig",
+      alg: "ES256",
+    };
+    const policy = (jwt: object) => ({
+      ORIGIN_URL: "https://mcp-origin.internal",
+      TOLLBOOTH_POLICY: JSON.stringify({ identity: { jwt } }),
+    });
     const env = { processEnv: { TOLLBOOTH_SECRET: SECRET } };
     expect(await check(project({ vars: policy([entry("https://a.test", [pub]), entry("https://b.test", [pub])]) }), env)).toEqual([]);
     expect(await check(project({ vars: policy([entry("https://a.test", [pub]), entry("https://a.test", [pub])]) }), env)).toEqual([
       expect.stringMatching(/^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: "https:\/\/a\.test" is already the issuer of identity\.jwt\.0/),
     ]);
-    expect(await check(project({ vars: policy([entry("https://a.test", [pub]), entry("https://b.test", [{ ...pub, d: "secret" }])]) }), env)).toEqual([
-      expect.stringMatching(/^TOLLBOOTH_POLICY\.identity\.jwt\.1\.keys\.0: holds private key material/),
-    ]);
+    expect(
+      await check(project({ vars: policy([entry("https://a.test", [pub]), entry("https://b.test", [{ ...pub, d: "secret" }])]) }), env),
+    ).toEqual([expect.stringMatching(/^TOLLBOOTH_POLICY\.identity\.jwt\.1\.keys\.0: holds private key material/)]);
   });
 
   it("names an origin URL that ends in the MCP endpoint (the gateway would ask /mcp/mcp)", async () => {
@@ -122,12 +159,21 @@ describe("check-config", () => {
       "ORIGIN_URL is the origin's base URL, without `/mcp`: the gateway appends each request's path, so https://mcp-origin.internal/mcp would be asked for https://mcp-origin.internal/mcp/mcp; set https://mcp-origin.internal",
     ]);
     const routes = JSON.stringify([{ name: "a", match: { path: "/a" }, origin: "https://a.internal/rpc/", policy: { endpoint: "/rpc" } }]);
-    expect(await check(project({ vars: { TOLLBOOTH_ROUTES: routes } }), env)).toEqual([expect.stringMatching(/^TOLLBOOTH_ROUTES\[0\] \("a"\)\.origin is the origin's base URL, without `\/rpc`/)]);
+    expect(await check(project({ vars: { TOLLBOOTH_ROUTES: routes } }), env)).toEqual([
+      expect.stringMatching(/^TOLLBOOTH_ROUTES\[0\] \("a"\)\.origin is the origin's base URL, without `\/rpc`/),
+    ]);
   });
 
   it("names the admin token put in [vars] as a secret", async () => {
-    const problems = await check(project({ vars: { ORIGIN_URL: "https://mcp-origin.internal", TOLLBOOTH_ADMIN_TOKEN: "0123456789abcdef0123" } }), { processEnv: { TOLLBOOTH_SECRET: SECRET } });
-    expect(problems).toEqual([expect.stringMatching(/^TOLLBOOTH_ADMIN_TOKEN: a secret in \[env\.production\] \[vars\]; remove it and use `wrangler secret put TOLLBOOTH_ADMIN_TOKEN --env production`/)]);
+    const problems = await check(
+      project({ vars: { ORIGIN_URL: "https://mcp-origin.internal", TOLLBOOTH_ADMIN_TOKEN: "0123456789abcdef0123" } }),
+      { processEnv: { TOLLBOOTH_SECRET: SECRET } },
+    );
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^TOLLBOOTH_ADMIN_TOKEN: a secret in \[env\.production\] \[vars\]; remove it and use `wrangler secret put TOLLBOOTH_ADMIN_TOKEN --env production`/,
+      ),
+    ]);
   });
 
   it("refuses an environment the file does not have", async () => {
@@ -135,12 +181,20 @@ describe("check-config", () => {
   });
 
   it("reads dot-vars files as wrangler does: comments, quotes, blanks unset", () => {
-    expect(readDotVars(`# c\nA=1\nB="two # not a comment"\nC='3'\nD=\nexport E=5 # comment\n  # F=6\n`)).toEqual({ A: "1", B: "two # not a comment", C: "3", E: "5" });
+    expect(readDotVars(`# c\nA=1\nB="two # not a comment"\nC='3'\nD=\nexport E=5 # comment\n  # F=6\n`)).toEqual({
+      A: "1",
+      B: "two # not a comment",
+      C: "3",
+      E: "5",
+    });
   });
 
   it("as a command: prints each problem and exits 1, or says ok and exits 0", () => {
     const run = (config: string, env: NodeJS.ProcessEnv = {}) =>
-      spawnSync(process.execPath, [join(ROOT, "scripts/check-config.ts"), "--env", "production", "--config", config], { encoding: "utf8", env: { PATH: process.env.PATH, ...env } });
+      spawnSync(process.execPath, [join(ROOT, "scripts/check-config.ts"), "--env", "production", "--config", config], {
+        encoding: "utf8",
+        env: { PATH: process.env.PATH, ...env },
+      });
     const bad = run(project({ vars: { ORIGIN_URL: "https://origin.example.com" } }));
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/2 problems/);
@@ -155,9 +209,24 @@ describe("check-config", () => {
     const home = mkdtempSync(join(tmpdir(), "tollbooth-no-login-"));
     dirs.push(home);
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, ".config"), TOLLBOOTH_SECRET: SECRET };
-    const run = spawnSync(process.execPath, [join(ROOT, "scripts/check-config.ts"), "--env", "production", "--remote", "--config", project({ vars: { ORIGIN_URL: "https://mcp-origin.internal" } })], { encoding: "utf8", env });
-    expect(run.stderr).toMatch(/^check-config: could not list the stored secrets \(wrangler secret list failed: In a non-interactive environment, it's necessary to set a CLOUDFLARE_API_TOKEN environment variable for wrangler to work\./m);
-    expect(run.stderr).toMatch(/^ {2}log in first: `npx wrangler login`, or set CLOUDFLARE_API_TOKEN \(and CLOUDFLARE_ACCOUNT_ID\): docs\/deploy\.md$/m);
+    const run = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, "scripts/check-config.ts"),
+        "--env",
+        "production",
+        "--remote",
+        "--config",
+        project({ vars: { ORIGIN_URL: "https://mcp-origin.internal" } }),
+      ],
+      { encoding: "utf8", env },
+    );
+    expect(run.stderr).toMatch(
+      /^check-config: could not list the stored secrets \(wrangler secret list failed: In a non-interactive environment, it's necessary to set a CLOUDFLARE_API_TOKEN environment variable for wrangler to work\./m,
+    );
+    expect(run.stderr).toMatch(
+      /^ {2}log in first: `npx wrangler login`, or set CLOUDFLARE_API_TOKEN \(and CLOUDFLARE_ACCOUNT_ID\): docs\/deploy\.md$/m,
+    );
     expect(run.stderr).not.toMatch(/Logs were written/);
     expect(run.stderr).not.toContain("\x1b[");
     // The secret was set locally: the configuration itself passes.
@@ -165,13 +234,18 @@ describe("check-config", () => {
   });
 
   it("wranglerError: the [ERROR] lines without colours, warnings or the log file line", () => {
-    const out = "\x1b[33m▲ \x1b[43;33m[\x1b[43;30mWARNING\x1b[43;33m]\x1b[0m vars missing\n\n\x1b[31m✘ \x1b[41;31m[\x1b[41;97mERROR\x1b[41;31m]\x1b[0m \x1b[1mAuthentication error [code: 10000]\x1b[0m\n\n🪵  Logs were written to \"/x/y.log\"\n";
+    const out =
+      '\x1b[33m▲ \x1b[43;33m[\x1b[43;30mWARNING\x1b[43;33m]\x1b[0m vars missing\n\n\x1b[31m✘ \x1b[41;31m[\x1b[41;97mERROR\x1b[41;31m]\x1b[0m \x1b[1mAuthentication error [code: 10000]\x1b[0m\n\n🪵  Logs were written to "/x/y.log"\n';
     expect(wranglerError(out)).toBe("Authentication error [code: 10000]");
-    expect(wranglerError("something odd\n🪵  Logs were written to \"/x\"\n")).toBe("something odd");
+    expect(wranglerError('something odd\n🪵  Logs were written to "/x"\n')).toBe("something odd");
   });
 
   it("fails the repository's production environment until its placeholder origin is replaced", async () => {
-    const problems = await checkConfig({ config: join(ROOT, "wrangler.toml"), env: "production", processEnv: { TOLLBOOTH_SECRET: SECRET } });
+    const problems = await checkConfig({
+      config: join(ROOT, "wrangler.toml"),
+      env: "production",
+      processEnv: { TOLLBOOTH_SECRET: SECRET },
+    });
     expect(problems).toEqual([expect.stringMatching(/^ORIGIN_URL is the placeholder https:\/\/origin\.example\.com/)]);
   });
 });
@@ -194,7 +268,11 @@ describe("the generated Env", () => {
     for (const env of ["production", "staging"]) {
       const out = mkdtempSync(join(tmpdir(), "tollbooth-build-"));
       dirs.push(out);
-      const run = spawnSync(process.execPath, [join(ROOT, "scripts/build.ts"), "--env", env, "--outdir", out], { cwd: ROOT, encoding: "utf8", env: { ...process.env, CI: "1", NO_COLOR: "1" } });
+      const run = spawnSync(process.execPath, [join(ROOT, "scripts/build.ts"), "--env", env, "--outdir", out], {
+        cwd: ROOT,
+        encoding: "utf8",
+        env: { ...process.env, CI: "1", NO_COLOR: "1" },
+      });
       expect(run.status, run.stdout + run.stderr).toBe(0);
       expect(run.stderr).toContain(`build: [env.${env}] of wrangler.toml`);
       expect(run.stdout + run.stderr).not.toMatch(/WARNING|exist at the top level/);
@@ -205,7 +283,11 @@ describe("the generated Env", () => {
   it("is up to date with wrangler.toml and .dev.vars.example (`npm run types -- --check`)", () => {
     const script = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts.types!;
     const args = script.replace(/^wrangler /, "").split(" ");
-    const run = spawnSync(process.execPath, [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), ...args, "--check"], { cwd: ROOT, encoding: "utf8", env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" } });
+    const run = spawnSync(process.execPath, [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), ...args, "--check"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" },
+    });
     expect(run.status, run.stdout + run.stderr).toBe(0);
   });
 });

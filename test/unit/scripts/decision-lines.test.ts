@@ -5,12 +5,28 @@
 import { describe, expect, it } from "vitest";
 import { DECISION_HEADER, decisionPrinter, formatDecision } from "../../../scripts/decision-lines.ts";
 
-const record = { tollbooth: "decision", time: Date.UTC(2026, 10, 30, 10, 41, 3, 120), caller: "ip:127.0.0.1", network: "127.0.0.1", plan: "free", method: "POST", cost: 1, decision: "payment_required", reason: "over_budget", status: 402, latencyMs: 12, rpc: "tools/call", tool: "echo", difficulty: 16 };
+const record = {
+  tollbooth: "decision",
+  time: Date.UTC(2026, 10, 30, 10, 41, 3, 120),
+  caller: "ip:127.0.0.1",
+  network: "127.0.0.1",
+  plan: "free",
+  method: "POST",
+  cost: 1,
+  decision: "payment_required",
+  reason: "over_budget",
+  status: 402,
+  latencyMs: 12,
+  rpc: "tools/call",
+  tool: "echo",
+  difficulty: 16,
+};
 const line = JSON.stringify(record);
 /** Where each column of the header starts (the last, latency, is right-aligned: it ends where the header ends). */
 const starts = [...DECISION_HEADER.matchAll(/\S+/g)].map((m) => m.index).slice(0, -1);
 /** The record of a request that is not a JSON-RPC message. */
-const plain = (over: object) => JSON.stringify({ ...record, rpc: undefined, tool: undefined, difficulty: undefined, method: "GET", ...over });
+const plain = (over: object) =>
+  JSON.stringify({ ...record, rpc: undefined, tool: undefined, difficulty: undefined, method: "GET", ...over });
 
 describe("decisionPrinter", () => {
   it("prints one readable line per decision line, joining lines split across chunks and skipping other output", () => {
@@ -66,11 +82,25 @@ describe("formatDecision", () => {
   });
 
   it("keeps every column where the header puts it, cutting a long cell with …", () => {
-    const long = formatDecision({ ...record, difficulty: undefined, caller: `evm:0x${"ab".repeat(20)}`, tool: "a-tool-with-a-very-long-name-indeed", route: "search", reason: "solution", scheme: "pow", redeemed: true, credits: 19, originStatus: 200, status: 200, decision: "admitted" } as never);
+    const long = formatDecision({
+      ...record,
+      difficulty: undefined,
+      caller: `evm:0x${"ab".repeat(20)}`,
+      tool: "a-tool-with-a-very-long-name-indeed",
+      route: "search",
+      reason: "solution",
+      scheme: "pow",
+      redeemed: true,
+      credits: 19,
+      originStatus: 200,
+      status: 200,
+      decision: "admitted",
+    } as never);
     const short = formatDecision(record as never);
     for (const text of [long, short]) {
       // Every header column starts with a cell (a non-space after a column gap, or the line's start).
-      for (const at of starts) expect(text[at!] !== " " && (at === 0 || text.slice(at! - 2, at) === "  "), `${text}\n${DECISION_HEADER}`).toBe(true);
+      for (const at of starts)
+        expect(text[at!] !== " " && (at === 0 || text.slice(at! - 2, at) === "  "), `${text}\n${DECISION_HEADER}`).toBe(true);
       expect(text.length).toBe(DECISION_HEADER.length);
     }
     expect(long).toContain("evm:0xababababababa… ");

@@ -39,7 +39,9 @@ describe("npm run keys -- add --plan", () => {
     const run = keys(["add", "ci-bot", "--plan", "pro", "--local", "--persist-to", state]);
     expect(run.status).toBe(2);
     expect(run.stdout).toBe("");
-    expect(run.stderr).toBe(`keys: the policy has no plan "pro" (plans: free; TOLLBOOTH_POLICY from ${join(ROOT, "wrangler.toml")} [vars] (unset: the default policy)): add it to the policy's "plans" first, or choose one of those\n`);
+    expect(run.stderr).toBe(
+      `keys: the policy has no plan "pro" (plans: free; TOLLBOOTH_POLICY from ${join(ROOT, "wrangler.toml")} [vars] (unset: the default policy)): add it to the policy's "plans" first, or choose one of those\n`,
+    );
     const list = keys(["list", "--local", "--persist-to", state]);
     expect(list.status, list.stderr).toBe(0);
     expect(list.stdout).toBe("");
@@ -59,7 +61,10 @@ describe("npm run keys -- add --plan", () => {
 
   it("reads the policy from .dev.vars beside the config for a local gateway", () => {
     const dir = temp();
-    writeFileSync(join(dir, "wrangler.toml"), `name = "t"\nmain = "index.ts"\ncompatibility_date = "2026-10-01"\n\n[[kv_namespaces]]\nbinding = "TOLLBOOTH_KEYS"\n`);
+    writeFileSync(
+      join(dir, "wrangler.toml"),
+      `name = "t"\nmain = "index.ts"\ncompatibility_date = "2026-10-01"\n\n[[kv_namespaces]]\nbinding = "TOLLBOOTH_KEYS"\n`,
+    );
     writeFileSync(join(dir, ".dev.vars"), `TOLLBOOTH_POLICY='${JSON.stringify({ plans: { team: {} } })}'\n`);
     const run = keys(["add", "x", "--plan", "pro", "--local", "--config", join(dir, "wrangler.toml"), "--persist-to", join(dir, "state")]);
     expect(run.status).toBe(2);
@@ -69,12 +74,16 @@ describe("npm run keys -- add --plan", () => {
   it("with --remote, checks the deployed environment's policy in wrangler.toml (the environment's own is not it), before asking Cloudflare", () => {
     const run = keys(["add", "ci-bot", "--plan", "pro", "--remote", "--env", "production"], { TOLLBOOTH_POLICY: PRO });
     expect(run.status).toBe(2);
-    expect(run.stderr).toMatch(/^keys: the policy has no plan "pro" \(plans: free; TOLLBOOTH_POLICY from .*wrangler\.toml \[env\.production\.vars\] \(unset: the default policy\)\)/);
+    expect(run.stderr).toMatch(
+      /^keys: the policy has no plan "pro" \(plans: free; TOLLBOOTH_POLICY from .*wrangler\.toml \[env\.production\.vars\] \(unset: the default policy\)\)/,
+    );
     expect(run.stderr).not.toMatch(/CLOUDFLARE_API_TOKEN|wrangler kv/);
   });
 
   it("names a policy it cannot read", () => {
-    const run = keys(["add", "x", "--plan", "pro", "--local", "--persist-to", temp()], { TOLLBOOTH_POLICY: '{"bucket":{"capacity":0,"refillPerSecond":1}}' });
+    const run = keys(["add", "x", "--plan", "pro", "--local", "--persist-to", temp()], {
+      TOLLBOOTH_POLICY: '{"bucket":{"capacity":0,"refillPerSecond":1}}',
+    });
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(/^keys: cannot check --plan: TOLLBOOTH_POLICY\.bucket\.capacity.*\(TOLLBOOTH_POLICY from the environment\)/);
   });

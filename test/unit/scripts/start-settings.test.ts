@@ -5,13 +5,20 @@
  * "nothing listens" from "slow". (test/e2e/start-from-env.test.ts runs `npm start` itself.)
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../../scripts/stack/ports.ts";
-import { originUrlProblem, probeOrigin, readSettings, SECRET_SETTING_NAMES, toEnvFile, VAR_NAMES } from "../../../scripts/start-settings.ts";
+import {
+  originUrlProblem,
+  probeOrigin,
+  readSettings,
+  SECRET_SETTING_NAMES,
+  toEnvFile,
+  VAR_NAMES,
+} from "../../../scripts/start-settings.ts";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const dirs: string[] = [];
@@ -41,20 +48,39 @@ describe("the settings npm start passes on", () => {
     const d = dir({
       ".dev.vars": `TOLLBOOTH_ADMIN_TOKEN=from-file-0123456789\nTOLLBOOTH_POLICY='{"bucket":{"capacity":3,"refillPerSecond":1}}'\nORIGIN_SEARCH_SECRET=search-secret-0123456789\nUNRELATED=x\n`,
     });
-    const routes = JSON.stringify([{ name: "s", match: { path: "/s" }, origin: "http://127.0.0.1:1", originSecret: "ORIGIN_SEARCH_SECRET" }]);
-    const s = readSettings({ TOLLBOOTH_ADMIN_TOKEN: "from-env-0123456789ab", TOLLBOOTH_ROUTES: routes, TOLLBOOTH_LIGHTNING_SECRET: "  ", UNRELATED: "y", PATH: "/bin" }, d);
+    const routes = JSON.stringify([
+      { name: "s", match: { path: "/s" }, origin: "http://127.0.0.1:1", originSecret: "ORIGIN_SEARCH_SECRET" },
+    ]);
+    const s = readSettings(
+      {
+        TOLLBOOTH_ADMIN_TOKEN: "from-env-0123456789ab",
+        TOLLBOOTH_ROUTES: routes,
+        TOLLBOOTH_LIGHTNING_SECRET: "  ",
+        UNRELATED: "y",
+        PATH: "/bin",
+      },
+      d,
+    );
     expect(s.values).toEqual({
       TOLLBOOTH_ADMIN_TOKEN: "from-env-0123456789ab",
       TOLLBOOTH_POLICY: '{"bucket":{"capacity":3,"refillPerSecond":1}}',
       TOLLBOOTH_ROUTES: routes,
       ORIGIN_SEARCH_SECRET: "search-secret-0123456789",
     });
-    expect(s.sources).toEqual({ TOLLBOOTH_ADMIN_TOKEN: "environment", TOLLBOOTH_POLICY: ".dev.vars", TOLLBOOTH_ROUTES: "environment", ORIGIN_SEARCH_SECRET: ".dev.vars" });
+    expect(s.sources).toEqual({
+      TOLLBOOTH_ADMIN_TOKEN: "environment",
+      TOLLBOOTH_POLICY: ".dev.vars",
+      TOLLBOOTH_ROUTES: "environment",
+      ORIGIN_SEARCH_SECRET: ".dev.vars",
+    });
   });
 
   it("read .env (then .env.local) when there is no .dev.vars, as wrangler does", () => {
     const d = dir({ ".env": "ORIGIN_URL=http://127.0.0.1:1\nTOLLBOOTH_DECISION_LOG=on\n", ".env.local": "TOLLBOOTH_DECISION_LOG=off\n" });
-    expect(readSettings({}, d)).toEqual({ values: { ORIGIN_URL: "http://127.0.0.1:1", TOLLBOOTH_DECISION_LOG: "off" }, sources: { ORIGIN_URL: ".env", TOLLBOOTH_DECISION_LOG: ".env" } });
+    expect(readSettings({}, d)).toEqual({
+      values: { ORIGIN_URL: "http://127.0.0.1:1", TOLLBOOTH_DECISION_LOG: "off" },
+      sources: { ORIGIN_URL: ".env", TOLLBOOTH_DECISION_LOG: ".env" },
+    });
   });
 
   it("go to wrangler quoted, with every $ escaped; a value no quoting can hold is handed back", () => {
@@ -71,7 +97,9 @@ describe("originUrlProblem", () => {
   });
 
   it("names a URL without a scheme, with the fix", () => {
-    expect(originUrlProblem("ORIGIN_URL", "127.0.0.1:3001", "/mcp")).toBe('`ORIGIN_URL` is the origin\'s base URL, with its scheme: got "127.0.0.1:3001"; did you mean ORIGIN_URL=http://127.0.0.1:3001?');
+    expect(originUrlProblem("ORIGIN_URL", "127.0.0.1:3001", "/mcp")).toBe(
+      '`ORIGIN_URL` is the origin\'s base URL, with its scheme: got "127.0.0.1:3001"; did you mean ORIGIN_URL=http://127.0.0.1:3001?',
+    );
     expect(originUrlProblem("ORIGIN_URL", "localhost:3001", "/mcp")).toMatch(/did you mean ORIGIN_URL=http:\/\/localhost:3001\?$/);
     expect(originUrlProblem("ORIGIN_URL", "mcp.internal", "/mcp")).toMatch(/did you mean ORIGIN_URL=https:\/\/mcp\.internal\?$/);
   });
@@ -80,7 +108,9 @@ describe("originUrlProblem", () => {
     expect(originUrlProblem("ORIGIN_URL", "http://127.0.0.1:3001/mcp", "/mcp")).toBe(
       "`ORIGIN_URL` is the origin's base URL, without `/mcp`: the gateway appends each request's path, so a client's /mcp would reach http://127.0.0.1:3001/mcp/mcp. Use ORIGIN_URL=http://127.0.0.1:3001",
     );
-    expect(originUrlProblem('TOLLBOOTH_ROUTES[0] ("a").origin', "https://x.internal/api/rpc/", "/rpc")).toMatch(/^TOLLBOOTH_ROUTES\[0\] \("a"\)\.origin is the origin's base URL, without `\/rpc`: .* Use https:\/\/x\.internal\/api$/);
+    expect(originUrlProblem('TOLLBOOTH_ROUTES[0] ("a").origin', "https://x.internal/api/rpc/", "/rpc")).toMatch(
+      /^TOLLBOOTH_ROUTES\[0\] \("a"\)\.origin is the origin's base URL, without `\/rpc`: .* Use https:\/\/x\.internal\/api$/,
+    );
     expect(originUrlProblem("ORIGIN_URL", "http://127.0.0.1:3001/mcp", "/rpc")).toBeNull();
   });
 });
@@ -93,7 +123,11 @@ describe("probeOrigin", () => {
     expect(await probeOrigin(`http://127.0.0.1:${port}/x`, 2_000)).toEqual({ ok: true });
     await new Promise<void>((r) => server.close(() => r()));
     const closed = await freePort();
-    expect(await probeOrigin(`http://127.0.0.1:${closed}`, 2_000)).toEqual({ ok: false, unreachable: true, reason: `connection refused: nothing listens on 127.0.0.1:${closed}` });
+    expect(await probeOrigin(`http://127.0.0.1:${closed}`, 2_000)).toEqual({
+      ok: false,
+      unreachable: true,
+      reason: `connection refused: nothing listens on 127.0.0.1:${closed}`,
+    });
   });
 
   it("calls a name that does not resolve unreachable", async () => {

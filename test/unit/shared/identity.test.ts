@@ -7,10 +7,19 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { ANONYMOUS, identityResolver, JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, KEY_MEMO_TTL_MS, networkOf, type Identity, type IdentityDeps } from "../../../shared/identity/index.ts";
-import { jwtIssuers, type Policy, type PolicyInput, parsePolicy } from "../../../workers/schemes/policy.ts";
 import { keyHash, newKey } from "../../../scripts/keys.ts";
-import { signingKey, startJwks, type JwksServer, type SigningKey } from "../../helpers/jwks.ts";
+import {
+  ANONYMOUS,
+  type Identity,
+  type IdentityDeps,
+  identityResolver,
+  JWKS_CACHE_MAX_AGE_MS,
+  JWKS_COOLDOWN_MS,
+  KEY_MEMO_TTL_MS,
+  networkOf,
+} from "../../../shared/identity/index.ts";
+import { jwtIssuers, type Policy, type PolicyInput, parsePolicy } from "../../../workers/schemes/policy.ts";
+import { type JwksServer, type SigningKey, signingKey, startJwks } from "../../helpers/jwks.ts";
 
 type IdentityInput = NonNullable<PolicyInput["identity"]>;
 const identityOf = (input: IdentityInput = {}): Policy["identity"] => parsePolicy({ identity: input }).identity;
@@ -74,7 +83,12 @@ describe("identityResolver: defaults (jwt, api-key, ip)", () => {
   });
 
   it("does not trust client-supplied forwarding headers", async () => {
-    const headers = h({ "x-forwarded-for": "198.51.100.1", "x-real-ip": "198.51.100.2", forwarded: "for=198.51.100.3", "true-client-ip": "198.51.100.4" });
+    const headers = h({
+      "x-forwarded-for": "198.51.100.1",
+      "x-real-ip": "198.51.100.2",
+      forwarded: "for=198.51.100.3",
+      "true-client-ip": "198.51.100.4",
+    });
     expect((await resolve(headers)).id).toBe(ANONYMOUS);
     expect((await resolve(h({ "x-forwarded-for": "198.51.100.1", "cf-connecting-ip": IP }))).id).toBe(`ip:${IP}`);
   });
@@ -86,7 +100,9 @@ describe("identityResolver: defaults (jwt, api-key, ip)", () => {
     expect(a.id).toBe("ip:2001:db8:1:2::/64");
     expect(b.id).toBe(a.id);
     expect(c.id).not.toBe(a.id);
-    const longest = (await identityResolver(identityOf({ ipv6Prefix: 127 }))(h({ "cf-connecting-ip": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" }))).id;
+    const longest = (
+      await identityResolver(identityOf({ ipv6Prefix: 127 }))(h({ "cf-connecting-ip": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" }))
+    ).id;
     expect(longest).toBe("ip:ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127");
     expect(longest.length).toBeLessThanOrEqual(64);
   });
@@ -108,18 +124,38 @@ describe("api-key: keys the operator issued", () => {
   it("names a caller whose key is listed in the policy (by its SHA-256), with the entry's plan and name", async () => {
     const resolve = identityResolver(identityOf({ apiKeys: [{ sha256: HEX, name: "ci-bot", plan: "pro" }] }));
     const who = await resolve(h({ "x-api-key": KEY, "cf-connecting-ip": IP }));
-    expect(who).toEqual({ id: `key:${HEX.slice(0, 32)}`, strategy: "api-key", verified: true, plan: "pro", network: `ip:${IP}`, label: "ci-bot" });
+    expect(who).toEqual({
+      id: `key:${HEX.slice(0, 32)}`,
+      strategy: "api-key",
+      verified: true,
+      plan: "pro",
+      network: `ip:${IP}`,
+      label: "ci-bot",
+    });
     expect(JSON.stringify(who)).not.toContain(KEY);
     // An entry without a plan gives none (the gateway uses defaultPlan).
     const plain = identityResolver(identityOf({ apiKeys: [{ sha256: HEX, name: "n" }] }));
-    expect(await plain(h({ "x-api-key": KEY }))).toEqual({ id: `key:${HEX.slice(0, 32)}`, strategy: "api-key", verified: true, network: ANONYMOUS, label: "n" });
+    expect(await plain(h({ "x-api-key": KEY }))).toEqual({
+      id: `key:${HEX.slice(0, 32)}`,
+      strategy: "api-key",
+      verified: true,
+      network: ANONYMOUS,
+      label: "n",
+    });
   });
 
   it("looks an unlisted key up in TOLLBOOTH_KEYS by the SHA-256 hex of its value", async () => {
     const { kv, gets } = fakeKv({ [HEX]: { name: "alice", plan: "pro", created: "2026-11-30T00:00:00Z" } });
     const resolve = identityResolver(defaults, { keys: kv });
     const who = await resolve(h({ "x-api-key": KEY, "cf-connecting-ip": IP }));
-    expect(who).toEqual({ id: `key:${HEX.slice(0, 32)}`, strategy: "api-key", verified: true, plan: "pro", network: `ip:${IP}`, label: "alice" });
+    expect(who).toEqual({
+      id: `key:${HEX.slice(0, 32)}`,
+      strategy: "api-key",
+      verified: true,
+      plan: "pro",
+      network: `ip:${IP}`,
+      label: "alice",
+    });
     expect(gets).toEqual([HEX]);
   });
 
@@ -130,7 +166,11 @@ describe("api-key: keys the operator issued", () => {
     expect((await resolve(h({ "x-api-key": KEY.toUpperCase(), "cf-connecting-ip": IP }))).id).toBe(`ip:${IP}`);
     expect((await resolve(h({ "x-api-key": "k" }))).id).toBe(ANONYMOUS);
     const unverified = identityResolver(identityOf({ strategies: ["api-key", "api-key-unverified"] }), { keys: kv });
-    expect(await unverified(h({ "x-api-key": "invented" }))).toMatchObject({ id: `key:${sha256hex("invented").slice(0, 32)}`, strategy: "api-key-unverified", verified: false });
+    expect(await unverified(h({ "x-api-key": "invented" }))).toMatchObject({
+      id: `key:${sha256hex("invented").slice(0, 32)}`,
+      strategy: "api-key-unverified",
+      verified: false,
+    });
   });
 
   it("finds a key made by scripts/keys.ts under the hash the script stores", async () => {
@@ -140,7 +180,12 @@ describe("api-key: keys the operator issued", () => {
     const key = [...made][0]!;
     expect(keyHash(key)).toBe(sha256hex(key));
     const { kv } = fakeKv({ [keyHash(key)]: { name: "made", plan: "pro", created: "2026-11-30T00:00:00.000Z" } });
-    expect(await identityResolver(defaults, { keys: kv })(h({ "x-api-key": key }))).toMatchObject({ id: `key:${keyHash(key).slice(0, 32)}`, verified: true, plan: "pro", label: "made" });
+    expect(await identityResolver(defaults, { keys: kv })(h({ "x-api-key": key }))).toMatchObject({
+      id: `key:${keyHash(key).slice(0, 32)}`,
+      verified: true,
+      plan: "pro",
+      label: "made",
+    });
   });
 
   it("asks the listed keys first, then KV", async () => {
@@ -202,7 +247,12 @@ describe("unverified strategies (opt-in, splittable)", () => {
   it("authorization-unverified names a caller by a hash of the whole Authorization value", async () => {
     const resolve = identityResolver(identityOf({ strategies: ["authorization-unverified", "ip"] }));
     const who = await resolve(h({ authorization: "Bearer sk-live-123", "cf-connecting-ip": IP }));
-    expect(who).toEqual({ id: `auth:${sha256hex("Bearer sk-live-123").slice(0, 32)}`, strategy: "authorization-unverified", verified: false, network: `ip:${IP}` });
+    expect(who).toEqual({
+      id: `auth:${sha256hex("Bearer sk-live-123").slice(0, 32)}`,
+      strategy: "authorization-unverified",
+      verified: false,
+      network: `ip:${IP}`,
+    });
     expect(who.id).not.toContain("sk-live-123");
     // Splittable: every new value is a new caller.
     const other = await resolve(h({ authorization: "bearer sk-live-123", "cf-connecting-ip": IP }));
@@ -212,7 +262,12 @@ describe("unverified strategies (opt-in, splittable)", () => {
 
   it("api-key-unverified names a caller by a hash of the header value", async () => {
     const resolve = identityResolver(identityOf({ strategies: ["api-key-unverified"] }));
-    expect(await resolve(h({ "x-api-key": "my-key" }))).toEqual({ id: `key:${sha256hex("my-key").slice(0, 32)}`, strategy: "api-key-unverified", verified: false, network: ANONYMOUS });
+    expect(await resolve(h({ "x-api-key": "my-key" }))).toEqual({
+      id: `key:${sha256hex("my-key").slice(0, 32)}`,
+      strategy: "api-key-unverified",
+      verified: false,
+      network: ANONYMOUS,
+    });
   });
 
   it("keeps an Authorization value and an API key with the same text apart", async () => {
@@ -226,7 +281,9 @@ describe("unverified strategies (opt-in, splittable)", () => {
     expect(await id(["ip", "authorization-unverified"])).toBe(`ip:${IP}`);
     expect(await id(["api-key-unverified", "authorization-unverified", "ip"])).toBe(`key:${sha256hex("k").slice(0, 32)}`);
     expect(await id(["authorization-unverified", "api-key-unverified"])).toBe(`auth:${sha256hex("Bearer x").slice(0, 32)}`);
-    expect(await identityResolver(identityOf({ strategies: ["authorization-unverified"] }))(h({ "x-api-key": "k", "cf-connecting-ip": IP }))).toEqual({
+    expect(
+      await identityResolver(identityOf({ strategies: ["authorization-unverified"] }))(h({ "x-api-key": "k", "cf-connecting-ip": IP })),
+    ).toEqual({
       id: ANONYMOUS,
       strategy: "anonymous",
       verified: false,
@@ -274,7 +331,8 @@ describe("jwt: bearer tokens verified against a loopback JWKS", () => {
     const t1 = await k1.sign({ sub: "carol" }, { issuer: ISS, audience: AUD });
     const t2 = await rsa.sign({ sub: "carol", jti: "other" }, { issuer: ISS, audience: [AUD, "someone-else"], expiresIn: "1h" });
     const ids = new Set<string>();
-    for (const auth of [`Bearer ${t1}`, `bearer ${t1}`, `BEARER  ${t1}`, `Bearer ${t2}`]) ids.add((await resolve(h({ authorization: auth }))).id);
+    for (const auth of [`Bearer ${t1}`, `bearer ${t1}`, `BEARER  ${t1}`, `Bearer ${t2}`])
+      ids.add((await resolve(h({ authorization: auth }))).id);
     expect([...ids]).toEqual([jwtId(ISS, "carol")]);
     // Extra words after the token are not a Bearer token: they fall through.
     expect((await resolve(h({ authorization: `Bearer ${t1} extra`, "cf-connecting-ip": IP }))).id).toBe(`ip:${IP}`);
@@ -284,10 +342,14 @@ describe("jwt: bearer tokens verified against a loopback JWKS", () => {
     const resolve = identityResolver(config);
     const good = await k1.sign({ sub: "alice" }, { issuer: ISS, audience: AUD });
     const [header, payload, signature] = good.split(".") as [string, string, string];
-    const forgedPayload = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), sub: "mallory" })).toString("base64url");
+    const forgedPayload = Buffer.from(
+      JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), sub: "mallory" }),
+    ).toString("base64url");
     const hs256 = (() => {
       const head = Buffer.from(JSON.stringify({ alg: "HS256", kid: "k1" })).toString("base64url");
-      const body = Buffer.from(JSON.stringify({ sub: "alice", iss: ISS, aud: AUD, exp: Math.floor(Date.now() / 1000) + 300 })).toString("base64url");
+      const body = Buffer.from(JSON.stringify({ sub: "alice", iss: ISS, aud: AUD, exp: Math.floor(Date.now() / 1000) + 300 })).toString(
+        "base64url",
+      );
       return `${head}.${body}.${createHmac("sha256", JSON.stringify(k1.publicJwk)).update(`${head}.${body}`).digest("base64url")}`;
     })();
     const cases: Record<string, string> = {
@@ -328,7 +390,9 @@ describe("jwt: bearer tokens verified against a loopback JWKS", () => {
   });
 
   it("falls through to the next strategy in the policy's order", async () => {
-    const resolve = identityResolver(identityOf({ strategies: ["jwt", "authorization-unverified", "ip"], jwt: { jwksUrl: jwks.url, issuer: ISS, audience: AUD } }));
+    const resolve = identityResolver(
+      identityOf({ strategies: ["jwt", "authorization-unverified", "ip"], jwt: { jwksUrl: jwks.url, issuer: ISS, audience: AUD } }),
+    );
     const bad = `Bearer ${await k1.sign({ sub: "alice" }, { issuer: ISS, audience: "nope" })}`;
     expect((await resolve(h({ authorization: bad, "cf-connecting-ip": IP }))).id).toBe(`auth:${sha256hex(bad).slice(0, 32)}`);
     // jwt configured but not listed: never applies.
@@ -367,7 +431,8 @@ describe("jwt: bearer tokens verified against a loopback JWKS", () => {
       expect((await resolve(bearer(await newKey.sign({ sub: "erin" }, { issuer: ISS, audience: AUD })))).id).toBe(jwtId(ISS, "erin"));
       expect(rotating.fetches()).toBe(2);
       // Unknown kids after that cost no fetch within the cooldown.
-      for (let i = 0; i < 5; i++) expect((await resolve(bearer(await stranger.sign({ sub: "x" }, { issuer: ISS, audience: AUD })))).id).toBe(`ip:${IP}`);
+      for (let i = 0; i < 5; i++)
+        expect((await resolve(bearer(await stranger.sign({ sub: "x" }, { issuer: ISS, audience: AUD })))).id).toBe(`ip:${IP}`);
       expect(rotating.fetches()).toBe(2);
     } finally {
       await rotating.close();
@@ -376,7 +441,12 @@ describe("jwt: bearer tokens verified against a loopback JWKS", () => {
 
   it("fetches the JWKS with the injected fetch", async () => {
     const seen: string[] = [];
-    const deps: IdentityDeps = { fetch: (async (input: RequestInfo | URL, init?: RequestInit) => { seen.push(String(input)); return fetch(input, init); }) as typeof fetch };
+    const deps: IdentityDeps = {
+      fetch: (async (input: RequestInfo | URL, init?: RequestInit) => {
+        seen.push(String(input));
+        return fetch(input, init);
+      }) as typeof fetch,
+    };
     const resolve = identityResolver(config, deps);
     expect((await resolve(bearer(await k1.sign({ sub: "frank" }, { issuer: ISS, audience: AUD })))).id).toBe(jwtId(ISS, "frank"));
     expect(seen).toEqual([jwks.url]);
@@ -390,11 +460,17 @@ describe("jwt: bearer tokens verified against a loopback JWKS", () => {
   });
 
   it("verifies against static keys, and against the JWKS for keys not among them", async () => {
-    const staticOnly = identityResolver(identityOf({ jwt: { keys: [k1.publicJwk as Record<string, unknown>], issuer: ISS, audience: AUD } }));
+    const staticOnly = identityResolver(
+      identityOf({ jwt: { keys: [k1.publicJwk as Record<string, unknown>], issuer: ISS, audience: AUD } }),
+    );
     expect((await staticOnly(bearer(await k1.sign({ sub: "gina" }, { issuer: ISS, audience: AUD })))).id).toBe(jwtId(ISS, "gina"));
-    expect((await staticOnly(bearer(await k1.sign({ sub: "gina" }, { issuer: ISS, audience: AUD, noKid: true })))).id).toBe(jwtId(ISS, "gina"));
+    expect((await staticOnly(bearer(await k1.sign({ sub: "gina" }, { issuer: ISS, audience: AUD, noKid: true })))).id).toBe(
+      jwtId(ISS, "gina"),
+    );
     expect((await staticOnly(bearer(await rsa.sign({ sub: "gina" }, { issuer: ISS, audience: AUD })))).id).toBe(`ip:${IP}`);
-    const both = identityResolver(identityOf({ jwt: { keys: [stranger.publicJwk as Record<string, unknown>], jwksUrl: jwks.url, issuer: ISS, audience: AUD } }));
+    const both = identityResolver(
+      identityOf({ jwt: { keys: [stranger.publicJwk as Record<string, unknown>], jwksUrl: jwks.url, issuer: ISS, audience: AUD } }),
+    );
     expect((await both(bearer(await stranger.sign({ sub: "gina" }, { issuer: ISS, audience: AUD })))).strategy).toBe("jwt");
     expect((await both(bearer(await rsa.sign({ sub: "gina" }, { issuer: ISS, audience: AUD })))).strategy).toBe("jwt");
   });
@@ -445,13 +521,23 @@ describe("jwt: each issuer's tokens verify only under its own keys", () => {
   const bearer = (token: string) => h({ authorization: `Bearer ${token}`, "cf-connecting-ip": IP });
 
   beforeAll(async () => {
-    [opKey, partnerKey, thirdKey] = await Promise.all([signingKey("ES256", "op-1"), signingKey("ES256", "partner-1"), signingKey("EdDSA", "third-1")]);
+    [opKey, partnerKey, thirdKey] = await Promise.all([
+      signingKey("ES256", "op-1"),
+      signingKey("ES256", "partner-1"),
+      signingKey("EdDSA", "third-1"),
+    ]);
     opJwks = await startJwks([opKey]);
     resolve = identityResolver(
       identityOf({
         jwt: [
           { issuer: OP, jwksUrl: opJwks.url, audience: AUD, planClaim: "tb_plan" },
-          { issuer: PARTNER, keys: [partnerKey.publicJwk as Record<string, unknown>], audience: AUD, planClaim: "partner_plan", plans: ["pro"] },
+          {
+            issuer: PARTNER,
+            keys: [partnerKey.publicJwk as Record<string, unknown>],
+            audience: AUD,
+            planClaim: "partner_plan",
+            plans: ["pro"],
+          },
           { issuer: THIRD, keys: [thirdKey.publicJwk as Record<string, unknown>], audience: AUD },
         ],
       }),
@@ -463,7 +549,14 @@ describe("jwt: each issuer's tokens verify only under its own keys", () => {
 
   it("does not let a partner's key mint the operator's callers or plans: such tokens fall through", async () => {
     const alice = await resolve(bearer(await opKey.sign({ sub: "alice", tb_plan: "enterprise" }, { issuer: OP, audience: AUD })));
-    expect(alice).toEqual({ id: jwtId(OP, "alice"), strategy: "jwt", verified: true, plan: "enterprise", network: NETWORK, label: "alice" });
+    expect(alice).toEqual({
+      id: jwtId(OP, "alice"),
+      strategy: "jwt",
+      verified: true,
+      plan: "enterprise",
+      network: NETWORK,
+      label: "alice",
+    });
     // The partner's key under the operator's kid: jose picks the operator's key, the signature fails.
     const underOperatorKid = await new SignJWT({ sub: "alice", tb_plan: "enterprise" })
       .setProtectedHeader({ alg: "ES256", kid: "op-1" })
@@ -473,29 +566,64 @@ describe("jwt: each issuer's tokens verify only under its own keys", () => {
       .sign(partnerKey.privateKey);
     const forgeries: Record<string, string> = {
       "partner's key, operator's iss": await partnerKey.sign({ sub: "alice", tb_plan: "enterprise" }, { issuer: OP, audience: AUD }),
-      "partner's key, operator's iss, no kid": await partnerKey.sign({ sub: "alice", tb_plan: "enterprise" }, { issuer: OP, audience: AUD, noKid: true }),
+      "partner's key, operator's iss, no kid": await partnerKey.sign(
+        { sub: "alice", tb_plan: "enterprise" },
+        { issuer: OP, audience: AUD, noKid: true },
+      ),
       "partner's key, operator's iss and kid": underOperatorKid,
       "third issuer's key, operator's iss": await thirdKey.sign({ sub: "alice", tb_plan: "enterprise" }, { issuer: OP, audience: AUD }),
       "third issuer's key, partner's iss": await thirdKey.sign({ sub: "bob", partner_plan: "pro" }, { issuer: PARTNER, audience: AUD }),
       "operator's key, partner's iss": await opKey.sign({ sub: "bob", partner_plan: "pro" }, { issuer: PARTNER, audience: AUD }),
-      "partner's key, an issuer not listed": await partnerKey.sign({ sub: "alice" }, { issuer: "https://elsewhere.example.test", audience: AUD }),
+      "partner's key, an issuer not listed": await partnerKey.sign(
+        { sub: "alice" },
+        { issuer: "https://elsewhere.example.test", audience: AUD },
+      ),
     };
     for (const [name, token] of Object.entries(forgeries)) expect(await resolve(bearer(token)), name).toEqual(FALLS_THROUGH);
     // With another strategy next, that strategy names the caller (here: the unverified header).
-    const next = identityResolver(identityOf({ strategies: ["jwt", "authorization-unverified"], jwt: [{ issuer: OP, jwksUrl: opJwks.url, audience: AUD }, { issuer: PARTNER, keys: [partnerKey.publicJwk as Record<string, unknown>], audience: AUD }] }));
+    const next = identityResolver(
+      identityOf({
+        strategies: ["jwt", "authorization-unverified"],
+        jwt: [
+          { issuer: OP, jwksUrl: opJwks.url, audience: AUD },
+          { issuer: PARTNER, keys: [partnerKey.publicJwk as Record<string, unknown>], audience: AUD },
+        ],
+      }),
+    );
     const auth = `Bearer ${forgeries["partner's key, operator's iss"]!}`;
-    expect(await next(h({ authorization: auth }))).toMatchObject({ id: `auth:${sha256hex(auth).slice(0, 32)}`, strategy: "authorization-unverified", verified: false });
+    expect(await next(h({ authorization: auth }))).toMatchObject({
+      id: `auth:${sha256hex(auth).slice(0, 32)}`,
+      strategy: "authorization-unverified",
+      verified: false,
+    });
   });
 
   it("gives a genuine partner token the partner's identity and only the partner's plan claim (within its plans)", async () => {
-    const partnerAlice = await resolve(bearer(await partnerKey.sign({ sub: "alice", partner_plan: "pro", tb_plan: "enterprise" }, { issuer: PARTNER, audience: AUD })));
-    expect(partnerAlice).toEqual({ id: jwtId(PARTNER, "alice"), strategy: "jwt", verified: true, plan: "pro", network: NETWORK, label: "alice" });
+    const partnerAlice = await resolve(
+      bearer(await partnerKey.sign({ sub: "alice", partner_plan: "pro", tb_plan: "enterprise" }, { issuer: PARTNER, audience: AUD })),
+    );
+    expect(partnerAlice).toEqual({
+      id: jwtId(PARTNER, "alice"),
+      strategy: "jwt",
+      verified: true,
+      plan: "pro",
+      network: NETWORK,
+      label: "alice",
+    });
     expect(partnerAlice.id).not.toBe(jwtId(OP, "alice"));
     // The operator's claim means nothing in a partner's token; a plan outside the partner's `plans` is no plan (→ defaultPlan).
-    expect(await resolve(bearer(await partnerKey.sign({ sub: "bob", tb_plan: "enterprise" }, { issuer: PARTNER, audience: AUD })))).toEqual({ id: jwtId(PARTNER, "bob"), strategy: "jwt", verified: true, network: NETWORK, label: "bob" });
-    expect(await resolve(bearer(await partnerKey.sign({ sub: "bob", partner_plan: "enterprise" }, { issuer: PARTNER, audience: AUD })))).toEqual({ id: jwtId(PARTNER, "bob"), strategy: "jwt", verified: true, network: NETWORK, label: "bob" });
+    expect(await resolve(bearer(await partnerKey.sign({ sub: "bob", tb_plan: "enterprise" }, { issuer: PARTNER, audience: AUD })))).toEqual(
+      { id: jwtId(PARTNER, "bob"), strategy: "jwt", verified: true, network: NETWORK, label: "bob" },
+    );
+    expect(
+      await resolve(bearer(await partnerKey.sign({ sub: "bob", partner_plan: "enterprise" }, { issuer: PARTNER, audience: AUD }))),
+    ).toEqual({ id: jwtId(PARTNER, "bob"), strategy: "jwt", verified: true, network: NETWORK, label: "bob" });
     // An issuer without planClaim: its callers get the default plan whatever they claim.
-    expect(await resolve(bearer(await thirdKey.sign({ sub: "carol", tb_plan: "enterprise", partner_plan: "pro" }, { issuer: THIRD, audience: AUD })))).toEqual({ id: jwtId(THIRD, "carol"), strategy: "jwt", verified: true, network: NETWORK, label: "carol" });
+    expect(
+      await resolve(
+        bearer(await thirdKey.sign({ sub: "carol", tb_plan: "enterprise", partner_plan: "pro" }, { issuer: THIRD, audience: AUD })),
+      ),
+    ).toEqual({ id: jwtId(THIRD, "carol"), strategy: "jwt", verified: true, network: NETWORK, label: "carol" });
   });
 
   it("reads the single-object form as a list of one", async () => {
@@ -510,11 +638,20 @@ describe("jwt: each issuer's tokens verify only under its own keys", () => {
     const ok = { issuer: OP, jwksUrl: "https://idp.example.test/jwks", audience: AUD };
     const partner = { ...ok, issuer: PARTNER, jwksUrl: "https://partner.example.test/jwks" };
     const bad: Array<[unknown, RegExp]> = [
-      [[ok, { ...partner, issuer: OP }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: "https:\/\/auth\.operator\.test\/" is already the issuer of identity\.jwt\.0; /],
-      [[{ ...ok, issuer: [OP, PARTNER] }, partner], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: "https:\/\/partner\.example\.test" is already the issuer of identity\.jwt\.0; /],
+      [
+        [ok, { ...partner, issuer: OP }],
+        /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: "https:\/\/auth\.operator\.test\/" is already the issuer of identity\.jwt\.0; /,
+      ],
+      [
+        [{ ...ok, issuer: [OP, PARTNER] }, partner],
+        /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: "https:\/\/partner\.example\.test" is already the issuer of identity\.jwt\.0; /,
+      ],
       [[ok, { issuer: PARTNER, audience: AUD }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1: needs jwksUrl or keys/],
       [[ok, { ...partner, jwksUrl: "http://partner.example.test/jwks" }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.jwksUrl: must be https/],
-      [[{ ...ok, keys: [opKey.publicJwk, { ...partnerKey.publicJwk, d: "secret" }] }], /^TOLLBOOTH_POLICY\.identity\.jwt\.0\.keys\.1: .*private/],
+      [
+        [{ ...ok, keys: [opKey.publicJwk, { ...partnerKey.publicJwk, d: "secret" }] }],
+        /^TOLLBOOTH_POLICY\.identity\.jwt\.0\.keys\.1: .*private/,
+      ],
       [[ok, { ...partner, plans: ["pro"] }], /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.plans: needs planClaim/],
       [{ ...ok, plans: ["pro"] }, /^TOLLBOOTH_POLICY\.identity\.jwt\.plans: needs planClaim/],
       [{ ...ok, planClaim: "p", plans: ["not a plan"] }, /^TOLLBOOTH_POLICY\.identity\.jwt\.plans\.0: /],
@@ -529,7 +666,9 @@ describe("jwt: each issuer's tokens verify only under its own keys", () => {
     }
     // The resolver refuses a repeated issuer even in a config that did not come through parsePolicy.
     const entry = identityOf({ jwt: ok }).jwt as never as object;
-    expect(() => identityResolver({ ...identityOf(), jwt: [entry, { ...entry }] as never })).toThrow(/^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: /);
+    expect(() => identityResolver({ ...identityOf(), jwt: [entry, { ...entry }] as never })).toThrow(
+      /^TOLLBOOTH_POLICY\.identity\.jwt\.1\.issuer: /,
+    );
     expect(() => identityResolver(identityOf({ jwt: [ok, partner] }))).not.toThrow();
   });
 });
@@ -545,7 +684,8 @@ describe(`jwt: at most one JWKS fetch per ${JWKS_COOLDOWN_MS / 1000} s per issue
   const forged = (iss = ISS) =>
     `${b64({ alg: "ES256", kid: randomBytes(8).toString("hex") })}.${b64({ iss, aud: AUD, sub: "alice", exp: Math.floor(Date.now() / 1000) + 300 })}.${randomBytes(64).toString("base64url")}`;
   /** `n` forged tokens sent at once; resolves to the ids they got. */
-  const flood = (resolve: (headers: Headers) => Promise<Identity>, n: number, iss = ISS) => Array.from({ length: n }, async () => (await resolve(bearer(forged(iss)))).id);
+  const flood = (resolve: (headers: Headers) => Promise<Identity>, n: number, iss = ISS) =>
+    Array.from({ length: n }, async () => (await resolve(bearer(forged(iss)))).id);
   const sign = (key: SigningKey, sub: string) => key.sign({ sub }, { issuer: ISS, audience: AUD });
   let jwks: JwksServer | undefined;
   afterEach(async () => {
@@ -594,7 +734,9 @@ describe(`jwt: at most one JWKS fetch per ${JWKS_COOLDOWN_MS / 1000} s per issue
     expect(jwks.fetches()).toBe(0);
     // Cold and failing: 50 + 50 at once (and a genuine token among them) → one fetch; nobody is named by a key.
     const genuine = await sign(key, "gina");
-    expect(await Promise.all([...flood(resolve, 50), resolve(bearer(genuine)).then((i) => i.id), ...flood(resolve, 50)])).toEqual(Array(101).fill(NETWORK));
+    expect(await Promise.all([...flood(resolve, 50), resolve(bearer(genuine)).then((i) => i.id), ...flood(resolve, 50)])).toEqual(
+      Array(101).fill(NETWORK),
+    );
     expect(jwks.fetches()).toBe(1);
     // The failed fetch started the cooldown too.
     expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(NETWORK));
@@ -708,7 +850,14 @@ describe("networkOf with /32 and /64", () => {
   });
 
   it("gives every spelling of one address the same identity", () => {
-    const spellings = ["2001:db8:0:1::7", "2001:DB8:0:1::7", "2001:0db8:0000:0001:0000:0000:0000:0007", "2001:db8::1:0:0:0:7", "2001:db8:0:1:0:0:0:7", "2001:db8:0:1::7%eth0"];
+    const spellings = [
+      "2001:db8:0:1::7",
+      "2001:DB8:0:1::7",
+      "2001:0db8:0000:0001:0000:0000:0000:0007",
+      "2001:db8::1:0:0:0:7",
+      "2001:db8:0:1:0:0:0:7",
+      "2001:db8:0:1::7%eth0",
+    ];
     const ids = new Set(spellings.map((s) => normalizeIp(s)));
     expect([...ids]).toEqual(["2001:db8:0:1::/64"]);
   });
@@ -721,7 +870,18 @@ describe("networkOf with /32 and /64", () => {
   });
 
   it("refuses invalid IPv6 addresses", () => {
-    const bad = ["1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", "1::2::3", "12345::1", "g::1", ":1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8::", "::ffff:256.0.0.1", "", "localhost"];
+    const bad = [
+      "1:2:3:4:5:6:7:8:9",
+      "1:2:3:4:5:6:7",
+      "1::2::3",
+      "12345::1",
+      "g::1",
+      ":1:2:3:4:5:6:7",
+      "1:2:3:4:5:6:7:8::",
+      "::ffff:256.0.0.1",
+      "",
+      "localhost",
+    ];
     for (const ip of bad) expect(normalizeIp(ip), ip).toBeNull();
   });
 });

@@ -5,7 +5,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { bodyCost, ErrorCode, isBodyError, parseBody, type ParsedBody } from "../../../shared/jsonrpc.ts";
+import { bodyCost, ErrorCode, isBodyError, type ParsedBody, parseBody } from "../../../shared/jsonrpc.ts";
 import { methodCost, parsePolicy } from "../../../workers/schemes/policy.ts";
 
 const enc = (text: string) => new TextEncoder().encode(text);
@@ -33,7 +33,10 @@ const nameArb = fc.oneof(
 const { node: nodeArb } = fc.letrec<{ node: Node }>((tie) => ({
   node: fc.oneof(
     { depthSize: "small", withCrossShrink: true },
-    fc.record({ kind: fc.constant("leaf" as const), value: fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean(), fc.constant(null)) }),
+    fc.record({
+      kind: fc.constant("leaf" as const),
+      value: fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean(), fc.constant(null)),
+    }),
     fc.record({ kind: fc.constant("arr" as const), items: fc.array(tie("node"), { maxLength: 3 }) }),
     fc.record({ kind: fc.constant("obj" as const), entries: fc.array(fc.tuple(nameArb, tie("node")), { maxLength: 4 }) }),
   ),
@@ -44,7 +47,7 @@ function spell(name: string, escapeMask: number): string {
   let out = '"';
   [...name].forEach((ch, i) => {
     const code = ch.codePointAt(0)!;
-    if (code <= 0xffff && (escapeMask >> i % 30) & 1) out += `\\u${code.toString(16).padStart(4, "0")}`;
+    if (code <= 0xffff && (escapeMask >> (i % 30)) & 1) out += `\\u${code.toString(16).padStart(4, "0")}`;
     else out += JSON.stringify(ch).slice(1, -1);
   });
   return out + '"';
@@ -111,7 +114,7 @@ describe("parseBody never throws", () => {
     const lifted = depth + 10;
     expect(parseBody(enc("[".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.ParseError });
     expect(parseBody(enc("[".repeat(depth) + "]".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.InvalidRequest });
-    expect(parseBody(enc("{\"a\":".repeat(depth) + "1" + "}".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.InvalidRequest });
+    expect(parseBody(enc('{"a":'.repeat(depth) + "1" + "}".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.InvalidRequest });
     const deep = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"x":${"[".repeat(depth)}${"]".repeat(depth)}}}}`;
     expect(bodyCost(policy, ok(parseBody(enc(deep), lifted)))).toBe(7);
   });
@@ -125,7 +128,15 @@ describe("parseBody never throws", () => {
 });
 
 describe("invalid UTF-8 anywhere is −32700", () => {
-  const INVALID = [[0xff], [0xc0, 0x80], [0x80], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf4, 0x90, 0x80, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80]];
+  const INVALID = [
+    [0xff],
+    [0xc0, 0x80],
+    [0x80],
+    [0xed, 0xa0, 0x80],
+    [0xe2, 0x82],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xf8, 0x88, 0x80, 0x80, 0x80],
+  ];
   it("inserted at any position of a valid priced call", () => {
     const body = enc(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "search", arguments: { q: "é" } } }));
     fc.assert(
@@ -139,7 +150,7 @@ describe("invalid UTF-8 anywhere is −32700", () => {
 });
 
 describe("duplicate member names cannot split cost from forwarding", () => {
-  it("regression: {\"method\":\"ping\",\"method\":\"tools/call\"} is −32600, not a free ping", () => {
+  it('regression: {"method":"ping","method":"tools/call"} is −32600, not a free ping', () => {
     const body = '{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"search"}}';
     expect(parseBody(enc(body))).toMatchObject({ code: ErrorCode.InvalidRequest, message: expect.stringContaining('"method"') });
   });
@@ -160,39 +171,45 @@ describe("duplicate member names cannot split cost from forwarding", () => {
     let compared = 0;
     let duplicates = 0;
     fc.assert(
-      fc.property(fc.array(messageArb, { minLength: 1, maxLength: 3 }), fc.boolean(), fc.integer(), fc.constantFrom("", " ", "\n\t"), (msgs, batch, mask, space) => {
-        const trees: Node[] = msgs.map((m, i) => {
-          const paramEntries: Array<[string, Node]> = [
-            [m.method === "resources/read" ? "uri" : "name", { kind: "leaf", value: m.tool }],
-            ["arguments", m.params],
-          ];
-          if (m.shadow) paramEntries.push(["name", { kind: "leaf", value: "free_tool" }]);
-          return {
-            kind: "obj",
-            entries: [
-              ["jsonrpc", { kind: "leaf", value: "2.0" }],
-              ["id", { kind: "leaf", value: i }],
-              ["method", { kind: "leaf", value: m.method }],
-              ["params", { kind: "obj", entries: paramEntries }],
-              ...m.extra,
-            ],
-          };
-        });
-        const tree: Node = batch ? { kind: "arr", items: trees } : trees[0]!;
-        const text = serialize(tree, mask, space);
-        const result = parseBody(enc(text));
-        if (hasDuplicate(tree)) {
-          duplicates++;
-          expect(result).toMatchObject({ code: ErrorCode.InvalidRequest });
-          return;
-        }
-        // Without a repeated name every message is valid JSON-RPC (jsonrpc "2.0", a numeric id,
-        // a string method, object params; the extra members take other names): it must be read
-        // and priced, never refused.
-        expect(isBodyError(result), JSON.stringify(result)).toBe(false);
-        expect(bodyCost(policy, ok(result))).toBe(originCost(text));
-        compared++;
-      }),
+      fc.property(
+        fc.array(messageArb, { minLength: 1, maxLength: 3 }),
+        fc.boolean(),
+        fc.integer(),
+        fc.constantFrom("", " ", "\n\t"),
+        (msgs, batch, mask, space) => {
+          const trees: Node[] = msgs.map((m, i) => {
+            const paramEntries: Array<[string, Node]> = [
+              [m.method === "resources/read" ? "uri" : "name", { kind: "leaf", value: m.tool }],
+              ["arguments", m.params],
+            ];
+            if (m.shadow) paramEntries.push(["name", { kind: "leaf", value: "free_tool" }]);
+            return {
+              kind: "obj",
+              entries: [
+                ["jsonrpc", { kind: "leaf", value: "2.0" }],
+                ["id", { kind: "leaf", value: i }],
+                ["method", { kind: "leaf", value: m.method }],
+                ["params", { kind: "obj", entries: paramEntries }],
+                ...m.extra,
+              ],
+            };
+          });
+          const tree: Node = batch ? { kind: "arr", items: trees } : trees[0]!;
+          const text = serialize(tree, mask, space);
+          const result = parseBody(enc(text));
+          if (hasDuplicate(tree)) {
+            duplicates++;
+            expect(result).toMatchObject({ code: ErrorCode.InvalidRequest });
+            return;
+          }
+          // Without a repeated name every message is valid JSON-RPC (jsonrpc "2.0", a numeric id,
+          // a string method, object params; the extra members take other names): it must be read
+          // and priced, never refused.
+          expect(isBodyError(result), JSON.stringify(result)).toBe(false);
+          expect(bodyCost(policy, ok(result))).toBe(originCost(text));
+          compared++;
+        },
+      ),
       { numRuns: 500 },
     );
     // Both branches were exercised: a parser refusing every body cannot pass on the duplicates alone.
@@ -207,10 +224,19 @@ describe("a priced call is never free", () => {
     fc.assert(
       fc.property(
         idArb,
-        fc.dictionary(fc.constantFrom("__proto__", "constructor", "toString", "hasOwnProperty", "valueOf", "arguments", "_meta"), fc.jsonValue(), { maxKeys: 4 }),
+        fc.dictionary(
+          fc.constantFrom("__proto__", "constructor", "toString", "hasOwnProperty", "valueOf", "arguments", "_meta"),
+          fc.jsonValue(),
+          { maxKeys: 4 },
+        ),
         fc.boolean(),
         (id, extra, reverse) => {
-          const entries: Array<[string, unknown]> = [["jsonrpc", "2.0"], ["id", id], ["method", "tools/call"], ["params", { ...extra, name: "search" }]];
+          const entries: Array<[string, unknown]> = [
+            ["jsonrpc", "2.0"],
+            ["id", id],
+            ["method", "tools/call"],
+            ["params", { ...extra, name: "search" }],
+          ];
           if (reverse) entries.reverse();
           const text = `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(",")}}`;
           const body = ok(parseBody(enc(text)));
@@ -223,10 +249,20 @@ describe("a priced call is never free", () => {
   });
 
   it("a batch of n priced calls costs their sum, never less", () => {
-    const callArb = fc.constantFrom(["tools/call", "search", 7], ["tools/call", "unpriced", 3], ["resources/read", "file:///x", 4], ["other/method", "", 2]);
+    const callArb = fc.constantFrom(
+      ["tools/call", "search", 7],
+      ["tools/call", "unpriced", 3],
+      ["resources/read", "file:///x", 4],
+      ["other/method", "", 2],
+    );
     fc.assert(
       fc.property(fc.array(callArb, { minLength: 1, maxLength: 20 }), (calls) => {
-        const batch = calls.map(([method, name], i) => ({ jsonrpc: "2.0", id: i, method, params: method === "resources/read" ? { uri: name } : { name } }));
+        const batch = calls.map(([method, name], i) => ({
+          jsonrpc: "2.0",
+          id: i,
+          method,
+          params: method === "resources/read" ? { uri: name } : { name },
+        }));
         const expected = calls.reduce((sum, [, , cost]) => sum + (cost as number), 0);
         expect(bodyCost(policy, ok(parseBody(enc(JSON.stringify(batch)))))).toBe(expected);
       }),
@@ -246,7 +282,13 @@ describe("a priced call is never free", () => {
   it("wrong types for method, params or params.name: −32600, or the price without a tool name — never 0", () => {
     let priced = 0;
     let refused = 0;
-    const wrong = fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.jsonValue(), { maxLength: 2 }), fc.dictionary(fc.string({ maxLength: 3 }), fc.jsonValue(), { maxKeys: 2 }));
+    const wrong = fc.oneof(
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.jsonValue(), { maxLength: 2 }),
+      fc.dictionary(fc.string({ maxLength: 3 }), fc.jsonValue(), { maxKeys: 2 }),
+    );
     fc.assert(
       fc.property(wrong, fc.constantFrom("method", "params", "name"), (value, where) => {
         const msg: Record<string, unknown> = { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "search" } };

@@ -4,7 +4,17 @@
  * `bodyCost` prices each message by method and tool; `errorPayload` answers every request id.
  */
 import { describe, expect, it, vi } from "vitest";
-import { bodyCost, DEFAULT_MAX_DEPTH, ErrorCode, errorPayload, isBodyError, nestingExceeds, type ParsedBody, parseBody, requestIds } from "../../../shared/jsonrpc.ts";
+import {
+  bodyCost,
+  DEFAULT_MAX_DEPTH,
+  ErrorCode,
+  errorPayload,
+  isBodyError,
+  nestingExceeds,
+  type ParsedBody,
+  parseBody,
+  requestIds,
+} from "../../../shared/jsonrpc.ts";
 import { parsePolicy } from "../../../workers/schemes/policy.ts";
 
 const enc = (value: unknown) => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
@@ -24,7 +34,12 @@ const policy = parsePolicy({
   },
 });
 
-const req = (id: number | string | null, method: string, params?: unknown) => ({ jsonrpc: "2.0", id, method, ...(params === undefined ? {} : { params }) });
+const req = (id: number | string | null, method: string, params?: unknown) => ({
+  jsonrpc: "2.0",
+  id,
+  method,
+  ...(params === undefined ? {} : { params }),
+});
 const note = (method: string, params?: unknown) => ({ jsonrpc: "2.0", method, ...(params === undefined ? {} : { params }) });
 
 describe("parseBody", () => {
@@ -51,7 +66,10 @@ describe("parseBody", () => {
   });
 
   it("reads responses (client answering the server), which have no method", () => {
-    const body = parsed([{ jsonrpc: "2.0", id: 5, result: {} }, { jsonrpc: "2.0", id: 6, error: { code: 1, message: "x" } }]);
+    const body = parsed([
+      { jsonrpc: "2.0", id: 5, result: {} },
+      { jsonrpc: "2.0", id: 6, error: { code: 1, message: "x" } },
+    ]);
     expect(body.messages).toEqual([{ id: 5 }, { id: 6 }]);
   });
 
@@ -219,7 +237,8 @@ describe("errorPayload", () => {
 
 describe("nesting depth is bounded before parsing", () => {
   /** A valid request whose `params.arguments.x` holds `arrays` nested arrays: depth 3 + arrays. */
-  const nested = (arrays: number) => `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"x":${"[".repeat(arrays)}${"]".repeat(arrays)}}}}`;
+  const nested = (arrays: number) =>
+    `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"x":${"[".repeat(arrays)}${"]".repeat(arrays)}}}}`;
 
   it("accepts exactly maxDepth levels (64 by default) and refuses one more with −32600 naming the limit", () => {
     expect(DEFAULT_MAX_DEPTH).toBe(64);

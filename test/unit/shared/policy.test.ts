@@ -30,15 +30,34 @@ describe("parsePolicy defaults", () => {
       expect(p.costs.otherPaths).toBe(1);
       expect(p.costs.tools).toEqual({});
       expect(p.costs.methods).toEqual({ ...DEFAULT_METHOD_COSTS });
-      expect(p.challenge).toEqual({ difficulty: 16, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } });
+      expect(p.challenge).toEqual({
+        difficulty: 16,
+        credits: 20,
+        ttlSeconds: 120,
+        adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 },
+      });
       expect(p.token).toEqual({ ttlSeconds: 300 });
       // Unverified header values are not identities by default: jwt and issued keys, then the network.
-      expect(p.identity).toEqual({ strategies: ["jwt", "api-key", "ip"], apiKeyHeader: "x-api-key", apiKeys: [], ipv4Prefix: 32, ipv6Prefix: 64 });
+      expect(p.identity).toEqual({
+        strategies: ["jwt", "api-key", "ip"],
+        apiKeyHeader: "x-api-key",
+        apiKeys: [],
+        ipv4Prefix: 32,
+        ipv6Prefix: 64,
+      });
       expect(p.overBudget).toBe("402");
       expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 });
       expect(p.defaultPlan).toBe("free");
       expect(Object.keys(p.plans)).toEqual(["free"]);
-      expect(p.plans.free).toMatchObject({ name: "free", bucket: p.bucket, ceiling: p.ceiling, costs: p.costs, challenge: p.challenge, overBudget: "402", limits: p.limits });
+      expect(p.plans.free).toMatchObject({
+        name: "free",
+        bucket: p.bucket,
+        ceiling: p.ceiling,
+        costs: p.costs,
+        challenge: p.challenge,
+        overBudget: "402",
+        limits: p.limits,
+      });
       expect(p.originCeiling).toBeNull();
       expect(p.networkRetryAfterSeconds).toBe(10);
       expect(p.maxJsonDepth).toBe(64);
@@ -53,7 +72,17 @@ describe("parsePolicy defaults", () => {
 
   it("makes the MCP handshake and what clients send on connect free by default", () => {
     const p = parsePolicy({});
-    for (const m of ["initialize", "ping", "tools/list", "notifications/initialized", "resources/list", "resources/templates/list", "prompts/list", "logging/setLevel", "completion/complete"]) {
+    for (const m of [
+      "initialize",
+      "ping",
+      "tools/list",
+      "notifications/initialized",
+      "resources/list",
+      "resources/templates/list",
+      "prompts/list",
+      "logging/setLevel",
+      "completion/complete",
+    ]) {
       expect(methodCost(p, m, undefined), m).toBe(0);
     }
     for (const m of ["tools/call", "resources/read", "prompts/get"]) expect(methodCost(p, m, undefined), m).toBe(1);
@@ -67,7 +96,12 @@ describe("parsePolicy defaults", () => {
 
   it("fills defaults inside a partly given section", () => {
     const p = parsePolicy({ challenge: { difficulty: 12 }, costs: { default: 2 } });
-    expect(p.challenge).toEqual({ difficulty: 12, credits: 20, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } });
+    expect(p.challenge).toEqual({
+      difficulty: 12,
+      credits: 20,
+      ttlSeconds: 120,
+      adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 },
+    });
     expect(p.costs.otherPaths).toBe(1);
     expect(p.costs.default).toBe(2);
   });
@@ -119,7 +153,7 @@ describe("parsePolicy errors name the bad field", () => {
     [{ bucket: { capacity: 10 } }, "TOLLBOOTH_POLICY.bucket.refillPerSecond: "],
     [{ ceiling: { capacity: -1, refillPerSecond: 1 } }, "TOLLBOOTH_POLICY.ceiling.capacity: "],
     [{ realm: "" }, "TOLLBOOTH_POLICY.realm: "],
-    [{ realm: 'new\nline' }, "TOLLBOOTH_POLICY.realm: "],
+    [{ realm: "new\nline" }, "TOLLBOOTH_POLICY.realm: "],
     [{ endpoint: "mcp" }, "TOLLBOOTH_POLICY.endpoint: "],
     [{ endpoint: "/mcp?x=1" }, "TOLLBOOTH_POLICY.endpoint: "],
     [{ costs: { default: -1 } }, "TOLLBOOTH_POLICY.costs.default: "],
@@ -156,7 +190,10 @@ describe("parsePolicy errors name the bad field", () => {
 
   it("takes either store-error mode", () => {
     expect(parsePolicy({ onStoreError: "open", storeTimeoutMs: 50 })).toMatchObject({ onStoreError: "open", storeTimeoutMs: 50 });
-    expect(parsePolicy({ onStoreError: "closed", storeTimeoutMs: 10_000 })).toMatchObject({ onStoreError: "closed", storeTimeoutMs: 10_000 });
+    expect(parsePolicy({ onStoreError: "closed", storeTimeoutMs: 10_000 })).toMatchObject({
+      onStoreError: "closed",
+      storeTimeoutMs: 10_000,
+    });
   });
 
   it("an unknown top-level key", () => {
@@ -186,14 +223,21 @@ describe("parsePolicy errors name the bad field", () => {
     });
 
     it("checks against the configured capacity, and equal to it is fine", () => {
-      expect(parsePolicy({ bucket: { capacity: 30, refillPerSecond: 1 }, challenge: { credits: 30 }, costs: { default: 30 } }).costs.default).toBe(30);
-      expect(errorOf({ bucket: { capacity: 3, refillPerSecond: 1 }, costs: { tools: { t: 4 } } })).toMatch(/^TOLLBOOTH_POLICY\.costs\.tools\.t: /);
+      expect(
+        parsePolicy({ bucket: { capacity: 30, refillPerSecond: 1 }, challenge: { credits: 30 }, costs: { default: 30 } }).costs.default,
+      ).toBe(30);
+      expect(errorOf({ bucket: { capacity: 3, refillPerSecond: 1 }, costs: { tools: { t: 4 } } })).toMatch(
+        /^TOLLBOOTH_POLICY\.costs\.tools\.t: /,
+      );
     });
     it("a cost above the credits of one solve (it could never be paid by solving) is named too", () => {
       const message = errorOf({ bucket: { capacity: 30, refillPerSecond: 1 }, challenge: { credits: 5 }, costs: { tools: { heavy: 6 } } });
       expect(message).toMatch(/^TOLLBOOTH_POLICY\.costs\.tools\.heavy: /);
       expect(message).toContain("challenge.credits");
-      expect(parsePolicy({ bucket: { capacity: 30, refillPerSecond: 1 }, challenge: { credits: 5 }, costs: { tools: { heavy: 5 } } }).costs.tools.heavy).toBe(5);
+      expect(
+        parsePolicy({ bucket: { capacity: 30, refillPerSecond: 1 }, challenge: { credits: 5 }, costs: { tools: { heavy: 5 } } }).costs.tools
+          .heavy,
+      ).toBe(5);
     });
   });
 });
@@ -256,7 +300,15 @@ describe("plans", () => {
     const p = parsePolicy({
       bucket: { capacity: 10, refillPerSecond: 0.5 },
       costs: { tools: { search: 2 } },
-      plans: { pro: { bucket: { capacity: 100, refillPerSecond: 5 }, costs: { tools: { heavy: 30 } }, challenge: { credits: 50, adaptive: { maxExtraBits: 2 } }, overBudget: "429", limits: { sessions: 64 } } },
+      plans: {
+        pro: {
+          bucket: { capacity: 100, refillPerSecond: 5 },
+          costs: { tools: { heavy: 30 } },
+          challenge: { credits: 50, adaptive: { maxExtraBits: 2 } },
+          overBudget: "429",
+          limits: { sessions: 64 },
+        },
+      },
     });
     expect(Object.keys(p.plans).sort()).toEqual(["free", "pro"]);
     const pro = planFor(p, "pro");
@@ -265,7 +317,12 @@ describe("plans", () => {
     expect(pro.ceiling).toEqual(p.ceiling);
     expect(pro.costs.tools).toEqual({ search: 2, heavy: 30 });
     expect(pro.costs.methods).toEqual(p.costs.methods);
-    expect(pro.challenge).toEqual({ difficulty: 16, credits: 50, ttlSeconds: 120, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 2 } });
+    expect(pro.challenge).toEqual({
+      difficulty: 16,
+      credits: 50,
+      ttlSeconds: 120,
+      adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 2 },
+    });
     expect(pro.overBudget).toBe("429");
     expect(pro.limits).toEqual({ sessions: 64, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 });
     // An unknown or absent plan name is the default plan.
@@ -286,12 +343,23 @@ describe("plans", () => {
     expect(message).toMatch(/^TOLLBOOTH_POLICY\.plans\.pro\.costs\.tools\.heavy: /);
     expect(message).toContain("30 exceeds challenge.credits (20)");
     // Its own credits raised to the cost: accepted.
-    expect(planFor(parsePolicy({ plans: { pro: { bucket: { capacity: 100, refillPerSecond: 1 }, costs: { tools: { heavy: 30 } }, challenge: { credits: 30 } } } }), "pro").costs.tools.heavy).toBe(30);
+    expect(
+      planFor(
+        parsePolicy({
+          plans: { pro: { bucket: { capacity: 100, refillPerSecond: 1 }, costs: { tools: { heavy: 30 } }, challenge: { credits: 30 } } },
+        }),
+        "pro",
+      ).costs.tools.heavy,
+    ).toBe(30);
   });
 
   it("refuses a plan whose bucket is smaller than one of its costs, and a cost inherited from the policy", () => {
-    expect(errorOf({ costs: { tools: { t: 5 } }, plans: { tiny: { bucket: { capacity: 4, refillPerSecond: 1 } } } })).toMatch(/^TOLLBOOTH_POLICY\.plans\.tiny\.costs\.tools\.t: 5 exceeds bucket\.capacity \(4\)/);
-    expect(errorOf({ plans: { tiny: { challenge: { credits: 1 }, costs: { default: 2 } } } })).toMatch(/^TOLLBOOTH_POLICY\.plans\.tiny\.costs\.default: 2 exceeds challenge\.credits \(1\)/);
+    expect(errorOf({ costs: { tools: { t: 5 } }, plans: { tiny: { bucket: { capacity: 4, refillPerSecond: 1 } } } })).toMatch(
+      /^TOLLBOOTH_POLICY\.plans\.tiny\.costs\.tools\.t: 5 exceeds bucket\.capacity \(4\)/,
+    );
+    expect(errorOf({ plans: { tiny: { challenge: { credits: 1 }, costs: { default: 2 } } } })).toMatch(
+      /^TOLLBOOTH_POLICY\.plans\.tiny\.costs\.default: 2 exceeds challenge\.credits \(1\)/,
+    );
   });
 
   it("refuses bad plan names, bad overBudget modes and unknown plan fields", () => {

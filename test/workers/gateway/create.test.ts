@@ -16,17 +16,17 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { CallerState } from "../../../workers/objects/caller-state.ts";
 import {
-  WELL_KNOWN,
   challengeOf,
   errorBody,
   freshIp,
   gateway,
   observeOrigin,
+  type PolicyJson,
   parseLimitList,
   post,
   request,
   toolCall,
-  type PolicyJson,
+  WELL_KNOWN,
 } from "../support.ts";
 
 let ip: string;
@@ -75,11 +75,22 @@ describe("methods on the MCP endpoint", () => {
     const origin = observeOrigin();
     const send = gateway({ bucket: { capacity: 2, refillPerSecond: 0.01 } });
     for (const method of ["PUT", "PATCH"]) {
-      const res = await send(new Request("http://gw.test/mcp", { method, headers: { "cf-connecting-ip": ip, "content-type": "application/json" }, body: JSON.stringify(toolCall(1)) }));
+      const res = await send(
+        new Request("http://gw.test/mcp", {
+          method,
+          headers: { "cf-connecting-ip": ip, "content-type": "application/json" },
+          body: JSON.stringify(toolCall(1)),
+        }),
+      );
       expect(res.status, method).toBe(405);
       const allow = res.headers.get("allow");
       expect(allow, method).not.toBeNull();
-      expect(allow!.split(",").map((m) => m.trim()).sort()).toEqual(["DELETE", "GET", "OPTIONS", "POST"]);
+      expect(
+        allow!
+          .split(",")
+          .map((m) => m.trim())
+          .sort(),
+      ).toEqual(["DELETE", "GET", "OPTIONS", "POST"]);
       const body = await errorBody(res);
       expect(body.error.code).toBe(405);
     }
@@ -149,8 +160,11 @@ describe("origin failures: the cause is logged, never sent", () => {
 
 describe("an origin's 403 with WWW-Authenticate", () => {
   it("is passed through untouched: status, challenge, body (not mistaken for the gateway's own 403)", async () => {
-    const challenge = 'Bearer error="insufficient_scope", scope="files:write", resource_metadata="https://origin.example/.well-known/oauth-protected-resource"';
-    const origin = observeOrigin(() => new Response("insufficient scope", { status: 403, headers: { "www-authenticate": challenge, "content-type": "text/plain" } }));
+    const challenge =
+      'Bearer error="insufficient_scope", scope="files:write", resource_metadata="https://origin.example/.well-known/oauth-protected-resource"';
+    const origin = observeOrigin(
+      () => new Response("insufficient scope", { status: 403, headers: { "www-authenticate": challenge, "content-type": "text/plain" } }),
+    );
     const res = await gateway()(post(toolCall(1), { ip }));
     expect(res.status).toBe(403);
     expect(res.headers.get("www-authenticate")).toBe(challenge);
@@ -166,7 +180,11 @@ type Fault = "none" | "throw" | "slow";
  * The real CALLER_BUCKET namespace behind a switch: "throw" rejects every call (as a reset
  * Durable Object does); "slow" makes the real call at once and answers `delayMs` later.
  */
-function switchableStore(delayMs = 300): { binding: DurableObjectNamespace<CallerState>; set: (f: Fault) => void; settled: () => Promise<unknown> } {
+function switchableStore(delayMs = 300): {
+  binding: DurableObjectNamespace<CallerState>;
+  set: (f: Fault) => void;
+  settled: () => Promise<unknown>;
+} {
   let fault: Fault = "none";
   const inFlight: Promise<unknown>[] = [];
   const real = env.CALLER_BUCKET;
@@ -216,7 +234,10 @@ describe("when the store fails", () => {
     vi.spyOn(console, "error").mockImplementation(() => {});
     const store = switchableStore(300);
     const origin = observeOrigin();
-    const send = gateway({ bucket: { capacity: 3, refillPerSecond: 0.001 }, challenge: { difficulty: 4 }, storeTimeoutMs: 100 }, { CALLER_BUCKET: store.binding });
+    const send = gateway(
+      { bucket: { capacity: 3, refillPerSecond: 0.001 }, challenge: { difficulty: 4 }, storeTimeoutMs: 100 },
+      { CALLER_BUCKET: store.binding },
+    );
     store.set("slow");
     const timedOut = await send(post(toolCall(1), { ip }));
     expect(timedOut.status).toBe(503);

@@ -9,7 +9,7 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { NetworkLimiter } from "../../../workers/env.ts";
 import type { DecisionRecord } from "../../../workers/observe/types.ts";
-import { GW, ORIGIN_URL, freezeTime, freshIp, gateway, ipIdentity, observeOrigin, post, request, toolCall } from "../support.ts";
+import { freezeTime, freshIp, GW, gateway, ipIdentity, ORIGIN_URL, observeOrigin, post, request, toolCall } from "../support.ts";
 
 const TOKEN = "admin-token-0123456789abcdef";
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -41,9 +41,15 @@ describe("the admin API in front of several routes", () => {
     const id = encodeURIComponent(ipIdentity(ip));
     const onA = await gw(admin("GET", `/callers/${id}?route=a`));
     expect(onA.status).toBe(200);
-    expect(((await onA.json()) as { buckets: { free: { remaining: number; limit: number } } }).buckets.free).toMatchObject({ remaining: 0, limit: 2 });
+    expect(((await onA.json()) as { buckets: { free: { remaining: number; limit: number } } }).buckets.free).toMatchObject({
+      remaining: 0,
+      limit: 2,
+    });
     const onB = await gw(admin("GET", `/callers/${id}?route=b`));
-    expect(((await onB.json()) as { buckets: { free: { remaining: number; limit: number } } }).buckets.free).toMatchObject({ remaining: 5, limit: 5 });
+    expect(((await onB.json()) as { buckets: { free: { remaining: number; limit: number } } }).buckets.free).toMatchObject({
+      remaining: 5,
+      limit: 5,
+    });
     // The admin paths never reach an origin.
     expect(origin.requests).toHaveLength(2);
   });
@@ -77,7 +83,10 @@ describe("the admin API in front of several routes", () => {
   it("answers 401 without the token before looking at any route, and a route cannot shadow the admin path", async () => {
     const res = await gw(request("GET", "/admin/stats", { ip }));
     expect(res.status).toBe(401);
-    const shadow = gateway(TOP, { TOLLBOOTH_ROUTES: JSON.stringify([{ name: "admin", match: { path: "/admin" }, origin: `${ORIGIN_URL}/oadmin` }]), TOLLBOOTH_ADMIN_TOKEN: TOKEN });
+    const shadow = gateway(TOP, {
+      TOLLBOOTH_ROUTES: JSON.stringify([{ name: "admin", match: { path: "/admin" }, origin: `${ORIGIN_URL}/oadmin` }]),
+      TOLLBOOTH_ADMIN_TOKEN: TOKEN,
+    });
     expect((await shadow(request("GET", "/admin/policy", { ip, headers: auth }))).status).toBe(200);
     expect(origin.requests).toHaveLength(0);
   });

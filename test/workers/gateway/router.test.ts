@@ -6,27 +6,32 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  GW,
-  ORIGIN_URL,
-  SECRET,
   challengeOf,
   errorBody,
   freezeTime,
   freshIp,
+  GW,
   gateway,
   ipIdentity,
   kidOf,
+  ORIGIN_URL,
   observeOrigin,
   post,
   request,
   rows,
+  SECRET,
   solve,
   toolCall,
 } from "../support.ts";
 
 const ROUTES = [
   { name: "a", match: { path: "/a" }, origin: `${ORIGIN_URL}/oa`, policy: { bucket: { capacity: 2, refillPerSecond: 0.001 } } },
-  { name: "b", match: { path: "/b" }, origin: `${ORIGIN_URL}/ob`, policy: { bucket: { capacity: 4, refillPerSecond: 0.001 }, costs: { tools: { echo: 2 } } } },
+  {
+    name: "b",
+    match: { path: "/b" },
+    origin: `${ORIGIN_URL}/ob`,
+    policy: { bucket: { capacity: 4, refillPerSecond: 0.001 }, costs: { tools: { echo: 2 } } },
+  },
   { name: "h", match: { host: "h.example.org" }, origin: `${ORIGIN_URL}/oh`, stripPrefix: false },
   { name: "keep", match: { path: "/keep/v1" }, origin: `${ORIGIN_URL}/ok`, stripPrefix: false },
 ];
@@ -55,14 +60,20 @@ describe("routes: each origin under its own policy", () => {
     // Route a: capacity 2, echo costs 1. Route b: capacity 4, echo costs 2.
     expect(await calls("/a/mcp", 3)).toEqual([200, 200, 402]);
     expect(await calls("/b/mcp", 3)).toEqual([200, 200, 402]);
-    expect(origin.requests.map((r) => r.url)).toEqual([`${ORIGIN_URL}/oa/mcp`, `${ORIGIN_URL}/oa/mcp`, `${ORIGIN_URL}/ob/mcp`, `${ORIGIN_URL}/ob/mcp`]);
+    expect(origin.requests.map((r) => r.url)).toEqual([
+      `${ORIGIN_URL}/oa/mcp`,
+      `${ORIGIN_URL}/oa/mcp`,
+      `${ORIGIN_URL}/ob/mcp`,
+      `${ORIGIN_URL}/ob/mcp`,
+    ]);
   });
 
   it("keeps one caller's budget per route, in objects named by route (the single-origin name untouched)", async () => {
     expect(await calls("/a/mcp", 3)).toEqual([200, 200, 402]);
     // Route a spent; route b intact.
     expect(await calls("/b/mcp", 1)).toEqual([200]);
-    const free = async (name: string) => (await rows<{ name: string; tokens: number }>(name, "buckets")).find((r) => r.name === "free")?.tokens;
+    const free = async (name: string) =>
+      (await rows<{ name: string; tokens: number }>(name, "buckets")).find((r) => r.name === "free")?.tokens;
     expect(await free(`route:a/${ipIdentity(ip)}`)).toBeLessThan(1);
     expect(await free(`route:b/${ipIdentity(ip)}`)).toBe(2);
     expect(await rows(ipIdentity(ip), "buckets")).toEqual([]);
@@ -76,7 +87,14 @@ describe("routes: each origin under its own policy", () => {
   });
 
   it("routes by host (any case, any port) and forwards the prefix when stripPrefix is false", async () => {
-    const send = (url: string) => gw(new Request(url, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(toolCall(1)) }));
+    const send = (url: string) =>
+      gw(
+        new Request(url, {
+          method: "POST",
+          headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+          body: JSON.stringify(toolCall(1)),
+        }),
+      );
     expect((await send("http://H.Example.Org:8443/mcp")).status).toBe(200);
     expect((await send(`${GW}/KEEP/v1/mcp?x=1`)).status).toBe(200);
     expect(origin.requests.map((r) => r.url)).toEqual([`${ORIGIN_URL}/oh/mcp`, `${ORIGIN_URL}/ok/keep/v1/mcp?x=1`]);
@@ -86,9 +104,18 @@ describe("routes: each origin under its own policy", () => {
     await calls("/a/mcp", 2);
     const paid = await gw(post(toolCall(9), { ip, path: "/a/mcp" }));
     const data = (await errorBody(paid.clone())).error.data!;
-    expect([data.policyUrl, data.challengeUrl, data.verifyUrl, data.statusUrl]).toEqual(["", "/challenge", "/verify", "/status"].map((p) => `${GW}/a/.well-known/tollbooth${p}`));
+    expect([data.policyUrl, data.challengeUrl, data.verifyUrl, data.statusUrl]).toEqual(
+      ["", "/challenge", "/verify", "/status"].map((p) => `${GW}/a/.well-known/tollbooth${p}`),
+    );
     const { verifyBody } = await solve(challengeOf(paid));
-    const redeem = (url: string) => gw(new Request(url, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
+    const redeem = (url: string) =>
+      gw(
+        new Request(url, {
+          method: "POST",
+          headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+          body: JSON.stringify(verifyBody),
+        }),
+      );
     // Route b's verify endpoint does not know route a's challenge; route a's does.
     expect((await redeem(`${GW}/b/.well-known/tollbooth/verify`)).status).toBe(422);
     const verified = await redeem(data.verifyUrl as string);
@@ -216,14 +243,20 @@ describe("routes: configuration", () => {
     await misconfigured([ROUTES[0], { ...ROUTES[1], name: "a" }], 'TOLLBOOTH_ROUTES[1] ("a").name');
     await misconfigured([ROUTES[0], { ...ROUTES[1], match: { path: "/a" } }], 'TOLLBOOTH_ROUTES[1] ("b").match');
     await misconfigured([{ ...ROUTES[0], origin: "https://origin.example.com" }], 'TOLLBOOTH_ROUTES[0] ("a").origin');
-    await misconfigured([{ ...ROUTES[0], policy: { bucket: { capacity: 0, refillPerSecond: 1 } } }], 'TOLLBOOTH_ROUTES[0] ("a").policy.bucket.capacity');
+    await misconfigured(
+      [{ ...ROUTES[0], policy: { bucket: { capacity: 0, refillPerSecond: 1 } } }],
+      'TOLLBOOTH_ROUTES[0] ("a").policy.bucket.capacity',
+    );
     await misconfigured([{ ...ROUTES[0], originSecret: "ORIGIN_A_SECRET" }], "ORIGIN_A_SECRET");
     await misconfigured("[{", "TOLLBOOTH_ROUTES");
     await misconfigured(ROUTES, "TOLLBOOTH_SECRET", { TOLLBOOTH_SECRET: "short" });
   });
 
   it("signs a route's origin proof with the secret it names", async () => {
-    const send = gateway(TOP, { TOLLBOOTH_ROUTES: JSON.stringify([{ ...ROUTES[0], originSecret: "ORIGIN_A_SECRET" }]), ORIGIN_A_SECRET: "origin-a-secret-0123456789" } as Record<string, string>);
+    const send = gateway(TOP, {
+      TOLLBOOTH_ROUTES: JSON.stringify([{ ...ROUTES[0], originSecret: "ORIGIN_A_SECRET" }]),
+      ORIGIN_A_SECRET: "origin-a-secret-0123456789",
+    } as Record<string, string>);
     expect((await send(post(toolCall(1), { ip, path: "/a/mcp" }))).status).toBe(200);
     expect(origin.requests[0]!.headers["tollbooth-signature"]).toContain(`kid=${await kidOf("origin-a-secret-0123456789")}`);
   });

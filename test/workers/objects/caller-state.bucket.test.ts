@@ -155,7 +155,12 @@ describe("free bucket", () => {
 
   it("GET and DELETE on the endpoint and OAuth metadata cost 0; other paths cost costs.otherPaths", async () => {
     const gw = gateway({ bucket: { capacity: 3, refillPerSecond: 0.01 }, costs: { otherPaths: 2 } });
-    for (const [method, path] of [["GET", "/mcp"], ["DELETE", "/mcp"], ["GET", "/.well-known/oauth-protected-resource"], ["GET", "/.well-known/oauth-authorization-server/tenant"]] as const) {
+    for (const [method, path] of [
+      ["GET", "/mcp"],
+      ["DELETE", "/mcp"],
+      ["GET", "/.well-known/oauth-protected-resource"],
+      ["GET", "/.well-known/oauth-authorization-server/tenant"],
+    ] as const) {
       const res = await gw(request(method, path, { ip }));
       expect(res.status, `${method} ${path}`).toBe(200);
       expect(parseLimitList(res.headers.get("ratelimit")!).free!.r, `${method} ${path}`).toBe(3);
@@ -179,7 +184,9 @@ describe("free bucket", () => {
     ]);
     advance(500);
     expect(await status(gw, ip)).toBe(200);
-    const free = (await rows<{ name: string; tokens: number; updated_ms: number }>(ipIdentity(ip), "buckets")).find((r) => r.name === "free");
+    const free = (await rows<{ name: string; tokens: number; updated_ms: number }>(ipIdentity(ip), "buckets")).find(
+      (r) => r.name === "free",
+    );
     expect(free).toEqual({ name: "free", tokens: 0.5, updated_ms: now + 500 });
   });
 
@@ -188,7 +195,9 @@ describe("free bucket", () => {
     for (let i = 0; i < 3; i++) expect(await status(gw, ip)).toBe(200);
     expect(await status(gw, ip)).toBe(402);
     const other = freshIp();
-    expect([await status(gw, other), await status(gw, other), await status(gw, other), await status(gw, other)]).toEqual([200, 200, 200, 402]);
+    expect([await status(gw, other), await status(gw, other), await status(gw, other), await status(gw, other)]).toEqual([
+      200, 200, 200, 402,
+    ]);
   });
 
   it("with authorization-unverified (opt-in), is keyed by Authorization before IP: same key from two IPs shares one bucket, two keys from one IP do not", async () => {
@@ -209,7 +218,9 @@ describe("free bucket", () => {
   it("with api-key-unverified (opt-in), is keyed by the API-key header", async () => {
     const gw = gateway({ ...SMALL, identity: { strategies: ["api-key-unverified", "ip"] } });
     const call = (key: string) => gw(post(toolCall(1), { ip: freshIp(), headers: { "x-api-key": key } }));
-    expect([(await call("k1")).status, (await call("k1")).status, (await call("k1")).status, (await call("k1")).status]).toEqual([200, 200, 200, 402]);
+    expect([(await call("k1")).status, (await call("k1")).status, (await call("k1")).status, (await call("k1")).status]).toEqual([
+      200, 200, 200, 402,
+    ]);
     expect((await call("k2")).status).toBe(200);
   });
 
@@ -226,7 +237,12 @@ describe("free bucket", () => {
   it("puts callers no strategy can name in one shared `anonymous` bucket", async () => {
     const gw = gateway(SMALL);
     const anon = () => gw(post(toolCall(1), { headers: { "cf-connecting-ip": "not-an-ip" } }));
-    expect([(await anon()).status, (await gw(post(toolCall(2)))).status, (await anon()).status, (await gw(post(toolCall(3)))).status]).toEqual([200, 200, 200, 402]);
+    expect([
+      (await anon()).status,
+      (await gw(post(toolCall(2)))).status,
+      (await anon()).status,
+      (await gw(post(toolCall(3)))).status,
+    ]).toEqual([200, 200, 200, 402]);
     expect((await rows<{ name: string; tokens: number }>("anonymous", "buckets")).find((r) => r.name === "free")!.tokens).toBe(0);
     expect(origin.requests.every((f) => f.headers["tollbooth-caller"] === "anonymous")).toBe(true);
   });

@@ -5,7 +5,6 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  WELL_KNOWN,
   advance,
   challengeOf,
   errorBody,
@@ -20,6 +19,7 @@ import {
   rpc,
   solve,
   toolCall,
+  WELL_KNOWN,
 } from "../support.ts";
 
 // Ceiling 5 at 0.25/s: one missing request takes 4 s. A free bucket large enough to stay out of the way.
@@ -69,7 +69,10 @@ describe("safety ceiling", () => {
     const single = await errorBody(await gw(post(toolCall("s"), { ip })));
     expect(single.id).toBe("s");
     const batch = (await (await gw(post([toolCall(1), toolCall(2)], { ip }))).json()) as Array<{ id: unknown; error: { code: number } }>;
-    expect(batch.map((r) => [r.id, r.error.code])).toEqual([[1, 429], [2, 429]]);
+    expect(batch.map((r) => [r.id, r.error.code])).toEqual([
+      [1, 429],
+      [2, 429],
+    ]);
   });
 
   it("admits again after Retry-After seconds, not before", async () => {
@@ -106,7 +109,13 @@ describe("safety ceiling", () => {
   it("applies to token holders: 429 with credits left, and the 429 spends no credits", async () => {
     const ch = await fetchChallenge(gw, { "cf-connecting-ip": ip });
     const { verifyBody } = await solve(ch);
-    const verified = await gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
+    const verified = await gw(
+      new Request(`${WELL_KNOWN}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+        body: JSON.stringify(verifyBody),
+      }),
+    );
     // The challenge endpoint and the redemption each counted: 2 of 5.
     expect(verified.status).toBe(200);
     const { token } = (await verified.json()) as { token: string };
@@ -150,7 +159,14 @@ describe("safety ceiling", () => {
     // GET /challenge counts against the ceiling: 1 of 5, then 4 requests fill it.
     const { verifyBody } = await solve(await fetchChallenge(gw, { "cf-connecting-ip": ip }));
     await fill(4);
-    const verify = () => gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
+    const verify = () =>
+      gw(
+        new Request(`${WELL_KNOWN}/verify`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+          body: JSON.stringify(verifyBody),
+        }),
+      );
     const res = await verify();
     expect(res.status).toBe(429);
     expect(res.headers.get("retry-after")).toBe("4");

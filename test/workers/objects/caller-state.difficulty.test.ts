@@ -8,8 +8,8 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  WELL_KNOWN,
   advance,
+  type Challenge,
   challengeOf,
   decodeToken,
   errorBody,
@@ -17,16 +17,16 @@ import {
   freezeTime,
   freshIp,
   gateway,
+  ipIdentity,
   observeOrigin,
   parseChallenge,
-  ipIdentity,
   post,
   reasonOf,
   request,
   rows,
   solve,
   toolCall,
-  type Challenge,
+  WELL_KNOWN,
 } from "../support.ts";
 
 // Base 4 bits, +1 bit per 2 decayed solves, at most +3; half-life 60 s. One free unit, a solve buys 1.
@@ -113,7 +113,13 @@ describe("adaptive difficulty", () => {
   it("solves redeemed at /verify count too", async () => {
     for (let i = 0; i < 2; i++) {
       const { verifyBody } = await solve(await fetchChallenge(send, { "cf-connecting-ip": ip }));
-      const res = await send(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
+      const res = await send(
+        new Request(`${WELL_KNOWN}/verify`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+          body: JSON.stringify(verifyBody),
+        }),
+      );
       expect(res.status).toBe(200);
     }
     expect(await statusOf()).toMatchObject({ difficulty: 5, recentSolves: 2 });
@@ -169,7 +175,14 @@ describe("a solution is judged at the caller's difficulty when it is redeemed", 
     gw = gateway(STALE);
   });
   const who = () => ({ "cf-connecting-ip": ip });
-  const verify = (body: Record<string, unknown>) => gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", ...who() }, body: JSON.stringify(body) }));
+  const verify = (body: Record<string, unknown>) =>
+    gw(
+      new Request(`${WELL_KNOWN}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...who() },
+        body: JSON.stringify(body),
+      }),
+    );
   /** Spend the free units: the calls until the first 402, which is returned. */
   async function drain(): Promise<Response> {
     for (;;) {
@@ -177,7 +190,8 @@ describe("a solution is judged at the caller's difficulty when it is redeemed", 
       if (res.status !== 200) return res;
     }
   }
-  const statusNow = async () => (await (await gw(request("GET", `${WELL_KNOWN}/status`, { ip }))).json()) as { difficulty: number; recentSolves: number };
+  const statusNow = async () =>
+    (await (await gw(request("GET", `${WELL_KNOWN}/status`, { ip }))).json()) as { difficulty: number; recentSolves: number };
   /** A fresh challenge at the current difficulty, solved and redeemed at /verify: its credits. */
   async function solveFresh(): Promise<{ difficulty: number; credits: number; cr: number }> {
     const ch = await fetchChallenge(gw, who());
@@ -244,14 +258,17 @@ describe("a solution is judged at the caller's difficulty when it is redeemed", 
 
     // A refused solution is spent: when the difficulty is back at 4 (the challenge still valid), it still does not pass.
     const marks = await rows<{ id: string; expires_ms: number }>(ipIdentity(ip), "spent");
-    for (const c of stale.slice(2)) expect(marks.find((m) => m.id === c.params.id)?.expires_ms).toBe(Number(c.params.expires) * 1000 + 60_000);
+    for (const c of stale.slice(2))
+      expect(marks.find((m) => m.id === c.params.id)?.expires_ms).toBe(Number(c.params.expires) * 1000 + 60_000);
     advance(60_000); // six half-lives: 4 solves → 0.06
     expect(await statusNow()).toMatchObject({ difficulty: 4 });
     expect(Number(stale[2]!.params.expires) * 1000).toBeGreaterThan(Date.now());
     const again = await verify(solved[3]!.verifyBody);
     expect(again.status).toBe(422);
     expect(await again.json()).toMatchObject({ reason: "spent" });
-    expect(await reasonOf(await gw(post(toolCall(++seq), { ip, headers: { "tollbooth-solution": solved[2]!.header } })))).toBe("solution_spent");
+    expect(await reasonOf(await gw(post(toolCall(++seq), { ip, headers: { "tollbooth-solution": solved[2]!.header } })))).toBe(
+      "solution_spent",
+    );
     expect(origin.requests.length).toBe(forwarded + 1);
   });
 
@@ -289,7 +306,11 @@ describe("a solution is judged at the caller's difficulty when it is redeemed", 
     const forwarded = origin.requests.length;
     const short = await gw(post(toolCall(++seq, "heavy"), { ip, headers: { "tollbooth-solution": solutions[1]!.header } }));
     expect(await reasonOf(short.clone())).toBe("solution_too_easy");
-    expect((await errorBody(short)).error.data).toMatchObject({ difficulty: 6, cost: 3, detail: expect.stringContaining("it buys 2 of its 8 credits, less than the 3 this request costs") });
+    expect((await errorBody(short)).error.data).toMatchObject({
+      difficulty: 6,
+      cost: 3,
+      detail: expect.stringContaining("it buys 2 of its 8 credits, less than the 3 this request costs"),
+    });
     expect(origin.requests.length).toBe(forwarded);
     expect(await statusNow()).toMatchObject({ difficulty: 6, recentSolves: 2 });
     expect((await verify(solutions[1]!.verifyBody)).status).toBe(422); // spent

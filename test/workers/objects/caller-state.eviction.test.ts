@@ -7,7 +7,6 @@
 import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  WELL_KNOWN,
   advance,
   challengeOf,
   decodeToken,
@@ -25,6 +24,7 @@ import {
   solve,
   stubFor,
   toolCall,
+  WELL_KNOWN,
 } from "../support.ts";
 
 // Bucket of 3 that refills one unit per 1000 s; challenges live 10 s, tokens 60 s, 5 credits.
@@ -112,7 +112,13 @@ describe.each(RESTARTS)("a CallerState %s", (_how, restart) => {
     const ch = await fetchChallenge(gw, { "cf-connecting-ip": ip });
     const { verifyBody, header } = await solve(ch);
     const verify = () =>
-      gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
+      gw(
+        new Request(`${WELL_KNOWN}/verify`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+          body: JSON.stringify(verifyBody),
+        }),
+      );
     const first = await verify();
     expect(first.status).toBe(200);
     const { token } = (await first.json()) as { token: string };

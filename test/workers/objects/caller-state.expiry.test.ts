@@ -51,7 +51,9 @@ beforeEach(() => {
 async function rowCounts(identity = who): Promise<Record<string, number>> {
   return runInDurableObject(stubFor(identity), (_i, state) => {
     const sql = state.storage.sql;
-    const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+    const tables = sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'")
+      .toArray();
     return Object.fromEntries(tables.map(({ name }) => [name, sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM "${name}"`).one().n]));
   });
 }
@@ -69,7 +71,12 @@ async function buyToken(): Promise<{ token: string; solution: string; expiresMs:
   const paid = await send(post(toolCall(4), { ip, headers: { "tollbooth-solution": header } }));
   expect(paid.status).toBe(200);
   expect(paid.headers.get("tollbooth-credits")).toBe("4");
-  return { token: paid.headers.get("tollbooth-token")!, solution: header, expiresMs: Number(ch.params.expires) * 1000, challengeId: ch.params.id! };
+  return {
+    token: paid.headers.get("tollbooth-token")!,
+    solution: header,
+    expiresMs: Number(ch.params.expires) * 1000,
+    challengeId: ch.params.id!,
+  };
 }
 
 describe("expiry of a caller's state", () => {
@@ -148,7 +155,16 @@ describe("expiry of a caller's state", () => {
       bucket: POLICY.bucket,
       ceiling: POLICY.ceiling,
       challenge: { difficulty: 4, adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 } },
-      redeem: { spendId: challengeId, spendUntilMs: expiresMs, jti: "replayed-token-id-0000", credits: 5, tokenExpiresMs: stale + 300_000, reusable: false, prefix: "solution", solve: true },
+      redeem: {
+        spendId: challengeId,
+        spendUntilMs: expiresMs,
+        jti: "replayed-token-id-0000",
+        credits: 5,
+        tokenExpiresMs: stale + 300_000,
+        reusable: false,
+        prefix: "solution",
+        solve: true,
+      },
     });
     expect(decision).toMatchObject({ admitted: false, reason: "solution_expired" });
     expect(decision.minted).toBeFalsy();
@@ -165,7 +181,16 @@ describe("expiry of a caller's state", () => {
       nowMs: t0,
       bucket: POLICY.bucket,
       ceiling: POLICY.ceiling,
-      redeem: { spendId: "never-spent-challenge-id", spendUntilMs: expiresMs, jti: "late-token-id-00000000", credits: 5, tokenExpiresMs: t0 + 300_000, reusable: false, prefix: "solution", solve: true },
+      redeem: {
+        spendId: "never-spent-challenge-id",
+        spendUntilMs: expiresMs,
+        jti: "late-token-id-00000000",
+        credits: 5,
+        tokenExpiresMs: t0 + 300_000,
+        reusable: false,
+        prefix: "solution",
+        solve: true,
+      },
     });
     expect(decision).toMatchObject({ admitted: false, reason: "solution_expired" });
     expect(await rows(who, "tokens")).toEqual([]);

@@ -6,7 +6,6 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  WELL_KNOWN,
   challengeOf,
   decodeToken,
   errorBody,
@@ -20,6 +19,7 @@ import {
   rows,
   solve,
   toolCall,
+  WELL_KNOWN,
 } from "../support.ts";
 
 // A ceiling high enough that 100 concurrent requests all reach the redemption step.
@@ -41,7 +41,13 @@ beforeEach(() => {
 });
 
 const verify = (body: Record<string, unknown>, who = ip) =>
-  gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": who }, body: JSON.stringify(body) }));
+  gw(
+    new Request(`${WELL_KNOWN}/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "cf-connecting-ip": who },
+      body: JSON.stringify(body),
+    }),
+  );
 
 describe("atomic redemption", () => {
   it(`${N} concurrent POST /verify of one solution: exactly one token, ${N - 1} × 422`, async () => {
@@ -117,7 +123,9 @@ describe("atomic redemption", () => {
     const admitted = all.filter((r) => r.status === 200);
     expect(admitted).toHaveLength(20);
     // Every credit value 19…0 was handed out exactly once.
-    expect(admitted.map((r) => Number(r.headers.get("tollbooth-credits"))).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(admitted.map((r) => Number(r.headers.get("tollbooth-credits"))).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 20 }, (_, i) => i),
+    );
     const denied = all.filter((r) => r.status !== 200);
     expect(denied).toHaveLength(N - 20);
     for (const r of denied) expect((await errorBody(r)).error.data!.reason).toBe("token_exhausted");

@@ -9,8 +9,8 @@
 import { runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import {
-  WELL_KNOWN,
   errorBody,
+  type Forwarded,
   freezeTime,
   freshIp,
   gateway,
@@ -20,7 +20,7 @@ import {
   request,
   rpc,
   stubFor,
-  type Forwarded,
+  WELL_KNOWN,
 } from "../support.ts";
 
 const POLICY = {
@@ -38,13 +38,17 @@ beforeEach(() => {
   send = gateway(POLICY);
 });
 
-const initialize = (id: number) => post(rpc("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } }, id), { ip });
+const initialize = (id: number) =>
+  post(rpc("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } }, id), { ip });
 const getStream = () => request("GET", "/mcp", { ip, headers: { accept: "text/event-stream" } });
 const del = (session: string) => request("DELETE", "/mcp", { ip, headers: { "mcp-session-id": session } });
 
 /** Open slots of the caller's object, by kind. */
 async function openSlots(kind: "session" | "stream"): Promise<number> {
-  return runInDurableObject(stubFor(ipIdentity(ip)), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM slots WHERE kind = ?", kind).one().n);
+  return runInDurableObject(
+    stubFor(ipIdentity(ip)),
+    (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM slots WHERE kind = ?", kind).one().n,
+  );
 }
 
 async function statusOf(): Promise<Record<string, any>> {
@@ -76,7 +80,14 @@ function mcpOrigin(opts: { sessionIds?: boolean } = {}) {
     const id = (JSON.parse(f.body) as { id: number }).id;
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (opts.sessionIds !== false) headers["mcp-session-id"] = `s-${++sessions}`;
-    return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "o", version: "1" } } }), { status: 200, headers });
+    return new Response(
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id,
+        result: { protocolVersion: "2025-11-25", capabilities: {}, serverInfo: { name: "o", version: "1" } },
+      }),
+      { status: 200, headers },
+    );
   });
   return { origin, cancelled, streams };
 }
@@ -127,7 +138,10 @@ describe("session cap", () => {
     const origin = observeOrigin((f) => {
       if (down) throw new TypeError("connect ECONNREFUSED");
       const id = (JSON.parse(f.body) as { id: number }).id;
-      return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: {} }), { status: 200, headers: { "content-type": "application/json", "mcp-session-id": `s-${id}` } });
+      return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: {} }), {
+        status: 200,
+        headers: { "content-type": "application/json", "mcp-session-id": `s-${id}` },
+      });
     });
     vi.spyOn(console, "error").mockImplementation(() => {});
     // initialize costs 1 here, so a charge would show in the bucket.

@@ -12,7 +12,6 @@
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import {
-  WELL_KNOWN,
   advance,
   alarmOf,
   challengeOf,
@@ -29,6 +28,7 @@ import {
   solve,
   stubFor,
   toolCall,
+  WELL_KNOWN,
 } from "../support.ts";
 
 // Challenges live 10 s, tokens 60 s.
@@ -130,7 +130,13 @@ describe("Durable Object storage and cleanup", () => {
   it("a redemption via /verify does the same", async () => {
     const ch = await fetchChallenge(gw, { "cf-connecting-ip": ip });
     const { verifyBody } = await solve(ch);
-    const res = await gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
+    const res = await gw(
+      new Request(`${WELL_KNOWN}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+        body: JSON.stringify(verifyBody),
+      }),
+    );
     const { token } = (await res.json()) as { token: string };
     const jti = decodeToken(token).claims.jti;
     expect(await rows(who, "spent")).toEqual([{ id: ch.params.id, expires_ms: t0 + SPENT_AT }]);
@@ -159,13 +165,17 @@ describe("Durable Object storage and cleanup", () => {
     const { header, jti } = await redeem();
     await fireAlarmsUntil(t0 + 9_000);
     expect(await rows(who, "spent")).toHaveLength(1);
-    expect(await reasonOf(await gw(post(toolCall(2), { headers: { "cf-connecting-ip": ip, "tollbooth-solution": header } })))).toBe("solution_spent");
+    expect(await reasonOf(await gw(post(toolCall(2), { headers: { "cf-connecting-ip": ip, "tollbooth-solution": header } })))).toBe(
+      "solution_spent",
+    );
 
     await fireAlarmsUntil(t0 + SPENT_AT + CLEANUP_BOUND_MS);
     expect(await rows(who, "spent")).toEqual([]);
     expect(await rows(who, "tokens")).toEqual([]);
     // Without its spent mark the solution still cannot be replayed: the challenge has expired.
-    expect(await reasonOf(await gw(post(toolCall(3), { headers: { "cf-connecting-ip": ip, "tollbooth-solution": header } })))).toBe("solution_expired");
+    expect(await reasonOf(await gw(post(toolCall(3), { headers: { "cf-connecting-ip": ip, "tollbooth-solution": header } })))).toBe(
+      "solution_expired",
+    );
     expect(jti).toBeTypeOf("string");
     // The buckets stay until they are full again (the free one was emptied at t0).
     expect((await rows<{ name: string }>(who, "buckets")).map((r) => r.name).sort()).toEqual(["ceiling", "free"]);

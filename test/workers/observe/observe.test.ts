@@ -6,10 +6,25 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { CallerState } from "../../../workers/objects/caller-state.ts";
 import type { NetworkLimiter } from "../../../workers/env.ts";
+import type { CallerState } from "../../../workers/objects/caller-state.ts";
 import type { DecisionRecord } from "../../../workers/observe/types.ts";
-import { WELL_KNOWN, challengeOf, fetchChallenge, freezeTime, freshIp, gateway, hex, observeOrigin, post, request, rpc, sha256, solve, toolCall } from "../support.ts";
+import {
+  challengeOf,
+  fetchChallenge,
+  freezeTime,
+  freshIp,
+  gateway,
+  hex,
+  observeOrigin,
+  post,
+  request,
+  rpc,
+  sha256,
+  solve,
+  toolCall,
+  WELL_KNOWN,
+} from "../support.ts";
 
 /** Lines logged with console.log, captured. */
 let lines: string[];
@@ -42,20 +57,39 @@ describe("one decision line per request, for every way a request ends", () => {
     const origin = observeOrigin();
     const ip = freshIp();
     const flood = freshIp();
-    const gw = gateway({ realm: "log-mix", bucket: { capacity: 1, refillPerSecond: 0.001 }, ceiling: { capacity: 4, refillPerSecond: 0.001 }, challenge: { difficulty: 4, credits: 3 }, maxBodyBytes: 1024 }, { TOLLBOOTH_NETWORK_LIMIT: refusing(`ip:${flood}`) });
+    const gw = gateway(
+      {
+        realm: "log-mix",
+        bucket: { capacity: 1, refillPerSecond: 0.001 },
+        ceiling: { capacity: 4, refillPerSecond: 0.001 },
+        challenge: { difficulty: 4, credits: 3 },
+        maxBodyBytes: 1024,
+      },
+      { TOLLBOOTH_NETWORK_LIMIT: refusing(`ip:${flood}`) },
+    );
     const cases: Array<[Request, number, Partial<DecisionRecord>]> = [
-      [post(toolCall(1), { ip, headers: { origin: "https://evil.example" } }), 403, { decision: "bad_request", reason: "forbidden_origin" }],
+      [
+        post(toolCall(1), { ip, headers: { origin: "https://evil.example" } }),
+        403,
+        { decision: "bad_request", reason: "forbidden_origin" },
+      ],
       [post(toolCall(1), { ip: flood }), 429, { decision: "rate_limited", reason: "network" }],
       [request("GET", WELL_KNOWN, { ip }), 200, { decision: "own_endpoint", reason: "policy" }],
       [post(toolCall(1), { ip, contentType: "text/plain" }), 415, { decision: "bad_request", reason: "unsupported_media_type" }],
       [post("x".repeat(2000), { ip }), 413, { decision: "bad_request", reason: "payload_too_large" }],
       [post("{", { ip }), 400, { decision: "bad_request", reason: "parse_error" }],
       [request("PUT", "/mcp", { ip }), 405, { decision: "bad_request", reason: "method_not_allowed" }],
-      [post(toolCall(2, "add"), { ip }), 200, { decision: "admitted", reason: "bucket", rpc: "tools/call", tool: "add", cost: 1, originStatus: 200, plan: "free" }],
+      [
+        post(toolCall(2, "add"), { ip }),
+        200,
+        { decision: "admitted", reason: "bucket", rpc: "tools/call", tool: "add", cost: 1, originStatus: 200, plan: "free" },
+      ],
       [post(toolCall(3), { ip }), 402, { decision: "payment_required", reason: "over_budget", difficulty: 4 }],
     ];
     for (const [req, status, fields] of cases) {
-      const got = await one(gw, req).catch((e) => { throw new Error(`${JSON.stringify(fields)}: ${e.message}`); });
+      const got = await one(gw, req).catch((e) => {
+        throw new Error(`${JSON.stringify(fields)}: ${e.message}`);
+      });
       expect(got.status, JSON.stringify(fields)).toBe(status);
       expect(got.record).toMatchObject({ ...fields, status, method: req.method });
       expect(typeof got.record.latencyMs).toBe("number");
@@ -66,7 +100,14 @@ describe("one decision line per request, for every way a request ends", () => {
     const solution = (await solve(challengeOf(refused))).header;
     const paid = await one(gw, post(toolCall(5), { ip, headers: { "tollbooth-solution": solution } }));
     expect(paid.status).toBe(200);
-    expect(paid.record).toMatchObject({ decision: "admitted", reason: "solution", scheme: "pow", redeemed: true, credits: 2, originStatus: 200 });
+    expect(paid.record).toMatchObject({
+      decision: "admitted",
+      reason: "solution",
+      scheme: "pow",
+      redeemed: true,
+      credits: 2,
+      originStatus: 200,
+    });
     // The same solution again: refused, and the scheme of the refused credential is named.
     const spent = await one(gw, post(toolCall(6), { ip, headers: { "tollbooth-solution": solution } }));
     expect(spent.record).toMatchObject({ decision: "rate_limited", reason: "ceiling", status: 429 });
@@ -141,7 +182,18 @@ describe("no secret in the log", () => {
     expect(records).toHaveLength(5);
     const log = lines.join("\n");
     const challenge = challengeOf(refused).params;
-    for (const secret of [apiKey, keyHash.slice(0, 32), bearer, "bearer-secret-payload", token, token.split(".")[3]!, challenge.signature!, challenge.salt!, solved.header, `nonce="${solved.nonce}"`]) {
+    for (const secret of [
+      apiKey,
+      keyHash.slice(0, 32),
+      bearer,
+      "bearer-secret-payload",
+      token,
+      token.split(".")[3]!,
+      challenge.signature!,
+      challenge.salt!,
+      solved.header,
+      `nonce="${solved.nonce}"`,
+    ]) {
       expect(log, `log contains ${secret}`).not.toContain(secret);
     }
     // The caller is the key's identity, shortened: its prefix and 12 hex characters.
@@ -156,7 +208,10 @@ describe("TOLLBOOTH_DECISION_LOG", () => {
   it("off: no decision line, and the metrics still count every request", async () => {
     observeOrigin();
     const ip = freshIp();
-    const quiet = gateway({ realm: "log-off", bucket: { capacity: 1, refillPerSecond: 0.001 }, challenge: { difficulty: 4 } }, { TOLLBOOTH_DECISION_LOG: "off", TOLLBOOTH_METRICS_FLUSH_MS: "100" });
+    const quiet = gateway(
+      { realm: "log-off", bucket: { capacity: 1, refillPerSecond: 0.001 }, challenge: { difficulty: 4 } },
+      { TOLLBOOTH_DECISION_LOG: "off", TOLLBOOTH_METRICS_FLUSH_MS: "100" },
+    );
     expect((await quiet(post(toolCall(1), { ip }))).status).toBe(200);
     expect((await quiet(post(toolCall(2), { ip }))).status).toBe(402);
     expect(decisions()).toHaveLength(0);

@@ -7,7 +7,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { NetworkLimiter } from "../../../workers/env.ts";
-import { FACILITATOR, FACILITATOR_URL, LND_MACAROON_HEX, LND_URL, base64Json, fakeFacilitator, fakeLnd, x402Payment } from "../payments.ts";
+import { base64Json, FACILITATOR, FACILITATOR_URL, fakeFacilitator, fakeLnd, LND_MACAROON_HEX, LND_URL, x402Payment } from "../payments.ts";
 import {
   challengeOf,
   errorBody,
@@ -15,13 +15,13 @@ import {
   freshIp,
   gateway,
   observeOrigin,
+  type PolicyJson,
   parseChallenge,
   post,
   request,
   rpc,
   solve,
   toolCall,
-  type PolicyJson,
 } from "../support.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";

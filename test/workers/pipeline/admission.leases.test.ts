@@ -8,7 +8,19 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { WELL_KNOWN, advance, errorBody, freezeTime, freshIp, gateway, observeOrigin, parseLimitList, post, request, toolCall } from "../support.ts";
+import {
+  advance,
+  errorBody,
+  freezeTime,
+  freshIp,
+  gateway,
+  observeOrigin,
+  parseLimitList,
+  post,
+  request,
+  toolCall,
+  WELL_KNOWN,
+} from "../support.ts";
 
 let ip: string;
 let origin: ReturnType<typeof observeOrigin>;
@@ -57,7 +69,10 @@ async function send(gw: (r: Request) => Promise<Response>, id: number): Promise<
 describe("admission leases", () => {
   it("a caller in budget at 20 requests/s is admitted from leases: at most 0.1 Durable Object calls per admitted request", async () => {
     const { ns, calls } = countingBuckets();
-    const gw = gateway({ leases: true, bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 1000, refillPerSecond: 100 } }, { CALLER_BUCKET: ns as never });
+    const gw = gateway(
+      { leases: true, bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 1000, refillPerSecond: 100 } },
+      { CALLER_BUCKET: ns as never },
+    );
     for (let i = 1; i <= 200; i++) {
       expect((await send(gw, i)).status).toBe(200);
       advance(50);
@@ -68,7 +83,11 @@ describe("admission leases", () => {
   });
 
   it("over budget, exactly the bucket's allowance is admitted and the rest get 402; the origin sees only what was admitted", async () => {
-    const gw = gateway({ leases: true, bucket: { capacity: 20, refillPerSecond: 0.0001 }, ceiling: { capacity: 1000, refillPerSecond: 100 } });
+    const gw = gateway({
+      leases: true,
+      bucket: { capacity: 20, refillPerSecond: 0.0001 },
+      ceiling: { capacity: 1000, refillPerSecond: 100 },
+    });
     const statuses: number[] = [];
     for (let i = 1; i <= 60; i++) {
       statuses.push((await send(gw, i)).status);
@@ -80,7 +99,11 @@ describe("admission leases", () => {
   });
 
   it("a burst of concurrent requests from a leased caller admits exactly what the bucket holds, no less", async () => {
-    const gw = gateway({ leases: true, bucket: { capacity: 30, refillPerSecond: 0.0001 }, ceiling: { capacity: 1000, refillPerSecond: 100 } });
+    const gw = gateway({
+      leases: true,
+      bucket: { capacity: 30, refillPerSecond: 0.0001 },
+      ceiling: { capacity: 1000, refillPerSecond: 100 },
+    });
     for (let i = 1; i <= 5; i++) {
       expect((await send(gw, i)).status).toBe(200);
       advance(50);
@@ -92,7 +115,11 @@ describe("admission leases", () => {
   });
 
   it("the ceiling is leased too: never more requests than the ceiling allows, whatever the free bucket holds", async () => {
-    const gw = gateway({ leases: true, bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 30, refillPerSecond: 0.0001 } });
+    const gw = gateway({
+      leases: true,
+      bucket: { capacity: 1000, refillPerSecond: 100 },
+      ceiling: { capacity: 30, refillPerSecond: 0.0001 },
+    });
     const statuses: number[] = [];
     for (let i = 1; i <= 80; i++) {
       statuses.push((await send(gw, i)).status);
@@ -104,7 +131,11 @@ describe("admission leases", () => {
   });
 
   it("an expired lease is never spent, and its units go back to the object at the caller's next call", async () => {
-    const gw = gateway({ leases: true, bucket: { capacity: 40, refillPerSecond: 0.0001 }, ceiling: { capacity: 1000, refillPerSecond: 100 } });
+    const gw = gateway({
+      leases: true,
+      bucket: { capacity: 40, refillPerSecond: 0.0001 },
+      ceiling: { capacity: 1000, refillPerSecond: 100 },
+    });
     for (let i = 1; i <= 10; i++) {
       expect((await send(gw, i)).status).toBe(200);
       advance(50);
@@ -121,7 +152,11 @@ describe("admission leases", () => {
   });
 
   it("RateLimit stays truthful from a lease: `r` never exceeds what is left to admit", async () => {
-    const gw = gateway({ leases: true, bucket: { capacity: 30, refillPerSecond: 0.0001 }, ceiling: { capacity: 1000, refillPerSecond: 100 } });
+    const gw = gateway({
+      leases: true,
+      bucket: { capacity: 30, refillPerSecond: 0.0001 },
+      ceiling: { capacity: 1000, refillPerSecond: 100 },
+    });
     let admitted = 0;
     for (let i = 1; i <= 30; i++) {
       const res = await send(gw, i);
@@ -137,7 +172,12 @@ describe("admission leases", () => {
     const { ns, calls } = countingBuckets();
     // The caller's free bucket holds 30 (no refill to speak of); the origin takes 10 from everyone together.
     const gw = gateway(
-      { leases: true, bucket: { capacity: 30, refillPerSecond: 0.0001 }, ceiling: { capacity: 1000, refillPerSecond: 100 }, originCeiling: { capacity: 10, refillPerSecond: 0.01 } },
+      {
+        leases: true,
+        bucket: { capacity: 30, refillPerSecond: 0.0001 },
+        ceiling: { capacity: 1000, refillPerSecond: 100 },
+        originCeiling: { capacity: 10, refillPerSecond: 0.01 },
+      },
       { CALLER_BUCKET: ns as never },
     );
     const statuses: number[] = [];

@@ -12,18 +12,18 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { CallerState } from "../../../workers/objects/caller-state.ts";
 import {
-  WELL_KNOWN,
   challengeOf,
   errorBody,
   fetchChallenge,
   freshIp,
   gateway,
   observeOrigin,
+  type PolicyJson,
   post,
   request,
   solve,
   toolCall,
-  type PolicyJson,
+  WELL_KNOWN,
 } from "../support.ts";
 
 type Fault = "none" | "throw" | "hang";
@@ -80,7 +80,11 @@ async function buyToken(send: (r: Request) => Promise<Response>, ip: string): Pr
 }
 
 const verify = (ip: string, body: unknown) =>
-  new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(body) });
+  new Request(`${WELL_KNOWN}/verify`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+    body: JSON.stringify(body),
+  });
 
 describe('onStoreError "closed" (the default)', () => {
   it("a store that throws: 503 with a JSON-RPC error for the request's id and Retry-After; the origin sees nothing", async () => {
@@ -173,7 +177,11 @@ describe('onStoreError "open"', () => {
     vi.spyOn(console, "warn").mockImplementation(() => {});
     for (const fault of ["throw", "hang"] as const) {
       store.set(fault);
-      const credentials: Array<Record<string, string>> = [{ "tollbooth-token": token }, { "tollbooth-solution": spareSolution }, { "tollbooth-token": "tb1.forged" }];
+      const credentials: Array<Record<string, string>> = [
+        { "tollbooth-token": token },
+        { "tollbooth-solution": spareSolution },
+        { "tollbooth-token": "tb1.forged" },
+      ];
       for (const headers of credentials) {
         const res = await send(post(toolCall(9), { ip, headers }));
         expect(res.status, `${fault} ${Object.keys(headers)[0]}`).toBe(503);

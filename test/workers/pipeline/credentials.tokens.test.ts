@@ -6,11 +6,9 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  GW,
-  SECRET,
-  WELL_KNOWN,
   advance,
   b64url,
+  type Challenge,
   challengeOf,
   decodeToken,
   errorBody,
@@ -18,6 +16,7 @@ import {
   forgeToken,
   freezeTime,
   freshIp,
+  GW,
   gateway,
   ipIdentity,
   kidOf,
@@ -28,9 +27,10 @@ import {
   reasonOf,
   request,
   rows,
+  SECRET,
   solve,
   toolCall,
-  type Challenge,
+  WELL_KNOWN,
 } from "../support.ts";
 
 const POLICY = {
@@ -65,7 +65,10 @@ async function overBudget(headers: Record<string, string>, send: Send = gw): Pro
 }
 
 /** Get a 402, solve it, redeem it with the retried request. @returns that response and its token */
-async function buyToken(headers: Record<string, string> = { "cf-connecting-ip": ip }, send: Send = gw): Promise<{ res: Response; token: string }> {
+async function buyToken(
+  headers: Record<string, string> = { "cf-connecting-ip": ip },
+  send: Send = gw,
+): Promise<{ res: Response; token: string }> {
   const { header } = await solve(await overBudget(headers, send));
   const res = await send(post(toolCall("paid"), { headers: { ...headers, "tollbooth-solution": header } }));
   expect(res.status).toBe(200);
@@ -119,7 +122,9 @@ describe("solving a challenge", () => {
 
   it("zero-cost requests with a token spend no credits", async () => {
     const { token } = await buyToken();
-    const res = await gw(post({ jsonrpc: "2.0", id: 1, method: "tools/list" }, { headers: { "cf-connecting-ip": ip, "tollbooth-token": token } }));
+    const res = await gw(
+      post({ jsonrpc: "2.0", id: 1, method: "tools/list" }, { headers: { "cf-connecting-ip": ip, "tollbooth-token": token } }),
+    );
     expect(res.status).toBe(200);
     expect(res.headers.get("tollbooth-credits")).toBe("4");
   });
@@ -127,7 +132,13 @@ describe("solving a challenge", () => {
   it("redeems separately via POST /.well-known/tollbooth/verify: {token, expires_in, credits}", async () => {
     const ch = await fetchChallenge(gw, { "cf-connecting-ip": ip });
     const { verifyBody } = await solve(ch);
-    const res = await gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify(verifyBody) }));
+    const res = await gw(
+      new Request(`${WELL_KNOWN}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+        body: JSON.stringify(verifyBody),
+      }),
+    );
     expect(res.status).toBe(200);
     const body = (await res.json()) as { token: string; expires_in: number; credits: number };
     expect(body).toEqual({ token: expect.stringMatching(/^tb1\./), expires_in: 30, credits: 5 });
@@ -141,7 +152,13 @@ describe("solving a challenge", () => {
   it("verify also accepts the integers as strings, exactly as they appear in the header", async () => {
     const ch = await fetchChallenge(gw, { "cf-connecting-ip": ip });
     const { nonce } = await solve(ch);
-    const res = await gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify({ ...ch.params, nonce }) }));
+    const res = await gw(
+      new Request(`${WELL_KNOWN}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+        body: JSON.stringify({ ...ch.params, nonce }),
+      }),
+    );
     expect(res.status).toBe(200);
   });
 });
@@ -218,12 +235,21 @@ describe("refused tokens (402 with a reason and a fresh challenge; the origin se
   });
 
   it("forged: signed with a secret the gateway does not have", async () => {
-    const forged = await forgeToken("attacker-secret-0123456789", { sub: ipIdentity(ip), jti: "AAAAAAAAAAAAAAAAAAAAAA", exp: now / 1000 + 30, cr: 5 }, await kidOf(SECRET));
+    const forged = await forgeToken(
+      "attacker-secret-0123456789",
+      { sub: ipIdentity(ip), jti: "AAAAAAAAAAAAAAAAAAAAAA", exp: now / 1000 + 30, cr: 5 },
+      await kidOf(SECRET),
+    );
     await expectRefused(withToken(forged), "token_bad_signature");
   });
 
   it("unknown key id", async () => {
-    const forged = await forgeToken("attacker-secret-0123456789", { sub: ipIdentity(ip), jti: "AAAAAAAAAAAAAAAAAAAAAA", exp: now / 1000 + 30, cr: 5 });
+    const forged = await forgeToken("attacker-secret-0123456789", {
+      sub: ipIdentity(ip),
+      jti: "AAAAAAAAAAAAAAAAAAAAAA",
+      exp: now / 1000 + 30,
+      cr: 5,
+    });
     await expectRefused(withToken(forged), "token_unknown_key");
   });
 
@@ -283,7 +309,8 @@ describe("refused tokens (402 with a reason and a fresh challenge; the origin se
 });
 
 describe("refused solutions (402 with a reason; the origin sees nothing)", () => {
-  const withSolution = (header: string, who = ip) => post(toolCall(1), { headers: { "cf-connecting-ip": who, "tollbooth-solution": header } });
+  const withSolution = (header: string, who = ip) =>
+    post(toolCall(1), { headers: { "cf-connecting-ip": who, "tollbooth-solution": header } });
 
   it("insufficient work, and the challenge is not spent by the refusal", async () => {
     const ch = await overBudget({ "cf-connecting-ip": ip });
@@ -350,7 +377,13 @@ describe("refused solutions (402 with a reason; the origin sees nothing)", () =>
   it("verify answers 422 invalid_solution with the reason, and 400 invalid_request for a malformed body", async () => {
     const ch = await fetchChallenge(gw, { "cf-connecting-ip": ip });
     const verify = (body: unknown) =>
-      gw(new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: typeof body === "string" ? body : JSON.stringify(body) }));
+      gw(
+        new Request(`${WELL_KNOWN}/verify`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+          body: typeof body === "string" ? body : JSON.stringify(body),
+        }),
+      );
     const bad = await verify({ ...(await solve(ch)).verifyBody, nonce: await nonSolution(ch.params.salt!, 8) });
     expect(bad.status).toBe(422);
     expect(await bad.json()).toMatchObject({ error: "invalid_solution", reason: "insufficient_work" });

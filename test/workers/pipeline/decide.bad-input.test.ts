@@ -5,20 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import {
-  GW,
-  errorBody,
-  freezeTime,
-  freshIp,
-  gateway,
-  ipIdentity,
-  observeOrigin,
-  post,
-  request,
-  rows,
-  rpc,
-  toolCall,
-} from "../support.ts";
+import { errorBody, freezeTime, freshIp, GW, gateway, ipIdentity, observeOrigin, post, request, rows, rpc, toolCall } from "../support.ts";
 
 let ip: string;
 let origin: ReturnType<typeof observeOrigin>;
@@ -91,7 +78,11 @@ describe("413 Payload Too Large", () => {
         controller.enqueue(new TextEncoder().encode("x".repeat(1000)));
       },
     });
-    const req = new Request(`${GW}/mcp`, { method: "POST", headers: { "content-type": "application/json", "content-length": "5000", "cf-connecting-ip": ip }, body });
+    const req = new Request(`${GW}/mcp`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": "5000", "cf-connecting-ip": ip },
+      body,
+    });
     await expectError(await small(req), 413, 413);
     expect(pulled).toBeLessThanOrEqual(1); // at most the stream's initial pull: nothing was read
     await untouched();
@@ -117,7 +108,11 @@ describe("413 Payload Too Large", () => {
   it("a body of exactly maxBodyBytes is accepted, by Content-Length and chunked", async () => {
     const exact = jsonOfSize(2048);
     expect((await small(post(exact, { ip }))).status).toBe(200);
-    const chunked = new Request(`${GW}/mcp`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: stream(exact) });
+    const chunked = new Request(`${GW}/mcp`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+      body: stream(exact),
+    });
     expect((await small(chunked)).status).toBe(200);
     expect(origin.requests.map((r) => r.body)).toEqual([exact, exact]);
   });
@@ -161,7 +156,14 @@ describe("400 Bad Request", () => {
   });
 
   it("−32600 for an empty batch and for JSON that is not JSON-RPC 2.0", async () => {
-    for (const body of [[], {}, { jsonrpc: "1.0", id: 1, method: "x" }, { jsonrpc: "2.0", id: {}, method: "x" }, [toolCall(1), 5], "\"a string\""]) {
+    for (const body of [
+      [],
+      {},
+      { jsonrpc: "1.0", id: 1, method: "x" },
+      { jsonrpc: "2.0", id: {}, method: "x" },
+      [toolCall(1), 5],
+      '"a string"',
+    ]) {
       await expectError(await gw(post(body, { ip })), 400, -32600);
     }
     await untouched();
@@ -182,7 +184,9 @@ describe("400 Bad Request", () => {
   it("matching Mcp-Method / Mcp-Name headers go through", async () => {
     const res = await gw(post(toolCall(7, "echo"), { ip, headers: { "mcp-method": "tools/call", "mcp-name": "echo" } }));
     expect(res.status).toBe(200);
-    const read = await gw(post(rpc("resources/read", { uri: "file:///a" }, 8), { ip, headers: { "mcp-method": "resources/read", "mcp-name": "file:///a" } }));
+    const read = await gw(
+      post(rpc("resources/read", { uri: "file:///a" }, 8), { ip, headers: { "mcp-method": "resources/read", "mcp-name": "file:///a" } }),
+    );
     expect(read.status).toBe(200);
     expect(origin.requests).toHaveLength(2);
   });
@@ -192,7 +196,11 @@ describe("403 Forbidden Origin", () => {
   it("refuses a foreign Origin on the MCP endpoint and on tollbooth's own endpoints", async () => {
     await expectError(await gw(post(toolCall(1), { ip, headers: { origin: "http://evil.example" } })), 403, 403);
     await expectError(await gw(request("GET", "/mcp", { ip, headers: { origin: "http://evil.example" } })), 403, 403);
-    await expectError(await gw(request("GET", "/.well-known/tollbooth/challenge", { ip, headers: { origin: "http://evil.example" } })), 403, 403);
+    await expectError(
+      await gw(request("GET", "/.well-known/tollbooth/challenge", { ip, headers: { origin: "http://evil.example" } })),
+      403,
+      403,
+    );
     // Same host on another scheme or port is another origin.
     await expectError(await gw(post(toolCall(1), { ip, headers: { origin: "https://gw.test" } })), 403, 403);
     await expectError(await gw(post(toolCall(1), { ip, headers: { origin: "http://gw.test:8080" } })), 403, 403);
@@ -205,7 +213,7 @@ describe("403 Forbidden Origin", () => {
     expect(origin.requests).toHaveLength(2);
   });
 
-  it("allows the origins listed in allowedOrigins, and any with \"*\"", async () => {
+  it('allows the origins listed in allowedOrigins, and any with "*"', async () => {
     const listed = gateway({ allowedOrigins: ["https://app.example"] });
     expect((await listed(post(toolCall(1), { ip, headers: { origin: "https://app.example" } }))).status).toBe(200);
     await expectError(await listed(post(toolCall(2), { ip, headers: { origin: "https://other.example" } })), 403, 403);
@@ -259,7 +267,10 @@ describe("500 misconfiguration", () => {
   });
 
   it("names a cost that exceeds the bucket capacity", async () => {
-    await misconfigured(gateway({ bucket: { capacity: 5, refillPerSecond: 1 }, costs: { tools: { huge: 6 } } }), "TOLLBOOTH_POLICY.costs.tools.huge");
+    await misconfigured(
+      gateway({ bucket: { capacity: 5, refillPerSecond: 1 }, costs: { tools: { huge: 6 } } }),
+      "TOLLBOOTH_POLICY.costs.tools.huge",
+    );
   });
 
   it("says when TOLLBOOTH_POLICY is not JSON", async () => {

@@ -9,7 +9,6 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { NetworkLimiter } from "../../../workers/env.ts";
 import {
-  WELL_KNOWN,
   advance,
   challengeOf,
   errorBody,
@@ -18,6 +17,7 @@ import {
   gateway,
   ipIdentity,
   observeOrigin,
+  type PolicyJson,
   parseLimitList,
   post,
   reasonOf,
@@ -25,7 +25,7 @@ import {
   rpc,
   solve,
   toolCall,
-  type PolicyJson,
+  WELL_KNOWN,
 } from "../support.ts";
 
 let ip: string;
@@ -61,7 +61,11 @@ function withLimiter(policy: PolicyJson, limiter: NetworkLimiter): (r: Request) 
   return gateway({ ...policy, realm: `layers-${++realmSeq}` }, { TOLLBOOTH_NETWORK_LIMIT: limiter });
 }
 
-const ROOMY = { bucket: { capacity: 100, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 100 }, challenge: { difficulty: 4 } };
+const ROOMY = {
+  bucket: { capacity: 100, refillPerSecond: 1 },
+  ceiling: { capacity: 1000, refillPerSecond: 100 },
+  challenge: { difficulty: 4 },
+};
 
 async function expectNetwork429(res: Response, retryAfter: number, network: string): Promise<void> {
   expect(res.status).toBe(429);
@@ -95,7 +99,11 @@ describe("network ceiling", () => {
       request("GET", WELL_KNOWN, { ip }),
       request("GET", `${WELL_KNOWN}/status`, { ip }),
       request("GET", `${WELL_KNOWN}/challenge`, { ip }),
-      new Request(`${WELL_KNOWN}/verify`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: "{}" }),
+      new Request(`${WELL_KNOWN}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+        body: "{}",
+      }),
       request("GET", "/mcp", { ip }),
       request("GET", "/.well-known/oauth-protected-resource", { ip }),
     ]) {
@@ -193,7 +201,11 @@ describe("origin ceiling", () => {
   });
 
   it("a solve sent with a request the origin ceiling refuses is not lost: the token comes back with all its credits", async () => {
-    const send = gateway({ ...POLICY, bucket: { capacity: 1, refillPerSecond: 0.001 }, originCeiling: { capacity: 2, refillPerSecond: 0.001 } });
+    const send = gateway({
+      ...POLICY,
+      bucket: { capacity: 1, refillPerSecond: 0.001 },
+      originCeiling: { capacity: 2, refillPerSecond: 0.001 },
+    });
     expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
     const { header } = await solve(challengeOf(await send(post(toolCall(2), { ip }))));
     expect((await send(post(toolCall(3), { ip: freshIp() }))).status).toBe(200); // the origin ceiling is now full
@@ -220,7 +232,11 @@ describe("origin ceiling", () => {
 });
 
 describe("unverified callers share their network's free budget", () => {
-  const POLICY = { bucket: { capacity: 5, refillPerSecond: 0.001 }, ceiling: { capacity: 2000, refillPerSecond: 100 }, challenge: { difficulty: 4 } };
+  const POLICY = {
+    bucket: { capacity: 5, refillPerSecond: 0.001 },
+    ceiling: { capacity: 2000, refillPerSecond: 100 },
+    challenge: { difficulty: 4 },
+  };
 
   it("500 invented API keys and bearer tokens from one address get one allowance between them", async () => {
     const send = gateway(POLICY);
@@ -229,7 +245,8 @@ describe("unverified callers share their network's free budget", () => {
       const batch = await Promise.all(
         Array.from({ length: 50 }, (_, i) => {
           const n = round * 50 + i;
-          const headers: Record<string, string> = n % 2 === 0 ? { "x-api-key": `invented-${n}` } : { authorization: `Bearer invented.${n}.token` };
+          const headers: Record<string, string> =
+            n % 2 === 0 ? { "x-api-key": `invented-${n}` } : { authorization: `Bearer invented.${n}.token` };
           return send(post(toolCall(n), { ip, headers }));
         }),
       );

@@ -7,7 +7,6 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  WELL_KNOWN,
   challengeOf,
   errorBody,
   freezeTime,
@@ -23,6 +22,7 @@ import {
   sha256,
   solve,
   toolCall,
+  WELL_KNOWN,
 } from "../support.ts";
 
 const PRO_KEY = "tb_live_pro_0123456789abcdef0123456789";
@@ -170,7 +170,11 @@ describe("plans", () => {
 
   it("a request costing more than a solve buys (but within the bucket) gets 429 with Retry-After and no challenge", async () => {
     // Capacity 10, a solve buys 5: a batch of 7 fits the bucket only.
-    const send = gateway({ bucket: { capacity: 10, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 100 }, challenge: { difficulty: 4, credits: 5 } });
+    const send = gateway({
+      bucket: { capacity: 10, refillPerSecond: 1 },
+      ceiling: { capacity: 1000, refillPerSecond: 100 },
+      challenge: { difficulty: 4, credits: 5 },
+    });
     const spend = await send(post([toolCall(1), toolCall(2), toolCall(3), toolCall(4)], { ip }));
     expect(spend.status).toBe(200); // 6 left
     const batch = Array.from({ length: 7 }, (_, i) => toolCall(10 + i));

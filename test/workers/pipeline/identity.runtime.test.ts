@@ -4,7 +4,7 @@
  * by JWT (static keys) and by API keys read from the `TOLLBOOTH_KEYS` KV binding.
  */
 import { env } from "cloudflare:workers";
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
+import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { identityResolver } from "../../../shared/identity/index.ts";
 import { parsePolicy } from "../../../workers/schemes/policy.ts";
@@ -15,11 +15,20 @@ const AUD = "https://gw.test/mcp";
 const JWKS_URL = "https://auth.example.test/.well-known/jwks.json";
 const jwtId = async (sub: string) => `jwt:${hex(await sha256(`${ISS}\n${sub}`)).slice(0, 32)}`;
 
-async function keyPair(alg: string, kid: string): Promise<{ jwk: JWK; privateKey: CryptoKey; sign: (claims: Record<string, unknown>) => Promise<string> }> {
+async function keyPair(
+  alg: string,
+  kid: string,
+): Promise<{ jwk: JWK; privateKey: CryptoKey; sign: (claims: Record<string, unknown>) => Promise<string> }> {
   const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
   const sign = (claims: Record<string, unknown>) =>
-    new SignJWT(claims).setProtectedHeader({ alg, kid }).setIssuer(ISS).setAudience(AUD).setIssuedAt().setExpirationTime("5m").sign(privateKey);
+    new SignJWT(claims)
+      .setProtectedHeader({ alg, kid })
+      .setIssuer(ISS)
+      .setAudience(AUD)
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(privateKey);
   return { jwk, privateKey, sign };
 }
 
@@ -32,7 +41,9 @@ describe("jose in workerd", () => {
         fetched.push(String(input));
         return new Response(JSON.stringify({ keys: [key.jwk] }), { headers: { "content-type": "application/json" } });
       }) as typeof fetch;
-      const resolve = identityResolver(parsePolicy({ identity: { jwt: { jwksUrl: JWKS_URL, issuer: ISS, audience: AUD } } }).identity, { fetch: fetchJwks });
+      const resolve = identityResolver(parsePolicy({ identity: { jwt: { jwksUrl: JWKS_URL, issuer: ISS, audience: AUD } } }).identity, {
+        fetch: fetchJwks,
+      });
       const ip = freshIp();
       const token = await key.sign({ sub: `sub-${alg}` });
       expect(await resolve(new Headers({ authorization: `Bearer ${token}`, "cf-connecting-ip": ip }))).toEqual({
@@ -54,13 +65,20 @@ describe("JWKS fetches in workerd (where jose's own remote set drops its shared 
   const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
   const randomHex = (bytes: number) => hex(crypto.getRandomValues(new Uint8Array(bytes)));
   /** What anyone can send: the configured `iss`, an invented `kid`, random bytes for a signature. */
-  const forged = () => `${b64({ alg: "ES256", kid: randomHex(8) })}.${b64({ iss: ISS, aud: AUD, sub: "alice", exp: Math.floor(Date.now() / 1000) + 300 })}.${Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("base64url")}`;
+  const forged = () =>
+    `${b64({ alg: "ES256", kid: randomHex(8) })}.${b64({ iss: ISS, aud: AUD, sub: "alice", exp: Math.floor(Date.now() / 1000) + 300 })}.${Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("base64url")}`;
   const ip = freshIp();
   const flood = (resolve: (headers: Headers) => Promise<{ id: string }>, n: number) =>
     Array.from({ length: n }, async () => (await resolve(new Headers({ authorization: `Bearer ${forged()}`, "cf-connecting-ip": ip }))).id);
 
   for (const [name, answer] of [
-    ["takes 1 s", async (jwk: JWK) => { await new Promise((r) => setTimeout(r, 1000)); return new Response(JSON.stringify({ keys: [jwk] }), { headers: { "content-type": "application/json" } }); }],
+    [
+      "takes 1 s",
+      async (jwk: JWK) => {
+        await new Promise((r) => setTimeout(r, 1000));
+        return new Response(JSON.stringify({ keys: [jwk] }), { headers: { "content-type": "application/json" } });
+      },
+    ],
     ["answers 500", async () => new Response(JSON.stringify({ error: "unavailable" }), { status: 500 })],
   ] as const) {
     it(`makes one fetch for 100 invented kids sent at once while the JWKS ${name}, and none for 50 more`, async () => {
@@ -70,7 +88,9 @@ describe("JWKS fetches in workerd (where jose's own remote set drops its shared 
         fetches++;
         return answer(key.jwk);
       }) as typeof fetch;
-      const resolve = identityResolver(parsePolicy({ identity: { jwt: { jwksUrl: JWKS_URL, issuer: ISS, audience: AUD } } }).identity, { fetch: fetchJwks });
+      const resolve = identityResolver(parsePolicy({ identity: { jwt: { jwksUrl: JWKS_URL, issuer: ISS, audience: AUD } } }).identity, {
+        fetch: fetchJwks,
+      });
       expect(await Promise.all([...flood(resolve, 50), ...flood(resolve, 50)])).toEqual(Array(100).fill(`ip:${ip}`));
       expect(fetches).toBe(1);
       expect(await Promise.all(flood(resolve, 50))).toEqual(Array(50).fill(`ip:${ip}`));
@@ -87,9 +107,18 @@ describe("the Worker names its callers", () => {
       identity: { jwt: { keys: [key.jwk], issuer: ISS, audience: AUD, planClaim: "tb_plan" } },
     });
     const ip = freshIp();
-    const status = async (headers: Record<string, string>) => (await (await gw(request("GET", "/.well-known/tollbooth/status", { ip, headers }))).json()) as Record<string, unknown>;
-    expect(await status({ authorization: `Bearer ${await key.sign({ sub: "w-alice", tb_plan: "pro" })}` })).toMatchObject({ caller: await jwtId("w-alice"), plan: "pro", verified: true });
-    expect(await status({ authorization: `Bearer ${await key.sign({ sub: "w-bob" })}` })).toMatchObject({ caller: await jwtId("w-bob"), plan: "free", verified: true });
+    const status = async (headers: Record<string, string>) =>
+      (await (await gw(request("GET", "/.well-known/tollbooth/status", { ip, headers }))).json()) as Record<string, unknown>;
+    expect(await status({ authorization: `Bearer ${await key.sign({ sub: "w-alice", tb_plan: "pro" })}` })).toMatchObject({
+      caller: await jwtId("w-alice"),
+      plan: "pro",
+      verified: true,
+    });
+    expect(await status({ authorization: `Bearer ${await key.sign({ sub: "w-bob" })}` })).toMatchObject({
+      caller: await jwtId("w-bob"),
+      plan: "free",
+      verified: true,
+    });
     expect(await status({ authorization: "Bearer invented" })).toMatchObject({ caller: `ip:${ip}`, verified: false });
   });
 
@@ -98,7 +127,13 @@ describe("the Worker names its callers", () => {
     const operator = await keyPair("ES256", "op-1");
     const partner = await keyPair("ES256", "partner-1");
     const partnerSigns = (iss: string, claims: Record<string, unknown>) =>
-      new SignJWT(claims).setProtectedHeader({ alg: "ES256", kid: "partner-1" }).setIssuer(iss).setAudience(AUD).setIssuedAt().setExpirationTime("5m").sign(partner.privateKey);
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: "ES256", kid: "partner-1" })
+        .setIssuer(iss)
+        .setAudience(AUD)
+        .setIssuedAt()
+        .setExpirationTime("5m")
+        .sign(partner.privateKey);
     const gw = gateway({
       plans: { pro: { bucket: { capacity: 50, refillPerSecond: 1 } }, enterprise: { bucket: { capacity: 500, refillPerSecond: 10 } } },
       identity: {
@@ -109,23 +144,45 @@ describe("the Worker names its callers", () => {
       },
     });
     const ip = freshIp();
-    const status = async (token: string) => (await (await gw(request("GET", "/.well-known/tollbooth/status", { ip, headers: { authorization: `Bearer ${token}` } }))).json()) as Record<string, unknown>;
-    expect(await status(await operator.sign({ sub: "w-alice", tb_plan: "enterprise" }))).toMatchObject({ caller: await jwtId("w-alice"), plan: "enterprise", verified: true });
+    const status = async (token: string) =>
+      (await (
+        await gw(request("GET", "/.well-known/tollbooth/status", { ip, headers: { authorization: `Bearer ${token}` } }))
+      ).json()) as Record<string, unknown>;
+    expect(await status(await operator.sign({ sub: "w-alice", tb_plan: "enterprise" }))).toMatchObject({
+      caller: await jwtId("w-alice"),
+      plan: "enterprise",
+      verified: true,
+    });
     // The partner's key claiming the operator's iss: not the operator's alice, not enterprise.
-    expect(await status(await partnerSigns(ISS, { sub: "w-alice", tb_plan: "enterprise" }))).toMatchObject({ caller: `ip:${ip}`, plan: "free", verified: false });
-    expect(await status(await partnerSigns(PARTNER, { sub: "w-alice", partner_plan: "pro", tb_plan: "enterprise" }))).toMatchObject({ caller: `jwt:${hex(await sha256(`${PARTNER}\nw-alice`)).slice(0, 32)}`, plan: "pro", verified: true });
-    expect(await status(await partnerSigns(PARTNER, { sub: "w-bob", partner_plan: "enterprise" }))).toMatchObject({ plan: "free", verified: true });
+    expect(await status(await partnerSigns(ISS, { sub: "w-alice", tb_plan: "enterprise" }))).toMatchObject({
+      caller: `ip:${ip}`,
+      plan: "free",
+      verified: false,
+    });
+    expect(await status(await partnerSigns(PARTNER, { sub: "w-alice", partner_plan: "pro", tb_plan: "enterprise" }))).toMatchObject({
+      caller: `jwt:${hex(await sha256(`${PARTNER}\nw-alice`)).slice(0, 32)}`,
+      plan: "pro",
+      verified: true,
+    });
+    expect(await status(await partnerSigns(PARTNER, { sub: "w-bob", partner_plan: "enterprise" }))).toMatchObject({
+      plan: "free",
+      verified: true,
+    });
   });
 
   it("by an API key found in the TOLLBOOTH_KEYS binding (wrangler.toml [[kv_namespaces]])", async () => {
     const kv = env.TOLLBOOTH_KEYS;
-    expect(kv, "wrangler.toml needs [[kv_namespaces]] binding = \"TOLLBOOTH_KEYS\"").toBeDefined();
+    expect(kv, 'wrangler.toml needs [[kv_namespaces]] binding = "TOLLBOOTH_KEYS"').toBeDefined();
     const key = `tb_${crypto.randomUUID()}`;
     const hash = hex(await sha256(key));
     await kv!.put(hash, JSON.stringify({ name: "w-carol", plan: "pro", created: new Date().toISOString() }));
     const gw = gateway({ plans: { pro: { bucket: { capacity: 50, refillPerSecond: 1 } } } });
     const ip = freshIp();
-    const status = async (apiKey: string) => (await (await gw(request("GET", "/.well-known/tollbooth/status", { ip, headers: { "x-api-key": apiKey } }))).json()) as Record<string, unknown>;
+    const status = async (apiKey: string) =>
+      (await (await gw(request("GET", "/.well-known/tollbooth/status", { ip, headers: { "x-api-key": apiKey } }))).json()) as Record<
+        string,
+        unknown
+      >;
     expect(await status(key)).toMatchObject({ caller: `key:${hash.slice(0, 32)}`, plan: "pro", verified: true });
     expect(await status(`${key}x`)).toMatchObject({ caller: `ip:${ip}`, plan: "free", verified: false });
   });

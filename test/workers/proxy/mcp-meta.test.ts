@@ -93,7 +93,10 @@ const result = (id: string | number, extra: Record<string, unknown> = {}) => ({
   id,
   result: { content: [{ type: "text", text: "ok\nline two" }], ...extra },
 });
-const withReceipt = (r: ReturnType<typeof result>) => ({ ...r, result: { ...r.result, _meta: { ...(r.result as { _meta?: object })._meta, ...RECEIPT } } });
+const withReceipt = (r: ReturnType<typeof result>) => ({
+  ...r,
+  result: { ...r.result, _meta: { ...(r.result as { _meta?: object })._meta, ...RECEIPT } },
+});
 
 // ---------------------------------------------------------------------------------------------
 // takeMetaFromRequest
@@ -106,7 +109,11 @@ describe("takeMetaFromRequest", () => {
       jsonrpc: "2.0",
       id: "req-1",
       method: "tools/call",
-      params: { name: "echo", arguments: { message: "hé \u2028 ✓", n: 1.5, list: [1, null, true] }, _meta: { progressToken: 3, [KEY]: payment } },
+      params: {
+        name: "echo",
+        arguments: { message: "hé \u2028 ✓", n: 1.5, list: [1, null, true] },
+        _meta: { progressToken: 3, [KEY]: payment },
+      },
     };
     // Spaced and ordered as a client might send it.
     const raw = enc.encode(JSON.stringify(request, null, 2));
@@ -126,7 +133,10 @@ describe("takeMetaFromRequest", () => {
   });
 
   it("takes a null value (present, so taken)", () => {
-    const taken = takeMetaFromRequest(enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: { [KEY]: null, a: 1 } } })), KEY);
+    const taken = takeMetaFromRequest(
+      enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: { [KEY]: null, a: 1 } } })),
+      KEY,
+    );
     expect(taken).not.toBeNull();
     expect(taken!.value).toBeNull();
     expect(JSON.parse(dec.decode(taken!.body)).params).toEqual({ _meta: { a: 1 } });
@@ -146,9 +156,12 @@ describe("takeMetaFromRequest", () => {
       null,
     ];
     for (const body of absent) expect(takeMetaFromRequest(enc.encode(JSON.stringify(body)), KEY), JSON.stringify(body)).toBeNull();
-    for (const raw of [enc.encode("{not json"), Uint8Array.of(0x7b, 0xff, 0x7d), new Uint8Array(0)]) expect(takeMetaFromRequest(raw, KEY)).toBeNull();
+    for (const raw of [enc.encode("{not json"), Uint8Array.of(0x7b, 0xff, 0x7d), new Uint8Array(0)])
+      expect(takeMetaFromRequest(raw, KEY)).toBeNull();
     // An inherited name is not a member.
-    expect(takeMetaFromRequest(enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: {} } })), "toString")).toBeNull();
+    expect(
+      takeMetaFromRequest(enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: {} } })), "toString"),
+    ).toBeNull();
   });
 });
 
@@ -220,7 +233,9 @@ describe("addResultMeta: text/event-stream", () => {
     const out = await res.text();
     const head = stream.slice(0, stream.indexOf("retry:"));
     expect(out.startsWith(head)).toBe(true);
-    expect(out.slice(head.length)).toBe(`retry: 1000\nid: ev-3\nevent: message\ndata: ${JSON.stringify(withReceipt(result(7)))}\n: trailing comment\n\n`);
+    expect(out.slice(head.length)).toBe(
+      `retry: 1000\nid: ev-3\nevent: message\ndata: ${JSON.stringify(withReceipt(result(7)))}\n: trailing comment\n\n`,
+    );
     const events = readSse(out);
     expect(events.map((e) => e.id)).toEqual(["ev-1", "ev-2", "ev-3"]);
     expect(JSON.parse(events[2]!.data)).toEqual(withReceipt(result(7)));
@@ -263,11 +278,16 @@ describe("addResultMeta: text/event-stream", () => {
 
   it("rewrites only the first response to the id, and passes non-JSON and non-UTF-8 events unchanged", async () => {
     const head = `data: not json\n\n`;
-    const bad = Uint8Array.of(...enc.encode("data: {\"id\":7,"), 0xff, ...enc.encode("}\n\n"));
+    const bad = Uint8Array.of(...enc.encode('data: {"id":7,'), 0xff, ...enc.encode("}\n\n"));
     const tail = `data: ${JSON.stringify(result(7))}\n\n`;
     const chunks = [enc.encode(head), bad, enc.encode(tail), enc.encode(tail)];
-    const out = await (await addResultMeta(sse(chunks), 7, RECEIPT).arrayBuffer());
-    const expected = [...enc.encode(head), ...bad, ...enc.encode(`data: ${JSON.stringify(withReceipt(result(7)))}\n\n`), ...enc.encode(tail)];
+    const out = await await addResultMeta(sse(chunks), 7, RECEIPT).arrayBuffer();
+    const expected = [
+      ...enc.encode(head),
+      ...bad,
+      ...enc.encode(`data: ${JSON.stringify(withReceipt(result(7)))}\n\n`),
+      ...enc.encode(tail),
+    ];
     expect([...new Uint8Array(out)]).toEqual(expected);
   });
 
@@ -321,7 +341,14 @@ describe("addResultMeta: text/event-stream", () => {
 
   it("property: output bytes do not depend on chunking, and only the response gains the receipt", async () => {
     const eol = fc.constantFrom("\n", "\r\n", "\r");
-    const message = fc.constantFrom<unknown>(notification, serverRequest, result(8), result("7"), { jsonrpc: "2.0", id: 9, error: { code: 1, message: "x" } }, "not json");
+    const message = fc.constantFrom<unknown>(
+      notification,
+      serverRequest,
+      result(8),
+      result("7"),
+      { jsonrpc: "2.0", id: 9, error: { code: 1, message: "x" } },
+      "not json",
+    );
     const event = fc.record({
       id: fc.option(fc.stringMatching(/^[a-z0-9-]{1,8}$/), { nil: undefined }),
       type: fc.option(fc.constantFrom("message", "other"), { nil: undefined }),
@@ -351,7 +378,14 @@ describe("addResultMeta: text/event-stream", () => {
           const text = [...before, t, ...after].map(render).join("");
           const bytes = enc.encode(text);
           const whole = await throughSse([bytes]);
-          expect(await throughSse(cut(bytes, cuts.map((c) => c % (bytes.length + 1))))).toBe(whole);
+          expect(
+            await throughSse(
+              cut(
+                bytes,
+                cuts.map((c) => c % (bytes.length + 1)),
+              ),
+            ),
+          ).toBe(whole);
           const inEvents = readSse(text);
           const outEvents = readSse(whole);
           expect(outEvents.length).toBe(inEvents.length);

@@ -13,27 +13,27 @@
 import { Hono } from "hono";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { importKeyring } from "../../../shared/credentials/keys.ts";
-import { mcpProxy } from "../../../workers/proxy/proxy.ts";
 import type { TollboothVariables } from "../../../workers/pipeline/middleware.ts";
+import { mcpProxy } from "../../../workers/proxy/proxy.ts";
 import {
-  GW,
-  ORIGIN_URL,
-  SECRET,
   b64url,
   canonical,
   errorBody,
+  type Forwarded,
   freezeTime,
   freshIp,
+  GW,
   gateway,
   hmacSha256,
   kidOf,
+  ORIGIN_URL,
   observeOrigin,
   post,
   request,
   rpc,
+  SECRET,
   sha256,
   toolCall,
-  type Forwarded,
 } from "../support.ts";
 
 let ip: string;
@@ -56,7 +56,14 @@ async function cameThroughTollbooth(f: Forwarded, secret: string): Promise<boole
   const m = /^t=(\d+), kid=([\w-]+), sig=([\w-]+)$/.exec(f.headers["tollbooth-signature"] ?? "");
   if (!m || Math.abs(Date.now() / 1000 - Number(m[1])) > 60) return false;
   const u = new URL(f.url);
-  const data = canonical(["tollbooth/origin-proof/v2", m[1]!, f.headers["tollbooth-caller"] ?? "", f.method, u.pathname + u.search, digest]);
+  const data = canonical([
+    "tollbooth/origin-proof/v2",
+    m[1]!,
+    f.headers["tollbooth-caller"] ?? "",
+    f.method,
+    u.pathname + u.search,
+    digest,
+  ]);
   return b64url(await hmacSha256(secret, data)) === m[3];
 }
 
@@ -91,7 +98,7 @@ describe("a JSON-RPC POST is read as UTF-8 JSON only: anything else is 415 and n
     });
   }
 
-  it("refuses a repeated Content-Type header (Workers joins repeated headers with \", \")", async () => {
+  it('refuses a repeated Content-Type header (Workers joins repeated headers with ", ")', async () => {
     const origin = observeOrigin();
     const headers = new Headers({ "cf-connecting-ip": ip });
     headers.append("content-type", "application/json");
@@ -101,7 +108,13 @@ describe("a JSON-RPC POST is read as UTF-8 JSON only: anything else is 415 and n
     expect(origin.requests).toHaveLength(0);
   });
 
-  const accepted = ["application/json", "application/json; charset=utf-8", "application/json;charset=UTF-8", 'application/json; charset="utf-8"', "Application/JSON ; Charset=Utf-8"];
+  const accepted = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/json;charset=UTF-8",
+    'application/json; charset="utf-8"',
+    "Application/JSON ; Charset=Utf-8",
+  ];
   for (const type of accepted) {
     it(`accepts ${JSON.stringify(type)} and forwards Content-Type: application/json exactly`, async () => {
       const origin = observeOrigin();
@@ -123,7 +136,8 @@ describe("a JSON-RPC POST is read as UTF-8 JSON only: anything else is 415 and n
 });
 
 describe("nesting is bounded before parsing", () => {
-  const nested = (depth: number) => `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":${"[".repeat(depth)}${"]".repeat(depth)}}}}`;
+  const nested = (depth: number) =>
+    `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":${"[".repeat(depth)}${"]".repeat(depth)}}}}`;
 
   it("45,000 levels: 400 with −32600 naming the limit (64 by default), and the origin gets nothing", async () => {
     const origin = observeOrigin();
@@ -148,7 +162,12 @@ describe("nesting is bounded before parsing", () => {
 
   it("brackets inside strings do not count", async () => {
     const origin = observeOrigin();
-    const res = await gateway()(post(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":"${"[{".repeat(5000)}\\"${"[".repeat(100)}"}}}`, { ip }));
+    const res = await gateway()(
+      post(
+        `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":"${"[{".repeat(5000)}\\"${"[".repeat(100)}"}}}`,
+        { ip },
+      ),
+    );
     expect(res.status).toBe(200);
     expect(origin.requests).toHaveLength(1);
   });
@@ -175,7 +194,16 @@ describe("what reaches the origin", () => {
     expect(h["x-forwarded-for"]).toBe(ip);
     expect(h["x-forwarded-host"]).toBe("gw.test");
     expect(h["x-forwarded-proto"]).toBe("http");
-    for (const name of ["x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip"]) {
+    for (const name of [
+      "x-forwarded-port",
+      "x-forwarded-prefix",
+      "x-forwarded-server",
+      "forwarded",
+      "x-real-ip",
+      "true-client-ip",
+      "x-client-ip",
+      "x-cluster-client-ip",
+    ]) {
       expect(h[name], name).toBeUndefined();
     }
     expect(JSON.stringify(h)).not.toContain("6.6.6.6");
@@ -251,7 +279,12 @@ describe("a body that does not arrive in time", () => {
         cancelled = true;
       },
     });
-    const req = new Request(`${GW}/mcp`, { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body, duplex: "half" } as RequestInit);
+    const req = new Request(`${GW}/mcp`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+      body,
+      duplex: "half",
+    } as RequestInit);
     const started = Date.now();
     const res = await gateway({ bodyTimeoutMs: 300 })(req);
     expect(res.status).toBe(408);
@@ -274,7 +307,10 @@ interface Hooks {
 }
 
 /** mcpProxy() behind a stub middleware that hands it a state with spied hooks. */
-function proxyWithHooks(opts: { timeoutMs?: number; streamMaxMs?: number } = {}): { send: (r: Request) => Promise<Response>; hooks: Hooks } {
+function proxyWithHooks(opts: { timeoutMs?: number; streamMaxMs?: number } = {}): {
+  send: (r: Request) => Promise<Response>;
+  hooks: Hooks;
+} {
   const hooks: Hooks = { refund: vi.fn(), release: vi.fn() };
   const app = new Hono<{ Variables: TollboothVariables }>();
   app.use(async (c, next) => {
@@ -290,7 +326,10 @@ function proxyWithHooks(opts: { timeoutMs?: number; streamMaxMs?: number } = {})
     });
     await next();
   });
-  app.all("*", mcpProxy({ originUrl: ORIGIN_URL, proofKey: async () => (await importKeyring(SECRET)).signer, timeoutMs: opts.timeoutMs ?? 5_000 }));
+  app.all(
+    "*",
+    mcpProxy({ originUrl: ORIGIN_URL, proofKey: async () => (await importKeyring(SECRET)).signer, timeoutMs: opts.timeoutMs ?? 5_000 }),
+  );
   return { send: async (r) => app.fetch(r), hooks };
 }
 
@@ -309,7 +348,10 @@ describe("refund: the origin never answered", () => {
   });
 
   it("504 (no response headers in time): refund once", async () => {
-    observeOrigin((_f, signal) => new Promise((_, reject) => signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")))));
+    observeOrigin(
+      (_f, signal) =>
+        new Promise((_, reject) => signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")))),
+    );
     const { send, hooks } = proxyWithHooks({ timeoutMs: 100 });
     expect((await send(post(toolCall(1), { ip }))).status).toBe(504);
     expect(hooks.refund).toHaveBeenCalledTimes(1);

@@ -7,27 +7,27 @@
  */
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import {
-  GW,
-  ORIGIN_URL,
-  SECRET,
   authIdentity,
   b64url,
   canonical,
   challengeOf,
   errorBody,
+  type Forwarded,
   freezeTime,
   freshIp,
+  GW,
   gateway,
   hmacSha256,
   ipIdentity,
   kidOf,
+  ORIGIN_URL,
   observeOrigin,
   post,
   request,
+  SECRET,
   sha256,
   solve,
   toolCall,
-  type Forwarded,
 } from "../support.ts";
 
 let now: number;
@@ -50,7 +50,14 @@ async function cameThroughTollbooth(f: Forwarded, secret: string, nowMs: number)
   const digest = f.headers["content-digest"] ?? "";
   if (digest !== (await digestOf(f.body))) return false;
   const u = new URL(f.url);
-  const data = canonical(["tollbooth/origin-proof/v2", m[1]!, f.headers["tollbooth-caller"] ?? "", f.method, u.pathname + u.search, digest]);
+  const data = canonical([
+    "tollbooth/origin-proof/v2",
+    m[1]!,
+    f.headers["tollbooth-caller"] ?? "",
+    f.method,
+    u.pathname + u.search,
+    digest,
+  ]);
   return b64url(await hmacSha256(secret, data)) === m[3];
 }
 
@@ -112,7 +119,9 @@ describe("forwarding to the origin", () => {
     expect(f.headers["content-digest"]).toBe(await digestOf(f.body));
     const other = JSON.stringify(toolCall(1, "expensive"));
     expect(await cameThroughTollbooth({ ...f, body: other }, SECRET, now)).toBe(false);
-    expect(await cameThroughTollbooth({ ...f, body: other, headers: { ...f.headers, "content-digest": await digestOf(other) } }, SECRET, now)).toBe(false);
+    expect(
+      await cameThroughTollbooth({ ...f, body: other, headers: { ...f.headers, "content-digest": await digestOf(other) } }, SECRET, now),
+    ).toBe(false);
   });
 
   it("the caller named to the origin is the network for an unverified Authorization (default strategies), forwarded untouched", async () => {
@@ -190,7 +199,13 @@ describe("forwarding to the origin", () => {
 
 describe("the origin's answer", () => {
   it("is passed through: status, headers, body; plus the rate-limit fields", async () => {
-    observeOrigin(() => new Response('{"jsonrpc":"2.0","id":1,"result":{"x":1}}', { status: 202, headers: { "content-type": "application/json", "mcp-session-id": "from-origin", "x-origin": "yes" } }));
+    observeOrigin(
+      () =>
+        new Response('{"jsonrpc":"2.0","id":1,"result":{"x":1}}', {
+          status: 202,
+          headers: { "content-type": "application/json", "mcp-session-id": "from-origin", "x-origin": "yes" },
+        }),
+    );
     const res = await gateway()(post(toolCall(1), { ip }));
     expect(res.status).toBe(202);
     expect(res.headers.get("mcp-session-id")).toBe("from-origin");
@@ -287,7 +302,12 @@ function sseMessages(text: string): unknown[] {
     .map((e) => {
       const lines = e.split("\n");
       expect(lines).toContain("event: message");
-      return JSON.parse(lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n"));
+      return JSON.parse(
+        lines
+          .filter((l) => l.startsWith("data: "))
+          .map((l) => l.slice(6))
+          .join("\n"),
+      );
     });
 }
 
@@ -308,14 +328,15 @@ describe("an origin that resets an SSE answer before answering", () => {
 
   it("in a batch, only the requests the origin had not answered get the error; a half-sent event is dropped", async () => {
     const answered = { jsonrpc: "2.0", id: 1, result: { content: [] } };
-    observeOrigin(() =>
-      new Response(
-        resettingStream([
-          `id: e1\r\nevent: message\r\ndata: ${JSON.stringify(answered)}\r\n\r\n`,
-          `event: message\ndata: {"jsonrpc":"2.0","id":"2","res`, // cut mid-event
-        ]),
-        SSE,
-      ),
+    observeOrigin(
+      () =>
+        new Response(
+          resettingStream([
+            `id: e1\r\nevent: message\r\ndata: ${JSON.stringify(answered)}\r\n\r\n`,
+            `event: message\ndata: {"jsonrpc":"2.0","id":"2","res`, // cut mid-event
+          ]),
+          SSE,
+        ),
     );
     const batch = [toolCall(1), toolCall("2"), { jsonrpc: "2.0", method: "notifications/initialized" }, toolCall(3)];
     const res = await gateway()(post(batch, { ip }));
@@ -326,7 +347,7 @@ describe("an origin that resets an SSE answer before answering", () => {
     expect(appended).toEqual([resetError("2"), resetError(3)]);
   });
 
-  it("in a batch, a request answered before the reset gets nothing more (the id 1 and the id \"1\" are told apart)", async () => {
+  it('in a batch, a request answered before the reset gets nothing more (the id 1 and the id "1" are told apart)', async () => {
     const answered = [{ jsonrpc: "2.0", id: 1, result: {} }];
     const first = `event: message\ndata: ${JSON.stringify(answered)}\n\n`;
     observeOrigin(() => new Response(resettingStream([first]), SSE));

@@ -105,7 +105,8 @@ describe('overBudget "429"', () => {
       plans: { retrying: { overBudget: "429" } },
       identity: { apiKeys: [{ sha256: hex(await sha256(key)), name: "retrier", plan: "retrying" }] },
     });
-    for (const headers of [{}, { "x-api-key": key }] as Array<Record<string, string>>) expect((await gw(post(toolCall(1), { ip, headers }))).status).toBe(200);
+    for (const headers of [{}, { "x-api-key": key }] as Array<Record<string, string>>)
+      expect((await gw(post(toolCall(1), { ip, headers }))).status).toBe(200);
     expect((await gw(post(toolCall(2), { ip }))).status).toBe(402);
     const res = await gw(post(toolCall(3), { ip, headers: { "x-api-key": key } }));
     expect(res.status).toBe(429);

@@ -8,13 +8,11 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import {
   CHALLENGE_FIELDS,
-  GW,
-  SECRET,
-  WELL_KNOWN,
   challengeOf,
   errorBody,
   freezeTime,
   freshIp,
+  GW,
   gateway,
   kidOf,
   observeOrigin,
@@ -22,8 +20,10 @@ import {
   post,
   request,
   rpc,
+  SECRET,
   solve,
   toolCall,
+  WELL_KNOWN,
 } from "../support.ts";
 
 let now: number;
@@ -222,7 +222,11 @@ describe("402 Payment Required", () => {
   });
 
   it("reflects the policy: realm, difficulty, credits and challenge lifetime", async () => {
-    const send = gateway({ realm: "acme tools", bucket: { capacity: 1, refillPerSecond: 0.01 }, challenge: { difficulty: 5, credits: 7, ttlSeconds: 30 } });
+    const send = gateway({
+      realm: "acme tools",
+      bucket: { capacity: 1, refillPerSecond: 0.01 },
+      challenge: { difficulty: 5, credits: 7, ttlSeconds: 30 },
+    });
     expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
     const res = await send(post(toolCall(2), { ip }));
     expect(res.status).toBe(402);

@@ -10,8 +10,8 @@
  * test/unit/workers/schemes/contract.test.ts's and test/e2e/l402-lightning.test.ts's.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { FACILITATOR, FACILITATOR_URL, LND_MACAROON_HEX, LND_URL, base64Json, fakeFacilitator, fakeLnd, x402Payment } from "../payments.ts";
-import { errorBody, fetchChallenge, freshIp, gateway, observeOrigin, post, solve, toolCall, type Forwarded } from "../support.ts";
+import { base64Json, FACILITATOR, FACILITATOR_URL, fakeFacilitator, fakeLnd, LND_MACAROON_HEX, LND_URL, x402Payment } from "../payments.ts";
+import { errorBody, type Forwarded, fetchChallenge, freshIp, gateway, observeOrigin, post, solve, toolCall } from "../support.ts";
 
 const PRICE = { sats: 10, credits: 5 };
 const POLICY = {

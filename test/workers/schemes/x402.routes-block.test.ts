@@ -16,7 +16,7 @@ import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { BLOCK_MEMO_MS } from "../../../workers/objects/stores.ts";
-import { GW, ORIGIN_URL, advance, errorBody, freezeTime, freshIp, gateway, post, rpc, toolCall } from "../support.ts";
+import { advance, errorBody, freezeTime, freshIp, GW, gateway, ORIGIN_URL, post, rpc, toolCall } from "../support.ts";
 
 const FACILITATOR = "http://facilitator.test";
 const NETWORK = "eip155:84532";

@@ -11,19 +11,20 @@
  * facilitator; a facilitator down at `/verify` leaves the payment usable again. Settlement on a
  * chain is test/e2e/x402*.test.ts's.
  */
+
+import { generatePrivateKey } from "viem/accounts";
 import { beforeEach, describe, expect, it } from "vitest";
 import {
+  base64Json,
   FACILITATOR,
   FACILITATOR_URL,
-  base64Json,
   fakeFacilitator,
   fromBase64Json,
   settlement,
-  x402Payment,
   type X402Payment,
+  x402Payment,
 } from "../payments.ts";
-import { generatePrivateKey } from "viem/accounts";
-import { errorBody, freshIp, gateway, observeOrigin, post, reasonOf, rows, rpc, toolCall, type Forwarded } from "../support.ts";
+import { errorBody, type Forwarded, freshIp, gateway, observeOrigin, post, reasonOf, rows, rpc, toolCall } from "../support.ts";
 
 const PRICE = "10000";
 const POLICY = {

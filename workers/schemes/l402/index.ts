@@ -14,13 +14,20 @@
  * Per isolate, bounded: the offers (./offers.ts), and verified credentials remembered until
  * they expire (at most 4096).
  */
-import { parseL402Authorization, readL402Credential, verifyL402, type L402Credential, type L402Error, type L402Grant } from "../../../shared/credentials/l402.ts";
+import {
+  type L402Credential,
+  type L402Error,
+  type L402Grant,
+  parseL402Authorization,
+  readL402Credential,
+  verifyL402,
+} from "../../../shared/credentials/l402.ts";
 import { refuse } from "../../../shared/result.ts";
 import { AUTHORIZATION_HEADER, L402_HEADER } from "../../../shared/wire/headers.ts";
 import { credentialRefusal, type PaymentScheme, type SchemeFactory, type SchemeModule } from "../contract.ts";
-import { lnbitsInvoices, lndInvoices, type InvoiceProvider } from "./invoices.ts";
+import { type InvoiceProvider, lnbitsInvoices, lndInvoices } from "./invoices.ts";
 import { bound, l402Offers } from "./offers.ts";
-import { l402PriceOf, l402Section, lightningOf, type Lightning } from "./policy.ts";
+import { type Lightning, l402PriceOf, l402Section, lightningOf } from "./policy.ts";
 
 export { BACKEND_PAUSE_MS, L402_MEMO_MAX, OFFER_REUSE_MS } from "./offers.ts";
 
@@ -32,10 +39,15 @@ export const LIGHTNING_SECRET = "TOLLBOOTH_LIGHTNING_SECRET";
 
 /** The backend named by the policy. @throws TypeError when its secret is missing or bad */
 function backendFor(lightning: Lightning, secret: string | undefined, fetchImpl: typeof fetch): InvoiceProvider {
-  if (!secret) throw new TypeError(`tollbooth(): policy.lightning is set but the ${LIGHTNING_SECRET} secret is missing (LND: invoice macaroon in hex; LNbits: invoice key)`);
+  if (!secret)
+    throw new TypeError(
+      `tollbooth(): policy.lightning is set but the ${LIGHTNING_SECRET} secret is missing (LND: invoice macaroon in hex; LNbits: invoice key)`,
+    );
   try {
     const opts = { url: lightning.url, timeoutMs: lightning.timeoutMs, fetch: fetchImpl };
-    return lightning.backend === "lnd" ? lndInvoices({ ...opts, macaroonHex: secret.trim() }) : lnbitsInvoices({ ...opts, apiKey: secret.trim() });
+    return lightning.backend === "lnd"
+      ? lndInvoices({ ...opts, macaroonHex: secret.trim() })
+      : lnbitsInvoices({ ...opts, apiKey: secret.trim() });
   } catch (err) {
     throw new TypeError(`tollbooth(): policy.lightning: ${(err as Error).message}`);
   }
@@ -88,7 +100,16 @@ export const l402Scheme: SchemeFactory = (policy, deps) => {
       return {
         ok: true,
         ...(price ? { paid: { amount: String(price.sats), unit: "sats" as const } } : {}),
-        redemption: { spendId: id, spendUntilMs: grant.validUntilMs, jti: id, credits: grant.credits, tokenExpiresMs: grant.validUntilMs, reusable: true, prefix: "l402", solve: false },
+        redemption: {
+          spendId: id,
+          spendUntilMs: grant.validUntilMs,
+          jti: id,
+          credits: grant.credits,
+          tokenExpiresMs: grant.validUntilMs,
+          reusable: true,
+          prefix: "l402",
+          solve: false,
+        },
       };
     },
     // L402: an invalid credential is 401 with a fresh challenge; a spent one is 402 (pay again).
@@ -103,7 +124,9 @@ export const l402Scheme: SchemeFactory = (policy, deps) => {
       return price ? { l402: price } : {};
     },
     // What a client needs to pay over Lightning (never the backend's URL or secret).
-    publicPolicy: () => ({ lightning: { service, invoiceExpirySeconds: lightning.invoiceExpirySeconds, credentialHeader: "Tollbooth-L402" } }),
+    publicPolicy: () => ({
+      lightning: { service, invoiceExpirySeconds: lightning.invoiceExpirySeconds, credentialHeader: "Tollbooth-L402" },
+    }),
     verifyRefusal: (reason) => credentialRefusal(scheme, reason),
   };
   return scheme;

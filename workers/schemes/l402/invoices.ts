@@ -98,7 +98,13 @@ export function lndInvoices(opts: LndInvoicesOptions): InvoiceProvider {
   return {
     create: async (req) => {
       checkRequest(req);
-      const body = await postJson(call, `${base}/v1/invoices`, { "Grpc-Metadata-macaroon": opts.macaroonHex }, { value: String(req.sats), memo: req.memo, expiry: String(req.expirySeconds) }, opts.timeoutMs);
+      const body = await postJson(
+        call,
+        `${base}/v1/invoices`,
+        { "Grpc-Metadata-macaroon": opts.macaroonHex },
+        { value: String(req.sats), memo: req.memo, expiry: String(req.expirySeconds) },
+        opts.timeoutMs,
+      );
       const rHash = isRecord(body) ? body.r_hash : undefined;
       const bolt11 = isRecord(body) ? body.payment_request : undefined;
       const hashBytes = typeof rHash === "string" ? fromBase64(rHash) : null;
@@ -131,18 +137,27 @@ export interface LnbitsInvoicesOptions {
  */
 export function lnbitsInvoices(opts: LnbitsInvoicesOptions): InvoiceProvider {
   const base = baseUrl(opts.url);
-  if (typeof opts.apiKey !== "string" || !/^[\x21-\x7e]+$/.test(opts.apiKey)) throw new TypeError("apiKey must be a non-empty header-safe string");
+  if (typeof opts.apiKey !== "string" || !/^[\x21-\x7e]+$/.test(opts.apiKey))
+    throw new TypeError("apiKey must be a non-empty header-safe string");
   checkTimeout(opts.timeoutMs);
   const call = opts.fetch ?? ((url, init) => fetch(url, init));
   return {
     create: async (req) => {
       checkRequest(req);
-      const body = await postJson(call, `${base}/api/v1/payments`, { "X-Api-Key": opts.apiKey }, { out: false, amount: req.sats, memo: req.memo, expiry: req.expirySeconds }, opts.timeoutMs);
+      const body = await postJson(
+        call,
+        `${base}/api/v1/payments`,
+        { "X-Api-Key": opts.apiKey },
+        { out: false, amount: req.sats, memo: req.memo, expiry: req.expirySeconds },
+        opts.timeoutMs,
+      );
       if (!isRecord(body)) throw new InvoiceError("bad_response", "LNbits answer is not a JSON object");
       const { payment_hash: hash, payment_request: pr, bolt11: b11 } = body;
       const bolt11 = pr ?? b11;
-      if (typeof hash !== "string" || !/^[0-9a-f]{64}$/i.test(hash)) throw new InvoiceError("bad_response", "LNbits answer has no 64-hex payment_hash");
-      if (typeof bolt11 !== "string" || (pr !== undefined && b11 !== undefined && pr !== b11)) throw new InvoiceError("bad_response", "LNbits answer has no single payment_request");
+      if (typeof hash !== "string" || !/^[0-9a-f]{64}$/i.test(hash))
+        throw new InvoiceError("bad_response", "LNbits answer has no 64-hex payment_hash");
+      if (typeof bolt11 !== "string" || (pr !== undefined && b11 !== undefined && pr !== b11))
+        throw new InvoiceError("bad_response", "LNbits answer has no single payment_request");
       return checkedInvoice(bolt11, hash.toLowerCase(), req.sats);
     },
   };
@@ -167,7 +182,8 @@ function checkedInvoice(bolt11: string, paymentHash: string, sats: number): Invo
   }
   if (hash !== paymentHash) throw new InvoiceError("bad_response", "the invoice's payment hash is not the one the backend reported");
   if (msat !== `${sats}000`) throw new InvoiceError("bad_response", `the invoice is not for ${sats} sats`);
-  if (typeof timestamp !== "number" || !Number.isSafeInteger(decoded.expiry)) throw new InvoiceError("bad_response", "the invoice has no timestamp or expiry");
+  if (typeof timestamp !== "number" || !Number.isSafeInteger(decoded.expiry))
+    throw new InvoiceError("bad_response", "the invoice has no timestamp or expiry");
   return { bolt11: text, paymentHash, sats, expiresAt: timestamp + decoded.expiry };
 }
 
@@ -176,7 +192,13 @@ function checkedInvoice(bolt11: string, paymentHash: string, sats: number): Invo
  * and body) is bounded by `timeoutMs`: the request is aborted and the call rejects with
  * `timeout`, even if an injected `fetch` ignores the signal.
  */
-async function postJson(call: InvoiceFetch, url: string, headers: Record<string, string>, payload: unknown, timeoutMs: number): Promise<unknown> {
+async function postJson(
+  call: InvoiceFetch,
+  url: string,
+  headers: Record<string, string>,
+  payload: unknown,
+  timeoutMs: number,
+): Promise<unknown> {
   const controller = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -188,7 +210,12 @@ async function postJson(call: InvoiceFetch, url: string, headers: Record<string,
   const exchange = async (): Promise<unknown> => {
     let res: Response;
     try {
-      res = await call(url, { method: "POST", headers: { ...headers, "content-type": "application/json", accept: "application/json" }, body: JSON.stringify(payload), signal: controller.signal });
+      res = await call(url, {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify(payload),
+        signal: controller.signal,
+      });
     } catch (err) {
       throw new InvoiceError("unreachable", `cannot reach ${url}: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -240,4 +267,3 @@ function checkRequest(req: InvoiceRequest): void {
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
-

@@ -10,11 +10,12 @@
  * caller is its network, so its network's offer is reused); a paid invoice never offered
  * again (`forget`).
  */
-import { fullBucket, refill, type BucketConfig, type BucketState } from "../../../shared/limits/bucket.ts";
+
 import { formatL402Challenge, mintL402 } from "../../../shared/credentials/l402.ts";
+import { type BucketConfig, type BucketState, fullBucket, refill } from "../../../shared/limits/bucket.ts";
 import type { Offer, OfferContext, Unavailable } from "../contract.ts";
 import { InvoiceError, type InvoiceProvider } from "./invoices.ts";
-import { l402PriceOf, type Lightning } from "./policy.ts";
+import { type Lightning, l402PriceOf } from "./policy.ts";
 
 /** Milliseconds the scheme stops asking a backend that failed. */
 export const BACKEND_PAUSE_MS = 5_000;

@@ -69,6 +69,7 @@ export const l402Section: PolicySection = {
     return price ? { field: "l402.credits", max: price.credits } : null;
   },
   check(plan, policy, at) {
-    if (l402PriceOf(plan) && !lightningOf(policy)) throw new TypeError(`TOLLBOOTH_POLICY.${at}l402: an L402 price needs \`lightning\` (the backend that issues invoices)`);
+    if (l402PriceOf(plan) && !lightningOf(policy))
+      throw new TypeError(`TOLLBOOTH_POLICY.${at}l402: an L402 price needs \`lightning\` (the backend that issues invoices)`);
   },
 };

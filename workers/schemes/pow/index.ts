@@ -11,12 +11,13 @@
  * It adds no policy section: the challenge's settings (`challenge`) are the policy's own,
  * since the caller's object adapts the difficulty.
  */
-import { parseAuthParams } from "../../../shared/wire/auth-params.ts";
+
 import { issueChallenge, verifySolution } from "../../../shared/credentials/challenge.ts";
-import { formatChallenge, readSolution, type PowChallenge, type SolutionError } from "../../../shared/wire/pow.ts";
-import { refuse } from "../../../shared/result.ts";
 import { newTokenId } from "../../../shared/credentials/token.ts";
+import { refuse } from "../../../shared/result.ts";
+import { parseAuthParams } from "../../../shared/wire/auth-params.ts";
 import { SOLUTION_HEADER } from "../../../shared/wire/headers.ts";
+import { formatChallenge, type PowChallenge, readSolution, type SolutionError } from "../../../shared/wire/pow.ts";
 import type { PaymentScheme, Redemption, SchemeFactory, SchemeModule } from "../contract.ts";
 
 /**
@@ -45,7 +46,17 @@ export function challengeJson(ch: PowChallenge): Record<string, unknown> {
  */
 export function powRedemption(challenge: PowChallenge, tokenTtlSeconds: number, nowMs: number): Redemption {
   const exp = Math.floor(nowMs / 1000) + tokenTtlSeconds;
-  return { spendId: challenge.id, spendUntilMs: challenge.expires * 1000, jti: newTokenId(), credits: challenge.credits, tokenExpiresMs: exp * 1000, reusable: false, prefix: "solution", solve: true, difficulty: challenge.difficulty };
+  return {
+    spendId: challenge.id,
+    spendUntilMs: challenge.expires * 1000,
+    jti: newTokenId(),
+    credits: challenge.credits,
+    tokenExpiresMs: exp * 1000,
+    reusable: false,
+    prefix: "solution",
+    solve: true,
+    difficulty: challenge.difficulty,
+  };
 }
 
 const read = (params: Record<string, unknown>) => {
@@ -99,10 +110,16 @@ export const powScheme: SchemeFactory = (policy) => {
     // the check gave it; a solution below the caller's difficulty now says what it asked, and
     // where a fresh challenge is.
     verifyRefusal(reason, facts) {
-      if (reason === "unsupported_algorithm") return { status: 422, error: "invalid_solution", message: "Only algorithm sha256 is supported", data: { reason } };
+      if (reason === "unsupported_algorithm")
+        return { status: 422, error: "invalid_solution", message: "Only algorithm sha256 is supported", data: { reason } };
       if (reason === "too_easy" && facts) {
         const message = `Solution refused: too_easy: its challenge asked ${facts.redemption.difficulty} bits; this caller's difficulty is now ${facts.difficulty}, so it buys no credits. Solve a fresh challenge`;
-        return { status: 422, error: "invalid_solution", message, data: { reason, difficulty: facts.difficulty, challengeUrl: facts.challengeUrl } };
+        return {
+          status: 422,
+          error: "invalid_solution",
+          message,
+          data: { reason, difficulty: facts.difficulty, challengeUrl: facts.challengeUrl },
+        };
       }
       return { status: 422, error: "invalid_solution", message: `Solution refused: ${reason}`, data: { reason } };
     },

@@ -24,7 +24,7 @@
 import { keccak_256 } from "@noble/hashes/sha3";
 import { recoverPublicKey } from "@noble/secp256k1";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
-import { refuse, type Result } from "../../../shared/result.ts";
+import { type Result, refuse } from "../../../shared/result.ts";
 import { toHex, utf8 } from "../../../shared/wire/encoding.ts";
 
 /** EIP-712's type hash of the domain tollbooth signs under (no `salt`, as `@x402/evm` builds it). */

@@ -28,15 +28,15 @@
  * (./facilitator.ts); header codecs from `@x402/core/utils`, types from `@x402/core/types`.
  */
 import type { PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse } from "@x402/core/types";
-import { refuse, type Result } from "../../../shared/result.ts";
 import { newTokenId } from "../../../shared/credentials/token.ts";
+import { type Result, refuse } from "../../../shared/result.ts";
 import {
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
   PAYMENT_SIGNATURE_HEADER,
+  X_PAYMENT_HEADER,
   X402_META_PAYMENT,
   X402_META_RESPONSE,
-  X_PAYMENT_HEADER,
 } from "../../../shared/wire/headers.ts";
 import { takeMetaFromRequest } from "../../proxy/mcp-meta.ts";
 import {
@@ -51,7 +51,7 @@ import {
   type Settled,
 } from "../contract.ts";
 import { checkAuthorization } from "./authorization.ts";
-import { facilitatorClient, type FacilitatorClient } from "./facilitator.ts";
+import { type FacilitatorClient, facilitatorClient } from "./facilitator.ts";
 import {
   authorizationOf,
   decodePayment,
@@ -61,7 +61,7 @@ import {
   type X402Credential,
   type X402Error,
 } from "./payment.ts";
-import { facilitatorOf, toolResultWanted, x402Credits, x402PriceOf, x402Section, type Facilitator } from "./policy.ts";
+import { type Facilitator, facilitatorOf, toolResultWanted, x402Credits, x402PriceOf, x402Section } from "./policy.ts";
 import { toolResult } from "./tool-result.ts";
 
 export type { X402Credential, X402Error } from "./payment.ts";

@@ -8,7 +8,7 @@ import { Base64EncodedRegex, safeBase64Decode, safeBase64Encode } from "@x402/co
 import type { Plan } from "../../../shared/policy/index.ts";
 import { refuse } from "../../../shared/result.ts";
 import type { SchemeContext } from "../contract.ts";
-import { x402PriceOf, type Facilitator } from "./policy.ts";
+import { type Facilitator, x402PriceOf } from "./policy.ts";
 
 /** Why an x402 payment was refused (on the wire: `x402_<reason>`). */
 export type X402Error =

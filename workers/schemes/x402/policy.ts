@@ -46,7 +46,14 @@ const facilitatorSchema = z.strictObject({
   payTo: matching(/^0x[0-9a-fA-F]{40}$/),
   /** Assets accepted, each an EIP-3009 token on an EVM network (CAIP-2), with its EIP-712 domain name and version. */
   assets: z
-    .array(z.strictObject({ network: matching(/^eip155:[1-9][0-9]{0,19}$/), asset: matching(/^0x[0-9a-fA-F]{40}$/), name: matching(/^[\x20-\x7e]{1,64}$/), version: matching(/^[\x20-\x7e]{1,16}$/) }))
+    .array(
+      z.strictObject({
+        network: matching(/^eip155:[1-9][0-9]{0,19}$/),
+        asset: matching(/^0x[0-9a-fA-F]{40}$/),
+        name: matching(/^[\x20-\x7e]{1,64}$/),
+        version: matching(/^[\x20-\x7e]{1,16}$/),
+      }),
+    )
     .check(z.minLength(1)),
   /** Seconds a payment authorization may take to settle (`maxTimeoutSeconds` of the requirement). */
   maxTimeoutSeconds: z._default(int(10, 3600), 120),
@@ -96,6 +103,7 @@ export const x402Section: PolicySection = {
     return price?.mode === "credits" ? { field: "x402.credits", max: price.credits } : null;
   },
   check(plan, policy, at) {
-    if (x402PriceOf(plan) && !facilitatorOf(policy)) throw new TypeError(`TOLLBOOTH_POLICY.${at}x402: an x402 price needs \`facilitator\` (where payments are verified and settled)`);
+    if (x402PriceOf(plan) && !facilitatorOf(policy))
+      throw new TypeError(`TOLLBOOTH_POLICY.${at}x402: an x402 price needs \`facilitator\` (where payments are verified and settled)`);
   },
 };

@@ -4,8 +4,8 @@
  * in this folder (a `BridgePayer`, payer.ts), added to `BRIDGE_PAYERS` and to the two types
  * below; args.ts and bridge.ts name no scheme.
  */
-import { l402, type BridgeLightning, type BridgeLightningArgs } from "./l402.ts";
-import { x402, type BridgeX402, type BridgeX402Args } from "./x402.ts";
+import { type BridgeLightning, type BridgeLightningArgs, l402 } from "./l402.ts";
+import { type BridgeX402, type BridgeX402Args, x402 } from "./x402.ts";
 
 /** Every bridge payer, in the order their flags are listed. */
 export const BRIDGE_PAYERS = [l402, x402] as const;

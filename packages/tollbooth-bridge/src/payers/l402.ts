@@ -3,7 +3,7 @@
  * limits on the command line, the `lndWallet` built from them, payments logged.
  */
 import { readFileSync } from "node:fs";
-import { lndWallet, type LightningOptions, type LightningWallet } from "../../../tollbooth-client/src/index.ts";
+import { type LightningOptions, type LightningWallet, lndWallet } from "../../../tollbooth-client/src/index.ts";
 import { badArguments, integerOption, LOOPBACK, stringFlag } from "../flags.ts";
 import type { BridgePayer } from "./payer.ts";
 
@@ -24,7 +24,8 @@ export interface BridgeLightningArgs {
  * spending limits in satoshis, and either the LND node (`lndUrl`, `macaroonHex`; the bridge
  * builds `lndWallet`) or a ready `wallet`.
  */
-export type BridgeLightning = Omit<LightningOptions, "wallet"> & ({ wallet: LightningWallet } | { lndUrl: URL | string; macaroonHex: string });
+export type BridgeLightning = Omit<LightningOptions, "wallet"> &
+  ({ wallet: LightningWallet } | { lndUrl: URL | string; macaroonHex: string });
 
 /** The macaroon file as hex: a file of hex digits is taken as is, any other is binary and hex-encoded. */
 function readMacaroonHex(path: string): string {
@@ -66,9 +67,12 @@ export const l402: BridgePayer<"lightning", BridgeLightningArgs, BridgeLightning
   parse(values, { allowHttp }) {
     const raw = stringFlag(values, "lnd-url")!;
     const lndUrl = URL.canParse(raw) ? new URL(raw) : undefined;
-    if (!lndUrl || (lndUrl.protocol !== "https:" && lndUrl.protocol !== "http:")) throw badArguments(`--lnd-url is not an http(s) URL: ${raw}`);
+    if (!lndUrl || (lndUrl.protocol !== "https:" && lndUrl.protocol !== "http:"))
+      throw badArguments(`--lnd-url is not an http(s) URL: ${raw}`);
     if (lndUrl.protocol === "http:" && !LOOPBACK.has(lndUrl.hostname) && !allowHttp) {
-      throw badArguments(`refusing plain http to the LND node ${lndUrl.host} (its macaroon would travel in clear); use https or --allow-http`);
+      throw badArguments(
+        `refusing plain http to the LND node ${lndUrl.host} (its macaroon would travel in clear); use https or --allow-http`,
+      );
     }
     const maxSatsPerHour = integerOption(stringFlag(values, "max-sats-per-hour"), "--max-sats-per-hour", 1, 21e14)!;
     return {

@@ -84,10 +84,12 @@ export const x402: BridgePayer<"x402", BridgeX402Args, BridgeX402> = {
   parse(values) {
     const networks = listFlag(values, "x402-network");
     const badNetwork = networks.find((n) => !/^eip155:[0-9]+$/.test(n));
-    if (networks.length === 0 || badNetwork !== undefined) throw badArguments(`--x402-network takes CAIP-2 EVM networks (eip155:<chain id>), got ${JSON.stringify(badNetwork ?? "")}`);
+    if (networks.length === 0 || badNetwork !== undefined)
+      throw badArguments(`--x402-network takes CAIP-2 EVM networks (eip155:<chain id>), got ${JSON.stringify(badNetwork ?? "")}`);
     const assets = listFlag(values, "x402-asset");
     const badAsset = assets.find((a) => !/^0x[0-9a-fA-F]{40}$/.test(a));
-    if (assets.length === 0 || badAsset !== undefined) throw badArguments(`--x402-asset takes token addresses (0x + 40 hex), got ${JSON.stringify(badAsset ?? "")}`);
+    if (assets.length === 0 || badAsset !== undefined)
+      throw badArguments(`--x402-asset takes token addresses (0x + 40 hex), got ${JSON.stringify(badAsset ?? "")}`);
     const maxPerHour = atomicOption(stringFlag(values, "max-x402-per-hour"), "--max-x402-per-hour")!;
     return {
       privateKey: readEvmKey(stringFlag(values, "evm-key-file")!),

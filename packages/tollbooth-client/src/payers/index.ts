@@ -7,10 +7,10 @@
  * options interface, added to `PAYERS` and to `PayerOptions` below. The resolver names no
  * scheme: everything it needs comes through the `Payer` interface.
  */
-import { l402, type L402ResolverOptions } from "./l402.ts";
+import { type L402ResolverOptions, l402 } from "./l402.ts";
 import type { Payer } from "./payer.ts";
-import { pow, type PowResolverOptions } from "./pow.ts";
-import { x402, type X402ResolverOptions } from "./x402.ts";
+import { type PowResolverOptions, pow } from "./pow.ts";
+import { type X402ResolverOptions, x402 } from "./x402.ts";
 
 /** Every payer, in the order they are listed. */
 export const PAYERS = [pow, l402, x402] as const;
@@ -41,9 +41,11 @@ export function createPayers(pay: readonly PayerName[], options: PayerOptions, s
 export function checkPayerOptions(pay: PayerName[] | undefined, options: PayerOptions): PayerName[] {
   const names = PAYER_NAMES.map((n) => JSON.stringify(n));
   const chosen = pay ?? ["pow"];
-  if (!Array.isArray(chosen) || chosen.length === 0) throw new TypeError(`withTollbooth: option pay must be a non-empty array of ${names.join(" | ")}`);
+  if (!Array.isArray(chosen) || chosen.length === 0)
+    throw new TypeError(`withTollbooth: option pay must be a non-empty array of ${names.join(" | ")}`);
   for (const name of chosen) {
-    if (!PAYER_NAMES.includes(name)) throw new TypeError(`withTollbooth: option pay names an unknown way ${JSON.stringify(name)} (known: ${names.join(", ")})`);
+    if (!PAYER_NAMES.includes(name))
+      throw new TypeError(`withTollbooth: option pay names an unknown way ${JSON.stringify(name)} (known: ${names.join(", ")})`);
   }
   if (new Set(chosen).size !== chosen.length) throw new TypeError(`withTollbooth: option pay names a way twice: ${JSON.stringify(chosen)}`);
   for (const payer of PAYERS) if (chosen.includes(payer.name)) payer.check(options);
@@ -56,7 +58,7 @@ export function claimed401(reason: string | undefined): boolean {
 }
 
 export type { LightningOptions, PayEvent } from "./l402.ts";
+export type { LightningWallet, LndWalletOptions, WalletFetch } from "./lightning-wallet.ts";
+export { invoiceAmountSats, invoicePaymentHash, lndWallet } from "./lightning-wallet.ts";
 export type { SolveEvent } from "./pow.ts";
 export type { X402Options, X402PayEvent } from "./x402.ts";
-export { invoiceAmountSats, invoicePaymentHash, lndWallet } from "./lightning-wallet.ts";
-export type { LightningWallet, LndWalletOptions, WalletFetch } from "./lightning-wallet.ts";

@@ -11,7 +11,7 @@
  */
 import { AUTHORIZATION_HEADER, L402_HEADER } from "../../../../shared/wire/headers.ts";
 import { TollboothError } from "../errors.ts";
-import { invoiceAmountSats, invoicePaymentHash, sha256Hex, type LightningWallet } from "./lightning-wallet.ts";
+import { invoiceAmountSats, invoicePaymentHash, type LightningWallet, sha256Hex } from "./lightning-wallet.ts";
 import type { ChallengeResponse, Choice, OfferedChallenge, PayContext, Payer, PayerDefinition, ReusableCredential } from "./payer.ts";
 
 /** What the payer reports after paying an invoice (the resolver's `onPay` event). */
@@ -96,7 +96,8 @@ export function l402Payer(options: L402PayerOptions = {}): Payer {
     if (!lightning) return "no wallet";
     if (sats > lightning.maxSatsPerRequest) return `invoice asks ${sats} sats, more than maxSatsPerRequest ${lightning.maxSatsPerRequest}`;
     const hour = spentLastHour();
-    if (hour + sats > lightning.maxSatsPerHour) return `invoice asks ${sats} sats; with ${hour} sats paid in the last hour that is more than maxSatsPerHour ${lightning.maxSatsPerHour}`;
+    if (hour + sats > lightning.maxSatsPerHour)
+      return `invoice asks ${sats} sats; with ${hour} sats paid in the last hour that is more than maxSatsPerHour ${lightning.maxSatsPerHour}`;
     return null;
   };
 
@@ -107,7 +108,9 @@ export function l402Payer(options: L402PayerOptions = {}): Payer {
     renewOn: [],
     offered: (response: ChallengeResponse) =>
       // L402 before LSAT (Aperture offers both for one invoice).
-      response.challenges.filter((c) => SCHEMES.has(c.scheme.toLowerCase())).sort((a, b) => Number(a.scheme.toLowerCase() === "lsat") - Number(b.scheme.toLowerCase() === "lsat")),
+      response.challenges
+        .filter((c) => SCHEMES.has(c.scheme.toLowerCase()))
+        .sort((a, b) => Number(a.scheme.toLowerCase() === "lsat") - Number(b.scheme.toLowerCase() === "lsat")),
     choose(challenge: OfferedChallenge, context: PayContext): Choice {
       if (!lightning) return { ok: false, reason: "no_wallet", message: "an L402 challenge, but no Lightning wallet is configured" };
       const macaroon = challenge.params.token ?? challenge.params.macaroon;
@@ -116,9 +119,11 @@ export function l402Payer(options: L402PayerOptions = {}): Payer {
         return { ok: false, reason: "unreadable", message: `unreadable ${challenge.scheme} challenge: no macaroon or no invoice` };
       }
       const paymentHash = invoicePaymentHash(invoice);
-      if (paymentHash === null) return { ok: false, reason: "unreadable", message: `${challenge.scheme} invoice does not decode as BOLT11 with a payment hash` };
+      if (paymentHash === null)
+        return { ok: false, reason: "unreadable", message: `${challenge.scheme} invoice does not decode as BOLT11 with a payment hash` };
       const sats = invoiceAmountSats(invoice);
-      if (sats === null) return { ok: false, reason: "amountless", message: `${challenge.scheme} invoice names no amount; refusing to choose one` };
+      if (sats === null)
+        return { ok: false, reason: "amountless", message: `${challenge.scheme} invoice names no amount; refusing to choose one` };
       const over = overLimit(sats);
       if (over) return { ok: false, reason: "over_limit", message: over };
 
@@ -160,7 +165,10 @@ async function payForPreimage(wallet: LightningWallet, invoice: string, sats: nu
   try {
     ({ preimage } = await wallet.payInvoice(invoice));
   } catch (err) {
-    throw new TollboothError("payment_failed", `paying the ${sats}-sat invoice failed: ${err instanceof Error ? err.message : String(err)}`);
+    throw new TollboothError(
+      "payment_failed",
+      `paying the ${sats}-sat invoice failed: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   if (typeof preimage !== "string" || !HEX64.test(preimage)) {
     throw new TollboothError("payment_failed", "the wallet returned no 64-hex-character preimage");
@@ -177,10 +185,15 @@ async function payForPreimage(wallet: LightningWallet, invoice: string, sats: nu
  * @throws TypeError when it is missing, its wallet has no `payInvoice`, or a limit is not a number ≥ 0
  */
 export function checkLightningOptions(ln: LightningOptions | undefined): void {
-  if (!ln) throw new TypeError(`withTollbooth: option pay includes "l402" but option lightning ({ wallet, maxSatsPerRequest, maxSatsPerHour }) is missing`);
-  if (typeof ln.wallet?.payInvoice !== "function") throw new TypeError("withTollbooth: option lightning.wallet must have payInvoice(bolt11)");
+  if (!ln)
+    throw new TypeError(
+      `withTollbooth: option pay includes "l402" but option lightning ({ wallet, maxSatsPerRequest, maxSatsPerHour }) is missing`,
+    );
+  if (typeof ln.wallet?.payInvoice !== "function")
+    throw new TypeError("withTollbooth: option lightning.wallet must have payInvoice(bolt11)");
   for (const key of ["maxSatsPerRequest", "maxSatsPerHour"] as const) {
-    if (typeof ln[key] !== "number" || !(ln[key] >= 0)) throw new TypeError(`withTollbooth: option lightning.${key} must be a number ≥ 0 (satoshis)`);
+    if (typeof ln[key] !== "number" || !(ln[key] >= 0))
+      throw new TypeError(`withTollbooth: option lightning.${key} must be a number ≥ 0 (satoshis)`);
   }
 }
 

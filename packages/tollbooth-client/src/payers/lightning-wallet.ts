@@ -67,31 +67,43 @@ export function lndWallet(opts: LndWalletOptions): LightningWallet {
     payInvoice: async (bolt11) => {
       const paymentHash = invoicePaymentHash(bolt11);
       if (paymentHash === null) throw new TollboothError("payment_failed", "the invoice does not decode as BOLT11; nothing was paid");
-      const answer = await withDeadline(timeoutMs, `no answer from ${endpoint} within ${timeoutMs} ms (the payment may still complete)`, async (signal) => {
-        let res: Response;
-        try {
-          res = await call(endpoint, { method: "POST", headers: { "Grpc-Metadata-macaroon": opts.macaroonHex, "content-type": "application/json" }, body: JSON.stringify({ payment_request: bolt11 }), signal });
-        } catch (err) {
-          throw new TollboothError("unreachable", `cannot reach ${endpoint}: ${err instanceof Error ? err.message : String(err)}`);
-        }
-        const text = await res.text().catch(() => "");
-        let body: unknown;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          body = undefined;
-        }
-        if (res.status < 200 || res.status > 299) {
-          const message = isRecord(body) && typeof body.message === "string" ? body.message : text.slice(0, 200);
-          throw new TollboothError("payment_failed", `${endpoint} answered ${res.status}: ${message}`, res.status);
-        }
-        return body;
-      });
+      const answer = await withDeadline(
+        timeoutMs,
+        `no answer from ${endpoint} within ${timeoutMs} ms (the payment may still complete)`,
+        async (signal) => {
+          let res: Response;
+          try {
+            res = await call(endpoint, {
+              method: "POST",
+              headers: { "Grpc-Metadata-macaroon": opts.macaroonHex, "content-type": "application/json" },
+              body: JSON.stringify({ payment_request: bolt11 }),
+              signal,
+            });
+          } catch (err) {
+            throw new TollboothError("unreachable", `cannot reach ${endpoint}: ${err instanceof Error ? err.message : String(err)}`);
+          }
+          const text = await res.text().catch(() => "");
+          let body: unknown;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            body = undefined;
+          }
+          if (res.status < 200 || res.status > 299) {
+            const message = isRecord(body) && typeof body.message === "string" ? body.message : text.slice(0, 200);
+            throw new TollboothError("payment_failed", `${endpoint} answered ${res.status}: ${message}`, res.status);
+          }
+          return body;
+        },
+      );
       if (!isRecord(answer)) throw new TollboothError("bad_preimage", "the node's answer is not a JSON object");
-      if (typeof answer.payment_error === "string" && answer.payment_error !== "") throw new TollboothError("payment_failed", `payment failed: ${answer.payment_error}`);
+      if (typeof answer.payment_error === "string" && answer.payment_error !== "")
+        throw new TollboothError("payment_failed", `payment failed: ${answer.payment_error}`);
       const preimage = typeof answer.payment_preimage === "string" ? base64ToHex(answer.payment_preimage) : null;
-      if (preimage === null || preimage.length !== 64) throw new TollboothError("bad_preimage", "the node's answer has no 32-byte payment_preimage");
-      if ((await sha256Hex(preimage)) !== paymentHash) throw new TollboothError("bad_preimage", "SHA-256 of the preimage is not the invoice's payment hash");
+      if (preimage === null || preimage.length !== 64)
+        throw new TollboothError("bad_preimage", "the node's answer has no 32-byte payment_preimage");
+      if ((await sha256Hex(preimage)) !== paymentHash)
+        throw new TollboothError("bad_preimage", "SHA-256 of the preimage is not the invoice's payment hash");
       return { preimage };
     },
   };

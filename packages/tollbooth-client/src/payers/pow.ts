@@ -4,9 +4,10 @@
  * to send once with the retried request — the challenge's parameters exactly as received
  * (without the scheme) plus `nonce="…"`, redeemed in the same round trip.
  */
-import { POW_SCHEME } from "../../../../shared/wire/pow.ts";
+
 import { SOLUTION_HEADER } from "../../../../shared/wire/headers.ts";
-import { solvePow, type PowSolution, type SolveOptions } from "../solver/solve-pow.ts";
+import { POW_SCHEME } from "../../../../shared/wire/pow.ts";
+import { type PowSolution, type SolveOptions, solvePow } from "../solver/solve-pow.ts";
 import type { ChallengeResponse, Choice, OfferedChallenge, PayContext, Payer, PayerDefinition } from "./payer.ts";
 
 /** What the payer reports after solving a challenge (the resolver's `onSolve` event). */

@@ -17,12 +17,13 @@
  * with `PAYMENT-RESPONSE` and, in credits mode, `Tollbooth-Token` (kept by the resolver like
  * one bought by a proof of work); in per-request mode every request pays again.
  */
-import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../../../shared/wire/headers.ts";
+
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { Network, PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";
 import type { ClientEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../../../shared/wire/headers.ts";
 import { TollboothError } from "../errors.ts";
 import type { ChallengeResponse, Choice, OfferedChallenge, PayContext, Payer, PayerDefinition, Refusal } from "./payer.ts";
 
@@ -127,15 +128,23 @@ export function checkX402Options(x402: X402Options | undefined, where = "withTol
   if (!signer || typeof signer.address !== "string" || !ADDRESS.test(signer.address) || typeof signer.signTypedData !== "function") {
     throw new TypeError(`${where}.signer must have an address (0x + 40 hex) and signTypedData (e.g. viem's privateKeyToAccount)`);
   }
-  if (!Array.isArray(x402.networks) || x402.networks.length === 0 || !x402.networks.every((n) => typeof n === "string" && CAIP2_EIP155.test(n))) {
-    throw new TypeError(`${where}.networks must be a non-empty array of CAIP-2 EVM networks ("eip155:<chain id>"), got ${JSON.stringify(x402.networks)}`);
+  if (
+    !Array.isArray(x402.networks) ||
+    x402.networks.length === 0 ||
+    !x402.networks.every((n) => typeof n === "string" && CAIP2_EIP155.test(n))
+  ) {
+    throw new TypeError(
+      `${where}.networks must be a non-empty array of CAIP-2 EVM networks ("eip155:<chain id>"), got ${JSON.stringify(x402.networks)}`,
+    );
   }
   if (!Array.isArray(x402.assets) || x402.assets.length === 0 || !x402.assets.every((a) => typeof a === "string" && ADDRESS.test(a))) {
     throw new TypeError(`${where}.assets must be a non-empty array of token addresses (0x + 40 hex), got ${JSON.stringify(x402.assets)}`);
   }
   for (const key of ["maxPerRequest", "maxPerHour"] as const) {
     if (positiveAtomic(x402[key]) === null) {
-      throw new TypeError(`${where}.${key} must be a positive integer of atomic units (bigint or decimal string), got ${typeof x402[key] === "bigint" ? `${x402[key]}n` : JSON.stringify(x402[key])}`);
+      throw new TypeError(
+        `${where}.${key} must be a positive integer of atomic units (bigint or decimal string), got ${typeof x402[key] === "bigint" ? `${x402[key]}n` : JSON.stringify(x402[key])}`,
+      );
     }
   }
   if (x402.onPay !== undefined && typeof x402.onPay !== "function") throw new TypeError(`${where}.onPay must be a function`);
@@ -147,7 +156,10 @@ function bodyEntry(body: unknown): { x402Version: unknown; accepts: unknown[]; r
   if (!Array.isArray(challenges)) return undefined;
   return challenges.find(
     (c): c is { x402Version: unknown; accepts: unknown[] } =>
-      typeof c === "object" && c !== null && (c as { type?: unknown }).type === X402_CHALLENGE_TYPE && Array.isArray((c as { accepts?: unknown }).accepts),
+      typeof c === "object" &&
+      c !== null &&
+      (c as { type?: unknown }).type === X402_CHALLENGE_TYPE &&
+      Array.isArray((c as { accepts?: unknown }).accepts),
   );
 }
 
@@ -203,7 +215,13 @@ export function x402Payer(options: X402PayerOptions = {}): Payer {
       if (!picked.ok) return picked;
       const { paymentRequired } = read;
       const { requirement } = picked;
-      return { ok: true, way: { kind: "once", obtain: () => signPayment({ x402, limits, sign, signal: options.signal, context, paymentRequired, requirement }) } };
+      return {
+        ok: true,
+        way: {
+          kind: "once",
+          obtain: () => signPayment({ x402, limits, sign, signal: options.signal, context, paymentRequired, requirement }),
+        },
+      };
     },
   };
 }
@@ -243,7 +261,12 @@ function readPaymentRequired(text: string): { ok: true; paymentRequired: Payment
   } catch {
     return { ok: false, reason: "unreadable", message: "unreadable x402 offer: PAYMENT-REQUIRED is not base64 JSON" };
   }
-  if (typeof paymentRequired !== "object" || paymentRequired === null || paymentRequired.x402Version !== 2 || !Array.isArray(paymentRequired.accepts)) {
+  if (
+    typeof paymentRequired !== "object" ||
+    paymentRequired === null ||
+    paymentRequired.x402Version !== 2 ||
+    !Array.isArray(paymentRequired.accepts)
+  ) {
     return { ok: false, reason: "unreadable", message: "unreadable x402 offer: not an x402 v2 PaymentRequired with accepts" };
   }
   return { ok: true, paymentRequired };
@@ -282,9 +305,11 @@ class SigningLimits {
   /** Why `r` is over a limit now, or null when it is within both. */
   overLimit(r: PaymentRequirements): string | null {
     const amount = BigInt(r.amount);
-    if (amount > this.maxPerRequest) return `x402 asks ${amount} atomic units of ${r.asset} on ${r.network}, more than maxPerRequest ${this.maxPerRequest}`;
+    if (amount > this.maxPerRequest)
+      return `x402 asks ${amount} atomic units of ${r.asset} on ${r.network}, more than maxPerRequest ${this.maxPerRequest}`;
     const hour = this.spentLastHour(r.asset.toLowerCase());
-    if (hour + amount > this.maxPerHour) return `x402 asks ${amount} atomic units of ${r.asset}; with ${hour} signed for in the last hour that is more than maxPerHour ${this.maxPerHour}`;
+    if (hour + amount > this.maxPerHour)
+      return `x402 asks ${amount} atomic units of ${r.asset}; with ${hour} signed for in the last hour that is more than maxPerHour ${this.maxPerHour}`;
     return null;
   }
 
@@ -306,7 +331,11 @@ class SigningLimits {
     const allowed = exact.filter((r) => this.networks.has(r.network) && this.assets.has(r.asset.toLowerCase()));
     if (allowed.length === 0) {
       const offered = exact.map((r) => `${r.asset} on ${r.network}`).join(", ");
-      return { ok: false, reason: "not_allowed", message: `x402 offers ${offered}; none is an allowed network (${[...this.networks].join(", ")}) and asset (${[...this.assets].join(", ")})` };
+      return {
+        ok: false,
+        reason: "not_allowed",
+        message: `x402 offers ${offered}; none is an allowed network (${[...this.networks].join(", ")}) and asset (${[...this.assets].join(", ")})`,
+      };
     }
     let firstOver: string | null = null;
     for (const r of allowed) {
@@ -326,7 +355,9 @@ function exactClient(x402: X402Options, limits: SigningLimits): x402Client {
   // Our own checks come first; these only keep the library from signing anything else.
   client.setSpendControls({
     maxAmountPerPayment: false,
-    allowedAssets: [...limits.networks].flatMap((network) => [...limits.assets].map((asset) => ({ network: network as Network, asset, maxAmountPerPayment: String(limits.maxPerRequest) }))),
+    allowedAssets: [...limits.networks].flatMap((network) =>
+      [...limits.assets].map((asset) => ({ network: network as Network, asset, maxAmountPerPayment: String(limits.maxPerRequest) })),
+    ),
   });
   return client;
 }
@@ -347,7 +378,15 @@ interface Signing {
  * authorization, reports it, and returns `{ "payment-signature": <base64 PaymentPayload> }`.
  * @throws TollboothError `aborted`, `payment_refused` or `payment_failed`
  */
-async function signPayment({ x402, limits, sign, signal, context, paymentRequired, requirement }: Signing): Promise<Record<string, string>> {
+async function signPayment({
+  x402,
+  limits,
+  sign,
+  signal,
+  context,
+  paymentRequired,
+  requirement,
+}: Signing): Promise<Record<string, string>> {
   if (signal?.aborted) throw new TollboothError("aborted", "payment aborted");
   const stillOver = limits.overLimit(requirement);
   if (stillOver) throw new TollboothError("payment_refused", stillOver);
@@ -363,8 +402,18 @@ async function signPayment({ x402, limits, sign, signal, context, paymentRequire
     });
   } catch (err) {
     const amount = BigInt(requirement.amount);
-    throw new TollboothError("payment_failed", `signing the x402 payment of ${amount} atomic units of ${requirement.asset} on ${requirement.network} failed: ${err instanceof Error ? err.message : String(err)}`);
+    throw new TollboothError(
+      "payment_failed",
+      `signing the x402 payment of ${amount} atomic units of ${requirement.asset} on ${requirement.network} failed: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
-  x402.onPay?.({ url: context.url, scheme: "x402", network: requirement.network, asset: requirement.asset, amount: requirement.amount, ms: performance.now() - t0 });
+  x402.onPay?.({
+    url: context.url,
+    scheme: "x402",
+    network: requirement.network,
+    asset: requirement.asset,
+    amount: requirement.amount,
+    ms: performance.now() - t0,
+  });
   return { [PAYMENT_SIGNATURE_HEADER]: encodePaymentSignatureHeader(payload) };
 }

@@ -52,7 +52,8 @@ function refusalError(refusals: Refusal[], status: number): TollboothError {
   const readable = refusals.filter((r) => r.reason !== "unreadable");
   const message = refusals.map((r) => r.message).join("; ");
   if (readable.length === 0) return new TollboothError("challenge_unreadable", message, status);
-  if (readable.every((r) => r.reason === "too_hard")) return new TollboothError("challenge_too_hard", readable.map((r) => r.message).join("; "), status);
+  if (readable.every((r) => r.reason === "too_hard"))
+    return new TollboothError("challenge_too_hard", readable.map((r) => r.message).join("; "), status);
   return new TollboothError("payment_refused", readable.map((r) => r.message).join("; "), status);
 }
 
@@ -98,7 +99,8 @@ export class Call {
       await this.checkRedemption();
       this.resolver.kept.drop(this.origin, this.sent);
       const taken = await this.choose();
-      if (!replayable(this.init.body)) throw new TollboothError("body_not_replayable", "cannot retry a streamed request body", this.res.status);
+      if (!replayable(this.init.body))
+        throw new TollboothError("body_not_replayable", "cannot retry a streamed request body", this.res.status);
       await this.res.body?.cancel();
       await this.take(taken);
     }
@@ -119,7 +121,11 @@ export class Call {
     if (this.waited) throw new TollboothError("rate_limited", "rate limited again after waiting Retry-After", 429);
     const retryAfter = Number(this.res.headers.get("retry-after"));
     if (!Number.isInteger(retryAfter) || retryAfter < 0 || retryAfter > maxWaitSeconds) {
-      throw new TollboothError("rate_limited", `rate limited: Retry-After ${this.res.headers.get("retry-after") ?? "absent"} exceeds ${maxWaitSeconds} s`, 429);
+      throw new TollboothError(
+        "rate_limited",
+        `rate limited: Retry-After ${this.res.headers.get("retry-after") ?? "absent"} exceeds ${maxWaitSeconds} s`,
+        429,
+      );
     }
     if (!replayable(this.init.body)) throw new TollboothError("body_not_replayable", "cannot retry a streamed request body", 429);
     await this.res.body?.cancel();
@@ -150,7 +156,11 @@ export class Call {
     const payer = this.redeemedBy;
     if (!payer) return;
     const status = this.res.status;
-    const again = payer.renewOn.length > 0 && status === 402 && this.resolves < MAX_RESOLVES && payer.renewOn.includes((await refusalReason(this.res)) ?? "");
+    const again =
+      payer.renewOn.length > 0 &&
+      status === 402 &&
+      this.resolves < MAX_RESOLVES &&
+      payer.renewOn.includes((await refusalReason(this.res)) ?? "");
     if (!again) throw new TollboothError("challenge_refused", `the gateway refused the ${payer.proof}: ${await this.res.text()}`, status);
     this.resolves++;
     this.redeemedBy = undefined;
@@ -171,7 +181,11 @@ export class Call {
     const response: ChallengeResponse = { url: String(this.url), status, headers: res.headers, challenges, body };
     const offers: OfferedChallenge[][] = payers.map((p) => p.offered(response));
     if (challenges.length === 0 && offers.every((o) => o.length === 0)) {
-      throw new TollboothError("challenge_unreadable", `${status} without a challenge the resolver can read: ${header || "no WWW-Authenticate"}`, status);
+      throw new TollboothError(
+        "challenge_unreadable",
+        `${status} without a challenge the resolver can read: ${header || "no WWW-Authenticate"}`,
+        status,
+      );
     }
     const context = { url: String(this.url), origin: this.origin, requestHeaders: this.requestHeaders };
     const refusals: Refusal[] = [];
@@ -183,7 +197,11 @@ export class Call {
       }
     }
     if (refusals.length === 0) {
-      throw new TollboothError("challenge_unreadable", `${status} without a challenge of a scheme the resolver may take (pay: ${payers.map((p) => p.name).join(", ")}): ${header}`, status);
+      throw new TollboothError(
+        "challenge_unreadable",
+        `${status} without a challenge of a scheme the resolver may take (pay: ${payers.map((p) => p.name).join(", ")}): ${header}`,
+        status,
+      );
     }
     throw refusalError(refusals, status);
   }

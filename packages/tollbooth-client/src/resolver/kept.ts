@@ -71,7 +71,12 @@ export class KeptCredentials {
     const credits = res.headers.get(CREDITS_HEADER);
     const current = this.kept.get(origin);
     if (minted) {
-      this.kept.set(origin, { kind: "token", token: minted, expiresMs: tokenExpiryMs(minted), credits: credits === null ? Infinity : Number(credits) });
+      this.kept.set(origin, {
+        kind: "token",
+        token: minted,
+        expiresMs: tokenExpiryMs(minted),
+        credits: credits === null ? Infinity : Number(credits),
+      });
     } else if (credits !== null && current && (current === sent || (sent === undefined && current.kind === "token"))) {
       current.credits = Number(credits);
       if (!(current.credits > 0)) this.kept.delete(origin);

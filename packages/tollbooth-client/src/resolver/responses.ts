@@ -6,7 +6,14 @@ import { TollboothError } from "../errors.ts";
 
 /** Whether a request body can be sent again (not a stream). */
 export function replayable(body: RequestInit["body"]): boolean {
-  return body == null || typeof body === "string" || body instanceof ArrayBuffer || ArrayBuffer.isView(body) || body instanceof URLSearchParams || (typeof Blob !== "undefined" && body instanceof Blob);
+  return (
+    body == null ||
+    typeof body === "string" ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    body instanceof URLSearchParams ||
+    (typeof Blob !== "undefined" && body instanceof Blob)
+  );
 }
 
 /**

@@ -24,8 +24,8 @@ import { checkPayerOptions, createPayers, type PayerName, type PayerOptions } fr
 import { Call, type FetchLike, type Resolver } from "./call.ts";
 import { KeptCredentials } from "./kept.ts";
 
-export { MAX_RESOLVES } from "./call.ts";
 export type { FetchLike } from "./call.ts";
+export { MAX_RESOLVES } from "./call.ts";
 
 /** The resolver's own options (beside those of its payers). */
 export interface ResolverOptions {

@@ -8,8 +8,8 @@
  */
 import type { Batch, NonceLayout } from "./midstate.ts";
 import { BATCH, innerWord } from "./midstate.ts";
-import { SCALAR_WASM_BASE64, SIMD_WASM_BASE64 } from "./sha256-pow.wasm.ts";
 import { expand, rounds } from "./sha256.ts";
+import { SCALAR_WASM_BASE64, SIMD_WASM_BASE64 } from "./sha256-pow.wasm.ts";
 
 /** Which implementation runs the inner loop. */
 export type KernelPath = "wasm-simd" | "wasm-scalar" | "js";
@@ -30,12 +30,16 @@ export interface Kernel {
 }
 
 /** Memory offsets shared with the .wat sources (bytes). */
-const MID = 0x100, ST = 0x120, W = 0x200, OUT = 0x600, TABLE = 0x1000;
+const MID = 0x100,
+  ST = 0x120,
+  W = 0x200,
+  OUT = 0x600,
+  TABLE = 0x1000;
 
 /** (module (func (result v128) (v128.const i32x4 0 0 0 0))): valid only where SIMD is. */
 const SIMD_PROBE = Uint8Array.from([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12,
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11,
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 11,
 ]);
 
 /** Whether this runtime validates WebAssembly SIMD (fixed-width 128-bit) modules. */
@@ -68,7 +72,8 @@ async function wasmKernel(path: "wasm-simd" | "wasm-scalar"): Promise<Kernel> {
   const mem = new Int32Array(x.memory.buffer);
   // Four spare entries past 9999 so the last SIMD pass can load four lanes.
   for (let c = 0; c < BATCH + 4; c++) mem[TABLE / 4 + c] = innerWord(c % BATCH);
-  let j = 0, t0 = 16;
+  let j = 0,
+    t0 = 16;
   return {
     path,
     load(batch, layout) {
@@ -92,8 +97,12 @@ async function wasmKernel(path: "wasm-simd" | "wasm-scalar"): Promise<Kernel> {
 function jsKernel(): Kernel {
   const table = new Int32Array(BATCH);
   for (let c = 0; c < BATCH; c++) table[c] = innerWord(c);
-  const mid = new Int32Array(8), state = new Int32Array(8), w = new Int32Array(64), s = new Int32Array(8);
-  let j = 0, t0 = 16;
+  const mid = new Int32Array(8),
+    state = new Int32Array(8),
+    w = new Int32Array(64),
+    s = new Int32Array(8);
+  let j = 0,
+    t0 = 16;
   const hash = (inner: number) => {
     w[j] = table[inner]!;
     expand(w, t0, 64);

@@ -86,8 +86,10 @@ export function planSalt(salt: string): SaltPlan {
     const end = tail + width; // byte after the nonce, from the start of the tail
     if (end % 4 !== 0) continue;
     let j: number;
-    if (end <= 52) j = end / 4 - 1; // one block: 0x80 and the length fit in bytes end..63
-    else if (end >= 68 && end <= 116) j = (end - 64) / 4 - 1; // inner digits in the second block
+    if (end <= 52)
+      j = end / 4 - 1; // one block: 0x80 and the length fit in bytes end..63
+    else if (end >= 68 && end <= 116)
+      j = (end - 64) / 4 - 1; // inner digits in the second block
     else continue; // inner digits end in bytes 53..64 of the first block: no room for padding there
     const t0 = firstDependent(j);
     const batches = Math.min(10 ** (width - 4), 2 ** 53);
@@ -127,8 +129,14 @@ export function prepareBatch(plan: SaltPlan, layout: NonceLayout, outerDigits: s
   const hi = Math.floor(bits / 2 ** 32);
   const lo = bits >>> 0;
   const l = blockBytes - 8;
-  t[l] = hi >>> 24; t[l + 1] = hi >>> 16; t[l + 2] = hi >>> 8; t[l + 3] = hi;
-  t[l + 4] = lo >>> 24; t[l + 5] = lo >>> 16; t[l + 6] = lo >>> 8; t[l + 7] = lo;
+  t[l] = hi >>> 24;
+  t[l + 1] = hi >>> 16;
+  t[l + 2] = hi >>> 8;
+  t[l + 3] = hi;
+  t[l + 4] = lo >>> 24;
+  t[l + 5] = lo >>> 16;
+  t[l + 6] = lo >>> 8;
+  t[l + 7] = lo;
 
   batch.mid.set(plan.mid);
   if (layout.twoBlocks) compressBlock(batch.mid, t, 0, wScratch);
@@ -145,7 +153,10 @@ export function prepareBatch(plan: SaltPlan, layout: NonceLayout, outerDigits: s
 
 /** Big-endian message word of the four ASCII digits of `inner` (0–9999, zero-padded). */
 export function innerWord(inner: number): number {
-  const d0 = Math.floor(inner / 1000) % 10, d1 = Math.floor(inner / 100) % 10, d2 = Math.floor(inner / 10) % 10, d3 = inner % 10;
+  const d0 = Math.floor(inner / 1000) % 10,
+    d1 = Math.floor(inner / 100) % 10,
+    d2 = Math.floor(inner / 10) % 10,
+    d3 = inner % 10;
   return ((0x30 + d0) << 24) | ((0x30 + d1) << 16) | ((0x30 + d2) << 8) | (0x30 + d3);
 }
 

@@ -6,7 +6,7 @@
  */
 import { leadingZeroBits } from "../../../../shared/wire/pow.ts";
 import type { Kernel } from "./kernel.ts";
-import { BATCH, newBatch, nonceOf, planSalt, prepareBatch, type NonceLayout, type SaltPlan } from "./midstate.ts";
+import { BATCH, type NonceLayout, newBatch, nonceOf, planSalt, prepareBatch, type SaltPlan } from "./midstate.ts";
 import { digestBytes } from "./sha256.ts";
 
 /** What one searcher covers. */
@@ -113,7 +113,8 @@ export function batchHits(kernel: Kernel, plan: SaltPlan, layout: NonceLayout, o
 export function kernelDigest(kernel: Kernel, salt: string, nonce: string): Uint8Array {
   const plan = planSalt(salt);
   const layout = plan.layouts.find((l) => l.width === nonce.length);
-  if (layout === undefined || !/^[0-9]+$/.test(nonce)) throw new RangeError(`"${nonce}" is not a nonce width the kernel uses after this salt`);
+  if (layout === undefined || !/^[0-9]+$/.test(nonce))
+    throw new RangeError(`"${nonce}" is not a nonce width the kernel uses after this salt`);
   const batch = newBatch();
   prepareBatch(plan, layout, nonce.slice(0, -4), batch);
   kernel.load(batch, layout);

@@ -11,11 +11,12 @@
  * cores in a pool of workers (solver/pool.ts) or on the calling thread, yielding to the
  * event loop every ~20 ms so an `AbortSignal` and the time budget are honoured.
  */
+
+import { TollboothError } from "../errors.ts";
 import type { KernelPath } from "./kernel.ts";
 import { loadKernel } from "./kernel.ts";
 import { processorCount, searchInWorkers, workersAvailable } from "./pool.ts";
 import { createSearch, kernelDigest } from "./search.ts";
-import { TollboothError } from "../errors.ts";
 
 export type { KernelPath } from "./kernel.ts";
 

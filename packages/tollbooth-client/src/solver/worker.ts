@@ -4,7 +4,7 @@
  * until it finds a nonce, the shared stop flag is raised (checked after every batch of
  * 10 000 nonces, ~1–2 ms) or its share is exhausted, and posts one `WorkerReply`.
  */
-import { loadKernel, type KernelPath } from "./kernel.ts";
+import { type KernelPath, loadKernel } from "./kernel.ts";
 import { createSearch, type SearchTask } from "./search.ts";
 
 /** A search request from the pool. */

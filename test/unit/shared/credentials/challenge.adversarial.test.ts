@@ -8,11 +8,11 @@
  */
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
-import { issueChallenge, verifySolution } from "../../../../shared/credentials/challenge.ts";
-import { formatChallenge, type PowChallenge, readSolution } from "../../../../shared/wire/pow.ts";
-import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
 import { solvePow } from "../../../../packages/tollbooth-client/src/solver/solve-pow.ts";
+import { issueChallenge, verifySolution } from "../../../../shared/credentials/challenge.ts";
+import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
+import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
+import { formatChallenge, type PowChallenge, readSolution } from "../../../../shared/wire/pow.ts";
 
 const NOW = 1_800_000_000_000;
 const CALLER = "api-key:0f0f0f0f";
@@ -47,21 +47,30 @@ describe("one field tampered at a time → bad_signature", () => {
   const other = <T>(arb: fc.Arbitrary<T>, field: keyof PowChallenge) => arb.filter((v) => v !== ch[field]);
 
   it("difficulty lowered (or raised)", async () => {
-    await fc.assert(fc.asyncProperty(other(fc.integer({ min: 1, max: 32 }), "difficulty"), async (difficulty) => {
-      expect(await verdictFor({ ...ch, difficulty })).toBe("bad_signature");
-    }), RUNS);
+    await fc.assert(
+      fc.asyncProperty(other(fc.integer({ min: 1, max: 32 }), "difficulty"), async (difficulty) => {
+        expect(await verdictFor({ ...ch, difficulty })).toBe("bad_signature");
+      }),
+      RUNS,
+    );
   });
 
   it("expiry extended (or moved anywhere)", async () => {
-    await fc.assert(fc.asyncProperty(other(fc.integer({ min: NOW / 1000, max: 2 ** 40 }), "expires"), async (expires) => {
-      expect(await verdictFor({ ...ch, expires })).toBe("bad_signature");
-    }), RUNS);
+    await fc.assert(
+      fc.asyncProperty(other(fc.integer({ min: NOW / 1000, max: 2 ** 40 }), "expires"), async (expires) => {
+        expect(await verdictFor({ ...ch, expires })).toBe("bad_signature");
+      }),
+      RUNS,
+    );
   });
 
   it("credits raised (or changed)", async () => {
-    await fc.assert(fc.asyncProperty(other(fc.nat({ max: Number.MAX_SAFE_INTEGER }), "credits"), async (credits) => {
-      expect(await verdictFor({ ...ch, credits })).toBe("bad_signature");
-    }), RUNS);
+    await fc.assert(
+      fc.asyncProperty(other(fc.nat({ max: Number.MAX_SAFE_INTEGER }), "credits"), async (credits) => {
+        expect(await verdictFor({ ...ch, credits })).toBe("bad_signature");
+      }),
+      RUNS,
+    );
   });
 
   it("realm, id or salt changed to any other string", async () => {
@@ -75,19 +84,25 @@ describe("one field tampered at a time → bad_signature", () => {
   });
 
   it("the caller swapped for any other identity", async () => {
-    await fc.assert(fc.asyncProperty(fc.string({ unit: "binary", maxLength: 60 }), async (caller) => {
-      fc.pre(caller !== CALLER);
-      expect(await verdictFor(ch, caller)).toBe("bad_signature");
-    }), { numRuns: 100 });
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: "binary", maxLength: 60 }), async (caller) => {
+        fc.pre(caller !== CALLER);
+        expect(await verdictFor(ch, caller)).toBe("bad_signature");
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it("kid swapped to another key the gateway has → bad_signature; to any other kid → unknown_key", async () => {
     expect(ringRotated.signer.kid).not.toBe(ch.kid);
     expect(await verdictFor({ ...ch, kid: ringRotated.signer.kid })).toBe("bad_signature");
-    await fc.assert(fc.asyncProperty(fc.string({ maxLength: 12 }), async (kid) => {
-      fc.pre(!ring.byKid.has(kid));
-      expect(await verdictFor({ ...ch, kid })).toBe("unknown_key");
-    }), RUNS);
+    await fc.assert(
+      fc.asyncProperty(fc.string({ maxLength: 12 }), async (kid) => {
+        fc.pre(!ring.byKid.has(kid));
+        expect(await verdictFor({ ...ch, kid })).toBe("unknown_key");
+      }),
+      RUNS,
+    );
   });
 
   it("algorithm changed: any other name is unsupported_algorithm when read; 'SHA256' in any case reads as sha256 and verifies", () => {
@@ -107,20 +122,26 @@ describe("the signature re-spelled → bad_signature", () => {
     const spellings = fc.oneof(
       fc.integer({ min: 1, max: 3 }).map((n) => ch.signature + "=".repeat(n)),
       fc.constant(ch.signature.replaceAll("-", "+").replaceAll("_", "/")),
-      fc.tuple(fc.nat(ch.signature.length), fc.constantFrom(" ", "\t", "\n")).map(([i, ws]) => ch.signature.slice(0, i) + ws + ch.signature.slice(i)),
+      fc
+        .tuple(fc.nat(ch.signature.length), fc.constantFrom(" ", "\t", "\n"))
+        .map(([i, ws]) => ch.signature.slice(0, i) + ws + ch.signature.slice(i)),
       fc.integer({ min: 1, max: 43 }).map((n) => ch.signature.slice(0, -n)),
       fc.string({ unit: fc.constantFrom(...B64URL), minLength: 1, maxLength: 4 }).map((s) => ch.signature + s),
       fc.string({ unit: fc.constantFrom(...B64URL), minLength: 43, maxLength: 43 }),
     );
-    await fc.assert(fc.asyncProperty(spellings, async (signature) => {
-      fc.pre(signature !== ch.signature);
-      expect(await verdictFor({ ...ch, signature })).toBe("bad_signature");
-    }), RUNS);
+    await fc.assert(
+      fc.asyncProperty(spellings, async (signature) => {
+        fc.pre(signature !== ch.signature);
+        expect(await verdictFor({ ...ch, signature })).toBe("bad_signature");
+      }),
+      RUNS,
+    );
   });
 
   it("non-zero trailing bits (a second spelling of the same 32 bytes)", async () => {
     const last = B64URL.indexOf(ch.signature.at(-1)!);
-    for (let t = 1; t < 4; t++) expect(await verdictFor({ ...ch, signature: ch.signature.slice(0, -1) + B64URL[last ^ t] })).toBe("bad_signature");
+    for (let t = 1; t < 4; t++)
+      expect(await verdictFor({ ...ch, signature: ch.signature.slice(0, -1) + B64URL[last ^ t] })).toBe("bad_signature");
   });
 });
 
@@ -147,7 +168,11 @@ describe("characters shifted between neighbouring fields → bad_signature", () 
 
 describe("through the wire: one parameter of the Tollbooth-Solution header, or of the /verify body, tampered", () => {
   const FIELDS = ["realm", "id", "salt", "difficulty", "algorithm", "expires", "credits", "kid", "signature"] as const;
-  const valueArb = fc.oneof(fc.string({ maxLength: 30 }), fc.nat().map(String), fc.constantFrom("", "0", "00", "-1", "1e3", "sha1", "SHA-256", "null"));
+  const valueArb = fc.oneof(
+    fc.string({ maxLength: 30 }),
+    fc.nat().map(String),
+    fc.constantFrom("", "0", "00", "-1", "1e3", "sha1", "SHA-256", "null"),
+  );
 
   it("is refused with a documented reason, never verified", async () => {
     const header = formatChallenge(ch).slice("PowChallenge ".length) + `, nonce="${nonce}"`;
@@ -157,7 +182,14 @@ describe("through the wire: one parameter of the Tollbooth-Solution header, or o
         let params: Record<string, unknown> | null;
         if (json) params = { ...ch, nonce, [field]: /^\d{1,15}$/.test(value) && typeof ch[field] === "number" ? Number(value) : value };
         // A function replacement: a string one would read `$`` or `$&` inside the value as replacement patterns.
-        else params = parseAuthParams(header.replace(new RegExp(`(^|, )${field}=("[^"]*"|[^,]*)`), (_m, lead: string) => `${lead}${field}=${JSON.stringify(value)}`))?.params ?? null;
+        else
+          params =
+            parseAuthParams(
+              header.replace(
+                new RegExp(`(^|, )${field}=("[^"]*"|[^,]*)`),
+                (_m, lead: string) => `${lead}${field}=${JSON.stringify(value)}`,
+              ),
+            )?.params ?? null;
         expect(params).not.toBeNull();
         const read = readSolution(params!);
         if (typeof read === "string") {

@@ -6,10 +6,10 @@
  */
 import { createHash, createHmac } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
 import { issueChallenge, verifySolution } from "../../../../shared/credentials/challenge.ts";
-import { formatChallenge, leadingZeroBits, POW_SCHEME, type PowChallenge, powDigest, readSolution } from "../../../../shared/wire/pow.ts";
 import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
+import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
+import { formatChallenge, leadingZeroBits, POW_SCHEME, type PowChallenge, powDigest, readSolution } from "../../../../shared/wire/pow.ts";
 
 const SECRET_A = "challenge-secret-A-0123456789";
 const SECRET_B = "challenge-secret-B-0123456789";
@@ -41,7 +41,10 @@ function refZeroBits(bytes: Uint8Array): number {
   return n;
 }
 
-const sha = (salt: string, nonce: string) => createHash("sha256").update(salt + nonce, "utf8").digest();
+const sha = (salt: string, nonce: string) =>
+  createHash("sha256")
+    .update(salt + nonce, "utf8")
+    .digest();
 
 /** Brute-force the smallest decimal nonce meeting `difficulty` for `salt`. */
 function solve(salt: string, difficulty: number): string {
@@ -53,7 +56,10 @@ function weakNonce(salt: string, difficulty: number): string {
   for (let n = 0; ; n++) if (refZeroBits(sha(salt, String(n))) < difficulty) return String(n);
 }
 
-const issue = (ring: Keyring, over: Partial<{ realm: string; difficulty: number; credits: number; ttlSeconds: number; caller: string; nowMs: number }> = {}) =>
+const issue = (
+  ring: Keyring,
+  over: Partial<{ realm: string; difficulty: number; credits: number; ttlSeconds: number; caller: string; nowMs: number }> = {},
+) =>
   issueChallenge(ring, { realm: "tollbooth", difficulty: DIFFICULTY, credits: 20, ttlSeconds: 120, caller: CALLER, nowMs: NOW, ...over });
 
 /** The challenge's parameters as a client echoes them, plus the nonce (strings, as from a header). */
@@ -93,7 +99,11 @@ describe("leadingZeroBits", () => {
 describe("powDigest", () => {
   it("is SHA-256 of the UTF-8 text salt ‖ nonce", async () => {
     expect(Buffer.from(await powDigest("abc", "123"))).toEqual(sha("abc", "123"));
-    expect(Buffer.from(await powDigest("é", "0"))).toEqual(createHash("sha256").update(Buffer.from([0xc3, 0xa9, 0x30])).digest());
+    expect(Buffer.from(await powDigest("é", "0"))).toEqual(
+      createHash("sha256")
+        .update(Buffer.from([0xc3, 0xa9, 0x30]))
+        .digest(),
+    );
   });
 });
 
@@ -131,7 +141,18 @@ describe("issueChallenge", () => {
 
   it("signs every field and the caller with HMAC-SHA256 of the secret", async () => {
     const ch = await issue(ringA);
-    const fields = ["tollbooth/pow-challenge/v1", ch.realm, ch.id, ch.salt, String(ch.difficulty), ch.algorithm, String(ch.expires), String(ch.credits), ch.kid, CALLER];
+    const fields = [
+      "tollbooth/pow-challenge/v1",
+      ch.realm,
+      ch.id,
+      ch.salt,
+      String(ch.difficulty),
+      ch.algorithm,
+      String(ch.expires),
+      String(ch.credits),
+      ch.kid,
+      CALLER,
+    ];
     const canonical = fields.map((f) => `${Buffer.byteLength(f)}:${f}`).join("");
     expect(ch.signature).toBe(createHmac("sha256", SECRET_A).update(canonical).digest("base64url"));
   });
@@ -219,7 +240,8 @@ describe("verifySolution refuses", () => {
 
   /** Verify `tampered` with a nonce that really solves its (possibly changed) salt and difficulty. */
   async function check(tampered: PowChallenge, caller = CALLER) {
-    const n = tampered.salt === ch.salt && tampered.difficulty >= ch.difficulty ? nonce : solve(tampered.salt, Math.min(tampered.difficulty, 16));
+    const n =
+      tampered.salt === ch.salt && tampered.difficulty >= ch.difficulty ? nonce : solve(tampered.salt, Math.min(tampered.difficulty, 16));
     return verifySolution(ringAB, tampered, n, caller, NOW);
   }
 
@@ -230,7 +252,8 @@ describe("verifySolution refuses", () => {
     const other = (ch.id[0] === "A" ? "B" : "A") + ch.id.slice(1);
     expect(await check({ ...ch, id: other })).toEqual(bad);
   });
-  it("a changed salt", async () => expect(await check({ ...ch, salt: ch.salt.replace(/^./, (c) => (c === "0" ? "1" : "0")) })).toEqual(bad));
+  it("a changed salt", async () =>
+    expect(await check({ ...ch, salt: ch.salt.replace(/^./, (c) => (c === "0" ? "1" : "0")) })).toEqual(bad));
   it("a lowered difficulty", async () => expect(await check({ ...ch, difficulty: 1 })).toEqual(bad));
   it("a changed algorithm", async () => expect(await check({ ...ch, algorithm: "sha1" as "sha256" })).toEqual(bad));
   it("an extended expiry", async () => expect(await check({ ...ch, expires: ch.expires + 3600 })).toEqual(bad));
@@ -425,7 +448,9 @@ describe("readSolution", () => {
           expect(read, `${key}=${huge}`).toBe("malformed");
         } else {
           // Whatever is read must be refused, not throw (a thrown error is a 500 at the edge).
-          await expect(verifySolution(ringA, read.challenge, read.nonce, CALLER, NOW), `${key}=${huge}`).resolves.toMatchObject({ ok: false });
+          await expect(verifySolution(ringA, read.challenge, read.nonce, CALLER, NOW), `${key}=${huge}`).resolves.toMatchObject({
+            ok: false,
+          });
         }
       }
     }

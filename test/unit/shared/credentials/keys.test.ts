@@ -76,7 +76,11 @@ describe("importKeyring", () => {
   it("counts UTF-8 bytes, not characters", async () => {
     // 8 × "é" is 8 characters but 16 bytes.
     const ring = await importKeyring("é".repeat(8));
-    expect(Buffer.from(await hmac(ring.signer, bytes("m")))).toEqual(createHmac("sha256", Buffer.from("é".repeat(8), "utf8")).update("m").digest());
+    expect(Buffer.from(await hmac(ring.signer, bytes("m")))).toEqual(
+      createHmac("sha256", Buffer.from("é".repeat(8), "utf8"))
+        .update("m")
+        .digest(),
+    );
     // 15 bytes: 7 × "é" + "x".
     await expect(importKeyring("é".repeat(7) + "x")).rejects.toThrow(TypeError);
   });

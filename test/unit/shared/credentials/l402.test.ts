@@ -8,7 +8,6 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
 import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
 import {
   callerTag,
@@ -24,6 +23,7 @@ import {
   verifyL402,
 } from "../../../../shared/credentials/l402.ts";
 import { addCaveat, decodeMacaroon, encodeMacaroon, type Macaroon, toBase64 } from "../../../../shared/credentials/macaroon.ts";
+import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
 
 interface PeerMacaroon {
   readonly location: string | null;
@@ -66,7 +66,11 @@ const sha256hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex"
 const canon = (fields: string[]) => fields.map((f) => `${Buffer.byteLength(f, "utf8")}:${f}`).join("");
 /** The documented root key: HMAC-SHA256(secret, canonical(["tollbooth/l402-root/v1", hex(identifier)])). */
 const rootKeyOf = (secret: string, identifier: Uint8Array) =>
-  new Uint8Array(createHmac("sha256", secret).update(canon(["tollbooth/l402-root/v1", hex(identifier)])).digest());
+  new Uint8Array(
+    createHmac("sha256", secret)
+      .update(canon(["tollbooth/l402-root/v1", hex(identifier)]))
+      .digest(),
+  );
 /** The documented caller tag: base64url of the first 16 bytes of SHA-256(caller). */
 const tagOf = (caller: string) => createHash("sha256").update(caller).digest().subarray(0, 16).toString("base64url");
 
@@ -97,19 +101,37 @@ const identifierOf = (paymentHash: string, tokenId = hex(new Uint8Array(randomBy
   new Uint8Array([0, 0, ...Buffer.from(paymentHash, "hex"), ...Buffer.from(tokenId, "hex")]);
 const standardCaveats = (over: { service?: string; validUntil?: number; credits?: number; caller?: string } = {}) => {
   const s = over.service ?? SERVICE;
-  return [`services=${s}:0`, `${s}_valid_until=${over.validUntil ?? VALID_UNTIL}`, `${s}_credits=${over.credits ?? CREDITS}`, `${s}_caller=${tagOf(over.caller ?? CALLER)}`];
+  return [
+    `services=${s}:0`,
+    `${s}_valid_until=${over.validUntil ?? VALID_UNTIL}`,
+    `${s}_credits=${over.credits ?? CREDITS}`,
+    `${s}_caller=${tagOf(over.caller ?? CALLER)}`,
+  ];
 };
 
 async function mint(ring = ringA, over: Partial<Parameters<typeof mintL402>[1]> = {}) {
   const inv = invoice();
-  const minted = await mintL402(ring, { paymentHash: inv.paymentHash, service: SERVICE, validUntil: VALID_UNTIL, credits: CREDITS, caller: CALLER, ...over });
+  const minted = await mintL402(ring, {
+    paymentHash: inv.paymentHash,
+    service: SERVICE,
+    validUntil: VALID_UNTIL,
+    credits: CREDITS,
+    caller: CALLER,
+    ...over,
+  });
   const decoded = decodeMacaroon(Buffer.from(minted.macaroon, "base64"));
   if (!decoded.ok) throw new Error(decoded.reason);
   return { ...inv, ...minted, m: decoded.macaroon };
 }
 
-const ctx = (over: Partial<{ service: string; caller: string; nowMs: number }> = {}) => ({ service: SERVICE, caller: CALLER, nowMs: NOW, ...over });
-const verify = (m: Macaroon, preimage: Uint8Array, over: Parameters<typeof ctx>[0] = {}, ring = ringA) => verifyL402(ring, { macaroon: m, preimage }, ctx(over));
+const ctx = (over: Partial<{ service: string; caller: string; nowMs: number }> = {}) => ({
+  service: SERVICE,
+  caller: CALLER,
+  nowMs: NOW,
+  ...over,
+});
+const verify = (m: Macaroon, preimage: Uint8Array, over: Parameters<typeof ctx>[0] = {}, ring = ringA) =>
+  verifyL402(ring, { macaroon: m, preimage }, ctx(over));
 
 describe("mintL402", () => {
   it("mints a V2 macaroon the peer verifies under the documented root key, with the documented identifier and caveats in order", async () => {
@@ -133,7 +155,13 @@ describe("mintL402", () => {
 
   it("draws a fresh token id each time", async () => {
     const a = await mint();
-    const b = await mintL402(ringA, { paymentHash: a.paymentHash, service: SERVICE, validUntil: VALID_UNTIL, credits: CREDITS, caller: CALLER });
+    const b = await mintL402(ringA, {
+      paymentHash: a.paymentHash,
+      service: SERVICE,
+      validUntil: VALID_UNTIL,
+      credits: CREDITS,
+      caller: CALLER,
+    });
     expect(b.tokenId).not.toBe(a.tokenId);
   });
 
@@ -171,7 +199,11 @@ describe("identifier and caller tag", () => {
     const id = identifierOf("cd".repeat(32));
     expect(decodeIdentifier(id.subarray(0, 65))).toEqual({ ok: false, reason: "malformed" });
     expect(decodeIdentifier(new Uint8Array([...id, 0]))).toEqual({ ok: false, reason: "malformed" });
-    for (const v of [[0, 1], [1, 0]]) expect(decodeIdentifier(new Uint8Array([...v, ...id.subarray(2)]))).toEqual({ ok: false, reason: "malformed" });
+    for (const v of [
+      [0, 1],
+      [1, 0],
+    ])
+      expect(decodeIdentifier(new Uint8Array([...v, ...id.subarray(2)]))).toEqual({ ok: false, reason: "malformed" });
   });
 
   it("callerTag is base64url of the first 16 bytes of SHA-256(UTF-8 caller), 22 characters", async () => {
@@ -191,7 +223,10 @@ describe("formatL402Challenge", () => {
     const { macaroon } = await mint();
     const header = formatL402Challenge({ macaroon, invoice: "lnbcrt100n1pexample" });
     expect(header.startsWith('L402 version="0", token="')).toBe(true);
-    expect(parseAuthParams(header)).toEqual({ scheme: "L402", params: { version: "0", token: macaroon, macaroon, invoice: "lnbcrt100n1pexample" } });
+    expect(parseAuthParams(header)).toEqual({
+      scheme: "L402",
+      params: { version: "0", token: macaroon, macaroon, invoice: "lnbcrt100n1pexample" },
+    });
   });
 });
 
@@ -327,7 +362,10 @@ describe("verifyL402", () => {
         [`services=${SERVICE}:0,`, validUntil!, credits!],
       ];
       for (const caveats of lists) {
-        expect(await verify(peerMint(SECRET_A, identifierOf(paymentHash), caveats), preimage), caveats.join(" ")).toEqual({ ok: false, reason: "malformed" });
+        expect(await verify(peerMint(SECRET_A, identifierOf(paymentHash), caveats), preimage), caveats.join(" ")).toEqual({
+          ok: false,
+          reason: "malformed",
+        });
       }
     });
 
@@ -368,7 +406,10 @@ describe("verifyL402", () => {
     it("wrong_caller: presented by another caller, or narrowed to another caller", async () => {
       const { m, preimage } = await mint();
       expect(await verify(m, preimage, { caller: "ip:203.0.113.7" })).toEqual({ ok: false, reason: "wrong_caller" });
-      expect(await verify(await addCaveat(m, `${SERVICE}_caller=${tagOf("someone-else")}`), preimage)).toEqual({ ok: false, reason: "wrong_caller" });
+      expect(await verify(await addCaveat(m, `${SERVICE}_caller=${tagOf("someone-else")}`), preimage)).toEqual({
+        ok: false,
+        reason: "wrong_caller",
+      });
     });
 
     it("expired: at and after valid_until, including one the holder added", async () => {
@@ -380,7 +421,16 @@ describe("verifyL402", () => {
 
     it("unknown_caveat: any caveat outside the four, not key=value, or not UTF-8", async () => {
       const { m, preimage } = await mint();
-      for (const extra of ["foo=bar", `${SERVICE}_capabilities=read`, "other_credits=5", "noequals", "", "=x", "Services=tollbooth:0", `${SERVICE}_credits`]) {
+      for (const extra of [
+        "foo=bar",
+        `${SERVICE}_capabilities=read`,
+        "other_credits=5",
+        "noequals",
+        "",
+        "=x",
+        "Services=tollbooth:0",
+        `${SERVICE}_credits`,
+      ]) {
         expect(await verify(await addCaveat(m, extra), preimage), extra).toEqual({ ok: false, reason: "unknown_caveat" });
       }
       const theirs = peer.importMacaroon(encodeMacaroon(m));

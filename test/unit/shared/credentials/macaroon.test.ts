@@ -12,9 +12,9 @@ import {
   decodeMacaroon,
   encodeMacaroon,
   fromBase64,
-  type Macaroon,
   MACAROON_MAX_BYTES,
   MACAROON_MAX_CAVEATS,
+  type Macaroon,
   mintMacaroon,
   toBase64,
   verifyMacaroonSignature,
@@ -158,7 +158,13 @@ describe("signature chain", () => {
         async (rootKey, identifier, caveats) => {
           const m = await mintMacaroon(rootKey, identifier, caveats, "x");
           const enc = new TextEncoder();
-          expect(m.signature).toEqual(chain(rootKey, identifier, caveats.map((c) => enc.encode(c))));
+          expect(m.signature).toEqual(
+            chain(
+              rootKey,
+              identifier,
+              caveats.map((c) => enc.encode(c)),
+            ),
+          );
           expect(await verifyMacaroonSignature(rootKey, m)).toBe(true);
         },
       ),

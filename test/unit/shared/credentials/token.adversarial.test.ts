@@ -35,11 +35,17 @@ async function refused(candidate: string, caller = CALLER): Promise<TokenError> 
 }
 
 /** Any character a forger might put in: base64url, the standard alphabet, padding, dots, whitespace, unicode. */
-const charArb = fc.oneof(fc.constantFrom(...B64URL, "+", "/", "=", ".", " ", "\t", "\n", "\u00a0", "é", "\u{1f600}", "\0"), fc.string({ minLength: 1, maxLength: 1 }));
+const charArb = fc.oneof(
+  fc.constantFrom(...B64URL, "+", "/", "=", ".", " ", "\t", "\n", "\u00a0", "é", "\u{1f600}", "\0"),
+  fc.string({ minLength: 1, maxLength: 1 }),
+);
 
 describe("verifyToken refuses what it did not sign", () => {
   it("arbitrary strings", async () => {
-    await fc.assert(fc.asyncProperty(fc.string({ maxLength: 300 }), (s) => refused(s).then(() => undefined)), { numRuns: 500 });
+    await fc.assert(
+      fc.asyncProperty(fc.string({ maxLength: 300 }), (s) => refused(s).then(() => undefined)),
+      { numRuns: 500 },
+    );
   });
 
   it("well-shaped strings: tb1.<the real kid>.<random base64url>.<random 43-character base64url>", async () => {
@@ -57,7 +63,11 @@ describe("verifyToken refuses what it did not sign", () => {
       fc.asyncProperty(fc.nat(), charArb, fc.constantFrom("replace", "insert", "delete"), async (pos, ch, op) => {
         const i = pos % (token.length + (op === "insert" ? 1 : 0));
         const changed =
-          op === "replace" ? token.slice(0, i) + ch + token.slice(i + 1) : op === "insert" ? token.slice(0, i) + ch + token.slice(i) : token.slice(0, i) + token.slice(i + 1);
+          op === "replace"
+            ? token.slice(0, i) + ch + token.slice(i + 1)
+            : op === "insert"
+              ? token.slice(0, i) + ch + token.slice(i)
+              : token.slice(0, i) + token.slice(i + 1);
         fc.pre(changed !== token);
         await refused(changed);
       }),
@@ -86,9 +96,13 @@ describe("verifyToken refuses what it did not sign", () => {
       RUNS,
     );
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.string({ unit: fc.constantFrom(...B64URL), maxLength: 8 }), { minLength: 1, maxLength: 3 }), fc.boolean(), async (extra, front) => {
-        expect(await refused(front ? [...extra, token].join(".") : [token, ...extra].join("."))).toBe("malformed");
-      }),
+      fc.asyncProperty(
+        fc.array(fc.string({ unit: fc.constantFrom(...B64URL), maxLength: 8 }), { minLength: 1, maxLength: 3 }),
+        fc.boolean(),
+        async (extra, front) => {
+          expect(await refused(front ? [...extra, token].join(".") : [token, ...extra].join("."))).toBe("malformed");
+        },
+      ),
       RUNS,
     );
     for (let drop = 0; drop < 4; drop++) expect(await refused(parts.filter((_, i) => i !== drop).join("."))).toBe("malformed");
@@ -108,7 +122,10 @@ describe("verifyToken refuses what it did not sign", () => {
     for (let n = 0; n < 20; n++) {
       const t = await signToken(ring, { sub: CALLER, jti: newTokenId(), exp: NOW / 1000 + 300, cr: 20 });
       const [head, sig] = [t.slice(0, t.lastIndexOf(".") + 1), t.slice(t.lastIndexOf(".") + 1)];
-      for (const [from, to] of [["-", "+"], ["_", "/"]] as const) {
+      for (const [from, to] of [
+        ["-", "+"],
+        ["_", "/"],
+      ] as const) {
         if (sig.includes(from)) expect(await refused(head + sig.replace(from, to))).toBe("bad_signature");
       }
     }
@@ -134,7 +151,10 @@ describe("verifyToken refuses what it did not sign", () => {
         const forged = await signToken(other, { sub, jti: newTokenId(), exp, cr });
         // Either the other key's kid (unknown) or, re-labelled, the real kid with a wrong signature.
         expect(await refused(forged, sub)).toBe("unknown_key");
-        const relabelled = forged.split(".").map((p, i) => (i === 1 ? ring.signer.kid : p)).join(".");
+        const relabelled = forged
+          .split(".")
+          .map((p, i) => (i === 1 ? ring.signer.kid : p))
+          .join(".");
         expect(await refused(relabelled, sub)).toBe("bad_signature");
       }),
       RUNS,
@@ -156,13 +176,17 @@ describe("verifyToken refuses what it did not sign", () => {
 describe("a valid token verifies for its own caller only", () => {
   it("any caller identity round-trips, and any other caller is wrong_caller", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.string({ unit: "binary", maxLength: 100 }), fc.string({ unit: "binary", maxLength: 100 }), async (sub, someone) => {
-        fc.pre(sub !== someone);
-        const t = await signToken(ring, { sub, jti: newTokenId(), exp: NOW / 1000 + 1, cr: 5 });
-        const mine = await verifyToken(ring, t, sub, NOW);
-        expect(mine).toMatchObject({ ok: true, claims: { sub, exp: NOW / 1000 + 1, cr: 5 } });
-        expect(await refused(t, someone)).toBe("wrong_caller");
-      }),
+      fc.asyncProperty(
+        fc.string({ unit: "binary", maxLength: 100 }),
+        fc.string({ unit: "binary", maxLength: 100 }),
+        async (sub, someone) => {
+          fc.pre(sub !== someone);
+          const t = await signToken(ring, { sub, jti: newTokenId(), exp: NOW / 1000 + 1, cr: 5 });
+          const mine = await verifyToken(ring, t, sub, NOW);
+          expect(mine).toMatchObject({ ok: true, claims: { sub, exp: NOW / 1000 + 1, cr: 5 } });
+          expect(await refused(t, someone)).toBe("wrong_caller");
+        },
+      ),
       { numRuns: 100 },
     );
   });

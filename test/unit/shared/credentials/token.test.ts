@@ -40,7 +40,9 @@ const canon = (fields: string[]) => fields.map((f) => `${Buffer.byteLength(f, "u
 
 /** Sign an arbitrary payload text the way the documented format says, with node:crypto. */
 function forge(secret: string, kid: string, payloadText: string): string {
-  const sig = createHmac("sha256", secret).update(canon([LABEL, kid, payloadText])).digest("base64url");
+  const sig = createHmac("sha256", secret)
+    .update(canon([LABEL, kid, payloadText]))
+    .digest("base64url");
   return `tb1.${kid}.${payloadText}.${sig}`;
 }
 
@@ -50,7 +52,9 @@ const b64 = (json: unknown) => Buffer.from(JSON.stringify(json), "utf8").toStrin
 /** Standard-alphabet base64 (with a '+' or '/') of the claims, without padding. */
 function standardAlphabet(c: Record<string, unknown>): string {
   for (let i = 0; ; i++) {
-    const text = Buffer.from(JSON.stringify({ ...c, jti: `${c.jti}${"?~>".repeat(i)}` })).toString("base64").replace(/=+$/, "");
+    const text = Buffer.from(JSON.stringify({ ...c, jti: `${c.jti}${"?~>".repeat(i)}` }))
+      .toString("base64")
+      .replace(/=+$/, "");
     if (/[+/]/.test(text)) return text;
   }
 }
@@ -143,14 +147,26 @@ describe("verifyToken", () => {
       const sig = parts[3];
       const swapped = sig.slice(0, 10) + (sig[10] === "A" ? "B" : "A") + sig.slice(11);
       expect(await verifyToken(ringA, join([...parts.slice(0, 3), swapped]), CALLER, NOW)).toEqual({ ok: false, reason: "bad_signature" });
-      expect(await verifyToken(ringA, join([...parts.slice(0, 3), sig.slice(0, 42)]), CALLER, NOW)).toEqual({ ok: false, reason: "bad_signature" });
+      expect(await verifyToken(ringA, join([...parts.slice(0, 3), sig.slice(0, 42)]), CALLER, NOW)).toEqual({
+        ok: false,
+        reason: "bad_signature",
+      });
       expect(await verifyToken(ringA, join([...parts.slice(0, 3), ""]), CALLER, NOW)).toEqual({ ok: false, reason: "bad_signature" });
-      expect(await verifyToken(ringA, join([...parts.slice(0, 3), sig + "AAAA"]), CALLER, NOW)).toEqual({ ok: false, reason: "bad_signature" });
+      expect(await verifyToken(ringA, join([...parts.slice(0, 3), sig + "AAAA"]), CALLER, NOW)).toEqual({
+        ok: false,
+        reason: "bad_signature",
+      });
     });
 
     it("refuses padding games: '=' appended to the signature or payload", async () => {
-      expect(await verifyToken(ringA, join([...parts.slice(0, 3), parts[3] + "="]), CALLER, NOW)).toEqual({ ok: false, reason: "bad_signature" });
-      expect(await verifyToken(ringA, join([parts[0], parts[1], parts[2] + "=", parts[3]]), CALLER, NOW)).toEqual({ ok: false, reason: "bad_signature" });
+      expect(await verifyToken(ringA, join([...parts.slice(0, 3), parts[3] + "="]), CALLER, NOW)).toEqual({
+        ok: false,
+        reason: "bad_signature",
+      });
+      expect(await verifyToken(ringA, join([parts[0], parts[1], parts[2] + "=", parts[3]]), CALLER, NOW)).toEqual({
+        ok: false,
+        reason: "bad_signature",
+      });
     });
 
     it("refuses a second spelling of the signature (non-zero trailing bits)", async () => {
@@ -170,7 +186,10 @@ describe("verifyToken", () => {
 
     it("refuses a wrong prefix (malformed)", async () => {
       for (const prefix of ["tb2", "TB1", "", "tb1 "]) {
-        expect(await verifyToken(ringA, join([prefix, ...parts.slice(1)]), CALLER, NOW), prefix).toEqual({ ok: false, reason: "malformed" });
+        expect(await verifyToken(ringA, join([prefix, ...parts.slice(1)]), CALLER, NOW), prefix).toEqual({
+          ok: false,
+          reason: "malformed",
+        });
       }
     });
 
@@ -182,7 +201,10 @@ describe("verifyToken", () => {
     });
 
     it("refuses a kid no key has (unknown_key)", async () => {
-      expect(await verifyToken(ringA, join([parts[0], "AAAAAAAA", parts[2], parts[3]]), CALLER, NOW)).toEqual({ ok: false, reason: "unknown_key" });
+      expect(await verifyToken(ringA, join([parts[0], "AAAAAAAA", parts[2], parts[3]]), CALLER, NOW)).toEqual({
+        ok: false,
+        reason: "unknown_key",
+      });
     });
   });
 

@@ -5,7 +5,7 @@
  * another key's hash prefix, and a prefix shared by several keys, revoke nothing.
  */
 import { describe, expect, it } from "vitest";
-import { matchKeyTarget, type KeyEntry } from "../../../../shared/identity/api-keys.ts";
+import { type KeyEntry, matchKeyTarget } from "../../../../shared/identity/api-keys.ts";
 
 const A = "cc3f09d70afb" + "1".repeat(52);
 const B = "5c02dd7d8bd3" + "2".repeat(52);
@@ -13,7 +13,10 @@ const C = "cc3f09d70afb" + "0" + "3".repeat(51);
 
 describe("matchKeyTarget", () => {
   it("a name equal to another key's hash prefix is ambiguous (it does not revoke the named key)", () => {
-    const entries: KeyEntry[] = [{ sha256: A, name: "ci-bot" }, { sha256: B, name: "cc3f09d70afb" }];
+    const entries: KeyEntry[] = [
+      { sha256: A, name: "ci-bot" },
+      { sha256: B, name: "cc3f09d70afb" },
+    ];
     expect(matchKeyTarget(entries, "cc3f09d70afb")).toEqual({
       kind: "ambiguous",
       matches: [
@@ -27,7 +30,11 @@ describe("matchKeyTarget", () => {
   });
 
   it("a prefix of several hashes, or a name of several keys, is ambiguous; a key matched both ways is one match", () => {
-    const entries: KeyEntry[] = [{ sha256: A, name: "a" }, { sha256: C, name: "c" }, { sha256: B, name: "b" }];
+    const entries: KeyEntry[] = [
+      { sha256: A, name: "a" },
+      { sha256: C, name: "c" },
+      { sha256: B, name: "b" },
+    ];
     expect(matchKeyTarget(entries, "cc3f09d70afb")).toEqual({
       kind: "ambiguous",
       matches: [
@@ -35,17 +42,33 @@ describe("matchKeyTarget", () => {
         { name: "a", sha256Prefix: A.slice(0, 12), matchedBy: "hash prefix" },
       ],
     });
-    expect(matchKeyTarget([...entries, { sha256: "f".repeat(64), name: "a" }], "a")).toMatchObject({ kind: "ambiguous", matches: [{ matchedBy: "name" }, { matchedBy: "name" }] });
+    expect(matchKeyTarget([...entries, { sha256: "f".repeat(64), name: "a" }], "a")).toMatchObject({
+      kind: "ambiguous",
+      matches: [{ matchedBy: "name" }, { matchedBy: "name" }],
+    });
     // A key named its own hash prefix: one key.
-    expect(matchKeyTarget([{ sha256: B, name: "5c02dd7d8bd3" }], "5c02dd7d8bd3")).toMatchObject({ kind: "one", sha256: B, match: { matchedBy: "name" } });
+    expect(matchKeyTarget([{ sha256: B, name: "5c02dd7d8bd3" }], "5c02dd7d8bd3")).toMatchObject({
+      kind: "one",
+      sha256: B,
+      match: { matchedBy: "name" },
+    });
   });
 
   it("a whole hash wins over a key named with it; a name wins alone; short, upper-case or unknown targets match nothing", () => {
-    const entries: KeyEntry[] = [{ sha256: A, name: "a" }, { sha256: B, name: A }, { sha256: C, name: null }];
+    const entries: KeyEntry[] = [
+      { sha256: A, name: "a" },
+      { sha256: B, name: A },
+      { sha256: C, name: null },
+    ];
     expect(matchKeyTarget(entries, A)).toMatchObject({ kind: "one", sha256: A, match: { matchedBy: "hash" } });
     expect(matchKeyTarget(entries.slice(1), A)).toMatchObject({ kind: "one", sha256: B, match: { matchedBy: "name" } });
-    expect(matchKeyTarget(entries, "a")).toMatchObject({ kind: "one", sha256: A, match: { name: "a", sha256Prefix: A.slice(0, 12), matchedBy: "name" } });
-    for (const target of ["cc3f09d70af", "CC3F09D70AFB1", "nobody", "?", ""]) expect(matchKeyTarget(entries, target)).toEqual({ kind: "none" });
+    expect(matchKeyTarget(entries, "a")).toMatchObject({
+      kind: "one",
+      sha256: A,
+      match: { name: "a", sha256Prefix: A.slice(0, 12), matchedBy: "name" },
+    });
+    for (const target of ["cc3f09d70af", "CC3F09D70AFB1", "nobody", "?", ""])
+      expect(matchKeyTarget(entries, target)).toEqual({ kind: "none" });
     // An entry whose record is unreadable (name null) is found by its hash only.
     expect(matchKeyTarget(entries, C.slice(0, 13))).toMatchObject({ kind: "one", sha256: C, match: { name: null } });
   });

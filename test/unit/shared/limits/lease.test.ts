@@ -8,7 +8,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { fullBucket, take, type BucketConfig, type BucketState } from "../../../../shared/limits/bucket.ts";
+import { type BucketConfig, type BucketState, fullBucket, take } from "../../../../shared/limits/bucket.ts";
 import { grantLease, LEASE_MS, LeaseTable, type LeaseWant } from "../../../../shared/limits/lease.ts";
 
 /** The caller's object, as its contract says: one ceiling unit and the cost per request, then a lease. */
@@ -51,7 +51,15 @@ type Step =
   | { kind: "land"; index: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 12, arbitrary: fc.record({ kind: fc.constant("request" as const), isolate: fc.nat(3), cost: fc.integer({ min: 0, max: 3 }), gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 3_000 })) }) },
+  {
+    weight: 12,
+    arbitrary: fc.record({
+      kind: fc.constant("request" as const),
+      isolate: fc.nat(3),
+      cost: fc.integer({ min: 0, max: 3 }),
+      gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 3_000 })),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("die" as const), isolate: fc.nat(3) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("land" as const), index: fc.nat(10) }) },
 );
@@ -89,7 +97,8 @@ function simulate(config: { bucket: BucketConfig; ceiling: BucketConfig }, steps
     if (table.admit(caller, s.cost, now)) {
       units += s.cost;
       requests++;
-      if (table.startRenewal(caller, now)) inFlight.push({ table, want: table.want(caller, now, config.bucket.capacity, config.ceiling.capacity) });
+      if (table.startRenewal(caller, now))
+        inFlight.push({ table, want: table.want(caller, now, config.bucket.capacity, config.ceiling.capacity) });
       continue;
     }
     const want = table.want(caller, now, config.bucket.capacity, config.ceiling.capacity);
@@ -114,11 +123,17 @@ describe("leases never admit more than the buckets allow", () => {
   it("over random interleavings of 4 isolates, late renewals, expiries and deaths", () => {
     fc.assert(
       fc.property(
-        fc.record({ capacity: fc.integer({ min: 1, max: 60 }), refill: fc.oneof(fc.constant(0.0001), fc.double({ min: 0.1, max: 50, noNaN: true })) }),
+        fc.record({
+          capacity: fc.integer({ min: 1, max: 60 }),
+          refill: fc.oneof(fc.constant(0.0001), fc.double({ min: 0.1, max: 50, noNaN: true })),
+        }),
         fc.record({ capacity: fc.integer({ min: 1, max: 120 }), refill: fc.double({ min: 0.5, max: 50, noNaN: true }) }),
         fc.array(step, { minLength: 1, maxLength: 400 }),
         (b, c, steps) => {
-          const config = { bucket: { capacity: b.capacity, refillPerSecond: b.refill }, ceiling: { capacity: c.capacity, refillPerSecond: c.refill } };
+          const config = {
+            bucket: { capacity: b.capacity, refillPerSecond: b.refill },
+            ceiling: { capacity: c.capacity, refillPerSecond: c.refill },
+          };
           const r = simulate(config, steps);
           // Invariant: everything admitted anywhere came out of the buckets.
           expect(r.units).toBeLessThanOrEqual(r.unitAllowance + 1e-6);

@@ -33,7 +33,7 @@ function parseSfList(text: string): Array<{ item: string; params: Record<string,
 }
 
 describe("rateLimitPolicy (RateLimit-Policy field)", () => {
-  it("writes the draft's example shape: \"free\";q=10;w=20", () => {
+  it('writes the draft\'s example shape: "free";q=10;w=20', () => {
     expect(rateLimitPolicy([{ name: "free", config: { capacity: 10, refillPerSecond: 0.5 } }])).toBe('"free";q=10;w=20');
   });
 
@@ -75,7 +75,7 @@ describe("rateLimitPolicy (RateLimit-Policy field)", () => {
 describe("rateLimit (RateLimit field)", () => {
   const free: BucketConfig = { capacity: 10, refillPerSecond: 0.5 };
 
-  it("writes the draft's example shape: \"free\";r=3;t=14", () => {
+  it('writes the draft\'s example shape: "free";r=3;t=14', () => {
     // A full bucket of 10 at 0.5/s, 7 taken: 3 left, full again after 14 s.
     const { result } = take(fullBucket(free, T0), free, 7, T0);
     expect(rateLimit([{ name: "free", config: free, result }], T0)).toBe('"free";r=3;t=14');

@@ -4,7 +4,7 @@
  * raw path only when it spells the prefix segment by segment.
  */
 import { describe, expect, it } from "vitest";
-import { matchRoute, originProblem, parseRoutes, restAfterPrefix, routeSecrets, type Route } from "../../../../shared/policy/routes.ts";
+import { matchRoute, originProblem, parseRoutes, type Route, restAfterPrefix, routeSecrets } from "../../../../shared/policy/routes.ts";
 import { normalizePath } from "../../../../workers/pipeline/paths.ts";
 
 const routes = (list: unknown[], policy?: unknown) => parseRoutes(JSON.stringify(list), policy)!;
@@ -28,13 +28,26 @@ describe("parseRoutes", () => {
     const [a, b] = routes(
       [
         { name: "a", match: { path: "/a" }, origin: "https://a.internal/base", policy: { bucket: { capacity: 2, refillPerSecond: 1 } } },
-        { name: "b", match: { host: "B.Example.Org." }, origin: "http://10.0.0.2:8080", stripPrefix: false, originSecret: "ORIGIN_B_SECRET" },
+        {
+          name: "b",
+          match: { host: "B.Example.Org." },
+          origin: "http://10.0.0.2:8080",
+          stripPrefix: false,
+          originSecret: "ORIGIN_B_SECRET",
+        },
       ],
       JSON.stringify({ bucket: { capacity: 9, refillPerSecond: 1 }, endpoint: "/rpc", identity: { strategies: ["ip"] } }),
     );
     expect(a).toMatchObject({ name: "a", host: null, prefix: "/a", segments: ["a"], stripPrefix: true, originSecret: null });
     expect(a!.policy).toEqual({ bucket: { capacity: 2, refillPerSecond: 1 }, endpoint: "/rpc", identity: { strategies: ["ip"] } });
-    expect(b).toMatchObject({ name: "b", host: "b.example.org", prefix: "/", segments: [], stripPrefix: false, originSecret: "ORIGIN_B_SECRET" });
+    expect(b).toMatchObject({
+      name: "b",
+      host: "b.example.org",
+      prefix: "/",
+      segments: [],
+      stripPrefix: false,
+      originSecret: "ORIGIN_B_SECRET",
+    });
     expect(b!.policy).toEqual({ bucket: { capacity: 9, refillPerSecond: 1 }, endpoint: "/rpc", identity: { strategies: ["ip"] } });
   });
 
@@ -43,9 +56,24 @@ describe("parseRoutes", () => {
     expect(refused("[")).toMatch(/^TOLLBOOTH_ROUTES is not valid JSON/);
     expect(refused([])).toMatch(/non-empty JSON array/);
     expect(refused({ name: "a" })).toMatch(/non-empty JSON array/);
-    expect(refused([{ ...ok, name: "a" }, { ...ok, name: "a", match: { path: "/b" } }])).toMatch(/^TOLLBOOTH_ROUTES\[1\] \("a"\)\.name: another route/);
-    expect(refused([{ ...ok, name: "a" }, { ...ok, name: "b" }])).toMatch(/^TOLLBOOTH_ROUTES\[1\] \("b"\)\.match: route "a" already matches any host \/a/);
-    expect(refused([{ ...ok, name: "a", match: { host: "x.org" } }, { ...ok, name: "b", match: { host: "X.ORG." } }])).toMatch(/\("b"\)\.match: route "a" already matches x\.org/);
+    expect(
+      refused([
+        { ...ok, name: "a" },
+        { ...ok, name: "a", match: { path: "/b" } },
+      ]),
+    ).toMatch(/^TOLLBOOTH_ROUTES\[1\] \("a"\)\.name: another route/);
+    expect(
+      refused([
+        { ...ok, name: "a" },
+        { ...ok, name: "b" },
+      ]),
+    ).toMatch(/^TOLLBOOTH_ROUTES\[1\] \("b"\)\.match: route "a" already matches any host \/a/);
+    expect(
+      refused([
+        { ...ok, name: "a", match: { host: "x.org" } },
+        { ...ok, name: "b", match: { host: "X.ORG." } },
+      ]),
+    ).toMatch(/\("b"\)\.match: route "a" already matches x\.org/);
     expect(refused([{ ...ok, name: "A" }])).toMatch(/\("A"\)\.name: must be/);
     expect(refused([{ ...ok, name: "a/b" }])).toMatch(/\.name: must be/);
     expect(refused([{ ...ok, name: "a", origin: "not a url" }])).toMatch(/^TOLLBOOTH_ROUTES\[0\] \("a"\)\.origin: is not a URL/);
@@ -65,8 +93,12 @@ describe("parseRoutes", () => {
     expect(refused([{ ...ok, name: "a", stripPrefix: "yes" }])).toMatch(/\("a"\)\.stripPrefix: must be true or false/);
     expect(refused([{ ...ok, name: "a", originSecret: "lower" }])).toMatch(/\("a"\)\.originSecret: /);
     expect(refused([{ ...ok, name: "a", policy: [] }])).toMatch(/\("a"\)\.policy: must be an object/);
-    expect(refused([{ ...ok, name: "a", policy: { identity: { strategies: ["ip"] } } }])).toMatch(/\("a"\)\.policy\.identity: is the gateway's/);
-    expect(refused([{ ...ok, name: "a", policy: { networkRetryAfterSeconds: 60 } }])).toMatch(/\("a"\)\.policy\.networkRetryAfterSeconds: is the gateway's/);
+    expect(refused([{ ...ok, name: "a", policy: { identity: { strategies: ["ip"] } } }])).toMatch(
+      /\("a"\)\.policy\.identity: is the gateway's/,
+    );
+    expect(refused([{ ...ok, name: "a", policy: { networkRetryAfterSeconds: 60 } }])).toMatch(
+      /\("a"\)\.policy\.networkRetryAfterSeconds: is the gateway's/,
+    );
   });
 });
 
@@ -129,7 +161,8 @@ describe("restAfterPrefix", () => {
 
 describe("originProblem and routeSecrets", () => {
   it("refuses placeholder hosts and accepts real ones", () => {
-    for (const u of ["https://origin.example.com", "https://x.example.net/mcp", "http://a.example", "https://b.invalid."]) expect(originProblem(u)).toMatch(/placeholder/);
+    for (const u of ["https://origin.example.com", "https://x.example.net/mcp", "http://a.example", "https://b.invalid."])
+      expect(originProblem(u)).toMatch(/placeholder/);
     for (const u of ["https://mcp.internal", "http://127.0.0.1:3001", "https://example.community"]) expect(originProblem(u)).toBeNull();
     expect(originProblem("https://a.internal/?q=1")).toMatch(/query/);
   });

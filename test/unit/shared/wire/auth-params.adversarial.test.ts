@@ -8,11 +8,11 @@
  */
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { formatAuthParams, parseAuthParams } from "../../../../shared/wire/auth-params.ts";
-import { issueChallenge, verifySolution } from "../../../../shared/credentials/challenge.ts";
-import { formatChallenge, type PowChallenge, readSolution } from "../../../../shared/wire/pow.ts";
-import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
 import { solvePow } from "../../../../packages/tollbooth-client/src/solver/solve-pow.ts";
+import { issueChallenge, verifySolution } from "../../../../shared/credentials/challenge.ts";
+import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
+import { formatAuthParams, parseAuthParams } from "../../../../shared/wire/auth-params.ts";
+import { formatChallenge, type PowChallenge, readSolution } from "../../../../shared/wire/pow.ts";
 
 const NOW = 1_800_000_000_000;
 const CALLER = "ip:198.51.100.4";
@@ -121,12 +121,18 @@ describe("duplicate parameters and case games in names", () => {
   it("a parameter of the solution named again, in any case and either form, makes it malformed", async () => {
     const names = ["realm", "id", "salt", "difficulty", "algorithm", "expires", "credits", "kid", "signature", "nonce"];
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...names), fc.array(fc.boolean(), { minLength: 10, maxLength: 10 }), fc.oneof(tokenArb, valueArb), fc.boolean(), async (name, upper, value, quoted) => {
-        const cased = [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join("");
-        const extra = quoted || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value) ? `${cased}=${JSON.stringify(value)}` : `${cased}=${value}`;
-        expect(await redeemHeader(`${solution}, ${extra}`)).toEqual({ ok: false, reason: "malformed" });
-        expect(await redeemHeader(`${extra}, ${solution}`)).toEqual({ ok: false, reason: "malformed" });
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...names),
+        fc.array(fc.boolean(), { minLength: 10, maxLength: 10 }),
+        fc.oneof(tokenArb, valueArb),
+        fc.boolean(),
+        async (name, upper, value, quoted) => {
+          const cased = [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join("");
+          const extra = quoted || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value) ? `${cased}=${JSON.stringify(value)}` : `${cased}=${value}`;
+          expect(await redeemHeader(`${solution}, ${extra}`)).toEqual({ ok: false, reason: "malformed" });
+          expect(await redeemHeader(`${extra}, ${solution}`)).toEqual({ ok: false, reason: "malformed" });
+        },
+      ),
       RUNS,
     );
   });
@@ -135,7 +141,10 @@ describe("duplicate parameters and case games in names", () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.boolean(), { minLength: 200, maxLength: 200 }), async (upper) => {
         let n = 0;
-        const recased = solution.replace(/(^|, )([a-z]+)=/g, (_, sep: string, name: string) => sep + [...name].map((c) => (upper[n++ % 200] ? c.toUpperCase() : c)).join("") + "=");
+        const recased = solution.replace(
+          /(^|, )([a-z]+)=/g,
+          (_, sep: string, name: string) => sep + [...name].map((c) => (upper[n++ % 200] ? c.toUpperCase() : c)).join("") + "=",
+        );
         expect(await redeemHeader(recased)).toMatchObject({ ok: true, challenge });
       }),
       { numRuns: 50 },
@@ -150,13 +159,17 @@ describe("token vs quoted-string forms, whitespace and quoted-pairs (RFC 9110 §
   it("any parameter written in either form, with optional whitespace and quoted-pairs, reads the same and verifies", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.record({ quote: fc.boolean(), pairAll: fc.boolean(), ws: fc.constantFrom("", " ", "\t", "  \t") }), { minLength: 10, maxLength: 10 }),
+        fc.array(fc.record({ quote: fc.boolean(), pairAll: fc.boolean(), ws: fc.constantFrom("", " ", "\t", "  \t") }), {
+          minLength: 10,
+          maxLength: 10,
+        }),
         async (styles) => {
           const header = pairs()
             .map(([name, value], i) => {
               const { quote, pairAll, ws } = styles[i]!;
               const isToken = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value);
-              const body = !quote && isToken ? value : `"${[...value].map((c) => (pairAll || c === '"' || c === "\\" ? "\\" + c : c)).join("")}"`;
+              const body =
+                !quote && isToken ? value : `"${[...value].map((c) => (pairAll || c === '"' || c === "\\" ? "\\" + c : c)).join("")}"`;
               return `${name}${ws}=${ws}${body}`;
             })
             .join(`${styles[0]!.ws},${styles[1]!.ws}`);
@@ -168,7 +181,14 @@ describe("token vs quoted-string forms, whitespace and quoted-pairs (RFC 9110 §
   });
 
   it("integers with a sign, leading zeros, an exponent, a fraction or inner spaces are malformed in either form", async () => {
-    const spoil = fc.constantFrom((n: string) => `+${n}`, (n: string) => `0${n}`, (n: string) => `${n}e0`, (n: string) => `${n}.0`, (n: string) => `-${n}`, (n: string) => `${n[0]} ${n.slice(1)}`);
+    const spoil = fc.constantFrom(
+      (n: string) => `+${n}`,
+      (n: string) => `0${n}`,
+      (n: string) => `${n}e0`,
+      (n: string) => `${n}.0`,
+      (n: string) => `-${n}`,
+      (n: string) => `${n[0]} ${n.slice(1)}`,
+    );
     await fc.assert(
       fc.asyncProperty(fc.constantFrom("difficulty", "expires", "credits"), spoil, fc.boolean(), async (name, f, quoted) => {
         const value = f(String(challenge[name as "difficulty" | "expires" | "credits"]));
@@ -184,17 +204,27 @@ describe("token vs quoted-string forms, whitespace and quoted-pairs (RFC 9110 §
 
 describe("any single-character change of a real Tollbooth-Solution", () => {
   it("is refused, or reads back as the issued challenge with a nonce that really solves it", async () => {
-    const charArb = fc.oneof(fc.constantFrom('"', "\\", ",", "=", " ", "0", "1", "9", "a", "A", "-", "_", "+", "/"), fc.string({ minLength: 1, maxLength: 1 }));
+    const charArb = fc.oneof(
+      fc.constantFrom('"', "\\", ",", "=", " ", "0", "1", "9", "a", "A", "-", "_", "+", "/"),
+      fc.string({ minLength: 1, maxLength: 1 }),
+    );
     await fc.assert(
       fc.asyncProperty(fc.nat(), charArb, fc.constantFrom("replace", "insert", "delete"), async (pos, ch, op) => {
         const i = pos % solution.length;
-        const header = op === "replace" ? solution.slice(0, i) + ch + solution.slice(i + 1) : op === "insert" ? solution.slice(0, i) + ch + solution.slice(i) : solution.slice(0, i) + solution.slice(i + 1);
+        const header =
+          op === "replace"
+            ? solution.slice(0, i) + ch + solution.slice(i + 1)
+            : op === "insert"
+              ? solution.slice(0, i) + ch + solution.slice(i)
+              : solution.slice(0, i) + solution.slice(i + 1);
         const verdict = await redeemHeader(header);
         if (verdict.ok) {
           expect(verdict.challenge).toEqual(challenge);
           expect(await verifySolution(ring, challenge, verdict.nonce, CALLER, NOW)).toEqual({ ok: true });
         } else {
-          expect(["malformed", "unsupported_algorithm", "unknown_key", "bad_signature", "expired", "insufficient_work"]).toContain(verdict.reason);
+          expect(["malformed", "unsupported_algorithm", "unknown_key", "bad_signature", "expired", "insufficient_work"]).toContain(
+            verdict.reason,
+          );
         }
       }),
       { numRuns: 1000 },

@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatAuthParams, parseChallenges, parseChallengesWithText, type AuthParams } from "../../../../shared/wire/auth-params.ts";
+import { type AuthParams, formatAuthParams, parseChallenges, parseChallengesWithText } from "../../../../shared/wire/auth-params.ts";
 
 /** Plain objects (params are null-prototype records) for `toEqual`. */
 const plain = (list: AuthParams[] | null) => list?.map((c) => ({ scheme: c.scheme, params: { ...c.params } })) ?? null;
@@ -24,14 +24,19 @@ const MAC = "AgEJdG9sbGJvb3RoAkIAAJsf+/abc==";
 const INVOICE = "lnbcrt100n1pjq8z3mpp5abcdef";
 
 describe("parseChallenges", () => {
-  it("reads a PowChallenge followed by an L402 challenge (two field lines joined with \", \")", () => {
+  it('reads a PowChallenge followed by an L402 challenge (two field lines joined with ", ")', () => {
     const headers = new Headers();
     headers.append("WWW-Authenticate", POW);
     headers.append("WWW-Authenticate", formatAuthParams("L402", { version: "0", token: MAC, macaroon: MAC, invoice: INVOICE }));
     const parsed = plain(parseChallenges(headers.get("www-authenticate")!));
     expect(parsed).toHaveLength(2);
     expect(parsed![0]!.scheme).toBe("PowChallenge");
-    expect(parsed![0]!.params).toMatchObject({ salt: "4213e10a14cce4e16f0294845df116a0", difficulty: "16", credits: "20", signature: "8jeB-x_y" });
+    expect(parsed![0]!.params).toMatchObject({
+      salt: "4213e10a14cce4e16f0294845df116a0",
+      difficulty: "16",
+      credits: "20",
+      signature: "8jeB-x_y",
+    });
     expect(parsed![1]).toEqual({ scheme: "L402", params: { version: "0", token: MAC, macaroon: MAC, invoice: INVOICE } });
   });
 
@@ -58,9 +63,9 @@ describe("parseChallenges", () => {
     ]);
   });
 
-  it("a token68 is kept as the parameter named \"\"", () => {
+  it('a token68 is kept as the parameter named ""', () => {
     expect(plain(parseChallenges("A a="))).toEqual([{ scheme: "A", params: { "": "a=" } }]); // token68 "a=", not a parameter
-    expect(plain(parseChallenges("Basic dXNlcjpwYXNz, Negotiate abc==, Bearer realm=\"api\""))).toEqual([
+    expect(plain(parseChallenges('Basic dXNlcjpwYXNz, Negotiate abc==, Bearer realm="api"'))).toEqual([
       { scheme: "Basic", params: { "": "dXNlcjpwYXNz" } },
       { scheme: "Negotiate", params: { "": "abc==" } },
       { scheme: "Bearer", params: { realm: "api" } },
@@ -69,7 +74,7 @@ describe("parseChallenges", () => {
   });
 
   it("bare schemes, empty list elements, tabs and spaces around = (BWS)", () => {
-    expect(plain(parseChallenges(" , Foo ,, Bar a = 1 ,\tb=\"2\" , Baz"))).toEqual([
+    expect(plain(parseChallenges(' , Foo ,, Bar a = 1 ,\tb="2" , Baz'))).toEqual([
       { scheme: "Foo", params: {} },
       { scheme: "Bar", params: { a: "1", b: "2" } },
       { scheme: "Baz", params: {} },
@@ -90,7 +95,7 @@ describe("parseChallenges", () => {
       "A a=1, b= ,",
       'A a="1", a="2"',
       'A a="1", A="2"',
-      "A abc==, realm=\"x\"",
+      'A abc==, realm="x"',
       "A a=1 b=2",
       'A a="1" junk',
       "=x",
@@ -113,17 +118,25 @@ describe("parseChallenges", () => {
     ]);
   });
 
-  it("property: formatAuthParams of random challenges joined with \", \" parses back to the same list", () => {
+  it('property: formatAuthParams of random challenges joined with ", " parses back to the same list', () => {
     const tchar = fc.constantFrom(..."!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".split(""));
     const scheme = fc.string({ unit: tchar, minLength: 1, maxLength: 12 });
     const name = fc.string({ unit: fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789-_.".split("")), minLength: 1, maxLength: 10 });
-    const value = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: "grapheme", maxLength: 10 }), fc.integer({ min: 0, max: 2 ** 40 }), fc.constantFrom(", B x=1", '\\"', ", ", "="));
+    const value = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.string({ unit: "grapheme", maxLength: 10 }),
+      fc.integer({ min: 0, max: 2 ** 40 }),
+      fc.constantFrom(", B x=1", '\\"', ", ", "="),
+    );
     const challenge = fc.record({ scheme, params: fc.dictionary(name, value, { maxKeys: 6 }) });
     fc.assert(
       fc.property(fc.array(challenge, { maxLength: 6 }), (list) => {
         const header = list.map((c) => formatAuthParams(c.scheme, c.params)).join(", ");
         fc.pre(header.length <= 8192);
-        const expected = list.map((c) => ({ scheme: c.scheme, params: Object.fromEntries(Object.entries(c.params).map(([k, v]) => [k, String(v)])) }));
+        const expected = list.map((c) => ({
+          scheme: c.scheme,
+          params: Object.fromEntries(Object.entries(c.params).map(([k, v]) => [k, String(v)])),
+        }));
         expect(plain(parseChallenges(header))).toEqual(expected);
       }),
       { numRuns: 2000 },

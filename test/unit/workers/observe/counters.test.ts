@@ -4,14 +4,36 @@
  * isolate's flusher (one flush per interval; a failed batch kept for the next, bounded).
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { addRecord, countersOf, emptyBatch, MAX_CALLERS_PER_MINUTE, MAX_RECENT, OTHER_CALLERS, percentiles, shortCaller, type StatsBatch } from "../../../../workers/observe/counters.ts";
-import { statsFlusher, parseFlushMs } from "../../../../workers/observe/flusher.ts";
+import {
+  addRecord,
+  countersOf,
+  emptyBatch,
+  MAX_CALLERS_PER_MINUTE,
+  MAX_RECENT,
+  OTHER_CALLERS,
+  percentiles,
+  type StatsBatch,
+  shortCaller,
+} from "../../../../workers/observe/counters.ts";
+import { parseFlushMs, statsFlusher } from "../../../../workers/observe/flusher.ts";
 import { prometheusText } from "../../../../workers/observe/prometheus.ts";
-import { LATENCY_BUCKETS_MS, type DecisionRecord, type StatsSnapshot } from "../../../../workers/observe/types.ts";
+import { type DecisionRecord, LATENCY_BUCKETS_MS, type StatsSnapshot } from "../../../../workers/observe/types.ts";
 
 const T0 = Date.UTC(2026, 10, 30, 10, 0, 0);
 
-const record = (over: Partial<DecisionRecord> = {}): DecisionRecord => ({ time: T0, caller: "ip:10.0.0.1", network: "10.0.0.1", plan: "free", method: "POST", cost: 1, decision: "admitted", reason: "bucket", status: 200, latencyMs: 7, ...over });
+const record = (over: Partial<DecisionRecord> = {}): DecisionRecord => ({
+  time: T0,
+  caller: "ip:10.0.0.1",
+  network: "10.0.0.1",
+  plan: "free",
+  method: "POST",
+  cost: 1,
+  decision: "admitted",
+  reason: "bucket",
+  status: 200,
+  latencyMs: 7,
+  ...over,
+});
 
 function snapshot(totals: Record<string, number>, latencyTotals: number[]): StatsSnapshot {
   return { nowMs: T0, minutes: [], totals, latencyTotals, latencyMs: percentiles(latencyTotals), topCallers: [], recent: [] };
@@ -23,7 +45,17 @@ describe("prometheusText", () => {
     latency[0] = 2; // ≤ 5 ms
     latency[3] = 1; // ≤ 50 ms
     latency[LATENCY_BUCKETS_MS.length] = 1; // > 10 s
-    const text = prometheusText(snapshot({ 'requests_total{decision="admitted"}': 3, 'requests_total{decision="payment_required"}': 1, 'paid_total{scheme="l402",unit="sats"}': 20, stats_flushes_total: 2 }, latency));
+    const text = prometheusText(
+      snapshot(
+        {
+          'requests_total{decision="admitted"}': 3,
+          'requests_total{decision="payment_required"}': 1,
+          'paid_total{scheme="l402",unit="sats"}': 20,
+          stats_flushes_total: 2,
+        },
+        latency,
+      ),
+    );
     const lines = text.split("\n");
     expect(text.endsWith("\n")).toBe(true);
     expect(lines.filter((l) => l === "# TYPE tollbooth_requests_total counter")).toHaveLength(1);
@@ -61,10 +93,18 @@ describe("countersOf", () => {
       'requests_total{decision="payment_required"}': 1,
       'payment_required_total{scheme="pow",reason="solution_spent"}': 1,
     });
-    expect(countersOf(record({ decision: "payment_required", reason: "over_budget", status: 402 }))['payment_required_total{scheme="none",reason="over_budget"}']).toBe(1);
+    expect(
+      countersOf(record({ decision: "payment_required", reason: "over_budget", status: 402 }))[
+        'payment_required_total{scheme="none",reason="over_budget"}'
+      ],
+    ).toBe(1);
     expect(countersOf(record({ decision: "rate_limited", reason: "network", status: 429 }))['rate_limited_total{layer="network"}']).toBe(1);
-    expect(countersOf(record({ decision: "bad_request", reason: "payload_too_large", status: 413 }))['bad_request_total{status="413"}']).toBe(1);
-    const paid = countersOf(record({ reason: "x402", scheme: "x402", redeemed: true, paid: { scheme: "x402", amount: "10000", unit: "atomic" } }));
+    expect(
+      countersOf(record({ decision: "bad_request", reason: "payload_too_large", status: 413 }))['bad_request_total{status="413"}'],
+    ).toBe(1);
+    const paid = countersOf(
+      record({ reason: "x402", scheme: "x402", redeemed: true, paid: { scheme: "x402", amount: "10000", unit: "atomic" } }),
+    );
     expect(paid['redeemed_total{scheme="x402"}']).toBe(1);
     expect(paid['payments_total{scheme="x402"}']).toBe(1);
     expect(paid['paid_total{scheme="x402",unit="atomic"}']).toBe(10000);
@@ -75,25 +115,46 @@ describe("countersOf", () => {
 
   it("counts every decision under requests_total, and what paid every admitted request under admitted_total (unmetered included)", () => {
     for (const paidBy of ["bucket", "token", "solution", "l402", "x402", "free"]) {
-      expect(countersOf(record({ reason: paidBy }))).toEqual({ 'requests_total{decision="admitted"}': 1, [`admitted_total{paid_by="${paidBy}"}`]: 1 });
+      expect(countersOf(record({ reason: paidBy }))).toEqual({
+        'requests_total{decision="admitted"}': 1,
+        [`admitted_total{paid_by="${paidBy}"}`]: 1,
+      });
     }
     // An admitted record with no reason paid nothing: free.
-    expect(countersOf(record({ reason: undefined }))).toEqual({ 'requests_total{decision="admitted"}': 1, 'admitted_total{paid_by="free"}': 1 });
-    expect(countersOf(record({ decision: "admitted_unmetered", reason: "store_unavailable" }))).toEqual({ 'requests_total{decision="admitted_unmetered"}': 1, 'admitted_total{paid_by="unmetered"}': 1 });
+    expect(countersOf(record({ reason: undefined }))).toEqual({
+      'requests_total{decision="admitted"}': 1,
+      'admitted_total{paid_by="free"}': 1,
+    });
+    expect(countersOf(record({ decision: "admitted_unmetered", reason: "store_unavailable" }))).toEqual({
+      'requests_total{decision="admitted_unmetered"}': 1,
+      'admitted_total{paid_by="unmetered"}': 1,
+    });
     expect(countersOf(record({ decision: "payment_required", reason: "x402_underpaid", scheme: "x402", status: 402 }))).toEqual({
       'requests_total{decision="payment_required"}': 1,
       'payment_required_total{scheme="x402",reason="x402_underpaid"}': 1,
     });
     for (const layer of ["network", "ceiling", "sessions", "streams", "origin", "over_budget"]) {
-      expect(countersOf(record({ decision: "rate_limited", reason: layer, status: 429 }))).toEqual({ 'requests_total{decision="rate_limited"}': 1, [`rate_limited_total{layer="${layer}"}`]: 1 });
+      expect(countersOf(record({ decision: "rate_limited", reason: layer, status: 429 }))).toEqual({
+        'requests_total{decision="rate_limited"}': 1,
+        [`rate_limited_total{layer="${layer}"}`]: 1,
+      });
     }
     for (const status of [400, 403, 405, 408, 413, 415]) {
-      expect(countersOf(record({ decision: "bad_request", reason: "x", status }))).toEqual({ 'requests_total{decision="bad_request"}': 1, [`bad_request_total{status="${status}"}`]: 1 });
+      expect(countersOf(record({ decision: "bad_request", reason: "x", status }))).toEqual({
+        'requests_total{decision="bad_request"}': 1,
+        [`bad_request_total{status="${status}"}`]: 1,
+      });
     }
     // Decisions with no family of their own: counted once, under requests_total.
-    expect(countersOf(record({ decision: "unavailable", reason: "store", status: 503 }))).toEqual({ 'requests_total{decision="unavailable"}': 1 });
-    expect(countersOf(record({ decision: "blocked", reason: "blocked", status: 403 }))).toEqual({ 'requests_total{decision="blocked"}': 1 });
-    expect(countersOf(record({ decision: "own_endpoint", reason: "status", status: 200 }))).toEqual({ 'requests_total{decision="own_endpoint"}': 1 });
+    expect(countersOf(record({ decision: "unavailable", reason: "store", status: 503 }))).toEqual({
+      'requests_total{decision="unavailable"}': 1,
+    });
+    expect(countersOf(record({ decision: "blocked", reason: "blocked", status: 403 }))).toEqual({
+      'requests_total{decision="blocked"}': 1,
+    });
+    expect(countersOf(record({ decision: "own_endpoint", reason: "status", status: 200 }))).toEqual({
+      'requests_total{decision="own_endpoint"}': 1,
+    });
   });
 
   it("never makes a label of a value outside its vocabulary", () => {

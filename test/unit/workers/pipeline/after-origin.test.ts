@@ -11,27 +11,43 @@ import { body } from "../../../../workers/pipeline/body.ts";
 import { credentials } from "../../../../workers/pipeline/credentials.ts";
 import { identity } from "../../../../workers/pipeline/identity.ts";
 import type { Carrying, Cleared, Known, Read } from "../../../../workers/pipeline/state.ts";
-import { arrival, depsFor, request, toolCall, type Deferred } from "./support.ts";
+import { arrival, type Deferred, depsFor, request, toolCall } from "./support.ts";
 
 const deps = depsFor();
 
 /** A caller store recording each call. */
 function fakeStore(): CallerStore & { calls: Array<[string, unknown]> } {
   const calls: Array<[string, unknown]> = [];
-  return new Proxy({ calls }, { get: (t, m: string) => (m === "calls" ? t.calls : async (arg: unknown) => void calls.push([m, arg])) }) as unknown as CallerStore & { calls: Array<[string, unknown]> };
+  return new Proxy(
+    { calls },
+    { get: (t, m: string) => (m === "calls" ? t.calls : async (arg: unknown) => void calls.push([m, arg])) },
+  ) as unknown as CallerStore & { calls: Array<[string, unknown]> };
 }
 
 const lim = { success: true, limit: 10, remaining: 9, reset: 0, retryAfterSeconds: 0 };
 
 /** An admitted request for `req`, cleared for the origin. */
-async function cleared(req: Request, over: Partial<Cleared> = {}, deferred: Deferred = []): Promise<Cleared & { store: ReturnType<typeof fakeStore> }> {
+async function cleared(
+  req: Request,
+  over: Partial<Cleared> = {},
+  deferred: Deferred = [],
+): Promise<Cleared & { store: ReturnType<typeof fakeStore> }> {
   const known = (await identity((await body(arrival(req, deferred), deps)) as Read, deps)) as Known;
   const carrying = (await credentials(known, deps)) as Carrying;
-  return { ...carrying, store: fakeStore(), decision: { admitted: true, paidBy: "free", bucket: lim, ceiling: lim }, local: null, headers: { ratelimit: '"free";r=9;t=0' }, ...over } as Cleared & { store: ReturnType<typeof fakeStore> };
+  return {
+    ...carrying,
+    store: fakeStore(),
+    decision: { admitted: true, paidBy: "free", bucket: lim, ceiling: lim },
+    local: null,
+    headers: { ratelimit: '"free";r=9;t=0' },
+    ...over,
+  } as Cleared & { store: ReturnType<typeof fakeStore> };
 }
 
 const initialize = () => request("POST", "/mcp", { body: { jsonrpc: "2.0", id: 1, method: "initialize", params: {} } });
-const answer = (status: number, headers: Record<string, string> = {}, text = "{}") => ({ res: new Response(status === 204 ? null : text, { status, headers: { "content-type": "application/json", ...headers } }) });
+const answer = (status: number, headers: Record<string, string> = {}, text = "{}") => ({
+  res: new Response(status === 204 ? null : text, { status, headers: { "content-type": "application/json", ...headers } }),
+});
 
 describe("sessions", () => {
   it("an initialize the origin answered with a session: its slot is bound to that session, in the background", async () => {
@@ -71,7 +87,9 @@ describe("sessions", () => {
 
 describe("the answer", () => {
   it("the decision's headers are set on the origin's answer", async () => {
-    const s = await cleared(request("POST", "/mcp", { body: toolCall(4) }), { headers: { ratelimit: '"free";r=3;t=0', "tollbooth-credits": "7" } });
+    const s = await cleared(request("POST", "/mcp", { body: toolCall(4) }), {
+      headers: { ratelimit: '"free";r=3;t=0', "tollbooth-credits": "7" },
+    });
     const out = answer(200, { ratelimit: "origin's own" });
     afterOrigin(s, deps, out, false);
     expect([out.res.headers.get("ratelimit"), out.res.headers.get("tollbooth-credits")]).toEqual(['"free";r=3;t=0', "7"]);
@@ -81,6 +99,10 @@ describe("the answer", () => {
     const s = await cleared(request("POST", "/mcp", { body: toolCall(5) }), { receipt: { key: "pay/receipt", value: { tx: "0x1" } } });
     const out = answer(200, {}, JSON.stringify({ jsonrpc: "2.0", id: 5, result: { content: [], _meta: { mine: 1 } } }));
     afterOrigin(s, deps, out, false);
-    expect(await out.res.json()).toEqual({ jsonrpc: "2.0", id: 5, result: { content: [], _meta: { mine: 1, "pay/receipt": { tx: "0x1" } } } });
+    expect(await out.res.json()).toEqual({
+      jsonrpc: "2.0",
+      id: 5,
+      result: { content: [], _meta: { mine: 1, "pay/receipt": { tx: "0x1" } } },
+    });
   });
 });

@@ -43,7 +43,10 @@ describe("the body: read once, parsed on the endpoint", () => {
   });
 
   it("another path: read (it is forwarded) but not parsed", async () => {
-    const read = (await body(arrival(request("POST", "/upload", { body: "not json", headers: { "content-type": "text/plain" } })), deps)) as Read;
+    const read = (await body(
+      arrival(request("POST", "/upload", { body: "not json", headers: { "content-type": "text/plain" } })),
+      deps,
+    )) as Read;
     expect([read.isEndpoint, read.body, new TextDecoder().decode(read.rawBody!)]).toEqual([false, null, "not json"]);
   });
 
@@ -98,11 +101,19 @@ describe("the body: refused", () => {
     });
     const a = await answered(await body(arrival(request("POST", "/mcp", { body: stalled })), deps));
     expect(a.status).toBe(408);
-    expect(a.json.error).toEqual({ code: 408, message: "Request timeout: the body did not arrive within 100 ms", data: { bodyTimeoutMs: 100 } });
+    expect(a.json.error).toEqual({
+      code: 408,
+      message: "Request timeout: the body did not arrive within 100 ms",
+      data: { bodyTimeoutMs: 100 },
+    });
   });
 
   it("400 for a body that is not JSON (-32700), nested deeper than maxJsonDepth or not JSON-RPC (-32600)", async () => {
-    const cases: Array<[string, number]> = [["{not json", -32700], ['{"a":[[[[1]]]]}', -32600], ['{"a":1}', -32600]];
+    const cases: Array<[string, number]> = [
+      ["{not json", -32700],
+      ['{"a":[[[[1]]]]}', -32600],
+      ['{"a":1}', -32600],
+    ];
     for (const [sent, code] of cases) {
       const a = await answered(await body(arrival(request("POST", "/mcp", { body: sent })), deps));
       expect([a.status, a.json.error.code, a.json.id], sent).toEqual([400, code, null]);
@@ -118,10 +129,13 @@ describe("the body: refused", () => {
 });
 
 describe("the MCP headers", () => {
-  const read = async (headers: Record<string, string>) => (await body(arrival(request("POST", "/mcp", { body: toolCall(3, "search"), headers })), deps)) as Read;
+  const read = async (headers: Record<string, string>) =>
+    (await body(arrival(request("POST", "/mcp", { body: toolCall(3, "search"), headers })), deps)) as Read;
 
   it("absent, or describing the body: the request goes on", async () => {
-    for (const headers of [{}, { "mcp-method": "tools/call" }, { "mcp-method": "tools/call", "mcp-name": "search" }] as Array<Record<string, string>>) {
+    for (const headers of [{}, { "mcp-method": "tools/call" }, { "mcp-method": "tools/call", "mcp-name": "search" }] as Array<
+      Record<string, string>
+    >) {
       const s = await read(headers);
       expect(mcpHeaders(s)).toBe(s);
     }

@@ -46,7 +46,10 @@ describe("no credential", () => {
   });
 
   it("an initialize opens a session slot, a GET on the endpoint a stream slot; other requests none", async () => {
-    const init = (await credentials(await known(request("POST", "/mcp", { body: { jsonrpc: "2.0", id: 1, method: "initialize", params: {} } })), deps)) as Carrying;
+    const init = (await credentials(
+      await known(request("POST", "/mcp", { body: { jsonrpc: "2.0", id: 1, method: "initialize", params: {} } })),
+      deps,
+    )) as Carrying;
     expect(init.slot).toMatchObject({ kind: "session", max: 16, expiresMs: init.nowMs + 3600_000 });
     expect(init.admit.slot).toBe(init.slot);
     const stream = (await credentials(await known(request("GET", "/mcp")), deps)) as Carrying;
@@ -61,7 +64,12 @@ describe("a proof-of-work solution", () => {
     const s = await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-solution": sol.header } }));
     const c = (await credentials(s, deps)) as Carrying;
     expect(c.admit.redeem).toMatchObject({ spendId: sol.id, credits: 20, reusable: false, prefix: "solution", solve: true, difficulty: 4 });
-    expect(c.credential).toMatchObject({ carried: true, via: "pow", paidAs: "solution", tokenClaims: { sub: CALLER, jti: c.admit.redeem!.jti, cr: 20 } });
+    expect(c.credential).toMatchObject({
+      carried: true,
+      via: "pow",
+      paidAs: "solution",
+      tokenClaims: { sub: CALLER, jti: c.admit.redeem!.jti, cr: 20 },
+    });
     expect(s.record.scheme).toBe("pow");
   });
 
@@ -72,7 +80,10 @@ describe("a proof-of-work solution", () => {
       ["garbage", "solution_malformed"],
     ];
     for (const [header, reason] of cases) {
-      const c = (await credentials(await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-solution": header } })), deps)) as Carrying;
+      const c = (await credentials(
+        await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-solution": header } })),
+        deps,
+      )) as Carrying;
       expect([c.admit.refused, c.admit.redeem, c.caller, c.credential.carried], reason).toEqual([reason, undefined, CALLER, true]);
     }
   });
@@ -80,16 +91,25 @@ describe("a proof-of-work solution", () => {
 
 describe("an access token", () => {
   it("valid for its caller: its id, to spend its credits", async () => {
-    const c = (await credentials(await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-token": await token(CALLER) } })), deps)) as Carrying;
+    const c = (await credentials(
+      await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-token": await token(CALLER) } })),
+      deps,
+    )) as Carrying;
     expect(c.admit.tokenId).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(c.credential).toMatchObject({ carried: true, via: "token", paidAs: "token" });
   });
 
   it("another caller's, or signed with another secret: refused with the token's reason", async () => {
     const other = await importKeyring("another-secret-0123456789abcdef");
-    const cases: Array<[string, string]> = [[await token("ip:198.51.100.9"), "token_wrong_caller"], [await token(CALLER, other), "token_unknown_key"]];
+    const cases: Array<[string, string]> = [
+      [await token("ip:198.51.100.9"), "token_wrong_caller"],
+      [await token(CALLER, other), "token_unknown_key"],
+    ];
     for (const [t, reason] of cases) {
-      const c = (await credentials(await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-token": t } })), deps)) as Carrying;
+      const c = (await credentials(
+        await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-token": t } })),
+        deps,
+      )) as Carrying;
       expect([c.admit.refused, c.admit.tokenId], reason).toEqual([reason, undefined]);
     }
   });
@@ -106,7 +126,10 @@ describe("an access token", () => {
     parts[2] = Buffer.from(JSON.stringify({ ...claims, sub: PAYER })).toString("base64url");
     const forged = parts.join(".");
     expect(payerNamedBy(forged)).toBe(PAYER);
-    const c = (await credentials(await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-token": forged } })), deps)) as Carrying;
+    const c = (await credentials(
+      await known(request("POST", "/mcp", { body: toolCall(1), headers: { "tollbooth-token": forged } })),
+      deps,
+    )) as Carrying;
     expect([c.caller, c.admit.refused]).toEqual([CALLER, "token_bad_signature"]);
   });
 

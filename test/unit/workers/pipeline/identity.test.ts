@@ -33,12 +33,18 @@ describe("who calls, on which plan, at what cost", () => {
   });
 
   it("an issued key listed in the policy: that key's caller and plan (its prices)", async () => {
-    const known = (await identity(await read(request("POST", "/mcp", { body: toolCall(1, "search"), headers: { "x-api-key": KEY } })), deps)) as Known;
+    const known = (await identity(
+      await read(request("POST", "/mcp", { body: toolCall(1, "search"), headers: { "x-api-key": KEY } })),
+      deps,
+    )) as Known;
     expect([known.identity.id.startsWith("key:"), known.identity.verified, known.plan.name, known.cost]).toEqual([true, true, "pro", 2]);
   });
 
   it("an invented key is no identity: the request is its network's, on the default plan", async () => {
-    const known = (await identity(await read(request("POST", "/mcp", { body: toolCall(1), headers: { "x-api-key": "tb_invented" } })), deps)) as Known;
+    const known = (await identity(
+      await read(request("POST", "/mcp", { body: toolCall(1), headers: { "x-api-key": "tb_invented" } })),
+      deps,
+    )) as Known;
     expect([known.identity.id, known.plan.name]).toEqual([`ip:${IP}`, "free"]);
   });
 
@@ -61,7 +67,12 @@ describe("a request nothing could pay for", () => {
     const answers = (await res.json()) as Array<{ id: number; error: { code: number; message: string; data: unknown } }>;
     expect(res.status).toBe(400);
     expect(answers.map((a) => a.id)).toEqual([0, 1, 2, 3, 4, 5, 6]);
-    expect(answers[0]!.error).toEqual({ code: -32600, message: "Invalid Request: a batch of 7 messages costs 21; at most 20 can be admitted at once (plan free): send fewer messages per batch", data: { cost: 21, maxCost: 20, plan: "free" } });
+    expect(answers[0]!.error).toEqual({
+      code: -32600,
+      message:
+        "Invalid Request: a batch of 7 messages costs 21; at most 20 can be admitted at once (plan free): send fewer messages per batch",
+      data: { cost: 21, maxCost: 20, plan: "free" },
+    });
     expect((refusal as Refusal).reason).toEqual({ decision: "bad_request", reason: "cost_too_high" });
   });
 

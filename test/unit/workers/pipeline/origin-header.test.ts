@@ -23,12 +23,23 @@ describe("the Origin header", () => {
     expect(refusal).toBeInstanceOf(Refusal);
     const res = toJsonRpc(refusal as Refusal, null);
     expect(res.status).toBe(403);
-    expect(await res.json()).toEqual({ jsonrpc: "2.0", id: null, error: { code: 403, message: "Forbidden: Origin https://evil.example is not allowed", data: { origin: "https://evil.example" } } });
+    expect(await res.json()).toEqual({
+      jsonrpc: "2.0",
+      id: null,
+      error: { code: 403, message: "Forbidden: Origin https://evil.example is not allowed", data: { origin: "https://evil.example" } },
+    });
     expect((refusal as Refusal).reason).toEqual({ decision: "bad_request", reason: "forbidden_origin" });
   });
 
   it("look-alikes of an allowed origin are refused: a longer host, another scheme or port, `null`, a trailing slash", () => {
-    for (const origin of ["https://app.example.evil.example", "http://app.example", "https://app.example:8443", "null", "https://app.example/", "http://gw.test.evil.example"]) {
+    for (const origin of [
+      "https://app.example.evil.example",
+      "http://app.example",
+      "https://app.example:8443",
+      "null",
+      "https://app.example/",
+      "http://gw.test.evil.example",
+    ]) {
       expect(originHeader(post(origin), deps), origin).toBeInstanceOf(Refusal);
     }
   });

@@ -33,7 +33,13 @@ export type Deferred = Array<{ what: string; promise: Promise<unknown> }>;
 /** The state a request arrives as, from `IP` (its network's caller), with its deferred work collected. */
 export function arrival(request: Request, deferred: Deferred = []): Arrival {
   const url = new URL(request.url);
-  return { ctx: { request, url, defer: (what, promise) => deferred.push({ what, promise }) }, request, url, network: `ip:${IP}`, record: {} };
+  return {
+    ctx: { request, url, defer: (what, promise) => deferred.push({ what, promise }) },
+    request,
+    url,
+    network: `ip:${IP}`,
+    record: {},
+  };
 }
 
 /** A request to the gateway at `http://gw.test`. */
@@ -44,16 +50,28 @@ export function request(method: string, path: string, init: { headers?: Record<s
     body = typeof init.body === "string" || init.body instanceof ReadableStream ? (init.body as BodyInit) : JSON.stringify(init.body);
     if (!headers.has("content-type")) headers.set("content-type", "application/json");
   }
-  return new Request(`http://gw.test${path}`, { method, headers, body, ...(init.body instanceof ReadableStream ? { duplex: "half" } : {}) } as RequestInit);
+  return new Request(`http://gw.test${path}`, {
+    method,
+    headers,
+    body,
+    ...(init.body instanceof ReadableStream ? { duplex: "half" } : {}),
+  } as RequestInit);
 }
 
 /** A JSON-RPC `tools/call` of `name`. */
-export const toolCall = (id: number, name = "echo") => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: { message: "hi" } } });
+export const toolCall = (id: number, name = "echo") => ({
+  jsonrpc: "2.0",
+  id,
+  method: "tools/call",
+  params: { name, arguments: { message: "hi" } },
+});
 
 /** The smallest decimal nonce whose SHA-256(salt ‖ nonce) has `difficulty` leading zero bits (node:crypto, independent of shared/). */
 export function solve(salt: string, difficulty: number): string {
   for (let n = 0; ; n++) {
-    const digest = createHash("sha256").update(salt + String(n), "utf8").digest();
+    const digest = createHash("sha256")
+      .update(salt + String(n), "utf8")
+      .digest();
     let bits = 0;
     for (const byte of digest) {
       if (byte === 0) {

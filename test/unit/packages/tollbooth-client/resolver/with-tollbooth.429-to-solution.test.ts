@@ -8,9 +8,9 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { formatAuthParams } from "../../../../../shared/wire/auth-params.ts";
 import { TollboothError } from "../../../../../packages/tollbooth-client/src/errors.ts";
 import { withTollbooth } from "../../../../../packages/tollbooth-client/src/index.ts";
+import { formatAuthParams } from "../../../../../shared/wire/auth-params.ts";
 import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../../../../shared/wire/headers.ts";
 
 const DIFFICULTY = 6;
@@ -27,16 +27,32 @@ function fakeGateway(ceiling429: number) {
     let res: Response;
     if (solution && left429 > 0) {
       left429--;
-      res = json(429, { jsonrpc: "2.0", id: 1, error: { code: 429, message: "ceiling", data: { reason: "ceiling" } } }, { "retry-after": "0" });
+      res = json(
+        429,
+        { jsonrpc: "2.0", id: 1, error: { code: 429, message: "ceiling", data: { reason: "ceiling" } } },
+        { "retry-after": "0" },
+      );
     } else if (solution) {
       const salt = /salt="([0-9a-f]+)"/.exec(solution)?.[1];
       const nonce = /nonce="([0-9]+)"/.exec(solution)?.[1];
       const digest = createHash("sha256").update(`${salt}${nonce}`).digest();
       const good = salt !== undefined && nonce !== undefined && digest.readUInt32BE(0) >>> (32 - DIFFICULTY) === 0;
       const token = `tb1.k1.${Buffer.from(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + 300 })).toString("base64url")}.sig`;
-      res = good ? json(200, { jsonrpc: "2.0", id: 1, result: {} }, { [TOKEN_HEADER]: token, [CREDITS_HEADER]: "4" }) : json(402, { error: "bad solution" });
+      res = good
+        ? json(200, { jsonrpc: "2.0", id: 1, result: {} }, { [TOKEN_HEADER]: token, [CREDITS_HEADER]: "4" })
+        : json(402, { error: "bad solution" });
     } else {
-      const challenge = formatAuthParams("PowChallenge", { realm: "tollbooth", id: randomBytes(16).toString("base64url"), salt: randomBytes(16).toString("hex"), difficulty: DIFFICULTY, algorithm: "sha256", expires: 1_900_000_000, credits: 5, kid: "k1", signature: "sig" });
+      const challenge = formatAuthParams("PowChallenge", {
+        realm: "tollbooth",
+        id: randomBytes(16).toString("base64url"),
+        salt: randomBytes(16).toString("hex"),
+        difficulty: DIFFICULTY,
+        algorithm: "sha256",
+        expires: 1_900_000_000,
+        credits: 5,
+        kid: "k1",
+        signature: "sig",
+      });
       res = json(402, { jsonrpc: "2.0", id: 1, error: { code: 402, message: "over budget" } }, { [WWW_AUTHENTICATE_HEADER]: challenge });
     }
     seen.push({ solution, token: h.get(TOKEN_HEADER), status: res.status });

@@ -9,11 +9,23 @@
 import { createHash, randomBytes } from "node:crypto";
 import bolt11 from "bolt11";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { formatAuthParams } from "../../../../../shared/wire/auth-params.ts";
 import { TollboothError } from "../../../../../packages/tollbooth-client/src/errors.ts";
-import { withTollbooth, type FetchLike, type PayEvent, type WithTollboothOptions } from "../../../../../packages/tollbooth-client/src/index.ts";
+import {
+  type FetchLike,
+  type PayEvent,
+  type WithTollboothOptions,
+  withTollbooth,
+} from "../../../../../packages/tollbooth-client/src/index.ts";
 import type { LightningWallet } from "../../../../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
-import { AUTHORIZATION_HEADER, CREDITS_HEADER, L402_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../../../../shared/wire/headers.ts";
+import { formatAuthParams } from "../../../../../shared/wire/auth-params.ts";
+import {
+  AUTHORIZATION_HEADER,
+  CREDITS_HEADER,
+  L402_HEADER,
+  SOLUTION_HEADER,
+  TOKEN_HEADER,
+  WWW_AUTHENTICATE_HEADER,
+} from "../../../../../shared/wire/headers.ts";
 
 const REGTEST = { bech32: "bcrt", pubKeyHash: 111, scriptHash: 196, validWitnessVersions: [0, 1] };
 const NODE_KEY = "e126f68f7eafcc8b74f54d269fe206be715000f94dac067d1c04a8ca3b2db734";
@@ -71,20 +83,48 @@ function fakeGateway(opts: GatewayOptions = {}) {
 
   const challengeHeaders = () => {
     const h = new Headers({ "content-type": "application/json" });
-    h.append(WWW_AUTHENTICATE_HEADER, formatAuthParams("PowChallenge", { realm: "tollbooth", id: randomBytes(16).toString("base64url"), salt: randomBytes(16).toString("hex"), difficulty, algorithm: "sha256", expires: 1_900_000_000, credits: opts.tokenCredits ?? 5, kid: "k1", signature: "sig" }));
+    h.append(
+      WWW_AUTHENTICATE_HEADER,
+      formatAuthParams("PowChallenge", {
+        realm: "tollbooth",
+        id: randomBytes(16).toString("base64url"),
+        salt: randomBytes(16).toString("hex"),
+        difficulty,
+        algorithm: "sha256",
+        expires: 1_900_000_000,
+        credits: opts.tokenCredits ?? 5,
+        kid: "k1",
+        signature: "sig",
+      }),
+    );
     if (!opts.noL402) {
       const preimage = randomBytes(32).toString("hex");
       const hash = sha256hex(preimage);
       preimages.set(hash, preimage);
       const mac = Buffer.from(`mac-${hash}`).toString("base64");
       macaroons.set(mac, hash);
-      h.append(WWW_AUTHENTICATE_HEADER, formatAuthParams("L402", { version: "0", token: mac, macaroon: mac, invoice: invoice(opts.sats === undefined ? 10 : opts.sats, hash) }));
+      h.append(
+        WWW_AUTHENTICATE_HEADER,
+        formatAuthParams("L402", {
+          version: "0",
+          token: mac,
+          macaroon: mac,
+          invoice: invoice(opts.sats === undefined ? 10 : opts.sats, hash),
+        }),
+      );
     }
     return h;
   };
   const refuse = (status: 401 | 402, reason: string) =>
-    new Response(JSON.stringify({ jsonrpc: "2.0", id: 1, error: { code: status, message: `refused (${reason})`, data: { reason } } }), { status, headers: challengeHeaders() });
-  const ok = (extra: Record<string, string> = {}) => new Response(JSON.stringify({ jsonrpc: "2.0", id: 1, result: {} }), { status: 200, headers: { "content-type": "application/json", ...extra } });
+    new Response(JSON.stringify({ jsonrpc: "2.0", id: 1, error: { code: status, message: `refused (${reason})`, data: { reason } } }), {
+      status,
+      headers: challengeHeaders(),
+    });
+  const ok = (extra: Record<string, string> = {}) =>
+    new Response(JSON.stringify({ jsonrpc: "2.0", id: 1, result: {} }), {
+      status: 200,
+      headers: { "content-type": "application/json", ...extra },
+    });
 
   const answer = (h: Headers): Response => {
     const solution = h.get(SOLUTION_HEADER);
@@ -166,7 +206,11 @@ function fakeWallet(gw: Gateway, behaviour: "pay" | "wrong_preimage" | "throw" =
 
 const URL1 = "https://gw.example/mcp";
 const URL2 = "https://other-gw.example/mcp";
-const post = (headers: Record<string, string> = {}): RequestInit => ({ method: "POST", headers: { "content-type": "application/json", ...headers }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/call"}' });
+const post = (headers: Record<string, string> = {}): RequestInit => ({
+  method: "POST",
+  headers: { "content-type": "application/json", ...headers },
+  body: '{"jsonrpc":"2.0","id":1,"method":"tools/call"}',
+});
 
 async function failure(p: Promise<Response>): Promise<TollboothError> {
   const err = await p.then(
@@ -177,7 +221,12 @@ async function failure(p: Promise<Response>): Promise<TollboothError> {
   return err as TollboothError;
 }
 
-function resolver(gw: Gateway, wallet: LightningWallet, extra: Partial<WithTollboothOptions> = {}, limits = { maxSatsPerRequest: 100, maxSatsPerHour: 1000 }) {
+function resolver(
+  gw: Gateway,
+  wallet: LightningWallet,
+  extra: Partial<WithTollboothOptions> = {},
+  limits = { maxSatsPerRequest: 100, maxSatsPerHour: 1000 },
+) {
   let solves = 0;
   const pays: PayEvent[] = [];
   const tf = withTollbooth(gw.fetch, {
@@ -321,7 +370,10 @@ describe("the paid credential", () => {
     expect((await r.tf(URL1, post({ Authorization: "Bearer oauth-xyz" }))).status).toBe(200);
     expect((await r.tf(URL1, post({ Authorization: "Bearer oauth-xyz" }))).status).toBe(200);
     for (const e of gw.log) expect(e.headers.get(AUTHORIZATION_HEADER)).toBe("Bearer oauth-xyz");
-    expect(gw.log.slice(1).map((e) => e.headers.get(L402_HEADER))).toEqual([expect.stringMatching(/^[A-Za-z0-9+/=]+:[0-9a-f]{64}$/), gw.log[1]!.headers.get(L402_HEADER)]);
+    expect(gw.log.slice(1).map((e) => e.headers.get(L402_HEADER))).toEqual([
+      expect.stringMatching(/^[A-Za-z0-9+/=]+:[0-9a-f]{64}$/),
+      gw.log[1]!.headers.get(L402_HEADER),
+    ]);
     // The same credential, without the request's Authorization, goes in Authorization.
     expect((await r.tf(URL1, post())).status).toBe(200);
     expect(gw.log.at(-1)!.headers.get(AUTHORIZATION_HEADER)).toBe(`L402 ${gw.log[1]!.headers.get(L402_HEADER)}`);
@@ -407,7 +459,11 @@ describe("the paid credential", () => {
   it("a 401 that is not tollbooth's (the origin's OAuth) is returned untouched", async () => {
     const gw = fakeGateway();
     const { wallet, paid } = fakeWallet(gw);
-    const oauth: FetchLike = async () => new Response('{"error":"invalid_token"}', { status: 401, headers: { [WWW_AUTHENTICATE_HEADER]: 'Bearer resource_metadata="https://gw.example/.well-known/oauth-protected-resource"' } });
+    const oauth: FetchLike = async () =>
+      new Response('{"error":"invalid_token"}', {
+        status: 401,
+        headers: { [WWW_AUTHENTICATE_HEADER]: 'Bearer resource_metadata="https://gw.example/.well-known/oauth-protected-resource"' },
+      });
     const tf = withTollbooth(oauth, { pay: ["l402", "pow"], lightning: { wallet, maxSatsPerRequest: 10, maxSatsPerHour: 100 } });
     const res = await tf(URL1, post());
     expect(res.status).toBe(401);

@@ -8,10 +8,10 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { formatAuthParams } from "../../../../../shared/wire/auth-params.ts";
 import { TollboothError } from "../../../../../packages/tollbooth-client/src/errors.ts";
-import { withTollbooth, type SolveEvent } from "../../../../../packages/tollbooth-client/src/index.ts";
+import { type SolveEvent, withTollbooth } from "../../../../../packages/tollbooth-client/src/index.ts";
 import { MAX_RESOLVES } from "../../../../../packages/tollbooth-client/src/resolver/with-tollbooth.ts";
+import { formatAuthParams } from "../../../../../shared/wire/auth-params.ts";
 import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../../../../shared/wire/headers.ts";
 
 /**
@@ -25,16 +25,35 @@ function fakeGateway(bits: number[], refusals: number, refusal = "solution_too_e
   /** Challenges issued: id → difficulty. */
   const issued = new Map<string, number>();
   const seen: Array<{ status: number; solution: string | null; challengeId?: string; difficulty?: number }> = [];
-  const json = (status: number, body: object, headers: Record<string, string> = {}) => new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+  const json = (status: number, body: object, headers: Record<string, string> = {}) =>
+    new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
   const challenge = (difficulty: number) => {
     const id = randomBytes(16).toString("base64url");
     issued.set(id, difficulty);
-    const header = formatAuthParams("PowChallenge", { realm: "tollbooth", id, salt: randomBytes(16).toString("hex"), difficulty, algorithm: "sha256", expires: 1_900_000_000, credits: 8, kid: "k1", signature: "sig" });
+    const header = formatAuthParams("PowChallenge", {
+      realm: "tollbooth",
+      id,
+      salt: randomBytes(16).toString("hex"),
+      difficulty,
+      algorithm: "sha256",
+      expires: 1_900_000_000,
+      credits: 8,
+      kid: "k1",
+      signature: "sig",
+    });
     return { header, id };
   };
   const refuse = (reason: string) => {
     const fresh = challenge(bits[Math.min(level, bits.length - 1)]!);
-    return json(402, { jsonrpc: "2.0", id: 1, error: { code: 402, message: `Payment required (${reason})`, data: { reason, difficulty: bits[Math.min(level, bits.length - 1)] } } }, { [WWW_AUTHENTICATE_HEADER]: fresh.header });
+    return json(
+      402,
+      {
+        jsonrpc: "2.0",
+        id: 1,
+        error: { code: 402, message: `Payment required (${reason})`, data: { reason, difficulty: bits[Math.min(level, bits.length - 1)] } },
+      },
+      { [WWW_AUTHENTICATE_HEADER]: fresh.header },
+    );
   };
   const fetch = async (_url: string | URL, init?: RequestInit): Promise<Response> => {
     const solution = new Headers(init?.headers).get(SOLUTION_HEADER);
@@ -51,7 +70,12 @@ function fakeGateway(bits: number[], refusals: number, refusal = "solution_too_e
     const good = difficulty !== undefined && digest.readUInt32BE(0) >>> (32 - difficulty) === 0;
     issued.delete(id); // each challenge redeems once
     let res: Response;
-    if (!good) res = json(402, { jsonrpc: "2.0", id: 1, error: { code: 402, message: "bad solution", data: { reason: "solution_insufficient_work" } } });
+    if (!good)
+      res = json(402, {
+        jsonrpc: "2.0",
+        id: 1,
+        error: { code: 402, message: "bad solution", data: { reason: "solution_insufficient_work" } },
+      });
     else if (left > 0) {
       left--;
       level++;

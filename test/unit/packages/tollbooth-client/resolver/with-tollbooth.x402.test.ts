@@ -8,15 +8,27 @@
  * `PAYMENT-RESPONSE` and, in credits mode, `Tollbooth-Token`.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { decodePaymentResponseHeader, decodePaymentSignatureHeader, encodePaymentRequiredHeader, encodePaymentResponseHeader, encodePaymentSignatureHeader } from "@x402/core/http";
+import {
+  decodePaymentResponseHeader,
+  decodePaymentSignatureHeader,
+  encodePaymentRequiredHeader,
+  encodePaymentResponseHeader,
+  encodePaymentSignatureHeader,
+} from "@x402/core/http";
 import type { PaymentRequirements } from "@x402/core/types";
-import { getAddress, verifyTypedData, type Hex } from "viem";
+import { getAddress, type Hex, verifyTypedData } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { describe, expect, it } from "vitest";
-import { formatAuthParams } from "../../../../../shared/wire/auth-params.ts";
 import { TollboothError } from "../../../../../packages/tollbooth-client/src/errors.ts";
+import {
+  type FetchLike,
+  type WithTollboothOptions,
+  withTollbooth,
+  type X402Options,
+  type X402PayEvent,
+} from "../../../../../packages/tollbooth-client/src/index.ts";
 import { PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER } from "../../../../../packages/tollbooth-client/src/payers/x402.ts";
-import { withTollbooth, type FetchLike, type WithTollboothOptions, type X402Options, type X402PayEvent } from "../../../../../packages/tollbooth-client/src/index.ts";
+import { formatAuthParams } from "../../../../../shared/wire/auth-params.ts";
 import { CREDITS_HEADER, SOLUTION_HEADER, TOKEN_HEADER, WWW_AUTHENTICATE_HEADER } from "../../../../../shared/wire/headers.ts";
 
 /** Anvil's first well-known test account. */
@@ -81,17 +93,44 @@ function fakeGateway(opts: GatewayOptions = {}) {
 
   const refuse = (reason: string) => {
     const headers = new Headers({ "content-type": "application/json" });
-    headers.append(WWW_AUTHENTICATE_HEADER, formatAuthParams("PowChallenge", { realm: "tollbooth", id: randomBytes(8).toString("base64url"), salt: randomBytes(16).toString("hex"), difficulty, algorithm: "sha256", expires: 1_900_000_000, credits: 3, kid: "k1", signature: "sig" }));
+    headers.append(
+      WWW_AUTHENTICATE_HEADER,
+      formatAuthParams("PowChallenge", {
+        realm: "tollbooth",
+        id: randomBytes(8).toString("base64url"),
+        salt: randomBytes(16).toString("hex"),
+        difficulty,
+        algorithm: "sha256",
+        expires: 1_900_000_000,
+        credits: 3,
+        kid: "k1",
+        signature: "sig",
+      }),
+    );
     const offer = { x402Version: 2, error: reason, resource, accepts: [requirement] };
     if (!opts.bodyOnly) headers.set("PAYMENT-REQUIRED", encodePaymentRequiredHeader(offer));
     const body = {
       jsonrpc: "2.0",
       id: 1,
-      error: { code: 402, message: `payment required (${reason})`, data: { reason, challenges: [{ type: "pow", difficulty }, { type: "x402", x402Version: 2, accepts: [requirement], mode: "credits", credits: 3, header: "PAYMENT-REQUIRED" }] } },
+      error: {
+        code: 402,
+        message: `payment required (${reason})`,
+        data: {
+          reason,
+          challenges: [
+            { type: "pow", difficulty },
+            { type: "x402", x402Version: 2, accepts: [requirement], mode: "credits", credits: 3, header: "PAYMENT-REQUIRED" },
+          ],
+        },
+      },
     };
     return new Response(JSON.stringify(body), { status: 402, headers });
   };
-  const ok = (extra: Record<string, string> = {}) => new Response(JSON.stringify({ jsonrpc: "2.0", id: 1, result: {} }), { status: 200, headers: { "content-type": "application/json", ...extra } });
+  const ok = (extra: Record<string, string> = {}) =>
+    new Response(JSON.stringify({ jsonrpc: "2.0", id: 1, result: {} }), {
+      status: 200,
+      headers: { "content-type": "application/json", ...extra },
+    });
   const mint = (extra: Record<string, string>) => {
     if (opts.credits === null) return ok(extra);
     const token = `tb1.k1.${Buffer.from(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + 300 })).toString("base64url")}.sig${tokens.size}`;
@@ -122,13 +161,23 @@ function fakeGateway(opts: GatewayOptions = {}) {
         signature: sig,
       });
       payments.push({ authorization, valid, accepted });
-      const offered = accepted.scheme === requirement.scheme && accepted.network === requirement.network && accepted.asset.toLowerCase() === requirement.asset.toLowerCase() && accepted.payTo === requirement.payTo;
+      const offered =
+        accepted.scheme === requirement.scheme &&
+        accepted.network === requirement.network &&
+        accepted.asset.toLowerCase() === requirement.asset.toLowerCase() &&
+        accepted.payTo === requirement.payTo;
       if (!offered) return refuse("x402_not_offered");
-      if (BigInt(authorization.value) < BigInt(requirement.amount) || getAddress(authorization.to) !== getAddress(PAY_TO)) return refuse("x402_underpaid");
+      if (BigInt(authorization.value) < BigInt(requirement.amount) || getAddress(authorization.to) !== getAddress(PAY_TO))
+        return refuse("x402_underpaid");
       if (!valid || opts.refusePayments) return refuse("x402_invalid");
       if (spentNonces.has(authorization.nonce)) return refuse("x402_spent");
       spentNonces.add(authorization.nonce);
-      const receipt = encodePaymentResponseHeader({ success: true, transaction: `0x${"ab".repeat(32)}`, network: requirement.network, payer: authorization.from });
+      const receipt = encodePaymentResponseHeader({
+        success: true,
+        transaction: `0x${"ab".repeat(32)}`,
+        network: requirement.network,
+        payer: authorization.from,
+      });
       return mint({ [PAYMENT_RESPONSE_HEADER]: receipt });
     }
     const solution = h.get(SOLUTION_HEADER);
@@ -173,7 +222,12 @@ const x402Options = (over: Partial<X402Options> = {}): X402Options => ({
   ...over,
 });
 
-const call = (f: FetchLike) => f(URL_, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call" }) });
+const call = (f: FetchLike) =>
+  f(URL_, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call" }),
+  });
 
 async function refusal(p: Promise<unknown>): Promise<TollboothError> {
   const err = await p.then(
@@ -230,7 +284,10 @@ describe("withTollbooth x402", () => {
   it("a proof-of-work-only agent (the default) never signs, even with x402 options", async () => {
     const gw = fakeGateway();
     let signs = 0;
-    const signer = { ...ACCOUNT, signTypedData: (...a: Parameters<typeof ACCOUNT.signTypedData>) => (signs++, ACCOUNT.signTypedData(...a)) };
+    const signer = {
+      ...ACCOUNT,
+      signTypedData: (...a: Parameters<typeof ACCOUNT.signTypedData>) => (signs++, ACCOUNT.signTypedData(...a)),
+    };
     const f = withTollbooth(gw.fetch, { x402: x402Options({ signer }) });
     expect((await call(f)).status).toBe(200);
     expect([gw.solved(), gw.signed(), signs]).toEqual([1, 0, 0]);
@@ -283,7 +340,10 @@ describe("withTollbooth x402", () => {
 
   it("compares assets case-insensitively", async () => {
     const gw = fakeGateway({ asset: ASSET.toLowerCase() });
-    expect((await call(withTollbooth(gw.fetch, { pay: ["x402"], x402: x402Options({ assets: [ASSET.toUpperCase().replace("0X", "0x")] }) }))).status).toBe(200);
+    expect(
+      (await call(withTollbooth(gw.fetch, { pay: ["x402"], x402: x402Options({ assets: [ASSET.toUpperCase().replace("0X", "0x")] }) })))
+        .status,
+    ).toBe(200);
     expect(gw.payments[0]!.valid).toBe(true);
   });
 

@@ -5,8 +5,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { renderWasmModule, WASM_MODULE_URL } from "../../../../../scripts/build-wasm.ts";
 import { SCALAR_WASM_BASE64, SIMD_WASM_BASE64 } from "../../../../../packages/tollbooth-client/src/solver/sha256-pow.wasm.ts";
+import { renderWasmModule, WASM_MODULE_URL } from "../../../../../scripts/build-wasm.ts";
 
 describe("packages/tollbooth-client/src/solver/sha256-pow.wasm.ts", () => {
   it("is exactly what the .wat sources assemble to", async () => {

@@ -7,13 +7,13 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { leadingZeroBits } from "../../../../../shared/wire/pow.ts";
 import { TollboothError } from "../../../../../packages/tollbooth-client/src/errors.ts";
-import { loadKernel, preferredPaths, type KernelPath } from "../../../../../packages/tollbooth-client/src/solver/kernel.ts";
+import { type KernelPath, loadKernel, preferredPaths } from "../../../../../packages/tollbooth-client/src/solver/kernel.ts";
 import { BATCH, planSalt } from "../../../../../packages/tollbooth-client/src/solver/midstate.ts";
 import { poolStats, processorCount } from "../../../../../packages/tollbooth-client/src/solver/pool.ts";
 import { batchHits } from "../../../../../packages/tollbooth-client/src/solver/search.ts";
 import { digestFor, solvePow } from "../../../../../packages/tollbooth-client/src/solver/solve-pow.ts";
+import { leadingZeroBits } from "../../../../../shared/wire/pow.ts";
 
 const PATHS: KernelPath[] = ["wasm-simd", "wasm-scalar", "js"];
 const BOUNDARIES = [0, 1, 3, 4, 52, 55, 56, 57, 59, 60, 63, 64, 65, 100, 116, 119, 120, 121, 127, 128, 183, 200];
@@ -145,7 +145,9 @@ describe("kernels", () => {
       fc.property(salt, fc.nat(), fc.nat({ max: 999 }), fc.integer({ min: 4, max: 9 }), (s, pick, outerNumber, difficulty) => {
         const plan = planSalt(s);
         const layout = plan.layouts[pick % plan.layouts.length]!;
-        const outer = String(outerNumber).padStart(layout.width - 4, "0").slice(-(layout.width - 4));
+        const outer = String(outerNumber)
+          .padStart(layout.width - 4, "0")
+          .slice(-(layout.width - 4));
         const expected: number[] = [];
         for (let c = 0; c < BATCH; c++) {
           if (leadingZeroBits(sha256(s + outer + String(c).padStart(4, "0"))) >= difficulty) expected.push(c);

@@ -11,8 +11,8 @@ import { decode } from "light-bolt11-decoder";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { TollboothError } from "../../../../../packages/tollbooth-client/src/errors.ts";
 import { invoiceAmountSats, invoicePaymentHash, lndWallet } from "../../../../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
-import { InvoiceError, lnbitsInvoices, lndInvoices, type InvoiceFetch } from "../../../../../workers/schemes/l402/invoices.ts";
-import { REGTEST, STANDIN_NODE_KEY, startLightningStandin, type LightningStandin } from "../../../../helpers/lightning-standin.ts";
+import { InvoiceError, type InvoiceFetch, lnbitsInvoices, lndInvoices } from "../../../../../workers/schemes/l402/invoices.ts";
+import { type LightningStandin, REGTEST, STANDIN_NODE_KEY, startLightningStandin } from "../../../../helpers/lightning-standin.ts";
 
 const NODE_PUBKEY = (() => {
   const ecdh = createECDH("secp256k1");
@@ -62,14 +62,19 @@ async function closedPort(): Promise<number> {
 
 /** A `fetch` that answers `status` with `body` (JSON unless a string), whatever is asked. */
 function answering(status: number, body: unknown): InvoiceFetch {
-  return async () => new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+  return async () =>
+    new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 }
 
 describe("lndInvoices", () => {
   it("returns a signed regtest invoice whose payment hash and amount match", async () => {
     const before = ln.created();
     const now = Math.floor(Date.now() / 1000);
-    const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 10, memo: "tollbooth: 100 credits", expirySeconds: 600 });
+    const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({
+      sats: 10,
+      memo: "tollbooth: 100 credits",
+      expirySeconds: 600,
+    });
     const after = Math.floor(Date.now() / 1000);
     expect(inv.bolt11.startsWith("lnbcrt100n1")).toBe(true);
     expect(inv.paymentHash).toMatch(/^[0-9a-f]{64}$/);
@@ -85,48 +90,91 @@ describe("lndInvoices", () => {
   });
 
   it("accepts a base URL with a trailing slash", async () => {
-    const inv = await lndInvoices({ url: `${ln.url}/`, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 1, memo: "", expirySeconds: 60 });
+    const inv = await lndInvoices({ url: `${ln.url}/`, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({
+      sats: 1,
+      memo: "",
+      expirySeconds: 60,
+    });
     expect(read(inv.bolt11).msat).toBe("1000");
   });
 
   it("a wrong macaroon is refused with 401", async () => {
-    const err = await rejection(lndInvoices({ url: ln.url, macaroonHex: "00ff", timeoutMs: 2000 }).create({ sats: 10, memo: "", expirySeconds: 600 }), InvoiceError);
+    const err = await rejection(
+      lndInvoices({ url: ln.url, macaroonHex: "00ff", timeoutMs: 2000 }).create({ sats: 10, memo: "", expirySeconds: 600 }),
+      InvoiceError,
+    );
     expect([err.code, err.status]).toEqual(["refused", 401]);
   });
 
   it("a backend that is down is refused with 503", async () => {
     ln.setDown(true);
-    const err = await rejection(lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 10, memo: "", expirySeconds: 600 }), InvoiceError);
+    const err = await rejection(
+      lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 10, memo: "", expirySeconds: 600 }),
+      InvoiceError,
+    );
     expect([err.code, err.status]).toEqual(["refused", 503]);
   });
 
   it("a slow backend times out", async () => {
     ln.setDelayMs(2000);
-    const err = await rejection(lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 200 }).create({ sats: 10, memo: "", expirySeconds: 600 }), InvoiceError);
+    const err = await rejection(
+      lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 200 }).create({ sats: 10, memo: "", expirySeconds: 600 }),
+      InvoiceError,
+    );
     expect(err.code).toBe("timeout");
   });
 
   it("a fetch that ignores the abort signal still times out", async () => {
     const never: InvoiceFetch = () => new Promise<Response>(() => {});
-    const err = await rejection(lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 100, fetch: never }).create({ sats: 10, memo: "", expirySeconds: 600 }), InvoiceError);
+    const err = await rejection(
+      lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 100, fetch: never }).create({
+        sats: 10,
+        memo: "",
+        expirySeconds: 600,
+      }),
+      InvoiceError,
+    );
     expect(err.code).toBe("timeout");
   });
 
   it("a body that never ends times out", async () => {
-    const stalled: InvoiceFetch = async () => new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('{"r_hash":')) }), { status: 200 });
-    const err = await rejection(lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 100, fetch: stalled }).create({ sats: 10, memo: "", expirySeconds: 600 }), InvoiceError);
+    const stalled: InvoiceFetch = async () =>
+      new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('{"r_hash":')) }), { status: 200 });
+    const err = await rejection(
+      lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 100, fetch: stalled }).create({
+        sats: 10,
+        memo: "",
+        expirySeconds: 600,
+      }),
+      InvoiceError,
+    );
     expect(err.code).toBe("timeout");
   });
 
   it("an unreachable backend is unreachable", async () => {
     const port = await closedPort();
-    const err = await rejection(lndInvoices({ url: `http://127.0.0.1:${port}`, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 10, memo: "", expirySeconds: 600 }), InvoiceError);
+    const err = await rejection(
+      lndInvoices({ url: `http://127.0.0.1:${port}`, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({
+        sats: 10,
+        memo: "",
+        expirySeconds: 600,
+      }),
+      InvoiceError,
+    );
     expect(err.code).toBe("unreachable");
   });
 
   it("odd answers are bad_response", async () => {
-    const good = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 10, memo: "", expirySeconds: 600 });
-    const other = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 10, memo: "", expirySeconds: 600 });
+    const good = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({
+      sats: 10,
+      memo: "",
+      expirySeconds: 600,
+    });
+    const other = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({
+      sats: 10,
+      memo: "",
+      expirySeconds: 600,
+    });
     const rHash = Buffer.from(good.paymentHash, "hex").toString("base64");
     const cases: unknown[] = [
       "not json",
@@ -138,11 +186,26 @@ describe("lndInvoices", () => {
       { r_hash: rHash, payment_request: 42 },
     ];
     for (const body of cases) {
-      const err = await rejection(lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000, fetch: answering(200, body) }).create({ sats: 10, memo: "", expirySeconds: 600 }), InvoiceError);
+      const err = await rejection(
+        lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000, fetch: answering(200, body) }).create({
+          sats: 10,
+          memo: "",
+          expirySeconds: 600,
+        }),
+        InvoiceError,
+      );
       expect(err.code, JSON.stringify(body)).toBe("bad_response");
     }
     // The right invoice, but for another amount than asked.
-    const wrongAmount = await rejection(lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000, fetch: answering(200, { r_hash: rHash, payment_request: good.bolt11 }) }).create({ sats: 11, memo: "", expirySeconds: 600 }), InvoiceError);
+    const wrongAmount = await rejection(
+      lndInvoices({
+        url: ln.url,
+        macaroonHex: ln.macaroonHex,
+        timeoutMs: 2000,
+        fetch: answering(200, { r_hash: rHash, payment_request: good.bolt11 }),
+      }).create({ sats: 11, memo: "", expirySeconds: 600 }),
+      InvoiceError,
+    );
     expect(wrongAmount.code).toBe("bad_response");
   });
 
@@ -160,7 +223,11 @@ describe("lndInvoices", () => {
 describe("lnbitsInvoices", () => {
   it("returns a signed regtest invoice whose payment hash and amount match", async () => {
     const before = ln.created();
-    const inv = await lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 2000 }).create({ sats: 250, memo: "tollbooth", expirySeconds: 300 });
+    const inv = await lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 2000 }).create({
+      sats: 250,
+      memo: "tollbooth",
+      expirySeconds: 300,
+    });
     expect(inv.sats).toBe(250);
     expect(read(inv.bolt11)).toEqual({ hash: inv.paymentHash, msat: "250000", signer: NODE_PUBKEY });
     expect(ln.created()).toBe(before + 1);
@@ -170,34 +237,67 @@ describe("lnbitsInvoices", () => {
   it("accepts bolt11 in place of payment_request, and refuses two that differ", async () => {
     const a = await lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 2000 }).create({ sats: 5, memo: "", expirySeconds: 300 });
     const b = await lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 2000 }).create({ sats: 5, memo: "", expirySeconds: 300 });
-    const viaBolt11 = await lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 2000, fetch: answering(201, { payment_hash: a.paymentHash, bolt11: a.bolt11 }) }).create({ sats: 5, memo: "", expirySeconds: 300 });
+    const viaBolt11 = await lnbitsInvoices({
+      url: ln.url,
+      apiKey: ln.apiKey,
+      timeoutMs: 2000,
+      fetch: answering(201, { payment_hash: a.paymentHash, bolt11: a.bolt11 }),
+    }).create({ sats: 5, memo: "", expirySeconds: 300 });
     expect(viaBolt11).toEqual(a);
-    const err = await rejection(lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 2000, fetch: answering(201, { payment_hash: a.paymentHash, payment_request: a.bolt11, bolt11: b.bolt11 }) }).create({ sats: 5, memo: "", expirySeconds: 300 }), InvoiceError);
+    const err = await rejection(
+      lnbitsInvoices({
+        url: ln.url,
+        apiKey: ln.apiKey,
+        timeoutMs: 2000,
+        fetch: answering(201, { payment_hash: a.paymentHash, payment_request: a.bolt11, bolt11: b.bolt11 }),
+      }).create({ sats: 5, memo: "", expirySeconds: 300 }),
+      InvoiceError,
+    );
     expect(err.code).toBe("bad_response");
   });
 
   it("a wrong key is refused with 401; down is 503; slow times out", async () => {
-    const wrong = await rejection(lnbitsInvoices({ url: ln.url, apiKey: "nope", timeoutMs: 2000 }).create({ sats: 5, memo: "", expirySeconds: 300 }), InvoiceError);
+    const wrong = await rejection(
+      lnbitsInvoices({ url: ln.url, apiKey: "nope", timeoutMs: 2000 }).create({ sats: 5, memo: "", expirySeconds: 300 }),
+      InvoiceError,
+    );
     expect([wrong.code, wrong.status]).toEqual(["refused", 401]);
     ln.setDown(true);
-    const down = await rejection(lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 2000 }).create({ sats: 5, memo: "", expirySeconds: 300 }), InvoiceError);
+    const down = await rejection(
+      lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 2000 }).create({ sats: 5, memo: "", expirySeconds: 300 }),
+      InvoiceError,
+    );
     expect([down.code, down.status]).toEqual(["refused", 503]);
     ln.setDown(false);
     ln.setDelayMs(2000);
-    const slow = await rejection(lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 200 }).create({ sats: 5, memo: "", expirySeconds: 300 }), InvoiceError);
+    const slow = await rejection(
+      lnbitsInvoices({ url: ln.url, apiKey: ln.apiKey, timeoutMs: 200 }).create({ sats: 5, memo: "", expirySeconds: 300 }),
+      InvoiceError,
+    );
     expect(slow.code).toBe("timeout");
   });
 
   it("an unreachable backend is unreachable", async () => {
     const port = await closedPort();
-    const err = await rejection(lnbitsInvoices({ url: `http://127.0.0.1:${port}`, apiKey: ln.apiKey, timeoutMs: 2000 }).create({ sats: 5, memo: "", expirySeconds: 300 }), InvoiceError);
+    const err = await rejection(
+      lnbitsInvoices({ url: `http://127.0.0.1:${port}`, apiKey: ln.apiKey, timeoutMs: 2000 }).create({
+        sats: 5,
+        memo: "",
+        expirySeconds: 300,
+      }),
+      InvoiceError,
+    );
     expect(err.code).toBe("unreachable");
   });
 });
 
 describe("lndWallet", () => {
   it("pays an invoice and returns the preimage whose SHA-256 is the payment hash; paying twice fails", async () => {
-    const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 21, memo: "", expirySeconds: 600 });
+    const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({
+      sats: 21,
+      memo: "",
+      expirySeconds: 600,
+    });
     const paidBefore = ln.paidSats();
     const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 });
     const { preimage } = await wallet.payInvoice(inv.bolt11);
@@ -215,7 +315,15 @@ describe("lndWallet", () => {
   it("an invoice the node cannot pay, or that does not decode, fails", async () => {
     const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 });
     const foreign = bolt11.sign(
-      bolt11.encode({ network: REGTEST, satoshis: 3, timestamp: Math.floor(Date.now() / 1000), tags: [{ tagName: "payment_hash", data: "11".repeat(32) }, { tagName: "description", data: "elsewhere" }] }),
+      bolt11.encode({
+        network: REGTEST,
+        satoshis: 3,
+        timestamp: Math.floor(Date.now() / 1000),
+        tags: [
+          { tagName: "payment_hash", data: "11".repeat(32) },
+          { tagName: "description", data: "elsewhere" },
+        ],
+      }),
       "22".repeat(32),
     ).paymentRequest!;
     expect((await rejection(wallet.payInvoice(foreign), TollboothError)).code).toBe("payment_failed");
@@ -223,15 +331,28 @@ describe("lndWallet", () => {
   });
 
   it("a preimage that does not hash to the invoice's payment hash is bad_preimage", async () => {
-    const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 3, memo: "", expirySeconds: 600 });
-    for (const body of [{ payment_error: "", payment_preimage: Buffer.alloc(32, 7).toString("base64") }, { payment_error: "" }, { payment_error: "", payment_preimage: "AAAA" }, "[]"]) {
+    const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({
+      sats: 3,
+      memo: "",
+      expirySeconds: 600,
+    });
+    for (const body of [
+      { payment_error: "", payment_preimage: Buffer.alloc(32, 7).toString("base64") },
+      { payment_error: "" },
+      { payment_error: "", payment_preimage: "AAAA" },
+      "[]",
+    ]) {
       const wallet = lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex, fetch: answering(200, body) });
       expect((await rejection(wallet.payInvoice(inv.bolt11), TollboothError)).code, JSON.stringify(body)).toBe("bad_preimage");
     }
   });
 
   it("wrong macaroon, down, slow and unreachable nodes", async () => {
-    const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({ sats: 4, memo: "", expirySeconds: 600 });
+    const inv = await lndInvoices({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 2000 }).create({
+      sats: 4,
+      memo: "",
+      expirySeconds: 600,
+    });
     const denied = await rejection(lndWallet({ url: ln.url, macaroonHex: "00ff" }).payInvoice(inv.bolt11), TollboothError);
     expect([denied.code, denied.status]).toEqual(["payment_failed", 401]);
     ln.setDown(true);
@@ -239,11 +360,17 @@ describe("lndWallet", () => {
     expect([down.code, down.status]).toEqual(["payment_failed", 503]);
     ln.setDown(false);
     ln.setDelayMs(2000);
-    const slow = await rejection(lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 200 }).payInvoice(inv.bolt11), TollboothError);
+    const slow = await rejection(
+      lndWallet({ url: ln.url, macaroonHex: ln.macaroonHex, timeoutMs: 200 }).payInvoice(inv.bolt11),
+      TollboothError,
+    );
     expect(slow.code).toBe("timeout");
     ln.setDelayMs(0);
     const port = await closedPort();
-    const gone = await rejection(lndWallet({ url: `http://127.0.0.1:${port}`, macaroonHex: ln.macaroonHex }).payInvoice(inv.bolt11), TollboothError);
+    const gone = await rejection(
+      lndWallet({ url: `http://127.0.0.1:${port}`, macaroonHex: ln.macaroonHex }).payInvoice(inv.bolt11),
+      TollboothError,
+    );
     expect(gone.code).toBe("unreachable");
   });
 });
@@ -251,7 +378,11 @@ describe("lndWallet", () => {
 describe("invoiceAmountSats / invoicePaymentHash", () => {
   /** An invoice from the stand-in's LND endpoint for `amount` (`{ value }` in sats or `{ value_msat }`). */
   async function issued(amount: { value: string } | { value_msat: string }): Promise<{ payment_request: string; r_hash: string }> {
-    const res = await fetch(`${ln.url}/v1/invoices`, { method: "POST", headers: { "Grpc-Metadata-macaroon": ln.macaroonHex }, body: JSON.stringify({ ...amount, memo: "amount", expiry: "600" }) });
+    const res = await fetch(`${ln.url}/v1/invoices`, {
+      method: "POST",
+      headers: { "Grpc-Metadata-macaroon": ln.macaroonHex },
+      body: JSON.stringify({ ...amount, memo: "amount", expiry: "600" }),
+    });
     expect(res.status).toBe(200);
     return (await res.json()) as { payment_request: string; r_hash: string };
   }
@@ -265,7 +396,15 @@ describe("invoiceAmountSats / invoicePaymentHash", () => {
   });
 
   it("rounds millisatoshis up to whole sats", async () => {
-    for (const [msat, sats] of [["1", 1], ["999", 1], ["1000", 1], ["1001", 2], ["1500", 2], ["10000", 10], ["123456789", 123_457]] as const) {
+    for (const [msat, sats] of [
+      ["1", 1],
+      ["999", 1],
+      ["1000", 1],
+      ["1001", 2],
+      ["1500", 2],
+      ["10000", 10],
+      ["123456789", 123_457],
+    ] as const) {
       const { payment_request } = await issued({ value_msat: msat });
       expect(read(payment_request).msat).toBe(msat);
       expect(invoiceAmountSats(payment_request), msat).toBe(sats);
@@ -275,7 +414,14 @@ describe("invoiceAmountSats / invoicePaymentHash", () => {
 
   it("null for amountless or undecodable invoices", () => {
     const amountless = bolt11.sign(
-      bolt11.encode({ network: REGTEST, timestamp: 1_800_000_000, tags: [{ tagName: "payment_hash", data: "ab".repeat(32) }, { tagName: "description", data: "any amount" }] }),
+      bolt11.encode({
+        network: REGTEST,
+        timestamp: 1_800_000_000,
+        tags: [
+          { tagName: "payment_hash", data: "ab".repeat(32) },
+          { tagName: "description", data: "any amount" },
+        ],
+      }),
       STANDIN_NODE_KEY,
     ).paymentRequest!;
     expect(invoiceAmountSats(amountless)).toBeNull();

@@ -12,8 +12,8 @@ import type { OfferContext } from "../../../../../workers/schemes/contract.ts";
 import { lndInvoices } from "../../../../../workers/schemes/l402/invoices.ts";
 import { INVOICE_RESERVE_SHARE, INVOICES_PER_NETWORK, l402Offers, OFFER_REUSE_MS } from "../../../../../workers/schemes/l402/offers.ts";
 import { lightningOf } from "../../../../../workers/schemes/l402/policy.ts";
-import { parsePolicy, planFor, type Policy } from "../../../../../workers/schemes/policy.ts";
-import { startLightningStandin, type LightningStandin } from "../../../../helpers/lightning-standin.ts";
+import { type Policy, parsePolicy, planFor } from "../../../../../workers/schemes/policy.ts";
+import { type LightningStandin, startLightningStandin } from "../../../../helpers/lightning-standin.ts";
 
 /** 2 invoices per second, burst 20: 10 of them reserved. */
 const PER_SECOND = 2;

@@ -10,8 +10,8 @@
  */
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import fc from "fast-check";
-import { hashTypedData, type Hex } from "viem";
-import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import { type Hex, hashTypedData } from "viem";
+import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
 import { describe, expect, it } from "vitest";
 import { checkAuthorization } from "../../../../../workers/schemes/x402/authorization.ts";
 

@@ -34,6 +34,7 @@ export async function challenge(
         .join(", ")}`,
     );
   }
+  const { network, verified: trusted } = who.identity;
   const offer = await scheme.offer({
     policy: deps.policy,
     plan,
@@ -45,6 +46,8 @@ export async function challenge(
     url,
     what: `${type} challenge`,
     reason: "requested",
+    network,
+    trusted,
   });
   if (!offer.ok) return problem(503, offer.reason, offer.message, { type: offer.type }, headers, 5);
   return json(200, offer.json, {

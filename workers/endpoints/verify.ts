@@ -4,7 +4,8 @@
  * `{ token, expires_in, credits }`. Counts against the caller's ceiling (429). A payment that
  * names its payer buys for the payer, once the identity it came from was found not blocked;
  * a payment to complete is claimed gateway-wide and settled, as on the endpoint
- * (workers/pipeline/settlement.ts), its balance withdrawn when it does not complete.
+ * (workers/pipeline/settlement.ts), its balance withdrawn when it does not complete (and its
+ * spent marks lifted when the scheme says it was left untouched, `retryable`).
  * Refusals in the scheme's words (`PaymentScheme.verifyRefusal`).
  */
 import { signToken } from "../../shared/credentials/token.ts";
@@ -73,7 +74,7 @@ async function checked(
 
 /** Complete a payment once redeemed: claimed gateway-wide, then settled; its balance withdrawn when it does not complete. */
 async function settled(
-  deps: Pick<Deps, "policy" | "claimSpend">,
+  deps: Pick<Deps, "policy" | "claimSpend" | "releaseSpend">,
   who: Asker & { store: CallerStore },
   scheme: PaymentScheme,
   credential: unknown,
@@ -92,13 +93,16 @@ async function settled(
   const { plan, keyring, caller, nowMs } = who;
   const done = claimed ? await scheme.settle!(credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0 }) : refuse("spent");
   if (done.ok) return done.headers;
-  await giveBack(payment);
+  // A payment left untouched (its service did not answer before anything was submitted): its spent marks are lifted too.
+  const lift =
+    claimed && scheme.retryable?.(done.reason) === true ? { lift: { spendId: redemption.spendId, release: deps.releaseSpend } } : {};
+  await giveBack({ ...payment, ...lift });
   return refused(scheme, done.reason, headers);
 }
 
 /** Answer `POST /verify` (`bytes`: its body, read once). */
 export async function verify(
-  deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders" | "blockedUntil" | "claimSpend">,
+  deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders" | "blockedUntil" | "claimSpend" | "releaseSpend">,
   who: Asker,
   url: URL,
   bytes: Uint8Array | null,

@@ -781,11 +781,22 @@ export class CallerState extends DurableObject {
   /**
    * Withdraw the balance a redemption opened (its payment did not complete: its settlement
    * failed, or its spend id was claimed on another route). The spent mark stays: the same
-   * authorization cannot be redeemed again.
+   * authorization cannot be redeemed again — unless `spendId` is given (the payment never
+   * reached anything that could complete it, `PaymentScheme.retryable`): its mark is lifted too.
    */
-  revoke(req: { jti: string }): void {
+  revoke(req: { jti: string; spendId?: string }): void {
     if (!this.exists()) return;
     this.sql.exec("DELETE FROM tokens WHERE jti = ?", req.jti);
+    if (req.spendId !== undefined) this.sql.exec("DELETE FROM spent WHERE id = ?", req.spendId);
+  }
+
+  /**
+   * Lift a gateway-wide claim (`claim`) whose payment never reached anything that could
+   * complete it (`PaymentScheme.retryable`): the spend id may be claimed again.
+   */
+  unclaim(req: { spendId: string }): void {
+    if (!this.exists()) return;
+    this.sql.exec("DELETE FROM spent WHERE id = ?", req.spendId);
   }
 
   /** Attach the origin's `Mcp-Session-Id` to the session slot opened by its `initialize`. */

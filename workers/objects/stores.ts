@@ -23,7 +23,7 @@ export interface CallerStore {
   redeem(req: RedeemRequest): Promise<AdmitResult>;
   status(req: StatusRequest): Promise<StatusResult>;
   refund(req: RefundRequest): Promise<void>;
-  revoke(req: { jti: string }): Promise<void>;
+  revoke(req: { jti: string; spendId?: string }): Promise<void>;
   renew(req: Parameters<CallerState["renew"]>[0]): Promise<LeaseGrant>;
   bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
   release(req: { slotId: string }): Promise<void>;
@@ -31,6 +31,7 @@ export interface CallerStore {
   evicted(req: { slotId: string; ended: boolean }): Promise<void>;
   blocked(req: { nowMs: number }): Promise<{ blockedUntilMs: number | null }>;
   claim(req: { spendId: string; untilMs: number }): Promise<{ claimed: boolean }>;
+  unclaim(req: { spendId: string }): Promise<void>;
 }
 
 /**
@@ -184,6 +185,7 @@ export function boundedStore(ns: DurableObjectNamespace<CallerState>, timeoutMs:
         evicted: (req) => again(($) => $.evicted(req)),
         blocked: (req) => again(($) => $.blocked(req)),
         claim: (req) => once(($) => $.claim(req)),
+        unclaim: (req) => once(($) => $.unclaim(req)),
       };
     },
   };

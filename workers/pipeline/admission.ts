@@ -119,10 +119,23 @@ async function take(
   }
 }
 
+/**
+ * Whether the caller is one the schemes' reserves are kept for (`OfferContext.trusted`): a
+ * verified identity, or a request that proves a completed payment — a paid credential with no
+ * settlement still to come (a payment that only verified and still has to settle proves
+ * nothing: anyone can sign one with an empty wallet), or an access token bought by a payer.
+ */
+export function trustedCaller(s: Carrying): boolean {
+  const proven =
+    s.credential.settlement === undefined && !s.credential.refusedBy && (s.credential.payment !== undefined || s.caller !== s.identity.id);
+  return s.identity.verified || proven;
+}
+
 /** What the schemes offer in, for an over-budget answer with `reason`. */
 export function offerContext(s: Admitted, deps: Pick<Deps, "policy">, reason: string): OfferContext {
   const { plan, keyring, caller, nowMs, cost, url } = s;
   const what = describeRequest(s.request.method, url.pathname, s.body);
+  const difficulty = s.decision.difficulty ?? plan.challenge.difficulty;
   return {
     policy: deps.policy,
     plan,
@@ -133,7 +146,9 @@ export function offerContext(s: Admitted, deps: Pick<Deps, "policy">, reason: st
     url,
     what,
     reason,
-    difficulty: s.decision.difficulty ?? plan.challenge.difficulty,
+    difficulty,
+    network: s.identity.network,
+    trusted: trustedCaller(s),
   };
 }
 

@@ -6,8 +6,8 @@
  * caller's ceiling first, then refuses it with the credential's reason.
  * A payment, or a token bought by a payer, that names its payer makes the request the
  * payer's; the identity it came from must not be blocked (docs/admin.md "Blocking"): for a
- * payment, checked here before the payment service is asked; for a token, in the admission
- * step, in parallel with the payer's object.
+ * payment, checked here once it verified (before the payer's object and the payment service
+ * are asked); for a token, in the admission step, in parallel with the payer's object.
  * Also here: the session (`initialize`) or stream (GET) slot the request opens, and the
  * session it uses (its `Mcp-Session-Id`: the session's last use, for eviction).
  */
@@ -116,10 +116,23 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
       paidAs: scheme.prefix,
       forwardBody: read.ok && read.body ? read.body : s.rawBody,
     };
-    if (read.ok && scheme.namesPayer) {
+    const check = read.ok
+      ? await scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller: identity.id, nowMs, cost })
+      : read;
+    if (!check.ok) {
+      // Refused by the object after it counted the request (a blocked identity: 403 there).
+      const refusedDetail = check.detail !== undefined ? { refusedDetail: check.detail } : {};
+      return {
+        caller: identity.id,
+        admit: { refused: `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"] },
+        credential: { ...credential, refusedBy: scheme, ...refusedDetail },
+      };
+    }
+    if (scheme.namesPayer) {
       // Invariant: a payment that makes the request its payer's does not walk around a block
-      // of the identity it came from: checked before the payment service is asked (no
-      // /verify, no /settle, nothing forwarded for a blocked caller).
+      // of the identity it came from: checked before the payer's object, and so before the
+      // payment service is asked (no /verify, no /settle, nothing forwarded for a blocked
+      // caller). After the stateless check: a forged payment costs no lookup.
       let until: number | null;
       try {
         until = await deps.blockedUntil(identity.id, nowMs);
@@ -128,17 +141,6 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
         return unavailable("store", err);
       }
       if (until !== null) return blocked((until - nowMs) / 1000);
-    }
-    const check = read.ok
-      ? await scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller: identity.id, nowMs, cost })
-      : read;
-    if (!check.ok) {
-      const refusedDetail = check.detail !== undefined ? { refusedDetail: check.detail } : {};
-      return {
-        caller: identity.id,
-        admit: { refused: `${scheme.prefix}_${check.reason}` as AdmitRequest["refused"] },
-        credential: { ...credential, refusedBy: scheme, ...refusedDetail },
-      };
     }
     const r = check.redemption;
     const caller = check.identity ?? identity.id;

@@ -107,6 +107,11 @@ export interface Deps {
    * @param untilMs unix ms the credential is refused anyway (its `spendUntilMs`)
    */
   claimSpend: (spendId: string, untilMs: number) => Promise<boolean>;
+  /**
+   * Lift a claim of `claimSpend` whose payment never reached anything that could complete it
+   * (`PaymentScheme.retryable`): the spend id may be claimed again. Rejects as the store does.
+   */
+  releaseSpend: (spendId: string) => Promise<void>;
   /** Leases this isolate holds, per caller (policy `leases`); null when off. */
   leases: LeaseTable | null;
   /** Sessions used by requests admitted from a lease, for the next call to the caller's object; null when leases are off. */
@@ -175,6 +180,7 @@ export function buildDeps(options: TollboothOptions): Deps {
         .of(SPEND_SCOPE + spendId)
         .claim({ spendId, untilMs })
         .then((r) => r.claimed),
+    releaseSpend: (spendId) => spends.of(SPEND_SCOPE + spendId).unclaim({ spendId }),
     leases: policy.leases ? new LeaseTable() : null,
     sessionUses: policy.leases ? new SessionUses() : null,
     tokens: (keyring) => (verifier ??= tokenVerifier(keyring)),

@@ -8,7 +8,9 @@
  * - `charge`: the cost to what paid it in the caller's object (the free bucket or the token's
  *   credits), and its slot, and the mark of a session it was to evict (`CallerState.refund`);
  * - `payment`: the balance a redemption opened, withdrawn (`CallerState.revoke`: its spent
- *   mark stays, so the same authorization cannot buy again);
+ *   mark stays, so the same authorization cannot buy again); with `lift` (the payment never
+ *   reached anything that could complete it, `PaymentScheme.retryable`), its spent mark in the
+ *   caller's object and its gateway-wide claim are lifted too, so the same credential may come again;
  * - `slot`: a session or stream slot, released (`CallerState.release`).
  */
 import type { LeaseTable } from "../../shared/limits/lease.ts";
@@ -21,7 +23,7 @@ import type { Admitted, Defer } from "./state.ts";
 export type Held =
   | { kind: "lease"; leases: LeaseTable; caller: string; cost: number }
   | { kind: "charge"; store: CallerStore; refund: RefundRequest }
-  | { kind: "payment"; store: CallerStore; jti: string }
+  | { kind: "payment"; store: CallerStore; jti: string; lift?: { spendId: string; release: (spendId: string) => Promise<void> } }
   | { kind: "slot"; store: CallerStore; slotId: string };
 
 /**
@@ -39,9 +41,14 @@ export function giveBack(held: Held, defer?: Defer): Promise<void> {
     case "charge":
       [what, work] = ["CallerState.refund", held.store.refund(held.refund)];
       break;
-    case "payment":
-      [what, work] = ["CallerState.revoke", held.store.revoke({ jti: held.jti })];
+    case "payment": {
+      const { lift } = held;
+      const revoke = held.store.revoke({ jti: held.jti, ...(lift ? { spendId: lift.spendId } : {}) });
+      [what, work] = lift
+        ? ["CallerState.revoke/unclaim", Promise.all([revoke, lift.release(lift.spendId)])]
+        : ["CallerState.revoke", revoke];
       break;
+    }
     case "slot":
       [what, work] = ["CallerState.release", held.store.release({ slotId: held.slotId })];
       break;

@@ -93,6 +93,14 @@ export interface SchemeContext {
 
 /** What a 402 offers: the caller's current proof-of-work difficulty (bits) is known to the gateway. */
 export interface OfferContext extends SchemeContext {
+  /** The network the request came from (`ip:<network>`, or `anonymous`): what per-network bounds count. */
+  network: string;
+  /**
+   * Whether the caller may draw on what a scheme reserves for callers it can trust: a verified
+   * identity (an issued API key, a JWT), or a request proving a completed payment (a paid
+   * credential checked without a settlement still to come, or an access token bought by a payer).
+   */
+  trusted: boolean;
   /** The caller's current proof-of-work difficulty, leading zero bits (adaptive). */
   difficulty: number;
   /** The request URL (the resource paid for). */
@@ -221,6 +229,13 @@ export interface PaymentScheme<C = unknown> {
    * bought and the request is refused. Schemes verified offline have none.
    */
   settle?(credential: C, ctx: SchemeContext): Promise<Result<Settled, string>>;
+  /**
+   * Whether a `settle` refusal with `reason` (without the prefix) left the payment untouched:
+   * nothing that could complete it was submitted (its service did not answer a check made
+   * before submitting). The gateway then lifts the spent marks its redemption set (in the
+   * caller's object and gateway-wide), so the same credential may be sent again. Absent: never.
+   */
+  retryable?(reason: string): boolean;
   /**
    * HTTP status of a refusal with `reason` (already prefixed): 402 (pay or solve again,
    * with fresh challenges), 401 (the credential is invalid, for a scheme whose rule says

@@ -196,9 +196,9 @@ describe("every decision and every paid_by is counted", () => {
     expect(
       (await gw(post(toolCall(6), { ip, headers: { authorization: `L402 ${l402.macaroon}:${lnd.preimageOf(l402.invoice!)}` } }))).status,
     ).toBe(200); // l402
-    expect((await gw(post(toolCall(7), { ip: payerIp, headers: { "payment-signature": base64Json(x402Payment("10000")) } }))).status).toBe(
-      200,
-    ); // x402
+    expect(
+      (await gw(post(toolCall(7), { ip: payerIp, headers: { "payment-signature": base64Json(await x402Payment("10000")) } }))).status,
+    ).toBe(200); // x402
     expect((await gw(post(toolCall(8), { ip: flood }))).status).toBe(429); // rate_limited (network)
     expect((await gw(post("{", { ip }))).status).toBe(400); // bad_request
     expect((await gw(request("GET", "/.well-known/tollbooth", { ip }))).status).toBe(200); // own_endpoint

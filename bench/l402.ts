@@ -42,7 +42,8 @@ const gw = await startGateway({
     lightning: { backend: "lnd", url: ln.url, invoicesPerSecond: 1000 },
   },
   vars: { TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex },
-  // Each round a new caller: `x-api-key` names it (all rounds come from 127.0.0.1).
+  // Each round a new caller: `x-api-key` names it, on a network of its own (`CF-Connecting-IP`:
+  // one network's unverified callers get 2 fresh invoices a minute, docs/costs.md).
   unverifiedKeys: true,
   networkLimit: null,
 });
@@ -53,7 +54,11 @@ try {
   const paid: number[] = [];
   const whole: number[] = [];
   for (let round = 0; round < ROUNDS + 5; round++) {
-    const caller = { ...HEADERS, "x-api-key": `bench-${randomBytes(6).toString("hex")}` };
+    const caller = {
+      ...HEADERS,
+      "x-api-key": `bench-${randomBytes(6).toString("hex")}`,
+      "cf-connecting-ip": `198.18.${Math.floor(round / 250)}.${round % 250}`,
+    };
     // A session (initialize costs 0), then the free unit, then over budget.
     const init = await fetch(`${gw.url}/mcp`, {
       method: "POST",
@@ -98,7 +103,7 @@ try {
   for (let round = 0; round < Math.min(ROUNDS, 20); round++) {
     const events: PayEvent[] = [];
     const transport = new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
-      requestInit: { headers: { "x-api-key": `bench-sdk-${randomBytes(6).toString("hex")}` } },
+      requestInit: { headers: { "x-api-key": `bench-sdk-${randomBytes(6).toString("hex")}`, "cf-connecting-ip": `198.18.254.${round}` } },
       fetch: withTollbooth(undefined, {
         pay: ["l402"],
         lightning: { wallet, maxSatsPerRequest: 3, maxSatsPerHour: 1_000_000 },

@@ -7,14 +7,16 @@
  *   node packages/build.ts bridge     # packages/tollbooth-bridge/dist (its `prepack`)
  *
  * For each: empties dist/, runs `tsc -p packages/<dir>/tsconfig.json` (JavaScript + .d.ts),
- * points the solver's worker pool at the emitted `worker.js` (see tollbooth-client/src/solver/pool.ts),
+ * copies the repository's LICENSE into the package folder (its `files` ship it; the copy is
+ * not committed, so there is one license text), points the solver's worker pool at the
+ * emitted `worker.js` (see tollbooth-client/src/solver/pool.ts),
  * and checks what a published package must hold: the package name and version of
  * packages/names.json, nothing of shared/ but shared/wire/ (the gateway's code never ships),
  * no `.ts` module specifier left in the JavaScript, the bin's shebang.
  * @throws Error (exit code 1) when tsc fails or a check does not hold
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -58,6 +60,7 @@ export function buildPackage(which: keyof typeof PACKAGES): void {
 
   const dist = join(dir, "dist");
   rmSync(dist, { recursive: true, force: true });
+  copyFileSync(join(HERE, "../LICENSE"), join(dir, "LICENSE"));
   execFileSync(process.execPath, [TSC, "-p", join(dir, "tsconfig.json")], { stdio: "inherit" });
 
   // The pool starts workers on `new URL("./worker.ts", import.meta.url)` (a literal, for

@@ -20,21 +20,35 @@ export const matching = (re: RegExp) => z.string().check(z.regex(re));
 const cost = int(0);
 /** A number in [0, 1]. */
 const fraction = z.number().check(z.minimum(0), z.maximum(1));
-/** One admission class's share of the origin ceiling (shared/limits/origin-classes.ts). */
-const classShare = z.strictObject({
-  /** Share of the ceiling only this class may use. */
-  guarantee: fraction,
-  /** Share of the shared pool this class must leave for the classes above it. */
-  reserve: fraction,
-});
+/**
+ * One admission class's share of the origin ceiling (shared/limits/origin-classes.ts), each
+ * field defaulting to the class's own in `d` (DEFAULT_CLASS_POLICY).
+ */
+const classShare = (d: { guarantee: number; reserve: number }) =>
+  z._default(
+    z.strictObject({
+      /** Share of the ceiling only this class may use. */
+      guarantee: z._default(fraction, d.guarantee),
+      /** Share of the shared pool this class must leave for the classes above it. */
+      reserve: z._default(fraction, d.reserve),
+    }),
+    d,
+  );
 /** Origin shards when the policy names none (docs/allocation.md, "How many shards"). */
 export const DEFAULT_ORIGIN_SHARDS = 16;
+/** Units added to a bucket per second (at least 0.0001: one unit per 10 000 s). */
+const refill = z.number().check(z.minimum(0.0001));
+/** A token bucket, both fields given (the origin ceiling: no default). */
 const bucket = z.strictObject({
   /** Most units the bucket holds (the burst). */
   capacity: int(1),
-  /** Units added per second (at least 0.0001: one unit per 10 000 s). */
-  refillPerSecond: z.number().check(z.minimum(0.0001)),
+  refillPerSecond: refill,
 });
+/** A token bucket whose fields left out are those of `d` (capacity in units; units per second). */
+const bucketOr = (d: { capacity: number; refillPerSecond: number }) =>
+  z._default(z.strictObject({ capacity: z._default(int(1), d.capacity), refillPerSecond: z._default(refill, d.refillPerSecond) }), d);
+/** A plan's bucket override: the fields it leaves out are the policy's own. */
+const bucketOverride = z.optional(z.strictObject({ capacity: z.optional(int(1)), refillPerSecond: z.optional(refill) }));
 
 /**
  * Method costs every policy starts from: what MCP clients send on connect and while idle
@@ -69,6 +83,12 @@ export const STORE_ERROR_MODES = ["closed", "open"] as const;
 
 /** How an over-budget request is answered: 402 with challenges, or 429 with an exact `Retry-After` (challenges still in `error.data`). */
 export const OVER_BUDGET_MODES = ["402", "429"] as const;
+/**
+ * What a caller at its session cap gets for one more `initialize`: `evict` (the gateway ends
+ * the caller's least recently used idle session at the origin with a DELETE on its behalf,
+ * then opens the new one) or `refuse` (429 `sessions`).
+ */
+export const SESSION_CAP_MODES = ["evict", "refuse"] as const;
 
 const costsShape = {
   /** Cost of a JSON-RPC request whose method has no entry below. */
@@ -101,8 +121,10 @@ const challengeShape = {
 const limitsShape = {
   /** Most MCP sessions (initialize answered with `Mcp-Session-Id`) a caller holds open at once. */
   sessions: int(1, 10_000),
-  /** A session no longer counts this many seconds after it was opened (or at its DELETE). */
+  /** A session no longer counts this many seconds after it was opened (or once the origin ended it: DELETE answered 2xx, or its 404). */
   sessionTtlSeconds: int(10, 86_400),
+  /** At the session cap: end the least recently used idle session at the origin (`evict`), or refuse the new one (`refuse`). */
+  onSessionCap: z.enum(SESSION_CAP_MODES),
   /** Most GET SSE streams a caller holds open at once. */
   streams: int(1, 10_000),
   /** A GET SSE stream is ended by the gateway after this many seconds (the client resumes with `Last-Event-ID`). */
@@ -110,7 +132,7 @@ const limitsShape = {
 };
 const DEFAULT_ADAPTIVE = { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 };
 const DEFAULT_CHALLENGE = { difficulty: 16, credits: 20, ttlSeconds: 120, adaptive: DEFAULT_ADAPTIVE };
-const DEFAULT_LIMITS = { sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 };
+const DEFAULT_LIMITS = { sessions: 16, sessionTtlSeconds: 3600, onSessionCap: "evict" as const, streams: 4, streamMaxSeconds: 600 };
 const DEFAULT_COSTS = { default: 1, methods: {}, tools: {}, otherPaths: 1 };
 
 /**
@@ -118,8 +140,8 @@ const DEFAULT_COSTS = { default: 1, methods: {}, tools: {}, otherPaths: 1 };
  * (a scheme's price fields follow, from its section: `planShapeWith`).
  */
 const planShape = {
-  bucket: z.optional(bucket),
-  ceiling: z.optional(bucket),
+  bucket: bucketOverride,
+  ceiling: bucketOverride,
   costs: z.optional(
     z.strictObject({
       default: z.optional(cost),
@@ -147,6 +169,7 @@ const planShape = {
     z.strictObject({
       sessions: z.optional(limitsShape.sessions),
       sessionTtlSeconds: z.optional(limitsShape.sessionTtlSeconds),
+      onSessionCap: z.optional(limitsShape.onSessionCap),
       streams: z.optional(limitsShape.streams),
       streamMaxSeconds: z.optional(limitsShape.streamMaxSeconds),
     }),
@@ -231,9 +254,9 @@ const before = {
   /** Path of the gated MCP endpoint. */
   endpoint: z._default(matching(/^\/[^?#]*$/), "/mcp"),
   /** The free token bucket of each caller (of the default plan). */
-  bucket: z._default(bucket, { capacity: 10, refillPerSecond: 0.5 }),
+  bucket: bucketOr({ capacity: 10, refillPerSecond: 0.5 }),
   /** Hard per-caller ceiling (requests, any cost) that even token holders cannot pass: 429. */
-  ceiling: z._default(bucket, { capacity: 60, refillPerSecond: 10 }),
+  ceiling: bucketOr({ capacity: 60, refillPerSecond: 10 }),
   costs: z._default(
     z.strictObject({
       default: z._default(costsShape.default, 1),
@@ -266,6 +289,7 @@ const before = {
     z.strictObject({
       sessions: z._default(limitsShape.sessions, DEFAULT_LIMITS.sessions),
       sessionTtlSeconds: z._default(limitsShape.sessionTtlSeconds, DEFAULT_LIMITS.sessionTtlSeconds),
+      onSessionCap: z._default(limitsShape.onSessionCap, DEFAULT_LIMITS.onSessionCap),
       streams: z._default(limitsShape.streams, DEFAULT_LIMITS.streams),
       streamMaxSeconds: z._default(limitsShape.streamMaxSeconds, DEFAULT_LIMITS.streamMaxSeconds),
     }),
@@ -275,6 +299,12 @@ const before = {
 
 /** The policy's own fields after the schemes' sections and `plans`. */
 const after = {
+  /**
+   * The order of the ways through a 402 (`WWW-Authenticate` field lines, `error.data.challenges`):
+   * these schemes' types first, the others after in the registry's order (workers/schemes/registry.ts);
+   * validated against the registered types (`parsePolicyWith`). Parsed: every registered type, in order.
+   */
+  offerOrder: z._default(z.array(z.string()), []),
   /** Plan of an identity whose key or token names none (or an unknown one). */
   defaultPlan: z._default(matching(PLAN_NAME), "free"),
   token: z._default(
@@ -326,10 +356,10 @@ const after = {
     z.strictObject({
       classes: z._default(
         z.strictObject({
-          paid: z._default(classShare, DEFAULT_CLASS_POLICY.paid),
-          verified: z._default(classShare, DEFAULT_CLASS_POLICY.verified),
-          worked: z._default(classShare, DEFAULT_CLASS_POLICY.worked),
-          free: z._default(classShare, DEFAULT_CLASS_POLICY.free),
+          paid: classShare(DEFAULT_CLASS_POLICY.paid),
+          verified: classShare(DEFAULT_CLASS_POLICY.verified),
+          worked: classShare(DEFAULT_CLASS_POLICY.worked),
+          free: classShare(DEFAULT_CLASS_POLICY.free),
         }),
         DEFAULT_CLASS_POLICY,
       ),
@@ -447,12 +477,12 @@ export interface PolicySection {
   check(plan: Plan, policy: Policy, at: string): void;
 }
 
-/** The schema with `sections` in place, built once per list of sections. */
-const schemas = new WeakMap<readonly PolicySection[], typeof coreSchema>();
+/** The schema with `sections` in place, built once per list of sections (and of scheme types). */
+const schemas = new WeakMap<readonly PolicySection[], { types: readonly string[]; schema: typeof coreSchema }>();
 
-function schemaWith(sections: readonly PolicySection[]): typeof coreSchema {
-  let schema = schemas.get(sections);
-  if (schema) return schema;
+function schemaWith(sections: readonly PolicySection[], types: readonly string[]): typeof coreSchema {
+  const cached = schemas.get(sections);
+  if (cached?.types === types) return cached.schema;
   const top: Record<string, z.core.$ZodType> = {};
   const prices: Record<string, z.core.$ZodType> = {};
   for (const section of sections) {
@@ -463,19 +493,22 @@ function schemaWith(sections: readonly PolicySection[]): typeof coreSchema {
     Object.assign(top, section.fields);
   }
   const plan = z.strictObject({ ...planShape, ...prices }) as unknown as z.ZodMiniObject<typeof planShape>;
-  schema = z.strictObject({ ...before, ...top, plans: plansOf(plan), ...after }) as unknown as typeof coreSchema;
-  schemas.set(sections, schema);
+  const offerOrder = z._default(z.array(z.enum(types as [string, ...string[]])), []);
+  const schema = z.strictObject({ ...before, ...top, plans: plansOf(plan), ...after, offerOrder }) as unknown as typeof coreSchema;
+  schemas.set(sections, { types, schema });
   return schema;
 }
 
 /**
- * Validate a policy and fill in defaults, with the payment schemes' `sections` (the gateway's
- * registry: workers/schemes/policy.ts `parsePolicy`).
+ * Validate a policy and fill in defaults, with the payment schemes' `sections` and the
+ * registered `schemeTypes` in the registry's order (the gateway's registry:
+ * workers/schemes/policy.ts `parsePolicy`); `offerOrder` may name only those types.
  * @param input a parsed JSON value, a JSON string, or undefined (all defaults)
- * @throws TypeError naming the first bad field, e.g. `TOLLBOOTH_POLICY.bucket.capacity: ...`
+ * @throws TypeError naming the first bad field, e.g. `TOLLBOOTH_POLICY.bucket.capacity: ...`,
+ *   `TOLLBOOTH_POLICY.bucket.refilPerSecond: Unrecognized key: "refilPerSecond"; did you mean "refillPerSecond"?`
  *   or `TOLLBOOTH_POLICY.plans.pro.costs.tools.search: 30 exceeds challenge.credits (20)`
  */
-export function parsePolicyWith(sections: readonly PolicySection[], input: unknown): Policy {
+export function parsePolicyWith(sections: readonly PolicySection[], input: unknown, schemeTypes: readonly string[] = []): Policy {
   if (typeof input === "object" && input !== null && validated.has(input)) return input as Policy;
   let value = input;
   if (typeof input === "string") {
@@ -485,14 +518,11 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
       throw new TypeError(`TOLLBOOTH_POLICY is not valid JSON: ${(err as Error).message}`);
     }
   }
-  const result = schemaWith(sections).safeParse(value ?? {});
-  if (!result.success) {
-    const { issue, path: at } = narrowed(result.error.issues[0]!, []);
-    const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
-    const path = [...at, ...keys.slice(0, 1)].join(".");
-    throw new TypeError(`TOLLBOOTH_POLICY${path ? "." + path : ""}: ${issue.message}`);
-  }
+  const schema = schemaWith(sections, schemeTypes);
+  const result = schema.safeParse(value ?? {});
+  if (!result.success) throw failure(schema, result.error.issues, value ?? {});
   const parsed = result.data;
+  parsed.offerOrder = offerOrder(parsed.offerOrder, schemeTypes);
   checkJwtIssuers(parsed.identity.jwt);
   // Checks across fields (guarantees ≤ 1, reserves rising as priority falls), named like the rest.
   try {
@@ -520,8 +550,8 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
   >) {
     plans[name] = {
       name,
-      bucket: o.bucket ?? base.bucket,
-      ceiling: o.ceiling ?? base.ceiling,
+      bucket: { ...base.bucket, ...stripUndefined(o.bucket ?? {}) },
+      ceiling: { ...base.ceiling, ...stripUndefined(o.ceiling ?? {}) },
       costs: {
         default: o.costs?.default ?? base.costs.default,
         methods: overlayCosts(base.costs.methods, o.costs?.methods),
@@ -554,20 +584,149 @@ export function parsePolicyWith(sections: readonly PolicySection[], input: unkno
 }
 
 /**
- * The issue to report for a failed union: when the value has the shape of exactly one option
- * (every other option failed only on the value's type, e.g. an object given to `X | X[]`),
- * that option's first issue, so the message names the bad field; else the union's own issue.
- * @param issue a zod issue
- * @param base path of the union within the policy
+ * The error naming what is wrong with a policy `value` that failed `schema`, at the field's
+ * full path (`TOLLBOOTH_POLICY.<path>: …`), from the issue that explains it best (`narrowed`):
+ * - an unknown key: `Unrecognized key: "<key>"`, then the nearest field of that object
+ *   (`did you mean "…"?`, see `closest`), else the object's fields when they are few;
+ * - a field left out that has no default: `missing (no default): expected <type>`;
+ * - a value that is not one of a list (an enum, a union's discriminator): zod's message and
+ *   the nearest allowed value; anything else: zod's message (what was expected).
+ */
+function failure(schema: z.core.$ZodType, issues: readonly z.core.$ZodIssue[], value: unknown): TypeError {
+  const { issue, path } = narrowed(issues, []);
+  const at = (p: readonly string[]) => `TOLLBOOTH_POLICY${p.length ? `.${p.join(".")}` : ""}`;
+  if (issue.code === "unrecognized_keys") {
+    const key = issue.keys[0]!;
+    const fields = keysAt(schema, path);
+    const near = closest(key, fields);
+    const hint =
+      near !== undefined
+        ? `; did you mean "${near}"?`
+        : fields.length > 0 && fields.length <= 12
+          ? `; expected one of ${fields.join(", ")}`
+          : "";
+    return new TypeError(`${at([...path, key])}: Unrecognized key: "${key}"${hint}`);
+  }
+  const input = path.reduce<unknown>(
+    (o, k) => (o !== null && typeof o === "object" ? (o as Record<string, unknown>)[k] : undefined),
+    value,
+  );
+  if (issue.code === "invalid_type" && input === undefined)
+    return new TypeError(`${at(path)}: missing (no default): expected ${issue.expected}`);
+  const allowed = issue.code === "invalid_value" ? issue.values : ((issue as { options?: unknown[] }).options ?? []);
+  const near =
+    typeof input === "string"
+      ? closest(
+          input,
+          allowed.filter((v): v is string => typeof v === "string"),
+        )
+      : undefined;
+  return new TypeError(`${at(path)}: ${issue.message}${near !== undefined ? `; did you mean "${near}"?` : ""}`);
+}
+
+/**
+ * The issue to report among `issues` (zod reports every one): an unknown key first (a typo
+ * is why the field it misspells is missing), else the first. For a failed union, when the
+ * value has the shape of exactly one option (every other option failed only on the value's
+ * type, e.g. an object given to `X | X[]`, or on a literal field of its own, e.g. x402's
+ * `mode`), that option's issues, so the message names the bad field; else the union's own issue.
+ * @param base path of `issues` within the policy
  * @returns the issue and its full path
  */
-function narrowed(issue: z.core.$ZodIssue, base: string[]): { issue: z.core.$ZodIssue; path: string[] } {
+function narrowed(issues: readonly z.core.$ZodIssue[], base: string[]): { issue: z.core.$ZodIssue; path: string[] } {
+  const issue = issues.find((i) => i.code === "unrecognized_keys") ?? issues[0]!;
   const path = [...base, ...issue.path.map(String)];
   if (issue.code !== "invalid_union") return { issue, path };
+  // An option failed only on the value's type, or on one of its own fields' literal (`mode`), is not the one meant.
   const shaped = issue.errors.filter(
-    (option) => !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0),
+    (option) =>
+      !(option.length === 1 && option[0]!.code === "invalid_type" && option[0]!.path.length === 0) &&
+      !option.some((i) => i.code === "invalid_value" && i.path.length === 1),
   );
-  return shaped.length === 1 && shaped[0]!.length > 0 ? narrowed(shaped[0]![0]!, path) : { issue, path };
+  if (shaped.length === 1 && shaped[0]!.length > 0) return narrowed(shaped[0]!, path);
+  // Every option refused the same literal field (x402's `mode`): that field, with every option's value.
+  const literals = issue.errors.map((option) => option.find((i) => i.code === "invalid_value" && i.path.length === 1));
+  const key = literals[0]?.path[0];
+  if (key === undefined || literals.some((l) => l?.path[0] !== key)) return { issue, path };
+  const values = literals.flatMap((l) => (l as z.core.$ZodIssueInvalidValue).values);
+  return {
+    issue: {
+      code: "invalid_value",
+      values,
+      path: [],
+      input: undefined,
+      message: `Invalid option: expected one of ${values.map((v) => JSON.stringify(v)).join("|")}`,
+    },
+    path: [...path, String(key)],
+  };
+}
+
+/** What `keysAt` reads of a zod schema's definition. */
+interface SchemaDef {
+  type: string;
+  innerType?: z.core.$ZodType;
+  in?: z.core.$ZodType;
+  shape?: Record<string, z.core.$ZodType>;
+  valueType?: z.core.$ZodType;
+  element?: z.core.$ZodType;
+  options?: z.core.$ZodType[];
+}
+
+/**
+ * The fields of the object(s) `schema` expects at `path` (through defaults, optionals,
+ * records, arrays and every option of a union); `[]` where no object is expected.
+ */
+function keysAt(schema: z.core.$ZodType, path: readonly string[]): string[] {
+  const def = schema._zod.def as unknown as SchemaDef;
+  const [head, ...rest] = path;
+  if (def.innerType) return keysAt(def.innerType, path);
+  if (def.in) return keysAt(def.in, path);
+  if (def.options) return [...new Set(def.options.flatMap((o) => keysAt(o, path)))];
+  if (def.type === "object")
+    return head === undefined ? Object.keys(def.shape!) : Object.hasOwn(def.shape!, head) ? keysAt(def.shape![head]!, rest) : [];
+  const inner = def.valueType ?? def.element;
+  return inner && head !== undefined ? keysAt(inner, rest) : [];
+}
+
+/**
+ * The candidate `word` most likely misspells: one equal to it but for case, `-` and `_`, or
+ * the nearest by edit distance (insertions, deletions, substitutions, swaps of neighbours)
+ * when that is at most a third of the word's length (at least 1); else undefined.
+ * @example closest("refilPerSecond", ["capacity", "refillPerSecond"]) // "refillPerSecond"
+ */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  const plain = (s: string) => s.toLowerCase().replace(/[-_]/g, "");
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.floor(word.length / 3)) + 1;
+  for (const candidate of candidates) {
+    const d = plain(candidate) === plain(word) ? 0 : editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return best === word ? undefined : best;
+}
+
+/** Optimal string alignment distance between `a` and `b` (Levenshtein, plus swaps of neighbours). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * The order of the offers in a 402 (`offerOrder`): the schemes `listed` first, in that
+ * order, then every other scheme of `types` (the registry's order).
+ * @throws TypeError naming a scheme listed twice
+ */
+function offerOrder(listed: readonly string[], types: readonly string[]): string[] {
+  const twice = listed.findIndex((t, i) => listed.indexOf(t) !== i);
+  if (twice !== -1) throw new TypeError(`TOLLBOOTH_POLICY.offerOrder.${twice}: ${JSON.stringify(listed[twice])} is listed twice`);
+  return [...listed, ...types.filter((t) => !listed.includes(t))];
 }
 
 /** Policies `parsePolicy` returned: given again, they are returned as they are. */

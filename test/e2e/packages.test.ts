@@ -3,7 +3,8 @@
  * `npm pack` (its `prepack` builds from packages/<name>/src and shared/wire/), then
  * `npm install <tarball>` in an empty folder, outside this repository's node_modules.
  *  - each tarball holds exactly its compiled sources (the bridge's with a copy of the
- *    client's) and shared/wire/: no gateway code (keys, tokens, macaroons, policy, buckets).
+ *    client's), shared/wire/ and the repository's LICENSE (MIT): no gateway code (keys,
+ *    tokens, macaroons, policy, buckets); its manifest names the repository.
  *  - `tollbooth-client`: a script importing `withTollbooth` from the package name gets tool
  *    results through a real gateway whose bucket forces 402 challenges, under Node 20
  *    (/usr/bin/node) and Node 24 (node_modules/node); its `solvePow` runs on the worker pool
@@ -185,11 +186,28 @@ process.stdout.write(JSON.stringify({ node: process.version, texts, solves, pow,
 `;
 
 describe("the tarballs", () => {
-  it(`${NAMES.client} holds exactly its compiled sources and shared/wire/: no gateway code`, () => {
-    expect(packed.client).toEqual(["README.md", ...CLIENT_FILES, "package.json"].sort());
+  it(`${NAMES.client} holds exactly its compiled sources, shared/wire/ and the LICENSE: no gateway code`, () => {
+    expect(packed.client).toEqual(["LICENSE", "README.md", ...CLIENT_FILES, "package.json"].sort());
   });
-  it(`${NAMES.bridge} holds exactly its compiled sources, the client's and shared/wire/: no gateway code`, () => {
-    expect(packed.bridge).toEqual(["README.md", ...BRIDGE_FILES, "package.json"].sort());
+  it(`${NAMES.bridge} holds exactly its compiled sources, the client's, shared/wire/ and the LICENSE: no gateway code`, () => {
+    expect(packed.bridge).toEqual(["LICENSE", "README.md", ...BRIDGE_FILES, "package.json"].sort());
+  });
+  it("each installed package carries the repository's MIT LICENSE and says where its source is", async () => {
+    const license = await readFile(join(ROOT, "LICENSE"), "utf8");
+    expect(license).toMatch(/^MIT License\n\nCopyright \(c\) 2026 tollbooth contributors\n/);
+    for (const [dir, name] of [
+      [clientDir, NAMES.client],
+      [bridgeDir, NAMES.bridge],
+    ] as const) {
+      const installed = join(dir, "node_modules", name);
+      expect(await readFile(join(installed, "LICENSE"), "utf8")).toBe(license);
+      const manifest = JSON.parse(await readFile(join(installed, "package.json"), "utf8")) as Record<string, unknown>;
+      expect(manifest).toMatchObject({
+        license: "MIT",
+        repository: { type: "git", url: "git+https://github.com/tollbooth-mcp/tollbooth.git", directory: `packages/${name}` },
+        homepage: "https://github.com/tollbooth-mcp/tollbooth#readme",
+      });
+    }
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * Free resources are capped per caller: a caller that opens MCP sessions (`initialize`,
- * cost 0) and GET SSE streams in a loop is stopped at its plan's caps (`limits.sessions`,
- * `limits.streams`) with 429, and the streams it held at the origin are released when it
+ * cost 0) and GET SSE streams in a loop is stopped at its plan's caps (`limits.sessions` with
+ * `onSessionCap: "refuse"`, `limits.streams`) with 429, and the streams it held at the origin are released when it
  * goes away (the gateway cancels the origin's stream when the client's ends).
  *
  * The origin is a small Streamable HTTP server written here that counts what a gateway
@@ -79,7 +79,11 @@ let gateway: Gateway;
 
 beforeAll(async () => {
   origin = await startCountingOrigin();
-  gateway = await startGateway({ originUrl: origin.url, policy: { limits: { sessions: SESSIONS, streams: STREAMS } } });
+  // Refused at the session cap (the default, eviction at the cap, is pinned in session-cap.test.ts).
+  gateway = await startGateway({
+    originUrl: origin.url,
+    policy: { limits: { sessions: SESSIONS, onSessionCap: "refuse", streams: STREAMS } },
+  });
 });
 
 afterAll(async () => {

@@ -23,6 +23,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/stack/ports.ts";
 import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
@@ -179,6 +180,37 @@ describe("npm start with every setting in the environment", () => {
 
   it("TOLLBOOTH_FACILITATOR_AUTH: the facilitator receives it exactly ($, ' and \" included)", async () => {
     const now = Math.floor(Date.now() / 1000);
+    // Signed for real (the gateway checks the signature itself before the facilitator is asked).
+    const account = privateKeyToAccount(generatePrivateKey());
+    const authorization = {
+      from: account.address,
+      to: PAY_TO,
+      value: "1000",
+      validAfter: String(now - 60),
+      validBefore: String(now + 600),
+      nonce: `0x${randomBytes(32).toString("hex")}` as const,
+    };
+    const signature = await account.signTypedData({
+      domain: { name: "USD Coin", version: "2", chainId: 84532, verifyingContract: ASSET as `0x${string}` },
+      types: {
+        TransferWithAuthorization: [
+          { name: "from", type: "address" },
+          { name: "to", type: "address" },
+          { name: "value", type: "uint256" },
+          { name: "validAfter", type: "uint256" },
+          { name: "validBefore", type: "uint256" },
+          { name: "nonce", type: "bytes32" },
+        ],
+      },
+      primaryType: "TransferWithAuthorization",
+      message: {
+        ...authorization,
+        to: PAY_TO as `0x${string}`,
+        value: 1000n,
+        validAfter: BigInt(authorization.validAfter),
+        validBefore: BigInt(authorization.validBefore),
+      },
+    });
     const payment = {
       x402Version: 2,
       resource: { url: `${base}/a/mcp`, description: "test", mimeType: "application/json" },
@@ -191,24 +223,14 @@ describe("npm start with every setting in the environment", () => {
         maxTimeoutSeconds: 120,
         extra: { name: "USD Coin", version: "2" },
       },
-      payload: {
-        signature: `0x${"00".repeat(65)}`,
-        authorization: {
-          from: `0x${"11".repeat(20)}`,
-          to: PAY_TO,
-          value: "1000",
-          validAfter: String(now - 60),
-          validBefore: String(now + 600),
-          nonce: `0x${randomBytes(32).toString("hex")}`,
-        },
-      },
+      payload: { signature, authorization },
     };
     const res = await fetch(`${base}/a/.well-known/tollbooth/verify`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ type: "x402", payment }),
     });
-    expect(res.status).toBeGreaterThanOrEqual(400); // the stand-in facilitator calls the signature invalid
+    expect(res.status).toBe(402); // the stand-in facilitator's /verify calls it invalid
     expect(facilitatorAuth).toContain(FACILITATOR_AUTH);
   });
 

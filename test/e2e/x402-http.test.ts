@@ -289,17 +289,14 @@ describe("refused payments reach nothing and move nothing", () => {
     return r;
   }
 
-  it("a replayed payment already settled on chain: the facilitator's /verify sees its nonce used (x402_invalid) and nothing settles", async () => {
-    // (The gateway's own spent-once record, for a payment the facilitator would still accept:
-    // x402_spent, in test/workers/schemes/x402.test.ts.)
+  it("a replayed payment already settled on chain: x402_spent by the gateway's own record, the facilitator not asked again", async () => {
     const payment = await pay(payer(), required);
     const first = await call({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
     expect(first.status).toBe(200);
-    const settles = facilitator.calls().settle;
-    const r = await refused(payment, 402, "x402_invalid");
+    const calls = facilitator.calls();
+    const r = await refused(payment, 402, "x402_spent");
     expect(r.headers.get("payment-required")).not.toBeNull();
-    expect(r.body.error.data.detail).toBe("invalid_exact_evm_nonce_already_used");
-    expect(facilitator.calls().settle).toBe(settles);
+    expect(facilitator.calls()).toEqual(calls);
   });
 
   // The price is 10000: "9999" and "9" are less, but not string prefixes of it (as text they sort after it).
@@ -356,15 +353,21 @@ describe("refused payments reach nothing and move nothing", () => {
         nonce: past.nonce,
       },
     });
-    // Signed correctly, so the facilitator's refusal is its validBefore check: x402_expired.
-    await refused({ ...payment, payload: { ...payment.payload, authorization: past, signature } }, 402, "x402_expired");
+    // Signed correctly, so the refusal is the validBefore check (the gateway's own, in the facilitator's words): x402_expired.
+    const calls = facilitator.calls();
+    const r = await refused({ ...payment, payload: { ...payment.payload, authorization: past, signature } }, 402, "x402_expired");
+    expect(r.body.error.data.detail).toBe("invalid_exact_evm_payload_authorization_valid_before");
+    expect(facilitator.calls()).toEqual(calls);
   });
 
-  it("a bad signature (another key signing for the payer)", async () => {
+  it("a bad signature (another key signing for the payer): x402_invalid, never sent to the facilitator", async () => {
     const payment = await pay(payer(), required);
     const forged = await pay(chain.accounts.payers[5]!, required);
     const payload = { ...payment.payload, signature: (forged.payload as { signature: string }).signature };
-    await refused({ ...payment, payload }, 402, "x402_invalid");
+    const calls = facilitator.calls();
+    const r = await refused({ ...payment, payload }, 402, "x402_invalid");
+    expect(r.body.error.data.detail).toBe("invalid_exact_evm_signature");
+    expect(facilitator.calls()).toEqual(calls);
   });
 
   it("a malformed PAYMENT-SIGNATURE", async () => {
@@ -441,6 +444,7 @@ describe("a payment the origin ceiling refuses", () => {
     const before = await balances(payer);
     const seen = received();
     const settles = facilitator.calls().settle;
+    const verifies = facilitator.calls().verify;
     // A batch of 7 messages: more than the origin ceiling has left even for paid traffic.
     const batch = `[${Array.from({ length: 7 }, () => toolCall()).join(",")}]`;
     const r = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) }, batch);
@@ -453,7 +457,11 @@ describe("a payment the origin ceiling refuses", () => {
     expect(received()).toBe(seen);
     expect(await balances(payer)).toEqual(before);
 
-    // Nothing was redeemed: the same payment, with a request that fits, is settled once and buys its credits.
+    // The origin ceiling refused it before the facilitator was asked at all.
+    expect(facilitator.calls().verify).toBe(verifies);
+
+    // Nothing was redeemed (no spent mark: the origin ceiling is decided first): the same
+    // payment, with a request that fits, is settled once and buys its credits.
     const fits = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
     expect(fits.status, JSON.stringify(fits.body)).toBe(200);
     expect(fits.headers.get("tollbooth-credits")).toBe(String(PRICE.credits - 1));

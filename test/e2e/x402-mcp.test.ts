@@ -13,7 +13,7 @@ import type { PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { withX402Client } from "agents/x402";
 import type { Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
@@ -430,13 +430,14 @@ describe("x402 inside MCP: refusals never reach the origin and never move funds"
     const again = toolCall("twice", { "x402/payment": payload });
     const r2 = await post(session, again);
     const result = answer(r2, again.id).result;
-    // Refused as a tool result (x402ToolResult). The first payment is settled on chain, so the
-    // facilitator's /verify already sees its nonce used (x402_invalid) before the gateway's own
-    // spent-once record is consulted (x402_spent: see the concurrent test below).
-    expect(result?._meta?.["tollbooth/reason"], JSON.stringify(result)).toBe("x402_invalid");
-    expectToolRefusal(r2, again.id, "x402_invalid");
+    // Refused as a tool result (x402ToolResult), by the gateway's own spent-once record: the
+    // facilitator is not asked again.
+    const calls = fac.calls();
+    expect(result?._meta?.["tollbooth/reason"], JSON.stringify(result)).toBe("x402_spent");
+    expectToolRefusal(r2, again.id, "x402_spent");
     expect(await balances(payer)).toEqual(was);
     expect(originToolCalls(mark)).toEqual([]);
+    expect(fac.calls()).toEqual(calls);
   });
 
   it("the same fresh payment sent twice at once: exactly one pays and reaches the origin, the other is x402_spent", async () => {
@@ -570,24 +571,40 @@ describe("x402 inside MCP: credits mode (second gateway)", () => {
 describe("x402 refusal detail (wire contract §12)", () => {
   // §12: an `x402_invalid` refusal carries the facilitator's `invalidReason` in `error.data.detail`.
   it("a facilitator refusal (x402_invalid) carries the invalidReason in error.data.detail", async () => {
-    const payer = chain.accounts.payers[3]!;
+    // A payer with no funds: its signature is good (it passes the gateway's own check), the
+    // facilitator's /verify refuses it.
+    const key = generatePrivateKey();
+    const broke: ChainAccount = { privateKey: key, address: privateKeyToAccount(key).address };
     const session = await openSession(caller("detail"));
     const { required } = await overBudget(session);
-    const payload = await sign(payer, required);
-    const first = toolCall("spend-it", { "x402/payment": payload });
-    expect(firstText(answer(await post(session, first), first.id).result)).toBe("Echo: spend-it");
-    // The spent payload again, as PAYMENT-SIGNATURE on a batch (not a single tools/call, so a
-    // JSON-RPC 402 rather than a tool result).
-    const was = await balances(payer);
+    const payload = await sign(broke, required);
+    // As PAYMENT-SIGNATURE on a batch (not a single tools/call, so a JSON-RPC 402 rather than a tool result).
     const mark = origin.requests().length;
-    const call = toolCall("again");
+    const calls = fac.calls();
+    const call = toolCall("unfunded");
     const r = await post({ ...session, "payment-signature": base64(payload) }, [call]);
     expect(r.status).toBe(402);
     const err = answer(r, call.id).error;
     expect(err.data.reason).toBe("x402_invalid");
-    expect(await balances(payer)).toEqual(was);
     expect(originToolCalls(mark)).toEqual([]);
-    expect(err.data, JSON.stringify(err.data)).toHaveProperty("detail");
-    expect(JSON.stringify(err.data.detail)).toMatch(/invalid|nonce|authorization/i);
+    expect(fac.calls()).toEqual({ verify: calls.verify + 1, settle: calls.settle });
+    expect(err.data.detail, JSON.stringify(err.data)).toMatch(/^invalid_exact_evm_/);
+  });
+
+  it("a forged signature (another key signing for the payer): x402_invalid with the facilitator's own code, refused by the gateway alone", async () => {
+    const payer = chain.accounts.payers[3]!;
+    const session = await openSession(caller("forged"));
+    const { required } = await overBudget(session);
+    const payload = await sign(payer, required);
+    const thief = await sign(chain.accounts.payers[4]!, required);
+    const forged = { ...payload, payload: { ...payload.payload, signature: (thief.payload as { signature: string }).signature } };
+    const mark = origin.requests().length;
+    const calls = fac.calls();
+    const call = toolCall("forged");
+    const r = await post({ ...session, "payment-signature": base64(forged) }, [call]);
+    expect(r.status).toBe(402);
+    expect(answer(r, call.id).error.data).toMatchObject({ reason: "x402_invalid", detail: "invalid_exact_evm_signature" });
+    expect(originToolCalls(mark)).toEqual([]);
+    expect(fac.calls()).toEqual(calls);
   });
 });

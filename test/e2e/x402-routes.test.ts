@@ -137,7 +137,8 @@ describe("one authorization, two routes", () => {
     const balance = await chain.balanceOf(payer.address);
     const fromBlock = (await chain.publicClient.getBlockNumber()) + 1n;
     const nonceBefore = await chain.publicClient.getTransactionCount({ address: facilitator.signer });
-    // Every facilitator answer waits 300 ms: both requests are past /verify before either settles.
+    // Every facilitator answer waits 300 ms: both requests are redeemed (each route's own
+    // object) and race for the gateway-wide claim while the winner's /verify and /settle run.
     facilitator.setDelayMs(300);
     let answers;
     try {

@@ -1,14 +1,22 @@
 /**
  * A real MCP origin on the official SDK's Express app (`createMcpExpressApp`, which parses
  * bodies with `express.json()`: body-parser, which honours `charset=utf-7`, `utf-16`, … and
- * `Content-Encoding`). Stateless Streamable HTTP (a fresh `McpServer` per request, JSON
- * answers), with two tools that count every run:
+ * `Content-Encoding`). Stateless Streamable HTTP by default (a fresh `McpServer` per request,
+ * JSON answers), with two tools that count every run:
  *
  *   const origin = await startExpressOrigin();
  *   // MCP endpoint: `${origin.url}/mcp`
  *   origin.runs(); // { expensive: 0, cheap: 2 }
  *   await origin.close();
+ *
+ * With `{ sessions: true }`, stateful as the SDK's own example server: `initialize` opens a
+ * session (its own `McpServer` and transport) that lives until the client's DELETE (the SDK's
+ * transport answers it: 200, or 400 for an unsupported `Mcp-Protocol-Version`); a request
+ * naming a session the origin does not hold gets 404 (MCP "Session Management"). It counts
+ * the sessions it holds: `liveSessions()` now, `mostLiveSessions()` at any moment so far.
  */
+
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createMcpExpressApp } from "@modelcontextprotocol/sdk/server/express.js";
@@ -38,15 +46,21 @@ export interface ExpressOrigin {
   runs(): { expensive: number; cheap: number };
   /** Every HTTP request received (any path, any method), a copy. */
   requests(): ExpressSeen[];
-  /** Clears the run counts and the request log. */
+  /** Clears the run counts and the request log (and the most live sessions seen, down to those live now). */
   reset(): void;
+  /** Sessions the origin holds now (`{ sessions: true }`; 0 when stateless). */
+  liveSessions(): number;
+  /** The most sessions it held at once since start or the last reset. */
+  mostLiveSessions(): number;
   close(): Promise<void>;
 }
 
-/** Starts the origin on 127.0.0.1, on a free port. */
-export async function startExpressOrigin(): Promise<ExpressOrigin> {
+/** Starts the origin on 127.0.0.1, on a free port; stateful with `sessions: true`. */
+export async function startExpressOrigin(options: { sessions?: boolean } = {}): Promise<ExpressOrigin> {
   let runs = { expensive: 0, cheap: 0 };
   let seen: ExpressSeen[] = [];
+  const live = new Map<string, StreamableHTTPServerTransport>();
+  let most = 0;
 
   const newServer = () => {
     const server = new McpServer({ name: "express-origin", version: "1.0.0" });
@@ -68,20 +82,26 @@ export async function startExpressOrigin(): Promise<ExpressOrigin> {
     seen.push({ method: req.method ?? "", path: req.originalUrl, headers: { ...req.headers }, body: req.body, at: performance.now() });
     next();
   });
-  app.all("/mcp", async (req: ExpressRequest, res: ExpressResponse) => {
-    const server = newServer();
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    res.on("close", () => {
-      void transport.close();
-      void server.close();
+  if (options.sessions)
+    app.all(
+      "/mcp",
+      statefulHandler(newServer, live, () => (most = Math.max(most, live.size))),
+    );
+  else
+    app.all("/mcp", async (req: ExpressRequest, res: ExpressResponse) => {
+      const server = newServer();
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      res.on("close", () => {
+        void transport.close();
+        void server.close();
+      });
+      try {
+        await server.connect(transport);
+        await transport.handleRequest(req, res, req.body);
+      } catch (err) {
+        if (!res.headersSent) res.status(500).json({ jsonrpc: "2.0", id: null, error: { code: -32603, message: String(err) } });
+      }
     });
-    try {
-      await server.connect(transport);
-      await transport.handleRequest(req, res, req.body);
-    } catch (err) {
-      if (!res.headersSent) res.status(500).json({ jsonrpc: "2.0", id: null, error: { code: -32603, message: String(err) } });
-    }
-  });
 
   const http: Server = await new Promise((resolve, reject) => {
     const s = app.listen(0, "127.0.0.1", (err?: Error) => (err ? reject(err) : resolve(s)));
@@ -94,10 +114,51 @@ export async function startExpressOrigin(): Promise<ExpressOrigin> {
     reset: () => {
       runs = { expensive: 0, cheap: 0 };
       seen = [];
+      most = live.size;
     },
+    liveSessions: () => live.size,
+    mostLiveSessions: () => most,
     close: async () => {
+      for (const t of live.values()) await t.close();
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     },
+  };
+}
+
+/**
+ * The stateful `/mcp` handler: a request without `Mcp-Session-Id` that is an `initialize`
+ * opens a session (`onOpened` after it is held); one naming a session the origin holds goes
+ * to its transport (which ends the session on DELETE); one naming any other session gets 404.
+ */
+function statefulHandler(newServer: () => McpServer, live: Map<string, StreamableHTTPServerTransport>, onOpened: () => void) {
+  return async (req: ExpressRequest, res: ExpressResponse) => {
+    const sid = req.headers["mcp-session-id"];
+    try {
+      if (typeof sid === "string") {
+        const transport = live.get(sid);
+        if (!transport) return res.status(404).json({ jsonrpc: "2.0", id: null, error: { code: -32001, message: "Session not found" } });
+        return await transport.handleRequest(req, res, req.body);
+      }
+      const server = newServer();
+      const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        onsessioninitialized: (id) => {
+          live.set(id, transport);
+          onOpened();
+        },
+        onsessionclosed: (id) => {
+          live.delete(id);
+        },
+      });
+      transport.onclose = () => {
+        if (transport.sessionId) live.delete(transport.sessionId);
+        void server.close();
+      };
+      await server.connect(transport);
+      await transport.handleRequest(req, res, req.body);
+    } catch (err) {
+      if (!res.headersSent) res.status(500).json({ jsonrpc: "2.0", id: null, error: { code: -32603, message: String(err) } });
+    }
   };
 }

@@ -11,6 +11,7 @@
  *   ln.setDown(true);      // every endpoint answers 503
  *   ln.setDelayMs(2000);   // every answer waits 2 s
  *   ln.invoices();         // [{ paymentHash, bolt11, sats, msat, state, preimage }]
+ *   const webln = standinWebln(ln); // payInvoice({ invoice }) / sendPayment(invoice) → { preimage }, as Alby's 402 helpers take
  *   await ln.close();
  *
  * Endpoints (JSON in and out):
@@ -279,4 +280,34 @@ function count(value: unknown): number {
 /** Standard base64 of hex bytes (how LND's REST API writes `bytes` fields). */
 function b64(hex: string): string {
   return Buffer.from(hex, "hex").toString("base64");
+}
+
+/**
+ * A WebLN-style wallet over the stand-in's payer node (`POST /v1/channels/transactions`),
+ * the shape Alby's `@getalby/lightning-tools` 402 helpers take (`payInvoice({ invoice })`)
+ * and WebLN's `sendPayment(invoice)`: both pay an invoice the stand-in issued and resolve with
+ * its preimage (64 lowercase hex); an invoice it cannot pay (not its own, settled, expired)
+ * rejects with the node's `payment_error`. `paid` lists the invoices paid through it, in order.
+ */
+export interface StandinWebln {
+  payInvoice(args: { invoice: string }): Promise<{ preimage: string }>;
+  sendPayment(invoice: string): Promise<{ preimage: string }>;
+  paid: string[];
+}
+
+/** A {@link StandinWebln} wallet paying through `ln`. */
+export function standinWebln(ln: Pick<LightningStandin, "url" | "macaroonHex">): StandinWebln {
+  const paid: string[] = [];
+  async function sendPayment(invoice: string): Promise<{ preimage: string }> {
+    const res = await fetch(`${ln.url}/v1/channels/transactions`, {
+      method: "POST",
+      headers: { "grpc-metadata-macaroon": ln.macaroonHex, "content-type": "application/json" },
+      body: JSON.stringify({ payment_request: invoice }),
+    });
+    const out = (await res.json()) as { payment_error?: string; payment_preimage?: string };
+    if (!res.ok || out.payment_error || !out.payment_preimage) throw new Error(`payment failed: ${out.payment_error || res.status}`);
+    paid.push(invoice);
+    return { preimage: Buffer.from(out.payment_preimage, "base64").toString("hex") };
+  }
+  return { payInvoice: ({ invoice }) => sendPayment(invoice), sendPayment, paid };
 }

@@ -6,6 +6,7 @@
  *   const origin = await startOrigin();
  *   // MCP endpoint: `${origin.url}/mcp`
  *   origin.counts(); // { initialize: 1, "tools/call": 2, "tools/call:echo": 2, ... }
+ *   origin.liveSessions(); // sessions it opened (an answer carrying a new Mcp-Session-Id) not yet ended by a DELETE answered 2xx
  *   await origin.close();
  */
 import http, { type IncomingHttpHeaders } from "node:http";
@@ -48,8 +49,12 @@ export interface Origin {
   counts(): Record<string, number>;
   /** Every HTTP request seen since start / last reset (extra, for header assertions). */
   requests(): SeenRequest[];
-  /** Clears counts and the request log. */
+  /** Clears counts and the request log (and the most live sessions seen, down to those live now). */
   reset(): void;
+  /** Sessions held at the origin now, as seen through this proxy: opened (an answer with a new `Mcp-Session-Id`) and not ended (DELETE answered 2xx). */
+  liveSessions(): number;
+  /** The most sessions held at once since start or the last reset. */
+  mostLiveSessions(): number;
   /** Kills the MCP server and closes the proxy. */
   close(): Promise<void>;
 }
@@ -66,6 +71,17 @@ export async function startOrigin(): Promise<Origin> {
   let counts: Record<string, number> = {};
   let seen: SeenRequest[] = [];
   const bump = (key: string) => (counts[key] = (counts[key] ?? 0) + 1);
+  const live = new Set<string>();
+  let most = 0;
+  /** Count the session an answer opens or ends. */
+  const sessionOf = (req: http.IncomingMessage, status: number, answered: string | string[] | undefined) => {
+    const asked = req.headers["mcp-session-id"];
+    if (req.method === "DELETE" && typeof asked === "string" && status >= 200 && status < 300) live.delete(asked);
+    if (typeof answered === "string" && answered !== asked && status < 300 && !live.has(answered)) {
+      live.add(answered);
+      most = Math.max(most, live.size);
+    }
+  };
   const agent = new http.Agent({ keepAlive: true });
 
   const proxy = http.createServer(async (req, res) => {
@@ -96,6 +112,7 @@ export async function startOrigin(): Promise<Origin> {
       const upstream = http.request(
         { host: "127.0.0.1", port: originPort, method: req.method, path: req.url, headers: req.headers, agent },
         (up) => {
+          sessionOf(req, up.statusCode ?? 502, up.headers["mcp-session-id"]);
           res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
           res.flushHeaders();
           up.pipe(res); // streams SSE event by event
@@ -140,7 +157,10 @@ export async function startOrigin(): Promise<Origin> {
     reset: () => {
       counts = {};
       seen = [];
+      most = live.size;
     },
+    liveSessions: () => live.size,
+    mostLiveSessions: () => most,
     close: async () => {
       proxy.closeAllConnections();
       await new Promise<void>((resolve) => proxy.close(() => resolve()));

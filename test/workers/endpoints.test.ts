@@ -58,7 +58,7 @@ describe("GET /.well-known/tollbooth", () => {
         adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 6 },
       },
       overBudget: "402",
-      limits: { sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 },
+      limits: { sessions: 16, sessionTtlSeconds: 3600, onSessionCap: "evict", streams: 4, streamMaxSeconds: 600 },
     };
     expect(await res.json()).toEqual({
       realm: "tollbooth",

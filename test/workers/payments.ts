@@ -8,10 +8,13 @@
  * with the Lightning stand-in): here only what the gateway does with a payment is exercised.
  *
  * Everything is written from the specs, independently of shared/ and workers/: x402 v2
- * `PaymentPayload` (x402-foundation `specs/x402-specification-v2.md`, exact EVM scheme),
+ * `PaymentPayload` (x402-foundation `specs/x402-specification-v2.md`, exact EVM scheme;
+ * signed for real with a viem account, as the gateway recovers the signer itself),
  * BOLT11 (bech32, BIP-173; the invoice fields of BOLT #11) with an all-zero signature (the
  * gateway decodes invoices, it does not check their signature).
  */
+import type { Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { b64url, hex, sha256 } from "./support.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -20,7 +23,7 @@ import { b64url, hex, sha256 } from "./support.ts";
 /** A facilitator base URL the tests' `fetch` answers (never on the network). */
 export const FACILITATOR_URL = "http://facilitator.test";
 export const NETWORK = "eip155:84532";
-/** The EIP-3009 token accepted (any 20-byte address: the fake facilitator checks nothing on chain). */
+/** The EIP-3009 token accepted (any 20-byte address: the fake facilitator checks nothing on chain; the signature's domain names it). */
 export const ASSET = `0x${"a5".repeat(20)}`;
 export const PAY_TO = `0x${"7e".repeat(20)}`;
 
@@ -52,37 +55,71 @@ export interface X402Payment {
 
 const randomHex = (bytes: number) => hex(crypto.getRandomValues(new Uint8Array(bytes)));
 
+/** EIP-3009's signed struct (`transferWithAuthorization`), as the x402 exact EVM scheme signs it. */
+const TRANSFER_WITH_AUTHORIZATION = {
+  TransferWithAuthorization: [
+    { name: "from", type: "address" },
+    { name: "to", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "validAfter", type: "uint256" },
+    { name: "validBefore", type: "uint256" },
+    { name: "nonce", type: "bytes32" },
+  ],
+} as const;
+
 /**
- * A payment of `amount` atomic units (as signed) to the policy's payee, from a fresh payer
- * (or `from`), with a fresh nonce, valid 5 minutes; `accepted` overrides the requirement it claims.
+ * A payment of `amount` atomic units (as signed) to the policy's payee, signed (EIP-712, a viem
+ * account) by a fresh payer (or the key `key`), with a fresh nonce, valid 5 minutes;
+ * `accepted` overrides the requirement it claims (the signature covers the asset and network
+ * it names).
  */
-export function x402Payment(amount: string, opts: { from?: string; accepted?: Partial<X402Payment["accepted"]> } = {}): X402Payment {
-  const from = opts.from ?? `0x${randomHex(20)}`;
+export async function x402Payment(
+  amount: string,
+  opts: { key?: Hex; accepted?: Partial<X402Payment["accepted"]> } = {},
+): Promise<X402Payment> {
+  const account = privateKeyToAccount(opts.key ?? generatePrivateKey());
   const nowS = Math.floor(Date.now() / 1000);
+  const accepted = {
+    scheme: "exact",
+    network: NETWORK,
+    asset: ASSET,
+    amount,
+    payTo: PAY_TO,
+    maxTimeoutSeconds: 120,
+    extra: { name: "USD Coin", version: "2" },
+    ...opts.accepted,
+  };
+  const authorization = {
+    from: account.address,
+    to: PAY_TO,
+    value: amount,
+    validAfter: String(nowS - 600),
+    validBefore: String(nowS + 300),
+    nonce: `0x${randomHex(32)}`,
+  };
+  const signature = await account.signTypedData({
+    domain: {
+      name: accepted.extra.name,
+      version: accepted.extra.version,
+      chainId: Number(accepted.network.split(":")[1]),
+      verifyingContract: accepted.asset as Hex,
+    },
+    types: TRANSFER_WITH_AUTHORIZATION,
+    primaryType: "TransferWithAuthorization",
+    message: {
+      ...authorization,
+      to: PAY_TO as Hex,
+      value: BigInt(amount),
+      validAfter: BigInt(authorization.validAfter),
+      validBefore: BigInt(authorization.validBefore),
+      nonce: authorization.nonce as Hex,
+    },
+  });
   return {
     x402Version: 2,
     resource: { url: "http://gw.test/mcp", description: "tools/call echo", mimeType: "application/json" },
-    accepted: {
-      scheme: "exact",
-      network: NETWORK,
-      asset: ASSET,
-      amount,
-      payTo: PAY_TO,
-      maxTimeoutSeconds: 120,
-      extra: { name: "USD Coin", version: "2" },
-      ...opts.accepted,
-    },
-    payload: {
-      signature: `0x${"5e".repeat(65)}`,
-      authorization: {
-        from,
-        to: PAY_TO,
-        value: amount,
-        validAfter: String(nowS - 600),
-        validBefore: String(nowS + 300),
-        nonce: `0x${randomHex(32)}`,
-      },
-    },
+    accepted,
+    payload: { signature, authorization },
   };
 }
 
@@ -107,7 +144,7 @@ export const settlement = (p: X402Payment) => ({
 
 /**
  * The fake facilitator: every `/verify` is valid (the payer is the authorization's `from`) and
- * every `/settle` succeeds, unless told otherwise. Records each call's body.
+ * every `/settle` succeeds, unless told otherwise (`setVerdict`) or down (`setDown`). Records each call's body.
  */
 export function fakeFacilitator(): {
   service: (req: Request, body: string) => Response;
@@ -115,14 +152,21 @@ export function fakeFacilitator(): {
     verify: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }>;
     settle: Array<{ paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> }>;
   };
+  /** While true, every call answers 503 without a verdict (the facilitator is down); not counted. */
+  setDown(down: boolean): void;
+  /** `/verify`'s answer from now on (null: valid, the payer the authorization's `from`). */
+  setVerdict(verdict: Record<string, unknown> | null): void;
 } {
   const calls = { verify: [] as any[], settle: [] as any[] };
+  let down = false;
+  let verdict: Record<string, unknown> | null = null;
   const service = (req: Request, body: string): Response => {
     const path = new URL(req.url).pathname;
+    if (down) return Response.json({ error: "facilitator down" }, { status: 503 });
     const parsed = JSON.parse(body) as { paymentPayload: X402Payment; paymentRequirements: Record<string, unknown> };
     if (req.method === "POST" && path === "/verify") {
       calls.verify.push(parsed);
-      return Response.json({ isValid: true, payer: parsed.paymentPayload.payload.authorization.from });
+      return Response.json(verdict ?? { isValid: true, payer: parsed.paymentPayload.payload.authorization.from });
     }
     if (req.method === "POST" && path === "/settle") {
       calls.settle.push(parsed);
@@ -130,7 +174,7 @@ export function fakeFacilitator(): {
     }
     return Response.json({ error: "not found" }, { status: 404 });
   };
-  return { service, calls };
+  return { service, calls, setDown: (d) => void (down = d), setVerdict: (v) => void (verdict = v) };
 }
 
 // ---------------------------------------------------------------------------------------------

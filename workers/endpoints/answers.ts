@@ -64,11 +64,6 @@ export function overCeiling(retryAfterSeconds: number, headers: Record<string, s
   );
 }
 
-/** 503 when the caller's state could not be reached (the endpoints always fail closed). */
-export function unavailable(): Response {
-  return problem(503, "unavailable", "The rate-limit state could not be reached", undefined, undefined, 1);
-}
-
 /** 403 of a caller an operator blocked (docs/admin.md). */
 export function blocked(retryAfterSeconds: number, headers: Record<string, string> = {}): Response {
   const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));

@@ -34,6 +34,7 @@ export async function challenge(
         .join(", ")}`,
     );
   }
+  const { network, verified: trusted } = who.identity;
   const offer = await scheme.offer({
     policy: deps.policy,
     plan,
@@ -46,6 +47,8 @@ export async function challenge(
     what: `${type} challenge`,
     reason: "requested",
     congestion,
+    network,
+    trusted,
   });
   if (!offer.ok) return problem(503, offer.reason, offer.message, { type: offer.type }, headers, 5);
   return json(200, offer.json, {

@@ -16,9 +16,10 @@ import type { Deps } from "../pipeline/deps.ts";
 import { pricedPlan } from "../pipeline/identity.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "../pipeline/read-body.ts";
 import { type Arrival, record } from "../pipeline/state.ts";
-import { json } from "../refusal/problem.ts";
+import { unavailable as storeUnavailable } from "../refusal/layers.ts";
+import { json, toProblem } from "../refusal/problem.ts";
 import { planFor } from "../schemes/policy.ts";
-import { type Asker, problem, unavailable } from "./answers.ts";
+import { type Asker, problem } from "./answers.ts";
 import { challenge } from "./challenge.ts";
 import { publicPolicy } from "./policy.ts";
 import { status } from "./status.ts";
@@ -81,7 +82,8 @@ export async function ownEndpoints(s: Arrival, deps: Deps): Promise<Response> {
   } catch (err) {
     // tollbooth's own endpoints always fail closed; the cause is logged, not sent.
     console.error("tollbooth: well-known endpoint failed", err);
-    record(s, { decision: "unavailable", reason: "store" });
-    return unavailable();
+    const refusal = storeUnavailable("store", err);
+    record(s, refusal.reason!);
+    return toProblem(refusal);
   }
 }

@@ -4,7 +4,8 @@
  * `{ token, expires_in, credits }`. Counts against the caller's ceiling (429). A payment that
  * names its payer buys for the payer, once the identity it came from was found not blocked;
  * a payment to complete is claimed gateway-wide and settled, as on the endpoint
- * (workers/pipeline/settlement.ts), its balance withdrawn when it does not complete.
+ * (workers/pipeline/settlement.ts), its balance withdrawn when it does not complete (and its
+ * spent marks lifted when the scheme says it was left untouched, `retryable`).
  * Refusals in the scheme's words (`PaymentScheme.verifyRefusal`).
  */
 import { signToken } from "../../shared/credentials/token.ts";
@@ -15,7 +16,7 @@ import { giveBack } from "../pipeline/give-back.ts";
 import { json } from "../refusal/problem.ts";
 import type { PaymentScheme, Redeemable, RedemptionFacts } from "../schemes/contract.ts";
 import { schemeOfType } from "../schemes/registry.ts";
-import { type Asker, blocked, overCeiling, problem, unavailable } from "./answers.ts";
+import { type Asker, blocked, overCeiling, problem } from "./answers.ts";
 import { gatewayUrls } from "./urls.ts";
 
 /** The scheme's refusal of its credential at `/verify`, as problem JSON. */
@@ -64,12 +65,8 @@ async function checked(
   if (read.ok && scheme.namesPayer) {
     // Invariant: a payment that buys for its payer does not walk around a block of the
     // identity it came from: checked before the payment service is asked (docs/admin.md).
-    let until: number | null;
-    try {
-      until = await deps.blockedUntil(caller, nowMs);
-    } catch {
-      return unavailable();
-    }
+    // A store that fails throws: ./index.ts answers 503 and records how it failed.
+    const until = await deps.blockedUntil(caller, nowMs);
     if (until !== null) return blocked((until - nowMs) / 1000);
   }
   return read.ok
@@ -79,7 +76,7 @@ async function checked(
 
 /** Complete a payment once redeemed: claimed gateway-wide, then settled; its balance withdrawn when it does not complete. */
 async function settled(
-  deps: Pick<Deps, "policy" | "claimSpend">,
+  deps: Pick<Deps, "policy" | "claimSpend" | "releaseSpend">,
   who: Asker & { store: CallerStore },
   scheme: PaymentScheme,
   credential: unknown,
@@ -91,22 +88,25 @@ async function settled(
   let claimed: boolean;
   try {
     claimed = await deps.claimSpend(redemption.spendId, redemption.spendUntilMs);
-  } catch {
+  } catch (err) {
     await giveBack(payment);
-    return unavailable();
+    throw err;
   }
   const { plan, keyring, caller, nowMs } = who;
   const done = claimed
     ? await scheme.settle!(credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0, congestion: who.congestion })
     : refuse("spent");
   if (done.ok) return done.headers;
-  await giveBack(payment);
+  // A payment left untouched (its service did not answer before anything was submitted): its spent marks are lifted too.
+  const lift =
+    claimed && scheme.retryable?.(done.reason) === true ? { lift: { spendId: redemption.spendId, release: deps.releaseSpend } } : {};
+  await giveBack({ ...payment, ...lift });
   return refused(scheme, done.reason, headers);
 }
 
 /** Answer `POST /verify` (`bytes`: its body, read once). */
 export async function verify(
-  deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders" | "blockedUntil" | "claimSpend">,
+  deps: Pick<Deps, "policy" | "schemes" | "callers" | "limitHeaders" | "blockedUntil" | "claimSpend" | "releaseSpend">,
   who: Asker,
   url: URL,
   bytes: Uint8Array | null,
@@ -122,12 +122,7 @@ export async function verify(
   // A payment that names its payer buys for that payer.
   const caller = check.identity ?? who.caller;
   const store = deps.callers.of(caller);
-  let result;
-  try {
-    result = await store.redeem({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, redemption });
-  } catch {
-    return unavailable();
-  }
+  const result = await store.redeem({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, challenge: plan.challenge, redemption });
   const headers = deps.limitHeaders(plan, result, nowMs);
   if (result.reason === "ceiling") return overCeiling(result.ceiling.retryAfterSeconds, headers);
   // An operator blocked the caller (docs/admin.md): nothing was redeemed.

@@ -4,7 +4,10 @@
  * TOLLBOOTH_ROUTES, one such pair per route behind `router()` (./router.ts); the admin API
  * in front when TOLLBOOTH_ADMIN_TOKEN is set. A bad setting throws a TypeError naming it.
  */
-import { Hono, type MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "hono";
+// Hono's `tiny` preset (its PatternRouter): the gateway registers only `use` and `all("*")`, so
+// the default's RegExpRouter + TrieRouter would be 2 KiB gzipped of the bundle for nothing.
+import { Hono } from "hono/tiny";
 import { type HmacKey, importKeyring, parseSecrets } from "../../shared/credentials/keys.ts";
 import { originProblem, parseRoutes, routeSecrets } from "../../shared/policy/routes.ts";
 import { type AdminRoute, admin } from "../admin/index.ts";
@@ -12,7 +15,8 @@ import type { Env } from "../env.ts";
 import { parseFlushMs } from "../observe/flusher.ts";
 import { note, observe, parseDecisionLog } from "../observe/observe.ts";
 import { type TollboothVariables, tollbooth } from "../pipeline/middleware.ts";
-import { mcpProxy } from "../proxy/proxy.ts";
+import { sessionEnder } from "../proxy/end-session.ts";
+import { mcpProxy, type ProxyOptions } from "../proxy/proxy.ts";
 import { type Policy, parsePolicy } from "../schemes/policy.ts";
 import { prefixedWellKnown, type RouteEntry, router, scopedNamespace } from "./router.ts";
 
@@ -57,6 +61,12 @@ function originApp(env: Env, o: OriginApp): Hono<{ Bindings: Env; Variables: Tol
   const route = o.route;
   if (route !== undefined) app.use((c, next) => (note(c, { route }), next()));
   if (o.prefix !== undefined) app.use(prefixedWellKnown(o.prefix));
+  const origin: ProxyOptions = {
+    originUrl: o.originUrl,
+    proofKey: () => (proofKey ??= importKeyring(o.proofSecret.value, o.proofSecret.name).then((k) => k.signer)),
+    timeoutMs: policy.originTimeoutMs,
+  };
+  const proxy = mcpProxy(origin);
   app.use(
     tollbooth({
       policy,
@@ -68,16 +78,11 @@ function originApp(env: Env, o: OriginApp): Hono<{ Bindings: Env; Variables: Tol
       keys: env.TOLLBOOTH_KEYS,
       // Every string binding: a payment scheme names the secret it needs (workers/schemes/).
       secrets: stringBindings(env),
+      // Session eviction at the cap: the DELETE goes to the origin as the proxy's requests do.
+      endSession: sessionEnder(origin),
     }),
   );
-  app.all(
-    "*",
-    mcpProxy({
-      originUrl: o.originUrl,
-      proofKey: () => (proofKey ??= importKeyring(o.proofSecret.value, o.proofSecret.name).then((k) => k.signer)),
-      timeoutMs: policy.originTimeoutMs,
-    }),
-  );
+  app.all("*", proxy);
   return app;
 }
 

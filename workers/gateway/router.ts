@@ -5,8 +5,9 @@
  * request with the route's prefix removed from the path.
  *
  * - No route matches: 404 JSON `{ error: "not_found" }`; nothing reaches any origin.
- * - The route's prefix is spelled oddly in a way that does not split into its segments
- *   (`/a%2Fmcp`): 400 JSON `{ error: "invalid_path" }`; nothing reaches any origin.
+ * - The path is spelled in a way origins read differently (an escaped `/`, a dot segment,
+ *   a malformed escape: workers/pipeline/paths.ts `pathProblem`), or the route's prefix does
+ *   not split into its segments: 400 JSON `{ error: "invalid_path" }`; nothing reaches any origin.
  * - `GET /.well-known/tollbooth` where no route matches: the list of routes.
  * - `GET <prefix>/.well-known/tollbooth` (a route's policy): the route's policy, with
  *   `route` (its name, match and endpoint as the client reaches it) and `routes` added.
@@ -24,7 +25,7 @@ import type { Observer } from "../observe/observe.ts";
 import type { Decision } from "../observe/types.ts";
 import type { TollboothVariables } from "../pipeline/middleware.ts";
 import { overNetworkCeiling } from "../pipeline/network-ceiling.ts";
-import { normalizePath } from "../pipeline/paths.ts";
+import { normalizePath, pathProblem } from "../pipeline/paths.ts";
 import { json, toRouterProblem } from "../refusal/problem.ts";
 import { Refusal } from "../refusal/refusal.ts";
 
@@ -74,53 +75,35 @@ function listed(e: RouteEntry, base: URL): Record<string, unknown> {
   };
 }
 
+/** A router's own answer: the request, its context, when it started, and what it decided. */
+type OwnAnswer = (
+  request: Request,
+  ctx: ExecutionContext | undefined,
+  startedMs: number,
+  decision: Decision,
+  reason: string,
+  answer: () => Response,
+) => Promise<Response>;
+
 /**
- * Build the router.
- * @throws TypeError when `routes` is empty
+ * How the router answers a request itself (no route's tollbooth sees it): the network ceiling
+ * first (no endpoint goes unmetered, not even a 404; a matched request is counted once, by its
+ * route's tollbooth), then `answer`; the decision is recorded as every other request's is.
  */
-export function router(options: RouterOptions): (request: Request, env: unknown, ctx?: ExecutionContext) => Promise<Response> {
-  if (!Array.isArray(options.routes) || options.routes.length === 0)
-    throw new TypeError("router(): option `routes` must hold at least one route");
-  const entries = options.routes;
-  const byRoute = new Map(entries.map((e) => [e.route, e]));
-  const routes = entries.map((e) => e.route);
+function ownAnswers(options: RouterOptions): OwnAnswer {
   const { identity } = options;
   const retryAfter = Math.max(1, Math.ceil(options.networkRetryAfterSeconds ?? 10));
-
-  /**
-   * Whether the request's network is over its ceiling (a 429 to answer), for what the router
-   * answers itself: no endpoint goes unmetered, not even a 404. A matched request is counted
-   * once, by its route's tollbooth.
-   */
-  async function overCeiling(request: Request, network: string): Promise<Response | null> {
+  const overCeiling = async (network: string): Promise<Response | null> => {
     if (!(await overNetworkCeiling(options.network, network))) return null;
     const message = `Too many requests: over the ceiling of your network (${network}); retry after ${retryAfter} s`;
+    const reason = { decision: "rate_limited" as const, reason: "network" };
     return toRouterProblem(
-      new Refusal({
-        status: 429,
-        code: "rate_limited",
-        message,
-        data: { reason: "network", retryAfter },
-        retryAfter,
-        reason: { decision: "rate_limited", reason: "network" },
-      }),
+      new Refusal({ status: 429, code: "rate_limited", message, data: { reason: "network", retryAfter }, retryAfter, reason }),
     );
-  }
-
-  /**
-   * Answer a request the router decides itself (no route's tollbooth sees it): the network
-   * ceiling first, then `answer`; the decision is recorded as every other request's is.
-   */
-  async function own(
-    request: Request,
-    ctx: ExecutionContext | undefined,
-    startedMs: number,
-    decision: Decision,
-    reason: string,
-    answer: () => Response,
-  ): Promise<Response> {
+  };
+  return async (request, ctx, startedMs, decision, reason, answer) => {
     const network = networkFor(request.headers, identity?.ipv4Prefix ?? 32, identity?.ipv6Prefix ?? 64);
-    const limited = await overCeiling(request, network);
+    const limited = await overCeiling(network);
     const res = limited ?? answer();
     options.observer?.emit(
       {
@@ -138,11 +121,48 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
       ctx ? (p) => ctx.waitUntil(p) : null,
     );
     return res;
-  }
+  };
+}
+
+/** 400 `invalid_path`: a path the router will not read one way when origins read it another. */
+function invalidPath(message: string): Response {
+  return toRouterProblem(
+    new Refusal({ status: 400, code: "invalid_path", message, reason: { decision: "bad_request", reason: "invalid_path" } }),
+  );
+}
+
+/** 404: no route claims the request (it reaches no origin). */
+function noRoute(url: URL): Response {
+  return toRouterProblem(
+    new Refusal({
+      status: 404,
+      code: "not_found",
+      message: `No route for ${url.hostname}${url.pathname}`,
+      data: { routesUrl: `${url.origin}${WELL_KNOWN}` },
+      reason: { decision: "bad_request", reason: "no_route" },
+    }),
+  );
+}
+
+/**
+ * Build the router.
+ * @throws TypeError when `routes` is empty
+ */
+export function router(options: RouterOptions): (request: Request, env: unknown, ctx?: ExecutionContext) => Promise<Response> {
+  if (!Array.isArray(options.routes) || options.routes.length === 0)
+    throw new TypeError("router(): option `routes` must hold at least one route");
+  const entries = options.routes;
+  const byRoute = new Map(entries.map((e) => [e.route, e]));
+  const routes = entries.map((e) => e.route);
+  const own = ownAnswers(options);
 
   return async function route(request, env, ctx) {
     const startedMs = Date.now();
     const url = new URL(request.url);
+    const invalid = (message: string) => own(request, ctx, startedMs, "bad_request", "invalid_path", () => invalidPath(message));
+    // A spelling origins read differently (`/a/..%2Fb/mcp`) picks no route and reaches none.
+    const pathIssue = pathProblem(url.pathname);
+    if (pathIssue !== null) return invalid(`The path ${url.pathname} holds ${pathIssue}`);
     const path = normalizePath(url.pathname);
     const matched = matchRoute(routes, url.hostname, path);
     if (matched === null) {
@@ -150,17 +170,7 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
         return own(request, ctx, startedMs, "own_endpoint", "routes", () => json(200, { routes: entries.map((e) => listed(e, url)) }));
       }
       // Invariant: a request no route claims never reaches an origin.
-      return own(request, ctx, startedMs, "bad_request", "no_route", () =>
-        toRouterProblem(
-          new Refusal({
-            status: 404,
-            code: "not_found",
-            message: `No route for ${url.hostname}${url.pathname}`,
-            data: { routesUrl: `${url.origin}${WELL_KNOWN}` },
-            reason: { decision: "bad_request", reason: "no_route" },
-          }),
-        ),
-      );
+      return own(request, ctx, startedMs, "bad_request", "no_route", () => noRoute(url));
     }
     const entry = byRoute.get(matched)!;
     const rest = restAfterPrefix(url.pathname, matched.segments);
@@ -168,16 +178,7 @@ export function router(options: RouterOptions): (request: Request, env: unknown,
     // when the raw path spells the prefix segment by segment, so what the route's tollbooth
     // prices is exactly what its origin receives after the prefix.
     if (rest === null)
-      return own(request, ctx, startedMs, "bad_request", "invalid_path", () =>
-        toRouterProblem(
-          new Refusal({
-            status: 400,
-            code: "invalid_path",
-            message: `The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment`,
-            reason: { decision: "bad_request", reason: "invalid_path" },
-          }),
-        ),
-      );
+      return invalid(`The path ${url.pathname} does not spell the prefix ${matched.prefix} of route ${matched.name} segment by segment`);
     let forwarded = request;
     if (rest !== url.pathname) {
       const inner = new URL(url);

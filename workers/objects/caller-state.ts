@@ -8,6 +8,7 @@
  * - `tokens`: access-token credit balances by token id, until they expire;
  * - `solves`: the decayed count of recent solves (adaptive difficulty);
  * - `slots`: open MCP sessions and GET SSE streams (per-caller caps), until released or expired;
+ *   a session's last use (least recently used idle session: the one the gateway ends at the cap);
  * - `blocks`: an operator's block (admin API, docs/admin.md), until it ends.
  * The same class also holds the gateway-wide spent mark of one payment: the object named
  * `spent:<spend id>` (workers/objects/stores.ts `SPEND_SCOPE`), whose only method in use is `claim`.
@@ -52,7 +53,47 @@ export interface SlotRequest {
   max: number;
   /** Unix ms after which the slot no longer counts (released or not). */
   expiresMs: number;
+  /**
+   * A session at the cap: pick the caller's least recently used idle session for the Worker to
+   * end at the origin (`AdmitResult.evict`) instead of refusing (`limits.onSessionCap: "evict"`).
+   */
+  evict?: boolean;
+  /** A stream: the `Mcp-Session-Id` its GET carries (a session with an open stream is not idle). */
+  sessionId?: string;
 }
+
+/**
+ * A request that used an MCP session: the `Mcp-Session-Id` it carried, when (unix ms, the
+ * Worker's clock) and the `Mcp-Protocol-Version` it carried, if any (the eviction DELETE sends it).
+ */
+export interface SessionUse {
+  sessionId: string;
+  atMs: number;
+  version?: string;
+}
+
+/** The session the Worker is to end at the origin (a DELETE on the caller's behalf) before it forwards the new `initialize`. */
+export interface Eviction {
+  /** The victim's slot (marked: counted neither as open nor as a victim again until `evicted`). */
+  slotId: string;
+  /** Its `Mcp-Session-Id` at the origin. */
+  sessionId: string;
+  /** The first `Mcp-Protocol-Version` a request of the session carried (not a DELETE); null when none was seen. */
+  version: string | null;
+  /** Unix ms its slot expires (`limits.sessionTtlSeconds` after it was opened). */
+  expiresMs: number;
+}
+
+/**
+ * How long a victim's mark holds without `evicted` (the isolate that was ending it died), in
+ * ms: after it the slot counts as open and may be picked again. Longer than the eviction
+ * DELETE's own bound (workers/proxy/end-session.ts `EVICTION_TIMEOUT_MS`, 10 s).
+ */
+export const EVICTION_STALE_MS = 60_000;
+/** A session's last use is written at most once per this many ms (SQLite writes are per row). */
+export const TOUCH_GRANULARITY_MS = 1_000;
+/** Most session uses one call records (a lease's backlog beyond it is dropped). */
+export const MAX_TOUCHES = 64;
 
 /** One gated request, as the Worker asks the caller's object to decide it. */
 export interface AdmitRequest {
@@ -70,8 +111,12 @@ export interface AdmitRequest {
   tokenId?: string;
   /** A credential the Worker already refused (e.g. `token_bad_signature`): deny with this reason after counting the ceiling. */
   refused?: DenyReason;
-  /** A session (`initialize`) or GET stream slot to open; refused (`sessions` / `streams`) at the cap. */
+  /** A session (`initialize`) or GET stream slot to open; refused (`sessions` / `streams`) at the cap, or a session evicted (`slot.evict`). */
   slot?: SlotRequest;
+  /** The session this request uses (its `Mcp-Session-Id`): its last use is set when the request is admitted. */
+  session?: SessionUse;
+  /** Sessions used by requests this isolate admitted from its lease since its last call (recorded first, whatever the decision). */
+  touched?: SessionUse[];
   /**
    * A lease the isolate asks for with this request (shared/limits/lease.ts): granted from what the
    * buckets hold after the request, only to a request admitted without a credential; the
@@ -130,6 +175,10 @@ export interface AdmitResult {
   solves?: number;
   /** For `sessions` / `streams`: whole seconds until the oldest slot expires. */
   retryAfterSeconds?: number;
+  /** For `sessions` with eviction on: every open session is in use (a GET stream open on it, or being ended), none could be evicted. */
+  busy?: boolean;
+  /** Admitted at the session cap: the session to end at the origin first (`evicted` reports how that went). */
+  evict?: Eviction;
   /** The lease granted with the decision, when one was asked for. */
   lease?: LeaseGrant;
 }
@@ -156,6 +205,8 @@ export interface RefundRequest {
   tokenId?: string;
   /** A slot opened with the request, to release. */
   slotId?: string;
+  /** The slot the request marked for eviction, when its eviction never ran: unmarked (it counts as open again). */
+  unmark?: string;
 }
 
 /** A caller's state as the admin API shows it (`CallerState.inspect`). */
@@ -264,10 +315,24 @@ export class CallerState extends DurableObject {
       CREATE TABLE IF NOT EXISTS spent (id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS tokens (jti TEXT PRIMARY KEY, credits INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS solves (id INTEGER PRIMARY KEY CHECK (id = 0), score REAL NOT NULL, at_ms INTEGER NOT NULL, half_life_s INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, kind TEXT NOT NULL, session_id TEXT, expires_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, kind TEXT NOT NULL, session_id TEXT, expires_ms INTEGER NOT NULL, used_ms INTEGER, version TEXT, evicting_ms INTEGER);
       CREATE TABLE IF NOT EXISTS config (id INTEGER PRIMARY KEY CHECK (id = 0), json TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS blocks (id INTEGER PRIMARY KEY CHECK (id = 0), until_ms INTEGER NOT NULL);
     `);
+    // A `slots` table written by an older version lacks the columns of session eviction.
+    const columns = new Set(
+      this.sql
+        .exec<{ name: string }>("SELECT name FROM pragma_table_info('slots')")
+        .toArray()
+        .map((c) => c.name),
+    );
+    for (const [name, type] of [
+      ["used_ms", "INTEGER"],
+      ["version", "TEXT"],
+      ["evicting_ms", "INTEGER"],
+    ] as const) {
+      if (!columns.has(name)) this.sql.exec(`ALTER TABLE slots ADD COLUMN ${name} ${type}`);
+    }
   }
 
   /** Both buckets' stored states (null: never charged, i.e. full), read from SQLite once per instance. */
@@ -349,20 +414,88 @@ export class CallerState extends DurableObject {
     return this.blockUntilMs !== null && this.blockUntilMs > clockMs ? this.blockUntilMs : null;
   }
 
+  /** Unexpired slots of a kind, less the sessions being ended (a fresh eviction mark): each pairs with a new session that waits for its end. */
   private openSlots(kind: "session" | "stream", nowMs: number): { count: number; oldestExpiresMs: number | null } {
     const row = this.sql
       .exec<{ n: number; oldest: number | null }>(
-        "SELECT COUNT(*) AS n, MIN(expires_ms) AS oldest FROM slots WHERE kind = ? AND expires_ms > ?",
+        "SELECT COUNT(*) AS n, MIN(expires_ms) AS oldest FROM slots WHERE kind = ? AND expires_ms > ? AND (evicting_ms IS NULL OR evicting_ms <= ?)",
         kind,
         nowMs,
+        nowMs - EVICTION_STALE_MS,
       )
       .toArray()[0]!;
     return { count: row.n, oldestExpiresMs: row.oldest };
   }
 
   /**
+   * The caller's least recently used idle session at `nowMs`: bound to an origin session id,
+   * unexpired, not being ended, no unexpired GET stream slot carrying its id; null when none.
+   */
+  private idlestSession(nowMs: number): Eviction | null {
+    const row = this.sql
+      .exec<{ id: string; session_id: string; version: string | null; expires_ms: number }>(
+        `SELECT id, session_id, version, expires_ms FROM slots AS s WHERE kind = 'session' AND session_id IS NOT NULL AND expires_ms > ? AND (evicting_ms IS NULL OR evicting_ms <= ?)
+           AND NOT EXISTS (SELECT 1 FROM slots AS t WHERE t.kind = 'stream' AND t.session_id = s.session_id AND t.expires_ms > ?)
+         ORDER BY used_ms ASC, expires_ms ASC LIMIT 1`,
+        nowMs,
+        nowMs - EVICTION_STALE_MS,
+        nowMs,
+      )
+      .toArray()[0];
+    return row ? { slotId: row.id, sessionId: row.session_id, version: row.version, expiresMs: row.expires_ms } : null;
+  }
+
+  /**
+   * Record session uses: each session slot's last use (`used_ms`, written only when it moves
+   * by at least `TOUCH_GRANULARITY_MS`) and the first protocol version its requests carried
+   * (an MCP client sends the negotiated one from its first request after `initialize`; a later
+   * one never replaces it, so a request the origin refuses for its version cannot spoil it).
+   */
+  private touch(uses: readonly SessionUse[]): void {
+    for (const u of uses.slice(0, MAX_TOUCHES)) {
+      if (u.version === undefined) {
+        this.sql.exec(
+          "UPDATE slots SET used_ms = ? WHERE kind = 'session' AND session_id = ? AND (used_ms IS NULL OR used_ms <= ?)",
+          u.atMs,
+          u.sessionId,
+          u.atMs - TOUCH_GRANULARITY_MS,
+        );
+      } else {
+        this.sql.exec(
+          "UPDATE slots SET used_ms = MAX(COALESCE(used_ms, 0), ?), version = COALESCE(version, ?) WHERE kind = 'session' AND session_id = ? AND (used_ms IS NULL OR used_ms <= ? OR version IS NULL)",
+          u.atMs,
+          u.version,
+          u.sessionId,
+          u.atMs - TOUCH_GRANULARITY_MS,
+        );
+      }
+    }
+  }
+
+  /**
+   * Room for the slot a request opens: none at the cap (`reason`, with the seconds until the
+   * oldest slot expires), or room (`victim`: at the session cap with eviction on, the idlest
+   * session, to mark when the request is admitted).
+   */
+  private slotRoom(
+    slot: SlotRequest,
+    clockMs: number,
+  ): { victim: Eviction | null } | { reason: "sessions" | "streams"; retryAfterSeconds: number; busy?: boolean } {
+    // Invariant: at most `max` unexpired slots of a kind; counted and taken in this one step.
+    // A session marked for eviction is not counted: the new session it makes room for is
+    // forwarded only once the origin ended it.
+    const open = this.openSlots(slot.kind, clockMs);
+    if (open.count < slot.max) return { victim: null };
+    const victim = slot.kind === "session" && slot.evict ? this.idlestSession(clockMs) : null;
+    if (victim) return { victim };
+    const retryAfterSeconds = Math.max(1, Math.ceil(((open.oldestExpiresMs ?? clockMs) - clockMs) / 1000));
+    return { reason: slot.kind === "session" ? "sessions" : "streams", retryAfterSeconds, ...(slot.evict ? { busy: true } : {}) };
+  }
+
+  /**
    * Decide one request: ceiling first (every request counts, token or not), then the
-   * session / stream cap, then redeem a solution if one came with it (a proof of work priced
+   * session / stream cap (at the session cap with `slot.evict`, the idlest session is picked
+   * and, when the request is admitted, marked and handed back in `evict`), then redeem a solution if one came with it (a proof of work priced
    * at the caller's difficulty now, `solutionWorth`; `<prefix>_too_easy` when it buys less
    * than `cost`), then charge the cost to the token (when one was sent) or to the free
    * bucket. Nothing is charged when the request is denied.
@@ -398,15 +531,17 @@ export class CallerState extends DurableObject {
     if (blockedUntil !== null) return deny("blocked", { retryAfterSeconds: Math.max(1, Math.ceil((blockedUntil - clockMs) / 1000)) });
     if (!ceilingTake.result.success) return deny("ceiling");
 
+    // Sessions used by requests admitted from a lease: known before a victim is picked.
+    if (req.touched) this.touch(req.touched);
+    let victim: Eviction | null = null;
     if (req.slot && req.refused === undefined) {
-      // Invariant: at most `max` unexpired slots of a kind; counted and taken in this one step.
-      const open = this.openSlots(req.slot.kind, clockMs);
-      if (open.count >= req.slot.max) {
+      const room = this.slotRoom(req.slot, clockMs);
+      if ("reason" in room) {
         this.save(freeState, ceilingTake.state);
         this.scheduleAlarm(this.idleAtMs(nowMs, req.bucket, req.ceiling) + CLEANUP_SLACK_MS);
-        const retryAfterSeconds = Math.max(1, Math.ceil(((open.oldestExpiresMs ?? clockMs) - clockMs) / 1000));
-        return deny(req.slot.kind === "session" ? "sessions" : "streams", { retryAfterSeconds });
+        return deny(room.reason, { retryAfterSeconds: room.retryAfterSeconds, ...(room.busy ? { busy: true } : {}) });
       }
+      victim = room.victim;
     }
 
     // Every request past the ceiling check counts against it, admitted or not; the free
@@ -449,17 +584,27 @@ export class CallerState extends DurableObject {
     } else {
       result = { admitted: true, paidBy: "bucket", bucket: freeTake.result, ceiling: ceilingTake.result };
     }
-    if (req.slot) {
-      this.sql.exec(
-        "INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms) VALUES (?, ?, NULL, ?)",
-        req.slot.id,
-        req.slot.kind,
-        req.slot.expiresMs,
-      );
-      this.scheduleAlarm(req.slot.expiresMs + CLEANUP_SLACK_MS);
-    }
+    if (req.session) this.touch([req.session]);
+    if (req.slot) this.insertSlot(req.slot, nowMs, victim, result);
     if (req.lease && balance === undefined) result.lease = this.lease(req, req.lease);
     return result;
+  }
+
+  /** Insert an admitted request's slot (used now); mark its victim, and hand it to the Worker in `result.evict`. */
+  private insertSlot(slot: SlotRequest, nowMs: number, victim: Eviction | null, result: AdmitResult): void {
+    const sessionId = slot.kind === "stream" ? (slot.sessionId ?? null) : null;
+    this.sql.exec(
+      "INSERT OR REPLACE INTO slots (id, kind, session_id, expires_ms, used_ms) VALUES (?, ?, ?, ?, ?)",
+      slot.id,
+      slot.kind,
+      sessionId,
+      slot.expiresMs,
+      nowMs,
+    );
+    this.scheduleAlarm(slot.expiresMs + CLEANUP_SLACK_MS);
+    if (!victim) return;
+    this.sql.exec("UPDATE slots SET evicting_ms = ? WHERE id = ?", this.clock(nowMs), victim.slotId);
+    result.evict = victim;
   }
 
   /**
@@ -541,10 +686,12 @@ export class CallerState extends DurableObject {
 
   /**
    * Renew an isolate's lease in the background (no request is decided; the ceiling is not
-   * charged for the renewal itself): hand back `lease.returned`, grant what the buckets hold.
+   * charged for the renewal itself): hand back `lease.returned`, grant what the buckets hold;
+   * record the sessions the lease's requests used (`touched`).
    */
-  renew(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; lease: LeaseWant }): LeaseGrant {
+  renew(req: { nowMs: number; bucket: BucketConfig; ceiling: BucketConfig; lease: LeaseWant; touched?: SessionUse[] }): LeaseGrant {
     this.ready();
+    if (req.touched) this.touch(req.touched);
     this.remember(req.bucket, req.ceiling, (this.configs ?? this.storedConfigs())?.halfLifeSeconds ?? 600);
     // Invariant: a blocked caller gets no new lease (units handed back are still taken back).
     // A lease an isolate already holds may admit for what is left of it (≤ LEASE_MS).
@@ -593,6 +740,7 @@ export class CallerState extends DurableObject {
       this.sql.exec("UPDATE tokens SET credits = credits + ? WHERE jti = ?", req.cost, req.tokenId);
     }
     if (req.slotId !== undefined) this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
+    if (req.unmark !== undefined) this.sql.exec("UPDATE slots SET evicting_ms = NULL WHERE id = ?", req.unmark);
   }
 
   /**
@@ -633,11 +781,22 @@ export class CallerState extends DurableObject {
   /**
    * Withdraw the balance a redemption opened (its payment did not complete: its settlement
    * failed, or its spend id was claimed on another route). The spent mark stays: the same
-   * authorization cannot be redeemed again.
+   * authorization cannot be redeemed again — unless `spendId` is given (the payment never
+   * reached anything that could complete it, `PaymentScheme.retryable`): its mark is lifted too.
    */
-  revoke(req: { jti: string }): void {
+  revoke(req: { jti: string; spendId?: string }): void {
     if (!this.exists()) return;
     this.sql.exec("DELETE FROM tokens WHERE jti = ?", req.jti);
+    if (req.spendId !== undefined) this.sql.exec("DELETE FROM spent WHERE id = ?", req.spendId);
+  }
+
+  /**
+   * Lift a gateway-wide claim (`claim`) whose payment never reached anything that could
+   * complete it (`PaymentScheme.retryable`): the spend id may be claimed again.
+   */
+  unclaim(req: { spendId: string }): void {
+    if (!this.exists()) return;
+    this.sql.exec("DELETE FROM spent WHERE id = ?", req.spendId);
   }
 
   /** Attach the origin's `Mcp-Session-Id` to the session slot opened by its `initialize`. */
@@ -652,10 +811,21 @@ export class CallerState extends DurableObject {
     this.sql.exec("DELETE FROM slots WHERE id = ?", req.slotId);
   }
 
-  /** Release the session slot of `sessionId` (the session was ended with DELETE, or the origin no longer knows it). */
+  /** Release the session slot of `sessionId`: the origin ended it (its DELETE answered 2xx, or it answered 404 for it). */
   endSession(req: { sessionId: string }): void {
     if (!this.exists()) return;
     this.sql.exec("DELETE FROM slots WHERE kind = 'session' AND session_id = ?", req.sessionId);
+  }
+
+  /**
+   * How the eviction of the session slot `slotId` (`AdmitResult.evict`) went: `ended` (the
+   * origin answered the gateway's DELETE 2xx or 404) releases it; otherwise its mark is
+   * lifted and it counts as open again (the origin still holds it).
+   */
+  evicted(req: { slotId: string; ended: boolean }): void {
+    if (!this.exists()) return;
+    if (req.ended) this.sql.exec("DELETE FROM slots WHERE id = ? AND kind = 'session'", req.slotId);
+    else this.sql.exec("UPDATE slots SET evicting_ms = NULL WHERE id = ?", req.slotId);
   }
 
   /**

@@ -2,7 +2,9 @@
  * The Durable Objects as the gateway reaches them: stubs of the caller's state whose every
  * call is bounded by `policy.storeTimeoutMs` (a call that does not settle in time rejects
  * with `StoreTimeoutError`; the origin ceiling's shards are reached the same way, through
- * ./origin-shards.ts), the per-isolate memo of callers' blocks, and the names of the objects
+ * ./origin-shards.ts), the kinds of failure read from the runtime's error flags
+ * (`storeFailure`) and the one retry of an idempotent call (`idempotent`), the per-isolate
+ * memo of callers' blocks, and the names of the objects
  * that are no caller's.
  */
 import type { LeaseGrant } from "../../shared/limits/lease.ts";
@@ -17,13 +19,15 @@ export interface CallerStore {
   redeem(req: RedeemRequest): Promise<AdmitResult>;
   status(req: StatusRequest): Promise<StatusResult>;
   refund(req: RefundRequest): Promise<void>;
-  revoke(req: { jti: string }): Promise<void>;
+  revoke(req: { jti: string; spendId?: string }): Promise<void>;
   renew(req: Parameters<CallerState["renew"]>[0]): Promise<LeaseGrant>;
   bindSession(req: { slotId: string; sessionId: string }): Promise<void>;
   release(req: { slotId: string }): Promise<void>;
   endSession(req: { sessionId: string }): Promise<void>;
+  evicted(req: { slotId: string; ended: boolean }): Promise<void>;
   blocked(req: { nowMs: number }): Promise<{ blockedUntilMs: number | null }>;
   claim(req: { spendId: string; untilMs: number }): Promise<{ claimed: boolean }>;
+  unclaim(req: { spendId: string }): Promise<void>;
 }
 
 /**
@@ -41,6 +45,51 @@ export class StoreTimeoutError extends Error {
   constructor(ms: number) {
     super(`Durable Object did not answer within ${ms} ms`);
     this.name = "StoreTimeoutError";
+  }
+}
+
+/**
+ * How a Durable Object call failed, from the flags the runtime sets on its errors
+ * (Cloudflare, Durable Objects "Error handling" and "Automatic retries"):
+ * - `overloaded`: `.overloaded` — the object cannot keep up; never retried (a retry deepens the overload);
+ * - `timeout`: no answer within `storeTimeoutMs` (`StoreTimeoutError`);
+ * - `error`: `.remote` without `.retryable` — thrown by the object itself (its code, or its
+ *   memory or CPU limits): a bug or a limit to look at, not a transient;
+ * - `unreachable`: anything else (the object was reset or moved, the connection dropped,
+ *   `.retryable`): the runtime already retried what never reached the object.
+ */
+export type StoreFailure = "overloaded" | "timeout" | "error" | "unreachable";
+
+/** The kind of a Durable Object call's failure (see `StoreFailure`); never throws. */
+export function storeFailure(err: unknown): StoreFailure {
+  if (err instanceof StoreTimeoutError) return "timeout";
+  const flags = (typeof err === "object" && err !== null ? err : {}) as { overloaded?: unknown; remote?: unknown; retryable?: unknown };
+  if (flags.overloaded === true) return "overloaded";
+  return flags.remote === true && flags.retryable !== true ? "error" : "unreachable";
+}
+
+/** Milliseconds before the one retry of an idempotent call (`idempotent`). */
+export const RETRY_DELAY_MS = 20;
+
+/**
+ * An idempotent call (a read, or a write whose repetition changes nothing: `blocked`,
+ * `revoke`, `bindSession`, `release`, `endSession`), retried once on a fresh stub (an error
+ * can leave a stub broken) when it failed `.retryable` and not `.overloaded`. Every other
+ * call (an admission, a redemption, a refund, a spend's claim) is never retried by the
+ * gateway: the runtime retries only what never reached the object, and a second admission
+ * or claim would charge or refuse twice.
+ * @param call one attempt
+ * @param renew called before the retry (a fresh stub: an error may leave a stub broken)
+ */
+export async function idempotent<T>(call: () => Promise<T>, renew: () => void = () => {}): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    const flags = err as { retryable?: unknown; overloaded?: unknown } | null;
+    if (flags?.retryable !== true || flags.overloaded === true) throw err;
+    await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+    renew();
+    return call();
   }
 }
 
@@ -99,23 +148,40 @@ export function bounded<T>(call: () => Promise<T>, ms: number): Promise<T> {
   return Promise.race([Promise.resolve().then(call), timeout]).finally(() => clearTimeout(timer));
 }
 
-/** `CallerState` stubs whose calls are bounded by `timeoutMs` milliseconds. */
+/**
+ * `CallerState` stubs whose calls are bounded by `timeoutMs` milliseconds (a retry included:
+ * the idempotent calls are retried once, `idempotent`; the others never).
+ */
 export function boundedStore(ns: DurableObjectNamespace<CallerState>, timeoutMs: number): StoreNamespace {
   return {
     of(identity) {
-      const stub = ns.get(ns.idFromName(identity));
+      const id = ns.idFromName(identity);
+      let stub = ns.get(id);
+      type Call = (s: typeof stub) => Promise<unknown>;
+      const once = <T>(call: Call) => bounded(() => call(stub) as Promise<T>, timeoutMs);
+      const again = <T>(call: Call) =>
+        bounded(
+          () =>
+            idempotent(
+              () => call(stub) as Promise<T>,
+              () => (stub = ns.get(id)),
+            ),
+          timeoutMs,
+        );
       return {
-        admit: (req) => bounded(() => stub.admit(req) as Promise<AdmitResult>, timeoutMs),
-        redeem: (req) => bounded(() => stub.redeem(req) as Promise<AdmitResult>, timeoutMs),
-        status: (req) => bounded(() => stub.status(req) as Promise<StatusResult>, timeoutMs),
-        refund: (req) => bounded(() => stub.refund(req) as Promise<void>, timeoutMs),
-        revoke: (req) => bounded(() => stub.revoke(req) as Promise<void>, timeoutMs),
-        renew: (req) => bounded(() => stub.renew(req) as Promise<LeaseGrant>, timeoutMs),
-        bindSession: (req) => bounded(() => stub.bindSession(req) as Promise<void>, timeoutMs),
-        release: (req) => bounded(() => stub.release(req) as Promise<void>, timeoutMs),
-        endSession: (req) => bounded(() => stub.endSession(req) as Promise<void>, timeoutMs),
-        blocked: (req) => bounded(() => stub.blocked(req) as Promise<{ blockedUntilMs: number | null }>, timeoutMs),
-        claim: (req) => bounded(() => stub.claim(req) as Promise<{ claimed: boolean }>, timeoutMs),
+        admit: (req) => once(($) => $.admit(req)),
+        redeem: (req) => once(($) => $.redeem(req)),
+        status: (req) => once(($) => $.status(req)),
+        refund: (req) => once(($) => $.refund(req)),
+        revoke: (req) => again(($) => $.revoke(req)),
+        renew: (req) => once(($) => $.renew(req)),
+        bindSession: (req) => again(($) => $.bindSession(req)),
+        release: (req) => again(($) => $.release(req)),
+        endSession: (req) => again(($) => $.endSession(req)),
+        evicted: (req) => again(($) => $.evicted(req)),
+        blocked: (req) => again(($) => $.blocked(req)),
+        claim: (req) => once(($) => $.claim(req)),
+        unclaim: (req) => once(($) => $.unclaim(req)),
       };
     },
   };

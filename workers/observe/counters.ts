@@ -49,6 +49,10 @@ export const COUNTER_HELP: Readonly<Record<string, { labels: readonly string[]; 
       "or",
     )}.`,
   },
+  store_failures_total: {
+    labels: ["reason"],
+    help: "Durable Object calls that failed, by object (store, origin_gate) and kind (overloaded, timeout, error, unreachable).",
+  },
   origin_errors_total: {
     labels: ["status"],
     help: "Admitted requests the origin failed: its status >= 500, or the proxy's 502 (unreachable) / 504 (no answer in time).",
@@ -103,6 +107,8 @@ export function countersOf(r: DecisionRecord): Counters {
       bump(out, counterKey("bad_request_total", String(r.status)));
       break;
   }
+  if ((r.decision === "unavailable" || r.decision === "admitted_unmetered") && /^(store|origin_gate)_/.test(r.reason ?? ""))
+    bump(out, counterKey("store_failures_total", bounded(r.reason, "other")));
   if (r.redeemed) bump(out, counterKey("redeemed_total", bounded(r.scheme, "other")));
   if (r.paid) {
     const amount = Number(r.paid.amount);
@@ -166,7 +172,11 @@ export function shortCaller(id: string): string {
 /** The unix ms of the minute `ms` falls in. */
 export const minuteOf = (ms: number): number => Math.floor(ms / 60_000) * 60_000;
 
-/** A caller's counts in one minute (see `CallerCount`). */
+/**
+ * A caller's counts in one minute, as a Misra–Gries summary holds them (`addCallers`): each
+ * is at most the caller's true count and at least that minus the summary's `callersError`;
+ * `admitted` and `refused` are each at most `requests`.
+ */
 export interface CallerRow {
   requests: number;
   admitted: number;
@@ -177,8 +187,10 @@ export interface CallerRow {
 export interface BatchMinute {
   counters: Counters;
   latency: number[];
-  /** Per shortened caller; at most `MAX_CALLERS_PER_MINUTE` keys, the rest under `OTHER_CALLERS`. */
+  /** Per shortened caller: a Misra–Gries summary of at most `MAX_CALLERS_PER_MINUTE` counters (`addCallers`). */
   callers: Record<string, CallerRow>;
+  /** The summary's error: any caller's true count exceeds its count in `callers` (0 when absent) by at most this. Absent: 0. */
+  callersError?: number;
 }
 
 /** What an isolate flushes into the `Stats` object (structured-cloneable, an RPC argument). */
@@ -193,10 +205,11 @@ export interface StatsBatch {
   records: number;
 }
 
-/** Most callers counted by name per minute (per isolate batch, and in the `Stats` object); the rest are `OTHER_CALLERS`. */
+/**
+ * Counters of the per-minute summary of callers (Misra–Gries, k): a minute of N requests
+ * names every caller that made more than N / (k + 1) of them, whatever number of names arrive.
+ */
 export const MAX_CALLERS_PER_MINUTE = 200;
-/** The row that holds every caller past the cap of a minute. */
-export const OTHER_CALLERS = "(other)";
 /** Most decision records kept (per batch, and in the `Stats` object). */
 export const MAX_RECENT = 200;
 /** Most minutes a batch holds (a batch kept over failed flushes drops its oldest beyond). */
@@ -220,24 +233,47 @@ export function addRecord(batch: StatsBatch, r: DecisionRecord): void {
   }
   for (const [k, v] of Object.entries(countersOf(r))) bump(m.counters, k, v);
   m.latency[latencyBucket(r.latencyMs)]!++;
-  addCaller(m.callers, r.caller, {
-    requests: 1,
-    admitted: r.decision === "admitted" || r.decision === "admitted_unmetered" ? 1 : 0,
-    refused: refusedRecord(r) ? 1 : 0,
+  addCallers(m, {
+    [r.caller]: {
+      requests: 1,
+      admitted: r.decision === "admitted" || r.decision === "admitted_unmetered" ? 1 : 0,
+      refused: refusedRecord(r) ? 1 : 0,
+    },
   });
   batch.recent.push(r);
   if (batch.recent.length > MAX_RECENT) batch.recent.splice(0, batch.recent.length - MAX_RECENT);
   batch.records++;
 }
 
-/** Add a caller's counts to a minute's map, under `OTHER_CALLERS` once the map is full. */
-function addCaller(callers: Record<string, CallerRow>, caller: string, row: CallerRow): void {
-  let name = caller;
-  if (!(name in callers) && Object.keys(callers).length >= MAX_CALLERS_PER_MINUTE) name = OTHER_CALLERS;
-  const c = (callers[name] ??= { requests: 0, admitted: 0, refused: 0 });
-  c.requests += row.requests;
-  c.admitted += row.admitted;
-  c.refused += row.refused;
+/**
+ * Add callers' counts (one record's, or another summary and its `error`) to a minute's
+ * Misra–Gries summary (Misra & Gries 1982; mergeable: Agarwal et al., "Mergeable
+ * Summaries", 2012): counts are added; past `MAX_CALLERS_PER_MINUTE` names, the
+ * (k + 1)-th largest count is taken off every counter (and off `admitted`, `refused`, down
+ * to 0), counters at 0 are dropped, and the minute's `callersError` grows by it. So a
+ * caller's count never exceeds its true count, falls short of it by at most
+ * `callersError` ≤ N / (k + 1), and a flood of one-request names cannot hide a caller
+ * that made more requests than that (the first 200 names seen are no longer kept first).
+ */
+export function addCallers(m: BatchMinute, rows: Record<string, CallerRow>, error = 0): void {
+  for (const [name, row] of Object.entries(rows)) {
+    const c = m.callers[name] ?? { requests: 0, admitted: 0, refused: 0 };
+    m.callers[name] = c;
+    c.requests += row.requests;
+    c.admitted += row.admitted;
+    c.refused += row.refused;
+  }
+  m.callersError = (m.callersError ?? 0) + error;
+  const counts = Object.values(m.callers).map((c) => c.requests);
+  if (counts.length <= MAX_CALLERS_PER_MINUTE) return;
+  const cut = counts.sort((a, b) => b - a)[MAX_CALLERS_PER_MINUTE]!;
+  for (const [name, c] of Object.entries(m.callers)) {
+    c.requests -= cut;
+    c.admitted = Math.max(0, c.admitted - cut);
+    c.refused = Math.max(0, c.refused - cut);
+    if (c.requests <= 0) delete m.callers[name];
+  }
+  m.callersError += cut;
 }
 
 /** Drop a batch's oldest minutes beyond `MAX_BATCH_MINUTES`. */
@@ -252,7 +288,7 @@ export function mergeBatch(into: StatsBatch, from: StatsBatch): void {
     const t = (into.minutes[key] ??= { counters: {}, latency: emptyLatency(), callers: {} });
     for (const [k, v] of Object.entries(m.counters)) bump(t.counters, k, v);
     m.latency.forEach((n, i) => (t.latency[i] = (t.latency[i] ?? 0) + n));
-    for (const [caller, row] of Object.entries(m.callers)) addCaller(t.callers, caller, row);
+    addCallers(t, m.callers, m.callersError);
   }
   trimMinutes(into);
   into.recent = [...from.recent, ...into.recent].slice(-MAX_RECENT);

@@ -5,24 +5,16 @@
  * - `minutes`: per-minute counters and latency histogram (the last `RETAIN_MINUTES` minutes;
  *   older rows are deleted by each flush);
  * - `totals`, `latency_totals`: monotonic sums since the object was created (Prometheus counters);
- * - `callers`: per-minute requests of each shortened caller (at most `MAX_CALLERS_PER_MINUTE`
- *   rows per minute, the rest under `(other)`): state does not grow per invented caller;
+ * - `callers`, `callers_error`: per minute, a Misra–Gries summary of the shortened callers'
+ *   requests (at most `MAX_CALLERS_PER_MINUTE` rows, and its error; counters.ts
+ *   `addCallers`): state does not grow per invented caller, and a heavy caller is named
+ *   however many light ones arrive;
  * - `recent`: the latest `MAX_RECENT` decision records.
  * Each method runs synchronously to completion (a Durable Object handles one call at a
  * time), so every read-modify-write below is atomic.
  */
 import { DurableObject } from "cloudflare:workers";
-import {
-  bump,
-  counterKey,
-  emptyLatency,
-  MAX_CALLERS_PER_MINUTE,
-  MAX_RECENT,
-  minuteOf,
-  OTHER_CALLERS,
-  percentiles,
-  type StatsBatch,
-} from "./counters.ts";
+import { bump, counterKey, emptyLatency, MAX_CALLERS_PER_MINUTE, MAX_RECENT, minuteOf, percentiles, type StatsBatch } from "./counters.ts";
 import type { CallerCount, Counters, DecisionRecord, MinuteStats, StatsSnapshot } from "./types.ts";
 
 /** Minutes of per-minute rows kept (the dashboard shows the last 60). */
@@ -49,6 +41,7 @@ export class Stats extends DurableObject {
       CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value REAL NOT NULL);
       CREATE TABLE IF NOT EXISTS latency_totals (bucket INTEGER PRIMARY KEY, count INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS callers (start_ms INTEGER NOT NULL, caller TEXT NOT NULL, requests INTEGER NOT NULL, admitted INTEGER NOT NULL, refused INTEGER NOT NULL, PRIMARY KEY (start_ms, caller));
+      CREATE TABLE IF NOT EXISTS callers_error (start_ms INTEGER PRIMARY KEY, error INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
     `);
   }
@@ -87,7 +80,7 @@ export class Stats extends DurableObject {
         JSON.stringify(counters),
         JSON.stringify(latency),
       );
-      this.addCallers(startMs, m.callers);
+      this.addCallers(startMs, m.callers, m.callersError);
     }
     if (newest > 0) {
       // The flush itself is counted in the minute of its newest records.
@@ -119,28 +112,53 @@ export class Stats extends DurableObject {
       const cutoff = latest - RETAIN_MINUTES * 60_000;
       this.sql.exec("DELETE FROM minutes WHERE start_ms <= ?", cutoff);
       this.sql.exec("DELETE FROM callers WHERE start_ms <= ?", cutoff);
+      this.sql.exec("DELETE FROM callers_error WHERE start_ms <= ?", cutoff);
     }
     return { flushes: this.sql.exec<{ value: number }>("SELECT value FROM totals WHERE name = ?", flushCounter).one().value };
   }
 
-  /** Add a minute's callers, new names only while the minute has fewer than `MAX_CALLERS_PER_MINUTE` rows. */
-  private addCallers(startMs: number, callers: StatsBatch["minutes"][string]["callers"]): void {
-    let count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM callers WHERE start_ms = ?", startMs).one().n;
+  /**
+   * Merge an isolate's summary of a minute's callers into the minute's (counters.ts
+   * `addCallers`, in SQL): counts added; past `MAX_CALLERS_PER_MINUTE` rows, the
+   * (k + 1)-th largest count taken off every row, rows at 0 deleted, the minute's error grown by it.
+   */
+  private addCallers(startMs: number, callers: StatsBatch["minutes"][string]["callers"], error = 0): void {
     for (const [caller, row] of Object.entries(callers ?? {})) {
-      let name = String(caller).slice(0, 64);
-      const known = this.sql.exec("SELECT 1 FROM callers WHERE start_ms = ? AND caller = ?", startMs, name).toArray().length > 0;
-      if (!known && count >= MAX_CALLERS_PER_MINUTE) name = OTHER_CALLERS;
-      else if (!known) count++;
       this.sql.exec(
         `INSERT INTO callers (start_ms, caller, requests, admitted, refused) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (start_ms, caller) DO UPDATE SET requests = requests + excluded.requests, admitted = admitted + excluded.admitted, refused = refused + excluded.refused`,
         startMs,
-        name,
+        String(caller).slice(0, 64),
         row.requests,
         row.admitted,
         row.refused,
       );
     }
+    const cut =
+      this.sql
+        .exec<{ requests: number }>(
+          "SELECT requests FROM callers WHERE start_ms = ? ORDER BY requests DESC LIMIT 1 OFFSET ?",
+          startMs,
+          MAX_CALLERS_PER_MINUTE,
+        )
+        .toArray()[0]?.requests ?? 0;
+    if (cut > 0) {
+      this.sql.exec(
+        "UPDATE callers SET requests = requests - ?, admitted = MAX(0, admitted - ?), refused = MAX(0, refused - ?) WHERE start_ms = ?",
+        cut,
+        cut,
+        cut,
+        startMs,
+      );
+      this.sql.exec("DELETE FROM callers WHERE start_ms = ? AND requests <= 0", startMs);
+    }
+    const grown = (Number(error) || 0) + cut;
+    if (grown > 0)
+      this.sql.exec(
+        "INSERT INTO callers_error (start_ms, error) VALUES (?, ?) ON CONFLICT (start_ms) DO UPDATE SET error = error + excluded.error",
+        startMs,
+        grown,
+      );
   }
 
   /** The metrics for the admin API: the window's minutes (oldest first, empty ones included), totals, percentiles, top callers, recent records. */
@@ -173,6 +191,11 @@ export class Stats extends DurableObject {
     for (const r of this.sql.exec<{ bucket: number; count: number }>("SELECT bucket, count FROM latency_totals")) {
       if (r.bucket < latencyTotals.length) latencyTotals[r.bucket] = r.count;
     }
+    // Every caller's true count in the window is at most its summed count plus the minutes' errors.
+    const error =
+      this.sql
+        .exec<{ e: number | null }>("SELECT SUM(error) AS e FROM callers_error WHERE start_ms >= ? AND start_ms <= ?", first, last)
+        .one().e ?? 0;
     const topCallers: CallerCount[] = this.sql
       .exec<{ caller: string; requests: number; admitted: number; refused: number }>(
         "SELECT caller, SUM(requests) AS requests, SUM(admitted) AS admitted, SUM(refused) AS refused FROM callers WHERE start_ms >= ? AND start_ms <= ? GROUP BY caller ORDER BY requests DESC, caller LIMIT ?",
@@ -181,7 +204,7 @@ export class Stats extends DurableObject {
         TOP_CALLERS,
       )
       .toArray()
-      .map((r) => ({ caller: r.caller, requests: r.requests, admitted: r.admitted, refused: r.refused }));
+      .map((r) => ({ caller: r.caller, requests: r.requests, admitted: r.admitted, refused: r.refused, error }));
     const recent = this.sql
       .exec<{ record: string }>("SELECT record FROM recent ORDER BY seq DESC LIMIT ?", MAX_RECENT)
       .toArray()

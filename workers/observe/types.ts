@@ -99,7 +99,11 @@ export interface MinuteStats {
   latency: number[];
 }
 
-/** A caller's requests within the snapshot's window. */
+/**
+ * A caller's requests within the snapshot's window, from the per-minute summaries of callers
+ * (Misra–Gries, workers/observe/counters.ts `addCallers`): each count is at most the true
+ * one and at least the true one minus `error`.
+ */
 export interface CallerCount {
   /** Shortened caller id (as in `DecisionRecord.caller`). */
   caller: string;
@@ -107,6 +111,8 @@ export interface CallerCount {
   admitted: number;
   /** 402s and 429s. */
   refused: number;
+  /** The window's error bound (the same for every caller): its true requests lie in [`requests`, `requests + error`]; a caller not listed made at most `error` plus the last listed count. */
+  error: number;
 }
 
 /** What the `Stats` object answers for the metrics paths and the dashboard. */

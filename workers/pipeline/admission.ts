@@ -6,7 +6,9 @@
  * over budget → the over-budget answer (402 with challenges whose difficulty adapts to the
  * caller's recent solves, or 429 in the plan's 429 mode; workers/refusal/over-budget.ts).
  * When the object throws or does not answer within `policy.storeTimeoutMs`, the request
- * fails closed (503) or, with `onStoreError: "open"` and no credential, goes on unmetered.
+ * fails closed (503, its reason the failure's kind: workers/objects/stores.ts `StoreFailure`)
+ * or, with `onStoreError: "open"`, no credential, and an object that timed out or could not be
+ * reached (never one overloaded, or one whose own code threw), goes on unmetered.
  */
 import { signToken } from "../../shared/credentials/token.ts";
 import type { LeaseAdmission } from "../../shared/limits/lease.ts";
@@ -14,7 +16,7 @@ import type { Plan } from "../../shared/policy/index.ts";
 import { CREDITS_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
 import { gatewayUrls } from "../endpoints/urls.ts";
 import type { AdmitResult } from "../objects/caller-state.ts";
-import type { CallerStore } from "../objects/stores.ts";
+import { type CallerStore, storeFailure } from "../objects/stores.ts";
 import { blocked, tooMany, unavailable } from "../refusal/layers.ts";
 import { describeRequest, overBudget } from "../refusal/over-budget.ts";
 import { Refusal } from "../refusal/refusal.ts";
@@ -22,7 +24,7 @@ import type { OfferContext } from "../schemes/contract.ts";
 import { schemeOfReason } from "../schemes/registry.ts";
 import type { Deps } from "./deps.ts";
 import { giveBack, heldBy } from "./give-back.ts";
-import type { Admitted, Carrying, Metered, Unmetered } from "./state.ts";
+import type { Admitted, Carrying, Metered, OpenFailure, Unmetered } from "./state.ts";
 
 /** What the caller's object, or this isolate's lease, decided. */
 interface Taken {
@@ -30,8 +32,10 @@ interface Taken {
   local: LeaseAdmission | null;
 }
 
-/** The caller's object failed and the policy forwards unmetered. */
-const UNMETERED = Symbol("unmetered");
+/** The caller's object failed in a way `onStoreError: "open"` covers: forwarded unmetered. */
+interface Unmet {
+  unmetered: OpenFailure;
+}
 
 /**
  * The decision for a request admitted from a lease: what the `RateLimit` fields report is
@@ -54,22 +58,32 @@ function leaseDecision(plan: Plan, cost: number, local: LeaseAdmission, nowMs: n
 }
 
 /** The decision: from this isolate's lease when it can, else from the caller's object (asking for a lease with it). */
-async function take(s: Metered, deps: Pick<Deps, "leases" | "policy">, store: CallerStore): Promise<Taken | typeof UNMETERED | Refusal> {
+async function take(
+  s: Metered,
+  deps: Pick<Deps, "leases" | "policy" | "sessionUses">,
+  store: CallerStore,
+): Promise<Taken | Unmet | Refusal> {
   const { caller, nowMs, plan } = s;
   // What the caller's free bucket is charged: the cost, or more for a free request under congestion (./origin-ceiling.ts).
   const cost = s.admit.cost;
   const leases = deps.leases;
+  // Sessions used from the lease ride on this isolate's next call to the caller's object.
+  const touched = () => {
+    const uses = deps.sessionUses?.take(caller);
+    return uses ? { touched: uses } : {};
+  };
   // Leases: a request with no credential and no slot may be admitted from this isolate's
   // lease of the caller's units, with no Durable Object call (shared/limits/lease.ts).
   const leasable = leases !== null && !s.credential.carried && !s.slot;
   const local = leasable ? leases.admit(caller, cost, nowMs) : null;
   if (local) {
+    if (s.admit.session) deps.sessionUses?.note(caller, s.admit.session);
     // Renewed in the background, when this request is the one to start it.
     if (leases!.startRenewal(caller, nowMs)) {
       const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
       const renewal = want
         ? store
-            .renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want })
+            .renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want, ...touched() })
             .then((grant) => leases!.install(caller, grant, Date.now()))
         : Promise.resolve();
       s.ctx.defer(
@@ -81,7 +95,7 @@ async function take(s: Metered, deps: Pick<Deps, "leases" | "policy">, store: Ca
   }
   try {
     const want = leasable ? leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity) : null;
-    const decision = await store.admit(want ? { ...s.admit, lease: want } : s.admit);
+    const decision = await store.admit({ ...s.admit, ...(want ? { lease: want } : {}), ...touched() });
     if (decision.lease) leases!.install(caller, decision.lease, nowMs);
     else if (leasable && !decision.admitted && decision.reason === "over_budget") {
       // A concurrent request of this caller may have brought a lease back meanwhile: the
@@ -92,15 +106,31 @@ async function take(s: Metered, deps: Pick<Deps, "leases" | "policy">, store: Ca
     return { decision, local: null };
   } catch (err) {
     // A credential is never honoured unverified: its spend (credits, a challenge's single
-    // use) lives in the store. Without a credential, "open" trades metering for availability.
-    if (deps.policy.onStoreError === "open" && !s.credential.carried) {
-      console.warn(`tollbooth: CallerState.admit failed; forwarding unmetered (onStoreError "open") for ${caller}`, err);
-      return UNMETERED;
+    // use) lives in the store. Without a credential, "open" trades metering for availability
+    // when the object could not be reached or did not answer; never when it is overloaded
+    // (the caller's own flood: forwarding would reward it) or threw itself (a bug an input
+    // may trigger at will).
+    const kind = storeFailure(err);
+    if (deps.policy.onStoreError === "open" && !s.credential.carried && (kind === "timeout" || kind === "unreachable")) {
+      console.warn(`tollbooth: CallerState.admit failed (${kind}); forwarding unmetered (onStoreError "open") for ${caller}`, err);
+      return { unmetered: kind };
     }
     // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
-    console.error("tollbooth: CallerState.admit failed", err);
-    return unavailable("store");
+    console.error(`tollbooth: CallerState.admit failed (${kind})`, err);
+    return unavailable("store", err);
   }
+}
+
+/**
+ * Whether the caller is one the schemes' reserves are kept for (`OfferContext.trusted`): a
+ * verified identity, or a request that proves a completed payment — a paid credential with no
+ * settlement still to come (a payment that only verified and still has to settle proves
+ * nothing: anyone can sign one with an empty wallet), or an access token bought by a payer.
+ */
+export function trustedCaller(s: Carrying): boolean {
+  const proven =
+    s.credential.settlement === undefined && !s.credential.refusedBy && (s.credential.payment !== undefined || s.caller !== s.identity.id);
+  return s.identity.verified || proven;
 }
 
 /**
@@ -111,6 +141,7 @@ async function take(s: Metered, deps: Pick<Deps, "leases" | "policy">, store: Ca
 export function offerContext(s: Carrying & { decision?: AdmitResult }, deps: Pick<Deps, "policy">, reason: string): OfferContext {
   const { plan, keyring, caller, nowMs, cost, url, congestion } = s;
   const what = describeRequest(s.request.method, url.pathname, s.body);
+  const difficulty = s.decision?.difficulty ?? plan.challenge.difficulty;
   return {
     policy: deps.policy,
     plan,
@@ -121,8 +152,10 @@ export function offerContext(s: Carrying & { decision?: AdmitResult }, deps: Pic
     url,
     what,
     reason,
-    difficulty: s.decision?.difficulty ?? plan.challenge.difficulty,
+    difficulty,
     congestion,
+    network: s.identity.network,
+    trusted: trustedCaller(s),
   };
 }
 
@@ -136,9 +169,12 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
   if (decision.reason === "sessions" || decision.reason === "streams") {
     const max = decision.reason === "sessions" ? plan.limits.sessions : plan.limits.streams;
     const what = decision.reason === "sessions" ? "sessions" : "GET streams";
+    const busy = decision.busy
+      ? "; every open session is in use (a GET stream open on it, or being ended), none could be closed for this one"
+      : "";
     return tooMany(
       decision.reason,
-      `over the cap of ${max} open ${what} per caller (end one with DELETE, or close a stream)`,
+      `over the cap of ${max} open ${what} per caller${busy} (end one with DELETE, or close a stream)`,
       decision.retryAfterSeconds ?? 1,
       headers,
       { max },
@@ -181,7 +217,7 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
  */
 export async function admission(
   s: Metered,
-  deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil">,
+  deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil" | "sessionUses">,
 ): Promise<Admitted | Unmetered | Refusal> {
   const { caller, identity, nowMs } = s;
   // A request that became a payer's through its access token: the identity it came from
@@ -196,7 +232,7 @@ export async function admission(
       : null;
   const store = deps.callers.of(caller);
   const taken = await take(s, deps, store);
-  if (taken === UNMETERED) return { ...s, unmetered: true };
+  if ("unmetered" in taken) return { ...s, unmetered: taken.unmetered };
   if (taken instanceof Refusal) return taken;
   const admitted: Admitted = { ...s, store, decision: taken.decision, local: taken.local, headers: {} };
   const found = identityBlock ? await identityBlock : null;
@@ -205,7 +241,7 @@ export async function admission(
     if (taken.decision.admitted) void giveBack(heldBy(admitted, deps, "charge"), s.ctx.defer);
     if (!found.ok) {
       console.error("tollbooth: CallerState.blocked failed", found.err);
-      return unavailable("store");
+      return unavailable("store", found.err);
     }
     return blocked((found.until! - nowMs) / 1000, {}, identity.id);
   }

@@ -1,6 +1,7 @@
 /**
  * The body step, one reading (./read-body.ts): the bytes the gateway prices are the
- * bytes the origin parses. A POST to the MCP endpoint must be UTF-8 JSON (415 otherwise,
+ * bytes the origin parses, on the path it routes (a path origins read differently: 400,
+ * ./paths.ts `pathProblem`). A POST to the MCP endpoint must be UTF-8 JSON (415 otherwise,
  * before anything is read); every body is bounded in size (413) and time (408); a JSON-RPC
  * body is parsed once, its nesting bounded (400). The endpoint takes POST, GET (an SSE
  * stream), DELETE (end a session) and OPTIONS (CORS preflight): 405 otherwise.
@@ -10,7 +11,7 @@
 import { ErrorCode, isBodyError, type ParsedBody, parseBody } from "../../shared/jsonrpc.ts";
 import { Refusal } from "../refusal/refusal.ts";
 import type { Deps } from "./deps.ts";
-import { normalizePath } from "./paths.ts";
+import { normalizePath, pathProblem } from "./paths.ts";
 import { jsonRequestProblem, readBody, TOO_LARGE, TOO_SLOW } from "./read-body.ts";
 import { type Arrival, type Read, record } from "./state.ts";
 
@@ -40,6 +41,11 @@ export function describeRpc(body: ParsedBody): { rpc: string; tool?: string } {
 export async function body(s: Arrival, deps: Pick<Deps, "policy" | "endpoint">): Promise<Read | Refusal> {
   const { policy } = deps;
   const req = s.request;
+  // Invariant: the path priced is the path every origin routes: a spelling origins read
+  // differently (`/x/..%2Fmcp`) is refused, never forwarded as a cheaper path.
+  const pathIssue = pathProblem(s.url.pathname);
+  if (pathIssue !== null)
+    return badBody(400, "invalid_path", ErrorCode.InvalidRequest, `Invalid path: ${s.url.pathname} holds ${pathIssue}`);
   const isEndpoint = normalizePath(s.url.pathname) === deps.endpoint;
   const jsonRpc = isEndpoint && req.method === "POST";
   // A body the gateway will not read as UTF-8 JSON is refused before it is read.

@@ -16,6 +16,8 @@
  * 7. `admission`      the caller's object or its lease: block 403, ceiling 429, caps 429, the
  *                     credential redeemed or refused, the free bucket (a free request pays the
  *                     congestion's free share): over budget 402 / 429
+ *    `eviction`       at the session cap, the caller's least recently used idle session ended
+ *                     at the origin first (a DELETE on its behalf); not ended: 429
  * 8. `settlement`     a payment completed before the origin is asked
  * A request refused after step 6 gives its origin units back; one forwarded spends them.
  * Then the proxy forwards the request, and `afterOrigin` finishes it (sessions, a receipt,
@@ -30,6 +32,7 @@ import { admission } from "./admission.ts";
 import { body } from "./body.ts";
 import { credentials } from "./credentials.ts";
 import type { Deps } from "./deps.ts";
+import { eviction } from "./eviction.ts";
 import { giveBack } from "./give-back.ts";
 import { identity } from "./identity.ts";
 import { mcpHeaders } from "./mcp-headers.ts";
@@ -93,14 +96,17 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   if (metered instanceof Refusal) return refused(carrying, metered);
   const taken = await admission(metered, deps);
   if (taken instanceof Refusal) return refusedAfterOrigin(metered, deps, taken);
-  const cleared = "unmetered" in taken ? taken : await settlement(taken, deps);
+  if ("unmetered" in taken) {
+    // The caller's object timed out or could not be reached and the policy says `onStoreError: "open"`: forwarded unmetered.
+    if (metered.origin) deps.origin!.confirm(metered.origin);
+    record(taken, { caller: taken.caller, decision: "admitted_unmetered", reason: `store_${taken.unmetered}` });
+    return { kind: "unmetered", state: taken, record: taken.record };
+  }
+  const made = await eviction(taken, deps);
+  if (made instanceof Refusal) return refusedAfterOrigin(metered, deps, made);
+  const cleared = await settlement(made, deps);
   if (cleared instanceof Refusal) return refusedAfterOrigin(metered, deps, cleared);
   // Forwarded: its units of the origin ceiling are spent, whether or not the origin answers.
   if (metered.origin) deps.origin!.confirm(metered.origin);
-  if ("unmetered" in cleared) {
-    // The caller's object failed and the policy says `onStoreError: "open"`: forwarded unmetered.
-    record(cleared, { caller: cleared.caller, decision: "admitted_unmetered", reason: "store_unavailable" });
-    return { kind: "unmetered", state: cleared, record: cleared.record };
-  }
   return admitted(cleared);
 }

@@ -19,6 +19,29 @@ import type { PaymentScheme } from "../schemes/contract.ts";
 import { type Plan, type Policy, type PolicyInput, parsePolicy } from "../schemes/policy.ts";
 import { paymentSchemes } from "../schemes/registry.ts";
 import { normalizePath } from "./paths.ts";
+import { SessionUses } from "./session-uses.ts";
+
+/** One session to end at the origin (the eviction DELETE, workers/proxy/end-session.ts). */
+export interface EndSessionRequest {
+  /** The caller the session is counted for (its origin proof). */
+  caller: string;
+  /** The endpoint's path as the route's app sees it (the policy's `endpoint`); the origin's base path is put before it. */
+  path: string;
+  /** The victim's `Mcp-Session-Id`. */
+  sessionId: string;
+  /** Its `Mcp-Protocol-Version`, or null to send none (the origin then assumes its default). */
+  version: string | null;
+  /** The caller's own credential to send (the header whose value names the caller: `Authorization`, or the API-key header), by name; empty for none. */
+  credential: Record<string, string>;
+  /** The URL of the request that needs the room: `X-Forwarded-Host` / `-Proto` come from it. */
+  url: URL;
+}
+
+/** The origin's status, or why it never answered (`unreachable`, or `timeout` past the bound). */
+export type EndSessionOutcome = number | "unreachable" | "timeout";
+
+/** Sends the DELETE of one session; never rejects. */
+export type SessionEnder = (req: EndSessionRequest) => Promise<EndSessionOutcome>;
 
 /** Options of `tollbooth()`. */
 export interface TollboothOptions {
@@ -45,6 +68,12 @@ export interface TollboothOptions {
   fetch?: typeof fetch | undefined;
   /** The Worker's string bindings, for the secrets payment schemes need (each scheme names its own). */
   secrets?: Readonly<Record<string, string | undefined>> | undefined;
+  /**
+   * Ends a session at the origin on a caller's behalf (workers/proxy/end-session.ts
+   * `sessionEnder`, built with the origin's proxy options): without it a caller at its session
+   * cap is refused (429 `sessions`) whatever `limits.onSessionCap` says.
+   */
+  endSession?: SessionEnder | undefined;
 }
 
 /** Everything the steps and the own endpoints depend on. */
@@ -78,8 +107,15 @@ export interface Deps {
    * @param untilMs unix ms the credential is refused anyway (its `spendUntilMs`)
    */
   claimSpend: (spendId: string, untilMs: number) => Promise<boolean>;
+  /**
+   * Lift a claim of `claimSpend` whose payment never reached anything that could complete it
+   * (`PaymentScheme.retryable`): the spend id may be claimed again. Rejects as the store does.
+   */
+  releaseSpend: (spendId: string) => Promise<void>;
   /** Leases this isolate holds, per caller (policy `leases`); null when off. */
   leases: LeaseTable | null;
+  /** Sessions used by requests admitted from a lease, for the next call to the caller's object; null when leases are off. */
+  sessionUses: SessionUses | null;
   /** Verifies `Tollbooth-Token`s, remembering good signatures per isolate (built once, with the keyring). */
   tokens: (keyring: Keyring) => ReturnType<typeof tokenVerifier>;
   /** The MCP endpoint's path, normalized (./paths.ts). */
@@ -88,6 +124,8 @@ export interface Deps {
   allowsOriginHeader: (originHeader: string, url: URL) => boolean;
   /** Remove tollbooth's credentials (every scheme's) from headers about to be forwarded. */
   strip: (headers: Headers) => void;
+  /** Ends a session at the origin on a caller's behalf (session eviction); null without one (`TollboothOptions.endSession`). */
+  endSession: SessionEnder | null;
 }
 
 /** `RateLimit-Policy` and `RateLimit` headers of a plan's free bucket and ceiling (draft-ietf-httpapi-ratelimit-headers-10). */
@@ -142,12 +180,15 @@ export function buildDeps(options: TollboothOptions): Deps {
         .of(SPEND_SCOPE + spendId)
         .claim({ spendId, untilMs })
         .then((r) => r.claimed),
+    releaseSpend: (spendId) => spends.of(SPEND_SCOPE + spendId).unclaim({ spendId }),
     leases: policy.leases ? new LeaseTable() : null,
+    sessionUses: policy.leases ? new SessionUses() : null,
     tokens: (keyring) => (verifier ??= tokenVerifier(keyring)),
     endpoint: normalizePath(policy.endpoint),
     allowsOriginHeader: (originHeader, url) => allowAnyOrigin || originHeader === url.origin || allowedOrigins.has(originHeader),
     strip: (headers) => {
       for (const s of schemes) s.strip(headers);
     },
+    endSession: options.endSession ?? null,
   };
 }

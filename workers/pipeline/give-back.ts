@@ -8,9 +8,11 @@
  *   layers or its payment), back to this isolate's lease of them (no Durable Object call);
  * - `lease`: units of this isolate's lease, back to the lease (no Durable Object call);
  * - `charge`: the cost to what paid it in the caller's object (the free bucket or the token's
- *   credits), and its slot (`CallerState.refund`);
+ *   credits), and its slot, and the mark of a session it was to evict (`CallerState.refund`);
  * - `payment`: the balance a redemption opened, withdrawn (`CallerState.revoke`: its spent
- *   mark stays, so the same authorization cannot buy again);
+ *   mark stays, so the same authorization cannot buy again); with `lift` (the payment never
+ *   reached anything that could complete it, `PaymentScheme.retryable`), its spent mark in the
+ *   caller's object and its gateway-wide claim are lifted too, so the same credential may come again;
  * - `slot`: a session or stream slot, released (`CallerState.release`).
  */
 import type { LeaseTable } from "../../shared/limits/lease.ts";
@@ -25,7 +27,7 @@ export type Held =
   | { kind: "origin"; origin: OriginShards; receipt: Receipt }
   | { kind: "lease"; leases: LeaseTable; caller: string; cost: number }
   | { kind: "charge"; store: CallerStore; refund: RefundRequest }
-  | { kind: "payment"; store: CallerStore; jti: string }
+  | { kind: "payment"; store: CallerStore; jti: string; lift?: { spendId: string; release: (spendId: string) => Promise<void> } }
   | { kind: "slot"; store: CallerStore; slotId: string };
 
 /**
@@ -46,9 +48,14 @@ export function giveBack(held: Held, defer?: Defer): Promise<void> {
     case "charge":
       [what, work] = ["CallerState.refund", held.store.refund(held.refund)];
       break;
-    case "payment":
-      [what, work] = ["CallerState.revoke", held.store.revoke({ jti: held.jti })];
+    case "payment": {
+      const { lift } = held;
+      const revoke = held.store.revoke({ jti: held.jti, ...(lift ? { spendId: lift.spendId } : {}) });
+      [what, work] = lift
+        ? ["CallerState.revoke/unclaim", Promise.all([revoke, lift.release(lift.spendId)])]
+        : ["CallerState.revoke", revoke];
       break;
+    }
     case "slot":
       [what, work] = ["CallerState.release", held.store.release({ slotId: held.slotId })];
       break;
@@ -82,6 +89,8 @@ export function heldBy(s: Admitted, deps: Pick<Deps, "leases">, what: "charge" |
     paidBy: s.decision.paidBy ?? "free",
     ...(tokenId !== undefined ? { tokenId } : {}),
     ...(s.slot ? { slotId: s.slot.id } : {}),
+    // A session the admit marked for eviction whose eviction never ran counts as open again.
+    ...(s.decision.evict ? { unmark: s.decision.evict.slotId } : {}),
   };
   return { kind: "charge", store: s.store, refund };
 }

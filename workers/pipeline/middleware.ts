@@ -53,8 +53,16 @@ export function tollbooth(options: TollboothOptions): MiddlewareHandler<{ Variab
     if (outcome.kind === "answered") return outcome.response;
     if (outcome.kind === "unmetered") {
       // Forwarded unmetered: no decision, nothing to give back.
-      const { caller, body, rawBody, cost } = outcome.state;
-      c.set("tollbooth", { caller, body, rawBody, cost, decision: null, strip: deps.strip, origin: originOutcome(c) });
+      const { caller, body, credential, cost } = outcome.state;
+      c.set("tollbooth", {
+        caller,
+        body,
+        rawBody: credential.forwardBody,
+        cost,
+        decision: null,
+        strip: deps.strip,
+        origin: originOutcome(c),
+      });
       await next();
       c.res.headers.set(DEGRADED_HEADER, "store-unavailable");
       return;

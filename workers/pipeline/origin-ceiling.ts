@@ -40,7 +40,7 @@ export async function originCeiling(s: Carrying, deps: Pick<Deps, "origin" | "po
     receipt = await origin.admit(cls, units, s.nowMs, s.ctx.defer);
   } catch (err) {
     console.error("tollbooth: OriginGate.shard failed", err);
-    return unavailable("origin_gate");
+    return unavailable("origin_gate", err);
   }
   if (!receipt) return refused(s, deps, cls, units);
   const c = s.congestion;

@@ -6,7 +6,10 @@
  * is claimed, in one step of the one object every route shares, right before the scheme
  * settles it. Lost to another request (another route, or a replay), it is refused
  * `<prefix>_spent`; a failed settlement is refused with its reason (the over-budget answer,
- * with fresh challenges). Either way the balance the redemption opened is withdrawn.
+ * with fresh challenges). Either way the balance the redemption opened is withdrawn; when the
+ * scheme says its payment was left untouched (`retryable`: its service did not answer a check
+ * made before submitting), its spent marks are lifted before the answer, so the same
+ * credential may be sent again.
  */
 import { refuse } from "../../shared/result.ts";
 import { CREDITS_HEADER, TOKEN_HEADER } from "../../shared/wire/headers.ts";
@@ -19,7 +22,10 @@ import { giveBack } from "./give-back.ts";
 import type { Admitted, Cleared } from "./state.ts";
 
 /** The request cleared for the origin (its payment settled, when it carries one), or why its payment did not complete. */
-export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schemes" | "claimSpend">): Promise<Cleared | Refusal> {
+export async function settlement(
+  s: Admitted,
+  deps: Pick<Deps, "policy" | "schemes" | "claimSpend" | "releaseSpend">,
+): Promise<Cleared | Refusal> {
   const pending = s.credential.settlement;
   const redemption = s.admit.redeem;
   if (!pending || !redemption) return s;
@@ -30,7 +36,7 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
   } catch (err) {
     void giveBack(payment, s.ctx.defer);
     console.error("tollbooth: CallerState.claim failed", err);
-    return unavailable("store");
+    return unavailable("store", err);
   }
   const { plan, keyring, caller, nowMs, cost } = s;
   // At the price its payment was verified at (the congestion when the request arrived).
@@ -46,7 +52,9 @@ export async function settlement(s: Admitted, deps: Pick<Deps, "policy" | "schem
       })
     : refuse("spent");
   if (done.ok) return { ...s, headers: { ...s.headers, ...done.headers }, receipt: done.receipt };
-  void giveBack(payment, s.ctx.defer);
+  if (claimed && pending.scheme.retryable?.(done.reason) === true)
+    await giveBack({ ...payment, lift: { spendId: redemption.spendId, release: deps.releaseSpend } }, s.ctx.defer);
+  else void giveBack(payment, s.ctx.defer);
   const headers = { ...s.headers };
   delete headers[TOKEN_HEADER];
   delete headers[CREDITS_HEADER];

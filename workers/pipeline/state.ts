@@ -119,8 +119,14 @@ export interface Metered extends Carrying {
   origin: Receipt | null;
 }
 
-/** After admission (./admission.ts), when the caller's object failed and the policy says `onStoreError: "open"`: forwarded unmetered. */
-export type Unmetered = Metered & { readonly unmetered: true };
+/** The failures of the caller's object that `onStoreError: "open"` forwards unmetered (workers/objects/stores.ts `StoreFailure`). */
+export type OpenFailure = "timeout" | "unreachable";
+
+/**
+ * After admission (./admission.ts), when the caller's object timed out or could not be
+ * reached and the policy says `onStoreError: "open"`: forwarded unmetered.
+ */
+export type Unmetered = Metered & { readonly unmetered: OpenFailure };
 
 /** After admission (./admission.ts): the caller's object (or this isolate's lease) admitted it. */
 export interface Admitted extends Metered {

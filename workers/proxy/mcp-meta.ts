@@ -29,12 +29,36 @@ const CR = 0x0d;
  *   throws (bad UTF-8 or JSON: null).
  */
 export function takeMetaFromRequest(raw: Uint8Array, key: string): { value: unknown; body: Uint8Array } | null {
-  let message: unknown;
+  const message = parseJson(raw);
+  const taken = isObject(message) ? takeFrom(message, key) : null;
+  return taken ? { value: taken.value, body: encoder.encode(JSON.stringify(message)) } : null;
+}
+
+/**
+ * The body without `params._meta[key]` in any of its requests — a single message or each
+ * message of a batch — `_meta` deleted where nothing else is left in it (as
+ * `takeMetaFromRequest`); null when no message has the member (or the body is not JSON).
+ * @param raw the request body, UTF-8 JSON already validated by the caller (`parseBody`)
+ * @param key the `_meta` member, e.g. `"<scheme>/payment"`
+ */
+export function withoutMeta(raw: Uint8Array, key: string): Uint8Array<ArrayBuffer> | null {
+  const parsed = parseJson(raw);
+  let found = false;
+  for (const m of Array.isArray(parsed) ? parsed : [parsed]) if (takeFrom(m, key)) found = true;
+  return found ? encoder.encode(JSON.stringify(parsed)) : null;
+}
+
+/** UTF-8 JSON, parsed; undefined when it is not (never throws). */
+function parseJson(raw: Uint8Array): unknown {
   try {
-    message = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
   } catch {
-    return null;
+    return undefined;
   }
+}
+
+/** Delete `params._meta[key]` from one message (and `_meta` when left empty): the value taken, or null when it has none. */
+function takeFrom(message: unknown, key: string): { value: unknown } | null {
   if (!isObject(message) || !isObject(message.params)) return null;
   const meta = message.params._meta;
   // Own members only: `JSON.parse` makes every member own (`__proto__` included).
@@ -42,7 +66,7 @@ export function takeMetaFromRequest(raw: Uint8Array, key: string): { value: unkn
   const value = meta[key];
   delete meta[key];
   if (Object.keys(meta).length === 0) delete message.params._meta;
-  return { value, body: encoder.encode(JSON.stringify(message)) };
+  return { value };
 }
 
 /** What `annotate` found: meta added, the response to the id seen but left as is, or neither. */

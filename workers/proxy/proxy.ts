@@ -1,6 +1,7 @@
 /**
  * The transparent proxy to the origin MCP server (Streamable HTTP, MCP 2025-11-25 and
- * 2026-07-28): method, path, query, headers and body forwarded unchanged except for
+ * 2026-07-28): method, path, query, headers and body (none on GET, HEAD, DELETE and
+ * OPTIONS: a body sent with one is dropped with its `Content-Type`) forwarded unchanged except for
  * tollbooth's own credentials (stripped), client-sent forwarding and method-override
  * headers (stripped; the gateway sets its own `X-Forwarded-*`), the `Content-Type` of a
  * JSON-RPC body (exactly `application/json`: the bytes the gateway read as UTF-8), and its
@@ -55,6 +56,10 @@ const STRIPPED = [
   "x-http-method",
   "x-method-override",
 ];
+/** Methods whose body is never forwarded. */
+const BODILESS = ["GET", "HEAD", "DELETE", "OPTIONS"];
+/** Headers describing a body, dropped with it. */
+const CONTENT_HEADERS = ["content-type", "content-encoding"];
 /** Every `X-Forwarded-*` header a client sends is dropped too. */
 const FORWARDED_PREFIX = "x-forwarded-";
 /** …and every `Tollbooth-*` header (tollbooth's own credentials, whichever scheme; the gateway sets its own). */
@@ -84,7 +89,10 @@ async function outgoing(
   const headers = forwardHeaders(req.headers, url);
   // Invariant: no payment credential reaches the origin (a credential in `Authorization` included).
   state.strip?.(headers);
-  const forwardedBody = rawBody && req.method !== "GET" && req.method !== "HEAD" ? rawBody : null;
+  // No body on a method whose content has no defined meaning (RFC 9110 §9.3): the gateway
+  // priced a DELETE or an OPTIONS without reading one, so the origin gets none to act on.
+  const forwardedBody = rawBody && !BODILESS.includes(req.method) ? rawBody : null;
+  if (rawBody && !forwardedBody) for (const name of CONTENT_HEADERS) headers.delete(name);
   // A JSON-RPC body goes on as the bytes the gateway read, declared as what it read them
   // as: UTF-8 JSON (jsonRequestProblem refused any other charset or an encoding).
   if (body) {
@@ -127,20 +135,29 @@ function passBack(upstream: Response, req: Request, state: TollboothState, relea
 }
 
 /**
+ * The origin's base URL and the path prefix every forwarded path is appended to.
+ * @param who the builder named in errors (`mcpProxy()`, `sessionEnder()`)
+ * @throws TypeError when `originUrl` is not an absolute http(s) URL
+ */
+export function originBase(originUrl: string, who: string): { base: URL; prefix: string } {
+  let base: URL;
+  try {
+    base = new URL(originUrl);
+  } catch {
+    throw new TypeError(`${who}: option \`originUrl\` (ORIGIN_URL) is not a URL: ${JSON.stringify(originUrl)}`);
+  }
+  if (base.protocol !== "http:" && base.protocol !== "https:") {
+    throw new TypeError(`${who}: option \`originUrl\` (ORIGIN_URL) must be http or https, got ${base.protocol}`);
+  }
+  return { base, prefix: base.pathname.replace(/\/+$/, "") };
+}
+
+/**
  * Build the proxy handler. Needs `tollbooth()` before it (reads `c.var.tollbooth`).
  * @throws TypeError when `originUrl` is not an absolute http(s) URL
  */
 export function mcpProxy(options: ProxyOptions) {
-  let base: URL;
-  try {
-    base = new URL(options.originUrl);
-  } catch {
-    throw new TypeError(`mcpProxy(): option \`originUrl\` (ORIGIN_URL) is not a URL: ${JSON.stringify(options.originUrl)}`);
-  }
-  if (base.protocol !== "http:" && base.protocol !== "https:") {
-    throw new TypeError(`mcpProxy(): option \`originUrl\` (ORIGIN_URL) must be http or https, got ${base.protocol}`);
-  }
-  const prefix = base.pathname.replace(/\/+$/, "");
+  const { base, prefix } = originBase(options.originUrl, "mcpProxy()");
   const prove = originProver(options.proofKey);
 
   return async function mcpProxy(c: Context<{ Variables: TollboothVariables }>): Promise<Response> {

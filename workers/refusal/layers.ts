@@ -3,6 +3,7 @@
  * 429, the 503 of a state that could not be reached, the 403 of a blocked caller.
  */
 import { ErrorCode } from "../../shared/jsonrpc.ts";
+import { storeFailure } from "../objects/stores.ts";
 import { Refusal } from "./refusal.ts";
 
 /**
@@ -31,19 +32,30 @@ export function tooMany(
   });
 }
 
+/** `Retry-After` of a 503 for an overloaded Durable Object, seconds: long enough for its queue to drain. */
+export const OVERLOADED_RETRY_AFTER_S = 5;
+
 /**
- * 503 when the rate-limit state (a caller's object, the origin ceiling, a spend's claim) could
- * not be reached: nothing is admitted without it (`Retry-After: 1`). The cause is logged, not sent.
- * @param reason for the decision record: `store` or `origin_gate`
+ * 503 when the rate-limit state (a caller's object, the origin ceiling, a spend's claim) failed:
+ * nothing is admitted without it. `error.data.reason` says how (`StoreFailure`: `overloaded`,
+ * `timeout`, `error`, `unreachable`); `Retry-After` is `OVERLOADED_RETRY_AFTER_S` for an
+ * overloaded object (a retry at once deepens the overload), else 1. The cause is logged, not sent.
+ * @param object for the decision record's reason, `<object>_<kind>`: `store` or `origin_gate`
+ * @param err what the call threw (workers/objects/stores.ts `storeFailure` reads its flags)
  */
-export function unavailable(reason: "store" | "origin_gate"): Refusal {
+export function unavailable(object: "store" | "origin_gate", err: unknown): Refusal {
+  const kind = storeFailure(err);
+  const overloaded = kind === "overloaded";
+  const retryAfter = overloaded ? OVERLOADED_RETRY_AFTER_S : 1;
+  const message = `Service unavailable: the rate-limit state ${overloaded ? "is overloaded" : "could not be reached"}; retry after ${retryAfter} s`;
   return new Refusal({
     status: 503,
     code: "unavailable",
     rpcCode: ErrorCode.Unavailable,
-    message: "Service unavailable: the rate-limit state could not be reached",
-    retryAfter: 1,
-    reason: { decision: "unavailable", reason },
+    message,
+    data: { reason: kind, retryAfter },
+    retryAfter,
+    reason: { decision: "unavailable", reason: `${object}_${kind}` },
   });
 }
 

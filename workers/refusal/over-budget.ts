@@ -87,7 +87,7 @@ function refusal(o: OverBudget, init: Omit<ConstructorParameters<typeof Refusal>
 
 /**
  * The over-budget answer, with fresh challenges bound to the caller: one per enabled scheme
- * whose payment buys at least `cost`, in the schemes' order, each in its own
+ * whose payment buys at least `cost`, in the policy's `offerOrder`, each in its own
  * `WWW-Authenticate` field line and in `error.data.challenges` (an unavailable scheme is
  * listed there as `{ type, unavailable: true, reason, message }`).
  * - 402 (`error.code` 402), or 401 (`error.code` 401) when `status` is 401 (a refused
@@ -125,8 +125,10 @@ export async function overBudget(o: OverBudget): Promise<Refusal> {
       data: { reason, cost, maxCost: plan.bucket.capacity, plan: plan.name },
     });
   }
-  // Only a scheme whose one payment covers the whole request is offered (else the caller pays and still loops).
-  const payable = o.schemes.filter((s) => s.credits(plan) >= cost);
+  // Only a scheme whose one payment covers the whole request is offered (else the caller pays and still loops),
+  // in the policy's `offerOrder` (clients that read only the first challenge take the operator's choice).
+  const order = o.offer.policy.offerOrder;
+  const payable = o.schemes.filter((s) => s.credits(plan) >= cost).sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type));
   const offers = await Promise.all(payable.map((s) => s.offer(o.offer)));
   const available = offers.filter((x): x is Offer => x.ok);
   const retryAfter = Math.max(mode429 ? 1 : 0, o.retryAfterSeconds);

@@ -101,6 +101,14 @@ export interface SchemeContext {
 
 /** What a 402 offers: the caller's current proof-of-work difficulty (bits) is known to the gateway. */
 export interface OfferContext extends SchemeContext {
+  /** The network the request came from (`ip:<network>`, or `anonymous`): what per-network bounds count. */
+  network: string;
+  /**
+   * Whether the caller may draw on what a scheme reserves for callers it can trust: a verified
+   * identity (an issued API key, a JWT), or a request proving a completed payment (a paid
+   * credential checked without a settlement still to come, or an access token bought by a payer).
+   */
+  trusted: boolean;
   /** The caller's current proof-of-work difficulty, leading zero bits (adaptive). */
   difficulty: number;
   /** The request URL (the resource paid for). */
@@ -131,7 +139,7 @@ export interface Offer {
   headers?: Record<string, string>;
   /** Its entry in `error.data.challenges` (`type` and `header` included). */
   json: Record<string, unknown>;
-  /** How to take it, for `error.message` (one sentence, no trailing period). */
+  /** How to take it, for `error.message`: one sentence of its own, capitalized, no trailing period (hints are joined with "; or" in the policy's `offerOrder`). */
   hint: string;
 }
 
@@ -235,6 +243,13 @@ export interface PaymentScheme<C = unknown> {
    */
   settle?(credential: C, ctx: SchemeContext): Promise<Result<Settled, string>>;
   /**
+   * Whether a `settle` refusal with `reason` (without the prefix) left the payment untouched:
+   * nothing that could complete it was submitted (its service did not answer a check made
+   * before submitting). The gateway then lifts the spent marks its redemption set (in the
+   * caller's object and gateway-wide), so the same credential may be sent again. Absent: never.
+   */
+  retryable?(reason: string): boolean;
+  /**
    * HTTP status of a refusal with `reason` (already prefixed): 402 (pay or solve again,
    * with fresh challenges), 401 (the credential is invalid, for a scheme whose rule says
    * so), or 503 (a payment service did not answer).
@@ -242,6 +257,12 @@ export interface PaymentScheme<C = unknown> {
   refusalStatus(reason: string): 401 | 402 | 503;
   /** Remove this scheme's credential from headers about to be forwarded to the origin. */
   strip(headers: Headers): void;
+  /**
+   * The JSON-RPC body (UTF-8 JSON, already parsed once) without this scheme's credential in
+   * it (a payment in MCP `_meta`), whatever paid for the request; null when it holds none.
+   * A scheme that never reads the body has none.
+   */
+  stripBody?(raw: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> | null;
   /** Its entries in a plan as `GET /.well-known/tollbooth` publishes it (its price; nothing when the plan has none). */
   publicPlan?(plan: Plan): Record<string, unknown>;
   /** Its top-level entries in `GET /.well-known/tollbooth`: what a client needs to pay (never a secret or a backend's URL). */

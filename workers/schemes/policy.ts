@@ -11,14 +11,17 @@ export * from "../../shared/policy/index.ts";
 /** The sections of every registered scheme, in registry order. */
 export const POLICY_SECTIONS: readonly PolicySection[] = SCHEMES.flatMap((s) => (s.policy ? [s.policy] : []));
 
+/** Every registered scheme's type, in registry order: what `offerOrder` may name, and its default. */
+export const SCHEME_TYPES: readonly string[] = SCHEMES.map((s) => s.type);
+
 /**
  * Validate a policy and fill in defaults (shared/policy/index.ts `parsePolicyWith`, with every
- * registered scheme's section).
+ * registered scheme's section; `offerOrder` checked against the registered types).
  * @param input a parsed JSON value, a JSON string, or undefined (all defaults)
  * @throws TypeError naming the first bad field, e.g. `TOLLBOOTH_POLICY.bucket.capacity: ...`
  */
 export function parsePolicy(input: unknown): Policy {
-  return parsePolicyWith(POLICY_SECTIONS, input);
+  return parsePolicyWith(POLICY_SECTIONS, input, SCHEME_TYPES);
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
- * The payment schemes tollbooth knows, in the order a 402 lists them (proof of work first:
- * it is free and always there), and the lookups the gateway makes among them. Adding a
+ * The payment schemes tollbooth knows, in the order a 402 lists them by default (proof of
+ * work first: it is free and always there; the policy's `offerOrder` may put others first,
+ * validated against these types: ./policy.ts `SCHEME_TYPES`), and the lookups the gateway makes among them. Adding a
  * scheme: its folder `workers/schemes/<name>/` exporting a `SchemeModule` (./contract.ts),
  * one entry in `SCHEMES` and `PUBLISHED` below, its refusals in `SchemeRefusal`, and its
  * payer on the agent side (docs/schemes.md).
@@ -12,7 +13,7 @@ import { type L402Refusal, l402 } from "./l402/index.ts";
 import { type PowRefusal, pow } from "./pow/index.ts";
 import { type X402Refusal, x402 } from "./x402/index.ts";
 
-/** Every scheme, in offer order. */
+/** Every scheme, in the default offer order. */
 export const SCHEMES: readonly SchemeModule[] = [pow, l402, x402];
 
 /**

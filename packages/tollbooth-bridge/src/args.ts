@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import type { PayerName } from "../../tollbooth-client/src/index.ts";
 import { PAYER_NAMES } from "../../tollbooth-client/src/payers/index.ts";
-import { badArguments, type FlagValues, integerOption, LOOPBACK, stringFlag } from "./flags.ts";
+import { badArguments, type FlagValues, flagError, integerOption, LOOPBACK, stringFlag } from "./flags.ts";
 import type { LogLevel } from "./log.ts";
 import { BRIDGE_PAYERS, type BridgePayerArgs } from "./payers/index.ts";
 
@@ -37,7 +37,7 @@ function usageLine(name: string, description: string): string {
   return `  ${name.padEnd(COLUMN - 2)}${wrap(description, WIDTH - COLUMN).join(`\n${" ".repeat(COLUMN)}`)}`;
 }
 
-/** Usage text (for `--help` on stdout, and on stderr after a bad argument). */
+/** Usage text (for `--help` on stdout). */
 export const USAGE = `Usage: tollbooth-bridge <url> [options]
 
 Speaks MCP over stdio to a local client and MCP Streamable HTTP to <url> (a tollbooth
@@ -57,6 +57,15 @@ ${BRIDGE_PAYERS.map((p) => p.usage).join("")}  --allow-http             allow pl
   --verbose                also log every relayed message
   -h, --help               show this help
 `;
+
+/**
+ * What the command writes on stderr for a command line it cannot use (exit code 2): the
+ * reason on one line (line breaks in it folded), then where the options are. Never the usage
+ * text itself: it would bury the reason (`--help` prints it).
+ */
+export function argumentsError(message: string): string {
+  return `tollbooth-bridge: ${message.replace(/\s*[\r\n]+\s*/g, " ")}\nSee tollbooth-bridge --help for the options.\n`;
+}
 
 /** What the command line asks for: the bridge's own arguments and each payer's (`BridgePayerArgs`). */
 export interface BridgeArgs extends BridgePayerArgs {
@@ -102,19 +111,21 @@ export function parseBridgeArgs(argv: string[], env: NodeJS.ProcessEnv = process
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: OPTIONS });
   } catch (err) {
-    throw badArguments((err as Error).message);
+    throw flagError(err as Error & { code?: string }, Object.keys(OPTIONS));
   }
   const values = parsed.values as FlagValues;
   const { positionals } = parsed;
   if (values.help) return "help";
   if (positionals.length !== 1) {
     throw badArguments(
-      positionals.length === 0 ? "missing the MCP server URL" : `expected one URL, got ${positionals.length}: ${positionals.join(" ")}`,
+      positionals.length === 0
+        ? "missing the MCP server URL"
+        : `expected one URL, got ${positionals.length}: ${positionals.map((p) => JSON.stringify(p)).join(" ")}`,
     );
   }
   const url = URL.canParse(positionals[0]!) ? new URL(positionals[0]!) : undefined;
   if (!url || (url.protocol !== "https:" && url.protocol !== "http:")) {
-    throw badArguments(`not an http(s) URL: ${positionals[0]}`);
+    throw badArguments(`not an http(s) URL: ${JSON.stringify(positionals[0])}`);
   }
   if (url.protocol === "http:" && !LOOPBACK.has(url.hostname) && !values["allow-http"]) {
     throw badArguments(`refusing plain http to ${url.host} (headers would travel in clear); use https or --allow-http`);

@@ -2,14 +2,15 @@
 /**
  * `tollbooth-bridge`: the command. Parses the command line (args.ts), runs the bridge
  * (bridge.ts) and exits with code 0 when stdin closes or on SIGINT / SIGTERM, after ending
- * the HTTP session. Bad arguments: usage on stderr, exit code 2. `--help`: usage on stdout.
+ * the HTTP session. Bad arguments: the reason on one line and a pointer to `--help` on
+ * stderr (`argumentsError`), exit code 2. `--help`: usage on stdout, exit code 0.
  *
  *   tollbooth-bridge https://mcp.example.com/mcp --header "Authorization: Bearer …"
  *
  * (paying ways: `--help`, and README's "Stdio bridge" section.)
  */
 import { TollboothError } from "../../tollbooth-client/src/index.ts";
-import { parseBridgeArgs, USAGE } from "./args.ts";
+import { argumentsError, parseBridgeArgs, USAGE } from "./args.ts";
 import { runBridge } from "./bridge.ts";
 import { streamLog } from "./log.ts";
 
@@ -18,7 +19,7 @@ try {
   args = parseBridgeArgs(process.argv.slice(2));
 } catch (err) {
   if (!(err instanceof TollboothError && err.code === "bad_arguments")) throw err;
-  process.stderr.write(`tollbooth-bridge: ${err.message}\n\n${USAGE}`);
+  process.stderr.write(argumentsError(err.message));
   process.exit(2);
 }
 if (args === "help") {

@@ -5,7 +5,7 @@
  * policy's own sections.
  */
 import { describe, expect, it } from "vitest";
-import { DEFAULT_METHOD_COSTS, maxPayableCost, methodCost, parsePolicy, planFor } from "../../../workers/schemes/policy.ts";
+import { closest, DEFAULT_METHOD_COSTS, maxPayableCost, methodCost, parsePolicy, planFor } from "../../../workers/schemes/policy.ts";
 
 /** The TypeError message parsePolicy throws for `input`. */
 function errorOf(input: unknown): string {
@@ -46,7 +46,7 @@ describe("parsePolicy defaults", () => {
         ipv6Prefix: 64,
       });
       expect(p.overBudget).toBe("402");
-      expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 });
+      expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, onSessionCap: "evict", streams: 4, streamMaxSeconds: 600 });
       expect(p.defaultPlan).toBe("free");
       expect(Object.keys(p.plans)).toEqual(["free"]);
       expect(p.plans.free).toMatchObject({
@@ -150,7 +150,7 @@ describe("parsePolicy errors name the bad field", () => {
     [{ bucket: { capacity: "10", refillPerSecond: 1 } }, "TOLLBOOTH_POLICY.bucket.capacity: "],
     [{ bucket: { capacity: 10, refillPerSecond: 0 } }, "TOLLBOOTH_POLICY.bucket.refillPerSecond: "],
     [{ bucket: { capacity: 10, refillPerSecond: -1 } }, "TOLLBOOTH_POLICY.bucket.refillPerSecond: "],
-    [{ bucket: { capacity: 10 } }, "TOLLBOOTH_POLICY.bucket.refillPerSecond: "],
+    [{ originCeiling: { capacity: 10 } }, "TOLLBOOTH_POLICY.originCeiling.refillPerSecond: "],
     [{ ceiling: { capacity: -1, refillPerSecond: 1 } }, "TOLLBOOTH_POLICY.ceiling.capacity: "],
     [{ realm: "" }, "TOLLBOOTH_POLICY.realm: "],
     [{ realm: "new\nline" }, "TOLLBOOTH_POLICY.realm: "],
@@ -324,7 +324,7 @@ describe("plans", () => {
       adaptive: { solvesPerStep: 10, halfLifeSeconds: 600, maxExtraBits: 2 },
     });
     expect(pro.overBudget).toBe("429");
-    expect(pro.limits).toEqual({ sessions: 64, sessionTtlSeconds: 3600, streams: 4, streamMaxSeconds: 600 });
+    expect(pro.limits).toEqual({ sessions: 64, sessionTtlSeconds: 3600, onSessionCap: "evict", streams: 4, streamMaxSeconds: 600 });
     // An unknown or absent plan name is the default plan.
     expect(planFor(p, "enterprise").name).toBe("free");
     expect(planFor(p, undefined)).toBe(p.plans.free);
@@ -396,6 +396,15 @@ describe("allocation (the origin ceiling's classes, congestion curve and shards)
     expect(p.allocation.classes.paid).toEqual({ guarantee: 0.1, reserve: 0 });
     expect(p.allocation.congestion.maxPriceFactor).toBe(10);
     expect(p.allocation.congestion.start).toBe(0.5);
+    // Inside one class too (docs/allocation.md: every field optional): the class's own default.
+    expect(parsePolicy({ allocation: { classes: { paid: { guarantee: 0.2 } } } }).allocation.classes.paid).toEqual({
+      guarantee: 0.2,
+      reserve: 0,
+    });
+    expect(parsePolicy({ allocation: { classes: { free: { reserve: 0.4 } } } }).allocation.classes.free).toEqual({
+      guarantee: 0.05,
+      reserve: 0.4,
+    });
   });
 
   it("refuses guarantees above the whole ceiling and reserves that fall with priority, naming the field", () => {
@@ -409,7 +418,7 @@ describe("allocation (the origin ceiling's classes, congestion curve and shards)
       "TOLLBOOTH_POLICY.allocation.congestion.start: 1 is not a level in [0, 1)",
     );
     expect(errorOf({ allocation: { shards: 0 } })).toMatch(/^TOLLBOOTH_POLICY\.allocation\.shards: /);
-    expect(errorOf({ allocation: { classes: { paid: { guarantee: 0.1 } } } })).toMatch(
+    expect(errorOf({ allocation: { classes: { paid: { reserve: 2 } } } })).toMatch(
       /^TOLLBOOTH_POLICY\.allocation\.classes\.paid\.reserve: /,
     );
   });
@@ -426,5 +435,255 @@ describe("allocation (the origin ceiling's classes, congestion curve and shards)
       /^TOLLBOOTH_POLICY\.originCeiling\.capacity: /,
     );
     expect(parsePolicy({ bucket: { capacity: 10, refillPerSecond: 0.0001 } }).bucket.refillPerSecond).toBe(0.0001);
+  });
+});
+
+const LIGHTNING = { backend: "lnd", url: "https://lnd.example.com:8080" };
+const FACILITATOR = {
+  url: "https://x402.example.com/facilitator",
+  payTo: `0x${"ab".repeat(20)}`,
+  assets: [{ network: "eip155:8453", asset: `0x${"cd".repeat(20)}`, name: "USD Coin", version: "2" }],
+};
+
+describe("a typo is named with the field it misspells, at every depth", () => {
+  it.each([
+    // depth 1
+    [{ bukket: { capacity: 3 } }, 'TOLLBOOTH_POLICY.bukket: Unrecognized key: "bukket"; did you mean "bucket"?'],
+    [{ celing: { capacity: 3 } }, 'TOLLBOOTH_POLICY.celing: Unrecognized key: "celing"; did you mean "ceiling"?'],
+    // depth 2: the issue's own example (it used to blame refillPerSecond, "expected number, received undefined")
+    [
+      { bucket: { capacity: 3, refilPerSecond: 0.1 } },
+      'TOLLBOOTH_POLICY.bucket.refilPerSecond: Unrecognized key: "refilPerSecond"; did you mean "refillPerSecond"?',
+    ],
+    [{ challenge: { dificulty: 12 } }, 'TOLLBOOTH_POLICY.challenge.dificulty: Unrecognized key: "dificulty"; did you mean "difficulty"?'],
+    [{ identity: { ipv6prefix: 48 } }, 'TOLLBOOTH_POLICY.identity.ipv6prefix: Unrecognized key: "ipv6prefix"; did you mean "ipv6Prefix"?'],
+    [
+      { l402: { sats: 10, credit: 5 }, lightning: LIGHTNING },
+      'TOLLBOOTH_POLICY.l402.credit: Unrecognized key: "credit"; did you mean "credits"?',
+    ],
+    [
+      { lightning: { backend: "lnd", ulr: "https://lnd.example.com" } },
+      'TOLLBOOTH_POLICY.lightning.ulr: Unrecognized key: "ulr"; did you mean "url"?',
+    ],
+    [
+      { x402: { mode: "credits", amout: "10000", credits: 5 }, facilitator: FACILITATOR },
+      'TOLLBOOTH_POLICY.x402.amout: Unrecognized key: "amout"; did you mean "amount"?',
+    ],
+    [
+      { facilitator: { ...FACILITATOR, pay_to: FACILITATOR.payTo } },
+      'TOLLBOOTH_POLICY.facilitator.pay_to: Unrecognized key: "pay_to"; did you mean "payTo"?',
+    ],
+    // depth 3
+    [
+      { challenge: { adaptive: { maxExtraBit: 2 } } },
+      'TOLLBOOTH_POLICY.challenge.adaptive.maxExtraBit: Unrecognized key: "maxExtraBit"; did you mean "maxExtraBits"?',
+    ],
+    [
+      { allocation: { congestion: { strat: 0.4 } } },
+      'TOLLBOOTH_POLICY.allocation.congestion.strat: Unrecognized key: "strat"; did you mean "start"?',
+    ],
+    [
+      { plans: { pro: { bukcet: { capacity: 30 } } } },
+      'TOLLBOOTH_POLICY.plans.pro.bukcet: Unrecognized key: "bukcet"; did you mean "bucket"?',
+    ],
+    [
+      { identity: { jwt: { issuer: "https://idp.test", audience: "mcp", jwksURL: "https://idp.test/jwks" } } },
+      'TOLLBOOTH_POLICY.identity.jwt.jwksURL: Unrecognized key: "jwksURL"; did you mean "jwksUrl"?',
+    ],
+    // depth 4: inside a plan, a list, a class
+    [
+      { plans: { pro: { bucket: { refilPerSecond: 1 } } } },
+      'TOLLBOOTH_POLICY.plans.pro.bucket.refilPerSecond: Unrecognized key: "refilPerSecond"; did you mean "refillPerSecond"?',
+    ],
+    [
+      { plans: { pro: { challenge: { adaptive: { halfLifeSecond: 60 } } } } },
+      'TOLLBOOTH_POLICY.plans.pro.challenge.adaptive.halfLifeSecond: Unrecognized key: "halfLifeSecond"; did you mean "halfLifeSeconds"?',
+    ],
+    [
+      { allocation: { classes: { paid: { guarantee: 0.1, reserv: 0 } } } },
+      'TOLLBOOTH_POLICY.allocation.classes.paid.reserv: Unrecognized key: "reserv"; did you mean "reserve"?',
+    ],
+    [
+      {
+        identity: {
+          jwt: [
+            { issuer: "a", audience: "b", jwksUrl: "https://a.test/jwks" },
+            { issuer: "c", audiance: "b", jwksUrl: "https://c.test/jwks" },
+          ],
+        },
+      },
+      'TOLLBOOTH_POLICY.identity.jwt.1.audiance: Unrecognized key: "audiance"; did you mean "audience"?',
+    ],
+    [
+      { facilitator: { ...FACILITATOR, assets: [{ ...FACILITATOR.assets[0], netwrok: "eip155:1" }] } },
+      'TOLLBOOTH_POLICY.facilitator.assets.0.netwrok: Unrecognized key: "netwrok"; did you mean "network"?',
+    ],
+  ])("%j", (input, message) => {
+    expect(errorOf(input)).toBe(message);
+  });
+
+  it("names the typo, not the required field it leaves missing", () => {
+    // originCeiling and lightning have no defaults for these fields: the misspelt key explains the missing one.
+    expect(errorOf({ originCeiling: { capacity: 5, refilPerSecond: 1 } })).toBe(
+      'TOLLBOOTH_POLICY.originCeiling.refilPerSecond: Unrecognized key: "refilPerSecond"; did you mean "refillPerSecond"?',
+    );
+    expect(errorOf({ lightning: { backend: "lnd", URL: "https://lnd.example.com" } })).toBe(
+      'TOLLBOOTH_POLICY.lightning.URL: Unrecognized key: "URL"; did you mean "url"?',
+    );
+  });
+
+  it("a value outside a list is named with the nearest allowed one", () => {
+    expect(errorOf({ onStoreError: "opne" })).toBe(
+      'TOLLBOOTH_POLICY.onStoreError: Invalid option: expected one of "closed"|"open"; did you mean "open"?',
+    );
+    expect(errorOf({ identity: { strategies: ["jwt", "api_key"] } })).toMatch(
+      /^TOLLBOOTH_POLICY\.identity\.strategies\.1: Invalid option: .*; did you mean "api-key"\?$/,
+    );
+    expect(errorOf({ lightning: { ...LIGHTNING, backend: "LND" } })).toMatch(
+      /^TOLLBOOTH_POLICY\.lightning\.backend: .*; did you mean "lnd"\?$/,
+    );
+    // x402's price is a union told apart by `mode`: the literal every option refused is named with all of them.
+    expect(errorOf({ x402: { mode: "credit", amount: "1", credits: 5 }, facilitator: FACILITATOR })).toBe(
+      'TOLLBOOTH_POLICY.x402.mode: Invalid option: expected one of "credits"|"per-request"; did you mean "credits"?',
+    );
+    expect(errorOf({ x402: { amount: "1", credits: 5 }, facilitator: FACILITATOR })).toBe(
+      'TOLLBOOTH_POLICY.x402.mode: Invalid option: expected one of "credits"|"per-request"',
+    );
+    expect(errorOf({ x402: { mode: "per-request", amountPerUnt: "1" }, facilitator: FACILITATOR })).toBe(
+      'TOLLBOOTH_POLICY.x402.amountPerUnt: Unrecognized key: "amountPerUnt"; did you mean "amountPerUnit"?',
+    );
+  });
+
+  it("suggests nothing when no field is near, and then lists the fields of a small object", () => {
+    expect(errorOf({ zzz: 1 })).toBe('TOLLBOOTH_POLICY.zzz: Unrecognized key: "zzz"');
+    expect(errorOf({ bucket: { capacity: 10, refillPerSecond: 1, burst: 3 } })).toBe(
+      'TOLLBOOTH_POLICY.bucket.burst: Unrecognized key: "burst"; expected one of capacity, refillPerSecond',
+    );
+    expect(errorOf({ overBudget: "refuse" })).toBe('TOLLBOOTH_POLICY.overBudget: Invalid option: expected one of "402"|"429"');
+  });
+
+  it("a field with no default that is left out says so", () => {
+    expect(errorOf({ originCeiling: { capacity: 5 } })).toBe(
+      "TOLLBOOTH_POLICY.originCeiling.refillPerSecond: missing (no default): expected number",
+    );
+    expect(errorOf({ lightning: { backend: "lnd" } })).toBe("TOLLBOOTH_POLICY.lightning.url: missing (no default): expected string");
+    expect(errorOf({ l402: { sats: 10 }, lightning: LIGHTNING })).toBe(
+      "TOLLBOOTH_POLICY.l402.credits: missing (no default): expected number",
+    );
+  });
+});
+
+describe("a partial object takes the defaults of the fields it leaves out, at every depth", () => {
+  it("the issue's own example: a bucket with only its capacity", () => {
+    expect(parsePolicy({ bucket: { capacity: 3 } }).bucket).toEqual({ capacity: 3, refillPerSecond: 0.5 });
+    expect(parsePolicy('{"bucket":{"capacity":3}}').plans.free!.bucket).toEqual({ capacity: 3, refillPerSecond: 0.5 });
+    expect(parsePolicy({ bucket: { refillPerSecond: 2 } }).bucket).toEqual({ capacity: 10, refillPerSecond: 2 });
+    expect(parsePolicy({ ceiling: { refillPerSecond: 20 } }).ceiling).toEqual({ capacity: 60, refillPerSecond: 20 });
+    expect(parsePolicy({ bucket: {}, ceiling: {} })).toMatchObject({
+      bucket: { capacity: 10, refillPerSecond: 0.5 },
+      ceiling: { capacity: 60, refillPerSecond: 10 },
+    });
+  });
+
+  it("every section README documents with defaults, at depth 2 and 3", () => {
+    const p = parsePolicy({
+      challenge: { adaptive: { solvesPerStep: 5 } },
+      limits: { streams: 2 },
+      token: {},
+      identity: { ipv6Prefix: 48 },
+      costs: { tools: { t: 2 } },
+    });
+    expect(p.challenge).toEqual({
+      difficulty: 16,
+      credits: 20,
+      ttlSeconds: 120,
+      adaptive: { solvesPerStep: 5, halfLifeSeconds: 600, maxExtraBits: 6 },
+    });
+    expect(p.limits).toEqual({ sessions: 16, sessionTtlSeconds: 3600, onSessionCap: "evict", streams: 2, streamMaxSeconds: 600 });
+    expect(p.token).toEqual({ ttlSeconds: 300 });
+    expect(p.identity).toEqual({
+      strategies: ["jwt", "api-key", "ip"],
+      apiKeyHeader: "x-api-key",
+      apiKeys: [],
+      ipv4Prefix: 32,
+      ipv6Prefix: 48,
+    });
+    expect(p.costs).toMatchObject({ default: 1, otherPaths: 1, tools: { t: 2 } });
+  });
+
+  it("the schemes' sections: the fields README gives defaults", () => {
+    const p = parsePolicy({
+      l402: { sats: 10, credits: 5 },
+      lightning: LIGHTNING,
+      x402: { mode: "credits", amount: "10000", credits: 5 },
+      facilitator: FACILITATOR,
+    });
+    expect(p.l402).toEqual({ sats: 10, credits: 5, ttlSeconds: 3600 });
+    expect(p.lightning).toEqual({ ...LIGHTNING, service: "tollbooth", timeoutMs: 3000, invoiceExpirySeconds: 600, invoicesPerSecond: 2 });
+    expect(p.x402).toEqual({ mode: "credits", amount: "10000", credits: 5, ttlSeconds: 3600 });
+    expect(p.facilitator).toEqual({ ...FACILITATOR, timeoutMs: 10_000, maxTimeoutSeconds: 120 });
+  });
+
+  it("a plan's partial bucket and ceiling take the policy's own fields, not the defaults", () => {
+    const p = parsePolicy({
+      bucket: { capacity: 10, refillPerSecond: 2 },
+      ceiling: { capacity: 100, refillPerSecond: 20 },
+      plans: { pro: { bucket: { capacity: 50 }, ceiling: { refillPerSecond: 40 } } },
+    });
+    expect(planFor(p, "pro").bucket).toEqual({ capacity: 50, refillPerSecond: 2 });
+    expect(planFor(p, "pro").ceiling).toEqual({ capacity: 100, refillPerSecond: 40 });
+    // The default plan named in `plans` merges the same way, and is what the policy's own fields read.
+    const named = parsePolicy({ defaultPlan: "basic", plans: { basic: { bucket: { refillPerSecond: 1 } } } });
+    expect(named.bucket).toEqual({ capacity: 10, refillPerSecond: 1 });
+  });
+
+  it("a default filled in is still checked against the rest: a cost above a partial bucket's capacity", () => {
+    expect(errorOf({ bucket: { capacity: 3 }, costs: { default: 4 } })).toBe(
+      "TOLLBOOTH_POLICY.costs.default: 4 exceeds bucket.capacity (3)",
+    );
+    expect(errorOf({ plans: { tiny: { bucket: { capacity: 2 } } }, costs: { tools: { t: 3 } } })).toBe(
+      "TOLLBOOTH_POLICY.plans.tiny.costs.tools.t: 3 exceeds bucket.capacity (2)",
+    );
+  });
+});
+
+describe("offerOrder (the order of the ways through a 402)", () => {
+  it("defaults to the registry's order: proof of work first", () => {
+    expect(parsePolicy({}).offerOrder).toEqual(["pow", "l402", "x402"]);
+    expect(parsePolicy({ offerOrder: [] }).offerOrder).toEqual(["pow", "l402", "x402"]);
+  });
+
+  it("puts the listed schemes first, in that order, and the others after in the registry's order", () => {
+    expect(parsePolicy({ offerOrder: ["l402"] }).offerOrder).toEqual(["l402", "pow", "x402"]);
+    expect(parsePolicy({ offerOrder: ["x402", "l402"] }).offerOrder).toEqual(["x402", "l402", "pow"]);
+    expect(parsePolicy({ offerOrder: ["l402", "pow", "x402"] }).offerOrder).toEqual(["l402", "pow", "x402"]);
+  });
+
+  it("refuses a name that is not a registered scheme, one listed twice, and a value that is not a list", () => {
+    expect(errorOf({ offerOrder: ["L402"] })).toBe(
+      'TOLLBOOTH_POLICY.offerOrder.0: Invalid option: expected one of "pow"|"l402"|"x402"; did you mean "l402"?',
+    );
+    expect(errorOf({ offerOrder: ["pow", "lightning"] })).toBe(
+      'TOLLBOOTH_POLICY.offerOrder.1: Invalid option: expected one of "pow"|"l402"|"x402"',
+    );
+    expect(errorOf({ offerOrder: ["l402", "pow", "l402"] })).toBe('TOLLBOOTH_POLICY.offerOrder.2: "l402" is listed twice');
+    expect(errorOf({ offerOrder: "l402" })).toMatch(/^TOLLBOOTH_POLICY\.offerOrder: .*expected array/);
+    expect(errorOf({ plans: { pro: { offerOrder: ["l402"] } } })).toMatch(/^TOLLBOOTH_POLICY\.plans\.pro\.offerOrder: Unrecognized key/);
+  });
+});
+
+describe("closest (the suggestion of a typo)", () => {
+  it("finds a misspelling within a third of the word's length, whatever its case, - or _", () => {
+    expect(closest("refilPerSecond", ["capacity", "refillPerSecond"])).toBe("refillPerSecond");
+    expect(closest("difficutly", ["difficulty", "credits"])).toBe("difficulty");
+    expect(closest("REFILL_PER_SECOND", ["capacity", "refillPerSecond"])).toBe("refillPerSecond");
+    expect(closest("api_key", ["jwt", "api-key", "ip"])).toBe("api-key");
+  });
+
+  it("suggests nothing for a word unlike every candidate, or the word itself", () => {
+    expect(closest("burst", ["capacity", "refillPerSecond"])).toBeUndefined();
+    expect(closest("ip", ["jwt", "api-key"])).toBeUndefined();
+    expect(closest("x", [])).toBeUndefined();
+    expect(closest("open", ["closed", "open"])).toBeUndefined();
   });
 });

@@ -182,6 +182,17 @@ describe("routes: refusals reach no origin", () => {
     expect(origin.requests).toHaveLength(0);
     expect(await rows(`route:a/${ipIdentity(ip)}`, "buckets")).toEqual([]);
   });
+
+  it("answers 400 invalid_path for any spelling origins read differently, inside a route too, before any route's tollbooth counts it", async () => {
+    for (const path of ["/a/..%2Fb/mcp", "/b/x/..%2Fmcp", "/a/mcp%5C", "/b/%2e%2e%2fa/mcp", "/a/mcp%zz"]) {
+      const res = await gw(post(toolCall(1), { ip, path }));
+      expect(res.status, path).toBe(400);
+      expect(((await res.json()) as { error: string }).error, path).toBe("invalid_path");
+    }
+    expect(origin.requests).toHaveLength(0);
+    expect(await rows(`route:a/${ipIdentity(ip)}`, "buckets")).toEqual([]);
+    expect(await rows(`route:b/${ipIdentity(ip)}`, "buckets")).toEqual([]);
+  });
 });
 
 describe("routes: the policy endpoints", () => {

@@ -1,7 +1,8 @@
 /**
  * Per-caller caps on open MCP sessions and GET SSE streams, kept in the caller's object: an
  * `initialize` the origin answers with `Mcp-Session-Id` holds a session slot until DELETE (or
- * its TTL); a GET stream holds a stream slot until it ends however it ends (the client
+ * its TTL); here with `limits.onSessionCap: "refuse"` (eviction at the cap, the default, is
+ * pinned in caller-state.session-eviction.test.ts); a GET stream holds a stream slot until it ends however it ends (the client
  * cancelling it included, and then the origin's stream is cancelled too). At the cap: 429
  * naming the layer, and the origin never sees the request. An origin that never answered
  * (502) neither charges nor holds a slot.
@@ -26,7 +27,7 @@ import {
 const POLICY = {
   bucket: { capacity: 10, refillPerSecond: 0.001 },
   ceiling: { capacity: 1000, refillPerSecond: 100 },
-  limits: { sessions: 2, sessionTtlSeconds: 60, streams: 2, streamMaxSeconds: 30 },
+  limits: { sessions: 2, sessionTtlSeconds: 60, onSessionCap: "refuse", streams: 2, streamMaxSeconds: 30 },
 };
 
 let ip: string;

@@ -137,9 +137,10 @@ describe("one decision line per request, for every way a request ends", () => {
     observeOrigin();
     const ip = freshIp();
     const closed = await one(gateway({ realm: "log-closed" }, { CALLER_BUCKET: failing }), post(toolCall(1), { ip }));
-    expect(closed).toMatchObject({ status: 503, record: { decision: "unavailable", reason: "store", status: 503 } });
+    // An error without the runtime's `.remote` flag: the object was not reached (not its own code throwing).
+    expect(closed).toMatchObject({ status: 503, record: { decision: "unavailable", reason: "store_unreachable", status: 503 } });
     const open = await one(gateway({ realm: "log-open", onStoreError: "open" }, { CALLER_BUCKET: failing }), post(toolCall(1), { ip }));
-    expect(open).toMatchObject({ status: 200, record: { decision: "admitted_unmetered", reason: "store_unavailable", originStatus: 200 } });
+    expect(open).toMatchObject({ status: 200, record: { decision: "admitted_unmetered", reason: "store_unreachable", originStatus: 200 } });
 
     vi.restoreAllMocks();
     vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => void lines.push(args.map(String).join(" ")));

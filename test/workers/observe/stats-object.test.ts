@@ -4,6 +4,7 @@
  * gets at most one flush per isolate per interval, however many requests arrive; Analytics
  * Engine gets one data point per request with the documented columns.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { NetworkLimiter } from "../../../workers/env.ts";
@@ -111,12 +112,13 @@ describe("metrics after a known mix of requests", () => {
     const minute = stats.minutes.at(-1)!;
     expect(minute.counters['requests_total{decision="admitted"}']).toBe(6);
     expect(minute.latency.reduce((a, b) => a + b, 0)).toBe(10);
-    expect(stats.topCallers[0]).toEqual({ caller: shortIp(ip), requests: 9, admitted: 6, refused: 2 });
+    expect(stats.topCallers[0]).toEqual({ caller: shortIp(ip), requests: 9, admitted: 6, refused: 2, error: 0 });
     expect(stats.topCallers.find((c) => c.caller === shortIp(flood))).toEqual({
       caller: shortIp(flood),
       requests: 1,
       admitted: 0,
       refused: 1,
+      error: 0,
     });
     expect(stats.recent).toHaveLength(10);
     expect(stats.recent[0]).toMatchObject({ decision: "admitted", rpc: "tools/list", reason: "free" });
@@ -194,9 +196,9 @@ describe("every decision and every paid_by is counted", () => {
     expect(
       (await gw(post(toolCall(6), { ip, headers: { authorization: `L402 ${l402.macaroon}:${lnd.preimageOf(l402.invoice!)}` } }))).status,
     ).toBe(200); // l402
-    expect((await gw(post(toolCall(7), { ip: payerIp, headers: { "payment-signature": base64Json(x402Payment("10000")) } }))).status).toBe(
-      200,
-    ); // x402
+    expect(
+      (await gw(post(toolCall(7), { ip: payerIp, headers: { "payment-signature": base64Json(await x402Payment("10000")) } }))).status,
+    ).toBe(200); // x402
     expect((await gw(post(toolCall(8), { ip: flood }))).status).toBe(429); // rate_limited (network)
     expect((await gw(post("{", { ip }))).status).toBe(400); // bad_request
     expect((await gw(request("GET", "/.well-known/tollbooth", { ip }))).status).toBe(200); // own_endpoint
@@ -241,6 +243,8 @@ describe("every decision and every paid_by is counted", () => {
     });
     expect(counted("payment_required_total")).toEqual({ 'tollbooth_payment_required_total{scheme="none",reason="over_budget"}': 1 });
     expect(counted("rate_limited_total")).toEqual({ 'tollbooth_rate_limited_total{layer="network"}': 1 });
+    // The store's plain errors (no flag: not the object's own code) are "unreachable": one forwarded unmetered, one refused.
+    expect(counted("store_failures_total")).toEqual({ 'tollbooth_store_failures_total{reason="store_unreachable"}': 2 });
     expect(counted("bad_request_total")).toEqual({ 'tollbooth_bad_request_total{status="400"}': 1 });
     expect(counted("redeemed_total")).toEqual({
       'tollbooth_redeemed_total{scheme="pow"}': 1,
@@ -299,7 +303,7 @@ describe("flushes into the Stats object", () => {
     expect(snap.totals).toEqual({});
   });
 
-  it("a caller inventing identities cannot grow the per-minute caller rows past the cap", async () => {
+  it("a caller inventing identities cannot grow the per-minute caller rows past the cap, nor hide a heavy caller that comes later", async () => {
     const stub = env.TOLLBOOTH_STATS!.getByName("tollbooth-stats");
     const now = Date.now();
     const minute = String(Math.floor(now / 60_000) * 60_000);
@@ -321,10 +325,39 @@ describe("flushes into the Stats object", () => {
       records: 7,
     });
     const snap = await stub.snapshot({ nowMs: now, minutes: 1 });
-    // The first 200 names are kept; every later name (the late heavy caller too) is "(other)".
-    expect(snap.topCallers[0]).toEqual({ caller: "(other)", requests: 307, admitted: 7, refused: 300 });
-    expect(snap.topCallers).toHaveLength(20);
+    // Misra–Gries: the 500 one-request names cancel out (error 1 ≤ 507 / 201); the late caller is named, its 7 within [requests, requests + error].
+    expect(snap.topCallers).toEqual([{ caller: "key:late", requests: 7, admitted: 7, refused: 0, error: 1 }]);
+    const rows = await runInDurableObject(
+      stub,
+      (_, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM callers WHERE start_ms = ?", Number(minute)).one().n,
+    );
+    expect(rows).toBeLessThanOrEqual(200);
   });
+
+  it("through the gateway: 250 callers with one request each, then one network with 300: the abuser tops the list, its count within the summary's error", async () => {
+    observeOrigin();
+    vi.spyOn(console, "error").mockImplementation(() => {});
+    const gw = gateway(
+      { realm: "top-callers", bucket: { capacity: 1000, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 1 } },
+      { TOLLBOOTH_METRICS_FLUSH_MS: String(FLUSH_MS) },
+    );
+    const cheap = Array.from({ length: 250 }, () => freshIp());
+    for (let i = 0; i < cheap.length; i += 50) await Promise.all(cheap.slice(i, i + 50).map((ip, j) => gw(post(toolCall(i + j), { ip }))));
+    const abuser = freshIp();
+    // Most of them refused by the network ceiling: every one is a request of the abuser's, counted.
+    for (let i = 0; i < 300; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => gw(post(toolCall(i + j), { ip: abuser }))));
+    await vi.waitFor(
+      async () => {
+        const snap = await env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 2 });
+        const top = snap.topCallers[0]!;
+        expect(top.caller).toBe(shortIp(abuser));
+        expect(top.requests).toBeLessThanOrEqual(300);
+        expect(top.requests + top.error).toBeGreaterThanOrEqual(300);
+        expect(top.error).toBeLessThanOrEqual(550 / 201);
+      },
+      { timeout: 10_000, interval: FLUSH_MS },
+    );
+  }, 60_000);
 });
 
 describe("Analytics Engine", () => {

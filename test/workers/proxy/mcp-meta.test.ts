@@ -1,13 +1,14 @@
 /**
  * x402 inside MCP (docs/wire-contract.md §12 "Inside MCP"; x402 transports-v2 mcp.md): the
- * payment taken out of a request's `params._meta`, and the receipt added to `result._meta`
+ * payment taken out of a request's `params._meta` (or stripped from every message, whatever
+ * paid: `withoutMeta`), and the receipt added to `result._meta`
  * of the origin's response to that request — JSON bodies and SSE streams, whatever their
  * chunking and line ends. Expected values come from an independent SSE reader (WHATWG HTML
  * §9.2.6) written here.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addResultMeta, takeMetaFromRequest } from "../../../workers/proxy/mcp-meta.ts";
+import { addResultMeta, takeMetaFromRequest, withoutMeta } from "../../../workers/proxy/mcp-meta.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -162,6 +163,46 @@ describe("takeMetaFromRequest", () => {
     expect(
       takeMetaFromRequest(enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: {} } })), "toString"),
     ).toBeNull();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// withoutMeta
+
+describe("withoutMeta", () => {
+  const payment = { x402Version: 2, payload: { signature: "0x12" } };
+
+  it("strips the member from a single message and from every message of a batch, `_meta` dropped where emptied", () => {
+    const single = { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", _meta: { [KEY]: payment, progressToken: 2 } } };
+    expect(JSON.parse(dec.decode(withoutMeta(enc.encode(JSON.stringify(single)), KEY)!))).toEqual({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/call",
+      params: { name: "echo", _meta: { progressToken: 2 } },
+    });
+    const batch = [
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "a", _meta: { [KEY]: payment } } },
+      { jsonrpc: "2.0", id: 2, method: "tools/list" },
+      { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "b", _meta: { [KEY]: "base64", other: true } } },
+    ];
+    expect(JSON.parse(dec.decode(withoutMeta(enc.encode(JSON.stringify(batch)), KEY)!))).toEqual([
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "a" } },
+      { jsonrpc: "2.0", id: 2, method: "tools/list" },
+      { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "b", _meta: { other: true } } },
+    ]);
+  });
+
+  it("returns null when no message holds the member (the body goes on byte for byte), and for bad input", () => {
+    for (const body of [
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { _meta: { other: 1 } } },
+      [{ jsonrpc: "2.0", id: 1, method: "ping" }],
+      "x",
+      null,
+    ]) {
+      expect(withoutMeta(enc.encode(JSON.stringify(body)), KEY), JSON.stringify(body)).toBeNull();
+    }
+    for (const raw of [enc.encode("{not json"), Uint8Array.of(0x7b, 0xff, 0x7d), new Uint8Array(0)])
+      expect(withoutMeta(raw, KEY)).toBeNull();
   });
 });
 

@@ -195,6 +195,37 @@ describe("forwarding to the origin", () => {
     expect(origin.requests[0]!.headers["last-event-id"]).toBe("42");
     for (const f of origin.requests) expect(await cameThroughTollbooth(f, SECRET, now)).toBe(true);
   });
+
+  it("a body sent with DELETE or OPTIONS never reaches the origin, nor its Content-Type: it was priced unread (a tools/call smuggled in a DELETE)", async () => {
+    const origin = observeOrigin();
+    const send = gateway();
+    const smuggled = JSON.stringify(toolCall(1, "expensive"));
+    for (const method of ["DELETE", "OPTIONS"]) {
+      for (const path of ["/mcp", "/other"]) {
+        const res = await send(
+          new Request(`${GW}${path}`, {
+            method,
+            headers: { "cf-connecting-ip": ip, "content-type": "application/json", "content-encoding": "identity", "mcp-session-id": "s" },
+            body: smuggled,
+          }),
+        );
+        expect(res.status, `${method} ${path}`).toBe(200);
+      }
+    }
+    expect(origin.requests.map((f) => [f.method, f.url, f.body, f.headers["content-type"], f.headers["content-encoding"]])).toEqual([
+      ["DELETE", `${ORIGIN_URL}/mcp`, "", undefined, undefined],
+      ["DELETE", `${ORIGIN_URL}/other`, "", undefined, undefined],
+      ["OPTIONS", `${ORIGIN_URL}/mcp`, "", undefined, undefined],
+      ["OPTIONS", `${ORIGIN_URL}/other`, "", undefined, undefined],
+    ]);
+    // The proof signs what was sent: no body.
+    for (const f of origin.requests) expect(await cameThroughTollbooth(f, SECRET, now)).toBe(true);
+    // A POST to another path keeps its body, as before.
+    await send(
+      new Request(`${GW}/other`, { method: "POST", headers: { "cf-connecting-ip": ip, "content-type": "text/plain" }, body: "kept" }),
+    );
+    expect([origin.requests.at(-1)!.body, origin.requests.at(-1)!.headers["content-type"]]).toEqual(["kept", "text/plain"]);
+  });
 });
 
 describe("the origin's answer", () => {

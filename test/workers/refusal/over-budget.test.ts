@@ -3,9 +3,11 @@
  * `WWW-Authenticate: PowChallenge …` in RFC 9110 auth-param syntax, integer Retry-After,
  * RateLimit-Policy / RateLimit, and the JSON-RPC error body with the request's id.
  * Default policy (vitest.config.ts + wrangler.toml): bucket 10 @ 0.5/s, ceiling 60 @ 10/s,
- * difficulty 16, 20 credits, challenges live 120 s.
+ * difficulty 16, 20 credits, challenges live 120 s. The order of the offers (policy
+ * `offerOrder`) with every scheme enabled, against a fake LND and facilitator (../payments.ts).
  */
 import { beforeEach, describe, expect, it } from "vitest";
+import { FACILITATOR, FACILITATOR_URL, fakeFacilitator, fakeLnd, LND_MACAROON_HEX, LND_URL } from "../payments.ts";
 import {
   CHALLENGE_FIELDS,
   challengeOf,
@@ -271,5 +273,105 @@ describe("402 Payment Required", () => {
     }
     const note = await gw(post(rpc("notifications/initialized"), { ip }));
     expect(note.status).toBe(200);
+  });
+});
+
+describe("the order of the offers (policy offerOrder)", () => {
+  const PAID = {
+    bucket: { capacity: 1, refillPerSecond: 0.0001 },
+    challenge: { difficulty: 4 },
+    l402: { sats: 10, credits: 5 },
+    lightning: { backend: "lnd", url: LND_URL, invoicesPerSecond: 1000 },
+    x402: { mode: "credits", amount: "10000", credits: 5 },
+    facilitator: FACILITATOR,
+  };
+  const secrets = { TOLLBOOTH_LIGHTNING_SECRET: LND_MACAROON_HEX };
+  let lnd: ReturnType<typeof fakeLnd>;
+
+  beforeEach(() => {
+    lnd = fakeLnd();
+    origin = observeOrigin(undefined, { [LND_URL]: lnd.service, [FACILITATOR_URL]: fakeFacilitator().service });
+  });
+
+  /** The caller's free unit, then the 402: its `WWW-Authenticate` (field lines joined), the challenges' types, its message. */
+  async function offers(send: (req: Request) => Promise<Response>, headers: Record<string, string> = {}) {
+    expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
+    const res = await send(post(toolCall(2), { ip, headers }));
+    const body = await errorBody(res);
+    const challenges = body.error.data!.challenges as Array<{ type: string; macaroon?: string; invoice?: string }>;
+    return {
+      status: res.status,
+      www: res.headers.get("www-authenticate") ?? "",
+      types: challenges.map((c) => c.type),
+      challenges,
+      message: body.error.message,
+      before: origin.requests.length,
+    };
+  }
+
+  it("by default proof of work leads: PowChallenge first, then L402; challenges pow, l402, x402", async () => {
+    const r = await offers(gateway(PAID, secrets));
+    expect(r.status).toBe(402);
+    expect(r.www).toMatch(/^PowChallenge realm="tollbooth", .*, L402 version="0", token="[^"]+", macaroon="[^"]+", invoice="[^"]+"$/);
+    expect(r.types).toEqual(["pow", "l402", "x402"]);
+    expect(r.message).toMatch(/ Solve the proof-of-work challenge .*; or pay the Lightning invoice .*; or pay with x402 /);
+    expect(r.message).not.toMatch(/\bor or\b/i);
+  });
+
+  it('["l402"]: L402 is the first WWW-Authenticate challenge and the first entry of error.data.challenges; the rest keep the registry\'s order', async () => {
+    const r = await offers(gateway({ ...PAID, offerOrder: ["l402"] }, secrets));
+    expect(r.status).toBe(402);
+    // A client that reads only the first challenge (Alby's fetch402, lsat-js) finds the invoice and macaroon there.
+    expect(r.www).toMatch(/^L402 version="0", token="[^"]+", macaroon="[^"]+", invoice="lnbc[0-9a-z]+", PowChallenge realm="tollbooth", /);
+    expect(r.types).toEqual(["l402", "pow", "x402"]);
+    // Its hint leads the message too, each way through said once, joined by "; or".
+    expect(r.message).toMatch(
+      /^Payment required \(over_budget\): tools\/call echo costs 1 and the caller's budget is spent\. Pay the Lightning invoice of the l402 challenge \(10 sats for 5 credits\) .*; or solve the proof-of-work challenge \(the "pow" entry of error\.data\.challenges: .*; or pay with x402 .*; or wait \d+ s\.$/,
+    );
+    expect(r.message).not.toMatch(/\bor or\b/i);
+    expect(origin.requests).toHaveLength(1);
+  });
+
+  it('["x402", "l402", "pow"]: the challenges in that order; x402 stays in PAYMENT-REQUIRED, L402 leads WWW-Authenticate', async () => {
+    const send = gateway({ ...PAID, offerOrder: ["x402", "l402", "pow"] }, secrets);
+    expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
+    const res = await send(post(toolCall(2), { ip }));
+    expect(res.status).toBe(402);
+    expect(res.headers.get("payment-required")).toMatch(/^[A-Za-z0-9+/]+=*$/);
+    expect(res.headers.get("www-authenticate")).toMatch(/^L402 version="0", .*, PowChallenge realm=/);
+    expect(((await errorBody(res)).error.data!.challenges as Array<{ type: string }>).map((c) => c.type)).toEqual(["x402", "l402", "pow"]);
+  });
+
+  it("the 401 to a credential that does not verify lists its fresh challenges in the same order; the origin gets nothing", async () => {
+    const send = gateway({ ...PAID, offerOrder: ["l402"] }, secrets);
+    const { challenges, before } = await offers(send);
+    const l402 = challenges[0]!;
+    const res = await send(post(toolCall(3), { ip, headers: { authorization: `L402 ${l402.macaroon}:${"00".repeat(32)}` } }));
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toMatch(/^L402 version="0", .*, PowChallenge realm=/);
+    expect(((await errorBody(res)).error.data!.challenges as Array<{ type: string }>).map((c) => c.type)).toEqual(["l402", "pow", "x402"]);
+    expect(origin.requests).toHaveLength(before);
+  });
+
+  it("in 429 mode the challenges in error.data follow the order too (no WWW-Authenticate)", async () => {
+    const send = gateway({ ...PAID, overBudget: "429", offerOrder: ["l402"] }, secrets);
+    expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
+    const res = await send(post(toolCall(2), { ip }));
+    expect(res.status).toBe(429);
+    expect(res.headers.get("www-authenticate")).toBeNull();
+    expect(((await errorBody(res)).error.data!.challenges as Array<{ type: string }>).map((c) => c.type)).toEqual(["l402", "pow", "x402"]);
+  });
+
+  it("an unavailable backend is listed where its order puts it, and the first challenge sent is the next one", async () => {
+    origin = observeOrigin(undefined, {
+      [LND_URL]: async () => new Response("down", { status: 503 }),
+      [FACILITATOR_URL]: fakeFacilitator().service,
+    });
+    const r = await offers(gateway({ ...PAID, offerOrder: ["l402"] }, secrets));
+    expect(r.status).toBe(402);
+    expect(r.types).toEqual(["l402", "pow", "x402"]);
+    expect(r.challenges[0]).toMatchObject({ type: "l402", unavailable: true });
+    expect(r.www).toMatch(/^PowChallenge realm=/);
+    expect(r.www).not.toContain("L402");
   });
 });

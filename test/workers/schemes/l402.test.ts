@@ -4,12 +4,14 @@
  * an invoice and a macaroon bound to its payment hash; the macaroon with the invoice's
  * preimage gets through as `Authorization: L402`, `Authorization: LSAT` or `Tollbooth-L402`,
  * and the origin never receives the credential (an OAuth `Authorization` beside
- * `Tollbooth-L402` is the origin's and passes). Real invoices and the Lightning stand-in are
+ * `Tollbooth-L402` is the origin's and passes). The invoice reserve is kept for trusted callers
+ * (a verified API key, a payer whose payment completed), never for a sender of a payment that
+ * only verified. Real invoices and the Lightning stand-in are
  * test/unit/workers/schemes/contract.test.ts's and test/e2e/l402-lightning.test.ts's.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { fakeLnd, LND_MACAROON_HEX, LND_URL } from "../payments.ts";
-import { errorBody, type Forwarded, freshIp, gateway, observeOrigin, post, toolCall } from "../support.ts";
+import { base64Json, FACILITATOR, FACILITATOR_URL, fakeFacilitator, fakeLnd, LND_MACAROON_HEX, LND_URL, x402Payment } from "../payments.ts";
+import { errorBody, type Forwarded, fetchChallenge, freshIp, gateway, observeOrigin, post, solve, toolCall } from "../support.ts";
 
 const PRICE = { sats: 10, credits: 5 };
 const POLICY = {
@@ -94,5 +96,108 @@ describe("a paid L402 credential", () => {
     expect(res.headers.get("www-authenticate")).toContain("L402 ");
     expect((await errorBody(res)).error.data!.reason).toBe("l402_wrong_preimage");
     expect(origin.requests).toHaveLength(before);
+  });
+});
+
+describe("who draws on the invoice reserve (invoicesPerSecond 0.2: a burst of 2, 1 of it reserved)", () => {
+  const PRO_KEY = "tb_pro-key-for-the-reserve-test-000000000000";
+  let seq = 0;
+  /** A gateway of its own (its own per-isolate budgets), L402 and x402, one `pro` API key. */
+  async function fresh() {
+    const sha256 = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(PRO_KEY)))]
+      .map((b) => b.toString(16).padStart(2, "0"))
+      .join("");
+    const policy = {
+      ...POLICY,
+      lightning: { backend: "lnd", url: LND_URL, invoicesPerSecond: 0.2, service: `reserve-${++seq}-${Date.now() % 1e6}` },
+      x402: { mode: "credits", amount: "10000", credits: 2 },
+      facilitator: FACILITATOR,
+      plans: { pro: { bucket: { capacity: 1, refillPerSecond: 0.0001 } } },
+      identity: { apiKeys: [{ sha256, name: "pro", plan: "pro" }] },
+    };
+    return gateway(policy, { TOLLBOOTH_LIGHTNING_SECRET: LND_MACAROON_HEX });
+  }
+  /** The 402's L402 entry (an invoice, or why not) and its `error.data.reason`. */
+  async function l402Of(res: Response): Promise<{ invoice?: string; unavailable?: boolean; reason?: string; refused: string }> {
+    expect(res.status).toBe(402);
+    const data = (await errorBody(res)).error.data!;
+    return { ...data.challenges.find((c: { type: string }) => c.type === "l402"), refused: data.reason };
+  }
+  /** Over budget from a fresh network (its free unit spent first): the 402's L402 entry. */
+  async function overBudget(
+    send: (r: Request) => Promise<Response>,
+    headers: Record<string, string> = {},
+    extra: Record<string, string> = {},
+  ) {
+    const from = freshIp();
+    expect((await send(post(toolCall(1), { ip: from, headers }))).status).toBe(200);
+    return l402Of(await send(post(toolCall(2), { ip: from, headers: { ...headers, ...extra } })));
+  }
+
+  it("unverified networks take the one unit above the reserve, then busy; the pro API key still gets an invoice", async () => {
+    const send = await fresh();
+    const facilitator = fakeFacilitator();
+    origin = observeOrigin(undefined, { [LND_URL]: lnd.service, [FACILITATOR_URL]: facilitator.service });
+    expect((await overBudget(send)).invoice).toMatch(/^lnbcrt/);
+    for (let i = 0; i < 5; i++) expect(await overBudget(send)).toMatchObject({ unavailable: true, reason: "busy" });
+    expect((await overBudget(send, { "x-api-key": PRO_KEY })).invoice).toMatch(/^lnbcrt/);
+    expect(lnd.created()).toBe(2);
+  });
+
+  it("an x402 payment that only verified (signed from an empty wallet, refused at the facilitator's /verify) does not make its sender trusted", async () => {
+    const send = await fresh();
+    const facilitator = fakeFacilitator();
+    origin = observeOrigin(undefined, { [LND_URL]: lnd.service, [FACILITATOR_URL]: facilitator.service });
+    expect((await overBudget(send)).invoice).toMatch(/^lnbcrt/);
+    facilitator.setVerdict({ isValid: false, invalidReason: "invalid_exact_evm_insufficient_funds" });
+    const from = freshIp();
+    const refused = await send(post(toolCall(3), { ip: from, headers: { "payment-signature": base64Json(await x402Payment("10000")) } }));
+    expect(await l402Of(refused)).toMatchObject({ refused: "x402_invalid", unavailable: true, reason: "busy" });
+    // A forged one neither.
+    const p = await x402Payment("10000");
+    const forged = { ...p, payload: { ...p.payload, signature: (await x402Payment("10000")).payload.signature } };
+    expect(await l402Of(await send(post(toolCall(4), { ip: from, headers: { "payment-signature": base64Json(forged) } })))).toMatchObject({
+      refused: "x402_invalid",
+      unavailable: true,
+      reason: "busy",
+    });
+    expect(lnd.created()).toBe(1);
+  });
+
+  it("an access token bought with proof of work (cheap to make) does not make its holder trusted when it runs out", async () => {
+    const send = await fresh();
+    const facilitator = fakeFacilitator();
+    origin = observeOrigin(undefined, { [LND_URL]: lnd.service, [FACILITATOR_URL]: facilitator.service });
+    expect((await overBudget(send)).invoice).toMatch(/^lnbcrt/);
+    const from = freshIp();
+    const { verifyBody } = await solve(await fetchChallenge(send, { "cf-connecting-ip": from }));
+    const bought = await send(post(verifyBody, { ip: from, path: "/.well-known/tollbooth/verify" }));
+    expect(bought.status).toBe(200);
+    const { token, credits } = (await bought.json()) as { token: string; credits: number };
+    for (let i = 0; i < credits; i++)
+      expect((await send(post(toolCall(10 + i), { ip: from, headers: { "tollbooth-token": token } }))).status).toBe(200);
+    const out = await l402Of(await send(post(toolCall(99), { ip: from, headers: { "tollbooth-token": token } })));
+    expect(out).toMatchObject({ refused: "token_exhausted", unavailable: true, reason: "busy" });
+    expect(lnd.created()).toBe(1);
+  });
+
+  it("a payer whose access token ran out (bought with a settled x402 payment) is trusted: it gets an invoice from the reserve", async () => {
+    const send = await fresh();
+    const facilitator = fakeFacilitator();
+    origin = observeOrigin(undefined, { [LND_URL]: lnd.service, [FACILITATOR_URL]: facilitator.service });
+    expect((await overBudget(send)).invoice).toMatch(/^lnbcrt/);
+    expect(await overBudget(send)).toMatchObject({ unavailable: true, reason: "busy" });
+    const from = freshIp();
+    const bought = await send(
+      post({ type: "x402", payment: await x402Payment("10000") }, { ip: from, path: "/.well-known/tollbooth/verify" }),
+    );
+    expect(bought.status).toBe(200);
+    const { token } = (await bought.json()) as { token: string };
+    for (let i = 0; i < 2; i++)
+      expect((await send(post(toolCall(10 + i), { ip: from, headers: { "tollbooth-token": token } }))).status).toBe(200);
+    const out = await l402Of(await send(post(toolCall(12), { ip: from, headers: { "tollbooth-token": token } })));
+    expect(out.refused).toBe("token_exhausted");
+    expect(out.invoice).toMatch(/^lnbcrt/);
+    expect(lnd.created()).toBe(2);
   });
 });

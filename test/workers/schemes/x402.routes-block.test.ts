@@ -12,6 +12,8 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import type { Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { BLOCK_MEMO_MS } from "../../../workers/objects/stores.ts";
 import { advance, errorBody, freezeTime, freshIp, GW, gateway, ORIGIN_URL, post, rpc, toolCall } from "../support.ts";
@@ -106,9 +108,44 @@ function stubPeers(): Peers {
 const hex = (bytes: number) =>
   "0x" + [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
 
-/** A v2 PaymentPayload (exact, EIP-3009) from `from` with a fresh nonce, as a client signs it for the offered requirement. */
-function payment(from = hex(20)) {
+/**
+ * A v2 PaymentPayload (exact, EIP-3009) from the key `key` (a fresh one by default) with a fresh
+ * nonce, signed (EIP-712, a viem account) as a client signs it for the offered requirement;
+ * `authorization.from` lowercase.
+ */
+async function payment(key: Hex = generatePrivateKey()) {
   const now = Math.floor(Date.now() / 1000);
+  const account = privateKeyToAccount(key);
+  const authorization = {
+    from: account.address.toLowerCase(),
+    to: PAY_TO,
+    value: PRICE,
+    validAfter: String(now - 10),
+    validBefore: String(now + 120),
+    nonce: hex(32),
+  };
+  const signature = await account.signTypedData({
+    domain: { name: "USDC", version: "2", chainId: 84532, verifyingContract: ASSET as Hex },
+    types: {
+      TransferWithAuthorization: [
+        { name: "from", type: "address" },
+        { name: "to", type: "address" },
+        { name: "value", type: "uint256" },
+        { name: "validAfter", type: "uint256" },
+        { name: "validBefore", type: "uint256" },
+        { name: "nonce", type: "bytes32" },
+      ],
+    },
+    primaryType: "TransferWithAuthorization",
+    message: {
+      from: authorization.from as Hex,
+      to: PAY_TO,
+      value: BigInt(PRICE),
+      validAfter: BigInt(authorization.validAfter),
+      validBefore: BigInt(authorization.validBefore),
+      nonce: authorization.nonce as Hex,
+    },
+  });
   return {
     x402Version: 2,
     accepted: {
@@ -120,14 +157,11 @@ function payment(from = hex(20)) {
       maxTimeoutSeconds: 120,
       extra: { name: "USDC", version: "2" },
     },
-    payload: {
-      signature: "0x" + "11".repeat(65),
-      authorization: { from, to: PAY_TO, value: PRICE, validAfter: String(now - 10), validBefore: String(now + 120), nonce: hex(32) },
-    },
+    payload: { signature, authorization },
   };
 }
 const header = (p: unknown) => btoa(JSON.stringify(p));
-const payerOf = (p: ReturnType<typeof payment>) => `evm:${p.payload.authorization.from}`;
+const payerOf = (p: Awaited<ReturnType<typeof payment>>) => `evm:${p.payload.authorization.from}`;
 
 /** An admin request with the token. */
 function admin(method: string, path: string, body?: unknown): Request {
@@ -148,7 +182,7 @@ beforeEach(() => {
 
 describe("x402 spent marks shared by every route", () => {
   it("one authorization sent to two routes at once (twice each) reaches /settle once: one 200, the others 402 x402_spent, one origin call", async () => {
-    const p = payment();
+    const p = await payment();
     const sends = ["/a/mcp", "/b/mcp", "/a/mcp", "/b/mcp"].map((path, i) =>
       routed(post(toolCall(i), { ip, path, headers: { "payment-signature": header(p) } })),
     );
@@ -168,7 +202,7 @@ describe("x402 spent marks shared by every route", () => {
   });
 
   it("a payment on one route and the same one at the other route's /verify at once: one settlement, one token or one call", async () => {
-    const p = payment();
+    const p = await payment();
     const [onA, atB] = await Promise.all([
       routed(post(toolCall(1), { ip, path: "/a/mcp", headers: { "payment-signature": header(p) } })),
       routed(post({ type: "x402", payment: p }, { ip, path: "/b/.well-known/tollbooth/verify" })),
@@ -205,7 +239,7 @@ describe("x402 spent marks shared by every route", () => {
   });
 
   it("the settled payment's claim lives in `spent:<spend id>` of the unscoped namespace", async () => {
-    const p = payment();
+    const p = await payment();
     const res = await routed(post(toolCall(1), { ip, path: "/a/mcp", headers: { "payment-signature": header(p) } }));
     expect(res.status).toBe(200);
     const a = p.payload.authorization;
@@ -218,7 +252,7 @@ describe("x402 spent marks shared by every route", () => {
 describe("a block follows the payer", () => {
   it("a blocked network paying with PAYMENT-SIGNATURE gets 403 blocked: no /verify, no /settle, nothing forwarded", async () => {
     await block(`ip:${ip}`);
-    const res = await single(post(toolCall(7), { ip, headers: { "payment-signature": header(payment()) } }));
+    const res = await single(post(toolCall(7), { ip, headers: { "payment-signature": header(await payment()) } }));
     expect(res.status).toBe(403);
     const body = await errorBody(res);
     expect(body.id).toBe(7);
@@ -229,10 +263,12 @@ describe("a block follows the payer", () => {
 
   it('a blocked network paying in _meta["x402/payment"] or at /verify gets 403 blocked, no /verify', async () => {
     await block(`ip:${ip}`);
-    const meta = await single(post(rpc("tools/call", { name: "echo", arguments: {}, _meta: { "x402/payment": payment() } }, 8), { ip }));
+    const meta = await single(
+      post(rpc("tools/call", { name: "echo", arguments: {}, _meta: { "x402/payment": await payment() } }, 8), { ip }),
+    );
     expect(meta.status).toBe(403);
     expect((await errorBody(meta)).error.data!.reason).toBe("blocked");
-    const v = await single(verifyReq(ip, payment()));
+    const v = await single(verifyReq(ip, await payment()));
     expect(v.status).toBe(403);
     expect(await v.json()).toMatchObject({ error: "blocked", reason: "blocked" });
     expect(peers).toMatchObject({ verify: 0, settle: 0, origin: [] });
@@ -240,7 +276,7 @@ describe("a block follows the payer", () => {
 
   it("an access token bought by a payer is refused (403) from a blocked network, and keeps its credits", async () => {
     const buyer = freshIp();
-    const bought = await single(verifyReq(buyer, payment()));
+    const bought = await single(verifyReq(buyer, await payment()));
     expect(bought.status).toBe(200);
     const { token } = (await bought.json()) as { token: string };
     await block(`ip:${ip}`);
@@ -257,7 +293,7 @@ describe("a block follows the payer", () => {
 
   it("a block placed after the network used a payer's token applies within BLOCK_MEMO_MS (the isolate's memo)", async () => {
     const t0 = freezeTime();
-    const bought = await single(verifyReq(freshIp(), payment()));
+    const bought = await single(verifyReq(freshIp(), await payment()));
     const { token } = (await bought.json()) as { token: string };
     expect((await single(post(toolCall(1), { ip, headers: { "tollbooth-token": token } }))).status).toBe(200);
     await block(`ip:${ip}`);
@@ -271,21 +307,20 @@ describe("a block follows the payer", () => {
   });
 
   it("a blocked payer address (evm:0x…) is refused from any network: its payments (no /settle) and its token", async () => {
-    const p = payment();
+    const key = generatePrivateKey();
+    const p = await payment(key);
     const bought = await single(verifyReq(freshIp(), p));
     const { token } = (await bought.json()) as { token: string };
     await block(payerOf(p));
     const settles = peers.settle;
     for (const from of [freshIp(), freshIp()]) {
-      const paid = await single(
-        post(toolCall(1), { ip: from, headers: { "payment-signature": header(payment(p.payload.authorization.from)) } }),
-      );
+      const paid = await single(post(toolCall(1), { ip: from, headers: { "payment-signature": header(await payment(key)) } }));
       expect(paid.status).toBe(403);
       expect((await errorBody(paid)).error.data!.reason).toBe("blocked");
       const withToken = await single(post(toolCall(2), { ip: from, headers: { "tollbooth-token": token } }));
       expect(withToken.status).toBe(403);
     }
-    const v = await single(verifyReq(freshIp(), payment(p.payload.authorization.from)));
+    const v = await single(verifyReq(freshIp(), await payment(key)));
     expect(v.status).toBe(403);
     expect(peers.settle).toBe(settles);
     expect(peers.origin).toHaveLength(0);

@@ -1,13 +1,18 @@
 /**
  * L402 offers, per isolate and bounded: invoices made per second (`lightning.invoicesPerSecond`,
- * burst 10×; past it L402 is offered as `busy`), a 5 s pause after a backend failure (each 402
- * does not wait for a dead backend's timeout), the caller's last offer reused for up to 60 s
- * (a caller retrying a 402 does not mint an invoice per retry), a paid invoice never offered
+ * burst 10×), of which a share (`INVOICE_RESERVE_SHARE`) is kept for trusted callers (a
+ * verified identity, or a caller that proved a completed payment: `OfferContext.trusted`) —
+ * past what is left to the others, L402 is offered to them as `busy` while trusted callers
+ * still get invoices; each network's untrusted callers get at most `INVOICES_PER_NETWORK`
+ * fresh invoices per `OFFER_REUSE_MS`; a 5 s pause after a backend failure (each 402 does not
+ * wait for a dead backend's timeout); the caller's last offer reused for up to 60 s (a caller
+ * retrying a 402 does not mint an invoice per retry; under the `ip` strategy an unverified
+ * caller is its network, so its network's offer is reused); a paid invoice never offered
  * again (`forget`). Under congestion the price is the plan's × the curve's factor (`scaleSats`).
  */
 
 import { formatL402Challenge, mintL402 } from "../../../shared/credentials/l402.ts";
-import { type BucketConfig, type BucketState, take } from "../../../shared/limits/bucket.ts";
+import { type BucketConfig, type BucketState, fullBucket, refill } from "../../../shared/limits/bucket.ts";
 import { scaleSats } from "../../../shared/limits/congestion.ts";
 import type { Offer, OfferContext, Unavailable } from "../contract.ts";
 import { InvoiceError, type InvoiceProvider } from "./invoices.ts";
@@ -17,8 +22,15 @@ import { type Lightning, l402PriceOf } from "./policy.ts";
 export const BACKEND_PAUSE_MS = 5_000;
 /** Longest a caller's offer is reused, milliseconds. */
 export const OFFER_REUSE_MS = 60_000;
-/** Most offers and verified credentials remembered per isolate (oldest dropped first). */
+/** Most offers, networks and verified credentials remembered per isolate (oldest dropped first). */
 export const L402_MEMO_MAX = 4096;
+/**
+ * Share of the per-isolate invoice budget (its burst, `invoicesPerSecond` × 10, rounded down)
+ * that only trusted callers may take: an invoice flood from unverified networks leaves it whole.
+ */
+export const INVOICE_RESERVE_SHARE = 0.5;
+/** Fresh invoices the untrusted callers of one network may have per `OFFER_REUSE_MS` (per isolate). */
+export const INVOICES_PER_NETWORK = 2;
 
 /** Drop the oldest entry of a memo that is full. */
 export function bound<K, V>(memo: Map<K, V>): void {
@@ -32,6 +44,43 @@ const unavailable = (reason: "backend_unavailable" | "busy", message: string): U
   message,
 });
 
+/**
+ * The per-isolate invoice budgets: `take(ctx)` takes one invoice from the share `ctx` may
+ * draw on (all of it for a trusted caller; above the reserve, and within its network's
+ * allowance, for any other) and answers null, or `busy` taking nothing.
+ */
+function invoiceBudgets(lightning: Lightning): { take(ctx: OfferContext): Unavailable | null } {
+  const rate: BucketConfig = {
+    capacity: Math.max(1, Math.round(lightning.invoicesPerSecond * 10)),
+    refillPerSecond: lightning.invoicesPerSecond,
+  };
+  const reserve = Math.floor(rate.capacity * INVOICE_RESERVE_SHARE);
+  const perNetwork: BucketConfig = { capacity: INVOICES_PER_NETWORK, refillPerSecond: INVOICES_PER_NETWORK / (OFFER_REUSE_MS / 1000) };
+  let total: BucketState | null = null;
+  const networks = new Map<string, BucketState>();
+  return {
+    take(ctx) {
+      const now = refill(total ?? fullBucket(rate, ctx.nowMs), rate, ctx.nowMs);
+      // Invariant: callers that are not trusted never take the reserve's units.
+      if (now.tokens < (ctx.trusted ? 0 : reserve) + 1)
+        return unavailable("busy", "The gateway is making too many invoices; solve the proof-of-work challenge instead, or retry");
+      if (!ctx.trusted) {
+        const network = refill(networks.get(ctx.network) ?? fullBucket(perNetwork, ctx.nowMs), perNetwork, ctx.nowMs);
+        if (network.tokens < 1)
+          return unavailable(
+            "busy",
+            "This network has asked for too many invoices; pay the invoice already offered, solve the proof-of-work challenge, or retry later",
+          );
+        networks.delete(ctx.network);
+        bound(networks);
+        networks.set(ctx.network, { tokens: network.tokens - 1, updatedMs: network.updatedMs });
+      }
+      total = { tokens: now.tokens - 1, updatedMs: now.updatedMs };
+      return null;
+    },
+  };
+}
+
 /** The offers of one isolate: `offer` for a 402, `forget` once an invoice is paid. */
 export interface L402Offers {
   offer(ctx: OfferContext): Promise<Offer | Unavailable>;
@@ -42,11 +91,7 @@ export interface L402Offers {
 /** Offers of invoices from `backend`, with macaroons for `lightning.service`. */
 export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402Offers {
   const { service } = lightning;
-  const rate: BucketConfig = {
-    capacity: Math.max(1, Math.round(lightning.invoicesPerSecond * 10)),
-    refillPerSecond: lightning.invoicesPerSecond,
-  };
-  let invoiceBudget: BucketState | null = null;
+  const budgets = invoiceBudgets(lightning);
   let pausedUntilMs = 0;
   const offers = new Map<string, { offer: Offer; paymentHash: string; reuseUntilMs: number }>();
 
@@ -61,10 +106,8 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
       if (cached && ctx.nowMs < cached.reuseUntilMs) return cached.offer;
       if (ctx.nowMs < pausedUntilMs)
         return unavailable("backend_unavailable", "The Lightning backend is unavailable; solve the proof-of-work challenge instead");
-      const budget = take(invoiceBudget ?? { tokens: rate.capacity, updatedMs: ctx.nowMs }, rate, 1, ctx.nowMs);
-      if (!budget.result.success)
-        return unavailable("busy", "The gateway is making too many invoices; solve the proof-of-work challenge instead, or retry");
-      invoiceBudget = budget.state;
+      const busy = budgets.take(ctx);
+      if (busy) return busy;
       let invoice;
       try {
         invoice = await backend.create({
@@ -105,7 +148,7 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
           validUntil,
           header,
         },
-        hint: `Or pay the Lightning invoice of the l402 challenge (${invoice.sats} sats for ${price.credits} credits) and retry with header Authorization: L402 <macaroon>:<preimage hex>`,
+        hint: `Pay the Lightning invoice of the l402 challenge (${invoice.sats} sats for ${price.credits} credits) and retry with header Authorization: L402 <macaroon>:<preimage hex>`,
       };
       bound(offers);
       offers.set(key, {

@@ -87,7 +87,7 @@ export const powScheme: SchemeFactory = (policy) => {
         challenge: formatChallenge(ch),
         json: challengeJson(ch),
         hint:
-          `Solve the proof-of-work challenge in error.data.challenges[0] (find decimal nonce with SHA-256(salt+nonce) ` +
+          `Solve the proof-of-work challenge (the "pow" entry of error.data.challenges: find decimal nonce with SHA-256(salt+nonce) ` +
           `having ${ch.difficulty} leading zero bits) and retry with header Tollbooth-Solution: <challenge params>, nonce="<nonce>"`,
       };
     },

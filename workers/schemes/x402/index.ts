@@ -8,23 +8,26 @@
  * Credential: `PAYMENT-SIGNATURE` (or v1's `X-PAYMENT`) — base64 `PaymentPayload` — or, on a
  * `tools/call`, `params._meta["x402/payment"]` (the object, or the base64 string Cloudflare
  * `agents/x402` sends), removed before forwarding.
- * Verify: the payload's requirement must be one offered (scheme, network, asset, payee) at
- * no less than the price, then the facilitator's `/verify`; the payer becomes the caller
- * (`evm:<address>`), once the identity the request came from was found not blocked. The
- * authorization (network, asset, payer, nonce) is spent once in the caller's Durable Object;
- * then the gateway claims it gateway-wide (one object per spend id, shared by every route) and
- * only the claim's winner has `settle` ask the facilitator's `/settle`, before the request is
- * forwarded (a failed settlement, or a claim lost to another route, withdraws what the
- * payment bought).
+ * Verify (no network call): the payload's requirement must be one offered (scheme, network,
+ * asset, payee) at no less than the price, and its EIP-3009 authorization must pay that
+ * payee that amount, be inside its validity window, and be signed by its `from`
+ * (./authorization.ts: EIP-712 with viem, secp256k1 recovery with `@noble/secp256k1`); the
+ * payer becomes the caller (`evm:<address>`), once the identity the request came from was
+ * found not blocked. A forged signature never reaches the facilitator.
+ * The authorization (network, asset, payer, nonce) is then spent once in the payer's Durable
+ * Object, with the payer's ceiling; the origin ceiling is taken; the gateway claims it
+ * gateway-wide (one object per spend id, shared by every route); only the claim's winner has
+ * `settle` ask the facilitator — `/verify` (balance, nonce on chain), then `/settle` — before
+ * the request is forwarded. A refusal there withdraws what the payment bought; when the
+ * facilitator did not answer `/verify` (`retryable`), its spent marks are lifted too, so the
+ * same payment may come again.
  * Refusals: `x402_<X402Refusal>` — 402 with fresh challenges; 503 when the facilitator does
  * not answer.
  * Policy: `x402` prices, the `facilitator` and `x402ToolResult` (./policy.ts); the over-budget
- * answer as an MCP tool result (./tool-result.ts).
- * EIP-712 and the chain are the facilitator's: the Worker uses `@x402/core`'s header codecs
- * and facilitator client, and never signs or checks signatures itself.
+ * answer as an MCP tool result (./tool-result.ts). The facilitator client is tollbooth's own
+ * (./facilitator.ts); header codecs from `@x402/core/utils`, types from `@x402/core/types`.
  */
-import { encodePaymentRequiredHeader, encodePaymentResponseHeader, HTTPFacilitatorClient } from "@x402/core/http";
-import type { PaymentPayload, PaymentRequired, SettleResponse } from "@x402/core/types";
+import type { PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse } from "@x402/core/types";
 import { newTokenId } from "../../../shared/credentials/token.ts";
 import { type Result, refuse } from "../../../shared/result.ts";
 import {
@@ -35,7 +38,7 @@ import {
   X402_META_PAYMENT,
   X402_META_RESPONSE,
 } from "../../../shared/wire/headers.ts";
-import { takeMetaFromRequest } from "../../proxy/mcp-meta.ts";
+import { takeMetaFromRequest, withoutMeta } from "../../proxy/mcp-meta.ts";
 import {
   credentialRefusal,
   type Offer,
@@ -47,7 +50,17 @@ import {
   type SchemeModule,
   type Settled,
 } from "../contract.ts";
-import { authorizationOf, decodePayment, matchRequirement, requirementsFor, type X402Credential, type X402Error } from "./payment.ts";
+import { checkAuthorization } from "./authorization.ts";
+import { type FacilitatorClient, facilitatorClient } from "./facilitator.ts";
+import {
+  authorizationOf,
+  decodePayment,
+  encodeHeader,
+  matchRequirement,
+  requirementsFor,
+  type X402Credential,
+  type X402Error,
+} from "./payment.ts";
 import { type Facilitator, facilitatorOf, toolResultWanted, x402Credits, x402PriceOf, x402Section } from "./policy.ts";
 import { toolResult } from "./tool-result.ts";
 
@@ -74,7 +87,7 @@ function offerFor(config: Facilitator, ctx: OfferContext): Offer {
   return {
     ok: true,
     type: "x402",
-    headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(paymentRequired) },
+    headers: { [PAYMENT_REQUIRED_HEADER]: encodeHeader(paymentRequired) },
     json: {
       type: "x402",
       x402Version: 2,
@@ -88,31 +101,19 @@ function offerFor(config: Facilitator, ctx: OfferContext): Offer {
   };
 }
 
-/** A payment matched to an offered requirement and checked by the facilitator's `/verify`, into what it buys. */
-async function verifyPayment(
-  facilitator: HTTPFacilitatorClient,
-  config: Facilitator,
-  payload: PaymentPayload,
-  ctx: SchemeContext,
-): Promise<Result<Redeemable, X402Error>> {
+/**
+ * A payment matched to an offered requirement and checked locally (./authorization.ts: payee,
+ * amount, validity window, the signature recovering to the payer), into what it buys. No
+ * facilitator call: `/verify` is asked in `settle`, once the caller's ceiling, the spent
+ * marks and the origin ceiling have admitted the request.
+ */
+function verifyPayment(config: Facilitator, payload: PaymentPayload, ctx: SchemeContext): Result<Redeemable, X402Error> {
   const matched = matchRequirement(config, payload, ctx);
   if (!matched.ok) return matched;
-  let verdict;
-  try {
-    verdict = await facilitator.verify(payload, matched.requirement);
-  } catch (err) {
-    const response = (err as { invalidReason?: string; name?: string }) ?? {};
-    if (response.name === "VerifyError") return refuse("invalid", response.invalidReason);
-    console.error("tollbooth: x402 facilitator /verify failed", err);
-    return refuse("facilitator_unavailable");
-  }
-  if (!verdict.isValid)
-    return refuse(
-      verdict.invalidReason && /expired|valid_before|validbefore/i.test(verdict.invalidReason) ? "expired" : "invalid",
-      verdict.invalidReason,
-    );
+  const checked = checkAuthorization(payload, matched.requirement, ctx.nowMs);
+  if (!checked.ok) return checked;
+  const { payer } = checked;
   const authorization = authorizationOf(payload);
-  const payer = (verdict.payer ?? authorization.from).toLowerCase();
   const price = x402PriceOf(ctx.plan)!;
   const validBeforeMs = Number(authorization.validBefore) * 1000;
   const until = Number.isFinite(validBeforeMs) && validBeforeMs > ctx.nowMs ? validBeforeMs : ctx.nowMs + config.maxTimeoutSeconds * 1000;
@@ -138,15 +139,41 @@ async function verifyPayment(
   };
 }
 
-/** Settle a verified payment with the facilitator's `/settle`: its receipt header, and its `_meta` receipt when it came in MCP. */
+/** The facilitator's `/verify` of a payment the gateway admitted: null when valid, else why not. */
+async function confirmPayment(
+  facilitator: FacilitatorClient,
+  payload: PaymentPayload,
+  requirement: PaymentRequirements,
+): Promise<{ ok: false; reason: X402Error; detail?: string } | null> {
+  let verdict;
+  try {
+    verdict = await facilitator.verify(payload, requirement);
+  } catch (err) {
+    console.error("tollbooth: x402 facilitator /verify failed", err);
+    return refuse("facilitator_unavailable");
+  }
+  if (verdict.isValid) return null;
+  return refuse(
+    verdict.invalidReason && /expired|valid_before|validbefore/i.test(verdict.invalidReason) ? "expired" : "invalid",
+    verdict.invalidReason,
+  );
+}
+
+/**
+ * Complete a payment the gateway admitted and claimed: the facilitator's `/verify` (balance,
+ * nonce unused on chain, …), then `/settle`; its receipt header, and its `_meta` receipt when
+ * it came in MCP.
+ */
 async function settlePayment(
-  facilitator: HTTPFacilitatorClient,
+  facilitator: FacilitatorClient,
   config: Facilitator,
   { payload, via }: X402Credential,
   ctx: SchemeContext,
 ): Promise<Result<Settled, X402Error>> {
   const matched = matchRequirement(config, payload, ctx);
   if (!matched.ok) return matched;
+  const refused = await confirmPayment(facilitator, payload, matched.requirement);
+  if (refused) return refused;
   let settled: SettleResponse;
   try {
     settled = await facilitator.settle(payload, matched.requirement);
@@ -159,7 +186,7 @@ async function settlePayment(
   if (!settled.success) return refuse("settle_failed", settled.errorReason);
   return {
     ok: true,
-    headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader(settled) },
+    headers: { [PAYMENT_RESPONSE_HEADER]: encodeHeader(settled) },
     ...(via === "mcp" ? { receipt: { key: X402_META_RESPONSE, value: settled } } : {}),
   };
 }
@@ -169,18 +196,11 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
   const config = facilitatorOf(policy);
   if (!config) return null;
   const auth = deps.secrets[FACILITATOR_AUTH_SECRET];
-  const facilitator = new HTTPFacilitatorClient({
-    url: config.url.replace(/\/+$/, ""),
+  const facilitator = facilitatorClient({
+    url: config.url,
     timeoutMs: config.timeoutMs,
-    ...(auth
-      ? {
-          createAuthHeaders: async () => ({
-            verify: { Authorization: auth },
-            settle: { Authorization: auth },
-            supported: { Authorization: auth },
-          }),
-        }
-      : {}),
+    authorization: auth || undefined,
+    fetch: deps.fetch,
   });
   const scheme: PaymentScheme<X402Credential> = {
     type: "x402",
@@ -207,13 +227,17 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
       const payload = decodePayment(body.payment);
       return payload ? { ok: true, credential: { payload, via: "http" } } : refuse("malformed");
     },
-    verify: ({ payload }, ctx) => verifyPayment(facilitator, config, payload, ctx),
+    verify: async ({ payload }, ctx) => verifyPayment(config, payload, ctx),
     settle: (credential, ctx) => settlePayment(facilitator, config, credential, ctx),
+    // The facilitator did not answer `/verify`: nothing was submitted, the payment may come again.
+    retryable: (reason) => reason === "facilitator_unavailable",
     refusalStatus: (reason) => (reason === "x402_facilitator_unavailable" ? 503 : 402),
     strip(headers) {
       headers.delete(PAYMENT_SIGNATURE_HEADER);
       headers.delete(X_PAYMENT_HEADER);
     },
+    // A payment in `_meta` never reaches the origin, even when the request paid another way.
+    stripBody: (raw) => withoutMeta(raw, X402_META_PAYMENT),
     publicPlan(plan) {
       const price = x402PriceOf(plan);
       return price ? { x402: price } : {};

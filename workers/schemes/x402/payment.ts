@@ -3,8 +3,8 @@
  * authorization (decoded from `PAYMENT-SIGNATURE`, v1's `X-PAYMENT`, or an MCP `_meta`
  * member), and the requirements a plan's price offers, which a payment must match.
  */
-import { decodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import { Base64EncodedRegex, safeBase64Decode, safeBase64Encode } from "@x402/core/utils";
 import { scaleAtomic } from "../../../shared/limits/congestion.ts";
 import type { Plan } from "../../../shared/policy/index.ts";
 import { refuse } from "../../../shared/result.ts";
@@ -44,13 +44,24 @@ function priceOf(plan: Plan, cost: number, factorPpm: number): bigint | null {
     : BigInt(scaleAtomic(p.amountPerUnit, factorPpm)) * BigInt(Math.max(1, cost));
 }
 
+/**
+ * An x402 header value (`PAYMENT-REQUIRED`, `PAYMENT-RESPONSE`): base64 (standard alphabet,
+ * padded) of the value's JSON, as `@x402/core/http`'s header encoders write it.
+ */
+export function encodeHeader(value: unknown): string {
+  return safeBase64Encode(JSON.stringify(value));
+}
+
 /** A decoded payment, or null when it is not a v2 PaymentPayload with an EIP-3009 authorization. */
 export function decodePayment(value: unknown): PaymentPayload | null {
   let payload: unknown = value;
   if (typeof value === "string") {
     if (value.length > MAX_PAYMENT_CHARS) return null;
+    const text = value.trim();
+    // As `@x402/core/http`'s decodePaymentSignatureHeader: base64 of a JSON value.
+    if (!Base64EncodedRegex.test(text)) return null;
     try {
-      payload = decodePaymentSignatureHeader(value.trim());
+      payload = JSON.parse(safeBase64Decode(text));
     } catch {
       return null;
     }

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { matchRoute, originProblem, parseRoutes, type Route, restAfterPrefix, routeSecrets } from "../../../../shared/policy/routes.ts";
 import { normalizePath } from "../../../../workers/pipeline/paths.ts";
+import { parsePolicy } from "../../../../workers/schemes/policy.ts";
 
 const routes = (list: unknown[], policy?: unknown) => parseRoutes(JSON.stringify(list), policy)!;
 const refused = (list: unknown, policy?: unknown) => {
@@ -49,6 +50,16 @@ describe("parseRoutes", () => {
       originSecret: "ORIGIN_B_SECRET",
     });
     expect(b!.policy).toEqual({ bucket: { capacity: 9, refillPerSecond: 1 }, endpoint: "/rpc", identity: { strategies: ["ip"] } });
+  });
+
+  it("a field a route gives replaces TOLLBOOTH_POLICY's whole: what it leaves out inside takes the default", () => {
+    const [a] = routes([{ name: "a", match: { path: "/a" }, origin: "https://a.internal", policy: { bucket: { capacity: 60 } } }], {
+      bucket: { capacity: 5, refillPerSecond: 2 },
+      offerOrder: ["l402"],
+    });
+    const policy = parsePolicy(a!.policy);
+    expect(policy.bucket).toEqual({ capacity: 60, refillPerSecond: 0.5 });
+    expect(policy.offerOrder).toEqual(["l402", "pow", "x402"]);
   });
 
   it("names the route and field of each mistake", () => {

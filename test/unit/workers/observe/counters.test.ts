@@ -6,11 +6,12 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   addRecord,
+  type BatchMinute,
   countersOf,
   emptyBatch,
   MAX_CALLERS_PER_MINUTE,
   MAX_RECENT,
-  OTHER_CALLERS,
+  mergeBatch,
   percentiles,
   type StatsBatch,
   shortCaller,
@@ -125,10 +126,13 @@ describe("countersOf", () => {
       'requests_total{decision="admitted"}': 1,
       'admitted_total{paid_by="free"}': 1,
     });
-    expect(countersOf(record({ decision: "admitted_unmetered", reason: "store_unavailable" }))).toEqual({
-      'requests_total{decision="admitted_unmetered"}': 1,
-      'admitted_total{paid_by="unmetered"}': 1,
-    });
+    for (const kind of ["timeout", "unreachable"]) {
+      expect(countersOf(record({ decision: "admitted_unmetered", reason: `store_${kind}` }))).toEqual({
+        'requests_total{decision="admitted_unmetered"}': 1,
+        'admitted_total{paid_by="unmetered"}': 1,
+        [`store_failures_total{reason="store_${kind}"}`]: 1,
+      });
+    }
     expect(countersOf(record({ decision: "payment_required", reason: "x402_underpaid", scheme: "x402", status: 402 }))).toEqual({
       'requests_total{decision="payment_required"}': 1,
       'payment_required_total{scheme="x402",reason="x402_underpaid"}': 1,
@@ -145,8 +149,22 @@ describe("countersOf", () => {
         [`bad_request_total{status="${status}"}`]: 1,
       });
     }
+    // A Durable Object's failure, by its kind (and which object), whether refused or forwarded unmetered.
+    for (const reason of [
+      "store_overloaded",
+      "store_timeout",
+      "store_error",
+      "store_unreachable",
+      "origin_gate_overloaded",
+      "origin_gate_timeout",
+    ]) {
+      expect(countersOf(record({ decision: "unavailable", reason, status: 503 }))).toEqual({
+        'requests_total{decision="unavailable"}': 1,
+        [`store_failures_total{reason="${reason}"}`]: 1,
+      });
+    }
     // Decisions with no family of their own: counted once, under requests_total.
-    expect(countersOf(record({ decision: "unavailable", reason: "store", status: 503 }))).toEqual({
+    expect(countersOf(record({ decision: "unavailable", reason: "x402_facilitator_unavailable", status: 503 }))).toEqual({
       'requests_total{decision="unavailable"}': 1,
     });
     expect(countersOf(record({ decision: "blocked", reason: "blocked", status: 403 }))).toEqual({
@@ -188,14 +206,77 @@ describe("percentiles", () => {
 });
 
 describe("batches stay bounded", () => {
-  it("callers past the cap of a minute go to (other); at most MAX_RECENT records", () => {
+  it("at most MAX_CALLERS_PER_MINUTE callers per minute, at most MAX_RECENT records", () => {
     const b = emptyBatch("i");
     for (let i = 0; i < MAX_CALLERS_PER_MINUTE + 50; i++) addRecord(b, record({ caller: `key:c${i}` }));
     const m = Object.values(b.minutes)[0]!;
-    expect(Object.keys(m.callers)).toHaveLength(MAX_CALLERS_PER_MINUTE + 1);
-    expect(m.callers[OTHER_CALLERS]).toEqual({ requests: 50, admitted: 50, refused: 0 });
+    expect(Object.keys(m.callers).length).toBeLessThanOrEqual(MAX_CALLERS_PER_MINUTE);
     expect(b.recent).toHaveLength(MAX_RECENT);
     expect(b.recent.at(-1)!.caller).toBe(`key:c${MAX_CALLERS_PER_MINUTE + 49}`);
+  });
+});
+
+describe("top callers: a Misra–Gries summary per minute", () => {
+  const K = MAX_CALLERS_PER_MINUTE;
+  /** The true count of each caller in a stream of records. */
+  const truth = (stream: readonly string[]) => stream.reduce((t, c) => t.set(c, (t.get(c) ?? 0) + 1), new Map<string, number>());
+  /** The summary's guarantee, checked for every caller of the stream: count ≤ true ≤ count + error, error ≤ N / (k + 1). */
+  function expectGuarantee(m: BatchMinute, stream: readonly string[]): void {
+    const error = m.callersError ?? 0;
+    expect(error).toBeLessThanOrEqual(stream.length / (K + 1));
+    expect(Object.keys(m.callers).length).toBeLessThanOrEqual(K);
+    for (const [caller, n] of truth(stream)) {
+      const counted = m.callers[caller]?.requests ?? 0;
+      expect(counted, caller).toBeLessThanOrEqual(n);
+      expect(counted + error, caller).toBeGreaterThanOrEqual(n);
+    }
+  }
+  const minuteOf = (b: StatsBatch) => Object.values(b.minutes)[0]!;
+
+  it("250 one-request names, then a heavy abuser: the abuser is listed, its count within the error bound (not hidden as the 251st name)", () => {
+    const stream = [...Array.from({ length: 250 }, (_, i) => `key:cheap${i}`), ...Array.from({ length: 300 }, () => "ip:203.0.113.0/24")];
+    const b = emptyBatch("i");
+    for (const caller of stream) addRecord(b, record({ caller, decision: "rate_limited", reason: "ceiling", status: 429 }));
+    const m = minuteOf(b);
+    const abuser = m.callers["ip:203.0.113.0/24"]!;
+    expect(abuser.requests).toBeLessThanOrEqual(300);
+    expect(abuser.requests + m.callersError!).toBeGreaterThanOrEqual(300);
+    expect(abuser.requests).toBeGreaterThan(300 - 550 / (K + 1));
+    expect(abuser.refused).toBe(abuser.requests);
+    expect(abuser.admitted).toBe(0);
+    // The heaviest counter is the abuser's.
+    expect(Object.entries(m.callers).sort((x, y) => y[1].requests - x[1].requests)[0]![0]).toBe("ip:203.0.113.0/24");
+    expectGuarantee(m, stream);
+  });
+
+  it("holds its guarantee over random streams: a few heavy callers among thousands of light ones, in any order", () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let round = 0; round < 20; round++) {
+      const heavy = Array.from({ length: 1 + (round % 5) }, (_, i) => `key:heavy${round}-${i}`);
+      const stream: string[] = [];
+      for (let i = 0; i < 3000; i++)
+        stream.push(random() < 0.3 ? heavy[Math.floor(random() * heavy.length)]! : `key:light${round}-${Math.floor(random() * 2000)}`);
+      const b = emptyBatch("i");
+      for (const caller of stream) addRecord(b, record({ caller }));
+      const m = minuteOf(b);
+      expectGuarantee(m, stream);
+      // Every caller above N / (k + 1) is named.
+      for (const [caller, n] of truth(stream)) if (n > stream.length / (K + 1)) expect(m.callers[caller], caller).toBeDefined();
+    }
+  });
+
+  it("merged (an isolate's batch into another, as the Stats object merges flushes), the guarantee holds for the union", () => {
+    const a: string[] = [...Array.from({ length: 400 }, (_, i) => `key:a${i}`), ...Array.from({ length: 120 }, () => "key:abuser")];
+    const c: string[] = [...Array.from({ length: 120 }, () => "key:abuser"), ...Array.from({ length: 400 }, (_, i) => `key:c${i}`)];
+    const into = emptyBatch("a");
+    const from = emptyBatch("c");
+    for (const caller of a) addRecord(into, record({ caller }));
+    for (const caller of c) addRecord(from, record({ caller }));
+    mergeBatch(into, from);
+    const m = minuteOf(into);
+    expectGuarantee(m, [...a, ...c]);
+    expect(m.callers["key:abuser"]!.requests).toBeGreaterThan(240 - 1040 / (K + 1));
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * The after-origin step (workers/pipeline/after-origin.ts) against a fake caller store: the
  * session an `initialize` opened is bound to the origin's `Mcp-Session-Id` (or its slot
- * released), DELETE or the origin's 404 ends a session, a payment's receipt goes into the
+ * released), a DELETE answered 2xx or the origin's 404 on the endpoint ends a session (nothing
+ * else does), a payment's receipt goes into the
  * tool result's `_meta`, and the decision's headers are set on the answer.
  */
 import { describe, expect, it } from "vitest";
@@ -72,7 +73,7 @@ describe("sessions", () => {
     expect(s.store.calls).toEqual([]);
   });
 
-  it("DELETE of a session, or the origin's 404 for it: the session's slot is ended; a 5xx to a DELETE ends nothing", async () => {
+  it("DELETE of a session answered 2xx, or the origin's 404 for it: the session's slot is ended; a 5xx to a DELETE ends nothing", async () => {
     const del = await cleared(request("DELETE", "/mcp", { headers: { "mcp-session-id": "sess-1" } }));
     afterOrigin(del, deps, answer(204), false);
     expect(del.store.calls).toEqual([["endSession", { sessionId: "sess-1" }]]);
@@ -82,6 +83,22 @@ describe("sessions", () => {
     const failed = await cleared(request("DELETE", "/mcp", { headers: { "mcp-session-id": "sess-3" } }));
     afterOrigin(failed, deps, answer(503), false);
     expect(failed.store.calls).toEqual([]);
+  });
+
+  it("a 4xx to a DELETE, or a 404 of another path or spelling of the endpoint, ends no session (the origin may still hold it)", async () => {
+    const cases: Array<[Request, number]> = [
+      [request("DELETE", "/mcp", { headers: { "mcp-session-id": "sess-4", "mcp-protocol-version": "1999-01-01" } }), 400],
+      [request("DELETE", "/mcp", { headers: { "mcp-session-id": "sess-4" } }), 405],
+      [request("DELETE", "/mcp", { headers: { "mcp-session-id": "sess-4" } }), 403],
+      [request("GET", "/nope", { headers: { "mcp-session-id": "sess-4" } }), 404],
+      [request("DELETE", "/MCP", { headers: { "mcp-session-id": "sess-4" } }), 404],
+      [request("DELETE", "/mcp/", { headers: { "mcp-session-id": "sess-4" } }), 200],
+    ];
+    for (const [req, status] of cases) {
+      const s = await cleared(req);
+      afterOrigin(s, deps, answer(status), false);
+      expect(s.store.calls, `${req.method} ${new URL(req.url).pathname} → ${status}`).toEqual([]);
+    }
   });
 });
 

@@ -42,6 +42,23 @@ describe("the body: read once, parsed on the endpoint", () => {
     }
   });
 
+  it("a path origins read differently is refused 400 invalid_path, before its body is read, on any method", async () => {
+    for (const [method, path] of [
+      ["POST", "/x/..%2Fmcp"],
+      ["GET", "/x/%2e%2e%2fmcp"],
+      ["DELETE", "/mcp%5C"],
+      ["POST", "/mcp%zz"],
+    ] as const) {
+      const req = request(method, path, method === "POST" ? { body: toolCall(1) } : {});
+      const s = arrival(req);
+      const { status, json } = await answered(await body(s, deps));
+      expect([path, status]).toEqual([path, 400]);
+      expect(json.error).toMatchObject({ code: -32600, message: expect.stringMatching(/^Invalid path: /) });
+      expect(req.bodyUsed, path).toBe(false);
+      expect(s.record, path).toEqual({});
+    }
+  });
+
   it("another path: read (it is forwarded) but not parsed", async () => {
     const read = (await body(
       arrival(request("POST", "/upload", { body: "not json", headers: { "content-type": "text/plain" } })),

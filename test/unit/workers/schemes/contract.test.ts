@@ -6,9 +6,10 @@
  *
  * x402: payments are signed by peers that are not tollbooth's code (`@x402/core/client` +
  * `@x402/evm`'s exact client, a viem account) for the scheme's own offer (its
- * PAYMENT-REQUIRED, decoded with `@x402/core/http`); the facilitator is a fake answering the
- * `fetch` `@x402/core`'s `HTTPFacilitatorClient` calls (test/e2e/x402*.test.ts settle on a
- * real chain with a real facilitator).
+ * PAYMENT-REQUIRED, decoded with `@x402/core/http`); `verify` checks them with no network
+ * call (a forged signature never reaches the facilitator); `settle` asks the facilitator's
+ * `/verify` then `/settle` — a fake answering the `fetch` the scheme is given
+ * (test/e2e/x402*.test.ts settle on a real chain with a real facilitator).
  * L402: invoices are REAL signed regtest BOLT11 from the Lightning stand-in
  * (test/helpers/lightning-standin.ts), paid through its payer endpoint for the preimage.
  */
@@ -44,12 +45,15 @@ afterEach(() => {
 function context(policy: Policy, cost = 1, caller = CALLER): SchemeContext {
   return { policy, plan: planFor(policy, undefined), keyring, caller, nowMs: Date.now(), cost };
 }
-const offerContext = (policy: Policy, cost = 1, caller = CALLER): OfferContext => ({
+/** An offer's context for `policy`'s default plan: an unverified caller on a network of its own. */
+const offerContext = (policy: Policy, cost = 1, caller = CALLER, trusted = false): OfferContext => ({
   ...context(policy, cost, caller),
   difficulty: 8,
   url: URL_,
   what: "tools/call echo",
   reason: "over_budget",
+  network: `ip:${caller}`,
+  trusted,
 });
 /** The origin's congestion at load level `level`, on the default curve (docs/allocation.md: at 0.9 the price × 4^0.8 = 3.0314331…). */
 const congested = (level: number) => congestion(level, DEFAULT_CONGESTION);
@@ -91,36 +95,39 @@ describe("x402", () => {
     x402: { mode: "per-request", amountPerUnit: "700" },
     facilitator: { url: FACILITATOR, payTo: PAY_TO, assets: [{ network: NETWORK, asset: ASSET, name: "USDC", version: "2" }] },
   });
-  const scheme = x402Scheme(credits, { fetch, secrets: {} }) as PaymentScheme<X402Credential>;
+  /** The fake facilitator, as the `fetch` the scheme is given (a `fetch` that reaches anything else fails the test). */
+  const facilitatorFetch = (input: RequestInfo | URL, init?: RequestInit) => answer(new Request(input, init));
+  const deps = { fetch: facilitatorFetch as typeof fetch, secrets: {} };
+  const scheme = x402Scheme(credits, deps) as PaymentScheme<X402Credential>;
   const account = privateKeyToAccount(generatePrivateKey());
   const payer = account.address.toLowerCase();
 
   /** Requests that reached the fake facilitator: path and JSON body. */
-  let calls: Array<{ path: string; body: { paymentPayload: PaymentPayload; paymentRequirements: { amount: string } } }>;
+  let calls: Array<{ path: string; body: { paymentPayload: PaymentPayload; paymentRequirements: { amount: string } } }> = [];
   /** The fake facilitator's answers (default: valid, settled). */
   let verdict: Record<string, unknown>;
   let settled: Record<string, unknown>;
-  let down: boolean;
+  /** Paths that do not answer (connection refused). */
+  let down: string[];
+
+  async function answer(req: Request): Promise<Response> {
+    if (!req.url.startsWith(FACILITATOR + "/")) throw new Error(`unexpected fetch of ${req.url}`);
+    const path = new URL(req.url).pathname;
+    if (down.includes(path)) throw new TypeError("fetch failed: connection refused");
+    calls.push({ path, body: JSON.parse(await req.text()) });
+    return Response.json(path === "/verify" ? verdict : settled);
+  }
 
   const fakeFacilitator = () => {
     calls = [];
-    down = false;
+    down = [];
     verdict = { isValid: true, payer };
     settled = { success: true, transaction: `0x${"ab".repeat(32)}`, network: NETWORK, payer };
-    const real = globalThis.fetch;
-    vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
-      const req = new Request(input, init);
-      if (!req.url.startsWith(FACILITATOR + "/")) return real(input, init);
-      if (down) throw new TypeError("fetch failed: connection refused");
-      const path = new URL(req.url).pathname;
-      calls.push({ path, body: JSON.parse(await req.text()) });
-      return Response.json(path === "/verify" ? verdict : settled);
-    });
   };
 
   /** The scheme's offer for `policy` (cost units), decoded from its PAYMENT-REQUIRED header. */
   async function offered(policy: Policy = credits, cost = 1): Promise<PaymentRequired> {
-    const s = x402Scheme(policy, { fetch, secrets: {} })!;
+    const s = x402Scheme(policy, deps)!;
     const offer = await s.offer(offerContext(policy, cost));
     if (!offer.ok) throw new Error("x402 not offered");
     return decodePaymentRequiredHeader(offer.headers!["payment-required"]!);
@@ -243,8 +250,8 @@ describe("x402", () => {
     });
   });
 
-  describe("verify", () => {
-    it("the price: the facilitator's /verify with the requirement as signed; the payer becomes the caller; 5 credits, spent once per authorization", async () => {
+  describe("verify (no facilitator call)", () => {
+    it("the price: the payer (its signature recovered) becomes the caller; 5 credits, spent once per authorization; the facilitator is not asked", async () => {
       fakeFacilitator();
       const p = await signed(await offered());
       const ctx = context(credits);
@@ -263,9 +270,7 @@ describe("x402", () => {
         solve: false,
         spendUntilMs: Number(auth.validBefore) * 1000,
       });
-      expect(calls.map((c) => c.path)).toEqual(["/verify"]);
-      expect(calls[0]!.body.paymentPayload).toEqual(p);
-      expect(calls[0]!.body.paymentRequirements).toEqual(p.accepted);
+      expect(calls).toEqual([]);
     });
 
     // "9999" and "9" are below 10000 but not string prefixes of it: as text they sort after it.
@@ -279,17 +284,15 @@ describe("x402", () => {
       });
     }
 
-    it("more than the price (100000) is verified for the amount signed", async () => {
+    it("more than the price (100000) is accepted for the amount signed", async () => {
       fakeFacilitator();
       const p = await signed(await offered(), "100000");
-      const check = await scheme.verify(fromHeader(p), context(credits));
-      expect(check).toMatchObject({ ok: true, paid: { amount: "100000", unit: "atomic" } });
-      expect(calls[0]!.body.paymentRequirements.amount).toBe("100000");
+      expect(await scheme.verify(fromHeader(p), context(credits))).toMatchObject({ ok: true, paid: { amount: "100000", unit: "atomic" } });
     });
 
     it("per-request mode: the price of the request's cost; no access token; credits = the cost", async () => {
       fakeFacilitator();
-      const s = x402Scheme(perRequest, { fetch, secrets: {} })!;
+      const s = x402Scheme(perRequest, deps)!;
       const under = await signed(await offered(perRequest, 3), "1400");
       expect(await s.verify(fromHeader(under), context(perRequest, 3))).toEqual({ ok: false, reason: "underpaid" });
       const p = await signed(await offered(perRequest, 3));
@@ -312,23 +315,31 @@ describe("x402", () => {
       expect(calls).toEqual([]);
     });
 
-    it("the facilitator's refusal: invalid with its reason as detail, expired for an authorization past validBefore; unavailable when it does not answer", async () => {
+    it("a forged payment — another key's signature, the payer's signature over other terms — is invalid, with the facilitator's word for it, and never sent", async () => {
       fakeFacilitator();
-      const p = await signed(await offered());
-      verdict = { isValid: false, invalidReason: "invalid_exact_evm_signature", payer };
-      expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({
-        ok: false,
-        reason: "invalid",
-        detail: "invalid_exact_evm_signature",
-      });
-      verdict = { isValid: false, invalidReason: "invalid_exact_evm_payload_authorization_valid_before", payer };
-      expect(await scheme.verify(fromHeader(p), context(credits))).toMatchObject({ ok: false, reason: "expired" });
-      down = true;
-      vi.spyOn(console, "error").mockImplementation(() => {});
-      expect(await scheme.verify(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "facilitator_unavailable" });
-      expect(scheme.refusalStatus("x402_facilitator_unavailable")).toBe(503);
-      expect(scheme.refusalStatus("x402_underpaid")).toBe(402);
-      expect(scheme.refusalStatus("x402_invalid")).toBe(402);
+      const required = await offered();
+      const p = await signed(required);
+      const other = privateKeyToAccount(generatePrivateKey());
+      const client = new x402Client();
+      registerExactEvmScheme(client, { signer: other });
+      client.setSpendControls({ allowedAssets: true });
+      const theirs = await client.createPaymentPayload(required);
+      const body = p.payload as { signature: string; authorization: Record<string, string> };
+      const forged = [
+        { ...p, payload: { ...body, signature: (theirs.payload as { signature: string }).signature } },
+        { ...p, payload: { ...body, authorization: { ...body.authorization, nonce: `0x${"42".repeat(32)}` } } },
+        {
+          ...p,
+          payload: { ...body, authorization: { ...body.authorization, validBefore: String(Number(body.authorization.validBefore!) + 1) } },
+        },
+      ];
+      for (const f of forged)
+        expect(await scheme.verify(fromHeader(f as PaymentPayload), context(credits))).toEqual({
+          ok: false,
+          reason: "invalid",
+          detail: "invalid_exact_evm_signature",
+        });
+      expect(calls).toEqual([]);
     });
   });
 
@@ -368,8 +379,8 @@ describe("x402", () => {
     });
   });
 
-  describe("settle", () => {
-    it("over HTTP: PAYMENT-RESPONSE carries the facilitator's settlement, and no receipt for _meta", async () => {
+  describe("settle: the facilitator's /verify, then /settle", () => {
+    it("over HTTP: /verify then /settle with the requirement as signed; PAYMENT-RESPONSE carries the facilitator's settlement, and no receipt for _meta", async () => {
       fakeFacilitator();
       const p = await signed(await offered());
       const done = await scheme.settle!(fromHeader(p), context(credits));
@@ -377,8 +388,11 @@ describe("x402", () => {
       if (!done.ok) return;
       expect(decodePaymentResponseHeader(done.headers["payment-response"]!)).toEqual(settled);
       expect(done.receipt).toBeUndefined();
-      expect(calls.map((c) => c.path)).toEqual(["/settle"]);
-      expect(calls[0]!.body.paymentRequirements).toEqual(p.accepted);
+      expect(calls.map((c) => c.path)).toEqual(["/verify", "/settle"]);
+      for (const c of calls) {
+        expect(c.body.paymentPayload).toEqual(p);
+        expect(c.body.paymentRequirements).toEqual(p.accepted);
+      }
     });
 
     it('inside MCP: the receipt for the result\'s _meta["x402/payment-response"] is the settlement', async () => {
@@ -390,15 +404,42 @@ describe("x402", () => {
       expect(done).toMatchObject({ ok: true, receipt: { key: "x402/payment-response", value: settled } });
     });
 
-    it("a settlement that fails or does not answer: settle_failed; an underpaid payment is never settled", async () => {
+    it("the facilitator's /verify refusal: invalid with its reason as detail, expired for validBefore; unavailable (retryable) when it does not answer; never settled", async () => {
+      fakeFacilitator();
+      vi.spyOn(console, "error").mockImplementation(() => {});
+      const p = await signed(await offered());
+      verdict = { isValid: false, invalidReason: "invalid_exact_evm_insufficient_funds", payer };
+      expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({
+        ok: false,
+        reason: "invalid",
+        detail: "invalid_exact_evm_insufficient_funds",
+      });
+      verdict = { isValid: false, invalidReason: "invalid_exact_evm_payload_authorization_valid_before", payer };
+      expect(await scheme.settle!(fromHeader(p), context(credits))).toMatchObject({ ok: false, reason: "expired" });
+      down = ["/verify"];
+      expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "facilitator_unavailable" });
+      expect(calls.map((c) => c.path)).toEqual(["/verify", "/verify"]);
+      expect(scheme.retryable!("facilitator_unavailable")).toBe(true);
+      expect(scheme.retryable!("invalid")).toBe(false);
+      expect(scheme.retryable!("settle_failed")).toBe(false);
+      expect(scheme.refusalStatus("x402_facilitator_unavailable")).toBe(503);
+      expect(scheme.refusalStatus("x402_underpaid")).toBe(402);
+      expect(scheme.refusalStatus("x402_invalid")).toBe(402);
+    });
+
+    it("a settlement that fails or does not answer: settle_failed (not retryable: it may still settle); an underpaid payment is never settled", async () => {
       fakeFacilitator();
       vi.spyOn(console, "error").mockImplementation(() => {});
       const p = await signed(await offered());
       settled = { success: false, errorReason: "insufficient_funds", transaction: "", network: NETWORK, payer };
-      expect(await scheme.settle!(fromHeader(p), context(credits))).toMatchObject({ ok: false, reason: "settle_failed" });
-      down = true;
+      expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({
+        ok: false,
+        reason: "settle_failed",
+        detail: "insufficient_funds",
+      });
+      down = ["/settle"];
       expect(await scheme.settle!(fromHeader(p), context(credits))).toEqual({ ok: false, reason: "settle_failed" });
-      down = false;
+      down = [];
       const before = calls.length;
       expect(await scheme.settle!(fromHeader(await signed(await offered(), "9999")), context(credits))).toEqual({
         ok: false,

@@ -21,7 +21,6 @@ import {
   freshIp,
   gateway,
   observeOrigin,
-  type PolicyJson,
   parseLimitList,
   post,
   request,

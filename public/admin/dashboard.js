@@ -103,7 +103,7 @@
           height: 280,
           scales: {
             y: {
-              range: function (u, min, max) {
+              range: function (_u, _min, max) {
                 return [0, Math.max(1, max)];
               },
             },

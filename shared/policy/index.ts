@@ -38,12 +38,6 @@ const classShare = (d: { guarantee: number; reserve: number }) =>
 export const DEFAULT_ORIGIN_SHARDS = 16;
 /** Units added to a bucket per second (at least 0.0001: one unit per 10 000 s). */
 const refill = z.number().check(z.minimum(0.0001));
-/** A token bucket, both fields given (the origin ceiling: no default). */
-const bucket = z.strictObject({
-  /** Most units the bucket holds (the burst). */
-  capacity: int(1),
-  refillPerSecond: refill,
-});
 /** A token bucket whose fields left out are those of `d` (capacity in units; units per second). */
 const bucketOr = (d: { capacity: number; refillPerSecond: number }) =>
   z._default(z.strictObject({ capacity: z._default(int(1), d.capacity), refillPerSecond: z._default(refill, d.refillPerSecond) }), d);

@@ -200,7 +200,8 @@ export class OriginGate extends DurableObject<{ ORIGIN_GATE?: DurableObjectNames
     // JSON has no -Infinity: "never" was stored as null.
     if (held?.kind === "shard") held.state.reportedMs ??= -Infinity;
     if (held?.kind === "root") held.state.blockedAtMs ??= -Infinity;
-    return (this.held = held);
+    this.held = held;
+    return held;
   }
 
   private save(held: Held): void {

@@ -19,7 +19,6 @@ import {
   ipIdentity,
   observeOrigin,
   type PolicyJson,
-  parseLimitList,
   post,
   reasonOf,
   request,

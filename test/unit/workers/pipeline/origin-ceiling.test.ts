@@ -21,6 +21,7 @@ import type { Deps } from "../../../../workers/pipeline/deps.ts";
 import { identity } from "../../../../workers/pipeline/identity.ts";
 import { originCeiling } from "../../../../workers/pipeline/origin-ceiling.ts";
 import type { Carrying, Known, Metered, Read } from "../../../../workers/pipeline/state.ts";
+import { OVERLOADED_RETRY_AFTER_S } from "../../../../workers/refusal/layers.ts";
 import { Refusal } from "../../../../workers/refusal/refusal.ts";
 import { arrival, depsFor, IP, request, SECRET, solve, toolCall } from "./support.ts";
 
@@ -45,7 +46,8 @@ function fakeOrigin(
     budget?: Partial<Record<AdmissionClass, number>>;
     level?: number;
     room?: Partial<Record<AdmissionClass, boolean>>;
-    fails?: boolean;
+    /** The shard call fails with this error. */
+    fails?: Error;
   } = {},
 ) {
   const asked: Array<[AdmissionClass, number]> = [];
@@ -54,7 +56,7 @@ function fakeOrigin(
   const origin: OriginShards = {
     async admit(cls, units) {
       asked.push([cls, units]);
-      if (o.fails) throw new Error("shard unreachable");
+      if (o.fails) throw o.fails;
       if (left[cls] < units) return null;
       left[cls] -= units;
       return { cls: 0, parts: [] };
@@ -199,10 +201,21 @@ describe("no room for the request's class", () => {
     expect([none.status, none.data!.layer]).toEqual([429, "origin"]);
   });
 
-  it("the shard failing: 503", async () => {
-    const deps = withOrigin(fakeOrigin({ fails: true }));
-    const r = (await originCeiling(await carrying(request("POST", "/mcp", { body: toolCall(1) }), deps), deps)) as Refusal;
-    expect([r.status, r.reason?.reason]).toEqual([503, "origin_gate"]);
+  it("the shard failing: 503, its reason the failure's kind (the runtime's flags); overloaded: Retry-After 5 s", async () => {
+    const failing = async (err: Error) => {
+      const deps = withOrigin(fakeOrigin({ fails: err }));
+      return (await originCeiling(await carrying(request("POST", "/mcp", { body: toolCall(1) }), deps), deps)) as Refusal;
+    };
+    const unreachable = await failing(Object.assign(new Error("network connection lost"), { retryable: true }));
+    expect([unreachable.status, unreachable.reason?.reason, unreachable.retryAfter]).toEqual([503, "origin_gate_unreachable", 1]);
+    const overloaded = await failing(Object.assign(new Error("Durable Object is overloaded"), { overloaded: true, retryable: false }));
+    expect([overloaded.status, overloaded.reason?.reason, overloaded.retryAfter]).toEqual([
+      503,
+      "origin_gate_overloaded",
+      OVERLOADED_RETRY_AFTER_S,
+    ]);
+    const thrown = await failing(Object.assign(new TypeError("bad call"), { remote: true }));
+    expect([thrown.status, thrown.reason?.reason]).toEqual([503, "origin_gate_error"]);
   });
 });
 

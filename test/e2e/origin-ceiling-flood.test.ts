@@ -8,14 +8,17 @@
  * - the flood (FLOOD_S): NETWORKS networks (`CF-Connecting-IP` names the network under
  *   `wrangler dev`), each within its free budget — a cost-0 `ping` and a cost-1 `tools/call`
  *   every 6 s — together 2.5 × the ceiling's refill (the others ask 0.3 × of it);
- * - after it (AFTER_S): the flood stops, the others go on.
+ * - after it (AFTER_S): the flood stops, the others go on, and a second probe network (`late`)
+ *   runs over its free budget (3 requests a second) to sample the price a new caller meets.
  * Asserted: the pro caller and the payer are never refused; every message the origin
  * received while the flood ran (its own log, each message of a batch counted; T from the
  * flood's first request sent to its last answer) is at most C + R·T (+5 %), and at least
  * 90 % of R·T (the ceiling, not something else, limited it); the flood meets 402s, never a
  * 429, their congestion at the top of the curve with the proof-of-work difficulty and the
  * L402 price raised; after the flood the probe's 402s carry no congestion, at the list
- * difficulty and price. Prints the curve, second by second.
+ * difficulty, and the late probe's at the list difficulty and L402 price (the first probe's
+ * network spent its fresh invoices on the flood's changing prices: workers/schemes/l402/offers.ts
+ * `INVOICES_PER_NETWORK`). Prints the curve, second by second.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -73,7 +76,7 @@ afterAll(async () => {
 
 /** One answer, as a client saw it. */
 interface Seen {
-  who: "pro" | "pow" | "flood" | "probe";
+  who: "pro" | "pow" | "flood" | "probe" | "late";
   /** Seconds since the flood began (negative before it), when sent. */
   t: number;
   status: number;
@@ -170,7 +173,10 @@ test("a flood of free traffic from 60 networks: the pro caller and the proof-of-
       }),
     ),
   );
-  await Promise.all([pro, pow, probe, flood]);
+  const late = every(300, t0 + (FLOOD_S + 2) * 1000, end, async () => {
+    seen.push(await send("late", tOf(performance.now()), cheap(), { "cf-connecting-ip": "203.0.113.31" }));
+  });
+  await Promise.all([pro, pow, probe, flood, late]);
 
   // What the origin ran, second by second, and what the clients were told.
   const log = origin.requests().map((r) => ({ t: tOf(r.at), n: messagesIn(r.body) }));
@@ -203,7 +209,7 @@ test("a flood of free traffic from 60 networks: the pro caller and the proof-of-
   console.log(
     [
       `origin ceiling C = ${C}, R = ${R}/s; flood of ${NETWORKS} networks for ${T.toFixed(1)} s: the origin received ${received} messages, C + R·T = ${bound.toFixed(0)} (${((received / bound - 1) * 100).toFixed(1)} %), R·T = ${(R * T).toFixed(0)}`,
-      `answers by caller: pro ${statuses("pro")}, pow ${statuses("pow")}, probe ${statuses("probe")}, flood ${statuses("flood")}`,
+      `answers by caller: pro ${statuses("pro")}, pow ${statuses("pow")}, probe ${statuses("probe")}, late ${statuses("late")}, flood ${statuses("flood")}`,
       "| s (0: flood begins) | origin messages | flood sent | flood 200 | flood 402 origin | flood 402 budget | level | free share | pow bits | L402 sats | price × |",
       "|---|---|---|---|---|---|---|---|---|---|---|",
       ...rows,
@@ -229,8 +235,12 @@ test("a flood of free traffic from 60 networks: the pro caller and the proof-of-
   expect(
     flood402.some((x) => x.reason === "over_budget" && /free requests may use \d+ % of their budget/.test(x.congestion?.why ?? "")),
   ).toBe(true);
-  // After the flood the price is back: the probe's last 402s carry no congestion, at the list difficulty and price.
+  // After the flood the price is back: the probe's last 402s carry no congestion, at the list
+  // difficulty; the late probe's, at the list difficulty and L402 price.
   const after = by("probe").filter((x) => x.status === 402 && x.t >= FLOOD_S + AFTER_S - 4);
   expect(after.length).toBeGreaterThan(0);
-  for (const x of after) expect([x.congestion, x.difficulty, x.sats]).toEqual([undefined, BASE_BITS, LIST_SATS]);
+  for (const x of after) expect([x.congestion, x.difficulty]).toEqual([undefined, BASE_BITS]);
+  const lateAfter = by("late").filter((x) => x.status === 402 && x.t >= FLOOD_S + AFTER_S - 4);
+  expect(lateAfter.length).toBeGreaterThan(0);
+  for (const x of lateAfter) expect([x.congestion, x.difficulty, x.sats]).toEqual([undefined, BASE_BITS, LIST_SATS]);
 }, 120_000);

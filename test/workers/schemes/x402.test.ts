@@ -83,7 +83,7 @@ describe("a payment in a header", () => {
       expect(res.headers.get("tollbooth-credits")).toBe("4");
       // The token says money bought it: its requests are paid traffic at the origin ceiling.
       expect(decodeToken(res.headers.get("tollbooth-token")!).claims).toMatchObject({
-        sub: `evm:${p.payload.authorization.from}`,
+        sub: `evm:${p.payload.authorization.from.toLowerCase()}`,
         cr: 5,
         pd: 1,
       });

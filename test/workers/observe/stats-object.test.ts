@@ -7,6 +7,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
+import type { MoneySummary } from "../../../workers/admin/money.ts";
 import type { NetworkLimiter } from "../../../workers/env.ts";
 import { base64Json, FACILITATOR, FACILITATOR_URL, fakeFacilitator, fakeLnd, LND_MACAROON_HEX, LND_URL, x402Payment } from "../payments.ts";
 import {
@@ -122,6 +123,8 @@ describe("metrics after a known mix of requests", () => {
     });
     expect(stats.recent).toHaveLength(10);
     expect(stats.recent[0]).toMatchObject({ decision: "admitted", rpc: "tools/list", reason: "free" });
+    // The histogram's _sum: the recorded latencies added up, in seconds.
+    expect(m.get("tollbooth_request_duration_seconds_sum")).toBe(stats.recent.reduce((a, r) => a + r.latencyMs, 0) / 1000);
   });
 
   it("counts origin errors: the origin's 5xx and the proxy's own 502", async () => {
@@ -270,6 +273,28 @@ describe("every decision and every paid_by is counted", () => {
     expect(stats.totals['requests_total{decision="blocked"}']).toBe(1);
     expect(stats.totals['requests_total{decision="own_endpoint"}']).toBe(1);
     expect(stats.recent).toHaveLength(13);
+
+    // The dashboard's money (workers/admin/money.ts): the same two payments in the hour and in the day, counted and shown.
+    const { money, hours } = stats as typeof stats & { money: MoneySummary };
+    for (const w of [money.lastHour, money.lastDay]) {
+      expect(w.received.map((r) => [r.scheme, r.payments, r.amount, r.unit, `${r.shown.amount} ${r.shown.unit}`])).toEqual([
+        ["l402", 1, "10", "sats", "10 sats"],
+        ["x402", 1, "10000", "atomic", "0.01 USDC"],
+      ]);
+      expect(w.redeemed).toEqual({ pow: 1, l402: 1, x402: 1 });
+    }
+    expect(hours).toHaveLength(24);
+    expect(hours.at(-1)!.counters).toEqual({
+      'payments_total{scheme="l402"}': 1,
+      'payments_total{scheme="x402"}': 1,
+      'paid_total{scheme="l402",unit="sats"}': 10,
+      'paid_total{scheme="x402",unit="atomic"}': 10000,
+      'redeemed_total{scheme="pow"}': 1,
+      'redeemed_total{scheme="l402"}': 1,
+      'redeemed_total{scheme="x402"}': 1,
+    });
+    // The 402 offered a 4-bit challenge: the latest difficulty.
+    expect(money.difficulty?.bits).toBe(4);
   });
 });
 

@@ -328,6 +328,48 @@ describe("flushes into the Stats object", () => {
     expect(snap.totals).toEqual({});
   });
 
+  it("keeps the money counters per clock hour, 48 hours of them, and answers the last 24 (the other counters stay per minute)", async () => {
+    const stub = env.TOLLBOOTH_STATS!.getByName("hours-test");
+    const H = 3_600_000;
+    const t0 = Date.UTC(2030, 0, 1, 10, 0, 0);
+    const minute = (ms: number, counters: Record<string, number>) => ({
+      isolate: "test",
+      minutes: { [String(ms)]: { counters, latency: new Array(12).fill(0), callers: {} } },
+      recent: [],
+      records: 1,
+    });
+    const paid = {
+      'paid_total{scheme="l402",unit="sats"}': 21,
+      'payments_total{scheme="l402"}': 1,
+      'requests_total{decision="admitted"}': 1,
+    };
+    await stub.flush(minute(t0 + 5 * 60_000, paid));
+    await stub.flush(minute(t0 + 40 * 60_000, paid)); // the same clock hour
+    await stub.flush(minute(t0 + 30 * H, { 'redeemed_total{scheme="pow"}': 2, 'requests_total{decision="admitted"}': 1 }));
+    const hourRows = () =>
+      runInDurableObject(stub, (_, state) =>
+        state.storage.sql.exec<{ start_ms: number; counters: string }>("SELECT start_ms, counters FROM hours ORDER BY start_ms").toArray(),
+      );
+    expect(await hourRows()).toEqual([
+      { start_ms: t0, counters: JSON.stringify({ 'paid_total{scheme="l402",unit="sats"}': 42, 'payments_total{scheme="l402"}': 2 }) },
+      { start_ms: t0 + 30 * H, counters: JSON.stringify({ 'redeemed_total{scheme="pow"}': 2 }) },
+    ]);
+    // 30 hours later, the first hour is out of the day the snapshot answers (but still kept).
+    const later = await stub.snapshot({ nowMs: t0 + 30 * H + 1000, minutes: 1 });
+    expect(later.hours).toHaveLength(24);
+    expect(later.hours[0]!.startMs).toBe(t0 + 7 * H);
+    expect(later.hours.at(-1)).toEqual({ startMs: t0 + 30 * H, counters: { 'redeemed_total{scheme="pow"}': 2 } });
+    expect(later.hours.filter((h) => Object.keys(h.counters).length > 0)).toHaveLength(1);
+    const earlier = await stub.snapshot({ nowMs: t0 + 23 * H, minutes: 1 });
+    expect(earlier.hours[0]).toEqual({
+      startMs: t0,
+      counters: { 'paid_total{scheme="l402",unit="sats"}': 42, 'payments_total{scheme="l402"}': 2 },
+    });
+    // A flush 48 hours after the first hour deletes it.
+    await stub.flush(minute(t0 + 48 * H, { 'requests_total{decision="admitted"}': 1 }));
+    expect((await hourRows()).map((r) => r.start_ms)).toEqual([t0 + 30 * H]);
+  });
+
   it("a caller inventing identities cannot grow the per-minute caller rows past the cap, nor hide a heavy caller that comes later", async () => {
     const stub = env.TOLLBOOTH_STATS!.getByName("tollbooth-stats");
     const now = Date.now();

@@ -96,7 +96,7 @@ const FAR_DELAY_MS = Number(process.env.FAR_DELAY_MS ?? 25);
 const MF_ROUNDS = Number(process.env.MF_ROUNDS ?? 4);
 const MF_SEGMENT_MS = Number(process.env.MF_SEGMENT_MS ?? SEGMENT_MS);
 const CONCURRENCY = [1, 16] as const;
-/** Targets (README, Performance). */
+/** Targets (docs/performance.md). */
 const MAX_CPU_OVER_PASSTHROUGH_MS = 0.15;
 const MAX_COST_RATIO_TO_PASSTHROUGH = 1.25;
 const MAX_P50_RATIO_1_CLIENT = 1.15;

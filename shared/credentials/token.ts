@@ -75,7 +75,7 @@ async function verifySignature(
   if (!key) return { ok: false, reason: "unknown_key" };
   // Invariant: strict base64url, so a token has exactly one valid spelling.
   const tag = fromBase64Url(signature);
-  if (!tag || tag.byteLength !== 32) return { ok: false, reason: "bad_signature" };
+  if (tag?.byteLength !== 32) return { ok: false, reason: "bad_signature" };
   if (!(await hmacVerify(key, tag, canonical([LABEL, kid, payload])))) return { ok: false, reason: "bad_signature" };
   const bytes = fromBase64Url(payload);
   let claims: TokenClaims;

@@ -6,7 +6,6 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { readFile } from "node:fs/promises";
 import { beforeEach, describe, expect, it } from "vitest";
 import { adminTokenChecker, bearerOf, constantTimeEqual } from "../../workers/admin/auth.ts";
 import type { Env } from "../../workers/env.ts";

@@ -306,9 +306,10 @@ function trimMinutes(batch: StatsBatch): void {
 /** Merge `from` into `into` (a batch whose flush failed, kept for the next), within the same bounds. */
 export function mergeBatch(into: StatsBatch, from: StatsBatch): void {
   for (const [key, m] of Object.entries(from.minutes)) {
-    const t = (into.minutes[key] ??= { counters: {}, latency: emptyLatency(), callers: {} });
+    into.minutes[key] ??= { counters: {}, latency: emptyLatency(), callers: {} };
+    const t = into.minutes[key];
     for (const [k, v] of Object.entries(m.counters)) bump(t.counters, k, v);
-    m.latency.forEach((n, i) => (t.latency[i] = (t.latency[i] ?? 0) + n));
+    for (const [i, n] of m.latency.entries()) t.latency[i] = (t.latency[i] ?? 0) + n;
     addCallers(t, m.callers, m.callersError);
   }
   trimMinutes(into);

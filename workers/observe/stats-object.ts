@@ -235,7 +235,7 @@ export class Stats extends DurableObject {
     for (let t = first; t <= last; t += 60_000) {
       const r = rows.get(t);
       const latency: number[] = r ? JSON.parse(r.latency) : emptyLatency();
-      latency.forEach((n, i) => (window[i]! += n));
+      for (const [i, n] of latency.entries()) window[i]! += n;
       minutes.push({ startMs: t, counters: r ? JSON.parse(r.counters) : {}, latency });
     }
     const totals: Counters = {};

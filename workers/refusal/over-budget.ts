@@ -222,7 +222,7 @@ function toolResult(
   data: Record<string, unknown>,
 ): Record<string, unknown> | null {
   const m = body && !body.batch ? body.messages[0] : undefined;
-  if (!m || m.method !== "tools/call" || m.id === undefined) return null;
+  if (m?.method !== "tools/call" || m.id === undefined) return null;
   for (const offer of offers) {
     const result = schemeOfType(schemes, offer.type)?.toolResult?.(offer, m.id, data);
     if (result) return result;

@@ -24,7 +24,20 @@ import {
   type X402Payment,
   x402Payment,
 } from "../payments.ts";
-import { errorBody, type Forwarded, freshIp, gateway, observeOrigin, parseChallenge, post, reasonOf, rows, rpc, solve, toolCall } from "../support.ts";
+import {
+  errorBody,
+  type Forwarded,
+  freshIp,
+  gateway,
+  observeOrigin,
+  parseChallenge,
+  post,
+  reasonOf,
+  rows,
+  rpc,
+  solve,
+  toolCall,
+} from "../support.ts";
 
 const PRICE = "10000";
 const POLICY = {

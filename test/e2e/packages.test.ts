@@ -259,7 +259,7 @@ describe("README's agent example", () => {
     expect(stdout.trim().split("\n")).toEqual(Array.from({ length: 15 }, (_, i) => `Echo: call ${i + 1}`));
     expect(origin.counts()["tools/call:echo"]).toBe(15);
     // This file's caller (127.0.0.1) spent its 2 free units already: a token of 3 credits per 10-bit solve.
-    expect(stderr.match(/^402 → solved 10 bits in \d+ ms$/gm) ?? []).toHaveLength(5);
+    expect(stderr.match(/^402 → solved 10 bits in \d+ ms$/gm)?.length, stderr).toBe(5);
   });
 });
 

@@ -321,6 +321,13 @@ export interface SchemeWords {
   redeemed: string;
   /** The unit `paid_total` counts its payments in, with its type; absent when it takes no payment. */
   paidIn?: string;
+  /**
+   * How the admin API and its dashboard show the amounts `paid_total` counts for it: the
+   * unit counted (`paid.unit` of its redemptions), the unit people read (`sats`, `USDC`)
+   * and the decimals between the two (0 for sats; 6 from USDC's atomic units). Absent when
+   * it takes no payment.
+   */
+  shownAs?: { counted: "sats" | "atomic"; unit: string; decimals: number };
   /** Its name in prose when a refused credential is answered 401 (`refusalStatus`); absent when never. */
   refusedWith401?: string;
 }

@@ -139,5 +139,10 @@ export const l402: SchemeModule = {
   prefix: "l402",
   make: l402Scheme,
   policy: l402Section,
-  words: { redeemed: "paid L402 invoices (first use)", paidIn: "sats (l402)", refusedWith401: "L402" },
+  words: {
+    redeemed: "paid L402 invoices (first use)",
+    paidIn: "sats (l402)",
+    shownAs: { counted: "sats", unit: "sats", decimals: 0 },
+    refusedWith401: "L402",
+  },
 };

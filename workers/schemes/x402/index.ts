@@ -257,7 +257,11 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
   return scheme;
 };
 
-/** x402 as registered: its payments name their payer, `evm:0x<address>`. */
+/**
+ * x402 as registered: its payments name their payer, `evm:0x<address>`. Its amounts are
+ * counted in atomic units, every accepted asset together, and shown as USDC (6 decimals):
+ * the EIP-3009 tokens it takes are USDC's kind.
+ */
 export const x402: SchemeModule = {
   type: "x402",
   prefix: "x402",
@@ -269,5 +273,9 @@ export const x402: SchemeModule = {
     spelled: "evm:0x<40 hex>",
     malformed: "evm: takes 0x and 40 lowercase hex digits",
   },
-  words: { redeemed: "x402 payments", paidIn: "atomic units of the asset (x402)" },
+  words: {
+    redeemed: "x402 payments",
+    paidIn: "atomic units of the asset (x402)",
+    shownAs: { counted: "atomic", unit: "USDC", decimals: 6 },
+  },
 };

@@ -38,7 +38,7 @@ function invoice(network: keyof typeof NETWORKS, msat: string | null, expiry?: n
 /** What light-bolt11-decoder reads from `text`, in `decodeBolt11`'s shape. */
 function reference(text: string) {
   const d = decode(text);
-  const field = (name: string) => d.sections.find((s) => s.name === name)?.value as unknown;
+  const field = (name: string) => (d.sections.find((s) => s.name === name) as { value?: unknown } | undefined)?.value;
   const amount = field("amount") as string | undefined;
   return {
     network: (field("coin_network") as { bech32: string }).bech32,

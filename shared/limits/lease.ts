@@ -31,6 +31,12 @@ export const RENEW_AT = 0.5;
 export const QUICK_COUNT = 3;
 /** …when they span at least this many milliseconds. */
 export const QUICK_MIN_MS = 50;
+/**
+ * Most of a bucket's capacity one isolate's lease holds (and one grant gives): a quarter, so a
+ * caller whose requests land on a few isolates at once never has its whole budget stranded in
+ * their leases while it asks another isolate (two leases of half the bucket emptied it).
+ */
+export const MAX_LEASE_SHARE = 0.25;
 /** Most callers one isolate holds leases for (the least recently used is dropped first). */
 export const MAX_LEASED_CALLERS = 4096;
 
@@ -56,9 +62,15 @@ export interface LeaseGrant {
   ceilingLeft: number;
 }
 
+/** Most units of a bucket of `capacity` one lease holds: `MAX_LEASE_SHARE` of it, whole units. */
+export function leaseCap(capacity: number): number {
+  return Math.floor(capacity * MAX_LEASE_SHARE);
+}
+
 /**
  * The object's side: hand back `want.returned` (capped at capacity), then take the lease out
- * of the buckets — whole units only, never more than they hold.
+ * of the buckets — whole units only, never more than they hold nor than `MAX_LEASE_SHARE` of
+ * their capacity.
  * @param nowMs unix ms (the Worker's clock, as every bucket operation of the object uses)
  * @returns the new bucket states and the grant (0 units when the buckets are empty)
  */
@@ -75,9 +87,9 @@ export function grantLease(
   };
   let f = back(free, config.bucket, want.returned.units);
   let c = back(ceiling, config.ceiling, want.returned.ceilingUnits);
-  // Invariant: a grant is whole units the bucket holds now, taken out of it.
-  const units = Math.max(0, Math.min(Math.floor(want.units), Math.floor(f.tokens)));
-  const ceilingUnits = Math.max(0, Math.min(Math.floor(want.ceilingUnits), Math.floor(c.tokens)));
+  // Invariant: a grant is whole units the bucket holds now, taken out of it, and at most MAX_LEASE_SHARE of its capacity.
+  const units = Math.max(0, Math.min(Math.floor(want.units), Math.floor(f.tokens), leaseCap(config.bucket.capacity)));
+  const ceilingUnits = Math.max(0, Math.min(Math.floor(want.ceilingUnits), Math.floor(c.tokens), leaseCap(config.ceiling.capacity)));
   if (units > 0) f = take(f, config.bucket, units, nowMs).state;
   if (ceilingUnits > 0) c = take(c, config.ceiling, ceilingUnits, nowMs).state;
   return { free: f, ceiling: c, grant: { units, ceilingUnits, expiresMs: nowMs + LEASE_MS, bucketLeft: f.tokens, ceilingLeft: c.tokens } };
@@ -215,7 +227,7 @@ export class LeaseTable {
    * What to ask the object for with `caller`'s next call: a lease sized to `LEASE_MS` of its
    * rate (none below `MIN_RATE_PER_SECOND`), less what the lease holds, and the stale units
    * to hand back (taken out here: the caller passes them to the object exactly once).
-   * @param capacity the free bucket's capacity (a lease never asks more than half of it)
+   * @param capacity the free bucket's capacity (a lease never holds more than `MAX_LEASE_SHARE` of it, nor of the ceiling's)
    * @returns the want, or null when no lease is wanted and nothing is to be handed back
    */
   want(caller: string, nowMs: number, capacity: number, ceilingCapacity: number): LeaseWant | null {
@@ -224,8 +236,8 @@ export class LeaseTable {
     this.expire(h, nowMs);
     const rate = this.rate(caller, nowMs);
     const target = rate >= MIN_RATE_PER_SECOND ? Math.ceil((rate * LEASE_MS) / 1000) : 0;
-    const units = Math.max(0, Math.min(target, Math.floor(capacity / 2)) - (nowMs < h.expiresMs ? h.units : 0));
-    const ceilingUnits = Math.max(0, Math.min(target, Math.floor(ceilingCapacity / 2)) - (nowMs < h.expiresMs ? h.ceilingUnits : 0));
+    const units = Math.max(0, Math.min(target, leaseCap(capacity)) - (nowMs < h.expiresMs ? h.units : 0));
+    const ceilingUnits = Math.max(0, Math.min(target, leaseCap(ceilingCapacity)) - (nowMs < h.expiresMs ? h.ceilingUnits : 0));
     const returned = h.stale;
     if (units === 0 && ceilingUnits === 0 && returned.units === 0 && returned.ceilingUnits === 0) return null;
     h.stale = { units: 0, ceilingUnits: 0 };

@@ -335,7 +335,7 @@ export async function fetchChallenge(gw: (r: Request) => Promise<Response>, head
 /** Decoded access token `tb1.<kid>.<payload>.<signature>`. */
 export function decodeToken(token: string): {
   kid: string;
-  claims: { sub: string; jti: string; exp: number; cr: number };
+  claims: { sub: string; jti: string; exp: number; cr: number; pd?: 1 };
   signature: string;
   payload: string;
 } {

@@ -22,6 +22,7 @@
 import type { Keyring } from "../../shared/credentials/keys.ts";
 import type { TokenError } from "../../shared/credentials/token.ts";
 import type { JsonRpcId, ParsedBody } from "../../shared/jsonrpc.ts";
+import type { Congestion } from "../../shared/limits/congestion.ts";
 import type { Plan, Policy, PolicySection } from "../../shared/policy/index.ts";
 import type { Result } from "../../shared/result.ts";
 
@@ -89,6 +90,13 @@ export interface SchemeContext {
   nowMs: number;
   /** Units the request costs (0 at `/verify` and `/challenge`). */
   cost: number;
+  /**
+   * The origin's congestion (docs/allocation.md), when the gateway has an origin ceiling: a
+   * scheme that takes money offers, and verifies payments at, its price × `priceFactorPpm`
+   * / 10^6, rounded up (`scaleSats`, `scaleAtomic`). The proof-of-work difficulty is raised
+   * by the gateway (the plan's challenge asks the extra bits).
+   */
+  congestion?: Congestion | null;
 }
 
 /** What a 402 offers: the caller's current proof-of-work difficulty (bits) is known to the gateway. */
@@ -205,6 +213,11 @@ export interface PaymentScheme<C = unknown> {
    * from before `verify` (docs/admin.md "Blocking").
    */
   readonly namesPayer?: boolean;
+  /**
+   * The admission class at the origin ceiling of the requests its credential admits, and of
+   * the access token it buys (docs/allocation.md): `paid` for money, `worked` for work.
+   */
+  readonly admits: "paid" | "worked";
   /**
    * Credits one payment of this scheme buys under `plan` (0: not offered to that plan).
    * A request costing more is never offered this scheme.

@@ -25,6 +25,7 @@ import {
   x402Payment,
 } from "../payments.ts";
 import {
+  decodeToken,
   errorBody,
   type Forwarded,
   freshIp,
@@ -80,7 +81,12 @@ describe("a payment in a header", () => {
       expect(res.status).toBe(200);
       expect(fromBase64Json(res.headers.get("payment-response")!)).toEqual(settlement(p));
       expect(res.headers.get("tollbooth-credits")).toBe("4");
-      expect(res.headers.get("tollbooth-token")).toMatch(/^tb1\./);
+      // The token says money bought it: its requests are paid traffic at the origin ceiling.
+      expect(decodeToken(res.headers.get("tollbooth-token")!).claims).toMatchObject({
+        sub: `evm:${p.payload.authorization.from.toLowerCase()}`,
+        cr: 5,
+        pd: 1,
+      });
       // A payment made over HTTP gets its receipt in the header only: the origin's result as it was.
       expect(await res.json()).toEqual({ jsonrpc: "2.0", id: 1, result: { content: [] } });
       expect(facilitator.calls.verify).toHaveLength(1);

@@ -67,6 +67,7 @@ export const l402Scheme: SchemeFactory = (policy, deps) => {
   const scheme: PaymentScheme<Credential> = {
     type: "l402",
     prefix: "l402",
+    admits: "paid",
     credits: l402Section.credits,
     verifyFields: `the credential's fields (l402: macaroon and preimage, as in ${L402_HEADER})`,
     offer: (ctx) => offers.offer(ctx),

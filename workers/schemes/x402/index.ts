@@ -76,7 +76,7 @@ const PER_REQUEST_TTL_SECONDS = 60;
 
 /** The 402's x402 offer: `PAYMENT-REQUIRED` and its entry in `error.data.challenges`. */
 function offerFor(config: Facilitator, ctx: OfferContext): Offer {
-  const accepts = requirementsFor(config, ctx.plan, ctx.cost);
+  const accepts = requirementsFor(config, ctx.plan, ctx.cost, ctx.congestion?.priceFactorPpm);
   const paymentRequired: PaymentRequired = {
     x402Version: 2,
     error: ctx.reason,
@@ -206,6 +206,7 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
     type: "x402",
     prefix: "x402",
     namesPayer: true,
+    admits: "paid",
     credits: x402Credits,
     verifyFields: "the credential's fields (x402: payment, a PaymentPayload object or its base64 as in PAYMENT-SIGNATURE)",
     offer: async (ctx) => offerFor(config, ctx),

@@ -63,8 +63,16 @@ export function originShards(ns: DurableObjectNamespace<OriginGate> | undefined,
   let config: OriginConfig | undefined;
   let shard = 0;
   let shardId: DurableObjectId | undefined;
-  /** Per class, a call in flight that asks for it (what a `wait` awaits). */
-  const inFlight: Array<Promise<unknown> | null> = [null, null, null, null];
+  /**
+   * Per class, how many calls that ask for it are in flight (what a `wait` polls).
+   * Invariant: a request never awaits a promise another request made. In workerd the
+   * continuation of a promise runs in the I/O context of the request whose I/O settled it,
+   * so a request that awaited another's shard call would then fetch the origin on that
+   * request's behalf, and its own response would fail ("Cannot perform I/O on behalf of a
+   * different request", a 500 after the origin ran the call). Waiting polls this count
+   * with timers of its own instead.
+   */
+  const asking = [0, 0, 0, 0];
 
   /** One call to the shard (a `need`: a waiting request's units); settles the leases whatever happens. */
   const send = (need?: { cls: number; units: number }): Promise<Receipt | null> => {
@@ -86,16 +94,21 @@ export function originShards(ns: DurableObjectNamespace<OriginGate> | undefined,
     // A stub is an I/O object of the request that made it: one per call.
     const stub = ns.get(shardId!);
     const req = { config, shard, call: sent.call };
-    const call = bounded(() => stub.shard(req) as Promise<ShardReply>, timeoutMs).then(
-      (reply) => leases.settle(sent, reply, Date.now()),
+    for (const k of sent.classes) asking[k]! += 1;
+    const settled = () => {
+      for (const k of sent.classes) asking[k]! -= 1;
+    };
+    return bounded(() => stub.shard(req) as Promise<ShardReply>, timeoutMs).then(
+      (reply) => {
+        settled();
+        return leases.settle(sent, reply, Date.now());
+      },
       (err: unknown) => {
+        settled();
         leases.settle(sent, null, Date.now());
         throw err;
       },
     );
-    const done = call.catch(() => null);
-    for (const k of sent.classes) inFlight[k] = done;
-    return call;
   };
 
   return {
@@ -103,7 +116,7 @@ export function originShards(ns: DurableObjectNamespace<OriginGate> | undefined,
       const k = CLASS_INDEX[cls];
       let a = leases.admit(k, units, nowMs);
       if (a.kind === "wait") {
-        await inFlight[k];
+        await untilSettled(() => asking[k] === 0, timeoutMs);
         a = leases.retry(k, units, Date.now());
       }
       const receipt = a.kind === "admitted" ? a.receipt : a.kind === "ask" ? await send({ cls: k, units }) : null;
@@ -116,4 +129,16 @@ export function originShards(ns: DurableObjectNamespace<OriginGate> | undefined,
     room: (cls) => leases.room(CLASS_INDEX[cls]),
     retryAfterSeconds: (units) => Math.max(1, Math.ceil(units / ceiling.refillPerSecond)),
   };
+}
+
+/** Milliseconds between two looks of {@link untilSettled}. */
+const POLL_MS = 2;
+
+/**
+ * Resolves once `done()` is true or after `timeoutMs`, looking every {@link POLL_MS} ms with
+ * timers of the calling request (never awaiting another request's promise: see `asking`).
+ */
+async function untilSettled(done: () => boolean, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, POLL_MS));
 }

@@ -7,12 +7,12 @@
  *
  * Runs in workerd: it uses `fetch`, `atob` and timers only, no Node APIs. Every call is bounded
  * by `timeoutMs`, reading the body included, and fails with `InvoiceError`. The answer is
- * checked strictly: the BOLT11 is decoded (light-bolt11-decoder) and must carry the payment
+ * checked strictly: the BOLT11 is decoded (./bolt11.ts) and must carry the payment
  * hash the backend reported and exactly the amount asked for, so the macaroon's payment hash
  * and the invoice the caller pays cannot disagree.
  */
-import { decode } from "light-bolt11-decoder";
 import { fromBase64, toHex } from "../../../shared/wire/encoding.ts";
+import { type Bolt11Fields, readBolt11 } from "./bolt11.ts";
 
 /** An invoice the backend made. */
 export interface Invoice {
@@ -166,25 +166,16 @@ export function lnbitsInvoices(opts: LnbitsInvoicesOptions): InvoiceProvider {
 /** Decodes `bolt11` and checks it carries `paymentHash` and exactly `sats * 1000` msat. */
 function checkedInvoice(bolt11: string, paymentHash: string, sats: number): Invoice {
   const text = bolt11.toLowerCase();
-  let decoded: ReturnType<typeof decode>;
+  let decoded: Bolt11Fields;
   try {
-    decoded = decode(text);
+    decoded = readBolt11(text);
   } catch {
     throw new InvoiceError("bad_response", "the backend's invoice is not a valid BOLT11");
   }
-  let hash: string | undefined;
-  let msat: string | undefined;
-  let timestamp: number | undefined;
-  for (const s of decoded.sections) {
-    if (s.name === "payment_hash") hash = s.value;
-    else if (s.name === "amount") msat = s.value;
-    else if (s.name === "timestamp") timestamp = s.value;
-  }
-  if (hash !== paymentHash) throw new InvoiceError("bad_response", "the invoice's payment hash is not the one the backend reported");
-  if (msat !== `${sats}000`) throw new InvoiceError("bad_response", `the invoice is not for ${sats} sats`);
-  if (typeof timestamp !== "number" || !Number.isSafeInteger(decoded.expiry))
-    throw new InvoiceError("bad_response", "the invoice has no timestamp or expiry");
-  return { bolt11: text, paymentHash, sats, expiresAt: timestamp + decoded.expiry };
+  if (decoded.paymentHash !== paymentHash)
+    throw new InvoiceError("bad_response", "the invoice's payment hash is not the one the backend reported");
+  if (decoded.msat !== `${sats}000`) throw new InvoiceError("bad_response", `the invoice is not for ${sats} sats`);
+  return { bolt11: text, paymentHash, sats, expiresAt: decoded.timestamp + decoded.expiry };
 }
 
 /**

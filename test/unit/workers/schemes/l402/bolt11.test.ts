@@ -36,7 +36,7 @@ function invoice(msat: string | undefined, opts: { network?: typeof REGTEST; exp
 /** What light-bolt11-decoder reads of the same invoice. */
 function reference(text: string) {
   const d = decode(text);
-  const section = (name: string) => d.sections.find((s) => s.name === name)?.value as unknown;
+  const section = (name: string) => (d.sections.find((s) => s.name === name) as { value?: unknown } | undefined)?.value;
   return {
     msat: section("amount") as string | undefined,
     paymentHash: section("payment_hash"),

@@ -24,7 +24,8 @@
  *   them (over budget, or over the ceiling): they came out of the same buckets.
  * Lease size follows the caller's rate in the isolate: `LEASE_MS` (10 s) of it, renewed in
  * the background when three quarters are spent or three quarters of its life are gone, so an
- * agent at 2 requests/s makes about one object call per 15 requests; a caller seen less than
+ * agent at 2 requests/s makes about one object call per 15 requests; an agent back from a
+ * pause of up to `RECALL_MS` asks with its first call; a caller never seen at
  * `MIN_RATE_PER_SECOND` gets none and is decided by the object, exactly as without leases.
  */
 import { type BucketConfig, type BucketState, refill, take } from "./bucket.ts";
@@ -50,6 +51,12 @@ export const leaseCap = (capacity: number): number => Math.max(0, Math.floor(cap
 export const QUICK_COUNT = 3;
 /** …when they span at least this many milliseconds. */
 export const QUICK_MIN_MS = 50;
+/**
+ * Milliseconds an isolate remembers a caller's last measured rate (≥ `MIN_RATE_PER_SECOND`)
+ * after asking a lease with it: an agent that pauses (a model thinking) and comes back asks
+ * for its lease with its first call, not after three requests have measured its rate again.
+ */
+export const RECALL_MS = 60_000;
 /** Most callers one isolate holds leases for (the least recently used is dropped first). */
 export const MAX_LEASED_CALLERS = 4096;
 
@@ -121,6 +128,9 @@ interface Held {
   stale: { units: number; ceilingUnits: number };
   /** A call carrying this isolate's lease request (`want`) is in flight: no second one is asked meanwhile. */
   renewing: boolean;
+  /** The last rate measured at `MIN_RATE_PER_SECOND` or more when a lease was asked (requests/s), and until when it is remembered (unix ms). */
+  recallRate: number;
+  recallUntilMs: number;
   /** Rate estimate: requests counted in the current and previous 1 s windows. */
   windowStartMs: number;
   count: number;
@@ -158,6 +168,8 @@ export class LeaseTable {
         ceilingLeft: 0,
         stale: { units: 0, ceilingUnits: 0 },
         renewing: false,
+        recallRate: 0,
+        recallUntilMs: 0,
         windowStartMs: nowMs,
         count: 0,
         previous: 0,
@@ -238,7 +250,8 @@ export class LeaseTable {
 
   /**
    * What to ask the object for with `caller`'s next call: a lease sized to `LEASE_MS` of its
-   * rate (none below `MIN_RATE_PER_SECOND`), at most `MAX_LEASE_SHARE` of each capacity, less
+   * rate (none below `MIN_RATE_PER_SECOND`; a rate measured within `RECALL_MS` stands in while
+   * a caller back from a pause has not been measured again), at most `MAX_LEASE_SHARE` of each capacity, less
    * what the lease holds; and the stale units to hand back (taken out here: the caller passes
    * them to the object exactly once). While a call carrying an earlier want is in flight
    * (`renewing`, until `renewed`), nothing more is asked: concurrent requests of a burst do
@@ -252,7 +265,13 @@ export class LeaseTable {
     const h = this.held.get(caller);
     if (!h) return null;
     this.expire(h, nowMs);
-    const rate = this.rate(caller, nowMs);
+    const measured = this.rate(caller, nowMs);
+    if (measured >= MIN_RATE_PER_SECOND) {
+      h.recallRate = measured;
+      h.recallUntilMs = nowMs + RECALL_MS;
+    }
+    // A caller back from a pause (its rate not measured again yet) asks with the rate it had.
+    const rate = measured >= MIN_RATE_PER_SECOND ? measured : nowMs < h.recallUntilMs ? h.recallRate : 0;
     const target = rate >= MIN_RATE_PER_SECOND && !h.renewing ? Math.ceil((rate * LEASE_MS) / 1000) : 0;
     const live = nowMs < h.expiresMs;
     const units = Math.max(0, Math.min(target, leaseCap(capacity)) - (live ? h.units : 0));

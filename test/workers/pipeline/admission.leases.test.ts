@@ -7,6 +7,7 @@
  * to the caller's object are counted by wrapping its namespace binding.
  */
 import { env } from "cloudflare:workers";
+import { LEASE_MS, RECALL_MS } from "../../../shared/limits/lease.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import {
   advance,
@@ -88,6 +89,24 @@ describe("admission leases", () => {
     for (let i = 1; i <= 120; i++) {
       expect((await send(gw, i)).status).toBe(200);
       advance(500);
+    }
+    expect(origin.requests).toHaveLength(120);
+    expect(total(calls) / 120).toBeLessThanOrEqual(0.1);
+  });
+
+  it("an agent working in bursts (20 calls at 10/s, then 20 s of thinking) asks its object about once per burst: at most 0.1 calls per request", async () => {
+    const { ns, calls } = countingBuckets();
+    const gw = gateway(
+      { leases: true, bucket: { capacity: 1000, refillPerSecond: 10 }, ceiling: { capacity: 1000, refillPerSecond: 10 } },
+      { CALLER_BUCKET: ns as never },
+    );
+    let id = 0;
+    for (let burst = 0; burst < 6; burst++) {
+      for (let i = 0; i < 20; i++) {
+        expect((await send(gw, ++id)).status).toBe(200);
+        advance(100);
+      }
+      advance(20_000);
     }
     expect(origin.requests).toHaveLength(120);
     expect(total(calls) / 120).toBeLessThanOrEqual(0.1);
@@ -223,9 +242,10 @@ describe("admission leases", () => {
     expect(statuses).toEqual([...Array<number>(10).fill(200), ...Array<number>(10).fill(429)]);
     expect(origin.requests).toHaveLength(10);
     expect(fromLease).toBeGreaterThanOrEqual(5);
-    // The lease expires; the caller's next request hands what it held back to the object
-    // (itself refused by the origin ceiling, and given back by the object).
-    advance(10_000);
+    // The lease expires, and the caller's rate is no longer recalled (a request within
+    // RECALL_MS would take a new lease with it); the caller's next request hands what it held
+    // back to the object (itself refused by the origin ceiling, and given back by the object).
+    advance(LEASE_MS + RECALL_MS);
     const last = await send(gw, 21);
     expect(last.status).toBe(429);
     expect(origin.requests).toHaveLength(10);

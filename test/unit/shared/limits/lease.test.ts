@@ -9,7 +9,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type BucketConfig, type BucketState, fullBucket, take } from "../../../../shared/limits/bucket.ts";
-import { grantLease, LEASE_MS, LeaseTable, type LeaseWant, MAX_LEASE_SHARE } from "../../../../shared/limits/lease.ts";
+import { grantLease, LEASE_MS, LeaseTable, type LeaseWant, MAX_LEASE_SHARE, RECALL_MS } from "../../../../shared/limits/lease.ts";
 
 /** The caller's object, as its contract says: one ceiling unit and the cost per request, then a lease. */
 class ObjectModel {
@@ -206,6 +206,32 @@ describe("leases never admit more than the buckets allow", () => {
     );
     expect([g.grant.units, g.grant.ceilingUnits]).toEqual([15, 25]);
     expect(g.free.tokens).toBe(45);
+  });
+
+  it("an agent back from a pause asks for its lease with its first call (its last rate recalled), not after a pause longer than RECALL_MS", () => {
+    const table = new LeaseTable();
+    let now = 1_800_000_000_000;
+    for (let i = 0; i < 10; i++) table.admit("c", 1, (now += 100));
+    const first = table.want("c", now, 1000, 1000)!;
+    expect(first.units).toBeGreaterThan(0);
+    table.install(
+      "c",
+      { units: first.units, ceilingUnits: first.ceilingUnits, expiresMs: now + LEASE_MS, bucketLeft: 0, ceilingLeft: 0 },
+      now,
+    );
+    table.renewed("c");
+    // 20 s of thinking: the lease expired; the first request back goes to the object…
+    now += 20_000;
+    expect(table.admit("c", 1, now)).toBeNull();
+    // …asking for a lease at the rate it had, and handing back what it did not spend.
+    const back = table.want("c", now, 1000, 1000)!;
+    expect(back.units).toBe(first.units);
+    expect(back.returned.units).toBe(first.units - 0);
+    table.renewed("c");
+    // After a longer pause nothing is recalled: a lease needs the rate measured again.
+    now += RECALL_MS + LEASE_MS;
+    table.admit("c", 1, now);
+    expect(table.want("c", now, 1000, 1000)).toBeNull();
   });
 
   it("one lease request in flight per caller: a burst's concurrent calls ask for none until it settles", () => {

@@ -253,6 +253,9 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
   return problems;
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: wrangler's colour codes start with ESC (0x1b)
+const ANSI_COLOUR = /\x1b\[[0-9;]*m/g;
+
 /**
  * Wrangler's own error out of its output: the text of its `✘ [ERROR] …` lines (colours
  * stripped), without the warnings before them or the "🪵 Logs were written to …" line after;
@@ -260,9 +263,8 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
  * @param output wrangler's stderr and stdout
  */
 export function wranglerError(output: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: wrangler's colour codes start with ESC
   const lines = output
-    .replace(/\x1b\[[0-9;]*m/g, "")
+    .replace(ANSI_COLOUR, "")
     .split(/\r?\n/)
     .map((l) => l.trim());
   const errors = lines.filter((l) => /^(✘ )?\[ERROR\]/.test(l)).map((l) => l.replace(/^(✘ )?\[ERROR\]\s*/, ""));

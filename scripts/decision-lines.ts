@@ -56,7 +56,7 @@ export const DECISION_HEADER = row(COLUMNS.map(([title]) => title));
  */
 export function formatDecision(r: DecisionRecord, path?: string): string {
   const time = new Date(r.time).toISOString().slice(11, 23);
-  const ownPath = (r as DecisionRecord & { path?: string }).path ?? path;
+  const ownPath = r.path ?? path;
   const what = `${r.route !== undefined ? `[${r.route}] ` : ""}${r.rpc ? `${r.rpc}${r.tool ? ` ${r.tool}` : ""}` : `${r.method}${ownPath ? ` ${ownPath}` : ""}`}`;
   const why = [
     r.reason,
@@ -92,7 +92,7 @@ export function decisionPrinter(options: { json: boolean; write: (line: string) 
   const lines: Array<{ method: string; path: string; status: number; timer: ReturnType<typeof setTimeout> }> = [];
 
   const onRecord = (record: DecisionRecord) => {
-    if (record.rpc !== undefined || (record as { path?: string }).path !== undefined) return options.write(formatDecision(record));
+    if (record.rpc !== undefined || record.path !== undefined) return options.write(formatDecision(record));
     const at = lines.findIndex((l) => l.method === record.method && l.status === record.status);
     if (at !== -1) {
       const [line] = lines.splice(at, 1);

@@ -25,7 +25,7 @@ export interface Env {
   ORIGIN_URL: string;
   /**
    * Optional: several origins behind this gateway, as a JSON array of routes (see
-   * shared/policy/routes.ts and README "Several origins"). Unset: one origin, ORIGIN_URL.
+   * shared/policy/routes.ts and docs/routes.md). Unset: one origin, ORIGIN_URL.
    */
   TOLLBOOTH_ROUTES?: string;
   /** One or more comma-separated HMAC secrets (≥ 16 bytes each): the first signs, all verify. A secret. */

@@ -30,6 +30,8 @@ export interface CallCounter {
 
 /** Durable Object calls made through every far namespace of this isolate (but `Stats`). */
 export const doCalls: CallCounter = { calls: 0 };
+/** Of `doCalls`, those to the origin ceiling's objects (`ORIGIN_GATE`: the gateway's calls to its shard, the shards' reports to the root). */
+export const originCalls: CallCounter = { calls: 0 };
 /** Calls to the metrics' `Stats` object (its flushes): the same wrapper, no delay. */
 export const statsCalls: CallCounter = { calls: 0 };
 /**
@@ -45,6 +47,8 @@ export const operations = { kvReads: 0, aePoints: 0, rowsWritten: 0, alarms: 0 }
 export interface BenchCounts {
   /** Durable Object calls (CallerState, OriginGate, RateLimiter: every RPC call or fetch). */
   calls: number;
+  /** Of `calls`, those to the origin ceiling's `OriginGate` objects (shards and root). */
+  originCalls: number;
   /** Calls to the `Stats` object. */
   statsCalls: number;
   kvReads: number;
@@ -66,14 +70,15 @@ function passThrough(target: object, prop: string | symbol): unknown {
   return typeof value === "function" ? value.bind(target) : value;
 }
 
-/** A stub whose every call waits `delayMs`, is counted, then goes to `stub`. */
-function farStub<S extends object>(stub: S, delayMs: number, counter: CallCounter): S {
+/** A stub whose every call waits `delayMs`, is counted (in `counter`, and `also` when given), then goes to `stub`. */
+function farStub<S extends object>(stub: S, delayMs: number, counter: CallCounter, also?: CallCounter): S {
   return new Proxy(stub, {
     get(target, prop) {
       // Not bound: on a stub, `.bind` / `.apply` would themselves be RPC property names.
       if (typeof prop === "symbol" || STUB_PASS_THROUGH.has(prop)) return Reflect.get(target, prop);
       return (...args: unknown[]) => {
         counter.calls++;
+        if (also) also.calls++;
         // A method call as written (`stub.admit(req)`): `stub.admit.apply(…)` would call a remote `apply`.
         const call = () => (target as Record<string, (...a: unknown[]) => unknown>)[prop]!(...args);
         // No delay: the real call as is (an RpcPromise, pipelining intact).
@@ -88,18 +93,19 @@ function farStub<S extends object>(stub: S, delayMs: number, counter: CallCounte
  * The far version of a Durable Object namespace binding: the same object for the same
  * binding (and delay) for the life of the isolate.
  * @param counter where its calls are counted (default {@link doCalls})
+ * @param also a second counter of its calls (the origin ceiling's, {@link originCalls})
  */
-export function farNamespace<N extends object>(ns: N, delayMs: number, counter: CallCounter = doCalls): N {
+export function farNamespace<N extends object>(ns: N, delayMs: number, counter: CallCounter = doCalls, also?: CallCounter): N {
   const known = wrapped.get(ns) as { delayMs: number; far: N } | undefined;
   if (known?.delayMs === delayMs) return known.far;
   const far = new Proxy(ns, {
     get(target, prop) {
       if (prop === "get" || prop === "getByName") {
         return (key: unknown, options?: unknown) =>
-          farStub((Reflect.get(target, prop) as (k: unknown, o?: unknown) => object).call(target, key, options), delayMs, counter);
+          farStub((Reflect.get(target, prop) as (k: unknown, o?: unknown) => object).call(target, key, options), delayMs, counter, also);
       }
       if (prop === "jurisdiction") {
-        return (j: unknown) => farNamespace((Reflect.get(target, prop) as (j: unknown) => object).call(target, j), delayMs, counter);
+        return (j: unknown) => farNamespace((Reflect.get(target, prop) as (j: unknown) => object).call(target, j), delayMs, counter, also);
       }
       return passThrough(target, prop);
     },
@@ -188,6 +194,6 @@ export function delayOf(env: { DO_DELAY_MS?: string }): number {
 /** The answer to `GET /__bench/do-calls` ({@link BenchCounts}), or null for any other request. */
 export function benchEndpoint(request: Request): Response | null {
   if (request.method !== "GET" || new URL(request.url).pathname !== DO_CALLS_PATH) return null;
-  const counts: BenchCounts = { calls: doCalls.calls, statsCalls: statsCalls.calls, ...operations };
+  const counts: BenchCounts = { calls: doCalls.calls, originCalls: originCalls.calls, statsCalls: statsCalls.calls, ...operations };
   return Response.json(counts);
 }

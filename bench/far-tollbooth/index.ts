@@ -1,8 +1,8 @@
 /**
  * Bench only: tollbooth's gateway Worker (workers/index.ts, unchanged) with its Durable
  * Object namespaces `CALLER_BUCKET` and `ORIGIN_GATE` made "far": every call to a
- * `CallerState` or the `OriginGate` waits `DO_DELAY_MS` (default 25) milliseconds first,
- * and is counted (see far.ts). `GET /__bench/do-calls` answers `{ calls }`, the Durable
+ * `CallerState` or an `OriginGate` (the origin ceiling's shards, and the shards' reports to
+ * its root) waits `DO_DELAY_MS` (default 25) milliseconds first, and is counted (see far.ts). `GET /__bench/do-calls` answers `{ calls }`, the Durable
  * Object calls made since the isolate started. With `DO_DELAY_MS=0` it is tollbooth as
  * is, with the calls counted. The metrics' `Stats` object is not made far (its flushes run
  * after responses, at most one per isolate per 5 s) but its calls are counted apart, and so
@@ -15,7 +15,17 @@
 
 import type { Env } from "../../workers/env.ts";
 import gateway, { CallerState as RealCallerState, OriginGate as RealOriginGate, Stats as RealStats } from "../../workers/index.ts";
-import { benchEndpoint, countAlarm, countingAnalytics, countingKv, delayOf, farNamespace, instrumentStorage, statsCalls } from "./far.ts";
+import {
+  benchEndpoint,
+  countAlarm,
+  countingAnalytics,
+  countingKv,
+  delayOf,
+  farNamespace,
+  instrumentStorage,
+  originCalls,
+  statsCalls,
+} from "./far.ts";
 
 // The Durable Object classes, unchanged but for counting their SQLite rows written and alarms (far.ts).
 export class CallerState extends RealCallerState {
@@ -29,9 +39,14 @@ export class CallerState extends RealCallerState {
   }
 }
 export class OriginGate extends RealOriginGate {
-  constructor(ctx: DurableObjectState, env: unknown) {
+  constructor(ctx: DurableObjectState, env: FarEnv) {
     instrumentStorage(ctx);
-    super(ctx, env);
+    // A shard's reports to the root are Durable Object calls too: made far and counted like the gateway's.
+    super(ctx, env.ORIGIN_GATE ? { ...env, ORIGIN_GATE: farNamespace(env.ORIGIN_GATE, delayOf(env), undefined, originCalls) } : env);
+  }
+  override alarm(): Promise<void> {
+    countAlarm();
+    return super.alarm();
   }
 }
 export class Stats extends RealStats {
@@ -57,7 +72,7 @@ function farEnv(env: FarEnv): Env {
   const far: Env = {
     ...rest,
     CALLER_BUCKET: farNamespace(env.CALLER_BUCKET, delayMs),
-    ...(env.ORIGIN_GATE ? { ORIGIN_GATE: farNamespace(env.ORIGIN_GATE, delayMs) } : {}),
+    ...(env.ORIGIN_GATE ? { ORIGIN_GATE: farNamespace(env.ORIGIN_GATE, delayMs, undefined, originCalls) } : {}),
     ...(env.TOLLBOOTH_STATS ? { TOLLBOOTH_STATS: farNamespace(env.TOLLBOOTH_STATS, 0, statsCalls) } : {}),
     ...(env.TOLLBOOTH_KEYS ? { TOLLBOOTH_KEYS: countingKv(env.TOLLBOOTH_KEYS) } : {}),
     ...(env.TOLLBOOTH_ANALYTICS ? { TOLLBOOTH_ANALYTICS: countingAnalytics(env.TOLLBOOTH_ANALYTICS) } : {}),

@@ -100,6 +100,21 @@ process.once("exit", () => {
  * @throws GatewayMisconfigured as soon as the Worker answers `500 misconfigured` (its message)
  */
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  // A port freePort() found free can be taken by another process before wrangler binds it
+  // (wrangler takes seconds to start; workerd and other wranglers bind port 0 meanwhile):
+  // then try again with new ports, unless the caller chose the port.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startGatewayOnce(opts);
+    } catch (err) {
+      const taken = err instanceof Error && /Address already in use/.test(err.message);
+      if (!taken || opts.port !== undefined || attempt >= 3) throw err;
+    }
+  }
+}
+
+/** One attempt of {@link startGateway}, on fresh ports (unless `opts.port`). */
+async function startGatewayOnce(opts: GatewayOptions): Promise<Gateway> {
   const port = opts.port ?? (await freePort());
   const inspectorPort = await freePort();
   const secret = opts.secret ?? randomBytes(32).toString("hex");

@@ -57,7 +57,7 @@ export async function verifySolution(
   const key = keyring.byKid.get(challenge.kid);
   if (!key) return { ok: false, reason: "unknown_key" };
   const tag = fromBase64Url(challenge.signature);
-  if (!tag || tag.byteLength !== 32) return { ok: false, reason: "bad_signature" };
+  if (tag?.byteLength !== 32) return { ok: false, reason: "bad_signature" };
   const { signature: _omit, ...unsigned } = challenge;
   // Invariant: every field that matters (and the caller) is under the HMAC; checked in constant time.
   if (!(await hmacVerify(key, tag, signedBytes(unsigned, caller)))) return { ok: false, reason: "bad_signature" };

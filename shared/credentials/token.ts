@@ -4,9 +4,12 @@
  *
  * Format: `tb1.<kid>.<payload>.<signature>`
  * - `kid`: id of the signing key (`shared/credentials/keys.ts`), so secrets can rotate;
- * - `payload`: base64url (RFC 4648 §5, no padding) of JSON `{ sub, jti, exp, cr }`:
- *   `sub` the caller identity it is bound to, `jti` its id (22 base64url characters),
- *   `exp` unix seconds, `cr` the credits bought;
+ * - `payload`: base64url (RFC 4648 §5, no padding) of JSON `{ sub, jti, exp, cr }` and, for a
+ *   token money bought, `pd: 1`: `sub` the caller identity it is bound to, `jti` its id (22
+ *   base64url characters), `exp` unix seconds, `cr` the credits bought, `pd` whether a payment
+ *   (not a proof of work) bought them — its requests' admission class at the origin ceiling
+ *   (shared/limits/origin-classes.ts); a token without `pd` (work, or one signed before it
+ *   existed) verifies as before;
  * - `signature`: base64url HMAC-SHA256 over canonical([label, kid, payload]).
  *
  * The token proves who may spend and until when; how many credits are left is accounted
@@ -29,6 +32,8 @@ export interface TokenClaims {
   exp: number;
   /** Credits bought (starting balance). */
   cr: number;
+  /** 1 when money bought the credits (class `paid` at the origin ceiling); absent when work did. */
+  pd?: 1;
 }
 
 /** Why a token was refused. */
@@ -42,7 +47,9 @@ export function newTokenId(): string {
 /** Sign claims with the keyring's current signing key. @returns the token string */
 export async function signToken(keyring: Keyring, claims: TokenClaims): Promise<string> {
   const kid = keyring.signer.kid;
-  const payload = toBase64Url(utf8(JSON.stringify({ sub: claims.sub, jti: claims.jti, exp: claims.exp, cr: claims.cr })));
+  const payload = toBase64Url(
+    utf8(JSON.stringify({ sub: claims.sub, jti: claims.jti, exp: claims.exp, cr: claims.cr, ...(claims.pd === 1 ? { pd: 1 } : {}) })),
+  );
   const tag = await hmac(keyring.signer, canonical([LABEL, kid, payload]));
   return `${PREFIX}.${kid}.${payload}.${toBase64Url(tag)}`;
 }
@@ -75,7 +82,7 @@ async function verifySignature(
   if (!key) return { ok: false, reason: "unknown_key" };
   // Invariant: strict base64url, so a token has exactly one valid spelling.
   const tag = fromBase64Url(signature);
-  if (!tag || tag.byteLength !== 32) return { ok: false, reason: "bad_signature" };
+  if (tag?.byteLength !== 32) return { ok: false, reason: "bad_signature" };
   if (!(await hmacVerify(key, tag, canonical([LABEL, kid, payload])))) return { ok: false, reason: "bad_signature" };
   const bytes = fromBase64Url(payload);
   let claims: TokenClaims;

@@ -18,7 +18,7 @@
 import type { IdentityStrategy, Policy } from "../policy/index.ts";
 import { toHex } from "../wire/encoding.ts";
 import { type JwtIdentity, jwtVerifier } from "./jwt.ts";
-import { BoundedMemo, sha256, toHexPrefix } from "./memo.ts";
+import { BoundedMemo, sha256 } from "./memo.ts";
 import { networkOf } from "./network.ts";
 
 export { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, JWT_MEMO_MAX } from "./jwt.ts";

@@ -145,7 +145,7 @@ function issuerKeys(entry: JwtIssuer, at: string, fetchImpl: typeof fetch | unde
   }
   let local: JWTVerifyGetKey | undefined;
   if (entry.keys !== undefined) {
-    entry.keys.forEach((jwk, i) => checkPublicJwk(jwk, entry.algorithms, `${at}.keys.${i}`));
+    for (const [i, jwk] of entry.keys.entries()) checkPublicJwk(jwk, entry.algorithms, `${at}.keys.${i}`);
     try {
       local = createLocalJWKSet({ keys: entry.keys as never });
     } catch (err) {

@@ -38,15 +38,6 @@ export const MIN_RATE_PER_SECOND = 1;
 export const RENEW_AT = 0.25;
 /** …or when it is within this many milliseconds of its expiry (the last quarter of its life). */
 export const RENEW_BEFORE_MS = LEASE_MS / 4;
-/**
- * Largest share of a bucket's capacity one lease may hold (asked and granted). A larger lease
- * strands the caller's budget: two isolates that each lease half of a 60-unit bucket from a
- * burst of three requests leave nothing for the caller's next request anywhere else.
- */
-export const MAX_LEASE_SHARE = 0.25;
-
-/** The most units one lease may hold of a bucket of `capacity` (whole units). */
-export const leaseCap = (capacity: number): number => Math.max(0, Math.floor(capacity * MAX_LEASE_SHARE));
 /** Requests within the current 1 s window after which a caller's rate is estimated at once… */
 export const QUICK_COUNT = 3;
 /** …when they span at least this many milliseconds. */
@@ -57,6 +48,12 @@ export const QUICK_MIN_MS = 50;
  * for its lease with its first call, not after three requests have measured its rate again.
  */
 export const RECALL_MS = 60_000;
+/**
+ * Most of a bucket's capacity one isolate's lease holds (and one grant gives): a quarter, so a
+ * caller whose requests land on a few isolates at once never has its whole budget stranded in
+ * their leases while it asks another isolate (two leases of half the bucket emptied it).
+ */
+export const MAX_LEASE_SHARE = 0.25;
 /** Most callers one isolate holds leases for (the least recently used is dropped first). */
 export const MAX_LEASED_CALLERS = 4096;
 
@@ -82,6 +79,11 @@ export interface LeaseGrant {
   ceilingLeft: number;
   /** The caller is blocked (an operator's block): the isolate drops what its lease holds, at once. */
   revoked?: boolean;
+}
+
+/** Most units of a bucket of `capacity` one lease holds: `MAX_LEASE_SHARE` of it, whole units. */
+export function leaseCap(capacity: number): number {
+  return Math.floor(capacity * MAX_LEASE_SHARE);
 }
 
 /**

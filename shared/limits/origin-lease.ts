@@ -10,9 +10,12 @@
  *   call already in flight for the class (`wait`, then `retry`): they are never refused because
  *   this isolate's lease happened to be empty, only when the shard has no room for them;
  * - `worked` and `free` are refused locally (`refused`: a 402 with the congestion) when the
- *   shard's last answer said the class has no room or the load level is at `askBelowLevel`
- *   or above; a background call asks again at most once per `emptyRetryMs`. Otherwise (room,
- *   and no congestion) they ask as above: an empty lease is then only fragmentation.
+ *   shard's last answer said the class has no room, or when the load level is at
+ *   `askBelowLevel` or above and a call asked for the class within the last 1 / `minRate`
+ *   seconds; a background call asks again at most once per `emptyRetryMs`. Otherwise (room,
+ *   and no congestion, or a class no call asked for lately) they ask as above: an empty lease
+ *   is then only fragmentation, and a class too slow here to keep a lease (one proof-of-work
+ *   payer) is not refused for want of one (at most `minRate` such calls a second).
  * In the background (`due`, then `call` without a need), the isolate renews its leases when
  * they hold less than `renewAt` of their targets (a horizon of each class's rate, see
  * `OriginLeaseSettings`), counting only leases with more than half their life left, so a lease
@@ -276,8 +279,12 @@ export class OriginLeases {
     const h = this.held[cls]!;
     if (mayWait && h.pending > 0) return WAIT;
     // paid and verified are never refused for this isolate's fragment; the others ask only
-    // while the origin is not congested and the shard has not said the class has no room.
-    if (cls <= 1 || (h.room !== false && this.levelSeen < this.settings.askBelowLevel)) return ASK;
+    // while the shard has not said the class has no room, and the origin is not congested or
+    // no call asked for the class for 1 / `minRate` s (a class too slow here to keep a lease:
+    // one proof-of-work payer; at most `minRate` such calls a second).
+    if (cls <= 1) return ASK;
+    const quiet = nowMs - h.lastAskMs >= 1000 / this.settings.minRate;
+    if (h.room !== false && (this.levelSeen < this.settings.askBelowLevel || quiet)) return ASK;
     return REFUSED;
   }
 

@@ -94,6 +94,20 @@ export function initialShares(ceiling: MicroBucket, shards: number, initialShare
   return caps.map((cap, i) => ({ cap, rate: rates[i]! }));
 }
 
+/** Least capacity (units) a shard should hold: an isolate's leases take about 1.5 × `unitsPerCall` (docs/allocation.md, "Sizing"). */
+export const MIN_SHARD_UNITS = 100;
+
+/**
+ * The shards a ceiling of `capacity` units is split over: the policy's `shards`, fewer when the
+ * ceiling is small, so that each holds at least `MIN_SHARD_UNITS` (a ceiling of 3 units has one
+ * shard, not 16 shards of 0.19 units each, none of which could lend one).
+ * @param capacity the ceiling's capacity, units (integer ≥ 1)
+ * @param shards `allocation.shards` (integer ≥ 1)
+ */
+export function shardsFor(capacity: number, shards: number): number {
+  return Math.max(1, Math.min(shards, Math.floor(capacity / MIN_SHARD_UNITS)));
+}
+
 /** The whole ceiling split evenly over the shards, exactly. */
 export function staticShares(ceiling: MicroBucket, shards: number): MicroBucket[] {
   return initialShares(ceiling, shards, PPM);

@@ -7,6 +7,7 @@
 import { en } from "zod/locales";
 import * as z from "zod/mini";
 import { checkCongestionCurve, DEFAULT_CONGESTION } from "../limits/congestion.ts";
+import { MAX_UNITS } from "../limits/micro-units.ts";
 import { checkClassPolicy, DEFAULT_CLASS_POLICY } from "../limits/origin-classes.ts";
 
 // zod/mini ships no messages; English ones name what was expected ("Too small: expected number to be >=1").
@@ -37,12 +38,6 @@ const classShare = (d: { guarantee: number; reserve: number }) =>
 export const DEFAULT_ORIGIN_SHARDS = 16;
 /** Units added to a bucket per second (at least 0.0001: one unit per 10 000 s). */
 const refill = z.number().check(z.minimum(0.0001));
-/** A token bucket, both fields given (the origin ceiling: no default). */
-const bucket = z.strictObject({
-  /** Most units the bucket holds (the burst). */
-  capacity: int(1),
-  refillPerSecond: refill,
-});
 /** A token bucket whose fields left out are those of `d` (capacity in units; units per second). */
 const bucketOr = (d: { capacity: number; refillPerSecond: number }) =>
   z._default(z.strictObject({ capacity: z._default(int(1), d.capacity), refillPerSecond: z._default(refill, d.refillPerSecond) }), d);
@@ -337,8 +332,15 @@ const after = {
    * `TOLLBOOTH_NETWORK_LIMIT` binding in wrangler.toml (10 or 60).
    */
   networkRetryAfterSeconds: z._default(int(1, 60), 10),
-  /** Origin ceiling: every request forwarded, all callers together (null: none). */
-  originCeiling: z._default(z.nullable(bucket), null),
+  /**
+   * Origin ceiling: every JSON-RPC message forwarded, all callers together (null: none;
+   * docs/allocation.md). Its refill is counted in thousandths of a message per second: at
+   * least 0.001.
+   */
+  originCeiling: z._default(
+    z.nullable(z.strictObject({ capacity: int(1, MAX_UNITS), refillPerSecond: z.number().check(z.minimum(0.001), z.maximum(MAX_UNITS)) })),
+    null,
+  ),
   /**
    * How the origin ceiling is shared when it fills (docs/allocation.md): each admission class's
    * guaranteed share and pool reserve, the congestion curve, and the number of origin shards.

@@ -229,7 +229,7 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
     expect(deletes).toHaveLength(1);
   });
 
-  it("bad arguments: exit code 2 and the usage on stderr", () => {
+  it("bad arguments: exit code 2, what is wrong and where the options are, in two lines on stderr", () => {
     for (const args of [
       [],
       ["--max-difficulty", "lots", "http://127.0.0.1:1/mcp"],
@@ -239,7 +239,10 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
       const run = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 20_000 });
       expect(run.status).toBe(2);
       expect(run.stdout).toBe("");
-      expect(run.stderr).toContain("Usage: tollbooth-bridge <url>");
+      const lines = run.stderr.trimEnd().split("\n");
+      expect(lines).toHaveLength(2);
+      expect(lines[0]).toMatch(/^tollbooth-bridge: /);
+      expect(lines[1]).toBe("See tollbooth-bridge --help for the options.");
     }
     const bad = spawnSync(process.execPath, [CLI, "--max-difficulty", "lots", "http://127.0.0.1:1/mcp"], { encoding: "utf8" });
     expect(bad.stderr).toContain('--max-difficulty must be an integer from 1 to 256, got "lots"');

@@ -60,9 +60,14 @@ let rpcId = 0;
 const toolCall = (message: string) =>
   JSON.stringify({ jsonrpc: "2.0", id: ++rpcId, method: "tools/call", params: { name: "echo", arguments: { message } } });
 
-/** A fresh caller with a live MCP session on `g` (initialize + notifications/initialized, both free): its headers. */
+/**
+ * A fresh caller with a live MCP session on `g` (initialize + notifications/initialized, both free): its headers.
+ * Each is a network of its own (`CF-Connecting-IP`, which `wrangler dev` passes through): the
+ * unverified callers of one network get at most 2 fresh invoices per 60 s (docs/costs.md).
+ */
 async function session(g: Gateway): Promise<Record<string, string>> {
-  const who = { "x-api-key": `alby-${randomBytes(6).toString("hex")}` };
+  const [a, b, c] = randomBytes(3);
+  const who = { "cf-connecting-ip": `10.${a}.${b}.${c}` };
   const init = await fetch(`${g.url}/mcp`, {
     method: "POST",
     headers: { ...MCP_HEADERS, ...who },

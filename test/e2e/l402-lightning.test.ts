@@ -513,7 +513,7 @@ describe("when the Lightning backend is down", () => {
     ln.setDown(true);
     try {
       const r = await overBudget(gw, session);
-      expect(r.headers.get("www-authenticate")).toMatch(/^PowChallenge [^]*signature="[^"]+"$/);
+      expect(r.headers.get("www-authenticate")).toMatch(/^PowChallenge [\s\S]*signature="[^"]+"$/);
       expect(r.headers.get("www-authenticate")).not.toContain("L402");
       expect(r.body.error.data.challenges).toHaveLength(2);
       expect(r.body.error.data.challenges[1]).toMatchObject({ type: "l402", unavailable: true, reason: "backend_unavailable" });

@@ -13,11 +13,12 @@
  *  - `tollbooth-bridge`: its bin, driven by the SDK `Client` over `StdioClientTransport`:
  *    200 tool calls through forced challenges, every progress notification of a call 20 runs
  *    in a row (the message-order fix in packages/tollbooth-bridge/src/to-client.ts), an elicitation.
- * README must tell users exactly these package names.
+ * README's agent example runs as written from the installed tarball; README and
+ * docs/agents.md tell users exactly these package names.
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
@@ -63,21 +64,27 @@ let work: string;
 let clientDir: string;
 let bridgeDir: string;
 
-/** `npm pack` one package into `dest`; returns the tarball's path and the paths of the files it holds. */
-async function pack(name: string, dest: string): Promise<{ tarball: string; files: string[] }> {
-  const { stdout } = await run("npm", ["pack", "--pack-destination", dest, "--json", "--loglevel=error"], {
-    cwd: join(ROOT, "packages", name),
-    env: NPM_ENV,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  const [packed] = JSON.parse(stdout.slice(stdout.indexOf("["))) as {
-    filename: string;
-    name: string;
-    version: string;
-    files: { path: string }[];
-  }[];
-  expect(packed).toMatchObject({ name, version: NAMES.version });
-  return { tarball: join(dest, packed!.filename), files: packed!.files.map((f) => f.path).sort() };
+/**
+ * README's command, `npm run pack:packages` (each package's `npm pack`, whose `prepack` builds),
+ * then each tarball copied into `dest`; returns each tarball's path and the files it holds.
+ */
+async function packBoth(dest: string): Promise<Record<"client" | "bridge", { tarball: string; files: string[] }>> {
+  await run("npm", ["run", "-s", "pack:packages"], { cwd: ROOT, env: NPM_ENV, maxBuffer: 16 * 1024 * 1024 });
+  const one = async (name: string) => {
+    const made = join(ROOT, "packages", `${name}-${NAMES.version}.tgz`);
+    const tarball = join(dest, `${name}-${NAMES.version}.tgz`);
+    await rename(made, tarball);
+    const { stdout } = await run("tar", ["-tzf", tarball]);
+    const files = stdout
+      .split("\n")
+      .filter((f) => f !== "")
+      .map((f) => f.replace(/^package\//, ""))
+      .sort();
+    const manifest = JSON.parse((await run("tar", ["-xzOf", tarball, "package/package.json"])).stdout) as { name: string; version: string };
+    expect(manifest).toMatchObject({ name, version: NAMES.version });
+    return { tarball, files };
+  };
+  return { client: await one(NAMES.client), bridge: await one(NAMES.bridge) };
 }
 
 /** `module.js` and `module.d.ts` of each module under `dir` (dist/ mirrors the repository). */
@@ -132,7 +139,7 @@ beforeAll(async () => {
     origin = await startOrigin();
     gateway = await startGateway({ originUrl: origin.url, policy: POLICY });
   })();
-  const [client, bridge] = await Promise.all([pack(NAMES.client, work), pack(NAMES.bridge, work)]);
+  const { client, bridge } = await packBoth(work);
   packed = { client: client.files, bridge: bridge.files };
   const [clientTgz, bridgeTgz] = [client.tarball, bridge.tarball];
   await Promise.all([
@@ -241,6 +248,21 @@ describe(`${NAMES.client}, installed from its tarball`, () => {
   }
 });
 
+describe("README's agent example", () => {
+  it("runs as written from the installed tarball (Node 20): 15 echoes, each 402 solved and reported by onSolve", async () => {
+    const readme = await readFile(join(ROOT, "README.md"), "utf8");
+    const example = /Client\.[\s\S]*?save this as `agent\.mjs`:\n\n```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(example).toContain(`from "${NAMES.client}"`);
+    await writeFile(join(clientDir, "agent.mjs"), example!);
+    origin.reset();
+    const { stdout, stderr } = await run(NODE_20, ["agent.mjs", `${gateway.url}/mcp`], { cwd: clientDir, timeout: 60_000 });
+    expect(stdout.trim().split("\n")).toEqual(Array.from({ length: 15 }, (_, i) => `Echo: call ${i + 1}`));
+    expect(origin.counts()["tools/call:echo"]).toBe(15);
+    // This file's caller (127.0.0.1) spent its 2 free units already: a token of 3 credits per 10-bit solve.
+    expect(stderr.match(/^402 → solved 10 bits in \d+ ms$/gm)?.length, stderr).toBe(5);
+  });
+});
+
 describe(`${NAMES.client} in a browser`, () => {
   it.skipIf(!existsSync(CHROMIUM))(
     "Chromium: solvePow of the installed package runs on module Web Workers, one per processor",
@@ -343,12 +365,16 @@ describe(`${NAMES.bridge}, installed from its tarball, driven by the SDK stdio c
   });
 });
 
-describe("README", () => {
-  it("tells users the package names of packages/names.json", async () => {
+describe("README and docs/agents.md", () => {
+  it("tell users the package names of packages/names.json", async () => {
     const readme = await readFile(join(ROOT, "README.md"), "utf8");
-    expect(readme).toContain(`"args": ["-y", "${NAMES.bridge}"`);
+    const agents = await readFile(join(ROOT, "docs/agents.md"), "utf8");
+    expect(readme).toContain(`packages/${NAMES.client}-${NAMES.version}.tgz`);
+    expect(readme).toContain(`packages/${NAMES.bridge}-${NAMES.version}.tgz`);
+    expect(readme).toContain(`"command": "${NAMES.bridge}"`);
     expect(readme).toContain(`npx -y ${NAMES.bridge} `);
     expect(readme).toContain(`import { withTollbooth } from "${NAMES.client}";`);
+    expect(agents).toContain(`"args": ["-y", "${NAMES.bridge}"`);
     // No import of the agent side by a repository path in instructions for users.
     expect(readme).not.toMatch(/import \{[^}]*\} from "\.\/packages\//);
     for (const name of [NAMES.client, NAMES.bridge]) {

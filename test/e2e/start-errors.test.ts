@@ -3,13 +3,16 @@
  * or where nothing listens is reported before anything waits on wrangler (the process exits 1
  * in under 3 s: before this, each was found only after the 30 s readiness timeout, or never); a
  * gateway that refuses its configuration (`500 misconfigured` on its first answer) is reported
- * with the Worker's message, not after the timeout; and it stops what it started.
+ * with the Worker's message, not after the timeout; and it stops what it started. A right
+ * `ORIGIN_URL` (README's "front your own origin") is the origin the gateway fronts.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { startEverything } from "../../scripts/stack/everything.ts";
 import { freePort } from "../../scripts/stack/ports.ts";
+import { connect, firstText } from "../helpers/mcp.ts";
 import { type NpmStart, npmStart } from "../helpers/npm-start.ts";
 
 /** Well under the readiness timeout (30 s) each mistake used to wait for; covers npm's and Node's start-up under load. */
@@ -120,5 +123,27 @@ describe("npm start: bad usage and a busy port", () => {
     const { code } = await run.exited;
     expect(code).toBe(2);
     expect(run.stderr()).toMatch(/npm start: Unknown option '--persist'.*\nusage: npm start \[-- --persist-to <dir>\] \[-- --json\]/s);
+  });
+});
+
+describe("npm start: a right ORIGIN_URL", () => {
+  it("fronts that origin: README's `ORIGIN_URL=http://127.0.0.1:<port> npm start`, echo through the SDK client", async () => {
+    const origin = await startEverything();
+    try {
+      const gatewayPort = await freePort();
+      const run = start({ ORIGIN_URL: origin.url, GATEWAY_PORT: String(gatewayPort) }, ["--persist-to", join(state, "right")]);
+      await run.waitFor(/^time {2,}caller/m, 60_000);
+      expect(run.stdout()).toContain(origin.url);
+      const mcp = await connect(`http://127.0.0.1:${gatewayPort}/mcp`);
+      try {
+        expect(firstText(await mcp.client.callTool({ name: "echo", arguments: { message: "own origin" } }))).toBe("Echo: own origin");
+      } finally {
+        await mcp.close(true);
+      }
+      // The session was opened at the origin named, not at a bundled one.
+      expect(origin.output()).toMatch(/^Session initialized with ID: /m);
+    } finally {
+      await origin.close();
+    }
   });
 });

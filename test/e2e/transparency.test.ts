@@ -2,7 +2,7 @@
  * Transparency: under a generous budget, one MCP client session gives the same results
  * direct to the origin and through the gateway. Through the gateway the origin sees who
  * called (`Tollbooth-Caller`) and a proof (`Tollbooth-Signature`) it can check with the
- * README "Origin check" snippet, and never sees tollbooth's own credentials.
+ * docs/gateway.md "Origin check" snippet, and never sees tollbooth's own credentials.
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,7 +11,7 @@ import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { type Connected, connect } from "../helpers/mcp.ts";
 import { type Origin, type SeenRequest, startOrigin } from "../helpers/origin.ts";
 
-// README.md, "Origin check", verbatim.
+// docs/gateway.md, "Origin check", verbatim.
 function cameThroughTollbooth(
   req: { method: string; url: string; headers: Record<string, string> },
   body: Uint8Array,
@@ -102,7 +102,7 @@ describe("parity: direct vs through the gateway", () => {
     expect(counts["prompts/get"]).toBe(2);
   });
 
-  it("every forwarded request names the caller and carries a Tollbooth-Signature the README check accepts", async () => {
+  it("every forwarded request names the caller and carries a Tollbooth-Signature the documented check accepts", async () => {
     origin.reset();
     const c = await connect(`${gateway.url}/mcp`, {
       apiKey: API_KEY,

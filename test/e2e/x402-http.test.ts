@@ -395,7 +395,8 @@ describe("a payment the origin ceiling refuses", () => {
       originUrl: origin.url,
       policy: {
         bucket: { capacity: 1, refillPerSecond: 0.0001 },
-        originCeiling: { capacity: 2, refillPerSecond: 0.0001 },
+        // 10 messages (docs/allocation.md): free traffic may take 4; paid its guarantee (1) and the pool (7, less what free took).
+        originCeiling: { capacity: 10, refillPerSecond: 0.001 },
         x402: { mode: "credits", ...PRICE },
         facilitator: {
           url: facilitator.url,
@@ -410,10 +411,10 @@ describe("a payment the origin ceiling refuses", () => {
     await tight?.close();
   });
 
-  it("is not settled and buys nothing: 429 from the origin layer, no token, the chain unmoved", async () => {
+  it("is refused before it is redeemed or settled (429 from the origin layer: even paid traffic is over the ceiling), and buys its credits later, with a request that fits", async () => {
     const payer = chain.accounts.payers[6]!;
-    const send = async (headers: Record<string, string>) => {
-      const res = await fetch(`${tight.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...headers }, body: toolCall() });
+    const send = async (headers: Record<string, string>, body = toolCall()) => {
+      const res = await fetch(`${tight.url}/mcp`, { method: "POST", headers: { ...MCP_HEADERS, ...headers }, body });
       const text = await res.text();
       return {
         status: res.status,
@@ -434,18 +435,22 @@ describe("a payment the origin ceiling refuses", () => {
     });
     await init.text();
     const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-    // The initialize took one unit of the origin ceiling; the free call takes the second.
-    expect((await send(session)).status).toBe(200);
+    // The initialize took one unit of the origin ceiling, the free call a second: paid has 1 + 5 left.
+    const free = await send(session);
+    expect(free.status, JSON.stringify(free.body)).toBe(200);
     const over = await send(session);
     expect(over.status).toBe(402);
     const payment = await pay(payer, decodePaymentRequiredHeader(over.headers.get("payment-required")!));
     const before = await balances(payer);
     const seen = received();
     const settles = facilitator.calls().settle;
-    const verifiesBefore = facilitator.calls().verify;
-    const r = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
+    const verifies = facilitator.calls().verify;
+    // A batch of 7 messages: more than the origin ceiling has left even for paid traffic.
+    const batch = `[${Array.from({ length: 7 }, () => toolCall()).join(",")}]`;
+    const r = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) }, batch);
     expect(r.status).toBe(429);
-    expect(r.body.error.data.layer).toBe("origin");
+    expect(r.body[0].error.data).toMatchObject({ reason: "origin", layer: "origin" });
+    expect(r.headers.get("retry-after")).not.toBeNull();
     expect(r.headers.get("tollbooth-token")).toBeNull();
     expect(r.headers.get("payment-response")).toBeNull();
     expect(facilitator.calls().settle).toBe(settles);
@@ -453,15 +458,15 @@ describe("a payment the origin ceiling refuses", () => {
     expect(await balances(payer)).toEqual(before);
 
     // The origin ceiling refused it before the facilitator was asked at all.
-    const verifies = facilitator.calls().verify;
-    expect(verifies).toBe(verifiesBefore);
-    // The same payment again: the facilitator would still accept it (nothing moved on chain),
-    // so only the gateway's own spent-once record refuses it, before any facilitator call.
-    const again = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
-    expect(again.status).toBe(402);
-    expect(again.body.error.data.reason).toBe("x402_spent");
-    expect(facilitator.calls()).toEqual({ verify: verifies, settle: settles });
-    expect(received()).toBe(seen);
-    expect(await balances(payer)).toEqual(before);
+    expect(facilitator.calls().verify).toBe(verifies);
+
+    // Nothing was redeemed (no spent mark: the origin ceiling is decided first): the same
+    // payment, with a request that fits, is settled once and buys its credits.
+    const fits = await send({ ...session, "payment-signature": encodePaymentSignatureHeader(payment) });
+    expect(fits.status, JSON.stringify(fits.body)).toBe(200);
+    expect(fits.headers.get("tollbooth-credits")).toBe(String(PRICE.credits - 1));
+    expect(facilitator.calls().settle).toBe(settles + 1);
+    expect(received()).toBe(seen + 1);
+    expect(before.payer - (await balances(payer)).payer).toBe(BigInt(PRICE.amount));
   });
 });

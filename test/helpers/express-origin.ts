@@ -34,6 +34,8 @@ export interface ExpressSeen {
   headers: Record<string, string | string[] | undefined>;
   /** The body as express.json() parsed it (undefined when none was parsed). */
   body: unknown;
+  /** When it arrived: `performance.now()` of this process, ms. */
+  at: number;
 }
 
 /** Handle returned by {@link startExpressOrigin}. */
@@ -77,7 +79,7 @@ export async function startExpressOrigin(options: { sessions?: boolean } = {}): 
   // Registered after createMcpExpressApp's own middleware (host check, express.json()):
   // `req.body` is what body-parser made of the bytes.
   app.use((req: ExpressRequest, _res: ExpressResponse, next: () => void) => {
-    seen.push({ method: req.method ?? "", path: req.originalUrl, headers: { ...req.headers }, body: req.body });
+    seen.push({ method: req.method ?? "", path: req.originalUrl, headers: { ...req.headers }, body: req.body, at: performance.now() });
     next();
   });
   if (options.sessions)

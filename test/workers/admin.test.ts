@@ -6,7 +6,6 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { readFile } from "node:fs/promises";
 import { beforeEach, describe, expect, it } from "vitest";
 import { LEASE_MS, RENEW_BEFORE_MS } from "../../shared/limits/lease.ts";
 import { adminTokenChecker, bearerOf, constantTimeEqual } from "../../workers/admin/auth.ts";

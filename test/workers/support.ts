@@ -190,7 +190,7 @@ export function fromB64url(text: string): Uint8Array {
   return Uint8Array.from(bin, (c) => c.charCodeAt(0));
 }
 
-/** The canonical encoding of README "Origin check": each field `<UTF-8 byte length>:<value>`, concatenated. */
+/** The canonical encoding of docs/gateway.md "Origin check": each field `<UTF-8 byte length>:<value>`, concatenated. */
 export function canonical(fields: Array<string | number>): string {
   return fields.map((f) => `${utf8Length(String(f))}:${f}`).join("");
 }
@@ -335,7 +335,7 @@ export async function fetchChallenge(gw: (r: Request) => Promise<Response>, head
 /** Decoded access token `tb1.<kid>.<payload>.<signature>`. */
 export function decodeToken(token: string): {
   kid: string;
-  claims: { sub: string; jti: string; exp: number; cr: number };
+  claims: { sub: string; jti: string; exp: number; cr: number; pd?: 1 };
   signature: string;
   payload: string;
 } {

@@ -5,10 +5,12 @@
  * store or stats namespace bound: 501.
  */
 import { prometheusText } from "../observe/prometheus.ts";
+import { LATENCY_BUCKETS_MS } from "../observe/types.ts";
 import { callerRoutes } from "./caller-routes.ts";
 import { type AdminContext, snapshot } from "./context.ts";
 import { ADMIN_HEADERS } from "./dashboard.ts";
 import { issueKey, listKeys, revokeKeys } from "./keys.ts";
+import { moneyOf } from "./money.ts";
 import { problem, readJson, reply, wrongMethod } from "./reply.ts";
 
 /** `<admin>/keys` (GET: list, POST: issue) and `<admin>/keys/<hash or name>` (DELETE: revoke). */
@@ -48,13 +50,16 @@ async function keyRoutes(ctx: AdminContext, req: Request, rest: string[]): Promi
   });
 }
 
-/** `GET <admin>/stats`, `/metrics` or `/policy`. */
+/**
+ * `GET <admin>/stats` (the snapshot, the latency histogram's bucket bounds `latencyBoundsMs`
+ * and the `money` summary, ./money.ts), `/metrics` or `/policy`.
+ */
 async function readOnly(ctx: AdminContext, req: Request, head: "stats" | "metrics" | "policy"): Promise<Response> {
   if (req.method !== "GET") return wrongMethod(req.method, ["GET"]);
   if (head === "policy") return reply(200, ctx.publicPolicy);
   if (!ctx.stats) return problem(501, "no_stats", "the TOLLBOOTH_STATS Durable Object namespace is not bound");
   const snap = await snapshot(ctx, Date.now());
-  if (head === "stats") return reply(200, snap);
+  if (head === "stats") return reply(200, { ...snap, latencyBoundsMs: LATENCY_BUCKETS_MS, money: moneyOf(snap) });
   return new Response(prometheusText(snap), {
     status: 200,
     headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store", ...ADMIN_HEADERS },

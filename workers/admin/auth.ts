@@ -56,7 +56,8 @@ export function adminTokenChecker(token: string): (authorization: string | null)
     return { key, expected: new Uint8Array(await crypto.subtle.sign("HMAC", key, utf8(token))) };
   };
   return async (authorization) => {
-    const { key, expected } = await (prepared ??= prepare());
+    prepared ??= prepare();
+    const { key, expected } = await prepared;
     // A missing or malformed header is compared too (as an empty token): same work either way.
     const presented = bearerOf(authorization) ?? "";
     const digest = new Uint8Array(await crypto.subtle.sign("HMAC", key, utf8(presented)));

@@ -2,7 +2,8 @@
  * The live dashboard at `GET <admin path>`: an HTML shell with no data and no inline script
  * (Content-Security-Policy `script-src 'self'`). Its script (public/admin/dashboard.js) asks
  * for the admin token, keeps it in `sessionStorage` and sends it as a bearer header on its
- * `fetch`es of `<admin path>/stats` and `/policy`; uPlot (public/uplot/) draws the chart.
+ * `fetch`es of `<admin path>/stats`, `/policy` and `/callers/<id>` (the caller's page, opened
+ * from its row: `#caller/<id>`); uPlot (public/uplot/) draws the chart.
  * Static files come from the Workers Static Assets binding `ASSETS` (wrangler.toml
  * `[assets]`, `run_worker_first = true`: nothing is served unless this Worker asks for it).
  */
@@ -69,14 +70,16 @@ export function dashboardHtml(base: string): string {
     <div><span class="label">Solves (proof of work)</span><span id="n-solves" class="n">–</span></div>
     <div><span class="label">429 rate limited</span><span id="n-rate-limited" class="n">–</span></div>
     <div><span class="label">Blocked</span><span id="n-blocked" class="n">–</span></div>
-    <div><span class="label">Latency p50 / p90 / p99 (ms)</span><span id="n-latency" class="n">–</span></div>
+    <div class="wide"><span class="label">Latency, as histogram bucket bounds</span><span id="n-latency" class="n small">–</span></div>
   </section>
-  <section><h2>Requests per minute, by decision (last hour)</h2><div id="chart"></div></section>
+  <section id="money-section"></section>
+  <section><h2>Requests per minute, by decision (<span id="chart-window">last hour</span>)</h2><div id="chart"></div></section>
   <section><h2>Top callers (last hour)</h2>
     <table id="top-callers"><thead><tr><th>Caller</th><th>Requests</th><th>Admitted</th><th>Refused</th></tr></thead><tbody></tbody></table>
   </section>
   <section><h2>Policy</h2><pre id="policy"></pre></section>
 </main>
+<main id="caller-page" hidden></main>
 </body>
 </html>
 `;

@@ -5,6 +5,7 @@
  */
 import type { Keyring } from "../../shared/credentials/keys.ts";
 import type { Identity } from "../../shared/identity/index.ts";
+import type { Congestion } from "../../shared/limits/congestion.ts";
 import type { Plan } from "../../shared/policy/index.ts";
 import type { DecisionFields } from "../observe/observe.ts";
 import { toProblem } from "../refusal/problem.ts";
@@ -17,7 +18,10 @@ export interface Asker {
   identity: Identity;
   /** The caller: the identity's id (a payment naming its payer makes `/verify` buy for the payer). */
   caller: string;
+  /** The caller's plan, its challenge's difficulty raised by the origin's congestion (workers/pipeline/identity.ts `pricedPlan`). */
   plan: Plan;
+  /** The origin's congestion (its prices: `SchemeContext.congestion`); null without an origin ceiling. */
+  congestion: Congestion | null;
   keyring: Keyring;
   /** Add fields to the request's decision record. */
   note: (fields: DecisionFields) => void;

@@ -17,7 +17,7 @@ export async function challenge(
   who: Asker,
   url: URL,
 ): Promise<Response> {
-  const { plan, nowMs, caller, keyring } = who;
+  const { plan, nowMs, caller, keyring, congestion } = who;
   const seen = await statusOf(deps, who);
   if (seen instanceof Response) return seen;
   const { status, headers } = seen;
@@ -46,6 +46,7 @@ export async function challenge(
     url,
     what: `${type} challenge`,
     reason: "requested",
+    congestion,
     network,
     trusted,
   });

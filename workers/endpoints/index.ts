@@ -13,6 +13,7 @@
 import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import type { DecisionFields } from "../observe/observe.ts";
 import type { Deps } from "../pipeline/deps.ts";
+import { pricedPlan } from "../pipeline/identity.ts";
 import { mediaType, readBody, TOO_LARGE, TOO_SLOW } from "../pipeline/read-body.ts";
 import { type Arrival, record } from "../pipeline/state.ts";
 import { unavailable as storeUnavailable } from "../refusal/layers.ts";
@@ -61,9 +62,11 @@ export async function answer(deps: Deps, req: Request, url: URL, note: (fields: 
   // Invariant: the clock is read after the body has arrived.
   const nowMs = Date.now();
   const identity = await deps.identify(req.headers);
-  const plan = planFor(policy, identity.verified ? identity.plan : undefined);
+  // Challenges and payments at the origin's congestion, as a 402 offers them.
+  const congestion = deps.origin?.congestion() ?? null;
+  const plan = pricedPlan(planFor(policy, identity.verified ? identity.plan : undefined), congestion);
   note({ caller: identity.id, network: identity.network.replace(/^ip:/, ""), plan: plan.name, time: nowMs });
-  const who: Asker = { nowMs, identity, caller: identity.id, plan, keyring: await deps.keyring(), note };
+  const who: Asker = { nowMs, identity, caller: identity.id, plan, congestion, keyring: await deps.keyring(), note };
   if (route === "/challenge") return challenge(deps, who, url);
   if (route === "/status") return status(deps, who, req);
   return verify(deps, who, url, bytes);

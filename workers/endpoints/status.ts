@@ -21,15 +21,13 @@ export async function statusOf(
   tokenId?: string,
 ): Promise<{ status: StatusResult; headers: Record<string, string> } | Response> {
   const { plan, nowMs } = who;
-  const status = await deps.callers
-    .of(who.caller)
-    .status({
-      nowMs,
-      bucket: plan.bucket,
-      ceiling: plan.ceiling,
-      challenge: plan.challenge,
-      ...(tokenId !== undefined ? { tokenId } : {}),
-    });
+  const status = await deps.callers.of(who.caller).status({
+    nowMs,
+    bucket: plan.bucket,
+    ceiling: plan.ceiling,
+    challenge: plan.challenge,
+    ...(tokenId !== undefined ? { tokenId } : {}),
+  });
   const headers = deps.limitHeaders(plan, status, nowMs);
   if (!status.admitted) return overCeiling(status.ceiling.retryAfterSeconds, headers);
   return { status, headers };

@@ -69,7 +69,9 @@ async function checked(
     const until = await deps.blockedUntil(caller, nowMs);
     if (until !== null) return blocked((until - nowMs) / 1000);
   }
-  return read.ok ? scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0 }) : read;
+  return read.ok
+    ? scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0, congestion: who.congestion })
+    : read;
 }
 
 /** Complete a payment once redeemed: claimed gateway-wide, then settled; its balance withdrawn when it does not complete. */
@@ -91,7 +93,9 @@ async function settled(
     throw err;
   }
   const { plan, keyring, caller, nowMs } = who;
-  const done = claimed ? await scheme.settle!(credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0 }) : refuse("spent");
+  const done = claimed
+    ? await scheme.settle!(credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost: 0, congestion: who.congestion })
+    : refuse("spent");
   if (done.ok) return done.headers;
   // A payment left untouched (its service did not answer before anything was submitted): its spent marks are lifted too.
   const lift =
@@ -144,11 +148,13 @@ export async function verify(
     ...(check.paid && result.minted ? { paid: { scheme: scheme.type, ...check.paid } } : {}),
   });
   // The token says the credits the object minted (fewer for a solution below the caller's current difficulty).
+  // And whether money bought them: its requests' class at the origin ceiling.
   const claims = {
     sub: caller,
     jti: redemption.jti,
     exp: redemption.tokenExpiresMs / 1000,
     cr: result.mintedCredits ?? redemption.credits,
+    ...(scheme.admits === "paid" ? { pd: 1 as const } : {}),
   };
   const token = await signToken(who.keyring, claims);
   return json(

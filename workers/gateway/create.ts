@@ -111,7 +111,7 @@ export function createGateway(env: Env): Gateway {
   });
   if (routes === null) {
     const placeholder = originProblem(env.ORIGIN_URL);
-    if (placeholder !== null && placeholder.startsWith("is the placeholder")) throw new TypeError(`ORIGIN_URL ${placeholder}`);
+    if (placeholder?.startsWith("is the placeholder")) throw new TypeError(`ORIGIN_URL ${placeholder}`);
     // One origin: today's object names (no scope), so existing deployments keep their state.
     const app = originApp(env, {
       policy,

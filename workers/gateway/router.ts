@@ -21,7 +21,7 @@ import { matchRoute, type Route, restAfterPrefix } from "../../shared/policy/rou
 import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import type { NetworkLimiter } from "../env.ts";
 import { shortCaller } from "../observe/counters.ts";
-import type { Observer } from "../observe/observe.ts";
+import { type Observer, recordPath } from "../observe/observe.ts";
 import type { Decision } from "../observe/types.ts";
 import type { TollboothVariables } from "../pipeline/middleware.ts";
 import { overNetworkCeiling } from "../pipeline/network-ceiling.ts";
@@ -112,6 +112,7 @@ function ownAnswers(options: RouterOptions): OwnAnswer {
         network: network.replace(/^ip:/, ""),
         plan: "",
         method: request.method,
+        path: recordPath(request.url),
         cost: 0,
         decision: limited ? "rate_limited" : decision,
         reason: limited ? "network" : reason,

@@ -304,7 +304,10 @@ export class CallerState extends DurableObject {
         `SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES.map((t) => `'${t}'`).join(", ")})`,
       )
       .one().n;
-    if (n === 0) return (this.tables = false);
+    if (n === 0) {
+      this.tables = false;
+      return false;
+    }
     this.ready();
     return true;
   }

@@ -1,18 +1,14 @@
 /**
- * The Durable Objects as the gateway reaches them: stubs of the caller's state and of the
- * origin ceiling whose every call is bounded by `policy.storeTimeoutMs` (a call that does
- * not settle in time rejects with `StoreTimeoutError`), the kinds of failure read from the
- * runtime's error flags (`storeFailure`) and the one retry of an idempotent call
- * (`idempotent`), the per-isolate memo of callers' blocks, and the names of the objects
+ * The Durable Objects as the gateway reaches them: stubs of the caller's state whose every
+ * call is bounded by `policy.storeTimeoutMs` (a call that does not settle in time rejects
+ * with `StoreTimeoutError`; the origin ceiling's shards are reached the same way, through
+ * ./origin-shards.ts), the kinds of failure read from the runtime's error flags
+ * (`storeFailure`) and the one retry of an idempotent call (`idempotent`), the per-isolate
+ * memo of callers' blocks, and the names of the objects
  * that are no caller's.
  */
-import type { BucketConfig, LimitResult } from "../../shared/limits/bucket.ts";
 import type { LeaseGrant } from "../../shared/limits/lease.ts";
 import type { AdmitRequest, AdmitResult, CallerState, RefundRequest, StatusResult } from "./caller-state.ts";
-import type { OriginGate } from "./origin-gate.ts";
-
-/** Name of the single origin-ceiling object (`ORIGIN_GATE.idFromName`). */
-export const ORIGIN_GATE_NAME = "origin";
 
 type RedeemRequest = Parameters<CallerState["redeem"]>[0];
 type StatusRequest = Parameters<CallerState["status"]>[0];
@@ -189,20 +185,4 @@ export function boundedStore(ns: DurableObjectNamespace<CallerState>, timeoutMs:
       };
     },
   };
-}
-
-/** The origin ceiling's `take`, bounded by `timeoutMs`; null without a ceiling. */
-export function originCeiling(
-  ns: DurableObjectNamespace<OriginGate> | undefined,
-  ceiling: BucketConfig | null,
-  timeoutMs: number,
-): ((nowMs: number) => Promise<LimitResult>) | null {
-  if (!ceiling) return null;
-  if (!ns || typeof ns.idFromName !== "function")
-    throw new TypeError(
-      "tollbooth(): option `originGate` (the ORIGIN_GATE Durable Object binding) is required when the policy sets originCeiling",
-    );
-  const id = ns.idFromName(ORIGIN_GATE_NAME);
-  // A stub is an I/O object of the request that made it: one per call.
-  return (nowMs) => bounded(() => ns.get(id).take({ nowMs, ceiling }) as Promise<LimitResult>, timeoutMs);
 }

@@ -63,6 +63,26 @@ export const COUNTER_HELP: Readonly<Record<string, { labels: readonly string[]; 
   },
 };
 
+/**
+ * The counter key of the latency histogram's sum: the requests' `latencyMs` added up (ms), per
+ * minute and in the totals. Not a counter family of its own: Prometheus reads it as
+ * `tollbooth_request_duration_seconds_sum` (workers/observe/prometheus.ts).
+ */
+export const LATENCY_SUM_KEY = "request_duration_ms_sum";
+
+/** The counters also kept per clock hour (`Stats`' `hours`, `RETAIN_HOURS` of them): what money and solves came in. */
+export const HOUR_COUNTERS: readonly string[] = ["payments_total", "paid_total", "redeemed_total"];
+
+/** The entries of `counters` whose name (the key before `{`) is one of `HOUR_COUNTERS`. */
+export function hourCountersOf(counters: Counters): Counters {
+  const out: Counters = {};
+  for (const [key, n] of Object.entries(counters)) {
+    const brace = key.indexOf("{");
+    if (HOUR_COUNTERS.includes(brace === -1 ? key : key.slice(0, brace))) out[key] = n;
+  }
+  return out;
+}
+
 /** Escape a label value (Prometheus text format 0.0.4: backslash, double quote, newline). */
 export function escapeLabel(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
@@ -237,6 +257,7 @@ export function addRecord(batch: StatsBatch, r: DecisionRecord, recent = true): 
   }
   for (const [k, v] of Object.entries(countersOf(r))) bump(m.counters, k, v);
   m.latency[latencyBucket(r.latencyMs)]!++;
+  bump(m.counters, LATENCY_SUM_KEY, Math.max(0, r.latencyMs) || 0);
   addCallers(m, {
     [r.caller]: {
       requests: 1,
@@ -291,9 +312,10 @@ function trimMinutes(batch: StatsBatch): void {
 /** Merge `from` into `into` (a batch whose flush failed, kept for the next), within the same bounds. */
 export function mergeBatch(into: StatsBatch, from: StatsBatch): void {
   for (const [key, m] of Object.entries(from.minutes)) {
-    const t = (into.minutes[key] ??= { counters: {}, latency: emptyLatency(), callers: {} });
+    into.minutes[key] ??= { counters: {}, latency: emptyLatency(), callers: {} };
+    const t = into.minutes[key];
     for (const [k, v] of Object.entries(m.counters)) bump(t.counters, k, v);
-    m.latency.forEach((n, i) => (t.latency[i] = (t.latency[i] ?? 0) + n));
+    for (const [i, n] of m.latency.entries()) t.latency[i] = (t.latency[i] ?? 0) + n;
     addCallers(t, m.callers, m.callersError);
   }
   trimMinutes(into);

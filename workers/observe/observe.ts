@@ -18,7 +18,7 @@ import { writeRecord } from "./analytics.ts";
 import { shortCaller } from "./counters.ts";
 import { DEFAULT_FLUSH_MS, type StatsFlusher, statsFlusher } from "./flusher.ts";
 import type { Stats } from "./stats-object.ts";
-import type { DecisionRecord } from "./types.ts";
+import { type DecisionRecord, MAX_PATH_CHARS } from "./types.ts";
 
 /** The marker every decision log line starts with: `{"tollbooth":"decision",`. */
 export const LOG_MARKER = "decision";
@@ -109,6 +109,21 @@ export function parseDecisionLog(value: string | undefined): boolean {
   if (v === "" || v === "on") return true;
   if (v === "off") return false;
   throw new TypeError(`TOLLBOOTH_DECISION_LOG must be "on" or "off", got ${JSON.stringify(value)}`);
+}
+
+/**
+ * The path a record shows for a request that is not a JSON-RPC message: the URL's pathname
+ * as the WHATWG URL parser spells it (percent-encoded: no control character, no space; the
+ * query string left out, where tokens travel), cut to `MAX_PATH_CHARS` with `…`.
+ */
+export function recordPath(url: string): string {
+  let path: string;
+  try {
+    path = new URL(url).pathname;
+  } catch {
+    return "";
+  }
+  return path.length > MAX_PATH_CHARS ? `${path.slice(0, MAX_PATH_CHARS - 1)}…` : path;
 }
 
 /** Hono variables set by `observe()`. */
@@ -217,6 +232,7 @@ export function observe(options: ObserveOptions = {}): Observer {
     await next();
     record.status = c.res.status;
     record.latencyMs = Math.max(0, Date.now() - started);
+    if (record.rpc === undefined) record.path = recordPath(c.req.url);
     emit(record, flusher ? waitUntilOf(c) : null);
   };
   return Object.assign(middleware, { emit });

@@ -3,10 +3,11 @@
  * exposition format 0.0.4 (served as `Content-Type: text/plain; version=0.0.4`):
  * one `# HELP` and `# TYPE` per metric family, counters named `tollbooth_<name>_total`, and
  * the request latency as the histogram `tollbooth_request_duration_seconds`
- * (`_bucket{le="…"}` cumulative, `le="+Inf"` last, `_count`; no `_sum`: the gateway keeps
- * the buckets only). Each line ends with `\n`, the text too.
+ * (`_bucket{le="…"}` cumulative, `le="+Inf"` last, then `_sum`, the requests' latencies
+ * added up in seconds, and `_count`, equal to the `+Inf` bucket). Each line ends with `\n`,
+ * the text too.
  */
-import { COUNTER_HELP } from "./counters.ts";
+import { COUNTER_HELP, LATENCY_SUM_KEY } from "./counters.ts";
 import { LATENCY_BUCKETS_MS, type StatsSnapshot } from "./types.ts";
 
 /** Prefix of every metric name. */
@@ -26,14 +27,15 @@ const escapeHelp = (text: string) => text.replace(/\\/g, "\\\\").replace(/\n/g, 
 /**
  * The snapshot's totals and latency histogram as Prometheus text 0.0.4. Counter keys of
  * `snapshot.totals` (`name{labels}`) are grouped by name, families in name order; a name
- * missing from `COUNTER_HELP` gets a generic help line. Pure: no clock, no I/O.
+ * missing from `COUNTER_HELP` gets a generic help line; `LATENCY_SUM_KEY` is the histogram's
+ * `_sum`, not a family. Pure: no clock, no I/O.
  */
 export function prometheusText(snapshot: StatsSnapshot): string {
   const families = new Map<string, string[]>();
   for (const [key, n] of Object.entries(snapshot.totals)) {
     const brace = key.indexOf("{");
     const name = brace === -1 ? key : key.slice(0, brace);
-    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name)) continue;
+    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name) || name === LATENCY_SUM_KEY) continue;
     const list = families.get(name) ?? [];
     list.push(`${METRIC_PREFIX}${key} ${value(n)}`);
     families.set(name, list);
@@ -57,6 +59,8 @@ export function prometheusText(snapshot: StatsSnapshot): string {
   });
   cumulative += snapshot.latencyTotals[LATENCY_BUCKETS_MS.length] ?? 0;
   lines.push(`${hist}_bucket{le="+Inf"} ${cumulative}`);
+  // Milliseconds summed as integers, written in seconds (exact to the millisecond).
+  lines.push(`${hist}_sum ${value((snapshot.totals[LATENCY_SUM_KEY] ?? 0) / 1000)}`);
   lines.push(`${hist}_count ${cumulative}`);
   return lines.join("\n") + "\n";
 }

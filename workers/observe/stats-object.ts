@@ -11,7 +11,9 @@
  *   however many light ones arrive;
  * - `recent`: the latest `MAX_RECENT` decision records the isolates kept whole (every refusal,
  *   payment, solve and error; plain admitted requests sampled as the decision log is:
- *   workers/observe/observe.ts), one row each.
+ *   workers/observe/observe.ts), one row each;
+ * - `hours`: per clock hour, the money counters (`HOUR_COUNTERS`: payments, amounts paid,
+ *   credentials redeemed), the last `RETAIN_HOURS` hours (what a day brought in).
  * A flush writes one row per minute it carries, per counter name, per latency bucket and per
  * caller of its summaries (aggregated in the isolate: never one row per request), plus its
  * kept records: with the default sampling a few dozen rows per flush, whatever its requests.
@@ -19,11 +21,30 @@
  * time), so every read-modify-write below is atomic.
  */
 import { DurableObject } from "cloudflare:workers";
-import { bump, counterKey, emptyLatency, MAX_CALLERS_PER_MINUTE, MAX_RECENT, minuteOf, percentiles, type StatsBatch } from "./counters.ts";
-import type { CallerCount, Counters, DecisionRecord, MinuteStats, StatsSnapshot } from "./types.ts";
+import {
+  bump,
+  counterKey,
+  emptyLatency,
+  hourCountersOf,
+  MAX_CALLERS_PER_MINUTE,
+  MAX_RECENT,
+  minuteOf,
+  percentiles,
+  type StatsBatch,
+} from "./counters.ts";
+import type { CallerCount, Counters, DecisionRecord, HourStats, MinuteStats, StatsSnapshot } from "./types.ts";
 
 /** Minutes of per-minute rows kept (the dashboard shows the last 60). */
 export const RETAIN_MINUTES = 120;
+/** Hours of per-hour money rows kept. */
+export const RETAIN_HOURS = 48;
+/** Hours `snapshot()` returns in `hours` (a day, the current hour included). */
+export const DAY_HOURS = 24;
+/** Milliseconds in an hour. */
+const HOUR_MS = 3_600_000;
+/** The unix ms of the clock hour `ms` falls in. */
+const hourOf = (ms: number): number => Math.floor(ms / HOUR_MS) * HOUR_MS;
+
 /** Callers listed by `snapshot()`. */
 export const TOP_CALLERS = 20;
 
@@ -48,6 +69,7 @@ export class Stats extends DurableObject {
       CREATE TABLE IF NOT EXISTS callers (start_ms INTEGER NOT NULL, caller TEXT NOT NULL, requests INTEGER NOT NULL, admitted INTEGER NOT NULL, refused INTEGER NOT NULL, PRIMARY KEY (start_ms, caller));
       CREATE TABLE IF NOT EXISTS callers_error (start_ms INTEGER PRIMARY KEY, error INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS hours (start_ms INTEGER PRIMARY KEY, counters TEXT NOT NULL);
     `);
   }
 
@@ -88,6 +110,7 @@ export class Stats extends DurableObject {
         JSON.stringify(latency),
       );
       this.addCallers(startMs, m.callers, m.callersError);
+      this.addHour(startMs, m.counters);
     }
     for (const [name, value] of Object.entries(totals)) {
       this.sql.exec(
@@ -113,8 +136,39 @@ export class Stats extends DurableObject {
       this.sql.exec("DELETE FROM minutes WHERE start_ms <= ?", cutoff);
       this.sql.exec("DELETE FROM callers WHERE start_ms <= ?", cutoff);
       this.sql.exec("DELETE FROM callers_error WHERE start_ms <= ?", cutoff);
+      this.sql.exec("DELETE FROM hours WHERE start_ms <= ?", hourOf(latest) - RETAIN_HOURS * HOUR_MS);
     }
     return { flushes: this.sql.exec<{ value: number }>("SELECT value FROM totals WHERE name = ?", flushCounter).one().value };
+  }
+
+  /** Add a minute's money counters (`HOUR_COUNTERS`) to its clock hour's row (none written when it has none). */
+  private addHour(minuteMs: number, counters: Counters): void {
+    const money = Object.entries(hourCountersOf(counters));
+    if (money.length === 0) return;
+    const startMs = hourOf(minuteMs);
+    const row = this.sql.exec<{ counters: string }>("SELECT counters FROM hours WHERE start_ms = ?", startMs).toArray()[0];
+    const sums: Counters = row ? JSON.parse(row.counters) : {};
+    for (const [k, v] of money) bump(sums, k, v);
+    this.sql.exec("INSERT OR REPLACE INTO hours (start_ms, counters) VALUES (?, ?)", startMs, JSON.stringify(sums));
+  }
+
+  /** The last `DAY_HOURS` clock hours' money rows up to the one holding `nowMs`, oldest first, empty hours included. */
+  private hoursUpTo(nowMs: number): HourStats[] {
+    const last = hourOf(nowMs);
+    const first = last - (DAY_HOURS - 1) * HOUR_MS;
+    const rows = new Map(
+      this.sql
+        .exec<{ start_ms: number; counters: string }>(
+          "SELECT start_ms, counters FROM hours WHERE start_ms >= ? AND start_ms <= ?",
+          first,
+          last,
+        )
+        .toArray()
+        .map((r) => [r.start_ms, JSON.parse(r.counters) as Counters]),
+    );
+    const hours: HourStats[] = [];
+    for (let t = first; t <= last; t += HOUR_MS) hours.push({ startMs: t, counters: rows.get(t) ?? {} });
+    return hours;
   }
 
   /**
@@ -181,7 +235,7 @@ export class Stats extends DurableObject {
     for (let t = first; t <= last; t += 60_000) {
       const r = rows.get(t);
       const latency: number[] = r ? JSON.parse(r.latency) : emptyLatency();
-      latency.forEach((n, i) => (window[i]! += n));
+      for (const [i, n] of latency.entries()) window[i]! += n;
       minutes.push({ startMs: t, counters: r ? JSON.parse(r.counters) : {}, latency });
     }
     const totals: Counters = {};
@@ -209,6 +263,7 @@ export class Stats extends DurableObject {
       .exec<{ record: string }>("SELECT record FROM recent ORDER BY seq DESC LIMIT ?", MAX_RECENT)
       .toArray()
       .map((r) => JSON.parse(r.record) as DecisionRecord);
-    return { nowMs: Number(req.nowMs) || Date.now(), minutes, totals, latencyTotals, latencyMs: percentiles(window), topCallers, recent };
+    const nowMs = Number(req.nowMs) || Date.now();
+    return { nowMs, minutes, totals, hours: this.hoursUpTo(nowMs), latencyTotals, latencyMs: percentiles(window), topCallers, recent };
   }
 }

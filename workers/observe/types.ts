@@ -40,6 +40,12 @@ export interface DecisionRecord {
   plan: string;
   /** HTTP method. */
   method: string;
+  /**
+   * The request's path (percent-encoded as sent, no query string, cut to `MAX_PATH_CHARS`
+   * with `…`), on a request that is not a JSON-RPC message (no `rpc`): a GET, a DELETE, a
+   * path other than the MCP endpoint. Absent when `rpc` is set.
+   */
+  path?: string;
   /** JSON-RPC method of a single message (`tools/call`), `batch` for a batch, absent for no body. */
   rpc?: string;
   /** Tool name of a `tools/call`. */
@@ -93,6 +99,9 @@ export interface DecisionRecord {
  */
 export type Counters = Record<string, number>;
 
+/** Longest `DecisionRecord.path`, in characters (a longer path is cut to this, its last character `…`). */
+export const MAX_PATH_CHARS = 120;
+
 /** Upper bounds (ms) of the latency histogram buckets; the last bucket is +Inf. */
 export const LATENCY_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000] as const;
 
@@ -103,6 +112,18 @@ export interface MinuteStats {
   counters: Counters;
   /** Count of requests per latency bucket: `LATENCY_BUCKETS_MS.length + 1` entries (the last is +Inf). */
   latency: number[];
+}
+
+/**
+ * One clock hour of the money counters (`HOUR_COUNTERS`, workers/observe/counters.ts:
+ * `payments_total`, `paid_total`, `redeemed_total`), kept `RETAIN_HOURS` hours so that the
+ * admin API can say what a day brought in (the per-minute rows last two hours only).
+ */
+export interface HourStats {
+  /** Unix ms of the hour's start (a multiple of 3 600 000). */
+  startMs: number;
+  /** The hour's money counters, keyed as `MinuteStats.counters` (e.g. `paid_total{scheme="…",unit="sats"}`). */
+  counters: Counters;
 }
 
 /**
@@ -129,6 +150,11 @@ export interface StatsSnapshot {
   minutes: MinuteStats[];
   /** Sum of every counter since the object was created (Prometheus counters: monotonic). */
   totals: Counters;
+  /**
+   * The last `DAY_HOURS` (24) clock hours of money counters, oldest first, the current
+   * (partial) hour last; hours with nothing recorded are present with empty counters.
+   */
+  hours: HourStats[];
   /** Latency histogram since the object was created (as `MinuteStats.latency`). */
   latencyTotals: number[];
   /** Latency percentiles (ms) over the window, from the histogram (upper bound of the bucket). */

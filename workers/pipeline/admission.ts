@@ -24,7 +24,7 @@ import type { OfferContext } from "../schemes/contract.ts";
 import { schemeOfReason } from "../schemes/registry.ts";
 import type { Deps } from "./deps.ts";
 import { giveBack, heldBy } from "./give-back.ts";
-import type { Admitted, Carrying, OpenFailure, Unmetered } from "./state.ts";
+import type { Admitted, Carrying, Metered, OpenFailure, Unmetered } from "./state.ts";
 
 /** What the caller's object, or this isolate's lease, decided. */
 interface Taken {
@@ -59,11 +59,13 @@ function leaseDecision(plan: Plan, cost: number, local: LeaseAdmission, nowMs: n
 
 /** The decision: from this isolate's lease when it can, else from the caller's object (asking for a lease with it). */
 async function take(
-  s: Carrying,
+  s: Metered,
   deps: Pick<Deps, "leases" | "policy" | "sessionUses">,
   store: CallerStore,
 ): Promise<Taken | Unmet | Refusal> {
-  const { caller, cost, nowMs, plan } = s;
+  const { caller, nowMs, plan } = s;
+  // What the caller's free bucket is charged: the cost, or more for a free request under congestion (./origin-ceiling.ts).
+  const cost = s.admit.cost;
   const leases = deps.leases;
   // Sessions used from the lease ride on this isolate's next call to the caller's object.
   const touched = () => {
@@ -137,11 +139,15 @@ export function trustedCaller(s: Carrying): boolean {
   return s.identity.verified || proven;
 }
 
-/** What the schemes offer in, for an over-budget answer with `reason`. */
-export function offerContext(s: Admitted, deps: Pick<Deps, "policy">, reason: string): OfferContext {
-  const { plan, keyring, caller, nowMs, cost, url } = s;
+/**
+ * What the schemes offer in, for an over-budget answer with `reason`: at the caller's
+ * difficulty (the object's answer, else the plan's, raised by the congestion's extra bits),
+ * and the congestion's prices.
+ */
+export function offerContext(s: Carrying & { decision?: AdmitResult }, deps: Pick<Deps, "policy">, reason: string): OfferContext {
+  const { plan, keyring, caller, nowMs, cost, url, congestion } = s;
   const what = describeRequest(s.request.method, url.pathname, s.body);
-  const difficulty = s.decision.difficulty ?? plan.challenge.difficulty;
+  const difficulty = s.decision?.difficulty ?? plan.challenge.difficulty;
   return {
     policy: deps.policy,
     plan,
@@ -153,6 +159,7 @@ export function offerContext(s: Admitted, deps: Pick<Deps, "policy">, reason: st
     what,
     reason,
     difficulty,
+    congestion,
     network: s.identity.network,
     trusted: trustedCaller(s),
   };
@@ -194,6 +201,8 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
     : null;
   const detail = (facts ? schemeOfReason(deps.schemes, reason)?.refusalDetail?.(reason, facts) : undefined) ?? s.credential.refusedDetail;
   const { schemes } = deps;
+  // A free request refused by its own budget: the congestion's free share may be why.
+  const refusedAt = s.cls === "free" && reason === "over_budget" ? "budget" : undefined;
   return overBudget({
     schemes,
     offer,
@@ -203,6 +212,7 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
     headers,
     status,
     credits: decision.credits,
+    refusedAt,
     ...(detail !== undefined ? { detail: { detail } } : {}),
   });
 }
@@ -212,7 +222,7 @@ async function refusalOf(s: Admitted, deps: Pick<Deps, "policy" | "schemes">): P
  * carries), the request to forward unmetered, or the object's refusal.
  */
 export async function admission(
-  s: Carrying,
+  s: Metered,
   deps: Pick<Deps, "callers" | "leases" | "policy" | "schemes" | "limitHeaders" | "blockedUntil" | "sessionUses">,
 ): Promise<Admitted | Unmetered | Refusal> {
   const { caller, identity, nowMs } = s;

@@ -117,7 +117,15 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
       forwardBody: read.ok && read.body ? read.body : s.rawBody,
     };
     const check = read.ok
-      ? await scheme.verify(read.credential, { policy: deps.policy, plan, keyring, caller: identity.id, nowMs, cost })
+      ? await scheme.verify(read.credential, {
+          policy: deps.policy,
+          plan,
+          keyring,
+          caller: identity.id,
+          nowMs,
+          cost,
+          congestion: s.congestion,
+        })
       : read;
     if (!check.ok) {
       // Refused by the object after it counted the request (a blocked identity: 403 there).
@@ -146,10 +154,18 @@ async function schemeCredential(s: Known, deps: Pick<Deps, "policy" | "schemes" 
     const caller = check.identity ?? identity.id;
     // A one-time credential (a solution, a bundle of credits) buys an access token the caller
     // keeps; a reusable one is its own token; a per-request payment buys none.
+    // The token says whether money bought it: its requests' class at the origin ceiling.
+    const pd = scheme.admits === "paid" ? { pd: 1 as const } : {};
     const tokenClaims =
-      !r.reusable && check.token !== false ? { tokenClaims: { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits } } : {};
+      !r.reusable && check.token !== false
+        ? { tokenClaims: { sub: caller, jti: r.jti, exp: r.tokenExpiresMs / 1000, cr: r.credits, ...pd } }
+        : {};
     const settlement = scheme.settle && read.ok ? { settlement: { scheme, credential: read.credential } } : {};
-    return { caller, admit: { redeem: r }, credential: { ...credential, payment: check.paid, ...tokenClaims, ...settlement } };
+    return {
+      caller,
+      admit: { redeem: r },
+      credential: { ...credential, payment: check.paid, cls: scheme.admits, ...tokenClaims, ...settlement },
+    };
   }
   return null;
 }
@@ -163,7 +179,9 @@ async function tokenCredential(s: Known, deps: Pick<Deps, "tokens">): Promise<Fo
   const check = await deps.tokens(s.keyring)(header.trim(), payer ?? s.identity.id, s.nowMs);
   const credential: Credential = { carried: true, via: "token", paidAs: "token", forwardBody: s.rawBody };
   if (!check.ok) return { caller: s.identity.id, admit: { refused: `token_${check.reason}` }, credential };
-  return { caller: payer ?? s.identity.id, admit: { tokenId: check.claims.jti }, credential };
+  // Money bought it (`pd`; a token signed before `pd` existed and bought by a payer names that payer), or work did.
+  const cls = check.claims.pd === 1 || payer !== null ? "paid" : "worked";
+  return { caller: payer ?? s.identity.id, admit: { tokenId: check.claims.jti }, credential: { ...credential, cls } };
 }
 
 /** The request with its caller, its credential and what to ask the caller's object; or a refusal (a blocked payer, an unreachable state). */

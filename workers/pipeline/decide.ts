@@ -7,14 +7,19 @@
  *    (then tollbooth's own endpoints, workers/endpoints/, answer theirs)
  * 3. `body`           one reading: size 413, time 408, media type 415, JSON 400, method 405
  *    `mcpHeaders`     `Mcp-Method` / `Mcp-Name` match the body: 400
- * 4. `identity`       the caller, its plan, the cost (more than anything pays: 400)
- * 5. `credentials`    a scheme's credential or an access token, verified statelessly
- * 6. `admission`      the caller's object or its lease: block 403, ceiling 429, caps 429, the
- *                     credential redeemed or refused, the free bucket: over budget 402 / 429
+ * 4. `identity`       the caller, its plan, the cost (more than anything pays: 400); the
+ *                     origin's congestion (the challenge's extra bits)
+ * 5. `credentials`    a scheme's credential or an access token, verified statelessly (at the
+ *                     congestion's prices)
+ * 6. `originCeiling`  all callers together, by admission class, usually from this isolate's
+ *                     lease: paid 429, the others 402 with the ways up and the congestion
+ * 7. `admission`      the caller's object or its lease: block 403, ceiling 429, caps 429, the
+ *                     credential redeemed or refused, the free bucket (a free request pays the
+ *                     congestion's free share): over budget 402 / 429
  *    `eviction`       at the session cap, the caller's least recently used idle session ended
  *                     at the origin first (a DELETE on its behalf); not ended: 429
- * 7. `originCeiling`  all callers together: 429 (what admitting took is given back)
  * 8. `settlement`     a payment completed before the origin is asked
+ * A request refused after step 6 gives its origin units back; one forwarded spends them.
  * Then the proxy forwards the request, and `afterOrigin` finishes it (sessions, a receipt,
  * headers); whatever a refused or unanswered request took is returned by `giveBack`.
  * Each step takes the request state and returns the next one or a `Refusal` (./state.ts).
@@ -28,13 +33,14 @@ import { body } from "./body.ts";
 import { credentials } from "./credentials.ts";
 import type { Deps } from "./deps.ts";
 import { eviction } from "./eviction.ts";
+import { giveBack } from "./give-back.ts";
 import { identity } from "./identity.ts";
 import { mcpHeaders } from "./mcp-headers.ts";
 import { networkCeiling } from "./network-ceiling.ts";
 import { originCeiling } from "./origin-ceiling.ts";
 import { originHeader } from "./origin-header.ts";
 import { settlement } from "./settlement.ts";
-import { type Arrival, type Cleared, type Outcome, type Read, type RequestContext, record } from "./state.ts";
+import { type Arrival, type Cleared, type Metered, type Outcome, type Read, type RequestContext, record } from "./state.ts";
 
 /** Refused by a step, after state `s` (its body, when read, gives the answer its ids). */
 function refused(s: Arrival | Read, refusal: Refusal): Outcome {
@@ -56,6 +62,12 @@ function admitted(s: Cleared): Outcome {
     leased: s.local !== null,
   });
   return { kind: "admitted", state: s, record: s.record };
+}
+
+/** Refused after the origin ceiling: its units go back to this isolate's lease (they no longer count as demand either). */
+function refusedAfterOrigin(s: Metered, deps: Deps, refusal: Refusal): Outcome {
+  if (s.origin) void giveBack({ kind: "origin", origin: deps.origin!, receipt: s.origin });
+  return refused(s, refusal);
 }
 
 /** Decide one request: refused (with the step's refusal), answered by tollbooth's own endpoints, or admitted (metered or not). */
@@ -80,18 +92,21 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   if (known instanceof Refusal) return refused(read, known);
   const carrying = await credentials(known, deps);
   if (carrying instanceof Refusal) return refused(known, carrying);
-  const taken = await admission(carrying, deps);
-  if (taken instanceof Refusal) return refused(carrying, taken);
+  const metered = await originCeiling(carrying, deps);
+  if (metered instanceof Refusal) return refused(carrying, metered);
+  const taken = await admission(metered, deps);
+  if (taken instanceof Refusal) return refusedAfterOrigin(metered, deps, taken);
   if ("unmetered" in taken) {
     // The caller's object timed out or could not be reached and the policy says `onStoreError: "open"`: forwarded unmetered.
+    if (metered.origin) deps.origin!.confirm(metered.origin);
     record(taken, { caller: taken.caller, decision: "admitted_unmetered", reason: `store_${taken.unmetered}` });
     return { kind: "unmetered", state: taken, record: taken.record };
   }
   const made = await eviction(taken, deps);
-  if (made instanceof Refusal) return refused(taken, made);
-  const room = await originCeiling(made, deps);
-  if (room instanceof Refusal) return refused(taken, room);
-  const cleared = await settlement(room, deps);
-  if (cleared instanceof Refusal) return refused(taken, cleared);
+  if (made instanceof Refusal) return refusedAfterOrigin(metered, deps, made);
+  const cleared = await settlement(made, deps);
+  if (cleared instanceof Refusal) return refusedAfterOrigin(metered, deps, cleared);
+  // Forwarded: its units of the origin ceiling are spent, whether or not the origin answers.
+  if (metered.origin) deps.origin!.confirm(metered.origin);
   return admitted(cleared);
 }

@@ -8,13 +8,13 @@ import type { Keyring } from "../../shared/credentials/keys.ts";
 import { importKeyring, parseSecrets } from "../../shared/credentials/keys.ts";
 import { tokenVerifier } from "../../shared/credentials/token.ts";
 import { type Identity, identityResolver } from "../../shared/identity/index.ts";
-import type { LimitResult } from "../../shared/limits/bucket.ts";
 import { LeaseTable } from "../../shared/limits/lease.ts";
 import { type NamedLimit, rateLimit, rateLimitPolicy } from "../../shared/limits/ratelimit-headers.ts";
 import type { NetworkLimiter } from "../env.ts";
 import type { AdmitResult, CallerState } from "../objects/caller-state.ts";
 import type { OriginGate } from "../objects/origin-gate.ts";
-import { blockChecker, boundedStore, originCeiling, SPEND_SCOPE, type StoreNamespace } from "../objects/stores.ts";
+import { type OriginShards, originShards } from "../objects/origin-shards.ts";
+import { blockChecker, boundedStore, SPEND_SCOPE, type StoreNamespace } from "../objects/stores.ts";
 import type { PaymentScheme } from "../schemes/contract.ts";
 import { type Plan, type Policy, type PolicyInput, parsePolicy } from "../schemes/policy.ts";
 import { paymentSchemes } from "../schemes/registry.ts";
@@ -58,7 +58,7 @@ export interface TollboothOptions {
    * once across them. Default `callers`.
    */
   spends?: DurableObjectNamespace<CallerState> | undefined;
-  /** The `OriginGate` Durable Object namespace; required when the policy sets `originCeiling`. */
+  /** The `OriginGate` Durable Object namespace (the origin ceiling's shards and root); required when the policy sets `originCeiling`. */
   originGate?: DurableObjectNamespace<OriginGate> | undefined;
   /** The network ceiling (Workers Rate Limiting binding); without it the layer is off. */
   network?: NetworkLimiter | undefined;
@@ -87,8 +87,8 @@ export interface Deps {
   identify: (headers: Headers) => Promise<Identity>;
   /** The network ceiling, when the binding is set. */
   network: NetworkLimiter | undefined;
-  /** Take one request from the origin ceiling; null when the policy sets none. */
-  originTake: ((nowMs: number) => Promise<LimitResult>) | null;
+  /** The origin ceiling as this isolate holds it (leases of its shard, the congestion); null when the policy sets none. */
+  origin: OriginShards | null;
   /** The payment schemes the policy enables, in offer order (workers/schemes/). */
   schemes: readonly PaymentScheme[];
   /** Rate-limit headers for a decision (draft-ietf-httpapi-ratelimit-headers-10). */
@@ -166,7 +166,7 @@ export function buildDeps(options: TollboothOptions): Deps {
     callers,
     identify: identityResolver(policy.identity, { keys: options.keys, ...(options.fetch ? { fetch: options.fetch } : {}) }),
     network: options.network,
-    originTake: originCeiling(options.originGate, policy.originCeiling, policy.storeTimeoutMs),
+    origin: originShards(options.originGate, policy, policy.storeTimeoutMs),
     schemes,
     limitHeaders,
     blockedUntil: blockChecker((identity, nowMs) =>

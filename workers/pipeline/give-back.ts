@@ -1,9 +1,11 @@
 /**
  * `giveBack`: the one way anything a request took is returned — for a request refused after
- * it was charged (the origin ceiling, the block of the identity a payer's token came from),
+ * it was charged (the block of the identity a payer's token came from),
  * a payment that did not complete (its settlement failed, or its spend id was claimed
  * elsewhere), a request the origin never answered (the proxy's 502 / 504), a stream that
  * ended or a session the origin did not open.
+ * - `origin`: the origin ceiling's units of a request refused after that step (by the caller's
+ *   layers or its payment), back to this isolate's lease of them (no Durable Object call);
  * - `lease`: units of this isolate's lease, back to the lease (no Durable Object call);
  * - `charge`: the cost to what paid it in the caller's object (the free bucket or the token's
  *   credits), and its slot, and the mark of a session it was to evict (`CallerState.refund`);
@@ -15,12 +17,14 @@
  */
 import type { LeaseTable } from "../../shared/limits/lease.ts";
 import type { RefundRequest } from "../objects/caller-state.ts";
+import type { OriginShards, Receipt } from "../objects/origin-shards.ts";
 import type { CallerStore } from "../objects/stores.ts";
 import type { Deps } from "./deps.ts";
 import type { Admitted, Defer } from "./state.ts";
 
 /** Something a request holds that can be given back. */
 export type Held =
+  | { kind: "origin"; origin: OriginShards; receipt: Receipt }
   | { kind: "lease"; leases: LeaseTable; caller: string; cost: number }
   | { kind: "charge"; store: CallerStore; refund: RefundRequest }
   | { kind: "payment"; store: CallerStore; jti: string; lift?: { spendId: string; release: (spendId: string) => Promise<void> } }
@@ -35,6 +39,9 @@ export function giveBack(held: Held, defer?: Defer): Promise<void> {
   let what: string;
   let work: Promise<unknown>;
   switch (held.kind) {
+    case "origin":
+      held.origin.giveBack(held.receipt);
+      return Promise.resolve();
     case "lease":
       held.leases.refund(held.caller, held.cost, Date.now());
       return Promise.resolve();
@@ -72,12 +79,13 @@ export function heldBy(s: Admitted, deps: Pick<Deps, "leases">, what: "charge" |
   if (what === "slot") return { kind: "slot", store: s.store, slotId: s.slot!.id };
   if (what === "taken" && !s.local && s.credential.settlement && s.admit.redeem)
     return { kind: "payment", store: s.store, jti: s.admit.redeem.jti };
-  if (s.local) return { kind: "lease", leases: deps.leases!, caller: s.caller, cost: s.cost };
+  // What was charged: `admit.cost` (a free request under congestion is charged more than its cost).
+  if (s.local) return { kind: "lease", leases: deps.leases!, caller: s.caller, cost: s.admit.cost };
   const tokenId = s.admit.tokenId ?? s.admit.redeem?.jti;
   const refund: RefundRequest = {
     nowMs: Date.now(),
     bucket: s.plan.bucket,
-    cost: s.cost,
+    cost: s.admit.cost,
     paidBy: s.decision.paidBy ?? "free",
     ...(tokenId !== undefined ? { tokenId } : {}),
     ...(s.slot ? { slotId: s.slot.id } : {}),

@@ -39,8 +39,17 @@ export async function settlement(
     return unavailable("store", err);
   }
   const { plan, keyring, caller, nowMs, cost } = s;
+  // At the price its payment was verified at (the congestion when the request arrived).
   const done = claimed
-    ? await pending.scheme.settle!(pending.credential, { policy: deps.policy, plan, keyring, caller, nowMs, cost })
+    ? await pending.scheme.settle!(pending.credential, {
+        policy: deps.policy,
+        plan,
+        keyring,
+        caller,
+        nowMs,
+        cost,
+        congestion: s.congestion,
+      })
     : refuse("spent");
   if (done.ok) return { ...s, headers: { ...s.headers, ...done.headers }, receipt: done.receipt };
   if (claimed && pending.scheme.retryable?.(done.reason) === true)

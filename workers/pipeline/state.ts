@@ -8,9 +8,12 @@ import type { Keyring } from "../../shared/credentials/keys.ts";
 import type { TokenClaims } from "../../shared/credentials/token.ts";
 import type { Identity } from "../../shared/identity/index.ts";
 import type { ParsedBody } from "../../shared/jsonrpc.ts";
+import type { Congestion } from "../../shared/limits/congestion.ts";
 import type { LeaseAdmission } from "../../shared/limits/lease.ts";
+import type { AdmissionClass } from "../../shared/limits/origin-classes.ts";
 import type { Plan } from "../../shared/policy/index.ts";
 import type { AdmitRequest, AdmitResult, SlotRequest } from "../objects/caller-state.ts";
+import type { Receipt } from "../objects/origin-shards.ts";
 import type { CallerStore } from "../objects/stores.ts";
 import type { DecisionFields } from "../observe/observe.ts";
 import type { Refusal } from "../refusal/refusal.ts";
@@ -64,7 +67,10 @@ export interface Read extends Arrival {
 /** After identity (./identity.ts): who is calling, its plan, what the request costs. */
 export interface Known extends Read {
   identity: Identity;
+  /** The caller's plan, its challenge's difficulty raised by the congestion's extra bits. */
   plan: Plan;
+  /** The origin's congestion when the request arrived (docs/allocation.md); null without an origin ceiling. */
+  congestion: Congestion | null;
   /** Units the request costs (integer ≥ 0). */
   cost: number;
   keyring: Keyring;
@@ -88,6 +94,8 @@ export interface Credential {
   settlement?: { scheme: PaymentScheme; credential: unknown };
   /** What its payment was, for the metrics. */
   payment?: Redeemable["paid"];
+  /** The admission class at the origin ceiling of a credential that verified: bought with money (`paid`) or work (`worked`). */
+  cls?: "paid" | "worked";
   /** The body to forward: the credential taken out when it was in it. */
   forwardBody: Uint8Array<ArrayBuffer> | null;
 }
@@ -103,6 +111,14 @@ export interface Carrying extends Known {
   admit: AdmitRequest;
 }
 
+/** After the origin ceiling (./origin-ceiling.ts): the request's class and the units of the ceiling it holds. */
+export interface Metered extends Carrying {
+  /** Its admission class at the origin ceiling (shared/limits/origin-classes.ts). */
+  cls: AdmissionClass;
+  /** The origin ceiling's units it holds (one per JSON-RPC message); null without an origin ceiling. */
+  origin: Receipt | null;
+}
+
 /** The failures of the caller's object that `onStoreError: "open"` forwards unmetered (workers/objects/stores.ts `StoreFailure`). */
 export type OpenFailure = "timeout" | "unreachable";
 
@@ -110,10 +126,10 @@ export type OpenFailure = "timeout" | "unreachable";
  * After admission (./admission.ts), when the caller's object timed out or could not be
  * reached and the policy says `onStoreError: "open"`: forwarded unmetered.
  */
-export type Unmetered = Carrying & { readonly unmetered: OpenFailure };
+export type Unmetered = Metered & { readonly unmetered: OpenFailure };
 
 /** After admission (./admission.ts): the caller's object (or this isolate's lease) admitted it. */
-export interface Admitted extends Carrying {
+export interface Admitted extends Metered {
   /** The caller's object. */
   store: CallerStore;
   decision: AdmitResult;

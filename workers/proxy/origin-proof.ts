@@ -1,5 +1,5 @@
 /**
- * The origin proof (README "Origin check"): every forwarded request carries
+ * The origin proof (docs/gateway.md, "Origin check"): every forwarded request carries
  * `Tollbooth-Caller`, a `Content-Digest` (RFC 9530) of the exact body forwarded, and
  * `Tollbooth-Signature: t=<unix s>, kid=<key id>, sig=<HMAC-SHA256>` over
  * canonical([label, t, caller, method, path+query, content-digest]), so an origin can check
@@ -18,7 +18,7 @@ const PROOF_MEMO_MAX = 1024;
 /**
  * The bytes the origin proof signs: canonical([label, t, caller, method, path+query,
  * content-digest]). An origin recomputes them to check `Tollbooth-Signature`, and checks
- * that `Content-Digest` is the SHA-256 of the body it received (see README, "Origin check").
+ * that `Content-Digest` is the SHA-256 of the body it received (see docs/gateway.md, "Origin check").
  * @param t unix seconds
  * @param pathAndQuery the path and query the origin receives
  * @param contentDigest the `Content-Digest` value sent (see `contentDigest`)

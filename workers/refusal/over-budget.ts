@@ -6,6 +6,7 @@
  * test/workers/refusal/over-budget.test.ts and the paid schemes' workers tests pin it.
  */
 import { ErrorCode, type ParsedBody } from "../../shared/jsonrpc.ts";
+import { congestionData } from "../../shared/limits/congestion.ts";
 import { gatewayUrls } from "../endpoints/urls.ts";
 import type { Decision } from "../observe/types.ts";
 import type { Offer, OfferContext, PaymentScheme, Unavailable } from "../schemes/contract.ts";
@@ -52,6 +53,20 @@ export interface OverBudget {
   detail?: Record<string, unknown>;
   /** Access-token credits left, for the decision record. */
   credits?: number | undefined;
+  /**
+   * Where the origin's congestion refused the request (docs/allocation.md): `origin` (its
+   * class had no room at the origin ceiling: the message says so) or `budget` (a free
+   * request, its budget shrunk by the free share). `error.data.congestion` is sent then, and
+   * whenever the load level is above the curve's start.
+   */
+  refusedAt?: "origin" | "budget" | undefined;
+}
+
+/** `error.data.congestion` of an answer, when the origin is congested or refused it; null otherwise. */
+function congestionOf(o: OverBudget): Record<string, unknown> | null {
+  const c = o.offer.congestion;
+  if (!c || (o.refusedAt !== "origin" && c.level <= o.offer.policy.allocation.congestion.start)) return null;
+  return congestionData(c, o.refusedAt ?? null);
 }
 
 /**
@@ -120,15 +135,19 @@ export async function overBudget(o: OverBudget): Promise<Refusal> {
   if (available.length === 0) {
     const wait = Math.max(1, retryAfter);
     const why = payable.length === 0 ? `more than a solve buys (${plan.challenge.credits})` : "and no way to pay is available now";
-    const message = `Too many requests (${reason}): ${what} costs ${cost}, ${why}; retry after ${wait} s, when the free bucket holds it.`;
-    return refusal(o, {
-      status: 429,
-      rpcCode: ErrorCode.TooManyRequests,
-      message,
-      data: { reason, layer: "bucket", cost, retryAfter: wait, ...(offers.length ? { challenges: offers.map(listed) } : {}) },
-      headers: o.headers,
+    // Refused at the origin: no way up could be offered (a payment backend down or busy).
+    const origin = o.refusedAt === "origin" ? congestionOf(o) : null;
+    const when = origin ? `; ${origin.why}` : ", when the free bucket holds it";
+    const message = `Too many requests (${reason}): ${what} costs ${cost}, ${why}; retry after ${wait} s${when}.`;
+    const data = {
+      reason,
+      layer: origin ? "origin" : "bucket",
+      cost,
       retryAfter: wait,
-    });
+      ...(origin ? { congestion: origin } : {}),
+      ...(offers.length ? { challenges: offers.map(listed) } : {}),
+    };
+    return refusal(o, { status: 429, rpcCode: ErrorCode.TooManyRequests, message, data, headers: o.headers, retryAfter: wait });
   }
   return withOffers(o, status, mode429, retryAfter, offers, available);
 }
@@ -157,6 +176,7 @@ function withOffers(
           },
         }
       : {};
+  const congestion = congestionOf(o);
   const data = {
     reason,
     ...o.detail,
@@ -165,6 +185,7 @@ function withOffers(
     retryAfter: waitHelps ? retryAfter : null,
     difficulty,
     ...raised,
+    ...(congestion ? { congestion } : {}),
     challenges: offers.map(listed),
     ...gatewayUrls(url),
   };
@@ -176,12 +197,13 @@ function withOffers(
   }
   const hint = available.map((x, i) => (i === 0 ? x.hint : lower(x.hint))).join("; or ");
   if (mode429) {
-    const message = `Too many requests (${reason}): ${what} costs ${cost} and the caller's budget is spent. Retry after ${retryAfter} s; or ${lower(hint)}.`;
+    const why = o.refusedAt === "origin" ? `; ${congestion!.why}` : " and the caller's budget is spent";
+    const message = `Too many requests (${reason}): ${what} costs ${cost}${why}. Retry after ${retryAfter} s; or ${lower(hint)}.`;
     return refusal(o, {
       status: 429,
       rpcCode: ErrorCode.TooManyRequests,
       message,
-      data: { ...data, layer: "bucket" },
+      data: { ...data, layer: o.refusedAt === "origin" ? "origin" : "bucket" },
       headers,
       retryAfter,
     });
@@ -193,9 +215,11 @@ function withOffers(
   const message =
     status === 401
       ? `${lead} ${hint}${waitHelps ? `; or wait ${retryAfter} s` : ""}.`
-      : waitHelps
-        ? `${lead} and the caller's budget is spent. ${hint}; or wait ${retryAfter} s.`
-        : `${lead}, more than the free bucket ever holds (${plan.bucket.capacity}). ${hint}.`;
+      : o.refusedAt === "origin"
+        ? `${lead}; ${congestion!.why}. ${hint}; or wait ${retryAfter} s.`
+        : waitHelps
+          ? `${lead} and the caller's budget is spent. ${hint}; or wait ${retryAfter} s.`
+          : `${lead}, more than the free bucket ever holds (${plan.bucket.capacity}). ${hint}.`;
   // One field line per challenge (RFC 9110 §11.6.1), as Aperture sends them.
   const challenges = available.flatMap((x) => (x.challenge !== undefined ? [x.challenge] : []));
   return refusal(o, {
@@ -222,7 +246,7 @@ function toolResult(
   data: Record<string, unknown>,
 ): Record<string, unknown> | null {
   const m = body && !body.batch ? body.messages[0] : undefined;
-  if (!m || m.method !== "tools/call" || m.id === undefined) return null;
+  if (m?.method !== "tools/call" || m.id === undefined) return null;
   for (const offer of offers) {
     const result = schemeOfType(schemes, offer.type)?.toolResult?.(offer, m.id, data);
     if (result) return result;

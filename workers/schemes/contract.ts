@@ -22,6 +22,7 @@
 import type { Keyring } from "../../shared/credentials/keys.ts";
 import type { TokenError } from "../../shared/credentials/token.ts";
 import type { JsonRpcId, ParsedBody } from "../../shared/jsonrpc.ts";
+import type { Congestion } from "../../shared/limits/congestion.ts";
 import type { Plan, Policy, PolicySection } from "../../shared/policy/index.ts";
 import type { Result } from "../../shared/result.ts";
 
@@ -89,6 +90,13 @@ export interface SchemeContext {
   nowMs: number;
   /** Units the request costs (0 at `/verify` and `/challenge`). */
   cost: number;
+  /**
+   * The origin's congestion (docs/allocation.md), when the gateway has an origin ceiling: a
+   * scheme that takes money offers, and verifies payments at, its price × `priceFactorPpm`
+   * / 10^6, rounded up (`scaleSats`, `scaleAtomic`). The proof-of-work difficulty is raised
+   * by the gateway (the plan's challenge asks the extra bits).
+   */
+  congestion?: Congestion | null;
 }
 
 /** What a 402 offers: the caller's current proof-of-work difficulty (bits) is known to the gateway. */
@@ -206,6 +214,11 @@ export interface PaymentScheme<C = unknown> {
    */
   readonly namesPayer?: boolean;
   /**
+   * The admission class at the origin ceiling of the requests its credential admits, and of
+   * the access token it buys (docs/allocation.md): `paid` for money, `worked` for work.
+   */
+  readonly admits: "paid" | "worked";
+  /**
    * Credits one payment of this scheme buys under `plan` (0: not offered to that plan).
    * A request costing more is never offered this scheme.
    */
@@ -308,6 +321,13 @@ export interface SchemeWords {
   redeemed: string;
   /** The unit `paid_total` counts its payments in, with its type; absent when it takes no payment. */
   paidIn?: string;
+  /**
+   * How the admin API and its dashboard show the amounts `paid_total` counts for it: the
+   * unit counted (`paid.unit` of its redemptions), the unit people read (`sats`, `USDC`)
+   * and the decimals between the two (0 for sats; 6 from USDC's atomic units). Absent when
+   * it takes no payment.
+   */
+  shownAs?: { counted: "sats" | "atomic"; unit: string; decimals: number };
   /** Its name in prose when a refused credential is answered 401 (`refusalStatus`); absent when never. */
   refusedWith401?: string;
 }

@@ -7,7 +7,7 @@
  *
  *   tollbooth-bridge https://mcp.example.com/mcp --header "Authorization: Bearer …"
  *
- * (paying ways: `--help`, and README's "Stdio bridge" section.)
+ * (paying ways: `--help`, and docs/agents.md, "Stdio bridge".)
  */
 import { TollboothError } from "../../tollbooth-client/src/index.ts";
 import { argumentsError, parseBridgeArgs, USAGE } from "./args.ts";

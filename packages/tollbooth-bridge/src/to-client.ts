@@ -58,7 +58,10 @@ export class ClientWriter {
     const barrier = isResponse && this.progressQueued;
     if (barrier) this.progressQueued = false;
     else if (isJSONRPCNotification(message) && message.method === "notifications/progress") this.progressQueued = true;
-    if (!barrier && !this.outbox) return this.write(message);
+    if (!barrier && !this.outbox) {
+      this.write(message);
+      return;
+    }
     const next = (this.outbox ?? Promise.resolve()).then(async () => {
       if (barrier && !this.closing()) await this.ping();
       this.write(message);

@@ -16,7 +16,9 @@ import { checkConfig, readDotVars, wranglerError } from "../../../scripts/check-
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const SECRET = "a-secret-of-32-bytes-0123456789ab";
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 const BINDINGS = (env: string) => `
 [[env.${env}.durable_objects.bindings]]

@@ -59,6 +59,18 @@ describe("decisionPrinter", () => {
     expect(out[1]).toMatch(/ GET \/\.well-known\/tollbooth\/status +own_endpoint +status +200 +- /);
   });
 
+  it("a record that carries its path (workers/observe/observe.ts) prints at once with it, without waiting for wrangler's line", () => {
+    const out: string[] = [];
+    const print = decisionPrinter({ json: false, write: (l) => out.push(l), waitMs: 60_000 });
+    print(`${plain({ path: "/favicon.ico", decision: "admitted", reason: "bucket", status: 404, originStatus: 404 })}\n`);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatch(/ GET \/favicon\.ico +admitted +bucket +404 +404 /);
+    // wrangler's line for it, later, is claimed by nothing and prints nothing.
+    print("[wrangler:info] GET /favicon.ico 404 Not Found (3ms)\n");
+    print.flush();
+    expect(out).toHaveLength(1);
+  });
+
   it("prints a record whose request line never comes without a path, after waitMs or on flush()", async () => {
     const out: string[] = [];
     const print = decisionPrinter({ json: false, write: (l) => out.push(l), waitMs: 20 });

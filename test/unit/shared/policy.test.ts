@@ -422,6 +422,20 @@ describe("allocation (the origin ceiling's classes, congestion curve and shards)
       /^TOLLBOOTH_POLICY\.allocation\.classes\.paid\.reserve: /,
     );
   });
+
+  it("an origin ceiling refills at least a thousandth of a message a second (the shards count thousandths); a caller's bucket may refill slower", () => {
+    expect(parsePolicy({ originCeiling: { capacity: 10, refillPerSecond: 0.001 } }).originCeiling).toEqual({
+      capacity: 10,
+      refillPerSecond: 0.001,
+    });
+    expect(errorOf({ originCeiling: { capacity: 10, refillPerSecond: 0.0001 } })).toMatch(
+      /^TOLLBOOTH_POLICY\.originCeiling\.refillPerSecond: /,
+    );
+    expect(errorOf({ originCeiling: { capacity: 2_000_000_000, refillPerSecond: 1 } })).toMatch(
+      /^TOLLBOOTH_POLICY\.originCeiling\.capacity: /,
+    );
+    expect(parsePolicy({ bucket: { capacity: 10, refillPerSecond: 0.0001 } }).bucket.refillPerSecond).toBe(0.0001);
+  });
 });
 
 const LIGHTNING = { backend: "lnd", url: "https://lnd.example.com:8080" };

@@ -7,7 +7,7 @@
  *  - the cause of a 502 / 504 is logged, never sent (§8);
  *  - `GET /.well-known/tollbooth/status` when the store fails: `503 {"error":"unavailable"}`
  *    (§8);
- *  - an origin's 403 with `WWW-Authenticate` passed through untouched (README "What goes
+ *  - an origin's 403 with `WWW-Authenticate` passed through untouched (docs/gateway.md "What goes
  *    through");
  *  - a store call that timed out is not cancelled: its charge stands (docs/durable-object.md).
  * Callers are told apart by IP only (`freshIp()`).
@@ -21,7 +21,6 @@ import {
   freshIp,
   gateway,
   observeOrigin,
-  type PolicyJson,
   parseLimitList,
   post,
   request,

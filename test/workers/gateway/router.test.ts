@@ -145,21 +145,22 @@ describe("routes: each origin under its own policy", () => {
 });
 
 describe("routes: the origin ceiling", () => {
-  it("is one object per route: route a's origin at its ceiling leaves route b's open", async () => {
-    const ceiling = { originCeiling: { capacity: 2, refillPerSecond: 0.001 } };
+  it("is one set of objects per route: route a's origin at its ceiling leaves route b's open", async () => {
+    // 10 messages, 4 of them for free traffic (docs/allocation.md).
+    const ceiling = { originCeiling: { capacity: 10, refillPerSecond: 0.001 } };
     const send = gateway(TOP, {
       TOLLBOOTH_ROUTES: JSON.stringify([
         { ...ROUTES[0], name: `ca${ip.replace(/\./g, "-")}`, policy: { ...ROUTES[0]!.policy, ...ceiling } },
         { ...ROUTES[1], name: `cb${ip.replace(/\./g, "-")}`, policy: { ...ROUTES[1]!.policy, ...ceiling } },
       ]),
     });
-    // Three callers on route a: the third finds a's origin at its ceiling (all callers together).
+    // Five callers on route a: the fifth finds a's origin at its ceiling for free traffic (all callers together).
     const answers: Response[] = [];
-    for (const caller of [freshIp(), freshIp(), freshIp()]) answers.push(await send(post(toolCall(1), { ip: caller, path: "/a/mcp" })));
-    expect(answers.map((r) => r.status)).toEqual([200, 200, 429]);
-    expect((await errorBody(answers[2]!)).error.data!.layer).toBe("origin");
+    for (let i = 0; i < 5; i++) answers.push(await send(post(toolCall(1), { ip: freshIp(), path: "/a/mcp" })));
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 402]);
+    expect((await errorBody(answers[4]!)).error.data).toMatchObject({ reason: "origin", layer: "origin" });
     expect((await send(post(toolCall(2), { ip, path: "/b/mcp" }))).status).toBe(200);
-    expect(origin.requests.map((r) => r.url)).toEqual([`${ORIGIN_URL}/oa/mcp`, `${ORIGIN_URL}/oa/mcp`, `${ORIGIN_URL}/ob/mcp`]);
+    expect(origin.requests.map((r) => r.url)).toEqual([...Array<string>(4).fill(`${ORIGIN_URL}/oa/mcp`), `${ORIGIN_URL}/ob/mcp`]);
   });
 });
 

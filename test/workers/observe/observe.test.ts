@@ -116,6 +116,28 @@ describe("one decision line per request, for every way a request ends", () => {
     for (const l of lines.filter((x) => x.includes('"decision"'))) expect(l.startsWith('{"tollbooth":"decision",')).toBe(true);
   });
 
+  it("a request that is no JSON-RPC message carries its path (no query, percent-encoded, cut); a JSON-RPC message carries none", async () => {
+    freezeTime();
+    const origin = observeOrigin();
+    const ip = freshIp();
+    const gw = gateway({ realm: "log-path", bucket: { capacity: 10, refillPerSecond: 0.001 } });
+    const other = await one(gw, request("GET", "/docs/page.html?api_key=SECRET123&x=1", { ip }));
+    expect(other.record).toMatchObject({ method: "GET", path: "/docs/page.html", decision: "admitted" });
+    expect(JSON.stringify(other.record)).not.toContain("SECRET123");
+    // A space and an escape sequence reach the record percent-encoded (the URL parser drops a raw newline): the terminal line cannot be broken by them.
+    const odd = await one(gw, request("GET", "/a b/\x1b[31m\n", { ip }));
+    expect(odd.record.path).toBe("/a%20b/%1B[31m");
+    const long = await one(gw, request("GET", `/${"x".repeat(500)}`, { ip }));
+    expect(long.record.path).toHaveLength(120);
+    expect(long.record.path!.endsWith("…")).toBe(true);
+    const own = await one(gw, request("GET", WELL_KNOWN, { ip }));
+    expect(own.record.path).toBe("/.well-known/tollbooth");
+    const call = await one(gw, post(toolCall(1), { ip }));
+    expect(call.record).toMatchObject({ rpc: "tools/call", decision: "admitted" });
+    expect("path" in call.record).toBe(false);
+    expect(origin.requests.map((r) => new URL(r.url).pathname)).toContain("/docs/page.html");
+  });
+
   it("a spent solution is a 402 of scheme pow; a token's use names the token", async () => {
     freezeTime();
     observeOrigin();

@@ -7,6 +7,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
+import type { MoneySummary } from "../../../workers/admin/money.ts";
 import type { NetworkLimiter } from "../../../workers/env.ts";
 import { base64Json, FACILITATOR, FACILITATOR_URL, fakeFacilitator, fakeLnd, LND_MACAROON_HEX, LND_URL, x402Payment } from "../payments.ts";
 import {
@@ -122,6 +123,8 @@ describe("metrics after a known mix of requests", () => {
     });
     expect(stats.recent).toHaveLength(10);
     expect(stats.recent[0]).toMatchObject({ decision: "admitted", rpc: "tools/list", reason: "free" });
+    // The histogram's _sum: the recorded latencies added up, in seconds.
+    expect(m.get("tollbooth_request_duration_seconds_sum")).toBe(stats.recent.reduce((a, r) => a + r.latencyMs, 0) / 1000);
   });
 
   it("counts origin errors: the origin's 5xx and the proxy's own 502", async () => {
@@ -270,6 +273,28 @@ describe("every decision and every paid_by is counted", () => {
     expect(stats.totals['requests_total{decision="blocked"}']).toBe(1);
     expect(stats.totals['requests_total{decision="own_endpoint"}']).toBe(1);
     expect(stats.recent).toHaveLength(13);
+
+    // The dashboard's money (workers/admin/money.ts): the same two payments in the hour and in the day, counted and shown.
+    const { money, hours } = stats as typeof stats & { money: MoneySummary };
+    for (const w of [money.lastHour, money.lastDay]) {
+      expect(w.received.map((r) => [r.scheme, r.payments, r.amount, r.unit, `${r.shown.amount} ${r.shown.unit}`])).toEqual([
+        ["l402", 1, "10", "sats", "10 sats"],
+        ["x402", 1, "10000", "atomic", "0.01 USDC"],
+      ]);
+      expect(w.redeemed).toEqual({ pow: 1, l402: 1, x402: 1 });
+    }
+    expect(hours).toHaveLength(24);
+    expect(hours.at(-1)!.counters).toEqual({
+      'payments_total{scheme="l402"}': 1,
+      'payments_total{scheme="x402"}': 1,
+      'paid_total{scheme="l402",unit="sats"}': 10,
+      'paid_total{scheme="x402",unit="atomic"}': 10000,
+      'redeemed_total{scheme="pow"}': 1,
+      'redeemed_total{scheme="l402"}': 1,
+      'redeemed_total{scheme="x402"}': 1,
+    });
+    // The 402 offered a 4-bit challenge: the latest difficulty.
+    expect(money.difficulty?.bits).toBe(4);
   });
 });
 
@@ -337,6 +362,48 @@ describe("flushes into the Stats object", () => {
     expect((await gw(post(toolCall(1), { ip: freshIp() }))).status).toBe(200);
     const snap = await env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 5 });
     expect(snap.totals).toEqual({});
+  });
+
+  it("keeps the money counters per clock hour, 48 hours of them, and answers the last 24 (the other counters stay per minute)", async () => {
+    const stub = env.TOLLBOOTH_STATS!.getByName("hours-test");
+    const H = 3_600_000;
+    const t0 = Date.UTC(2030, 0, 1, 10, 0, 0);
+    const minute = (ms: number, counters: Record<string, number>) => ({
+      isolate: "test",
+      minutes: { [String(ms)]: { counters, latency: new Array(12).fill(0), callers: {} } },
+      recent: [],
+      records: 1,
+    });
+    const paid = {
+      'paid_total{scheme="l402",unit="sats"}': 21,
+      'payments_total{scheme="l402"}': 1,
+      'requests_total{decision="admitted"}': 1,
+    };
+    await stub.flush(minute(t0 + 5 * 60_000, paid));
+    await stub.flush(minute(t0 + 40 * 60_000, paid)); // the same clock hour
+    await stub.flush(minute(t0 + 30 * H, { 'redeemed_total{scheme="pow"}': 2, 'requests_total{decision="admitted"}': 1 }));
+    const hourRows = () =>
+      runInDurableObject(stub, (_, state) =>
+        state.storage.sql.exec<{ start_ms: number; counters: string }>("SELECT start_ms, counters FROM hours ORDER BY start_ms").toArray(),
+      );
+    expect(await hourRows()).toEqual([
+      { start_ms: t0, counters: JSON.stringify({ 'paid_total{scheme="l402",unit="sats"}': 42, 'payments_total{scheme="l402"}': 2 }) },
+      { start_ms: t0 + 30 * H, counters: JSON.stringify({ 'redeemed_total{scheme="pow"}': 2 }) },
+    ]);
+    // 30 hours later, the first hour is out of the day the snapshot answers (but still kept).
+    const later = await stub.snapshot({ nowMs: t0 + 30 * H + 1000, minutes: 1 });
+    expect(later.hours).toHaveLength(24);
+    expect(later.hours[0]!.startMs).toBe(t0 + 7 * H);
+    expect(later.hours.at(-1)).toEqual({ startMs: t0 + 30 * H, counters: { 'redeemed_total{scheme="pow"}': 2 } });
+    expect(later.hours.filter((h) => Object.keys(h.counters).length > 0)).toHaveLength(1);
+    const earlier = await stub.snapshot({ nowMs: t0 + 23 * H, minutes: 1 });
+    expect(earlier.hours[0]).toEqual({
+      startMs: t0,
+      counters: { 'paid_total{scheme="l402",unit="sats"}': 42, 'payments_total{scheme="l402"}': 2 },
+    });
+    // A flush 48 hours after the first hour deletes it.
+    await stub.flush(minute(t0 + 48 * H, { 'requests_total{decision="admitted"}': 1 }));
+    expect((await hourRows()).map((r) => r.start_ms)).toEqual([t0 + 30 * H]);
   });
 
   it("a caller inventing identities cannot grow the per-minute caller rows past the cap, nor hide a heavy caller that comes later", async () => {

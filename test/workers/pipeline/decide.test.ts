@@ -1,8 +1,8 @@
 /**
  * The layers `decide()` puts in front of each caller's own budget: the network ceiling
  * (Workers Rate Limiting binding, every request of one network whatever credential it
- * carries, tollbooth's own endpoints included), the origin ceiling (all callers together;
- * a refused caller's charge is given back), unverified callers sharing their network's
+ * carries, tollbooth's own endpoints included), the origin ceiling (all callers together, by
+ * admission class; what a refused request took is given back), unverified callers sharing their network's
  * free budget, and what the 402 says and what is free. Refused requests never reach the origin.
  */
 import { env } from "cloudflare:workers";
@@ -15,14 +15,15 @@ import {
   freezeTime,
   freshIp,
   gateway,
+  hex,
   ipIdentity,
   observeOrigin,
   type PolicyJson,
-  parseLimitList,
   post,
   reasonOf,
   request,
   rpc,
+  sha256,
   solve,
   toolCall,
   WELL_KNOWN,
@@ -170,64 +171,99 @@ describe("network ceiling", () => {
   }, 120_000);
 });
 
-describe("origin ceiling", () => {
-  const POLICY = {
-    bucket: { capacity: 2, refillPerSecond: 0.001 },
+describe("origin ceiling: admission classes", () => {
+  // 100 messages and no refill to speak of, one shard (docs/allocation.md): guarantees paid 10,
+  // verified 10, worked 5, free 5; the pool of 70 kept down to 21 for free, 10.5 for worked,
+  // 3.5 for verified, 0 for paid.
+  const KEY = "tb_origin_classes_key_0001";
+  let realms = 0;
+  const policy = async (refillPerSecond = 0.001) => ({
+    bucket: { capacity: 10, refillPerSecond: 0.001 },
     ceiling: { capacity: 1000, refillPerSecond: 100 },
-    originCeiling: { capacity: 3, refillPerSecond: 0.01 },
+    originCeiling: { capacity: 100, refillPerSecond },
     challenge: { difficulty: 4 },
-  };
-
-  it("all callers together get `capacity` requests to the origin; the rest get 429 layer origin and their charge back", async () => {
-    const send = gateway(POLICY);
-    const callers = Array.from({ length: 6 }, () => freshIp());
-    const first: Response[] = [];
-    for (const [i, who] of callers.entries()) first.push(await send(post(toolCall(i), { ip: who })));
-    expect(first.map((r) => r.status)).toEqual([200, 200, 200, 429, 429, 429]);
-    expect(origin.requests).toHaveLength(3);
-    for (const res of first.slice(3)) {
-      expect(res.headers.get("retry-after")).toBe("100"); // one request at 0.01/s
-      const body = await errorBody(res);
-      expect(body.error.data).toMatchObject({ layer: "origin", retryAfter: 100 });
-      expect(body.error.message).toContain("ceiling of 3 requests (all callers)");
-    }
-    // A caller the origin ceiling refused is not charged for it: its whole bucket is there.
-    advance(100_000);
-    const again = await send(post(toolCall(10), { ip: callers[3]! }));
-    expect(again.status).toBe(200);
-    // Refunded to 2 (capacity), minus this request: 1. Without the refund it would be 0 (1.1 − 1).
-    expect(parseLimitList(again.headers.get("ratelimit")!).free!.r).toBe(1);
-    expect(origin.requests).toHaveLength(4);
+    identity: { strategies: ["api-key", "ip"], apiKeys: [{ sha256: hex(await sha256(KEY)), name: "partner", plan: "pro" }] },
+    plans: { pro: { bucket: { capacity: 1000, refillPerSecond: 1 } } },
+    // A gateway of its own (its isolate's leases), as each test's objects are.
+    realm: `origin-classes-${++realms}`,
   });
+  const pings = (n: number) => Array.from({ length: n }, (_, i) => rpc("ping", undefined, i));
+  const messages = () => origin.requests.reduce((n, r) => n + [JSON.parse(r.body)].flat().length, 0);
 
-  it("a solve sent with a request the origin ceiling refuses is not lost: the token comes back with all its credits", async () => {
-    const send = gateway({
-      ...POLICY,
-      bucket: { capacity: 1, refillPerSecond: 0.001 },
-      originCeiling: { capacity: 2, refillPerSecond: 0.001 },
+  it("every message counts, cost 0 too: free traffic gets its guarantee and the pool down to its floor, then a 402 from the origin with the way up and the congestion", async () => {
+    const send = gateway(await policy());
+    expect((await send(post(pings(50), { ip: freshIp() }))).status).toBe(200);
+    expect((await send(post(pings(4), { ip: freshIp() }))).status).toBe(200);
+    const refused = await send(post(rpc("ping", undefined, 1), { ip }));
+    expect(refused.status).toBe(402);
+    const body = await errorBody(refused.clone());
+    expect(body.error.data).toMatchObject({
+      reason: "origin",
+      layer: "origin",
+      congestion: { level: 0, freeShare: 1, extraBits: 0, priceFactor: 1 },
     });
-    expect((await send(post(toolCall(1), { ip }))).status).toBe(200);
-    const { header } = await solve(challengeOf(await send(post(toolCall(2), { ip }))));
-    expect((await send(post(toolCall(3), { ip: freshIp() }))).status).toBe(200); // the origin ceiling is now full
-    const refused = await send(post(toolCall(4), { ip, headers: { "tollbooth-solution": header } }));
-    expect(refused.status).toBe(429);
-    expect((await errorBody(refused.clone())).error.data).toMatchObject({ layer: "origin" });
-    const token = refused.headers.get("tollbooth-token");
-    expect(token).toMatch(/^tb1\./);
-    const status = await send(request("GET", `${WELL_KNOWN}/status`, { ip, headers: { "tollbooth-token": token! } }));
-    expect(((await status.json()) as { token: { credits: number } }).token.credits).toBe(20);
-    expect(origin.requests).toHaveLength(2);
+    expect(body.error.data!.congestion.why).toMatch(/this request's class has no room now; paid and verified traffic is served first/);
+    expect(body.error.message).toMatch(/^Payment required \(origin\): ping costs 0; the origin is at 0 % of its ceiling/);
+    // The way up from free that has room: work (no payment is configured here).
+    expect(body.error.data!.challenges.map((c: { type: string }) => c.type)).toEqual(["pow"]);
+    expect(messages()).toBe(54);
+
+    // Solved: the request is worked, a class above, and goes through; its token's requests too, to worked's share: 5 + 10.
+    const { header } = await solve(challengeOf(refused));
+    const worked = await send(post(rpc("ping", undefined, 2), { ip, headers: { "tollbooth-solution": header } }));
+    expect(worked.status).toBe(200);
+    const token = worked.headers.get("tollbooth-token")!;
+    expect((await send(post(pings(14), { ip, headers: { "tollbooth-token": token } }))).status).toBe(200);
+    expect(messages()).toBe(69);
+    // Worked has had its share; money is the only way up, and none is offered: 429 from the origin.
+    const full = await send(post(rpc("ping", undefined, 3), { ip, headers: { "tollbooth-token": token } }));
+    expect(full.status).toBe(429);
+    expect((await errorBody(full)).error.data).toMatchObject({ layer: "origin", congestion: { level: 0 } });
+
+    // The verified caller still has its guarantee and the pool down to its floor: 10 + 7.
+    const key = { "x-api-key": KEY };
+    expect((await send(post(pings(17), { ip: freshIp(), headers: key }))).status).toBe(200);
+    expect((await send(post(rpc("ping", undefined, 4), { ip: freshIp(), headers: key }))).status).toBe(429);
+    expect(messages()).toBe(86);
   });
 
-  it("is taken only for requests the caller's own layers admitted: a caller over budget does not use it up", async () => {
-    const send = gateway(POLICY);
+  it("a request its caller's own layers refuse gives its units back: a caller over budget does not use up the free share", async () => {
+    const send = gateway(await policy());
     const greedy = freshIp();
     const statuses: number[] = [];
-    for (let i = 0; i < 6; i++) statuses.push((await send(post(toolCall(i), { ip: greedy }))).status);
-    expect(statuses).toEqual([200, 200, 402, 402, 402, 402]);
-    expect((await send(post(toolCall(9), { ip: freshIp() }))).status).toBe(200);
-    expect((await send(post(toolCall(10), { ip: freshIp() }))).status).toBe(429);
-    expect(origin.requests).toHaveLength(3);
+    for (let i = 0; i < 30; i++) statuses.push((await send(post(toolCall(i), { ip: greedy }))).status);
+    // Its free bucket (10) admits 10; the 20 it refuses take nothing from the origin ceiling.
+    expect(statuses).toEqual([...Array<number>(10).fill(200), ...Array<number>(20).fill(402)]);
+    expect(await reasonOf(await send(post(toolCall(31), { ip: greedy })))).toBe("over_budget");
+    // The rest of free's 54 is there for the others.
+    // 43 from the shard, and the one the refused requests gave back to this isolate's lease.
+    expect((await send(post(pings(43), { ip: freshIp() }))).status).toBe(200);
+    expect((await send(post(pings(1), { ip: freshIp() }))).status).toBe(200);
+    expect(await reasonOf(await send(post(toolCall(32), { ip: freshIp() })))).toBe("origin");
+    expect(messages()).toBe(54);
+  });
+
+  it("a request the origin ceiling refuses takes nothing else: its solution is not spent and buys its token once there is room", async () => {
+    const send = gateway(await policy(1));
+    const { header } = await solve(challengeOf(await send(request("GET", `${WELL_KNOWN}/challenge`, { ip }))));
+    // Free's share (54) used up, then worked's by another solver's batch (15): this caller's solution is refused at the origin.
+    expect((await send(post(pings(54), { ip: freshIp() }))).status).toBe(200);
+    const other = freshIp();
+    const { header: otherHeader } = await solve(challengeOf(await send(request("GET", `${WELL_KNOWN}/challenge`, { ip: other }))));
+    expect((await send(post(pings(15), { ip: other, headers: { "tollbooth-solution": otherHeader } }))).status).toBe(200);
+    const refused = await send(post(toolCall(1), { ip, headers: { "tollbooth-solution": header } }));
+    expect(refused.status).toBe(429);
+    expect((await errorBody(refused.clone())).error.data).toMatchObject({ layer: "origin" });
+    expect(refused.headers.get("tollbooth-token")).toBeNull();
+    // Refill brings worked its guarantee back (0.05 × 1 message a second: 1 in 20 s, within the
+    // challenge's 120 s). The isolate learns it in the background (a class without room is asked
+    // about again after 500 ms, once it is asked for): refused once more, then the same
+    // solution buys its token.
+    advance(20_000);
+    expect((await send(post(toolCall(2), { ip, headers: { "tollbooth-solution": header } }))).status).toBe(429);
+    const later = await send(post(toolCall(3), { ip, headers: { "tollbooth-solution": header } }));
+    expect(later.status).toBe(200);
+    expect(later.headers.get("tollbooth-token")).toMatch(/^tb1\./);
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * What the gateway sends to the origin for an admitted request, and what it gives back
- * (README "What goes through", "Origin check"): path and query unchanged, tollbooth's
+ * (docs/gateway.md, "What goes through", "Origin check"): path and query unchanged, tollbooth's
  * credentials stripped, `Tollbooth-Caller` and a verifiable `Tollbooth-Signature` added;
  * the origin's answer passed through (SSE streamed), 502 / 504 when the origin fails.
  * The origin is observed through a `fetch` spy (the real MCP origin runs in test/e2e).
@@ -39,7 +39,7 @@ beforeEach(() => {
 });
 
 /**
- * The origin-side check of README "Origin check" (proof v2), written with WebCrypto: the
+ * The origin-side check of docs/gateway.md "Origin check" (proof v2), written with WebCrypto: the
  * body received must match `Content-Digest` (RFC 9530, `sha-256=:<base64>:`), then the
  * HMAC-SHA256 over canonical(["tollbooth/origin-proof/v2", t, caller, method, path+query,
  * content-digest]) must match the header's signature.

@@ -24,7 +24,21 @@ import {
   type X402Payment,
   x402Payment,
 } from "../payments.ts";
-import { errorBody, type Forwarded, freshIp, gateway, observeOrigin, parseChallenge, post, reasonOf, rows, rpc, solve, toolCall } from "../support.ts";
+import {
+  decodeToken,
+  errorBody,
+  type Forwarded,
+  freshIp,
+  gateway,
+  observeOrigin,
+  parseChallenge,
+  post,
+  reasonOf,
+  rows,
+  rpc,
+  solve,
+  toolCall,
+} from "../support.ts";
 
 const PRICE = "10000";
 const POLICY = {
@@ -67,7 +81,12 @@ describe("a payment in a header", () => {
       expect(res.status).toBe(200);
       expect(fromBase64Json(res.headers.get("payment-response")!)).toEqual(settlement(p));
       expect(res.headers.get("tollbooth-credits")).toBe("4");
-      expect(res.headers.get("tollbooth-token")).toMatch(/^tb1\./);
+      // The token says money bought it: its requests are paid traffic at the origin ceiling.
+      expect(decodeToken(res.headers.get("tollbooth-token")!).claims).toMatchObject({
+        sub: `evm:${p.payload.authorization.from.toLowerCase()}`,
+        cr: 5,
+        pd: 1,
+      });
       // A payment made over HTTP gets its receipt in the header only: the origin's result as it was.
       expect(await res.json()).toEqual({ jsonrpc: "2.0", id: 1, result: { content: [] } });
       expect(facilitator.calls.verify).toHaveLength(1);

@@ -67,6 +67,7 @@ export const l402Scheme: SchemeFactory = (policy, deps) => {
   const scheme: PaymentScheme<Credential> = {
     type: "l402",
     prefix: "l402",
+    admits: "paid",
     credits: l402Section.credits,
     verifyFields: `the credential's fields (l402: macaroon and preimage, as in ${L402_HEADER})`,
     offer: (ctx) => offers.offer(ctx),
@@ -138,5 +139,10 @@ export const l402: SchemeModule = {
   prefix: "l402",
   make: l402Scheme,
   policy: l402Section,
-  words: { redeemed: "paid L402 invoices (first use)", paidIn: "sats (l402)", refusedWith401: "L402" },
+  words: {
+    redeemed: "paid L402 invoices (first use)",
+    paidIn: "sats (l402)",
+    shownAs: { counted: "sats", unit: "sats", decimals: 0 },
+    refusedWith401: "L402",
+  },
 };

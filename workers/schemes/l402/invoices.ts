@@ -7,12 +7,12 @@
  *
  * Runs in workerd: it uses `fetch`, `atob` and timers only, no Node APIs. Every call is bounded
  * by `timeoutMs`, reading the body included, and fails with `InvoiceError`. The answer is
- * checked strictly: the BOLT11 is decoded (./bolt11.ts) and must carry the payment
+ * checked strictly: the BOLT11 is decoded (shared/credentials/bolt11.ts) and must carry the payment
  * hash the backend reported and exactly the amount asked for, so the macaroon's payment hash
  * and the invoice the caller pays cannot disagree.
  */
+import { type Bolt11, decodeBolt11 } from "../../../shared/credentials/bolt11.ts";
 import { fromBase64, toHex } from "../../../shared/wire/encoding.ts";
-import { type Bolt11Fields, readBolt11 } from "./bolt11.ts";
 
 /** An invoice the backend made. */
 export interface Invoice {
@@ -166,16 +166,16 @@ export function lnbitsInvoices(opts: LnbitsInvoicesOptions): InvoiceProvider {
 /** Decodes `bolt11` and checks it carries `paymentHash` and exactly `sats * 1000` msat. */
 function checkedInvoice(bolt11: string, paymentHash: string, sats: number): Invoice {
   const text = bolt11.toLowerCase();
-  let decoded: Bolt11Fields;
+  let decoded: Bolt11;
   try {
-    decoded = readBolt11(text);
+    decoded = decodeBolt11(text);
   } catch {
     throw new InvoiceError("bad_response", "the backend's invoice is not a valid BOLT11");
   }
   if (decoded.paymentHash !== paymentHash)
     throw new InvoiceError("bad_response", "the invoice's payment hash is not the one the backend reported");
-  if (decoded.msat !== `${sats}000`) throw new InvoiceError("bad_response", `the invoice is not for ${sats} sats`);
-  return { bolt11: text, paymentHash, sats, expiresAt: decoded.timestamp + decoded.expiry };
+  if (decoded.msat !== BigInt(sats) * 1000n) throw new InvoiceError("bad_response", `the invoice is not for ${sats} sats`);
+  return { bolt11: text, paymentHash, sats, expiresAt: decoded.timestamp + decoded.expirySeconds };
 }
 
 /**

@@ -8,11 +8,12 @@
  * wait for a dead backend's timeout); the caller's last offer reused for up to 60 s (a caller
  * retrying a 402 does not mint an invoice per retry; under the `ip` strategy an unverified
  * caller is its network, so its network's offer is reused); a paid invoice never offered
- * again (`forget`).
+ * again (`forget`). Under congestion the price is the plan's × the curve's factor (`scaleSats`).
  */
 
 import { formatL402Challenge, mintL402 } from "../../../shared/credentials/l402.ts";
 import { type BucketConfig, type BucketState, fullBucket, refill } from "../../../shared/limits/bucket.ts";
+import { scaleSats } from "../../../shared/limits/congestion.ts";
 import type { Offer, OfferContext, Unavailable } from "../contract.ts";
 import { InvoiceError, type InvoiceProvider } from "./invoices.ts";
 import { type Lightning, l402PriceOf } from "./policy.ts";
@@ -98,7 +99,9 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
     async offer(ctx) {
       const price = l402PriceOf(ctx.plan);
       if (!price) return unavailable("backend_unavailable", "L402 is not offered to this plan");
-      const key = `${ctx.plan.name}\n${ctx.caller}`;
+      // Under congestion the price rises by the curve's factor (docs/allocation.md); an offer is reused only at its price.
+      const sats = ctx.congestion ? scaleSats(price.sats, ctx.congestion.priceFactorPpm) : price.sats;
+      const key = `${ctx.plan.name}\n${ctx.caller}\n${sats}`;
       const cached = offers.get(key);
       if (cached && ctx.nowMs < cached.reuseUntilMs) return cached.offer;
       if (ctx.nowMs < pausedUntilMs)
@@ -108,7 +111,7 @@ export function l402Offers(lightning: Lightning, backend: InvoiceProvider): L402
       let invoice;
       try {
         invoice = await backend.create({
-          sats: price.sats,
+          sats,
           memo: `${service}: ${price.credits} credits`,
           expirySeconds: lightning.invoiceExpirySeconds,
         });

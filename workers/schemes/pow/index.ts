@@ -69,6 +69,7 @@ export const powScheme: SchemeFactory = (policy) => {
   const scheme: PaymentScheme<PowCredential> = {
     type: "pow",
     prefix: "solution",
+    admits: "worked",
     credits: (plan) => plan.challenge.credits,
     verifyFields: `the challenge fields (realm, id, salt, difficulty, algorithm, expires, credits, kid, signature) and nonce (decimal digits), as in ${SOLUTION_HEADER}`,
     async offer(ctx) {

@@ -76,7 +76,7 @@ const PER_REQUEST_TTL_SECONDS = 60;
 
 /** The 402's x402 offer: `PAYMENT-REQUIRED` and its entry in `error.data.challenges`. */
 function offerFor(config: Facilitator, ctx: OfferContext): Offer {
-  const accepts = requirementsFor(config, ctx.plan, ctx.cost);
+  const accepts = requirementsFor(config, ctx.plan, ctx.cost, ctx.congestion?.priceFactorPpm);
   const paymentRequired: PaymentRequired = {
     x402Version: 2,
     error: ctx.reason,
@@ -206,6 +206,7 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
     type: "x402",
     prefix: "x402",
     namesPayer: true,
+    admits: "paid",
     credits: x402Credits,
     verifyFields: "the credential's fields (x402: payment, a PaymentPayload object or its base64 as in PAYMENT-SIGNATURE)",
     offer: async (ctx) => offerFor(config, ctx),
@@ -256,7 +257,11 @@ export const x402Scheme: SchemeFactory = (policy, deps) => {
   return scheme;
 };
 
-/** x402 as registered: its payments name their payer, `evm:0x<address>`. */
+/**
+ * x402 as registered: its payments name their payer, `evm:0x<address>`. Its amounts are
+ * counted in atomic units, every accepted asset together, and shown as USDC (6 decimals):
+ * the EIP-3009 tokens it takes are USDC's kind.
+ */
 export const x402: SchemeModule = {
   type: "x402",
   prefix: "x402",
@@ -268,5 +273,9 @@ export const x402: SchemeModule = {
     spelled: "evm:0x<40 hex>",
     malformed: "evm: takes 0x and 40 lowercase hex digits",
   },
-  words: { redeemed: "x402 payments", paidIn: "atomic units of the asset (x402)" },
+  words: {
+    redeemed: "x402 payments",
+    paidIn: "atomic units of the asset (x402)",
+    shownAs: { counted: "atomic", unit: "USDC", decimals: 6 },
+  },
 };

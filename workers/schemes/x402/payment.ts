@@ -5,6 +5,7 @@
  */
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { Base64EncodedRegex, safeBase64Decode, safeBase64Encode } from "@x402/core/utils";
+import { scaleAtomic } from "../../../shared/limits/congestion.ts";
 import type { Plan } from "../../../shared/policy/index.ts";
 import { refuse } from "../../../shared/result.ts";
 import type { SchemeContext } from "../contract.ts";
@@ -31,11 +32,16 @@ export interface X402Credential {
   via: "http" | "mcp";
 }
 
-/** The price of `cost` units under `plan`, atomic units; null when the plan has no x402 price. */
-function priceOf(plan: Plan, cost: number): bigint | null {
+/**
+ * The price of `cost` units under `plan`, atomic units; null when the plan has no x402 price.
+ * @param factorPpm the congestion's price factor, parts per million (the bundle's, or the unit's, price × it, rounded up)
+ */
+function priceOf(plan: Plan, cost: number, factorPpm: number): bigint | null {
   const p = x402PriceOf(plan);
   if (!p) return null;
-  return p.mode === "credits" ? BigInt(p.amount) : BigInt(p.amountPerUnit) * BigInt(Math.max(1, cost));
+  return p.mode === "credits"
+    ? BigInt(scaleAtomic(p.amount, factorPpm))
+    : BigInt(scaleAtomic(p.amountPerUnit, factorPpm)) * BigInt(Math.max(1, cost));
 }
 
 /**
@@ -72,9 +78,12 @@ export function authorizationOf(p: PaymentPayload): { from: string; nonce: strin
   return (p.payload as { authorization: { from: string; nonce: string; validBefore?: unknown } }).authorization;
 }
 
-/** The requirements offered for `cost` units under `plan`, one per accepted asset. */
-export function requirementsFor(config: Facilitator, plan: Plan, cost: number): PaymentRequirements[] {
-  const amount = priceOf(plan, cost);
+/**
+ * The requirements offered for `cost` units under `plan`, one per accepted asset.
+ * @param factorPpm the congestion's price factor, parts per million (default 10^6: the list price)
+ */
+export function requirementsFor(config: Facilitator, plan: Plan, cost: number, factorPpm = 1_000_000): PaymentRequirements[] {
+  const amount = priceOf(plan, cost, factorPpm);
   if (amount === null) return [];
   return config.assets.map((a) => ({
     scheme: "exact",
@@ -94,7 +103,7 @@ export function matchRequirement(
   ctx: SchemeContext,
 ): { ok: true; requirement: PaymentRequirements } | { ok: false; reason: X402Error } {
   const a = payload.accepted;
-  const offered = requirementsFor(config, ctx.plan, ctx.cost).find(
+  const offered = requirementsFor(config, ctx.plan, ctx.cost, ctx.congestion?.priceFactorPpm).find(
     (r) =>
       a.scheme === r.scheme &&
       a.network === r.network &&

@@ -200,7 +200,10 @@ export function x402Payer(options: X402PayerOptions = {}): Payer {
   const x402 = options.x402;
   const limits = new SigningLimits(x402, options.now ?? (() => Date.now()));
   let client: x402Client | undefined;
-  const sign = (request: PaymentRequired) => (client ??= exactClient(x402!, limits)).createPaymentPayload(request);
+  const sign = (request: PaymentRequired) => {
+    client ??= exactClient(x402!, limits);
+    return client.createPaymentPayload(request);
+  };
   return {
     name: "x402",
     proof: "x402 payment",

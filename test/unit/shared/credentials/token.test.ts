@@ -95,10 +95,26 @@ describe("signToken", () => {
     expect(token).toBe(forge(SECRET_A, kid, payload));
   });
 
-  it("carries only the four claims", async () => {
-    const token = await signToken(ringA, { ...claims(), extra: "x" } as TokenClaims);
-    const payload = token.split(".")[2]!;
-    expect(Object.keys(JSON.parse(Buffer.from(payload, "base64url").toString("utf8"))).sort()).toEqual(["cr", "exp", "jti", "sub"]);
+  it("carries only the four claims, and `pd: 1` for a token money bought", async () => {
+    const keys = async (c: TokenClaims) =>
+      Object.keys(JSON.parse(Buffer.from((await signToken(ringA, c)).split(".")[2]!, "base64url").toString("utf8"))).sort();
+    expect(await keys({ ...claims(), extra: "x" } as TokenClaims)).toEqual(["cr", "exp", "jti", "sub"]);
+    expect(await keys({ ...claims(), pd: 1 })).toEqual(["cr", "exp", "jti", "pd", "sub"]);
+  });
+});
+
+describe("what bought a token (`pd`, its class at the origin ceiling)", () => {
+  it("a token money bought verifies with pd: 1; one signed without it (work, or before pd existed) verifies as before, without", async () => {
+    const paid = claims({ pd: 1 });
+    expect(await verifyToken(ringA, await signToken(ringA, paid), CALLER, NOW)).toEqual({ ok: true, claims: paid });
+    const old = claims();
+    expect(await verifyToken(ringA, forge(SECRET_A, ringA.signer.kid, b64(old)), CALLER, NOW)).toEqual({ ok: true, claims: old });
+  });
+
+  it("pd cannot be added to a token a proof of work bought: the signature covers it", async () => {
+    const [, kid, payload, sig] = (await signToken(ringA, claims())).split(".") as [string, string, string, string];
+    const raised = b64({ ...JSON.parse(Buffer.from(payload, "base64url").toString("utf8")), pd: 1 });
+    expect(await verifyToken(ringA, `tb1.${kid}.${raised}.${sig}`, CALLER, NOW)).toEqual({ ok: false, reason: "bad_signature" });
   });
 });
 

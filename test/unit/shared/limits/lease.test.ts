@@ -245,6 +245,16 @@ describe("leases never admit more than the buckets allow", () => {
     expect(table.want("c", now + 102, 1000, 1000)!.units).toBeGreaterThan(0);
   });
 
+  it("a caller whose bursts land on three isolates at once keeps a quarter of its budget for a fourth (a lease holds at most ¼ of the bucket)", () => {
+    // Three requests within 60 ms at each isolate: a rate of 12/s, a lease target of 60 units,
+    // the whole bucket. With leases of up to half of it, two isolates emptied it and the third
+    // isolate's requests were refused over budget, though the caller had used 9 of 60 units.
+    const burst = (isolate: number): Step[] => [0, 30, 30].map((gapMs) => ({ kind: "request" as const, isolate, cost: 1, gapMs }));
+    const steps = [...burst(0), ...burst(1), ...burst(2), { kind: "request" as const, isolate: 3, cost: 1, gapMs: 10 }];
+    const r = simulate({ bucket: { capacity: 60, refillPerSecond: 0.0001 }, ceiling: { capacity: 60, refillPerSecond: 0.0001 } }, steps);
+    expect(r.requests).toBe(10);
+  });
+
   it("a caller seen once a minute gets no lease: every request asks the object, as without leases", () => {
     const steps: Step[] = Array.from({ length: 20 }, () => ({ kind: "request" as const, isolate: 0, cost: 1, gapMs: 60_000 }));
     const r = simulate({ bucket: { capacity: 10, refillPerSecond: 0.5 }, ceiling: { capacity: 60, refillPerSecond: 10 } }, steps);

@@ -9,6 +9,7 @@ import {
   type BatchMinute,
   countersOf,
   emptyBatch,
+  LATENCY_SUM_KEY,
   MAX_CALLERS_PER_MINUTE,
   MAX_RECENT,
   mergeBatch,
@@ -37,7 +38,7 @@ const record = (over: Partial<DecisionRecord> = {}): DecisionRecord => ({
 });
 
 function snapshot(totals: Record<string, number>, latencyTotals: number[]): StatsSnapshot {
-  return { nowMs: T0, minutes: [], totals, latencyTotals, latencyMs: percentiles(latencyTotals), topCallers: [], recent: [] };
+  return { nowMs: T0, minutes: [], totals, hours: [], latencyTotals, latencyMs: percentiles(latencyTotals), topCallers: [], recent: [] };
 }
 
 describe("prometheusText", () => {
@@ -80,10 +81,34 @@ describe("prometheusText", () => {
     }
   });
 
+  it("writes the histogram's _sum in seconds from the summed milliseconds, between the buckets and _count, and no counter family for it", () => {
+    const latency = new Array(LATENCY_BUCKETS_MS.length + 1).fill(0);
+    latency[1] = 2; // 7 ms and 8 ms
+    latency[5] = 1; // 230 ms
+    const batch = emptyBatch("i");
+    for (const ms of [7, 8, 230]) addRecord(batch, record({ latencyMs: ms }));
+    const counters = Object.values(batch.minutes)[0]!.counters;
+    expect(counters[LATENCY_SUM_KEY]).toBe(245);
+    const lines = prometheusText(snapshot({ 'requests_total{decision="admitted"}': 3, [LATENCY_SUM_KEY]: 245 }, latency)).split("\n");
+    const hist = lines.filter((l) => l.startsWith("tollbooth_request_duration_seconds"));
+    expect(hist.slice(-3)).toEqual([
+      'tollbooth_request_duration_seconds_bucket{le="+Inf"} 3',
+      "tollbooth_request_duration_seconds_sum 0.245",
+      "tollbooth_request_duration_seconds_count 3",
+    ]);
+    // The sum is part of the histogram only: no `# TYPE` or sample of its own.
+    expect(lines.some((l) => l.includes(LATENCY_SUM_KEY))).toBe(false);
+    expect(lines.filter((l) => l.startsWith("# TYPE "))).toEqual([
+      "# TYPE tollbooth_requests_total counter",
+      "# TYPE tollbooth_request_duration_seconds histogram",
+    ]);
+  });
+
   it("has the requests family and an empty histogram before any request", () => {
     const text = prometheusText(snapshot({}, new Array(LATENCY_BUCKETS_MS.length + 1).fill(0)));
     expect(text).toContain("# TYPE tollbooth_requests_total counter");
     expect(text).toContain("tollbooth_request_duration_seconds_count 0");
+    expect(text).toContain("tollbooth_request_duration_seconds_sum 0\n");
   });
 });
 

@@ -49,7 +49,9 @@ const decision = (paidBy: AdmitResult["paidBy"]): AdmitResult => ({
 async function admitted(req: Request, store: CallerStore, over: Partial<Admitted> = {}, deferred: Deferred = []): Promise<Admitted> {
   const known = (await identity((await body(arrival(req, deferred), deps)) as Read, deps)) as Known;
   const carrying = (await credentials(known, deps)) as Carrying;
-  return { ...carrying, store, decision: decision("bucket"), local: null, headers: {}, ...over };
+  // A request costing `over.cost` is charged it (what the caller's object was asked: `admit.cost`).
+  const admit = over.cost !== undefined ? { ...carrying.admit, cost: over.cost } : carrying.admit;
+  return { ...carrying, admit, cls: "free", origin: null, store, decision: decision("bucket"), local: null, headers: {}, ...over };
 }
 
 describe("what an admitted request holds", () => {

@@ -1,7 +1,8 @@
 /**
  * The paid schemes as the gate uses them (workers/schemes/contract.ts): `offer`, `read`,
  * `readJson`, `verify`, `settle`, `strip`, `refusalStatus` of workers/schemes/x402/ and
- * workers/schemes/l402/, called directly (fast: no workerd, no chain).
+ * workers/schemes/l402/, called directly (fast: no workerd, no chain), at the list price and
+ * under the origin's congestion (the price × the curve's factor).
  *
  * x402: payments are signed by peers that are not tollbooth's code (`@x402/core/client` +
  * `@x402/evm`'s exact client, a viem account) for the scheme's own offer (its
@@ -20,6 +21,7 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { importKeyring, type Keyring } from "../../../../shared/credentials/keys.ts";
 import { isBodyError, type ParsedBody, parseBody } from "../../../../shared/jsonrpc.ts";
+import { congestion, DEFAULT_CONGESTION } from "../../../../shared/limits/congestion.ts";
 import { parseAuthParams } from "../../../../shared/wire/auth-params.ts";
 import type { OfferContext, PaymentScheme, SchemeContext } from "../../../../workers/schemes/contract.ts";
 import { l402Scheme } from "../../../../workers/schemes/l402/index.ts";
@@ -53,6 +55,8 @@ const offerContext = (policy: Policy, cost = 1, caller = CALLER, trusted = false
   network: `ip:${caller}`,
   trusted,
 });
+/** The origin's congestion at load level `level`, on the default curve (docs/allocation.md: at 0.9 the price × 4^0.8 = 3.0314331…). */
+const congested = (level: number) => congestion(level, DEFAULT_CONGESTION);
 
 const enc = new TextEncoder();
 /** A request's credential source: headers and, for a JSON-RPC body, its parse and bytes. */
@@ -339,6 +343,42 @@ describe("x402", () => {
     });
   });
 
+  describe("under congestion (docs/allocation.md: the price × the curve's factor, rounded up)", () => {
+    it("offers the bundle's price, or the unit's, times the factor; 1 × below the curve's start", async () => {
+      const at = async (policy: Policy, cost: number, level: number) => {
+        const offer = await x402Scheme(policy, { fetch, secrets: {} })!.offer({
+          ...offerContext(policy, cost),
+          congestion: congested(level),
+        });
+        if (!offer.ok) throw new Error("x402 not offered");
+        return decodePaymentRequiredHeader(offer.headers!["payment-required"]!).accepts.map((a) => a.amount);
+      };
+      expect(await at(credits, 1, 0.5)).toEqual([PRICE]);
+      expect(await at(credits, 1, 0.9)).toEqual(["30315"]);
+      expect(await at(credits, 1, 1)).toEqual(["40000"]);
+      // 700 × 3.0314331 = 2122.003 → 2123 per unit, × 3.
+      expect(await at(perRequest, 3, 0.9)).toEqual(["6369"]);
+    });
+
+    it("verifies a payment at the price now: the list price is underpaid while the origin is congested (the facilitator never asked); the raised one is verified", async () => {
+      fakeFacilitator();
+      const atList = await signed(await offered());
+      expect(await scheme.verify(fromHeader(atList), { ...context(credits), congestion: congested(0.9) })).toEqual({
+        ok: false,
+        reason: "underpaid",
+      });
+      expect(calls).toEqual([]);
+      const raised = await signed(await offered(), "30315");
+      expect(await scheme.verify(fromHeader(raised), { ...context(credits), congestion: congested(0.9) })).toMatchObject({
+        ok: true,
+        paid: { amount: "30315", unit: "atomic" },
+      });
+      // Settled at the price it was verified at.
+      expect(await scheme.settle!(fromHeader(raised), { ...context(credits), congestion: congested(0.9) })).toMatchObject({ ok: true });
+      expect(calls.map((c) => c.path)).toEqual(["/verify", "/settle"]);
+    });
+  });
+
   describe("settle: the facilitator's /verify, then /settle", () => {
     it("over HTTP: /verify then /settle with the requirement as signed; PAYMENT-RESPONSE carries the facilitator's settlement, and no receipt for _meta", async () => {
       fakeFacilitator();
@@ -474,6 +514,19 @@ describe("L402 with the Lightning stand-in", () => {
     // Retrying the 402 does not mint another invoice.
     expect(await scheme.offer(offerContext(policy, 1, caller))).toEqual(offer);
     expect(ln.created()).toBe(created + 1);
+  });
+
+  it("offer under congestion: an invoice of the price × the curve's factor (21 × 3.0314331 → 64 sats); an offer made at another price is not reused", async () => {
+    const caller = "key:congested-caller";
+    const listed = await scheme.offer(offerContext(policy, 1, caller));
+    expect(listed).toMatchObject({ ok: true, json: { sats: 21 } });
+    const created = ln.created();
+    const raised = await scheme.offer({ ...offerContext(policy, 1, caller), congestion: congested(0.9) });
+    expect(raised).toMatchObject({ ok: true, json: { sats: 64, credits: PRICE.credits } });
+    expect(ln.invoices().at(-1)!.sats).toBe(64);
+    expect(ln.created()).toBe(created + 1);
+    // Back below the curve's start: the list price's offer again.
+    expect(await scheme.offer({ ...offerContext(policy, 1, caller), congestion: congested(0.3) })).toEqual(listed);
   });
 
   it("read: Authorization L402 or LSAT, or Tollbooth-L402; a Bearer Authorization is not a credential; a malformed one is refused", async () => {

@@ -1,0 +1,103 @@
+/**
+ * The `OriginGate` Durable Objects of the origin ceiling (workers/objects/origin-gate.ts,
+ * docs/allocation.md): a shard lends each admission class its guarantee and the pool down to
+ * the class's floor, in whole units, and keeps what it has out on lease across a restart;
+ * it reports to the root, whose load level comes back to the isolates in its answers; a
+ * shard whose stored state was made under another policy starts afresh.
+ */
+import { env, evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { DEFAULT_CLASS_POLICY, POOL } from "../../../shared/limits/origin-classes.ts";
+import type { IsolateCall } from "../../../shared/limits/origin-shard.ts";
+import type { OriginConfig } from "../../../workers/objects/origin-gate.ts";
+import { advance, freezeTime } from "../support.ts";
+
+const ns = env.ORIGIN_GATE!;
+let names = 0;
+let prefix: string;
+
+beforeEach(() => {
+  freezeTime();
+  prefix = `gate-${++names}`;
+});
+
+/** Settings of a ceiling of `capacity` messages refilled at `refill` per second, one shard (the root named `<prefix>/root`). */
+function config(capacity = 100, refill = 0.001, key = "policy-1"): OriginConfig {
+  return {
+    key,
+    ceiling: { capacity, refillPerSecond: refill },
+    shards: 1,
+    classes: DEFAULT_CLASS_POLICY,
+    curve: { riseSeconds: 2, fallSeconds: 15 },
+    root: ns.idFromName(`${prefix}/root`).toString(),
+  };
+}
+const shard = () => ns.getByName(`${prefix}/shard:0`);
+/** A call asking nothing but `need` of class `cls` (3: free), with `seen` units asked per class. */
+const call = (need?: { cls: number; units: number }, seen = [0, 0, 0, need?.units ?? 0]): IsolateCall => ({
+  reports: [],
+  seen,
+  want: [0, 0, 0, 0],
+  need,
+});
+
+describe("a shard lends by class", () => {
+  it("a class gets its guarantee, then the pool down to its floor, whole or nothing; the reply says which classes have room", async () => {
+    // 100 messages: free's guarantee 5, the pool 70 kept down to 21 for the classes above: 54 for free.
+    const tooMuch = await shard().shard({ config: config(), shard: 0, call: call({ cls: 3, units: 55 }) });
+    expect(tooMuch).toMatchObject({ needMet: false, grants: [] });
+    const all = await shard().shard({ config: config(), shard: 0, call: call({ cls: 3, units: 54 }) });
+    expect(all.needMet).toBe(true);
+    expect(all.grants.map((g) => [g.cls, g.bucket, g.units])).toEqual([
+      [3, 3, 5],
+      [3, POOL, 49],
+    ]);
+    expect(all.room).toEqual([true, true, true, false]);
+    // Worked keeps its guarantee and the pool down to 10.5: 5 + 10.
+    const worked = await shard().shard({ config: config(), shard: 0, call: call({ cls: 2, units: 15 }, [0, 0, 15, 0]) });
+    expect(worked.needMet).toBe(true);
+    expect(worked.room).toEqual([true, true, false, false]);
+  });
+
+  it("keeps what it has out on lease across a restart: an evicted shard lends no unit twice", async () => {
+    expect((await shard().shard({ config: config(), shard: 0, call: call({ cls: 3, units: 54 }) })).needMet).toBe(true);
+    await evictDurableObject(shard());
+    const after = await shard().shard({ config: config(), shard: 0, call: call({ cls: 3, units: 1 }) });
+    expect(after).toMatchObject({ needMet: false, grants: [] });
+  });
+
+  it("a state stored under another policy is dropped: the shard starts full under the new one", async () => {
+    expect((await shard().shard({ config: config(), shard: 0, call: call({ cls: 3, units: 54 }) })).needMet).toBe(true);
+    const other = await shard().shard({ config: config(200, 0.001, "policy-2"), shard: 0, call: call({ cls: 3, units: 108 }) });
+    expect(other.needMet).toBe(true);
+  });
+
+  it("refuses a malformed call, changing nothing", async () => {
+    const err = await shard()
+      .shard({ config: config(), shard: 0, call: { ...call({ cls: 3, units: 1 }), seen: [1] } })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(String(err)).toMatch(/seen: expected 4 integers/);
+    expect((await shard().shard({ config: config(), shard: 0, call: call({ cls: 3, units: 54 }) })).needMet).toBe(true);
+  });
+});
+
+describe("the load level", () => {
+  it("demand over the ceiling's refill reaches the root in the shard's reports, and comes back in the shard's answers", async () => {
+    // 10 messages per second; the isolates ask 40 per second of them.
+    const c = config(1000, 10);
+    expect((await shard().shard({ config: c, shard: 0, call: call(undefined, [0, 0, 0, 40]) })).level).toBe(0);
+    for (let i = 0; i < 3; i++) {
+      advance(1_000);
+      await shard().shard({ config: c, shard: 0, call: call(undefined, [0, 0, 0, 40]) });
+    }
+    // The root's answers land in the background; the alarm reports what is left.
+    advance(1_000);
+    await runDurableObjectAlarm(shard());
+    await vi.waitFor(async () => expect((await shard().shard({ config: c, shard: 0, call: call() })).level).toBeGreaterThan(0.5), {
+      timeout: 5_000,
+    });
+  });
+});

@@ -42,6 +42,9 @@ export default defineConfig({
                 TOLLBOOTH_SECRET: "test-secret-1-0123456789abcdef",
                 ORIGIN_URL: "http://127.0.0.1:9",
                 TOLLBOOTH_METRICS_FLUSH_MS: "0",
+                // Every decision line, as `npm start` writes them (the tests read admitted lines);
+                // test/workers/observe/observe.test.ts sets the deployed default (100) itself.
+                TOLLBOOTH_DECISION_LOG_SAMPLE: "1",
               },
             },
           }),

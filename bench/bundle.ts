@@ -4,8 +4,8 @@
  * Builds the gateway twice with `wrangler deploy --dry-run` (nothing is uploaded): once
  * without minification (`--no-minify`), once as wrangler.toml ships it (`minify = true`),
  * and prints the size of each `index.js` raw and gzipped (level 9), in bytes and KiB,
- * against the 88 KiB gzipped budget (and the 85 KiB target). Exits 1 when the shipped
- * bundle is over the budget.
+ * against the 85 KiB gzipped budget (the performance target itself). Exits 1 when the
+ * shipped bundle is over the budget.
  *
  * Other scripts may import `measureBundle()` for the figures.
  */
@@ -20,10 +20,11 @@ import { gzipSync } from "node:zlib";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const WRANGLER_BIN = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 /**
- * The budget for the shipped bundle, gzipped, in bytes (88 KiB: the target and a 3 KiB margin):
- * `npm run check:budgets` (CI) fails above it.
+ * The budget for the shipped bundle, gzipped, in bytes (85 KiB, the target: every tier
+ * included, 84.0 KiB since L402's invoice reader became tollbooth's own over `@scure/base`'s
+ * bech32): `npm run check:budgets` (CI) fails above it.
  */
-export const GZIP_BUDGET_BYTES = 88 * 1024;
+export const GZIP_BUDGET_BYTES = 85 * 1024;
 /** The performance target for the shipped bundle, gzipped, in bytes (85 KiB; README, Performance): `npm run bench:gateway` reports PASS/FAIL against it. */
 export const GZIP_TARGET_BYTES = 85 * 1024;
 

@@ -22,6 +22,7 @@ export const VAR_NAMES = [
   "TOLLBOOTH_ADMIN_PATH",
   "TOLLBOOTH_METRICS_FLUSH_MS",
   "TOLLBOOTH_DECISION_LOG",
+  "TOLLBOOTH_DECISION_LOG_SAMPLE",
 ] as const;
 /** Secrets of the Worker (workers/env.ts, .dev.vars.example); a route's `originSecret` names more. */
 export const SECRET_SETTING_NAMES = [

@@ -5,7 +5,8 @@
  * - Settings: every var and secret the Worker reads (ORIGIN_URL, TOLLBOOTH_POLICY,
  *   TOLLBOOTH_ROUTES, TOLLBOOTH_ADMIN_TOKEN, TOLLBOOTH_ADMIN_PATH, TOLLBOOTH_SECRET,
  *   TOLLBOOTH_ORIGIN_SECRET, TOLLBOOTH_LIGHTNING_SECRET, TOLLBOOTH_FACILITATOR_AUTH,
- *   TOLLBOOTH_METRICS_FLUSH_MS, TOLLBOOTH_DECISION_LOG, a route's `originSecret`) from the
+ *   TOLLBOOTH_METRICS_FLUSH_MS, TOLLBOOTH_DECISION_LOG, TOLLBOOTH_DECISION_LOG_SAMPLE — `1`, every
+ *   line, unless set: a deployment's default writes one admitted line in 100 —, a route's `originSecret`) from the
  *   environment, else from `.dev.vars` (scripts/start-settings.ts); handed to wrangler dev in a
  *   private settings file (never written to .dev.vars). TOLLBOOTH_SECRET defaults to a random
  *   secret for this run.
@@ -200,7 +201,8 @@ try {
     port: gatewayPort,
     secret: givenSecret ?? randomBytes(32).toString("hex"),
     persistDir,
-    vars: otherSettings,
+    // Locally every decision line is printed (a deployment samples admitted ones: wrangler.toml).
+    vars: { TOLLBOOTH_DECISION_LOG_SAMPLE: "1", ...otherSettings },
     // The decision log, from the moment the banner is printed (readiness probes are not shown).
     onOutput: (chunk) => {
       if (ready) printer(chunk);

@@ -57,6 +57,12 @@ export interface Env {
   /** Optional var: `on` (default) writes one decision log line per request (docs/observability.md); `off` none, the metrics still count. */
   TOLLBOOTH_DECISION_LOG?: string;
   /**
+   * Optional var: N, one plain admitted request's decision line in N is written per isolate
+   * (1–1000000, default 100; `1`: every line). Refusals, payments, solves and errors are always
+   * written; the metrics count every request (docs/observability.md, "Sampling").
+   */
+  TOLLBOOTH_DECISION_LOG_SAMPLE?: string;
+  /**
    * The operator's bearer token of the admin API and dashboard (docs/admin.md): ≥ 16 bytes,
    * e.g. `openssl rand -hex 32`. A secret (`wrangler secret put`). Unset: no admin paths.
    */

@@ -204,7 +204,7 @@ function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, s
     ctx.freeUnits[c.index]! += cost;
     forward(ctx, iso, c, cls, shape, receipt);
     if (iso.callers.startRenewal(c.id, now)) {
-      const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity);
+      const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity, true);
       if (!want) iso.callers.renewed(c.id);
       else {
         const o = ctx.callerObject(c.index);
@@ -224,6 +224,8 @@ function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, s
     return;
   }
   const want = iso.callers.want(c.id, now, plan.bucket.capacity, plan.ceiling.capacity);
+  // The call carries the isolate's lease request: it settles it, whatever the answer (admission.ts).
+  const asking = want !== null && (want.units > 0 || want.ceilingUnits > 0);
   const o = ctx.callerObject(c.index);
   callObject(
     ctx,
@@ -233,6 +235,7 @@ function callerLayer(ctx: SimContext, iso: Isolate, c: SimCaller, cls: number, s
     (t) => o.state.admitFree(cost, want, t),
     (d) => {
       if (d?.lease) iso.callers.install(c.id, d.lease, cal.now);
+      if (asking) iso.callers.renewed(c.id);
       if (d?.admitted) {
         ctx.freeUnits[c.index]! += cost;
         return forward(ctx, iso, c, cls, shape, receipt);

@@ -7,6 +7,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
+import { LEASE_MS, RENEW_BEFORE_MS } from "../../shared/limits/lease.ts";
 import { adminTokenChecker, bearerOf, constantTimeEqual } from "../../workers/admin/auth.ts";
 import type { Env } from "../../workers/env.ts";
 import {
@@ -379,7 +380,7 @@ describe("blocks over time", () => {
     expect(origin.requests).toHaveLength(1);
   });
 
-  it("a blocked caller gets no new lease; a lease held before admits for at most its remaining time (≤ 5 s)", async () => {
+  it("a blocked caller gets no new lease; a lease held before admits for at most its remaining time (≤ LEASE_MS, 10 s)", async () => {
     freezeTime();
     const id = ipIdentity(ip);
     const leased = gateway(
@@ -406,13 +407,36 @@ describe("blocks over time", () => {
       ceiling: { capacity: 1000, refillPerSecond: 100 },
       lease: { units: 50, ceilingUnits: 50, returned: { units: 0, ceilingUnits: 0 } },
     });
-    expect(grant).toMatchObject({ units: 0, ceilingUnits: 0 });
+    expect(grant).toMatchObject({ units: 0, ceilingUnits: 0, revoked: true });
     // Past the lease's lifetime, every request is refused.
-    advance(5_001);
+    advance(LEASE_MS + 1);
     for (let i = 0; i < 5; i++) expect((await leased(post(toolCall(100 + i), { ip }))).status).toBe(403);
     const before = origin.requests.length;
     advance(1_000);
     expect((await leased(post(toolCall(200), { ip }))).status).toBe(403);
+    expect(origin.requests).toHaveLength(before);
+  });
+});
+
+describe("a block revokes leases at their next renewal", () => {
+  it("the isolate's renewal after the block empties its lease: the caller's next request is refused 403 before the lease would have expired", async () => {
+    freezeTime();
+    const id = ipIdentity(ip);
+    const leased = gateway(
+      { ...POLICY, leases: true, bucket: { capacity: 1000, refillPerSecond: 100 }, ceiling: { capacity: 1000, refillPerSecond: 100 } },
+      { TOLLBOOTH_ADMIN_TOKEN: TOKEN },
+    );
+    for (let i = 0; i < 20; i++) {
+      expect((await leased(post(toolCall(i), { ip }))).status).toBe(200);
+      advance(50);
+    }
+    expect((await leased(adminReq("POST", `${callerPath(id)}/block`, { seconds: 600 }))).status).toBe(200);
+    // Into the lease's last quarter: this request is still admitted from it and starts its renewal, which the block revokes.
+    advance(LEASE_MS - RENEW_BEFORE_MS);
+    expect((await leased(post(toolCall(100), { ip }))).status).toBe(200);
+    const before = origin.requests.length;
+    advance(10);
+    for (let i = 0; i < 3; i++) expect((await leased(post(toolCall(200 + i), { ip }))).status).toBe(403);
     expect(origin.requests).toHaveLength(before);
   });
 });

@@ -20,6 +20,7 @@ import { networkFor } from "../../shared/identity/index.ts";
 import { WELL_KNOWN } from "../../shared/wire/headers.ts";
 import type { NetworkLimiter } from "../env.ts";
 import type { CallerState } from "../objects/caller-state.ts";
+import { shortCaller } from "../observe/counters.ts";
 import type { Stats } from "../observe/stats-object.ts";
 import { overNetworkCeiling } from "../pipeline/network-ceiling.ts";
 import { normalizePath } from "../pipeline/paths.ts";
@@ -161,6 +162,7 @@ export function admin(options: AdminOptions): MiddlewareHandler {
 
     // Invariant: nothing past this point answers without the operator's token.
     if (!(await checkToken(req.headers.get("authorization")))) {
+      console.log(adminLine(req.method, segments, 401, Date.now()));
       return problem(
         401,
         "unauthorized",
@@ -169,13 +171,34 @@ export function admin(options: AdminOptions): MiddlewareHandler {
         { "www-authenticate": 'Bearer realm="tollbooth-admin"' },
       );
     }
+    let res: Response;
     try {
-      return await adminApi(ctx, req, segments);
+      res = await adminApi(ctx, req, segments);
     } catch (err) {
       console.error("tollbooth admin: request failed", err);
-      return problem(503, "unavailable", "a store the admin API reads could not be reached", {}, {}, 1);
+      res = problem(503, "unavailable", "a store the admin API reads could not be reached", {}, {}, 1);
     }
+    // Every action (reset, block, unblock, a key issued or revoked) and every failure is logged whole.
+    if ((req.method !== "GET" && req.method !== "HEAD") || res.status >= 500)
+      console.log(adminLine(req.method, segments, res.status, Date.now()));
+    return res;
   };
+}
+
+/**
+ * The log line of an admin request (docs/admin.md, "The admin log"): one JSON line,
+ * `{"tollbooth":"admin","time":<unix ms>,"method":"POST","action":"callers/block","target":"key:3f9a0c1d2e4b…","status":200}`,
+ * for every action an operator asked (any method but GET and HEAD), every refused token
+ * (401) and every failure (5xx); never sampled (`TOLLBOOTH_DECISION_LOG_SAMPLE` is for
+ * admitted requests). `action` is the route (`callers`, `keys`) and its verb; `target` the
+ * caller id or key named, shortened as decision lines shorten callers (`shortCaller`: no
+ * full credential hash), each cut to 64 characters. No header or body is in it.
+ */
+export function adminLine(method: string, segments: readonly string[], status: number, nowMs: number): string {
+  const cut = (s: string) => s.slice(0, 64);
+  const action = cut([segments[0] ?? "", segments[2]].filter((s) => s !== undefined && s !== "").join("/"));
+  const target = segments[1] ? cut(shortCaller(segments[1])) : undefined;
+  return JSON.stringify({ tollbooth: "admin", time: nowMs, method: cut(method), action, ...(target ? { target } : {}), status });
 }
 
 /** The policy as `GET <admin>/policy` shows it: no secret is in a policy; issued key hashes are cut to 12 hex characters. */

@@ -13,7 +13,7 @@ import { originProblem, parseRoutes, routeSecrets } from "../../shared/policy/ro
 import { type AdminRoute, admin } from "../admin/index.ts";
 import type { Env } from "../env.ts";
 import { parseFlushMs } from "../observe/flusher.ts";
-import { note, observe, parseDecisionLog } from "../observe/observe.ts";
+import { note, observe, parseDecisionLog, parseDecisionLogSample } from "../observe/observe.ts";
 import { type TollboothVariables, tollbooth } from "../pipeline/middleware.ts";
 import { sessionEnder } from "../proxy/end-session.ts";
 import { mcpProxy, type ProxyOptions } from "../proxy/proxy.ts";
@@ -107,6 +107,7 @@ export function createGateway(env: Env): Gateway {
     analytics: env.TOLLBOOTH_ANALYTICS,
     flushMs: parseFlushMs(env.TOLLBOOTH_METRICS_FLUSH_MS),
     ...(parseDecisionLog(env.TOLLBOOTH_DECISION_LOG) ? {} : { log: false as const }),
+    logSample: parseDecisionLogSample(env.TOLLBOOTH_DECISION_LOG_SAMPLE),
   });
   if (routes === null) {
     const placeholder = originProblem(env.ORIGIN_URL);

@@ -696,10 +696,11 @@ export class CallerState extends DurableObject {
     this.ready();
     if (req.touched) this.touch(req.touched);
     this.remember(req.bucket, req.ceiling, (this.configs ?? this.storedConfigs())?.halfLifeSeconds ?? 600);
-    // Invariant: a blocked caller gets no new lease (units handed back are still taken back).
-    // A lease an isolate already holds may admit for what is left of it (≤ LEASE_MS).
+    // Invariant: a blocked caller gets no new lease (units handed back are still taken back),
+    // and the isolate's lease is revoked: it admits nothing more from it. A lease that is not
+    // renewed meanwhile admits for what is left of its life (≤ LEASE_MS after its grant).
     if (this.blockedUntil(this.clock(req.nowMs)) !== null)
-      return this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned });
+      return { ...this.lease(req, { units: 0, ceilingUnits: 0, returned: req.lease.returned }), revoked: true };
     return this.lease(req, req.lease);
   }
 

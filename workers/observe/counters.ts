@@ -219,7 +219,7 @@ export interface StatsBatch {
   isolate: string;
   /** Aggregates by minute start (unix ms, a multiple of 60 000, as a decimal string key). */
   minutes: Record<string, BatchMinute>;
-  /** The latest records, oldest first, at most `MAX_RECENT`. */
+  /** The latest records kept whole (plain admitted ones sampled: `addRecord`), oldest first, at most `MAX_RECENT`. */
   recent: DecisionRecord[];
   /** Records aggregated into the batch. */
   records: number;
@@ -243,8 +243,12 @@ export function emptyBatch(isolate: string): StatsBatch {
 /** Whether a record counts as refused for its caller (a 402 or a 429). */
 const refusedRecord = (r: DecisionRecord) => r.decision === "payment_required" || r.decision === "rate_limited";
 
-/** Add one record to a batch (bounded: callers per minute, recent records, minutes). */
-export function addRecord(batch: StatsBatch, r: DecisionRecord): void {
+/**
+ * Add one record to a batch (bounded: callers per minute, recent records, minutes): its
+ * counters, latency and caller always; the record itself to `recent` only when `recent` is
+ * true (default; false for a plain admitted request the decision log's sampling left out).
+ */
+export function addRecord(batch: StatsBatch, r: DecisionRecord, recent = true): void {
   const key = String(minuteOf(r.time));
   let m = batch.minutes[key];
   if (!m) {
@@ -261,8 +265,10 @@ export function addRecord(batch: StatsBatch, r: DecisionRecord): void {
       refused: refusedRecord(r) ? 1 : 0,
     },
   });
-  batch.recent.push(r);
-  if (batch.recent.length > MAX_RECENT) batch.recent.splice(0, batch.recent.length - MAX_RECENT);
+  if (recent) {
+    batch.recent.push(r);
+    if (batch.recent.length > MAX_RECENT) batch.recent.splice(0, batch.recent.length - MAX_RECENT);
+  }
   batch.records++;
 }
 

@@ -53,8 +53,12 @@ export interface FlusherOptions {
 
 /** An isolate's aggregate: `add` each record with the request's `waitUntil`; `flush` sends what is pending. */
 export interface StatsFlusher {
-  /** Aggregate a record; schedules a flush through `waitUntil` when none is pending. */
-  add(record: DecisionRecord, waitUntil: ((p: Promise<unknown>) => void) | null): void;
+  /**
+   * Aggregate a record (counted whatever `recent` says); schedules a flush through `waitUntil`
+   * when none is pending. `recent` false: the record is not among the latest decisions sent
+   * (a plain admitted request sampled out, workers/observe/observe.ts). Default true.
+   */
+  add(record: DecisionRecord, waitUntil: ((p: Promise<unknown>) => void) | null, recent?: boolean): void;
   /** Send the pending batch now (no-op when empty). Never throws: a failure is logged and the batch kept. */
   flush(): Promise<void>;
 }
@@ -94,9 +98,9 @@ export function statsFlusher(options: FlusherOptions): StatsFlusher {
   };
 
   return {
-    add(record, waitUntil) {
+    add(record, waitUntil, recent = true) {
       pending ??= emptyBatch(isolate);
-      addRecord(pending, record);
+      addRecord(pending, record, recent);
       if (scheduled) return;
       scheduled = true;
       const done = new Promise<void>((resolve) => setTimeout(resolve, options.intervalMs)).then(flush);

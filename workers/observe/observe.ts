@@ -4,10 +4,12 @@
  * knows through `note()` / `decided()`, the proxy the origin's status), then fills the status
  * and latency (to the response headers: a stream's body is not waited for) and emits it:
  * - one JSON log line, `{"tollbooth":"decision",…record}` (Workers Logs, `wrangler tail`,
- *   `npm start`);
+ *   `npm start`), for every request but the plain admitted ones, which are sampled: one in
+ *   `logSample` per isolate (`TOLLBOOTH_DECISION_LOG_SAMPLE`, default 100; `keptWhole`,
+ *   `admittedSampler`); the same records, and only those, go to `Stats`' latest decisions;
  * - one Analytics Engine data point, when `analytics` is bound (workers/observe/analytics.ts);
  * - into the isolate's aggregate, flushed to the `Stats` object at most once per
- *   `flushMs`, when `stats` is bound (workers/observe/flusher.ts).
+ *   `flushMs`, when `stats` is bound (workers/observe/flusher.ts): every record counted.
  * Invariant: no header, token, solution, macaroon, signature or full caller id is ever put
  * in a record: callers are shortened (`shortCaller`), and only the fields below exist.
  */
@@ -31,6 +33,69 @@ export interface ObserveOptions {
   flushMs?: number | undefined;
   /** Where log lines go (default `console.log`); `false`: no decision log line (the metrics still count every request). */
   log?: ((line: string) => void) | false | undefined;
+  /**
+   * One plain admitted request's line in `logSample` is written (and kept in `Stats`' latest
+   * decisions), per isolate; every other record always is (`keptWhole`). 1: every line.
+   * Default `DEFAULT_DECISION_LOG_SAMPLE` (100). The metrics count every request whatever it is.
+   */
+  logSample?: number | undefined;
+  /** Uniform [0, 1) source for the sampler's gaps (default `Math.random`; tests fix it). */
+  random?: (() => number) | undefined;
+}
+
+/** Default of `TOLLBOOTH_DECISION_LOG_SAMPLE`: one plain admitted request's line in 100, per isolate. */
+export const DEFAULT_DECISION_LOG_SAMPLE = 100;
+/** Largest `TOLLBOOTH_DECISION_LOG_SAMPLE` accepted. */
+export const MAX_DECISION_LOG_SAMPLE = 1_000_000;
+
+/**
+ * The var `TOLLBOOTH_DECISION_LOG_SAMPLE`: N, one plain admitted request's decision line in
+ * N is written, per isolate (unset or blank: `DEFAULT_DECISION_LOG_SAMPLE`); `1`: every line.
+ * Refusals, payments, solves, errors and own-endpoint answers are always written.
+ * @returns N, an integer from 1 to `MAX_DECISION_LOG_SAMPLE`
+ * @throws TypeError naming the var for anything else (`0.01`, `0`, `1e3`, `ten`)
+ */
+export function parseDecisionLogSample(value: string | undefined): number {
+  const v = (value ?? "").trim();
+  if (v === "") return DEFAULT_DECISION_LOG_SAMPLE;
+  const n = /^\d{1,7}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 1 && n <= MAX_DECISION_LOG_SAMPLE)) {
+    throw new TypeError(
+      `TOLLBOOTH_DECISION_LOG_SAMPLE must be an integer from 1 (every line) to ${MAX_DECISION_LOG_SAMPLE} (one admitted request's line in N), got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Whether a record is always logged and kept: everything but a plain admitted request — a
+ * refusal (402, 429, 400…, 403 blocked), an error (503, 500, an origin that failed: its
+ * status ≥ 500, 502 unreachable, 504 timeout), a request forwarded unmetered (its object
+ * failed), a payment or a solve (`paid`, `redeemed`), an answer of tollbooth's own endpoints.
+ */
+export function keptWhole(r: DecisionRecord): boolean {
+  if (r.decision !== "admitted") return true;
+  return r.redeemed === true || r.paid !== undefined || r.originError !== undefined || (r.originStatus ?? 0) >= 500 || r.status >= 500;
+}
+
+/**
+ * A per-isolate sampler of plain admitted requests, one in `every` on average: the
+ * `every`-th call says yes (so fewer than `every` admitted requests are never sampled),
+ * then each gap is drawn uniformly from 1 to 2 × `every` − 1 (mean `every`). Counting
+ * rather than a coin per request makes the rate exact and the first line predictable;
+ * drawing the gaps keeps a periodic pattern of callers (16 clients in turn) from being
+ * sampled on one of them only. `every` = 1: always yes.
+ * @param every N ≥ 1 (an integer)
+ * @param random uniform [0, 1) source for the gaps
+ */
+export function admittedSampler(every: number, random: () => number = Math.random): () => boolean {
+  let countdown = every;
+  return () => {
+    countdown--;
+    if (countdown > 0) return false;
+    countdown = every <= 1 ? 1 : 1 + Math.floor(random() * (2 * every - 1));
+    return true;
+  };
 }
 
 /**
@@ -126,12 +191,21 @@ export function observe(options: ObserveOptions = {}): Observer {
   }
   const log = options.log === false ? null : (options.log ?? ((line: string) => console.log(line)));
   const analytics = options.analytics;
+  const every = options.logSample ?? DEFAULT_DECISION_LOG_SAMPLE;
+  if (!Number.isInteger(every) || every < 1 || every > MAX_DECISION_LOG_SAMPLE)
+    throw new TypeError(`observe(): option \`logSample\` must be an integer from 1 to ${MAX_DECISION_LOG_SAMPLE}, got ${String(every)}`);
+  const sampled = admittedSampler(every, options.random);
 
   const emit: EmitDecision = (record, waitUntil) => {
     try {
-      if (log) log(JSON.stringify({ tollbooth: LOG_MARKER, ...record }));
+      // Invariant: sampling chooses which lines are written and which records `Stats` keeps
+      // whole; the counters, the latency, the callers and Analytics Engine count every record.
+      const whole = keptWhole(record);
+      const kept = whole || sampled();
+      if (kept && !whole && every > 1) record.sampleInterval = every;
+      if (log && kept) log(JSON.stringify({ tollbooth: LOG_MARKER, ...record }));
       if (analytics) writeRecord(analytics, record);
-      if (flusher) flusher.add(record, waitUntil);
+      if (flusher) flusher.add(record, waitUntil, kept);
     } catch (err) {
       // Observability never fails a request.
       console.error("tollbooth: recording the decision failed", err);

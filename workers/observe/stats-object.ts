@@ -9,9 +9,14 @@
  *   requests (at most `MAX_CALLERS_PER_MINUTE` rows, and its error; counters.ts
  *   `addCallers`): state does not grow per invented caller, and a heavy caller is named
  *   however many light ones arrive;
- * - `recent`: the latest `MAX_RECENT` decision records;
+ * - `recent`: the latest `MAX_RECENT` decision records the isolates kept whole (every refusal,
+ *   payment, solve and error; plain admitted requests sampled as the decision log is:
+ *   workers/observe/observe.ts), one row each;
  * - `hours`: per clock hour, the money counters (`HOUR_COUNTERS`: payments, amounts paid,
  *   credentials redeemed), the last `RETAIN_HOURS` hours (what a day brought in).
+ * A flush writes one row per minute it carries, per counter name, per latency bucket and per
+ * caller of its summaries (aggregated in the isolate: never one row per request), plus its
+ * kept records: with the default sampling a few dozen rows per flush, whatever its requests.
  * Each method runs synchronously to completion (a Durable Object handles one call at a
  * time), so every read-modify-write below is atomic.
  */
@@ -75,13 +80,14 @@ export class Stats extends DurableObject {
    */
   flush(batch: StatsBatch): { flushes: number } {
     const flushCounter = counterKey("stats_flushes_total");
-    let newest = 0;
+    const entries = Object.entries(batch.minutes ?? {})
+      .map(([key, m]) => [minuteOf(Number(key)), m] as const)
+      .filter(([startMs]) => Number.isFinite(startMs));
+    // The flush itself is counted in the minute of its newest records, in that minute's one write.
+    const newest = Math.max(0, ...entries.map(([startMs]) => startMs));
     const totals: Counters = { [flushCounter]: 1 };
     const latencyTotals = emptyLatency();
-    for (const [key, m] of Object.entries(batch.minutes ?? {})) {
-      const startMs = minuteOf(Number(key));
-      if (!Number.isFinite(startMs)) continue;
-      newest = Math.max(newest, startMs);
+    for (const [startMs, m] of entries) {
       const row = this.sql
         .exec<{ counters: string; latency: string }>("SELECT counters, latency FROM minutes WHERE start_ms = ?", startMs)
         .toArray()[0];
@@ -96,6 +102,7 @@ export class Stats extends DurableObject {
         latency[i]! += n;
         latencyTotals[i]! += n;
       });
+      if (startMs === newest) bump(counters, flushCounter);
       this.sql.exec(
         "INSERT OR REPLACE INTO minutes (start_ms, counters, latency) VALUES (?, ?, ?)",
         startMs,
@@ -104,13 +111,6 @@ export class Stats extends DurableObject {
       );
       this.addCallers(startMs, m.callers, m.callersError);
       this.addHour(startMs, m.counters);
-    }
-    if (newest > 0) {
-      // The flush itself is counted in the minute of its newest records.
-      const row = this.sql.exec<{ counters: string }>("SELECT counters FROM minutes WHERE start_ms = ?", newest).one();
-      const counters: Counters = JSON.parse(row.counters);
-      bump(counters, flushCounter);
-      this.sql.exec("UPDATE minutes SET counters = ? WHERE start_ms = ?", JSON.stringify(counters), newest);
     }
     for (const [name, value] of Object.entries(totals)) {
       this.sql.exec(

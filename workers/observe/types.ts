@@ -79,6 +79,12 @@ export interface DecisionRecord {
   latencyMs: number;
   /** Whether the request was decided from this isolate's lease (no Durable Object call). */
   leased?: boolean;
+  /**
+   * Set on a plain admitted request's record kept by sampling (`TOLLBOOTH_DECISION_LOG_SAMPLE`
+   * = N > 1): the line stands for about N admitted requests (weight by it when counting lines).
+   * Absent on records always kept (refusals, payments, solves, errors) and when N is 1.
+   */
+  sampleInterval?: number;
 }
 
 /**
@@ -155,6 +161,6 @@ export interface StatsSnapshot {
   latencyMs: { p50: number; p90: number; p99: number };
   /** Callers with the most requests in the window, most first (at most 20). */
   topCallers: CallerCount[];
-  /** The latest decisions flushed (newest first, at most 200). */
+  /** The latest decisions flushed (newest first, at most 200): every record but plain admitted ones, which are sampled as the decision log is (`sampleInterval`). */
   recent: DecisionRecord[];
 }

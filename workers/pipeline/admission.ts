@@ -78,9 +78,10 @@ async function take(
   const local = leasable ? leases.admit(caller, cost, nowMs) : null;
   if (local) {
     if (s.admit.session) deps.sessionUses?.note(caller, s.admit.session);
-    // Renewed in the background, when this request is the one to start it.
+    // Renewed in the background, when this request is the one to start it (kept alive even
+    // when it holds enough: the renewal moves its expiry).
     if (leases!.startRenewal(caller, nowMs)) {
-      const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity);
+      const want = leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity, true);
       const renewal = want
         ? store
             .renew({ nowMs, bucket: plan.bucket, ceiling: plan.ceiling, lease: want, ...touched() })
@@ -93,13 +94,16 @@ async function take(
     }
     return { decision: leaseDecision(plan, cost, local, nowMs), local };
   }
+  // At most one lease request in flight per caller: a burst's concurrent calls ask none.
+  const want = leasable ? leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity) : null;
+  // This call carries the isolate's lease request (not only stale units handed back): it settles it.
+  const asking = want !== null && (want.units > 0 || want.ceilingUnits > 0);
   try {
-    const want = leasable ? leases!.want(caller, nowMs, plan.bucket.capacity, plan.ceiling.capacity) : null;
     const decision = await store.admit({ ...s.admit, ...(want ? { lease: want } : {}), ...touched() });
     if (decision.lease) leases!.install(caller, decision.lease, nowMs);
-    else if (leasable && !decision.admitted && decision.reason === "over_budget") {
+    else if (leasable && !decision.admitted && (decision.reason === "over_budget" || decision.reason === "ceiling")) {
       // A concurrent request of this caller may have brought a lease back meanwhile: the
-      // units it holds were taken from the bucket this request found empty. Use them.
+      // units it holds were taken from the buckets this request found empty. Use them.
       const late = leases!.spend(caller, cost, nowMs);
       if (late) return { decision: leaseDecision(plan, cost, late, nowMs), local: late };
     }
@@ -118,6 +122,8 @@ async function take(
     // Fail closed: without the caller's state nothing is admitted. The cause is logged, not sent.
     console.error(`tollbooth: CallerState.admit failed (${kind})`, err);
     return unavailable("store", err);
+  } finally {
+    if (asking) leases!.renewed(caller);
   }
 }
 

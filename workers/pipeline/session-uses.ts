@@ -2,8 +2,8 @@
  * `SessionUses`: the sessions used by requests this isolate admitted from a lease (no Durable
  * Object call, shared/limits/lease.ts), kept per caller until this isolate's next call to the
  * caller's object (an admit, or a lease renewal), which carries them (`touched`). So the object
- * knows each session's last use to within a lease renewal (about `LEASE_MS` / 2 while the
- * caller is active) at no extra call; an isolate that dies loses what it held (the session then
+ * knows each session's last use to within a lease renewal (at most ¾ of `LEASE_MS`, 7.5 s, while
+ * the caller is active) at no extra call; an isolate that dies loses what it held (the session then
  * looks as old as its last use the object saw).
  */
 import type { SessionUse } from "../objects/caller-state.ts";

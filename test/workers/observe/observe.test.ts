@@ -255,3 +255,73 @@ describe("TOLLBOOTH_DECISION_LOG", () => {
     expect(JSON.stringify(await res.json())).toMatch(/TOLLBOOTH_DECISION_LOG/);
   });
 });
+
+describe("TOLLBOOTH_DECISION_LOG_SAMPLE", () => {
+  const statsNow = () => env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 5 });
+
+  it("the default (blank: 100): plain admitted lines are left out; the 402, the solve and an origin's 500 are written; the metrics count all; Stats keeps the same records", async () => {
+    freezeTime();
+    let failing = false;
+    observeOrigin(() => (failing ? new Response("down", { status: 500 }) : Response.json({ jsonrpc: "2.0", id: 1, result: {} })));
+    const ip = freshIp();
+    const gw = gateway(
+      { realm: "sample-default", bucket: { capacity: 3, refillPerSecond: 0.001 }, challenge: { difficulty: 4, credits: 3 } },
+      { TOLLBOOTH_DECISION_LOG_SAMPLE: "", TOLLBOOTH_METRICS_FLUSH_MS: "100" },
+    );
+    for (let i = 1; i <= 2; i++) expect((await gw(post(toolCall(i), { ip }))).status).toBe(200);
+    expect(decisions()).toHaveLength(0);
+    failing = true;
+    expect((await gw(post(toolCall(3), { ip }))).status).toBe(500);
+    failing = false;
+    const refused = await gw(post(toolCall(4), { ip }));
+    expect(refused.status).toBe(402);
+    const solution = (await solve(await fetchChallenge(gw, { "cf-connecting-ip": ip }))).header;
+    expect((await gw(post(toolCall(5), { ip, headers: { "tollbooth-solution": solution } }))).status).toBe(200);
+    const written = decisions().map((r) => [r.decision, r.reason, r.status]);
+    expect(written).toEqual([
+      ["admitted", "bucket", 500],
+      ["payment_required", "over_budget", 402],
+      ["own_endpoint", "challenge", 200],
+      ["admitted", "solution", 200],
+    ]);
+    expect(decisions().every((r) => r.sampleInterval === undefined)).toBe(true);
+    const snap = await statsNow();
+    // Every request counted; only the records written kept as the latest decisions.
+    expect(snap.totals['requests_total{decision="admitted"}']).toBe(4);
+    expect(snap.totals['requests_total{decision="payment_required"}']).toBe(1);
+    expect(snap.recent.map((r) => [r.decision, r.reason, r.status]).reverse()).toEqual(written);
+  });
+
+  it("N: the N-th plain admitted line is written, marked with the interval it stands for; 1 writes every line", async () => {
+    observeOrigin();
+    const ip = freshIp();
+    const five = gateway({ realm: "sample-5" }, { TOLLBOOTH_DECISION_LOG_SAMPLE: "5" });
+    for (let i = 1; i <= 4; i++) expect((await five(post(toolCall(i), { ip }))).status).toBe(200);
+    expect(decisions()).toHaveLength(0);
+    expect((await five(post(toolCall(5), { ip }))).status).toBe(200);
+    expect(decisions()).toHaveLength(1);
+    expect(decisions()[0]).toMatchObject({ decision: "admitted", reason: "bucket", sampleInterval: 5 });
+
+    const every = gateway({ realm: "sample-1" }, { TOLLBOOTH_DECISION_LOG_SAMPLE: "1" });
+    for (let i = 1; i <= 3; i++) expect((await every(post(toolCall(i), { ip: freshIp() }))).status).toBe(200);
+    expect(decisions()).toHaveLength(4);
+    expect(
+      decisions()
+        .slice(1)
+        .every((r) => r.decision === "admitted" && r.sampleInterval === undefined),
+    ).toBe(true);
+  });
+
+  it("anything but an integer from 1 to 1000000 is a 500 naming the var, and reaches no origin", async () => {
+    const origin = observeOrigin();
+    for (const value of ["0", "0.01", "1e3", "ten", "1000001"]) {
+      const res = await gateway(
+        { realm: `sample-bad-${value}` },
+        { TOLLBOOTH_DECISION_LOG_SAMPLE: value },
+      )(post(toolCall(1), { ip: freshIp() }));
+      expect(res.status).toBe(500);
+      expect(JSON.stringify(await res.json())).toContain("TOLLBOOTH_DECISION_LOG_SAMPLE must be an integer from 1");
+    }
+    expect(origin.requests).toHaveLength(0);
+  });
+});

@@ -320,6 +320,42 @@ describe("flushes into the Stats object", () => {
     expect(snap.topCallers.every((c) => c.requests === 10)).toBe(true);
   });
 
+  it("a flush writes rows per minute, counter, latency bucket and caller, not per request: 960 admitted requests of 16 callers at the default sampling write under 0.1 row each (SQLite counts an index entry as a row)", async () => {
+    observeOrigin();
+    const gw = gateway(
+      { realm: "rows", bucket: { capacity: 1000, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 1 } },
+      // The deployed defaults: a flush per 5 s per isolate, one admitted line in 100.
+      { TOLLBOOTH_METRICS_FLUSH_MS: "5000", TOLLBOOTH_DECISION_LOG_SAMPLE: "100" },
+    );
+    const stub = env.TOLLBOOTH_STATS!.getByName("tollbooth-stats");
+    type Counted = { sql: SqlStorage; rowsWritten?: number };
+    // Count the rows each statement of the object writes (`cursor.rowsWritten`), as bench:gateway does.
+    await runInDurableObject(stub, (instance) => {
+      const o = instance as unknown as Counted;
+      const exec = o.sql.exec.bind(o.sql);
+      o.rowsWritten = 0;
+      o.sql.exec = ((query: string, ...bindings: unknown[]) => {
+        const cursor = exec(query, ...bindings);
+        o.rowsWritten! += cursor.rowsWritten;
+        return cursor;
+      }) as SqlStorage["exec"];
+    });
+    const ips = Array.from({ length: 16 }, () => freshIp());
+    const answers = await Promise.all(Array.from({ length: 960 }, (_, i) => gw(post(toolCall(i), { ip: ips[i % ips.length] }))));
+    expect(answers.map((r) => r.status)).toEqual(new Array(960).fill(200));
+    const snap = await stub.snapshot({ nowMs: Date.now(), minutes: 5 });
+    expect(snap.totals['requests_total{decision="admitted"}']).toBe(960);
+    expect(snap.topCallers.map((c) => c.requests)).toEqual(new Array(16).fill(60));
+    // The latest decisions: the sampled admitted ones only (one in 100 on average), each marked.
+    expect(snap.recent.length).toBeGreaterThanOrEqual(1);
+    expect(snap.recent.length).toBeLessThanOrEqual(30);
+    expect(snap.recent.every((r) => r.decision === "admitted" && r.sampleInterval === 100)).toBe(true);
+    const rows = await runInDurableObject(stub, (instance) => (instance as unknown as Counted).rowsWritten!);
+    expect(snap.totals.stats_flushes_total).toBeLessThanOrEqual(2);
+    expect(rows).toBeGreaterThan(0);
+    expect(rows / 960).toBeLessThan(0.1);
+  }, 30_000);
+
   it("without flushes configured (TOLLBOOTH_METRICS_FLUSH_MS=0), the object is never asked", async () => {
     observeOrigin();
     const gw = gateway({ realm: "no-flush" });

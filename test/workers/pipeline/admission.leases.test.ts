@@ -7,6 +7,7 @@
  * to the caller's object are counted by wrapping its namespace binding.
  */
 import { env } from "cloudflare:workers";
+import { LEASE_MS, RECALL_MS } from "../../../shared/limits/lease.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import {
   advance,
@@ -80,6 +81,51 @@ describe("admission leases", () => {
     expect(origin.requests).toHaveLength(200);
     expect(total(calls) / 200).toBeLessThanOrEqual(0.1);
     expect(calls.renew ?? 0).toBeGreaterThan(0);
+  });
+
+  it("an ordinary agent at 2 requests/s, in budget under the default ceiling: at most 0.1 Durable Object calls per admitted request", async () => {
+    const { ns, calls } = countingBuckets();
+    const gw = gateway({ leases: true, bucket: { capacity: 300, refillPerSecond: 5 } }, { CALLER_BUCKET: ns as never });
+    for (let i = 1; i <= 120; i++) {
+      expect((await send(gw, i)).status).toBe(200);
+      advance(500);
+    }
+    expect(origin.requests).toHaveLength(120);
+    expect(total(calls) / 120).toBeLessThanOrEqual(0.1);
+  });
+
+  it("an agent working in bursts (20 calls at 10/s, then 20 s of thinking) asks its object about once per burst: at most 0.1 calls per request", async () => {
+    const { ns, calls } = countingBuckets();
+    const gw = gateway(
+      { leases: true, bucket: { capacity: 1000, refillPerSecond: 10 }, ceiling: { capacity: 1000, refillPerSecond: 10 } },
+      { CALLER_BUCKET: ns as never },
+    );
+    let id = 0;
+    for (let burst = 0; burst < 6; burst++) {
+      for (let i = 0; i < 20; i++) {
+        expect((await send(gw, ++id)).status).toBe(200);
+        advance(100);
+      }
+      advance(20_000);
+    }
+    expect(origin.requests).toHaveLength(120);
+    expect(total(calls) / 120).toBeLessThanOrEqual(0.1);
+  });
+
+  it("a burst of 300 concurrent requests within the caller's budget and ceiling is admitted whole: one lease request at a time, and units a concurrent grant brought are spent", async () => {
+    const { ns, calls } = countingBuckets();
+    const gw = gateway(
+      { leases: true, bucket: { capacity: 1000, refillPerSecond: 1 }, ceiling: { capacity: 1000, refillPerSecond: 1 } },
+      { CALLER_BUCKET: ns as never },
+    );
+    for (let i = 1; i <= 3; i++) {
+      expect((await send(gw, i)).status).toBe(200);
+      advance(30);
+    }
+    const burst = await Promise.all(Array.from({ length: 300 }, (_, i) => send(gw, 100 + i)));
+    expect(burst.map((r) => r.status)).toEqual(new Array(300).fill(200));
+    expect(origin.requests).toHaveLength(303);
+    expect(total(calls)).toBeLessThan(303);
   });
 
   it("over budget, exactly the bucket's allowance is admitted and the rest get 402; the origin sees only what was admitted", async () => {

@@ -7,7 +7,6 @@
  * to the caller's object are counted by wrapping its namespace binding.
  */
 import { env } from "cloudflare:workers";
-import { LEASE_MS, RECALL_MS } from "../../../shared/limits/lease.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import {
   advance,

@@ -120,7 +120,13 @@ beforeAll(async () => {
         timeoutMs: 5_000,
       },
     },
-    vars: { TOLLBOOTH_ADMIN_TOKEN: TOKEN, TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex, TOLLBOOTH_METRICS_FLUSH_MS: "200" },
+    // Every decision logged (admitted ones are sampled 1 in 100 by default): the _sum test adds up the log's latencies.
+    vars: {
+      TOLLBOOTH_ADMIN_TOKEN: TOKEN,
+      TOLLBOOTH_LIGHTNING_SECRET: ln.macaroonHex,
+      TOLLBOOTH_METRICS_FLUSH_MS: "200",
+      TOLLBOOTH_DECISION_LOG_SAMPLE: "1",
+    },
   });
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",

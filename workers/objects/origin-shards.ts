@@ -29,7 +29,8 @@ export interface OriginShards {
    * here for a lease). Then, when the leases run low, a renewal in the background (`defer`).
    * @returns a receipt (admitted: `confirm` it once the request is forwarded, or `giveBack`),
    *   or null (no room at the origin for this class now)
-   * @throws StoreTimeoutError, or the shard's error, when a call it waited for failed
+   * @throws StoreTimeoutError, or the shard's error, when its own call to the shard failed (a call it only waited for
+   *   settles the leases, and the request then takes what they hold)
    */
   admit(cls: AdmissionClass, units: number, nowMs: number, defer: (what: string, p: Promise<unknown>) => void): Promise<Receipt | null>;
   /** The request of `receipt` goes to the origin: its units are spent (reported with the next call). */

@@ -91,8 +91,8 @@ const callers: Array<[string, number]> = [
   ["agent, 1 request/min", 60_000],
 ];
 const runs = callers.map(([name, interval]) => [name, simulate(interval, 10, name.startsWith("loop") ? 30 : 0)] as const);
-console.log("| minute | " + runs.map(([name]) => `${name}: solves, bits, work (one core)`).join(" | ") + " |");
-console.log("|---|" + runs.map(() => "---|").join(""));
+console.log(`| minute | ${runs.map(([name]) => `${name}: solves, bits, work (one core)`).join(" | ")} |`);
+console.log(`|---|${runs.map(() => "---|").join("")}`);
 for (let m = 0; m < 40; m++) {
   if (m >= 10 && (m + 1) % 3 !== 0) continue;
   const cells = runs.map(([, rows]) => {

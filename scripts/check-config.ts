@@ -163,7 +163,7 @@ export async function checkConfig(options: CheckOptions): Promise<string[]> {
     if (value === undefined) {
       if (stored.has(name)) return;
       problems.push(
-        `${name} is not set (${why}): put it in ${devVarsPath.replace(dir + "/", "")} or the environment, or store it with \`wrangler secret put ${name}${options.env ? ` --env ${options.env}` : ""}\` and pass --remote`,
+        `${name} is not set (${why}): put it in ${devVarsPath.replace(`${dir}/`, "")} or the environment, or store it with \`wrangler secret put ${name}${options.env ? ` --env ${options.env}` : ""}\` and pass --remote`,
       );
       return;
     }

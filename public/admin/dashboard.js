@@ -90,7 +90,7 @@
    * Error carrying `status` and `body` (the API's `{error, message}`) otherwise.
    */
   function api(path, options) {
-    var init = { headers: { authorization: "Bearer " + token() }, cache: "no-store" };
+    var init = { headers: { authorization: `Bearer ${token()}` }, cache: "no-store" };
     if (options?.method) init.method = options.method;
     if (options && options.body !== undefined) {
       init.headers["content-type"] = "application/json";
@@ -104,13 +104,13 @@
       return res.json().then(
         function (body) {
           if (res.ok) return body;
-          var err = new Error(body?.message || path + ": HTTP " + res.status);
+          var err = new Error(body?.message || `${path}: HTTP ${res.status}`);
           err.status = res.status;
           err.body = body;
           throw err;
         },
         function () {
-          var err = new Error(path + ": HTTP " + res.status);
+          var err = new Error(`${path}: HTTP ${res.status}`);
           err.status = res.status;
           throw err;
         },
@@ -134,10 +134,10 @@
     return total;
   }
   var decisionKey = function (d) {
-    return 'requests_total{decision="' + d + '"}';
+    return `requests_total{decision="${d}"}`;
   };
   var plural = function (n, one, many) {
-    return n + " " + (n === 1 ? one : many);
+    return `${n} ${n === 1 ? one : many}`;
   };
 
   /**
@@ -166,7 +166,7 @@
           seen += hist[i] || 0;
           if (seen >= rank) break;
         }
-        return q[0] + (i < bounds.length ? " ≤ " + bounds[i] : " > " + bounds[bounds.length - 1]) + " ms";
+        return `${q[0] + (i < bounds.length ? ` ≤ ${bounds[i]}` : ` > ${bounds[bounds.length - 1]}`)} ms`;
       })
       .join(" · ");
   }
@@ -200,9 +200,9 @@
       ].forEach(function (w) {
         cards.push(
           card(
-            "money-" + hour.scheme + "-" + w[0],
-            name + " · " + w[1],
-            w[2].shown.amount + " " + w[2].shown.unit,
+            `money-${hour.scheme}-${w[0]}`,
+            `${name} · ${w[1]}`,
+            `${w[2].shown.amount} ${w[2].shown.unit}`,
             plural(w[2].payments, "payment", "payments"),
           ),
         );
@@ -213,12 +213,12 @@
     $("n-solves-day").textContent = String(money.lastDay.redeemed.pow || 0);
     var baseBits = policy?.challenge ? policy.challenge.difficulty : null;
     if (money.difficulty) {
-      $("n-difficulty").textContent = money.difficulty.bits + " bits";
+      $("n-difficulty").textContent = `${money.difficulty.bits} bits`;
       $("n-difficulty-note").textContent =
-        "last offered " + new Date(money.difficulty.atMs).toLocaleTimeString() + (baseBits !== null ? " · base " + baseBits + " bits" : "");
+        `last offered ${new Date(money.difficulty.atMs).toLocaleTimeString()}${baseBits !== null ? ` · base ${baseBits} bits` : ""}`;
     } else {
-      $("n-difficulty").textContent = baseBits !== null ? baseBits + " bits" : "–";
-      $("n-difficulty-note").textContent = "no challenge offered lately" + (baseBits !== null ? " · the policy's base" : "");
+      $("n-difficulty").textContent = baseBits !== null ? `${baseBits} bits` : "–";
+      $("n-difficulty-note").textContent = `no challenge offered lately${baseBits !== null ? " · the policy's base" : ""}`;
     }
   }
 
@@ -229,7 +229,7 @@
       var tr = document.createElement("tr");
       tr.dataset.caller = c.caller;
       tr.tabIndex = 0;
-      tr.title = "Open " + c.caller;
+      tr.title = `Open ${c.caller}`;
       [c.caller, c.requests, c.admitted, c.refused].forEach(function (v) {
         var td = document.createElement("td");
         td.textContent = String(v);
@@ -278,7 +278,7 @@
     chart.dataset.from = String(c.data[0][0]);
     chart.dataset.to = String(c.data[0][c.data[0].length - 1]);
     chart.dataset.ymax = String(Math.max(1, c.max));
-    $("chart-window").textContent = c.minutes >= m.length ? "last hour" : "last " + c.minutes + " minutes";
+    $("chart-window").textContent = c.minutes >= m.length ? "last hour" : `last ${c.minutes} minutes`;
     if (plot === null) {
       plot = new uPlot(
         {
@@ -320,13 +320,13 @@
     if (snap.money) renderMoney(snap.money);
     renderCallers(snap.topCallers);
     renderChart(m);
-    $("status").textContent = "live · updated " + new Date(snap.nowMs).toLocaleTimeString();
+    $("status").textContent = `live · updated ${new Date(snap.nowMs).toLocaleTimeString()}`;
     document.body.dataset.updated = String(snap.nowMs);
   }
 
   function poll() {
     api("/stats").then(render, function (err) {
-      if (err.message !== "unauthorized") $("status").textContent = "error: " + err.message;
+      if (err.message !== "unauthorized") $("status").textContent = `error: ${err.message}`;
     });
   }
 
@@ -343,10 +343,10 @@
     }
   }
   function callerHash(id, route) {
-    return "#caller/" + encodeURIComponent(id) + (route ? "?route=" + encodeURIComponent(route) : "");
+    return `#caller/${encodeURIComponent(id)}${route ? `?route=${encodeURIComponent(route)}` : ""}`;
   }
   function callerPath(c, action) {
-    return "/callers/" + encodeURIComponent(c.id) + (action ? "/" + action : "") + (c.route ? "?route=" + encodeURIComponent(c.route) : "");
+    return `/callers/${encodeURIComponent(c.id)}${action ? `/${action}` : ""}${c.route ? `?route=${encodeURIComponent(c.route)}` : ""}`;
   }
 
   function row(table, cells) {
@@ -365,20 +365,20 @@
     table.tBodies[0].replaceChildren();
     (records || []).forEach(function (r) {
       var what =
-        (r.route ? "[" + r.route + "] " : "") + (r.rpc ? r.rpc + (r.tool ? " " + r.tool : "") : r.method + (r.path ? " " + r.path : ""));
-      var why = [r.reason, r.scheme && r.scheme !== r.reason ? r.scheme : null, r.difficulty !== undefined ? r.difficulty + " bits" : null]
-        .concat(r.paid ? [r.paid.amount + " " + r.paid.unit + " paid"] : [])
-        .concat(r.credits !== undefined ? [plural(r.credits, "credit", "credits") + " left"] : [])
+        (r.route ? `[${r.route}] ` : "") + (r.rpc ? r.rpc + (r.tool ? ` ${r.tool}` : "") : r.method + (r.path ? ` ${r.path}` : ""));
+      var why = [r.reason, r.scheme && r.scheme !== r.reason ? r.scheme : null, r.difficulty !== undefined ? `${r.difficulty} bits` : null]
+        .concat(r.paid ? [`${r.paid.amount} ${r.paid.unit} paid`] : [])
+        .concat(r.credits !== undefined ? [`${plural(r.credits, "credit", "credits")} left`] : [])
         .filter(Boolean)
         .join(", ");
-      row(table, [new Date(r.time).toLocaleTimeString(), what, r.decision, why, String(r.status), r.latencyMs + " ms"]);
+      row(table, [new Date(r.time).toLocaleTimeString(), what, r.decision, why, String(r.status), `${r.latencyMs} ms`]);
     });
     table.dataset.count = String((records || []).length);
   }
 
   /** A bucket as "4 of 60 left · full at 10:41:03". */
   function bucketText(b) {
-    return b.remaining + " of " + b.limit + " left" + (b.remaining < b.limit ? " · full at " + new Date(b.reset).toLocaleTimeString() : "");
+    return `${b.remaining} of ${b.limit} left${b.remaining < b.limit ? ` · full at ${new Date(b.reset).toLocaleTimeString()}` : ""}`;
   }
 
   function renderCaller(_c, state) {
@@ -388,19 +388,18 @@
       plan.name +
       " (" +
       plan.source +
-      (plan.keyName ? ", key " + plan.keyName : "") +
-      (plan.alsoMatches ? ", or " + plan.alsoMatches.join(", ") : "") +
+      (plan.keyName ? `, key ${plan.keyName}` : "") +
+      (plan.alsoMatches ? `, or ${plan.alsoMatches.join(", ")}` : "") +
       ")";
     $("caller-bucket").textContent = bucketText(state.buckets.free);
     $("caller-ceiling").textContent = bucketText(state.buckets.ceiling);
     var credits = (state.credits || []).reduce(function (a, t) {
       return a + t.credits;
     }, 0);
-    $("caller-credits").textContent = credits + " on " + plural((state.credits || []).length, "token", "tokens");
+    $("caller-credits").textContent = `${credits} on ${plural((state.credits || []).length, "token", "tokens")}`;
     $("caller-solves").textContent =
-      String(Math.round(state.solves * 100) / 100) +
-      (state.difficulty !== undefined ? " · next challenge " + state.difficulty + " bits" : "");
-    $("caller-blocked").textContent = state.blocked ? "until " + new Date(state.blocked.untilMs).toLocaleString() : "no";
+      String(Math.round(state.solves * 100) / 100) + (state.difficulty !== undefined ? ` · next challenge ${state.difficulty} bits` : "");
+    $("caller-blocked").textContent = state.blocked ? `until ${new Date(state.blocked.untilMs).toLocaleString()}` : "no";
     $("caller-unblock").disabled = !state.blocked;
     renderRecent(state.recent);
   }
@@ -409,7 +408,7 @@
   function openCaller(c) {
     $("board").hidden = true;
     $("caller-page").hidden = false;
-    $("caller-id").textContent = c.id + (c.route ? " (route " + c.route + ")" : "");
+    $("caller-id").textContent = c.id + (c.route ? ` (route ${c.route})` : "");
     $("caller-error").textContent = "";
     $("caller-action").textContent = "";
     $("caller-routes").replaceChildren();
@@ -439,7 +438,7 @@
           routes.forEach(function (name) {
             var a = document.createElement("a");
             a.href = callerHash(c.id, name);
-            a.textContent = "route " + name;
+            a.textContent = `route ${name}`;
             $("caller-routes").appendChild(a);
           });
         }
@@ -459,7 +458,7 @@
               ? "buckets reset"
               : "nothing to reset"
             : action === "block"
-              ? "blocked until " + new Date(done.blockedUntilMs).toLocaleString()
+              ? `blocked until ${new Date(done.blockedUntilMs).toLocaleString()}`
               : done.unblocked
                 ? "unblocked"
                 : "was not blocked";

@@ -72,8 +72,7 @@ function parseIpv6(ip: string): number[] | null {
   if (v4) {
     const octets = parseIpv4(v4[1]!);
     if (!octets) return null;
-    text =
-      text.slice(0, -v4[1]!.length) + `${((octets[0]! << 8) | octets[1]!).toString(16)}:${((octets[2]! << 8) | octets[3]!).toString(16)}`;
+    text = `${text.slice(0, -v4[1]!.length)}${((octets[0]! << 8) | octets[1]!).toString(16)}:${((octets[2]! << 8) | octets[3]!).toString(16)}`;
   }
   const halves = text.split("::");
   if (halves.length > 2) return null;

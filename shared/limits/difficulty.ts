@@ -35,7 +35,7 @@ export const NO_SOLVES: SolveScore = { score: 0, atMs: 0 };
  */
 export function decayed(s: SolveScore, halfLifeSeconds: number, nowMs: number): number {
   const elapsedMs = Math.max(0, nowMs - s.atMs);
-  return s.score * Math.pow(2, -elapsedMs / (halfLifeSeconds * 1000));
+  return s.score * 2 ** (-elapsedMs / (halfLifeSeconds * 1000));
 }
 
 /**

@@ -742,7 +742,7 @@ function overlayCosts(base: Readonly<Record<string, number>>, over: Readonly<Rec
   const merged: Record<string, number> = {};
   for (const [method, cost] of Object.entries(base)) {
     const slash = method.indexOf("/");
-    const family = slash > 0 ? method.slice(0, slash) + "/*" : undefined;
+    const family = slash > 0 ? `${method.slice(0, slash)}/*` : undefined;
     if (over && family !== undefined && family !== method && Object.hasOwn(over, family)) continue;
     merged[method] = cost;
   }
@@ -810,7 +810,7 @@ export function methodCost(policy: Pick<Plan, "costs">, method: string, toolName
   if (method === "tools/call" && toolName !== undefined && Object.hasOwn(tools, toolName)) return tools[toolName]!;
   if (Object.hasOwn(methods, method)) return methods[method]!;
   const slash = method.indexOf("/");
-  const family = slash > 0 ? method.slice(0, slash) + "/*" : undefined;
+  const family = slash > 0 ? `${method.slice(0, slash)}/*` : undefined;
   if (family !== undefined && Object.hasOwn(methods, family)) return methods[family]!;
   return policy.costs.default;
 }

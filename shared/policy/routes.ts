@@ -116,7 +116,7 @@ export function parseRoutes(raw: string | undefined, topPolicy: unknown): Route[
   const matchers = new Map<string, string>();
   for (const [i, item] of list.entries()) {
     const label = (field?: string) =>
-      `TOLLBOOTH_ROUTES[${i}]${isObject(item) && typeof item.name === "string" ? ` (${JSON.stringify(item.name)})` : ""}${field ? "." + field : ""}`;
+      `TOLLBOOTH_ROUTES[${i}]${isObject(item) && typeof item.name === "string" ? ` (${JSON.stringify(item.name)})` : ""}${field ? `.${field}` : ""}`;
     if (!isObject(item)) throw new TypeError(`${label()}: a route must be an object`);
     const unknown = Object.keys(item).find((k) => !ROUTE_FIELDS.has(k));
     if (unknown !== undefined) throw new TypeError(`${label(unknown)}: unknown field (a route has ${[...ROUTE_FIELDS].join(", ")})`);
@@ -202,7 +202,7 @@ export function matchRoute(routes: readonly Route[], hostname: string, normalize
   for (const r of routes) {
     if (r.host !== null && r.host !== host) continue;
     // Whole segments only: "/a" matches "/a" and "/a/…", never "/ab".
-    if (r.prefix !== "/" && normalizedPath !== r.prefix && !normalizedPath.startsWith(r.prefix + "/")) continue;
+    if (r.prefix !== "/" && normalizedPath !== r.prefix && !normalizedPath.startsWith(`${r.prefix}/`)) continue;
     if (best === null || rank(r) > rank(best)) best = r;
   }
   return best;

@@ -162,7 +162,7 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
     for (const line of b.stderr().trim().split("\n")) expect(line).toMatch(/^\[tollbooth-bridge\] /);
 
     const counts = origin.counts();
-    expect(counts["initialize"]).toBe(1);
+    expect(counts.initialize).toBe(1);
     expect(counts["tools/call:echo"]).toBe(4);
     expect(counts["tools/call:get-sum"]).toBe(2);
     expect(counts["tools/call:trigger-long-running-operation"]).toBe(20);
@@ -197,7 +197,7 @@ describe("tollbooth-bridge between an SDK stdio client and the gateway", () => {
     // session id, then the same call once in the new session.
     const posts = origin.requests().filter((r) => r.method === "POST");
     const calls = (message: string) => posts.filter((r) => r.messages.some((m) => JSON.stringify(m).includes(`"message":"${message}"`)));
-    expect(origin.counts()["initialize"]).toBe(2);
+    expect(origin.counts().initialize).toBe(2);
     expect(calls("after").map((r) => r.headers["mcp-session-id"] === sessionId)).toEqual([true, false]);
     expect(calls("before")).toHaveLength(1);
     expect(origin.counts()["tools/call:get-sum"]).toBe(1);

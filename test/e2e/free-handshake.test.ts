@@ -59,10 +59,10 @@ describe("handshake through the gateway (bucket capacity 1)", () => {
     ).toBe(true);
     // Every handshake step really went through the gateway to the origin, five times.
     const counts = origin.counts();
-    expect(counts["initialize"]).toBe(5);
+    expect(counts.initialize).toBe(5);
     expect(counts["notifications/initialized"]).toBe(5);
     expect(counts["tools/list"]).toBe(5);
-    expect(counts["ping"]).toBe(5);
+    expect(counts.ping).toBe(5);
     const methods = origin.requests().map((r) => r.method);
     expect(methods.filter((m) => m === "GET").length).toBe(5);
     expect(methods.filter((m) => m === "DELETE").length).toBe(5);

@@ -123,7 +123,7 @@ describe("429: waits the integer Retry-After, bounded by maxWaitSeconds", () => 
     // ceiling again and failed with rate_limited).
     expect(retried!.at - limited!.at).toBeGreaterThanOrEqual(Number(retryAfter) * 1000 - 50);
     // Every call reached the origin exactly once; the refused attempt did not.
-    expect(origin.counts()["initialize"]).toBe(calls);
+    expect(origin.counts().initialize).toBe(calls);
   });
 
   it("a Retry-After above maxWaitSeconds: TollboothError rate_limited, status 429, no wait and no retry", async () => {
@@ -149,7 +149,7 @@ describe("429: waits the integer Retry-After, bounded by maxWaitSeconds", () => 
     expect(error!.code).toBe("rate_limited");
     expect(error!.status).toBe(429);
     expect(error!.message).toMatch(/Retry-After \d+ exceeds 0 s/);
-    expect(origin.counts()["initialize"] ?? 0).toBe(admitted);
+    expect(origin.counts().initialize ?? 0).toBe(admitted);
   });
 
   it("a streamed body cannot be sent again: body_not_replayable, status 429", async () => {

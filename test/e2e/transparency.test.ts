@@ -131,7 +131,7 @@ describe("parity: direct vs through the gateway", () => {
       // The proof is bound to the secret, the method, the path, the caller and the body.
       expect(verified(r, "some-other-secret-0123456789abcdef")).toBe(false);
       expect(verified(r, gateway.secret, { ...req, method: req.method === "POST" ? "DELETE" : "POST" })).toBe(false);
-      expect(verified(r, gateway.secret, { ...req, url: req.url + "x" })).toBe(false);
+      expect(verified(r, gateway.secret, { ...req, url: `${req.url}x` })).toBe(false);
       expect(verified(r, gateway.secret, { ...req, headers: { ...req.headers, "tollbooth-caller": "ip:10.0.0.1" } })).toBe(false);
       expect(verified(r, gateway.secret, req, new TextEncoder().encode(`${new TextDecoder().decode(r.body)} `))).toBe(false);
     }

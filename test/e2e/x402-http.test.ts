@@ -310,7 +310,7 @@ describe("refused payments reach nothing and move nothing", () => {
 
   it("another network, another asset, another payee", async () => {
     await refused(await pay(payer(), required, { network: "eip155:1" }), 402, "x402_not_offered");
-    await refused(await pay(payer(), required, { asset: "0x" + "11".repeat(20) }), 402, "x402_not_offered");
+    await refused(await pay(payer(), required, { asset: `0x${"11".repeat(20)}` }), 402, "x402_not_offered");
     await refused(await pay(payer(), required, { payTo: chain.accounts.payers[4]!.address }), 402, "x402_not_offered");
   });
 

@@ -163,7 +163,7 @@ export interface Chain {
 
 const CONTRACTS_DIR = fileURLToPath(new URL("./contracts/", import.meta.url));
 /** The committed compiler output: {@link CompiledContracts} as JSON (see {@link renderCompiledContracts}). */
-export const COMPILED_JSON_PATH = CONTRACTS_DIR + "TestUSDC.compiled.json";
+export const COMPILED_JSON_PATH = `${CONTRACTS_DIR}TestUSDC.compiled.json`;
 
 /** What the contracts compile to, as committed in {@link COMPILED_JSON_PATH}. */
 export interface CompiledContracts {
@@ -200,7 +200,7 @@ export function compileContracts(): Promise<CompiledContracts> {
     };
     const output = JSON.parse(solc.compile(JSON.stringify(input))) as SolcOutput;
     const errors = (output.errors ?? []).filter((e) => e.severity === "error");
-    if (errors.length > 0) throw new Error("solc: " + errors.map((e) => e.formattedMessage).join("\n"));
+    if (errors.length > 0) throw new Error(`solc: ${errors.map((e) => e.formattedMessage).join("\n")}`);
     const pick = (file: string, name: string): CompiledContract => {
       const c = output.contracts?.[file]?.[name];
       if (!c) throw new Error(`solc gave no output for ${file}:${name}`);
@@ -220,7 +220,7 @@ export function compileContracts(): Promise<CompiledContracts> {
 
 /** The text of {@link COMPILED_JSON_PATH} for `compiled` (2-space JSON, trailing newline). */
 export function renderCompiledContracts(compiled: CompiledContracts): string {
-  return JSON.stringify(compiled, null, 2) + "\n";
+  return `${JSON.stringify(compiled, null, 2)}\n`;
 }
 
 /**

@@ -37,7 +37,7 @@ export const REGTEST = { bech32: "bcrt", pubKeyHash: 111, scriptHash: 196, valid
 export const STANDIN_NODE_KEY = "e126f68f7eafcc8b74f54d269fe206be715000f94dac067d1c04a8ca3b2db734";
 
 /** The macaroon (hex) accepted unless another is given: opaque bytes, the stand-in compares it verbatim. */
-export const STANDIN_MACAROON_HEX = "0201036c6e64" + "5a".repeat(32);
+export const STANDIN_MACAROON_HEX = `0201036c6e64${"5a".repeat(32)}`;
 
 /** One invoice the stand-in issued. */
 export interface StandinInvoice {

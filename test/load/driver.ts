@@ -133,7 +133,7 @@ for (let i = 0; i < cfg.keys.length; i += 8) {
 }
 const handshakeMs = performance.now() - handshakeStart;
 
-process.stdout.write(START_LINE + "\n");
+process.stdout.write(`${START_LINE}\n`);
 const startMs = performance.now();
 await Promise.all(sessions.map((s, i) => (s ? runCaller(cfg, s, i, reports[i]!, startMs) : Promise.resolve())));
 const report: DriverReport = {
@@ -143,4 +143,4 @@ const report: DriverReport = {
   wallMs: performance.now() - startMs,
   timeOrigin: performance.timeOrigin,
 };
-process.stdout.write(JSON.stringify(report) + "\n");
+process.stdout.write(`${JSON.stringify(report)}\n`);

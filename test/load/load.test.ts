@@ -91,7 +91,7 @@ function runDriver(cfg: DriverConfig, onStart: () => void): Promise<DriverReport
     let started = false;
     child.stdout.on("data", (c) => {
       out += c;
-      if (!started && out.startsWith(START_LINE + "\n")) {
+      if (!started && out.startsWith(`${START_LINE}\n`)) {
         started = true;
         onStart();
       }

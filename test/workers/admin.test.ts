@@ -123,7 +123,7 @@ describe("the token", () => {
     expect(constantTimeEqual(new Uint8Array(), new Uint8Array())).toBe(true);
     expect(bearerOf("bearer  abc")).toBe("abc");
     expect(bearerOf("Bearer abc, Bearer def")).toBeNull();
-    expect(bearerOf("Bearer " + "a".repeat(2000))).toBeNull();
+    expect(bearerOf(`Bearer ${"a".repeat(2000)}`)).toBeNull();
     const check = adminTokenChecker(TOKEN);
     expect(await check(`Bearer ${TOKEN}`)).toBe(true);
     expect(await check(`Bearer ${TOKEN} `)).toBe(false);
@@ -538,8 +538,8 @@ describe("revoking a key: whole hash, exact name, or an unambiguous hash prefix"
 
   it("a prefix of several keys' hashes is ambiguous: 409 listing them, nothing revoked; more of the hash revokes one", async () => {
     const common = hexOf(6); // 12 hex
-    const h1 = common + "0" + hexOf(25) + "1";
-    const h2 = common + "f" + hexOf(25) + "2";
+    const h1 = `${common}0${hexOf(25)}1`;
+    const h2 = `${common}f${hexOf(25)}2`;
     await store(h1, `p1-${common}`);
     await store(h2, `p2-${common}`);
     const before = await listed();

@@ -182,7 +182,7 @@ export function fakeFacilitator(): {
 
 /** The fake LND's base URL and the invoice macaroon it accepts (`TOLLBOOTH_LIGHTNING_SECRET`). */
 export const LND_URL = "http://lnd.test";
-export const LND_MACAROON_HEX = "0201036c6e64" + "5a".repeat(32);
+export const LND_MACAROON_HEX = `0201036c6e64${"5a".repeat(32)}`;
 
 const CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 

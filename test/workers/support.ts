@@ -126,9 +126,9 @@ export function observeOrigin(
   const real = globalThis.fetch;
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
     const req = new Request(input, init);
-    const service = Object.keys(services).find((base) => req.url.startsWith(base + "/"));
+    const service = Object.keys(services).find((base) => req.url.startsWith(`${base}/`));
     if (service !== undefined) return services[service]!(req, await req.text());
-    if (!req.url.startsWith(ORIGIN_URL + "/")) return real(input, init);
+    if (!req.url.startsWith(`${ORIGIN_URL}/`)) return real(input, init);
     const f: Forwarded = { url: req.url, method: req.method, headers: Object.fromEntries(req.headers), body: await req.text() };
     requests.push(f);
     if (answer) return answer(f, init?.signal ?? undefined);

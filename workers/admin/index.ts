@@ -75,7 +75,7 @@ export function adminPath(path: string | undefined, endpoint: string): string {
   const admin = normalizePath(p);
   const mcp = normalizePath(endpoint);
   // Invariant: the admin path never shadows the MCP endpoint (nor the endpoint the admin path).
-  if (admin === mcp || mcp.startsWith(admin + "/") || admin.startsWith(mcp + "/"))
+  if (admin === mcp || mcp.startsWith(`${admin}/`) || admin.startsWith(`${mcp}/`))
     throw new TypeError(`TOLLBOOTH_ADMIN_PATH ${p} overlaps the MCP endpoint ${endpoint}`);
   if (admin === WELL_KNOWN || admin.startsWith("/.well-known"))
     throw new TypeError(`TOLLBOOTH_ADMIN_PATH ${p} must not be under /.well-known`);
@@ -118,7 +118,7 @@ export function admin(options: AdminOptions): MiddlewareHandler {
     const req = c.req.raw;
     const url = new URL(req.url);
     const path = url.pathname;
-    if (path !== base && !path.startsWith(base + "/")) return next();
+    if (path !== base && !path.startsWith(`${base}/`)) return next();
 
     // Network ceiling first, as tollbooth counts every request of a network: the token
     // cannot be tried faster than this allows.

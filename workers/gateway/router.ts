@@ -63,7 +63,7 @@ export interface RouterOptions {
 function listed(e: RouteEntry, base: URL): Record<string, unknown> {
   const r = e.route;
   const prefix = r.prefix === "/" ? "" : r.prefix;
-  const at = r.host !== null ? `${base.protocol}//${r.host}${base.port ? ":" + base.port : ""}` : base.origin;
+  const at = r.host !== null ? `${base.protocol}//${r.host}${base.port ? `:${base.port}` : ""}` : base.origin;
   return {
     name: r.name,
     match: { ...(r.host !== null ? { host: r.host } : {}), path: r.prefix },

@@ -62,5 +62,5 @@ export function prometheusText(snapshot: StatsSnapshot): string {
   // Milliseconds summed as integers, written in seconds (exact to the millisecond).
   lines.push(`${hist}_sum ${value((snapshot.totals[LATENCY_SUM_KEY] ?? 0) / 1000)}`);
   lines.push(`${hist}_count ${cumulative}`);
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }

@@ -82,7 +82,7 @@ export async function decide(ctx: RequestContext, deps: Deps): Promise<Outcome> 
   const counted = await networkCeiling(checked, deps);
   if (counted instanceof Refusal) return refused(arrived, counted);
   const path = ctx.url.pathname;
-  if (path === WELL_KNOWN || path.startsWith(WELL_KNOWN + "/"))
+  if (path === WELL_KNOWN || path.startsWith(`${WELL_KNOWN}/`))
     return { kind: "answered", response: await ownEndpoints(counted, deps), record: arrived.record };
   const read = await body(counted, deps);
   if (read instanceof Refusal) return refused(arrived, read);

@@ -189,7 +189,7 @@ describe("test/helpers/chain.ts", () => {
 
 describe("test/helpers/facilitator.ts with @x402/evm's exact client", () => {
   it("answers /supported with the exact scheme on eip155:31337 and its signer", async () => {
-    const res = await fetch(fac.url + "/supported", { headers: { authorization: `Bearer ${TOKEN}` } });
+    const res = await fetch(`${fac.url}/supported`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
       kinds: { x402Version: number; scheme: string; network: string }[];
@@ -312,12 +312,12 @@ describe("test/helpers/facilitator.ts with @x402/evm's exact client", () => {
     fac.setDown(true);
     try {
       expect((await post("/verify", payload, req)).status).toBe(503);
-      expect((await fetch(fac.url + "/supported")).status).toBe(503);
+      expect((await fetch(`${fac.url}/supported`)).status).toBe(503);
     } finally {
       fac.setDown(false);
     }
     expect((await post("/verify", payload, req, "wrong")).status).toBe(401);
-    const bad = await fetch(fac.url + "/verify", { method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, body: "{" });
+    const bad = await fetch(`${fac.url}/verify`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, body: "{" });
     expect(bad.status).toBe(400);
     expect(fac.calls()).toEqual(before);
   });

@@ -118,7 +118,7 @@ describe("identityResolver: defaults (jwt, api-key, ip)", () => {
 });
 
 describe("api-key: keys the operator issued", () => {
-  const KEY = "tb_" + randomBytes(32).toString("base64url");
+  const KEY = `tb_${randomBytes(32).toString("base64url")}`;
   const HEX = sha256hex(KEY);
 
   it("names a caller whose key is listed in the policy (by its SHA-256), with the entry's plan and name", async () => {
@@ -162,7 +162,7 @@ describe("api-key: keys the operator issued", () => {
   it("lets an unknown key fall through to the next strategy", async () => {
     const { kv } = fakeKv({ [HEX]: { name: "alice" } });
     const resolve = identityResolver(defaults, { keys: kv });
-    expect((await resolve(h({ "x-api-key": KEY + "x", "cf-connecting-ip": IP }))).id).toBe(`ip:${IP}`);
+    expect((await resolve(h({ "x-api-key": `${KEY}x`, "cf-connecting-ip": IP }))).id).toBe(`ip:${IP}`);
     expect((await resolve(h({ "x-api-key": KEY.toUpperCase(), "cf-connecting-ip": IP }))).id).toBe(`ip:${IP}`);
     expect((await resolve(h({ "x-api-key": "k" }))).id).toBe(ANONYMOUS);
     const unverified = identityResolver(identityOf({ strategies: ["api-key", "api-key-unverified"] }), { keys: kv });

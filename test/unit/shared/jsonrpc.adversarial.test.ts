@@ -50,7 +50,7 @@ function spell(name: string, escapeMask: number): string {
     if (code <= 0xffff && (escapeMask >> (i % 30)) & 1) out += `\\u${code.toString(16).padStart(4, "0")}`;
     else out += JSON.stringify(ch).slice(1, -1);
   });
-  return out + '"';
+  return `${out}"`;
 }
 
 function serialize(node: Node, mask: number, space: string): string {
@@ -114,7 +114,7 @@ describe("parseBody never throws", () => {
     const lifted = depth + 10;
     expect(parseBody(enc("[".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.ParseError });
     expect(parseBody(enc("[".repeat(depth) + "]".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.InvalidRequest });
-    expect(parseBody(enc('{"a":'.repeat(depth) + "1" + "}".repeat(depth)), lifted)).toMatchObject({ code: ErrorCode.InvalidRequest });
+    expect(parseBody(enc(`${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`), lifted)).toMatchObject({ code: ErrorCode.InvalidRequest });
     const deep = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"x":${"[".repeat(depth)}${"]".repeat(depth)}}}}`;
     expect(bodyCost(policy, ok(parseBody(enc(deep), lifted)))).toBe(7);
   });

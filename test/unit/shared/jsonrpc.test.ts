@@ -278,7 +278,7 @@ describe("nesting depth is bounded before parsing", () => {
     try {
       expect(parseBody(enc(nested(45_000)))).toMatchObject({ code: -32600, message: "Invalid Request: nesting deeper than 64" });
       expect(parseBody(enc("[".repeat(45_000)))).toMatchObject({ code: -32600 });
-      expect(parseBody(enc('{"a":'.repeat(45_000) + "1" + "}".repeat(45_000)))).toMatchObject({ code: -32600 });
+      expect(parseBody(enc(`${'{"a":'.repeat(45_000)}1${"}".repeat(45_000)}`))).toMatchObject({ code: -32600 });
       expect(spy).not.toHaveBeenCalled();
     } finally {
       spy.mockRestore();

@@ -313,7 +313,7 @@ describe("flushes into the Stats object", () => {
     const snap = await env.TOLLBOOTH_STATS!.getByName("tollbooth-stats").snapshot({ nowMs: Date.now(), minutes: 5 });
     expect(snap.totals['requests_total{decision="admitted"}']).toBe(200);
     expect(snap.latencyTotals.reduce((a, b) => a + b, 0)).toBe(200);
-    const flushes = snap.totals["stats_flushes_total"]!;
+    const flushes = snap.totals.stats_flushes_total!;
     expect(flushes).toBeGreaterThanOrEqual(1);
     expect(flushes).toBeLessThanOrEqual(Math.ceil(duration / FLUSH_MS) + 1);
     expect(snap.topCallers).toHaveLength(20);

@@ -114,7 +114,7 @@ describe("plans", () => {
     expect(body.error.data).toMatchObject({ reason: "over_budget", plan: "free", cost: 3 });
     expect(body.error.message).toContain("tools/call heavy");
     // A near miss of the real key is not the key.
-    expect((await heavy(3, PRO_KEY + "x")).status).toBe(402);
+    expect((await heavy(3, `${PRO_KEY}x`)).status).toBe(402);
     expect(origin.requests.map((f) => f.headers["tollbooth-caller"])).toEqual([ipIdentity(ip)]);
     expect(await statusOf({ "x-api-key": "invented-3" })).toMatchObject({ caller: ipIdentity(ip), plan: "free", verified: false });
   });

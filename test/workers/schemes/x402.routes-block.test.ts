@@ -64,7 +64,7 @@ function stubPeers(): Peers {
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
     const req = new Request(input, init);
     const url = new URL(req.url);
-    if (req.url.startsWith(FACILITATOR + "/")) {
+    if (req.url.startsWith(`${FACILITATOR}/`)) {
       const { paymentPayload } = (await req.json()) as { paymentPayload: { payload: { authorization: { from: string; nonce: string } } } };
       const { from, nonce } = paymentPayload.payload.authorization;
       const json = (v: unknown) => new Response(JSON.stringify(v), { status: 200, headers: { "content-type": "application/json" } });
@@ -84,15 +84,15 @@ function stubPeers(): Peers {
         return json({
           success: false,
           errorReason: "transaction_reverted",
-          transaction: "0x" + "ee".repeat(32),
+          transaction: `0x${"ee".repeat(32)}`,
           network: NETWORK,
           payer: from,
         });
       }
       peers.settled.push(nonce);
-      return json({ success: true, transaction: "0x" + "ab".repeat(32), network: NETWORK, payer: from });
+      return json({ success: true, transaction: `0x${"ab".repeat(32)}`, network: NETWORK, payer: from });
     }
-    if (req.url.startsWith(ORIGIN_URL + "/")) {
+    if (req.url.startsWith(`${ORIGIN_URL}/`)) {
       peers.origin.push(url.pathname);
       const id = ((await req.json().catch(() => ({}))) as { id?: unknown }).id ?? null;
       return new Response(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } }), {
@@ -106,7 +106,7 @@ function stubPeers(): Peers {
 }
 
 const hex = (bytes: number) =>
-  "0x" + [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  `0x${[...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 
 /**
  * A v2 PaymentPayload (exact, EIP-3009) from the key `key` (a fresh one by default) with a fresh

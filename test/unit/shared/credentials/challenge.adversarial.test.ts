@@ -175,7 +175,7 @@ describe("through the wire: one parameter of the Tollbooth-Solution header, or o
   );
 
   it("is refused with a documented reason, never verified", async () => {
-    const header = formatChallenge(ch).slice("PowChallenge ".length) + `, nonce="${nonce}"`;
+    const header = `${formatChallenge(ch).slice("PowChallenge ".length)}, nonce="${nonce}"`;
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...FIELDS), valueArb, fc.boolean(), async (field, value, json) => {
         fc.pre(value !== String(ch[field]) && !(field === "algorithm" && value.toLowerCase() === "sha256"));

@@ -82,7 +82,7 @@ describe("importKeyring", () => {
         .digest(),
     );
     // 15 bytes: 7 × "é" + "x".
-    await expect(importKeyring("é".repeat(7) + "x")).rejects.toThrow(TypeError);
+    await expect(importKeyring(`${"é".repeat(7)}x`)).rejects.toThrow(TypeError);
   });
 });
 

@@ -168,18 +168,18 @@ describe("verifyToken", () => {
         reason: "bad_signature",
       });
       expect(await verifyToken(ringA, join([...parts.slice(0, 3), ""]), CALLER, NOW)).toEqual({ ok: false, reason: "bad_signature" });
-      expect(await verifyToken(ringA, join([...parts.slice(0, 3), sig + "AAAA"]), CALLER, NOW)).toEqual({
+      expect(await verifyToken(ringA, join([...parts.slice(0, 3), `${sig}AAAA`]), CALLER, NOW)).toEqual({
         ok: false,
         reason: "bad_signature",
       });
     });
 
     it("refuses padding games: '=' appended to the signature or payload", async () => {
-      expect(await verifyToken(ringA, join([...parts.slice(0, 3), parts[3] + "="]), CALLER, NOW)).toEqual({
+      expect(await verifyToken(ringA, join([...parts.slice(0, 3), `${parts[3]}=`]), CALLER, NOW)).toEqual({
         ok: false,
         reason: "bad_signature",
       });
-      expect(await verifyToken(ringA, join([parts[0], parts[1], parts[2] + "=", parts[3]]), CALLER, NOW)).toEqual({
+      expect(await verifyToken(ringA, join([parts[0], parts[1], `${parts[2]}=`, parts[3]]), CALLER, NOW)).toEqual({
         ok: false,
         reason: "bad_signature",
       });
@@ -210,8 +210,8 @@ describe("verifyToken", () => {
     });
 
     it("refuses an extra or a missing dot segment (malformed)", async () => {
-      expect(await verifyToken(ringA, token + ".x", CALLER, NOW)).toEqual({ ok: false, reason: "malformed" });
-      expect(await verifyToken(ringA, token + ".", CALLER, NOW)).toEqual({ ok: false, reason: "malformed" });
+      expect(await verifyToken(ringA, `${token}.x`, CALLER, NOW)).toEqual({ ok: false, reason: "malformed" });
+      expect(await verifyToken(ringA, `${token}.`, CALLER, NOW)).toEqual({ ok: false, reason: "malformed" });
       expect(await verifyToken(ringA, join(parts.slice(0, 3)), CALLER, NOW)).toEqual({ ok: false, reason: "malformed" });
       expect(await verifyToken(ringA, "", CALLER, NOW)).toEqual({ ok: false, reason: "malformed" });
     });

@@ -7,9 +7,9 @@
 import { describe, expect, it } from "vitest";
 import { type KeyEntry, matchKeyTarget } from "../../../../shared/identity/api-keys.ts";
 
-const A = "cc3f09d70afb" + "1".repeat(52);
-const B = "5c02dd7d8bd3" + "2".repeat(52);
-const C = "cc3f09d70afb" + "0" + "3".repeat(51);
+const A = `cc3f09d70afb${"1".repeat(52)}`;
+const B = `5c02dd7d8bd3${"2".repeat(52)}`;
+const C = `cc3f09d70afb0${"3".repeat(51)}`;
 
 describe("matchKeyTarget", () => {
   it("a name equal to another key's hash prefix is ambiguous (it does not revoke the named key)", () => {

@@ -143,7 +143,7 @@ describe("duplicate parameters and case games in names", () => {
         let n = 0;
         const recased = solution.replace(
           /(^|, )([a-z]+)=/g,
-          (_, sep: string, name: string) => sep + [...name].map((c) => (upper[n++ % 200] ? c.toUpperCase() : c)).join("") + "=",
+          (_, sep: string, name: string) => `${sep + [...name].map((c) => (upper[n++ % 200] ? c.toUpperCase() : c)).join("")}=`,
         );
         expect(await redeemHeader(recased)).toMatchObject({ ok: true, challenge });
       }),
@@ -169,7 +169,7 @@ describe("token vs quoted-string forms, whitespace and quoted-pairs (RFC 9110 §
               const { quote, pairAll, ws } = styles[i]!;
               const isToken = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value);
               const body =
-                !quote && isToken ? value : `"${[...value].map((c) => (pairAll || c === '"' || c === "\\" ? "\\" + c : c)).join("")}"`;
+                !quote && isToken ? value : `"${[...value].map((c) => (pairAll || c === '"' || c === "\\" ? `\\${c}` : c)).join("")}"`;
               return `${name}${ws}=${ws}${body}`;
             })
             .join(`${styles[0]!.ws},${styles[1]!.ws}`);

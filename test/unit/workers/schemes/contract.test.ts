@@ -111,7 +111,7 @@ describe("x402", () => {
   let down: string[];
 
   async function answer(req: Request): Promise<Response> {
-    if (!req.url.startsWith(FACILITATOR + "/")) throw new Error(`unexpected fetch of ${req.url}`);
+    if (!req.url.startsWith(`${FACILITATOR}/`)) throw new Error(`unexpected fetch of ${req.url}`);
     const path = new URL(req.url).pathname;
     if (down.includes(path)) throw new TypeError("fetch failed: connection refused");
     calls.push({ path, body: JSON.parse(await req.text()) });
@@ -304,9 +304,9 @@ describe("x402", () => {
       fakeFacilitator();
       const required = await offered();
       const changes: Array<Partial<PaymentRequired["accepts"][number]>> = [
-        { payTo: "0x" + "11".repeat(20) },
+        { payTo: `0x${"11".repeat(20)}` },
         { network: "eip155:1" },
-        { asset: "0x" + "22".repeat(20) },
+        { asset: `0x${"22".repeat(20)}` },
       ];
       for (const change of changes) {
         const p = await signed({ ...required, accepts: required.accepts.map((r) => ({ ...r, ...change })) });

@@ -2,7 +2,8 @@
  * The root of the origin ceiling (docs/allocation.md, "Shards"): it divides the ceiling's
  * capacity C and refill R among the S shard objects by their demand, and computes the load
  * level ℓ that prices congestion. No request waits on it: each shard reports about once a
- * second in the background (`rootCall`), so the root serves S calls per second.
+ * second in the background (`rootCall`; every 4 s while quiet, `nextReportMs` in
+ * shared/limits/origin-shard.ts), so the root serves at most S calls per second.
  *
  * Shares follow demand: the root allocates R among the classes as a shard would (each class
  * its guarantee, then the rest by priority, shared/limits/origin-classes.ts), then gives each

@@ -5,7 +5,8 @@
  * refill (`share`), divided among the admission classes (shared/limits/origin-classes.ts).
  * Isolates lease units from one shard (`shardCall`): one call reports what the isolate spent
  * and hands back what it will not spend, says how much each class asked (demand), and takes
- * new leases, for every class at once. About once a second (sooner when pressed, `reportDue`)
+ * new leases, for every class at once. About once a second (sooner when pressed, every few
+ * seconds when quiet: `nextReportMs`)
  * the shard reports its demand and the share it uses to the root object and gets its next
  * share and the load level back (`rootReport`, `applyRootReply`, shared/limits/origin-root.ts).
  *
@@ -24,7 +25,7 @@
  */
 
 import { settle } from "./leased-bucket.ts";
-import { MICRO, type MicroBucket, mulPpm } from "./micro-units.ts";
+import { MICRO, type MicroBucket, mulPpm, PPM } from "./micro-units.ts";
 import {
   ADMISSION_CLASSES,
   advance,
@@ -51,14 +52,30 @@ export interface ShardSettings {
   readonly maxGrantPpm: number;
   /** Milliseconds between two reports to the root… */
   readonly reportMs: number;
-  /** …or, after a paid or verified request found no room, at least this many. */
+  /** …or, after a paid or verified request found no room, at least this many… */
   readonly pressedReportMs: number;
+  /**
+   * …or, while the shard is quiet, this many (less than the root's `staleMs`, so a quiet
+   * shard's demand never counts as gone): quiet is the units asked since the last report
+   * under `quietBelowPpm` of the share's refill over that time (at least `reportMs` of it),
+   * and the root's load level under `quietBelowLevel`. A shard far below its share and an
+   * uncongested origin have nothing for the root to move; a flood here makes the shard busy
+   * (a report one `reportMs` after the last), and one elsewhere raises the level every shard
+   * learns at its next report.
+   */
+  readonly quietReportMs: number;
+  /** Demand under this share of the refill, parts per million, is quiet (see `quietReportMs`). */
+  readonly quietBelowPpm: number;
+  /** A load level (0–1) under this is quiet (see `quietReportMs`); keep it below the congestion curve's `start`. */
+  readonly quietBelowLevel: number;
 }
 
 /**
  * Defaults: leases of at most 4 s (twice the isolates' longest horizon), 100 ms slots, one
- * grant ≤ 1/16 of the shard's capacity, a report to the root every second, or 100 ms after the
- * last one when paid or verified traffic found no room.
+ * grant ≤ 1/16 of the shard's capacity, a report to the root every second, 100 ms after the
+ * last one when paid or verified traffic found no room, every 4 s while the shard asks less
+ * than a quarter of its share's refill and the load level is under 0.25 (the root's `staleMs`
+ * is 5 s; the congestion curve starts at 0.5).
  */
 export const DEFAULT_SHARD_SETTINGS: Omit<ShardSettings, "classes"> = {
   leaseTtlMs: 4_000,
@@ -66,6 +83,9 @@ export const DEFAULT_SHARD_SETTINGS: Omit<ShardSettings, "classes"> = {
   maxGrantPpm: 62_500,
   reportMs: 1_000,
   pressedReportMs: 100,
+  quietReportMs: 4_000,
+  quietBelowPpm: 250_000,
+  quietBelowLevel: 0.25,
 };
 
 /** A shard's state (plain data). */
@@ -85,6 +105,8 @@ export interface ShardState {
   reportedMs: number;
   /** A paid or verified need was refused since the last report (the share is short where paid traffic is), or the root asked for a report soon. */
   pressed: boolean;
+  /** Units per second all classes asked over the last report's interval, a `reportMs` at least (0 before the first; for `nextReportMs`). */
+  lastDemand: number;
 }
 
 /** What an isolate says of one lease it holds. */
@@ -175,6 +197,7 @@ export function newShard(share: MicroBucket, settings: ShardSettings, nowMs: num
     seq: 0,
     reportedMs: -Infinity,
     pressed: false,
+    lastDemand: 0,
   };
   state.origin = fullOrigin(shardLimits(state, settings), nowMs);
   return state;
@@ -237,19 +260,47 @@ export function shardCall(state: ShardState, settings: ShardSettings, call: Isol
 }
 
 /**
- * Whether the shard should report to the root now (in the background: an alarm, or after the
- * call that found it due): a report is `reportMs` old, or `pressedReportMs` old and a paid or
- * verified request found no room since (the shard's share is short where paid traffic is: the
- * root moves capacity to it within a round trip instead of a second) or the root asked for it
- * (`RootReply.soon`: this shard holds capacity another waits for).
+ * When the shard's next report to the root is due (unix ms; −Infinity before the first): its
+ * last report plus `pressedReportMs` when a paid or verified request found no room since (the
+ * shard's share is short where paid traffic is: the root moves capacity to it within a round
+ * trip instead of a second) or the root asked for it (`RootReply.soon`: this shard holds
+ * capacity another waits for); else plus `quietReportMs` while the shard is quiet at `nowMs`
+ * (see `ShardSettings.quietReportMs`), `reportMs` when it is not. With no more traffic the
+ * shard only gets quieter, so the answer never moves earlier until the next request.
  */
-export function reportDue(state: ShardState, settings: ShardSettings, nowMs: number): boolean {
-  const age = nowMs - state.reportedMs;
-  return age >= settings.reportMs || (state.pressed && age >= settings.pressedReportMs);
+export function nextReportMs(state: ShardState, settings: ShardSettings, nowMs: number): number {
+  if (state.pressed) return state.reportedMs + settings.pressedReportMs;
+  return state.reportedMs + (quiet(state, settings, nowMs) ? settings.quietReportMs : settings.reportMs);
 }
 
 /**
- * The background report to the root at `nowMs` (about once a second): the share in force
+ * Whether the shard is quiet at `nowMs` (see `ShardSettings.quietReportMs`): the level under
+ * `quietBelowLevel`, and both the last report's demand and the units asked since under
+ * `quietBelowPpm` of the share's refill (so a shard whose traffic just stopped reports that
+ * at the usual pace).
+ */
+function quiet(state: ShardState, settings: ShardSettings, nowMs: number): boolean {
+  if (state.level >= settings.quietBelowLevel) return false;
+  // The share's refill in units per second (µunits/ms × 1000 / MICRO), and its quiet part.
+  const below = (state.share.rate * 1000 * settings.quietBelowPpm) / PPM / MICRO;
+  if (state.lastDemand >= below) return false;
+  let asked = 0;
+  for (const n of state.seen) asked += n;
+  // Counted over a `reportMs` at least: a few units just after a report are not a rate.
+  const overMs = Math.max(settings.reportMs, nowMs - state.seenSinceMs);
+  return (asked * 1000) / overMs < below;
+}
+
+/**
+ * Whether the shard should report to the root now (in the background: an alarm, or after the
+ * call that found it due): `nowMs` is at or past `nextReportMs`.
+ */
+export function reportDue(state: ShardState, settings: ShardSettings, nowMs: number): boolean {
+  return nowMs >= nextReportMs(state, settings, nowMs);
+}
+
+/**
+ * The background report to the root at `nowMs` (when `reportDue`): the share in force
  * (its capacity raised, after a shrink, to the alive mass while that is larger) and the demand per class
  * in units per second since the last report. Starts a new report sequence.
  * @param shard this shard's index (0 … S − 1)
@@ -262,6 +313,8 @@ export function rootReport(state: ShardState, settings: ShardSettings, shard: nu
   const overMs = Math.max(1, nowMs - state.seenSinceMs);
   const seconds = overMs / 1000;
   const demand = state.seen.map((n) => n / seconds);
+  // Over a `reportMs` at least, as `quiet` counts: the first report comes right after the shard's first call.
+  state.lastDemand = (state.seen.reduce((a, n) => a + n, 0) * 1000) / Math.max(settings.reportMs, overMs);
   state.seen = state.seen.map(() => 0);
   state.seenSinceMs = nowMs;
   state.seq += 1;

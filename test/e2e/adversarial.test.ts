@@ -11,6 +11,7 @@ import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.t
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { importKeyring } from "../../shared/credentials/keys.ts";
 import { formatChallenge, leadingZeroBits, type PowChallenge, powDigest } from "../../shared/wire/pow.ts";
+import { MCP_HEADERS, openRawSession } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const OLD = "old-secret-for-adversarial-0123456789";
@@ -22,7 +23,6 @@ const POLICY = {
   ceiling: { capacity: 1000, refillPerSecond: 100 },
   challenge: { difficulty: 8, credits: 3 },
 };
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 
 /**
  * gwNew's token lifetime, seconds (short: a test waits it out). `exp` is whole unix seconds,
@@ -68,26 +68,7 @@ const toolCall = () =>
 
 /** initialize + notifications/initialized (both cost 0): the headers of a live MCP session. */
 async function openSession(gw: Gateway, who: Record<string, string>): Promise<Record<string, string>> {
-  const init = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: ++rpcId,
-      method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "adversary", version: "0" } },
-    }),
-  });
-  await init.text();
-  expect(init.status).toBe(200);
-  const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  const note = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...session },
-    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
-  });
-  await note.text();
-  return session;
+  return { ...who, ...(await openRawSession(`${gw.url}/mcp`, who, "adversary")) };
 }
 
 /** A priced `tools/call` on the MCP endpoint. @returns status, headers and the parsed JSON body (null for SSE) */

@@ -22,9 +22,9 @@ import { INVOICE_RESERVE_SHARE } from "../../workers/schemes/l402/offers.ts";
 import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
 import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
 import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
+import { MCP_HEADERS, openRawSession } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRO_KEY = `tb_${randomBytes(24).toString("base64url")}`;
 /** Invoices one isolate may make per second: a burst of 5, 2 of them reserved for trusted callers. */
 const INVOICES_PER_SECOND = 0.5;
@@ -92,27 +92,7 @@ async function call(gw: Gateway, headers: Record<string, string>): Promise<{ sta
 
 /** initialize + notifications/initialized (both cost 0): the headers of a live MCP session of `who`. */
 async function openSession(gw: Gateway, who: Record<string, string>): Promise<Record<string, string>> {
-  const init = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: ++rpcId,
-      method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "cheap-checks", version: "0" } },
-    }),
-  });
-  await init.text();
-  expect(init.status).toBe(200);
-  const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (
-    await fetch(`${gw.url}/mcp`, {
-      method: "POST",
-      headers: { ...MCP_HEADERS, ...session },
-      body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
-    })
-  ).text();
-  return session;
+  return { ...who, ...(await openRawSession(`${gw.url}/mcp`, who, "cheap-checks")) };
 }
 
 /** Spend the free unit of the session's caller; the 402 that follows. */

@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_WRANGLER_CONFIG, type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { KEY_MEMO_TTL_MS } from "../../shared/identity/index.ts";
+import { MCP_HEADERS, openRawSession } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const run = promisify(execFile);
@@ -29,7 +30,6 @@ const POLICY = {
   plans: { pro: { bucket: { capacity: 6, refillPerSecond: 0.0001 }, challenge: { credits: 6 } } },
   defaultPlan: "free",
 };
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const sha256hex = (s: string) => createHash("sha256").update(s, "utf8").digest("hex");
 const keyId = (key: string) => `key:${sha256hex(key).slice(0, 32)}`;
 
@@ -101,25 +101,7 @@ let session: Record<string, string>;
 /** One MCP session at the origin (initialize and notifications/initialized cost 0), shared by the calls below. */
 async function sessionHeaders(): Promise<Record<string, string>> {
   if (session) return session;
-  const init = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, "cf-connecting-ip": "192.0.2.1" },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: ++rpcId,
-      method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "api-keys-test", version: "0" } },
-    }),
-  });
-  await init.text();
-  expect(init.status).toBe(200);
-  session = { "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  const note = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...session, "cf-connecting-ip": "192.0.2.1" },
-    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
-  });
-  await note.text();
+  session = await openRawSession(`${gw.url}/mcp`, { "cf-connecting-ip": "192.0.2.1" }, "api-keys-test");
   return session;
 }
 

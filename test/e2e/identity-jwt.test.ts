@@ -10,11 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { JWKS_COOLDOWN_MS } from "../../shared/identity/index.ts";
 import { type JwksServer, type SigningKey, signingKey, startJwks } from "../helpers/jwks.ts";
+import { MCP_HEADERS, openRawSession } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const ISS = "https://auth.example.test/";
 const AUD = "https://mcp.example.test/mcp";
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const jwtId = (sub: string) => `jwt:${createHash("sha256").update(`${ISS}\n${sub}`, "utf8").digest("hex").slice(0, 32)}`;
 
 let origin: Origin;
@@ -52,26 +52,7 @@ let session: Record<string, string> | undefined;
 /** One MCP session at the origin (initialize and notifications/initialized cost 0), shared by the calls below. */
 async function sessionHeaders(): Promise<Record<string, string>> {
   if (session) return session;
-  const who = { "cf-connecting-ip": "192.0.2.1" };
-  const init = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: ++rpcId,
-      method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "jwt-test", version: "0" } },
-    }),
-  });
-  await init.text();
-  expect(init.status).toBe(200);
-  session = { "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  const note = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...session, ...who },
-    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
-  });
-  await note.text();
+  session = await openRawSession(`${gw.url}/mcp`, { "cf-connecting-ip": "192.0.2.1" }, "jwt-test");
   return session;
 }
 

@@ -23,9 +23,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PayEvent, type SolveEvent, withTollbooth } from "../../packages/tollbooth-client/src/index.ts";
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { type LightningStandin, standinWebln, startLightningStandin } from "../helpers/lightning-standin.ts";
+import { MCP_HEADERS, openRawSession } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { sats: 10, credits: 5 };
 const policy = (lnUrl: string, extra: Record<string, unknown> = {}) => ({
   bucket: { capacity: 1, refillPerSecond: 0.0001 },
@@ -68,23 +68,7 @@ const toolCall = (message: string) =>
 async function session(g: Gateway): Promise<Record<string, string>> {
   const [a, b, c] = randomBytes(3);
   const who = { "cf-connecting-ip": `10.${a}.${b}.${c}` };
-  const init = await fetch(`${g.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: ++rpcId,
-      method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "alby-test", version: "0" } },
-    }),
-  });
-  await init.text();
-  expect(init.status).toBe(200);
-  const headers = { ...MCP_HEADERS, ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (
-    await fetch(`${g.url}/mcp`, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })
-  ).text();
-  return headers;
+  return { ...MCP_HEADERS, ...who, ...(await openRawSession(`${g.url}/mcp`, who, "alby-test")) };
 }
 
 /** A caller whose free unit is spent: the next priced call gets a 402. */

@@ -21,7 +21,7 @@ import { type PayEvent, type SolveEvent, withTollbooth } from "../../packages/to
 import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
-import { connect, firstText } from "../helpers/mcp.ts";
+import { connect, firstText, MCP_HEADERS, openRawSession } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 /** The `macaroon` package (no types shipped): only what these tests read. */
@@ -29,7 +29,6 @@ const macaroon = createRequire(import.meta.url)("macaroon") as {
   importMacaroon(bytes: Uint8Array): { identifier: Uint8Array; caveats: Array<{ identifier: Uint8Array }> };
 };
 
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { sats: 10, credits: 5 };
 const policy = (lnUrl: string, service = "tollbooth") => ({
   bucket: { capacity: 1, refillPerSecond: 0.0001 },
@@ -77,27 +76,7 @@ const received = () => origin.requests().length;
 
 /** initialize + notifications/initialized (both cost 0): the headers of a live MCP session. */
 async function openSession(g: Gateway, who: Record<string, string>): Promise<Record<string, string>> {
-  const init = await fetch(`${g.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: ++rpcId,
-      method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "l402-test", version: "0" } },
-    }),
-  });
-  await init.text();
-  expect(init.status).toBe(200);
-  const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (
-    await fetch(`${g.url}/mcp`, {
-      method: "POST",
-      headers: { ...MCP_HEADERS, ...session },
-      body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
-    })
-  ).text();
-  return session;
+  return { ...who, ...(await openRawSession(`${g.url}/mcp`, who, "l402-test")) };
 }
 
 /** A priced `tools/call`. @returns status, headers and the JSON body (null for SSE) */

@@ -22,9 +22,9 @@ import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
 import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
 import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
+import { MCP_HEADERS, openRawSession } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { amount: "10000", credits: 5 };
 const ADMIN = "admin-token-x402-block-0123456789";
 
@@ -75,28 +75,9 @@ const toolCall = (meta?: unknown) =>
     params: { name: "echo", arguments: { message: "hi" }, ...(meta ? { _meta: meta } : {}) },
   });
 
+/** initialize + notifications/initialized (both cost 0): the headers of a live MCP session of `who`. */
 async function openSession(who: Record<string, string>): Promise<Record<string, string>> {
-  const init = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: ++rpcId,
-      method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-block", version: "0" } },
-    }),
-  });
-  await init.text();
-  expect(init.status).toBe(200);
-  const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (
-    await fetch(`${gw.url}/mcp`, {
-      method: "POST",
-      headers: { ...MCP_HEADERS, ...session },
-      body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
-    })
-  ).text();
-  return session;
+  return { ...who, ...(await openRawSession(`${gw.url}/mcp`, who, "x402-block")) };
 }
 
 async function call(headers: Record<string, string>, meta?: unknown) {

@@ -19,10 +19,9 @@ import { withTollbooth, type X402PayEvent } from "../../packages/tollbooth-clien
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
 import { type Chain, type ChainAccount, startChain } from "../helpers/chain.ts";
 import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
-import { connect, firstText } from "../helpers/mcp.ts";
+import { connect, firstText, MCP_HEADERS, openRawSession } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const PRICE = { amount: "10000", credits: 5 };
 const FACILITATOR_TOKEN = "facilitator-secret-token";
 
@@ -83,28 +82,9 @@ function expectNoPaymentForwarded(mark: number, count: number, payments: Payment
   }
 }
 
+/** initialize + notifications/initialized (both cost 0): the headers of a live MCP session of `who`. */
 async function openSession(who: Record<string, string>): Promise<Record<string, string>> {
-  const init = await fetch(`${gw.url}/mcp`, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...who },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: ++rpcId,
-      method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x402-test", version: "0" } },
-    }),
-  });
-  await init.text();
-  expect(init.status).toBe(200);
-  const session = { ...who, "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
-  await (
-    await fetch(`${gw.url}/mcp`, {
-      method: "POST",
-      headers: { ...MCP_HEADERS, ...session },
-      body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
-    })
-  ).text();
-  return session;
+  return { ...who, ...(await openRawSession(`${gw.url}/mcp`, who, "x402-test")) };
 }
 
 async function call(headers: Record<string, string>) {

@@ -124,3 +124,40 @@ export async function readSse(res: Response, stop: (e: SseEvent, all: SseEvent[]
     await reader.cancel().catch(() => {});
   }
 }
+
+/** Headers of a raw MCP POST (JSON-RPC body; a JSON or SSE answer accepted), MCP 2025-11-25 Streamable HTTP. */
+export const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" } as const;
+
+let rawId = 0;
+
+/**
+ * Open an MCP session by hand, without the SDK: `initialize` (revision 2025-11-25; its answer
+ * must be 200), then `notifications/initialized` — both cost 0 at the gateway.
+ * @param url the MCP endpoint (`<gateway>/mcp`)
+ * @param who the headers that choose the caller (`x-api-key`, `cf-connecting-ip`, …), sent with both
+ * @param clientName `clientInfo.name`
+ * @returns the session's own headers: `mcp-session-id` and `mcp-protocol-version`
+ * @throws Error naming the status and body when `initialize` is not answered 200
+ */
+export async function openRawSession(url: string, who: Record<string, string>, clientName: string): Promise<Record<string, string>> {
+  const init = await fetch(url, {
+    method: "POST",
+    headers: { ...MCP_HEADERS, ...who },
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: `raw-${++rawId}`,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: clientName, version: "0" } },
+    }),
+  });
+  const text = await init.text();
+  if (init.status !== 200) throw new Error(`initialize answered ${init.status}: ${text.slice(0, 300)}`);
+  const session = { "mcp-session-id": init.headers.get("mcp-session-id")!, "mcp-protocol-version": "2025-11-25" };
+  const note = await fetch(url, {
+    method: "POST",
+    headers: { ...MCP_HEADERS, ...who, ...session },
+    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+  });
+  await note.text();
+  return session;
+}

@@ -5,9 +5,10 @@
  * binding in any environment:
  * - **shards** (`shard:<i>`, i < S, workers/objects/origin-shards.ts): `shard(req)` serves an
  *   isolate's lease call (`shardCall`, shared/limits/origin-shard.ts); when a report is due
- *   (`reportDue`: a second old, or 100 ms when paid or verified traffic found no room) it
- *   reports to the root in the background (`rootReport` → `root` → `applyRootReply`), after
- *   a call or at its alarm, which it keeps while it has traffic or units out on lease;
+ *   (`reportDue`: a second old, 100 ms when paid or verified traffic found no room, 4 s while
+ *   the shard is quiet) it reports to the root in the background (`rootReport` → `root` →
+ *   `applyRootReply`), after a call or, when calls stopped, at its alarm, which it keeps
+ *   while it has traffic or units out on lease;
  * - the **root** (`root`): `root(req)` serves a shard's report (`rootCall`,
  *   shared/limits/origin-root.ts): the shares of the ceiling and the load level.
  * No request waits on the root; a request waits on a shard only when its class's lease in
@@ -38,6 +39,7 @@ import {
   DEFAULT_SHARD_SETTINGS,
   type IsolateCall,
   newShard,
+  nextReportMs,
   type RootReply,
   type RootReport,
   reportDue,
@@ -79,6 +81,9 @@ export interface RootRequest {
 type Held =
   | { kind: "shard"; config: OriginConfig; shard: number; state: ShardState }
   | { kind: "root"; config: OriginConfig; state: RootState };
+
+/** Milliseconds after a report is due that the shard's alarm makes it, when no isolate's call made it first (`arm`). */
+const ALARM_SLACK_MS = 500;
 
 /** Milliseconds a shard waits for the root before giving up a report (the next one is a second later). */
 const ROOT_TIMEOUT_MS = 2_000;
@@ -175,20 +180,27 @@ export class OriginGate extends DurableObject<{ ORIGIN_GATE?: DurableObjectNames
         .finally(() => {
           clearTimeout(timer);
           this.reporting = false;
-          this.arm(held, Date.now());
+          this.arm(held, Date.now(), true);
         });
     }
     this.arm(held, nowMs);
     return done;
   }
 
-  /** An alarm for the next report, while the shard has had requests since its last one or has units out on lease. */
-  private arm(held: Held & { kind: "shard" }, nowMs: number): void {
+  /**
+   * An alarm for the next report, while the shard has had requests since its last one or has
+   * units out on lease. The alarm is the fallback for when the isolates' calls stop: it is set
+   * `ALARM_SLACK_MS` after the report is due (unless pressed), so that while calls flow one of
+   * them makes the report, and is moved after each report (`reported`) instead of firing
+   * once per report for nothing (an alarm is a billed invocation; moving it, a write).
+   */
+  private arm(held: Held & { kind: "shard" }, nowMs: number, reported = false): void {
     const s = held.state;
     const busy = s.seen.some((n) => n > 0) || s.origin.buckets.some((b) => b.out.length > 0);
-    if (!busy || this.alarmAtMs !== null) return;
+    if (!busy || (this.alarmAtMs !== null && !reported)) return;
     const settings = shardSettings(held.config);
-    const at = Math.max(nowMs + 10, s.reportedMs + (s.pressed ? settings.pressedReportMs : settings.reportMs));
+    const at = Math.max(nowMs + 10, nextReportMs(s, settings, nowMs) + (s.pressed ? 0 : ALARM_SLACK_MS));
+    if (this.alarmAtMs === at) return;
     this.alarmAtMs = at;
     void this.ctx.storage.setAlarm(at);
   }
@@ -198,7 +210,11 @@ export class OriginGate extends DurableObject<{ ORIGIN_GATE?: DurableObjectNames
     const row = this.sql.exec<{ held: string }>("SELECT held FROM origin WHERE id = 0").toArray()[0];
     const held = row ? (JSON.parse(row.held) as Held) : null;
     // JSON has no -Infinity: "never" was stored as null.
-    if (held?.kind === "shard") held.state.reportedMs ??= -Infinity;
+    if (held?.kind === "shard") {
+      held.state.reportedMs ??= -Infinity;
+      // Rows stored before quiet reports had no `lastDemand`: busy until the next report says otherwise.
+      held.state.lastDemand ??= Infinity;
+    }
     if (held?.kind === "root") held.state.blockedAtMs ??= -Infinity;
     this.held = held;
     return held;

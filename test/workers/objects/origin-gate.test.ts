@@ -3,9 +3,10 @@
  * docs/allocation.md): a shard lends each admission class its guarantee and the pool down to
  * the class's floor, in whole units, and keeps what it has out on lease across a restart;
  * it reports to the root, whose load level comes back to the isolates in its answers; a
- * shard whose stored state was made under another policy starts afresh.
+ * shard whose stored state was made under another policy starts afresh; while the isolates'
+ * calls flow, they carry the shard's reports and its alarm (a billed invocation) never fires.
  */
-import { env, evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { DEFAULT_CLASS_POLICY, POOL } from "../../../shared/limits/origin-classes.ts";
 import type { IsolateCall } from "../../../shared/limits/origin-shard.ts";
@@ -99,5 +100,32 @@ describe("the load level", () => {
     await vi.waitFor(async () => expect((await shard().shard({ config: c, shard: 0, call: call() })).level).toBeGreaterThan(0.5), {
       timeout: 5_000,
     });
+  });
+});
+
+describe("reports to the root", () => {
+  /** The shard's alarm (unix ms), once the report in flight has settled and moved it. */
+  const alarmOf = () => runInDurableObject(shard(), (_o, state) => state.storage.getAlarm());
+
+  it("calls flowing carry the reports: the alarm waits 500 ms past each report's due time and is moved by every report", async () => {
+    // 100 messages per second: a shard asked under 25 per second is quiet.
+    const c = config(1000, 100);
+    const t0 = Date.now();
+    // The first call is reported at once; 5 per second is quiet: the next report in 4 s, its alarm 500 ms later.
+    await shard().shard({ config: c, shard: 0, call: call({ cls: 3, units: 5 }) });
+    await vi.waitFor(async () => expect(await alarmOf()).toBe(t0 + 4_500));
+    // Calls asking 50 per second, a second apart: each makes the report, and the alarm stays 1.5 s ahead.
+    for (let i = 1; i <= 3; i++) {
+      advance(1_000);
+      await shard().shard({ config: c, shard: 0, call: call(undefined, [0, 0, 0, 50]) });
+      await vi.waitFor(async () => expect(await alarmOf()).toBe(t0 + i * 1_000 + 1_500));
+    }
+    // The calls stop: the alarm makes the report (the root hears the demand fell); with nothing
+    // asked since and no lease out any more, no further alarm.
+    advance(1_500);
+    const seq = await runInDurableObject(shard(), (o) => (o as unknown as { held: { state: { seq: number } } }).held.state.seq);
+    expect(await runDurableObjectAlarm(shard())).toBe(true);
+    await vi.waitFor(async () => expect(await alarmOf()).toBeNull());
+    expect(await runInDurableObject(shard(), (o) => (o as unknown as { held: { state: { seq: number } } }).held.state.seq)).toBe(seq + 1);
   });
 });

@@ -131,6 +131,9 @@ class System {
       maxGrantPpm: 250_000,
       reportMs: 1000,
       pressedReportMs: 100,
+      quietReportMs: 1000,
+      quietBelowPpm: 0,
+      quietBelowLevel: 0,
     };
     this.rootSettings = {
       ceiling,
@@ -413,6 +416,9 @@ describe("origin ceiling over shards and leases", () => {
       maxGrantPpm: 1_000_000,
       reportMs: 1000,
       pressedReportMs: 100,
+      quietReportMs: 1000,
+      quietBelowPpm: 0,
+      quietBelowLevel: 0,
     };
     const shard = newShard({ cap: 100 * MICRO, rate: 10_000 }, settings, T0);
     const t = new OriginLeases(LEASE_SETTINGS);

@@ -27,6 +27,9 @@ const shardSettings: ShardSettings = {
   maxGrantPpm: 1_000_000,
   reportMs: 1000,
   pressedReportMs: 100,
+  quietReportMs: 1000,
+  quietBelowPpm: 0,
+  quietBelowLevel: 0,
 };
 const settings = (S: number, minSharePpm = 100_000, initialSharePpm = 1_000_000): RootSettings => ({
   ceiling: { cap: 1000 * MICRO, rate: 1_000_000 },

@@ -192,15 +192,16 @@ export class OriginGate extends DurableObject<{ ORIGIN_GATE?: DurableObjectNames
    * units out on lease. The alarm is the fallback for when the isolates' calls stop: it is set
    * `ALARM_SLACK_MS` after the report is due (unless pressed), so that while calls flow one of
    * them makes the report, and is moved after each report (`reported`) instead of firing
-   * once per report for nothing (an alarm is a billed invocation; moving it, a write).
+   * once per report for nothing (an alarm is a billed invocation; moving it, a write). A
+   * report that falls due before the alarm (the shard turned busy, or pressed) moves it earlier.
    */
   private arm(held: Held & { kind: "shard" }, nowMs: number, reported = false): void {
     const s = held.state;
     const busy = s.seen.some((n) => n > 0) || s.origin.buckets.some((b) => b.out.length > 0);
-    if (!busy || (this.alarmAtMs !== null && !reported)) return;
+    if (!busy) return;
     const settings = shardSettings(held.config);
     const at = Math.max(nowMs + 10, nextReportMs(s, settings, nowMs) + (s.pressed ? 0 : ALARM_SLACK_MS));
-    if (this.alarmAtMs === at) return;
+    if (this.alarmAtMs === at || (this.alarmAtMs !== null && !reported && this.alarmAtMs < at)) return;
     this.alarmAtMs = at;
     void this.ctx.storage.setAlarm(at);
   }

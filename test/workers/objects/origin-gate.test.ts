@@ -128,4 +128,16 @@ describe("reports to the root", () => {
     await vi.waitFor(async () => expect(await alarmOf()).toBeNull());
     expect(await runInDurableObject(shard(), (o) => (o as unknown as { held: { state: { seq: number } } }).held.state.seq)).toBe(seq + 1);
   });
+
+  it("a paid need refused between two reports moves the alarm to 100 ms after the last report: the report needs no further call", async () => {
+    const c = config(100, 100);
+    const t0 = Date.now();
+    await shard().shard({ config: c, shard: 0, call: call({ cls: 3, units: 5 }) });
+    await vi.waitFor(async () => expect(await alarmOf()).toBe(t0 + 4_500));
+    advance(50);
+    // 1,000 paid units from a ceiling of 100: refused, the shard pressed.
+    const refused = await shard().shard({ config: c, shard: 0, call: call({ cls: 0, units: 1_000 }, [1_000, 0, 0, 0]) });
+    expect(refused.needMet).toBe(false);
+    expect(await alarmOf()).toBe(t0 + 100);
+  });
 });

@@ -13,13 +13,14 @@
  * also saves the board's screenshot there (docs/admin.md shows it).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FetchLike, withTollbooth, type X402PayEvent } from "../../packages/tollbooth-client/src/index.ts";
 import { lndWallet } from "../../packages/tollbooth-client/src/payers/lightning-wallet.ts";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { launchChromium } from "../helpers/browser.ts";
 import { type Chain, startChain } from "../helpers/chain.ts";
 import { type Facilitator, startFacilitator } from "../helpers/facilitator.ts";
 import { type LightningStandin, startLightningStandin } from "../helpers/lightning-standin.ts";
@@ -128,17 +129,7 @@ beforeAll(async () => {
       TOLLBOOTH_DECISION_LOG_SAMPLE: "1",
     },
   });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
 
   const payee = chain.accounts.payTo.address;
   const before = await chain.balanceOf(payee);

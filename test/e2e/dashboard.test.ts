@@ -7,10 +7,11 @@
  * page, polled until the isolate's metrics flush arrives (no fixed sleep).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { solvePow } from "../../packages/tollbooth-client/src/solver/solve-pow.ts";
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { launchChromium } from "../helpers/browser.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
 const TOKEN = randomBytes(24).toString("hex");
@@ -62,18 +63,7 @@ beforeAll(async () => {
     policy: POLICY,
     vars: { TOLLBOOTH_ADMIN_TOKEN: TOKEN, TOLLBOOTH_METRICS_FLUSH_MS: "500" },
   });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
 
   // The burst: a session (initialize + notifications/initialized, free), 30 calls (10 paid by
   // the bucket, 20 refused with 402), then 3 of those challenges solved and redeemed with a call each.

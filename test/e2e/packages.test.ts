@@ -28,9 +28,9 @@ import { promisify } from "node:util";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { ElicitRequestSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
-import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Gateway, startGateway } from "../../scripts/stack/gateway.ts";
+import { CHROMIUM_PATH, launchChromium } from "../helpers/browser.ts";
 import { firstText } from "../helpers/mcp.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 
@@ -42,7 +42,6 @@ const SDK_VERSION = (
 ).version;
 const NODE_20 = "/usr/bin/node";
 const NODE_24 = join(ROOT, "node_modules/node/bin/node");
-const CHROMIUM = "/usr/bin/chromium";
 /** npm with the Node that runs the tests first on PATH (prepack runs `node packages/build.ts`). */
 const NPM_ENV = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}` };
 const NPM_INSTALL = ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"];
@@ -264,7 +263,7 @@ describe("README's agent example", () => {
 });
 
 describe(`${NAMES.client} in a browser`, () => {
-  it.skipIf(!existsSync(CHROMIUM))(
+  it.skipIf(!existsSync(CHROMIUM_PATH))(
     "Chromium: solvePow of the installed package runs on module Web Workers, one per processor",
     async () => {
       // The installed package's dist/, served as is (cross-origin isolated: SharedArrayBuffer).
@@ -282,7 +281,7 @@ describe(`${NAMES.client} in a browser`, () => {
         );
       });
       await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+      const browser = await launchChromium();
       try {
         const page = await browser.newPage();
         await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
